@@ -1,0 +1,587 @@
+//! One batch of operations as explicit state machines, driven by replies. Sans-IO: it queues
+//! requests on a [`Session`] and is told each reply; the engine moves the bytes.
+//!
+//! Limits kept here: at most `max_open_files` remote handles, at most `max_requests`
+//! requests and `window` WRITE bytes outstanding. Handles are closed on every path, errors
+//! included, and a batch is only over once no request of it is in flight.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+
+use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
+use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
+use crate::sftp::session::Session;
+use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
+
+/// What the connection offers and what we allow ourselves on it.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub max_open_files: usize,
+    pub max_requests: usize,
+    pub window: u64,
+    pub write_chunk: u32,
+    pub posix_rename: bool,
+    pub fsync: bool,
+    pub symlink_order: crate::sftp::wire::SymlinkOrder,
+}
+
+/// Counters over a run, for tests and the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub mkdirs_sent: u64,
+    /// The most remote file handles that were open at once.
+    pub max_open_files_seen: usize,
+}
+
+/// The connection state a batch works on.
+pub(crate) struct Conn {
+    pub session: Session<Tag>,
+    pub dirs: DirTable,
+    pub limits: Limits,
+    pub stats: Stats,
+    open_files: usize,
+    bytes_in_flight: u64,
+}
+
+impl Conn {
+    pub(crate) fn new(session: Session<Tag>, limits: Limits) -> Conn {
+        Conn {
+            session,
+            dirs: DirTable::default(),
+            limits,
+            stats: Stats::default(),
+            open_files: 0,
+            bytes_in_flight: 0,
+        }
+    }
+
+    fn room_for_request(&self) -> bool {
+        self.session.in_flight() < self.limits.max_requests
+    }
+}
+
+enum Stage {
+    Opening,
+    WaitingDir,
+    /// Waiting for a free handle after its directory was created.
+    Reopen,
+    Writing,
+    /// FSTAT, fsync and CLOSE are sent; collecting their replies.
+    Closing,
+}
+
+struct Upload {
+    file: File,
+    size: u64,
+    mode: u32,
+    stage: Stage,
+    handle: Vec<u8>,
+    next_offset: u64,
+    outstanding: u32,
+    error: Option<Cause>,
+    waited_for_dir: bool,
+}
+
+enum Stepwise {
+    /// A REMOVE of the destination is in flight; the real request follows its reply.
+    Clearing,
+    Final,
+}
+
+enum State {
+    NotStarted,
+    Upload(Box<Upload>),
+    Single(Stepwise),
+    WaitingDir,
+    Finished,
+}
+
+/// A set of operations run together, in any order the server answers them.
+pub(crate) struct Batch<'a> {
+    ops: &'a [Op],
+    states: Vec<State>,
+    next_to_start: usize,
+    /// Uploads whose directory now exists, waiting for a handle slot; served first.
+    reopen: VecDeque<usize>,
+    /// Uploads with data left to send, in the order they started: the oldest file gets the
+    /// window first, so files complete (and are journalled) early.
+    writers: BTreeSet<usize>,
+    results: Vec<Option<OpResult>>,
+    finished: Vec<usize>,
+    unfinished: usize,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(ops: &'a [Op]) -> Batch<'a> {
+        Batch {
+            ops,
+            states: ops.iter().map(|_| State::NotStarted).collect(),
+            next_to_start: 0,
+            reopen: VecDeque::new(),
+            writers: BTreeSet::new(),
+            results: ops.iter().map(|_| None).collect(),
+            finished: Vec::new(),
+            unfinished: ops.len(),
+        }
+    }
+
+    pub(crate) fn is_done(&self, conn: &Conn) -> bool {
+        self.unfinished == 0 && conn.session.in_flight() == 0
+    }
+
+    /// Operations finished since the last call, for the caller to report (journal) at once.
+    pub(crate) fn take_finished(&mut self) -> impl Iterator<Item = (usize, &OpResult)> {
+        let done = std::mem::take(&mut self.finished);
+        done.into_iter()
+            .map(|i| (i, self.results[i].as_ref().expect("finished has a result")))
+    }
+
+    pub(crate) fn into_results(self) -> Vec<OpResult> {
+        self.results
+            .into_iter()
+            .map(|r| r.expect("batch ran to completion"))
+            .collect()
+    }
+
+    /// A description of operation `i`, for messages about what was in flight.
+    pub(crate) fn describe(&self, i: usize) -> String {
+        let op = &self.ops[i];
+        format!("{} {}", op.name(), op.path())
+    }
+
+    fn finish(&mut self, i: usize, result: OpResult, conn: &mut Conn) {
+        if let (Ok(_), Op::Upload { .. }, State::Upload(u)) =
+            (&result, &self.ops[i], &self.states[i])
+        {
+            conn.stats.files_uploaded += 1;
+            conn.stats.bytes_uploaded += u.size;
+        }
+        self.states[i] = State::Finished;
+        self.writers.remove(&i);
+        self.results[i] = Some(result);
+        self.finished.push(i);
+        self.unfinished -= 1;
+    }
+
+    fn fail(&mut self, i: usize, cause: Cause, conn: &mut Conn) {
+        let op = &self.ops[i];
+        let err = OpError {
+            op: op.name(),
+            path: op.path().clone(),
+            cause,
+        };
+        self.finish(i, Err(err), conn);
+    }
+
+    /// Starts what the limits allow and sends the data they allow.
+    pub(crate) fn advance(&mut self, conn: &mut Conn) {
+        while let Some(&i) = self.reopen.front() {
+            if conn.open_files >= conn.limits.max_open_files || !conn.room_for_request() {
+                break;
+            }
+            self.reopen.pop_front();
+            self.send_open(i, conn);
+        }
+        while self.next_to_start < self.ops.len() && conn.room_for_request() {
+            let i = self.next_to_start;
+            if matches!(self.ops[i], Op::Upload { .. })
+                && conn.open_files >= conn.limits.max_open_files
+            {
+                break;
+            }
+            self.next_to_start += 1;
+            self.start(i, conn);
+        }
+        self.pump_writes(conn);
+    }
+
+    fn start(&mut self, i: usize, conn: &mut Conn) {
+        match &self.ops[i] {
+            Op::Upload { local, .. } => {
+                let opened = File::open(local).and_then(|f| {
+                    let meta = f.metadata()?;
+                    if !meta.is_file() {
+                        return Err(std::io::Error::other("not a regular file"));
+                    }
+                    Ok((f, meta))
+                });
+                match opened {
+                    Err(e) => self.fail(
+                        i,
+                        Cause::Local {
+                            path: local.clone(),
+                            message: e.to_string(),
+                        },
+                        conn,
+                    ),
+                    Ok((file, meta)) => {
+                        self.states[i] = State::Upload(Box::new(Upload {
+                            file,
+                            size: meta.len(),
+                            mode: meta.permissions().mode() & 0o777,
+                            stage: Stage::Opening,
+                            handle: Vec::new(),
+                            next_offset: 0,
+                            outstanding: 0,
+                            error: None,
+                            waited_for_dir: false,
+                        }));
+                        self.send_open(i, conn);
+                    }
+                }
+            }
+            Op::Remove { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Remove {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Remove),
+                );
+            }
+            Op::Rename { from, to } => {
+                if conn.limits.posix_rename {
+                    self.states[i] = State::Single(Stepwise::Final);
+                    conn.session.send_extended(
+                        ExtendedRequest::PosixRename {
+                            from: from.as_bytes().to_vec(),
+                            to: to.as_bytes().to_vec(),
+                        },
+                        Tag::op(i, Req::PosixRename),
+                    );
+                } else {
+                    // Plain RENAME refuses to replace an existing file: remove it first.
+                    self.clear_then(i, to.as_bytes(), conn);
+                }
+            }
+            Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
+            Op::Mkdir { path } => match conn.dirs.ensure(path, Waiter::Op(i), &mut conn.session) {
+                Ensure::Ready => self.finish(i, Ok(Outcome::Done), conn),
+                Ensure::Queued => self.states[i] = State::WaitingDir,
+                Ensure::Failed(cause) => self.fail(i, cause, conn),
+            },
+        }
+    }
+
+    fn clear_then(&mut self, i: usize, path: &[u8], conn: &mut Conn) {
+        self.states[i] = State::Single(Stepwise::Clearing);
+        conn.session.send(
+            Request::Remove {
+                path: path.to_vec(),
+            },
+            Tag::op(i, Req::Remove),
+        );
+    }
+
+    /// The request that follows a successful clearing REMOVE.
+    fn send_final(&mut self, i: usize, conn: &mut Conn) {
+        self.states[i] = State::Single(Stepwise::Final);
+        match &self.ops[i] {
+            Op::Rename { from, to } => {
+                conn.session.send(
+                    Request::Rename {
+                        from: from.as_bytes().to_vec(),
+                        to: to.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Rename),
+                );
+            }
+            Op::Symlink { link, target } => {
+                conn.session.send(
+                    Request::Symlink {
+                        link: link.as_bytes().to_vec(),
+                        target: target.clone(),
+                        order: conn.limits.symlink_order,
+                    },
+                    Tag::op(i, Req::Symlink),
+                );
+            }
+            _ => unreachable!("only renames and symlinks clear their destination"),
+        }
+    }
+
+    fn send_open(&mut self, i: usize, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!("open is sent for uploads")
+        };
+        u.stage = Stage::Opening;
+        conn.open_files += 1;
+        conn.stats.max_open_files_seen = conn.stats.max_open_files_seen.max(conn.open_files);
+        conn.session.send(
+            Request::Open {
+                path: self.ops[i].path().as_bytes().to_vec(),
+                flags: OpenFlags::WRITE | OpenFlags::CREAT | OpenFlags::TRUNC,
+                attrs: Attrs {
+                    permissions: Some(u.mode),
+                    ..Attrs::default()
+                },
+            },
+            Tag::op(i, Req::Open),
+        );
+        u.outstanding += 1;
+    }
+
+    /// Sends WRITEs for the uploads that have data left, oldest first, while the window and
+    /// the request limit allow; after an upload's last WRITE its FSTAT, fsync and CLOSE go out
+    /// at once, without waiting: requests on one handle are processed in order.
+    fn pump_writes(&mut self, conn: &mut Conn) {
+        let writers: Vec<usize> = self.writers.iter().copied().collect();
+        for i in writers {
+            if conn.bytes_in_flight >= conn.limits.window || !conn.room_for_request() {
+                break;
+            }
+            let State::Upload(u) = &mut self.states[i] else {
+                continue;
+            };
+            let local = match &self.ops[i] {
+                Op::Upload { local, .. } => local,
+                _ => unreachable!(),
+            };
+            while u.next_offset < u.size
+                && conn.bytes_in_flight < conn.limits.window
+                && conn.room_for_request()
+            {
+                let len = (u.size - u.next_offset).min(u64::from(conn.limits.write_chunk)) as u32;
+                let offset = u.next_offset;
+                let file = &u.file;
+                let sent = conn.session.send_write(
+                    &u.handle,
+                    offset,
+                    len,
+                    Tag::Op {
+                        op: i,
+                        req: Req::Write,
+                        bytes: len,
+                    },
+                    |buf| file.read_exact_at(buf, offset),
+                );
+                match sent {
+                    Ok(_) => {
+                        u.next_offset += u64::from(len);
+                        u.outstanding += 1;
+                        conn.bytes_in_flight += u64::from(len);
+                    }
+                    Err(e) => {
+                        u.error.get_or_insert(Cause::Local {
+                            path: local.clone(),
+                            message: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                                "the file shrank while it was being sent".into()
+                            } else {
+                                e.to_string()
+                            },
+                        });
+                        break;
+                    }
+                }
+            }
+            if u.next_offset >= u.size || u.error.is_some() {
+                self.writers.remove(&i);
+                let fsync = matches!(self.ops[i], Op::Upload { fsync: true, .. });
+                Self::send_close(u, i, fsync && conn.limits.fsync, conn);
+            }
+        }
+    }
+
+    fn send_close(u: &mut Upload, i: usize, fsync: bool, conn: &mut Conn) {
+        u.stage = Stage::Closing;
+        if u.error.is_none() {
+            conn.session.send(
+                Request::Fstat {
+                    handle: u.handle.clone(),
+                },
+                Tag::op(i, Req::Fstat),
+            );
+            u.outstanding += 1;
+            if fsync {
+                conn.session.send_extended(
+                    ExtendedRequest::Fsync {
+                        handle: u.handle.clone(),
+                    },
+                    Tag::op(i, Req::Fsync),
+                );
+                u.outstanding += 1;
+            }
+        }
+        conn.session.send(
+            Request::Close {
+                handle: u.handle.clone(),
+            },
+            Tag::op(i, Req::Close),
+        );
+        u.outstanding += 1;
+    }
+
+    /// Routes one reply of this batch.
+    pub(crate) fn on_reply(&mut self, tag: Tag, response: Response, conn: &mut Conn) {
+        match tag {
+            Tag::Op { op, req, bytes } => {
+                if req == Req::Write {
+                    conn.bytes_in_flight -= u64::from(bytes);
+                }
+                match &self.states[op] {
+                    State::Upload(_) => self.upload_reply(op, req, response, conn),
+                    State::Single(_) => self.single_reply(op, req, response, conn),
+                    State::NotStarted | State::WaitingDir | State::Finished => {
+                        log::warn!("reply to {req} for {} arrived late", self.describe(op));
+                    }
+                }
+            }
+            Tag::Dir { dir, req } => {
+                let released = conn.dirs.on_reply(dir, req, response, &mut conn.session);
+                for (waiter, result) in released {
+                    if let Waiter::Op(i) = waiter {
+                        self.dir_settled(i, result, conn);
+                    }
+                }
+            }
+            Tag::Setup(req) => log::warn!("late reply to {req}"),
+        }
+    }
+
+    fn dir_settled(&mut self, i: usize, result: Result<(), Cause>, conn: &mut Conn) {
+        match (&mut self.states[i], result) {
+            (State::WaitingDir, Ok(())) => self.finish(i, Ok(Outcome::Done), conn),
+            (State::WaitingDir, Err(cause)) => self.fail(i, cause, conn),
+            (State::Upload(u), Ok(())) => {
+                u.stage = Stage::Reopen;
+                self.reopen.push_back(i);
+            }
+            (State::Upload(_), Err(cause)) => self.fail(i, cause, conn),
+            _ => {}
+        }
+    }
+
+    fn single_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let State::Single(step) = &self.states[i] else {
+            unreachable!()
+        };
+        let clearing = matches!(step, Stepwise::Clearing);
+        let Response::Status { code, message, .. } = response else {
+            let reply = reply_name(&response);
+            return self.fail(
+                i,
+                Cause::UnexpectedReply {
+                    request: req,
+                    reply,
+                },
+                conn,
+            );
+        };
+        match (clearing, code) {
+            (true, StatusCode::Ok | StatusCode::NoSuchFile) => self.send_final(i, conn),
+            (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
+            (false, StatusCode::NoSuchFile) if req == Req::Remove => {
+                self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
+            }
+            (_, code) => self.fail(i, status_cause(req, code, &message), conn),
+        }
+    }
+
+    fn upload_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!()
+        };
+        u.outstanding -= 1;
+        match (req, response) {
+            (Req::Open, Response::Handle(handle)) => {
+                u.handle = handle;
+                u.stage = Stage::Writing;
+                self.writers.insert(i);
+            }
+            (Req::Open, Response::Status { code, message, .. }) => {
+                conn.open_files -= 1;
+                let parent = self.ops[i].path().parent();
+                match parent {
+                    Some(dir) if code == StatusCode::NoSuchFile && !u.waited_for_dir => {
+                        u.waited_for_dir = true;
+                        u.stage = Stage::WaitingDir;
+                        match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+                            Ensure::Queued => {}
+                            // Created meanwhile by another upload's MKDIR: just retry.
+                            Ensure::Ready => {
+                                u.stage = Stage::Reopen;
+                                self.reopen.push_back(i);
+                            }
+                            Ensure::Failed(cause) => self.fail(i, cause, conn),
+                        }
+                    }
+                    _ => self.fail(i, status_cause(Req::Open, code, &message), conn),
+                }
+                return;
+            }
+            (Req::Write | Req::Fsync, Response::Status { code, message, .. }) => {
+                if code != StatusCode::Ok {
+                    u.error.get_or_insert(status_cause(req, code, &message));
+                    if matches!(u.stage, Stage::Writing) {
+                        // Stop sending data; close once what is in flight is answered.
+                        self.writers.remove(&i);
+                        Self::send_close(u, i, false, conn);
+                    }
+                }
+            }
+            (Req::Fstat, Response::Attrs(attrs)) => {
+                if let Some(actual) = attrs.size
+                    && actual != u.size
+                {
+                    u.error.get_or_insert(Cause::SizeMismatch {
+                        expected: u.size,
+                        actual,
+                    });
+                }
+            }
+            (Req::Fstat, Response::Status { code, message, .. }) => {
+                u.error.get_or_insert(status_cause(req, code, &message));
+            }
+            (Req::Close, Response::Status { code, message, .. }) => {
+                conn.open_files -= 1;
+                if code != StatusCode::Ok {
+                    u.error.get_or_insert(status_cause(req, code, &message));
+                }
+            }
+            (request, other) => {
+                if matches!(request, Req::Open | Req::Close) {
+                    conn.open_files -= 1;
+                }
+                u.error.get_or_insert(Cause::UnexpectedReply {
+                    request,
+                    reply: reply_name(&other),
+                });
+                if request == Req::Open {
+                    // An OPEN answered without a handle has nothing to close.
+                    let cause = u.error.take().expect("just set");
+                    return self.fail(i, cause, conn);
+                }
+            }
+        }
+        if u.outstanding == 0 && matches!(u.stage, Stage::Closing) {
+            match u.error.take() {
+                None => self.finish(i, Ok(Outcome::Done), conn),
+                Some(cause) => self.fail(i, cause, conn),
+            }
+        }
+    }
+
+    /// What the operations with requests in flight are, for an error message.
+    pub(crate) fn in_flight(&self, conn: &Conn) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for tag in conn.session.in_flight_tags() {
+            let line = match *tag {
+                Tag::Op { op, req, .. } => {
+                    if !seen.insert((op, req as u8)) {
+                        continue;
+                    }
+                    format!("{req} for {}", self.describe(op))
+                }
+                Tag::Dir { dir, req } => format!("{req} {}", conn.dirs.path(dir)),
+                Tag::Setup(req) => req.to_string(),
+            };
+            out.push(line);
+        }
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,422 @@
+//! Parent-directory locking: each missing remote directory is created once per run, however
+//! many operations find it missing; they wait on it and are released together.
+//!
+//! Nothing is probed in advance: an operation first tries its request, and only a
+//! NO_SUCH_FILE brings it here. A MKDIR that fails for want of a parent makes the parent wait
+//! in turn, so a deep new tree is built top-down with one MKDIR per level. A MKDIR that fails
+//! otherwise is checked with one STAT: the directory may already exist (OpenSSH answers
+//! FAILURE for EEXIST).
+
+use std::collections::HashMap;
+
+use super::op::{Cause, Req, Tag};
+use crate::remote_path::RemotePath;
+use crate::sftp::session::Session;
+use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
+
+/// Who waits for a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiter {
+    Op(usize),
+    Dir(usize),
+}
+
+#[derive(Debug)]
+enum State {
+    /// MKDIR (or the STAT after a failed MKDIR, keeping the MKDIR's failure) in flight.
+    Creating {
+        mkdir_failure: Option<Cause>,
+    },
+    /// Waiting for the parent directory before MKDIR is retried.
+    WaitingParent,
+    Ready,
+    Failed(Cause),
+}
+
+#[derive(Debug)]
+struct Dir {
+    path: RemotePath,
+    state: State,
+    waiters: Vec<Waiter>,
+}
+
+/// What [`DirTable::ensure`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ensure {
+    /// Known to exist: go ahead.
+    Ready,
+    /// Being created; the waiter will be released by [`DirTable::on_reply`].
+    Queued,
+    Failed(Cause),
+}
+
+/// Directories created (or found) during this run, and those being created.
+#[derive(Debug, Default)]
+pub(crate) struct DirTable {
+    index: HashMap<RemotePath, usize>,
+    dirs: Vec<Dir>,
+    /// MKDIR requests sent, for statistics and tests.
+    pub(crate) mkdirs_sent: u64,
+}
+
+/// Directories whose fate was decided, with their waiters.
+pub(crate) type Released = Vec<(Waiter, Result<(), Cause>)>;
+
+impl DirTable {
+    pub(crate) fn path(&self, dir: usize) -> &RemotePath {
+        &self.dirs[dir].path
+    }
+
+    /// Makes sure `path` exists, creating it if this run has not yet; `waiter` is released
+    /// later when the answer is not known now.
+    pub(crate) fn ensure(
+        &mut self,
+        path: &RemotePath,
+        waiter: Waiter,
+        session: &mut Session<Tag>,
+    ) -> Ensure {
+        if let Some(&i) = self.index.get(path) {
+            let dir = &mut self.dirs[i];
+            return match &dir.state {
+                State::Ready => Ensure::Ready,
+                State::Failed(cause) => Ensure::Failed(cause.clone()),
+                State::Creating { .. } | State::WaitingParent => {
+                    dir.waiters.push(waiter);
+                    Ensure::Queued
+                }
+            };
+        }
+        let i = self.dirs.len();
+        self.index.insert(path.clone(), i);
+        self.dirs.push(Dir {
+            path: path.clone(),
+            state: State::Creating {
+                mkdir_failure: None,
+            },
+            waiters: vec![waiter],
+        });
+        self.send_mkdir(i, session);
+        Ensure::Queued
+    }
+
+    fn send_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
+        self.mkdirs_sent += 1;
+        session.send(
+            Request::Mkdir {
+                path: self.dirs[i].path.as_bytes().to_vec(),
+                attrs: Attrs {
+                    permissions: Some(0o755),
+                    ..Attrs::default()
+                },
+            },
+            Tag::Dir {
+                dir: i,
+                req: Req::Mkdir,
+            },
+        );
+        self.dirs[i].state = State::Creating {
+            mkdir_failure: None,
+        };
+    }
+
+    /// Handles the reply to a request this table sent; returns the waiters it releases.
+    pub(crate) fn on_reply(
+        &mut self,
+        i: usize,
+        req: Req,
+        response: Response,
+        session: &mut Session<Tag>,
+    ) -> Released {
+        let mut released = Vec::new();
+        self.step(i, req, response, session, &mut released);
+        released
+    }
+
+    fn step(
+        &mut self,
+        i: usize,
+        req: Req,
+        response: Response,
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
+        match (req, response) {
+            (
+                Req::Mkdir,
+                Response::Status {
+                    code: StatusCode::Ok,
+                    ..
+                },
+            ) => self.settle(i, Ok(()), session, released),
+            (
+                Req::Mkdir,
+                Response::Status {
+                    code: StatusCode::NoSuchFile,
+                    message,
+                    ..
+                },
+            ) => {
+                let failure = status_cause(Req::Mkdir, StatusCode::NoSuchFile, &message);
+                match self.dirs[i].path.parent() {
+                    None => self.settle(i, Err(failure), session, released),
+                    Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
+                        Ensure::Queued => self.dirs[i].state = State::WaitingParent,
+                        // The parent exists, yet the MKDIR found no parent: give up rather
+                        // than loop.
+                        Ensure::Ready => self.settle(i, Err(failure), session, released),
+                        Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
+                    },
+                }
+            }
+            (Req::Mkdir, Response::Status { code, message, .. }) => {
+                // Perhaps it exists already; one STAT tells.
+                self.dirs[i].state = State::Creating {
+                    mkdir_failure: Some(status_cause(Req::Mkdir, code, &message)),
+                };
+                session.send(
+                    Request::Stat {
+                        path: self.dirs[i].path.as_bytes().to_vec(),
+                    },
+                    Tag::Dir {
+                        dir: i,
+                        req: Req::Stat,
+                    },
+                );
+            }
+            (Req::Stat, response) => {
+                let mkdir_failure = match &mut self.dirs[i].state {
+                    State::Creating { mkdir_failure } => mkdir_failure.take(),
+                    _ => None,
+                };
+                let failure = mkdir_failure.unwrap_or(Cause::UnexpectedReply {
+                    request: Req::Mkdir,
+                    reply: "a failure",
+                });
+                let result = match response {
+                    Response::Attrs(a) if a.is_dir() => Ok(()),
+                    _ => Err(failure),
+                };
+                self.settle(i, result, session, released);
+            }
+            (request, other) => {
+                let cause = Cause::UnexpectedReply {
+                    request,
+                    reply: reply_name(&other),
+                };
+                self.settle(i, Err(cause), session, released);
+            }
+        }
+    }
+
+    /// Decides directory `i` and passes the verdict on to its waiters: operations are
+    /// released to the caller, child directories get their MKDIR retried (or fail too).
+    fn settle(
+        &mut self,
+        i: usize,
+        result: Result<(), Cause>,
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
+        let path = self.dirs[i].path.clone();
+        self.dirs[i].state = match &result {
+            Ok(()) => State::Ready,
+            Err(cause) => State::Failed(cause.clone()),
+        };
+        for waiter in std::mem::take(&mut self.dirs[i].waiters) {
+            match (waiter, &result) {
+                (Waiter::Op(_), Ok(())) => released.push((waiter, Ok(()))),
+                (Waiter::Op(_), Err(cause)) => released.push((
+                    waiter,
+                    Err(Cause::Directory {
+                        dir: path.clone(),
+                        cause: Box::new(cause.clone()),
+                    }),
+                )),
+                (Waiter::Dir(child), Ok(())) => self.send_mkdir(child, session),
+                (Waiter::Dir(child), Err(cause)) => {
+                    self.settle(child, Err(cause.clone()), session, released)
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn status_cause(request: Req, code: StatusCode, message: &[u8]) -> Cause {
+    Cause::Status {
+        request,
+        code,
+        message: String::from_utf8_lossy(message).into_owned(),
+    }
+}
+
+pub(crate) fn reply_name(response: &Response) -> &'static str {
+    match response {
+        Response::Status { .. } => "STATUS",
+        Response::Handle(_) => "HANDLE",
+        Response::Data(_) => "DATA",
+        Response::Name(_) => "NAME",
+        Response::Attrs(_) => "ATTRS",
+        Response::ExtendedReply(_) => "EXTENDED_REPLY",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sftp::wire::Packet;
+
+    fn status(code: StatusCode) -> Response {
+        Response::Status {
+            code,
+            message: b"msg".to_vec(),
+            language: vec![],
+        }
+    }
+
+    /// The requests the table queued, decoded, with the tags they carry.
+    fn sent(session: &mut Session<Tag>) -> Vec<Request> {
+        let mut out = Vec::new();
+        let mut bytes = session.output().to_vec();
+        let n = bytes.len();
+        session.consume_output(n);
+        while let Ok(crate::sftp::wire::Frame::Complete { body, consumed }) =
+            crate::sftp::wire::frame(&bytes)
+        {
+            if let Ok(Packet::Request { request, .. }) = Packet::decode_from_client(body) {
+                out.push(request);
+            }
+            bytes.drain(..consumed);
+        }
+        out
+    }
+
+    fn path(s: &str) -> RemotePath {
+        RemotePath::new(s).unwrap()
+    }
+
+    #[test]
+    fn many_waiters_one_mkdir() {
+        let mut session = Session::new();
+        sent(&mut session);
+        let mut t = DirTable::default();
+        for op in 0..50 {
+            assert_eq!(
+                t.ensure(&path("a/b"), Waiter::Op(op), &mut session),
+                Ensure::Queued
+            );
+        }
+        assert_eq!(
+            sent(&mut session),
+            vec![Request::Mkdir {
+                path: b"a/b".to_vec(),
+                attrs: Attrs {
+                    permissions: Some(0o755),
+                    ..Attrs::default()
+                }
+            }]
+        );
+        let released = t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(released.len(), 50);
+        assert!(released.iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(t.mkdirs_sent, 1);
+        // Later ensures are answered from the table, with no request.
+        assert_eq!(
+            t.ensure(&path("a/b"), Waiter::Op(99), &mut session),
+            Ensure::Ready
+        );
+        assert!(sent(&mut session).is_empty());
+    }
+
+    #[test]
+    fn missing_parents_are_created_top_down() {
+        let mut session = Session::new();
+        sent(&mut session);
+        let mut t = DirTable::default();
+        t.ensure(&path("a/b/c"), Waiter::Op(7), &mut session);
+        let mk = |p: &str| Request::Mkdir {
+            path: p.as_bytes().to_vec(),
+            attrs: Attrs {
+                permissions: Some(0o755),
+                ..Attrs::default()
+            },
+        };
+        assert_eq!(sent(&mut session), vec![mk("a/b/c")]);
+        assert!(
+            t.on_reply(0, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session)
+                .is_empty()
+        );
+        assert_eq!(sent(&mut session), vec![mk("a/b")]);
+        t.on_reply(1, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
+        assert_eq!(sent(&mut session), vec![mk("a")]);
+        assert!(
+            t.on_reply(2, Req::Mkdir, status(StatusCode::Ok), &mut session)
+                .is_empty()
+        );
+        assert_eq!(sent(&mut session), vec![mk("a/b")]);
+        t.on_reply(1, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(sent(&mut session), vec![mk("a/b/c")]);
+        let released = t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(released, vec![(Waiter::Op(7), Ok(()))]);
+        assert_eq!(t.mkdirs_sent, 5);
+    }
+
+    #[test]
+    fn an_existing_directory_is_confirmed_by_stat() {
+        let mut session = Session::new();
+        sent(&mut session);
+        let mut t = DirTable::default();
+        t.ensure(&path("d"), Waiter::Op(1), &mut session);
+        sent(&mut session);
+        t.on_reply(0, Req::Mkdir, status(StatusCode::Failure), &mut session);
+        assert_eq!(
+            sent(&mut session),
+            vec![Request::Stat {
+                path: b"d".to_vec()
+            }]
+        );
+        let dir = Attrs {
+            permissions: Some(0o40755),
+            ..Attrs::default()
+        };
+        let released = t.on_reply(0, Req::Stat, Response::Attrs(dir), &mut session);
+        assert_eq!(released, vec![(Waiter::Op(1), Ok(()))]);
+    }
+
+    #[test]
+    fn a_file_in_the_way_fails_every_waiter_with_the_mkdir_status() {
+        let mut session = Session::new();
+        sent(&mut session);
+        let mut t = DirTable::default();
+        t.ensure(&path("f/x"), Waiter::Op(1), &mut session);
+        t.ensure(&path("f/y"), Waiter::Op(2), &mut session);
+        // f/x and f/y: no parent; f is a file.
+        t.on_reply(0, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
+        t.on_reply(1, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
+        t.on_reply(2, Req::Mkdir, status(StatusCode::Failure), &mut session);
+        let file = Attrs {
+            permissions: Some(0o100644),
+            ..Attrs::default()
+        };
+        let released = t.on_reply(2, Req::Stat, Response::Attrs(file), &mut session);
+        assert_eq!(released.len(), 2);
+        for (_, r) in released {
+            let Err(Cause::Directory { dir, cause }) = r else {
+                panic!("expected failure")
+            };
+            assert_eq!(dir.as_bytes()[0], b'f');
+            assert!(matches!(
+                *cause,
+                Cause::Status {
+                    code: StatusCode::Failure,
+                    request: Req::Mkdir,
+                    ..
+                }
+            ));
+        }
+        // A later op asking for f/x learns the failure without a request.
+        assert!(matches!(
+            t.ensure(&path("f/x"), Waiter::Op(3), &mut session),
+            Ensure::Failed(_)
+        ));
+    }
+}

@@ -1,0 +1,193 @@
+//! What the engine can be asked to do ([`Op`]), what comes of it ([`Outcome`], [`OpError`]),
+//! and the tags that route each reply back to the operation that sent the request.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::remote_path::RemotePath;
+use crate::sftp::wire::StatusCode;
+
+/// One remote change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Copy a local regular file to `remote`, replacing (truncating) whatever was there.
+    /// With `fsync`, ask the server to flush it to disk before it counts as done.
+    Upload {
+        local: PathBuf,
+        remote: RemotePath,
+        fsync: bool,
+    },
+    /// Remove a file or symlink; a missing one is [`Outcome::AlreadyAbsent`].
+    Remove { path: RemotePath },
+    /// Move `from` to `to`, replacing `to` (atomically where the server offers
+    /// `posix-rename@openssh.com`).
+    Rename { from: RemotePath, to: RemotePath },
+    /// Make `link` a symlink to `target`, replacing whatever file `link` was.
+    Symlink { link: RemotePath, target: Vec<u8> },
+    /// Create a directory and its missing parents.
+    Mkdir { path: RemotePath },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Upload { .. } => "upload",
+            Op::Remove { .. } => "remove",
+            Op::Rename { .. } => "rename",
+            Op::Symlink { .. } => "symlink",
+            Op::Mkdir { .. } => "mkdir",
+        }
+    }
+
+    /// The remote path the operation is about (for a rename, its destination).
+    pub fn path(&self) -> &RemotePath {
+        match self {
+            Op::Upload { remote, .. } => remote,
+            Op::Remove { path } | Op::Mkdir { path } => path,
+            Op::Rename { to, .. } => to,
+            Op::Symlink { link, .. } => link,
+        }
+    }
+}
+
+/// How an operation succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A removal found nothing to remove.
+    AlreadyAbsent,
+}
+
+pub type OpResult = Result<Outcome, OpError>;
+
+/// The kind of request, for messages and for routing replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Req {
+    Open,
+    Write,
+    Fstat,
+    Fsync,
+    Close,
+    Remove,
+    Rename,
+    PosixRename,
+    Symlink,
+    Mkdir,
+    Stat,
+    Limits,
+}
+
+impl fmt::Display for Req {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Req::Open => "OPEN",
+            Req::Write => "WRITE",
+            Req::Fstat => "FSTAT",
+            Req::Fsync => "fsync@openssh.com",
+            Req::Close => "CLOSE",
+            Req::Remove => "REMOVE",
+            Req::Rename => "RENAME",
+            Req::PosixRename => "posix-rename@openssh.com",
+            Req::Symlink => "SYMLINK",
+            Req::Mkdir => "MKDIR",
+            Req::Stat => "STAT",
+            Req::Limits => "limits@openssh.com",
+        })
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The server answered a request with an error status.
+    Status {
+        request: Req,
+        code: StatusCode,
+        message: String,
+    },
+    /// The local file could not be read.
+    Local { path: PathBuf, message: String },
+    /// After the last write the server reported another size than we sent.
+    SizeMismatch { expected: u64, actual: u64 },
+    /// The server answered with a reply that does not fit the request.
+    UnexpectedReply { request: Req, reply: &'static str },
+    /// A directory the operation needed could not be created.
+    Directory { dir: RemotePath, cause: Box<Cause> },
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Status {
+                request,
+                code,
+                message,
+            } if message.is_empty() => write!(f, "{request} failed: {code}"),
+            Cause::Status {
+                request,
+                code,
+                message,
+            } => write!(f, "{request} failed: {code} ({message})"),
+            Cause::Local { path, message } => {
+                write!(f, "cannot read {}: {message}", path.display())
+            }
+            Cause::SizeMismatch { expected, actual } => write!(
+                f,
+                "the server has {actual} bytes after {expected} were written"
+            ),
+            Cause::UnexpectedReply { request, reply } => {
+                write!(f, "the server answered {request} with {reply}")
+            }
+            Cause::Directory { dir, cause } => {
+                write!(f, "cannot create directory {dir}: {cause}")
+            }
+        }
+    }
+}
+
+/// A failed operation: what, where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub op: &'static str,
+    pub path: RemotePath,
+    pub cause: Cause,
+}
+
+impl OpError {
+    /// The server's status code, when the failure was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match &self.cause {
+            Cause::Status { code, .. } => Some(*code),
+            Cause::Directory { cause, .. } => match **cause {
+                Cause::Status { code, .. } => Some(code),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.op, self.path, self.cause)
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// Routes a reply to whoever sent the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// For operation `op` of the running batch; `bytes` is a WRITE's data length.
+    Op { op: usize, req: Req, bytes: u32 },
+    /// For the creation of directory number `dir` of the directory table.
+    Dir { dir: usize, req: Req },
+    /// For the engine's own set-up requests.
+    Setup(Req),
+}
+
+impl Tag {
+    pub(crate) fn op(op: usize, req: Req) -> Tag {
+        Tag::Op { op, req, bytes: 0 }
+    }
+}

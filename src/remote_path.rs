@@ -1,0 +1,130 @@
+//! [`RemotePath`]: a path on the server, as bytes, that is known to be usable in a request.
+
+use std::fmt;
+
+/// A non-empty remote path without NUL bytes, `//` or a trailing `/` (except `/` itself).
+/// Paths are bytes end to end: a file name that is not UTF-8 stays exactly what it was.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemotePath(Vec<u8>);
+
+/// Why bytes are not a [`RemotePath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemotePathError {
+    Empty,
+    Nul,
+    EmptyComponent,
+}
+
+impl fmt::Display for RemotePathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemotePathError::Empty => "empty remote path",
+            RemotePathError::Nul => "remote path contains a NUL byte",
+            RemotePathError::EmptyComponent => "remote path has an empty component",
+        })
+    }
+}
+
+impl std::error::Error for RemotePathError {}
+
+impl RemotePath {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<RemotePath, RemotePathError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Err(RemotePathError::Empty);
+        }
+        if bytes.contains(&0) {
+            return Err(RemotePathError::Nul);
+        }
+        if bytes != b"/" && (bytes.ends_with(b"/") || bytes.windows(2).any(|w| w == b"//")) {
+            return Err(RemotePathError::EmptyComponent);
+        }
+        Ok(RemotePath(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The directory containing this path; `None` for a single relative component or a
+    /// top-level absolute one (the server's start directory and `/` are never created).
+    pub fn parent(&self) -> Option<RemotePath> {
+        let slash = self.0.iter().rposition(|&b| b == b'/')?;
+        if slash == 0 {
+            return None;
+        }
+        Some(RemotePath(self.0[..slash].to_vec()))
+    }
+
+    /// `self/name`; `name` must be a valid relative path.
+    pub fn join(&self, name: &[u8]) -> Result<RemotePath, RemotePathError> {
+        let mut bytes = self.0.clone();
+        if bytes != b"/" {
+            bytes.push(b'/');
+        }
+        bytes.extend_from_slice(name);
+        RemotePath::new(bytes)
+    }
+
+    /// The same path with `suffix` appended to its last component (e.g. `.new`).
+    pub fn with_suffix(&self, suffix: &[u8]) -> RemotePath {
+        let mut bytes = self.0.clone();
+        bytes.extend_from_slice(suffix);
+        RemotePath(bytes)
+    }
+}
+
+impl fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.escape_ascii())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_paths_and_their_parents() {
+        let p = RemotePath::new("srv/repo/pool/main/f/foo.deb").unwrap();
+        assert_eq!(p.parent().unwrap().as_bytes(), b"srv/repo/pool/main/f");
+        assert_eq!(RemotePath::new("a").unwrap().parent(), None);
+        assert_eq!(RemotePath::new("/a").unwrap().parent(), None);
+        assert_eq!(
+            RemotePath::new("/a/b")
+                .unwrap()
+                .parent()
+                .unwrap()
+                .as_bytes(),
+            b"/a"
+        );
+    }
+
+    #[test]
+    fn invalid_paths_are_refused() {
+        assert_eq!(RemotePath::new(""), Err(RemotePathError::Empty));
+        assert_eq!(RemotePath::new("a\0b"), Err(RemotePathError::Nul));
+        assert_eq!(
+            RemotePath::new("a//b"),
+            Err(RemotePathError::EmptyComponent)
+        );
+        assert_eq!(RemotePath::new("a/"), Err(RemotePathError::EmptyComponent));
+        assert!(RemotePath::new("/").is_ok());
+    }
+
+    #[test]
+    fn join_suffix_and_display_keep_bytes() {
+        let base = RemotePath::new(b"r\xff".to_vec()).unwrap();
+        let p = base.join(b"dists/x/Release").unwrap();
+        assert_eq!(p.as_bytes(), b"r\xff/dists/x/Release");
+        assert_eq!(
+            p.with_suffix(b".new").as_bytes(),
+            b"r\xff/dists/x/Release.new"
+        );
+        assert_eq!(p.to_string(), "r\\xff/dists/x/Release");
+        assert_eq!(
+            RemotePath::new("/").unwrap().join(b"x").unwrap().as_bytes(),
+            b"/x"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! SFTP version 3: the wire format and the client's conversation state, both without I/O.
+
+pub mod session;
+pub mod wire;

@@ -1,0 +1,437 @@
+//! The client side of one SFTP conversation, without I/O: request ids, the in-flight table,
+//! the output and input buffers and the version handshake.
+//!
+//! The caller moves bytes: it writes [`Session::output`] to the server and calls
+//! [`Session::consume_output`] with what was written, feeds what it read to
+//! [`Session::handle_input`], and takes replies from [`Session::poll_reply`], each with the tag
+//! it was sent with. No file descriptors, no clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+use super::wire::{
+    self, ExtendedRequest, Frame, Packet, Request, Response, SFTP_VERSION, SymlinkOrder, WireError,
+    ext,
+};
+
+/// What the server told us in its VERSION packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: u32,
+    pub extensions: wire::Extensions,
+}
+
+impl ServerInfo {
+    /// The data of extension `name`, if announced.
+    pub fn extension(&self, name: &[u8]) -> Option<&[u8]> {
+        self.extensions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    pub fn has_posix_rename(&self) -> bool {
+        self.extension(ext::POSIX_RENAME) == Some(b"1")
+    }
+
+    pub fn has_fsync(&self) -> bool {
+        self.extension(ext::FSYNC) == Some(b"1")
+    }
+
+    pub fn has_limits(&self) -> bool {
+        self.extension(ext::LIMITS) == Some(b"1")
+    }
+
+    /// OpenSSH reverses the draft's SYMLINK arguments and most servers copy it; Green End's
+    /// server follows the draft and says so in an extension.
+    pub fn symlink_order(&self) -> SymlinkOrder {
+        match self.extension(ext::SYMLINK_ORDER) {
+            Some(b"linkpath-targetpath") => SymlinkOrder::LinkFirst,
+            _ => SymlinkOrder::TargetFirst,
+        }
+    }
+}
+
+/// A protocol violation by the server; the conversation cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    Wire(WireError),
+    /// A reply to an id we have no request for.
+    UnknownId(u32),
+    /// The first packet was not VERSION, or VERSION came again.
+    UnexpectedPacket(&'static str),
+    UnsupportedVersion(u32),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Wire(e) => write!(f, "malformed packet from server: {e}"),
+            SessionError::UnknownId(id) => {
+                write!(f, "server replied to request id {id}, which was never sent")
+            }
+            SessionError::UnexpectedPacket(what) => write!(f, "server sent {what}"),
+            SessionError::UnsupportedVersion(v) => {
+                write!(f, "server speaks SFTP version {v}; version 3 is required")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+impl From<WireError> for SessionError {
+    fn from(e: WireError) -> Self {
+        SessionError::Wire(e)
+    }
+}
+
+/// One SFTP client conversation. `T` tags each request so its reply finds its way back.
+pub struct Session<T> {
+    info: Option<ServerInfo>,
+    next_id: u32,
+    in_flight: HashMap<u32, T>,
+    out: Vec<u8>,
+    /// How much of `out` has already been written.
+    out_pos: usize,
+    input: Vec<u8>,
+    replies: VecDeque<(T, Response)>,
+}
+
+impl<T> Default for Session<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Session<T> {
+    /// A new conversation; INIT is queued for sending at once.
+    pub fn new() -> Self {
+        let mut out = Vec::with_capacity(64 * 1024);
+        Packet::Init {
+            version: SFTP_VERSION,
+            extensions: Vec::new(),
+        }
+        .encode(&mut out);
+        Session {
+            info: None,
+            next_id: 0,
+            in_flight: HashMap::new(),
+            out,
+            out_pos: 0,
+            input: Vec::new(),
+            replies: VecDeque::new(),
+        }
+    }
+
+    /// The server's VERSION, once it has arrived.
+    pub fn server_info(&self) -> Option<&ServerInfo> {
+        self.info.as_ref()
+    }
+
+    fn take_id(&mut self, tag: T) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.in_flight.insert(id, tag);
+        id
+    }
+
+    /// Queues a request; its reply will come back from [`Session::poll_reply`] with `tag`.
+    pub fn send(&mut self, request: Request, tag: T) -> u32 {
+        let id = self.take_id(tag);
+        self.compact();
+        Packet::Request { id, request }.encode(&mut self.out);
+        id
+    }
+
+    /// Queues a WRITE of `len` bytes whose data `fill` puts straight into the output buffer
+    /// (e.g. by reading the local file), so file data is copied once. If `fill` fails nothing
+    /// is queued.
+    pub fn send_write<E>(
+        &mut self,
+        handle: &[u8],
+        offset: u64,
+        len: u32,
+        tag: T,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<u32, E> {
+        self.compact();
+        let start = self.out.len();
+        let id = self.next_id;
+        wire::encode_write_header(&mut self.out, id, handle, offset, len);
+        let data_start = self.out.len();
+        self.out.resize(data_start + len as usize, 0);
+        if let Err(e) = fill(&mut self.out[data_start..]) {
+            self.out.truncate(start);
+            return Err(e);
+        }
+        Ok(self.take_id(tag))
+    }
+
+    /// Convenience for the EXTENDED requests.
+    pub fn send_extended(&mut self, request: ExtendedRequest, tag: T) -> u32 {
+        self.send(Request::Extended(request), tag)
+    }
+
+    /// Drops already-written output once it is the larger part of the buffer.
+    fn compact(&mut self) {
+        if self.out_pos > 0 && self.out_pos * 2 >= self.out.len() {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+
+    /// Bytes waiting to be written to the server.
+    pub fn output(&self) -> &[u8] {
+        &self.out[self.out_pos..]
+    }
+
+    pub fn wants_write(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Marks `n` bytes of [`Session::output`] as written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    /// Requests sent (or queued) whose reply has not arrived.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The tags of the requests still waiting for a reply.
+    pub fn in_flight_tags(&self) -> impl Iterator<Item = &T> {
+        self.in_flight.values()
+    }
+
+    /// Feeds bytes read from the server; complete packets become replies.
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.input.extend_from_slice(bytes);
+        let mut used = 0;
+        let result = loop {
+            match wire::frame(&self.input[used..]) {
+                Ok(Frame::Partial) => break Ok(()),
+                Ok(Frame::Complete { body, consumed }) => {
+                    let packet = Packet::decode_from_server(body);
+                    used += consumed;
+                    if let Err(e) = packet
+                        .map_err(SessionError::from)
+                        .and_then(|p| self.accept(p))
+                    {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e.into()),
+            }
+        };
+        self.input.drain(..used);
+        result
+    }
+
+    fn accept(&mut self, packet: Packet) -> Result<(), SessionError> {
+        match packet {
+            Packet::Version {
+                version,
+                extensions,
+            } => {
+                if self.info.is_some() {
+                    return Err(SessionError::UnexpectedPacket("a second VERSION"));
+                }
+                if version != SFTP_VERSION {
+                    return Err(SessionError::UnsupportedVersion(version));
+                }
+                self.info = Some(ServerInfo {
+                    version,
+                    extensions,
+                });
+                Ok(())
+            }
+            Packet::Response { id, response } => {
+                if self.info.is_none() {
+                    return Err(SessionError::UnexpectedPacket("a reply before VERSION"));
+                }
+                let tag = self
+                    .in_flight
+                    .remove(&id)
+                    .ok_or(SessionError::UnknownId(id))?;
+                self.replies.push_back((tag, response));
+                Ok(())
+            }
+            Packet::Init { .. } | Packet::Request { .. } => {
+                Err(SessionError::UnexpectedPacket("a client packet"))
+            }
+        }
+    }
+
+    /// The next reply that has arrived, with the tag its request was sent with.
+    pub fn poll_reply(&mut self) -> Option<(T, Response)> {
+        self.replies.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sftp::wire::{StatusCode, kind};
+
+    fn server_bytes(packets: &[Packet]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in packets {
+            p.encode(&mut out);
+        }
+        out
+    }
+
+    fn version() -> Packet {
+        Packet::Version {
+            version: 3,
+            extensions: vec![
+                (ext::POSIX_RENAME.to_vec(), b"1".to_vec()),
+                (ext::LIMITS.to_vec(), b"1".to_vec()),
+            ],
+        }
+    }
+
+    fn ok(id: u32) -> Packet {
+        Packet::Response {
+            id,
+            response: Response::Status {
+                code: StatusCode::Ok,
+                message: vec![],
+                language: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn init_is_sent_first_and_version_is_kept() {
+        let mut s: Session<&str> = Session::new();
+        assert_eq!(s.output(), b"\x00\x00\x00\x05\x01\x00\x00\x00\x03");
+        let n = s.output().len();
+        s.consume_output(n);
+        assert!(!s.wants_write());
+        s.handle_input(&server_bytes(&[version()])).unwrap();
+        let info = s.server_info().unwrap();
+        assert!(info.has_posix_rename());
+        assert!(info.has_limits());
+        assert!(!info.has_fsync());
+        assert_eq!(info.symlink_order(), SymlinkOrder::TargetFirst);
+    }
+
+    #[test]
+    fn replies_are_routed_by_id_in_any_order_and_any_split() {
+        let mut s: Session<&str> = Session::new();
+        let a = s.send(
+            Request::Remove {
+                path: b"a".to_vec(),
+            },
+            "a",
+        );
+        let b = s.send(
+            Request::Remove {
+                path: b"b".to_vec(),
+            },
+            "b",
+        );
+        assert_eq!(s.in_flight(), 2);
+        let bytes = server_bytes(&[version(), ok(b), ok(a)]);
+        for chunk in bytes.chunks(3) {
+            s.handle_input(chunk).unwrap();
+        }
+        assert_eq!(s.poll_reply().unwrap().0, "b");
+        assert_eq!(s.poll_reply().unwrap().0, "a");
+        assert!(s.poll_reply().is_none());
+        assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn write_data_is_filled_in_place_and_failed_fills_leave_nothing() {
+        let mut s: Session<u8> = Session::new();
+        let before = s.output().len();
+        let r: Result<u32, &str> = s.send_write(b"h", 0, 4, 1, |_| Err("read failed"));
+        assert_eq!(r, Err("read failed"));
+        assert_eq!(s.output().len(), before);
+        assert_eq!(s.in_flight(), 0);
+        let id = s
+            .send_write::<()>(b"h", 9, 4, 1, |buf| {
+                buf.copy_from_slice(b"data");
+                Ok(())
+            })
+            .unwrap();
+        let body = &s.output()[before + 4..];
+        assert_eq!(
+            Packet::decode_from_client(body).unwrap(),
+            Packet::Request {
+                id,
+                request: Request::Write {
+                    handle: b"h".to_vec(),
+                    offset: 9,
+                    data: b"data".to_vec()
+                }
+            }
+        );
+        assert_eq!(body[0], kind::WRITE);
+    }
+
+    #[test]
+    fn partial_writes_are_resumed() {
+        let mut s: Session<u8> = Session::new();
+        s.send(
+            Request::Stat {
+                path: b"x".to_vec(),
+            },
+            0,
+        );
+        let all = s.output().to_vec();
+        s.consume_output(3);
+        assert_eq!(s.output(), &all[3..]);
+        s.send(
+            Request::Stat {
+                path: b"y".to_vec(),
+            },
+            1,
+        );
+        assert_eq!(&s.output()[..all.len() - 3], &all[3..]);
+    }
+
+    #[test]
+    fn protocol_violations_are_errors() {
+        let mut s: Session<u8> = Session::new();
+        assert_eq!(
+            s.handle_input(&server_bytes(&[ok(0)])),
+            Err(SessionError::UnexpectedPacket("a reply before VERSION"))
+        );
+        let mut s: Session<u8> = Session::new();
+        assert_eq!(
+            s.handle_input(&server_bytes(&[version(), ok(5)])),
+            Err(SessionError::UnknownId(5))
+        );
+        let mut s: Session<u8> = Session::new();
+        assert_eq!(
+            s.handle_input(&server_bytes(&[Packet::Version {
+                version: 6,
+                extensions: vec![]
+            }])),
+            Err(SessionError::UnsupportedVersion(6))
+        );
+        let mut s: Session<u8> = Session::new();
+        assert!(matches!(
+            s.handle_input(b"\x10\x00\x00\x00"),
+            Err(SessionError::Wire(WireError::TooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn greenend_symlink_order_is_detected() {
+        let info = ServerInfo {
+            version: 3,
+            extensions: vec![(ext::SYMLINK_ORDER.to_vec(), b"linkpath-targetpath".to_vec())],
+        };
+        assert_eq!(info.symlink_order(), SymlinkOrder::LinkFirst);
+    }
+}

@@ -1,0 +1,423 @@
+//! The only place that touches processes and file descriptors: spawns `ssh` (or another
+//! command that speaks SFTP on stdin/stdout), makes its pipes non-blocking and moves bytes
+//! between them and a [`Session`] in one `poll` per turn.
+//!
+//! The child's stderr is read too (a piped stderr nobody reads would deadlock a chatty
+//! server) and shown line by line on our own stderr, prefixed with the program's name.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::sftp::session::{Session, SessionError};
+
+/// How to reach the SFTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCommand {
+    /// `ssh` (or the given command and its words, e.g. `ssh -F FILE`) to `host`'s sftp
+    /// subsystem.
+    Ssh {
+        ssh: Vec<OsString>,
+        /// The user's own `-o` style options; placed before ours so that they win.
+        options: Vec<OsString>,
+        user: Option<OsString>,
+        host: OsString,
+    },
+    /// Any command speaking SFTP on stdin/stdout, e.g. `/usr/lib/openssh/sftp-server`.
+    Direct(Vec<OsString>),
+}
+
+/// Options we always give ssh: no forwarding of anything, no prompt that could hang reprepro,
+/// and keepalives so a dead link is noticed. ssh keeps the first value it sees for an option,
+/// so anything the user configures before these wins.
+pub const SSH_DEFAULT_OPTIONS: &[&str] = &[
+    "-oForwardX11=no",
+    "-oForwardAgent=no",
+    "-oPermitLocalCommand=no",
+    "-oClearAllForwardings=yes",
+    "-oBatchMode=yes",
+    "-oServerAliveInterval=15",
+    "-oServerAliveCountMax=4",
+];
+
+impl ServerCommand {
+    /// The program and its arguments, as they will be run.
+    pub fn argv(&self) -> Vec<OsString> {
+        match self {
+            ServerCommand::Direct(argv) => argv.clone(),
+            ServerCommand::Ssh {
+                ssh,
+                options,
+                user,
+                host,
+            } => {
+                let mut argv = if ssh.is_empty() {
+                    vec![OsString::from("ssh")]
+                } else {
+                    ssh.clone()
+                };
+                argv.extend(options.iter().cloned());
+                argv.extend(SSH_DEFAULT_OPTIONS.iter().map(OsString::from));
+                if let Some(user) = user {
+                    argv.push("-l".into());
+                    argv.push(user.clone());
+                }
+                argv.extend(["-s", "--"].map(OsString::from));
+                argv.push(host.clone());
+                argv.push("sftp".into());
+                argv
+            }
+        }
+    }
+}
+
+/// Why the conversation with the server ended unexpectedly.
+#[derive(Debug)]
+pub enum TransportError {
+    Spawn {
+        program: OsString,
+        error: io::Error,
+    },
+    Io(io::Error),
+    /// The server closed its output (or its input) and exited with `status`.
+    Closed {
+        status: Option<ExitStatus>,
+    },
+    Protocol(SessionError),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Spawn { program, error } => {
+                write!(f, "cannot run {}: {error}", program.to_string_lossy())
+            }
+            TransportError::Io(e) => write!(f, "talking to the server: {e}"),
+            TransportError::Closed { status: Some(s) } => {
+                write!(f, "the server closed the connection ({s})")
+            }
+            TransportError::Closed { status: None } => {
+                write!(f, "the server closed the connection")
+            }
+            TransportError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// What one turn of the loop achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Bytes moved to or from the server.
+    Progress,
+    /// Nothing moved before the timeout (or a signal interrupted the wait).
+    Idle,
+}
+
+/// A running server process and its three pipes.
+pub struct Transport {
+    child: Child,
+    label: String,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    stderr_line: Vec<u8>,
+    read_buf: Vec<u8>,
+}
+
+fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(())
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+/// Bound one turn's reading so a fast server cannot starve our writing.
+const MAX_READ_PER_TURN: usize = 4 * READ_CHUNK;
+
+impl Transport {
+    pub fn spawn(server: &ServerCommand) -> Result<Transport, TransportError> {
+        let argv = server.argv();
+        let (program, args) = argv.split_first().ok_or_else(|| TransportError::Spawn {
+            program: OsString::new(),
+            error: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
+        })?;
+        let label = std::path::Path::new(program)
+            .file_name()
+            .unwrap_or(OsStr::new("server"))
+            .to_string_lossy()
+            .into_owned();
+        log::debug!("running {argv:?}");
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| TransportError::Spawn {
+                program: program.clone(),
+                error,
+            })?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for fd in [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] {
+            set_nonblocking(fd).map_err(TransportError::Io)?;
+        }
+        Ok(Transport {
+            child,
+            label,
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            stderr_line: Vec::new(),
+            read_buf: vec![0; READ_CHUNK],
+        })
+    }
+
+    /// The program's name, for messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Waits up to `timeout` for the pipes, then writes what the session has queued, feeds
+    /// it what the server sent, and shows what the server said on stderr.
+    pub fn turn<T>(
+        &mut self,
+        session: &mut Session<T>,
+        timeout: Duration,
+    ) -> Result<Turn, TransportError> {
+        let want_write = session.wants_write() && self.stdin.is_some();
+        let (out_ready, err_ready, in_ready) = {
+            let mut fds = Vec::with_capacity(3);
+            if let Some(out) = &self.stdout {
+                fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(err) = &self.stderr {
+                fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
+            }
+            if want_write {
+                let stdin = self.stdin.as_ref().expect("checked");
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLOUT));
+            }
+            let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => return Ok(Turn::Idle),
+                Err(e) => return Err(TransportError::Io(e.into())),
+            }
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            let mut it = fds.iter();
+            let out_ready = self.stdout.is_some() && it.next().is_some_and(ready);
+            let err_ready = self.stderr.is_some() && it.next().is_some_and(ready);
+            let in_ready = want_write && it.next().is_some_and(ready);
+            (out_ready, err_ready, in_ready)
+        };
+        let mut progress = false;
+        if err_ready {
+            self.read_stderr();
+        }
+        if in_ready {
+            progress |= self.write_out(session)?;
+        }
+        if out_ready {
+            progress |= self.read_in(session)?;
+        }
+        Ok(if progress { Turn::Progress } else { Turn::Idle })
+    }
+
+    fn write_out<T>(&mut self, session: &mut Session<T>) -> Result<bool, TransportError> {
+        let stdin = self.stdin.as_mut().expect("polled");
+        let mut wrote = false;
+        while session.wants_write() {
+            match stdin.write(session.output()) {
+                Ok(0) => break,
+                Ok(n) => {
+                    session.consume_output(n);
+                    wrote = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    self.stdin = None;
+                    return Err(self.closed());
+                }
+                Err(e) => return Err(TransportError::Io(e)),
+            }
+        }
+        Ok(wrote)
+    }
+
+    fn read_in<T>(&mut self, session: &mut Session<T>) -> Result<bool, TransportError> {
+        let mut total = 0;
+        while total < MAX_READ_PER_TURN {
+            let stdout = self.stdout.as_mut().expect("polled");
+            match stdout.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.stdout = None;
+                    return Err(self.closed());
+                }
+                Ok(n) => {
+                    total += n;
+                    session
+                        .handle_input(&self.read_buf[..n])
+                        .map_err(TransportError::Protocol)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransportError::Io(e)),
+            }
+        }
+        Ok(total > 0)
+    }
+
+    fn read_stderr(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(stderr) = self.stderr.as_mut() else {
+                return;
+            };
+            match stderr.read(&mut buf) {
+                Ok(0) => {
+                    self.stderr = None;
+                    self.flush_stderr_line();
+                    return;
+                }
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        if b == b'\n' {
+                            self.flush_stderr_line();
+                        } else if self.stderr_line.len() < 64 * 1024 {
+                            self.stderr_line.push(b);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn flush_stderr_line(&mut self) {
+        if !self.stderr_line.is_empty() {
+            let line = String::from_utf8_lossy(&self.stderr_line);
+            eprintln!("{}: {}", self.label, line.trim_end_matches('\r'));
+            self.stderr_line.clear();
+        }
+    }
+
+    /// The server has gone: collect its exit status (briefly) for the message.
+    fn closed(&mut self) -> TransportError {
+        TransportError::Closed {
+            status: self.wait_for_exit(Duration::from_secs(2)),
+        }
+    }
+
+    fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            // Keep showing what it says while it winds down.
+            if self.stderr.is_some() {
+                self.read_stderr();
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Ends the conversation: closes the server's input so it exits, waits a little, then
+    /// kills it if it has not. Returns its exit status when it exited by itself.
+    pub fn shutdown(mut self, grace: Duration) -> Option<ExitStatus> {
+        self.stdin = None;
+        let status = self.wait_for_exit(grace);
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.read_stderr();
+        self.flush_stderr_line();
+        status
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        // A transport dropped without shutdown (an error path) must not leave a zombie or a
+        // server running on.
+        if let Ok(None) = self.child.try_wait() {
+            self.stdin = None;
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn ssh_argv_puts_user_options_before_hardened_defaults() {
+        let cmd = ServerCommand::Ssh {
+            ssh: os(&["ssh", "-F", "/etc/x"]),
+            options: os(&["-oBatchMode=no", "-p2222"]),
+            user: Some("repo".into()),
+            host: "mirror.example.org".into(),
+        };
+        let argv = cmd.argv();
+        let pos = |s: &str| argv.iter().position(|a| a == s).unwrap();
+        assert_eq!(&argv[..3], &os(&["ssh", "-F", "/etc/x"])[..]);
+        assert!(pos("-oBatchMode=no") < pos("-oBatchMode=yes"));
+        assert!(pos("-oClearAllForwardings=yes") < pos("-l"));
+        assert_eq!(
+            &argv[argv.len() - 6..],
+            &os(&["-l", "repo", "-s", "--", "mirror.example.org", "sftp"])[..]
+        );
+    }
+
+    #[test]
+    fn ssh_argv_without_user_or_command() {
+        let cmd = ServerCommand::Ssh {
+            ssh: vec![],
+            options: vec![],
+            user: None,
+            host: "h".into(),
+        };
+        let argv = cmd.argv();
+        assert_eq!(argv[0], "ssh");
+        assert!(!argv.iter().any(|a| a == "-l"));
+        assert_eq!(&argv[argv.len() - 4..], &os(&["-s", "--", "h", "sftp"])[..]);
+    }
+
+    #[test]
+    fn direct_command_is_run_as_given() {
+        let cmd = ServerCommand::Direct(os(&["/usr/lib/openssh/sftp-server", "-e"]));
+        assert_eq!(cmd.argv(), os(&["/usr/lib/openssh/sftp-server", "-e"]));
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = Transport::spawn(&ServerCommand::Direct(os(&["/nonexistent/sftp"])))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cannot run /nonexistent/sftp"));
+    }
+}

@@ -1,0 +1,483 @@
+//! The SFTP engine against real servers spawned directly.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use outsftphook::pipeline::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req};
+use outsftphook::sftp::wire::StatusCode;
+use outsftphook::transport::{ServerCommand, TransportError};
+
+use crate::support::{Sandbox, pattern, rpath};
+
+/// OpenSSH's announced WRITE size: sizes around it exercise chunk boundaries.
+const CHUNK: usize = 261_120;
+
+fn sizes() -> Vec<usize> {
+    let mut sizes = vec![
+        0,
+        1,
+        2,
+        4095,
+        4096,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        3 * CHUNK + 7,
+    ];
+    // And a spread of ordinary package sizes.
+    for i in 0..40 {
+        sizes.push(1000 + i * 9_973);
+    }
+    sizes
+}
+
+/// Uploads `n` files into deep, new directory trees and checks every byte.
+fn upload_many(sandbox: &Sandbox, server: ServerCommand, n: usize) -> Engine {
+    let sizes = sizes();
+    let mut ops = Vec::new();
+    for i in 0..n {
+        let rel = format!("pool/c{}/d{}/e/f{}/file{i}.deb", i % 3, i % 7, i % 11);
+        let local = sandbox.local_file(&rel, sizes[i % sizes.len()], i as u8);
+        ops.push(Op::Upload {
+            local,
+            remote: rpath(&rel),
+            fsync: i % 5 == 0,
+        });
+    }
+    let mut engine = Engine::connect(&server, EngineConfig::default()).expect("connect");
+    let mut reported = 0;
+    let results = engine.run(&ops, |_, _| reported += 1).expect("run");
+    assert_eq!(reported, n, "every operation is reported as it finishes");
+    for (op, result) in ops.iter().zip(&results) {
+        assert_eq!(result, &Ok(Outcome::Done), "{op:?}");
+    }
+    for i in 0..n {
+        let rel = format!("pool/c{}/d{}/e/f{}/file{i}.deb", i % 3, i % 7, i % 11);
+        let got = fs::read(sandbox.remote().join(&rel)).unwrap();
+        assert!(
+            got == pattern(sizes[i % sizes.len()], i as u8),
+            "{rel} differs"
+        );
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.files_uploaded, n as u64);
+    assert!(stats.max_open_files_seen <= outsftphook::pipeline::DEFAULT_MAX_OPEN_FILES);
+    engine
+}
+
+#[test]
+fn openssh_uploads_hundreds_of_files_into_new_trees() {
+    let sandbox = Sandbox::new();
+    let engine = upload_many(&sandbox, sandbox.openssh(), 300);
+    // Directories: pool, 3 c*, 21 d*, 21 e, and 231 distinct f* leaves... each created once.
+    let mut dirs = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let mut p = String::new();
+        for part in [
+            "pool".to_string(),
+            format!("c{}", i % 3),
+            format!("d{}", i % 7),
+            "e".to_string(),
+            format!("f{}", i % 11),
+        ] {
+            if !p.is_empty() {
+                p.push('/');
+            }
+            p.push_str(&part);
+            dirs.insert(p.clone());
+        }
+    }
+    for dir in &dirs {
+        assert_eq!(sandbox.mkdirs_logged(dir), 1, "MKDIR {dir}");
+    }
+    // A level is tried once more after its parent was made, never more.
+    assert!(engine.stats().mkdirs_sent < 2 * dirs.len() as u64);
+    assert!(sandbox.max_open_logged() <= outsftphook::pipeline::DEFAULT_MAX_OPEN_FILES);
+    assert_eq!(engine.close().map(|s| s.success()), Some(true));
+}
+
+#[test]
+fn greenend_uploads_hundreds_of_files_into_new_trees() {
+    let sandbox = Sandbox::new();
+    let engine = upload_many(&sandbox, sandbox.greenend(), 200);
+    engine.close();
+}
+
+#[test]
+fn many_uploads_waiting_on_one_missing_directory_send_one_mkdir() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.remote().join("x/y")).unwrap();
+    let ops: Vec<Op> = (0..100)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), 100 + i, i as u8),
+            remote: rpath(&format!("x/y/z/f{i}")),
+            fsync: false,
+        })
+        .collect();
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
+    engine.close();
+    let mkdirs: Vec<String> = sandbox
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("mkdir"))
+        .collect();
+    assert_eq!(mkdirs, vec!["mkdir name \"x/y/z\" mode 0755".to_string()]);
+}
+
+#[test]
+fn a_deep_new_tree_is_built_top_down_each_level_created_once() {
+    let sandbox = Sandbox::new();
+    let ops: Vec<Op> = (0..100)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), 100 + i, i as u8),
+            remote: rpath(&format!("x/y/z/f{i}")),
+            fsync: false,
+        })
+        .collect();
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
+    // x/y/z, then x/y (both missing their parent), then x, x/y, x/y/z.
+    assert_eq!(engine.stats().mkdirs_sent, 5);
+    engine.close();
+    for dir in ["x", "x/y", "x/y/z"] {
+        assert_eq!(sandbox.mkdirs_logged(dir), 1, "{dir}");
+    }
+}
+
+#[test]
+fn an_existing_directory_costs_no_mkdir() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.remote().join("a/b")).unwrap();
+    let ops: Vec<Op> = (0..10)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), 10, 0),
+            remote: rpath(&format!("a/b/f{i}")),
+            fsync: false,
+        })
+        .collect();
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    engine.run(&ops, |_, _| {}).unwrap();
+    assert_eq!(engine.stats().mkdirs_sent, 0);
+    engine.close();
+    assert!(!sandbox.log_lines().iter().any(|l| l.starts_with("mkdir")));
+    // And no probing either: one open per file, nothing else but the closes.
+    let stats = sandbox
+        .log_lines()
+        .iter()
+        .filter(|l| l.starts_with("stat") || l.starts_with("lstat"))
+        .count();
+    assert_eq!(stats, 0);
+}
+
+#[test]
+fn the_open_file_limit_is_never_exceeded() {
+    let sandbox = Sandbox::new();
+    let ops: Vec<Op> = (0..60)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), (i % 4) * 300_000, i as u8),
+            remote: rpath(&format!("d{}/f{i}", i % 2)),
+            fsync: false,
+        })
+        .collect();
+    let config = EngineConfig {
+        max_open_files: 3,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
+    assert_eq!(engine.stats().max_open_files_seen, 3);
+    engine.close();
+    assert_eq!(sandbox.max_open_logged(), 3);
+}
+
+#[test]
+fn reuploading_over_a_longer_file_truncates_it() {
+    let sandbox = Sandbox::new();
+    fs::write(sandbox.remote().join("f"), vec![b'x'; 100_000]).unwrap();
+    let local = sandbox.local_file("f", 10, 1);
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    let ops = [Op::Upload {
+        local,
+        remote: rpath("f"),
+        fsync: false,
+    }];
+    engine.run(&ops, |_, _| {}).unwrap();
+    engine.close();
+    assert_eq!(
+        fs::read(sandbox.remote().join("f")).unwrap(),
+        pattern(10, 1)
+    );
+}
+
+#[test]
+fn renames_replace_and_symlinks_point_right_on_both_servers() {
+    for greenend in [false, true] {
+        let sandbox = Sandbox::new();
+        let server = if greenend {
+            sandbox.greenend()
+        } else {
+            sandbox.openssh()
+        };
+        fs::create_dir_all(sandbox.remote().join("dists/bookworm")).unwrap();
+        fs::write(sandbox.remote().join("dists/bookworm/Release"), "old").unwrap();
+        fs::write(sandbox.remote().join("dists/stable"), "a file in the way").unwrap();
+        let local = sandbox.local_file("Release", 5000, 3);
+        for posix_rename in [true, false] {
+            let config = EngineConfig {
+                posix_rename,
+                ..EngineConfig::default()
+            };
+            let mut engine = Engine::connect(&server, config).unwrap();
+            assert_eq!(engine.atomic_rename(), posix_rename);
+            let upload = [Op::Upload {
+                local: local.clone(),
+                remote: rpath("dists/bookworm/Release.new"),
+                fsync: true,
+            }];
+            let finalise = [
+                Op::Rename {
+                    from: rpath("dists/bookworm/Release.new"),
+                    to: rpath("dists/bookworm/Release"),
+                },
+                Op::Symlink {
+                    link: rpath("dists/stable"),
+                    target: b"bookworm".to_vec(),
+                },
+            ];
+            for ops in [&upload[..], &finalise[..]] {
+                let results = engine.run(ops, |_, _| {}).unwrap();
+                assert!(
+                    results.iter().all(|r| r == &Ok(Outcome::Done)),
+                    "greenend={greenend} posix_rename={posix_rename}: {results:?}"
+                );
+            }
+            engine.close();
+            let remote = sandbox.remote();
+            assert_eq!(
+                fs::read(remote.join("dists/bookworm/Release")).unwrap(),
+                pattern(5000, 3)
+            );
+            assert!(!remote.join("dists/bookworm/Release.new").exists());
+            assert_eq!(
+                fs::read_link(remote.join("dists/stable")).unwrap(),
+                std::path::Path::new("bookworm")
+            );
+        }
+    }
+}
+
+#[test]
+fn server_errors_name_the_path_and_the_status() {
+    let sandbox = Sandbox::new();
+    fs::write(
+        sandbox.remote().join("blocker"),
+        "a file where a directory must be",
+    )
+    .unwrap();
+    fs::write(sandbox.remote().join("present"), "x").unwrap();
+    let local = sandbox.local_file("f", 10, 0);
+    let ops = [
+        Op::Upload {
+            local: local.clone(),
+            remote: rpath("blocker/sub/f"),
+            fsync: false,
+        },
+        Op::Rename {
+            from: rpath("missing.new"),
+            to: rpath("missing"),
+        },
+        Op::Remove {
+            path: rpath("gone"),
+        },
+        Op::Remove {
+            path: rpath("present"),
+        },
+        Op::Upload {
+            local: sandbox.local().join("no-such-local-file"),
+            remote: rpath("g"),
+            fsync: false,
+        },
+        Op::Upload {
+            local: local.clone(),
+            remote: rpath("ok/f"),
+            fsync: false,
+        },
+    ];
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    engine.close();
+
+    let err = results[0].as_ref().unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(
+            "upload blocker/sub/f: cannot create directory blocker/sub: MKDIR failed: FAILURE"
+        ),
+        "{msg}"
+    );
+    assert_eq!(err.status(), Some(StatusCode::Failure));
+
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::NoSuchFile));
+    assert!(matches!(
+        err.cause,
+        Cause::Status {
+            request: Req::PosixRename,
+            ..
+        }
+    ));
+    assert!(
+        err.to_string()
+            .starts_with("rename missing: posix-rename@openssh.com failed: NO_SUCH_FILE")
+    );
+
+    assert_eq!(results[2], Ok(Outcome::AlreadyAbsent));
+    assert_eq!(results[3], Ok(Outcome::Done));
+    assert!(!sandbox.remote().join("present").exists());
+
+    let err = results[4].as_ref().unwrap_err();
+    assert!(err.to_string().contains("no-such-local-file"), "{err}");
+    assert!(matches!(err.cause, Cause::Local { .. }));
+
+    // One failure does not stop the others.
+    assert_eq!(results[5], Ok(Outcome::Done));
+}
+
+#[test]
+fn a_denied_write_is_reported_with_the_servers_status() {
+    let sandbox = Sandbox::new();
+    let local = sandbox.local_file("f", 100_000, 0);
+    // -P denies the named requests: here every WRITE.
+    let server = sandbox.shell(&format!(
+        "exec /usr/lib/openssh/sftp-server -P write -d '{}' 2>/dev/null",
+        sandbox.remote().display()
+    ));
+    let mut engine = Engine::connect(&server, EngineConfig::default()).unwrap();
+    let ops = [Op::Upload {
+        local,
+        remote: rpath("f"),
+        fsync: false,
+    }];
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    let err = results[0].as_ref().unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("upload f: WRITE failed: PERMISSION_DENIED"),
+        "{err}"
+    );
+    // The handle was closed all the same: the engine ends cleanly.
+    assert_eq!(engine.close().map(|s| s.success()), Some(true));
+}
+
+#[test]
+fn a_killed_server_is_an_error_naming_what_was_in_flight() {
+    let sandbox = Sandbox::new();
+    let pidfile = sandbox.dir.path().join("server.pid");
+    let server = sandbox.shell(&format!(
+        "echo $$ > '{}'; exec /usr/lib/openssh/sftp-server -d '{}'",
+        pidfile.display(),
+        sandbox.remote().display()
+    ));
+    let ops: Vec<Op> = (0..40)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), 2_000_000, i as u8),
+            remote: rpath(&format!("f{i}")),
+            fsync: false,
+        })
+        .collect();
+    let mut engine = Engine::connect(&server, EngineConfig::default()).unwrap();
+    let started = Instant::now();
+    let mut killed = false;
+    let err = engine
+        .run(&ops, |_, _| {
+            if !killed {
+                let pid: i32 = fs::read_to_string(&pidfile)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .unwrap();
+                killed = true;
+            }
+        })
+        .unwrap_err();
+    assert!(killed);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(matches!(
+        err.kind,
+        EngineErrorKind::Transport(TransportError::Closed { .. })
+    ));
+    let msg = err.to_string();
+    assert!(msg.contains("the server closed the connection"), "{msg}");
+    assert!(msg.contains("signal: 9"), "{msg}");
+    assert!(msg.contains("unanswered: "), "{msg}");
+    assert!(msg.contains("for upload f"), "{msg}");
+}
+
+#[test]
+fn a_silent_server_stalls_into_an_error_not_a_hang() {
+    let sandbox = Sandbox::new();
+    let config = EngineConfig {
+        stall_timeout: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    let started = Instant::now();
+    let err = Engine::connect(&sandbox.shell("exec sleep 60"), config)
+        .err()
+        .expect("a server that never answers");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err.kind, EngineErrorKind::Stalled(_)));
+    assert_eq!(
+        err.to_string(),
+        "no progress for 1 seconds: the server or the link is stalled; unanswered: INIT"
+    );
+}
+
+#[test]
+fn a_server_that_is_not_sftp_is_a_clear_error() {
+    let sandbox = Sandbox::new();
+    let err = Engine::connect(
+        &sandbox.shell("echo hello; exit 3"),
+        EngineConfig::default(),
+    )
+    .err()
+    .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("malformed packet") || msg.contains("closed"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn files_keep_their_permission_bits() {
+    let sandbox = Sandbox::new();
+    let local = sandbox.local_file("script", 10, 0);
+    fs::set_permissions(&local, fs::Permissions::from_mode(0o640)).unwrap();
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    engine
+        .run(
+            &[Op::Upload {
+                local,
+                remote: rpath("script"),
+                fsync: false,
+            }],
+            |_, _| {},
+        )
+        .unwrap();
+    engine.close();
+    let mode = fs::metadata(sandbox.remote().join("script"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}

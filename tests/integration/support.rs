@@ -1,0 +1,136 @@
+//! Helpers shared by the integration tests: temporary trees, real servers, their logs.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use outsftphook::remote_path::RemotePath;
+use outsftphook::transport::ServerCommand;
+
+pub const OPENSSH_SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+pub const GESFTPSERVER: &str = "/usr/libexec/gesftpserver";
+
+/// Fails loudly when a server the tests rely on is missing: `.ci/run` installs them.
+pub fn require(program: &str) {
+    assert!(
+        Path::new(program).exists(),
+        "{program} is missing: install the Debian packages listed in .ci/run"
+    );
+}
+
+/// A temporary directory with `local/` (sources) and `remote/` (the server's start dir).
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("local")).unwrap();
+        fs::create_dir(dir.path().join("remote")).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn local(&self) -> PathBuf {
+        self.dir.path().join("local")
+    }
+
+    pub fn remote(&self) -> PathBuf {
+        self.dir.path().join("remote")
+    }
+
+    pub fn server_log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Writes a local file with deterministic content of `size` bytes.
+    pub fn local_file(&self, name: &str, size: usize, seed: u8) -> PathBuf {
+        let path = self.local().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, pattern(size, seed)).unwrap();
+        path
+    }
+
+    /// OpenSSH's sftp-server rooted at `remote/`, logging every operation to `server.log`.
+    pub fn openssh(&self) -> ServerCommand {
+        require(OPENSSH_SFTP_SERVER);
+        self.shell(&format!(
+            "exec {OPENSSH_SFTP_SERVER} -e -l INFO -d '{}' 2>>'{}'",
+            self.remote().display(),
+            self.server_log().display()
+        ))
+    }
+
+    /// Green End's server, started in `remote/`.
+    pub fn greenend(&self) -> ServerCommand {
+        require(GESFTPSERVER);
+        self.shell(&format!(
+            "cd '{}' && exec {GESFTPSERVER}",
+            self.remote().display()
+        ))
+    }
+
+    /// A server started by a shell command line.
+    pub fn shell(&self, script: &str) -> ServerCommand {
+        ServerCommand::Direct(vec!["sh".into(), "-c".into(), OsString::from(script)])
+    }
+
+    /// The operations the OpenSSH server logged, one line each.
+    pub fn log_lines(&self) -> Vec<String> {
+        fs::read_to_string(self.server_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The logged operations that succeeded: OpenSSH logs the request, then a `sent status`
+    /// line only when it failed.
+    pub fn successful_ops(&self) -> Vec<String> {
+        let lines = self.log_lines();
+        let mut ok = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let failed = lines
+                .get(i + 1)
+                .is_some_and(|next| next.starts_with("sent status"));
+            if !failed && !line.starts_with("sent status") {
+                ok.push(line.clone());
+            }
+        }
+        ok
+    }
+
+    /// How many times the server created `dir` (a path relative to `remote/`).
+    pub fn mkdirs_logged(&self, dir: &str) -> usize {
+        let needle = format!("mkdir name \"{dir}\" ");
+        self.successful_ops()
+            .iter()
+            .filter(|l| l.starts_with(&needle))
+            .count()
+    }
+
+    /// The most files the server had open at once, from its open/close log lines.
+    pub fn max_open_logged(&self) -> usize {
+        let (mut open, mut max) = (0usize, 0usize);
+        for line in self.successful_ops() {
+            if line.starts_with("open \"") {
+                open += 1;
+                max = max.max(open);
+            } else if line.starts_with("close \"") || line.starts_with("forced close \"") {
+                open -= 1;
+            }
+        }
+        max
+    }
+}
+
+pub fn rpath(s: &str) -> RemotePath {
+    RemotePath::new(s).unwrap()
+}
+
+/// Deterministic bytes that differ between files and between offsets.
+pub fn pattern(size: usize, seed: u8) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
+        .collect()
+}
