@@ -5,7 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod outlog;
 pub mod pipeline;
+pub mod plan;
+pub mod relpath;
 pub mod remote_path;
 pub mod sftp;
 pub mod transport;

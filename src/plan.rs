@@ -1,0 +1,206 @@
+//! From parsed outlogs to what must happen on the remote, in safe order. Pure: no I/O.
+//!
+//! The newest log wins for a path: an older log's entry for a path a newer log also names
+//! (or already finished) is *obsoleted*. Entries a log's journal marks finished are skipped;
+//! dist files journalled `asdotnew` are only renamed. Rounds:
+//!
+//! 1. new pool files, uploaded to their final names (nothing names them yet);
+//! 2. per dist dir, files uploaded as `NAME.new`; once all of a dir are up, the dir is
+//!    finalised in steps: indices and symlinks, then `Release` and `Release.gpg`, then
+//!    `InRelease`, then the dir's deletions (which the old `Release` may still name);
+//! 3. pool deletions (nothing names those files any more), then empty pool directories.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::outlog::{DoneMessage, Line, Outlog};
+use crate::relpath::RelPath;
+
+/// What to do for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Upload `local` to the path (pool files).
+    Upload { local: PathBuf },
+    /// Upload `local` to `PATH.new` (dist files; renamed at finalisation).
+    UploadDotNew { local: PathBuf },
+    /// Rename `PATH.new` to the path.
+    RenameDotNew,
+    /// Make the path a symlink to `target`.
+    Symlink { target: String },
+    /// Remove the path.
+    Delete,
+}
+
+/// An action with the log it came from (whose journal records it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub log: usize,
+    pub path: RelPath,
+    pub action: Action,
+}
+
+/// The steps of a dist dir's finalisation; each is finished before the next starts.
+pub const FINALISE_STEPS: usize = 4;
+
+/// One distribution (or snapshot) directory's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistDir {
+    pub dir: RelPath,
+    /// Files to upload as `.new`.
+    pub uploads: Vec<Job>,
+    /// Finalisation: [0] index renames and symlinks, [1] `Release` and `Release.gpg`,
+    /// [2] `InRelease`, [3] deletions.
+    pub steps: [Vec<Job>; FINALISE_STEPS],
+}
+
+/// Everything a run has to do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Entries superseded by a newer log, to be journalled `obsoleted` in their (older) log.
+    pub obsoleted: Vec<(usize, RelPath)>,
+    pub pool_uploads: Vec<Job>,
+    pub dist_dirs: Vec<DistDir>,
+    pub pool_deletes: Vec<Job>,
+    /// For each log, how many jobs are left for it; a log at 0 is finished.
+    pub remaining: Vec<usize>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.pool_uploads.is_empty() && self.dist_dirs.is_empty() && self.pool_deletes.is_empty()
+    }
+
+    /// Every job, in the order the rounds run them.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.pool_uploads
+            .iter()
+            .chain(
+                self.dist_dirs
+                    .iter()
+                    .flat_map(|d| d.uploads.iter().chain(d.steps.iter().flatten())),
+            )
+            .chain(self.pool_deletes.iter())
+    }
+}
+
+/// Where in the finalisation of its dir a job goes.
+fn finalise_step(job: &Job, dir: &RelPath) -> usize {
+    let name = &job.path.as_str()[dir.as_str().len() + 1..];
+    match (&job.action, name) {
+        (Action::Delete, _) => 3,
+        (_, "InRelease") => 2,
+        (_, "Release" | "Release.gpg") => 1,
+        _ => 0,
+    }
+}
+
+/// Builds the plan from logs given oldest first; pool files are read from `outdir`.
+pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
+    let mut plan = Plan {
+        remaining: vec![0; logs.len()],
+        ..Plan::default()
+    };
+    // Paths claimed by a newer log (or finished by one): older entries are obsoleted.
+    let mut claimed: HashSet<RelPath> = HashSet::new();
+    let mut dists: BTreeMap<RelPath, DistDir> = BTreeMap::new();
+
+    for (log, outlog) in logs.iter().enumerate().rev() {
+        let mut journal: HashMap<&RelPath, DoneMessage> = HashMap::new();
+        for (_, line) in &outlog.lines {
+            if let Line::Done { message, path } = line {
+                journal.insert(path, *message);
+            }
+        }
+        // Within one log a later line is newer: walk it backwards so the last one wins.
+        let mut seen_here: HashSet<RelPath> = HashSet::new();
+        for (_, line) in outlog.lines.iter().rev() {
+            let (path, action, dist_dir) = match line {
+                Line::PoolNew(key) => {
+                    let local = outdir.join(key.as_str());
+                    (key.clone(), Action::Upload { local }, None)
+                }
+                Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
+                Line::DistFile { dir, name, local } => {
+                    let path = dir.join(name);
+                    let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
+                        Action::RenameDotNew
+                    } else {
+                        Action::UploadDotNew {
+                            local: local.clone(),
+                        }
+                    };
+                    (path, action, Some(dir))
+                }
+                Line::DistSymlink { dir, name, target } => (
+                    dir.join(name),
+                    Action::Symlink {
+                        target: target.clone(),
+                    },
+                    Some(dir),
+                ),
+                Line::DistDelete { dir, name } => (dir.join(name), Action::Delete, Some(dir)),
+                Line::Begin(_) | Line::End(_) | Line::DistKeep { .. } | Line::Done { .. } => {
+                    continue;
+                }
+            };
+            if !seen_here.insert(path.clone()) {
+                // An earlier line of the same log, superseded by a later one: nothing to
+                // journal (the later line's entry stands for the path).
+                continue;
+            }
+            let finished = journal
+                .get(&path)
+                .is_some_and(|m| *m != DoneMessage::AsDotNew);
+            if !claimed.insert(path.clone()) {
+                if !finished {
+                    plan.obsoleted.push((log, path));
+                }
+                continue;
+            }
+            if finished {
+                continue;
+            }
+            plan.remaining[log] += 1;
+            let job = Job { log, path, action };
+            match (dist_dir, &job.action) {
+                (None, Action::Delete) => plan.pool_deletes.push(job),
+                (None, _) => plan.pool_uploads.push(job),
+                (Some(dir), _) => {
+                    let d = dists.entry(dir.clone()).or_insert_with(|| DistDir {
+                        dir: dir.clone(),
+                        uploads: Vec::new(),
+                        steps: Default::default(),
+                    });
+                    if let Action::UploadDotNew { .. } = job.action {
+                        d.uploads.push(job.clone());
+                    }
+                    let step = finalise_step(&job, dir);
+                    let finalising = match job.action {
+                        Action::UploadDotNew { .. } => Job {
+                            action: Action::RenameDotNew,
+                            ..job
+                        },
+                        _ => job,
+                    };
+                    d.steps[step].push(finalising);
+                }
+            }
+        }
+    }
+    // Jobs were collected newest log first and lines backwards: put them in log order.
+    let order = |jobs: &mut Vec<Job>| jobs.reverse();
+    order(&mut plan.pool_uploads);
+    order(&mut plan.pool_deletes);
+    plan.obsoleted.reverse();
+    for mut d in dists.into_values() {
+        order(&mut d.uploads);
+        for step in &mut d.steps {
+            order(step);
+        }
+        plan.dist_dirs.push(d);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+use super::*;
+use crate::outlog::parse;
+
+fn log(name: &str, text: &str) -> Outlog {
+    parse(Path::new(name), text.as_bytes()).unwrap()
+}
+
+fn r(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
+
+fn paths(jobs: &[Job]) -> Vec<&str> {
+    jobs.iter().map(|j| j.path.as_str()).collect()
+}
+
+const OUT: &str = "/srv/out";
+
+fn bookworm(files: &[&str]) -> String {
+    let mut s = String::from("BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n");
+    for f in files {
+        s.push_str(&format!(
+            "DISTFILE\tdists/bookworm\t{f}\t/srv/dists/bookworm/{f}\n"
+        ));
+    }
+    s.push_str("END-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n");
+    s
+}
+
+#[test]
+fn one_log_makes_three_rounds_in_order() {
+    let text = format!(
+        "POOLNEW\tpool/main/a/a.deb\nPOOLNEW\tpool/main/b/b.deb\n{}POOLDELETE\tpool/main/c/c.deb\n",
+        bookworm(&[
+            "InRelease",
+            "main/binary-amd64/Packages.gz",
+            "Release",
+            "main/binary-amd64/Release",
+            "Release.gpg",
+        ])
+    );
+    let plan = plan(&[log("1", &text)], Path::new(OUT));
+    assert_eq!(
+        paths(&plan.pool_uploads),
+        ["pool/main/a/a.deb", "pool/main/b/b.deb"]
+    );
+    assert_eq!(
+        plan.pool_uploads[0].action,
+        Action::Upload {
+            local: PathBuf::from("/srv/out/pool/main/a/a.deb")
+        }
+    );
+    assert_eq!(paths(&plan.pool_deletes), ["pool/main/c/c.deb"]);
+    let d = &plan.dist_dirs[0];
+    assert_eq!(d.dir, r("dists/bookworm"));
+    assert_eq!(d.uploads.len(), 5);
+    assert!(
+        d.uploads
+            .iter()
+            .all(|j| matches!(j.action, Action::UploadDotNew { .. }))
+    );
+    // Indices first (a component Release is an index), then Release and its signature,
+    // InRelease last.
+    assert_eq!(
+        paths(&d.steps[0]),
+        [
+            "dists/bookworm/main/binary-amd64/Packages.gz",
+            "dists/bookworm/main/binary-amd64/Release"
+        ]
+    );
+    assert_eq!(
+        paths(&d.steps[1]),
+        ["dists/bookworm/Release", "dists/bookworm/Release.gpg"]
+    );
+    assert_eq!(paths(&d.steps[2]), ["dists/bookworm/InRelease"]);
+    assert!(d.steps[3].is_empty());
+    assert!(
+        d.steps
+            .iter()
+            .flatten()
+            .all(|j| j.action == Action::RenameDotNew)
+    );
+    assert_eq!(plan.remaining, vec![8]);
+    assert!(plan.obsoleted.is_empty());
+}
+
+#[test]
+fn dist_deletions_come_after_release_and_symlinks_with_the_indices() {
+    let text = "BEGIN-DISTRIBUTION\tb\tdists/b\n\
+DISTDELETE\tdists/b\tmain/binary-amd64/Packages.bz2\n\
+DISTSYMLINK\tdists/b\tmain/current\tbinary-amd64\n\
+DISTFILE\tdists/b\tRelease\t/x/Release\n\
+END-DISTRIBUTION\tb\tdists/b\n";
+    let plan = plan(&[log("1", text)], Path::new(OUT));
+    let d = &plan.dist_dirs[0];
+    assert_eq!(paths(&d.steps[0]), ["dists/b/main/current"]);
+    assert_eq!(
+        d.steps[0][0].action,
+        Action::Symlink {
+            target: "binary-amd64".into()
+        }
+    );
+    assert_eq!(paths(&d.steps[1]), ["dists/b/Release"]);
+    assert_eq!(
+        paths(&d.steps[3]),
+        ["dists/b/main/binary-amd64/Packages.bz2"]
+    );
+    assert_eq!(d.steps[3][0].action, Action::Delete);
+}
+
+#[test]
+fn the_newest_log_wins_and_older_entries_are_obsoleted() {
+    let old = format!(
+        "POOLNEW\tpool/main/f/foo_1.deb\n{}",
+        bookworm(&["Packages", "Release"])
+    );
+    let new = format!(
+        "{}POOLDELETE\tpool/main/f/foo_1.deb\n",
+        bookworm(&["Packages", "Release"])
+    );
+    let plan = plan(&[log("1", &old), log("2", &new)], Path::new(OUT));
+    assert!(plan.pool_uploads.is_empty());
+    assert_eq!(paths(&plan.pool_deletes), ["pool/main/f/foo_1.deb"]);
+    assert_eq!(plan.pool_deletes[0].log, 1);
+    let d = &plan.dist_dirs[0];
+    assert!(d.uploads.iter().all(|j| j.log == 1));
+    let mut obsoleted: Vec<(usize, &str)> = plan
+        .obsoleted
+        .iter()
+        .map(|(l, p)| (*l, p.as_str()))
+        .collect();
+    obsoleted.sort();
+    assert_eq!(
+        obsoleted,
+        [
+            (0, "dists/bookworm/Packages"),
+            (0, "dists/bookworm/Release"),
+            (0, "pool/main/f/foo_1.deb"),
+        ]
+    );
+    assert_eq!(plan.remaining, vec![0, 3]);
+}
+
+#[test]
+fn journalled_entries_are_skipped_and_asdotnew_ones_only_renamed() {
+    let text = format!(
+        "POOLNEW\tpool/a/a.deb\nPOOLNEW\tpool/b/b.deb\n{}\
+DONE\tdone\tpool/a/a.deb\n\
+DONE\tasdotnew\tdists/bookworm/Packages\n",
+        bookworm(&["Packages", "Release"])
+    );
+    let plan = plan(&[log("1", &text)], Path::new(OUT));
+    assert_eq!(paths(&plan.pool_uploads), ["pool/b/b.deb"]);
+    let d = &plan.dist_dirs[0];
+    assert_eq!(paths(&d.uploads), ["dists/bookworm/Release"]);
+    assert_eq!(paths(&d.steps[0]), ["dists/bookworm/Packages"]);
+    assert_eq!(d.steps[0][0].action, Action::RenameDotNew);
+    assert_eq!(plan.remaining, vec![3]);
+}
+
+#[test]
+fn a_newer_logs_finished_entry_still_obsoletes_older_ones() {
+    let old = "POOLNEW\tpool/a/a.deb\n";
+    let new = "POOLNEW\tpool/a/a.deb\nDONE\tdone\tpool/a/a.deb\n";
+    let plan = plan(&[log("1", old), log("2", new)], Path::new(OUT));
+    assert!(plan.is_empty());
+    assert_eq!(plan.obsoleted, vec![(0, r("pool/a/a.deb"))]);
+    assert_eq!(plan.remaining, vec![0, 0]);
+}
+
+#[test]
+fn an_older_finished_entry_is_not_journalled_again() {
+    let old = "POOLNEW\tpool/a/a.deb\nDONE\tdone\tpool/a/a.deb\n";
+    let new = "POOLNEW\tpool/a/a.deb\n";
+    let plan = plan(&[log("1", old), log("2", new)], Path::new(OUT));
+    assert_eq!(paths(&plan.pool_uploads), ["pool/a/a.deb"]);
+    assert!(plan.obsoleted.is_empty());
+}
+
+#[test]
+fn within_one_log_the_last_line_for_a_path_wins_silently() {
+    let text = "POOLNEW\tpool/a/a.deb\nPOOLDELETE\tpool/a/a.deb\n";
+    let plan = plan(&[log("1", text)], Path::new(OUT));
+    assert!(plan.pool_uploads.is_empty());
+    assert_eq!(paths(&plan.pool_deletes), ["pool/a/a.deb"]);
+    assert!(plan.obsoleted.is_empty());
+    assert_eq!(plan.remaining, vec![1]);
+}
+
+#[test]
+fn a_fully_journalled_log_has_nothing_left() {
+    let text = "POOLNEW\tpool/a/a.deb\nPOOLDELETE\tpool/b/b.deb\n\
+DONE\tdone\tpool/a/a.deb\nDONE\talready deleted\tpool/b/b.deb\n";
+    let plan = plan(&[log("1", text)], Path::new(OUT));
+    assert!(plan.is_empty());
+    assert_eq!(plan.remaining, vec![0]);
+}
+
+#[test]
+fn several_dist_dirs_and_snapshots_are_planned_separately() {
+    let text = "BEGIN-DISTRIBUTION\ta\tdists/a\nDISTFILE\tdists/a\tRelease\t/x\nEND-DISTRIBUTION\ta\tdists/a\n\
+BEGIN-SNAPSHOT\ta\tdists/a/snapshots/s\ts\nDISTFILE\tdists/a/snapshots/s\tRelease\t/y\nEND-SNAPSHOT\ta\tdists/a/snapshots/s\ts\n\
+BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t/z\nEND-DISTRIBUTION\tb\tdists/b\n";
+    let plan = plan(&[log("1", text)], Path::new(OUT));
+    let dirs: Vec<&str> = plan.dist_dirs.iter().map(|d| d.dir.as_str()).collect();
+    assert_eq!(dirs, ["dists/a", "dists/a/snapshots/s", "dists/b"]);
+    assert_eq!(plan.jobs().count(), 6);
+}
