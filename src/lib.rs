@@ -1,10 +1,17 @@
 //! outsftphook: keeps a remote copy of a reprepro repository in sync over SFTP.
 //!
-//! Data flows outlog -> plan -> [`pipeline`] -> [`sftp::session`] -> [`sftp::wire`] bytes ->
-//! [`transport`] (the pipes of `ssh` or a local `sftp-server`).
+//! Data flows outlog ([`outlog`]) -> plan ([`plan`]) -> [`pipeline`] -> [`sftp::session`] ->
+//! [`sftp::wire`] bytes -> [`transport`] (the pipes of `ssh` or a local `sftp-server`).
+//! [`hook`] runs it all; [`journal`] records what completed.
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod hook;
+pub mod journal;
+pub mod lock;
+pub mod logs;
 pub mod outlog;
 pub mod pipeline;
 pub mod plan;
@@ -12,3 +19,73 @@ pub mod relpath;
 pub mod remote_path;
 pub mod sftp;
 pub mod transport;
+
+use std::process::ExitCode;
+
+use cli::Args;
+use hook::SetupError;
+
+/// Exit status when some operation failed; a rerun finishes the rest.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for usage, configuration or outlog errors; nothing was sent.
+pub const EXIT_SETUP: u8 = 2;
+
+/// Sets up logging: warnings by default, more with `-v`/`--debug-sftp`, or as `RUST_LOG` says.
+pub fn init_logging(verbose: u8, debug_sftp: u32) {
+    let level = match (verbose, debug_sftp) {
+        (_, 2..) | (2.., _) => "outsftphook=trace",
+        (_, 1) => "outsftphook=debug",
+        (1, _) => "outsftphook=info",
+        _ => "outsftphook=warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_target(false)
+        .format_timestamp(None)
+        .init();
+}
+
+/// The program: resolve the settings, run the hook, tell how it went.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let env = |name: &str| std::env::var_os(name);
+    let read = |p: &std::path::Path| match std::fs::read_to_string(p) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    let settings =
+        config::resolve(&args, &env, &read).map_err(|e| SetupError(anyhow::Error::new(e)))?;
+    if settings.debug_sftp > 0 && log::max_level() < log::LevelFilter::Debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    let how = logs::Selection {
+        pending: args.pending,
+        ignore_pending: args.ignore_pending,
+        force_order: args.force_order,
+        autoretry: settings.autoretry,
+    };
+    let report = hook::run(&settings, &args.files, how)?;
+    if report.failures > 0 || !report.pending_logs.is_empty() {
+        let logs: Vec<String> = report
+            .pending_logs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!(
+            "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, then run \
+             'outsftphook --basedir DIR --pending' (or let the next reprepro run retry).",
+            report.failures,
+            logs.join(", ")
+        );
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit status for an error that ended the run.
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<SetupError>().is_some() {
+        ExitCode::from(EXIT_SETUP)
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}

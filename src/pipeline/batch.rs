@@ -242,6 +242,15 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Remove),
                 );
             }
+            Op::Rmdir { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Rmdir {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Rmdir),
+                );
+            }
             Op::Rename { from, to } => {
                 if conn.limits.posix_rename {
                     self.states[i] = State::Single(Stepwise::Final);
@@ -473,7 +482,7 @@ impl<'a> Batch<'a> {
         match (clearing, code) {
             (true, StatusCode::Ok | StatusCode::NoSuchFile) => self.send_final(i, conn),
             (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
-            (false, StatusCode::NoSuchFile) if req == Req::Remove => {
+            (false, StatusCode::NoSuchFile) if matches!(req, Req::Remove | Req::Rmdir) => {
                 self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
             }
             (_, code) => self.fail(i, status_cause(req, code, &message), conn),

@@ -26,6 +26,8 @@ pub enum Op {
     Symlink { link: RemotePath, target: Vec<u8> },
     /// Create a directory and its missing parents.
     Mkdir { path: RemotePath },
+    /// Remove an empty directory; a missing one is [`Outcome::AlreadyAbsent`].
+    Rmdir { path: RemotePath },
 }
 
 impl Op {
@@ -36,6 +38,7 @@ impl Op {
             Op::Rename { .. } => "rename",
             Op::Symlink { .. } => "symlink",
             Op::Mkdir { .. } => "mkdir",
+            Op::Rmdir { .. } => "rmdir",
         }
     }
 
@@ -43,7 +46,7 @@ impl Op {
     pub fn path(&self) -> &RemotePath {
         match self {
             Op::Upload { remote, .. } => remote,
-            Op::Remove { path } | Op::Mkdir { path } => path,
+            Op::Remove { path } | Op::Mkdir { path } | Op::Rmdir { path } => path,
             Op::Rename { to, .. } => to,
             Op::Symlink { link, .. } => link,
         }
@@ -54,7 +57,7 @@ impl Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    /// A removal found nothing to remove.
+    /// A removal (of a file or directory) found nothing to remove.
     AlreadyAbsent,
 }
 
@@ -73,6 +76,7 @@ pub enum Req {
     PosixRename,
     Symlink,
     Mkdir,
+    Rmdir,
     Stat,
     Limits,
 }
@@ -90,6 +94,7 @@ impl fmt::Display for Req {
             Req::PosixRename => "posix-rename@openssh.com",
             Req::Symlink => "SYMLINK",
             Req::Mkdir => "MKDIR",
+            Req::Rmdir => "RMDIR",
             Req::Stat => "STAT",
             Req::Limits => "limits@openssh.com",
         })

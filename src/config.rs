@@ -1,0 +1,340 @@
+//! Flags + environment + `outsftphook.conf` + reprepro's `conf/options` -> one resolved
+//! [`Settings`]. Precedence: flags, then the environment, then `outsftphook.conf`, then
+//! `options`. Pure: the environment and the file reader are passed in.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Args;
+use crate::pipeline::DEFAULT_MAX_OPEN_FILES;
+use crate::remote_path::RemotePath;
+use crate::transport::ServerCommand;
+
+/// Everything a run needs to know, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub outdir: PathBuf,
+    pub logdir: PathBuf,
+    pub confdir: PathBuf,
+    pub server: ServerCommand,
+    /// Prefix of every remote path; `None` means the server's start directory.
+    pub targetdir: Option<RemotePath>,
+    pub verbose: u8,
+    pub debug_sftp: u32,
+    pub autoretry: bool,
+    pub keepdirectories: bool,
+    pub max_open_files: usize,
+    pub timeout: Duration,
+    pub lock_timeout: Duration,
+}
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The names of the settings `outsftphook.conf` knows.
+pub const CONF_KEYS: &[&str] = &[
+    "servername",
+    "username",
+    "targetdir",
+    "debug",
+    "verbose",
+    "autoretry",
+    "sshcommand",
+    "sftpcommand",
+    "maxopenfiles",
+    "timeout",
+    "keepdirectories",
+];
+
+/// Default stall timeout: long enough for a slow link, short enough that reprepro is not held
+/// for ever by a dead one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The values read from `outsftphook.conf`.
+#[derive(Debug, Default)]
+struct ConfFile {
+    servername: Option<String>,
+    username: Option<String>,
+    targetdir: Option<String>,
+    debug: Option<u32>,
+    verbose: Option<bool>,
+    autoretry: Option<bool>,
+    sshcommand: Option<Vec<String>>,
+    sftpcommand: Option<Vec<String>>,
+    maxopenfiles: Option<usize>,
+    timeout: Option<u64>,
+    keepdirectories: Option<bool>,
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "on" | "1" | "true" => Some(true),
+        "no" | "off" | "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
+    let mut conf = ConfFile::default();
+    for (i, line) in text.lines().enumerate() {
+        let at = |msg: String| ConfigError(format!("{}:{}: {msg}", file.display(), i + 1));
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.split_once(char::is_whitespace) {
+            Some((k, v)) => (k, v.trim()),
+            None => (line, ""),
+        };
+        if !CONF_KEYS.contains(&key) {
+            return Err(at(format!(
+                "unknown key '{key}' (known: {})",
+                CONF_KEYS.join(", ")
+            )));
+        }
+        if value.is_empty() {
+            return Err(at(format!("'{key}' needs a value")));
+        }
+        let boolean = || {
+            parse_bool(value).ok_or_else(|| {
+                at(format!(
+                    "'{key}' takes yes/no (or on/off, true/false, 1/0), not '{value}'"
+                ))
+            })
+        };
+        let number = |min: u64| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| {
+                    at(format!(
+                        "'{key}' takes a whole number >= {min}, not '{value}'"
+                    ))
+                })
+        };
+        let words = || value.split_whitespace().map(str::to_owned).collect();
+        match key {
+            "servername" => conf.servername = Some(value.to_owned()),
+            "username" => conf.username = Some(value.to_owned()),
+            "targetdir" => conf.targetdir = Some(value.to_owned()),
+            "debug" => conf.debug = Some(number(0)? as u32),
+            "verbose" => conf.verbose = Some(boolean()?),
+            "autoretry" => conf.autoretry = Some(boolean()?),
+            "keepdirectories" => conf.keepdirectories = Some(boolean()?),
+            "sshcommand" => conf.sshcommand = Some(words()),
+            "sftpcommand" => conf.sftpcommand = Some(words()),
+            "maxopenfiles" => conf.maxopenfiles = Some(number(1)? as usize),
+            "timeout" => conf.timeout = Some(number(1)?),
+            _ => unreachable!("checked against CONF_KEYS"),
+        }
+    }
+    Ok(conf)
+}
+
+/// The directory lines of reprepro's `conf/options`.
+#[derive(Debug, Default)]
+struct Options {
+    basedir: Option<PathBuf>,
+    outdir: Option<PathBuf>,
+    logdir: Option<PathBuf>,
+    confdir: Option<PathBuf>,
+}
+
+fn parse_options(text: &str) -> Options {
+    let mut o = Options::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        // reprepro also accepts its long options with their dashes here.
+        let key = words.next().unwrap_or("").trim_start_matches("--");
+        let Some(value) = words.next().map(PathBuf::from) else {
+            continue;
+        };
+        match key {
+            "basedir" => o.basedir = Some(value),
+            "outdir" => o.outdir = Some(value),
+            "logdir" => o.logdir = Some(value),
+            "confdir" => o.confdir = Some(value),
+            _ => {}
+        }
+    }
+    o
+}
+
+/// reprepro's `+b/`, `+o/`, `+c/` prefixes: relative to the base, out or conf dir.
+fn expand(
+    path: PathBuf,
+    basedir: Option<&Path>,
+    outdir: Option<&Path>,
+    confdir: Option<&Path>,
+) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let base = match bytes.get(..3) {
+        Some(b"+b/") => basedir,
+        Some(b"+o/") => outdir,
+        Some(b"+c/") => confdir,
+        _ => return path,
+    };
+    match base {
+        Some(base) => base.join(OsStr::from_bytes(&bytes[3..])),
+        None => path,
+    }
+}
+
+/// Where the environment comes from (the process's, or a test's).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<OsString>;
+}
+
+impl<F: Fn(&str) -> Option<OsString>> Env for F {
+    fn var(&self, name: &str) -> Option<OsString> {
+        self(name)
+    }
+}
+
+/// Resolves the settings; `read` returns a file's content, or `None` if it does not exist.
+pub fn resolve(
+    args: &Args,
+    env: &dyn Env,
+    read: &dyn Fn(&Path) -> std::io::Result<Option<String>>,
+) -> Result<Settings, ConfigError> {
+    let env_path = |name: &str| env.var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let read_at = |path: &Path| {
+        read(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))
+    };
+
+    let mut basedir = args
+        .basedir
+        .clone()
+        .or_else(|| env_path("REPREPRO_BASE_DIR"));
+    let env_confdir = env_path("REPREPRO_CONFIG_DIR").or_else(|| env_path("REPREPRO_CONF_DIR"));
+    let preconfdir = args
+        .confdir
+        .clone()
+        .or_else(|| env_confdir.clone())
+        .or_else(|| basedir.as_ref().map(|b| b.join("conf")));
+    let Some(preconfdir) = preconfdir else {
+        return Err(ConfigError(
+            "no repository given: use --basedir DIR (or --confdir, --outdir and --logdir), \
+             or let reprepro run outsftphook as its outhook"
+                .into(),
+        ));
+    };
+    let options = match read_at(&preconfdir.join("options"))? {
+        Some(text) => parse_options(&text),
+        None => Options::default(),
+    };
+    if basedir.is_none() {
+        basedir = options.basedir.clone();
+    }
+    let b = basedir.as_deref();
+    let confdir = args
+        .confdir
+        .clone()
+        .or(env_confdir)
+        .or_else(|| options.confdir.clone().map(|c| expand(c, b, None, None)))
+        .unwrap_or(preconfdir);
+    let outdir = args
+        .outdir
+        .clone()
+        .or_else(|| env_path("REPREPRO_OUT_DIR"))
+        .or_else(|| {
+            options
+                .outdir
+                .clone()
+                .map(|o| expand(o, b, None, Some(&confdir)))
+        })
+        .or_else(|| basedir.clone())
+        .ok_or_else(|| ConfigError("cannot tell the out dir: use --outdir or --basedir".into()))?;
+    let logdir = args
+        .logdir
+        .clone()
+        .or_else(|| env_path("REPREPRO_LOG_DIR"))
+        .or_else(|| {
+            options
+                .logdir
+                .clone()
+                .map(|l| expand(l, b, Some(&outdir), Some(&confdir)))
+        })
+        .or_else(|| basedir.as_ref().map(|b| b.join("logs")))
+        .ok_or_else(|| ConfigError("cannot tell the log dir: use --logdir or --basedir".into()))?;
+
+    let conf_path = confdir.join("outsftphook.conf");
+    let conf = match read_at(&conf_path)? {
+        Some(text) => parse_conf(&conf_path, &text)?,
+        None => {
+            return Err(ConfigError(format!(
+                "{} does not exist: it must name the server (servername HOST, or sftpcommand \
+                 COMMAND) and usually targetdir; see outsftphook(1)",
+                conf_path.display()
+            )));
+        }
+    };
+
+    let server = if let Some(words) = conf.sftpcommand {
+        ServerCommand::Direct(words.into_iter().map(OsString::from).collect())
+    } else if let Some(host) = conf.servername {
+        ServerCommand::Ssh {
+            ssh: conf
+                .sshcommand
+                .unwrap_or_else(|| vec!["ssh".into()])
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            options: Vec::new(),
+            user: conf.username.map(OsString::from),
+            host: host.into(),
+        }
+    } else {
+        return Err(ConfigError(format!(
+            "{}: no server configured: add 'servername HOST' (or 'sftpcommand COMMAND')",
+            conf_path.display()
+        )));
+    };
+    let targetdir =
+        match conf.targetdir.as_deref() {
+            None => None,
+            Some("/") => Some(RemotePath::new("/").expect("valid")),
+            Some(t) => Some(RemotePath::new(t.trim_end_matches('/')).map_err(|e| {
+                ConfigError(format!("{}: targetdir '{t}': {e}", conf_path.display()))
+            })?),
+        };
+
+    Ok(Settings {
+        outdir,
+        logdir,
+        confdir,
+        server,
+        targetdir,
+        verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),
+        debug_sftp: args.debug_sftp.or(conf.debug).unwrap_or(0),
+        autoretry: if args.no_autoretry {
+            false
+        } else {
+            args.autoretry || conf.autoretry.unwrap_or(true)
+        },
+        keepdirectories: conf.keepdirectories.unwrap_or(false),
+        max_open_files: conf.maxopenfiles.unwrap_or(DEFAULT_MAX_OPEN_FILES),
+        timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+        lock_timeout: Duration::from_secs(args.lock_timeout),
+    })
+}
+
+#[cfg(test)]
+mod tests;

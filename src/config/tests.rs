@@ -1,0 +1,212 @@
+use std::collections::HashMap;
+
+use clap::Parser;
+
+use super::*;
+
+/// A fake world: environment variables and files.
+struct World {
+    env: HashMap<&'static str, &'static str>,
+    files: HashMap<PathBuf, String>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            env: HashMap::new(),
+            files: HashMap::new(),
+        }
+    }
+
+    fn file(mut self, path: &str, text: &str) -> World {
+        self.files.insert(PathBuf::from(path), text.to_owned());
+        self
+    }
+
+    fn env(mut self, name: &'static str, value: &'static str) -> World {
+        self.env.insert(name, value);
+        self
+    }
+
+    fn resolve(&self, argv: &[&str]) -> Result<Settings, ConfigError> {
+        let mut full = vec!["outsftphook"];
+        full.extend_from_slice(argv);
+        let args = Args::try_parse_from(full).unwrap();
+        let env = |name: &str| self.env.get(name).map(OsString::from);
+        let read = |p: &Path| Ok(self.files.get(p).cloned());
+        resolve(&args, &env, &read)
+    }
+}
+
+const CONF: &str =
+    "# the mirror\nservername mirror.example.org\nusername repo\ntargetdir /srv/mirror/\n";
+
+#[test]
+fn basedir_gives_the_other_directories() {
+    let s = World::new()
+        .file("/r/conf/outsftphook.conf", CONF)
+        .resolve(&["--basedir", "/r"])
+        .unwrap();
+    assert_eq!(s.outdir, Path::new("/r"));
+    assert_eq!(s.logdir, Path::new("/r/logs"));
+    assert_eq!(s.confdir, Path::new("/r/conf"));
+    assert_eq!(s.targetdir, Some(RemotePath::new("/srv/mirror").unwrap()));
+    assert_eq!(
+        s.server,
+        ServerCommand::Ssh {
+            ssh: vec!["ssh".into()],
+            options: vec![],
+            user: Some("repo".into()),
+            host: "mirror.example.org".into(),
+        }
+    );
+    assert!(s.autoretry, "autoretry is on by default");
+    assert!(!s.keepdirectories);
+    assert_eq!(s.max_open_files, DEFAULT_MAX_OPEN_FILES);
+    assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+}
+
+#[test]
+fn reprepros_environment_is_used_and_flags_still_win() {
+    let w = World::new()
+        .env("REPREPRO_OUT_DIR", "/o")
+        .env("REPREPRO_LOG_DIR", "/l")
+        .env("REPREPRO_CONFIG_DIR", "/c")
+        .env("REPREPRO_BASE_DIR", "/b")
+        .file("/c/outsftphook.conf", CONF);
+    let s = w.resolve(&["/l/1-x.outlog"]).unwrap();
+    assert_eq!(
+        (s.outdir.as_path(), s.logdir.as_path(), s.confdir.as_path()),
+        (Path::new("/o"), Path::new("/l"), Path::new("/c"))
+    );
+    let s = w
+        .resolve(&["--outdir=/flag", "-v", "/l/1-x.outlog"])
+        .unwrap();
+    assert_eq!(s.outdir, Path::new("/flag"));
+    assert_eq!(s.verbose, 1);
+}
+
+#[test]
+fn options_file_directories_apply_below_flags_and_environment() {
+    let w = World::new()
+        .file("/r/conf/options", "# reprepro options\noutdir +b/www\n--logdir /var/log/r\nverbose\noutsftphook ignored\n")
+        .file("/r/conf/outsftphook.conf", CONF);
+    let s = w.resolve(&["-b", "/r"]).unwrap();
+    assert_eq!(s.outdir, Path::new("/r/www"));
+    assert_eq!(s.logdir, Path::new("/var/log/r"));
+    let s = w.resolve(&["-b", "/r", "--logdir", "/x"]).unwrap();
+    assert_eq!(s.logdir, Path::new("/x"));
+}
+
+#[test]
+fn conf_file_keys_and_values() {
+    let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
+debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\n";
+    let s = World::new()
+        .file("/r/conf/outsftphook.conf", conf)
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    assert_eq!(
+        s.server,
+        ServerCommand::Direct(vec![
+            "/usr/lib/openssh/sftp-server".into(),
+            "-d".into(),
+            "/srv/m".into()
+        ])
+    );
+    assert_eq!(s.targetdir, None);
+    assert_eq!(s.verbose, 1);
+    assert!(!s.autoretry);
+    assert_eq!(s.debug_sftp, 2);
+    assert_eq!(s.max_open_files, 7);
+    assert_eq!(s.timeout, Duration::from_secs(30));
+    assert!(s.keepdirectories);
+}
+
+#[test]
+fn autoretry_flags_override_the_conf_file() {
+    let w = World::new().file("/r/conf/outsftphook.conf", "servername h\nautoretry no\n");
+    assert!(w.resolve(&["-b", "/r", "--autoretry"]).unwrap().autoretry);
+    let w = World::new().file("/r/conf/outsftphook.conf", "servername h\n");
+    assert!(
+        !w.resolve(&["-b", "/r", "--no-autoretry"])
+            .unwrap()
+            .autoretry
+    );
+}
+
+#[test]
+fn sshcommand_and_optional_username() {
+    let s = World::new()
+        .file(
+            "/r/conf/outsftphook.conf",
+            "servername h\nsshcommand ssh -F /etc/outsftphook/ssh_config\n",
+        )
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    assert_eq!(
+        s.server,
+        ServerCommand::Ssh {
+            ssh: vec![
+                "ssh".into(),
+                "-F".into(),
+                "/etc/outsftphook/ssh_config".into()
+            ],
+            options: vec![],
+            user: None,
+            host: "h".into(),
+        }
+    );
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases = [
+        (
+            "servername h\nfrobnicate 3\n",
+            "/r/conf/outsftphook.conf:2: unknown key 'frobnicate'",
+        ),
+        (
+            "servername h\nverbose maybe\n",
+            "/r/conf/outsftphook.conf:2: 'verbose' takes yes/no",
+        ),
+        (
+            "maxopenfiles 0\n",
+            "/r/conf/outsftphook.conf:1: 'maxopenfiles' takes a whole number >= 1",
+        ),
+        (
+            "timeout soon\n",
+            "/r/conf/outsftphook.conf:1: 'timeout' takes a whole number",
+        ),
+        (
+            "servername\n",
+            "/r/conf/outsftphook.conf:1: 'servername' needs a value",
+        ),
+        (
+            "username u\n",
+            "/r/conf/outsftphook.conf: no server configured",
+        ),
+        (
+            "servername h\ntargetdir a//b\n",
+            "/r/conf/outsftphook.conf: targetdir 'a//b'",
+        ),
+    ];
+    for (conf, want) in cases {
+        let err = World::new()
+            .file("/r/conf/outsftphook.conf", conf)
+            .resolve(&["-b", "/r"])
+            .unwrap_err();
+        assert!(err.0.starts_with(want), "{conf:?}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_conf_file_or_repository_says_what_to_do() {
+    let err = World::new().resolve(&["-b", "/r"]).unwrap_err();
+    assert!(
+        err.0.contains("/r/conf/outsftphook.conf does not exist"),
+        "{err}"
+    );
+    let err = World::new().resolve(&[]).unwrap_err();
+    assert!(err.0.contains("use --basedir"), "{err}");
+}

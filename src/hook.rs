@@ -1,0 +1,321 @@
+//! The hook's run: lock, select and parse the logs, plan, then drive the plan's rounds
+//! through the engine, journalling each item the moment the server confirms it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::journal::Journal;
+use crate::logs::{self, Selection};
+use crate::outlog::{self, DoneMessage, Line, Outlog};
+use crate::pipeline::{Engine, EngineConfig, Op, OpResult, Outcome};
+use crate::plan::{self, Action, Job, Plan};
+use crate::relpath::RelPath;
+use crate::remote_path::RemotePath;
+
+/// An error found before anything was sent: exit status 2.
+#[derive(Debug)]
+pub struct SetupError(pub anyhow::Error);
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+fn setup<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| SetupError(e).into())
+}
+
+/// What a run achieved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Operations that failed (each was reported on stderr as it happened).
+    pub failures: usize,
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub operations: usize,
+    /// Logs that still have work (empty when everything is on the remote).
+    pub pending_logs: Vec<PathBuf>,
+}
+
+/// Processes outlogs: the hook's whole job.
+pub fn run(settings: &Settings, files: &[PathBuf], how: Selection) -> anyhow::Result<Report> {
+    let _lock = setup(crate::lock::acquire(
+        &settings.logdir,
+        settings.lock_timeout,
+    ))?;
+    let paths = setup(logs::select(files, &settings.logdir, how))?;
+    let mut outlogs = Vec::with_capacity(paths.len());
+    for path in &paths {
+        log::info!("reading {}", path.display());
+        outlogs.push(setup(outlog::parse_file(path))?);
+    }
+    setup(check_local_sources(&outlogs, &settings.outdir))?;
+    let plan = plan::plan(&outlogs, &settings.outdir);
+    let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
+    for (log, path) in &plan.obsoleted {
+        journal.record(*log, DoneMessage::Obsoleted, path)?;
+    }
+    journal.finish_empty()?;
+    if plan.is_empty() {
+        log::info!("nothing to do");
+        return Ok(Report::default());
+    }
+    let config = EngineConfig {
+        max_open_files: settings.max_open_files,
+        stall_timeout: settings.timeout,
+        ..EngineConfig::default()
+    };
+    let started = Instant::now();
+    let mut engine = Engine::connect(&settings.server, config)
+        .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
+    let mut exec = Executor {
+        engine: &mut engine,
+        journal: &mut journal,
+        targetdir: settings.targetdir.clone(),
+        report: Report::default(),
+    };
+    let result = exec.rounds(&plan, settings.keepdirectories);
+    let mut report = exec.report;
+    journal.sync().context("cannot flush the journal")?;
+    report.pending_logs = journal.pending().map(Path::to_path_buf).collect();
+    let stats = engine.stats();
+    report.files_uploaded = stats.files_uploaded;
+    report.bytes_uploaded = stats.bytes_uploaded;
+    match result {
+        Ok(()) => {
+            if let Some(status) = engine.close()
+                && !status.success()
+            {
+                log::warn!("the SFTP server exited with {status}");
+            }
+        }
+        Err(e) => {
+            return Err(e.context(format!(
+                "the push to {} was cut off; what completed is journalled, run again to finish",
+                describe(settings)
+            )));
+        }
+    }
+    log::info!(
+        "{} operations, {} files ({} bytes) uploaded, {} failed, in {:.1} s",
+        report.operations,
+        report.files_uploaded,
+        report.bytes_uploaded,
+        report.failures,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(report)
+}
+
+fn describe(settings: &Settings) -> String {
+    let argv: Vec<String> = settings
+        .server
+        .argv()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match &settings.server {
+        crate::transport::ServerCommand::Ssh { host, .. } => host.to_string_lossy().into_owned(),
+        crate::transport::ServerCommand::Direct(_) => format!("'{}'", argv.join(" ")),
+    }
+}
+
+/// Refuses, before anything is sent, a source that exists but is not a regular file (a
+/// directory, a device, a FIFO): an outlog must not make us read /dev/zero.
+fn check_local_sources(outlogs: &[Outlog], outdir: &Path) -> anyhow::Result<()> {
+    for log in outlogs {
+        for (number, line) in &log.lines {
+            let local = match line {
+                Line::PoolNew(key) => outdir.join(key.as_str()),
+                Line::DistFile { local, .. } => local.clone(),
+                _ => continue,
+            };
+            if let Ok(meta) = std::fs::metadata(&local)
+                && !meta.is_file()
+            {
+                anyhow::bail!(
+                    "{}:{number}: {} is not a regular file",
+                    log.path.display(),
+                    local.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Executor<'a> {
+    engine: &'a mut Engine,
+    journal: &'a mut Journal,
+    targetdir: Option<RemotePath>,
+    report: Report,
+}
+
+fn remote(targetdir: &Option<RemotePath>, path: &RelPath) -> RemotePath {
+    let rel = path.as_str().as_bytes();
+    match targetdir {
+        Some(t) => t.join(rel).expect("a RelPath joins to a valid remote path"),
+        None => RemotePath::new(rel).expect("a RelPath is a valid remote path"),
+    }
+}
+
+impl Executor<'_> {
+    fn rounds(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
+        // Round 1: new pool files.
+        let ok = self.batch(&plan.pool_uploads.iter().collect::<Vec<_>>())?;
+        if !ok.iter().all(|b| *b) {
+            return Ok(());
+        }
+        // Round 2: dist files as .new, then each complete dir finalised step by step.
+        let uploads: Vec<&Job> = plan.dist_dirs.iter().flat_map(|d| &d.uploads).collect();
+        let ok = self.batch(&uploads)?;
+        let mut ready: Vec<bool> = Vec::new();
+        let mut at = 0;
+        for d in &plan.dist_dirs {
+            ready.push(ok[at..at + d.uploads.len()].iter().all(|b| *b));
+            at += d.uploads.len();
+        }
+        for step in 0..plan::FINALISE_STEPS {
+            let mut jobs = Vec::new();
+            let mut owner = Vec::new();
+            for (i, d) in plan.dist_dirs.iter().enumerate() {
+                if ready[i] {
+                    jobs.extend(&d.steps[step]);
+                    owner.extend(std::iter::repeat_n(i, d.steps[step].len()));
+                }
+            }
+            let ok = self.batch(&jobs)?;
+            for (j, good) in ok.iter().enumerate() {
+                if !good {
+                    ready[owner[j]] = false;
+                }
+            }
+        }
+        if self.report.failures > 0 {
+            return Ok(());
+        }
+        // Round 3: pool deletions, then the directories they emptied.
+        let deletes: Vec<&Job> = plan.pool_deletes.iter().collect();
+        let ok = self.batch(&deletes)?;
+        if !keepdirectories {
+            let emptied = deletes
+                .iter()
+                .zip(&ok)
+                .filter(|(_, good)| **good)
+                .filter_map(|(job, _)| job.path.parent());
+            self.prune(emptied.collect())?;
+        }
+        Ok(())
+    }
+
+    /// Runs jobs together; journals each success at once and reports each failure. Returns
+    /// which succeeded.
+    fn batch(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
+        let mut ok = vec![false; jobs.len()];
+        let mut journal_error = None;
+        let journal = &mut *self.journal;
+        let report = &mut self.report;
+        report.operations += jobs.len();
+        self.engine.run(&ops, |i, result: &OpResult| {
+            let job = jobs[i];
+            match result {
+                Ok(outcome) => {
+                    ok[i] = true;
+                    let (message, completes) = match (&job.action, outcome) {
+                        (Action::UploadDotNew { .. }, _) => (DoneMessage::AsDotNew, false),
+                        (Action::Symlink { .. }, _) => (DoneMessage::SymlinkDone, true),
+                        (Action::Delete, Outcome::AlreadyAbsent) => {
+                            (DoneMessage::AlreadyDeleted, true)
+                        }
+                        (Action::Delete, Outcome::Done) => (DoneMessage::Deleted, true),
+                        _ => (DoneMessage::Done, true),
+                    };
+                    let journalled = if completes {
+                        journal.complete(job.log, message, &job.path)
+                    } else {
+                        journal.record(job.log, message, &job.path)
+                    };
+                    if let Err(e) = journalled {
+                        journal_error.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    report.failures += 1;
+                    eprintln!("outsftphook: {e}");
+                }
+            }
+        })?;
+        match journal_error {
+            Some(e) => Err(e),
+            None => Ok(ok),
+        }
+    }
+
+    fn op(&self, job: &Job) -> Op {
+        let path = remote(&self.targetdir, &job.path);
+        match &job.action {
+            Action::Upload { local } => Op::Upload {
+                local: local.clone(),
+                remote: path,
+                fsync: false,
+            },
+            Action::UploadDotNew { local } => Op::Upload {
+                local: local.clone(),
+                remote: path.with_suffix(b".new"),
+                fsync: true,
+            },
+            Action::RenameDotNew => Op::Rename {
+                from: path.with_suffix(b".new"),
+                to: path,
+            },
+            Action::Symlink { target } => Op::Symlink {
+                link: path,
+                target: target.as_bytes().to_vec(),
+            },
+            Action::Delete => Op::Remove { path },
+        }
+    }
+
+    /// Removes directories left empty, deepest first, as reprepro does locally: a level
+    /// at a time, each parent only once a child of it was removed.
+    fn prune(&mut self, dirs: BTreeSet<RelPath>) -> anyhow::Result<()> {
+        let mut todo = dirs;
+        let depth = |p: &RelPath| p.as_str().matches('/').count();
+        while let Some(deepest) = todo.iter().map(depth).max() {
+            let level: Vec<RelPath> = todo
+                .iter()
+                .filter(|p| depth(p) == deepest)
+                .cloned()
+                .collect();
+            let ops: Vec<Op> = level
+                .iter()
+                .map(|p| Op::Rmdir {
+                    path: remote(&self.targetdir, p),
+                })
+                .collect();
+            let results = self.engine.run(&ops, |_, _| {})?;
+            for (dir, result) in level.iter().zip(results) {
+                todo.remove(dir);
+                // Not empty (or not ours to remove): leave it and its parents alone.
+                if result.is_ok()
+                    && let Some(parent) = dir.parent()
+                {
+                    todo.insert(parent);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! The only writer of `DONE` lines and of the `X.outlog` -> `X.done` rename.
+//!
+//! Each line goes out in one `write(2)` as soon as its item has completed, so a killed run
+//! leaves a journal that says exactly what was finished; a log is renamed once nothing of it
+//! is left.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::outlog::DoneMessage;
+use crate::relpath::RelPath;
+
+/// `X.outlog` -> `X.done`.
+pub fn done_path(outlog: &Path) -> PathBuf {
+    let name = outlog.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.strip_suffix(".outlog").unwrap_or(&name);
+    outlog.with_file_name(format!("{stem}.done"))
+}
+
+struct LogJournal {
+    outlog: PathBuf,
+    file: Option<File>,
+    remaining: usize,
+    finished: bool,
+}
+
+/// The journals of the logs a run processes, indexed as in the plan.
+pub struct Journal {
+    logs: Vec<LogJournal>,
+    verbose: bool,
+}
+
+impl Journal {
+    /// `remaining[i]` is how many items log `i` still has.
+    pub fn new(outlogs: Vec<PathBuf>, remaining: &[usize], verbose: bool) -> Journal {
+        let logs = outlogs
+            .into_iter()
+            .zip(remaining)
+            .map(|(outlog, &remaining)| LogJournal {
+                outlog,
+                file: None,
+                remaining,
+                finished: false,
+            })
+            .collect();
+        Journal { logs, verbose }
+    }
+
+    /// Appends `DONE<TAB>message<TAB>path` to log `log`.
+    pub fn record(
+        &mut self,
+        log: usize,
+        message: DoneMessage,
+        path: &RelPath,
+    ) -> anyhow::Result<()> {
+        let entry = &mut self.logs[log];
+        if entry.file.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&entry.outlog)
+                .with_context(|| format!("cannot open {} to journal", entry.outlog.display()))?;
+            entry.file = Some(file);
+        }
+        let line = format!("DONE\t{}\t{path}\n", message.as_str());
+        entry
+            .file
+            .as_mut()
+            .expect("opened")
+            .write_all(line.as_bytes())
+            .with_context(|| format!("cannot journal to {}", entry.outlog.display()))?;
+        if self.verbose {
+            println!("{}: {path}", message.as_str());
+        }
+        Ok(())
+    }
+
+    /// Records a finished item, and renames the log when it was its last.
+    pub fn complete(
+        &mut self,
+        log: usize,
+        message: DoneMessage,
+        path: &RelPath,
+    ) -> anyhow::Result<()> {
+        self.record(log, message, path)?;
+        let entry = &mut self.logs[log];
+        entry.remaining = entry.remaining.saturating_sub(1);
+        self.finish_if_empty(log)
+    }
+
+    /// Renames every log that has nothing left (some have nothing from the start).
+    pub fn finish_empty(&mut self) -> anyhow::Result<()> {
+        for log in 0..self.logs.len() {
+            self.finish_if_empty(log)?;
+        }
+        Ok(())
+    }
+
+    fn finish_if_empty(&mut self, log: usize) -> anyhow::Result<()> {
+        let entry = &mut self.logs[log];
+        if entry.remaining > 0 || entry.finished {
+            return Ok(());
+        }
+        if let Some(file) = entry.file.take() {
+            // What the journal says must survive a crash before the rename does.
+            file.sync_data()
+                .with_context(|| format!("cannot flush {}", entry.outlog.display()))?;
+        }
+        let done = done_path(&entry.outlog);
+        fs::rename(&entry.outlog, &done).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                entry.outlog.display(),
+                done.display()
+            )
+        })?;
+        entry.finished = true;
+        log::info!("{} is done", entry.outlog.display());
+        Ok(())
+    }
+
+    /// Flushes what was written to the logs that are still pending.
+    pub fn sync(&mut self) -> io::Result<()> {
+        for entry in &mut self.logs {
+            if let Some(file) = &entry.file {
+                file.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The logs that still have work.
+    pub fn pending(&self) -> impl Iterator<Item = &Path> {
+        self.logs
+            .iter()
+            .filter(|l| !l.finished)
+            .map(|l| l.outlog.as_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_appended_and_the_log_renamed_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("1795639216-abc.outlog");
+        fs::write(&log, "POOLNEW\tpool/a/b\nPOOLDELETE\tpool/c/d\n").unwrap();
+        let mut j = Journal::new(vec![log.clone()], &[2], false);
+        let p = RelPath::new("pool/a/b").unwrap();
+        j.complete(0, DoneMessage::Done, &p).unwrap();
+        assert!(log.exists());
+        assert_eq!(j.pending().count(), 1);
+        let q = RelPath::new("pool/c/d").unwrap();
+        j.complete(0, DoneMessage::AlreadyDeleted, &q).unwrap();
+        assert!(!log.exists());
+        let done = dir.path().join("1795639216-abc.done");
+        assert_eq!(
+            fs::read_to_string(done).unwrap(),
+            "POOLNEW\tpool/a/b\nPOOLDELETE\tpool/c/d\nDONE\tdone\tpool/a/b\nDONE\talready deleted\tpool/c/d\n"
+        );
+        assert_eq!(j.pending().count(), 0);
+    }
+
+    #[test]
+    fn a_log_with_nothing_left_is_renamed_by_finish_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("1-a.outlog");
+        fs::write(&log, "").unwrap();
+        let mut j = Journal::new(vec![log.clone()], &[0], false);
+        j.finish_empty().unwrap();
+        assert!(dir.path().join("1-a.done").exists());
+    }
+
+    #[test]
+    fn done_path_replaces_the_suffix() {
+        assert_eq!(
+            done_path(Path::new("/l/1-x.outlog")),
+            Path::new("/l/1-x.done")
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Which outlogs a run processes, and in which order.
+//!
+//! reprepro names logs `SECONDS-RANDOM.outlog`: names sort by second, but not within one
+//! second. Logs are therefore ordered by the seconds prefix, then by their creation time
+//! (which, unlike the modification time, our own journal lines do not change), then by name.
+
+use std::cmp::Ordering;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+
+use crate::journal::done_path;
+
+/// What the run was asked to process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    pub pending: bool,
+    pub ignore_pending: bool,
+    pub force_order: bool,
+    pub autoretry: bool,
+}
+
+/// A log's position in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    seconds: Option<u64>,
+    created: Option<SystemTime>,
+    name: String,
+}
+
+impl Key {
+    fn of(path: &Path) -> Key {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let seconds = name.split('-').next().and_then(|s| s.parse().ok());
+        let created = fs::metadata(path)
+            .ok()
+            .and_then(|m| m.created().or_else(|_| m.modified()).ok());
+        Key {
+            seconds,
+            created,
+            name,
+        }
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.seconds, other.seconds) {
+            (Some(a), Some(b)) if a != b => return a.cmp(&b),
+            _ => {}
+        }
+        if self.seconds == other.seconds
+            && let (Some(a), Some(b)) = (self.created, other.created)
+            && a != b
+        {
+            return a.cmp(&b);
+        }
+        self.name.cmp(&other.name)
+    }
+}
+
+/// The unprocessed logs in `logdir`.
+fn pending_in(logdir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let entries =
+        fs::read_dir(logdir).with_context(|| format!("cannot list {}", logdir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", logdir.display()))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".outlog") && entry.file_type()?.is_file() {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+fn sort(logs: &mut [PathBuf]) {
+    let mut keyed: Vec<(Key, PathBuf)> = logs.iter().map(|p| (Key::of(p), p.clone())).collect();
+    keyed.sort();
+    for (slot, (_, p)) in logs.iter_mut().zip(keyed) {
+        *slot = p;
+    }
+}
+
+/// The logs to process, oldest first.
+pub fn select(files: &[PathBuf], logdir: &Path, how: Selection) -> anyhow::Result<Vec<PathBuf>> {
+    if how.pending {
+        let mut logs = pending_in(logdir)?;
+        sort(&mut logs);
+        return Ok(logs);
+    }
+    if files.is_empty() {
+        bail!(
+            "no .outlog files given: name them, or use --pending to process what is in the log dir"
+        );
+    }
+    let mut given = Vec::new();
+    for f in files {
+        if !f.to_string_lossy().ends_with(".outlog") {
+            bail!("{}: does not look like an .outlog file", f.display());
+        }
+        if !f.exists() {
+            if done_path(f).exists() {
+                // Another run (holding the lock before us) finished it already.
+                log::info!("{} was processed already", f.display());
+                continue;
+            }
+            bail!("{}: no such file", f.display());
+        }
+        given.push(f.clone());
+    }
+    let keys: Vec<Key> = given.iter().map(|f| Key::of(f)).collect();
+    if !how.force_order {
+        for (w, pair) in keys.windows(2).enumerate() {
+            if pair[0] >= pair[1] {
+                bail!(
+                    "the logs are not given in order ({} comes after {}); applying them in this \
+                     order might not be safe (use --force-order to do it anyway)",
+                    given[w].display(),
+                    given[w + 1].display()
+                );
+            }
+        }
+    }
+    if how.ignore_pending {
+        return Ok(given);
+    }
+    let Some(newest) = keys.iter().max() else {
+        return Ok(given);
+    };
+    let names: Vec<_> = given.iter().filter_map(|g| g.file_name()).collect();
+    let mut older: Vec<PathBuf> = pending_in(logdir)?
+        .into_iter()
+        .filter(|p| !p.file_name().is_some_and(|n| names.contains(&n)))
+        .filter(|p| Key::of(p) < *newest)
+        .collect();
+    sort(&mut older);
+    if !older.is_empty() && !how.autoretry {
+        let list: Vec<String> = older.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "unprocessed earlier outlogs found: {}; process them first (outsftphook --pending), \
+             or set 'autoretry yes' in outsftphook.conf",
+            list.join(", ")
+        );
+    }
+    older.extend(given);
+    Ok(older)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn how() -> Selection {
+        Selection {
+            pending: false,
+            ignore_pending: false,
+            force_order: false,
+            autoretry: true,
+        }
+    }
+
+    fn touch(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, "").unwrap();
+        // Creation times must differ for the same-second ordering to be seen.
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        p
+    }
+
+    #[test]
+    fn older_pending_logs_come_first_in_creation_order_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = touch(d, "0000000100-zzz.outlog");
+        let b = touch(d, "0000000100-aaa.outlog");
+        let _done = touch(d, "0000000099-x.done");
+        let c = touch(d, "0000000101-mmm.outlog");
+        let newer = touch(d, "0000000102-new.outlog");
+        let got = select(std::slice::from_ref(&c), d, how()).unwrap();
+        assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
+        let all = select(
+            &[],
+            d,
+            Selection {
+                pending: true,
+                ..how()
+            },
+        )
+        .unwrap();
+        assert_eq!(all, vec![a, b, c.clone(), newer]);
+        let alone = select(
+            std::slice::from_ref(&c),
+            d,
+            Selection {
+                ignore_pending: true,
+                ..how()
+            },
+        )
+        .unwrap();
+        assert_eq!(alone, vec![c]);
+    }
+
+    #[test]
+    fn without_autoretry_older_pending_logs_are_an_error_that_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(d, "0000000100-a.outlog");
+        let c = touch(d, "0000000101-b.outlog");
+        let err = select(
+            &[c],
+            d,
+            Selection {
+                autoretry: false,
+                ..how()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unprocessed earlier outlogs found"), "{err}");
+        assert!(err.contains("--pending"), "{err}");
+    }
+
+    #[test]
+    fn arguments_must_be_outlogs_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = touch(d, "0000000100-a.outlog");
+        let b = touch(d, "0000000101-b.outlog");
+        let err = select(&[b.clone(), a.clone()], d, how()).unwrap_err();
+        assert!(err.to_string().contains("not given in order"), "{err}");
+        let forced = select(
+            &[b.clone(), a.clone()],
+            d,
+            Selection {
+                force_order: true,
+                ..how()
+            },
+        )
+        .unwrap();
+        assert_eq!(forced, vec![b, a]);
+        let err = select(&[d.join("x.log")], d, how()).unwrap_err();
+        assert!(err.to_string().contains("does not look like an .outlog"));
+        let err = select(&[d.join("1-gone.outlog")], d, how()).unwrap_err();
+        assert!(err.to_string().contains("no such file"));
+    }
+
+    #[test]
+    fn a_log_finished_by_another_run_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(d, "0000000100-a.done");
+        let got = select(&[d.join("0000000100-a.outlog")], d, how()).unwrap();
+        assert!(got.is_empty());
+    }
+}
