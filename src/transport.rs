@@ -131,6 +131,9 @@ pub struct Transport {
     stderr: Option<ChildStderr>,
     stderr_line: Vec<u8>,
     read_buf: Vec<u8>,
+    /// The server's output ended after the last bytes read were handed to the session; the
+    /// next turn reports it, so that those replies are delivered first.
+    eof: bool,
 }
 
 fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
@@ -170,10 +173,8 @@ impl Transport {
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        for fd in [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] {
-            set_nonblocking(fd).map_err(TransportError::Io)?;
-        }
-        Ok(Transport {
+        // Built before anything else can fail, so that its Drop reaps the child.
+        let transport = Transport {
             child,
             label,
             stdin: Some(stdin),
@@ -181,7 +182,16 @@ impl Transport {
             stderr: Some(stderr),
             stderr_line: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
-        })
+            eof: false,
+        };
+        for fd in [
+            transport.stdin.as_ref().expect("set").as_fd(),
+            transport.stdout.as_ref().expect("set").as_fd(),
+            transport.stderr.as_ref().expect("set").as_fd(),
+        ] {
+            set_nonblocking(fd).map_err(TransportError::Io)?;
+        }
+        Ok(transport)
     }
 
     /// The program's name, for messages.
@@ -196,6 +206,9 @@ impl Transport {
         session: &mut Session<T>,
         timeout: Duration,
     ) -> Result<Turn, TransportError> {
+        if self.eof {
+            return Err(self.closed());
+        }
         let want_write = session.wants_write() && self.stdin.is_some();
         let (out_ready, err_ready, in_ready) = {
             let mut fds = Vec::with_capacity(3);
@@ -226,11 +239,12 @@ impl Transport {
         if err_ready {
             self.read_stderr();
         }
-        if in_ready {
-            progress |= self.write_out(session)?;
-        }
+        // Read before writing: replies that arrived are never lost to a write error.
         if out_ready {
             progress |= self.read_in(session)?;
+        }
+        if in_ready {
+            progress |= self.write_out(session)?;
         }
         Ok(if progress { Turn::Progress } else { Turn::Idle })
     }
@@ -248,8 +262,10 @@ impl Transport {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    // The server stopped reading: what it still sends is read until its
+                    // output ends, which then reports the closed connection.
                     self.stdin = None;
-                    return Err(self.closed());
+                    break;
                 }
                 Err(e) => return Err(TransportError::Io(e)),
             }
@@ -264,6 +280,10 @@ impl Transport {
             match stdout.read(&mut self.read_buf) {
                 Ok(0) => {
                     self.stdout = None;
+                    if total > 0 {
+                        self.eof = true;
+                        break;
+                    }
                     return Err(self.closed());
                 }
                 Ok(n) => {
@@ -280,9 +300,11 @@ impl Transport {
         Ok(total > 0)
     }
 
+    /// Shows what the server wrote on stderr; at most 64 KiB a call, so that a server
+    /// flooding its stderr cannot keep the loop (and the stall timeout) from running.
     fn read_stderr(&mut self) {
         let mut buf = [0u8; 4096];
-        loop {
+        for _ in 0..16 {
             let Some(stderr) = self.stderr.as_mut() else {
                 return;
             };
@@ -302,7 +324,11 @@ impl Transport {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.stderr = None;
+                    return;
+                }
             }
         }
     }

@@ -14,6 +14,14 @@ use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
 
+/// A directory's failure, as an operation that needed it reports it.
+fn in_dir(dir: &crate::remote_path::RemotePath, cause: Cause) -> Cause {
+    Cause::Directory {
+        dir: dir.clone(),
+        cause: Box::new(cause),
+    }
+}
+
 /// What the connection offers and what we allow ourselves on it.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
@@ -270,7 +278,7 @@ impl<'a> Batch<'a> {
             Op::Mkdir { path } => match conn.dirs.ensure(path, Waiter::Op(i), &mut conn.session) {
                 Ensure::Ready => self.finish(i, Ok(Outcome::Done), conn),
                 Ensure::Queued => self.states[i] = State::WaitingDir,
-                Ensure::Failed(cause) => self.fail(i, cause, conn),
+                Ensure::Failed(cause) => self.fail(i, in_dir(path, cause), conn),
             },
         }
     }
@@ -514,7 +522,7 @@ impl<'a> Batch<'a> {
                                 u.stage = Stage::Reopen;
                                 self.reopen.push_back(i);
                             }
-                            Ensure::Failed(cause) => self.fail(i, cause, conn),
+                            Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
                         }
                     }
                     _ => self.fail(i, status_cause(Req::Open, code, &message), conn),

@@ -38,6 +38,9 @@ struct Dir {
     path: RemotePath,
     state: State,
     waiters: Vec<Waiter>,
+    /// A MKDIR that found no parent although the parent exists may have overtaken the
+    /// parent's MKDIR on a server that answers out of order: it is retried once.
+    retried: bool,
 }
 
 /// What [`DirTable::ensure`] found.
@@ -94,6 +97,7 @@ impl DirTable {
                 mkdir_failure: None,
             },
             waiters: vec![waiter],
+            retried: false,
         });
         self.send_mkdir(i, session);
         Ensure::Queued
@@ -161,8 +165,11 @@ impl DirTable {
                     None => self.settle(i, Err(failure), session, released),
                     Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
                         Ensure::Queued => self.dirs[i].state = State::WaitingParent,
-                        // The parent exists, yet the MKDIR found no parent: give up rather
-                        // than loop.
+                        Ensure::Ready if !self.dirs[i].retried => {
+                            self.dirs[i].retried = true;
+                            self.send_mkdir(i, session);
+                        }
+                        // Still no parent although it exists: give up rather than loop.
                         Ensure::Ready => self.settle(i, Err(failure), session, released),
                         Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
                     },

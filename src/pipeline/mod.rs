@@ -187,8 +187,13 @@ impl Engine {
             Ok(l) => {
                 let limits = &mut self.conn.limits;
                 if l.max_write_len > 0 {
-                    let announced = u32::try_from(l.max_write_len).unwrap_or(u32::MAX);
-                    limits.write_chunk = announced.min(MAX_WRITE_CHUNK);
+                    let mut chunk = l.max_write_len;
+                    // The whole WRITE message must fit the server's packet limit.
+                    if l.max_packet_len > 0 {
+                        chunk = chunk.min(l.max_packet_len.saturating_sub(1024));
+                    }
+                    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
+                    limits.write_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
                 }
                 // Stay below the server's handle limit, keeping a few for other clients.
                 if l.max_open_handles > 0 {
@@ -247,14 +252,18 @@ impl Engine {
             if batch.is_done(&self.conn) {
                 return Ok(());
             }
-            match self.turn(&mut last_progress) {
-                Ok(()) => {}
-                Err(kind) => {
-                    return Err(EngineError {
-                        kind,
-                        in_flight: batch.in_flight(&self.conn),
-                    });
+            if let Err(kind) = self.turn(&mut last_progress) {
+                // Replies that made it before the end still count.
+                while let Some((tag, response)) = self.conn.session.poll_reply() {
+                    batch.on_reply(tag, response, &mut self.conn);
                 }
+                for (i, result) in batch.take_finished() {
+                    on_done(i, result);
+                }
+                return Err(EngineError {
+                    kind,
+                    in_flight: batch.in_flight(&self.conn),
+                });
             }
         }
     }

@@ -14,6 +14,9 @@ pub const SFTP_VERSION: u32 = 3;
 /// messages over 256 KiB and never sends one; a little slack serves other servers' headers.
 pub const MAX_PACKET_LEN: u32 = 256 * 1024 + 1024;
 
+/// The draft: "The handle strings MUST NOT be longer than 256 bytes."
+pub const MAX_HANDLE_LEN: usize = 256;
+
 /// Packet type codes, named as in the draft.
 pub mod kind {
     pub const INIT: u8 = 1;
@@ -69,6 +72,8 @@ pub enum WireError {
     UnexpectedType(u8),
     /// Bytes left over after a complete message.
     TrailingBytes { kind: u8, extra: usize },
+    /// A handle longer than the draft's 256 bytes (it would be copied into every request).
+    HandleTooLong(usize),
 }
 
 impl fmt::Display for WireError {
@@ -82,6 +87,12 @@ impl fmt::Display for WireError {
             WireError::UnexpectedType(t) => write!(f, "unexpected packet type {t}"),
             WireError::TrailingBytes { kind, extra } => {
                 write!(f, "{extra} unexpected bytes after packet of type {kind}")
+            }
+            WireError::HandleTooLong(len) => {
+                write!(
+                    f,
+                    "handle of {len} bytes exceeds the limit of {MAX_HANDLE_LEN}"
+                )
             }
         }
     }
@@ -1095,7 +1106,13 @@ fn decode_response(t: u8, r: &mut Reader<'_>) -> Result<Response, WireError> {
                 language,
             }
         }
-        kind::HANDLE => Response::Handle(r.string("handle")?),
+        kind::HANDLE => {
+            let handle = r.string("handle")?;
+            if handle.len() > MAX_HANDLE_LEN {
+                return Err(WireError::HandleTooLong(handle.len()));
+            }
+            Response::Handle(handle)
+        }
         kind::DATA => Response::Data(r.string("data")?),
         kind::NAME => {
             let n = r.count(4 + 4 + 4, "name count")?;

@@ -481,3 +481,19 @@ fn files_keep_their_permission_bits() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
 }
+
+#[test]
+fn a_server_flooding_its_stderr_still_times_out() {
+    let sandbox = Sandbox::new();
+    let config = EngineConfig {
+        stall_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    let started = Instant::now();
+    // `yes` writes lines to stderr as fast as it can; the shell keeps stdout open, silent.
+    let err = Engine::connect(&sandbox.shell("yes flood >&2"), config)
+        .err()
+        .expect("no SFTP server there");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(matches!(err.kind, EngineErrorKind::Stalled(_)), "{err}");
+}

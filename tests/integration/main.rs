@@ -2,5 +2,7 @@
 //! `sftp-server`, Green End's `gesftpserver`, and `sshd` on 127.0.0.1).
 
 mod engine;
+mod hook;
+mod repo;
 mod sshd;
 mod support;

@@ -184,3 +184,32 @@ fn a_refused_login_fails_fast_instead_of_prompting() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(err.to_string().contains("closed the connection"), "{err}");
 }
+
+#[test]
+fn reprepro_pushes_through_a_real_sshd() {
+    let repo = crate::repo::Repo::new();
+    let sshd = match TestSshd::start(repo.dir.path()) {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            eprintln!("SKIPPED reprepro_pushes_through_a_real_sshd: {why}");
+            return;
+        }
+    };
+    repo.set_conf(&format!(
+        "servername 127.0.0.1\nusername root\n\
+         sshcommand ssh -F /dev/null -oIdentityFile={} -oUserKnownHostsFile={} -oPort={}\n\
+         targetdir {}/\n",
+        sshd.client_key.display(),
+        sshd.known_hosts.display(),
+        sshd.port,
+        repo.remote().display()
+    ));
+    let foo = repo.deb("foo", "1.0", 200_000);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    repo.reprepro(&["copy", "trixie", "bookworm", "foo"])
+        .expect(0);
+    repo.reprepro(&["export"]).expect(0);
+    repo.assert_mirrored(&[]);
+    assert!(repo.outlogs().is_empty());
+}

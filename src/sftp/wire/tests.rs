@@ -433,6 +433,13 @@ fn nonsense_is_a_typed_error() {
         Packet::decode_from_server(b"\x69\x00\x00\x00\x01\x80\x00\x00\x00\xff\xff\xff\xff"),
         Err(WireError::Truncated("extended attribute count"))
     );
+    // A handle longer than the draft allows.
+    let mut long = b"\x66\x00\x00\x00\x01\x00\x00\x01\x01".to_vec();
+    long.extend([b'h'; 257]);
+    assert_eq!(
+        Packet::decode_from_server(&long),
+        Err(WireError::HandleTooLong(257))
+    );
     // A HANDLE followed by junk.
     assert_eq!(
         Packet::decode_from_server(b"\x66\x00\x00\x00\x01\x00\x00\x00\x01hX"),

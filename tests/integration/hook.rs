@@ -1,0 +1,244 @@
+//! The hook end to end: a real reprepro calls the built binary after each change.
+
+use std::fs;
+
+use crate::repo::Repo;
+
+/// reprepro's `createsymlinks` makes `dists/stable` without any outlog line.
+const NOT_IN_OUTLOGS: &[&str] = &["dists/stable"];
+
+#[test]
+fn reprepro_changes_reach_the_remote_and_every_log_is_done() {
+    let repo = Repo::new();
+    repo.reprepro(&["export"]).expect(0);
+    repo.assert_mirrored(&[]);
+    let foo = repo.deb("foo", "1.0", 3000);
+    let bar = repo.deb("bar", "2.0", 300_000);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    repo.reprepro(&["includedeb", "bookworm", bar.to_str().unwrap()])
+        .expect(0);
+    repo.assert_mirrored(&[]);
+    repo.reprepro(&["copy", "trixie", "bookworm", "foo", "bar"])
+        .expect(0);
+    repo.assert_mirrored(&[]);
+    let foo2 = repo.deb("foo", "1.1", 5000);
+    repo.reprepro(&["includedeb", "bookworm", foo2.to_str().unwrap()])
+        .expect(0);
+    repo.assert_mirrored(&[]);
+    repo.reprepro(&["remove", "bookworm", "bar"]).expect(0);
+    repo.reprepro(&["remove", "trixie", "bar", "foo"]).expect(0);
+    repo.assert_mirrored(&[]);
+    // bar is gone from every distribution: its pool file and emptied directories too.
+    assert!(!repo.remote().join("pool/main/b").exists());
+    repo.reprepro(&["createsymlinks"]).expect(0);
+    repo.reprepro(&["export"]).expect(0);
+    repo.assert_mirrored(NOT_IN_OUTLOGS);
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+    assert!(repo.done_logs().len() >= 7);
+
+    // A run with nothing to do sends nothing at all.
+    repo.clear_server_log();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    assert!(repo.server_ops().is_empty(), "{:?}", repo.server_ops());
+}
+
+#[test]
+fn journal_lines_say_what_completed_in_the_references_words() {
+    let repo = Repo::new();
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let done = repo.done_logs();
+    let last = fs::read_to_string(repo.logs().join(done.last().unwrap())).unwrap();
+    assert!(
+        last.contains("DONE\tdone\tpool/main/f/foo/foo_1.0_amd64.deb\n"),
+        "{last}"
+    );
+    assert!(
+        last.contains("DONE\tasdotnew\tdists/bookworm/Release\n"),
+        "{last}"
+    );
+    assert!(
+        last.contains("DONE\tdone\tdists/bookworm/Release\n"),
+        "{last}"
+    );
+    // The final rename of Release is journalled after every index of its directory.
+    let pos = |needle: &str| last.find(needle).unwrap();
+    assert!(
+        pos("DONE\tdone\tdists/bookworm/main/binary-amd64/Packages.gz")
+            < pos("DONE\tdone\tdists/bookworm/Release")
+    );
+}
+
+#[test]
+fn a_log_half_done_by_the_reference_hook_is_finished() {
+    let repo = Repo::new();
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    // The hook cannot reach the server: reprepro reports the failure, the log stays.
+    let ran = repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    let pending = repo.outlogs();
+    assert_eq!(pending.len(), 1);
+    let log = repo.logs().join(&pending[0]);
+    // As the reference would have left it after uploading the pool file and one index as
+    // .new: the .new is on the remote and journalled asdotnew.
+    let mut text = fs::read_to_string(&log).unwrap();
+    text.push_str("DONE\tdone\tpool/main/f/foo/foo_1.0_amd64.deb\n");
+    text.push_str("DONE\tasdotnew\tdists/bookworm/main/binary-amd64/Packages\n");
+    fs::write(&log, text).unwrap();
+    let remote_pool = repo.remote().join("pool/main/f/foo");
+    fs::create_dir_all(&remote_pool).unwrap();
+    fs::copy(
+        repo.base().join("pool/main/f/foo/foo_1.0_amd64.deb"),
+        remote_pool.join("foo_1.0_amd64.deb"),
+    )
+    .unwrap();
+    let packages = "dists/bookworm/main/binary-amd64/Packages";
+    fs::create_dir_all(repo.remote().join("dists/bookworm/main/binary-amd64")).unwrap();
+    fs::copy(
+        repo.base().join(packages),
+        repo.remote().join(format!("{packages}.new")),
+    )
+    .unwrap();
+
+    let server = repo.dir.path().join("server.sh");
+    repo.set_conf(&format!("sftpcommand {}\n", server.display()));
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    // Only the rest was sent: the pool file was not uploaded again, Packages only renamed.
+    let ops = repo.server_ops();
+    assert!(
+        !ops.iter().any(|l| l.contains("foo_1.0_amd64.deb")),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.iter()
+            .any(|l| l.starts_with(&format!("open \"{packages}.new\""))),
+        "{ops:?}"
+    );
+    assert!(repo.outlogs().is_empty());
+    // The rest of the export (sources, other indexes) came from earlier logs: export all.
+    repo.reprepro(&["export"]).expect(0);
+    repo.assert_mirrored(&[]);
+}
+
+#[test]
+fn a_malformed_outlog_is_refused_with_file_and_line_and_nothing_is_sent() {
+    let repo = Repo::new();
+    fs::create_dir_all(repo.logs()).unwrap();
+    let log = repo.logs().join("1795639216-evil.outlog");
+    fs::write(
+        &log,
+        "POOLNEW\tpool/main/f/foo.deb\nPOOLNEW\tpool/../../etc/passwd\n",
+    )
+    .unwrap();
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("1795639216-evil.outlog:2: bad pool file"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!repo.server_log().exists(), "the server was started");
+    assert!(log.exists());
+}
+
+#[test]
+fn a_failed_upload_exits_1_journals_only_what_completed_and_a_rerun_finishes() {
+    let repo = Repo::new();
+    // A file where the pool directory must be: every pool upload fails.
+    fs::write(repo.remote().join("pool"), "in the way").unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    let ran = repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    assert!(
+        ran.stderr()
+            .contains("upload pool/main/f/foo/foo_1.0_amd64.deb"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(
+        ran.stderr().contains("failed with exit code 1"),
+        "{}",
+        ran.stderr()
+    );
+    let pending = repo.outlogs();
+    assert_eq!(pending.len(), 1);
+    let text = fs::read_to_string(repo.logs().join(&pending[0])).unwrap();
+    assert!(
+        !text.contains("DONE"),
+        "nothing completed, nothing journalled: {text}"
+    );
+    // Round 2 never ran: no index was published that names the missing file.
+    assert!(!repo.remote().join("dists").exists());
+
+    fs::remove_file(repo.remote().join("pool")).unwrap();
+    // The next reprepro run retries the pending log first (autoretry is the default).
+    repo.reprepro(&["export"]).expect(0);
+    assert!(repo.outlogs().is_empty());
+    repo.assert_mirrored(&[]);
+}
+
+#[test]
+fn without_autoretry_a_pending_log_blocks_the_next_run_with_advice() {
+    let repo = Repo::new();
+    let server = repo.dir.path().join("server.sh");
+    repo.set_conf("servername nowhere.invalid\nautoretry no\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+            .code(),
+        0
+    );
+    repo.set_conf(&format!("sftpcommand {}\nautoretry no\n", server.display()));
+    let ran = repo.reprepro(&["export"]);
+    assert_ne!(ran.code(), 0);
+    assert!(
+        ran.stderr().contains("unprocessed earlier outlogs found"),
+        "{}",
+        ran.stderr()
+    );
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+}
+
+#[test]
+fn configuration_errors_exit_2_naming_file_line_and_key() {
+    let repo = Repo::new();
+    repo.set_conf("servername h\nspeed fast\n");
+    fs::create_dir_all(repo.logs()).unwrap();
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("outsftphook.conf:2: unknown key 'speed'"),
+        "{}",
+        ran.stderr()
+    );
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let repo = Repo::new();
+    let ran = repo.hook(&["--help"]);
+    ran.expect(0);
+    for flag in [
+        "--verbose",
+        "--pending",
+        "--autoretry",
+        "--no-autoretry",
+        "--ignore-pending",
+        "--force-order",
+        "--basedir",
+        "--outdir",
+        "--logdir",
+        "--confdir",
+        "--debug-sftp",
+        "--lock-timeout",
+        "Exit status",
+    ] {
+        assert!(ran.stdout().contains(flag), "--help lacks {flag}");
+    }
+}

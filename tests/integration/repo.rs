@@ -1,0 +1,259 @@
+//! A real reprepro repository in a temporary directory whose outhook is the built binary,
+//! pushing to a local `remote/` through OpenSSH's sftp-server.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_outsftphook");
+
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+/// A command's outcome, with everything needed to understand a failure.
+pub struct Ran {
+    pub what: String,
+    pub output: Output,
+}
+
+impl Ran {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    /// Panics with the command and its output unless it exited with `code`.
+    pub fn expect(&self, code: i32) -> &Ran {
+        assert_eq!(
+            self.code(),
+            code,
+            "{} exited {}\n--- stdout\n{}--- stderr\n{}",
+            self.what,
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+impl Repo {
+    /// A repository with two distributions (`bookworm` alias `stable`, and `trixie` with
+    /// two components and architectures) and `sftpcommand` pointing at `remote/`.
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo { dir };
+        let base = repo.base();
+        fs::create_dir_all(base.join("conf")).unwrap();
+        fs::create_dir_all(repo.remote()).unwrap();
+        fs::create_dir_all(repo.debs()).unwrap();
+        fs::write(
+            base.join("conf/distributions"),
+            "Codename: bookworm\nSuite: stable\nComponents: main\nArchitectures: amd64 source\n\n\
+             Codename: trixie\nComponents: main contrib\nArchitectures: amd64 i386\n",
+        )
+        .unwrap();
+        fs::write(base.join("conf/options"), format!("outhook {BIN}\n")).unwrap();
+        // The server, through a script: conf values are split on white space.
+        let server = repo.dir.path().join("server.sh");
+        fs::write(
+            &server,
+            format!(
+                "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -e -l INFO -d '{}' 2>>'{}'\n",
+                repo.remote().display(),
+                repo.server_log().display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&server, fs::Permissions::from_mode(0o755)).unwrap();
+        repo.set_conf(&format!("sftpcommand {}\n", server.display()));
+        repo
+    }
+
+    pub fn base(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn remote(&self) -> PathBuf {
+        self.dir.path().join("remote")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.base().join("logs")
+    }
+
+    fn debs(&self) -> PathBuf {
+        self.dir.path().join("debs")
+    }
+
+    pub fn server_log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn set_conf(&self, text: &str) {
+        fs::write(self.base().join("conf/outsftphook.conf"), text).unwrap();
+    }
+
+    /// Builds `NAME_VERSION_ARCH.deb` with a payload of `size` bytes.
+    pub fn deb(&self, name: &str, version: &str, size: usize) -> PathBuf {
+        let root = self.dir.path().join(format!("build-{name}-{version}"));
+        fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        fs::create_dir_all(root.join(format!("usr/share/{name}"))).unwrap();
+        fs::write(
+            root.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: {version}\nArchitecture: amd64\nSection: misc\n\
+                 Priority: optional\nMaintainer: Test <test@example.org>\nDescription: test {name}\n"
+            ),
+        )
+        .unwrap();
+        let payload: Vec<u8> = (0..size).map(|i| (i * 7 + name.len()) as u8).collect();
+        fs::write(root.join(format!("usr/share/{name}/data")), payload).unwrap();
+        let deb = self.debs().join(format!("{name}_{version}_amd64.deb"));
+        let out = Command::new("dpkg-deb")
+            .args(["-Zgzip", "-z1", "--root-owner-group", "-b"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .expect("dpkg-deb");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::remove_dir_all(root).unwrap();
+        deb
+    }
+
+    /// Runs reprepro in the repository (which runs the hook).
+    pub fn reprepro(&self, args: &[&str]) -> Ran {
+        let output = Command::new("reprepro")
+            .arg("-b")
+            .arg(self.base())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("reprepro (package reprepro) must be installed");
+        Ran {
+            what: format!("reprepro {}", args.join(" ")),
+            output,
+        }
+    }
+
+    /// Runs the hook by hand, from the repository's directory, without reprepro's
+    /// environment.
+    pub fn hook(&self, args: &[&str]) -> Ran {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.base()).args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("REPREPRO_") {
+                cmd.env_remove(k);
+            }
+        }
+        let output = cmd.env_remove("RUST_LOG").output().unwrap();
+        Ran {
+            what: format!("outsftphook {}", args.join(" ")),
+            output,
+        }
+    }
+
+    pub fn outlogs(&self) -> Vec<String> {
+        self.log_files("outlog")
+    }
+
+    pub fn done_logs(&self) -> Vec<String> {
+        self.log_files("done")
+    }
+
+    fn log_files(&self, ext: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.logs())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(&format!(".{ext}")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Lines the server logged (one per operation).
+    pub fn server_ops(&self) -> Vec<String> {
+        fs::read_to_string(self.server_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with("session "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn clear_server_log(&self) {
+        let _ = fs::remove_file(self.server_log());
+    }
+
+    /// Asserts that remote `pool/` and `dists/` equal the local ones: same files and bytes,
+    /// same symlinks, nothing else (no `.new` leftovers). `skip` names local paths that no
+    /// outlog carries (reprepro's createsymlinks).
+    pub fn assert_mirrored(&self, skip: &[&str]) {
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for top in ["pool", "dists"] {
+            walk(&self.base(), Path::new(top), &mut local);
+            walk(&self.remote(), Path::new(top), &mut remote);
+        }
+        local.retain(|(p, _)| !skip.iter().any(|s| p.starts_with(s)));
+        let describe = |v: &[(PathBuf, Entry)]| {
+            v.iter()
+                .map(|(p, e)| format!("{} {e:?}", p.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(
+            local == remote,
+            "remote differs from local\n--- local\n{}\n--- remote\n{}",
+            describe(&local),
+            describe(&remote)
+        );
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry {
+    Dir,
+    File(u64, u64),
+    Link(PathBuf),
+}
+
+/// Every entry below `root/rel`, sorted, with a content hash for files.
+fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Entry)>) {
+    let path = root.join(rel);
+    let Ok(meta) = fs::symlink_metadata(&path) else {
+        return;
+    };
+    if meta.file_type().is_symlink() {
+        out.push((rel.to_owned(), Entry::Link(fs::read_link(&path).unwrap())));
+    } else if meta.is_dir() {
+        out.push((rel.to_owned(), Entry::Dir));
+        let mut names: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            walk(root, &rel.join(n), out);
+        }
+    } else {
+        let bytes = fs::read(&path).unwrap();
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        out.push((rel.to_owned(), Entry::File(bytes.len() as u64, hash)));
+    }
+}
