@@ -81,6 +81,22 @@ mod tests {
     }
 
     #[test]
+    fn the_man_page_documents_every_long_flag() {
+        let page = include_str!("../man/outsftphook.1").replace("\\-", "-");
+        for arg in Args::command().get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    page.contains(&format!("--{long}")),
+                    "man/outsftphook.1 lacks --{long}"
+                );
+            }
+        }
+        for key in crate::config::CONF_KEYS {
+            assert!(page.contains(key), "man/outsftphook.1 lacks the key {key}");
+        }
+    }
+
+    #[test]
     fn flags_take_values_in_both_forms() {
         let a = Args::try_parse_from([
             "outsftphook",

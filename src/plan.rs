@@ -48,8 +48,8 @@ pub struct DistDir {
     pub dir: RelPath,
     /// Files to upload as `.new`.
     pub uploads: Vec<Job>,
-    /// Finalisation: [0] index renames and symlinks, [1] `Release` and `Release.gpg`,
-    /// [2] `InRelease`, [3] deletions.
+    /// Finalisation: (0) index renames and symlinks, (1) `Release` and `Release.gpg`,
+    /// (2) `InRelease`, (3) deletions.
     pub steps: [Vec<Job>; FINALISE_STEPS],
 }
 

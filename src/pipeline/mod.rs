@@ -1,7 +1,7 @@
 //! The engine: one connection to an SFTP server and the single-threaded loop that drives
 //! batches of [`Op`]s through it, many requests in flight, every reply checked.
 //!
-//! [`batch`] holds the per-operation state machines and [`dirs`] the directory table; both are
+//! `batch` holds the per-operation state machines and `dirs` the directory table; both are
 //! sans-IO. This module owns the [`Transport`] and the clock (the stall timeout).
 
 mod batch;
