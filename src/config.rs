@@ -15,6 +15,9 @@ use crate::transport::ServerCommand;
 /// Everything a run needs to know, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// The repository's base dir, when known: relative local paths in outlogs that do not
+    /// resolve from the working directory are tried from here.
+    pub basedir: Option<PathBuf>,
     pub outdir: PathBuf,
     pub logdir: PathBuf,
     pub confdir: PathBuf,
@@ -317,6 +320,7 @@ pub fn resolve(
         };
 
     Ok(Settings {
+        basedir,
         outdir,
         logdir,
         confdir,

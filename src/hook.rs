@@ -57,6 +57,7 @@ pub fn run(settings: &Settings, files: &[PathBuf], how: Selection) -> anyhow::Re
         log::info!("reading {}", path.display());
         outlogs.push(setup(outlog::parse_file(path))?);
     }
+    resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
     setup(check_local_sources(&outlogs, &settings.outdir))?;
     let plan = plan::plan(&outlogs, &settings.outdir);
     let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
@@ -125,6 +126,26 @@ fn describe(settings: &Settings) -> String {
     match &settings.server {
         crate::transport::ServerCommand::Ssh { host, .. } => host.to_string_lossy().into_owned(),
         crate::transport::ServerCommand::Direct(_) => format!("'{}'", argv.join(" ")),
+    }
+}
+
+/// reprepro writes DISTFILE paths as it knows them, relative to its own working directory
+/// when its dist dir is relative (`-b .` gives `./dists/...`). Run by hand from elsewhere,
+/// such a path is found from the base dir instead.
+fn resolve_relative_sources(outlogs: &mut [Outlog], basedir: Option<&Path>) {
+    let Some(basedir) = basedir else { return };
+    for log in outlogs {
+        for (_, line) in &mut log.lines {
+            if let Line::DistFile { local, .. } = line
+                && local.is_relative()
+                && !local.exists()
+            {
+                let from_base = basedir.join(&*local);
+                if from_base.exists() {
+                    *local = from_base;
+                }
+            }
+        }
     }
 }
 

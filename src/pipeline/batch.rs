@@ -97,13 +97,18 @@ enum Stepwise {
     /// A REMOVE of the destination is in flight; the real request follows its reply.
     Clearing,
     Final,
+    /// The final request found no parent directory and was sent again once it was made.
+    Retried,
 }
 
 enum State {
     NotStarted,
     Upload(Box<Upload>),
     Single(Stepwise),
+    /// A Mkdir operation waiting for its directory.
     WaitingDir,
+    /// A symlink waiting for its parent directory before it is sent again.
+    LinkWaitingDir,
     Finished,
 }
 
@@ -441,7 +446,10 @@ impl<'a> Batch<'a> {
                 match &self.states[op] {
                     State::Upload(_) => self.upload_reply(op, req, response, conn),
                     State::Single(_) => self.single_reply(op, req, response, conn),
-                    State::NotStarted | State::WaitingDir | State::Finished => {
+                    State::NotStarted
+                    | State::WaitingDir
+                    | State::LinkWaitingDir
+                    | State::Finished => {
                         log::warn!("reply to {req} for {} arrived late", self.describe(op));
                     }
                 }
@@ -461,7 +469,11 @@ impl<'a> Batch<'a> {
     fn dir_settled(&mut self, i: usize, result: Result<(), Cause>, conn: &mut Conn) {
         match (&mut self.states[i], result) {
             (State::WaitingDir, Ok(())) => self.finish(i, Ok(Outcome::Done), conn),
-            (State::WaitingDir, Err(cause)) => self.fail(i, cause, conn),
+            (State::WaitingDir | State::LinkWaitingDir, Err(cause)) => self.fail(i, cause, conn),
+            (State::LinkWaitingDir, Ok(())) => {
+                self.send_final(i, conn);
+                self.states[i] = State::Single(Stepwise::Retried);
+            }
             (State::Upload(u), Ok(())) => {
                 u.stage = Stage::Reopen;
                 self.reopen.push_back(i);
@@ -476,6 +488,7 @@ impl<'a> Batch<'a> {
             unreachable!()
         };
         let clearing = matches!(step, Stepwise::Clearing);
+        let retried = matches!(step, Stepwise::Retried);
         let Response::Status { code, message, .. } = response else {
             let reply = reply_name(&response);
             return self.fail(
@@ -492,6 +505,22 @@ impl<'a> Batch<'a> {
             (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
             (false, StatusCode::NoSuchFile) if matches!(req, Req::Remove | Req::Rmdir) => {
                 self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
+            }
+            // A symlink into a directory that does not exist yet: make it, then retry once.
+            (false, StatusCode::NoSuchFile) if req == Req::Symlink && !retried => {
+                let dir = self.ops[i].path().parent();
+                match dir.map(|d| {
+                    let ensured = conn.dirs.ensure(&d, Waiter::Op(i), &mut conn.session);
+                    (d, ensured)
+                }) {
+                    Some((_, Ensure::Queued)) => self.states[i] = State::LinkWaitingDir,
+                    Some((_, Ensure::Ready)) => {
+                        self.send_final(i, conn);
+                        self.states[i] = State::Single(Stepwise::Retried);
+                    }
+                    Some((d, Ensure::Failed(cause))) => self.fail(i, in_dir(&d, cause), conn),
+                    None => self.fail(i, status_cause(req, code, &message), conn),
+                }
             }
             (_, code) => self.fail(i, status_cause(req, code, &message), conn),
         }

@@ -497,3 +497,20 @@ fn a_server_flooding_its_stderr_still_times_out() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(matches!(err.kind, EngineErrorKind::Stalled(_)), "{err}");
 }
+
+#[test]
+fn a_symlink_into_a_missing_directory_creates_it() {
+    let sandbox = Sandbox::new();
+    let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
+    let ops = [Op::Symlink {
+        link: rpath("dists/b/main/current"),
+        target: b"binary-amd64".to_vec(),
+    }];
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    assert_eq!(results, vec![Ok(Outcome::Done)]);
+    engine.close();
+    assert_eq!(
+        fs::read_link(sandbox.remote().join("dists/b/main/current")).unwrap(),
+        std::path::Path::new("binary-amd64")
+    );
+}

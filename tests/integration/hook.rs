@@ -242,3 +242,91 @@ fn help_explains_every_flag() {
         assert!(ran.stdout().contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn a_pending_log_with_relative_paths_is_finished_from_another_directory() {
+    let repo = Repo::new();
+    let server = repo.dir.path().join("server.sh");
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    assert_ne!(
+        repo.reprepro_relative(&["includedeb", "bookworm", foo.to_str().unwrap()])
+            .code(),
+        0
+    );
+    let log = fs::read_to_string(repo.logs().join(&repo.outlogs()[0])).unwrap();
+    assert!(log.contains("\t./dists/bookworm/Release\n"), "{log}");
+    repo.set_conf(&format!("sftpcommand {}\n", server.display()));
+    let base = repo.base();
+    repo.hook_in(
+        std::path::Path::new("/"),
+        &["--basedir", base.to_str().unwrap(), "--pending"],
+    )
+    .expect(0);
+    assert!(repo.outlogs().is_empty());
+}
+
+#[test]
+fn a_distsymlink_is_a_relative_symlink_below_the_targetdir() {
+    let repo = Repo::new();
+    let server = repo.dir.path().join("server.sh");
+    repo.set_conf(&format!(
+        "sftpcommand {}\ntargetdir mirror/debian\n",
+        server.display()
+    ));
+    fs::create_dir_all(repo.remote().join("mirror/debian")).unwrap();
+    fs::create_dir_all(repo.logs()).unwrap();
+    let release = repo.dir.path().join("Release");
+    fs::write(&release, "Codename: b\n").unwrap();
+    fs::write(
+        repo.logs().join("1795639216-sym.outlog"),
+        format!(
+            "BEGIN-DISTRIBUTION\tb\tdists/b\n\
+             DISTSYMLINK\tdists/b\tmain/current\tbinary-amd64\n\
+             DISTSYMLINK\tdists/b\tup\t../../pool\n\
+             DISTFILE\tdists/b\tRelease\t{}\n\
+             END-DISTRIBUTION\tb\tdists/b\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    let top = repo.remote().join("mirror/debian/dists/b");
+    assert_eq!(
+        fs::read_link(top.join("main/current")).unwrap(),
+        std::path::Path::new("binary-amd64")
+    );
+    assert_eq!(
+        fs::read_link(top.join("up")).unwrap(),
+        std::path::Path::new("../../pool")
+    );
+    assert_eq!(
+        fs::read_to_string(top.join("Release")).unwrap(),
+        "Codename: b\n"
+    );
+    let done = fs::read_to_string(repo.logs().join("1795639216-sym.done")).unwrap();
+    assert!(
+        done.contains("DONE\tsymlink done\tdists/b/main/current\n"),
+        "{done}"
+    );
+}
+
+#[test]
+fn a_distfile_naming_a_device_is_refused_before_anything_is_sent() {
+    let repo = Repo::new();
+    fs::create_dir_all(repo.logs()).unwrap();
+    fs::write(
+        repo.logs().join("1795639216-dev.outlog"),
+        "BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t/dev/zero\nEND-DISTRIBUTION\tb\tdists/b\n",
+    )
+    .unwrap();
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("1795639216-dev.outlog:2: /dev/zero is not a regular file"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!repo.server_log().exists());
+}

@@ -133,9 +133,20 @@ impl Repo {
 
     /// Runs reprepro in the repository (which runs the hook).
     pub fn reprepro(&self, args: &[&str]) -> Ran {
+        self.reprepro_with_base(&self.base(), &self.dir.path().to_owned(), args)
+    }
+
+    /// Runs reprepro from the base dir as `reprepro -b . ...`: then it names dist files
+    /// relative to its working directory (`./dists/...`).
+    pub fn reprepro_relative(&self, args: &[&str]) -> Ran {
+        self.reprepro_with_base(Path::new("."), &self.base(), args)
+    }
+
+    fn reprepro_with_base(&self, base: &Path, cwd: &Path, args: &[&str]) -> Ran {
         let output = Command::new("reprepro")
+            .current_dir(cwd)
             .arg("-b")
-            .arg(self.base())
+            .arg(base)
             .args(args)
             .env_remove("RUST_LOG")
             .output()
@@ -149,8 +160,13 @@ impl Repo {
     /// Runs the hook by hand, from the repository's directory, without reprepro's
     /// environment.
     pub fn hook(&self, args: &[&str]) -> Ran {
+        self.hook_in(&self.base(), args)
+    }
+
+    /// Runs the hook by hand from `cwd`.
+    pub fn hook_in(&self, cwd: &Path, args: &[&str]) -> Ran {
         let mut cmd = Command::new(BIN);
-        cmd.current_dir(self.base()).args(args);
+        cmd.current_dir(cwd).args(args);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("REPREPRO_") {
                 cmd.env_remove(k);
