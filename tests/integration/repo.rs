@@ -133,7 +133,7 @@ impl Repo {
 
     /// Runs reprepro in the repository (which runs the hook).
     pub fn reprepro(&self, args: &[&str]) -> Ran {
-        self.reprepro_with_base(&self.base(), &self.dir.path().to_owned(), args)
+        self.reprepro_with_base(&self.base(), self.dir.path(), args)
     }
 
     /// Runs reprepro from the base dir as `reprepro -b . ...`: then it names dist files
