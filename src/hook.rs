@@ -16,6 +16,7 @@ use crate::pipeline::{Engine, EngineConfig, Op, OpResult, Outcome};
 use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
+use crate::sftp::wire::StatusCode;
 
 /// An error found before anything was sent: exit status 2.
 #[derive(Debug)]
@@ -238,13 +239,56 @@ impl Executor<'_> {
     }
 
     /// Runs jobs together; journals each success at once and reports each failure. Returns
-    /// which succeeded.
+    /// which succeeded. A rename whose `.new` has gone missing (its upload was journalled,
+    /// but the file is not there: the rename happened and its journal line was lost, or
+    /// someone cleaned up) is healed by uploading the file again and renaming it.
     fn batch(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
+        let (mut ok, missing) = self.batch_once(jobs, true)?;
+        if missing.is_empty() {
+            return Ok(ok);
+        }
+        let uploads: Vec<Job> = missing
+            .iter()
+            .map(|&i| {
+                let Action::RenameDotNew { local } = &jobs[i].action else {
+                    unreachable!("only renames are retried")
+                };
+                log::warn!(
+                    "{}.new is missing on the remote: uploading it again",
+                    jobs[i].path
+                );
+                Job {
+                    action: Action::UploadDotNew {
+                        local: local.clone(),
+                    },
+                    ..jobs[i].clone()
+                }
+            })
+            .collect();
+        let (uploaded, _) = self.batch_once(&uploads.iter().collect::<Vec<_>>(), false)?;
+        let renames: Vec<usize> = missing
+            .iter()
+            .zip(uploaded)
+            .filter(|(_, up)| *up)
+            .map(|(&i, _)| i)
+            .collect();
+        let again: Vec<&Job> = renames.iter().map(|&i| jobs[i]).collect();
+        let (renamed, _) = self.batch_once(&again, false)?;
+        for (i, good) in renames.into_iter().zip(renamed) {
+            ok[i] = good;
+        }
+        Ok(ok)
+    }
+
+    /// One engine run of `jobs`. With `heal`, renames that find no `.new` are not reported
+    /// but returned (by index) for [`Executor::batch`] to heal.
+    fn batch_once(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Vec<usize>)> {
         if jobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
         let mut ok = vec![false; jobs.len()];
+        let mut missing = Vec::new();
         let mut journal_error = None;
         let journal = &mut *self.journal;
         let report = &mut self.report;
@@ -272,6 +316,13 @@ impl Executor<'_> {
                         journal_error.get_or_insert(e);
                     }
                 }
+                Err(e)
+                    if heal
+                        && matches!(job.action, Action::RenameDotNew { .. })
+                        && e.status() == Some(StatusCode::NoSuchFile) =>
+                {
+                    missing.push(i);
+                }
                 Err(e) => {
                     report.failures += 1;
                     eprintln!("outsftphook: {e}");
@@ -280,7 +331,7 @@ impl Executor<'_> {
         })?;
         match journal_error {
             Some(e) => Err(e),
-            None => Ok(ok),
+            None => Ok((ok, missing)),
         }
     }
 
@@ -297,7 +348,7 @@ impl Executor<'_> {
                 remote: path.with_suffix(b".new"),
                 fsync: true,
             },
-            Action::RenameDotNew => Op::Rename {
+            Action::RenameDotNew { .. } => Op::Rename {
                 from: path.with_suffix(b".new"),
                 to: path,
             },

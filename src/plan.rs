@@ -23,8 +23,9 @@ pub enum Action {
     Upload { local: PathBuf },
     /// Upload `local` to `PATH.new` (dist files; renamed at finalisation).
     UploadDotNew { local: PathBuf },
-    /// Rename `PATH.new` to the path.
-    RenameDotNew,
+    /// Rename `PATH.new` to the path; `local` is its source, should `PATH.new` have gone
+    /// missing since it was uploaded.
+    RenameDotNew { local: PathBuf },
     /// Make the path a symlink to `target`.
     Symlink { target: String },
     /// Remove the path.
@@ -123,7 +124,9 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
                 Line::DistFile { dir, name, local } => {
                     let path = dir.join(name);
                     let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
-                        Action::RenameDotNew
+                        Action::RenameDotNew {
+                            local: local.clone(),
+                        }
                     } else {
                         Action::UploadDotNew {
                             local: local.clone(),
@@ -176,8 +179,8 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
                     }
                     let step = finalise_step(&job, dir);
                     let finalising = match job.action {
-                        Action::UploadDotNew { .. } => Job {
-                            action: Action::RenameDotNew,
+                        Action::UploadDotNew { local } => Job {
+                            action: Action::RenameDotNew { local },
                             ..job
                         },
                         _ => job,

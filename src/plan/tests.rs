@@ -77,7 +77,7 @@ fn one_log_makes_three_rounds_in_order() {
         d.steps
             .iter()
             .flatten()
-            .all(|j| j.action == Action::RenameDotNew)
+            .all(|j| matches!(j.action, Action::RenameDotNew { .. }))
     );
     assert_eq!(plan.remaining, vec![8]);
     assert!(plan.obsoleted.is_empty());
@@ -153,7 +153,12 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
     let d = &plan.dist_dirs[0];
     assert_eq!(paths(&d.uploads), ["dists/bookworm/Release"]);
     assert_eq!(paths(&d.steps[0]), ["dists/bookworm/Packages"]);
-    assert_eq!(d.steps[0][0].action, Action::RenameDotNew);
+    assert_eq!(
+        d.steps[0][0].action,
+        Action::RenameDotNew {
+            local: PathBuf::from("/srv/dists/bookworm/Packages")
+        }
+    );
     assert_eq!(plan.remaining, vec![3]);
 }
 

@@ -330,3 +330,39 @@ fn a_distfile_naming_a_device_is_refused_before_anything_is_sent() {
     );
     assert!(!repo.server_log().exists());
 }
+
+#[test]
+fn an_asdotnew_whose_new_file_is_gone_is_uploaded_again() {
+    let repo = Repo::new();
+    let server = repo.dir.path().join("server.sh");
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+            .code(),
+        0
+    );
+    let log = repo.logs().join(&repo.outlogs()[0]);
+    // The journal says every index was uploaded as .new, but none is on the remote (the
+    // renames happened and their journal lines were lost, say).
+    let mut text = fs::read_to_string(&log).unwrap();
+    for line in text.clone().lines() {
+        if let Some(rest) = line.strip_prefix("DISTFILE\t") {
+            let f: Vec<&str> = rest.split('\t').collect();
+            text.push_str(&format!("DONE\tasdotnew\t{}/{}\n", f[0], f[1]));
+        }
+    }
+    fs::write(&log, text).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", server.display()));
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr()
+            .contains("Release.new is missing on the remote"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(repo.outlogs().is_empty());
+    repo.reprepro(&["export"]).expect(0);
+    repo.assert_mirrored(&[]);
+}

@@ -1,0 +1,185 @@
+# Helpers for the outsftphook benchmarks; sourced by the bench scripts (bash).
+# Everything runs on 127.0.0.1 in one temp dir ($BENCH_TMP); bench_cleanup undoes it.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$BENCH_DIR/../.." && pwd)
+HOOK=${HOOK:-$TOP/target/release/outsftphook}
+BENCH_PIDS=()   # daemons we started, killed by bench_cleanup
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+bench_init() {
+    [ "$(id -u)" = 0 ] || die "must run as root (sshd must switch to the user, root here)"
+    [ -x "$HOOK" ] || die "$HOOK is missing: run 'cargo build --release' first"
+    for t in /usr/sbin/sshd /usr/lib/openssh/sftp-server ssh ssh-keygen reprepro dpkg-deb python3; do
+        command -v "$t" >/dev/null || die "$t is not installed"
+    done
+    BENCH_TMP=$(mktemp -d /tmp/outsftphook-bench.XXXXXX)
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM   # runs the EXIT trap
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${BENCH_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${BENCH_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
+    BENCH_PIDS=()
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        note "kept $BENCH_TMP"
+    else
+        rm -rf "$BENCH_TMP"
+    fi
+}
+
+# A loopback port nobody listens on (the kernel picks it; tiny race until we bind it).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts on PORT (daemons need a moment after fork).
+wait_port() {
+    local port=$1 i
+    for i in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    die "nothing listens on port $port after 5 s"
+}
+
+# Private sshd with fresh keys. Sets SSHD_PORT and CLIENT_KEY.
+start_sshd() {
+    local d=$BENCH_TMP/sshd
+    mkdir -p "$d" /run/sshd    # sshd insists on its privilege-separation dir
+    ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
+    ssh-keygen -q -t ed25519 -N '' -f "$d/client_key"
+    cp "$d/client_key.pub" "$d/authorized_keys"
+    SSHD_PORT=$(free_port)
+    CLIENT_KEY=$d/client_key
+    cat > "$d/sshd_config" <<EOF
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $d/host_key
+AuthorizedKeysFile $d/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $d/sshd.pid
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+    /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>"$d/sshd.log" </dev/null &
+    BENCH_PIDS+=($!)
+    wait_port "$SSHD_PORT"
+}
+
+# delayproxy in front of the sshd with ONE_WAY_MS; prints its port.
+start_proxy() {
+    local one_way_ms=$1 port
+    port=$(free_port)
+    python3 "$BENCH_DIR/delayproxy.py" "$port" 127.0.0.1 "$SSHD_PORT" "$one_way_ms" \
+        2>>"$BENCH_TMP/proxy.log" </dev/null &
+    BENCH_PIDS+=($!)
+    wait_port "$port"
+    echo "$port"
+}
+
+# The ssh command line outsftphook gets (as a list of words) for a proxy port.
+ssh_words() {
+    echo "ssh -F /dev/null -oIdentityFile=$CLIENT_KEY -oUserKnownHostsFile=/dev/null -oStrictHostKeyChecking=no -oPort=$1"
+}
+
+# Wall seconds of one `ssh root@127.0.0.1 true` through PORT: connection setup costs.
+time_ssh_true() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    $(ssh_words "$1") -oLogLevel=ERROR -oBatchMode=yes root@127.0.0.1 true || die "ssh through port $1 failed"
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
+}
+
+# COUNT .debs of 2-20 KB in DIR. The payload is random so that compression does not shrink
+# it; names start with a..z so the pool spreads over letter directories as a real one does.
+make_debs() {
+    local dir=$1 count=$2 i name size p
+    local letters=abcdefghijklmnopqrstuvwxyz
+    mkdir -p "$dir"
+    RANDOM=4242   # same sizes every time, so runs of the script compare
+    for i in $(seq "$count"); do
+        name=${letters:$((i % 26)):1}bench$i
+        size=$((1300 + RANDOM % 18000))   # + ~700 bytes of deb overhead
+        p=$dir/src/$name
+        mkdir -p "$p/DEBIAN" "$p/usr/share/$name"
+        printf 'Package: %s\nVersion: 1.0\nArchitecture: amd64\nMaintainer: Bench <bench@example.org>\nDescription: benchmark package %s\n' \
+            "$name" "$i" > "$p/DEBIAN/control"
+        head -c "$size" /dev/urandom > "$p/usr/share/$name/payload"
+        # gzip, not xz: xz would spend its time on incompressible data for nothing.
+        dpkg-deb --root-owner-group -Zgzip -b "$p" "$dir/${name}_1.0_amd64.deb" >/dev/null &
+        if [ $((i % 8)) = 0 ]; then wait; fi   # a few at a time; plain `wait` is fine here
+    done
+    wait
+    rm -rf "$dir/src"
+}
+
+# A reprepro repository REPO with CODENAME holding every .deb of DEBDIR. No outhook: the
+# pushes are what we time, not this.
+make_repo() {
+    local repo=$1 codename=$2 debdir=$3
+    mkdir -p "$repo/conf" "$repo/logs"
+    cat > "$repo/conf/distributions" <<EOF
+Codename: $codename
+Architectures: amd64
+Components: main
+Description: outsftphook benchmark
+EOF
+    reprepro -b "$repo" --silent includedeb "$codename" "$debdir"/*.deb
+}
+
+# REPO/conf/outsftphook.conf for a push through proxy PORT to REMOTE with MAXOPEN files.
+write_conf() {
+    local repo=$1 port=$2 remote=$3 maxopen=$4
+    cat > "$repo/conf/outsftphook.conf" <<EOF
+servername 127.0.0.1
+username root
+sshcommand $(ssh_words "$port")
+targetdir $remote
+maxopenfiles $maxopen
+EOF
+}
+
+# An outlog naming every pool and dist file, as reprepro writes one after a full export;
+# prints its path. Old logs are removed first: each run must start with nothing pending,
+# and two runs in the same second would otherwise get the same name.
+write_outlog() {
+    local repo=$1 codename=$2 log f
+    rm -f "$repo"/logs/*
+    log=$repo/logs/$(printf '%010d' "$(date +%s)")-bench.outlog
+    {
+        (cd "$repo" && find pool -type f | sort) | sed 's/^/POOLNEW\t/'
+        printf 'BEGIN-DISTRIBUTION\t%s\tdists/%s\n' "$codename" "$codename"
+        (cd "$repo/dists/$codename" && find . -type f | sed 's|^\./||' | sort) | while read -r f; do
+            printf 'DISTFILE\tdists/%s\t%s\t%s\n' "$codename" "$f" "$repo/dists/$codename/$f"
+        done
+        printf 'END-DISTRIBUTION\t%s\tdists/%s\n' "$codename" "$codename"
+    } > "$log"
+    echo "$log"
+}
+
+# Runs outsftphook on OUTLOG; prints the wall seconds. Fails (with its output) unless it
+# exits 0. Its stderr goes to a file: ssh's warnings must not clutter the table.
+timed_push() {
+    local repo=$1 log=$2 t0 t1 rc=0
+    t0=$(date +%s.%N)
+    "$HOOK" --basedir "$repo" --ignore-pending "$log" >"$BENCH_TMP/hook.out" 2>&1 || rc=$?
+    t1=$(date +%s.%N)
+    if [ "$rc" != 0 ]; then
+        cat "$BENCH_TMP/hook.out" >&2
+        die "outsftphook exited $rc"
+    fi
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
+}
