@@ -1,7 +1,7 @@
 //! The hook's run: lock, select and parse the logs, plan, then drive the plan's rounds
 //! through the engine, journalling each item the moment the server confirms it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,10 +9,11 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::interrupt::{Interrupt, signal_name};
 use crate::journal::Journal;
 use crate::logs::{self, Selection};
 use crate::outlog::{self, DoneMessage, Line, Outlog};
-use crate::pipeline::{Engine, EngineConfig, Op, OpResult, Outcome};
+use crate::pipeline::{Cause, Engine, EngineConfig, Op, OpResult, Outcome};
 use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
@@ -39,6 +40,8 @@ fn setup<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
 pub struct Report {
     /// Operations that failed (each was reported on stderr as it happened).
     pub failures: usize,
+    /// Operations that completed.
+    pub completed: usize,
     pub files_uploaded: u64,
     pub bytes_uploaded: u64,
     pub operations: usize,
@@ -46,8 +49,14 @@ pub struct Report {
     pub pending_logs: Vec<PathBuf>,
 }
 
-/// Processes outlogs: the hook's whole job.
-pub fn run(settings: &Settings, files: &[PathBuf], how: Selection) -> anyhow::Result<Report> {
+/// Processes outlogs: the hook's whole job. Once `interrupt` fires, the run finishes what
+/// is in flight, starts nothing new and returns an error.
+pub fn run(
+    settings: &Settings,
+    files: &[PathBuf],
+    how: Selection,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Report> {
     let _lock = setup(crate::lock::acquire(
         &settings.logdir,
         settings.lock_timeout,
@@ -65,14 +74,15 @@ pub fn run(settings: &Settings, files: &[PathBuf], how: Selection) -> anyhow::Re
     for (log, path) in &plan.obsoleted {
         journal.record(*log, DoneMessage::Obsoleted, path)?;
     }
-    journal.finish_empty()?;
     if plan.is_empty() {
+        journal.finish_empty()?;
         log::info!("nothing to do");
         return Ok(Report::default());
     }
     let config = EngineConfig {
         max_open_files: settings.max_open_files,
         stall_timeout: settings.timeout,
+        interrupt: interrupt.clone(),
         ..EngineConfig::default()
     };
     let started = Instant::now();
@@ -83,9 +93,14 @@ pub fn run(settings: &Settings, files: &[PathBuf], how: Selection) -> anyhow::Re
         journal: &mut journal,
         targetdir: settings.targetdir.clone(),
         report: Report::default(),
+        interrupt: interrupt.clone(),
+        supersedes: &plan.supersedes,
     };
     let result = exec.rounds(&plan, settings.keepdirectories);
     let mut report = exec.report;
+    if result.is_ok() && report.failures == 0 {
+        journal.finish_empty()?;
+    }
     journal.sync().context("cannot flush the journal")?;
     report.pending_logs = journal.pending().map(Path::to_path_buf).collect();
     let stats = engine.stats();
@@ -179,6 +194,8 @@ struct Executor<'a> {
     journal: &'a mut Journal,
     targetdir: Option<RemotePath>,
     report: Report,
+    interrupt: Interrupt,
+    supersedes: &'a HashMap<RelPath, Vec<usize>>,
 }
 
 fn remote(targetdir: &Option<RemotePath>, path: &RelPath) -> RemotePath {
@@ -233,7 +250,7 @@ impl Executor<'_> {
                 .zip(&ok)
                 .filter(|(_, good)| **good)
                 .filter_map(|(job, _)| job.path.parent());
-            self.prune(emptied.collect())?;
+            self.prune(emptied.chain(plan.prune.iter().cloned()).collect())?;
         }
         Ok(())
     }
@@ -292,6 +309,7 @@ impl Executor<'_> {
         let mut journal_error = None;
         let journal = &mut *self.journal;
         let report = &mut self.report;
+        let supersedes = self.supersedes;
         report.operations += jobs.len();
         self.engine.run(&ops, |i, result: &OpResult| {
             let job = jobs[i];
@@ -308,7 +326,15 @@ impl Executor<'_> {
                         _ => (DoneMessage::Done, true),
                     };
                     let journalled = if completes {
-                        journal.complete(job.log, message, &job.path)
+                        journal
+                            .complete(job.log, message, &job.path)
+                            .and_then(|()| {
+                                // Now, and only now, the older entries for this path are moot.
+                                let mut older = supersedes.get(&job.path).into_iter().flatten();
+                                older.try_for_each(|&log| {
+                                    journal.record(log, DoneMessage::Obsoleted, &job.path)
+                                })
+                            })
                     } else {
                         journal.record(job.log, message, &job.path)
                     };
@@ -323,16 +349,26 @@ impl Executor<'_> {
                 {
                     missing.push(i);
                 }
+                Err(e) if e.cause == Cause::Interrupted => {}
                 Err(e) => {
                     report.failures += 1;
                     eprintln!("outsftphook: {e}");
                 }
             }
         })?;
-        match journal_error {
-            Some(e) => Err(e),
-            None => Ok((ok, missing)),
+        if let Some(e) = journal_error {
+            return Err(e);
         }
+        if let Some(sig) = self.interrupt.signal() {
+            anyhow::bail!(
+                "interrupted by {}: stopped once the requests in flight were answered; \
+                 {} operation(s) completed and are journalled",
+                signal_name(sig),
+                ok.iter().filter(|b| **b).count() + self.report.completed
+            );
+        }
+        self.report.completed += ok.iter().filter(|b| **b).count();
+        Ok((ok, missing))
     }
 
     fn op(&self, job: &Job) -> Op {

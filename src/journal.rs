@@ -1,8 +1,10 @@
 //! The only writer of `DONE` lines and of the `X.outlog` -> `X.done` rename.
 //!
 //! Each line goes out in one `write(2)` as soon as its item has completed, so a killed run
-//! leaves a journal that says exactly what was finished; a log is renamed once nothing of it
-//! is left.
+//! leaves a journal that says exactly what was finished. Logs with nothing left are renamed
+//! when the run says so ([`Journal::finish_empty`]), after the clean-up that follows the
+//! last item (pruning emptied directories), so that a cut-off run leaves the log pending
+//! and the next one does the clean-up.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -77,7 +79,7 @@ impl Journal {
         Ok(())
     }
 
-    /// Records a finished item, and renames the log when it was its last.
+    /// Records a finished item.
     pub fn complete(
         &mut self,
         log: usize,
@@ -87,7 +89,7 @@ impl Journal {
         self.record(log, message, path)?;
         let entry = &mut self.logs[log];
         entry.remaining = entry.remaining.saturating_sub(1);
-        self.finish_if_empty(log)
+        Ok(())
     }
 
     /// Renames every log that has nothing left (some have nothing from the start).
@@ -152,10 +154,13 @@ mod tests {
         let mut j = Journal::new(vec![log.clone()], &[2], false);
         let p = RelPath::new("pool/a/b").unwrap();
         j.complete(0, DoneMessage::Done, &p).unwrap();
+        j.finish_empty().unwrap();
         assert!(log.exists());
         assert_eq!(j.pending().count(), 1);
         let q = RelPath::new("pool/c/d").unwrap();
         j.complete(0, DoneMessage::AlreadyDeleted, &q).unwrap();
+        assert!(log.exists(), "renamed only when the run says so");
+        j.finish_empty().unwrap();
         assert!(!log.exists());
         let done = dir.path().join("1795639216-abc.done");
         assert_eq!(

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod hook;
+pub mod interrupt;
 pub mod journal;
 pub mod lock;
 pub mod logs;
@@ -63,7 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         force_order: args.force_order,
         autoretry: settings.autoretry,
     };
-    let report = hook::run(&settings, &args.files, how)?;
+    let interrupt = interrupt::Interrupt::install()?;
+    let report = hook::run(&settings, &args.files, how, &interrupt)?;
     if report.failures > 0 || !report.pending_logs.is_empty() {
         let logs: Vec<String> = report
             .pending_logs

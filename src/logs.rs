@@ -3,6 +3,8 @@
 //! reprepro names logs `SECONDS-RANDOM.outlog`: names sort by second, but not within one
 //! second. Logs are therefore ordered by the seconds prefix, then by their creation time
 //! (which, unlike the modification time, our own journal lines do not change), then by name.
+//! Where the file system keeps no creation time, the name decides: the modification time
+//! would put a log we journalled to after newer ones.
 
 use std::cmp::Ordering;
 use std::fs;
@@ -38,9 +40,7 @@ impl Key {
             .to_string_lossy()
             .into_owned();
         let seconds = name.split('-').next().and_then(|s| s.parse().ok());
-        let created = fs::metadata(path)
-            .ok()
-            .and_then(|m| m.created().or_else(|_| m.modified()).ok());
+        let created = fs::metadata(path).ok().and_then(|m| m.created().ok());
         Key {
             seconds,
             created,

@@ -1,7 +1,9 @@
 //! From parsed outlogs to what must happen on the remote, in safe order. Pure: no I/O.
 //!
 //! The newest log wins for a path: an older log's entry for a path a newer log also names
-//! (or already finished) is *obsoleted*. Entries a log's journal marks finished are skipped;
+//! (or already finished) is *obsoleted*: journalled so once the newer entry is done, never
+//! before (should the logs ever be seen in another order, nothing is lost, some work is done
+//! twice). Entries a log's journal marks finished are skipped;
 //! dist files journalled `asdotnew` are only renamed. Rounds:
 //!
 //! 1. new pool files, uploaded to their final names (nothing names them yet);
@@ -10,7 +12,7 @@
 //!    `InRelease`, then the dir's deletions (which the old `Release` may still name);
 //! 3. pool deletions (nothing names those files any more), then empty pool directories.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::outlog::{DoneMessage, Line, Outlog};
@@ -57,18 +59,28 @@ pub struct DistDir {
 /// Everything a run has to do.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    /// Entries superseded by a newer log, to be journalled `obsoleted` in their (older) log.
+    /// Entries superseded by a newer log's finished entry: to be journalled `obsoleted` in
+    /// their (older) log now.
     pub obsoleted: Vec<(usize, RelPath)>,
+    /// Older logs whose entry for a path the planned job for that path supersedes: they are
+    /// journalled `obsoleted` when (and only when) that job completes.
+    pub supersedes: HashMap<RelPath, Vec<usize>>,
     pub pool_uploads: Vec<Job>,
     pub dist_dirs: Vec<DistDir>,
     pub pool_deletes: Vec<Job>,
+    /// Directories of pool files whose deletion an earlier, cut-off run journalled: they may
+    /// still need pruning.
+    pub prune: BTreeSet<RelPath>,
     /// For each log, how many jobs are left for it; a log at 0 is finished.
     pub remaining: Vec<usize>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.pool_uploads.is_empty() && self.dist_dirs.is_empty() && self.pool_deletes.is_empty()
+        self.pool_uploads.is_empty()
+            && self.dist_dirs.is_empty()
+            && self.pool_deletes.is_empty()
+            && self.prune.is_empty()
     }
 
     /// Every job, in the order the rounds run them.
@@ -101,8 +113,9 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
         remaining: vec![0; logs.len()],
         ..Plan::default()
     };
-    // Paths claimed by a newer log (or finished by one): older entries are obsoleted.
-    let mut claimed: HashSet<RelPath> = HashSet::new();
+    // Paths claimed by a newer log, and whether that log finished them: older entries are
+    // obsoleted.
+    let mut claimed: HashMap<RelPath, bool> = HashMap::new();
     let mut dists: BTreeMap<RelPath, DistDir> = BTreeMap::new();
 
     for (log, outlog) in logs.iter().enumerate().rev() {
@@ -154,13 +167,21 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
             let finished = journal
                 .get(&path)
                 .is_some_and(|m| *m != DoneMessage::AsDotNew);
-            if !claimed.insert(path.clone()) {
+            if let Some(&newer_finished) = claimed.get(&path) {
                 if !finished {
-                    plan.obsoleted.push((log, path));
+                    if newer_finished {
+                        plan.obsoleted.push((log, path));
+                    } else {
+                        plan.supersedes.entry(path).or_default().push(log);
+                    }
                 }
                 continue;
             }
+            claimed.insert(path.clone(), finished);
             if finished {
+                if let (Action::Delete, None) = (&action, dist_dir) {
+                    plan.prune.extend(path.parent());
+                }
                 continue;
             }
             plan.remaining[log] += 1;

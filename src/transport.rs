@@ -9,6 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,9 @@ impl Transport {
         log::debug!("running {argv:?}");
         let mut child = Command::new(program)
             .args(args)
+            // Its own process group: a Ctrl-C at the terminal reaches us, and we decide how
+            // to stop, instead of killing ssh under requests in flight.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

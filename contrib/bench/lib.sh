@@ -78,15 +78,15 @@ EOF
     wait_port "$SSHD_PORT"
 }
 
-# delayproxy in front of the sshd with ONE_WAY_MS; prints its port.
+# delayproxy in front of the sshd with ONE_WAY_MS. Sets PROXY_PORT. (Not to be called as
+# $(...): the daemon would hold the pipe open and its pid would be lost with the subshell.)
 start_proxy() {
-    local one_way_ms=$1 port
-    port=$(free_port)
-    python3 "$BENCH_DIR/delayproxy.py" "$port" 127.0.0.1 "$SSHD_PORT" "$one_way_ms" \
-        2>>"$BENCH_TMP/proxy.log" </dev/null &
+    local one_way_ms=$1
+    PROXY_PORT=$(free_port)
+    python3 "$BENCH_DIR/delayproxy.py" "$PROXY_PORT" 127.0.0.1 "$SSHD_PORT" "$one_way_ms" \
+        >/dev/null 2>>"$BENCH_TMP/proxy.log" </dev/null &
     BENCH_PIDS+=($!)
-    wait_port "$port"
-    echo "$port"
+    wait_port "$PROXY_PORT"
 }
 
 # The ssh command line outsftphook gets (as a list of words) for a proxy port.
@@ -103,10 +103,15 @@ time_ssh_true() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
 
+wait_all() {
+    local pid
+    for pid in "$@"; do wait "$pid" || die "a dpkg-deb failed"; done
+}
+
 # COUNT .debs of 2-20 KB in DIR. The payload is random so that compression does not shrink
 # it; names start with a..z so the pool spreads over letter directories as a real one does.
 make_debs() {
-    local dir=$1 count=$2 i name size p
+    local dir=$1 count=$2 i name size p pids=()
     local letters=abcdefghijklmnopqrstuvwxyz
     mkdir -p "$dir"
     RANDOM=4242   # same sizes every time, so runs of the script compare
@@ -115,14 +120,16 @@ make_debs() {
         size=$((1300 + RANDOM % 18000))   # + ~700 bytes of deb overhead
         p=$dir/src/$name
         mkdir -p "$p/DEBIAN" "$p/usr/share/$name"
-        printf 'Package: %s\nVersion: 1.0\nArchitecture: amd64\nMaintainer: Bench <bench@example.org>\nDescription: benchmark package %s\n' \
+        printf 'Package: %s\nVersion: 1.0\nArchitecture: amd64\nSection: misc\nPriority: optional\nMaintainer: Bench <bench@example.org>\nDescription: benchmark package %s\n' \
             "$name" "$i" > "$p/DEBIAN/control"
         head -c "$size" /dev/urandom > "$p/usr/share/$name/payload"
         # gzip, not xz: xz would spend its time on incompressible data for nothing.
         dpkg-deb --root-owner-group -Zgzip -b "$p" "$dir/${name}_1.0_amd64.deb" >/dev/null &
-        if [ $((i % 8)) = 0 ]; then wait; fi   # a few at a time; plain `wait` is fine here
+        pids+=($!)
+        # A few at a time. Waiting by pid: a bare `wait` would wait for the daemons too.
+        if [ ${#pids[@]} = 8 ]; then wait_all "${pids[@]}"; pids=(); fi
     done
-    wait
+    wait_all "${pids[@]}"
     rm -rf "$dir/src"
 }
 
@@ -137,7 +144,8 @@ Architectures: amd64
 Components: main
 Description: outsftphook benchmark
 EOF
-    reprepro -b "$repo" --silent includedeb "$codename" "$debdir"/*.deb
+    reprepro -b "$repo" --silent includedeb "$codename" "$debdir"/*.deb ||
+        die "reprepro includedeb failed"
 }
 
 # REPO/conf/outsftphook.conf for a push through proxy PORT to REMOTE with MAXOPEN files.

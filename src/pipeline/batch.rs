@@ -125,6 +125,8 @@ pub(crate) struct Batch<'a> {
     results: Vec<Option<OpResult>>,
     finished: Vec<usize>,
     unfinished: usize,
+    /// Asked to stop: nothing new starts, uploads send no more data.
+    interrupted: bool,
 }
 
 impl<'a> Batch<'a> {
@@ -138,6 +140,7 @@ impl<'a> Batch<'a> {
             results: ops.iter().map(|_| None).collect(),
             finished: Vec::new(),
             unfinished: ops.len(),
+            interrupted: false,
         }
     }
 
@@ -189,8 +192,30 @@ impl<'a> Batch<'a> {
         self.finish(i, Err(err), conn);
     }
 
+    /// Stops the batch: operations not started fail as interrupted, uploads stop sending
+    /// data and close their handles; requests in flight are answered and count as usual, and
+    /// multi-step operations already under way (a rename after its REMOVE) are completed.
+    pub(crate) fn interrupt(&mut self, conn: &mut Conn) {
+        if self.interrupted {
+            return;
+        }
+        self.interrupted = true;
+        for i in self.next_to_start..self.ops.len() {
+            self.fail(i, Cause::Interrupted, conn);
+        }
+        self.next_to_start = self.ops.len();
+        self.advance(conn);
+    }
+
     /// Starts what the limits allow and sends the data they allow.
     pub(crate) fn advance(&mut self, conn: &mut Conn) {
+        if self.interrupted {
+            while let Some(i) = self.reopen.pop_front() {
+                self.fail(i, Cause::Interrupted, conn);
+            }
+            self.pump_writes(conn);
+            return;
+        }
         while let Some(&i) = self.reopen.front() {
             if conn.open_files >= conn.limits.max_open_files || !conn.room_for_request() {
                 break;
@@ -352,17 +377,23 @@ impl<'a> Batch<'a> {
     fn pump_writes(&mut self, conn: &mut Conn) {
         let writers: Vec<usize> = self.writers.iter().copied().collect();
         for i in writers {
-            if conn.bytes_in_flight >= conn.limits.window || !conn.room_for_request() {
+            if !self.interrupted
+                && (conn.bytes_in_flight >= conn.limits.window || !conn.room_for_request())
+            {
                 break;
             }
             let State::Upload(u) = &mut self.states[i] else {
                 continue;
             };
+            if self.interrupted {
+                u.error.get_or_insert(Cause::Interrupted);
+            }
             let local = match &self.ops[i] {
                 Op::Upload { local, .. } => local,
                 _ => unreachable!(),
             };
             while u.next_offset < u.size
+                && u.error.is_none()
                 && conn.bytes_in_flight < conn.limits.window
                 && conn.room_for_request()
             {
@@ -473,6 +504,9 @@ impl<'a> Batch<'a> {
             (State::LinkWaitingDir, Ok(())) => {
                 self.send_final(i, conn);
                 self.states[i] = State::Single(Stepwise::Retried);
+            }
+            (State::Upload(_), Ok(())) if self.interrupted => {
+                self.fail(i, Cause::Interrupted, conn)
             }
             (State::Upload(u), Ok(())) => {
                 u.stage = Stage::Reopen;

@@ -18,6 +18,7 @@ pub use op::{Cause, Op, OpError, OpResult, Outcome, Req};
 use batch::{Batch, Conn, Limits};
 use op::Tag;
 
+use crate::interrupt::Interrupt;
 use crate::sftp::session::{ServerInfo, Session};
 use crate::sftp::wire::{self, ExtendedRequest, Response};
 use crate::transport::{ServerCommand, Transport, TransportError, Turn};
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     pub stall_timeout: Duration,
     /// Use `posix-rename@openssh.com` when the server offers it.
     pub posix_rename: bool,
+    /// Checked every turn: once it has fired, batches stop (see [`Interrupt`]).
+    pub interrupt: Interrupt,
 }
 
 /// Default for [`EngineConfig::max_open_files`]; see the README for the measurement.
@@ -48,6 +51,7 @@ impl Default for EngineConfig {
             window: 8 * 1024 * 1024,
             stall_timeout: Duration::from_secs(120),
             posix_rename: true,
+            interrupt: Interrupt::default(),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct Engine {
     conn: Conn,
     info: ServerInfo,
     stall_timeout: Duration,
+    interrupt: Interrupt,
 }
 
 /// How long one poll may sleep, so that the loop looks at the clock (and, later, at signals)
@@ -138,6 +143,7 @@ impl Engine {
                 extensions: Vec::new(),
             },
             stall_timeout: config.stall_timeout,
+            interrupt: config.interrupt.clone(),
         };
         engine.drive(
             |conn| conn.session.server_info().is_some(),
@@ -225,6 +231,7 @@ impl Engine {
     /// Runs `ops` to completion, all at once within the limits. `on_done` hears of each
     /// operation as soon as it has finished (to journal it at once). An `Err` means the
     /// connection is gone; operations not reported to `on_done` have an unknown fate.
+    /// After an interrupt, operations not completed fail with [`Cause::Interrupted`].
     pub fn run(
         &mut self,
         ops: &[Op],
@@ -244,6 +251,9 @@ impl Engine {
         loop {
             while let Some((tag, response)) = self.conn.session.poll_reply() {
                 batch.on_reply(tag, response, &mut self.conn);
+            }
+            if self.interrupt.signal().is_some() {
+                batch.interrupt(&mut self.conn);
             }
             batch.advance(&mut self.conn);
             for (i, result) in batch.take_finished() {

@@ -118,6 +118,8 @@ pub enum Cause {
     UnexpectedReply { request: Req, reply: &'static str },
     /// A directory the operation needed could not be created.
     Directory { dir: RemotePath, cause: Box<Cause> },
+    /// The run was asked to stop before the operation completed.
+    Interrupted,
 }
 
 impl fmt::Display for Cause {
@@ -146,6 +148,7 @@ impl fmt::Display for Cause {
             Cause::Directory { dir, cause } => {
                 write!(f, "cannot create directory {dir}: {cause}")
             }
+            Cause::Interrupted => write!(f, "interrupted before it completed"),
         }
     }
 }

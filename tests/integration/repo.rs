@@ -96,6 +96,61 @@ impl Repo {
         self.dir.path().join("server.log")
     }
 
+    /// Points the conf at the normal local server.
+    pub fn use_server(&self) {
+        let server = self.dir.path().join("server.sh");
+        self.set_conf(&format!("sftpcommand {}\n", server.display()));
+    }
+
+    /// Points the conf at a server with a fault after `after` bytes of input (see
+    /// tests/fixtures/faulty_server.py); the bytes sent end up in `bytes_sent()`.
+    pub fn use_faulty_server(&self, after: i64, action: &str) {
+        let script = self.dir.path().join("faulty.sh");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec python3 '{}/tests/fixtures/faulty_server.py' '{}' {after} {action} \
+                 -- /usr/lib/openssh/sftp-server -d '{}'\n",
+                env!("CARGO_MANIFEST_DIR"),
+                self.count_file().display(),
+                self.remote().display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        self.set_conf(&format!("sftpcommand {}\n", script.display()));
+    }
+
+    fn count_file(&self) -> PathBuf {
+        self.dir.path().join("bytes-sent")
+    }
+
+    /// What the hook sent through the faulty server, in bytes.
+    pub fn bytes_sent(&self) -> u64 {
+        fs::read_to_string(self.count_file())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Copies the remote tree and the logs aside, to start several runs from one state.
+    pub fn save_state(&self) {
+        for (from, to) in [(self.remote(), "saved-remote"), (self.logs(), "saved-logs")] {
+            let to = self.dir.path().join(to);
+            let _ = fs::remove_dir_all(&to);
+            copy_tree(&from, &to);
+        }
+    }
+
+    /// Puts back what [`Repo::save_state`] saved.
+    pub fn restore_state(&self) {
+        for (to, from) in [(self.remote(), "saved-remote"), (self.logs(), "saved-logs")] {
+            fs::remove_dir_all(&to).unwrap();
+            copy_tree(&self.dir.path().join(from), &to);
+        }
+    }
+
     pub fn set_conf(&self, text: &str) {
         fs::write(self.base().join("conf/outsftphook.conf"), text).unwrap();
     }
@@ -113,7 +168,16 @@ impl Repo {
             ),
         )
         .unwrap();
-        let payload: Vec<u8> = (0..size).map(|i| (i * 7 + name.len()) as u8).collect();
+        // Pseudo-random, so that the .deb is about `size` bytes, not compressed away.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (name.len() as u64) << 32 ^ size as u64;
+        let payload: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
         fs::write(root.join(format!("usr/share/{name}/data")), payload).unwrap();
         let deb = self.debs().join(format!("{name}_{version}_amd64.deb"));
         let out = Command::new("dpkg-deb")
@@ -272,4 +336,14 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Entry)>) {
         });
         out.push((rel.to_owned(), Entry::File(bytes.len() as u64, hash)));
     }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
