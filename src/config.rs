@@ -28,6 +28,8 @@ pub struct Settings {
     pub debug_sftp: u32,
     pub autoretry: bool,
     pub keepdirectories: bool,
+    /// Replace files with `posix-rename@openssh.com` where offered.
+    pub posix_rename: bool,
     pub max_open_files: usize,
     pub timeout: Duration,
     pub lock_timeout: Duration,
@@ -58,6 +60,7 @@ pub const CONF_KEYS: &[&str] = &[
     "maxopenfiles",
     "timeout",
     "keepdirectories",
+    "posixrename",
 ];
 
 /// Default stall timeout: long enough for a slow link, short enough that reprepro is not held
@@ -78,6 +81,7 @@ struct ConfFile {
     maxopenfiles: Option<usize>,
     timeout: Option<u64>,
     keepdirectories: Option<bool>,
+    posixrename: Option<bool>,
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -136,6 +140,7 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             "verbose" => conf.verbose = Some(boolean()?),
             "autoretry" => conf.autoretry = Some(boolean()?),
             "keepdirectories" => conf.keepdirectories = Some(boolean()?),
+            "posixrename" => conf.posixrename = Some(boolean()?),
             "sshcommand" => conf.sshcommand = Some(words()),
             "sftpcommand" => conf.sftpcommand = Some(words()),
             "maxopenfiles" => conf.maxopenfiles = Some(number(1)? as usize),
@@ -334,6 +339,7 @@ pub fn resolve(
             args.autoretry || conf.autoretry.unwrap_or(true)
         },
         keepdirectories: conf.keepdirectories.unwrap_or(false),
+        posix_rename: conf.posixrename.unwrap_or(true),
         max_open_files: conf.maxopenfiles.unwrap_or(DEFAULT_MAX_OPEN_FILES),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),

@@ -83,11 +83,23 @@ pub fn run(
         max_open_files: settings.max_open_files,
         stall_timeout: settings.timeout,
         interrupt: interrupt.clone(),
+        posix_rename: settings.posix_rename,
         ..EngineConfig::default()
     };
     let started = Instant::now();
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
+    if !engine.atomic_rename() && !plan.dist_dirs.is_empty() {
+        log::warn!(
+            "{}: index files are replaced by remove-then-rename, so for a moment each is \
+             missing on the mirror",
+            if settings.posix_rename {
+                "the server does not offer posix-rename@openssh.com"
+            } else {
+                "posixrename is off"
+            }
+        );
+    }
     let mut exec = Executor {
         engine: &mut engine,
         journal: &mut journal,

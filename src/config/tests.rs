@@ -62,6 +62,7 @@ fn basedir_gives_the_other_directories() {
     );
     assert!(s.autoretry, "autoretry is on by default");
     assert!(!s.keepdirectories);
+    assert!(s.posix_rename);
     assert_eq!(s.max_open_files, DEFAULT_MAX_OPEN_FILES);
     assert_eq!(s.timeout, DEFAULT_TIMEOUT);
 }
@@ -101,7 +102,7 @@ fn options_file_directories_apply_below_flags_and_environment() {
 #[test]
 fn conf_file_keys_and_values() {
     let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
-debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\n";
+debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\n";
     let s = World::new()
         .file("/r/conf/outsftphook.conf", conf)
         .resolve(&["-b", "/r"])
@@ -121,6 +122,7 @@ debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\n";
     assert_eq!(s.max_open_files, 7);
     assert_eq!(s.timeout, Duration::from_secs(30));
     assert!(s.keepdirectories);
+    assert!(!s.posix_rename);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! completes the mirror with nothing left over.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 use crate::repo::Repo;
 
@@ -174,4 +175,176 @@ fn sigterm_stops_the_hook_cleanly_with_a_summary() {
     repo.use_server();
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.assert_mirrored(&[]);
+}
+
+/// Points the conf at sftp-server started by `prefix` (a shell command line before it).
+fn use_server_with(repo: &Repo, prefix: &str) {
+    let script = repo.dir.path().join("limited.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{prefix} /usr/lib/openssh/sftp-server -d '{}'\n",
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+}
+
+#[test]
+fn a_file_size_limit_on_the_server_fails_the_push_truthfully() {
+    let repo = pending_push();
+    // 100 blocks: the 300 kB package cannot be written whole.
+    use_server_with(&repo, "ulimit -f 100; exec");
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    if std::env::var_os("DEBUG_FAULTS").is_some() {
+        eprintln!("{}", ran.stderr());
+    }
+    assert!(ran.stderr().contains("c_1.0_amd64.deb"), "{}", ran.stderr());
+    assert_journal_true(&repo);
+    // Nothing that names the missing file was published.
+    let packages = repo
+        .remote()
+        .join("dists/bookworm/main/binary-amd64/Packages");
+    assert!(
+        !fs::read_to_string(packages)
+            .unwrap()
+            .contains("Package: c\n")
+    );
+    repo.use_server();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+}
+
+#[test]
+fn an_unprivileged_server_user_fails_with_permission_denied_then_completes() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run the server as another user");
+        return;
+    }
+    let repo = pending_push();
+    // nobody must reach the remote directory, but may not write below pool/.
+    fs::set_permissions(repo.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    use_server_with(&repo, "exec runuser -u nobody --");
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    assert!(
+        ran.stderr().contains("PERMISSION_DENIED"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(
+        ran.stderr().contains("upload pool/main/"),
+        "{}",
+        ran.stderr()
+    );
+    assert_journal_true(&repo);
+    assert!(!repo.outlogs().is_empty(), "the logs stay pending");
+    // The administrator hands the tree to the server's user; the next run completes.
+    let status = std::process::Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(repo.remote())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+}
+
+#[test]
+fn hostile_outlogs_are_refused_with_file_and_line_and_nothing_is_sent() {
+    let begin = "BEGIN-DISTRIBUTION\tb\tdists/b\n";
+    let end = "END-DISTRIBUTION\tb\tdists/b\n";
+    let huge = format!("POOLNEW\tpool/{}\n", "a".repeat(100_000));
+    let cases: Vec<(Vec<u8>, usize, &str)> = vec![
+        (
+            b"POOLNEW\tpool/../../etc/passwd\n".to_vec(),
+            1,
+            "'..' component",
+        ),
+        (b"POOLNEW\t/etc/passwd\n".to_vec(), 1, "absolute path"),
+        (b"POOLNEW\tpool/main/./x.deb\n".to_vec(), 1, "'.' component"),
+        (
+            b"POOLDELETE\tdists/b/Release\n".to_vec(),
+            1,
+            "not below pool/",
+        ),
+        (b"POOLNEW\tpool/a\0b\n".to_vec(), 1, "NUL"),
+        (huge.into_bytes(), 1, "longer than"),
+        (
+            b"\x7fELF\x02\x01\x01\0\0\0\n".to_vec(),
+            1,
+            "unknown keyword",
+        ),
+        (b"POOLNEW\tpool/\xc3\x28\n".to_vec(), 1, "not valid UTF-8"),
+        (
+            b"POOLNEW\tpool/a/b.deb".to_vec(),
+            1,
+            "does not end in a newline",
+        ),
+        (
+            b"DISTFILE\tdists/b\tRelease\t/etc/passwd\n".to_vec(),
+            1,
+            "outside BEGIN/END",
+        ),
+        (
+            format!("{begin}DISTFILE\tdists/b\tRelease\t/dev/zero\n{end}").into_bytes(),
+            2,
+            "/dev/zero is not a regular file",
+        ),
+        (
+            format!("{begin}DISTFILE\tdists/b\tRelease\t/etc\n{end}").into_bytes(),
+            2,
+            "/etc is not a regular file",
+        ),
+        (
+            format!("{begin}DISTFILE\tdists/b\t../../../etc/x\t/etc/passwd\n{end}").into_bytes(),
+            2,
+            "'..' component",
+        ),
+        (
+            format!("{begin}DISTSYMLINK\tdists/b\tx\t../../../../etc\n{end}").into_bytes(),
+            2,
+            "leads out of the repository",
+        ),
+        (
+            format!("{begin}DISTSYMLINK\tdists/b\tx\t/etc\n{end}").into_bytes(),
+            2,
+            "is absolute",
+        ),
+        (
+            b"BEGIN-DISTRIBUTION\tb\tdists/../..\n".to_vec(),
+            1,
+            "'..' component",
+        ),
+        (
+            format!("{begin}DISTFILE\tdists/c\tRelease\t/etc/passwd\n{end}").into_bytes(),
+            2,
+            "but the open section is dists/b",
+        ),
+        (b"DONE\tdone\t../../x\n".to_vec(), 1, "'..' component"),
+    ];
+    let repo = Repo::new();
+    fs::create_dir_all(repo.logs()).unwrap();
+    for (i, (bytes, line, needle)) in cases.iter().enumerate() {
+        let name = format!("1795639216-hostile{i:02}.outlog");
+        let log = repo.logs().join(&name);
+        fs::write(&log, bytes).unwrap();
+        let ran = repo.hook(&["--basedir", ".", &format!("logs/{name}")]);
+        ran.expect(2);
+        let want = format!("{name}:{line}: ");
+        assert!(
+            ran.stderr().contains(&want) && ran.stderr().contains(needle),
+            "case {i}: wanted {want}...{needle} in {}",
+            ran.stderr()
+        );
+        assert!(
+            !repo.server_log().exists(),
+            "case {i}: the server was started"
+        );
+        assert_eq!(fs::read_dir(repo.remote()).unwrap().count(), 0);
+        fs::remove_file(log).unwrap();
+    }
 }
