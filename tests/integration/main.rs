@@ -4,6 +4,7 @@
 mod engine;
 mod faults;
 mod hook;
+mod reader;
 mod repo;
 mod sshd;
 mod support;
