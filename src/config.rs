@@ -31,6 +31,8 @@ pub struct Settings {
     /// Replace files with `posix-rename@openssh.com` where offered.
     pub posix_rename: bool,
     pub max_open_files: usize,
+    /// The most ssh connections to use for uploads.
+    pub connections: usize,
     pub timeout: Duration,
     pub lock_timeout: Duration,
 }
@@ -61,7 +63,11 @@ pub const CONF_KEYS: &[&str] = &[
     "timeout",
     "keepdirectories",
     "posixrename",
+    "connections",
 ];
+
+/// Default for the most connections; see the README for the measurement.
+pub const DEFAULT_CONNECTIONS: usize = 4;
 
 /// Default stall timeout: long enough for a slow link, short enough that reprepro is not held
 /// for ever by a dead one.
@@ -79,6 +85,7 @@ struct ConfFile {
     sshcommand: Option<Vec<String>>,
     sftpcommand: Option<Vec<String>>,
     maxopenfiles: Option<usize>,
+    connections: Option<usize>,
     timeout: Option<u64>,
     keepdirectories: Option<bool>,
     posixrename: Option<bool>,
@@ -144,6 +151,7 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             "sshcommand" => conf.sshcommand = Some(words()),
             "sftpcommand" => conf.sftpcommand = Some(words()),
             "maxopenfiles" => conf.maxopenfiles = Some(number(1)? as usize),
+            "connections" => conf.connections = Some(number(1)? as usize),
             "timeout" => conf.timeout = Some(number(1)?),
             _ => unreachable!("checked against CONF_KEYS"),
         }
@@ -341,6 +349,7 @@ pub fn resolve(
         keepdirectories: conf.keepdirectories.unwrap_or(false),
         posix_rename: conf.posixrename.unwrap_or(true),
         max_open_files: conf.maxopenfiles.unwrap_or(DEFAULT_MAX_OPEN_FILES),
+        connections: conf.connections.unwrap_or(DEFAULT_CONNECTIONS),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),
     })

@@ -80,6 +80,7 @@ pub fn run(
         return Ok(Report::default());
     }
     let config = EngineConfig {
+        connections: connections_for(&plan, settings.connections),
         max_open_files: settings.max_open_files,
         stall_timeout: settings.timeout,
         interrupt: interrupt.clone(),
@@ -142,6 +143,25 @@ pub fn run(
         started.elapsed().as_secs_f64()
     );
     Ok(report)
+}
+
+/// Bytes of upload that make another connection worth its ssh handshake: a channel moves
+/// about its 2 MiB window per round trip, so below a few windows one connection is as fast.
+const BYTES_PER_CONNECTION: u64 = 8 * 1024 * 1024;
+
+/// How many connections the plan's uploads justify, at most `max`.
+fn connections_for(plan: &Plan, max: usize) -> usize {
+    let bytes: u64 = plan
+        .jobs()
+        .filter_map(|j| match &j.action {
+            Action::Upload { local } | Action::UploadDotNew { local } => {
+                std::fs::metadata(local).ok().map(|m| m.len())
+            }
+            _ => None,
+        })
+        .sum();
+    let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
+    wanted.clamp(1, max.max(1))
 }
 
 fn describe(settings: &Settings) -> String {
@@ -220,14 +240,21 @@ fn remote(targetdir: &Option<RemotePath>, path: &RelPath) -> RemotePath {
 
 impl Executor<'_> {
     fn rounds(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
-        // Round 1: new pool files.
-        let ok = self.batch(&plan.pool_uploads.iter().collect::<Vec<_>>())?;
-        if !ok.iter().all(|b| *b) {
+        // Round 1, new pool files, together with round 2's uploads of dist files as .new:
+        // nothing names a .new, so sending them early is safe and saves the round trips of
+        // a separate round. Nothing is renamed unless every pool file is up.
+        let pool = plan.pool_uploads.len();
+        let uploads: Vec<&Job> = plan
+            .pool_uploads
+            .iter()
+            .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
+            .collect();
+        let ok = self.batch(&uploads)?;
+        if !ok[..pool].iter().all(|b| *b) {
             return Ok(());
         }
-        // Round 2: dist files as .new, then each complete dir finalised step by step.
-        let uploads: Vec<&Job> = plan.dist_dirs.iter().flat_map(|d| &d.uploads).collect();
-        let ok = self.batch(&uploads)?;
+        // Round 2: each dist dir whose files are all up is finalised, step by step.
+        let ok = &ok[pool..];
         let mut ready: Vec<bool> = Vec::new();
         let mut at = 0;
         for d in &plan.dist_dirs {
@@ -323,7 +350,14 @@ impl Executor<'_> {
         let report = &mut self.report;
         let supersedes = self.supersedes;
         report.operations += jobs.len();
-        self.engine.run(&ops, |i, result: &OpResult| {
+        // Uploads need no order among themselves: spread them over the connections.
+        let spread = jobs.iter().all(|j| {
+            matches!(
+                j.action,
+                Action::Upload { .. } | Action::UploadDotNew { .. }
+            )
+        });
+        let mut on_done = |i: usize, result: &OpResult| {
             let job = jobs[i];
             match result {
                 Ok(outcome) => {
@@ -367,7 +401,12 @@ impl Executor<'_> {
                     eprintln!("outsftphook: {e}");
                 }
             }
-        })?;
+        };
+        if spread {
+            self.engine.run_spread(&ops, &mut on_done)?;
+        } else {
+            self.engine.run(&ops, &mut on_done)?;
+        }
         if let Some(e) = journal_error {
             return Err(e);
         }

@@ -123,6 +123,24 @@ pub enum Turn {
     Idle,
 }
 
+/// Where a transport's pipes stand in the `poll` array.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Slots {
+    stdout: Option<usize>,
+    stderr: Option<usize>,
+    stdin: Option<usize>,
+}
+
+/// One `poll` over `fds`; false when a signal interrupted it (nothing is ready then).
+pub fn wait(fds: &mut [PollFd<'_>], timeout: Duration) -> Result<bool, TransportError> {
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    match poll(fds, ms) {
+        Ok(_) => Ok(true),
+        Err(Errno::EINTR) => Ok(false),
+        Err(e) => Err(TransportError::Io(e.into())),
+    }
+}
+
 /// A running server process and its three pipes.
 pub struct Transport {
     child: Child,
@@ -210,44 +228,68 @@ impl Transport {
         session: &mut Session<T>,
         timeout: Duration,
     ) -> Result<Turn, TransportError> {
+        let mut revents = Vec::new();
+        let slots = {
+            let mut fds = Vec::with_capacity(3);
+            let slots = self.register(session.wants_write(), &mut fds);
+            let timeout = if self.eof { Duration::ZERO } else { timeout };
+            if !wait(&mut fds, timeout)? {
+                return Ok(Turn::Idle);
+            }
+            revents.extend(fds.iter().map(PollFd::revents));
+            slots
+        };
+        self.handle(&slots, &revents, session)
+    }
+
+    /// Adds this transport's pipes to `fds` for one `poll`, with what it waits for; writing
+    /// only while the session has something to write.
+    pub fn register<'a>(&'a self, wants_write: bool, fds: &mut Vec<PollFd<'a>>) -> Slots {
+        let mut slot = |fd: Option<std::os::fd::BorrowedFd<'a>>, flags| {
+            fd.map(|fd| {
+                fds.push(PollFd::new(fd, flags));
+                fds.len() - 1
+            })
+        };
+        Slots {
+            stdout: slot(self.stdout.as_ref().map(AsFd::as_fd), PollFlags::POLLIN),
+            stderr: slot(self.stderr.as_ref().map(AsFd::as_fd), PollFlags::POLLIN),
+            stdin: slot(
+                self.stdin.as_ref().filter(|_| wants_write).map(AsFd::as_fd),
+                PollFlags::POLLOUT,
+            ),
+        }
+    }
+
+    /// Whether the next [`Transport::handle`] reports the end without waiting.
+    pub fn ending(&self) -> bool {
+        self.eof
+    }
+
+    /// Moves the bytes `poll` found ready (`revents` as returned for the fds registered by
+    /// [`Transport::register`]).
+    pub fn handle<T>(
+        &mut self,
+        slots: &Slots,
+        revents: &[Option<PollFlags>],
+        session: &mut Session<T>,
+    ) -> Result<Turn, TransportError> {
         if self.eof {
             return Err(self.closed());
         }
-        let want_write = session.wants_write() && self.stdin.is_some();
-        let (out_ready, err_ready, in_ready) = {
-            let mut fds = Vec::with_capacity(3);
-            if let Some(out) = &self.stdout {
-                fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
-            }
-            if let Some(err) = &self.stderr {
-                fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
-            }
-            if want_write {
-                let stdin = self.stdin.as_ref().expect("checked");
-                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLOUT));
-            }
-            let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, ms) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => return Ok(Turn::Idle),
-                Err(e) => return Err(TransportError::Io(e.into())),
-            }
-            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-            let mut it = fds.iter();
-            let out_ready = self.stdout.is_some() && it.next().is_some_and(ready);
-            let err_ready = self.stderr.is_some() && it.next().is_some_and(ready);
-            let in_ready = want_write && it.next().is_some_and(ready);
-            (out_ready, err_ready, in_ready)
+        let ready = |slot: Option<usize>| {
+            slot.and_then(|i| revents.get(i).copied().flatten())
+                .is_some_and(|r| !r.is_empty())
         };
         let mut progress = false;
-        if err_ready {
+        if ready(slots.stderr) {
             self.read_stderr();
         }
         // Read before writing: replies that arrived are never lost to a write error.
-        if out_ready {
+        if ready(slots.stdout) && self.stdout.is_some() {
             progress |= self.read_in(session)?;
         }
-        if in_ready {
+        if ready(slots.stdin) && self.stdin.is_some() {
             progress |= self.write_out(session)?;
         }
         Ok(if progress { Turn::Progress } else { Turn::Idle })

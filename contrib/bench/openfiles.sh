@@ -84,7 +84,12 @@ for rep in $(seq "$REPEAT"); do
 done
 
 echo
-echo "outsftphook $("$HOOK" --version | awk '{ print $2 }'), $(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+# The tree moves: say which source the binary was built from (as far as git can tell).
+rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$TOP" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    rev="$rev + local changes"
+fi
+echo "outsftphook $("$HOOK" --version | awk '{ print $2 }') (tree $rev; binary of $(date -r "$HOOK" '+%F %T')), $(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo "push of $files files ($pool_files pool, $dist_files dists; $((bytes / 1024)) KiB) to an empty dir on 127.0.0.1 via sshd/sftp-server;"
 echo "best of $REPEAT (1 for runs over ${ONCE_ABOVE} s); 0ms and 50ms go through delayproxy.py, 50ms = 25 ms each way"
 echo "ssh 127.0.0.1 true: direct ${SSH_TRUE[direct]} s, 0ms ${SSH_TRUE[0ms]} s, 50ms ${SSH_TRUE[50ms]} s"

@@ -102,7 +102,7 @@ fn options_file_directories_apply_below_flags_and_environment() {
 #[test]
 fn conf_file_keys_and_values() {
     let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
-debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\n";
+debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\n";
     let s = World::new()
         .file("/r/conf/outsftphook.conf", conf)
         .resolve(&["-b", "/r"])
@@ -123,6 +123,7 @@ debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\n";
     assert_eq!(s.timeout, Duration::from_secs(30));
     assert!(s.keepdirectories);
     assert!(!s.posix_rename);
+    assert_eq!(s.connections, 3);
 }
 
 #[test]

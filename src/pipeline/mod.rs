@@ -1,8 +1,9 @@
-//! The engine: one connection to an SFTP server and the single-threaded loop that drives
-//! batches of [`Op`]s through it, many requests in flight, every reply checked.
+//! The engine: one or more connections to an SFTP server and the single-threaded loop that
+//! drives batches of [`Op`]s through them, many requests in flight, every reply checked.
 //!
 //! `batch` holds the per-operation state machines and `dirs` the directory table; both are
-//! sans-IO. This module owns the [`Transport`] and the clock (the stall timeout).
+//! sans-IO. This module owns the [`Transport`]s, the one `poll` over all their pipes, and the
+//! clock (the stall timeout).
 
 mod batch;
 mod dirs;
@@ -21,7 +22,7 @@ use op::Tag;
 use crate::interrupt::Interrupt;
 use crate::sftp::session::{ServerInfo, Session};
 use crate::sftp::wire::{self, ExtendedRequest, Response};
-use crate::transport::{ServerCommand, Transport, TransportError, Turn};
+use crate::transport::{ServerCommand, Slots, Transport, TransportError, Turn, wait};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct EngineConfig {
     pub posix_rename: bool,
     /// Checked every turn: once it has fired, batches stop (see [`Interrupt`]).
     pub interrupt: Interrupt,
+    /// Connections to open; [`Engine::run_spread`] uses them all, [`Engine::run`] the first.
+    pub connections: usize,
 }
 
 /// Default for [`EngineConfig::max_open_files`]; see the README for the measurement.
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             stall_timeout: Duration::from_secs(120),
             posix_rename: true,
             interrupt: Interrupt::default(),
+            connections: 1,
         }
     }
 }
@@ -106,26 +110,37 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-/// A connected SFTP client.
-pub struct Engine {
+/// One connection: its server process and its conversation.
+struct Link {
     transport: Transport,
     conn: Conn,
     info: ServerInfo,
+    /// The reply to `limits@openssh.com`, while connecting.
+    limits_reply: Option<Response>,
+}
+
+/// A connected SFTP client.
+pub struct Engine {
+    links: Vec<Link>,
     stall_timeout: Duration,
     interrupt: Interrupt,
 }
 
-/// How long one poll may sleep, so that the loop looks at the clock (and, later, at signals)
-/// regularly.
+/// How long one poll may sleep, so that the loop looks at the clock regularly (a signal
+/// interrupts the sleep at once).
 const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
 
+fn transport_error(e: TransportError) -> EngineError {
+    EngineError {
+        kind: EngineErrorKind::Transport(e),
+        in_flight: Vec::new(),
+    }
+}
+
 impl Engine {
-    /// Starts the server command, exchanges versions and learns the server's limits.
+    /// Starts the server command (once per connection, all at the same time), exchanges
+    /// versions and learns the server's limits.
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
-        let transport = Transport::spawn(server).map_err(|e| EngineError {
-            kind: EngineErrorKind::Transport(e),
-            in_flight: Vec::new(),
-        })?;
         let limits = Limits {
             max_open_files: config.max_open_files.max(1),
             max_requests: config.max_requests.max(8),
@@ -135,59 +150,258 @@ impl Engine {
             fsync: false,
             symlink_order: wire::SymlinkOrder::TargetFirst,
         };
+        let mut links = Vec::new();
+        for _ in 0..config.connections.max(1) {
+            links.push(Link {
+                transport: Transport::spawn(server).map_err(transport_error)?,
+                conn: Conn::new(Session::new(), limits.clone()),
+                info: ServerInfo {
+                    version: 0,
+                    extensions: Vec::new(),
+                },
+                limits_reply: None,
+            });
+        }
         let mut engine = Engine {
-            transport,
-            conn: Conn::new(Session::new(), limits),
-            info: ServerInfo {
-                version: 0,
-                extensions: Vec::new(),
-            },
+            links,
             stall_timeout: config.stall_timeout,
             interrupt: config.interrupt.clone(),
         };
         engine.drive(
-            |conn| conn.session.server_info().is_some(),
+            |links| links.iter().all(|l| l.conn.session.server_info().is_some()),
             |_| vec!["INIT".to_string()],
         )?;
-        engine.info = engine.conn.session.server_info().expect("driven").clone();
-        let info = &engine.info;
-        engine.conn.limits.posix_rename = config.posix_rename && info.has_posix_rename();
-        engine.conn.limits.fsync = info.has_fsync();
-        engine.conn.limits.symlink_order = info.symlink_order();
-        if info.has_limits() {
-            engine.learn_limits()?;
+        for link in &mut engine.links {
+            link.info = link.conn.session.server_info().expect("driven").clone();
+            let info = &link.info;
+            link.conn.limits.posix_rename = config.posix_rename && info.has_posix_rename();
+            link.conn.limits.fsync = info.has_fsync();
+            link.conn.limits.symlink_order = info.symlink_order();
+            if info.has_limits() {
+                link.conn
+                    .session
+                    .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
+            }
         }
+        engine.drive(
+            |links| {
+                links.iter_mut().all(|l| {
+                    while let Some((_, response)) = l.conn.session.poll_reply() {
+                        l.limits_reply = Some(response);
+                    }
+                    !l.info.has_limits() || l.limits_reply.is_some()
+                })
+            },
+            |_| vec![Req::Limits.to_string()],
+        )?;
+        for link in &mut engine.links {
+            link.apply_limits();
+        }
+        let first = &engine.links[0];
         log::debug!(
-            "server extensions: {:?}; writes of {} bytes, at most {} files open",
-            engine
+            "{} connection(s); server extensions: {:?}; writes of {} bytes, at most {} files open",
+            engine.links.len(),
+            first
                 .info
                 .extensions
                 .iter()
                 .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
                 .collect::<Vec<_>>(),
-            engine.conn.limits.write_chunk,
-            engine.conn.limits.max_open_files
+            first.conn.limits.write_chunk,
+            first.conn.limits.max_open_files
         );
         Ok(engine)
     }
 
-    fn learn_limits(&mut self) -> Result<(), EngineError> {
-        self.conn
-            .session
-            .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
-        let mut reply = None;
-        self.drive(
-            |conn| {
-                while let Some((_, response)) = conn.session.poll_reply() {
-                    reply = Some(response);
+    /// What the server announced.
+    pub fn server_info(&self) -> &ServerInfo {
+        &self.links[0].info
+    }
+
+    /// Whether renames replace atomically on this connection.
+    pub fn atomic_rename(&self) -> bool {
+        self.links[0].conn.limits.posix_rename
+    }
+
+    /// How many connections are open.
+    pub fn connections(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Counters summed over the connections (the most files open at once: per connection).
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for link in &self.links {
+            let s = link.conn.stats;
+            total.files_uploaded += s.files_uploaded;
+            total.bytes_uploaded += s.bytes_uploaded;
+            total.mkdirs_sent += link.conn.dirs.mkdirs_sent;
+            total.max_open_files_seen = total.max_open_files_seen.max(s.max_open_files_seen);
+        }
+        total
+    }
+
+    /// Runs `ops` to completion on the first connection, all at once within the limits.
+    /// `on_done` hears of each operation as soon as it has finished (to journal it at once).
+    /// An `Err` means the connection is gone; operations not reported to `on_done` have an
+    /// unknown fate. After an interrupt, operations not completed fail with
+    /// [`Cause::Interrupted`].
+    pub fn run(
+        &mut self,
+        ops: &[Op],
+        on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        let mut assignment = vec![Vec::new(); self.links.len()];
+        assignment[0] = (0..ops.len()).collect();
+        self.run_assigned(ops, assignment, on_done)
+    }
+
+    /// As [`Engine::run`], but spread over all connections, balancing the bytes to upload:
+    /// for operations that need no order among themselves (one server channel moves at most
+    /// its window per round trip; several move several).
+    pub fn run_spread(
+        &mut self,
+        ops: &[Op],
+        on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        let assignment = spread(ops, self.links.len());
+        self.run_assigned(ops, assignment, on_done)
+    }
+
+    fn run_assigned(
+        &mut self,
+        ops: &[Op],
+        assignment: Vec<Vec<usize>>,
+        mut on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        let subsets: Vec<Vec<Op>> = assignment
+            .iter()
+            .map(|idx| idx.iter().map(|&i| ops[i].clone()).collect())
+            .collect();
+        let mut batches: Vec<Batch<'_>> = subsets.iter().map(|s| Batch::new(s)).collect();
+        let mut last_progress = Instant::now();
+        loop {
+            let mut all_done = true;
+            for (k, (link, batch)) in self.links.iter_mut().zip(&mut batches).enumerate() {
+                while let Some((tag, response)) = link.conn.session.poll_reply() {
+                    batch.on_reply(tag, response, &mut link.conn);
                 }
-                reply.is_some()
-            },
-            |_| vec![Req::Limits.to_string()],
-        )?;
-        let Some(Response::ExtendedReply(data)) = reply else {
-            log::warn!("the server announced limits@openssh.com but did not answer it");
-            return Ok(());
+                if self.interrupt.signal().is_some() {
+                    batch.interrupt(&mut link.conn);
+                }
+                batch.advance(&mut link.conn);
+                for (i, result) in batch.take_finished() {
+                    on_done(assignment[k][i], result);
+                }
+                all_done &= batch.is_done(&link.conn);
+            }
+            if all_done {
+                break;
+            }
+            if let Err(kind) = self.turn(&mut last_progress) {
+                // Replies that made it before the end still count.
+                let mut in_flight = Vec::new();
+                for (k, (link, batch)) in self.links.iter_mut().zip(&mut batches).enumerate() {
+                    while let Some((tag, response)) = link.conn.session.poll_reply() {
+                        batch.on_reply(tag, response, &mut link.conn);
+                    }
+                    for (i, result) in batch.take_finished() {
+                        on_done(assignment[k][i], result);
+                    }
+                    in_flight.extend(batch.in_flight(&link.conn));
+                }
+                return Err(EngineError { kind, in_flight });
+            }
+        }
+        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
+        for (k, batch) in batches.into_iter().enumerate() {
+            for (i, result) in batch.into_results().into_iter().enumerate() {
+                results[assignment[k][i]] = Some(result);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every operation ran on a connection"))
+            .collect())
+    }
+
+    /// One `poll` over every connection's pipes; an error when a server is gone or nothing
+    /// moved for too long.
+    fn turn(&mut self, last_progress: &mut Instant) -> Result<(), EngineErrorKind> {
+        let waited = last_progress.elapsed();
+        if waited >= self.stall_timeout {
+            return Err(EngineErrorKind::Stalled(self.stall_timeout));
+        }
+        let mut timeout = (self.stall_timeout - waited).min(MAX_POLL_WAIT);
+        let mut revents = Vec::new();
+        let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
+        {
+            let mut fds = Vec::with_capacity(3 * self.links.len());
+            for link in &self.links {
+                slots.push(
+                    link.transport
+                        .register(link.conn.session.wants_write(), &mut fds),
+                );
+                if link.transport.ending() {
+                    timeout = Duration::ZERO;
+                }
+            }
+            if !wait(&mut fds, timeout).map_err(EngineErrorKind::Transport)? {
+                return Ok(());
+            }
+            revents.extend(fds.iter().map(|fd| fd.revents()));
+        }
+        for (link, slots) in self.links.iter_mut().zip(&slots) {
+            match link
+                .transport
+                .handle(slots, &revents, &mut link.conn.session)
+            {
+                Ok(Turn::Progress) => *last_progress = Instant::now(),
+                Ok(Turn::Idle) => {}
+                Err(e) => return Err(EngineErrorKind::Transport(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the loop until `done` says so (used for set-up exchanges).
+    fn drive(
+        &mut self,
+        mut done: impl FnMut(&mut [Link]) -> bool,
+        describe: impl Fn(&[Link]) -> Vec<String>,
+    ) -> Result<(), EngineError> {
+        let mut last_progress = Instant::now();
+        while !done(&mut self.links) {
+            self.turn(&mut last_progress).map_err(|kind| EngineError {
+                kind,
+                in_flight: describe(&self.links),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Ends the conversations cleanly: each server sees end of input once nothing is in
+    /// flight (it would drop queued replies otherwise) and exits. Returns the first
+    /// connection's exit status.
+    pub fn close(self) -> Option<ExitStatus> {
+        let mut first = None;
+        for (k, link) in self.links.into_iter().enumerate() {
+            let status = link.transport.shutdown(Duration::from_secs(5));
+            if k == 0 {
+                first = status;
+            }
+        }
+        first
+    }
+}
+
+impl Link {
+    fn apply_limits(&mut self) {
+        let Some(Response::ExtendedReply(data)) = self.limits_reply.take() else {
+            if self.info.has_limits() {
+                log::warn!("the server announced limits@openssh.com but did not answer it");
+            }
+            return;
         };
         match wire::Limits::decode(&data) {
             Ok(l) => {
@@ -209,109 +423,33 @@ impl Engine {
             }
             Err(e) => log::warn!("ignoring an unreadable limits@openssh.com reply: {e}"),
         }
-        Ok(())
     }
+}
 
-    /// What the server announced.
-    pub fn server_info(&self) -> &ServerInfo {
-        &self.info
+/// Splits operations over `n` connections, largest uploads first to the least loaded one;
+/// each connection keeps them in their original order.
+fn spread(ops: &[Op], n: usize) -> Vec<Vec<usize>> {
+    let cost = |op: &Op| match op {
+        Op::Upload { local, .. } => std::fs::metadata(local).map_or(0, |m| m.len()) + 4096,
+        _ => 4096,
+    };
+    let mut by_cost: Vec<(u64, usize)> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| (cost(op), i))
+        .collect();
+    by_cost.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut load = vec![0u64; n];
+    let mut out = vec![Vec::new(); n];
+    for (c, i) in by_cost {
+        let k = (0..n)
+            .min_by_key(|&k| load[k])
+            .expect("at least one connection");
+        load[k] += c;
+        out[k].push(i);
     }
-
-    /// Whether renames replace atomically on this connection.
-    pub fn atomic_rename(&self) -> bool {
-        self.conn.limits.posix_rename
+    for list in &mut out {
+        list.sort_unstable();
     }
-
-    pub fn stats(&self) -> Stats {
-        let mut stats = self.conn.stats;
-        stats.mkdirs_sent = self.conn.dirs.mkdirs_sent;
-        stats
-    }
-
-    /// Runs `ops` to completion, all at once within the limits. `on_done` hears of each
-    /// operation as soon as it has finished (to journal it at once). An `Err` means the
-    /// connection is gone; operations not reported to `on_done` have an unknown fate.
-    /// After an interrupt, operations not completed fail with [`Cause::Interrupted`].
-    pub fn run(
-        &mut self,
-        ops: &[Op],
-        mut on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        let mut batch = Batch::new(ops);
-        self.drive_batch(&mut batch, &mut on_done)?;
-        Ok(batch.into_results())
-    }
-
-    fn drive_batch(
-        &mut self,
-        batch: &mut Batch<'_>,
-        on_done: &mut impl FnMut(usize, &OpResult),
-    ) -> Result<(), EngineError> {
-        let mut last_progress = Instant::now();
-        loop {
-            while let Some((tag, response)) = self.conn.session.poll_reply() {
-                batch.on_reply(tag, response, &mut self.conn);
-            }
-            if self.interrupt.signal().is_some() {
-                batch.interrupt(&mut self.conn);
-            }
-            batch.advance(&mut self.conn);
-            for (i, result) in batch.take_finished() {
-                on_done(i, result);
-            }
-            if batch.is_done(&self.conn) {
-                return Ok(());
-            }
-            if let Err(kind) = self.turn(&mut last_progress) {
-                // Replies that made it before the end still count.
-                while let Some((tag, response)) = self.conn.session.poll_reply() {
-                    batch.on_reply(tag, response, &mut self.conn);
-                }
-                for (i, result) in batch.take_finished() {
-                    on_done(i, result);
-                }
-                return Err(EngineError {
-                    kind,
-                    in_flight: batch.in_flight(&self.conn),
-                });
-            }
-        }
-    }
-
-    /// One wait on the pipes; an error when the server is gone or nothing moved for too long.
-    fn turn(&mut self, last_progress: &mut Instant) -> Result<(), EngineErrorKind> {
-        let waited = last_progress.elapsed();
-        if waited >= self.stall_timeout {
-            return Err(EngineErrorKind::Stalled(self.stall_timeout));
-        }
-        let wait = (self.stall_timeout - waited).min(MAX_POLL_WAIT);
-        match self.transport.turn(&mut self.conn.session, wait) {
-            Ok(Turn::Progress) => *last_progress = Instant::now(),
-            Ok(Turn::Idle) => {}
-            Err(e) => return Err(EngineErrorKind::Transport(e)),
-        }
-        Ok(())
-    }
-
-    /// Turns the loop until `done` says so (used for set-up exchanges).
-    fn drive(
-        &mut self,
-        mut done: impl FnMut(&mut Conn) -> bool,
-        describe: impl Fn(&Conn) -> Vec<String>,
-    ) -> Result<(), EngineError> {
-        let mut last_progress = Instant::now();
-        while !done(&mut self.conn) {
-            self.turn(&mut last_progress).map_err(|kind| EngineError {
-                kind,
-                in_flight: describe(&self.conn),
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Ends the conversation cleanly: the server sees end of input once nothing is in flight
-    /// (it would drop queued replies otherwise) and exits. Returns its exit status.
-    pub fn close(self) -> Option<ExitStatus> {
-        self.transport.shutdown(Duration::from_secs(5))
-    }
+    out
 }

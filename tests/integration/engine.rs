@@ -514,3 +514,59 @@ fn a_symlink_into_a_missing_directory_creates_it() {
         std::path::Path::new("binary-amd64")
     );
 }
+
+#[test]
+fn uploads_spread_over_several_connections_arrive_whole() {
+    let sandbox = Sandbox::new();
+    let ops: Vec<Op> = (0..90)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), (i % 9) * 100_000, i as u8),
+            remote: rpath(&format!("p/d{}/f{i}", i % 4)),
+            fsync: false,
+        })
+        .collect();
+    let config = EngineConfig {
+        connections: 3,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    assert_eq!(engine.connections(), 3);
+    let mut reported = vec![false; ops.len()];
+    let results = engine
+        .run_spread(&ops, |i, _| {
+            assert!(!reported[i], "reported twice");
+            reported[i] = true;
+        })
+        .unwrap();
+    assert!(reported.iter().all(|r| *r));
+    assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
+    // Ordered work goes over the first connection.
+    let rename = [Op::Rename {
+        from: rpath("p/d0/f0"),
+        to: rpath("p/d0/renamed"),
+    }];
+    assert_eq!(
+        engine.run(&rename, |_, _| {}).unwrap(),
+        vec![Ok(Outcome::Done)]
+    );
+    engine.close();
+    for i in 1..90 {
+        let got = fs::read(sandbox.remote().join(format!("p/d{}/f{i}", i % 4))).unwrap();
+        assert!(got == pattern((i % 9) * 100_000, i as u8), "f{i} differs");
+    }
+    let sessions = sandbox
+        .log_lines()
+        .iter()
+        .filter(|l| l.starts_with("session opened"))
+        .count();
+    assert_eq!(sessions, 3);
+    // Each connection worked: more than one server wrote files.
+    assert!(
+        sandbox
+            .log_lines()
+            .iter()
+            .filter(|l| l.starts_with("open "))
+            .count()
+            >= 90
+    );
+}
