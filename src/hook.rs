@@ -62,14 +62,17 @@ pub fn run(
         settings.lock_timeout,
     ))?;
     let paths = setup(logs::select(files, &settings.logdir, how))?;
-    let mut outlogs = Vec::with_capacity(paths.len());
-    for path in &paths {
-        log::info!("reading {}", path.display());
-        outlogs.push(setup(outlog::parse_file(path))?);
-    }
-    resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
-    setup(check_local_sources(&outlogs, &settings.outdir))?;
-    let plan = plan::plan(&outlogs, &settings.outdir);
+    let plan = {
+        // The parsed logs are dropped once planned: only the plan is kept in memory.
+        let mut outlogs = Vec::with_capacity(paths.len());
+        for path in &paths {
+            log::info!("reading {}", path.display());
+            outlogs.push(setup(outlog::parse_file(path))?);
+        }
+        resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
+        setup(check_local_sources(&outlogs, &settings.outdir))?;
+        plan::plan(&outlogs)
+    };
     let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
     for (log, path) in &plan.obsoleted {
         journal.record(*log, DoneMessage::Obsoleted, path)?;
@@ -80,7 +83,7 @@ pub fn run(
         return Ok(Report::default());
     }
     let config = EngineConfig {
-        connections: connections_for(&plan, settings.connections),
+        connections: connections_for(&plan, &settings.outdir, settings.connections),
         max_open_files: settings.max_open_files,
         stall_timeout: settings.timeout,
         interrupt: interrupt.clone(),
@@ -108,6 +111,7 @@ pub fn run(
         report: Report::default(),
         interrupt: interrupt.clone(),
         supersedes: &plan.supersedes,
+        outdir: &settings.outdir,
     };
     let result = exec.rounds(&plan, settings.keepdirectories);
     let mut report = exec.report;
@@ -150,15 +154,15 @@ pub fn run(
 const BYTES_PER_CONNECTION: u64 = 8 * 1024 * 1024;
 
 /// How many connections the plan's uploads justify, at most `max`.
-fn connections_for(plan: &Plan, max: usize) -> usize {
+fn connections_for(plan: &Plan, outdir: &Path, max: usize) -> usize {
     let bytes: u64 = plan
         .jobs()
         .filter_map(|j| match &j.action {
-            Action::Upload { local } | Action::UploadDotNew { local } => {
-                std::fs::metadata(local).ok().map(|m| m.len())
-            }
+            Action::Upload => std::fs::metadata(outdir.join(j.path.as_str())).ok(),
+            Action::UploadDotNew { local } => std::fs::metadata(local).ok(),
             _ => None,
         })
+        .map(|m| m.len())
         .sum();
     let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
     wanted.clamp(1, max.max(1))
@@ -221,6 +225,9 @@ fn check_local_sources(outlogs: &[Outlog], outdir: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The most jobs given to the engine at once.
+const SLICE: usize = 4096;
+
 struct Executor<'a> {
     engine: &'a mut Engine,
     journal: &'a mut Journal,
@@ -228,6 +235,7 @@ struct Executor<'a> {
     report: Report,
     interrupt: Interrupt,
     supersedes: &'a HashMap<RelPath, Vec<usize>>,
+    outdir: &'a Path,
 }
 
 fn remote(targetdir: &Option<RemotePath>, path: &RelPath) -> RemotePath {
@@ -339,6 +347,17 @@ impl Executor<'_> {
     /// One engine run of `jobs`. With `heal`, renames that find no `.new` are not reported
     /// but returned (by index) for [`Executor::batch`] to heal.
     fn batch_once(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Vec<usize>)> {
+        // Huge plans go in slices, so that memory stays bounded whatever the plan's size; a
+        // slice costs one round trip of tail, nothing at this size.
+        if jobs.len() > SLICE {
+            let (mut ok, mut missing) = (Vec::with_capacity(jobs.len()), Vec::new());
+            for (n, slice) in jobs.chunks(SLICE).enumerate() {
+                let (o, m) = self.batch_once(slice, heal)?;
+                ok.extend(o);
+                missing.extend(m.into_iter().map(|i| i + n * SLICE));
+            }
+            return Ok((ok, missing));
+        }
         if jobs.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -351,12 +370,9 @@ impl Executor<'_> {
         let supersedes = self.supersedes;
         report.operations += jobs.len();
         // Uploads need no order among themselves: spread them over the connections.
-        let spread = jobs.iter().all(|j| {
-            matches!(
-                j.action,
-                Action::Upload { .. } | Action::UploadDotNew { .. }
-            )
-        });
+        let spread = jobs
+            .iter()
+            .all(|j| matches!(j.action, Action::Upload | Action::UploadDotNew { .. }));
         let mut on_done = |i: usize, result: &OpResult| {
             let job = jobs[i];
             match result {
@@ -425,8 +441,8 @@ impl Executor<'_> {
     fn op(&self, job: &Job) -> Op {
         let path = remote(&self.targetdir, &job.path);
         match &job.action {
-            Action::Upload { local } => Op::Upload {
-                local: local.clone(),
+            Action::Upload => Op::Upload {
+                local: self.outdir.join(job.path.as_str()),
                 remote: path,
                 fsync: false,
             },

@@ -2,6 +2,7 @@
 //! validated, the BEGIN/END structure checked. An error names the file and the line.
 
 use std::fmt;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use crate::relpath::{RelPath, check_symlink_target};
@@ -120,40 +121,58 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Reads and parses the outlog at `path`.
+/// Reads and parses the outlog at `path`, a line at a time.
 pub fn parse_file(path: &Path) -> anyhow::Result<Outlog> {
     use anyhow::Context;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(parse(path, &bytes)?)
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_reader(path, std::io::BufReader::new(file))
 }
 
 /// Parses outlog content; `path` is only used in messages.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Outlog, ParseError> {
+    parse_reader(path, bytes).map_err(|e| match e.downcast::<ParseError>() {
+        Ok(parse_error) => parse_error,
+        Err(io) => unreachable!("reading a byte slice failed: {io}"),
+    })
+}
+
+/// Parses outlog content from a reader; an error is a [`ParseError`] or a read error.
+pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> anyhow::Result<Outlog> {
     let mut parser = Parser { open: None };
     let mut lines = Vec::new();
-    let mut rest = bytes;
     let mut number = 0;
-    while !rest.is_empty() {
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        // At most one byte past the limit, so that a huge line is never read whole.
+        let limit = (MAX_LINE_LEN + 2) as u64;
+        let n = (&mut reader)
+            .take(limit)
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
         number += 1;
         let err = |message: String| ParseError {
             file: path.to_owned(),
             line: number,
             message,
         };
-        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(err(
-                "the last line does not end in a newline (truncated file?)".into(),
-            ));
-        };
-        let raw = &rest[..end];
-        rest = &rest[end + 1..];
-        if raw.len() > MAX_LINE_LEN {
-            return Err(err(format!(
-                "line of {} bytes is longer than {MAX_LINE_LEN}",
-                raw.len()
-            )));
+        if raw.last() != Some(&b'\n') {
+            if raw.len() as u64 >= limit {
+                return Err(err(format!("line is longer than {MAX_LINE_LEN} bytes")).into());
+            }
+            return Err(
+                err("the last line does not end in a newline (truncated file?)".into()).into(),
+            );
         }
-        let text = std::str::from_utf8(raw).map_err(|_| err("line is not valid UTF-8".into()))?;
+        raw.pop();
+        if raw.len() > MAX_LINE_LEN {
+            return Err(err(format!("line is longer than {MAX_LINE_LEN} bytes")).into());
+        }
+        let text = std::str::from_utf8(&raw).map_err(|_| err("line is not valid UTF-8".into()))?;
         let line = parser.line(text, number).map_err(err)?;
         lines.push((number, line));
     }
@@ -165,8 +184,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Outlog, ParseError> {
                 "BEGIN for {} has no matching END (truncated file?)",
                 section.dir
             ),
-        });
+        }
+        .into());
     }
+    lines.shrink_to_fit();
     Ok(Outlog {
         path: path.to_owned(),
         lines,

@@ -12,8 +12,8 @@
 //!    `InRelease`, then the dir's deletions (which the old `Release` may still name);
 //! 3. pool deletions (nothing names those files any more), then empty pool directories.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 
 use crate::outlog::{DoneMessage, Line, Outlog};
 use crate::relpath::RelPath;
@@ -21,8 +21,8 @@ use crate::relpath::RelPath;
 /// What to do for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Upload `local` to the path (pool files).
-    Upload { local: PathBuf },
+    /// Upload the out dir's file of the same path (pool files).
+    Upload,
     /// Upload `local` to `PATH.new` (dist files; renamed at finalisation).
     UploadDotNew { local: PathBuf },
     /// Rename `PATH.new` to the path; `local` is its source, should `PATH.new` have gone
@@ -107,15 +107,21 @@ fn finalise_step(job: &Job, dir: &RelPath) -> usize {
     }
 }
 
-/// Builds the plan from logs given oldest first; pool files are read from `outdir`.
-pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
+/// Who claimed a path for the plan.
+struct Claim {
+    log: usize,
+    finished: bool,
+}
+
+/// Builds the plan from logs given oldest first.
+pub fn plan(logs: &[Outlog]) -> Plan {
     let mut plan = Plan {
         remaining: vec![0; logs.len()],
         ..Plan::default()
     };
-    // Paths claimed by a newer log, and whether that log finished them: older entries are
-    // obsoleted.
-    let mut claimed: HashMap<RelPath, bool> = HashMap::new();
+    // Paths claimed by a log (a newer one, or a later line of the same one), whether that
+    // entry is finished, and by which log: older entries are obsoleted.
+    let mut claimed: HashMap<RelPath, Claim> = HashMap::new();
     let mut dists: BTreeMap<RelPath, DistDir> = BTreeMap::new();
 
     for (log, outlog) in logs.iter().enumerate().rev() {
@@ -126,13 +132,9 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
             }
         }
         // Within one log a later line is newer: walk it backwards so the last one wins.
-        let mut seen_here: HashSet<RelPath> = HashSet::new();
         for (_, line) in outlog.lines.iter().rev() {
             let (path, action, dist_dir) = match line {
-                Line::PoolNew(key) => {
-                    let local = outdir.join(key.as_str());
-                    (key.clone(), Action::Upload { local }, None)
-                }
+                Line::PoolNew(key) => (key.clone(), Action::Upload, None),
                 Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
                 Line::DistFile { dir, name, local } => {
                     let path = dir.join(name);
@@ -159,17 +161,14 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
                     continue;
                 }
             };
-            if !seen_here.insert(path.clone()) {
-                // An earlier line of the same log, superseded by a later one: nothing to
-                // journal (the later line's entry stands for the path).
-                continue;
-            }
             let finished = journal
                 .get(&path)
                 .is_some_and(|m| *m != DoneMessage::AsDotNew);
-            if let Some(&newer_finished) = claimed.get(&path) {
-                if !finished {
-                    if newer_finished {
+            if let Some(claim) = claimed.get(&path) {
+                // An earlier line of the same log is superseded by its later one silently:
+                // the later line's entry stands for the path in that log's journal.
+                if claim.log != log && !finished {
+                    if claim.finished {
                         plan.obsoleted.push((log, path));
                     } else {
                         plan.supersedes.entry(path).or_default().push(log);
@@ -177,7 +176,7 @@ pub fn plan(logs: &[Outlog], outdir: &Path) -> Plan {
                 }
                 continue;
             }
-            claimed.insert(path.clone(), finished);
+            claimed.insert(path.clone(), Claim { log, finished });
             if finished {
                 if let (Action::Delete, None) = (&action, dist_dir) {
                     plan.prune.extend(path.parent());

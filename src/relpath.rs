@@ -2,12 +2,14 @@
 //! target directory remotely) that cannot leave it.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A relative path of normal components: not empty, no leading `/`, no empty, `.` or `..`
 /// component, no NUL. Anything an outlog names on the remote side is one of these, so no
-/// line can make us write outside the target directory.
+/// line can make us write outside the target directory. Cloning shares the string: a plan
+/// refers to the same path from several places.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RelPath(String);
+pub struct RelPath(Arc<str>);
 
 /// Why a string is not a [`RelPath`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,7 @@ impl RelPath {
                 _ => {}
             }
         }
-        Ok(RelPath(s.to_owned()))
+        Ok(RelPath(Arc::from(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -63,7 +65,7 @@ impl RelPath {
 
     /// `self/other`: still inside, since both are.
     pub fn join(&self, other: &RelPath) -> RelPath {
-        RelPath(format!("{}/{}", self.0, other.0))
+        RelPath(Arc::from(format!("{}/{}", self.0, other.0)))
     }
 
     /// The first component (`pool`, `dists`).
@@ -78,14 +80,14 @@ impl RelPath {
 
     /// The containing directory, `None` for a single component.
     pub fn parent(&self) -> Option<RelPath> {
-        self.0.rfind('/').map(|i| RelPath(self.0[..i].to_owned()))
+        self.0.rfind('/').map(|i| RelPath(Arc::from(&self.0[..i])))
     }
 
     /// Whether `self` is `dir` or lies below it.
     pub fn starts_with(&self, dir: &RelPath) -> bool {
         self.0 == dir.0
             || (self.0.len() > dir.0.len()
-                && self.0.starts_with(&dir.0)
+                && self.0.starts_with(&*dir.0)
                 && self.0.as_bytes()[dir.0.len()] == b'/')
     }
 }

@@ -114,7 +114,7 @@ enum State {
 
 /// A set of operations run together, in any order the server answers them.
 pub(crate) struct Batch<'a> {
-    ops: &'a [Op],
+    ops: Vec<&'a Op>,
     states: Vec<State>,
     next_to_start: usize,
     /// Uploads whose directory now exists, waiting for a handle slot; served first.
@@ -130,9 +130,8 @@ pub(crate) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(ops: &'a [Op]) -> Batch<'a> {
+    pub(crate) fn new(ops: Vec<&'a Op>) -> Batch<'a> {
         Batch {
-            ops,
             states: ops.iter().map(|_| State::NotStarted).collect(),
             next_to_start: 0,
             reopen: VecDeque::new(),
@@ -141,6 +140,7 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             unfinished: ops.len(),
             interrupted: false,
+            ops,
         }
     }
 

@@ -274,11 +274,10 @@ impl Engine {
         assignment: Vec<Vec<usize>>,
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        let subsets: Vec<Vec<Op>> = assignment
+        let mut batches: Vec<Batch<'_>> = assignment
             .iter()
-            .map(|idx| idx.iter().map(|&i| ops[i].clone()).collect())
+            .map(|idx| Batch::new(idx.iter().map(|&i| &ops[i]).collect()))
             .collect();
-        let mut batches: Vec<Batch<'_>> = subsets.iter().map(|s| Batch::new(s)).collect();
         let mut last_progress = Instant::now();
         loop {
             let mut all_done = true;

@@ -1,4 +1,6 @@
 use super::*;
+use std::path::Path;
+
 use crate::outlog::parse;
 
 fn log(name: &str, text: &str) -> Outlog {
@@ -12,8 +14,6 @@ fn r(s: &str) -> RelPath {
 fn paths(jobs: &[Job]) -> Vec<&str> {
     jobs.iter().map(|j| j.path.as_str()).collect()
 }
-
-const OUT: &str = "/srv/out";
 
 fn bookworm(files: &[&str]) -> String {
     let mut s = String::from("BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n");
@@ -38,17 +38,12 @@ fn one_log_makes_three_rounds_in_order() {
             "Release.gpg",
         ])
     );
-    let plan = plan(&[log("1", &text)], Path::new(OUT));
+    let plan = plan(&[log("1", &text)]);
     assert_eq!(
         paths(&plan.pool_uploads),
         ["pool/main/a/a.deb", "pool/main/b/b.deb"]
     );
-    assert_eq!(
-        plan.pool_uploads[0].action,
-        Action::Upload {
-            local: PathBuf::from("/srv/out/pool/main/a/a.deb")
-        }
-    );
+    assert_eq!(plan.pool_uploads[0].action, Action::Upload);
     assert_eq!(paths(&plan.pool_deletes), ["pool/main/c/c.deb"]);
     let d = &plan.dist_dirs[0];
     assert_eq!(d.dir, r("dists/bookworm"));
@@ -90,7 +85,7 @@ DISTDELETE\tdists/b\tmain/binary-amd64/Packages.bz2\n\
 DISTSYMLINK\tdists/b\tmain/current\tbinary-amd64\n\
 DISTFILE\tdists/b\tRelease\t/x/Release\n\
 END-DISTRIBUTION\tb\tdists/b\n";
-    let plan = plan(&[log("1", text)], Path::new(OUT));
+    let plan = plan(&[log("1", text)]);
     let d = &plan.dist_dirs[0];
     assert_eq!(paths(&d.steps[0]), ["dists/b/main/current"]);
     assert_eq!(
@@ -117,7 +112,7 @@ fn the_newest_log_wins_and_older_entries_are_obsoleted() {
         "{}POOLDELETE\tpool/main/f/foo_1.deb\n",
         bookworm(&["Packages", "Release"])
     );
-    let plan = plan(&[log("1", &old), log("2", &new)], Path::new(OUT));
+    let plan = plan(&[log("1", &old), log("2", &new)]);
     assert!(plan.pool_uploads.is_empty());
     assert_eq!(paths(&plan.pool_deletes), ["pool/main/f/foo_1.deb"]);
     assert_eq!(plan.pool_deletes[0].log, 1);
@@ -150,7 +145,7 @@ DONE\tdone\tpool/a/a.deb\n\
 DONE\tasdotnew\tdists/bookworm/Packages\n",
         bookworm(&["Packages", "Release"])
     );
-    let plan = plan(&[log("1", &text)], Path::new(OUT));
+    let plan = plan(&[log("1", &text)]);
     assert_eq!(paths(&plan.pool_uploads), ["pool/b/b.deb"]);
     let d = &plan.dist_dirs[0];
     assert_eq!(paths(&d.uploads), ["dists/bookworm/Release"]);
@@ -168,7 +163,7 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
 fn a_newer_logs_finished_entry_still_obsoletes_older_ones() {
     let old = "POOLNEW\tpool/a/a.deb\n";
     let new = "POOLNEW\tpool/a/a.deb\nDONE\tdone\tpool/a/a.deb\n";
-    let plan = plan(&[log("1", old), log("2", new)], Path::new(OUT));
+    let plan = plan(&[log("1", old), log("2", new)]);
     assert!(plan.is_empty());
     assert_eq!(plan.obsoleted, vec![(0, r("pool/a/a.deb"))]);
     assert_eq!(plan.remaining, vec![0, 0]);
@@ -178,7 +173,7 @@ fn a_newer_logs_finished_entry_still_obsoletes_older_ones() {
 fn an_older_finished_entry_is_not_journalled_again() {
     let old = "POOLNEW\tpool/a/a.deb\nDONE\tdone\tpool/a/a.deb\n";
     let new = "POOLNEW\tpool/a/a.deb\n";
-    let plan = plan(&[log("1", old), log("2", new)], Path::new(OUT));
+    let plan = plan(&[log("1", old), log("2", new)]);
     assert_eq!(paths(&plan.pool_uploads), ["pool/a/a.deb"]);
     assert!(plan.obsoleted.is_empty());
 }
@@ -186,7 +181,7 @@ fn an_older_finished_entry_is_not_journalled_again() {
 #[test]
 fn within_one_log_the_last_line_for_a_path_wins_silently() {
     let text = "POOLNEW\tpool/a/a.deb\nPOOLDELETE\tpool/a/a.deb\n";
-    let plan = plan(&[log("1", text)], Path::new(OUT));
+    let plan = plan(&[log("1", text)]);
     assert!(plan.pool_uploads.is_empty());
     assert_eq!(paths(&plan.pool_deletes), ["pool/a/a.deb"]);
     assert!(plan.obsoleted.is_empty());
@@ -197,7 +192,7 @@ fn within_one_log_the_last_line_for_a_path_wins_silently() {
 fn a_fully_journalled_log_has_nothing_left_but_pruning() {
     let text = "POOLNEW\tpool/a/a.deb\nPOOLDELETE\tpool/b/b.deb\n\
 DONE\tdone\tpool/a/a.deb\nDONE\talready deleted\tpool/b/b.deb\n";
-    let plan = plan(&[log("1", text)], Path::new(OUT));
+    let plan = plan(&[log("1", text)]);
     assert!(plan.pool_uploads.is_empty() && plan.pool_deletes.is_empty());
     // A run cut off after the deletion may not have pruned its directory yet.
     assert_eq!(plan.prune, BTreeSet::from([r("pool/b")]));
@@ -209,7 +204,7 @@ fn several_dist_dirs_and_snapshots_are_planned_separately() {
     let text = "BEGIN-DISTRIBUTION\ta\tdists/a\nDISTFILE\tdists/a\tRelease\t/x\nEND-DISTRIBUTION\ta\tdists/a\n\
 BEGIN-SNAPSHOT\ta\tdists/a/snapshots/s\ts\nDISTFILE\tdists/a/snapshots/s\tRelease\t/y\nEND-SNAPSHOT\ta\tdists/a/snapshots/s\ts\n\
 BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t/z\nEND-DISTRIBUTION\tb\tdists/b\n";
-    let plan = plan(&[log("1", text)], Path::new(OUT));
+    let plan = plan(&[log("1", text)]);
     let dirs: Vec<&str> = plan.dist_dirs.iter().map(|d| d.dir.as_str()).collect();
     assert_eq!(dirs, ["dists/a", "dists/a/snapshots/s", "dists/b"]);
     assert_eq!(plan.jobs().count(), 6);
