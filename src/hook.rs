@@ -445,11 +445,13 @@ impl Executor<'_> {
                 local: self.outdir.join(job.path.as_str()),
                 remote: path,
                 fsync: false,
+                mtime: None,
             },
             Action::UploadDotNew { local } => Op::Upload {
                 local: local.clone(),
                 remote: path.with_suffix(b".new"),
                 fsync: true,
+                mtime: None,
             },
             Action::RenameDotNew { .. } => Op::Rename {
                 from: path.with_suffix(b".new"),

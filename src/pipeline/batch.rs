@@ -11,6 +11,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
+use super::reading::{CompareRun, ListRun, Step};
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
 
@@ -29,6 +30,7 @@ pub(crate) struct Limits {
     pub max_requests: usize,
     pub window: u64,
     pub write_chunk: u32,
+    pub read_chunk: u32,
     pub posix_rename: bool,
     pub fsync: bool,
     pub symlink_order: crate::sftp::wire::SymlinkOrder,
@@ -68,6 +70,11 @@ impl Conn {
 
     fn room_for_request(&self) -> bool {
         self.session.in_flight() < self.limits.max_requests
+    }
+
+    fn take_handle(&mut self) {
+        self.open_files += 1;
+        self.stats.max_open_files_seen = self.stats.max_open_files_seen.max(self.open_files);
     }
 }
 
@@ -109,7 +116,14 @@ enum State {
     WaitingDir,
     /// A symlink waiting for its parent directory before it is sent again.
     LinkWaitingDir,
+    List(Box<ListRun>),
+    Compare(Box<CompareRun>),
     Finished,
+}
+
+/// Operations that hold a remote handle while they run, and so count against the limit.
+fn needs_handle(op: &Op) -> bool {
+    matches!(op, Op::Upload { .. } | Op::List { .. } | Op::Compare { .. })
 }
 
 /// A set of operations run together, in any order the server answers them.
@@ -122,6 +136,8 @@ pub(crate) struct Batch<'a> {
     /// Uploads with data left to send, in the order they started: the oldest file gets the
     /// window first, so files complete (and are journalled) early.
     writers: BTreeSet<usize>,
+    /// Comparisons with ranges left to read.
+    readers: BTreeSet<usize>,
     results: Vec<Option<OpResult>>,
     finished: Vec<usize>,
     unfinished: usize,
@@ -136,6 +152,7 @@ impl<'a> Batch<'a> {
             next_to_start: 0,
             reopen: VecDeque::new(),
             writers: BTreeSet::new(),
+            readers: BTreeSet::new(),
             results: ops.iter().map(|_| None).collect(),
             finished: Vec::new(),
             unfinished: ops.len(),
@@ -177,6 +194,7 @@ impl<'a> Batch<'a> {
         }
         self.states[i] = State::Finished;
         self.writers.remove(&i);
+        self.readers.remove(&i);
         self.results[i] = Some(result);
         self.finished.push(i);
         self.unfinished -= 1;
@@ -225,9 +243,7 @@ impl<'a> Batch<'a> {
         }
         while self.next_to_start < self.ops.len() && conn.room_for_request() {
             let i = self.next_to_start;
-            if matches!(self.ops[i], Op::Upload { .. })
-                && conn.open_files >= conn.limits.max_open_files
-            {
+            if needs_handle(self.ops[i]) && conn.open_files >= conn.limits.max_open_files {
                 break;
             }
             self.next_to_start += 1;
@@ -278,6 +294,32 @@ impl<'a> Batch<'a> {
                         path: path.as_bytes().to_vec(),
                     },
                     Tag::op(i, Req::Remove),
+                );
+            }
+            Op::List { path } => {
+                conn.take_handle();
+                self.states[i] = State::List(Box::new(ListRun::start(
+                    i,
+                    path.as_bytes(),
+                    &mut conn.session,
+                )));
+            }
+            Op::Compare { local, remote } => {
+                match CompareRun::start(i, local, remote.as_bytes(), &mut conn.session) {
+                    Ok(run) => {
+                        conn.take_handle();
+                        self.states[i] = State::Compare(Box::new(run));
+                    }
+                    Err(cause) => self.fail(i, cause, conn),
+                }
+            }
+            Op::Readlink { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Readlink {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Readlink),
                 );
             }
             Op::Rmdir { path } => {
@@ -355,8 +397,7 @@ impl<'a> Batch<'a> {
             unreachable!("open is sent for uploads")
         };
         u.stage = Stage::Opening;
-        conn.open_files += 1;
-        conn.stats.max_open_files_seen = conn.stats.max_open_files_seen.max(conn.open_files);
+        conn.take_handle();
         conn.session.send(
             Request::Open {
                 path: self.ops[i].path().as_bytes().to_vec(),
@@ -408,6 +449,7 @@ impl<'a> Batch<'a> {
                         op: i,
                         req: Req::Write,
                         bytes: len,
+                        offset,
                     },
                     |buf| file.read_exact_at(buf, offset),
                 );
@@ -432,13 +474,45 @@ impl<'a> Batch<'a> {
             }
             if u.next_offset >= u.size || u.error.is_some() {
                 self.writers.remove(&i);
-                let fsync = matches!(self.ops[i], Op::Upload { fsync: true, .. });
-                Self::send_close(u, i, fsync && conn.limits.fsync, conn);
+                let Op::Upload { fsync, mtime, .. } = self.ops[i] else {
+                    unreachable!()
+                };
+                Self::send_close(u, i, *fsync && conn.limits.fsync, *mtime, conn);
+            }
+        }
+        self.pump_reads(conn);
+    }
+
+    /// Sends READs for the comparisons with ranges left, within the same limits as WRITEs.
+    fn pump_reads(&mut self, conn: &mut Conn) {
+        let readers: Vec<usize> = self.readers.iter().copied().collect();
+        for i in readers {
+            let State::Compare(run) = &mut self.states[i] else {
+                self.readers.remove(&i);
+                continue;
+            };
+            let (window, max_requests) = (conn.limits.window, conn.limits.max_requests);
+            let mut budget = conn.bytes_in_flight;
+            run.pump(i, conn.limits.read_chunk, &mut conn.session, |len, s| {
+                let room = budget < window && s.in_flight() < max_requests;
+                if room {
+                    budget += len;
+                }
+                room
+            });
+            conn.bytes_in_flight += run.take_requested();
+            if !run.wants_reads() {
+                self.readers.remove(&i);
+            }
+            if conn.bytes_in_flight >= window {
+                break;
             }
         }
     }
 
-    fn send_close(u: &mut Upload, i: usize, fsync: bool, conn: &mut Conn) {
+    /// After the last WRITE (or an error): FSTAT to confirm the size, FSETSTAT for the
+    /// time, fsync, CLOSE, all at once; on an error only the CLOSE.
+    fn send_close(u: &mut Upload, i: usize, fsync: bool, mtime: Option<u32>, conn: &mut Conn) {
         u.stage = Stage::Closing;
         if u.error.is_none() {
             conn.session.send(
@@ -448,6 +522,19 @@ impl<'a> Batch<'a> {
                 Tag::op(i, Req::Fstat),
             );
             u.outstanding += 1;
+            if let Some(t) = mtime {
+                conn.session.send(
+                    Request::Fsetstat {
+                        handle: u.handle.clone(),
+                        attrs: Attrs {
+                            times: Some((t, t)),
+                            ..Attrs::default()
+                        },
+                    },
+                    Tag::op(i, Req::Fsetstat),
+                );
+                u.outstanding += 1;
+            }
             if fsync {
                 conn.session.send_extended(
                     ExtendedRequest::Fsync {
@@ -470,13 +557,31 @@ impl<'a> Batch<'a> {
     /// Routes one reply of this batch.
     pub(crate) fn on_reply(&mut self, tag: Tag, response: Response, conn: &mut Conn) {
         match tag {
-            Tag::Op { op, req, bytes } => {
-                if req == Req::Write {
+            Tag::Op {
+                op,
+                req,
+                bytes,
+                offset,
+            } => {
+                if matches!(req, Req::Write | Req::Read) {
                     conn.bytes_in_flight -= u64::from(bytes);
                 }
-                match &self.states[op] {
+                match &mut self.states[op] {
                     State::Upload(_) => self.upload_reply(op, req, response, conn),
                     State::Single(_) => self.single_reply(op, req, response, conn),
+                    State::List(run) => {
+                        let step = run.on_reply(op, req, response, &mut conn.session);
+                        self.reading_step(op, step, conn);
+                    }
+                    State::Compare(run) => {
+                        let step =
+                            run.on_reply(op, req, bytes, offset, response, &mut conn.session);
+                        conn.bytes_in_flight += run.take_requested();
+                        if run.wants_reads() {
+                            self.readers.insert(op);
+                        }
+                        self.reading_step(op, step, conn);
+                    }
                     State::NotStarted
                     | State::WaitingDir
                     | State::LinkWaitingDir
@@ -494,6 +599,28 @@ impl<'a> Batch<'a> {
                 }
             }
             Tag::Setup(req) => log::warn!("late reply to {req}"),
+        }
+    }
+
+    fn reading_step(&mut self, i: usize, step: Step, conn: &mut Conn) {
+        match step {
+            Step::Continue { released_handle } => {
+                if released_handle {
+                    conn.open_files -= 1;
+                }
+            }
+            Step::Finished {
+                result,
+                released_handle,
+            } => {
+                if released_handle {
+                    conn.open_files -= 1;
+                }
+                match result {
+                    Ok(outcome) => self.finish(i, Ok(outcome), conn),
+                    Err(cause) => self.fail(i, cause, conn),
+                }
+            }
         }
     }
 
@@ -523,6 +650,12 @@ impl<'a> Batch<'a> {
         };
         let clearing = matches!(step, Stepwise::Clearing);
         let retried = matches!(step, Stepwise::Retried);
+        if let (Req::Readlink, Response::Name(names)) = (req, &response)
+            && let [entry] = names.as_slice()
+        {
+            let target = entry.filename.clone();
+            return self.finish(i, Ok(Outcome::Target(target)), conn);
+        }
         let Response::Status { code, message, .. } = response else {
             let reply = reply_name(&response);
             return self.fail(
@@ -592,13 +725,13 @@ impl<'a> Batch<'a> {
                 }
                 return;
             }
-            (Req::Write | Req::Fsync, Response::Status { code, message, .. }) => {
+            (Req::Write | Req::Fsync | Req::Fsetstat, Response::Status { code, message, .. }) => {
                 if code != StatusCode::Ok {
                     u.error.get_or_insert(status_cause(req, code, &message));
                     if matches!(u.stage, Stage::Writing) {
                         // Stop sending data; close once what is in flight is answered.
                         self.writers.remove(&i);
-                        Self::send_close(u, i, false, conn);
+                        Self::send_close(u, i, false, None, conn);
                     }
                 }
             }

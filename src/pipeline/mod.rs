@@ -8,6 +8,7 @@
 mod batch;
 mod dirs;
 mod op;
+mod reading;
 
 use std::fmt;
 use std::process::ExitStatus;
@@ -146,6 +147,7 @@ impl Engine {
             max_requests: config.max_requests.max(8),
             window: config.window.max(1),
             write_chunk: FALLBACK_WRITE_CHUNK,
+            read_chunk: FALLBACK_WRITE_CHUNK,
             posix_rename: false,
             fsync: false,
             symlink_order: wire::SymlinkOrder::TargetFirst,
@@ -413,6 +415,10 @@ impl Link {
                     }
                     let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
                     limits.write_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
+                }
+                if l.max_read_len > 0 {
+                    let chunk = u32::try_from(l.max_read_len).unwrap_or(u32::MAX);
+                    limits.read_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
                 }
                 // Stay below the server's handle limit, keeping a few for other clients.
                 if l.max_open_handles > 0 {

@@ -5,17 +5,19 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::remote_path::RemotePath;
-use crate::sftp::wire::StatusCode;
+use crate::sftp::wire::{NameEntry, StatusCode};
 
 /// One remote change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Copy a local regular file to `remote`, replacing (truncating) whatever was there.
-    /// With `fsync`, ask the server to flush it to disk before it counts as done.
+    /// With `fsync`, ask the server to flush it to disk before it counts as done; with
+    /// `mtime`, set its modification (and access) time.
     Upload {
         local: PathBuf,
         remote: RemotePath,
         fsync: bool,
+        mtime: Option<u32>,
     },
     /// Remove a file or symlink; a missing one is [`Outcome::AlreadyAbsent`].
     Remove { path: RemotePath },
@@ -28,6 +30,14 @@ pub enum Op {
     Mkdir { path: RemotePath },
     /// Remove an empty directory; a missing one is [`Outcome::AlreadyAbsent`].
     Rmdir { path: RemotePath },
+    /// List a directory: [`Outcome::Listing`] (without `.` and `..`), or
+    /// [`Outcome::AlreadyAbsent`] when it does not exist.
+    List { path: RemotePath },
+    /// Read a symlink: [`Outcome::Target`].
+    Readlink { path: RemotePath },
+    /// Compare a remote file's content with a local file's: [`Outcome::Same`] or
+    /// [`Outcome::Differs`].
+    Compare { local: PathBuf, remote: RemotePath },
 }
 
 impl Op {
@@ -39,6 +49,9 @@ impl Op {
             Op::Symlink { .. } => "symlink",
             Op::Mkdir { .. } => "mkdir",
             Op::Rmdir { .. } => "rmdir",
+            Op::List { .. } => "list",
+            Op::Readlink { .. } => "readlink",
+            Op::Compare { .. } => "compare",
         }
     }
 
@@ -46,19 +59,32 @@ impl Op {
     pub fn path(&self) -> &RemotePath {
         match self {
             Op::Upload { remote, .. } => remote,
-            Op::Remove { path } | Op::Mkdir { path } | Op::Rmdir { path } => path,
+            Op::Remove { path }
+            | Op::Mkdir { path }
+            | Op::Rmdir { path }
+            | Op::List { path }
+            | Op::Readlink { path } => path,
+            Op::Compare { remote, .. } => remote,
             Op::Rename { to, .. } => to,
             Op::Symlink { link, .. } => link,
         }
     }
 }
 
-/// How an operation succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an operation succeeded, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    /// A removal (of a file or directory) found nothing to remove.
+    /// A removal (of a file or directory) found nothing to remove; a listing, no directory.
     AlreadyAbsent,
+    /// A directory's entries, with their attributes (as `lstat` sees them).
+    Listing(Vec<NameEntry>),
+    /// A symlink's target.
+    Target(Vec<u8>),
+    /// Compared contents are equal.
+    Same,
+    /// Compared contents differ.
+    Differs,
 }
 
 pub type OpResult = Result<Outcome, OpError>;
@@ -79,6 +105,11 @@ pub enum Req {
     Rmdir,
     Stat,
     Limits,
+    Fsetstat,
+    Opendir,
+    Readdir,
+    Readlink,
+    Read,
 }
 
 impl fmt::Display for Req {
@@ -97,6 +128,11 @@ impl fmt::Display for Req {
             Req::Rmdir => "RMDIR",
             Req::Stat => "STAT",
             Req::Limits => "limits@openssh.com",
+            Req::Fsetstat => "FSETSTAT",
+            Req::Opendir => "OPENDIR",
+            Req::Readdir => "READDIR",
+            Req::Readlink => "READLINK",
+            Req::Read => "READ",
         })
     }
 }
@@ -186,8 +222,14 @@ impl std::error::Error for OpError {}
 /// Routes a reply to whoever sent the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tag {
-    /// For operation `op` of the running batch; `bytes` is a WRITE's data length.
-    Op { op: usize, req: Req, bytes: u32 },
+    /// For operation `op` of the running batch; `bytes` is a WRITE's or READ's length,
+    /// `offset` a READ's offset.
+    Op {
+        op: usize,
+        req: Req,
+        bytes: u32,
+        offset: u64,
+    },
     /// For the creation of directory number `dir` of the directory table.
     Dir { dir: usize, req: Req },
     /// For the engine's own set-up requests.
@@ -196,6 +238,11 @@ pub(crate) enum Tag {
 
 impl Tag {
     pub(crate) fn op(op: usize, req: Req) -> Tag {
-        Tag::Op { op, req, bytes: 0 }
+        Tag::Op {
+            op,
+            req,
+            bytes: 0,
+            offset: 0,
+        }
     }
 }

@@ -43,6 +43,7 @@ fn upload_many(sandbox: &Sandbox, server: ServerCommand, n: usize) -> Engine {
             local,
             remote: rpath(&rel),
             fsync: i % 5 == 0,
+            mtime: None,
         });
     }
     let mut engine = Engine::connect(&server, EngineConfig::default()).expect("connect");
@@ -113,6 +114,7 @@ fn many_uploads_waiting_on_one_missing_directory_send_one_mkdir() {
             local: sandbox.local_file(&format!("f{i}"), 100 + i, i as u8),
             remote: rpath(&format!("x/y/z/f{i}")),
             fsync: false,
+            mtime: None,
         })
         .collect();
     let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
@@ -135,6 +137,7 @@ fn a_deep_new_tree_is_built_top_down_each_level_created_once() {
             local: sandbox.local_file(&format!("f{i}"), 100 + i, i as u8),
             remote: rpath(&format!("x/y/z/f{i}")),
             fsync: false,
+            mtime: None,
         })
         .collect();
     let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
@@ -157,6 +160,7 @@ fn an_existing_directory_costs_no_mkdir() {
             local: sandbox.local_file(&format!("f{i}"), 10, 0),
             remote: rpath(&format!("a/b/f{i}")),
             fsync: false,
+            mtime: None,
         })
         .collect();
     let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
@@ -181,6 +185,7 @@ fn the_open_file_limit_is_never_exceeded() {
             local: sandbox.local_file(&format!("f{i}"), (i % 4) * 300_000, i as u8),
             remote: rpath(&format!("d{}/f{i}", i % 2)),
             fsync: false,
+            mtime: None,
         })
         .collect();
     let config = EngineConfig {
@@ -205,6 +210,7 @@ fn reuploading_over_a_longer_file_truncates_it() {
         local,
         remote: rpath("f"),
         fsync: false,
+        mtime: None,
     }];
     engine.run(&ops, |_, _| {}).unwrap();
     engine.close();
@@ -238,6 +244,7 @@ fn renames_replace_and_symlinks_point_right_on_both_servers() {
                 local: local.clone(),
                 remote: rpath("dists/bookworm/Release.new"),
                 fsync: true,
+                mtime: None,
             }];
             let finalise = [
                 Op::Rename {
@@ -286,6 +293,7 @@ fn server_errors_name_the_path_and_the_status() {
             local: local.clone(),
             remote: rpath("blocker/sub/f"),
             fsync: false,
+            mtime: None,
         },
         Op::Rename {
             from: rpath("missing.new"),
@@ -301,11 +309,13 @@ fn server_errors_name_the_path_and_the_status() {
             local: sandbox.local().join("no-such-local-file"),
             remote: rpath("g"),
             fsync: false,
+            mtime: None,
         },
         Op::Upload {
             local: local.clone(),
             remote: rpath("ok/f"),
             fsync: false,
+            mtime: None,
         },
     ];
     let mut engine = Engine::connect(&sandbox.openssh(), EngineConfig::default()).unwrap();
@@ -362,6 +372,7 @@ fn a_denied_write_is_reported_with_the_servers_status() {
         local,
         remote: rpath("f"),
         fsync: false,
+        mtime: None,
     }];
     let results = engine.run(&ops, |_, _| {}).unwrap();
     let err = results[0].as_ref().unwrap_err();
@@ -388,6 +399,7 @@ fn a_killed_server_is_an_error_naming_what_was_in_flight() {
             local: sandbox.local_file(&format!("f{i}"), 2_000_000, i as u8),
             remote: rpath(&format!("f{i}")),
             fsync: false,
+            mtime: None,
         })
         .collect();
     let mut engine = Engine::connect(&server, EngineConfig::default()).unwrap();
@@ -470,6 +482,7 @@ fn files_keep_their_permission_bits() {
                 local,
                 remote: rpath("script"),
                 fsync: false,
+                mtime: None,
             }],
             |_, _| {},
         )
@@ -523,6 +536,7 @@ fn uploads_spread_over_several_connections_arrive_whole() {
             local: sandbox.local_file(&format!("f{i}"), (i % 9) * 100_000, i as u8),
             remote: rpath(&format!("p/d{}/f{i}", i % 4)),
             fsync: false,
+            mtime: None,
         })
         .collect();
     let config = EngineConfig {
@@ -569,4 +583,95 @@ fn uploads_spread_over_several_connections_arrive_whole() {
             .count()
             >= 90
     );
+}
+
+#[test]
+fn listing_reading_links_and_comparing_on_both_servers() {
+    use std::os::unix::fs::MetadataExt;
+    for greenend in [false, true] {
+        let sandbox = Sandbox::new();
+        let server = if greenend {
+            sandbox.greenend()
+        } else {
+            sandbox.openssh()
+        };
+        let remote = sandbox.remote();
+        fs::create_dir_all(remote.join("d/sub")).unwrap();
+        for i in 0..300 {
+            fs::write(remote.join(format!("d/f{i:03}")), format!("{i}")).unwrap();
+        }
+        std::os::unix::fs::symlink("f001", remote.join("d/link")).unwrap();
+        // Contents to compare: equal, one byte changed, shorter, longer; big enough for
+        // many READs.
+        let data = pattern(1_500_000, 7);
+        let local = sandbox.local().join("big");
+        fs::write(&local, &data).unwrap();
+        let mut changed = data.clone();
+        changed[1_234_567] ^= 1;
+        for (name, content) in [
+            ("same", &data[..]),
+            ("changed", &changed[..]),
+            ("shorter", &data[..1_000_000]),
+        ] {
+            fs::write(remote.join(name), content).unwrap();
+        }
+        let mut longer = data.clone();
+        longer.push(0);
+        fs::write(remote.join("longer"), &longer).unwrap();
+
+        let mut ops = vec![
+            Op::List { path: rpath("d") },
+            Op::List {
+                path: rpath("missing"),
+            },
+            Op::Readlink {
+                path: rpath("d/link"),
+            },
+        ];
+        for name in ["same", "changed", "shorter", "longer"] {
+            ops.push(Op::Compare {
+                local: local.clone(),
+                remote: rpath(name),
+            });
+        }
+        let upload_time = 1_600_000_000u32;
+        ops.push(Op::Upload {
+            local: local.clone(),
+            remote: rpath("timed"),
+            fsync: false,
+            mtime: Some(upload_time),
+        });
+        let mut engine = Engine::connect(&server, EngineConfig::default()).unwrap();
+        let results = engine.run(&ops, |_, _| {}).unwrap();
+        engine.close();
+        let Ok(Outcome::Listing(entries)) = &results[0] else {
+            panic!("greenend={greenend}: {:?}", results[0]);
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.filename).into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 302, "greenend={greenend}");
+        assert!(names.contains(&"sub".to_string()) && names.contains(&"link".to_string()));
+        let link = entries.iter().find(|e| e.filename == b"link").unwrap();
+        assert!(link.attrs.is_symlink(), "listings see links as links");
+        let sub = entries.iter().find(|e| e.filename == b"sub").unwrap();
+        assert!(sub.attrs.is_dir());
+        assert_eq!(results[1], Ok(Outcome::AlreadyAbsent));
+        assert_eq!(results[2], Ok(Outcome::Target(b"f001".to_vec())));
+        assert_eq!(
+            &results[3..7],
+            &[
+                Ok(Outcome::Same),
+                Ok(Outcome::Differs),
+                Ok(Outcome::Differs),
+                Ok(Outcome::Differs)
+            ],
+            "greenend={greenend}"
+        );
+        assert_eq!(results[7], Ok(Outcome::Done));
+        let meta = fs::metadata(remote.join("timed")).unwrap();
+        assert_eq!(meta.mtime(), i64::from(upload_time));
+    }
 }

@@ -135,6 +135,7 @@ fn uploads_through_a_real_sshd() {
             // Absolute: the sftp session starts in root's home.
             remote: rpath(&format!("{}/pool/x{}/f{i}", remote.display(), i % 5)),
             fsync: false,
+            mtime: None,
         });
     }
     let mut engine = Engine::connect(&sshd.server_command(), EngineConfig::default())

@@ -1,0 +1,425 @@
+//! The operations that read the remote side: listing a directory and comparing a remote
+//! file with a local one. Sans-IO state machines like the uploads in `batch`: each reply
+//! advances them; they say what to send next through the session.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::dirs::{reply_name, status_cause};
+use super::op::{Cause, Outcome, Req, Tag};
+use crate::sftp::session::Session;
+use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
+
+/// A listing stops here: a server that never says EOF must not fill our memory.
+pub(crate) const MAX_LISTING: usize = 1_000_000;
+
+/// What a reply did to a reading operation.
+pub(crate) enum Step {
+    /// Keep going; `released_handle` when the remote handle was just closed (or never
+    /// obtained), so the open-file slot is free again.
+    Continue { released_handle: bool },
+    /// Finished with this result; its handle, if it had one, is closed.
+    Finished {
+        result: Result<Outcome, Cause>,
+        released_handle: bool,
+    },
+}
+
+fn tag(op: usize, req: Req) -> Tag {
+    Tag::op(op, req)
+}
+
+/// OPENDIR, READDIR until EOF, CLOSE.
+pub(crate) struct ListRun {
+    handle: Vec<u8>,
+    entries: Vec<NameEntry>,
+    error: Option<Cause>,
+    closing: bool,
+}
+
+impl ListRun {
+    pub(crate) fn start(op: usize, path: &[u8], session: &mut Session<Tag>) -> ListRun {
+        session.send(
+            Request::Opendir {
+                path: path.to_vec(),
+            },
+            tag(op, Req::Opendir),
+        );
+        ListRun {
+            handle: Vec::new(),
+            entries: Vec::new(),
+            error: None,
+            closing: false,
+        }
+    }
+
+    fn close(&mut self, op: usize, session: &mut Session<Tag>) {
+        self.closing = true;
+        session.send(
+            Request::Close {
+                handle: self.handle.clone(),
+            },
+            tag(op, Req::Close),
+        );
+    }
+
+    pub(crate) fn on_reply(
+        &mut self,
+        op: usize,
+        req: Req,
+        response: Response,
+        session: &mut Session<Tag>,
+    ) -> Step {
+        match (req, response) {
+            (Req::Opendir, Response::Handle(h)) => {
+                self.handle = h;
+                session.send(
+                    Request::Readdir {
+                        handle: self.handle.clone(),
+                    },
+                    tag(op, Req::Readdir),
+                );
+            }
+            (Req::Opendir, Response::Status { code, message, .. }) => {
+                let result = if code == StatusCode::NoSuchFile {
+                    Ok(Outcome::AlreadyAbsent)
+                } else {
+                    Err(status_cause(req, code, &message))
+                };
+                return Step::Finished {
+                    result: result,
+                    released_handle: true,
+                };
+            }
+            (Req::Readdir, Response::Name(names)) => {
+                self.entries.extend(
+                    names
+                        .into_iter()
+                        .filter(|e| e.filename != b"." && e.filename != b".."),
+                );
+                if self.entries.len() > MAX_LISTING {
+                    self.error = Some(Cause::UnexpectedReply {
+                        request: req,
+                        reply: "more than a million entries",
+                    });
+                    self.close(op, session);
+                } else {
+                    session.send(
+                        Request::Readdir {
+                            handle: self.handle.clone(),
+                        },
+                        tag(op, Req::Readdir),
+                    );
+                }
+            }
+            (Req::Readdir, Response::Status { code, message, .. }) => {
+                if code != StatusCode::Eof {
+                    self.error = Some(status_cause(req, code, &message));
+                }
+                self.close(op, session);
+            }
+            (Req::Close, response) => {
+                let result = match (self.error.take(), response) {
+                    (Some(cause), _) => Err(cause),
+                    (
+                        None,
+                        Response::Status {
+                            code: StatusCode::Ok,
+                            ..
+                        },
+                    ) => Ok(Outcome::Listing(std::mem::take(&mut self.entries))),
+                    (None, Response::Status { code, message, .. }) => {
+                        Err(status_cause(req, code, &message))
+                    }
+                    (None, other) => Err(Cause::UnexpectedReply {
+                        request: req,
+                        reply: reply_name(&other),
+                    }),
+                };
+                return Step::Finished {
+                    result: result,
+                    released_handle: true,
+                };
+            }
+            (request, other) => {
+                let cause = Cause::UnexpectedReply {
+                    request,
+                    reply: reply_name(&other),
+                };
+                if request == Req::Opendir {
+                    return Step::Finished {
+                        result: Err(cause),
+                        released_handle: true,
+                    };
+                }
+                self.error.get_or_insert(cause);
+                if !self.closing {
+                    self.close(op, session);
+                }
+            }
+        }
+        Step::Continue {
+            released_handle: false,
+        }
+    }
+}
+
+/// OPEN for reading, FSTAT, READs pipelined and compared with the local file, CLOSE.
+pub(crate) struct CompareRun {
+    local: std::path::PathBuf,
+    file: File,
+    size: u64,
+    handle: Vec<u8>,
+    /// Next offset to ask for.
+    next_offset: u64,
+    outstanding: u32,
+    differs: bool,
+    error: Option<Cause>,
+    closing: bool,
+    opened: bool,
+    /// READ bytes asked for since the caller last took the count (for its window).
+    requested: u64,
+}
+
+impl CompareRun {
+    pub(crate) fn start(
+        op: usize,
+        local: &Path,
+        remote: &[u8],
+        session: &mut Session<Tag>,
+    ) -> Result<CompareRun, Cause> {
+        let local_error = |e: std::io::Error| Cause::Local {
+            path: local.to_owned(),
+            message: e.to_string(),
+        };
+        let file = File::open(local).map_err(local_error)?;
+        let size = file.metadata().map_err(local_error)?.len();
+        session.send(
+            Request::Open {
+                path: remote.to_vec(),
+                flags: OpenFlags::READ,
+                attrs: Default::default(),
+            },
+            tag(op, Req::Open),
+        );
+        Ok(CompareRun {
+            local: local.to_owned(),
+            file,
+            size,
+            handle: Vec::new(),
+            next_offset: 0,
+            outstanding: 1,
+            differs: false,
+            error: None,
+            closing: false,
+            opened: false,
+            requested: 0,
+        })
+    }
+
+    /// Whether it still has ranges to ask for.
+    pub(crate) fn wants_reads(&self) -> bool {
+        self.opened && !self.closing && self.next_offset < self.size
+    }
+
+    /// Sends READs while `room(len)` allows (and counts them in).
+    pub(crate) fn pump(
+        &mut self,
+        op: usize,
+        chunk: u32,
+        session: &mut Session<Tag>,
+        mut room: impl FnMut(u64, &Session<Tag>) -> bool,
+    ) {
+        while self.wants_reads() {
+            let len = (self.size - self.next_offset).min(u64::from(chunk)) as u32;
+            if !room(u64::from(len), session) {
+                break;
+            }
+            self.read(op, self.next_offset, len, session);
+            self.next_offset += u64::from(len);
+        }
+        self.maybe_close(op, session);
+    }
+
+    /// The READ bytes asked for since the last call.
+    pub(crate) fn take_requested(&mut self) -> u64 {
+        std::mem::take(&mut self.requested)
+    }
+
+    fn read(&mut self, op: usize, offset: u64, len: u32, session: &mut Session<Tag>) {
+        self.requested += u64::from(len);
+        session.send(
+            Request::Read {
+                handle: self.handle.clone(),
+                offset,
+                len,
+            },
+            Tag::Op {
+                op,
+                req: Req::Read,
+                bytes: len,
+                offset,
+            },
+        );
+        self.outstanding += 1;
+    }
+
+    fn maybe_close(&mut self, op: usize, session: &mut Session<Tag>) {
+        let all_asked = self.next_offset >= self.size;
+        if self.opened
+            && !self.closing
+            && (self.differs || self.error.is_some() || (all_asked && self.outstanding == 0))
+        {
+            self.closing = true;
+            session.send(
+                Request::Close {
+                    handle: self.handle.clone(),
+                },
+                tag(op, Req::Close),
+            );
+            self.outstanding += 1;
+        }
+    }
+
+    fn compare(&mut self, offset: u64, data: &[u8]) -> Result<bool, Cause> {
+        let mut local = vec![0; data.len()];
+        match self.file.read_exact_at(&mut local, offset) {
+            Ok(()) => Ok(local == data),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Cause::Local {
+                path: self.local.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn on_reply(
+        &mut self,
+        op: usize,
+        req: Req,
+        bytes: u32,
+        offset: u64,
+        response: Response,
+        session: &mut Session<Tag>,
+    ) -> Step {
+        self.outstanding -= 1;
+        match (req, response) {
+            (Req::Open, Response::Handle(h)) => {
+                self.handle = h;
+                self.opened = true;
+                session.send(
+                    Request::Fstat {
+                        handle: self.handle.clone(),
+                    },
+                    tag(op, Req::Fstat),
+                );
+                self.outstanding += 1;
+            }
+            (Req::Open, Response::Status { code, message, .. }) => {
+                return Step::Finished {
+                    result: Err(status_cause(req, code, &message)),
+                    released_handle: true,
+                };
+            }
+            (Req::Fstat, Response::Attrs(a)) => {
+                if a.size.is_some_and(|s| s != self.size) {
+                    self.differs = true;
+                }
+            }
+            (Req::Read, Response::Data(data)) => {
+                if data.len() > bytes as usize {
+                    self.error.get_or_insert(Cause::UnexpectedReply {
+                        request: req,
+                        reply: "more data than asked for",
+                    });
+                } else {
+                    match self.compare(offset, &data) {
+                        Ok(true) => {
+                            // A short read: ask again for the rest of the range.
+                            if data.len() < bytes as usize && !self.differs {
+                                let got = data.len() as u32;
+                                self.read(op, offset + u64::from(got), bytes - got, session);
+                            }
+                        }
+                        Ok(false) => self.differs = true,
+                        Err(cause) => {
+                            self.error.get_or_insert(cause);
+                        }
+                    }
+                }
+            }
+            (Req::Read, Response::Status { code, message, .. }) => {
+                if code == StatusCode::Eof {
+                    // The remote file ends before the local one does.
+                    self.differs = true;
+                } else {
+                    self.error.get_or_insert(status_cause(req, code, &message));
+                }
+            }
+            (Req::Close, response) => {
+                let result = match (self.error.take(), response) {
+                    (Some(cause), _) => Err(cause),
+                    (
+                        None,
+                        Response::Status {
+                            code: StatusCode::Ok,
+                            ..
+                        },
+                    ) => Ok(if self.differs {
+                        Outcome::Differs
+                    } else {
+                        Outcome::Same
+                    }),
+                    (None, Response::Status { code, message, .. }) => {
+                        Err(status_cause(req, code, &message))
+                    }
+                    (None, other) => Err(Cause::UnexpectedReply {
+                        request: req,
+                        reply: reply_name(&other),
+                    }),
+                };
+                if self.outstanding == 0 {
+                    return Step::Finished {
+                        result: result,
+                        released_handle: true,
+                    };
+                }
+                // Replies to READs sent before the CLOSE are still due (a server may answer
+                // out of order): keep the verdict until they are in.
+                self.error = result.err();
+                return Step::Continue {
+                    released_handle: true,
+                };
+            }
+            (request, other) => {
+                self.error.get_or_insert(Cause::UnexpectedReply {
+                    request,
+                    reply: reply_name(&other),
+                });
+                if request == Req::Open {
+                    return Step::Finished {
+                        result: Err(self.error.take().expect("set")),
+                        released_handle: true,
+                    };
+                }
+            }
+        }
+        if self.closing && self.outstanding == 0 {
+            // The CLOSE reply came before the last READ replies.
+            let result = match self.error.take() {
+                Some(cause) => Err(cause),
+                None if self.differs => Ok(Outcome::Differs),
+                None => Ok(Outcome::Same),
+            };
+            return Step::Finished {
+                result,
+                released_handle: false,
+            };
+        }
+        self.maybe_close(op, session);
+        Step::Continue {
+            released_handle: false,
+        }
+    }
+}
