@@ -88,7 +88,7 @@ impl ListRun {
                     Err(status_cause(req, code, &message))
                 };
                 return Step::Finished {
-                    result: result,
+                    result,
                     released_handle: true,
                 };
             }
@@ -138,7 +138,7 @@ impl ListRun {
                     }),
                 };
                 return Step::Finished {
-                    result: result,
+                    result,
                     released_handle: true,
                 };
             }
@@ -381,7 +381,7 @@ impl CompareRun {
                 };
                 if self.outstanding == 0 {
                     return Step::Finished {
-                        result: result,
+                        result,
                         released_handle: true,
                     };
                 }
