@@ -3,27 +3,40 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Push the changes reprepro made to a remote mirror over SFTP.
 ///
 /// reprepro runs it as its outhook (`outhook /usr/bin/outsftphook` in conf/options) with one
 /// .outlog file after every change; by hand, `outsftphook --basedir /srv/repo --pending`
-/// retries what is left. The server, user and target directory come from
-/// CONFDIR/outsftphook.conf; see outsftphook(1).
+/// retries what is left, and the commands below seed, repair and check a mirror. The
+/// server, user and target directory come from CONFDIR/outsftphook.conf; see outsftphook(1).
 ///
 /// Exit status: 0 when everything is on the remote, 1 when some operation failed (a rerun
-/// finishes the rest), 2 for usage, configuration or outlog errors (nothing was sent).
+/// finishes the rest; for verify: when the mirror differs), 2 for usage, configuration or
+/// outlog errors (nothing was sent).
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "outsftphook", version, max_term_width = 100)]
+#[command(
+    name = "outsftphook",
+    version,
+    max_term_width = 100,
+    subcommand_precedence_over_arg = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The .outlog files to process, oldest first (reprepro gives exactly one).
     #[arg(value_name = "FILE.outlog")]
     pub files: Vec<PathBuf>,
 
     /// Tell what is done; twice for every request.
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Print what would be done, in order, and change nothing.
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
 
     /// Process every unprocessed .outlog in the log dir instead of FILEs.
     #[arg(long, conflicts_with_all = ["files", "ignore_pending"])]
@@ -46,28 +59,66 @@ pub struct Args {
     pub force_order: bool,
 
     /// The repository's base directory; the defaults of the others derive from it.
-    #[arg(short = 'b', long, value_name = "DIR")]
+    #[arg(short = 'b', long, value_name = "DIR", global = true)]
     pub basedir: Option<PathBuf>,
 
     /// Where pool/ is (reprepro's outdir) [default: BASEDIR].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub outdir: Option<PathBuf>,
 
     /// Where the .outlog files are [default: BASEDIR/logs].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub logdir: Option<PathBuf>,
 
     /// Where options and outsftphook.conf are [default: BASEDIR/conf].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub confdir: Option<PathBuf>,
 
     /// Log SFTP traffic: 1 each request, 2 also the server's extensions and limits.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", global = true)]
     pub debug_sftp: Option<u32>,
 
     /// How long to wait for another outsftphook working on the same log dir.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, global = true)]
     pub lock_timeout: u64,
+}
+
+/// What to do instead of processing outlogs.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Make the remote equal to the local repository, without any outlog: upload what is
+    /// missing or different (by type, size and modification time), fix symlinks, in the
+    /// hook's safe order. Run it to seed a new mirror or to repair one; run it again after
+    /// an interruption.
+    Mirror {
+        /// Also remove remote files and directories that are not local (after the
+        /// distributions are in place).
+        #[arg(long)]
+        delete: bool,
+
+        /// Top directories to mirror, relative to the out dir [default: pool dists].
+        #[arg(value_name = "DIR")]
+        dirs: Vec<String>,
+    },
+    /// Compare the remote with the local repository and change nothing; prints each
+    /// difference, exits 1 if there is any.
+    Verify {
+        /// Also compare the content of files whose size matches (reads them remotely).
+        #[arg(long)]
+        checksum: bool,
+
+        /// Top directories to compare, relative to the out dir [default: pool dists].
+        #[arg(value_name = "DIR")]
+        dirs: Vec<String>,
+    },
+    /// Show the pending outlogs and what is left of each.
+    Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[cfg(test)]
@@ -83,12 +134,24 @@ mod tests {
     #[test]
     fn the_man_page_documents_every_long_flag() {
         let page = include_str!("../man/outsftphook.1").replace("\\-", "-");
-        for arg in Args::command().get_arguments() {
-            if let Some(long) = arg.get_long() {
+        let command = Args::command();
+        let mut commands = vec![&command];
+        commands.extend(command.get_subcommands().filter(|c| !c.is_hide_set()));
+        for cmd in commands {
+            if cmd.get_name() != "outsftphook" {
                 assert!(
-                    page.contains(&format!("--{long}")),
-                    "man/outsftphook.1 lacks --{long}"
+                    page.contains(&format!(".B {}", cmd.get_name())),
+                    "man/outsftphook.1 lacks the command {}",
+                    cmd.get_name()
                 );
+            }
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        page.contains(&format!("--{long}")),
+                        "man/outsftphook.1 lacks --{long}"
+                    );
+                }
             }
         }
         for key in crate::config::CONF_KEYS {
@@ -113,6 +176,31 @@ mod tests {
         assert_eq!(a.debug_sftp, Some(2));
         assert_eq!(a.verbose, 2);
         assert_eq!(a.files, [PathBuf::from("logs/1-a.outlog")]);
+    }
+
+    #[test]
+    fn commands_take_the_global_flags_after_them() {
+        let a = Args::try_parse_from([
+            "outsftphook",
+            "mirror",
+            "--delete",
+            "-b",
+            "/srv/r",
+            "--dry-run",
+            "pool",
+        ])
+        .unwrap();
+        assert!(matches!(
+            a.command,
+            Some(Command::Mirror { delete: true, ref dirs }) if dirs == &["pool"]
+        ));
+        assert_eq!(a.basedir, Some(PathBuf::from("/srv/r")));
+        assert!(a.dry_run);
+        let a = Args::try_parse_from(["outsftphook", "-b", ".", "verify", "--checksum"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Some(Command::Verify { checksum: true, .. })
+        ));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::sftp::wire::StatusCode;
+use crate::tree::local_mtime;
 
 /// An error found before anything was sent: exit status 2.
 #[derive(Debug)]
@@ -55,6 +56,7 @@ pub fn run(
     settings: &Settings,
     files: &[PathBuf],
     how: Selection,
+    dry_run: bool,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Report> {
     let _lock = setup(crate::lock::acquire(
@@ -73,6 +75,16 @@ pub fn run(
         setup(check_local_sources(&outlogs, &settings.outdir))?;
         plan::plan(&outlogs)
     };
+    if dry_run {
+        // What a run would do, in its order; nothing is sent and nothing journalled.
+        for job in crate::status::ordered(&plan) {
+            println!("{}", crate::status::describe(job));
+        }
+        if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
+            println!("rmdir the pool directories left empty");
+        }
+        return Ok(Report::default());
+    }
     let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
     for (log, path) in &plan.obsoleted {
         journal.record(*log, DoneMessage::Obsoleted, path)?;
@@ -138,11 +150,11 @@ pub fn run(
             )));
         }
     }
-    log::info!(
-        "{} operations, {} files ({} bytes) uploaded, {} failed, in {:.1} s",
-        report.operations,
+    eprintln!(
+        "outsftphook: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files_uploaded,
-        report.bytes_uploaded,
+        crate::progress::human_bytes(report.bytes_uploaded),
+        report.completed,
         report.failures,
         started.elapsed().as_secs_f64()
     );
@@ -152,6 +164,12 @@ pub fn run(
 /// Bytes of upload that make another connection worth its ssh handshake: a channel moves
 /// about its 2 MiB window per round trip, so below a few windows one connection is as fast.
 const BYTES_PER_CONNECTION: u64 = 8 * 1024 * 1024;
+
+/// How many connections `bytes` of uploads justify, at most `max`.
+pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {
+    let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
+    wanted.clamp(1, max.max(1))
+}
 
 /// How many connections the plan's uploads justify, at most `max`.
 fn connections_for(plan: &Plan, outdir: &Path, max: usize) -> usize {
@@ -164,8 +182,7 @@ fn connections_for(plan: &Plan, outdir: &Path, max: usize) -> usize {
         })
         .map(|m| m.len())
         .sum();
-    let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
-    wanted.clamp(1, max.max(1))
+    connections_for_bytes(bytes, max)
 }
 
 fn describe(settings: &Settings) -> String {
@@ -441,17 +458,21 @@ impl Executor<'_> {
     fn op(&self, job: &Job) -> Op {
         let path = remote(&self.targetdir, &job.path);
         match &job.action {
-            Action::Upload => Op::Upload {
-                local: self.outdir.join(job.path.as_str()),
-                remote: path,
-                fsync: false,
-                mtime: None,
-            },
+            // The local time goes along, so that `verify` and `mirror` see equal files.
+            Action::Upload => {
+                let local = self.outdir.join(job.path.as_str());
+                Op::Upload {
+                    mtime: local_mtime(&local),
+                    local,
+                    remote: path,
+                    fsync: false,
+                }
+            }
             Action::UploadDotNew { local } => Op::Upload {
                 local: local.clone(),
                 remote: path.with_suffix(b".new"),
                 fsync: true,
-                mtime: None,
+                mtime: local_mtime(local),
             },
             Action::RenameDotNew { .. } => Op::Rename {
                 from: path.with_suffix(b".new"),

@@ -13,13 +13,17 @@ pub mod interrupt;
 pub mod journal;
 pub mod lock;
 pub mod logs;
+pub mod mirror;
 pub mod outlog;
 pub mod pipeline;
 pub mod plan;
+pub mod progress;
 pub mod relpath;
 pub mod remote_path;
 pub mod sftp;
+pub mod status;
 pub mod transport;
+pub mod tree;
 
 use std::process::ExitCode;
 
@@ -45,8 +49,19 @@ pub fn init_logging(verbose: u8, debug_sftp: u32) {
         .init();
 }
 
-/// The program: resolve the settings, run the hook, tell how it went.
+/// The program: resolve the settings, run the hook (or a command), tell how it went.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(cli::Command::Completions { shell }) = &args.command {
+        let mut command = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "outsftphook", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.command.is_some() && (!args.files.is_empty() || args.pending) {
+        return Err(SetupError(anyhow::anyhow!(
+            "outlog files and --pending go without a command"
+        ))
+        .into());
+    }
     let env = |name: &str| std::env::var_os(name);
     let read = |p: &std::path::Path| match std::fs::read_to_string(p) {
         Ok(text) => Ok(Some(text)),
@@ -58,29 +73,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if settings.debug_sftp > 0 && log::max_level() < log::LevelFilter::Debug {
         log::set_max_level(log::LevelFilter::Debug);
     }
-    let how = logs::Selection {
-        pending: args.pending,
-        ignore_pending: args.ignore_pending,
-        force_order: args.force_order,
-        autoretry: settings.autoretry,
-    };
     let interrupt = interrupt::Interrupt::install()?;
-    let report = hook::run(&settings, &args.files, how, &interrupt)?;
-    if report.failures > 0 || !report.pending_logs.is_empty() {
-        let logs: Vec<String> = report
-            .pending_logs
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        eprintln!(
-            "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, then run \
-             'outsftphook --basedir DIR --pending' (or let the next reprepro run retry).",
-            report.failures,
-            logs.join(", ")
-        );
-        return Ok(ExitCode::from(EXIT_FAILED));
-    }
-    Ok(ExitCode::SUCCESS)
+    let failed = match &args.command {
+        Some(cli::Command::Status) => {
+            status::run(&settings, settings.verbose > 0).map_err(SetupError)?;
+            false
+        }
+        Some(cli::Command::Mirror { delete, dirs }) => {
+            let tops = mirror::tops(dirs).map_err(SetupError)?;
+            let report = mirror::mirror(&settings, &tops, *delete, args.dry_run, &interrupt)?;
+            report.failures > 0
+        }
+        Some(cli::Command::Verify { checksum, dirs }) => {
+            let tops = mirror::tops(dirs).map_err(SetupError)?;
+            mirror::verify(&settings, &tops, *checksum, &interrupt)? > 0
+        }
+        Some(cli::Command::Completions { .. }) => unreachable!("handled above"),
+        None => {
+            let how = logs::Selection {
+                pending: args.pending,
+                ignore_pending: args.ignore_pending,
+                force_order: args.force_order,
+                autoretry: settings.autoretry,
+            };
+            let report = hook::run(&settings, &args.files, how, args.dry_run, &interrupt)?;
+            if report.failures > 0 || !report.pending_logs.is_empty() {
+                let logs: Vec<String> = report
+                    .pending_logs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                eprintln!(
+                    "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, \
+                     then run 'outsftphook --basedir DIR --pending' (or let the next reprepro \
+                     run retry).",
+                    report.failures,
+                    logs.join(", ")
+                );
+                true
+            } else {
+                false
+            }
+        }
+    };
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The exit status for an error that ended the run.

@@ -18,6 +18,16 @@ bench_init() {
     BENCH_TMP=$(mktemp -d /tmp/outsftphook-bench.XXXXXX)
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM   # runs the EXIT trap
+    # Our own copy: others rebuild target/release while we measure, and a binary swapped
+    # half-way makes the rows incomparable (it happened). Say what we copied.
+    local rev
+    rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$TOP" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+        rev="$rev + local changes"
+    fi
+    HOOK_INFO="$("$HOOK" --version | awk '{ print $2 }'), binary of $(date -r "$HOOK" '+%F %T'), tree now $rev"
+    cp "$HOOK" "$BENCH_TMP/outsftphook"
+    HOOK=$BENCH_TMP/outsftphook
 }
 
 bench_cleanup() {
@@ -148,16 +158,34 @@ EOF
         die "reprepro includedeb failed"
 }
 
-# REPO/conf/outsftphook.conf for a push through proxy PORT to REMOTE with MAXOPEN files.
+# REPO/conf/outsftphook.conf for a push through proxy PORT to REMOTE with MAXOPEN files;
+# any further arguments are extra lines.
 write_conf() {
-    local repo=$1 port=$2 remote=$3 maxopen=$4
-    cat > "$repo/conf/outsftphook.conf" <<EOF
+    local repo=$1 port=$2 remote=$3 maxopen=$4 line
+    shift 4
+    {
+        cat <<EOF
 servername 127.0.0.1
 username root
 sshcommand $(ssh_words "$port")
 targetdir $remote
 maxopenfiles $maxopen
 EOF
+        for line in "$@"; do echo "$line"; done
+    } > "$repo/conf/outsftphook.conf"
+}
+
+# Whether outsftphook accepts the outsftphook.conf line LINE: with an empty outlog it reads
+# its configuration (exit 2 on an unknown key) and has nothing to send.
+hook_accepts() {
+    local repo=$1 line=$2 log rc=0
+    printf 'servername 127.0.0.1\ntargetdir /nonexistent\n%s\n' "$line" > "$repo/conf/outsftphook.conf"
+    rm -f "$repo"/logs/*
+    log=$repo/logs/0000000000-probe.outlog
+    : > "$log"
+    "$HOOK" --basedir "$repo" --ignore-pending "$log" >/dev/null 2>&1 || rc=$?
+    rm -f "$repo"/logs/*
+    [ "$rc" = 0 ]
 }
 
 # An outlog naming every pool and dist file, as reprepro writes one after a full export;

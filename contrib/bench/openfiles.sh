@@ -9,7 +9,9 @@
 # Environment: BENCH_PACKAGES (default 1000), BENCH_OPENFILES (default "1 4 8 16 32 64 128
 # 256"), BENCH_REPEAT (default 2; the best run counts), BENCH_ONCE_ABOVE (default 30: a run
 # slower than this many seconds is not repeated, it is latency-bound and its noise small;
-# this keeps the whole at a few minutes), BENCH_KEEP=1 keeps the temp dir.
+# this keeps the whole at a few minutes), BENCH_CONNECTIONS (default 1: the `connections`
+# line, for builds that know it; "default" writes none), BENCH_KEEP=1 keeps the temp dir,
+# HOOK=/path/to/outsftphook measures another binary.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -17,6 +19,7 @@ N=${BENCH_PACKAGES:-1000}
 OPENFILES=${BENCH_OPENFILES:-1 4 8 16 32 64 128 256}
 REPEAT=${BENCH_REPEAT:-2}
 ONCE_ABOVE=${BENCH_ONCE_ABOVE:-30}
+CONNECTIONS=${BENCH_CONNECTIONS:-1}
 CODENAME=bench
 
 bench_init
@@ -31,6 +34,18 @@ dist_files=$(cd "$REPO" && find "dists/$CODENAME" -type f | wc -l)
 files=$((pool_files + dist_files))
 bytes=$(cd "$REPO" && find pool "dists/$CODENAME" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 [ "$pool_files" = "$N" ] || die "the pool has $pool_files files, not $N"
+
+# Newer builds may spread uploads over several ssh connections, each with maxopenfiles
+# files open. To measure maxopenfiles alone we pin one connection where that setting exists.
+CONN_LINES=()
+if [ "$CONNECTIONS" = default ]; then
+    CONN_INFO="connections: the binary's default"
+elif hook_accepts "$REPO" "connections $CONNECTIONS"; then
+    CONN_LINES=("connections $CONNECTIONS")
+    CONN_INFO="connections $CONNECTIONS"
+else
+    CONN_INFO="connections: setting unknown to this binary (one connection)"
+fi
 
 start_sshd
 # Three ways to the same sshd: directly, through the proxy without delay (its own cost),
@@ -51,7 +66,7 @@ done
 push() {
     local col=$1 maxopen=$2 remote log secs got_pool got_dists run="$1/$2"
     remote=$(mktemp -d "$BENCH_TMP/remote.XXXXXX")
-    write_conf "$REPO" "${PORT[$col]}" "$remote" "$maxopen"
+    write_conf "$REPO" "${PORT[$col]}" "$remote" "$maxopen" ${CONN_LINES[@]+"${CONN_LINES[@]}"}
     log=$(write_outlog "$REPO" "$CODENAME")
     secs=$(timed_push "$REPO" "$log") || exit 1
     # Exit 0 is not enough: everything must be there.
@@ -84,12 +99,8 @@ for rep in $(seq "$REPEAT"); do
 done
 
 echo
-# The tree moves: say which source the binary was built from (as far as git can tell).
-rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$TOP" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-    rev="$rev + local changes"
-fi
-echo "outsftphook $("$HOOK" --version | awk '{ print $2 }') (tree $rev; binary of $(date -r "$HOOK" '+%F %T')), $(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+echo "outsftphook $HOOK_INFO; $CONN_INFO"
+echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo "push of $files files ($pool_files pool, $dist_files dists; $((bytes / 1024)) KiB) to an empty dir on 127.0.0.1 via sshd/sftp-server;"
 echo "best of $REPEAT (1 for runs over ${ONCE_ABOVE} s); 0ms and 50ms go through delayproxy.py, 50ms = 25 ms each way"
 echo "ssh 127.0.0.1 true: direct ${SSH_TRUE[direct]} s, 0ms ${SSH_TRUE[0ms]} s, 50ms ${SSH_TRUE[50ms]} s"

@@ -1,6 +1,7 @@
 //! Integration tests: the engine and the program against real SFTP servers (OpenSSH's
 //! `sftp-server`, Green End's `gesftpserver`, and `sshd` on 127.0.0.1).
 
+mod admin;
 mod engine;
 mod faults;
 mod hook;

@@ -1,0 +1,380 @@
+//! `mirror` and `verify`: the whole local repository against the whole remote one, without
+//! outlogs. `mirror` changes the remote in the hook's safe order (pool, then each
+//! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
+//! deletions); `verify` only reports.
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::interrupt::{Interrupt, signal_name};
+use crate::pipeline::{Engine, EngineConfig, Op, OpResult, Outcome};
+use crate::progress::Progress;
+use crate::relpath::RelPath;
+use crate::tree::{self, Difference, Node, Tree, remote_path};
+
+/// The top directories to work on: those given, or `pool` and `dists`.
+pub fn tops(dirs: &[String]) -> anyhow::Result<Vec<RelPath>> {
+    if dirs.is_empty() {
+        return Ok(vec![
+            RelPath::new("pool").expect("valid"),
+            RelPath::new("dists").expect("valid"),
+        ]);
+    }
+    dirs.iter()
+        .map(|d| {
+            RelPath::new(d.trim_end_matches('/'))
+                .with_context(|| format!("{d}: not a directory inside the repository"))
+        })
+        .collect()
+}
+
+fn connect(
+    settings: &Settings,
+    connections: usize,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Engine> {
+    let config = EngineConfig {
+        connections,
+        max_open_files: settings.max_open_files,
+        stall_timeout: settings.timeout,
+        interrupt: interrupt.clone(),
+        posix_rename: settings.posix_rename,
+        ..EngineConfig::default()
+    };
+    Engine::connect(&settings.server, config).context("cannot start an SFTP session")
+}
+
+/// Where a file goes in a distribution's finalisation (0 indexes, 1 `Release` and
+/// `Release.gpg`, 2 `InRelease`), by its place: directly in `dists/NAME` or in a snapshot.
+fn step_of(path: &RelPath) -> usize {
+    let parts: Vec<&str> = path.as_str().split('/').collect();
+    let top_of_dist = parts.len() == 3 || (parts.len() == 5 && parts[2] == "snapshots");
+    match (top_of_dist, path.file_name()) {
+        (true, "InRelease") => 2,
+        (true, "Release" | "Release.gpg") => 1,
+        _ => 0,
+    }
+}
+
+fn is_dists(path: &RelPath) -> bool {
+    path.first_component() == "dists"
+}
+
+/// One action of a mirror run, as printed by `--dry-run`.
+#[derive(Debug, Clone)]
+struct Action {
+    describe: String,
+    op: Op,
+}
+
+/// What a mirror run does, in order: each group finishes before the next starts.
+#[derive(Default)]
+struct MirrorPlan {
+    groups: Vec<Vec<Action>>,
+    /// Uploads and their bytes, for the progress line and summary.
+    files: u64,
+    bytes: u64,
+    /// Differences that mirroring cannot fix (a directory where a file must be).
+    conflicts: Vec<String>,
+}
+
+fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -> MirrorPlan {
+    let target = settings.targetdir.as_ref();
+    let mut plan = MirrorPlan::default();
+    // pool uploads, dist .new uploads, dist steps 0..2 (renames and links), pool links,
+    // deletions of files, deletions of directories (deepest first, added below).
+    let mut pool_uploads = Vec::new();
+    let mut dist_uploads = Vec::new();
+    let mut steps: [Vec<Action>; 3] = Default::default();
+    let mut links = Vec::new();
+    let mut mkdirs = Vec::new();
+    let mut removes = Vec::new();
+    let mut rmdirs: Vec<RelPath> = Vec::new();
+    for (path, difference) in tree::diff(local, remote) {
+        let rpath = remote_path(target, &path);
+        let wanted = match &difference {
+            Difference::Missing(n) => Some(n),
+            Difference::Changed { local, .. } => Some(local),
+            _ => None,
+        };
+        if let Difference::Changed {
+            local: Node::File { .. } | Node::Link(_),
+            remote: Node::Dir,
+        } = &difference
+        {
+            plan.conflicts.push(format!(
+                "{path}: a directory on the remote, a file locally (remove it by hand)"
+            ));
+            continue;
+        }
+        match (wanted, &difference) {
+            (Some(Node::File { size, mtime }), _) => {
+                plan.files += 1;
+                plan.bytes += size;
+                let local_file = settings.outdir.join(path.as_str());
+                if is_dists(&path) {
+                    let new = rpath.with_suffix(b".new");
+                    dist_uploads.push(Action {
+                        describe: format!("upload {path}.new"),
+                        op: Op::Upload {
+                            local: local_file,
+                            remote: new.clone(),
+                            fsync: true,
+                            mtime: Some(*mtime),
+                        },
+                    });
+                    steps[step_of(&path)].push(Action {
+                        describe: format!("rename {path}.new {path}"),
+                        op: Op::Rename {
+                            from: new,
+                            to: rpath,
+                        },
+                    });
+                } else {
+                    pool_uploads.push(Action {
+                        describe: format!("upload {path}"),
+                        op: Op::Upload {
+                            local: local_file,
+                            remote: rpath,
+                            fsync: false,
+                            mtime: Some(*mtime),
+                        },
+                    });
+                }
+            }
+            (Some(Node::Link(target)), _) => {
+                let action = Action {
+                    describe: format!("symlink {path} -> {}", target.escape_ascii()),
+                    op: Op::Symlink {
+                        link: rpath,
+                        target: target.clone(),
+                    },
+                };
+                if is_dists(&path) {
+                    steps[0].push(action);
+                } else {
+                    links.push(action);
+                }
+            }
+            (Some(Node::Dir), Difference::Missing(_)) => mkdirs.push(Action {
+                describe: format!("mkdir {path}"),
+                op: Op::Mkdir { path: rpath },
+            }),
+            (Some(Node::Dir), _) => {
+                // A file or link where a directory must be: it goes, then the directory.
+                removes.push(Action {
+                    describe: format!("remove {path}"),
+                    op: Op::Remove {
+                        path: rpath.clone(),
+                    },
+                });
+                mkdirs.push(Action {
+                    describe: format!("mkdir {path}"),
+                    op: Op::Mkdir { path: rpath },
+                });
+            }
+            (None, Difference::Extra(Node::Dir)) if delete => rmdirs.push(path),
+            (None, Difference::Extra(_)) if delete => removes.push(Action {
+                describe: format!("remove {path}"),
+                op: Op::Remove { path: rpath },
+            }),
+            _ => {}
+        }
+    }
+    // Directories that must replace a file need the file gone first.
+    let (mut early_removes, late_removes): (Vec<Action>, Vec<Action>) = removes
+        .into_iter()
+        .partition(|a| mkdirs.iter().any(|m| m.op.path() == a.op.path()));
+    early_removes.extend(mkdirs);
+    plan.groups.push(early_removes);
+    plan.groups
+        .push(pool_uploads.into_iter().chain(dist_uploads).collect());
+    plan.groups.push(links);
+    plan.groups.extend(steps);
+    plan.groups.push(late_removes);
+    rmdirs.sort_by_key(|p| std::cmp::Reverse(p.as_str().matches('/').count()));
+    let depth = |p: &RelPath| p.as_str().matches('/').count();
+    let mut at = 0;
+    while at < rmdirs.len() {
+        let d = depth(&rmdirs[at]);
+        let level: Vec<Action> = rmdirs[at..]
+            .iter()
+            .take_while(|p| depth(p) == d)
+            .map(|p| Action {
+                describe: format!("rmdir {p}"),
+                op: Op::Rmdir {
+                    path: remote_path(target, p),
+                },
+            })
+            .collect();
+        at += level.len();
+        plan.groups.push(level);
+    }
+    plan.groups.retain(|g| !g.is_empty());
+    plan
+}
+
+/// What a mirror run did.
+#[derive(Debug, Default)]
+pub struct MirrorReport {
+    pub failures: usize,
+    pub changes: usize,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Makes the remote equal to the local tops.
+pub fn mirror(
+    settings: &Settings,
+    tops: &[RelPath],
+    delete: bool,
+    dry_run: bool,
+    interrupt: &Interrupt,
+) -> anyhow::Result<MirrorReport> {
+    let started = Instant::now();
+    let local = tree::scan_local(&settings.outdir, tops)?;
+    let local_bytes: u64 = local
+        .values()
+        .map(|n| match n {
+            Node::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum();
+    let connections = crate::hook::connections_for_bytes(local_bytes, settings.connections);
+    let mut engine = connect(settings, connections, interrupt)?;
+    let remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    let plan = plan_mirror(&local, &remote, settings, delete);
+    for conflict in &plan.conflicts {
+        eprintln!("outsftphook: {conflict}");
+    }
+    let mut report = MirrorReport {
+        failures: plan.conflicts.len(),
+        ..MirrorReport::default()
+    };
+    if dry_run {
+        for action in plan.groups.iter().flatten() {
+            println!("{}", action.describe);
+        }
+        engine.close();
+        return Ok(report);
+    }
+    let mut progress = Progress::new(plan.files, plan.bytes, settings.verbose > 0);
+    for group in &plan.groups {
+        let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
+        let spread = ops.iter().all(|op| matches!(op, Op::Upload { .. }));
+        let mut on_done = |i: usize, result: &OpResult| {
+            report.changes += 1;
+            match result {
+                Ok(_) => {
+                    if let Op::Upload { local, .. } = &ops[i] {
+                        let size = std::fs::metadata(local).map_or(0, |m| m.len());
+                        report.files += 1;
+                        report.bytes += size;
+                        progress.file_done(size);
+                    }
+                    if settings.verbose > 0 {
+                        progress.say(&group[i].describe);
+                    }
+                }
+                Err(e) if e.cause == crate::pipeline::Cause::Interrupted => {}
+                Err(e) => {
+                    report.failures += 1;
+                    progress.say(&format!("outsftphook: {e}"));
+                }
+            }
+        };
+        if spread {
+            engine.run_spread(&ops, &mut on_done)?;
+        } else {
+            engine.run(&ops, &mut on_done)?;
+        }
+        if let Some(sig) = interrupt.signal() {
+            progress.finish();
+            anyhow::bail!(
+                "interrupted by {}: stopped once the requests in flight were answered; run \
+                 'outsftphook mirror' again to finish",
+                signal_name(sig)
+            );
+        }
+        if report.failures > 0 {
+            // Later groups rely on earlier ones (renames on uploads, deletions on renames).
+            break;
+        }
+    }
+    progress.finish();
+    engine.close();
+    eprintln!(
+        "outsftphook: mirror: {} file(s), {} byte(s) uploaded, {} change(s), {} error(s), in {:.1} s",
+        report.files,
+        report.bytes,
+        report.changes,
+        report.failures,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(report)
+}
+
+/// Compares the remote with the local tops; returns how many differences it printed.
+pub fn verify(
+    settings: &Settings,
+    tops: &[RelPath],
+    checksum: bool,
+    interrupt: &Interrupt,
+) -> anyhow::Result<usize> {
+    let local = tree::scan_local(&settings.outdir, tops)?;
+    let mut engine = connect(settings, 1, interrupt)?;
+    let remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    let mut differences = tree::diff(&local, &remote);
+    let mut compared = 0;
+    if checksum {
+        let same: Vec<&RelPath> = local
+            .iter()
+            .filter(|(p, n)| matches!(n, Node::File { .. }) && remote.get(*p) == Some(n))
+            .map(|(p, _)| p)
+            .collect();
+        let ops: Vec<Op> = same
+            .iter()
+            .map(|p| Op::Compare {
+                local: settings.outdir.join(p.as_str()),
+                remote: remote_path(settings.targetdir.as_ref(), p),
+            })
+            .collect();
+        compared = ops.len();
+        let results = engine.run_spread(&ops, |_, _| {})?;
+        for (path, result) in same.into_iter().zip(results) {
+            match result {
+                Ok(Outcome::Same) => {}
+                Ok(_) => differences.push((path.clone(), Difference::Content)),
+                Err(e) => return Err(e).context("cannot compare contents"),
+            }
+        }
+        differences.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    engine.close();
+    for (path, difference) in &differences {
+        println!("{path}: {difference}");
+    }
+    let files = local
+        .values()
+        .filter(|n| matches!(n, Node::File { .. }))
+        .count();
+    if differences.is_empty() {
+        eprintln!(
+            "outsftphook: verify: the remote matches ({files} files{})",
+            if checksum {
+                format!(", {compared} compared byte for byte")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        eprintln!(
+            "outsftphook: verify: {} difference(s); 'outsftphook mirror' repairs them \
+             ('mirror --delete' removes the extra ones)",
+            differences.len()
+        );
+    }
+    Ok(differences.len())
+}

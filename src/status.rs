@@ -1,0 +1,76 @@
+//! `status`: the pending outlogs and, for each, what is left to do, as a run would see it.
+
+use crate::config::Settings;
+use crate::logs::{self, Selection};
+use crate::outlog;
+use crate::plan::{self, Action, Job, Plan};
+
+/// One line per job, as `--dry-run` and `status -v` print it.
+pub fn describe(job: &Job) -> String {
+    let p = &job.path;
+    match &job.action {
+        Action::Upload => format!("upload {p}"),
+        Action::UploadDotNew { .. } => format!("upload {p}.new"),
+        Action::RenameDotNew { .. } => format!("rename {p}.new {p}"),
+        Action::Symlink { target } => format!("symlink {p} -> {target}"),
+        Action::Delete => format!("remove {p}"),
+    }
+}
+
+/// Every job in the order a run does them (uploads of a distribution go with the pool's).
+pub fn ordered(plan: &Plan) -> Vec<&Job> {
+    let mut jobs: Vec<&Job> = plan.pool_uploads.iter().collect();
+    jobs.extend(plan.dist_dirs.iter().flat_map(|d| &d.uploads));
+    for step in 0..plan::FINALISE_STEPS {
+        jobs.extend(plan.dist_dirs.iter().flat_map(|d| &d.steps[step]));
+    }
+    jobs.extend(&plan.pool_deletes);
+    jobs
+}
+
+/// Prints the pending logs and what is left of each; all of it with `verbose`.
+pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
+    let how = Selection {
+        pending: true,
+        ignore_pending: false,
+        force_order: false,
+        autoretry: true,
+    };
+    let paths = logs::select(&[], &settings.logdir, how)?;
+    if paths.is_empty() {
+        println!("no pending outlogs in {}", settings.logdir.display());
+        return Ok(());
+    }
+    let mut outlogs = Vec::new();
+    for path in &paths {
+        outlogs.push(outlog::parse_file(path)?);
+    }
+    let plan = plan::plan(&outlogs);
+    let jobs = ordered(&plan);
+    for (log, path) in paths.iter().enumerate() {
+        let mine: Vec<&&Job> = jobs.iter().filter(|j| j.log == log).collect();
+        let count = |f: fn(&Action) -> bool| mine.iter().filter(|j| f(&j.action)).count();
+        let uploads = count(|a| matches!(a, Action::Upload | Action::UploadDotNew { .. }));
+        let renames = count(|a| matches!(a, Action::RenameDotNew { .. }));
+        let others = mine.len() - uploads - renames;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if mine.is_empty() {
+            println!("{name}: nothing left (the next run marks it done)");
+            continue;
+        }
+        println!(
+            "{name}: {} left: {uploads} upload(s), {renames} rename(s), {others} other(s)",
+            mine.len()
+        );
+        if verbose {
+            for job in mine {
+                println!("  {}", describe(job));
+            }
+        }
+    }
+    println!(
+        "{} pending; 'outsftphook --basedir DIR --pending' processes them",
+        paths.len()
+    );
+    Ok(())
+}
