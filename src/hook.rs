@@ -15,6 +15,7 @@ use crate::logs::{self, Selection};
 use crate::outlog::{self, DoneMessage, Line, Outlog};
 use crate::pipeline::{Cause, Engine, EngineConfig, Op, OpResult, Outcome};
 use crate::plan::{self, Action, Job, Plan};
+use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::sftp::wire::StatusCode;
@@ -124,8 +125,10 @@ pub fn run(
         interrupt: interrupt.clone(),
         supersedes: &plan.supersedes,
         outdir: &settings.outdir,
+        progress: upload_progress(&plan, &settings.outdir),
     };
     let result = exec.rounds(&plan, settings.keepdirectories);
+    exec.progress.finish();
     let mut report = exec.report;
     if result.is_ok() && report.failures == 0 {
         journal.finish_empty()?;
@@ -253,6 +256,28 @@ struct Executor<'a> {
     interrupt: Interrupt,
     supersedes: &'a HashMap<RelPath, Vec<usize>>,
     outdir: &'a Path,
+    progress: Progress,
+}
+
+/// The live progress line over the plan's uploads.
+fn upload_progress(plan: &Plan, outdir: &Path) -> Progress {
+    let (mut files, mut bytes) = (0, 0);
+    for job in plan.jobs() {
+        if let Some(local) = upload_source(job, outdir) {
+            files += 1;
+            bytes += std::fs::metadata(local).map_or(0, |m| m.len());
+        }
+    }
+    Progress::new(files, bytes, false)
+}
+
+/// The local file a job uploads, if it uploads one.
+fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
+    match &job.action {
+        Action::Upload => Some(outdir.join(job.path.as_str())),
+        Action::UploadDotNew { local } => Some(local.clone()),
+        _ => None,
+    }
 }
 
 fn remote(targetdir: &Option<RemotePath>, path: &RelPath) -> RemotePath {
@@ -385,6 +410,8 @@ impl Executor<'_> {
         let journal = &mut *self.journal;
         let report = &mut self.report;
         let supersedes = self.supersedes;
+        let progress = &mut self.progress;
+        let outdir = self.outdir;
         report.operations += jobs.len();
         // Uploads need no order among themselves: spread them over the connections.
         let spread = jobs
@@ -395,6 +422,9 @@ impl Executor<'_> {
             match result {
                 Ok(outcome) => {
                     ok[i] = true;
+                    if let Some(local) = upload_source(job, outdir) {
+                        progress.file_done(std::fs::metadata(local).map_or(0, |m| m.len()));
+                    }
                     let (message, completes) = match (&job.action, outcome) {
                         (Action::UploadDotNew { .. }, _) => (DoneMessage::AsDotNew, false),
                         (Action::Symlink { .. }, _) => (DoneMessage::SymlinkDone, true),
@@ -431,7 +461,7 @@ impl Executor<'_> {
                 Err(e) if e.cause == Cause::Interrupted => {}
                 Err(e) => {
                     report.failures += 1;
-                    eprintln!("outsftphook: {e}");
+                    progress.say(&format!("outsftphook: {e}"));
                 }
             }
         };

@@ -213,3 +213,16 @@ fn a_missing_conf_file_or_repository_says_what_to_do() {
     let err = World::new().resolve(&[]).unwrap_err();
     assert!(err.0.contains("use --basedir"), "{err}");
 }
+
+#[test]
+fn the_example_conf_in_contrib_is_valid() {
+    let example = include_str!("../../contrib/outsftphook.conf.example");
+    let s = World::new()
+        .file("/r/conf/outsftphook.conf", example)
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    assert_eq!(
+        s.targetdir,
+        Some(RemotePath::new("/srv/mirror/debian").unwrap())
+    );
+}
