@@ -31,6 +31,9 @@ pub(crate) struct Limits {
     pub window: u64,
     pub write_chunk: u32,
     pub read_chunk: u32,
+    /// The server answers requests strictly in the order they were sent (OpenSSH's does),
+    /// so a request may follow one it depends on without waiting for its reply.
+    pub serial: bool,
     pub posix_rename: bool,
     pub fsync: bool,
     pub symlink_order: crate::sftp::wire::SymlinkOrder,
@@ -97,7 +100,9 @@ struct Upload {
     next_offset: u64,
     outstanding: u32,
     error: Option<Cause>,
-    waited_for_dir: bool,
+    /// How the missing directory was dealt with so far: 0 not yet, 1 its MKDIR was sent
+    /// right ahead of a new OPEN (in-order servers), 2 the OPEN waited for it.
+    dir_attempts: u8,
 }
 
 enum Stepwise {
@@ -281,7 +286,7 @@ impl<'a> Batch<'a> {
                             next_offset: 0,
                             outstanding: 0,
                             error: None,
-                            waited_for_dir: false,
+                            dir_attempts: 0,
                         }));
                         self.send_open(i, conn);
                     }
@@ -708,8 +713,22 @@ impl<'a> Batch<'a> {
                 conn.open_files -= 1;
                 let parent = self.ops[i].path().parent();
                 match parent {
-                    Some(dir) if code == StatusCode::NoSuchFile && !u.waited_for_dir => {
-                        u.waited_for_dir = true;
+                    // A server that answers in order makes the directory and then opens
+                    // the file sent right behind its MKDIR: no round trip spent waiting.
+                    Some(dir)
+                        if code == StatusCode::NoSuchFile
+                            && u.dir_attempts == 0
+                            && conn.limits.serial
+                            && !self.interrupted =>
+                    {
+                        u.dir_attempts = 1;
+                        match conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
+                            Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
+                            _ => self.send_open(i, conn),
+                        }
+                    }
+                    Some(dir) if code == StatusCode::NoSuchFile && u.dir_attempts < 2 => {
+                        u.dir_attempts = 2;
                         u.stage = Stage::WaitingDir;
                         match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
                             Ensure::Queued => {}
@@ -720,6 +739,10 @@ impl<'a> Batch<'a> {
                             }
                             Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
                         }
+                    }
+                    // The directory was to be made first: say why it was not.
+                    Some(dir) if let Some(cause) = conn.dirs.failure(&dir) => {
+                        self.fail(i, in_dir(&dir, cause), conn)
                     }
                     _ => self.fail(i, status_cause(Req::Open, code, &message), conn),
                 }

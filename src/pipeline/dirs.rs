@@ -103,6 +103,46 @@ impl DirTable {
         Ensure::Queued
     }
 
+    /// For a server that answers requests strictly in order: makes sure a MKDIR for `path`
+    /// is on its way (unless the table knows better), so that a request sent right after
+    /// finds the directory made, with no round trip spent waiting. `Ready` means the caller
+    /// may send its request now; `Failed`, that the directory cannot be made. Missing
+    /// ancestors are not guessed at: that request then fails, and its sender waits on the
+    /// directory as usual ([`DirTable::ensure`]), which builds them top-down.
+    pub(crate) fn ensure_pipelined(
+        &mut self,
+        path: &RemotePath,
+        session: &mut Session<Tag>,
+    ) -> Ensure {
+        if let Some(&i) = self.index.get(path) {
+            return match &self.dirs[i].state {
+                State::Failed(cause) => Ensure::Failed(cause.clone()),
+                _ => Ensure::Ready,
+            };
+        }
+        let i = self.dirs.len();
+        self.index.insert(path.clone(), i);
+        self.dirs.push(Dir {
+            path: path.clone(),
+            state: State::Creating {
+                mkdir_failure: None,
+            },
+            waiters: Vec::new(),
+            retried: false,
+        });
+        self.send_mkdir(i, session);
+        Ensure::Ready
+    }
+
+    /// Why `path` could not be made, if it could not.
+    pub(crate) fn failure(&self, path: &RemotePath) -> Option<Cause> {
+        let i = *self.index.get(path)?;
+        match &self.dirs[i].state {
+            State::Failed(cause) => Some(cause.clone()),
+            _ => None,
+        }
+    }
+
     fn send_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
         self.mkdirs_sent += 1;
         session.send(

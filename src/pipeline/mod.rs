@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub interrupt: Interrupt,
     /// Connections to open; [`Engine::run_spread`] uses them all, [`Engine::run`] the first.
     pub connections: usize,
+    /// With a server known to answer in order (OpenSSH's), send a request right behind one
+    /// it depends on (an OPEN behind the MKDIR of its directory) instead of waiting.
+    pub pipeline_dependent: bool,
 }
 
 /// Default for [`EngineConfig::max_open_files`]; see the README for the measurement.
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             posix_rename: true,
             interrupt: Interrupt::default(),
             connections: 1,
+            pipeline_dependent: true,
         }
     }
 }
@@ -148,6 +152,7 @@ impl Engine {
             window: config.window.max(1),
             write_chunk: FALLBACK_WRITE_CHUNK,
             read_chunk: FALLBACK_WRITE_CHUNK,
+            serial: false,
             posix_rename: false,
             fsync: false,
             symlink_order: wire::SymlinkOrder::TargetFirst,
@@ -179,6 +184,7 @@ impl Engine {
             link.conn.limits.posix_rename = config.posix_rename && info.has_posix_rename();
             link.conn.limits.fsync = info.has_fsync();
             link.conn.limits.symlink_order = info.symlink_order();
+            link.conn.limits.serial = config.pipeline_dependent && info.is_openssh();
             if info.has_limits() {
                 link.conn
                     .session

@@ -42,6 +42,12 @@ impl ServerInfo {
         self.extension(ext::LIMITS) == Some(b"1")
     }
 
+    /// Whether this looks like OpenSSH's server, which handles one request at a time, in
+    /// the order received: it alone announces `limits@openssh.com`.
+    pub fn is_openssh(&self) -> bool {
+        self.has_limits()
+    }
+
     /// OpenSSH reverses the draft's SYMLINK arguments and most servers copy it; Green End's
     /// server follows the draft and says so in an extension.
     pub fn symlink_order(&self) -> SymlinkOrder {
