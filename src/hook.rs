@@ -19,7 +19,7 @@ use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::sftp::wire::StatusCode;
-use crate::tree::local_mtime;
+use crate::tree::{local_mtime, remote_path};
 
 /// An error found before anything was sent: exit status 2.
 #[derive(Debug)]
@@ -280,14 +280,6 @@ fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
     }
 }
 
-fn remote(targetdir: &Option<RemotePath>, path: &RelPath) -> RemotePath {
-    let rel = path.as_str().as_bytes();
-    match targetdir {
-        Some(t) => t.join(rel).expect("a RelPath joins to a valid remote path"),
-        None => RemotePath::new(rel).expect("a RelPath is a valid remote path"),
-    }
-}
-
 impl Executor<'_> {
     fn rounds(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
         // Round 1, new pool files, together with round 2's uploads of dist files as .new:
@@ -486,7 +478,7 @@ impl Executor<'_> {
     }
 
     fn op(&self, job: &Job) -> Op {
-        let path = remote(&self.targetdir, &job.path);
+        let path = remote_path(self.targetdir.as_ref(), &job.path);
         match &job.action {
             // The local time goes along, so that `verify` and `mirror` see equal files.
             Action::Upload => {
@@ -530,7 +522,7 @@ impl Executor<'_> {
             let ops: Vec<Op> = level
                 .iter()
                 .map(|p| Op::Rmdir {
-                    path: remote(&self.targetdir, p),
+                    path: remote_path(self.targetdir.as_ref(), p),
                 })
                 .collect();
             let results = self.engine.run(&ops, |_, _| {})?;
