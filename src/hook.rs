@@ -106,6 +106,11 @@ pub fn run(
     let started = Instant::now();
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
+    log::info!(
+        "{} connection(s) up after {:.2} s",
+        engine.connections(),
+        started.elapsed().as_secs_f64()
+    );
     if !engine.atomic_rename() && !plan.dist_dirs.is_empty() {
         log::warn!(
             "{}: index files are replaced by remove-then-rename, so for a moment each is \
@@ -126,6 +131,7 @@ pub fn run(
         supersedes: &plan.supersedes,
         outdir: &settings.outdir,
         progress: upload_progress(&plan, &settings.outdir),
+        started,
     };
     let result = exec.rounds(&plan, settings.keepdirectories);
     exec.progress.finish();
@@ -257,6 +263,7 @@ struct Executor<'a> {
     supersedes: &'a HashMap<RelPath, Vec<usize>>,
     outdir: &'a Path,
     progress: Progress,
+    started: Instant,
 }
 
 /// The live progress line over the plan's uploads.
@@ -281,6 +288,10 @@ fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
 }
 
 impl Executor<'_> {
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
     fn rounds(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
         // Round 1, new pool files, together with round 2's uploads of dist files as .new:
         // nothing names a .new, so sending them early is safe and saves the round trips of
@@ -292,6 +303,7 @@ impl Executor<'_> {
             .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
             .collect();
         let ok = self.batch(&uploads)?;
+        log::info!("{} upload(s) answered after {:.2} s", uploads.len(), self.elapsed());
         if !ok[..pool].iter().all(|b| *b) {
             return Ok(());
         }
@@ -313,6 +325,13 @@ impl Executor<'_> {
                 }
             }
             let ok = self.batch(&jobs)?;
+            if !jobs.is_empty() {
+                log::info!(
+                    "finalising step {step}: {} change(s) answered after {:.2} s",
+                    jobs.len(),
+                    self.elapsed()
+                );
+            }
             for (j, good) in ok.iter().enumerate() {
                 if !good {
                     ready[owner[j]] = false;

@@ -99,7 +99,7 @@ start_proxy() {
     wait_port "$PROXY_PORT"
 }
 
-# The ssh command line outsftphook gets (as a list of words) for a proxy port.
+# The ssh command line outsftphook gets (as words) to reach the sshd through PORT.
 ssh_words() {
     echo "ssh -F /dev/null -oIdentityFile=$CLIENT_KEY -oUserKnownHostsFile=/dev/null -oStrictHostKeyChecking=no -oPort=$1"
 }

@@ -401,6 +401,18 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("open is sent for uploads")
         };
+        // Into a directory that surely does not exist yet (below one this run is making):
+        // with an in-order server its MKDIR goes right ahead, instead of a failed OPEN first.
+        if u.dir_attempts == 0
+            && conn.limits.serial
+            && let Some(dir) = self.ops[i].path().parent()
+            && conn.dirs.known_missing(&dir)
+        {
+            u.dir_attempts = 1;
+            if let Ensure::Failed(cause) = conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
+                return self.fail(i, in_dir(&dir, cause), conn);
+            }
+        }
         u.stage = Stage::Opening;
         conn.take_handle();
         conn.session.send(

@@ -41,6 +41,8 @@ struct Dir {
     /// A MKDIR that found no parent although the parent exists may have overtaken the
     /// parent's MKDIR on a server that answers out of order: it is retried once.
     retried: bool,
+    /// Our MKDIR made it (it did not exist): what is below it cannot exist yet either.
+    made: bool,
 }
 
 /// What [`DirTable::ensure`] found.
@@ -98,6 +100,7 @@ impl DirTable {
             },
             waiters: vec![waiter],
             retried: false,
+            made: false,
         });
         self.send_mkdir(i, session);
         Ensure::Queued
@@ -114,24 +117,66 @@ impl DirTable {
         path: &RemotePath,
         session: &mut Session<Tag>,
     ) -> Ensure {
-        if let Some(&i) = self.index.get(path) {
-            return match &self.dirs[i].state {
-                State::Failed(cause) => Ensure::Failed(cause.clone()),
-                _ => Ensure::Ready,
-            };
+        // The directories from `path` up to the nearest one the table knows.
+        let mut chain = Vec::new();
+        let mut at = Some(path.clone());
+        let mut known = None;
+        while let Some(p) = at {
+            if let Some(&i) = self.index.get(&p) {
+                known = Some(i);
+                break;
+            }
+            at = p.parent();
+            chain.push(p);
         }
-        let i = self.dirs.len();
-        self.index.insert(path.clone(), i);
-        self.dirs.push(Dir {
-            path: path.clone(),
-            state: State::Creating {
-                mkdir_failure: None,
-            },
-            waiters: Vec::new(),
-            retried: false,
-        });
-        self.send_mkdir(i, session);
+        if let Some(i) = known
+            && let State::Failed(cause) = &self.dirs[i].state
+        {
+            return Ensure::Failed(cause.clone());
+        }
+        // Below a directory we are making (or made) nothing exists yet: make the whole chain,
+        // top-down. Otherwise only `path`: its parent probably exists.
+        let below_new = known.is_some_and(|i| self.is_new(i));
+        if !below_new {
+            chain.truncate(1);
+        }
+        for p in chain.into_iter().rev() {
+            let i = self.dirs.len();
+            self.index.insert(p.clone(), i);
+            self.dirs.push(Dir {
+                path: p,
+                state: State::Creating {
+                    mkdir_failure: None,
+                },
+                waiters: Vec::new(),
+                retried: false,
+                made: false,
+            });
+            self.send_mkdir(i, session);
+        }
         Ensure::Ready
+    }
+
+    /// Whether directory `i` is being made, or was made, by this run.
+    fn is_new(&self, i: usize) -> bool {
+        let dir = &self.dirs[i];
+        dir.made || matches!(dir.state, State::Creating { .. } | State::WaitingParent)
+    }
+
+    /// Whether `path` surely does not exist: the table does not know it, and the nearest
+    /// directory above it that the table knows is one this run is making or made.
+    pub(crate) fn known_missing(&self, path: &RemotePath) -> bool {
+        if self.index.contains_key(path) {
+            return false;
+        }
+        let mut at = path.parent();
+        while let Some(p) = at {
+            if let Some(&i) = self.index.get(&p) {
+                return self.is_new(i);
+            }
+            at = p.parent();
+        }
+        false
     }
 
     /// Why `path` could not be made, if it could not.
@@ -191,7 +236,10 @@ impl DirTable {
                     code: StatusCode::Ok,
                     ..
                 },
-            ) => self.settle(i, Ok(()), session, released),
+            ) => {
+                self.dirs[i].made = true;
+                self.settle(i, Ok(()), session, released)
+            }
             (
                 Req::Mkdir,
                 Response::Status {

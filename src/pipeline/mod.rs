@@ -48,7 +48,7 @@ pub struct EngineConfig {
 }
 
 /// Default for [`EngineConfig::max_open_files`]; see the README for the measurement.
-pub const DEFAULT_MAX_OPEN_FILES: usize = 32;
+pub const DEFAULT_MAX_OPEN_FILES: usize = 64;
 
 impl Default for EngineConfig {
     fn default() -> Self {
