@@ -303,7 +303,11 @@ impl Executor<'_> {
             .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
             .collect();
         let ok = self.batch(&uploads)?;
-        log::info!("{} upload(s) answered after {:.2} s", uploads.len(), self.elapsed());
+        log::info!(
+            "{} upload(s) answered after {:.2} s",
+            uploads.len(),
+            self.elapsed()
+        );
         if !ok[..pool].iter().all(|b| *b) {
             return Ok(());
         }
