@@ -30,6 +30,15 @@ fn tag(op: usize, req: Req) -> Tag {
     Tag::op(op, req)
 }
 
+fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
+    session.send(
+        Request::Close {
+            handle: handle.to_vec(),
+        },
+        tag(op, Req::Close),
+    );
+}
+
 /// OPENDIR, READDIR until EOF, CLOSE.
 pub(crate) struct ListRun {
     handle: Vec<u8>,
@@ -56,12 +65,7 @@ impl ListRun {
 
     fn close(&mut self, op: usize, session: &mut Session<Tag>) {
         self.closing = true;
-        session.send(
-            Request::Close {
-                handle: self.handle.clone(),
-            },
-            tag(op, Req::Close),
-        );
+        send_close(op, &self.handle, session);
     }
 
     pub(crate) fn on_reply(
@@ -272,12 +276,7 @@ impl CompareRun {
             && (self.differs || self.error.is_some() || (all_asked && self.outstanding == 0))
         {
             self.closing = true;
-            session.send(
-                Request::Close {
-                    handle: self.handle.clone(),
-                },
-                tag(op, Req::Close),
-            );
+            send_close(op, &self.handle, session);
             self.outstanding += 1;
         }
     }
