@@ -74,7 +74,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR", global = true)]
     pub confdir: Option<PathBuf>,
 
-    /// Log SFTP traffic: 1 each request, 2 also the server's extensions and limits.
+    /// Log SFTP traffic on stderr: 1 each request and reply (with the server's extensions and
+    /// limits), 2 everything outsftphook can tell.
     #[arg(long, value_name = "N", global = true)]
     pub debug_sftp: Option<u32>,
 

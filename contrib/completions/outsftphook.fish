@@ -28,7 +28,7 @@ complete -c outsftphook -n "__fish_outsftphook_needs_command" -s b -l basedir -d
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
-complete -c outsftphook -n "__fish_outsftphook_needs_command" -l debug-sftp -d 'Log SFTP traffic: 1 each request, 2 also the server\'s extensions and limits' -r
+complete -c outsftphook -n "__fish_outsftphook_needs_command" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
@@ -48,7 +48,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s b -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l debug-sftp -d 'Log SFTP traffic: 1 each request, 2 also the server\'s extensions and limits' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l delete -d 'Also remove remote files and directories that are not local (after the distributions are in place)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s v -l verbose -d 'Tell what is done; twice for every request'
@@ -58,7 +58,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s b -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l debug-sftp -d 'Log SFTP traffic: 1 each request, 2 also the server\'s extensions and limits' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l checksum -d 'Also compare the content of files whose size matches (reads them remotely)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s v -l verbose -d 'Tell what is done; twice for every request'
@@ -68,7 +68,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s b -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l debug-sftp -d 'Log SFTP traffic: 1 each request, 2 also the server\'s extensions and limits' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
@@ -77,7 +77,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l debug-sftp -d 'Log SFTP traffic: 1 each request, 2 also the server\'s extensions and limits' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'

@@ -145,6 +145,7 @@ impl<T> Session<T> {
     /// Queues a request; its reply will come back from [`Session::poll_reply`] with `tag`.
     pub fn send(&mut self, request: Request, tag: T) -> u32 {
         let id = self.take_id(tag);
+        log::debug!("-> {id} {}", request.summary());
         self.compact();
         Packet::Request { id, request }.encode(&mut self.out);
         id
@@ -171,6 +172,10 @@ impl<T> Session<T> {
             self.out.truncate(start);
             return Err(e);
         }
+        log::debug!(
+            "-> {id} WRITE handle {} at {offset} len {len}",
+            handle.escape_ascii()
+        );
         Ok(self.take_id(tag))
     }
 
@@ -265,6 +270,7 @@ impl<T> Session<T> {
                     .in_flight
                     .remove(&id)
                     .ok_or(SessionError::UnknownId(id))?;
+                log::debug!("<- {id} {}", response.summary());
                 self.replies.push_back((tag, response));
                 Ok(())
             }

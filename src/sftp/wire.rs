@@ -533,6 +533,72 @@ pub fn frame(buf: &[u8]) -> Result<Frame<'_>, WireError> {
     }
 }
 
+impl Request {
+    /// One line for logs: the message and what it is about, never file data.
+    pub fn summary(&self) -> String {
+        let p = |b: &[u8]| b.escape_ascii().to_string();
+        let h = |b: &[u8]| format!("handle {}", b.escape_ascii());
+        match self {
+            Request::Open { path, flags, .. } => format!("OPEN {} flags {:#x}", p(path), flags.0),
+            Request::Close { handle } => format!("CLOSE {}", h(handle)),
+            Request::Read {
+                handle,
+                offset,
+                len,
+            } => format!("READ {} at {offset} len {len}", h(handle)),
+            Request::Write {
+                handle,
+                offset,
+                data,
+            } => format!("WRITE {} at {offset} len {}", h(handle), data.len()),
+            Request::Lstat { path } => format!("LSTAT {}", p(path)),
+            Request::Fstat { handle } => format!("FSTAT {}", h(handle)),
+            Request::Setstat { path, .. } => format!("SETSTAT {}", p(path)),
+            Request::Fsetstat { handle, .. } => format!("FSETSTAT {}", h(handle)),
+            Request::Opendir { path } => format!("OPENDIR {}", p(path)),
+            Request::Readdir { handle } => format!("READDIR {}", h(handle)),
+            Request::Remove { path } => format!("REMOVE {}", p(path)),
+            Request::Mkdir { path, .. } => format!("MKDIR {}", p(path)),
+            Request::Rmdir { path } => format!("RMDIR {}", p(path)),
+            Request::Realpath { path } => format!("REALPATH {}", p(path)),
+            Request::Stat { path } => format!("STAT {}", p(path)),
+            Request::Rename { from, to } => format!("RENAME {} {}", p(from), p(to)),
+            Request::Readlink { path } => format!("READLINK {}", p(path)),
+            Request::Symlink { link, target, .. } => {
+                format!("SYMLINK {} -> {}", p(link), p(target))
+            }
+            Request::Extended(e) => match e {
+                ExtendedRequest::PosixRename { from, to } => {
+                    format!("posix-rename {} {}", p(from), p(to))
+                }
+                ExtendedRequest::Fsync { handle } => format!("fsync {}", h(handle)),
+                ExtendedRequest::Statvfs { path } => format!("statvfs {}", p(path)),
+                ExtendedRequest::Limits => "limits".to_string(),
+                ExtendedRequest::Hardlink { old, new } => {
+                    format!("hardlink {} {}", p(old), p(new))
+                }
+                ExtendedRequest::Other { name, .. } => format!("EXTENDED {}", p(name)),
+            },
+        }
+    }
+}
+
+impl Response {
+    /// One line for logs.
+    pub fn summary(&self) -> String {
+        match self {
+            Response::Status { code, message, .. } => {
+                format!("STATUS {code} {}", message.escape_ascii())
+            }
+            Response::Handle(h) => format!("HANDLE {}", h.escape_ascii()),
+            Response::Data(d) => format!("DATA len {}", d.len()),
+            Response::Name(n) => format!("NAME with {} entries", n.len()),
+            Response::Attrs(a) => format!("ATTRS size {:?}", a.size),
+            Response::ExtendedReply(d) => format!("EXTENDED_REPLY len {}", d.len()),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding
 

@@ -410,3 +410,20 @@ fn a_large_push_is_spread_over_several_connections() {
     // 20 MB: one connection, plus one per 8 MiB.
     assert_eq!(sessions, 3);
 }
+
+#[test]
+fn debug_sftp_logs_each_request_and_reply() {
+    let repo = Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let ran = repo.hook(&["--basedir", ".", "--debug-sftp", "1", "mirror"]);
+    ran.expect(0);
+    let err = ran.stderr();
+    assert!(
+        err.contains("-> ") && err.contains(" OPEN pool/main/f/foo/foo_1.0_amd64.deb"),
+        "{err}"
+    );
+    assert!(err.contains("<- ") && err.contains(" STATUS OK"), "{err}");
+}
