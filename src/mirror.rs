@@ -306,9 +306,9 @@ pub fn mirror(
     progress.finish();
     engine.close();
     eprintln!(
-        "outsftphook: mirror: {} file(s), {} byte(s) uploaded, {} change(s), {} error(s), in {:.1} s",
+        "outsftphook: mirror: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files,
-        report.bytes,
+        crate::progress::human_bytes(report.bytes),
         report.changes,
         report.failures,
         started.elapsed().as_secs_f64()
