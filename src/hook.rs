@@ -549,6 +549,12 @@ impl Executor<'_> {
                 })
                 .collect();
             let results = self.engine.run(&ops, |_, _| {})?;
+            if let Some(sig) = self.interrupt.signal() {
+                anyhow::bail!(
+                    "interrupted by {} while removing emptied directories",
+                    signal_name(sig)
+                );
+            }
             for (dir, result) in level.iter().zip(results) {
                 todo.remove(dir);
                 // Not empty (or not ours to remove): leave it and its parents alone.

@@ -90,6 +90,7 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
     let mut steps: [Vec<Action>; 3] = Default::default();
     let mut links = Vec::new();
     let mut mkdirs = Vec::new();
+    let mut early_removes = Vec::new();
     let mut removes = Vec::new();
     let mut rmdirs: Vec<RelPath> = Vec::new();
     for (path, difference) in tree::diff(local, remote) {
@@ -114,6 +115,21 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
                 plan.files += 1;
                 plan.bytes += size;
                 let local_file = settings.outdir.join(path.as_str());
+                // A remote symlink in the file's place goes first: opening it for writing
+                // would write through it, wherever it points.
+                if let Difference::Changed {
+                    remote: Node::Link(_),
+                    ..
+                } = &difference
+                    && !is_dists(&path)
+                {
+                    early_removes.push(Action {
+                        describe: format!("remove {path}"),
+                        op: Op::Remove {
+                            path: rpath.clone(),
+                        },
+                    });
+                }
                 if is_dists(&path) {
                     let new = rpath.with_suffix(b".new");
                     dist_uploads.push(Action {
@@ -164,7 +180,7 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
             }),
             (Some(Node::Dir), _) => {
                 // A file or link where a directory must be: it goes, then the directory.
-                removes.push(Action {
+                early_removes.push(Action {
                     describe: format!("remove {path}"),
                     op: Op::Remove {
                         path: rpath.clone(),
@@ -183,17 +199,14 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
             _ => {}
         }
     }
-    // Directories that must replace a file need the file gone first.
-    let (mut early_removes, late_removes): (Vec<Action>, Vec<Action>) = removes
-        .into_iter()
-        .partition(|a| mkdirs.iter().any(|m| m.op.path() == a.op.path()));
-    early_removes.extend(mkdirs);
+    // What stands where a directory or a file must go is removed first, in its own group.
     plan.groups.push(early_removes);
+    plan.groups.push(mkdirs);
     plan.groups
         .push(pool_uploads.into_iter().chain(dist_uploads).collect());
     plan.groups.push(links);
     plan.groups.extend(steps);
-    plan.groups.push(late_removes);
+    plan.groups.push(removes);
     rmdirs.sort_by_key(|p| std::cmp::Reverse(p.as_str().matches('/').count()));
     let depth = |p: &RelPath| p.as_str().matches('/').count();
     let mut at = 0;
@@ -249,10 +262,7 @@ pub fn mirror(
     for conflict in &plan.conflicts {
         eprintln!("outsftphook: {conflict}");
     }
-    let mut report = MirrorReport {
-        failures: plan.conflicts.len(),
-        ..MirrorReport::default()
-    };
+    let mut report = MirrorReport::default();
     if dry_run {
         for action in plan.groups.iter().flatten() {
             println!("{}", action.describe);
@@ -305,6 +315,8 @@ pub fn mirror(
     }
     progress.finish();
     engine.close();
+    // Conflicts were reported up front; they do not stop the rest, but the run failed.
+    report.failures += plan.conflicts.len();
     eprintln!(
         "outsftphook: mirror: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files,

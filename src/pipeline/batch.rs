@@ -739,6 +739,9 @@ impl<'a> Batch<'a> {
                             _ => self.send_open(i, conn),
                         }
                     }
+                    Some(_) if code == StatusCode::NoSuchFile && self.interrupted => {
+                        self.fail(i, Cause::Interrupted, conn)
+                    }
                     Some(dir) if code == StatusCode::NoSuchFile && u.dir_attempts < 2 => {
                         u.dir_attempts = 2;
                         u.stage = Stage::WaitingDir;

@@ -327,7 +327,11 @@ impl CompareRun {
                 }
             }
             (Req::Read, Response::Data(data)) => {
-                if data.len() > bytes as usize {
+                if data.is_empty() {
+                    // Nothing at an offset before the end: not the same file (and asking
+                    // again would loop for ever).
+                    self.differs = true;
+                } else if data.len() > bytes as usize {
                     self.error.get_or_insert(Cause::UnexpectedReply {
                         request: req,
                         reply: "more data than asked for",
@@ -335,8 +339,13 @@ impl CompareRun {
                 } else {
                     match self.compare(offset, &data) {
                         Ok(true) => {
-                            // A short read: ask again for the rest of the range.
-                            if data.len() < bytes as usize && !self.differs {
+                            // A short read: ask again for the rest of the range, unless
+                            // the handle is being closed.
+                            if data.len() < bytes as usize
+                                && !self.differs
+                                && !self.closing
+                                && self.error.is_none()
+                            {
                                 let got = data.len() as u32;
                                 self.read(op, offset + u64::from(got), bytes - got, session);
                             }
@@ -420,5 +429,112 @@ impl CompareRun {
         Step::Continue {
             released_handle: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sftp::wire::{Attrs, Frame, Packet, frame};
+
+    /// The requests queued on the session since the last call.
+    fn sent(session: &mut Session<Tag>) -> Vec<Request> {
+        let mut out = Vec::new();
+        let mut bytes = session.output().to_vec();
+        session.consume_output(bytes.len());
+        while let Ok(Frame::Complete { body, consumed }) = frame(&bytes) {
+            if let Ok(Packet::Request { request, .. }) = Packet::decode_from_client(body) {
+                out.push(request);
+            }
+            bytes.drain(..consumed);
+        }
+        out
+    }
+
+    fn status(code: StatusCode) -> Response {
+        Response::Status {
+            code,
+            message: vec![],
+            language: vec![],
+        }
+    }
+
+    /// A comparison of a local file of `size` sevens, opened, its size confirmed, and its
+    /// READs of 100 bytes sent.
+    fn comparing(size: usize) -> (tempfile::TempDir, CompareRun, Session<Tag>) {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, vec![7u8; size]).unwrap();
+        let mut s: Session<Tag> = Session::new();
+        sent(&mut s);
+        let mut run = CompareRun::start(0, &local, b"f", &mut s).unwrap();
+        run.on_reply(0, Req::Open, 0, 0, Response::Handle(b"h".to_vec()), &mut s);
+        let attrs = Attrs {
+            size: Some(size as u64),
+            ..Attrs::default()
+        };
+        run.on_reply(0, Req::Fstat, 0, 0, Response::Attrs(attrs), &mut s);
+        run.pump(0, 100, &mut s, |_, _| true);
+        sent(&mut s);
+        (dir, run, s)
+    }
+
+    #[test]
+    fn nothing_is_read_on_a_handle_being_closed() {
+        let (_dir, mut run, mut s) = comparing(200);
+        // The first READ fails: CLOSE goes out.
+        run.on_reply(0, Req::Read, 100, 0, status(StatusCode::Failure), &mut s);
+        assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
+        // The second comes back short but equal: no READ for the rest any more.
+        run.on_reply(0, Req::Read, 100, 100, Response::Data(vec![7; 50]), &mut s);
+        assert!(sent(&mut s).is_empty());
+        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        assert!(matches!(
+            step,
+            Step::Finished {
+                result: Err(Cause::Status { .. }),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_empty_data_reply_is_a_difference_not_a_loop() {
+        let (_dir, mut run, mut s) = comparing(100);
+        run.on_reply(0, Req::Read, 100, 0, Response::Data(vec![]), &mut s);
+        assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
+        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        assert!(matches!(
+            step,
+            Step::Finished {
+                result: Ok(Outcome::Differs),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_short_read_asks_for_the_rest() {
+        let (_dir, mut run, mut s) = comparing(100);
+        run.on_reply(0, Req::Read, 100, 0, Response::Data(vec![7; 60]), &mut s);
+        assert!(matches!(
+            sent(&mut s)[..],
+            [Request::Read {
+                offset: 60,
+                len: 40,
+                ..
+            }]
+        ));
+        assert_eq!(run.take_requested(), 100 + 40);
+        run.on_reply(0, Req::Read, 40, 60, Response::Data(vec![7; 40]), &mut s);
+        assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
+        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        assert!(matches!(
+            step,
+            Step::Finished {
+                result: Ok(Outcome::Same),
+                ..
+            }
+        ));
     }
 }

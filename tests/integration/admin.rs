@@ -231,3 +231,48 @@ fn completions_in_contrib_match_the_command_line() {
         );
     }
 }
+
+#[test]
+fn mirror_replaces_a_remote_symlink_instead_of_writing_through_it() {
+    let repo = repository();
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    let outside = repo.dir.path().join("outside");
+    fs::write(&outside, "precious").unwrap();
+    let foo = repo.remote().join("pool/main/f/foo/foo_1.0_amd64.deb");
+    fs::remove_file(&foo).unwrap();
+    symlink(&outside, &foo).unwrap();
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+    assert!(!foo.is_symlink());
+    repo.assert_mirrored(&[]);
+}
+
+#[test]
+fn a_conflict_is_reported_and_the_rest_is_still_mirrored() {
+    let repo = repository();
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    let remote = repo.remote();
+    fs::remove_file(remote.join("dists/bookworm/main/binary-amd64/Packages")).unwrap();
+    let release = remote.join("dists/bookworm/main/source/Release");
+    fs::remove_file(&release).unwrap();
+    fs::create_dir(&release).unwrap();
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(1);
+    assert!(
+        ran.stderr()
+            .contains("dists/bookworm/main/source/Release: a directory on the remote"),
+        "{}",
+        ran.stderr()
+    );
+    // Everything else was fixed, and no .new was left behind.
+    assert!(
+        remote
+            .join("dists/bookworm/main/binary-amd64/Packages")
+            .is_file()
+    );
+    assert!(
+        !remote
+            .join("dists/bookworm/main/binary-amd64/Packages.new")
+            .exists()
+    );
+}

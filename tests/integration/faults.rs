@@ -158,23 +158,47 @@ fn killing_the_hook_itself_loses_nothing() {
 #[test]
 fn sigterm_stops_the_hook_cleanly_with_a_summary() {
     let repo = pending_push();
+    repo.save_state();
+    repo.use_faulty_server(-1, "kill-server");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    let total = repo.bytes_sent() as i64;
+    // In the pool round, and in the last requests (deletions, pruning).
+    for after in [200_000, total - 500, total - 60, total - 17, total - 1] {
+        repo.restore_state();
+        repo.use_faulty_server(after, "term-hook");
+        let ran = repo.hook(&["--basedir", ".", "--pending"]);
+        if ran.code() == 0 {
+            // The signal came after the last request: all must be done, truly.
+            repo.assert_mirrored(&[]);
+            assert!(repo.outlogs().is_empty());
+        } else {
+            ran.expect(1);
+            assert!(
+                ran.stderr().contains("interrupted by SIGTERM"),
+                "{}",
+                ran.stderr()
+            );
+            assert!(
+                !repo.outlogs().is_empty(),
+                "after {after}: a cut-off run left no log pending"
+            );
+        }
+        assert_journal_true(&repo);
+        repo.use_server();
+        repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+        repo.assert_mirrored(&[]);
+        assert!(repo.outlogs().is_empty());
+    }
+    // The first point stopped a run in full swing: the summary says what to do.
+    repo.restore_state();
     repo.use_faulty_server(200_000, "term-hook");
     let ran = repo.hook(&["--basedir", ".", "--pending"]);
     ran.expect(1);
-    assert!(
-        ran.stderr().contains("interrupted by SIGTERM"),
-        "{}",
-        ran.stderr()
-    );
     assert!(
         ran.stderr().contains("run again to finish"),
         "{}",
         ran.stderr()
     );
-    assert_journal_true(&repo);
-    repo.use_server();
-    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
-    repo.assert_mirrored(&[]);
 }
 
 /// Points the conf at sftp-server started by `prefix` (a shell command line before it).
