@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::Args;
-use crate::pipeline::DEFAULT_MAX_OPEN_FILES;
 use crate::remote_path::RemotePath;
 use crate::transport::ServerCommand;
 
@@ -30,7 +29,8 @@ pub struct Settings {
     pub keepdirectories: bool,
     /// Replace files with `posix-rename@openssh.com` where offered.
     pub posix_rename: bool,
-    pub max_open_files: usize,
+    /// Remote files open at once per connection; `None`: chosen from the measured round trip.
+    pub max_open_files: Option<usize>,
     /// The most ssh connections to use for uploads.
     pub connections: usize,
     pub timeout: Duration,
@@ -84,7 +84,7 @@ struct ConfFile {
     autoretry: Option<bool>,
     sshcommand: Option<Vec<String>>,
     sftpcommand: Option<Vec<String>>,
-    maxopenfiles: Option<usize>,
+    maxopenfiles: Option<Option<usize>>,
     connections: Option<usize>,
     timeout: Option<u64>,
     keepdirectories: Option<bool>,
@@ -150,7 +150,8 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             "posixrename" => conf.posixrename = Some(boolean()?),
             "sshcommand" => conf.sshcommand = Some(words()),
             "sftpcommand" => conf.sftpcommand = Some(words()),
-            "maxopenfiles" => conf.maxopenfiles = Some(number(1)? as usize),
+            "maxopenfiles" if value == "auto" => conf.maxopenfiles = Some(None),
+            "maxopenfiles" => conf.maxopenfiles = Some(Some(number(1)? as usize)),
             "connections" => conf.connections = Some(number(1)? as usize),
             "timeout" => conf.timeout = Some(number(1)?),
             _ => unreachable!("checked against CONF_KEYS"),
@@ -348,7 +349,7 @@ pub fn resolve(
         },
         keepdirectories: conf.keepdirectories.unwrap_or(false),
         posix_rename: conf.posixrename.unwrap_or(true),
-        max_open_files: conf.maxopenfiles.unwrap_or(DEFAULT_MAX_OPEN_FILES),
+        max_open_files: conf.maxopenfiles.flatten(),
         connections: conf.connections.unwrap_or(DEFAULT_CONNECTIONS),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),

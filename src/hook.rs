@@ -97,7 +97,10 @@ pub fn run(
     }
     let config = EngineConfig {
         connections: connections_for(&plan, &settings.outdir, settings.connections),
-        max_open_files: settings.max_open_files,
+        max_open_files: settings
+            .max_open_files
+            .unwrap_or(crate::pipeline::DEFAULT_MAX_OPEN_FILES),
+        auto_open_files: settings.max_open_files.is_none(),
         stall_timeout: settings.timeout,
         interrupt: interrupt.clone(),
         posix_rename: settings.posix_rename,
@@ -171,8 +174,9 @@ pub fn run(
 }
 
 /// Bytes of upload that make another connection worth its ssh handshake: a channel moves
-/// about its 2 MiB window per round trip, so below a few windows one connection is as fast.
-const BYTES_PER_CONNECTION: u64 = 8 * 1024 * 1024;
+/// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
+/// measured at 50 ms, a second connection for 10 MB gained nothing (README).
+const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
 
 /// How many connections `bytes` of uploads justify, at most `max`.
 pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {

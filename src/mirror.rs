@@ -37,7 +37,10 @@ fn connect(
 ) -> anyhow::Result<Engine> {
     let config = EngineConfig {
         connections,
-        max_open_files: settings.max_open_files,
+        max_open_files: settings
+            .max_open_files
+            .unwrap_or(crate::pipeline::DEFAULT_MAX_OPEN_FILES),
+        auto_open_files: settings.max_open_files.is_none(),
         stall_timeout: settings.timeout,
         interrupt: interrupt.clone(),
         posix_rename: settings.posix_rename,

@@ -19,6 +19,11 @@
 # the L bytes, minus its connection setup). Every push is checked (files and bytes on the
 # remote); a wrong one is FAILED. Best of BENCH_REPEAT runs, 1 for runs over ONCE_ABOVE s.
 #
+# Not equal work: outsftphook also fsyncs the index files and sets mtimes and renames
+# them into place (NAME.new); the reference hook renames but sets no times; rsync, lftp and
+# rclone set times; sftp -b (no -p) does not. Default ssh is used everywhere (here its
+# sntrup761 key exchange costs ~0.13 s CPU per connection); rclone has its own ssh client.
+#
 # A tool that is not installed is skipped (`apt-get install rsync lftp rclone` for them).
 # Environment: BENCH_PACKAGES (1000), BENCH_LARGE_FILES (10), BENCH_LARGE_MB (40),
 # BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (all: "true raw
@@ -263,10 +268,11 @@ first_line() { "$@" 2>&1 | head -n 1 || true; }
 echo
 echo "outsftphook $HOOK_INFO"
 echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
-echo "peers: $(first_line ssh -V); $(first_line reprepro --version)" \
-    "$(command -v rsync >/dev/null && first_line rsync --version | awk '{ print "; rsync " $3 }')" \
-    "$(command -v lftp >/dev/null && first_line lftp --version | sed 's/.*Version \([^ ]*\).*/; lftp \1/')" \
-    "$(command -v rclone >/dev/null && first_line rclone version | sed 's/^/; /')"
+peers="$(first_line ssh -V | cut -d, -f1); $(first_line reprepro --version | sed 's/.*version /reprepro /')"
+command -v rsync >/dev/null && peers+="; $(first_line rsync --version | awk '{ print "rsync " $3 }')"
+command -v lftp >/dev/null && peers+="; $(first_line lftp --version | sed 's/.*Version \([^ ]*\).*/lftp \1/')"
+command -v rclone >/dev/null && peers+="; $(first_line rclone version)"
+echo "peers: $peers"
 for w in $WORKLOADS; do
     echo "workload $w: ${FILES[$w]} files, $(awk -v b="${BYTES[$w]}" 'BEGIN { printf "%.1f", b / 1e6 }') MB, to an empty dir"
 done

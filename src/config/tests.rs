@@ -63,7 +63,7 @@ fn basedir_gives_the_other_directories() {
     assert!(s.autoretry, "autoretry is on by default");
     assert!(!s.keepdirectories);
     assert!(s.posix_rename);
-    assert_eq!(s.max_open_files, DEFAULT_MAX_OPEN_FILES);
+    assert_eq!(s.max_open_files, None, "chosen from the round trip");
     assert_eq!(s.timeout, DEFAULT_TIMEOUT);
 }
 
@@ -119,7 +119,7 @@ debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconne
     assert_eq!(s.verbose, 1);
     assert!(!s.autoretry);
     assert_eq!(s.debug_sftp, 2);
-    assert_eq!(s.max_open_files, 7);
+    assert_eq!(s.max_open_files, Some(7));
     assert_eq!(s.timeout, Duration::from_secs(30));
     assert!(s.keepdirectories);
     assert!(!s.posix_rename);

@@ -62,6 +62,8 @@ pub(crate) struct DirTable {
     dirs: Vec<Dir>,
     /// MKDIR requests sent, for statistics and tests.
     pub(crate) mkdirs_sent: u64,
+    /// The server answers in order: a MKDIR may follow its parent's without waiting.
+    pub(crate) serial: bool,
 }
 
 /// Directories whose fate was decided, with their waiters.
@@ -117,6 +119,18 @@ impl DirTable {
         path: &RemotePath,
         session: &mut Session<Tag>,
     ) -> Ensure {
+        self.pipeline_chain(path, false, session)
+    }
+
+    /// MKDIRs for `path` and the ancestors the table does not know, top-down, without
+    /// waiting: all of them when `whole` or when they lie below a directory this run makes,
+    /// else `path` alone. `Ready` means what follows can be sent now.
+    fn pipeline_chain(
+        &mut self,
+        path: &RemotePath,
+        whole: bool,
+        session: &mut Session<Tag>,
+    ) -> Ensure {
         // The directories from `path` up to the nearest one the table knows.
         let mut chain = Vec::new();
         let mut at = Some(path.clone());
@@ -136,8 +150,11 @@ impl DirTable {
         }
         // Below a directory we are making (or made) nothing exists yet: make the whole chain,
         // top-down. Otherwise only `path`: its parent probably exists.
+        // When the table knows no ancestor yet (the first directory missing in this run),
+        // the whole chain too: on an empty target that saves a round trip per level, and
+        // an ancestor that exists costs one failed MKDIR and a STAT, once, in the background.
         let below_new = known.is_some_and(|i| self.is_new(i));
-        if !below_new {
+        if !whole && !below_new && known.is_some() {
             chain.truncate(1);
         }
         for p in chain.into_iter().rev() {
@@ -249,7 +266,21 @@ impl DirTable {
                 },
             ) => {
                 let failure = status_cause(Req::Mkdir, StatusCode::NoSuchFile, &message);
-                match self.dirs[i].path.parent() {
+                let parent = self.dirs[i].path.parent();
+                if self.serial
+                    && !self.dirs[i].retried
+                    && let Some(parent) = &parent
+                {
+                    // An in-order server: the missing ancestors' MKDIRs, top-down, then this
+                    // one again, all at once, instead of a round trip per level.
+                    self.dirs[i].retried = true;
+                    match self.pipeline_chain(parent, true, session) {
+                        Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
+                        _ => self.send_mkdir(i, session),
+                    }
+                    return;
+                }
+                match parent {
                     None => self.settle(i, Err(failure), session, released),
                     Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
                         Ensure::Queued => self.dirs[i].state = State::WaitingParent,

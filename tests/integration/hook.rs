@@ -392,7 +392,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_large_push_is_spread_over_several_connections() {
     let repo = Repo::new();
-    let big = repo.deb("big", "1.0", 20_000_000);
+    let big = repo.deb("big", "1.0", 70_000_000);
     let small = repo.deb("small", "1.0", 1_000);
     repo.reprepro(&[
         "includedeb",
@@ -407,7 +407,7 @@ fn a_large_push_is_spread_over_several_connections() {
         .lines()
         .filter(|l| l.starts_with("session opened"))
         .count();
-    // 20 MB: one connection, plus one per 8 MiB.
+    // 70 MB: one connection, plus one per 32 MiB.
     assert_eq!(sessions, 3);
 }
 
