@@ -41,6 +41,7 @@ fn connect(
             .max_open_files
             .unwrap_or(crate::pipeline::DEFAULT_MAX_OPEN_FILES),
         auto_open_files: settings.max_open_files.is_none(),
+        root: settings.targetdir.clone(),
         stall_timeout: settings.timeout,
         interrupt: interrupt.clone(),
         posix_rename: settings.posix_rename,

@@ -64,6 +64,8 @@ pub(crate) struct DirTable {
     pub(crate) mkdirs_sent: u64,
     /// The server answers in order: a MKDIR may follow its parent's without waiting.
     pub(crate) serial: bool,
+    /// The directory everything goes below: neither it nor anything above it is ever made.
+    pub(crate) base: Option<RemotePath>,
 }
 
 /// Directories whose fate was decided, with their waiters.
@@ -92,6 +94,9 @@ impl DirTable {
                     Ensure::Queued
                 }
             };
+        }
+        if !self.may_make(path) {
+            return Ensure::Failed(self.outside_base(path));
         }
         let i = self.dirs.len();
         self.index.insert(path.clone(), i);
@@ -131,6 +136,9 @@ impl DirTable {
         whole: bool,
         session: &mut Session<Tag>,
     ) -> Ensure {
+        if !self.index.contains_key(path) && !self.may_make(path) {
+            return Ensure::Failed(self.outside_base(path));
+        }
         // The directories from `path` up to the nearest one the table knows.
         let mut chain = Vec::new();
         let mut at = Some(path.clone());
@@ -140,7 +148,7 @@ impl DirTable {
                 known = Some(i);
                 break;
             }
-            at = p.parent();
+            at = self.parent_of(&p);
             chain.push(p);
         }
         if let Some(i) = known
@@ -186,14 +194,45 @@ impl DirTable {
         if self.index.contains_key(path) {
             return false;
         }
-        let mut at = path.parent();
+        let mut at = self.parent_of(path);
         while let Some(p) = at {
             if let Some(&i) = self.index.get(&p) {
                 return self.is_new(i);
             }
-            at = p.parent();
+            at = self.parent_of(&p);
         }
         false
+    }
+
+    /// Whether `path` may be made: strictly below the base (anywhere without one).
+    fn may_make(&self, path: &RemotePath) -> bool {
+        match &self.base {
+            None => true,
+            Some(base) => {
+                let (b, p) = (base.as_bytes(), path.as_bytes());
+                p.len() > b.len() && p.starts_with(b) && (p[b.len()] == b'/' || b == b"/")
+            }
+        }
+    }
+
+    fn outside_base(&self, path: &RemotePath) -> Cause {
+        Cause::Status {
+            request: Req::Mkdir,
+            code: StatusCode::NoSuchFile,
+            message: format!("{path} is not below the target directory, which must exist",),
+        }
+    }
+
+    /// The directory above `path`, unless that is the base or above it (never made here).
+    fn parent_of(&self, path: &RemotePath) -> Option<RemotePath> {
+        let parent = path.parent()?;
+        if let Some(base) = &self.base {
+            let (b, p) = (base.as_bytes(), parent.as_bytes());
+            if b.starts_with(p) && (b.len() == p.len() || b[p.len()] == b'/' || p == b"/") {
+                return None;
+            }
+        }
+        Some(parent)
     }
 
     /// Why `path` could not be made, if it could not.
@@ -266,7 +305,7 @@ impl DirTable {
                 },
             ) => {
                 let failure = status_cause(Req::Mkdir, StatusCode::NoSuchFile, &message);
-                let parent = self.dirs[i].path.parent();
+                let parent = self.parent_of(&self.dirs[i].path);
                 if self.serial
                     && !self.dirs[i].retried
                     && let Some(parent) = &parent

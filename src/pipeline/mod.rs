@@ -21,6 +21,7 @@ use batch::{Batch, Conn, Limits};
 use op::Tag;
 
 use crate::interrupt::Interrupt;
+use crate::remote_path::RemotePath;
 use crate::sftp::session::{ServerInfo, Session};
 use crate::sftp::wire::{self, ExtendedRequest, Response};
 use crate::transport::{ServerCommand, Slots, Transport, TransportError, Turn, wait};
@@ -46,6 +47,9 @@ pub struct EngineConfig {
     pub interrupt: Interrupt,
     /// Connections to open; [`Engine::run_spread`] uses them all, [`Engine::run`] the first.
     pub connections: usize,
+    /// The directory everything goes below (the target directory): missing directories are
+    /// made below it, never it or above it.
+    pub root: Option<RemotePath>,
     /// With a server known to answer in order (OpenSSH's), send a request right behind one
     /// it depends on (an OPEN behind the MKDIR of its directory) instead of waiting.
     pub pipeline_dependent: bool,
@@ -78,6 +82,7 @@ impl Default for EngineConfig {
             posix_rename: true,
             interrupt: Interrupt::default(),
             connections: 1,
+            root: None,
             pipeline_dependent: true,
         }
     }
@@ -209,6 +214,7 @@ impl Engine {
             link.conn.limits.symlink_order = info.symlink_order();
             link.conn.limits.serial = config.pipeline_dependent && info.is_openssh();
             link.conn.dirs.serial = link.conn.limits.serial;
+            link.conn.dirs.base = config.root.clone();
             if info.has_limits() {
                 link.conn
                     .session

@@ -686,3 +686,45 @@ fn listing_reading_links_and_comparing_on_both_servers() {
         assert_eq!(meta.mtime(), i64::from(upload_time));
     }
 }
+
+#[test]
+fn directories_are_made_below_the_root_only() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.remote().join("srv/mirror")).unwrap();
+    let config = EngineConfig {
+        root: Some(rpath("srv/mirror")),
+        ..EngineConfig::default()
+    };
+    let ops = [
+        Op::Upload {
+            local: sandbox.local_file("f", 10, 0),
+            remote: rpath("srv/mirror/pool/a/f"),
+            fsync: false,
+            mtime: None,
+        },
+        Op::Upload {
+            local: sandbox.local_file("g", 10, 0),
+            remote: rpath("srv/elsewhere/g"),
+            fsync: false,
+            mtime: None,
+        },
+    ];
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    engine.close();
+    assert_eq!(results[0], Ok(Outcome::Done));
+    let mkdirs: Vec<String> = sandbox
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("mkdir"))
+        .collect();
+    assert!(
+        !mkdirs
+            .iter()
+            .any(|l| l.contains("\"srv\"") || l.contains("\"srv/mirror\"")),
+        "{mkdirs:?}"
+    );
+    assert!(sandbox.remote().join("srv/mirror/pool/a/f").exists());
+    // Outside the root nothing is made for the upload: srv/elsewhere does not exist.
+    assert!(results[1].is_err(), "{:?}", results[1]);
+}
