@@ -88,13 +88,23 @@ EOF
     wait_port "$SSHD_PORT"
 }
 
-# delayproxy in front of the sshd with ONE_WAY_MS. Sets PROXY_PORT. (Not to be called as
+# A delay proxy in front of the sshd with ONE_WAY_MS. Sets PROXY_PORT. (Not to be called as
 # $(...): the daemon would hold the pipe open and its pid would be lost with the subshell.)
+# The Rust one (examples/delayproxy.rs, `cargo build --release --examples`) costs
+# microseconds per chunk; the Python one costs enough per chunk to slow a protocol of many
+# small messages by itself. BENCH_PROXY=python forces the Python one.
 start_proxy() {
     local one_way_ms=$1
     PROXY_PORT=$(free_port)
-    python3 "$BENCH_DIR/delayproxy.py" "$PROXY_PORT" 127.0.0.1 "$SSHD_PORT" "$one_way_ms" \
-        >/dev/null 2>>"$BENCH_TMP/proxy.log" </dev/null &
+    if [ "${BENCH_PROXY:-}" != python ] && [ -x "$TOP/target/release/examples/delayproxy" ]; then
+        PROXY_KIND=delayproxy.rs
+        "$TOP/target/release/examples/delayproxy" "$PROXY_PORT" 127.0.0.1 "$SSHD_PORT" \
+            "$one_way_ms" >/dev/null 2>>"$BENCH_TMP/proxy.log" </dev/null &
+    else
+        PROXY_KIND=delayproxy.py
+        python3 "$BENCH_DIR/delayproxy.py" "$PROXY_PORT" 127.0.0.1 "$SSHD_PORT" "$one_way_ms" \
+            >/dev/null 2>>"$BENCH_TMP/proxy.log" </dev/null &
+    fi
     BENCH_PIDS+=($!)
     wait_port "$PROXY_PORT"
 }

@@ -102,7 +102,7 @@ echo
 echo "outsftphook $HOOK_INFO; $CONN_INFO"
 echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo "push of $files files ($pool_files pool, $dist_files dists; $((bytes / 1024)) KiB) to an empty dir on 127.0.0.1 via sshd/sftp-server;"
-echo "best of $REPEAT (1 for runs over ${ONCE_ABOVE} s); 0ms and 50ms go through delayproxy.py, 50ms = 25 ms each way"
+echo "best of $REPEAT (1 for runs over ${ONCE_ABOVE} s); 0ms and 50ms go through ${PROXY_KIND:-delayproxy.py}, 50ms = 25 ms each way"
 echo "ssh 127.0.0.1 true: direct ${SSH_TRUE[direct]} s, 0ms ${SSH_TRUE[0ms]} s, 50ms ${SSH_TRUE[50ms]} s"
 echo
 printf '%12s | %8s %8s | %8s %8s | %8s %8s\n' maxopenfiles "direct s" files/s "0ms s" files/s "50ms s" files/s

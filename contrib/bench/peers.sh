@@ -277,7 +277,7 @@ for w in $WORKLOADS; do
     echo "workload $w: ${FILES[$w]} files, $(awk -v b="${BYTES[$w]}" 'BEGIN { printf "%.1f", b / 1e6 }') MB, to an empty dir"
 done
 echo "client, sshd (sftp-server) and proxy share the CPUs; best of $REPEAT runs (1 for runs over $ONCE_ABOVE s);" \
-    "0ms and 50ms go through delayproxy.py (50ms = 25 ms each way)"
+    "0ms and 50ms go through ${PROXY_KIND:-delayproxy.py} (50ms = 25 ms each way)"
 echo "CPU s = user+sys of the tool and all it started; RSS = peak of its largest process;" \
     "x floor = wall / (ssh true + bytes / raw channel rate)"
 # Raw channel rate per link: the biggest workload's bytes through `cat`, less the connect.
