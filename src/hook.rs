@@ -280,7 +280,7 @@ fn upload_progress(plan: &Plan, outdir: &Path) -> Progress {
             bytes += std::fs::metadata(local).map_or(0, |m| m.len());
         }
     }
-    Progress::new(files, bytes, false)
+    Progress::new(files, bytes)
 }
 
 /// The local file a job uploads, if it uploads one.

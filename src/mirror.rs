@@ -274,7 +274,7 @@ pub fn mirror(
         engine.close();
         return Ok(report);
     }
-    let mut progress = Progress::new(plan.files, plan.bytes, settings.verbose > 0);
+    let mut progress = Progress::new(plan.files, plan.bytes);
     for group in &plan.groups {
         let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
         let spread = ops.iter().all(|op| matches!(op, Op::Upload { .. }));

@@ -37,7 +37,7 @@ pub fn human_bytes(n: u64) -> String {
 impl Progress {
     /// A progress display for `total_files` uploads of `total_bytes`; live only when
     /// stderr is a terminal.
-    pub fn new(total_files: u64, total_bytes: u64, _verbose: bool) -> Progress {
+    pub fn new(total_files: u64, total_bytes: u64) -> Progress {
         Progress {
             total_files,
             total_bytes,
