@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::Args;
+use crate::interrupt::Interrupt;
+use crate::pipeline::{DEFAULT_MAX_OPEN_FILES, EngineConfig};
 use crate::remote_path::RemotePath;
 use crate::transport::ServerCommand;
 
@@ -35,6 +37,22 @@ pub struct Settings {
     pub connections: usize,
     pub timeout: Duration,
     pub lock_timeout: Duration,
+}
+
+impl Settings {
+    /// The engine's settings for a run over `connections` connections.
+    pub fn engine_config(&self, connections: usize, interrupt: &Interrupt) -> EngineConfig {
+        EngineConfig {
+            connections,
+            max_open_files: self.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES),
+            auto_open_files: self.max_open_files.is_none(),
+            root: self.targetdir.clone(),
+            stall_timeout: self.timeout,
+            interrupt: interrupt.clone(),
+            posix_rename: self.posix_rename,
+            ..EngineConfig::default()
+        }
+    }
 }
 
 /// A configuration problem, naming where it is.

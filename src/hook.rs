@@ -13,7 +13,7 @@ use crate::interrupt::{Interrupt, signal_name};
 use crate::journal::Journal;
 use crate::logs::{self, Selection};
 use crate::outlog::{self, DoneMessage, Line, Outlog};
-use crate::pipeline::{Cause, Engine, EngineConfig, Op, OpResult, Outcome};
+use crate::pipeline::{Cause, Engine, Op, OpResult, Outcome};
 use crate::plan::{self, Action, Job, Plan};
 use crate::progress::Progress;
 use crate::relpath::RelPath;
@@ -95,18 +95,9 @@ pub fn run(
         log::info!("nothing to do");
         return Ok(Report::default());
     }
-    let config = EngineConfig {
-        connections: connections_for(&plan, &settings.outdir, settings.connections),
-        max_open_files: settings
-            .max_open_files
-            .unwrap_or(crate::pipeline::DEFAULT_MAX_OPEN_FILES),
-        auto_open_files: settings.max_open_files.is_none(),
-        root: settings.targetdir.clone(),
-        stall_timeout: settings.timeout,
-        interrupt: interrupt.clone(),
-        posix_rename: settings.posix_rename,
-        ..EngineConfig::default()
-    };
+    let (upload_files, upload_bytes) = upload_totals(&plan, &settings.outdir);
+    let connections = connections_for_bytes(upload_bytes, settings.connections);
+    let config = settings.engine_config(connections, interrupt);
     let started = Instant::now();
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
@@ -134,7 +125,7 @@ pub fn run(
         interrupt: interrupt.clone(),
         supersedes: &plan.supersedes,
         outdir: &settings.outdir,
-        progress: upload_progress(&plan, &settings.outdir),
+        progress: Progress::new(upload_files, upload_bytes),
         started,
     };
     let result = exec.rounds(&plan, settings.keepdirectories);
@@ -183,20 +174,6 @@ const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
 pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {
     let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
     wanted.clamp(1, max.max(1))
-}
-
-/// How many connections the plan's uploads justify, at most `max`.
-fn connections_for(plan: &Plan, outdir: &Path, max: usize) -> usize {
-    let bytes: u64 = plan
-        .jobs()
-        .filter_map(|j| match &j.action {
-            Action::Upload => std::fs::metadata(outdir.join(j.path.as_str())).ok(),
-            Action::UploadDotNew { local } => std::fs::metadata(local).ok(),
-            _ => None,
-        })
-        .map(|m| m.len())
-        .sum();
-    connections_for_bytes(bytes, max)
 }
 
 fn describe(settings: &Settings) -> String {
@@ -271,8 +248,8 @@ struct Executor<'a> {
     started: Instant,
 }
 
-/// The live progress line over the plan's uploads.
-fn upload_progress(plan: &Plan, outdir: &Path) -> Progress {
+/// How many files the plan uploads, and how many bytes.
+fn upload_totals(plan: &Plan, outdir: &Path) -> (u64, u64) {
     let (mut files, mut bytes) = (0, 0);
     for job in plan.jobs() {
         if let Some(local) = upload_source(job, outdir) {
@@ -280,7 +257,7 @@ fn upload_progress(plan: &Plan, outdir: &Path) -> Progress {
             bytes += std::fs::metadata(local).map_or(0, |m| m.len());
         }
     }
-    Progress::new(files, bytes)
+    (files, bytes)
 }
 
 /// The local file a job uploads, if it uploads one.

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::interrupt::{Interrupt, signal_name};
-use crate::pipeline::{Engine, EngineConfig, Op, OpResult, Outcome};
+use crate::pipeline::{Engine, Op, OpResult, Outcome};
 use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::tree::{self, Difference, Node, Tree, remote_path};
@@ -35,18 +35,7 @@ fn connect(
     connections: usize,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Engine> {
-    let config = EngineConfig {
-        connections,
-        max_open_files: settings
-            .max_open_files
-            .unwrap_or(crate::pipeline::DEFAULT_MAX_OPEN_FILES),
-        auto_open_files: settings.max_open_files.is_none(),
-        root: settings.targetdir.clone(),
-        stall_timeout: settings.timeout,
-        interrupt: interrupt.clone(),
-        posix_rename: settings.posix_rename,
-        ..EngineConfig::default()
-    };
+    let config = settings.engine_config(connections, interrupt);
     Engine::connect(&settings.server, config).context("cannot start an SFTP session")
 }
 

@@ -30,6 +30,32 @@ fn tag(op: usize, req: Req) -> Tag {
     Tag::op(op, req)
 }
 
+/// The outcome once a handle's CLOSE is answered: an earlier error wins, then the CLOSE's
+/// own status, else `ok`.
+fn close_verdict(
+    error: Option<Cause>,
+    response: Response,
+    ok: impl FnOnce() -> Outcome,
+) -> Result<Outcome, Cause> {
+    match (error, response) {
+        (Some(cause), _) => Err(cause),
+        (
+            None,
+            Response::Status {
+                code: StatusCode::Ok,
+                ..
+            },
+        ) => Ok(ok()),
+        (None, Response::Status { code, message, .. }) => {
+            Err(status_cause(Req::Close, code, &message))
+        }
+        (None, other) => Err(Cause::UnexpectedReply {
+            request: Req::Close,
+            reply: reply_name(&other),
+        }),
+    }
+}
+
 fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
     session.send(
         Request::Close {
@@ -124,23 +150,9 @@ impl ListRun {
                 self.close(op, session);
             }
             (Req::Close, response) => {
-                let result = match (self.error.take(), response) {
-                    (Some(cause), _) => Err(cause),
-                    (
-                        None,
-                        Response::Status {
-                            code: StatusCode::Ok,
-                            ..
-                        },
-                    ) => Ok(Outcome::Listing(std::mem::take(&mut self.entries))),
-                    (None, Response::Status { code, message, .. }) => {
-                        Err(status_cause(req, code, &message))
-                    }
-                    (None, other) => Err(Cause::UnexpectedReply {
-                        request: req,
-                        reply: reply_name(&other),
-                    }),
-                };
+                let entries = std::mem::take(&mut self.entries);
+                let result =
+                    close_verdict(self.error.take(), response, || Outcome::Listing(entries));
                 return Step::Finished {
                     result,
                     released_handle: true,
@@ -366,27 +378,14 @@ impl CompareRun {
                 }
             }
             (Req::Close, response) => {
-                let result = match (self.error.take(), response) {
-                    (Some(cause), _) => Err(cause),
-                    (
-                        None,
-                        Response::Status {
-                            code: StatusCode::Ok,
-                            ..
-                        },
-                    ) => Ok(if self.differs {
+                let differs = self.differs;
+                let result = close_verdict(self.error.take(), response, || {
+                    if differs {
                         Outcome::Differs
                     } else {
                         Outcome::Same
-                    }),
-                    (None, Response::Status { code, message, .. }) => {
-                        Err(status_cause(req, code, &message))
                     }
-                    (None, other) => Err(Cause::UnexpectedReply {
-                        request: req,
-                        reply: reply_name(&other),
-                    }),
-                };
+                });
                 if self.outstanding == 0 {
                     return Step::Finished {
                         result,
