@@ -69,8 +69,22 @@ fn assert_journal_true(repo: &Repo) {
                         "{name}: {line}: not on the remote"
                     );
                 }
-                "asdotnew" => {}
-                "deleted" | "already deleted" => {}
+                // The .new was uploaded; it is gone only once renamed into place.
+                "asdotnew" => assert!(
+                    remote
+                        .with_file_name(format!(
+                            "{}.new",
+                            remote.file_name().unwrap().to_string_lossy()
+                        ))
+                        .exists()
+                        || remote.exists(),
+                    "{name}: {line}: neither the .new nor the file is on the remote"
+                ),
+                // Gone from the remote, unless a later log put it back (then it is local).
+                "deleted" | "already deleted" => assert!(
+                    !remote.exists() || repo.base().join(f[2]).exists(),
+                    "{name}: {line}: still on the remote"
+                ),
                 _ => {}
             }
         }
