@@ -33,6 +33,8 @@ pub struct Settings {
     pub posix_rename: bool,
     /// Remote files open at once per connection; `None`: chosen from the measured round trip.
     pub max_open_files: Option<usize>,
+    /// WRITE bytes awaiting a reply per connection; `None`: chosen from the round trip.
+    pub window: Option<u64>,
     /// The most ssh connections to use for uploads.
     pub connections: usize,
     pub timeout: Duration,
@@ -46,6 +48,8 @@ impl Settings {
             connections,
             max_open_files: self.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES),
             auto_open_files: self.max_open_files.is_none(),
+            window: self.window.unwrap_or(EngineConfig::default().window),
+            auto_window: self.window.is_none(),
             root: self.targetdir.clone(),
             stall_timeout: self.timeout,
             interrupt: interrupt.clone(),
@@ -82,6 +86,7 @@ pub const CONF_KEYS: &[&str] = &[
     "keepdirectories",
     "posixrename",
     "connections",
+    "window",
 ];
 
 /// Default for the most connections; see the README for the measurement.
@@ -104,6 +109,7 @@ struct ConfFile {
     sftpcommand: Option<Vec<String>>,
     maxopenfiles: Option<Option<usize>>,
     connections: Option<usize>,
+    window: Option<Option<u64>>,
     timeout: Option<u64>,
     keepdirectories: Option<bool>,
     posixrename: Option<bool>,
@@ -115,6 +121,22 @@ fn parse_bool(s: &str) -> Option<bool> {
         "no" | "off" | "0" | "false" => Some(false),
         _ => None,
     }
+}
+
+/// A byte count with an optional K, M or G suffix (powers of 1024), at least 64 KiB: less
+/// would not hold one WRITE.
+fn parse_size(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|n| *n >= 64 * 1024)
 }
 
 fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
@@ -171,6 +193,12 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             "maxopenfiles" if value == "auto" => conf.maxopenfiles = Some(None),
             "maxopenfiles" => conf.maxopenfiles = Some(Some(number(1)? as usize)),
             "connections" => conf.connections = Some(number(1)? as usize),
+            "window" if value == "auto" => conf.window = Some(None),
+            "window" => conf.window = Some(Some(parse_size(value).ok_or_else(|| {
+                at(format!(
+                    "'window' takes 'auto' or a size of at least 64K (like 512K, 4M), not '{value}'"
+                ))
+            })?)),
             "timeout" => conf.timeout = Some(number(1)?),
             _ => unreachable!("checked against CONF_KEYS"),
         }
@@ -368,6 +396,7 @@ pub fn resolve(
         keepdirectories: conf.keepdirectories.unwrap_or(false),
         posix_rename: conf.posixrename.unwrap_or(true),
         max_open_files: conf.maxopenfiles.flatten(),
+        window: conf.window.flatten(),
         connections: conf.connections.unwrap_or(DEFAULT_CONNECTIONS),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),

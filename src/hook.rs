@@ -102,9 +102,13 @@ pub fn run(
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
     log::info!(
-        "{} connection(s) up after {:.2} s",
+        "{} connection(s) up after {:.2} s{}",
         engine.connections(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        match engine.connecting() {
+            0 => String::new(),
+            n => format!(", {n} more coming"),
+        }
     );
     if !engine.atomic_rename() && !plan.dist_dirs.is_empty() {
         log::warn!(

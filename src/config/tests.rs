@@ -102,7 +102,7 @@ fn options_file_directories_apply_below_flags_and_environment() {
 #[test]
 fn conf_file_keys_and_values() {
     let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
-debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\n";
+debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\nwindow 3M\n";
     let s = World::new()
         .file("/r/conf/outsftphook.conf", conf)
         .resolve(&["-b", "/r"])
@@ -124,6 +124,29 @@ debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconne
     assert!(s.keepdirectories);
     assert!(!s.posix_rename);
     assert_eq!(s.connections, 3);
+    assert_eq!(s.window, Some(3 << 20));
+}
+
+#[test]
+fn window_is_auto_by_default_or_a_size_with_a_unit() {
+    let window = |line: &str| {
+        World::new()
+            .file("/r/conf/outsftphook.conf", &format!("servername h\n{line}"))
+            .resolve(&["-b", "/r"])
+            .map(|s| s.window)
+    };
+    assert_eq!(window("").unwrap(), None);
+    assert_eq!(window("window auto\n").unwrap(), None);
+    assert_eq!(window("window 512K\n").unwrap(), Some(512 << 10));
+    assert_eq!(window("window 65536\n").unwrap(), Some(65536));
+    assert_eq!(window("window 1g\n").unwrap(), Some(1 << 30));
+    for bad in ["window 4X\n", "window 1K\n", "window M\n", "window -1M\n"] {
+        let err = window(bad).unwrap_err().to_string();
+        assert!(
+            err.contains(":2: 'window' takes 'auto' or a size"),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -55,6 +55,9 @@ pub(crate) struct Conn {
     pub dirs: DirTable,
     pub limits: Limits,
     pub stats: Stats,
+    /// More connections are coming: start uploads only while those under way have less
+    /// than a window left to send, so that the newcomers find work (see `take_share`).
+    pub hold_back: bool,
     open_files: usize,
     bytes_in_flight: u64,
 }
@@ -66,6 +69,7 @@ impl Conn {
             dirs: DirTable::default(),
             limits,
             stats: Stats::default(),
+            hold_back: false,
             open_files: 0,
             bytes_in_flight: 0,
         }
@@ -146,6 +150,8 @@ pub(crate) struct Batch<'a> {
     results: Vec<Option<OpResult>>,
     finished: Vec<usize>,
     unfinished: usize,
+    /// Bytes of the started uploads not yet sent.
+    unsent: u64,
     /// Asked to stop: nothing new starts, uploads send no more data.
     interrupted: bool,
 }
@@ -161,6 +167,7 @@ impl<'a> Batch<'a> {
             results: ops.iter().map(|_| None).collect(),
             finished: Vec::new(),
             unfinished: ops.len(),
+            unsent: 0,
             interrupted: false,
             ops,
         }
@@ -190,7 +197,43 @@ impl<'a> Batch<'a> {
         format!("{} {}", op.name(), op.path())
     }
 
+    /// How many operations have not started.
+    pub(crate) fn unstarted(&self) -> usize {
+        self.ops.len() - self.next_to_start
+    }
+
+    /// Whether the batch would start another upload if it had one (see [`Conn::hold_back`]).
+    pub(crate) fn hungry(&self, conn: &Conn) -> bool {
+        !self.interrupted
+            && self.unstarted() == 0
+            && self.unsent < conn.limits.window
+            && conn.open_files < conn.limits.max_open_files
+            && conn.room_for_request()
+    }
+
+    /// Adds an operation (one another connection gave up).
+    pub(crate) fn push(&mut self, op: &'a Op) {
+        self.ops.push(op);
+        self.states.push(State::NotStarted);
+        self.results.push(None);
+        self.unfinished += 1;
+    }
+
+    /// Gives up the last `n` operations (at most those not started), for another connection
+    /// to run; returns how many the batch keeps.
+    pub(crate) fn split_off_unstarted(&mut self, n: usize) -> usize {
+        let keep = self.ops.len() - n.min(self.unstarted());
+        self.unfinished -= self.ops.len() - keep;
+        self.ops.truncate(keep);
+        self.states.truncate(keep);
+        self.results.truncate(keep);
+        keep
+    }
+
     fn finish(&mut self, i: usize, result: OpResult, conn: &mut Conn) {
+        if let State::Upload(u) = &self.states[i] {
+            self.unsent -= u.size.saturating_sub(u.next_offset);
+        }
         if let (Ok(_), Op::Upload { .. }, State::Upload(u)) =
             (&result, &self.ops[i], &self.states[i])
         {
@@ -251,6 +294,9 @@ impl<'a> Batch<'a> {
             if needs_handle(self.ops[i]) && conn.open_files >= conn.limits.max_open_files {
                 break;
             }
+            if conn.hold_back && self.unsent >= conn.limits.window {
+                break;
+            }
             self.next_to_start += 1;
             self.start(i, conn);
         }
@@ -277,6 +323,7 @@ impl<'a> Batch<'a> {
                         conn,
                     ),
                     Ok((file, meta)) => {
+                        self.unsent += meta.len();
                         self.states[i] = State::Upload(Box::new(Upload {
                             file,
                             size: meta.len(),
@@ -472,6 +519,7 @@ impl<'a> Batch<'a> {
                 );
                 match sent {
                     Ok(_) => {
+                        self.unsent -= u64::from(len);
                         u.next_offset += u64::from(len);
                         u.outstanding += 1;
                         conn.bytes_in_flight += u64::from(len);

@@ -37,8 +37,10 @@ pub struct EngineConfig {
     pub auto_open_files: bool,
     /// Requests awaiting a reply at once.
     pub max_requests: usize,
-    /// WRITE data bytes awaiting a reply at once.
+    /// WRITE data bytes awaiting a reply at once (per connection).
     pub window: u64,
+    /// Choose the window from the measured round trip instead (see [`window_for`]).
+    pub auto_window: bool,
     /// With no byte moving for this long, give up with an error.
     pub stall_timeout: Duration,
     /// Use `posix-rename@openssh.com` when the server offers it.
@@ -47,6 +49,9 @@ pub struct EngineConfig {
     pub interrupt: Interrupt,
     /// Connections to open; [`Engine::run_spread`] uses them all, [`Engine::run`] the first.
     pub connections: usize,
+    /// Open the others only if the first one's round trip is at least this long (default
+    /// [`MULTI_CONNECTION_MIN_RTT`]).
+    pub multi_connection_min_rtt: Duration,
     /// The directory everything goes below (the target directory): missing directories are
     /// made below it, never it or above it.
     pub root: Option<RemotePath>,
@@ -59,10 +64,31 @@ pub struct EngineConfig {
 pub const DEFAULT_MAX_OPEN_FILES: usize = 64;
 
 /// With [`EngineConfig::auto_open_files`]: files added per millisecond of round trip, and
-/// the most. Measured (README): on loopback 64 files open are fastest; at 50 ms 256 to 512
-/// (1.4-1.6 s for 1004 files), while 1024 stalled now and then (up to 3.6 s).
+/// the most. Measured (README): on loopback 64 files open are as fast as any; at 50 ms, 1024
+/// (all 1004 files of the benchmark in one wave) beat 512 by 0.15 s. OpenSSH's server
+/// allows its descriptor limit less 5, typically 1019, and says so in its limits.
 const OPEN_FILES_PER_MS: usize = 20;
-const AUTO_OPEN_FILES_MAX: usize = 512;
+const AUTO_OPEN_FILES_MAX: usize = 1024;
+
+/// With [`EngineConfig::auto_window`]: the window at no latency, added per millisecond of
+/// round trip, and the most. The window needs to cover what the link holds (stock OpenSSH
+/// moves a 2 MiB channel window per round trip), no more: OpenSSH's `sftp-server` reads all
+/// it is sent into one buffer, which it copies whole each time it grows, so on a link faster
+/// than the server a large window makes it slower (measured at 0 ms: 419 MB took 2.0 s with
+/// 1 MiB, 3.0 s with 8 MiB; 1004 small files with 1024 open took 0.65 s with 1 MiB, 1.1 to
+/// 1.8 s with 4-8 MiB). At 50 ms anything from 2 to 6 MiB did the same.
+const WINDOW_MIN: u64 = 1024 * 1024;
+const WINDOW_PER_MS: u64 = 64 * 1024;
+const WINDOW_MAX: u64 = 8 * 1024 * 1024;
+
+/// Below this round trip one connection is not limited by its channel window, and more
+/// connections only compete for the CPU (measured at 0 ms: 419 MB took 2.0 s over one, 2.4 s
+/// over two and 2.9 s over four): the others are closed again.
+pub const MULTI_CONNECTION_MIN_RTT: Duration = Duration::from_millis(4);
+
+/// Local descriptors kept back from the open-file budget: for the pipes, the journal, the
+/// lock, the logs.
+const RESERVED_FDS: u64 = 64;
 
 /// The open-file limit for a measured round trip.
 pub fn open_files_for(rtt: Duration) -> usize {
@@ -72,6 +98,31 @@ pub fn open_files_for(rtt: Duration) -> usize {
         .min(AUTO_OPEN_FILES_MAX)
 }
 
+/// The window for a measured round trip.
+pub fn window_for(rtt: Duration) -> u64 {
+    let ms = u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX);
+    WINDOW_MIN
+        .saturating_add(ms.saturating_mul(WINDOW_PER_MS))
+        .min(WINDOW_MAX)
+}
+
+/// How many files may be open locally at once, per connection: each upload in flight holds
+/// its source open. The soft descriptor limit is raised to the hard one first (often 1024
+/// against 512k), as a program that needs many descriptors is expected to do.
+fn local_open_files(connections: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return DEFAULT_MAX_OPEN_FILES;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let spare = soft.saturating_sub(RESERVED_FDS) / connections.max(1) as u64;
+    usize::try_from(spare).unwrap_or(usize::MAX).max(1)
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -79,10 +130,12 @@ impl Default for EngineConfig {
             auto_open_files: false,
             max_requests: 4096,
             window: 8 * 1024 * 1024,
+            auto_window: false,
             stall_timeout: Duration::from_secs(120),
             posix_rename: true,
             interrupt: Interrupt::default(),
             connections: 1,
+            multi_connection_min_rtt: MULTI_CONNECTION_MIN_RTT,
             root: None,
             pipeline_dependent: true,
         }
@@ -139,14 +192,25 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+/// Where a connection is in its set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// INIT sent, waiting for VERSION.
+    Version,
+    /// `limits@openssh.com` sent, waiting for its reply.
+    Limits,
+    Ready,
+    /// An extra connection that failed before it was ready: the others go on without it.
+    Failed,
+}
+
 /// One connection: its server process and its conversation.
 struct Link {
     transport: Transport,
     conn: Conn,
     info: ServerInfo,
-    /// The reply to `limits@openssh.com`, while connecting.
-    limits_reply: Option<Response>,
-    /// When that request went out and its reply came in: one round trip.
+    setup: Setup,
+    /// When the limits request went out: its reply comes one round trip later.
     limits_sent: Option<Instant>,
     rtt: Option<Duration>,
 }
@@ -156,6 +220,10 @@ pub struct Engine {
     links: Vec<Link>,
     stall_timeout: Duration,
     interrupt: Interrupt,
+    config: EngineConfig,
+    server: ServerCommand,
+    /// Local files each connection may hold open (see [`local_open_files`]).
+    local_files: usize,
 }
 
 /// How long one poll may sleep, so that the loop looks at the clock regularly (a signal
@@ -170,9 +238,66 @@ fn transport_error(e: TransportError) -> EngineError {
 }
 
 impl Engine {
-    /// Starts the server command (once per connection, all at the same time), exchanges
-    /// versions and learns the server's limits.
+    /// Starts the server command, exchanges versions and learns the server's limits and the
+    /// round trip. If `connections` asks for more and the round trip makes them worth it
+    /// (at least [`MULTI_CONNECTION_MIN_RTT`]), the others are started too and join while
+    /// work goes on: [`Engine::run_spread`] hands each its share of what has not started.
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
+        let mut engine = Engine {
+            links: Vec::new(),
+            stall_timeout: config.stall_timeout,
+            interrupt: config.interrupt.clone(),
+            local_files: local_open_files(config.connections),
+            config,
+            server: server.clone(),
+        };
+        engine.spawn_link().map_err(transport_error)?;
+        let (config, local_files) = (engine.config.clone(), engine.local_files);
+        engine.drive(
+            |links| links[0].setup_step(&config, local_files),
+            |links| {
+                vec![match links[0].setup {
+                    Setup::Version => "INIT".to_string(),
+                    _ => Req::Limits.to_string(),
+                }]
+            },
+        )?;
+        let first = &engine.links[0];
+        log::debug!(
+            "server extensions: {:?}; writes of {} bytes, at most {} files open",
+            first
+                .info
+                .extensions
+                .iter()
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .collect::<Vec<_>>(),
+            first.conn.limits.write_chunk,
+            first.conn.limits.max_open_files
+        );
+        if config.connections > 1 {
+            match first.rtt {
+                Some(rtt) if rtt < config.multi_connection_min_rtt => log::debug!(
+                    "round trip under {:?}: one connection is enough",
+                    config.multi_connection_min_rtt
+                ),
+                _ => {
+                    for _ in 1..config.connections {
+                        if let Err(e) = engine.spawn_link() {
+                            log::warn!(
+                                "cannot start another connection ({e}): going on with fewer"
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Starts one more server command; its set-up goes on in the loop.
+    fn spawn_link(&mut self) -> Result<(), TransportError> {
+        let config = &self.config;
         let limits = Limits {
             max_open_files: config.max_open_files.max(1),
             max_requests: config.max_requests.max(8),
@@ -184,84 +309,18 @@ impl Engine {
             fsync: false,
             symlink_order: wire::SymlinkOrder::TargetFirst,
         };
-        let mut links = Vec::new();
-        for _ in 0..config.connections.max(1) {
-            links.push(Link {
-                transport: Transport::spawn(server).map_err(transport_error)?,
-                conn: Conn::new(Session::new(), limits.clone()),
-                info: ServerInfo {
-                    version: 0,
-                    extensions: Vec::new(),
-                },
-                limits_reply: None,
-                limits_sent: None,
-                rtt: None,
-            });
-        }
-        let mut engine = Engine {
-            links,
-            stall_timeout: config.stall_timeout,
-            interrupt: config.interrupt.clone(),
-        };
-        engine.drive(
-            |links| links.iter().all(|l| l.conn.session.server_info().is_some()),
-            |_| vec!["INIT".to_string()],
-        )?;
-        for link in &mut engine.links {
-            link.info = link.conn.session.server_info().expect("driven").clone();
-            let info = &link.info;
-            link.conn.limits.posix_rename = config.posix_rename && info.has_posix_rename();
-            link.conn.limits.fsync = info.has_fsync();
-            link.conn.limits.symlink_order = info.symlink_order();
-            link.conn.limits.serial = config.pipeline_dependent && info.is_openssh();
-            link.conn.dirs.serial = link.conn.limits.serial;
-            link.conn.dirs.base = config.root.clone();
-            if info.has_limits() {
-                link.conn
-                    .session
-                    .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
-                link.limits_sent = Some(Instant::now());
-            }
-        }
-        engine.drive(
-            |links| {
-                links.iter_mut().all(|l| {
-                    while let Some((_, response)) = l.conn.session.poll_reply() {
-                        l.limits_reply = Some(response);
-                        l.rtt = l.limits_sent.map(|t| t.elapsed());
-                    }
-                    !l.info.has_limits() || l.limits_reply.is_some()
-                })
+        self.links.push(Link {
+            transport: Transport::spawn(&self.server)?,
+            conn: Conn::new(Session::new(), limits),
+            info: ServerInfo {
+                version: 0,
+                extensions: Vec::new(),
             },
-            |_| vec![Req::Limits.to_string()],
-        )?;
-        for link in &mut engine.links {
-            if config.auto_open_files
-                && let Some(rtt) = link.rtt
-            {
-                link.conn.limits.max_open_files = open_files_for(rtt);
-                log::debug!(
-                    "round trip {:.1} ms: up to {} files open",
-                    rtt.as_secs_f64() * 1000.0,
-                    link.conn.limits.max_open_files
-                );
-            }
-            link.apply_limits();
-        }
-        let first = &engine.links[0];
-        log::debug!(
-            "{} connection(s); server extensions: {:?}; writes of {} bytes, at most {} files open",
-            engine.links.len(),
-            first
-                .info
-                .extensions
-                .iter()
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .collect::<Vec<_>>(),
-            first.conn.limits.write_chunk,
-            first.conn.limits.max_open_files
-        );
-        Ok(engine)
+            setup: Setup::Version,
+            limits_sent: None,
+            rtt: None,
+        });
+        Ok(())
     }
 
     /// What the server announced.
@@ -274,9 +333,29 @@ impl Engine {
         self.links[0].conn.limits.posix_rename
     }
 
-    /// How many connections are open.
+    /// How many connections are ready for work.
     pub fn connections(&self) -> usize {
-        self.links.len()
+        self.links
+            .iter()
+            .filter(|l| l.setup == Setup::Ready)
+            .count()
+    }
+
+    /// How many connections are still being set up (they join [`Engine::run_spread`] when
+    /// ready).
+    pub fn connecting(&self) -> usize {
+        self.links.iter().filter(|l| l.is_connecting()).count()
+    }
+
+    /// Each connection's counters, in the order they were opened.
+    pub fn connection_stats(&self) -> Vec<Stats> {
+        self.links
+            .iter()
+            .map(|l| Stats {
+                mkdirs_sent: l.conn.dirs.mkdirs_sent,
+                ..l.conn.stats
+            })
+            .collect()
     }
 
     /// Counters summed over the connections (the most files open at once: per connection).
@@ -304,25 +383,33 @@ impl Engine {
     ) -> Result<Vec<OpResult>, EngineError> {
         let mut assignment = vec![Vec::new(); self.links.len()];
         assignment[0] = (0..ops.len()).collect();
-        self.run_assigned(ops, assignment, on_done)
+        self.run_assigned(ops, assignment, false, on_done)
     }
 
     /// As [`Engine::run`], but spread over all connections, balancing the bytes to upload:
     /// for operations that need no order among themselves (one server channel moves at most
-    /// its window per round trip; several move several).
+    /// its window per round trip; several move several). A connection that becomes ready
+    /// meanwhile takes its share of the operations not yet started.
     pub fn run_spread(
         &mut self,
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        let assignment = spread(ops, self.links.len());
-        self.run_assigned(ops, assignment, on_done)
+        let ready: Vec<usize> = (0..self.links.len())
+            .filter(|&k| self.links[k].setup == Setup::Ready)
+            .collect();
+        let mut assignment = vec![Vec::new(); self.links.len()];
+        for (k, share) in ready.iter().zip(spread(ops, ready.len())) {
+            assignment[*k] = share;
+        }
+        self.run_assigned(ops, assignment, true, on_done)
     }
 
     fn run_assigned(
         &mut self,
         ops: &[Op],
-        assignment: Vec<Vec<usize>>,
+        mut assignment: Vec<Vec<usize>>,
+        share_out: bool,
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
         let mut batches: Vec<Batch<'_>> = assignment
@@ -331,8 +418,31 @@ impl Engine {
             .collect();
         let mut last_progress = Instant::now();
         loop {
+            // With several connections, each starts uploads only while those it has under
+            // way have less than a window left to send, and one that runs out of work takes
+            // an operation another has not started: the load evens out, and connections
+            // that come up late find work.
+            let several = share_out
+                && self
+                    .links
+                    .iter()
+                    .filter(|l| l.setup == Setup::Ready || l.is_connecting())
+                    .count()
+                    > 1;
             let mut all_done = true;
-            for (k, (link, batch)) in self.links.iter_mut().zip(&mut batches).enumerate() {
+            for k in 0..self.links.len() {
+                let link = &mut self.links[k];
+                if link.is_connecting() {
+                    if !link.setup_step(&self.config, self.local_files) {
+                        continue;
+                    }
+                    log::debug!("connection {} is ready", k + 1);
+                }
+                if link.setup != Setup::Ready {
+                    continue;
+                }
+                link.conn.hold_back = several;
+                let batch = &mut batches[k];
                 while let Some((tag, response)) = link.conn.session.poll_reply() {
                     batch.on_reply(tag, response, &mut link.conn);
                 }
@@ -340,6 +450,20 @@ impl Engine {
                     batch.interrupt(&mut link.conn);
                 }
                 batch.advance(&mut link.conn);
+                while several && batches[k].hungry(&self.links[k].conn) {
+                    let Some(donor) = (0..batches.len())
+                        .filter(|&d| d != k && batches[d].unstarted() > 0)
+                        .max_by_key(|&d| batches[d].unstarted())
+                    else {
+                        break;
+                    };
+                    batches[donor].split_off_unstarted(1);
+                    let g = assignment[donor].pop().expect("assigned");
+                    batches[k].push(&ops[g]);
+                    assignment[k].push(g);
+                    batches[k].advance(&mut self.links[k].conn);
+                }
+                let (link, batch) = (&mut self.links[k], &mut batches[k]);
                 for (i, result) in batch.take_finished() {
                     on_done(assignment[k][i], result);
                 }
@@ -352,6 +476,9 @@ impl Engine {
                 // Replies that made it before the end still count.
                 let mut in_flight = Vec::new();
                 for (k, (link, batch)) in self.links.iter_mut().zip(&mut batches).enumerate() {
+                    if link.setup != Setup::Ready {
+                        continue;
+                    }
                     while let Some((tag, response)) = link.conn.session.poll_reply() {
                         batch.on_reply(tag, response, &mut link.conn);
                     }
@@ -362,6 +489,9 @@ impl Engine {
                 }
                 return Err(EngineError { kind, in_flight });
             }
+        }
+        for link in &mut self.links {
+            link.conn.hold_back = false;
         }
         let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         for (k, batch) in batches.into_iter().enumerate() {
@@ -388,6 +518,10 @@ impl Engine {
         {
             let mut fds = Vec::with_capacity(3 * self.links.len());
             for link in &self.links {
+                if link.setup == Setup::Failed {
+                    slots.push(Slots::default());
+                    continue;
+                }
                 slots.push(
                     link.transport
                         .register(link.conn.session.wants_write(), &mut fds),
@@ -401,13 +535,25 @@ impl Engine {
             }
             revents.extend(fds.iter().map(|fd| fd.revents()));
         }
-        for (link, slots) in self.links.iter_mut().zip(&slots) {
+        for (k, (link, slots)) in self.links.iter_mut().zip(&slots).enumerate() {
+            if link.setup == Setup::Failed {
+                continue;
+            }
             match link
                 .transport
                 .handle(slots, &revents, &mut link.conn.session)
             {
                 Ok(Turn::Progress) => *last_progress = Instant::now(),
                 Ok(Turn::Idle) => {}
+                // The first connection carries the run; an extra one that fails to come
+                // up is done without.
+                Err(e) if k > 0 && link.is_connecting() => {
+                    log::warn!(
+                        "connection {} failed while connecting ({e}): going on without it",
+                        k + 1
+                    );
+                    link.setup = Setup::Failed;
+                }
                 Err(e) => return Err(EngineErrorKind::Transport(e)),
             }
         }
@@ -436,6 +582,10 @@ impl Engine {
     pub fn close(self) -> Option<ExitStatus> {
         let mut first = None;
         for (k, link) in self.links.into_iter().enumerate() {
+            if link.setup != Setup::Ready {
+                // Never used: nothing to finish, it is stopped (by the drop).
+                continue;
+            }
             let status = link.transport.shutdown(Duration::from_secs(5));
             if k == 0 {
                 first = status;
@@ -446,8 +596,68 @@ impl Engine {
 }
 
 impl Link {
-    fn apply_limits(&mut self) {
-        let Some(Response::ExtendedReply(data)) = self.limits_reply.take() else {
+    fn is_connecting(&self) -> bool {
+        matches!(self.setup, Setup::Version | Setup::Limits)
+    }
+
+    /// Moves the set-up on with what has arrived; true once the link is ready.
+    fn setup_step(&mut self, config: &EngineConfig, local_files: usize) -> bool {
+        if self.setup == Setup::Version {
+            let Some(info) = self.conn.session.server_info() else {
+                return false;
+            };
+            self.info = info.clone();
+            let (info, limits) = (&self.info, &mut self.conn.limits);
+            limits.posix_rename = config.posix_rename && info.has_posix_rename();
+            limits.fsync = info.has_fsync();
+            limits.symlink_order = info.symlink_order();
+            limits.serial = config.pipeline_dependent && info.is_openssh();
+            self.conn.dirs.serial = limits.serial;
+            self.conn.dirs.base = config.root.clone();
+            if !info.has_limits() {
+                self.finish_setup(None, config, local_files);
+                return true;
+            }
+            self.conn
+                .session
+                .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
+            self.limits_sent = Some(Instant::now());
+            self.setup = Setup::Limits;
+        }
+        if self.setup == Setup::Limits {
+            let Some((_, reply)) = self.conn.session.poll_reply() else {
+                return false;
+            };
+            self.rtt = self.limits_sent.map(|t| t.elapsed());
+            self.finish_setup(Some(reply), config, local_files);
+        }
+        self.setup == Setup::Ready
+    }
+
+    fn finish_setup(&mut self, reply: Option<Response>, config: &EngineConfig, local_files: usize) {
+        if let Some(rtt) = self.rtt {
+            let limits = &mut self.conn.limits;
+            if config.auto_open_files {
+                limits.max_open_files = open_files_for(rtt);
+            }
+            if config.auto_window {
+                limits.window = window_for(rtt);
+            }
+            log::debug!(
+                "round trip {:.1} ms: up to {} files open, {} KiB unanswered",
+                rtt.as_secs_f64() * 1000.0,
+                limits.max_open_files,
+                limits.window / 1024
+            );
+        }
+        self.apply_limits(reply);
+        let limits = &mut self.conn.limits;
+        limits.max_open_files = limits.max_open_files.min(local_files);
+        self.setup = Setup::Ready;
+    }
+
+    fn apply_limits(&mut self, reply: Option<Response>) {
+        let Some(Response::ExtendedReply(data)) = reply else {
             if self.info.has_limits() {
                 log::warn!("the server announced limits@openssh.com but did not answer it");
             }
@@ -517,7 +727,18 @@ mod tests {
         assert_eq!(open_files_for(Duration::from_micros(300)), 64);
         assert_eq!(open_files_for(Duration::from_millis(10)), 264);
         assert_eq!(open_files_for(Duration::from_millis(20)), 464);
-        assert_eq!(open_files_for(Duration::from_millis(50)), 512);
-        assert_eq!(open_files_for(Duration::from_secs(3)), 512);
+        assert_eq!(open_files_for(Duration::from_millis(40)), 864);
+        assert_eq!(open_files_for(Duration::from_millis(50)), 1024);
+        assert_eq!(open_files_for(Duration::from_secs(3)), 1024);
+    }
+
+    #[test]
+    fn the_window_grows_with_the_round_trip_from_one_to_eight_mib() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(window_for(Duration::from_micros(300)), MIB);
+        assert_eq!(window_for(Duration::from_millis(16)), 2 * MIB);
+        assert_eq!(window_for(Duration::from_millis(50)), MIB + 50 * 64 * 1024);
+        assert_eq!(window_for(Duration::from_millis(112)), 8 * MIB);
+        assert_eq!(window_for(Duration::from_secs(3)), 8 * MIB);
     }
 }

@@ -390,7 +390,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn a_large_push_is_spread_over_several_connections() {
+fn a_large_push_on_a_fast_link_stays_on_one_connection() {
     let repo = Repo::new();
     let big = repo.deb("big", "1.0", 70_000_000);
     let small = repo.deb("small", "1.0", 1_000);
@@ -407,8 +407,9 @@ fn a_large_push_is_spread_over_several_connections() {
         .lines()
         .filter(|l| l.starts_with("session opened"))
         .count();
-    // 70 MB: one connection, plus one per 32 MiB.
-    assert_eq!(sessions, 3);
+    // 70 MB would justify three (one per 32 MiB), but the round trip is under a
+    // millisecond: one channel is not window-bound, more would only compete for the CPU.
+    assert_eq!(sessions, 1);
 }
 
 #[test]
