@@ -305,23 +305,54 @@ impl Executor<'_> {
             ready.push(ok[at..at + d.uploads.len()].iter().all(|b| *b));
             at += d.uploads.len();
         }
-        for step in 0..plan::FINALISE_STEPS {
+        // A server that answers in order (OpenSSH's) also carries them out in order: the
+        // renames of the indices and of Release/InRelease then go in one batch, Release
+        // still last, and the moment in which a reader can see new indices with the old
+        // Release lasts one round trip, not three. Only plain renames are sent so: a
+        // symlink may need a REMOVE or MKDIR first, which is answered before it goes.
+        let in_order = self.engine.answers_in_order() && self.engine.atomic_rename();
+        let renames_only = |step: usize| {
+            plan.dist_dirs.iter().all(|d| {
+                d.steps[step]
+                    .iter()
+                    .all(|j| matches!(j.action, Action::RenameDotNew { .. }))
+            })
+        };
+        let mut step = 0;
+        while step < plan::FINALISE_STEPS {
+            // The deletions (the last step) always wait for the renames.
+            let mut last = step;
+            while in_order
+                && last + 2 < plan::FINALISE_STEPS
+                && renames_only(last)
+                && renames_only(last + 1)
+            {
+                last += 1;
+            }
             let mut jobs = Vec::new();
             let mut owner = Vec::new();
             for (i, d) in plan.dist_dirs.iter().enumerate() {
                 if ready[i] {
-                    jobs.extend(&d.steps[step]);
-                    owner.extend(std::iter::repeat_n(i, d.steps[step].len()));
+                    for s in step..=last {
+                        jobs.extend(&d.steps[s]);
+                        owner.extend(std::iter::repeat_n(i, d.steps[s].len()));
+                    }
                 }
             }
             let ok = self.batch(&jobs)?;
             if !jobs.is_empty() {
                 log::info!(
-                    "finalising step {step}: {} change(s) answered after {:.2} s",
+                    "finalising step {step}{}: {} change(s) answered after {:.2} s",
+                    if last > step {
+                        format!("-{last}")
+                    } else {
+                        String::new()
+                    },
                     jobs.len(),
                     self.elapsed()
                 );
             }
+            step = last + 1;
             for (j, good) in ok.iter().enumerate() {
                 if !good {
                     ready[owner[j]] = false;

@@ -333,6 +333,12 @@ impl Engine {
         self.links[0].conn.limits.posix_rename
     }
 
+    /// Whether the server is known to answer (and so to carry out) requests in the order
+    /// they were sent, as OpenSSH's does.
+    pub fn answers_in_order(&self) -> bool {
+        self.links[0].conn.limits.serial
+    }
+
     /// How many connections are ready for work.
     pub fn connections(&self) -> usize {
         self.links

@@ -428,3 +428,39 @@ fn debug_sftp_logs_each_request_and_reply() {
     );
     assert!(err.contains("<- ") && err.contains(" STATUS OK"), "{err}");
 }
+
+#[test]
+fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
+    let repo = Repo::new();
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+            .code(),
+        0
+    );
+    repo.set_conf(&conf);
+    let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
+    ran.expect(0);
+    // One batch for the index renames and Release (OpenSSH carries them out in order).
+    assert!(
+        ran.stderr().contains("finalising step 0-2:"),
+        "{}",
+        ran.stderr()
+    );
+    let renames: Vec<String> = repo
+        .server_ops()
+        .into_iter()
+        .filter(|l| l.starts_with("posix-rename"))
+        .collect();
+    assert!(renames.len() > 2, "{renames:?}");
+    assert!(
+        renames
+            .last()
+            .unwrap()
+            .contains("dists/bookworm/Release.new"),
+        "{renames:?}"
+    );
+    repo.assert_mirrored(&[]);
+}
