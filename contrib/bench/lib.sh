@@ -16,6 +16,18 @@ bench_init() {
         command -v "$t" >/dev/null || die "$t is not installed"
     done
     BENCH_TMP=$(mktemp -d /tmp/outsftphook-bench.XXXXXX)
+    # The remote trees go to a tmpfs: what is measured is the link and the protocol, not
+    # the server's disk. (On this kind of VM, ext4 makes each mkdir or create cost about
+    # 0.5 ms of CPU for as long as 30 s after many deletions, and every run deletes the last
+    # one's tree: with the remote on disk, runs got slower one after the other.)
+    # BENCH_REMOTE_DISK=1 puts them under $BENCH_TMP instead.
+    if [ -z "${BENCH_REMOTE_DISK:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+        REMOTE_ROOT=$(mktemp -d /dev/shm/outsftphook-bench.XXXXXX)
+        REMOTE_KIND="tmpfs (/dev/shm)"
+    else
+        REMOTE_ROOT=$BENCH_TMP
+        REMOTE_KIND="disk ($(df --output=fstype "$BENCH_TMP" | tail -1))"
+    fi
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM   # runs the EXIT trap
     # Our own copy: others rebuild target/release while we measure, and a binary swapped
@@ -44,6 +56,12 @@ bench_cleanup() {
     else
         rm -rf "$BENCH_TMP"
     fi
+    [ "${REMOTE_ROOT:-$BENCH_TMP}" = "$BENCH_TMP" ] || rm -rf "$REMOTE_ROOT"
+}
+
+# A fresh empty remote directory (see REMOTE_ROOT); prints its path.
+remote_dir() {
+    mktemp -d "$REMOTE_ROOT/remote.XXXXXX"
 }
 
 # A loopback port nobody listens on (the kernel picks it; tiny race until we bind it).

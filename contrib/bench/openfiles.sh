@@ -65,7 +65,7 @@ done
 # One push of everything to a fresh, empty remote dir; prints its wall seconds.
 push() {
     local col=$1 maxopen=$2 remote log secs got_pool got_dists run="$1/$2"
-    remote=$(mktemp -d "$BENCH_TMP/remote.XXXXXX")
+    remote=$(remote_dir)
     write_conf "$REPO" "${PORT[$col]}" "$remote" "$maxopen" ${CONN_LINES[@]+"${CONN_LINES[@]}"}
     log=$(write_outlog "$REPO" "$CODENAME")
     secs=$(timed_push "$REPO" "$log") || exit 1
@@ -100,7 +100,7 @@ done
 
 echo
 echo "outsftphook $HOOK_INFO; $CONN_INFO"
-echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r); remote trees on $REMOTE_KIND"
 echo "push of $files files ($pool_files pool, $dist_files dists; $((bytes / 1024)) KiB) to an empty dir on 127.0.0.1 via sshd/sftp-server;"
 echo "best of $REPEAT (1 for runs over ${ONCE_ABOVE} s); 0ms and 50ms go through ${PROXY_KIND:-delayproxy.py}, 50ms = 25 ms each way"
 echo "ssh 127.0.0.1 true: direct ${SSH_TRUE[direct]} s, 0ms ${SSH_TRUE[0ms]} s, 50ms ${SSH_TRUE[50ms]} s"

@@ -170,7 +170,7 @@ fi
 run_one() {
     local t=$1 w=$2 l=$3 remote log cmd=() out=$BENCH_TMP/run.out got want rc
     local cfg=${CFG[$l]} src=${SRC[$w]} repo=${REPO[$w]}
-    remote=$(mktemp -d "$BENCH_TMP/remote.XXXXXX")
+    remote=$(remote_dir)
     case $t in
     true) cmd=(ssh -F "$cfg" bench true) ;;
     raw) cmd=(sh -c 'exec ssh -F "$1" bench "cat >/dev/null" < "$2"' sh "$cfg" "${ONE[$w]}") ;;
@@ -267,7 +267,7 @@ done
 first_line() { "$@" 2>&1 | head -n 1 || true; }
 echo
 echo "outsftphook $HOOK_INFO"
-echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+echo "$(nproc) CPUs: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r); remote trees on $REMOTE_KIND"
 peers="$(first_line ssh -V | cut -d, -f1); $(first_line reprepro --version | sed 's/.*version /reprepro /')"
 command -v rsync >/dev/null && peers+="; $(first_line rsync --version | awk '{ print "rsync " $3 }')"
 command -v lftp >/dev/null && peers+="; $(first_line lftp --version | sed 's/.*Version \([^ ]*\).*/lftp \1/')"
