@@ -76,9 +76,11 @@ const AUTO_OPEN_FILES_MAX: usize = 1024;
 /// it is sent into one buffer, which it copies whole each time it grows, so on a link faster
 /// than the server a large window makes it slower (measured at 0 ms: 419 MB took 2.0 s with
 /// 1 MiB, 3.0 s with 8 MiB; 1004 small files with 1024 open took 0.65 s with 1 MiB, 1.1 to
-/// 1.8 s with 4-8 MiB). At 50 ms anything from 2 to 6 MiB did the same.
+/// 1.8 s with 4-8 MiB). At 50 ms, 2 MiB (10 runs: 1.33-1.51 s) had a shorter tail than
+/// 4 MiB (1.31-1.97 s), and 1 MiB was window-bound (1.57-1.63 s); four connections moving
+/// 419 MB took the same with 2, 3 or 4 MiB each.
 const WINDOW_MIN: u64 = 1024 * 1024;
-const WINDOW_PER_MS: u64 = 64 * 1024;
+const WINDOW_PER_MS: u64 = 32 * 1024;
 const WINDOW_MAX: u64 = 8 * 1024 * 1024;
 
 /// Below this round trip one connection is not limited by its channel window, and more
@@ -225,6 +227,11 @@ pub struct Engine {
     /// Local files each connection may hold open (see [`local_open_files`]).
     local_files: usize,
 }
+
+/// How long a server may take to exit by itself once its input is closed, before it is told
+/// to: enough for a local one; ssh would wait a round trip for the remote side (see
+/// [`Transport::shutdown`]).
+const CLOSE_GRACE: Duration = Duration::from_millis(5);
 
 /// How long one poll may sleep, so that the loop looks at the clock regularly (a signal
 /// interrupts the sleep at once).
@@ -582,9 +589,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends the conversations cleanly: each server sees end of input once nothing is in
-    /// flight (it would drop queued replies otherwise) and exits. Returns the first
-    /// connection's exit status.
+    /// Ends the conversations once nothing is in flight (a server would drop queued replies
+    /// otherwise): each server sees end of input and is then stopped (see
+    /// [`Transport::shutdown`]). Returns the first connection's exit status if it exited by
+    /// itself.
     pub fn close(self) -> Option<ExitStatus> {
         let mut first = None;
         for (k, link) in self.links.into_iter().enumerate() {
@@ -592,7 +600,7 @@ impl Engine {
                 // Never used: nothing to finish, it is stopped (by the drop).
                 continue;
             }
-            let status = link.transport.shutdown(Duration::from_secs(5));
+            let status = link.transport.shutdown(CLOSE_GRACE);
             if k == 0 {
                 first = status;
             }
@@ -742,9 +750,9 @@ mod tests {
     fn the_window_grows_with_the_round_trip_from_one_to_eight_mib() {
         const MIB: u64 = 1024 * 1024;
         assert_eq!(window_for(Duration::from_micros(300)), MIB);
-        assert_eq!(window_for(Duration::from_millis(16)), 2 * MIB);
-        assert_eq!(window_for(Duration::from_millis(50)), MIB + 50 * 64 * 1024);
-        assert_eq!(window_for(Duration::from_millis(112)), 8 * MIB);
+        assert_eq!(window_for(Duration::from_millis(32)), 2 * MIB);
+        assert_eq!(window_for(Duration::from_millis(50)), MIB + 50 * 32 * 1024);
+        assert_eq!(window_for(Duration::from_millis(224)), 8 * MIB);
         assert_eq!(window_for(Duration::from_secs(3)), 8 * MIB);
     }
 }
