@@ -88,6 +88,10 @@ const WINDOW_MAX: u64 = 8 * 1024 * 1024;
 /// over two and 2.9 s over four): the others are closed again.
 pub const MULTI_CONNECTION_MIN_RTT: Duration = Duration::from_millis(4);
 
+/// Files opened before the server has said how many it allows (its limits reply comes a
+/// round trip after its VERSION, and work does not wait for it).
+const PROVISIONAL_OPEN_FILES: usize = 64;
+
 /// Local descriptors kept back from the open-file budget: for the pipes, the journal, the
 /// lock, the logs.
 const RESERVED_FDS: u64 = 64;
@@ -199,8 +203,7 @@ impl std::error::Error for EngineError {}
 enum Setup {
     /// INIT sent, waiting for VERSION.
     Version,
-    /// `limits@openssh.com` sent, waiting for its reply.
-    Limits,
+    /// Working; its limits may still be on their way (see [`Link::limits_sent`]).
     Ready,
     /// An extra connection that failed before it was ready: the others go on without it.
     Failed,
@@ -212,8 +215,13 @@ struct Link {
     conn: Conn,
     info: ServerInfo,
     setup: Setup,
-    /// When the limits request went out: its reply comes one round trip later.
+    /// When the limits request went out, while its reply is awaited: it comes one round
+    /// trip later, and work does not wait for it.
     limits_sent: Option<Instant>,
+    /// When its reply was read (it may be handled later).
+    limits_arrived: Option<Instant>,
+    /// The server offers limits@openssh.com and they have not been asked for yet.
+    limits_due: bool,
     rtt: Option<Duration>,
 }
 
@@ -226,6 +234,8 @@ pub struct Engine {
     server: ServerCommand,
     /// Local files each connection may hold open (see [`local_open_files`]).
     local_files: usize,
+    /// Whether more connections were started, or found not worth it.
+    more_considered: bool,
 }
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
@@ -255,6 +265,7 @@ impl Engine {
             stall_timeout: config.stall_timeout,
             interrupt: config.interrupt.clone(),
             local_files: local_open_files(config.connections),
+            more_considered: config.connections <= 1,
             config,
             server: server.clone(),
         };
@@ -262,44 +273,56 @@ impl Engine {
         let (config, local_files) = (engine.config.clone(), engine.local_files);
         engine.drive(
             |links| links[0].setup_step(&config, local_files),
-            |links| {
-                vec![match links[0].setup {
-                    Setup::Version => "INIT".to_string(),
-                    _ => Req::Limits.to_string(),
-                }]
-            },
+            |_| vec!["INIT".to_string()],
         )?;
         let first = &engine.links[0];
         log::debug!(
-            "server extensions: {:?}; writes of {} bytes, at most {} files open",
+            "server extensions: {:?}",
             first
                 .info
                 .extensions
                 .iter()
                 .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .collect::<Vec<_>>(),
-            first.conn.limits.write_chunk,
-            first.conn.limits.max_open_files
+                .collect::<Vec<_>>()
         );
-        if config.connections > 1 {
-            match first.rtt {
-                Some(rtt) if rtt < config.multi_connection_min_rtt => log::debug!(
-                    "round trip under {:?}: one connection is enough",
-                    config.multi_connection_min_rtt
-                ),
-                _ => {
-                    for _ in 1..config.connections {
-                        if let Err(e) = engine.spawn_link() {
-                            log::warn!(
-                                "cannot start another connection ({e}): going on with fewer"
-                            );
-                            break;
-                        }
-                    }
-                }
-            }
+        // Without limits@openssh.com there is no round trip to go by: all start now.
+        if !first.limits_due {
+            engine.more_considered = true;
+            engine.add_connections();
         }
         Ok(engine)
+    }
+
+    /// Starts the connections beyond the first that `connections` allows; their set-up goes
+    /// on in the loop.
+    fn add_connections(&mut self) {
+        while self.links.len() < self.config.connections {
+            if let Err(e) = self.spawn_link() {
+                log::warn!("cannot start another connection ({e}): going on with fewer");
+                break;
+            }
+        }
+    }
+
+    /// Called with the first connection's round trip: more connections only pay where one
+    /// channel is bound by its window (see [`MULTI_CONNECTION_MIN_RTT`]).
+    fn consider_more_connections(&mut self) {
+        let Some(rtt) = self.links[0].rtt.filter(|_| !self.more_considered) else {
+            return;
+        };
+        self.more_considered = true;
+        if rtt < self.config.multi_connection_min_rtt {
+            log::debug!(
+                "round trip under {:?}: one connection is enough",
+                self.config.multi_connection_min_rtt
+            );
+            return;
+        }
+        log::debug!(
+            "starting {} more connection(s)",
+            self.config.connections - 1
+        );
+        self.add_connections();
     }
 
     /// Starts one more server command; its set-up goes on in the loop.
@@ -325,6 +348,8 @@ impl Engine {
             },
             setup: Setup::Version,
             limits_sent: None,
+            limits_arrived: None,
+            limits_due: false,
             rtt: None,
         });
         Ok(())
@@ -435,13 +460,16 @@ impl Engine {
             // way have less than a window left to send, and one that runs out of work takes
             // an operation another has not started: the load evens out, and connections
             // that come up late find work.
+            // Until the round trip has decided on more connections, the first holds back
+            // as well.
             let several = share_out
-                && self
-                    .links
-                    .iter()
-                    .filter(|l| l.setup == Setup::Ready || l.is_connecting())
-                    .count()
-                    > 1;
+                && (!self.more_considered
+                    || self
+                        .links
+                        .iter()
+                        .filter(|l| l.setup == Setup::Ready || l.is_connecting())
+                        .count()
+                        > 1);
             let mut all_done = true;
             for k in 0..self.links.len() {
                 let link = &mut self.links[k];
@@ -454,10 +482,14 @@ impl Engine {
                 if link.setup != Setup::Ready {
                     continue;
                 }
+                link.ask_limits();
                 link.conn.hold_back = several;
                 let batch = &mut batches[k];
                 while let Some((tag, response)) = link.conn.session.poll_reply() {
-                    batch.on_reply(tag, response, &mut link.conn);
+                    match tag {
+                        Tag::Setup(_) => link.on_limits(response, &self.config, self.local_files),
+                        tag => batch.on_reply(tag, response, &mut link.conn),
+                    }
                 }
                 if self.interrupt.signal().is_some() {
                     batch.interrupt(&mut link.conn);
@@ -481,6 +513,12 @@ impl Engine {
                     on_done(assignment[k][i], result);
                 }
                 all_done &= batch.is_done(&link.conn);
+            }
+            // Only work that can be spread is worth another handshake.
+            if share_out && !self.more_considered {
+                self.consider_more_connections();
+                batches.resize_with(self.links.len(), || Batch::new(Vec::new()));
+                assignment.resize(self.links.len(), Vec::new());
             }
             if all_done {
                 break;
@@ -556,7 +594,20 @@ impl Engine {
                 .transport
                 .handle(slots, &revents, &mut link.conn.session)
             {
-                Ok(Turn::Progress) => *last_progress = Instant::now(),
+                Ok(Turn::Progress) => {
+                    *last_progress = Instant::now();
+                    // The round trip ends when the reply is read, not when it is handled.
+                    if link.limits_sent.is_some()
+                        && link.limits_arrived.is_none()
+                        && link
+                            .conn
+                            .session
+                            .pending_replies()
+                            .any(|(tag, _)| matches!(tag, Tag::Setup(_)))
+                    {
+                        link.limits_arrived = Some(*last_progress);
+                    }
+                }
                 Ok(Turn::Idle) => {}
                 // The first connection carries the run; an extra one that fails to come
                 // up is done without.
@@ -611,70 +662,83 @@ impl Engine {
 
 impl Link {
     fn is_connecting(&self) -> bool {
-        matches!(self.setup, Setup::Version | Setup::Limits)
+        self.setup == Setup::Version
     }
 
-    /// Moves the set-up on with what has arrived; true once the link is ready.
+    /// Moves the set-up on with what has arrived; true once the link is ready. Work starts
+    /// on VERSION: the limits are asked for then, and until they come at most
+    /// [`PROVISIONAL_OPEN_FILES`] files are opened, with the smallest window.
     fn setup_step(&mut self, config: &EngineConfig, local_files: usize) -> bool {
-        if self.setup == Setup::Version {
-            let Some(info) = self.conn.session.server_info() else {
-                return false;
-            };
-            self.info = info.clone();
-            let (info, limits) = (&self.info, &mut self.conn.limits);
-            limits.posix_rename = config.posix_rename && info.has_posix_rename();
-            limits.fsync = info.has_fsync();
-            limits.symlink_order = info.symlink_order();
-            limits.serial = config.pipeline_dependent && info.is_openssh();
-            self.conn.dirs.serial = limits.serial;
-            self.conn.dirs.base = config.root.clone();
-            if !info.has_limits() {
-                self.finish_setup(None, config, local_files);
-                return true;
+        if self.setup != Setup::Version {
+            return self.setup == Setup::Ready;
+        }
+        let Some(info) = self.conn.session.server_info() else {
+            return false;
+        };
+        self.info = info.clone();
+        let (info, limits) = (&self.info, &mut self.conn.limits);
+        limits.posix_rename = config.posix_rename && info.has_posix_rename();
+        limits.fsync = info.has_fsync();
+        limits.symlink_order = info.symlink_order();
+        limits.serial = config.pipeline_dependent && info.is_openssh();
+        limits.max_open_files = limits.max_open_files.min(local_files);
+        self.conn.dirs.serial = limits.serial;
+        self.conn.dirs.base = config.root.clone();
+        if info.has_limits() {
+            limits.max_open_files = limits.max_open_files.min(PROVISIONAL_OPEN_FILES);
+            if config.auto_window {
+                limits.window = WINDOW_MIN;
             }
+            self.limits_due = true;
+        }
+        self.setup = Setup::Ready;
+        true
+    }
+
+    /// Sends the limits request if it is still due. That is left to the start of the first
+    /// run, where its reply is read as soon as it comes: it measures the round trip.
+    fn ask_limits(&mut self) {
+        if std::mem::take(&mut self.limits_due) {
             self.conn
                 .session
                 .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
             self.limits_sent = Some(Instant::now());
-            self.setup = Setup::Limits;
         }
-        if self.setup == Setup::Limits {
-            let Some((_, reply)) = self.conn.session.poll_reply() else {
-                return false;
-            };
-            self.rtt = self.limits_sent.map(|t| t.elapsed());
-            self.finish_setup(Some(reply), config, local_files);
-        }
-        self.setup == Setup::Ready
     }
 
-    fn finish_setup(&mut self, reply: Option<Response>, config: &EngineConfig, local_files: usize) {
-        if let Some(rtt) = self.rtt {
-            let limits = &mut self.conn.limits;
-            if config.auto_open_files {
-                limits.max_open_files = open_files_for(rtt);
-            }
-            if config.auto_window {
-                limits.window = window_for(rtt);
-            }
-            log::debug!(
-                "round trip {:.1} ms: up to {} files open, {} KiB unanswered",
-                rtt.as_secs_f64() * 1000.0,
-                limits.max_open_files,
-                limits.window / 1024
-            );
+    /// The limits reply: the round trip it took sets the automatic settings, the server's
+    /// figures cap them.
+    fn on_limits(&mut self, reply: Response, config: &EngineConfig, local_files: usize) {
+        let Some(sent) = self.limits_sent.take() else {
+            return;
+        };
+        let arrived = self.limits_arrived.unwrap_or_else(Instant::now);
+        let rtt = arrived.saturating_duration_since(sent);
+        self.rtt = Some(rtt);
+        let limits = &mut self.conn.limits;
+        limits.max_open_files = if config.auto_open_files {
+            open_files_for(rtt)
+        } else {
+            config.max_open_files.max(1)
+        };
+        if config.auto_window {
+            limits.window = window_for(rtt);
         }
         self.apply_limits(reply);
         let limits = &mut self.conn.limits;
         limits.max_open_files = limits.max_open_files.min(local_files);
-        self.setup = Setup::Ready;
+        log::debug!(
+            "round trip {:.1} ms: up to {} files open, {} KiB unanswered, writes of {} bytes",
+            rtt.as_secs_f64() * 1000.0,
+            limits.max_open_files,
+            limits.window / 1024,
+            limits.write_chunk
+        );
     }
 
-    fn apply_limits(&mut self, reply: Option<Response>) {
-        let Some(Response::ExtendedReply(data)) = reply else {
-            if self.info.has_limits() {
-                log::warn!("the server announced limits@openssh.com but did not answer it");
-            }
+    fn apply_limits(&mut self, reply: Response) {
+        let Response::ExtendedReply(data) = reply else {
+            log::warn!("the server announced limits@openssh.com but did not answer it");
             return;
         };
         match wire::Limits::decode(&data) {

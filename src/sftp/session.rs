@@ -280,6 +280,11 @@ impl<T> Session<T> {
         }
     }
 
+    /// The replies that have arrived and not been taken, oldest first.
+    pub fn pending_replies(&self) -> impl Iterator<Item = &(T, Response)> {
+        self.replies.iter()
+    }
+
     /// The next reply that has arrived, with the tag its request was sent with.
     pub fn poll_reply(&mut self) -> Option<(T, Response)> {
         self.replies.pop_front()
