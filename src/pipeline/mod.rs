@@ -85,7 +85,7 @@ const WINDOW_MAX: u64 = 8 * 1024 * 1024;
 
 /// Below this round trip one connection is not limited by its channel window, and more
 /// connections only compete for the CPU (measured at 0 ms: 419 MB took 2.0 s over one, 2.4 s
-/// over two and 2.9 s over four): the others are closed again.
+/// over two and 2.9 s over four): the others are not started.
 pub const MULTI_CONNECTION_MIN_RTT: Duration = Duration::from_millis(4);
 
 /// Files opened before the server has said how many it allows (its limits reply comes a
@@ -255,10 +255,11 @@ fn transport_error(e: TransportError) -> EngineError {
 }
 
 impl Engine {
-    /// Starts the server command, exchanges versions and learns the server's limits and the
-    /// round trip. If `connections` asks for more and the round trip makes them worth it
-    /// (at least [`MULTI_CONNECTION_MIN_RTT`]), the others are started too and join while
-    /// work goes on: [`Engine::run_spread`] hands each its share of what has not started.
+    /// Starts the server command and exchanges versions. The server's limits and the round
+    /// trip are learnt in the first run, whose work does not wait for them. If `connections`
+    /// asks for more and the round trip makes them worth it (at least
+    /// [`MULTI_CONNECTION_MIN_RTT`]), [`Engine::run_spread`] starts the others then, and they
+    /// join while work goes on, taking uploads the others have not started.
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             links: Vec::new(),
