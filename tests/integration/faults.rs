@@ -257,6 +257,34 @@ fn a_file_size_limit_on_the_server_fails_the_push_truthfully() {
 }
 
 #[test]
+fn a_low_descriptor_limit_caps_the_files_open_instead_of_failing_them() {
+    let repo = Repo::new();
+    let pool = repo.base().join("pool/main/m/many");
+    fs::create_dir_all(&pool).unwrap();
+    for i in 0..400 {
+        fs::write(pool.join(format!("f{i}")), vec![i as u8; 30_000]).unwrap();
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to give the server more descriptors than the hook");
+        return;
+    }
+    // The server gets plenty (it inherits the hook's limit otherwise, and says so in its
+    // limits); the hook 150, soft and hard, and is told to keep 1024 files open: 400 sources
+    // held open at once would run out.
+    use_server_with(&repo, "ulimit -n 4096; exec");
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf(&format!("{conf}maxopenfiles 1024\n"));
+    let ran = repo.hook_after("ulimit -n 150", &["--basedir", ".", "mirror"]);
+    ran.expect(0);
+    for i in 0..400 {
+        assert!(
+            fs::read(repo.remote().join(format!("pool/main/m/many/f{i}"))).unwrap()
+                == vec![i as u8; 30_000]
+        );
+    }
+}
+
+#[test]
 fn an_unprivileged_server_user_fails_with_permission_denied_then_completes() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIPPED: needs root to run the server as another user");

@@ -229,7 +229,17 @@ impl Repo {
 
     /// Runs the hook by hand from `cwd`.
     pub fn hook_in(&self, cwd: &Path, args: &[&str]) -> Ran {
-        let mut cmd = Command::new(BIN);
+        self.run_hook(Command::new(BIN), cwd, args)
+    }
+
+    /// Runs the hook by hand after the shell command `setup` (e.g. a `ulimit`).
+    pub fn hook_after(&self, setup: &str, args: &[&str]) -> Ran {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("{setup} && exec \"$0\" \"$@\""), BIN]);
+        self.run_hook(cmd, &self.base(), args)
+    }
+
+    fn run_hook(&self, mut cmd: Command, cwd: &Path, args: &[&str]) -> Ran {
         cmd.current_dir(cwd).args(args);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("REPREPRO_") {
