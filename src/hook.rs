@@ -310,6 +310,10 @@ impl Executor<'_> {
         // still last, and the moment in which a reader can see new indices with the old
         // Release lasts one round trip, not three. Only plain renames are sent so: a
         // symlink may need a REMOVE or MKDIR first, which is answered before it goes.
+        // The price: an index rename that fails no longer holds back its Release. Either
+        // way the mirror then has indices its Release does not match until a rerun (new
+        // indices under the old Release, or one old index under the new one); the pool is
+        // complete in both, which is what the waits before this guard.
         let in_order = self.engine.answers_in_order() && self.engine.atomic_rename();
         let renames_only = |step: usize| {
             plan.dist_dirs.iter().all(|d| {

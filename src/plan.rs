@@ -42,7 +42,9 @@ pub struct Job {
     pub action: Action,
 }
 
-/// The steps of a dist dir's finalisation; each is finished before the next starts.
+/// The steps of a dist dir's finalisation; each is finished before the next starts, except
+/// that on a server that carries out requests in order the renames of steps 0 to 2 go in
+/// one batch (see `Executor::rounds`).
 pub const FINALISE_STEPS: usize = 4;
 
 /// One distribution (or snapshot) directory's work.

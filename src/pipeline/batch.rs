@@ -55,8 +55,9 @@ pub(crate) struct Conn {
     pub dirs: DirTable,
     pub limits: Limits,
     pub stats: Stats,
-    /// More connections are coming: start uploads only while those under way have less
-    /// than a window left to send, so that the newcomers find work (see `take_share`).
+    /// Several connections share the work, or more may come: start uploads only while those
+    /// under way have less
+    /// than a window left to send, so that the others find work (see [`Batch::hungry`]).
     pub hold_back: bool,
     open_files: usize,
     bytes_in_flight: u64,

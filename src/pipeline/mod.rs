@@ -23,7 +23,7 @@ use op::Tag;
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
 use crate::sftp::session::{ServerInfo, Session};
-use crate::sftp::wire::{self, ExtendedRequest, Response};
+use crate::sftp::wire::{self, ExtendedRequest, Request, Response};
 use crate::transport::{ServerCommand, Slots, Transport, TransportError, Turn, wait};
 
 /// Tunables of the engine.
@@ -31,7 +31,7 @@ use crate::transport::{ServerCommand, Slots, Transport, TransportError, Turn, wa
 pub struct EngineConfig {
     /// Remote file handles open at once (per connection).
     pub max_open_files: usize,
-    /// Choose the open-file limit from the round trip measured while connecting instead:
+    /// Choose the open-file limit from the round trip measured in the first run instead:
     /// [`DEFAULT_MAX_OPEN_FILES`] on a fast link, more the slower it is, so that enough
     /// files are in flight to cover the link's latency.
     pub auto_open_files: bool,
@@ -113,19 +113,23 @@ pub fn window_for(rtt: Duration) -> u64 {
 }
 
 /// How many files may be open locally at once, per connection: each upload in flight holds
-/// its source open. The soft descriptor limit is raised to the hard one first (often 1024
-/// against 512k), as a program that needs many descriptors is expected to do.
-fn local_open_files(connections: usize) -> usize {
+/// its source open. The soft descriptor limit is raised as far as `per_connection` files on
+/// each connection need, within the hard limit (often 1024 against 512k), as a program that
+/// needs many descriptors is expected to do; not further, as the ssh it starts inherits it.
+fn local_open_files(connections: usize, per_connection: usize) -> usize {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return DEFAULT_MAX_OPEN_FILES;
     };
-    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        hard
+    let connections = connections.max(1) as u64;
+    let needed = RESERVED_FDS.saturating_add(connections.saturating_mul(per_connection as u64));
+    let want = needed.min(hard);
+    let soft = if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+        want
     } else {
         soft
     };
-    let spare = soft.saturating_sub(RESERVED_FDS) / connections.max(1) as u64;
+    let spare = soft.saturating_sub(RESERVED_FDS) / connections;
     usize::try_from(spare).unwrap_or(usize::MAX).max(1)
 }
 
@@ -215,12 +219,13 @@ struct Link {
     conn: Conn,
     info: ServerInfo,
     setup: Setup,
-    /// When the limits request went out, while its reply is awaited: it comes one round
-    /// trip later, and work does not wait for it.
+    /// When the set-up request (limits@openssh.com, or a REALPATH where the server lacks
+    /// it) went out, while its reply is awaited: it comes one round trip later, and work
+    /// does not wait for it.
     limits_sent: Option<Instant>,
     /// When its reply was read (it may be handled later).
     limits_arrived: Option<Instant>,
-    /// The server offers limits@openssh.com and they have not been asked for yet.
+    /// The set-up request is still to be sent.
     limits_due: bool,
     rtt: Option<Duration>,
 }
@@ -265,7 +270,14 @@ impl Engine {
             links: Vec::new(),
             stall_timeout: config.stall_timeout,
             interrupt: config.interrupt.clone(),
-            local_files: local_open_files(config.connections),
+            local_files: local_open_files(
+                config.connections,
+                if config.auto_open_files {
+                    AUTO_OPEN_FILES_MAX
+                } else {
+                    config.max_open_files
+                },
+            ),
             more_considered: config.connections <= 1,
             config,
             server: server.clone(),
@@ -286,11 +298,6 @@ impl Engine {
                 .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
                 .collect::<Vec<_>>()
         );
-        // Without limits@openssh.com there is no round trip to go by: all start now.
-        if !first.limits_due {
-            engine.more_considered = true;
-            engine.add_connections();
-        }
         Ok(engine)
     }
 
@@ -483,12 +490,17 @@ impl Engine {
                 if link.setup != Setup::Ready {
                     continue;
                 }
-                link.ask_limits();
+                // An extra connection is only of use to work that can be spread.
+                if k == 0 || share_out {
+                    link.ask_limits();
+                }
                 link.conn.hold_back = several;
                 let batch = &mut batches[k];
                 while let Some((tag, response)) = link.conn.session.poll_reply() {
                     match tag {
-                        Tag::Setup(_) => link.on_limits(response, &self.config, self.local_files),
+                        Tag::Setup(req) => {
+                            link.on_limits(req, response, &self.config, self.local_files)
+                        }
                         tag => batch.on_reply(tag, response, &mut link.conn),
                     }
                 }
@@ -667,8 +679,9 @@ impl Link {
     }
 
     /// Moves the set-up on with what has arrived; true once the link is ready. Work starts
-    /// on VERSION: the limits are asked for then, and until they come at most
-    /// [`PROVISIONAL_OPEN_FILES`] files are opened, with the smallest window.
+    /// on VERSION: until the first run has measured the round trip (see
+    /// [`Link::ask_limits`]), at most [`PROVISIONAL_OPEN_FILES`] files are opened and an
+    /// automatic window is the smallest.
     fn setup_step(&mut self, config: &EngineConfig, local_files: usize) -> bool {
         if self.setup != Setup::Version {
             return self.setup == Setup::Ready;
@@ -682,34 +695,46 @@ impl Link {
         limits.fsync = info.has_fsync();
         limits.symlink_order = info.symlink_order();
         limits.serial = config.pipeline_dependent && info.is_openssh();
-        limits.max_open_files = limits.max_open_files.min(local_files);
+        limits.max_open_files = limits
+            .max_open_files
+            .min(PROVISIONAL_OPEN_FILES)
+            .min(local_files);
+        if config.auto_window {
+            limits.window = WINDOW_MIN;
+        }
         self.conn.dirs.serial = limits.serial;
         self.conn.dirs.base = config.root.clone();
-        if info.has_limits() {
-            limits.max_open_files = limits.max_open_files.min(PROVISIONAL_OPEN_FILES);
-            if config.auto_window {
-                limits.window = WINDOW_MIN;
-            }
-            self.limits_due = true;
-        }
+        self.limits_due = true;
         self.setup = Setup::Ready;
         true
     }
 
-    /// Sends the limits request if it is still due. That is left to the start of the first
-    /// run, where its reply is read as soon as it comes: it measures the round trip.
+    /// Sends the set-up request if it is still due: the limits, or where the server does
+    /// not offer them a REALPATH of ".", which every server answers. That is left to the
+    /// start of the first run, where its reply is read as soon as it comes: it measures the
+    /// round trip.
     fn ask_limits(&mut self) {
-        if std::mem::take(&mut self.limits_due) {
+        if !std::mem::take(&mut self.limits_due) {
+            return;
+        }
+        if self.info.has_limits() {
             self.conn
                 .session
                 .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
-            self.limits_sent = Some(Instant::now());
+        } else {
+            self.conn.session.send(
+                Request::Realpath {
+                    path: b".".to_vec(),
+                },
+                Tag::Setup(Req::Realpath),
+            );
         }
+        self.limits_sent = Some(Instant::now());
     }
 
-    /// The limits reply: the round trip it took sets the automatic settings, the server's
-    /// figures cap them.
-    fn on_limits(&mut self, reply: Response, config: &EngineConfig, local_files: usize) {
+    /// The set-up reply: the round trip it took sets the automatic settings, the server's
+    /// limits (if it has them) cap them.
+    fn on_limits(&mut self, req: Req, reply: Response, config: &EngineConfig, local_files: usize) {
         let Some(sent) = self.limits_sent.take() else {
             return;
         };
@@ -725,7 +750,9 @@ impl Link {
         if config.auto_window {
             limits.window = window_for(rtt);
         }
-        self.apply_limits(reply);
+        if req == Req::Limits {
+            self.apply_limits(reply);
+        }
         let limits = &mut self.conn.limits;
         limits.max_open_files = limits.max_open_files.min(local_files);
         log::debug!(

@@ -110,6 +110,7 @@ pub enum Req {
     Readdir,
     Readlink,
     Read,
+    Realpath,
 }
 
 impl fmt::Display for Req {
@@ -128,6 +129,7 @@ impl fmt::Display for Req {
             Req::Rmdir => "RMDIR",
             Req::Stat => "STAT",
             Req::Limits => "limits@openssh.com",
+            Req::Realpath => "REALPATH",
             Req::Fsetstat => "FSETSTAT",
             Req::Opendir => "OPENDIR",
             Req::Readdir => "READDIR",
