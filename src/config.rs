@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_open_files: Option<usize>,
     /// WRITE bytes awaiting a reply per connection; `None`: chosen from the round trip.
     pub window: Option<u64>,
+    /// Rely on OpenSSH's server carrying out requests in the order sent (`inorder auto`).
+    pub in_order: bool,
     /// The most ssh connections to use for uploads.
     pub connections: usize,
     pub timeout: Duration,
@@ -50,6 +52,7 @@ impl Settings {
             auto_open_files: self.max_open_files.is_none(),
             window: self.window.unwrap_or(EngineConfig::default().window),
             auto_window: self.window.is_none(),
+            pipeline_dependent: self.in_order,
             root: self.targetdir.clone(),
             stall_timeout: self.timeout,
             interrupt: interrupt.clone(),
@@ -87,6 +90,7 @@ pub const CONF_KEYS: &[&str] = &[
     "posixrename",
     "connections",
     "window",
+    "inorder",
 ];
 
 /// Default for the most connections; see the README for the measurement.
@@ -110,6 +114,7 @@ struct ConfFile {
     maxopenfiles: Option<Option<usize>>,
     connections: Option<usize>,
     window: Option<Option<u64>>,
+    inorder: Option<bool>,
     timeout: Option<u64>,
     keepdirectories: Option<bool>,
     posixrename: Option<bool>,
@@ -193,6 +198,13 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             "maxopenfiles" if value == "auto" => conf.maxopenfiles = Some(None),
             "maxopenfiles" => conf.maxopenfiles = Some(Some(number(1)? as usize)),
             "connections" => conf.connections = Some(number(1)? as usize),
+            "inorder" => {
+                conf.inorder = Some(match value {
+                    "auto" => true,
+                    "no" | "off" | "false" | "0" => false,
+                    _ => return Err(at(format!("'inorder' takes auto or no, not '{value}'"))),
+                })
+            }
             "window" if value == "auto" => conf.window = Some(None),
             "window" => conf.window = Some(Some(parse_size(value).ok_or_else(|| {
                 at(format!(
@@ -397,6 +409,7 @@ pub fn resolve(
         posix_rename: conf.posixrename.unwrap_or(true),
         max_open_files: conf.maxopenfiles.flatten(),
         window: conf.window.flatten(),
+        in_order: conf.inorder.unwrap_or(true),
         connections: conf.connections.unwrap_or(DEFAULT_CONNECTIONS),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),

@@ -102,7 +102,7 @@ fn options_file_directories_apply_below_flags_and_environment() {
 #[test]
 fn conf_file_keys_and_values() {
     let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
-debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\nwindow 3M\n";
+debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\nwindow 3M\ninorder no\n";
     let s = World::new()
         .file("/r/conf/outsftphook.conf", conf)
         .resolve(&["-b", "/r"])
@@ -125,6 +125,7 @@ debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconne
     assert!(!s.posix_rename);
     assert_eq!(s.connections, 3);
     assert_eq!(s.window, Some(3 << 20));
+    assert!(!s.in_order);
 }
 
 #[test]

@@ -463,4 +463,23 @@ fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
         "{renames:?}"
     );
     repo.assert_mirrored(&[]);
+
+    // `inorder no`: each step waits for the one before.
+    let foo2 = repo.deb("foo", "1.1", 100);
+    repo.set_conf("servername nowhere.invalid\n");
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", foo2.to_str().unwrap()])
+            .code(),
+        0
+    );
+    repo.set_conf(&format!("{conf}inorder no\n"));
+    let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
+    ran.expect(0);
+    let err = ran.stderr();
+    assert!(
+        err.contains("finalising step 0:") && err.contains("finalising step 1:"),
+        "{err}"
+    );
+    assert!(!err.contains("finalising step 0-"), "{err}");
+    repo.assert_mirrored(&[]);
 }
