@@ -467,9 +467,8 @@ impl Engine {
             // With several connections, each starts uploads only while those it has under
             // way have less than a window left to send, and one that runs out of work takes
             // an operation another has not started: the load evens out, and connections
-            // that come up late find work.
-            // Until the round trip has decided on more connections, the first holds back
-            // as well.
+            // that come up late find work. Until the round trip has decided on more
+            // connections, the first holds back as well.
             let several = share_out
                 && (!self.more_considered
                     || self
@@ -496,14 +495,7 @@ impl Engine {
                 }
                 link.conn.hold_back = several;
                 let batch = &mut batches[k];
-                while let Some((tag, response)) = link.conn.session.poll_reply() {
-                    match tag {
-                        Tag::Setup(req) => {
-                            link.on_limits(req, response, &self.config, self.local_files)
-                        }
-                        tag => batch.on_reply(tag, response, &mut link.conn),
-                    }
-                }
+                link.take_replies(batch, &self.config, self.local_files);
                 if self.interrupt.signal().is_some() {
                     batch.interrupt(&mut link.conn);
                 }
@@ -543,9 +535,7 @@ impl Engine {
                     if link.setup != Setup::Ready {
                         continue;
                     }
-                    while let Some((tag, response)) = link.conn.session.poll_reply() {
-                        batch.on_reply(tag, response, &mut link.conn);
-                    }
+                    link.take_replies(batch, &self.config, self.local_files);
                     for (i, result) in batch.take_finished() {
                         on_done(assignment[k][i], result);
                     }
@@ -676,6 +666,17 @@ impl Engine {
 impl Link {
     fn is_connecting(&self) -> bool {
         self.setup == Setup::Version
+    }
+
+    /// Hands the replies that have arrived to `batch`, and the set-up reply to
+    /// [`Link::on_limits`].
+    fn take_replies(&mut self, batch: &mut Batch<'_>, config: &EngineConfig, local_files: usize) {
+        while let Some((tag, response)) = self.conn.session.poll_reply() {
+            match tag {
+                Tag::Setup(req) => self.on_limits(req, response, config, local_files),
+                tag => batch.on_reply(tag, response, &mut self.conn),
+            }
+        }
     }
 
     /// Moves the set-up on with what has arrived; true once the link is ready. Work starts
