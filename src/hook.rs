@@ -101,15 +101,7 @@ pub fn run(
     let started = Instant::now();
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
-    log::info!(
-        "{} connection(s) up after {:.2} s{}",
-        engine.connections(),
-        started.elapsed().as_secs_f64(),
-        match engine.connecting() {
-            0 => String::new(),
-            n => format!(", {n} more coming"),
-        }
-    );
+    log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
     if !engine.atomic_rename() && !plan.dist_dirs.is_empty() {
         log::warn!(
             "{}: index files are replaced by remove-then-rename, so for a moment each is \

@@ -326,8 +326,9 @@ impl Engine {
             );
             return;
         }
-        log::debug!(
-            "starting {} more connection(s)",
+        log::info!(
+            "round trip {:.0} ms: starting {} more connection(s)",
+            rtt.as_secs_f64() * 1000.0,
             self.config.connections - 1
         );
         self.add_connections();
