@@ -539,17 +539,51 @@ fn a_symlink_into_a_missing_directory_creates_it() {
     );
 }
 
-#[test]
-fn uploads_spread_over_several_connections_arrive_whole() {
-    let sandbox = Sandbox::new();
-    let ops: Vec<Op> = (0..90)
+/// `n` uploads of `size(i)` bytes to `remote(i)`, sources made in the sandbox.
+fn uploads(
+    sandbox: &Sandbox,
+    n: usize,
+    size: impl Fn(usize) -> usize,
+    remote: impl Fn(usize) -> String,
+) -> Vec<Op> {
+    (0..n)
         .map(|i| Op::Upload {
-            local: sandbox.local_file(&format!("f{i}"), (i % 9) * 100_000, i as u8),
-            remote: rpath(&format!("p/d{}/f{i}", i % 4)),
+            local: sandbox.local_file(&format!("f{i}"), size(i), i as u8),
+            remote: rpath(&remote(i)),
             fsync: false,
             mtime: None,
         })
-        .collect();
+        .collect()
+}
+
+/// Each of those uploads arrived whole.
+fn assert_uploaded(
+    sandbox: &Sandbox,
+    n: usize,
+    size: impl Fn(usize) -> usize,
+    remote: impl Fn(usize) -> String,
+) {
+    for i in 0..n {
+        let got = fs::read(sandbox.remote().join(remote(i))).unwrap();
+        assert!(got == pattern(size(i), i as u8), "{} differs", remote(i));
+    }
+}
+
+/// Files uploaded by each connection.
+fn files_per_connection(engine: &Engine) -> Vec<u64> {
+    engine
+        .connection_stats()
+        .iter()
+        .map(|s| s.files_uploaded)
+        .collect()
+}
+
+#[test]
+fn uploads_spread_over_several_connections_arrive_whole() {
+    let sandbox = Sandbox::new();
+    let size = |i| (i % 9) * 100_000;
+    let remote = |i| format!("p/d{}/f{i}", i % 4);
+    let ops = uploads(&sandbox, 90, size, remote);
     let config = EngineConfig {
         connections: 3,
         // Loopback: the others would not be opened at all.
@@ -578,26 +612,21 @@ fn uploads_spread_over_several_connections_arrive_whole() {
         engine.run(&rename, |_, _| {}).unwrap(),
         vec![Ok(Outcome::Done)]
     );
-    let per_connection: Vec<u64> = engine
-        .connection_stats()
-        .iter()
-        .map(|s| s.files_uploaded)
-        .collect();
+    let per_connection = files_per_connection(&engine);
     assert_eq!(per_connection.iter().sum::<u64>(), 90);
     // The last to come up may find nothing left: the work is not held for it.
     let working = per_connection.iter().filter(|n| **n > 0).count();
     assert!(working >= 2, "{per_connection:?}");
     engine.close();
-    for i in 1..90 {
-        let got = fs::read(sandbox.remote().join(format!("p/d{}/f{i}", i % 4))).unwrap();
-        assert!(got == pattern((i % 9) * 100_000, i as u8), "f{i} differs");
-    }
-    let sessions = sandbox
-        .log_lines()
-        .iter()
-        .filter(|l| l.starts_with("session opened"))
-        .count();
-    assert_eq!(sessions, 3);
+    // f0 was renamed.
+    assert_uploaded(&sandbox, 90, size, |i| {
+        if i == 0 {
+            "p/d0/renamed".into()
+        } else {
+            remote(i)
+        }
+    });
+    assert_eq!(sandbox.sessions_opened(), 3);
 }
 
 #[test]
@@ -618,23 +647,13 @@ fn extra_connections_that_fail_to_come_up_are_done_without() {
         ..EngineConfig::default()
     };
     let mut engine = Engine::connect(&server, config).unwrap();
-    let ops: Vec<Op> = (0..20)
-        .map(|i| Op::Upload {
-            local: sandbox.local_file(&format!("f{i}"), 300_000, i as u8),
-            remote: rpath(&format!("f{i}")),
-            fsync: false,
-            mtime: None,
-        })
-        .collect();
+    let (size, remote) = (|_| 300_000, |i| format!("f{i}"));
+    let ops = uploads(&sandbox, 20, size, remote);
     let results = engine.run_spread(&ops, |_, _| {}).unwrap();
     assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
     assert_eq!((engine.connections(), engine.connecting()), (1, 0));
     engine.close();
-    for i in 0..20 {
-        assert!(
-            fs::read(sandbox.remote().join(format!("f{i}"))).unwrap() == pattern(300_000, i as u8)
-        );
-    }
+    assert_uploaded(&sandbox, 20, size, remote);
 }
 
 #[test]
@@ -647,24 +666,13 @@ fn below_the_round_trip_threshold_one_connection_does_all() {
         ..EngineConfig::default()
     };
     let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
-    let ops: Vec<Op> = (0..8)
-        .map(|i| Op::Upload {
-            local: sandbox.local_file(&format!("f{i}"), 1_000_000, i as u8),
-            remote: rpath(&format!("f{i}")),
-            fsync: false,
-            mtime: None,
-        })
-        .collect();
+    let (size, remote) = (|_| 1_000_000, |i| format!("f{i}"));
+    let ops = uploads(&sandbox, 8, size, remote);
     let results = engine.run_spread(&ops, |_, _| {}).unwrap();
     assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
     assert_eq!((engine.connections(), engine.connecting()), (1, 0));
     engine.close();
-    let sessions = sandbox
-        .log_lines()
-        .iter()
-        .filter(|l| l.starts_with("session opened"))
-        .count();
-    assert_eq!(sessions, 1);
+    assert_eq!(sandbox.sessions_opened(), 1);
 }
 
 #[test]
@@ -813,30 +821,15 @@ fn without_limits_the_round_trip_comes_from_a_realpath_and_decides_on_more_conne
         !engine.server_info().has_limits(),
         "this test needs a server without limits"
     );
-    let ops: Vec<Op> = (0..60)
-        .map(|i| Op::Upload {
-            local: sandbox.local_file(&format!("f{i}"), 200_000, i as u8),
-            remote: rpath(&format!("d{}/f{i}", i % 3)),
-            fsync: false,
-            mtime: None,
-        })
-        .collect();
+    let (size, remote) = (|_| 200_000, |i| format!("d{}/f{i}", i % 3));
+    let ops = uploads(&sandbox, 60, size, remote);
     let results = engine.run_spread(&ops, |_, _| {}).unwrap();
     assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
-    let per_connection: Vec<u64> = engine
-        .connection_stats()
-        .iter()
-        .map(|s| s.files_uploaded)
-        .collect();
+    let per_connection = files_per_connection(&engine);
     // The others were started once the REALPATH had measured the round trip (on loopback
     // they may come up too late to find work: it is not held for them).
     assert_eq!(per_connection.len(), 3);
     assert_eq!(per_connection.iter().sum::<u64>(), 60);
     engine.close();
-    for i in 0..60 {
-        assert!(
-            fs::read(sandbox.remote().join(format!("d{}/f{i}", i % 3))).unwrap()
-                == pattern(200_000, i as u8)
-        );
-    }
+    assert_uploaded(&sandbox, 60, size, remote);
 }

@@ -408,11 +408,7 @@ fn a_large_push_on_a_fast_link_stays_on_one_connection() {
     let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
     ran.expect(0);
     repo.assert_mirrored(&[]);
-    let sessions = fs::read_to_string(repo.server_log())
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("session opened"))
-        .count();
+    let sessions = crate::support::sessions_opened(&repo.server_log());
     // 70 MB would justify three (one per 32 MiB), but the round trip is well under 4 ms:
     // one channel is not window-bound, more would only compete for the CPU. (A machine
     // too loaded to answer a local request within 4 ms gets more, and says why.)

@@ -84,6 +84,11 @@ impl Sandbox {
             .collect()
     }
 
+    /// How many sessions OpenSSH's server logged as opened.
+    pub fn sessions_opened(&self) -> usize {
+        sessions_opened(&self.server_log())
+    }
+
     /// The logged operations that succeeded: OpenSSH logs the request, then a `sent status`
     /// line only when it failed.
     pub fn successful_ops(&self) -> Vec<String> {
@@ -133,4 +138,13 @@ pub fn pattern(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
         .collect()
+}
+
+/// How many sessions an OpenSSH `sftp-server -l INFO` log records as opened.
+pub fn sessions_opened(log: &Path) -> usize {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("session opened"))
+        .count()
 }
