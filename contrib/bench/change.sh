@@ -31,22 +31,7 @@ start_proxy "$ONE_WAY"
 # ssh through the proxy by a Host alias, for the reference hook (which runs plain `ssh`)
 # and rsync alike.
 h=$BENCH_TMP/home
-mkdir -p "$h/.ssh" "$h/bin"
-cat > "$h/.ssh/config" <<EOF
-Host bench
-    HostName 127.0.0.1
-    Port $PROXY_PORT
-    User root
-    IdentityFile $CLIENT_KEY
-    IdentitiesOnly yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    BatchMode yes
-    LogLevel ERROR
-EOF
-printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$h/.ssh/config" > "$h/bin/ssh"
-chmod +x "$h/bin/ssh"
-SSH_CFG=$h/.ssh/config
+SSH_CFG=$(ssh_alias_home "$h" "$PROXY_PORT")
 
 REF_DIR=$BENCH_TMP/refhook
 ref_src=${REFERENCE_HOOK:-/usr/share/doc/reprepro/examples/outsftphook.py}

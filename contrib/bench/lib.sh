@@ -127,6 +127,30 @@ start_proxy() {
     wait_port "$PROXY_PORT"
 }
 
+# A HOME in DIR whose ssh config knows `Host bench` (root at 127.0.0.1 through PORT), with a
+# bin/ssh that adds `-F` to it: ssh reads the config of the passwd home, not $HOME, and the
+# reference hook runs plain `ssh`. Prints the config's path.
+ssh_alias_home() {
+    local dir=$1 port=$2
+    [ -n "$dir" ] || die "ssh_alias_home needs a directory"
+    mkdir -p "$dir/.ssh" "$dir/bin"
+    cat > "$dir/.ssh/config" <<END
+Host bench
+    HostName 127.0.0.1
+    Port $port
+    User root
+    IdentityFile $CLIENT_KEY
+    IdentitiesOnly yes
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    BatchMode yes
+    LogLevel ERROR
+END
+    printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$dir/.ssh/config" > "$dir/bin/ssh"
+    chmod +x "$dir/bin/ssh"
+    echo "$dir/.ssh/config"
+}
+
 # The ssh command line outsftphook gets (as words) to reach the sshd through PORT.
 ssh_words() {
     echo "ssh -F /dev/null -oIdentityFile=$CLIENT_KEY -oUserKnownHostsFile=/dev/null -oStrictHostKeyChecking=no -oPort=$1"

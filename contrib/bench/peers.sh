@@ -139,23 +139,8 @@ for l in $LINKS; do
     start_proxy "$l"
     PORT[$l]=$PROXY_PORT
     h=$BENCH_TMP/home.$l
-    mkdir -p "$h/.ssh" "$h/bin"
-    CFG[$l]=$h/.ssh/config
+    CFG[$l]=$(ssh_alias_home "$h" "$PROXY_PORT")
     HOMEDIR[$l]=$h
-    cat > "${CFG[$l]}" <<EOF
-Host bench
-    HostName 127.0.0.1
-    Port $PROXY_PORT
-    User root
-    IdentityFile $CLIENT_KEY
-    IdentitiesOnly yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    BatchMode yes
-    LogLevel ERROR
-EOF
-    printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "${CFG[$l]}" > "$h/bin/ssh"
-    chmod +x "$h/bin/ssh"
     env HOME="$h" ssh -F "${CFG[$l]}" bench true || die "ssh bench through the ${l} ms proxy failed"
 done
 
