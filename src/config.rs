@@ -199,9 +199,9 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             "maxopenfiles" => conf.maxopenfiles = Some(Some(number(1)? as usize)),
             "connections" => conf.connections = Some(number(1)? as usize),
             "inorder" => {
-                conf.inorder = Some(match value {
-                    "auto" => true,
-                    "no" | "off" | "false" | "0" => false,
+                conf.inorder = Some(match (value, parse_bool(value)) {
+                    ("auto", _) => true,
+                    (_, Some(false)) => false,
                     _ => return Err(at(format!("'inorder' takes auto or no, not '{value}'"))),
                 })
             }

@@ -202,6 +202,10 @@ fn errors_name_file_line_and_key() {
             "/r/conf/outsftphook.conf:1: 'maxopenfiles' takes a whole number >= 1",
         ),
         (
+            "servername h\ninorder yes\n",
+            "/r/conf/outsftphook.conf:2: 'inorder' takes auto or no, not 'yes'",
+        ),
+        (
             "timeout soon\n",
             "/r/conf/outsftphook.conf:1: 'timeout' takes a whole number",
         ),
