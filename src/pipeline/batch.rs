@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
@@ -516,7 +516,7 @@ impl<'a> Batch<'a> {
                         bytes: len,
                         offset,
                     },
-                    |buf| file.read_exact_at(buf, offset),
+                    |out| append_file_range(file, offset, len, out),
                 );
                 match sent {
                     Ok(_) => {
@@ -883,5 +883,46 @@ impl<'a> Batch<'a> {
         }
         out.sort();
         out
+    }
+}
+
+/// Appends `len` bytes of `file` from `offset` to `out`, read straight into its spare room
+/// (never zeroed first); a file that ends sooner is an `UnexpectedEof` error.
+fn append_file_range(
+    mut file: &File,
+    offset: u64,
+    len: u32,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::{ErrorKind, Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    let got = file.take(u64::from(len)).read_to_end(out)?;
+    if got < len as usize {
+        return Err(ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_file_range_is_appended_after_what_is_there() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"0123456789").unwrap();
+        let mut out = b"head".to_vec();
+        append_file_range(&f, 3, 4, &mut out).unwrap();
+        assert_eq!(out, b"head3456");
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_range_is_an_unexpected_end() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"0123").unwrap();
+        let mut out = Vec::new();
+        let e = append_file_range(&f, 2, 4, &mut out).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

@@ -441,9 +441,7 @@ mod tests {
     /// The requests the table queued, decoded, with the tags they carry.
     fn sent(session: &mut Session<Tag>) -> Vec<Request> {
         let mut out = Vec::new();
-        let mut bytes = session.output().to_vec();
-        let n = bytes.len();
-        session.consume_output(n);
+        let mut bytes = session.take_output();
         while let Ok(crate::sftp::wire::Frame::Complete { body, consumed }) =
             crate::sftp::wire::frame(&bytes)
         {

@@ -439,8 +439,7 @@ mod tests {
     /// The requests queued on the session since the last call.
     fn sent(session: &mut Session<Tag>) -> Vec<Request> {
         let mut out = Vec::new();
-        let mut bytes = session.output().to_vec();
-        session.consume_output(bytes.len());
+        let mut bytes = session.take_output();
         while let Ok(Frame::Complete { body, consumed }) = frame(&bytes) {
             if let Ok(Packet::Request { request, .. }) = Packet::decode_from_client(body) {
                 out.push(request);

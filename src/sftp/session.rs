@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
+use super::outbox::Outbox;
 use super::wire::{
     self, ExtendedRequest, Frame, Packet, Request, Response, SFTP_VERSION, SymlinkOrder, WireError,
     ext,
@@ -92,14 +93,15 @@ impl From<WireError> for SessionError {
     }
 }
 
+/// About the size of any request but a WRITE: only chooses the output buffer.
+const SMALL_REQUEST: usize = 512;
+
 /// One SFTP client conversation. `T` tags each request so its reply finds its way back.
 pub struct Session<T> {
     info: Option<ServerInfo>,
     next_id: u32,
     in_flight: HashMap<u32, T>,
-    out: Vec<u8>,
-    /// How much of `out` has already been written.
-    out_pos: usize,
+    out: Outbox,
     input: Vec<u8>,
     replies: VecDeque<(T, Response)>,
 }
@@ -113,18 +115,21 @@ impl<T> Default for Session<T> {
 impl<T> Session<T> {
     /// A new conversation; INIT is queued for sending at once.
     pub fn new() -> Self {
-        let mut out = Vec::with_capacity(64 * 1024);
-        Packet::Init {
-            version: SFTP_VERSION,
-            extensions: Vec::new(),
-        }
-        .encode(&mut out);
+        let mut out = Outbox::default();
+        out.push::<()>(9, |b| {
+            Packet::Init {
+                version: SFTP_VERSION,
+                extensions: Vec::new(),
+            }
+            .encode(b);
+            Ok(())
+        })
+        .expect("encoding cannot fail");
         Session {
             info: None,
             next_id: 0,
             in_flight: HashMap::new(),
             out,
-            out_pos: 0,
             input: Vec::new(),
             replies: VecDeque::new(),
         }
@@ -146,32 +151,42 @@ impl<T> Session<T> {
     pub fn send(&mut self, request: Request, tag: T) -> u32 {
         let id = self.take_id(tag);
         log::debug!("-> {id} {}", request.summary());
-        self.compact();
-        Packet::Request { id, request }.encode(&mut self.out);
+        let packet = Packet::Request { id, request };
+        self.out
+            .push::<()>(SMALL_REQUEST, |b| {
+                packet.encode(b);
+                Ok(())
+            })
+            .expect("encoding cannot fail");
         id
     }
 
-    /// Queues a WRITE of `len` bytes whose data `fill` puts straight into the output buffer
-    /// (e.g. by reading the local file), so file data is copied once. If `fill` fails nothing
-    /// is queued.
+    /// Queues a WRITE of `len` bytes whose data `fill` appends straight to the output
+    /// buffer (e.g. by reading the local file), so file data is copied once, into memory
+    /// never zeroed first. `fill` must append exactly `len` bytes or fail; if it fails
+    /// nothing is queued.
     pub fn send_write<E>(
         &mut self,
         handle: &[u8],
         offset: u64,
         len: u32,
         tag: T,
-        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<u32, E> {
-        self.compact();
-        let start = self.out.len();
         let id = self.next_id;
-        wire::encode_write_header(&mut self.out, id, handle, offset, len);
-        let data_start = self.out.len();
-        self.out.resize(data_start + len as usize, 0);
-        if let Err(e) = fill(&mut self.out[data_start..]) {
-            self.out.truncate(start);
-            return Err(e);
-        }
+        // Room for the header and for the probe a read to the end makes past the data.
+        let size = len as usize + handle.len() + 64;
+        self.out.push(size, |out| {
+            wire::encode_write_header(out, id, handle, offset, len);
+            let data_start = out.len();
+            fill(out)?;
+            assert_eq!(
+                out.len() - data_start,
+                len as usize,
+                "a WRITE's fill must append exactly its length"
+            );
+            Ok(())
+        })?;
         log::debug!(
             "-> {id} WRITE handle {} at {offset} len {len}",
             handle.escape_ascii()
@@ -184,30 +199,32 @@ impl<T> Session<T> {
         self.send(Request::Extended(request), tag)
     }
 
-    /// Drops already-written output once it is the larger part of the buffer.
-    fn compact(&mut self) {
-        if self.out_pos > 0 && self.out_pos * 2 >= self.out.len() {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
-    }
-
-    /// Bytes waiting to be written to the server.
+    /// The next bytes waiting to be written to the server: not necessarily all of them,
+    /// write until [`Session::wants_write`] says no more.
     pub fn output(&self) -> &[u8] {
-        &self.out[self.out_pos..]
+        self.out.next_bytes()
     }
 
     pub fn wants_write(&self) -> bool {
-        self.out_pos < self.out.len()
+        !self.out.is_empty()
     }
 
     /// Marks `n` bytes of [`Session::output`] as written.
     pub fn consume_output(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
+        self.out.consume(n);
+    }
+
+    /// Everything waiting to be written, taken as if written: for tests that read what a
+    /// caller sent.
+    #[cfg(test)]
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        while self.wants_write() {
+            let n = self.output().len();
+            all.extend_from_slice(self.output());
+            self.consume_output(n);
         }
+        all
     }
 
     /// Requests sent (or queued) whose reply has not arrived.
@@ -367,16 +384,19 @@ mod tests {
     }
 
     #[test]
-    fn write_data_is_filled_in_place_and_failed_fills_leave_nothing() {
+    fn write_data_is_read_into_the_output_and_failed_fills_leave_nothing() {
         let mut s: Session<u8> = Session::new();
         let before = s.output().len();
-        let r: Result<u32, &str> = s.send_write(b"h", 0, 4, 1, |_| Err("read failed"));
+        let r: Result<u32, &str> = s.send_write(b"h", 0, 4, 1, |buf| {
+            buf.extend_from_slice(b"da");
+            Err("read failed")
+        });
         assert_eq!(r, Err("read failed"));
         assert_eq!(s.output().len(), before);
         assert_eq!(s.in_flight(), 0);
         let id = s
             .send_write::<()>(b"h", 9, 4, 1, |buf| {
-                buf.copy_from_slice(b"data");
+                buf.extend_from_slice(b"data");
                 Ok(())
             })
             .unwrap();
