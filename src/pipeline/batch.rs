@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
+use std::rc::Rc;
 
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
@@ -97,7 +98,8 @@ enum Stage {
 }
 
 struct Upload {
-    file: File,
+    /// Shared with the WRITEs queued for the transport, which read from it.
+    file: Rc<File>,
     size: u64,
     mode: u32,
     stage: Stage,
@@ -326,7 +328,7 @@ impl<'a> Batch<'a> {
                     Ok((file, meta)) => {
                         self.unsent += meta.len();
                         self.states[i] = State::Upload(Box::new(Upload {
-                            file,
+                            file: Rc::new(file),
                             size: meta.len(),
                             mode: meta.permissions().mode() & 0o777,
                             stage: Stage::Opening,
@@ -494,10 +496,6 @@ impl<'a> Batch<'a> {
             if self.interrupted {
                 u.error.get_or_insert(Cause::Interrupted);
             }
-            let local = match &self.ops[i] {
-                Op::Upload { local, .. } => local,
-                _ => unreachable!(),
-            };
             while u.next_offset < u.size
                 && u.error.is_none()
                 && conn.bytes_in_flight < conn.limits.window
@@ -505,8 +503,7 @@ impl<'a> Batch<'a> {
             {
                 let len = (u.size - u.next_offset).min(u64::from(conn.limits.write_chunk)) as u32;
                 let offset = u.next_offset;
-                let file = &u.file;
-                let sent = conn.session.send_write(
+                conn.session.send_write_file(
                     &u.handle,
                     offset,
                     len,
@@ -516,27 +513,13 @@ impl<'a> Batch<'a> {
                         bytes: len,
                         offset,
                     },
-                    |out| append_file_range(file, offset, len, out),
+                    Rc::clone(&u.file),
+                    i,
                 );
-                match sent {
-                    Ok(_) => {
-                        self.unsent -= u64::from(len);
-                        u.next_offset += u64::from(len);
-                        u.outstanding += 1;
-                        conn.bytes_in_flight += u64::from(len);
-                    }
-                    Err(e) => {
-                        u.error.get_or_insert(Cause::Local {
-                            path: local.clone(),
-                            message: if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                                "the file shrank while it was being sent".into()
-                            } else {
-                                e.to_string()
-                            },
-                        });
-                        break;
-                    }
-                }
+                self.unsent -= u64::from(len);
+                u.next_offset += u64::from(len);
+                u.outstanding += 1;
+                conn.bytes_in_flight += u64::from(len);
             }
             if u.next_offset >= u.size || u.error.is_some() {
                 self.writers.remove(&i);
@@ -621,6 +604,20 @@ impl<'a> Batch<'a> {
     }
 
     /// Routes one reply of this batch.
+    /// Uploads whose file ended before all its data was sent (the transport made up the
+    /// rest with zeros): they fail, whatever the server answers.
+    pub(crate) fn note_short_files(&mut self, conn: &mut Conn) {
+        for i in conn.session.take_short_files() {
+            if let (State::Upload(u), Op::Upload { local, .. }) = (&mut self.states[i], self.ops[i])
+            {
+                u.error.get_or_insert(Cause::Local {
+                    path: local.clone(),
+                    message: "the file shrank while it was being sent".into(),
+                });
+            }
+        }
+    }
+
     pub(crate) fn on_reply(&mut self, tag: Tag, response: Response, conn: &mut Conn) {
         match tag {
             Tag::Op {
@@ -883,46 +880,5 @@ impl<'a> Batch<'a> {
         }
         out.sort();
         out
-    }
-}
-
-/// Appends `len` bytes of `file` from `offset` to `out`, read straight into its spare room
-/// (never zeroed first); a file that ends sooner is an `UnexpectedEof` error.
-fn append_file_range(
-    mut file: &File,
-    offset: u64,
-    len: u32,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    use std::io::{ErrorKind, Read, Seek, SeekFrom};
-    file.seek(SeekFrom::Start(offset))?;
-    let got = file.take(u64::from(len)).read_to_end(out)?;
-    if got < len as usize {
-        return Err(ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn a_file_range_is_appended_after_what_is_there() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"0123456789").unwrap();
-        let mut out = b"head".to_vec();
-        append_file_range(&f, 3, 4, &mut out).unwrap();
-        assert_eq!(out, b"head3456");
-    }
-
-    #[test]
-    fn a_file_shorter_than_its_range_is_an_unexpected_end() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"0123").unwrap();
-        let mut out = Vec::new();
-        let e = append_file_range(&f, 2, 4, &mut out).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

@@ -1,82 +1,167 @@
-//! The bytes queued for the server, as a queue of buffers.
-//!
-//! One flat buffer would have to move its unwritten tail to the front now and then; with
-//! a window of WRITEs queued that tail is most of the data, so file data would be copied
-//! twice in user space. Here each large WRITE gets a buffer of its own, small requests
-//! share one, and written buffers are reused, so nothing is moved and steady streaming
-//! allocates nothing.
+//! What is queued for the server: encoded requests, and ranges of local files that the
+//! transport moves into the pipe itself (`splice(2)`), so file data is never copied through
+//! our memory. A range whose file turns out shorter is made up with zeros, which keeps the
+//! stream whole, and its token is kept so the caller can fail that upload.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::rc::Rc;
 
-/// Requests smaller than this share a buffer; a larger one gets a buffer of its own.
-const SHARED_BUFFER: usize = 64 * 1024;
+/// Requests share buffers of about this size; written ones are reused.
+const BUFFER: usize = 64 * 1024;
+const SPARE_BUFFERS: usize = 4;
 
-/// Written buffers kept for reuse: a window of the largest WRITEs (255 KiB) in a few.
-const SPARE_BUFFERS: usize = 8;
+/// Zeros in place of the data a file no longer has.
+static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+
+#[derive(Debug)]
+enum Piece {
+    /// Encoded requests; never empty.
+    Bytes(Vec<u8>),
+    File {
+        file: Rc<File>,
+        offset: u64,
+        len: u64,
+        token: usize,
+    },
+    /// What a file that ended early owes the stream.
+    Zeros(u64),
+}
+
+/// The next thing to write, from where the last write stopped.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Bytes(&'a [u8]),
+    /// `len` bytes of `file` from `offset`.
+    File {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl PartialEq for Next<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Next::Bytes(a), Next::Bytes(b)) => a == b,
+            (
+                Next::File { file, offset, len },
+                Next::File {
+                    file: f,
+                    offset: o,
+                    len: l,
+                },
+            ) => std::ptr::eq(*file, *f) && offset == o && len == l,
+            _ => false,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// Never holds an empty buffer, so a non-empty queue always has bytes to write.
-    queue: VecDeque<Vec<u8>>,
-    /// How much of the front buffer has already been written.
-    written: usize,
+    queue: VecDeque<Piece>,
+    /// How much of the front piece has already been written.
+    written: u64,
     spare: Vec<Vec<u8>>,
+    /// Tokens of file ranges that ended early.
+    short: Vec<usize>,
 }
 
 impl Outbox {
-    /// Appends one message: `encode` adds its bytes (about `size` of them, which only
-    /// chooses the buffer) to the end of the output. If it fails, nothing is queued.
-    pub fn push<E>(
-        &mut self,
-        size: usize,
-        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let shares = self
-            .queue
-            .back()
-            .is_some_and(|b| b.capacity() - b.len() >= size || b.len() + size <= SHARED_BUFFER);
-        if !shares {
+    /// Appends encoded bytes: `encode` adds them to the end of the output.
+    pub fn push_bytes(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        if !matches!(self.queue.back(), Some(Piece::Bytes(b)) if b.len() < BUFFER) {
             let mut buffer = self.spare.pop().unwrap_or_default();
-            buffer.reserve(size.max(SHARED_BUFFER));
-            self.queue.push_back(buffer);
+            buffer.reserve(BUFFER);
+            self.queue.push_back(Piece::Bytes(buffer));
         }
-        let back = self.queue.back_mut().expect("just ensured");
-        let start = back.len();
-        let result = encode(back);
-        if result.is_err() {
-            back.truncate(start);
-            if back.is_empty() {
-                let buffer = self.queue.pop_back().expect("it is the back");
-                self.recycle(buffer);
-            }
+        let Some(Piece::Bytes(back)) = self.queue.back_mut() else {
+            unreachable!("just ensured");
+        };
+        encode(back);
+        if back.is_empty() {
+            self.pop_back();
         }
-        result
     }
 
-    /// The next bytes to write (not necessarily all that is queued); empty when nothing is.
-    pub fn next_bytes(&self) -> &[u8] {
-        self.queue.front().map_or(&[], |b| &b[self.written..])
+    /// Appends `len` bytes of `file` from `offset`; `token` names the range if the file
+    /// turns out to end before it.
+    pub fn push_file(&mut self, file: Rc<File>, offset: u64, len: u64, token: usize) {
+        if len > 0 {
+            self.queue.push_back(Piece::File {
+                file,
+                offset,
+                len,
+                token,
+            });
+        }
+    }
+
+    /// What to write next; `None` when nothing is queued.
+    pub fn next(&self) -> Option<Next<'_>> {
+        let at = self.written;
+        Some(match self.queue.front()? {
+            Piece::Bytes(b) => Next::Bytes(&b[at as usize..]),
+            Piece::File {
+                file, offset, len, ..
+            } => Next::File {
+                file,
+                offset: offset + at,
+                len: len - at,
+            },
+            Piece::Zeros(len) => Next::Bytes(&ZEROS[..(len - at).min(ZEROS.len() as u64) as usize]),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// Marks `n` bytes of [`Outbox::next_bytes`] as written.
+    /// Marks `n` bytes of [`Outbox::next`] as written.
     pub fn consume(&mut self, n: usize) {
         let Some(front) = self.queue.front() else {
             return;
         };
-        self.written = (self.written + n).min(front.len());
-        if self.written == front.len() {
-            let buffer = self.queue.pop_front().expect("it is the front");
+        let size = match front {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::File { len, .. } | Piece::Zeros(len) => *len,
+        };
+        self.written = (self.written + n as u64).min(size);
+        if self.written == size {
             self.written = 0;
+            if let Some(Piece::Bytes(buffer)) = self.queue.pop_front() {
+                self.recycle(buffer);
+            }
+        }
+    }
+
+    /// The file of [`Next::File`] has no more data: the rest of its range is sent as zeros
+    /// and its token noted.
+    pub fn file_ended_early(&mut self) {
+        let at = self.written;
+        if let Some(front) = self.queue.front_mut()
+            && let Piece::File { len, token, .. } = *front
+        {
+            self.short.push(token);
+            *front = Piece::Zeros(len);
+            // The zeros continue the range where the file left off.
+            self.written = at;
+        }
+    }
+
+    /// The tokens of file ranges that ended early, since the last call.
+    pub fn take_short(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.short)
+    }
+
+    fn pop_back(&mut self) {
+        if let Some(Piece::Bytes(buffer)) = self.queue.pop_back() {
             self.recycle(buffer);
         }
     }
 
     fn recycle(&mut self, mut buffer: Vec<u8>) {
-        if self.spare.len() < SPARE_BUFFERS {
+        if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= 4 * BUFFER {
             buffer.clear();
             self.spare.push(buffer);
         }
@@ -86,87 +171,110 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
 
     fn push(o: &mut Outbox, bytes: &[u8]) {
-        o.push::<()>(bytes.len(), |b| {
-            b.extend_from_slice(bytes);
-            Ok(())
-        })
-        .unwrap();
+        o.push_bytes(|b| b.extend_from_slice(bytes));
     }
 
-    /// Everything queued, written out in the pieces `next_bytes` gives.
-    fn drain(o: &mut Outbox) -> Vec<u8> {
+    fn file(content: &[u8]) -> Rc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(content).unwrap();
+        Rc::new(f)
+    }
+
+    /// Everything queued, written out as a transport would, `step` bytes at most a time,
+    /// files read where they are.
+    fn drain(o: &mut Outbox, step: usize) -> Vec<u8> {
         let mut all = Vec::new();
-        while !o.is_empty() {
-            let n = o.next_bytes().len();
-            all.extend_from_slice(o.next_bytes());
-            o.consume(n);
+        while let Some(next) = o.next() {
+            match next {
+                Next::Bytes(b) => {
+                    let n = b.len().min(step);
+                    all.extend_from_slice(&b[..n]);
+                    o.consume(n);
+                }
+                Next::File { file, offset, len } => {
+                    let mut buf = vec![0; (len as usize).min(step)];
+                    let n = file.read_at(&mut buf, offset).unwrap();
+                    if n == 0 {
+                        o.file_ended_early();
+                        continue;
+                    }
+                    all.extend_from_slice(&buf[..n]);
+                    o.consume(n);
+                }
+            }
         }
         all
     }
 
     #[test]
-    fn bytes_come_out_in_the_order_they_were_queued_across_buffers() {
+    fn requests_and_file_ranges_come_out_in_the_order_they_were_queued() {
         let mut o = Outbox::default();
-        let big = vec![7u8; SHARED_BUFFER + 1];
-        push(&mut o, b"ab");
-        push(&mut o, &big);
-        push(&mut o, b"cd");
-        let mut want = b"ab".to_vec();
-        want.extend_from_slice(&big);
-        want.extend_from_slice(b"cd");
-        assert_eq!(drain(&mut o), want);
-        assert!(o.next_bytes().is_empty());
+        push(&mut o, b"<h1>");
+        o.push_file(file(b"0123456789"), 2, 5, 1);
+        push(&mut o, b"<h2>");
+        push(&mut o, b"<h3>");
+        o.push_file(file(b"abc"), 0, 3, 2);
+        assert_eq!(drain(&mut o, 3), b"<h1>23456<h2><h3>abc");
+        assert!(o.next().is_none());
+        assert!(o.take_short().is_empty());
     }
 
     #[test]
-    fn small_messages_share_a_buffer_and_a_large_one_gets_its_own() {
+    fn small_requests_share_a_buffer() {
         let mut o = Outbox::default();
         push(&mut o, b"ab");
         push(&mut o, b"cd");
-        assert_eq!(o.next_bytes(), b"abcd");
-        push(&mut o, &vec![1u8; 2 * SHARED_BUFFER]);
-        assert_eq!(o.next_bytes(), b"abcd");
-        assert_eq!(o.queue.len(), 2);
+        assert_eq!(o.next(), Some(Next::Bytes(b"abcd")));
+        assert_eq!(o.queue.len(), 1);
     }
 
     #[test]
-    fn a_partly_written_buffer_resumes_where_it_stopped() {
+    fn a_partly_written_piece_resumes_where_it_stopped() {
         let mut o = Outbox::default();
         push(&mut o, b"abcdef");
         o.consume(2);
-        assert_eq!(o.next_bytes(), b"cdef");
-        push(&mut o, b"gh");
-        assert_eq!(drain(&mut o), b"cdefgh");
+        assert_eq!(o.next(), Some(Next::Bytes(b"cdef")));
+        let f = file(b"0123456789");
+        o.consume(4);
+        o.push_file(f.clone(), 1, 8, 0);
+        o.consume(3);
+        assert_eq!(
+            o.next(),
+            Some(Next::File {
+                file: &f,
+                offset: 4,
+                len: 5
+            })
+        );
     }
 
     #[test]
-    fn a_failed_encoding_leaves_nothing_behind() {
+    fn a_file_that_ends_early_is_made_up_with_zeros_and_named() {
         let mut o = Outbox::default();
-        push(&mut o, b"ab");
-        let r = o.push(3, |b| {
-            b.push(b'x');
-            Err("short read")
-        });
-        assert_eq!(r, Err("short read"));
-        assert_eq!(drain(&mut o), b"ab");
-        let r = o.push(2 * SHARED_BUFFER, |b| {
-            b.push(b'x');
-            Err("short read")
-        });
-        assert_eq!(r, Err("short read"));
-        assert!(o.is_empty());
+        o.push_file(file(b"abc"), 1, 6, 7);
+        push(&mut o, b"next");
+        assert_eq!(drain(&mut o, 100), b"bc\0\0\0\0next");
+        assert_eq!(o.take_short(), vec![7]);
+        assert!(o.take_short().is_empty());
     }
 
     #[test]
     fn written_buffers_are_reused_without_reallocating() {
         let mut o = Outbox::default();
-        let big = vec![1u8; 4 * SHARED_BUFFER];
-        push(&mut o, &big);
-        let first = o.next_bytes().as_ptr();
-        drain(&mut o);
-        push(&mut o, &big);
-        assert_eq!(o.next_bytes().as_ptr(), first);
+        push(&mut o, b"first");
+        let Some(Next::Bytes(b)) = o.next() else {
+            panic!()
+        };
+        let first = b.as_ptr();
+        drain(&mut o, 100);
+        push(&mut o, b"again");
+        let Some(Next::Bytes(b)) = o.next() else {
+            panic!()
+        };
+        assert_eq!(b.as_ptr(), first);
     }
 }

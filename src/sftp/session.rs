@@ -8,7 +8,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::fs::File;
+use std::rc::Rc;
 
+pub use super::outbox::Next;
 use super::outbox::Outbox;
 use super::wire::{
     self, ExtendedRequest, Frame, Packet, Request, Response, SFTP_VERSION, SymlinkOrder, WireError,
@@ -93,9 +96,6 @@ impl From<WireError> for SessionError {
     }
 }
 
-/// About the size of any request but a WRITE: only chooses the output buffer.
-const SMALL_REQUEST: usize = 512;
-
 /// One SFTP client conversation. `T` tags each request so its reply finds its way back.
 pub struct Session<T> {
     info: Option<ServerInfo>,
@@ -116,15 +116,13 @@ impl<T> Session<T> {
     /// A new conversation; INIT is queued for sending at once.
     pub fn new() -> Self {
         let mut out = Outbox::default();
-        out.push::<()>(9, |b| {
+        out.push_bytes(|b| {
             Packet::Init {
                 version: SFTP_VERSION,
                 extensions: Vec::new(),
             }
-            .encode(b);
-            Ok(())
-        })
-        .expect("encoding cannot fail");
+            .encode(b)
+        });
         Session {
             info: None,
             next_id: 0,
@@ -151,47 +149,32 @@ impl<T> Session<T> {
     pub fn send(&mut self, request: Request, tag: T) -> u32 {
         let id = self.take_id(tag);
         log::debug!("-> {id} {}", request.summary());
-        let packet = Packet::Request { id, request };
         self.out
-            .push::<()>(SMALL_REQUEST, |b| {
-                packet.encode(b);
-                Ok(())
-            })
-            .expect("encoding cannot fail");
+            .push_bytes(|b| Packet::Request { id, request }.encode(b));
         id
     }
 
-    /// Queues a WRITE of `len` bytes whose data `fill` appends straight to the output
-    /// buffer (e.g. by reading the local file), so file data is copied once, into memory
-    /// never zeroed first. `fill` must append exactly `len` bytes or fail; if it fails
-    /// nothing is queued.
-    pub fn send_write<E>(
+    /// Queues a WRITE of `len` bytes of `file` from `offset`: the transport moves them
+    /// from the file into the pipe (see [`Next::File`]). If the file ends before, the rest is
+    /// sent as zeros and `token` comes back from [`Session::take_short_files`].
+    pub fn send_write_file(
         &mut self,
         handle: &[u8],
         offset: u64,
         len: u32,
         tag: T,
-        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<u32, E> {
-        let id = self.next_id;
-        // Room for the header and for the probe a read to the end makes past the data.
-        let size = len as usize + handle.len() + 64;
-        self.out.push(size, |out| {
-            wire::encode_write_header(out, id, handle, offset, len);
-            let data_start = out.len();
-            fill(out)?;
-            assert_eq!(
-                out.len() - data_start,
-                len as usize,
-                "a WRITE's fill must append exactly its length"
-            );
-            Ok(())
-        })?;
+        file: Rc<File>,
+        token: usize,
+    ) -> u32 {
+        let id = self.take_id(tag);
         log::debug!(
             "-> {id} WRITE handle {} at {offset} len {len}",
             handle.escape_ascii()
         );
-        Ok(self.take_id(tag))
+        self.out
+            .push_bytes(|b| wire::encode_write_header(b, id, handle, offset, len));
+        self.out.push_file(file, offset, u64::from(len), token);
+        id
     }
 
     /// Convenience for the EXTENDED requests.
@@ -199,10 +182,10 @@ impl<T> Session<T> {
         self.send(Request::Extended(request), tag)
     }
 
-    /// The next bytes waiting to be written to the server: not necessarily all of them,
-    /// write until [`Session::wants_write`] says no more.
-    pub fn output(&self) -> &[u8] {
-        self.out.next_bytes()
+    /// What to write to the server next: not necessarily all that waits, write until
+    /// [`Session::wants_write`] says no more.
+    pub fn output(&self) -> Option<Next<'_>> {
+        self.out.next()
     }
 
     pub fn wants_write(&self) -> bool {
@@ -214,15 +197,43 @@ impl<T> Session<T> {
         self.out.consume(n);
     }
 
-    /// Everything waiting to be written, taken as if written: for tests that read what a
-    /// caller sent.
+    /// The file of [`Next::File`] has nothing more to read: the rest of its range goes as
+    /// zeros, which keeps the WRITE whole; its token is kept for
+    /// [`Session::take_short_files`].
+    pub fn file_ended_early(&mut self) {
+        self.out.file_ended_early();
+    }
+
+    /// The tokens of the WRITEs whose file ended early, since the last call: their data
+    /// on the server is wrong.
+    pub fn take_short_files(&mut self) -> Vec<usize> {
+        self.out.take_short()
+    }
+
+    /// Everything waiting to be written, taken as if written (files read in place): for
+    /// tests that read what a caller sent.
     #[cfg(test)]
     pub fn take_output(&mut self) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
         let mut all = Vec::new();
-        while self.wants_write() {
-            let n = self.output().len();
-            all.extend_from_slice(self.output());
-            self.consume_output(n);
+        while let Some(next) = self.output() {
+            match next {
+                Next::Bytes(b) => {
+                    let n = b.len();
+                    all.extend_from_slice(b);
+                    self.consume_output(n);
+                }
+                Next::File { file, offset, len } => {
+                    let mut buf = vec![0; len as usize];
+                    let n = file.read_at(&mut buf, offset).expect("readable");
+                    all.extend_from_slice(&buf[..n]);
+                    if n == 0 {
+                        self.file_ended_early();
+                    } else {
+                        self.consume_output(n);
+                    }
+                }
+            }
         }
         all
     }
@@ -345,9 +356,7 @@ mod tests {
     #[test]
     fn init_is_sent_first_and_version_is_kept() {
         let mut s: Session<&str> = Session::new();
-        assert_eq!(s.output(), b"\x00\x00\x00\x05\x01\x00\x00\x00\x03");
-        let n = s.output().len();
-        s.consume_output(n);
+        assert_eq!(s.take_output(), b"\x00\x00\x00\x05\x01\x00\x00\x00\x03");
         assert!(!s.wants_write());
         s.handle_input(&server_bytes(&[version()])).unwrap();
         let info = s.server_info().unwrap();
@@ -383,36 +392,61 @@ mod tests {
         assert_eq!(s.in_flight(), 0);
     }
 
+    fn file(content: &[u8]) -> Rc<File> {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(content).unwrap();
+        Rc::new(f)
+    }
+
+    /// The one request in `bytes`.
+    fn decode_one(bytes: &[u8]) -> Packet {
+        let Ok(Frame::Complete { body, consumed }) = wire::frame(bytes) else {
+            panic!("not one whole packet: {bytes:?}");
+        };
+        assert_eq!(consumed, bytes.len());
+        Packet::decode_from_client(body).unwrap()
+    }
+
     #[test]
-    fn write_data_is_read_into_the_output_and_failed_fills_leave_nothing() {
+    fn a_write_sends_its_range_of_the_file() {
         let mut s: Session<u8> = Session::new();
-        let before = s.output().len();
-        let r: Result<u32, &str> = s.send_write(b"h", 0, 4, 1, |buf| {
-            buf.extend_from_slice(b"da");
-            Err("read failed")
-        });
-        assert_eq!(r, Err("read failed"));
-        assert_eq!(s.output().len(), before);
-        assert_eq!(s.in_flight(), 0);
-        let id = s
-            .send_write::<()>(b"h", 9, 4, 1, |buf| {
-                buf.extend_from_slice(b"data");
-                Ok(())
-            })
-            .unwrap();
-        let body = &s.output()[before + 4..];
+        s.take_output();
+        let id = s.send_write_file(b"h", 9, 4, 1, file(b"0123456789abc"), 0);
+        let bytes = s.take_output();
         assert_eq!(
-            Packet::decode_from_client(body).unwrap(),
+            decode_one(&bytes),
             Packet::Request {
                 id,
                 request: Request::Write {
                     handle: b"h".to_vec(),
                     offset: 9,
-                    data: b"data".to_vec()
+                    data: b"9abc".to_vec()
                 }
             }
         );
-        assert_eq!(body[0], kind::WRITE);
+        assert_eq!(bytes[4], kind::WRITE);
+        assert!(s.take_short_files().is_empty());
+    }
+
+    #[test]
+    fn a_write_whose_file_shrank_stays_whole_and_is_named() {
+        let mut s: Session<u8> = Session::new();
+        s.take_output();
+        let id = s.send_write_file(b"h", 2, 4, 1, file(b"0123"), 7);
+        let bytes = s.take_output();
+        assert_eq!(
+            decode_one(&bytes),
+            Packet::Request {
+                id,
+                request: Request::Write {
+                    handle: b"h".to_vec(),
+                    offset: 2,
+                    data: b"23\0\0".to_vec()
+                }
+            }
+        );
+        assert_eq!(s.take_short_files(), vec![7]);
     }
 
     #[test]
@@ -424,16 +458,20 @@ mod tests {
             },
             0,
         );
-        let all = s.output().to_vec();
+        s.consume_output(9);
+        let Some(Next::Bytes(all)) = s.output() else {
+            panic!("a STAT is bytes")
+        };
+        let all = all.to_vec();
         s.consume_output(3);
-        assert_eq!(s.output(), &all[3..]);
+        assert_eq!(s.output(), Some(Next::Bytes(&all[3..])));
         s.send(
             Request::Stat {
                 path: b"y".to_vec(),
             },
             1,
         );
-        assert_eq!(&s.output()[..all.len() - 3], &all[3..]);
+        assert_eq!(&s.take_output()[..all.len() - 3], &all[3..]);
     }
 
     #[test]
