@@ -1,9 +1,7 @@
 #!/bin/bash
 # outsftphook next to its peers: the same pushes done by outsftphook, reprepro's reference
 # hook (examples/outsftphook.py), OpenSSH sftp -b, rsync, lftp mirror -R and rclone sync,
-# and next to the raw ssh channel (`ssh true`, `ssh 'cat >/dev/null'`) and to the same upload
-# as a prepared SFTP byte stream (`ssh -s bench sftp < stream`: what the protocol and the
-# server cost over the link, with no client to pay for; sftpstream.py), on one table.
+# and next to the raw ssh channel (`ssh true`, `ssh 'cat >/dev/null'`), on one table.
 #
 #   sudo contrib/bench/peers.sh          (after: cargo build --release; ~10-15 minutes)
 #
@@ -29,7 +27,7 @@
 # A tool that is not installed is skipped (`apt-get install rsync lftp rclone` for them).
 # Environment: BENCH_PACKAGES (1000), BENCH_LARGE_FILES (10), BENCH_LARGE_MB (40),
 # BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (all: "true raw
-# stream hook1 hook ref sftp rsync lftp rclone"), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
+# hook1 hook ref sftp rsync lftp rclone"), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
 # BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT), REFERENCE_HOOK (path of
 # outsftphook.py, sftp.py beside it; default reprepro's examples), BENCH_KEEP=1 keeps the
 # temp dir, HOOK=/path/to/outsftphook measures another binary.
@@ -41,7 +39,7 @@ LARGE_FILES=${BENCH_LARGE_FILES:-10}
 LARGE_MB=${BENCH_LARGE_MB:-40}
 LINKS=${BENCH_LINKS:-0 25}
 WORKLOADS=${BENCH_WORKLOADS:-S L}
-TOOLS=${BENCH_TOOLS:-true raw stream hook1 hook ref sftp rsync lftp rclone}
+TOOLS=${BENCH_TOOLS:-true raw hook1 hook ref sftp rsync lftp rclone}
 REPEAT=${BENCH_REPEAT:-2}
 ONCE_ABOVE=${BENCH_ONCE_ABOVE:-30}
 TIMEOUT=${BENCH_TIMEOUT:-300}
@@ -54,7 +52,6 @@ started=$(date +%s)
 declare -A NAME=(
     [true]="ssh bench true"
     [raw]="ssh bench 'cat >/dev/null'"
-    [stream]="SFTP stream, no client"
     [hook1]="outsftphook connections 1"
     [hook]="outsftphook (defaults)"
     [ref]="reprepro outsftphook.py"
@@ -90,9 +87,8 @@ fi
 
 # --- workloads --------------------------------------------------------------------------
 # Each: REPO (for the hooks, via an outlog of everything), SRC (pool + dists only, hard
-# links, for the other tools), ONE (all its bytes in one file, for the raw channel), STREAM
-# (the SFTP requests that upload SRC to STREAM_DIR, for `ssh -s bench sftp`).
-declare -A REPO SRC ONE STREAM STREAM_DIR FILES BYTES
+# links, for the other tools), ONE (all its bytes in one file, for the raw channel).
+declare -A REPO SRC ONE FILES BYTES
 sum_tree() {   # "files bytes" of the regular files under DIR
     find "$1" -type f -printf '%s\n' | awk '{ n++; s += $1 } END { printf "%d %d\n", n, s }'
 }
@@ -106,12 +102,6 @@ finish_workload() {
     ONE[$w]=$BENCH_TMP/$w/all-bytes
     (cd "${SRC[$w]}" && find . -type f -print0 | sort -z | xargs -0 cat) > "${ONE[$w]}"
     [ "$(stat -c %s "${ONE[$w]}")" = "${BYTES[$w]}" ] || die "$w: concatenation has the wrong size"
-    if [[ " $TOOLS " == *" stream "* ]]; then
-        STREAM_DIR[$w]=$REMOTE_ROOT/stream.$w
-        STREAM[$w]=$BENCH_TMP/$w/sftp-stream
-        python3 "$BENCH_DIR/sftpstream.py" "${SRC[$w]}" "${STREAM_DIR[$w]}" "${STREAM[$w]}" ||
-            die "$w: sftpstream.py failed"
-    fi
     note "workload $w: ${FILES[$w]} files, ${BYTES[$w]} bytes"
 }
 for w in $WORKLOADS; do
@@ -169,13 +159,6 @@ run_one() {
     case $t in
     true) cmd=(ssh -F "$cfg" bench true) ;;
     raw) cmd=(sh -c 'exec ssh -F "$1" bench "cat >/dev/null" < "$2"' sh "$cfg" "${ONE[$w]}") ;;
-    stream)
-        # The stream names its directory: a fixed one, made empty for each run.
-        rmdir "$remote"
-        remote=${STREAM_DIR[$w]}
-        rm -rf "$remote" && mkdir "$remote"
-        cmd=(sh -c 'exec ssh -F "$1" -s bench sftp < "$2" > /dev/null' sh "$cfg" "${STREAM[$w]}")
-        ;;
     hook1 | hook)
         {
             echo "servername bench"
