@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::sftp::session::{Next, Session, SessionError};
+use crate::sftp::session::{FileFault, Next, Session, SessionError};
 
 /// How to reach the SFTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,13 +180,13 @@ const MAX_FILE_MOVE: u64 = 1024 * 1024;
 /// The buffer of the copying fallback.
 const COPY_CHUNK: usize = 64 * 1024;
 
-/// What one attempt to move bytes into the server's input did.
+/// What one attempt to move bytes into the server's input did. Errors of the pipe are
+/// `Err`; those of the file are the file's, and end only its upload.
 #[derive(Debug, PartialEq, Eq)]
 enum Moved {
     Bytes(usize),
     PipeFull,
-    /// The file has no data at that offset (it shrank).
-    FileEnded,
+    File(FileFault),
 }
 
 /// Moves up to `len` bytes of `file` from `offset` into `pipe` (non-blocking): spliced,
@@ -212,21 +212,25 @@ fn move_file_range(
             want,
             SpliceFFlags::SPLICE_F_NONBLOCK,
         ) {
-            Ok(0) => return Ok(Moved::FileEnded),
+            Ok(0) => return Ok(Moved::File(FileFault::Ended)),
             Ok(n) => return Ok(Moved::Bytes(n)),
             Err(Errno::EAGAIN) => return Ok(Moved::PipeFull),
+            Err(e @ (Errno::EPIPE | Errno::EINTR)) => return Err(e.into()),
             Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
                 log::debug!("cannot splice from this file: copying file data instead");
                 *splice_works = false;
             }
-            Err(e) => return Err(e.into()),
+            // Anything else comes from reading the file (a pipe gives no EIO).
+            Err(e) => return Ok(Moved::File(FileFault::Unreadable(e.desc().into()))),
         }
     }
     copy_buf.resize(COPY_CHUNK, 0);
-    let n = file.read_at(&mut copy_buf[..want.min(COPY_CHUNK)], offset)?;
-    if n == 0 {
-        return Ok(Moved::FileEnded);
-    }
+    let n = match file.read_at(&mut copy_buf[..want.min(COPY_CHUNK)], offset) {
+        Ok(0) => return Ok(Moved::File(FileFault::Ended)),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+        Err(e) => return Ok(Moved::File(FileFault::Unreadable(e.to_string()))),
+    };
     match nix::unistd::write(pipe, &copy_buf[..n]) {
         Ok(w) => Ok(Moved::Bytes(w)),
         Err(Errno::EAGAIN) => Ok(Moved::PipeFull),
@@ -398,8 +402,8 @@ impl Transport {
                     session.consume_output(n);
                     wrote = true;
                 }
-                Ok(Moved::FileEnded) => {
-                    session.file_ended_early();
+                Ok(Moved::File(fault)) => {
+                    session.file_failed(fault);
                     wrote = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -567,7 +571,7 @@ mod tests {
         assert_eq!(moved, Moved::Bytes(4));
         assert_eq!(works, splice);
         let moved = move_file_range(w.as_fd(), &f, 10, 4, &mut works, &mut buf).unwrap();
-        assert_eq!(moved, Moved::FileEnded);
+        assert_eq!(moved, Moved::File(FileFault::Ended));
         drop(w);
         let mut got = Vec::new();
         r.read_to_end(&mut got).unwrap();
@@ -585,6 +589,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_cannot_be_read_is_its_own_fault_not_the_pipes() {
+        let (_r, w) = pipe();
+        let dir = File::open(std::env::temp_dir()).unwrap();
+        for splice in [true, false] {
+            let (mut works, mut buf) = (splice, Vec::new());
+            let moved = move_file_range(w.as_fd(), &dir, 0, 4, &mut works, &mut buf).unwrap();
+            assert!(
+                matches!(moved, Moved::File(FileFault::Unreadable(_))),
+                "{moved:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_full_pipe_takes_no_more_file_data() {
         let (_r, w) = pipe();
         let (mut works, mut buf) = (true, Vec::new());
@@ -594,7 +612,7 @@ mod tests {
             match move_file_range(w.as_fd(), &f, total, 1 << 20, &mut works, &mut buf).unwrap() {
                 Moved::Bytes(n) => total += n as u64,
                 Moved::PipeFull => break,
-                Moved::FileEnded => panic!("the file is longer than a pipe holds"),
+                Moved::File(f) => panic!("the file is longer than a pipe holds: {f:?}"),
             }
         }
         assert!(total > 0 && total < 4 << 20, "{total}");

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
-use crate::sftp::session::Session;
+use crate::sftp::session::{FileFault, Session};
 use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
 
 /// A directory's failure, as an operation that needed it reports it.
@@ -603,21 +603,24 @@ impl<'a> Batch<'a> {
         u.outstanding += 1;
     }
 
-    /// Routes one reply of this batch.
-    /// Uploads whose file ended before all its data was sent (the transport made up the
-    /// rest with zeros): they fail, whatever the server answers.
-    pub(crate) fn note_short_files(&mut self, conn: &mut Conn) {
-        for i in conn.session.take_short_files() {
+    /// Uploads whose file could not give all its data (the transport made up the rest
+    /// with zeros): they fail, whatever the server answers.
+    pub(crate) fn note_failed_files(&mut self, conn: &mut Conn) {
+        for (i, fault) in conn.session.take_failed_files() {
             if let (State::Upload(u), Op::Upload { local, .. }) = (&mut self.states[i], self.ops[i])
             {
                 u.error.get_or_insert(Cause::Local {
                     path: local.clone(),
-                    message: "the file shrank while it was being sent".into(),
+                    message: match fault {
+                        FileFault::Ended => "the file shrank while it was being sent".into(),
+                        FileFault::Unreadable(e) => e,
+                    },
                 });
             }
         }
     }
 
+    /// Routes one reply of this batch.
     pub(crate) fn on_reply(&mut self, tag: Tag, response: Response, conn: &mut Conn) {
         match tag {
             Tag::Op {

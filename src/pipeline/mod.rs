@@ -672,7 +672,7 @@ impl Link {
     /// Hands the replies that have arrived to `batch`, and the set-up reply to
     /// [`Link::on_limits`].
     fn take_replies(&mut self, batch: &mut Batch<'_>, config: &EngineConfig, local_files: usize) {
-        batch.note_short_files(&mut self.conn);
+        batch.note_failed_files(&mut self.conn);
         while let Some((tag, response)) = self.conn.session.poll_reply() {
             match tag {
                 Tag::Setup(req) => self.on_limits(req, response, config, local_files),

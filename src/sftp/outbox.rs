@@ -1,7 +1,8 @@
 //! What is queued for the server: encoded requests, and ranges of local files that the
 //! transport moves into the pipe itself (`splice(2)`), so file data is never copied through
-//! our memory. A range whose file turns out shorter is made up with zeros, which keeps the
-//! stream whole, and its token is kept so the caller can fail that upload.
+//! our memory. A range whose file turns out shorter, or cannot be read, is made up with
+//! zeros, which keeps the stream whole, and its token is kept so the caller can fail that
+//! upload.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -26,6 +27,15 @@ enum Piece {
     },
     /// What a file that ended early owes the stream.
     Zeros(u64),
+}
+
+/// Why a file range could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileFault {
+    /// The file has no data there any more: it shrank.
+    Ended,
+    /// Reading it failed, with this error.
+    Unreadable(String),
 }
 
 /// The next thing to write, from where the last write stopped.
@@ -63,8 +73,8 @@ pub struct Outbox {
     /// How much of the front piece has already been written.
     written: u64,
     spare: Vec<Vec<u8>>,
-    /// Tokens of file ranges that ended early.
-    short: Vec<usize>,
+    /// File ranges that could not be sent, by token.
+    failed: Vec<(usize, FileFault)>,
 }
 
 impl Outbox {
@@ -135,23 +145,23 @@ impl Outbox {
         }
     }
 
-    /// The file of [`Next::File`] has no more data: the rest of its range is sent as zeros
-    /// and its token noted.
-    pub fn file_ended_early(&mut self) {
+    /// The file of [`Next::File`] cannot give the rest of its range: that is sent as zeros
+    /// and the range's token noted with `fault`.
+    pub fn file_failed(&mut self, fault: FileFault) {
         let at = self.written;
         if let Some(front) = self.queue.front_mut()
             && let Piece::File { len, token, .. } = *front
         {
-            self.short.push(token);
+            self.failed.push((token, fault));
             *front = Piece::Zeros(len);
             // The zeros continue the range where the file left off.
             self.written = at;
         }
     }
 
-    /// The tokens of file ranges that ended early, since the last call.
-    pub fn take_short(&mut self) -> Vec<usize> {
-        std::mem::take(&mut self.short)
+    /// The file ranges that could not be sent since the last call, by token.
+    pub fn take_failed(&mut self) -> Vec<(usize, FileFault)> {
+        std::mem::take(&mut self.failed)
     }
 
     fn pop_back(&mut self) {
@@ -199,7 +209,7 @@ mod tests {
                     let mut buf = vec![0; (len as usize).min(step)];
                     let n = file.read_at(&mut buf, offset).unwrap();
                     if n == 0 {
-                        o.file_ended_early();
+                        o.file_failed(FileFault::Ended);
                         continue;
                     }
                     all.extend_from_slice(&buf[..n]);
@@ -220,7 +230,7 @@ mod tests {
         o.push_file(file(b"abc"), 0, 3, 2);
         assert_eq!(drain(&mut o, 3), b"<h1>23456<h2><h3>abc");
         assert!(o.next().is_none());
-        assert!(o.take_short().is_empty());
+        assert!(o.take_failed().is_empty());
     }
 
     #[test]
@@ -258,8 +268,8 @@ mod tests {
         o.push_file(file(b"abc"), 1, 6, 7);
         push(&mut o, b"next");
         assert_eq!(drain(&mut o, 100), b"bc\0\0\0\0next");
-        assert_eq!(o.take_short(), vec![7]);
-        assert!(o.take_short().is_empty());
+        assert_eq!(o.take_failed(), vec![(7, FileFault::Ended)]);
+        assert!(o.take_failed().is_empty());
     }
 
     #[test]

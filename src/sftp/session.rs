@@ -11,8 +11,8 @@ use std::fmt;
 use std::fs::File;
 use std::rc::Rc;
 
-pub use super::outbox::Next;
 use super::outbox::Outbox;
+pub use super::outbox::{FileFault, Next};
 use super::wire::{
     self, ExtendedRequest, Frame, Packet, Request, Response, SFTP_VERSION, SymlinkOrder, WireError,
     ext,
@@ -156,7 +156,8 @@ impl<T> Session<T> {
 
     /// Queues a WRITE of `len` bytes of `file` from `offset`: the transport moves them
     /// from the file into the pipe (see [`Next::File`]). If the file ends before, the rest is
-    /// sent as zeros and `token` comes back from [`Session::take_short_files`].
+    /// sent as zeros and `token` comes back from [`Session::take_failed_files`]; so it does
+    /// if it cannot be read.
     pub fn send_write_file(
         &mut self,
         handle: &[u8],
@@ -197,17 +198,16 @@ impl<T> Session<T> {
         self.out.consume(n);
     }
 
-    /// The file of [`Next::File`] has nothing more to read: the rest of its range goes as
-    /// zeros, which keeps the WRITE whole; its token is kept for
-    /// [`Session::take_short_files`].
-    pub fn file_ended_early(&mut self) {
-        self.out.file_ended_early();
+    /// The file of [`Next::File`] cannot give the rest of its range: that goes as zeros,
+    /// which keeps the WRITE whole; its token is kept for [`Session::take_failed_files`].
+    pub fn file_failed(&mut self, fault: FileFault) {
+        self.out.file_failed(fault);
     }
 
-    /// The tokens of the WRITEs whose file ended early, since the last call: their data
+    /// The WRITEs whose file could not be sent since the last call, by token: their data
     /// on the server is wrong.
-    pub fn take_short_files(&mut self) -> Vec<usize> {
-        self.out.take_short()
+    pub fn take_failed_files(&mut self) -> Vec<(usize, FileFault)> {
+        self.out.take_failed()
     }
 
     /// Everything waiting to be written, taken as if written (files read in place): for
@@ -228,7 +228,7 @@ impl<T> Session<T> {
                     let n = file.read_at(&mut buf, offset).expect("readable");
                     all.extend_from_slice(&buf[..n]);
                     if n == 0 {
-                        self.file_ended_early();
+                        self.file_failed(FileFault::Ended);
                     } else {
                         self.consume_output(n);
                     }
@@ -426,7 +426,7 @@ mod tests {
             }
         );
         assert_eq!(bytes[4], kind::WRITE);
-        assert!(s.take_short_files().is_empty());
+        assert!(s.take_failed_files().is_empty());
     }
 
     #[test]
@@ -446,7 +446,7 @@ mod tests {
                 }
             }
         );
-        assert_eq!(s.take_short_files(), vec![7]);
+        assert_eq!(s.take_failed_files(), vec![(7, FileFault::Ended)]);
     }
 
     #[test]
