@@ -100,7 +100,12 @@ enum Stage {
 struct Upload {
     /// Shared with the WRITEs queued for the transport, which read from it.
     file: Rc<File>,
+    /// The range sent: `start..size`; the whole file (`0..` its length) unless a part.
+    start: u64,
     size: u64,
+    /// A whole file is created or truncated, and must end up exactly `size` long; a part
+    /// neither truncates nor expects the file to end where it does.
+    whole: bool,
     mode: u32,
     stage: Stage,
     handle: Vec<u8>,
@@ -135,7 +140,10 @@ enum State {
 
 /// Operations that hold a remote handle while they run, and so count against the limit.
 fn needs_handle(op: &Op) -> bool {
-    matches!(op, Op::Upload { .. } | Op::List { .. } | Op::Compare { .. })
+    matches!(
+        op,
+        Op::Upload { .. } | Op::UploadPart { .. } | Op::List { .. } | Op::Compare { .. }
+    )
 }
 
 /// A set of operations run together, in any order the server answers them.
@@ -237,11 +245,12 @@ impl<'a> Batch<'a> {
         if let State::Upload(u) = &self.states[i] {
             self.unsent -= u.size.saturating_sub(u.next_offset);
         }
-        if let (Ok(_), Op::Upload { .. }, State::Upload(u)) =
-            (&result, &self.ops[i], &self.states[i])
-        {
-            conn.stats.files_uploaded += 1;
-            conn.stats.bytes_uploaded += u.size;
+        if let (Ok(_), State::Upload(u)) = (&result, &self.states[i]) {
+            // A file counts once, with its first part.
+            if u.start == 0 {
+                conn.stats.files_uploaded += 1;
+            }
+            conn.stats.bytes_uploaded += u.size - u.start;
         }
         self.states[i] = State::Finished;
         self.writers.remove(&i);
@@ -308,11 +317,20 @@ impl<'a> Batch<'a> {
 
     fn start(&mut self, i: usize, conn: &mut Conn) {
         match &self.ops[i] {
-            Op::Upload { local, .. } => {
+            Op::Upload { local, .. } | Op::UploadPart { local, .. } => {
+                let part = match &self.ops[i] {
+                    Op::UploadPart { range, .. } => Some(range.clone()),
+                    _ => None,
+                };
                 let opened = File::open(local).and_then(|f| {
                     let meta = f.metadata()?;
                     if !meta.is_file() {
                         return Err(std::io::Error::other("not a regular file"));
+                    }
+                    if part.as_ref().is_some_and(|r| meta.len() < r.end) {
+                        return Err(std::io::Error::other(
+                            "the file shrank while it was being sent",
+                        ));
                     }
                     Ok((f, meta))
                 });
@@ -326,14 +344,17 @@ impl<'a> Batch<'a> {
                         conn,
                     ),
                     Ok((file, meta)) => {
-                        self.unsent += meta.len();
+                        let range = part.clone().unwrap_or(0..meta.len());
+                        self.unsent += range.end - range.start;
                         self.states[i] = State::Upload(Box::new(Upload {
                             file: Rc::new(file),
-                            size: meta.len(),
+                            start: range.start,
+                            size: range.end,
+                            whole: part.is_none(),
                             mode: meta.permissions().mode() & 0o777,
                             stage: Stage::Opening,
                             handle: Vec::new(),
-                            next_offset: 0,
+                            next_offset: range.start,
                             outstanding: 0,
                             error: None,
                             dir_attempts: 0,
@@ -341,6 +362,20 @@ impl<'a> Batch<'a> {
                         self.send_open(i, conn);
                     }
                 }
+            }
+            Op::SetSize { path, size, mtime } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Setstat {
+                        path: path.as_bytes().to_vec(),
+                        attrs: Attrs {
+                            size: Some(*size),
+                            times: mtime.map(|t| (t, t)),
+                            ..Attrs::default()
+                        },
+                    },
+                    Tag::op(i, Req::Setstat),
+                );
             }
             Op::Remove { path } => {
                 self.states[i] = State::Single(Stepwise::Final);
@@ -468,7 +503,11 @@ impl<'a> Batch<'a> {
         conn.session.send(
             Request::Open {
                 path: self.ops[i].path().as_bytes().to_vec(),
-                flags: OpenFlags::WRITE | OpenFlags::CREAT | OpenFlags::TRUNC,
+                flags: if u.whole {
+                    OpenFlags::WRITE | OpenFlags::CREAT | OpenFlags::TRUNC
+                } else {
+                    OpenFlags::WRITE | OpenFlags::CREAT
+                },
                 attrs: Attrs {
                     permissions: Some(u.mode),
                     ..Attrs::default()
@@ -523,10 +562,11 @@ impl<'a> Batch<'a> {
             }
             if u.next_offset >= u.size || u.error.is_some() {
                 self.writers.remove(&i);
-                let Op::Upload { fsync, mtime, .. } = self.ops[i] else {
-                    unreachable!()
+                let (fsync, mtime) = match self.ops[i] {
+                    Op::Upload { fsync, mtime, .. } => (*fsync, *mtime),
+                    _ => (false, None),
                 };
-                Self::send_close(u, i, *fsync && conn.limits.fsync, *mtime, conn);
+                Self::send_close(u, i, fsync && conn.limits.fsync, mtime, conn);
             }
         }
         self.pump_reads(conn);
@@ -607,7 +647,8 @@ impl<'a> Batch<'a> {
     /// with zeros): they fail, whatever the server answers.
     pub(crate) fn note_failed_files(&mut self, conn: &mut Conn) {
         for (i, fault) in conn.session.take_failed_files() {
-            if let (State::Upload(u), Op::Upload { local, .. }) = (&mut self.states[i], self.ops[i])
+            if let (State::Upload(u), Op::Upload { local, .. } | Op::UploadPart { local, .. }) =
+                (&mut self.states[i], self.ops[i])
             {
                 u.error.get_or_insert(Cause::Local {
                     path: local.clone(),
@@ -824,7 +865,7 @@ impl<'a> Batch<'a> {
             }
             (Req::Fstat, Response::Attrs(attrs)) => {
                 if let Some(actual) = attrs.size
-                    && actual != u.size
+                    && (actual < u.size || u.whole && actual != u.size)
                 {
                     u.error.get_or_insert(Cause::SizeMismatch {
                         expected: u.size,

@@ -8,6 +8,7 @@
 mod batch;
 mod dirs;
 mod op;
+mod parts;
 mod reading;
 
 use std::fmt;
@@ -52,6 +53,9 @@ pub struct EngineConfig {
     /// Open the others only if the first one's round trip is at least this long (default
     /// [`MULTI_CONNECTION_MIN_RTT`]).
     pub multi_connection_min_rtt: Duration,
+    /// With several connections, uploads of at least two parts of this size go in parts
+    /// (default 8 MiB; see [`Engine::run_spread`]).
+    pub part_size: u64,
     /// The directory everything goes below (the target directory): missing directories are
     /// made below it, never it or above it.
     pub root: Option<RemotePath>,
@@ -146,6 +150,7 @@ impl Default for EngineConfig {
             interrupt: Interrupt::default(),
             connections: 1,
             multi_connection_min_rtt: MULTI_CONNECTION_MIN_RTT,
+            part_size: parts::PART_SIZE,
             root: None,
             pipeline_dependent: true,
         }
@@ -436,8 +441,70 @@ impl Engine {
     /// As [`Engine::run`], but spread over all connections, balancing the bytes to upload:
     /// for operations that need no order among themselves (one server channel moves at most
     /// its window per round trip; several move several). A connection that becomes ready
-    /// meanwhile takes its share of the operations not yet started.
+    /// meanwhile takes its share of the operations not yet started. Where several
+    /// connections may be used, large uploads go in parts (see [`parts`]); each is reported
+    /// once, when all of it is in.
     pub fn run_spread(
+        &mut self,
+        ops: &[Op],
+        mut on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+        let mut split = parts::Split::new(ops, self.config.part_size.max(1), size_of);
+        if self.config.connections <= 1 || !split.any() {
+            return self.run_shared(ops, on_done);
+        }
+        let work = std::mem::take(&mut split.ops);
+        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
+        let mut complete = Vec::new();
+        self.run_shared(&work, |j, result| match split.on_done(j, result) {
+            parts::Event::AsGiven(i) => {
+                on_done(i, result);
+                results[i] = Some(result.clone());
+            }
+            parts::Event::Failed(i, failure) => {
+                on_done(i, &failure);
+                results[i] = Some(failure);
+            }
+            parts::Event::Complete(i) => complete.push(i),
+            parts::Event::Pending => {}
+        })?;
+        let mut finishing = Vec::new();
+        let mut owners = Vec::new();
+        for i in complete {
+            let failure = if self.interrupt.signal().is_some() {
+                Err(OpError {
+                    op: ops[i].name(),
+                    path: ops[i].path().clone(),
+                    cause: Cause::Interrupted,
+                })
+            } else {
+                match split.finishing(&ops[i], i, ops_local_size(&ops[i])) {
+                    Ok(op) => {
+                        finishing.push(op);
+                        owners.push(i);
+                        continue;
+                    }
+                    Err(failure) => failure,
+                }
+            };
+            on_done(i, &failure);
+            results[i] = Some(failure);
+        }
+        if !finishing.is_empty() {
+            self.run(&finishing, |k, result| {
+                on_done(owners[k], result);
+                results[owners[k]] = Some(result.clone());
+            })?;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every operation was reported"))
+            .collect())
+    }
+
+    /// [`Engine::run_spread`] with the operations as they are.
+    fn run_shared(
         &mut self,
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
@@ -799,11 +866,20 @@ impl Link {
     }
 }
 
+/// The size of an upload's local file now.
+fn ops_local_size(op: &Op) -> Option<u64> {
+    match op {
+        Op::Upload { local, .. } => std::fs::metadata(local).ok().map(|m| m.len()),
+        _ => None,
+    }
+}
+
 /// Splits operations over `n` connections, largest uploads first to the least loaded one;
 /// each connection keeps them in their original order.
 fn spread(ops: &[Op], n: usize) -> Vec<Vec<usize>> {
     let cost = |op: &Op| match op {
         Op::Upload { local, .. } => std::fs::metadata(local).map_or(0, |m| m.len()) + 4096,
+        Op::UploadPart { range, .. } => range.end - range.start + 4096,
         _ => 4096,
     };
     let mut by_cost: Vec<(u64, usize)> = ops

@@ -2,6 +2,7 @@
 //! and the tags that route each reply back to the operation that sent the request.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use crate::remote_path::RemotePath;
@@ -17,6 +18,22 @@ pub enum Op {
         local: PathBuf,
         remote: RemotePath,
         fsync: bool,
+        mtime: Option<u32>,
+    },
+    /// One part of a large [`Op::Upload`] that [`super::Engine::run_spread`] spreads over
+    /// its connections: write `range` of `local` into `remote`, creating it if missing but
+    /// not truncating it (the other parts write the rest). An [`Op::SetSize`] ends the
+    /// upload once every part is in.
+    UploadPart {
+        local: PathBuf,
+        remote: RemotePath,
+        range: Range<u64>,
+    },
+    /// Give a remote file exactly `size` bytes (truncating what is beyond) and, with
+    /// `mtime`, that modification (and access) time.
+    SetSize {
+        path: RemotePath,
+        size: u64,
         mtime: Option<u32>,
     },
     /// Remove a file or symlink; a missing one is [`Outcome::AlreadyAbsent`].
@@ -43,7 +60,8 @@ pub enum Op {
 impl Op {
     pub fn name(&self) -> &'static str {
         match self {
-            Op::Upload { .. } => "upload",
+            // The parts of an upload fail as the upload.
+            Op::Upload { .. } | Op::UploadPart { .. } | Op::SetSize { .. } => "upload",
             Op::Remove { .. } => "remove",
             Op::Rename { .. } => "rename",
             Op::Symlink { .. } => "symlink",
@@ -58,7 +76,8 @@ impl Op {
     /// The remote path the operation is about (for a rename, its destination).
     pub fn path(&self) -> &RemotePath {
         match self {
-            Op::Upload { remote, .. } => remote,
+            Op::Upload { remote, .. } | Op::UploadPart { remote, .. } => remote,
+            Op::SetSize { path, .. } => path,
             Op::Remove { path }
             | Op::Mkdir { path }
             | Op::Rmdir { path }
@@ -106,6 +125,7 @@ pub enum Req {
     Stat,
     Limits,
     Fsetstat,
+    Setstat,
     Opendir,
     Readdir,
     Readlink,
@@ -131,6 +151,7 @@ impl fmt::Display for Req {
             Req::Limits => "limits@openssh.com",
             Req::Realpath => "REALPATH",
             Req::Fsetstat => "FSETSTAT",
+            Req::Setstat => "SETSTAT",
             Req::Opendir => "OPENDIR",
             Req::Readdir => "READDIR",
             Req::Readlink => "READLINK",

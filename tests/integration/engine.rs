@@ -630,6 +630,83 @@ fn uploads_spread_over_several_connections_arrive_whole() {
 }
 
 #[test]
+fn large_uploads_go_in_parts_over_several_connections_and_end_exact() {
+    let sandbox = Sandbox::new();
+    let part = 100_000;
+    let size = |i| [part * 5 / 2, part * 3, 1000, part * 2 + 1][i];
+    let remote = |i| format!("pool/d{}/f{i}", i % 2);
+    let mut ops = uploads(&sandbox, 4, size, remote);
+    let Op::Upload { mtime, .. } = &mut ops[0] else {
+        unreachable!()
+    };
+    *mtime = Some(1_000_000_000);
+    // A longer file is where the first goes: parts do not truncate, the end must.
+    fs::create_dir_all(sandbox.remote().join("pool/d0")).unwrap();
+    fs::write(sandbox.remote().join("pool/d0/f0"), vec![b'x'; part * 4]).unwrap();
+    let config = EngineConfig {
+        connections: 3,
+        multi_connection_min_rtt: Duration::ZERO,
+        part_size: part as u64,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    let mut reported = vec![0; ops.len()];
+    let results = engine
+        .run_spread(&ops, |i, result| {
+            assert_eq!(result, &Ok(Outcome::Done));
+            reported[i] += 1;
+        })
+        .unwrap();
+    assert_eq!(reported, [1, 1, 1, 1]);
+    assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
+    // Each file counts once, and all its bytes do.
+    let stats = engine.connection_stats();
+    assert_eq!(stats.iter().map(|s| s.files_uploaded).sum::<u64>(), 4);
+    let bytes: usize = (0..4).map(size).sum();
+    assert_eq!(
+        stats.iter().map(|s| s.bytes_uploaded).sum::<u64>(),
+        bytes as u64
+    );
+    engine.close();
+    assert_uploaded(&sandbox, 4, size, remote);
+    let meta = fs::metadata(sandbox.remote().join("pool/d0/f0")).unwrap();
+    assert_eq!(
+        meta.modified().unwrap(),
+        std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
+    );
+    // The end of each cut upload: one SETSTAT of its size.
+    let set_sizes = sandbox
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("\" size "))
+        .count();
+    assert_eq!(set_sizes, 3);
+}
+
+#[test]
+fn with_one_connection_uploads_are_not_cut() {
+    let sandbox = Sandbox::new();
+    let (size, remote) = (|_| 250_000, |i| format!("f{i}"));
+    let ops = uploads(&sandbox, 2, size, remote);
+    let config = EngineConfig {
+        connections: 1,
+        part_size: 100_000,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    let results = engine.run_spread(&ops, |_, _| {}).unwrap();
+    assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
+    engine.close();
+    assert_uploaded(&sandbox, 2, size, remote);
+    let set_sizes = sandbox
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("\" size "))
+        .count();
+    assert_eq!(set_sizes, 0);
+}
+
+#[test]
 fn extra_connections_that_fail_to_come_up_are_done_without() {
     let sandbox = Sandbox::new();
     // Only the first start finds no marker: the others exit at once, as an ssh refused by
