@@ -449,11 +449,13 @@ impl Engine {
         ops: &[Op],
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
-        let mut split = parts::Split::new(ops, self.config.part_size.max(1), size_of);
-        if self.config.connections <= 1 || !split.any() {
+        if self.config.connections <= 1 {
             return self.run_shared(ops, on_done);
         }
+        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+        let Some(mut split) = parts::Split::new(ops, self.config.part_size.max(1), size_of) else {
+            return self.run_shared(ops, on_done);
+        };
         let work = std::mem::take(&mut split.ops);
         let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         let mut complete = Vec::new();

@@ -49,22 +49,32 @@ pub(crate) enum Event {
 
 impl Split {
     /// Cuts each upload of at least two parts whose local size `size_of` gives (and that
-    /// needs no fsync: those are small index files).
-    pub(crate) fn new(ops: &[Op], part_size: u64, size_of: impl Fn(&Path) -> Option<u64>) -> Split {
-        let mut split = Split {
-            ops: Vec::with_capacity(ops.len()),
-            origin: Vec::with_capacity(ops.len()),
-            cut: Vec::with_capacity(ops.len()),
-        };
-        for (i, op) in ops.iter().enumerate() {
-            let size = match op {
+    /// needs no fsync: those are small index files); `None` when there is none to cut.
+    pub(crate) fn new(
+        ops: &[Op],
+        part_size: u64,
+        size_of: impl Fn(&Path) -> Option<u64>,
+    ) -> Option<Split> {
+        let sizes: Vec<Option<u64>> = ops
+            .iter()
+            .map(|op| match op {
                 Op::Upload {
                     local,
                     fsync: false,
                     ..
                 } => size_of(local).filter(|&s| s >= 2 * part_size),
                 _ => None,
-            };
+            })
+            .collect();
+        if sizes.iter().all(Option::is_none) {
+            return None;
+        }
+        let mut split = Split {
+            ops: Vec::with_capacity(ops.len()),
+            origin: Vec::with_capacity(ops.len()),
+            cut: Vec::with_capacity(ops.len()),
+        };
+        for ((i, op), size) in ops.iter().enumerate().zip(sizes) {
             let (Some(size), Op::Upload { local, remote, .. }) = (size, op) else {
                 split.ops.push(op.clone());
                 split.origin.push(i);
@@ -86,12 +96,7 @@ impl Split {
                 split.origin.push(i);
             }
         }
-        split
-    }
-
-    /// Whether any upload was cut.
-    pub(crate) fn any(&self) -> bool {
-        self.cut.iter().any(Option::is_some)
+        Some(split)
     }
 
     /// Takes the result of `ops[j]`.
@@ -176,7 +181,7 @@ mod tests {
     }
 
     /// Local sizes by file name: "big" 25, "exact" 20, "small" 19; parts of 10.
-    fn split(ops: &[Op]) -> Split {
+    fn split(ops: &[Op]) -> Option<Split> {
         Split::new(ops, 10, |p| match p.to_str().unwrap() {
             "big" => Some(25),
             "exact" => Some(20),
@@ -204,8 +209,7 @@ mod tests {
             upload("exact", false),
             upload("missing", false),
         ];
-        let s = split(&ops);
-        assert!(s.any());
+        let s = split(&ops).unwrap();
         assert_eq!(
             ranges_of(&s),
             [
@@ -223,15 +227,14 @@ mod tests {
     }
 
     #[test]
-    fn uploads_that_fsync_are_not_cut() {
-        let s = split(&[upload("big", true)]);
-        assert!(!s.any());
+    fn uploads_that_fsync_or_are_small_are_not_cut() {
+        assert!(split(&[upload("big", true), upload("small", false)]).is_none());
     }
 
     #[test]
     fn an_upload_is_complete_when_its_last_part_is_in() {
         let ops = [upload("small", false), upload("exact", false)];
-        let mut s = split(&ops);
+        let mut s = split(&ops).unwrap();
         assert_eq!(s.on_done(0, &Ok(Outcome::Done)), Event::AsGiven(0));
         assert_eq!(s.on_done(2, &Ok(Outcome::Done)), Event::Pending);
         assert_eq!(s.on_done(1, &Ok(Outcome::Done)), Event::Complete(1));
@@ -248,7 +251,7 @@ mod tests {
     #[test]
     fn a_failed_part_fails_the_upload_once_all_parts_are_in() {
         let ops = [upload("big", false)];
-        let mut s = split(&ops);
+        let mut s = split(&ops).unwrap();
         let failure: OpResult = Err(OpError {
             op: "upload",
             path: RemotePath::new("/r/big").unwrap(),
@@ -262,7 +265,7 @@ mod tests {
     #[test]
     fn a_file_that_changed_size_is_not_finished() {
         let ops = [upload("exact", false)];
-        let s = split(&ops);
+        let s = split(&ops).unwrap();
         let Err(Err(e)) = s.finishing(&ops[0], 0, Some(21)) else {
             panic!("finished a file of another size")
         };

@@ -408,23 +408,25 @@ mod tests {
         Packet::decode_from_client(body).unwrap()
     }
 
+    /// A WRITE of `data` at `offset` to handle "h".
+    fn write_of(id: u32, offset: u64, data: &[u8]) -> Packet {
+        Packet::Request {
+            id,
+            request: Request::Write {
+                handle: b"h".to_vec(),
+                offset,
+                data: data.to_vec(),
+            },
+        }
+    }
+
     #[test]
     fn a_write_sends_its_range_of_the_file() {
         let mut s: Session<u8> = Session::new();
         s.take_output();
         let id = s.send_write_file(b"h", 9, 4, 1, file(b"0123456789abc"), 0);
         let bytes = s.take_output();
-        assert_eq!(
-            decode_one(&bytes),
-            Packet::Request {
-                id,
-                request: Request::Write {
-                    handle: b"h".to_vec(),
-                    offset: 9,
-                    data: b"9abc".to_vec()
-                }
-            }
-        );
+        assert_eq!(decode_one(&bytes), write_of(id, 9, b"9abc"));
         assert_eq!(bytes[4], kind::WRITE);
         assert!(s.take_failed_files().is_empty());
     }
@@ -435,17 +437,7 @@ mod tests {
         s.take_output();
         let id = s.send_write_file(b"h", 2, 4, 1, file(b"0123"), 7);
         let bytes = s.take_output();
-        assert_eq!(
-            decode_one(&bytes),
-            Packet::Request {
-                id,
-                request: Request::Write {
-                    handle: b"h".to_vec(),
-                    offset: 2,
-                    data: b"23\0\0".to_vec()
-                }
-            }
-        );
+        assert_eq!(decode_one(&bytes), write_of(id, 2, b"23\0\0"));
         assert_eq!(s.take_failed_files(), vec![(7, FileFault::Ended)]);
     }
 
