@@ -442,8 +442,8 @@ impl Engine {
     /// for operations that need no order among themselves (one server channel moves at most
     /// its window per round trip; several move several). A connection that becomes ready
     /// meanwhile takes its share of the operations not yet started. Where several
-    /// connections may be used, large uploads go in parts (see [`parts`]); each is reported
-    /// once, when all of it is in.
+    /// connections may be used, large uploads go in parts (see [`EngineConfig::part_size`]);
+    /// each is reported once, when all of it is in.
     pub fn run_spread(
         &mut self,
         ops: &[Op],
