@@ -138,6 +138,11 @@ enum State {
     Finished,
 }
 
+/// WRITEs up to this size carry their data in the output buffer, read there at once: small
+/// files then go out with their requests in one write to the pipe. Larger ones are spliced
+/// from the file by the transport (see [`crate::sftp::session::Next::File`]).
+const INLINE_WRITE_MAX: u32 = 64 * 1024;
+
 /// Operations that hold a remote handle while they run, and so count against the limit.
 fn needs_handle(op: &Op) -> bool {
     matches!(
@@ -542,19 +547,42 @@ impl<'a> Batch<'a> {
             {
                 let len = (u.size - u.next_offset).min(u64::from(conn.limits.write_chunk)) as u32;
                 let offset = u.next_offset;
-                conn.session.send_write_file(
-                    &u.handle,
+                let tag = Tag::Op {
+                    op: i,
+                    req: Req::Write,
+                    bytes: len,
                     offset,
-                    len,
-                    Tag::Op {
-                        op: i,
-                        req: Req::Write,
-                        bytes: len,
+                };
+                if len <= INLINE_WRITE_MAX {
+                    let file = &u.file;
+                    let sent = conn.session.send_write(&u.handle, offset, len, tag, |out| {
+                        append_file_range(file, offset, len, out)
+                    });
+                    if let Err(e) = sent {
+                        let (Op::Upload { local, .. } | Op::UploadPart { local, .. }) = self.ops[i]
+                        else {
+                            unreachable!("writes are sent for uploads")
+                        };
+                        u.error.get_or_insert(Cause::Local {
+                            path: local.clone(),
+                            message: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                                "the file shrank while it was being sent".into()
+                            } else {
+                                e.to_string()
+                            },
+                        });
+                        break;
+                    }
+                } else {
+                    conn.session.send_write_file(
+                        &u.handle,
                         offset,
-                    },
-                    Rc::clone(&u.file),
-                    i,
-                );
+                        len,
+                        tag,
+                        Rc::clone(&u.file),
+                        i,
+                    );
+                }
                 self.unsent -= u64::from(len);
                 u.next_offset += u64::from(len);
                 u.outstanding += 1;
@@ -924,5 +952,46 @@ impl<'a> Batch<'a> {
         }
         out.sort();
         out
+    }
+}
+
+/// Appends `len` bytes of `file` from `offset` to `out`, read straight into its spare room
+/// (never zeroed first); a file that ends sooner is an `UnexpectedEof` error.
+fn append_file_range(
+    mut file: &File,
+    offset: u64,
+    len: u32,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::{ErrorKind, Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    let got = file.take(u64::from(len)).read_to_end(out)?;
+    if got < len as usize {
+        return Err(ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_file_range_is_appended_after_what_is_there() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"0123456789").unwrap();
+        let mut out = b"head".to_vec();
+        append_file_range(&f, 3, 4, &mut out).unwrap();
+        assert_eq!(out, b"head3456");
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_range_is_an_unexpected_end() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"0123").unwrap();
+        let mut out = Vec::new();
+        let e = append_file_range(&f, 2, 4, &mut out).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

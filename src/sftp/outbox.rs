@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::rc::Rc;
 
-/// Requests share buffers of about this size; written ones are reused.
+/// Requests (and small WRITEs' data) share buffers of up to about this size, sized by what
+/// they hold; written ones are reused.
 const BUFFER: usize = 64 * 1024;
 const SPARE_BUFFERS: usize = 4;
 
@@ -80,18 +81,37 @@ pub struct Outbox {
 impl Outbox {
     /// Appends encoded bytes: `encode` adds them to the end of the output.
     pub fn push_bytes(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
-        if !matches!(self.queue.back(), Some(Piece::Bytes(b)) if b.len() < BUFFER) {
+        self.try_push_bytes::<()>(0, |b| {
+            encode(b);
+            Ok(())
+        })
+        .expect("cannot fail");
+    }
+
+    /// Appends about `size` bytes that `encode` adds to the end of the output, or nothing
+    /// if it fails.
+    pub fn try_push_bytes<E>(
+        &mut self,
+        size: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !matches!(self.queue.back(), Some(Piece::Bytes(b)) if b.len() + size <= BUFFER) {
             let mut buffer = self.spare.pop().unwrap_or_default();
-            buffer.reserve(BUFFER);
+            buffer.reserve(size);
             self.queue.push_back(Piece::Bytes(buffer));
         }
         let Some(Piece::Bytes(back)) = self.queue.back_mut() else {
             unreachable!("just ensured");
         };
-        encode(back);
+        let start = back.len();
+        let result = encode(back);
+        if result.is_err() {
+            back.truncate(start);
+        }
         if back.is_empty() {
             self.pop_back();
         }
+        result
     }
 
     /// Appends `len` bytes of `file` from `offset`; `token` names the range if the file
@@ -234,12 +254,38 @@ mod tests {
     }
 
     #[test]
-    fn small_requests_share_a_buffer() {
+    fn small_requests_share_a_buffer_sized_by_what_it_holds() {
         let mut o = Outbox::default();
         push(&mut o, b"ab");
         push(&mut o, b"cd");
         assert_eq!(o.next(), Some(Next::Bytes(b"abcd")));
         assert_eq!(o.queue.len(), 1);
+        let Some(Piece::Bytes(b)) = o.queue.front() else {
+            panic!()
+        };
+        assert!(b.capacity() < 1024, "{}", b.capacity());
+    }
+
+    #[test]
+    fn a_failed_push_leaves_nothing() {
+        let mut o = Outbox::default();
+        push(&mut o, b"ab");
+        assert_eq!(
+            o.try_push_bytes(3, |b| {
+                b.push(b'x');
+                Err("short read")
+            }),
+            Err("short read")
+        );
+        assert_eq!(
+            o.try_push_bytes(2 * BUFFER, |b| {
+                b.push(b'x');
+                Err("short read")
+            }),
+            Err("short read")
+        );
+        assert_eq!(drain(&mut o, 100), b"ab");
+        assert!(o.is_empty());
     }
 
     #[test]

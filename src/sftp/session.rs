@@ -154,6 +154,38 @@ impl<T> Session<T> {
         id
     }
 
+    /// Queues a WRITE of `len` bytes that `fill` appends to the output (e.g. read from the
+    /// local file): for small WRITEs, which then share a buffer, and one write to the pipe,
+    /// with other requests. `fill` must append exactly `len` bytes or fail; if it fails
+    /// nothing is queued.
+    pub fn send_write<E>(
+        &mut self,
+        handle: &[u8],
+        offset: u64,
+        len: u32,
+        tag: T,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<u32, E> {
+        let id = self.next_id;
+        let size = len as usize + handle.len() + 64;
+        self.out.try_push_bytes(size, |out| {
+            wire::encode_write_header(out, id, handle, offset, len);
+            let data_start = out.len();
+            fill(out)?;
+            assert_eq!(
+                out.len() - data_start,
+                len as usize,
+                "a WRITE's fill must append exactly its length"
+            );
+            Ok(())
+        })?;
+        log::debug!(
+            "-> {id} WRITE handle {} at {offset} len {len}",
+            handle.escape_ascii()
+        );
+        Ok(self.take_id(tag))
+    }
+
     /// Queues a WRITE of `len` bytes of `file` from `offset`: the transport moves them
     /// from the file into the pipe (see [`Next::File`]). If the file ends before, the rest is
     /// sent as zeros and `token` comes back from [`Session::take_failed_files`]; so it does
@@ -429,6 +461,26 @@ mod tests {
         assert_eq!(decode_one(&bytes), write_of(id, 9, b"9abc"));
         assert_eq!(bytes[4], kind::WRITE);
         assert!(s.take_failed_files().is_empty());
+    }
+
+    #[test]
+    fn a_write_filled_in_place_goes_whole_and_a_failed_fill_leaves_nothing() {
+        let mut s: Session<u8> = Session::new();
+        s.take_output();
+        let r: Result<u32, &str> = s.send_write(b"h", 0, 4, 1, |buf| {
+            buf.extend_from_slice(b"da");
+            Err("read failed")
+        });
+        assert_eq!(r, Err("read failed"));
+        assert!(!s.wants_write());
+        assert_eq!(s.in_flight(), 0);
+        let id = s
+            .send_write::<()>(b"h", 9, 4, 1, |buf| {
+                buf.extend_from_slice(b"data");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(decode_one(&s.take_output()), write_of(id, 9, b"data"));
     }
 
     #[test]
