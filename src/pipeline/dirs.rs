@@ -25,14 +25,15 @@ pub(crate) enum Waiter {
 enum State {
     /// MKDIR (or the STAT after a failed MKDIR, keeping the MKDIR's failure) in flight.
     Creating {
-        mkdir_failure: Option<Cause>,
+        mkdir_failure: Option<Box<Cause>>,
     },
     /// Waiting for the parent directory before MKDIR is retried.
     WaitingParent,
     Ready,
-    Failed(Cause),
+    Failed(Box<Cause>),
 }
 
+// Boxed causes keep the table small: a run may make a directory per file.
 #[derive(Debug)]
 struct Dir {
     path: RemotePath,
@@ -88,7 +89,7 @@ impl DirTable {
             let dir = &mut self.dirs[i];
             return match &dir.state {
                 State::Ready => Ensure::Ready,
-                State::Failed(cause) => Ensure::Failed(cause.clone()),
+                State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
                 State::Creating { .. } | State::WaitingParent => {
                     dir.waiters.push(waiter);
                     Ensure::Queued
@@ -154,7 +155,7 @@ impl DirTable {
         if let Some(i) = known
             && let State::Failed(cause) = &self.dirs[i].state
         {
-            return Ensure::Failed(cause.clone());
+            return Ensure::Failed(Cause::clone(cause));
         }
         // Below a directory we are making (or made) nothing exists yet: make the whole chain,
         // top-down. Otherwise only `path`: its parent probably exists.
@@ -239,7 +240,7 @@ impl DirTable {
     pub(crate) fn failure(&self, path: &RemotePath) -> Option<Cause> {
         let i = *self.index.get(path)?;
         match &self.dirs[i].state {
-            State::Failed(cause) => Some(cause.clone()),
+            State::Failed(cause) => Some(Cause::clone(cause)),
             _ => None,
         }
     }
@@ -336,7 +337,7 @@ impl DirTable {
             (Req::Mkdir, Response::Status { code, message, .. }) => {
                 // Perhaps it exists already; one STAT tells.
                 self.dirs[i].state = State::Creating {
-                    mkdir_failure: Some(status_cause(Req::Mkdir, code, &message)),
+                    mkdir_failure: Some(Box::new(status_cause(Req::Mkdir, code, &message))),
                 };
                 session.send(
                     Request::Stat {
@@ -353,10 +354,13 @@ impl DirTable {
                     State::Creating { mkdir_failure } => mkdir_failure.take(),
                     _ => None,
                 };
-                let failure = mkdir_failure.unwrap_or(Cause::UnexpectedReply {
-                    request: Req::Mkdir,
-                    reply: "a failure",
-                });
+                let failure = mkdir_failure.map_or(
+                    Cause::UnexpectedReply {
+                        request: Req::Mkdir,
+                        reply: "a failure",
+                    },
+                    |cause| *cause,
+                );
                 let result = match response {
                     Response::Attrs(a) if a.is_dir() => Ok(()),
                     _ => Err(failure),
@@ -385,7 +389,7 @@ impl DirTable {
         let path = self.dirs[i].path.clone();
         self.dirs[i].state = match &result {
             Ok(()) => State::Ready,
-            Err(cause) => State::Failed(cause.clone()),
+            Err(cause) => State::Failed(Box::new(cause.clone())),
         };
         for waiter in std::mem::take(&mut self.dirs[i].waiters) {
             match (waiter, &result) {
