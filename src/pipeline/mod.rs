@@ -449,7 +449,11 @@ impl Engine {
         ops: &[Op],
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        if self.config.connections <= 1 {
+        // Not where one connection does all: by configuration, or once the round trip has
+        // decided against more. (The first run cannot know yet, and cuts: on a fast link
+        // that costs an OPEN and a CLOSE per part and one SETSTAT per file, within noise.)
+        let one_link = self.more_considered && self.links.len() == 1;
+        if self.config.connections <= 1 || one_link {
             return self.run_shared(ops, on_done);
         }
         let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());

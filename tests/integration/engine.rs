@@ -655,6 +655,14 @@ fn large_uploads_go_in_parts_over_several_connections_and_end_exact() {
         .run_spread(&ops, |i, result| {
             assert_eq!(result, &Ok(Outcome::Done));
             reported[i] += 1;
+            // Reported only once the file is whole: the longer one is already cut to size.
+            let on_remote = fs::metadata(sandbox.remote().join(remote(i))).unwrap();
+            assert_eq!(
+                on_remote.len(),
+                size(i) as u64,
+                "{} reported early",
+                remote(i)
+            );
         })
         .unwrap();
     assert_eq!(reported, [1, 1, 1, 1]);
@@ -681,6 +689,35 @@ fn large_uploads_go_in_parts_over_several_connections_and_end_exact() {
         .filter(|l| l.contains("\" size "))
         .count();
     assert_eq!(set_sizes, 3);
+}
+
+#[test]
+fn once_the_round_trip_keeps_to_one_connection_uploads_are_no_longer_cut() {
+    let sandbox = Sandbox::new();
+    let (size, remote) = (|_| 250_000, |i| format!("f{i}"));
+    let ops = uploads(&sandbox, 2, size, remote);
+    let config = EngineConfig {
+        connections: 3,
+        // A threshold no loopback round trip reaches: one connection does all.
+        multi_connection_min_rtt: Duration::from_secs(10),
+        part_size: 100_000,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    let set_sizes = || {
+        let lines = sandbox.log_lines();
+        lines.iter().filter(|l| l.contains("\" size ")).count()
+    };
+    // The first run cannot know the round trip yet, and cuts.
+    let results = engine.run_spread(&ops[..1], |_, _| {}).unwrap();
+    assert_eq!(results, vec![Ok(Outcome::Done)]);
+    let after_first = set_sizes();
+    assert_eq!(after_first, 1);
+    let results = engine.run_spread(&ops[1..], |_, _| {}).unwrap();
+    assert_eq!(results, vec![Ok(Outcome::Done)]);
+    engine.close();
+    assert_eq!(set_sizes(), after_first);
+    assert_uploaded(&sandbox, 2, size, remote);
 }
 
 #[test]
