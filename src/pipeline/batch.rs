@@ -333,9 +333,7 @@ impl<'a> Batch<'a> {
                         return Err(std::io::Error::other("not a regular file"));
                     }
                     if part.as_ref().is_some_and(|r| meta.len() < r.end) {
-                        return Err(std::io::Error::other(
-                            "the file shrank while it was being sent",
-                        ));
+                        return Err(std::io::Error::other(SHRANK));
                     }
                     Ok((f, meta))
                 });
@@ -559,18 +557,12 @@ impl<'a> Batch<'a> {
                         append_file_range(file, offset, len, out)
                     });
                     if let Err(e) = sent {
-                        let (Op::Upload { local, .. } | Op::UploadPart { local, .. }) = self.ops[i]
-                        else {
-                            unreachable!("writes are sent for uploads")
+                        let fault = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            FileFault::Ended
+                        } else {
+                            FileFault::Unreadable(e.to_string())
                         };
-                        u.error.get_or_insert(Cause::Local {
-                            path: local.clone(),
-                            message: if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                                "the file shrank while it was being sent".into()
-                            } else {
-                                e.to_string()
-                            },
-                        });
+                        u.error.get_or_insert(fault_cause(self.ops[i], fault));
                         break;
                     }
                 } else {
@@ -675,16 +667,8 @@ impl<'a> Batch<'a> {
     /// with zeros): they fail, whatever the server answers.
     pub(crate) fn note_failed_files(&mut self, conn: &mut Conn) {
         for (i, fault) in conn.session.take_failed_files() {
-            if let (State::Upload(u), Op::Upload { local, .. } | Op::UploadPart { local, .. }) =
-                (&mut self.states[i], self.ops[i])
-            {
-                u.error.get_or_insert(Cause::Local {
-                    path: local.clone(),
-                    message: match fault {
-                        FileFault::Ended => "the file shrank while it was being sent".into(),
-                        FileFault::Unreadable(e) => e,
-                    },
-                });
+            if let State::Upload(u) = &mut self.states[i] {
+                u.error.get_or_insert(fault_cause(self.ops[i], fault));
             }
         }
     }
@@ -952,6 +936,22 @@ impl<'a> Batch<'a> {
         }
         out.sort();
         out
+    }
+}
+
+const SHRANK: &str = "the file shrank while it was being sent";
+
+/// Why upload `op` failed when its local file could not give all its data.
+fn fault_cause(op: &Op, fault: FileFault) -> Cause {
+    let (Op::Upload { local, .. } | Op::UploadPart { local, .. }) = op else {
+        unreachable!("only uploads read files")
+    };
+    Cause::Local {
+        path: local.clone(),
+        message: match fault {
+            FileFault::Ended => SHRANK.into(),
+            FileFault::Unreadable(e) => e,
+        },
     }
 }
 

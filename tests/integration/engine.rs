@@ -569,6 +569,12 @@ fn assert_uploaded(
     }
 }
 
+/// SETSTATs of a size the OpenSSH server logged: one ends each upload that went in parts.
+fn sizes_set(sandbox: &Sandbox) -> usize {
+    let lines = sandbox.log_lines();
+    lines.iter().filter(|l| l.contains("\" size ")).count()
+}
+
 /// Files uploaded by each connection.
 fn files_per_connection(engine: &Engine) -> Vec<u64> {
     engine
@@ -683,12 +689,7 @@ fn large_uploads_go_in_parts_over_several_connections_and_end_exact() {
         std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
     );
     // The end of each cut upload: one SETSTAT of its size.
-    let set_sizes = sandbox
-        .log_lines()
-        .iter()
-        .filter(|l| l.contains("\" size "))
-        .count();
-    assert_eq!(set_sizes, 3);
+    assert_eq!(sizes_set(&sandbox), 3);
 }
 
 #[test]
@@ -704,19 +705,15 @@ fn once_the_round_trip_keeps_to_one_connection_uploads_are_no_longer_cut() {
         ..EngineConfig::default()
     };
     let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
-    let set_sizes = || {
-        let lines = sandbox.log_lines();
-        lines.iter().filter(|l| l.contains("\" size ")).count()
-    };
     // The first run cannot know the round trip yet, and cuts.
     let results = engine.run_spread(&ops[..1], |_, _| {}).unwrap();
     assert_eq!(results, vec![Ok(Outcome::Done)]);
-    let after_first = set_sizes();
+    let after_first = sizes_set(&sandbox);
     assert_eq!(after_first, 1);
     let results = engine.run_spread(&ops[1..], |_, _| {}).unwrap();
     assert_eq!(results, vec![Ok(Outcome::Done)]);
     engine.close();
-    assert_eq!(set_sizes(), after_first);
+    assert_eq!(sizes_set(&sandbox), after_first);
     assert_uploaded(&sandbox, 2, size, remote);
 }
 
@@ -735,12 +732,7 @@ fn with_one_connection_uploads_are_not_cut() {
     assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
     engine.close();
     assert_uploaded(&sandbox, 2, size, remote);
-    let set_sizes = sandbox
-        .log_lines()
-        .iter()
-        .filter(|l| l.contains("\" size "))
-        .count();
-    assert_eq!(set_sizes, 0);
+    assert_eq!(sizes_set(&sandbox), 0);
 }
 
 #[test]
