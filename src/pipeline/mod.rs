@@ -485,7 +485,7 @@ impl Engine {
                     cause: Cause::Interrupted,
                 })
             } else {
-                match split.finishing(&ops[i], i, ops_local_size(&ops[i])) {
+                match split.finishing(&ops[i], i, size_of) {
                     Ok(op) => {
                         finishing.push(op);
                         owners.push(i);
@@ -869,14 +869,6 @@ impl Link {
             }
             Err(e) => log::warn!("ignoring an unreadable limits@openssh.com reply: {e}"),
         }
-    }
-}
-
-/// The size of an upload's local file now.
-fn ops_local_size(op: &Op) -> Option<u64> {
-    match op {
-        Op::Upload { local, .. } => std::fs::metadata(local).ok().map(|m| m.len()),
-        _ => None,
     }
 }
 

@@ -119,14 +119,14 @@ impl Split {
         }
     }
 
-    /// The operation that ends upload `given` once its parts are in: the SETSTAT of its
-    /// size and time; an error if the local file no longer has the size it was cut at (the
-    /// parts then sent a mix).
+    /// The operation that ends upload `given` (number `i`) once its parts are in: the
+    /// SETSTAT of its size and time; an error if the local file, by `size_of`, no longer has
+    /// the size it was cut at (the parts then sent a mix).
     pub(crate) fn finishing(
         &self,
         given: &Op,
         i: usize,
-        now_size: Option<u64>,
+        size_of: impl Fn(&Path) -> Option<u64>,
     ) -> Result<Op, OpResult> {
         let (
             Some(cut),
@@ -140,7 +140,7 @@ impl Split {
         else {
             unreachable!("only cut uploads are finished")
         };
-        if now_size != Some(cut.size) {
+        if size_of(local) != Some(cut.size) {
             return Err(Err(OpError {
                 op: given.name(),
                 path: remote.clone(),
@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(s.on_done(2, &Ok(Outcome::Done)), Event::Pending);
         assert_eq!(s.on_done(1, &Ok(Outcome::Done)), Event::Complete(1));
         assert_eq!(
-            s.finishing(&ops[1], 1, Some(20)),
+            s.finishing(&ops[1], 1, |_| Some(20)),
             Ok(Op::SetSize {
                 path: RemotePath::new("/r/exact").unwrap(),
                 size: 20,
@@ -266,7 +266,7 @@ mod tests {
     fn a_file_that_changed_size_is_not_finished() {
         let ops = [upload("exact", false)];
         let s = split(&ops).unwrap();
-        let Err(Err(e)) = s.finishing(&ops[0], 0, Some(21)) else {
+        let Err(Err(e)) = s.finishing(&ops[0], 0, |_| Some(21)) else {
             panic!("finished a file of another size")
         };
         assert!(e.to_string().contains("changed size"), "{e}");
