@@ -66,6 +66,19 @@ impl RemotePath {
         RemotePath::new(bytes)
     }
 
+    /// The hidden name beside this path that an upload is written under before it is renamed
+    /// into place (`dir/.NAME.tmp`): the real name never holds a partial file, and a symlink
+    /// planted at it is replaced rather than written through. The name is the same on every
+    /// run, so a rerun clears what a killed one left.
+    pub fn temp_sibling(&self) -> RemotePath {
+        let slash = self.0.iter().rposition(|&b| b == b'/').map_or(0, |s| s + 1);
+        let mut bytes = self.0[..slash].to_vec();
+        bytes.push(b'.');
+        bytes.extend_from_slice(&self.0[slash..]);
+        bytes.extend_from_slice(b".tmp");
+        RemotePath(bytes)
+    }
+
     /// The same path with `suffix` appended to its last component (e.g. `.new`).
     pub fn with_suffix(&self, suffix: &[u8]) -> RemotePath {
         let mut bytes = self.0.clone();
@@ -83,6 +96,20 @@ impl fmt::Display for RemotePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temporary_name_is_hidden_beside_the_real_one() {
+        let t = |p: &str| {
+            RemotePath::new(p)
+                .unwrap()
+                .temp_sibling()
+                .as_bytes()
+                .to_vec()
+        };
+        assert_eq!(t("/srv/pool/m/foo.deb"), b"/srv/pool/m/.foo.deb.tmp");
+        assert_eq!(t("Release.new"), b".Release.new.tmp");
+        assert_eq!(t("/Release"), b"/.Release.tmp");
+    }
 
     #[test]
     fn valid_paths_and_their_parents() {

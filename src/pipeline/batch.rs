@@ -13,6 +13,7 @@ use std::rc::Rc;
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
+use crate::remote_path::RemotePath;
 use crate::sftp::session::{FileFault, Session};
 use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
 
@@ -90,16 +91,38 @@ impl Conn {
 enum Stage {
     Opening,
     WaitingDir,
-    /// Waiting for a free handle after its directory was created.
+    /// Waiting for a free handle after its directory was created (or a stale file removed).
     Reopen,
+    /// The exclusive OPEN found a file (a stale temporary file or a planted symlink): its
+    /// REMOVE is in flight, the OPEN follows.
+    Clearing,
     Writing,
     /// FSTAT, fsync and CLOSE are sent; collecting their replies.
     Closing,
+    /// The FSTAT had no size: a STAT of the closed file is in flight.
+    Confirming,
+    /// Every byte is confirmed: the rename onto the real name is in flight.
+    Landing,
+    /// A server without posix-rename refused to rename onto an existing file: its REMOVE is
+    /// in flight, the RENAME follows.
+    ClearingDestination,
+    /// The upload failed: its temporary file is being removed before that is reported.
+    Discarding,
 }
 
 struct Upload {
     /// Shared with the WRITEs queued for the transport, which read from it.
     file: Rc<File>,
+    /// Where the bytes are written: for a whole file its temporary name, created
+    /// exclusively and renamed onto the real name once every byte is confirmed; for a part,
+    /// the name the parts share (see [`super::parts`]).
+    target: RemotePath,
+    /// The stale file found at `target` was removed once already.
+    cleared: bool,
+    /// The destination was removed once already (a rename without posix-rename).
+    destination_cleared: bool,
+    /// A FSTAT or STAT reply was checked against the size sent.
+    size_checked: bool,
     /// The range sent: `start..size`; the whole file (`0..` its length) unless a part.
     start: u64,
     size: u64,
@@ -349,8 +372,17 @@ impl<'a> Batch<'a> {
                     Ok((file, meta)) => {
                         let range = part.clone().unwrap_or(0..meta.len());
                         self.unsent += range.end - range.start;
+                        let remote = self.ops[i].path();
                         self.states[i] = State::Upload(Box::new(Upload {
                             file: Rc::new(file),
+                            target: if part.is_none() {
+                                remote.temp_sibling()
+                            } else {
+                                remote.clone()
+                            },
+                            cleared: false,
+                            destination_cleared: false,
+                            size_checked: false,
                             start: range.start,
                             size: range.end,
                             whole: part.is_none(),
@@ -505,9 +537,11 @@ impl<'a> Batch<'a> {
         conn.take_handle();
         conn.session.send(
             Request::Open {
-                path: self.ops[i].path().as_bytes().to_vec(),
+                path: u.target.as_bytes().to_vec(),
+                // Exclusive: never opens an existing file, so never writes through a
+                // symlink. A part writes into the file its upload prepared.
                 flags: if u.whole {
-                    OpenFlags::WRITE | OpenFlags::CREAT | OpenFlags::TRUNC
+                    OpenFlags::WRITE | OpenFlags::CREAT | OpenFlags::EXCL
                 } else {
                     OpenFlags::WRITE | OpenFlags::CREAT
                 },
@@ -775,6 +809,39 @@ impl<'a> Batch<'a> {
             let target = entry.filename.clone();
             return self.finish(i, Ok(Outcome::Target(target)), conn);
         }
+        // The size a SETSTAT gave is confirmed by a STAT before the file counts as whole.
+        if let (Req::Stat, Op::SetSize { size, .. }) = (req, self.ops[i]) {
+            let cause = match response {
+                Response::Attrs(a) if a.size == Some(*size) => {
+                    return self.finish(i, Ok(Outcome::Done), conn);
+                }
+                Response::Attrs(a) => match a.size {
+                    Some(actual) => Cause::SizeMismatch {
+                        expected: *size,
+                        actual,
+                    },
+                    None => Cause::SizeUnconfirmed,
+                },
+                Response::Status { code, message, .. } => status_cause(req, code, &message),
+                other => Cause::UnexpectedReply {
+                    request: req,
+                    reply: reply_name(&other),
+                },
+            };
+            return self.fail(i, cause, conn);
+        }
+        if let (Req::Setstat, Op::SetSize { path, .. }, Response::Status { code, .. }) =
+            (req, self.ops[i], &response)
+            && *code == StatusCode::Ok
+        {
+            conn.session.send(
+                Request::Stat {
+                    path: path.as_bytes().to_vec(),
+                },
+                Tag::op(i, Req::Stat),
+            );
+            return;
+        }
         let Response::Status { code, message, .. } = response else {
             let reply = reply_name(&response);
             return self.fail(
@@ -817,54 +884,112 @@ impl<'a> Batch<'a> {
             unreachable!()
         };
         u.outstanding -= 1;
-        match (req, response) {
-            (Req::Open, Response::Handle(handle)) => {
+        match (&u.stage, req, response) {
+            (Stage::Opening, Req::Open, Response::Handle(handle)) => {
                 u.handle = handle;
                 u.stage = Stage::Writing;
                 self.writers.insert(i);
             }
-            (Req::Open, Response::Status { code, message, .. }) => {
+            (Stage::Opening, Req::Open, Response::Status { code, message, .. }) => {
                 conn.open_files -= 1;
-                let parent = self.ops[i].path().parent();
-                match parent {
-                    // A server that answers in order makes the directory and then opens
-                    // the file sent right behind its MKDIR: no round trip spent waiting.
-                    Some(dir)
-                        if code == StatusCode::NoSuchFile
-                            && u.dir_attempts == 0
-                            && conn.limits.serial
-                            && !self.interrupted =>
-                    {
-                        u.dir_attempts = 1;
-                        match conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
-                            Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
-                            _ => self.send_open(i, conn),
-                        }
-                    }
-                    Some(_) if code == StatusCode::NoSuchFile && self.interrupted => {
-                        self.fail(i, Cause::Interrupted, conn)
-                    }
-                    Some(dir) if code == StatusCode::NoSuchFile && u.dir_attempts < 2 => {
-                        u.dir_attempts = 2;
-                        u.stage = Stage::WaitingDir;
-                        match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
-                            Ensure::Queued => {}
-                            // Created meanwhile by another upload's MKDIR: just retry.
-                            Ensure::Ready => {
-                                u.stage = Stage::Reopen;
-                                self.reopen.push_back(i);
-                            }
-                            Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
-                        }
-                    }
-                    // The directory was to be made first: say why it was not.
-                    Some(dir) if let Some(cause) = conn.dirs.failure(&dir) => {
-                        self.fail(i, in_dir(&dir, cause), conn)
-                    }
-                    _ => self.fail(i, status_cause(Req::Open, code, &message), conn),
-                }
-                return;
+                self.open_failed(i, code, &message, conn);
             }
+            (Stage::Clearing, Req::Remove, Response::Status { code, message, .. }) => match code {
+                StatusCode::Ok | StatusCode::NoSuchFile if !self.interrupted => {
+                    u.stage = Stage::Reopen;
+                    self.reopen.push_back(i);
+                }
+                StatusCode::Ok | StatusCode::NoSuchFile => self.fail(i, Cause::Interrupted, conn),
+                code => self.fail(i, status_cause(req, code, &message), conn),
+            },
+            (Stage::Confirming, Req::Stat, response) => {
+                check_size(u, req, response);
+                u.size_checked = true;
+                self.closed(i, conn);
+            }
+            (Stage::Landing | Stage::ClearingDestination, _, response) => {
+                self.landing_reply(i, req, response, conn)
+            }
+            (Stage::Discarding, _, _) => {
+                let cause = u.error.take().expect("a discarded upload has failed");
+                self.fail(i, cause, conn);
+            }
+            (_, req, response) => {
+                if self.transfer_reply(i, req, response, conn) {
+                    self.closed(i, conn);
+                }
+            }
+        }
+    }
+
+    /// The exclusive OPEN failed: a file in the way is removed once, a missing directory is
+    /// made, anything else fails the upload.
+    fn open_failed(&mut self, i: usize, code: StatusCode, message: &[u8], conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!()
+        };
+        // A stale temporary file, or anything planted at its name: OpenSSH says FAILURE
+        // (EEXIST), later protocol versions FILE_ALREADY_EXISTS. REMOVE takes a symlink
+        // itself, never what it points to.
+        let exists = matches!(code, StatusCode::Failure | StatusCode::Other(11));
+        if exists && u.whole && !u.cleared && !self.interrupted {
+            u.cleared = true;
+            u.stage = Stage::Clearing;
+            conn.session.send(
+                Request::Remove {
+                    path: u.target.as_bytes().to_vec(),
+                },
+                Tag::op(i, Req::Remove),
+            );
+            u.outstanding += 1;
+            return;
+        }
+        let parent = self.ops[i].path().parent();
+        match parent {
+            // A server that answers in order makes the directory and then opens the file
+            // sent right behind its MKDIR: no round trip spent waiting.
+            Some(dir)
+                if code == StatusCode::NoSuchFile
+                    && u.dir_attempts == 0
+                    && conn.limits.serial
+                    && !self.interrupted =>
+            {
+                u.dir_attempts = 1;
+                match conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
+                    Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
+                    _ => self.send_open(i, conn),
+                }
+            }
+            Some(_) if code == StatusCode::NoSuchFile && self.interrupted => {
+                self.fail(i, Cause::Interrupted, conn)
+            }
+            Some(dir) if code == StatusCode::NoSuchFile && u.dir_attempts < 2 => {
+                u.dir_attempts = 2;
+                u.stage = Stage::WaitingDir;
+                match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+                    Ensure::Queued => {}
+                    // Created meanwhile by another upload's MKDIR: just retry.
+                    Ensure::Ready => {
+                        u.stage = Stage::Reopen;
+                        self.reopen.push_back(i);
+                    }
+                    Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
+                }
+            }
+            // The directory was to be made first: say why it was not.
+            Some(dir) if let Some(cause) = conn.dirs.failure(&dir) => {
+                self.fail(i, in_dir(&dir, cause), conn)
+            }
+            _ => self.fail(i, status_cause(Req::Open, code, message), conn),
+        }
+    }
+
+    /// A reply to a WRITE, FSTAT, FSETSTAT, fsync or CLOSE; true once all of them are in.
+    fn transfer_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) -> bool {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!()
+        };
+        match (req, response) {
             (Req::Write | Req::Fsync | Req::Fsetstat, Response::Status { code, message, .. }) => {
                 if code != StatusCode::Ok {
                     u.error.get_or_insert(status_cause(req, code, &message));
@@ -875,18 +1000,12 @@ impl<'a> Batch<'a> {
                     }
                 }
             }
-            (Req::Fstat, Response::Attrs(attrs)) => {
-                if let Some(actual) = attrs.size
-                    && (actual < u.size || u.whole && actual != u.size)
-                {
-                    u.error.get_or_insert(Cause::SizeMismatch {
-                        expected: u.size,
-                        actual,
-                    });
+            (Req::Fstat, response) => {
+                // A server that leaves the size out is asked again once the file is closed.
+                if !matches!(&response, Response::Attrs(a) if a.size.is_none()) {
+                    check_size(u, req, response);
+                    u.size_checked = true;
                 }
-            }
-            (Req::Fstat, Response::Status { code, message, .. }) => {
-                u.error.get_or_insert(status_cause(req, code, &message));
             }
             (Req::Close, Response::Status { code, message, .. }) => {
                 conn.open_files -= 1;
@@ -905,16 +1024,103 @@ impl<'a> Batch<'a> {
                 if request == Req::Open {
                     // An OPEN answered without a handle has nothing to close.
                     let cause = u.error.take().expect("just set");
-                    return self.fail(i, cause, conn);
+                    self.fail(i, cause, conn);
+                    return false;
                 }
             }
         }
-        if u.outstanding == 0 && matches!(u.stage, Stage::Closing) {
-            match u.error.take() {
-                None => self.finish(i, Ok(Outcome::Done), conn),
-                Some(cause) => self.fail(i, cause, conn),
+        u.outstanding == 0 && matches!(u.stage, Stage::Closing)
+    }
+
+    /// Every reply up to the CLOSE is in: confirm the size if the FSTAT could not, then put
+    /// the file in place; a failed upload's temporary file is removed first.
+    fn closed(&mut self, i: usize, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!()
+        };
+        if u.error.is_none() && !u.size_checked {
+            u.stage = Stage::Confirming;
+            conn.session.send(
+                Request::Stat {
+                    path: u.target.as_bytes().to_vec(),
+                },
+                Tag::op(i, Req::Stat),
+            );
+            u.outstanding += 1;
+            return;
+        }
+        if u.error.is_some() {
+            if !u.whole {
+                // A part leaves the shared file to its upload's end.
+                let cause = u.error.take().expect("checked");
+                return self.fail(i, cause, conn);
+            }
+            return self.discard(i, conn);
+        }
+        if !u.whole {
+            return self.finish(i, Ok(Outcome::Done), conn);
+        }
+        u.stage = Stage::Landing;
+        let to = self.ops[i].path();
+        u.outstanding += 1;
+        send_rename(&u.target, to, conn, Tag::op(i, rename_request(conn)));
+    }
+
+    /// The reply to the rename of a confirmed file onto its real name (or to the REMOVE of
+    /// what stood there, on a server without posix-rename).
+    fn landing_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!()
+        };
+        let to = self.ops[i].path();
+        let Response::Status { code, message, .. } = response else {
+            u.error = Some(Cause::UnexpectedReply {
+                request: req,
+                reply: reply_name(&response),
+            });
+            return self.discard(i, conn);
+        };
+        match (req, code) {
+            (Req::Rename | Req::PosixRename, StatusCode::Ok) => {
+                self.finish(i, Ok(Outcome::Done), conn)
+            }
+            // Plain RENAME refuses to replace an existing file: remove it, then rename.
+            (Req::Rename, StatusCode::Failure) if !u.destination_cleared => {
+                u.destination_cleared = true;
+                u.stage = Stage::ClearingDestination;
+                conn.session.send(
+                    Request::Remove {
+                        path: to.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Remove),
+                );
+                u.outstanding += 1;
+            }
+            (Req::Remove, StatusCode::Ok | StatusCode::NoSuchFile) => {
+                u.stage = Stage::Landing;
+                u.outstanding += 1;
+                send_rename(&u.target, to, conn, Tag::op(i, Req::Rename));
+            }
+            (req, code) => {
+                u.error = Some(status_cause(req, code, &message));
+                self.discard(i, conn);
             }
         }
+    }
+
+    /// Removes a failed upload's temporary file; the failure is reported with the reply.
+    fn discard(&mut self, i: usize, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!()
+        };
+        u.stage = Stage::Discarding;
+        conn.session.send(
+            Request::Remove {
+                path: u.target.as_bytes().to_vec(),
+            },
+            Tag::op(i, Req::Remove),
+        );
+        u.outstanding += 1;
     }
 
     /// What the operations with requests in flight are, for an error message.
@@ -940,6 +1146,58 @@ impl<'a> Batch<'a> {
 }
 
 const SHRANK: &str = "the file shrank while it was being sent";
+
+/// The request that renames onto an existing name on this connection.
+fn rename_request(conn: &Conn) -> Req {
+    if conn.limits.posix_rename {
+        Req::PosixRename
+    } else {
+        Req::Rename
+    }
+}
+
+/// Renames `from` onto `to`: atomically with posix-rename where the server has it (and it
+/// is on), otherwise with a plain RENAME (which refuses an existing `to`).
+fn send_rename(from: &RemotePath, to: &RemotePath, conn: &mut Conn, tag: Tag) {
+    let (from, to) = (from.as_bytes().to_vec(), to.as_bytes().to_vec());
+    match tag {
+        Tag::Op {
+            req: Req::PosixRename,
+            ..
+        } => conn
+            .session
+            .send_extended(ExtendedRequest::PosixRename { from, to }, tag),
+        _ => conn.session.send(Request::Rename { from, to }, tag),
+    };
+}
+
+/// Checks the size a FSTAT or STAT reply gives against what was sent: a whole file must
+/// have exactly its size, a part at least reach its end. No size is no confirmation.
+fn check_size(u: &mut Upload, req: Req, response: Response) {
+    match response {
+        Response::Attrs(attrs) => match attrs.size {
+            Some(actual) if actual < u.size || u.whole && actual != u.size => {
+                u.error.get_or_insert(Cause::SizeMismatch {
+                    expected: u.size,
+                    actual,
+                });
+            }
+            Some(_) => {}
+            None => {
+                u.error.get_or_insert(Cause::SizeUnconfirmed);
+            }
+        },
+        Response::Status { code, message, .. } => {
+            u.error.get_or_insert(status_cause(req, code, &message));
+        }
+        other => {
+            u.error.get_or_insert(Cause::UnexpectedReply {
+                request: req,
+                reply: reply_name(&other),
+            });
+        }
+    }
+}
 
 /// Why upload `op` failed when its local file could not give all its data.
 fn fault_cause(op: &Op, fault: FileFault) -> Cause {

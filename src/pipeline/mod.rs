@@ -442,31 +442,51 @@ impl Engine {
     /// for operations that need no order among themselves (one server channel moves at most
     /// its window per round trip; several move several). A connection that becomes ready
     /// meanwhile takes its share of the operations not yet started. Where several
-    /// connections may be used, large uploads go in parts (see [`EngineConfig::part_size`]);
-    /// each is reported once, when all of it is in.
+    /// connections are in use, on a server known to take writes at any offset through
+    /// several handles, large uploads go in parts (see [`EngineConfig::part_size`]); each is
+    /// reported once, when all of it is confirmed and in place.
     pub fn run_spread(
         &mut self,
         ops: &[Op],
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        // Not where one connection does all: by configuration, or once the round trip has
-        // decided against more. (The first run cannot know yet, and cuts: on a fast link
-        // that costs an OPEN and a CLOSE per part and one SETSTAT per file, within noise.)
-        let one_link = self.more_considered && self.links.len() == 1;
-        if self.config.connections <= 1 || one_link {
+        if self.config.connections <= 1 {
             return self.run_shared(ops, on_done);
         }
         let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
         let Some(mut split) = parts::Split::new(ops, self.config.part_size.max(1), size_of) else {
             return self.run_shared(ops, on_done);
         };
+        // Parts pay only where several connections share them: that takes the round trip,
+        // so it is learnt first (one round trip, nothing next to 16 MiB or more of data).
+        self.settle_round_trip()?;
+        if self.links.len() <= 1 || !self.links[0].info.takes_offset_writes() {
+            return self.run_shared(ops, on_done);
+        }
+        // The parts open the temporary name without EXCL: what stands there goes first.
+        let clear: Vec<Op> = split
+            .cut_uploads()
+            .map(|i| Op::Remove {
+                path: ops[i].path().temp_sibling(),
+            })
+            .collect();
+        if self.run(&clear, |_, _| {})?.iter().any(Result::is_err) {
+            return self.run_shared(ops, on_done);
+        }
         let work = std::mem::take(&mut split.ops);
         let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         let mut complete = Vec::new();
+        let mut again = Vec::new();
         self.run_shared(&work, |j, result| match split.on_done(j, result) {
             parts::Event::AsGiven(i) => {
                 on_done(i, result);
                 results[i] = Some(result.clone());
+            }
+            // The server refused a part (a server that cannot take writes at offsets
+            // through several handles says so here): the file goes again, whole.
+            parts::Event::Failed(i, Err(e)) if matches!(e.cause, Cause::Status { .. }) => {
+                log::info!("{e}: sending {} whole", ops[i].path());
+                again.push(i);
             }
             parts::Event::Failed(i, failure) => {
                 on_done(i, &failure);
@@ -475,38 +495,107 @@ impl Engine {
             parts::Event::Complete(i) => complete.push(i),
             parts::Event::Pending => {}
         })?;
-        let mut finishing = Vec::new();
-        let mut owners = Vec::new();
-        for i in complete {
-            let failure = if self.interrupt.signal().is_some() {
-                Err(OpError {
-                    op: ops[i].name(),
-                    path: ops[i].path().clone(),
-                    cause: Cause::Interrupted,
-                })
-            } else {
-                match split.finishing(&ops[i], i, size_of) {
-                    Ok(op) => {
-                        finishing.push(op);
-                        owners.push(i);
-                        continue;
-                    }
-                    Err(failure) => failure,
-                }
-            };
-            on_done(i, &failure);
-            results[i] = Some(failure);
+        let finished = self.finish_parts(ops, &split, complete)?;
+        for (i, result) in finished {
+            on_done(i, &result);
+            results[i] = Some(result);
         }
-        if !finishing.is_empty() {
-            self.run(&finishing, |k, result| {
-                on_done(owners[k], result);
-                results[owners[k]] = Some(result.clone());
+        if !again.is_empty() {
+            let whole: Vec<Op> = again.iter().map(|&i| ops[i].clone()).collect();
+            self.run(&whole, |k, result| {
+                on_done(again[k], result);
+                results[again[k]] = Some(result.clone());
             })?;
         }
         Ok(results
             .into_iter()
             .map(|r| r.expect("every operation was reported"))
             .collect())
+    }
+
+    /// Ends the cut uploads whose parts are all in: each gets its size and time, the size is
+    /// confirmed, and it is renamed into place; a failed one's temporary file is removed.
+    fn finish_parts(
+        &mut self,
+        ops: &[Op],
+        split: &parts::Split,
+        complete: Vec<usize>,
+    ) -> Result<Vec<(usize, OpResult)>, EngineError> {
+        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+        let as_upload = |i: usize, e: &OpError| OpError {
+            op: ops[i].name(),
+            path: ops[i].path().clone(),
+            cause: e.cause.clone(),
+        };
+        let mut out = Vec::new();
+        let mut sizing = Vec::new();
+        let mut owners = Vec::new();
+        for i in complete {
+            if self.interrupt.signal().is_some() {
+                let cause = Cause::Interrupted;
+                let (op, path) = (ops[i].name(), ops[i].path().clone());
+                out.push((i, Err(OpError { op, path, cause })));
+                continue;
+            }
+            match split.finishing(&ops[i], i, size_of) {
+                Ok(op) => {
+                    sizing.push(op);
+                    owners.push(i);
+                }
+                Err(failure) => out.push((i, failure)),
+            }
+        }
+        let sized = self.run(&sizing, |_, _| {})?;
+        let mut renames = Vec::new();
+        let mut renamed_owners = Vec::new();
+        for (k, result) in sized.into_iter().enumerate() {
+            let i = owners[k];
+            match result {
+                Ok(_) => {
+                    renames.push(Op::Rename {
+                        from: ops[i].path().temp_sibling(),
+                        to: ops[i].path().clone(),
+                    });
+                    renamed_owners.push(i);
+                }
+                Err(e) => out.push((i, Err(as_upload(i, &e)))),
+            }
+        }
+        for (k, result) in self.run(&renames, |_, _| {})?.into_iter().enumerate() {
+            let i = renamed_owners[k];
+            out.push((i, result.map_err(|e| as_upload(i, &e))));
+        }
+        // What failed leaves no temporary file behind (best effort: the failure is reported
+        // either way, and a rerun clears the name before writing it).
+        let discard: Vec<Op> = out
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(i, _)| Op::Remove {
+                path: ops[*i].path().temp_sibling(),
+            })
+            .collect();
+        self.run(&discard, |_, _| {})?;
+        Ok(out)
+    }
+
+    /// Waits for the first connection's set-up reply, which measures the round trip, and
+    /// starts the other connections if it makes them worth it.
+    fn settle_round_trip(&mut self) -> Result<(), EngineError> {
+        if self.more_considered {
+            return Ok(());
+        }
+        self.links[0].ask_limits();
+        let (config, local_files) = (self.config.clone(), self.local_files);
+        let mut nothing = Batch::new(Vec::new());
+        self.drive(
+            |links| {
+                links[0].take_replies(&mut nothing, &config, local_files);
+                links[0].rtt.is_some()
+            },
+            |_| vec!["the set-up request".to_string()],
+        )?;
+        self.consider_more_connections();
+        Ok(())
     }
 
     /// [`Engine::run_spread`] with the operations as they are.

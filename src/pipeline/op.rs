@@ -173,6 +173,9 @@ pub enum Cause {
     Local { path: PathBuf, message: String },
     /// After the last write the server reported another size than we sent.
     SizeMismatch { expected: u64, actual: u64 },
+    /// The server would not say what size the file has after the last write: what it holds
+    /// is unconfirmed, so the upload does not count as done.
+    SizeUnconfirmed,
     /// The server answered with a reply that does not fit the request.
     UnexpectedReply { request: Req, reply: &'static str },
     /// A directory the operation needed could not be created.
@@ -200,6 +203,10 @@ impl fmt::Display for Cause {
             Cause::SizeMismatch { expected, actual } => write!(
                 f,
                 "the server has {actual} bytes after {expected} were written"
+            ),
+            Cause::SizeUnconfirmed => write!(
+                f,
+                "the server does not report the file's size, so the upload cannot be confirmed"
             ),
             Cause::UnexpectedReply { request, reply } => {
                 write!(f, "the server answered {request} with {reply}")

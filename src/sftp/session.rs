@@ -52,6 +52,14 @@ impl ServerInfo {
         self.has_limits()
     }
 
+    /// Whether several handles may write one file at any offsets: OpenSSH's server (and
+    /// asyncssh's, which copies its extensions) write with `pwrite` to a real file. Servers
+    /// without `limits@openssh.com` are not trusted with it: some (rclone without a write
+    /// cache, paramiko-based ones) refuse a seek or write parts over each other.
+    pub fn takes_offset_writes(&self) -> bool {
+        self.has_limits()
+    }
+
     /// OpenSSH reverses the draft's SYMLINK arguments and most servers copy it; Green End's
     /// server follows the draft and says so in an extension.
     pub fn symlink_order(&self) -> SymlinkOrder {

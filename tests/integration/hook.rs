@@ -436,7 +436,7 @@ fn debug_sftp_logs_each_request_and_reply() {
     ran.expect(0);
     let err = ran.stderr();
     assert!(
-        err.contains("-> ") && err.contains(" OPEN pool/main/f/foo/foo_1.0_amd64.deb"),
+        err.contains("-> ") && err.contains(" OPEN pool/main/f/foo/.foo_1.0_amd64.deb.tmp"),
         "{err}"
     );
     assert!(err.contains("<- ") && err.contains(" STATUS OK"), "{err}");

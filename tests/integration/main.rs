@@ -5,6 +5,7 @@ mod admin;
 mod engine;
 mod faults;
 mod hook;
+mod landing;
 mod reader;
 mod repo;
 mod sshd;

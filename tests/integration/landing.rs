@@ -1,0 +1,152 @@
+//! How an upload lands: written under a temporary name created exclusively, renamed onto
+//! the real name only once every byte is confirmed. Planted symlinks are replaced, never
+//! written through; a failed upload leaves what was there and no temporary file.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::time::{Duration, UNIX_EPOCH};
+
+use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op, OpResult};
+use outsftphook::transport::ServerCommand;
+
+use crate::support::{Sandbox, pattern, rpath};
+
+fn upload(sandbox: &Sandbox, name: &str, size: usize, seed: u8) -> Op {
+    Op::Upload {
+        local: sandbox.local_file(name, size, seed),
+        remote: rpath(&format!("pool/{name}")),
+        fsync: false,
+        mtime: Some(1_000_000_000),
+    }
+}
+
+fn run(server: &ServerCommand, ops: &[Op]) -> Vec<OpResult> {
+    let mut engine = Engine::connect(server, EngineConfig::default()).unwrap();
+    let results = engine.run(ops, |_, _| {}).unwrap();
+    engine.close();
+    results
+}
+
+/// The names in `remote/pool`, sorted.
+fn pool_names(sandbox: &Sandbox) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(sandbox.remote().join("pool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_symlink_at_the_real_name_is_replaced_not_written_through() {
+    for name in ["openssh", "greenend"] {
+        let sandbox = Sandbox::new();
+        let victim = sandbox.dir.path().join("victim");
+        fs::write(&victim, "not yours").unwrap();
+        fs::create_dir(sandbox.remote().join("pool")).unwrap();
+        symlink(&victim, sandbox.remote().join("pool/a.deb")).unwrap();
+        let server = match name {
+            "openssh" => sandbox.openssh(),
+            _ => sandbox.greenend(),
+        };
+        let results = run(&server, &[upload(&sandbox, "a.deb", 70_000, 1)]);
+        assert!(results[0].is_ok(), "{name}: {results:?}");
+        assert_eq!(fs::read(&victim).unwrap(), b"not yours", "{name}");
+        let landed = sandbox.remote().join("pool/a.deb");
+        assert!(fs::symlink_metadata(&landed).unwrap().is_file(), "{name}");
+        assert_eq!(fs::read(&landed).unwrap(), pattern(70_000, 1), "{name}");
+        assert_eq!(pool_names(&sandbox), ["a.deb"], "{name}");
+    }
+}
+
+#[test]
+fn a_symlink_or_stale_file_at_the_temporary_name_is_removed_first() {
+    let sandbox = Sandbox::new();
+    let victim = sandbox.dir.path().join("victim");
+    fs::write(&victim, "not yours").unwrap();
+    fs::create_dir(sandbox.remote().join("pool")).unwrap();
+    symlink(&victim, sandbox.remote().join("pool/.a.deb.tmp")).unwrap();
+    // What a killed run left: longer than the new file, with other bytes.
+    fs::write(sandbox.remote().join("pool/.b.deb.tmp"), vec![7u8; 200_000]).unwrap();
+    let ops = [
+        upload(&sandbox, "a.deb", 1000, 2),
+        upload(&sandbox, "b.deb", 5000, 3),
+    ];
+    let results = run(&sandbox.openssh(), &ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+    assert_eq!(
+        fs::read(sandbox.remote().join("pool/b.deb")).unwrap(),
+        pattern(5000, 3)
+    );
+    assert_eq!(pool_names(&sandbox), ["a.deb", "b.deb"]);
+}
+
+#[test]
+fn a_failed_write_leaves_the_old_file_untouched_and_no_temporary_file() {
+    let sandbox = Sandbox::new();
+    fs::create_dir(sandbox.remote().join("pool")).unwrap();
+    let old = sandbox.remote().join("pool/a.deb");
+    fs::write(&old, "the old version").unwrap();
+    let old_time = fs::metadata(&old).unwrap().modified().unwrap();
+    // 100 blocks of 1 KiB: the 300 kB file cannot be written whole (EFBIG, not a signal).
+    let server = sandbox.shell(&format!(
+        "trap '' XFSZ; ulimit -f 100; exec /usr/lib/openssh/sftp-server -d '{}'",
+        sandbox.remote().display()
+    ));
+    let results = run(&server, &[upload(&sandbox, "a.deb", 300_000, 4)]);
+    let err = results[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err.cause, Cause::Status { .. }),
+        "a WRITE error, not {err}"
+    );
+    assert_eq!(fs::read(&old).unwrap(), b"the old version");
+    let meta = fs::metadata(&old).unwrap();
+    assert_eq!(meta.modified().unwrap(), old_time, "the time was set");
+    assert_ne!(
+        meta.modified().unwrap(),
+        UNIX_EPOCH + Duration::from_secs(1_000_000_000)
+    );
+    assert_eq!(pool_names(&sandbox), ["a.deb"]);
+}
+
+#[test]
+fn a_server_that_does_not_report_sizes_confirms_no_upload() {
+    let sandbox = Sandbox::new();
+    let server = sandbox.shell(&format!(
+        "exec python3 '{}/tests/fixtures/sizeless_relay.py' /usr/lib/openssh/sftp-server -d '{}'",
+        env!("CARGO_MANIFEST_DIR"),
+        sandbox.remote().display()
+    ));
+    let results = run(&server, &[upload(&sandbox, "a.deb", 10_000, 5)]);
+    let err = results[0].as_ref().unwrap_err();
+    assert_eq!(err.cause, Cause::SizeUnconfirmed, "{err}");
+    assert!(err.to_string().contains("cannot be confirmed"), "{err}");
+    // Nothing unconfirmed is left at the real name, nor under the temporary one.
+    assert!(
+        pool_names(&sandbox).is_empty(),
+        "{:?}",
+        pool_names(&sandbox)
+    );
+}
+
+#[test]
+fn dist_files_land_at_their_new_name_through_a_temporary_one() {
+    let sandbox = Sandbox::new();
+    let victim = sandbox.dir.path().join("victim");
+    fs::write(&victim, "not yours").unwrap();
+    fs::create_dir_all(sandbox.remote().join("dists/bookworm")).unwrap();
+    symlink(&victim, sandbox.remote().join("dists/bookworm/Release.new")).unwrap();
+    let ops = [Op::Upload {
+        local: sandbox.local_file("Release", 3000, 6),
+        remote: rpath("dists/bookworm/Release.new"),
+        fsync: true,
+        mtime: None,
+    }];
+    let results = run(&sandbox.openssh(), &ops);
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+    let new = sandbox.remote().join("dists/bookworm/Release.new");
+    assert!(fs::symlink_metadata(&new).unwrap().is_file());
+    assert_eq!(fs::read(new).unwrap(), pattern(3000, 6));
+}
