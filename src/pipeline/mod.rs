@@ -176,6 +176,9 @@ pub struct EngineError {
 pub enum EngineErrorKind {
     Transport(TransportError),
     Stalled(Duration),
+    /// Asked to stop by this signal, and the server answered nothing more for
+    /// [`INTERRUPTED_GRACE`]: what it had not answered is given up.
+    Interrupted(i32),
 }
 
 impl fmt::Display for EngineError {
@@ -186,6 +189,12 @@ impl fmt::Display for EngineError {
                 f,
                 "no progress for {} seconds: the server or the link is stalled",
                 d.as_secs()
+            )?,
+            EngineErrorKind::Interrupted(sig) => write!(
+                f,
+                "interrupted by {}, and the server answered nothing more for {} seconds",
+                crate::interrupt::signal_name(*sig),
+                INTERRUPTED_GRACE.as_secs()
             )?,
         }
         if !self.in_flight.is_empty() {
@@ -256,6 +265,12 @@ const CLOSE_GRACE: Duration = Duration::from_millis(5);
 /// How long one poll may sleep, so that the loop looks at the clock regularly (a signal
 /// interrupts the sleep at once).
 const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
+
+/// Once a signal asked the run to stop, how long the server may stay silent before what it
+/// has not answered is given up: long enough for a slow link to answer what is in flight,
+/// well within systemd's stop timeout (90 s) and a person's patience, where the stall
+/// timeout may be minutes.
+pub const INTERRUPTED_GRACE: Duration = Duration::from_secs(3);
 
 fn transport_error(e: TransportError) -> EngineError {
     EngineError {
@@ -729,7 +744,15 @@ impl Engine {
         if waited >= self.stall_timeout {
             return Err(EngineErrorKind::Stalled(self.stall_timeout));
         }
-        let mut timeout = (self.stall_timeout - waited).min(MAX_POLL_WAIT);
+        let signal = self.interrupt.signal();
+        let mut limit = self.stall_timeout;
+        if let Some(sig) = signal {
+            if waited >= INTERRUPTED_GRACE {
+                return Err(EngineErrorKind::Interrupted(sig));
+            }
+            limit = limit.min(INTERRUPTED_GRACE);
+        }
+        let mut timeout = (limit - waited).min(MAX_POLL_WAIT);
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
         {

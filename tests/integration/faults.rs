@@ -215,6 +215,32 @@ fn sigterm_stops_the_hook_cleanly_with_a_summary() {
     );
 }
 
+#[test]
+fn sigterm_ends_a_stalled_push_within_seconds() {
+    let repo = pending_push();
+    // The link goes silent in the middle of the pool uploads; the stall timeout (120 s)
+    // is far away when SIGTERM comes.
+    repo.use_faulty_server(200_000, "stall-term-hook");
+    let started = std::time::Instant::now();
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    let took = started.elapsed();
+    ran.expect(1);
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "took {took:?}: {}",
+        ran.stderr()
+    );
+    assert!(
+        ran.stderr().contains("interrupted by SIGTERM"),
+        "{}",
+        ran.stderr()
+    );
+    assert_journal_true(&repo);
+    repo.use_server();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+}
+
 /// Points the conf at sftp-server started by `prefix` (a shell command line before it).
 fn use_server_with(repo: &Repo, prefix: &str) {
     let script = repo.dir.path().join("limited.sh");
