@@ -10,6 +10,7 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::rc::Rc;
 
+use super::confine::{Confinement, Judged, Verdict};
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
@@ -55,6 +56,7 @@ pub struct Stats {
 pub(crate) struct Conn {
     pub session: Session<Tag>,
     pub dirs: DirTable,
+    pub confine: Confinement,
     pub limits: Limits,
     pub stats: Stats,
     /// Several connections share the work, or more may come: start uploads only while those
@@ -70,6 +72,7 @@ impl Conn {
         Conn {
             session,
             dirs: DirTable::default(),
+            confine: Confinement::default(),
             limits,
             stats: Stats::default(),
             hold_back: false,
@@ -123,6 +126,9 @@ struct Upload {
     destination_cleared: bool,
     /// A FSTAT or STAT reply was checked against the size sent.
     size_checked: bool,
+    /// Where the server resolves `target` to (asked with the CLOSE): it is renamed into
+    /// place only if that is inside the target directory (see [`super::confine`]).
+    resolved: Resolved,
     /// The range sent: `start..size`; the whole file (`0..` its length) unless a part.
     start: u64,
     size: u64,
@@ -138,6 +144,15 @@ struct Upload {
     /// How the missing directory was dealt with so far: 0 not yet, 1 its MKDIR was sent
     /// right ahead of a new OPEN (in-order servers), 2 the OPEN waited for it.
     dir_attempts: u8,
+}
+
+/// What the REALPATH of an upload's temporary file said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resolved {
+    Awaited,
+    To(Vec<u8>),
+    /// The server cannot resolve paths: not checked.
+    Unknowable,
 }
 
 enum Stepwise {
@@ -156,6 +171,8 @@ enum State {
     WaitingDir,
     /// A symlink waiting for its parent directory before it is sent again.
     LinkWaitingDir,
+    /// Waiting to know whether its directory is inside the target (see [`super::confine`]).
+    Confining,
     List(Box<ListRun>),
     Compare(Box<CompareRun>),
     Finished,
@@ -191,6 +208,8 @@ pub(crate) struct Batch<'a> {
     unfinished: usize,
     /// Bytes of the started uploads not yet sent.
     unsent: u64,
+    /// Uploads whose file was resolved before the target directory was: judged once it is.
+    awaiting_root: Vec<usize>,
     /// Asked to stop: nothing new starts, uploads send no more data.
     interrupted: bool,
 }
@@ -207,6 +226,7 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             unfinished: ops.len(),
             unsent: 0,
+            awaiting_root: Vec::new(),
             interrupted: false,
             ops,
         }
@@ -383,6 +403,7 @@ impl<'a> Batch<'a> {
                             cleared: false,
                             destination_cleared: false,
                             size_checked: false,
+                            resolved: Resolved::Awaited,
                             start: range.start,
                             size: range.end,
                             whole: part.is_none(),
@@ -412,14 +433,20 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Setstat),
                 );
             }
-            Op::Remove { path } => {
-                self.states[i] = State::Single(Stepwise::Final);
-                conn.session.send(
-                    Request::Remove {
-                        path: path.as_bytes().to_vec(),
+            Op::Remove { path }
+            | Op::Rmdir { path }
+            | Op::Rename { to: path, .. }
+            | Op::Symlink { link: path, .. } => {
+                // What removes or replaces a name goes only once its directory is known
+                // to be inside the target (see [`super::confine`]).
+                match path.parent() {
+                    Some(dir) => match conn.confine.check(&dir, i, &mut conn.session) {
+                        Verdict::Inside => self.send_changing(i, conn),
+                        Verdict::Outside(cause) => self.fail(i, cause, conn),
+                        Verdict::Pending => self.states[i] = State::Confining,
                     },
-                    Tag::op(i, Req::Remove),
-                );
+                    None => self.send_changing(i, conn),
+                }
             }
             Op::List { path } => {
                 conn.take_handle();
@@ -447,6 +474,26 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Readlink),
                 );
             }
+            Op::Mkdir { path } => match conn.dirs.ensure(path, Waiter::Op(i), &mut conn.session) {
+                Ensure::Ready => self.finish(i, Ok(Outcome::Done), conn),
+                Ensure::Queued => self.states[i] = State::WaitingDir,
+                Ensure::Failed(cause) => self.fail(i, in_dir(path, cause), conn),
+            },
+        }
+    }
+
+    /// Sends a request that removes or replaces a name (its directory is confined).
+    fn send_changing(&mut self, i: usize, conn: &mut Conn) {
+        match &self.ops[i] {
+            Op::Remove { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Remove {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Remove),
+                );
+            }
             Op::Rmdir { path } => {
                 self.states[i] = State::Single(Stepwise::Final);
                 conn.session.send(
@@ -472,11 +519,21 @@ impl<'a> Batch<'a> {
                 }
             }
             Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
-            Op::Mkdir { path } => match conn.dirs.ensure(path, Waiter::Op(i), &mut conn.session) {
-                Ensure::Ready => self.finish(i, Ok(Outcome::Done), conn),
-                Ensure::Queued => self.states[i] = State::WaitingDir,
-                Ensure::Failed(cause) => self.fail(i, in_dir(path, cause), conn),
-            },
+            _ => unreachable!("only removals, renames and symlinks change a name"),
+        }
+    }
+
+    /// Operations whose directory was judged: they go on, or fail.
+    fn confined(&mut self, judged: Judged, conn: &mut Conn) {
+        for (i, verdict) in judged {
+            if !matches!(self.states[i], State::Confining) {
+                continue;
+            }
+            match verdict {
+                Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
+                Ok(()) => self.send_changing(i, conn),
+                Err(cause) => self.fail(i, cause, conn),
+            }
         }
     }
 
@@ -654,7 +711,8 @@ impl<'a> Batch<'a> {
     }
 
     /// After the last WRITE (or an error): FSTAT to confirm the size, FSETSTAT for the
-    /// time, fsync, CLOSE, all at once; on an error only the CLOSE.
+    /// time, fsync, REALPATH to know where the file really is, CLOSE, all at once; on an
+    /// error only the CLOSE.
     fn send_close(u: &mut Upload, i: usize, fsync: bool, mtime: Option<u32>, conn: &mut Conn) {
         u.stage = Stage::Closing;
         if u.error.is_none() {
@@ -684,6 +742,15 @@ impl<'a> Batch<'a> {
                         handle: u.handle.clone(),
                     },
                     Tag::op(i, Req::Fsync),
+                );
+                u.outstanding += 1;
+            }
+            if u.whole {
+                conn.session.send(
+                    Request::Realpath {
+                        path: u.target.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Realpath),
                 );
                 u.outstanding += 1;
             }
@@ -738,6 +805,7 @@ impl<'a> Batch<'a> {
                     State::NotStarted
                     | State::WaitingDir
                     | State::LinkWaitingDir
+                    | State::Confining
                     | State::Finished => {
                         log::warn!("reply to {req} for {} arrived late", self.describe(op));
                     }
@@ -750,6 +818,17 @@ impl<'a> Batch<'a> {
                         self.dir_settled(i, result, conn);
                     }
                 }
+            }
+            Tag::Root => {
+                let judged = conn.confine.on_root(response);
+                self.confined(judged, conn);
+                for i in std::mem::take(&mut self.awaiting_root) {
+                    self.closed(i, conn);
+                }
+            }
+            Tag::Confine { dir } => {
+                let judged = conn.confine.on_reply(dir, response);
+                self.confined(judged, conn);
             }
             Tag::Setup(req) => log::warn!("late reply to {req}"),
         }
@@ -1013,6 +1092,17 @@ impl<'a> Batch<'a> {
                     u.error.get_or_insert(status_cause(req, code, &message));
                 }
             }
+            (Req::Realpath, Response::Name(names)) if names.len() == 1 => {
+                let entry = names.into_iter().next().expect("one");
+                u.resolved = Resolved::To(entry.filename);
+            }
+            (Req::Realpath, Response::Status { code, message, .. }) => {
+                if code == StatusCode::OpUnsupported {
+                    u.resolved = Resolved::Unknowable;
+                } else {
+                    u.error.get_or_insert(status_cause(req, code, &message));
+                }
+            }
             (request, other) => {
                 if matches!(request, Req::Open | Req::Close) {
                     conn.open_files -= 1;
@@ -1059,6 +1149,20 @@ impl<'a> Batch<'a> {
         }
         if !u.whole {
             return self.finish(i, Ok(Outcome::Done), conn);
+        }
+        if let Resolved::To(resolved) = &u.resolved {
+            match conn.confine.judge(&u.target, resolved) {
+                None => return self.awaiting_root.push(i),
+                Some(Err(cause)) => {
+                    u.error = Some(cause);
+                    return self.discard(i, conn);
+                }
+                Some(Ok(())) => {
+                    if let Some(dir) = u.target.parent() {
+                        conn.confine.learn_inside(&dir);
+                    }
+                }
+            }
         }
         u.stage = Stage::Landing;
         let to = self.ops[i].path();
@@ -1137,6 +1241,8 @@ impl<'a> Batch<'a> {
                 }
                 Tag::Dir { dir, req } => format!("{req} {}", conn.dirs.path(dir)),
                 Tag::Setup(req) => req.to_string(),
+                Tag::Root => "REALPATH of the target directory".to_string(),
+                Tag::Confine { .. } => "REALPATH of a directory".to_string(),
             };
             out.push(line);
         }

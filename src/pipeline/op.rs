@@ -182,6 +182,9 @@ pub enum Cause {
     Directory { dir: RemotePath, cause: Box<Cause> },
     /// The run was asked to stop before the operation completed.
     Interrupted,
+    /// The server resolves `path` to `resolved`, which is not where it lies below the target
+    /// directory: a symlink is on the way, and nothing is written or removed through it.
+    Outside { path: RemotePath, resolved: String },
 }
 
 impl fmt::Display for Cause {
@@ -215,6 +218,12 @@ impl fmt::Display for Cause {
                 write!(f, "cannot create directory {dir}: {cause}")
             }
             Cause::Interrupted => write!(f, "interrupted before it completed"),
+            Cause::Outside { path, resolved } => write!(
+                f,
+                "{path} resolves to {resolved} on the server, outside the target directory (a \
+                 remote symlink on the way): nothing is written or removed through it; \
+                 replace the symlink by a directory"
+            ),
         }
     }
 }
@@ -264,6 +273,10 @@ pub(crate) enum Tag {
     Dir { dir: usize, req: Req },
     /// For the engine's own set-up requests.
     Setup(Req),
+    /// The REALPATH of the target directory (see [`super::confine`]).
+    Root,
+    /// The REALPATH of directory number `dir` of the confinement table.
+    Confine { dir: usize },
 }
 
 impl Tag {
