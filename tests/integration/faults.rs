@@ -291,7 +291,10 @@ fn a_low_descriptor_limit_caps_the_files_open_instead_of_failing_them() {
         fs::write(pool.join(format!("f{i}")), vec![i as u8; 30_000]).unwrap();
     }
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to give the server more descriptors than the hook");
+        crate::support::skip(
+            "a_low_descriptor_limit",
+            "needs root to give the server more descriptors than the hook",
+        );
         return;
     }
     // The server gets plenty (it inherits the hook's limit otherwise, and says so in its
@@ -313,7 +316,10 @@ fn a_low_descriptor_limit_caps_the_files_open_instead_of_failing_them() {
 #[test]
 fn an_unprivileged_server_user_fails_with_permission_denied_then_completes() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run the server as another user");
+        crate::support::skip(
+            "an_unprivileged_server_user",
+            "needs root to run the server as another user",
+        );
         return;
     }
     let repo = pending_push();

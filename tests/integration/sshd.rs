@@ -122,7 +122,7 @@ fn uploads_through_a_real_sshd() {
     let sshd = match TestSshd::start(sandbox.dir.path()) {
         Ok(sshd) => sshd,
         Err(why) => {
-            eprintln!("SKIPPED uploads_through_a_real_sshd: {why}");
+            crate::support::skip("uploads_through_a_real_sshd", &why);
             return;
         }
     };
@@ -159,7 +159,7 @@ fn a_refused_login_fails_fast_instead_of_prompting() {
     let sshd = match TestSshd::start(sandbox.dir.path()) {
         Ok(sshd) => sshd,
         Err(why) => {
-            eprintln!("SKIPPED a_refused_login_fails_fast_instead_of_prompting: {why}");
+            crate::support::skip("a_refused_login_fails_fast_instead_of_prompting", &why);
             return;
         }
     };
@@ -192,7 +192,7 @@ fn reprepro_pushes_through_a_real_sshd() {
     let sshd = match TestSshd::start(repo.dir.path()) {
         Ok(sshd) => sshd,
         Err(why) => {
-            eprintln!("SKIPPED reprepro_pushes_through_a_real_sshd: {why}");
+            crate::support::skip("reprepro_pushes_through_a_real_sshd", &why);
             return;
         }
     };
