@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::rc::Rc;
 
-use super::confine::{Confinement, Judged, Verdict};
+use super::confine::Verdict;
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
@@ -56,7 +56,6 @@ pub struct Stats {
 pub(crate) struct Conn {
     pub session: Session<Tag>,
     pub dirs: DirTable,
-    pub confine: Confinement,
     pub limits: Limits,
     pub stats: Stats,
     /// Several connections share the work, or more may come: start uploads only while those
@@ -72,7 +71,6 @@ impl Conn {
         Conn {
             session,
             dirs: DirTable::default(),
-            confine: Confinement::default(),
             limits,
             stats: Stats::default(),
             hold_back: false,
@@ -440,11 +438,17 @@ impl<'a> Batch<'a> {
                 // What removes or replaces a name goes only once its directory is known
                 // to be inside the target (see [`super::confine`]).
                 match path.parent() {
-                    Some(dir) => match conn.confine.check(&dir, i, &mut conn.session) {
-                        Verdict::Inside => self.send_changing(i, conn),
-                        Verdict::Outside(cause) => self.fail(i, cause, conn),
-                        Verdict::Pending => self.states[i] = State::Confining,
-                    },
+                    Some(dir) => {
+                        match conn
+                            .dirs
+                            .confine
+                            .check(&dir, Waiter::Op(i), &mut conn.session)
+                        {
+                            Verdict::Inside => self.send_changing(i, conn),
+                            Verdict::Outside(cause) => self.fail(i, cause, conn),
+                            Verdict::Pending => self.states[i] = State::Confining,
+                        }
+                    }
                     None => self.send_changing(i, conn),
                 }
             }
@@ -523,17 +527,12 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Operations whose directory was judged: they go on, or fail.
-    fn confined(&mut self, judged: Judged, conn: &mut Conn) {
-        for (i, verdict) in judged {
-            if !matches!(self.states[i], State::Confining) {
-                continue;
-            }
-            match verdict {
-                Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
-                Ok(()) => self.send_changing(i, conn),
-                Err(cause) => self.fail(i, cause, conn),
-            }
+    /// An operation whose directory was judged: it goes on, or fails.
+    fn confined(&mut self, i: usize, verdict: Result<(), Cause>, conn: &mut Conn) {
+        match verdict {
+            Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
+            Ok(()) => self.send_changing(i, conn),
+            Err(cause) => self.fail(i, cause, conn),
         }
     }
 
@@ -589,6 +588,11 @@ impl<'a> Batch<'a> {
             if let Ensure::Failed(cause) = conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
                 return self.fail(i, in_dir(&dir, cause), conn);
             }
+        }
+        if u.dir_attempts == 0
+            && let Some(dir) = u.target.parent()
+        {
+            conn.dirs.prefetch_confinement(&dir, &mut conn.session);
         }
         u.stage = Stage::Opening;
         conn.take_handle();
@@ -819,16 +823,25 @@ impl<'a> Batch<'a> {
                     }
                 }
             }
-            Tag::Root => {
-                let judged = conn.confine.on_root(response);
-                self.confined(judged, conn);
-                for i in std::mem::take(&mut self.awaiting_root) {
-                    self.closed(i, conn);
+            Tag::Root | Tag::Confine { .. } => {
+                let dir = match tag {
+                    Tag::Confine { dir } => Some(dir),
+                    _ => None,
+                };
+                let released = conn.dirs.on_confine_reply(dir, response, &mut conn.session);
+                for (waiter, result) in released {
+                    let Waiter::Op(i) = waiter else { continue };
+                    if matches!(self.states[i], State::Confining) {
+                        self.confined(i, result, conn);
+                    } else {
+                        self.dir_settled(i, result, conn);
+                    }
                 }
-            }
-            Tag::Confine { dir } => {
-                let judged = conn.confine.on_reply(dir, response);
-                self.confined(judged, conn);
+                if dir.is_none() {
+                    for i in std::mem::take(&mut self.awaiting_root) {
+                        self.closed(i, conn);
+                    }
+                }
             }
             Tag::Setup(req) => log::warn!("late reply to {req}"),
         }
@@ -1151,7 +1164,7 @@ impl<'a> Batch<'a> {
             return self.finish(i, Ok(Outcome::Done), conn);
         }
         if let Resolved::To(resolved) = &u.resolved {
-            match conn.confine.judge(&u.target, resolved) {
+            match conn.dirs.confine.judge(&u.target, resolved) {
                 None => return self.awaiting_root.push(i),
                 Some(Err(cause)) => {
                     u.error = Some(cause);
@@ -1159,7 +1172,7 @@ impl<'a> Batch<'a> {
                 }
                 Some(Ok(())) => {
                     if let Some(dir) = u.target.parent() {
-                        conn.confine.learn_inside(&dir);
+                        conn.dirs.confine.learn_inside(&dir);
                     }
                 }
             }

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use super::dirs::Waiter;
 use super::op::{Cause, Req, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
@@ -38,7 +39,7 @@ enum Check {
 struct Dir {
     path: RemotePath,
     check: Check,
-    waiters: Vec<usize>,
+    waiters: Vec<Waiter>,
 }
 
 /// The target directory as the server resolved it.
@@ -61,8 +62,8 @@ pub(crate) enum Verdict {
     Pending,
 }
 
-/// Operations whose directory was judged, with the verdict.
-pub(crate) type Judged = Vec<(usize, Result<(), Cause>)>;
+/// Operations (and directories to be made) whose directory was judged, with the verdict.
+pub(crate) type Judged = Vec<(Waiter, Result<(), Cause>)>;
 
 /// The directories checked on one connection.
 #[derive(Debug, Default)]
@@ -110,11 +111,12 @@ impl Confinement {
         judged
     }
 
-    /// Makes sure `dir` is inside before operation `waiter` removes, renames or links in it.
+    /// Makes sure `dir` is inside before `waiter` removes, renames, links or makes a
+    /// directory in it.
     pub(crate) fn check(
         &mut self,
         dir: &RemotePath,
-        waiter: usize,
+        waiter: Waiter,
         session: &mut Session<Tag>,
     ) -> Verdict {
         // The target directory itself is the administrator's, wherever it is.
@@ -141,6 +143,23 @@ impl Confinement {
             Tag::Confine { dir: k },
         );
         Verdict::Pending
+    }
+
+    /// Asks about `dir` now, with nobody waiting yet, unless it is known or asked.
+    pub(crate) fn prefetch(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
+        if matches!(self.root, Root::Unknowable)
+            || self.base.as_ref() == Some(dir)
+            || self.index.contains_key(dir)
+        {
+            return;
+        }
+        let k = self.add(dir.clone(), Check::Asked);
+        session.send(
+            Request::Realpath {
+                path: dir.as_bytes().to_vec(),
+            },
+            Tag::Confine { dir: k },
+        );
     }
 
     /// The reply to the REALPATH of directory `k`.
@@ -323,8 +342,14 @@ mod tests {
         };
         let mut session: Session<Tag> = Session::new();
         let pool = rp("/m/pool");
-        assert_eq!(c.check(&pool, 3, &mut session), Verdict::Pending);
-        assert_eq!(c.check(&pool, 4, &mut session), Verdict::Pending);
+        assert_eq!(
+            c.check(&pool, Waiter::Op(3), &mut session),
+            Verdict::Pending
+        );
+        assert_eq!(
+            c.check(&pool, Waiter::Dir(4), &mut session),
+            Verdict::Pending
+        );
         // The directory's reply overtakes the root's: nothing is decided yet.
         assert!(c.on_reply(0, name("/elsewhere")).is_empty());
         let judged = c.on_root(name("/m"));
@@ -332,11 +357,14 @@ mod tests {
         assert!(judged.iter().all(|(_, r)| r.is_err()));
         // Known now: no more requests for it.
         assert!(matches!(
-            c.check(&pool, 5, &mut session),
+            c.check(&pool, Waiter::Op(5), &mut session),
             Verdict::Outside(_)
         ));
         c.learn_inside(&rp("/m/dists"));
-        assert_eq!(c.check(&rp("/m/dists"), 6, &mut session), Verdict::Inside);
+        assert_eq!(
+            c.check(&rp("/m/dists"), Waiter::Op(6), &mut session),
+            Verdict::Inside
+        );
     }
 
     #[test]
@@ -349,7 +377,10 @@ mod tests {
         });
         assert!(judged.is_empty());
         let mut session: Session<Tag> = Session::new();
-        assert_eq!(c.check(&rp("pool"), 1, &mut session), Verdict::Inside);
+        assert_eq!(
+            c.check(&rp("pool"), Waiter::Op(1), &mut session),
+            Verdict::Inside
+        );
         assert_eq!(c.judge(&rp("pool/x"), b"/anything"), Some(Ok(())));
     }
 }

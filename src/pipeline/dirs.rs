@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::confine::{Confinement, Verdict};
 use super::op::{Cause, Req, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
@@ -29,6 +30,9 @@ enum State {
     },
     /// Waiting for the parent directory before MKDIR is retried.
     WaitingParent,
+    /// Waiting to know whether the parent, which this run did not make, is inside the
+    /// target (see [`super::confine`]) before MKDIR is sent.
+    Confining,
     Ready,
     Failed(Box<Cause>),
 }
@@ -67,6 +71,8 @@ pub(crate) struct DirTable {
     pub(crate) serial: bool,
     /// The directory everything goes below: neither it nor anything above it is ever made.
     pub(crate) base: Option<RemotePath>,
+    /// Which existing directories are really below the base (no symlink on the way).
+    pub(crate) confine: Confinement,
 }
 
 /// Directories whose fate was decided, with their waiters.
@@ -90,7 +96,7 @@ impl DirTable {
             return match &dir.state {
                 State::Ready => Ensure::Ready,
                 State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
-                State::Creating { .. } | State::WaitingParent => {
+                State::Creating { .. } | State::WaitingParent | State::Confining => {
                     dir.waiters.push(waiter);
                     Ensure::Queued
                 }
@@ -110,7 +116,11 @@ impl DirTable {
             retried: false,
             made: false,
         });
-        self.send_mkdir(i, session);
+        if let Err(cause) = self.send_mkdir(i, session) {
+            self.dirs[i].waiters.clear();
+            self.dirs[i].state = State::Failed(Box::new(cause.clone()));
+            return Ensure::Failed(cause);
+        }
         Ensure::Queued
     }
 
@@ -178,7 +188,10 @@ impl DirTable {
                 retried: false,
                 made: false,
             });
-            self.send_mkdir(i, session);
+            if let Err(cause) = self.send_mkdir(i, session) {
+                self.dirs[i].state = State::Failed(Box::new(cause.clone()));
+                return Ensure::Failed(cause);
+            }
         }
         Ensure::Ready
     }
@@ -186,7 +199,11 @@ impl DirTable {
     /// Whether directory `i` is being made, or was made, by this run.
     fn is_new(&self, i: usize) -> bool {
         let dir = &self.dirs[i];
-        dir.made || matches!(dir.state, State::Creating { .. } | State::WaitingParent)
+        dir.made
+            || matches!(
+                dir.state,
+                State::Creating { .. } | State::WaitingParent | State::Confining
+            )
     }
 
     /// Whether `path` surely does not exist: the table does not know it, and the nearest
@@ -245,7 +262,103 @@ impl DirTable {
         }
     }
 
-    fn send_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
+    /// Sends directory `i`'s MKDIR, once its parent is known to be ours to make it in: one
+    /// this run makes, or one that resolves inside the target. A parent that resolves
+    /// elsewhere (a symlink) is the error returned: nothing is made there.
+    fn send_mkdir(&mut self, i: usize, session: &mut Session<Tag>) -> Result<(), Cause> {
+        let Some(parent) = self.parent_of(&self.dirs[i].path) else {
+            // Its parent is the base: the administrator's, wherever it is.
+            self.mkdir_now(i, session);
+            return Ok(());
+        };
+        if let Some(&p) = self.index.get(&parent) {
+            match &self.dirs[p].state {
+                State::Ready if self.dirs[p].made => {
+                    self.mkdir_now(i, session);
+                    return Ok(());
+                }
+                // Right behind a MKDIR that cannot find its directory there already (an
+                // in-order server then makes this one inside it): no round trip spent.
+                State::Creating { .. } if self.surely_new(p) => {
+                    self.mkdir_now(i, session);
+                    return Ok(());
+                }
+                // It may turn out to exist, and be a symlink: wait for its fate.
+                State::Creating { .. } | State::WaitingParent | State::Confining => {
+                    self.dirs[p].waiters.push(Waiter::Dir(i));
+                    self.dirs[i].state = State::WaitingParent;
+                    return Ok(());
+                }
+                State::Failed(cause) => return Err(Cause::clone(cause)),
+                State::Ready => {}
+            }
+        }
+        // A parent that exists and that this run did not make: is it really below the base?
+        match self.confine.check(&parent, Waiter::Dir(i), session) {
+            Verdict::Inside => self.mkdir_now(i, session),
+            Verdict::Outside(cause) => return Err(cause),
+            Verdict::Pending => self.dirs[i].state = State::Confining,
+        }
+        Ok(())
+    }
+
+    /// Whether directory `p`, being created, surely did not exist: its parent is one this
+    /// run made, or surely new itself.
+    fn surely_new(&self, p: usize) -> bool {
+        let Some(parent) = self.parent_of(&self.dirs[p].path) else {
+            return false;
+        };
+        self.index.get(&parent).is_some_and(|&q| {
+            self.dirs[q].made
+                || matches!(self.dirs[q].state, State::Creating { .. }) && self.surely_new(q)
+        })
+    }
+
+    /// Asks early whether the directory above `dir` is really below the base, so that the
+    /// answer is in by the time `dir` is found missing and has to be made there.
+    pub(crate) fn prefetch_confinement(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
+        if self.index.contains_key(dir) {
+            return;
+        }
+        if let Some(parent) = self.parent_of(dir)
+            && !self.index.contains_key(&parent)
+        {
+            self.confine.prefetch(&parent, session);
+        }
+    }
+
+    /// Sends the MKDIR of directory `i`, or decides it failed when that cannot be.
+    fn mkdir_or_fail(&mut self, i: usize, session: &mut Session<Tag>, released: &mut Released) {
+        if let Err(cause) = self.send_mkdir(i, session) {
+            self.settle(i, Err(cause), session, released);
+        }
+    }
+
+    /// The verdict on directories: the target directory's resolution (`dir` `None`) or
+    /// directory `dir`'s. Directories waiting for it get their MKDIR or fail; operations
+    /// waiting are returned.
+    pub(crate) fn on_confine_reply(
+        &mut self,
+        dir: Option<usize>,
+        response: Response,
+        session: &mut Session<Tag>,
+    ) -> Released {
+        let judged = match dir {
+            None => self.confine.on_root(response),
+            Some(k) => self.confine.on_reply(k, response),
+        };
+        let mut released = Vec::new();
+        for (waiter, verdict) in judged {
+            match (waiter, verdict) {
+                (Waiter::Op(_), verdict) => released.push((waiter, verdict)),
+                (Waiter::Dir(d), Ok(())) => self.mkdir_now(d, session),
+                (Waiter::Dir(d), Err(cause)) => self.settle(d, Err(cause), session, &mut released),
+            }
+        }
+        released
+    }
+
+    fn mkdir_now(&mut self, i: usize, session: &mut Session<Tag>) {
         self.mkdirs_sent += 1;
         session.send(
             Request::Mkdir {
@@ -316,7 +429,7 @@ impl DirTable {
                     self.dirs[i].retried = true;
                     match self.pipeline_chain(parent, true, session) {
                         Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
-                        _ => self.send_mkdir(i, session),
+                        _ => self.mkdir_or_fail(i, session, released),
                     }
                     return;
                 }
@@ -326,7 +439,7 @@ impl DirTable {
                         Ensure::Queued => self.dirs[i].state = State::WaitingParent,
                         Ensure::Ready if !self.dirs[i].retried => {
                             self.dirs[i].retried = true;
-                            self.send_mkdir(i, session);
+                            self.mkdir_or_fail(i, session, released);
                         }
                         // Still no parent although it exists: give up rather than loop.
                         Ensure::Ready => self.settle(i, Err(failure), session, released),
@@ -401,7 +514,7 @@ impl DirTable {
                         cause: Box::new(cause.clone()),
                     }),
                 )),
-                (Waiter::Dir(child), Ok(())) => self.send_mkdir(child, session),
+                (Waiter::Dir(child), Ok(())) => self.mkdir_or_fail(child, session, released),
                 (Waiter::Dir(child), Err(cause)) => {
                     self.settle(child, Err(cause.clone()), session, released)
                 }
@@ -461,11 +574,57 @@ mod tests {
         RemotePath::new(s).unwrap()
     }
 
+    /// A table on a server that cannot resolve paths: no REALPATH before a MKDIR.
+    fn unconfined() -> DirTable {
+        let mut t = DirTable::default();
+        t.confine.on_root(status(StatusCode::OpUnsupported));
+        t
+    }
+
+    #[test]
+    fn nothing_is_made_in_a_directory_that_resolves_elsewhere() {
+        let mut session = Session::new();
+        let mut t = DirTable {
+            base: Some(path("/m")),
+            ..DirTable::default()
+        };
+        t.confine.base = Some(path("/m"));
+        let name = |p: &str| {
+            Response::Name(vec![crate::sftp::wire::NameEntry {
+                filename: p.as_bytes().to_vec(),
+                longname: Vec::new(),
+                attrs: Attrs::default(),
+            }])
+        };
+        assert!(
+            t.on_confine_reply(None, name("/m"), &mut session)
+                .is_empty()
+        );
+        sent(&mut session);
+        // A child of a directory this run made needs no REALPATH; one of an existing
+        // directory waits for its parent's.
+        t.ensure(&path("/m/pool/x/y"), Waiter::Op(1), &mut session);
+        assert_eq!(
+            sent(&mut session),
+            vec![Request::Realpath {
+                path: b"/m/pool/x".to_vec()
+            }]
+        );
+        let released = t.on_confine_reply(Some(0), name("/etc"), &mut session);
+        assert_eq!(released.len(), 1);
+        let (Waiter::Op(1), Err(cause)) = &released[0] else {
+            panic!("{released:?}")
+        };
+        assert!(cause.to_string().contains("outside the target"), "{cause}");
+        assert!(sent(&mut session).is_empty(), "a MKDIR went out");
+        assert_eq!(t.mkdirs_sent, 0);
+    }
+
     #[test]
     fn many_waiters_one_mkdir() {
         let mut session = Session::new();
         sent(&mut session);
-        let mut t = DirTable::default();
+        let mut t = unconfined();
         for op in 0..50 {
             assert_eq!(
                 t.ensure(&path("a/b"), Waiter::Op(op), &mut session),
@@ -498,7 +657,7 @@ mod tests {
     fn missing_parents_are_created_top_down() {
         let mut session = Session::new();
         sent(&mut session);
-        let mut t = DirTable::default();
+        let mut t = unconfined();
         t.ensure(&path("a/b/c"), Waiter::Op(7), &mut session);
         let mk = |p: &str| Request::Mkdir {
             path: p.as_bytes().to_vec(),
@@ -531,7 +690,7 @@ mod tests {
     fn an_existing_directory_is_confirmed_by_stat() {
         let mut session = Session::new();
         sent(&mut session);
-        let mut t = DirTable::default();
+        let mut t = unconfined();
         t.ensure(&path("d"), Waiter::Op(1), &mut session);
         sent(&mut session);
         t.on_reply(0, Req::Mkdir, status(StatusCode::Failure), &mut session);
@@ -553,7 +712,7 @@ mod tests {
     fn a_file_in_the_way_fails_every_waiter_with_the_mkdir_status() {
         let mut session = Session::new();
         sent(&mut session);
-        let mut t = DirTable::default();
+        let mut t = unconfined();
         t.ensure(&path("f/x"), Waiter::Op(1), &mut session);
         t.ensure(&path("f/y"), Waiter::Op(2), &mut session);
         // f/x and f/y: no parent; f is a file.

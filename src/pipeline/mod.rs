@@ -895,8 +895,8 @@ impl Link {
         self.conn.dirs.base = config.root.clone();
         // Where the target directory really is, asked before any work: its reply comes back
         // with the first work's, before any operation needs it (see [`confine`]).
-        self.conn.confine.base = config.root.clone();
-        self.conn.confine.ask_root(&mut self.conn.session);
+        self.conn.dirs.confine.base = config.root.clone();
+        self.conn.dirs.confine.ask_root(&mut self.conn.session);
         self.limits_due = true;
         self.setup = Setup::Ready;
         true

@@ -3,12 +3,13 @@
 //! written through; a failed upload leaves what was there and no temporary file.
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::{Duration, UNIX_EPOCH};
 
 use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op, OpResult};
 use outsftphook::transport::ServerCommand;
 
+use crate::repo::Repo;
 use crate::support::{Sandbox, pattern, rpath};
 
 fn upload(sandbox: &Sandbox, name: &str, size: usize, seed: u8) -> Op {
@@ -149,4 +150,80 @@ fn dist_files_land_at_their_new_name_through_a_temporary_one() {
     let new = sandbox.remote().join("dists/bookworm/Release.new");
     assert!(fs::symlink_metadata(&new).unwrap().is_file());
     assert_eq!(fs::read(new).unwrap(), pattern(3000, 6));
+}
+
+/// Points the repository's conf at sftp-server started after `prefix` (a shell line).
+fn use_server_after(repo: &Repo, prefix: &str) {
+    let script = repo.dir.path().join("limited.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{prefix}\nexec /usr/lib/openssh/sftp-server -d '{}'\n",
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+}
+
+#[test]
+fn a_mirror_cut_short_by_a_full_disk_is_never_taken_for_current() {
+    let repo = Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    for (name, size) in [("small", 2_000), ("big", 300_000)] {
+        let deb = repo.deb(name, "1.0", size);
+        repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
+            .expect(0);
+    }
+    // The server may write files of 100 KiB at most: the big package fails mid-way.
+    use_server_after(&repo, "trap '' XFSZ; ulimit -f 100");
+    repo.hook(&["--basedir", ".", "mirror"]).expect(1);
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(1);
+    assert!(
+        ran.stdout()
+            .contains("pool/main/b/big/big_1.0_amd64.deb: missing"),
+        "{}",
+        ran.stdout()
+    );
+    // With room again, mirror repairs it (it does not skip a file that looks current).
+    repo.use_server();
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    repo.hook(&["--basedir", ".", "verify"]).expect(0);
+    repo.assert_mirrored(&["dists/stable"]);
+}
+
+#[test]
+fn a_planted_symlink_in_the_mirror_stops_the_hook_and_nothing_outside_changes() {
+    let repo = Repo::new();
+    let elsewhere = repo.dir.path().join("elsewhere");
+    fs::create_dir_all(elsewhere.join("main")).unwrap();
+    fs::write(elsewhere.join("main/keep"), "not yours").unwrap();
+    // Someone made the mirror's pool a symlink, and its Release.new another.
+    symlink(&elsewhere, repo.remote().join("pool")).unwrap();
+    fs::create_dir_all(repo.remote().join("dists/bookworm")).unwrap();
+    symlink(
+        elsewhere.join("main/keep"),
+        repo.remote().join("dists/bookworm/Release.new"),
+    )
+    .unwrap();
+    let deb = repo.deb("foo", "1.0", 5_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0, "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains("outside the target directory"),
+        "{}",
+        ran.stderr()
+    );
+    let mut found = Vec::new();
+    for entry in fs::read_dir(elsewhere.join("main")).unwrap() {
+        found.push(entry.unwrap().file_name().into_string().unwrap());
+    }
+    assert_eq!(found, ["keep"]);
+    assert_eq!(fs::read(elsewhere.join("main/keep")).unwrap(), b"not yours");
+    // Once the administrator puts a real directory there, the pending push completes.
+    fs::remove_file(repo.remote().join("pool")).unwrap();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&["dists/stable"]);
 }
