@@ -33,6 +33,8 @@ enum Check {
     Resolved(Vec<u8>),
     Inside,
     Outside(Vec<u8>),
+    /// It does not exist: nothing to remove there, and it is made by us if needed.
+    Missing,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,13 @@ enum Root {
     Known(Vec<u8>),
     /// The server cannot resolve paths (no REALPATH): nothing can be checked.
     Unknowable,
+}
+
+/// What [`Confinement::known`] says of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    Inside,
+    Missing,
 }
 
 /// What [`Confinement::check`] found.
@@ -126,7 +135,7 @@ impl Confinement {
         if let Some(&k) = self.index.get(dir) {
             let d = &mut self.dirs[k];
             return match &d.check {
-                Check::Inside => Verdict::Inside,
+                Check::Inside | Check::Missing => Verdict::Inside,
                 Check::Outside(resolved) => Verdict::Outside(outside(dir, resolved)),
                 Check::Asked | Check::Resolved(_) => {
                     d.waiters.push(waiter);
@@ -174,10 +183,14 @@ impl Confinement {
             // A directory that does not exist holds nothing to remove, and one that is made
             // is made by us; a server that cannot resolve it cannot be checked.
             Response::Status {
-                code: StatusCode::NoSuchFile | StatusCode::OpUnsupported,
+                code: code @ (StatusCode::NoSuchFile | StatusCode::OpUnsupported),
                 ..
             } => {
-                self.dirs[k].check = Check::Inside;
+                self.dirs[k].check = if code == StatusCode::NoSuchFile {
+                    Check::Missing
+                } else {
+                    Check::Inside
+                };
                 let waiters = std::mem::take(&mut self.dirs[k].waiters);
                 judged.extend(waiters.into_iter().map(|w| (w, Ok(()))));
             }
@@ -205,6 +218,28 @@ impl Confinement {
                 Some(expected) if expected == resolved => Ok(()),
                 _ => Err(outside(path, resolved)),
             }),
+        }
+    }
+
+    /// Whether `dir` was asked about already (or needs no asking).
+    pub(crate) fn is_asked(&self, dir: &RemotePath) -> bool {
+        matches!(self.root, Root::Unknowable)
+            || self.base.as_ref() == Some(dir)
+            || self.index.contains_key(dir)
+    }
+
+    /// What is known of `dir`: [`Known::Inside`] (it resolves where it should, whether it
+    /// exists or not: OpenSSH resolves a missing last component), [`Known::Missing`] (the
+    /// server said it does not exist), or nothing yet.
+    pub(crate) fn known(&self, dir: &RemotePath) -> Option<Known> {
+        if matches!(self.root, Root::Unknowable) || self.base.as_ref() == Some(dir) {
+            return Some(Known::Inside);
+        }
+        let k = *self.index.get(dir)?;
+        match self.dirs[k].check {
+            Check::Inside => Some(Known::Inside),
+            Check::Missing => Some(Known::Missing),
+            _ => None,
         }
     }
 

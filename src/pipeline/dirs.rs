@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::confine::{Confinement, Verdict};
+use super::confine::{Confinement, Known, Verdict};
 use super::op::{Cause, Req, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
@@ -277,9 +277,13 @@ impl DirTable {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
-                // Right behind a MKDIR that cannot find its directory there already (an
-                // in-order server then makes this one inside it): no round trip spent.
-                State::Creating { .. } if self.surely_new(p) => {
+                // Right behind the parent's MKDIR (an in-order server then makes this one
+                // inside it, no round trip spent), where whatever the parent turns out to
+                // be, it is no symlink: it surely did not exist, or resolves where it
+                // should.
+                State::Creating { .. }
+                    if self.surely_new(p) || self.confine.known(&parent) == Some(Known::Inside) =>
+                {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
@@ -302,28 +306,39 @@ impl DirTable {
         Ok(())
     }
 
-    /// Whether directory `p`, being created, surely did not exist: its parent is one this
-    /// run made, or surely new itself.
+    /// Whether directory `p`, being created, surely did not exist: the server said so, or
+    /// its parent is one this run made, is surely new itself, or does not exist either.
     fn surely_new(&self, p: usize) -> bool {
-        let Some(parent) = self.parent_of(&self.dirs[p].path) else {
+        let path = &self.dirs[p].path;
+        if self.confine.known(path) == Some(Known::Missing) {
+            return true;
+        }
+        let Some(parent) = self.parent_of(path) else {
             return false;
         };
+        if self.confine.known(&parent) == Some(Known::Missing) {
+            return true;
+        }
         self.index.get(&parent).is_some_and(|&q| {
             self.dirs[q].made
                 || matches!(self.dirs[q].state, State::Creating { .. }) && self.surely_new(q)
         })
     }
 
-    /// Asks early whether the directory above `dir` is really below the base, so that the
-    /// answer is in by the time `dir` is found missing and has to be made there.
+    /// Asks early where the directories above `dir` are (whether they exist, and really
+    /// below the base), so that the answers are in by the time `dir` is found missing: its
+    /// MKDIR, and those of its missing parents, then go at once.
     pub(crate) fn prefetch_confinement(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
         if self.index.contains_key(dir) {
             return;
         }
-        if let Some(parent) = self.parent_of(dir)
-            && !self.index.contains_key(&parent)
-        {
-            self.confine.prefetch(&parent, session);
+        let mut at = self.parent_of(dir);
+        while let Some(p) = at {
+            if self.index.contains_key(&p) || self.confine.is_asked(&p) {
+                break;
+            }
+            self.confine.prefetch(&p, session);
+            at = self.parent_of(&p);
         }
     }
 

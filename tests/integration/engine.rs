@@ -756,7 +756,8 @@ fn extra_connections_that_fail_to_come_up_are_done_without() {
     let ops = uploads(&sandbox, 20, size, remote);
     let results = engine.run_spread(&ops, |_, _| {}).unwrap();
     assert!(results.iter().all(|r| r == &Ok(Outcome::Done)));
-    assert_eq!((engine.connections(), engine.connecting()), (1, 0));
+    // The run does not wait for them: on a loaded machine one may still be starting.
+    assert_eq!(engine.connections(), 1);
     engine.close();
     assert_uploaded(&sandbox, 20, size, remote);
 }
