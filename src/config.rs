@@ -20,8 +20,17 @@ pub struct Settings {
     /// resolve from the working directory are tried from here.
     pub basedir: Option<PathBuf>,
     pub outdir: PathBuf,
+    /// Where reprepro writes the files of `dists/` (reprepro's distdir): every DISTFILE
+    /// source must lie in it.
+    pub distdir: PathBuf,
     pub logdir: PathBuf,
     pub confdir: PathBuf,
+    /// reprepro's database dir, whose `lockfile` reprepro holds for its whole run; `None`
+    /// when neither the base dir nor `dbdir` in `conf/options` tells it.
+    pub dbdir: Option<PathBuf>,
+    /// reprepro's hook environment is set (`REPREPRO_OUT_DIR` or `REPREPRO_LOG_DIR`): only
+    /// reprepro sets those, when it calls its hooks.
+    pub reprepro_env: bool,
     pub server: ServerCommand,
     /// Prefix of every remote path; `None` means the server's start directory.
     pub targetdir: Option<RemotePath>,
@@ -225,6 +234,8 @@ struct Options {
     outdir: Option<PathBuf>,
     logdir: Option<PathBuf>,
     confdir: Option<PathBuf>,
+    distdir: Option<PathBuf>,
+    dbdir: Option<PathBuf>,
 }
 
 fn parse_options(text: &str) -> Options {
@@ -245,6 +256,8 @@ fn parse_options(text: &str) -> Options {
             "outdir" => o.outdir = Some(value),
             "logdir" => o.logdir = Some(value),
             "confdir" => o.confdir = Some(value),
+            "distdir" => o.distdir = Some(value),
+            "dbdir" => o.dbdir = Some(value),
             _ => {}
         }
     }
@@ -349,6 +362,22 @@ pub fn resolve(
         })
         .or_else(|| basedir.as_ref().map(|b| b.join("logs")))
         .ok_or_else(|| ConfigError("cannot tell the log dir: use --logdir or --basedir".into()))?;
+    // reprepro's defaults: distdir +o/dists, dbdir +b/db.
+    let distdir = env_path("REPREPRO_DIST_DIR")
+        .or_else(|| {
+            options
+                .distdir
+                .clone()
+                .map(|d| expand(d, b, Some(&outdir), Some(&confdir)))
+        })
+        .unwrap_or_else(|| outdir.join("dists"));
+    let dbdir = options
+        .dbdir
+        .clone()
+        .map(|d| expand(d, b, Some(&outdir), Some(&confdir)))
+        .or_else(|| basedir.as_ref().map(|b| b.join("db")));
+    let reprepro_env =
+        env_path("REPREPRO_OUT_DIR").is_some() || env_path("REPREPRO_LOG_DIR").is_some();
 
     let conf_path = confdir.join("outsftphook.conf");
     let conf = match read_at(&conf_path)? {
@@ -394,8 +423,11 @@ pub fn resolve(
     Ok(Settings {
         basedir,
         outdir,
+        distdir,
         logdir,
         confdir,
+        dbdir,
+        reprepro_env,
         server,
         targetdir,
         verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),

@@ -60,22 +60,25 @@ pub fn run(
     dry_run: bool,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Report> {
-    let _lock = setup(crate::lock::acquire(
-        &settings.logdir,
-        settings.lock_timeout,
-    ))?;
-    let paths = setup(logs::select(files, &settings.logdir, how))?;
+    let (_lock, paths) = lock_and_select(settings, files, how)?;
     let plan = {
         // The parsed logs are dropped once planned: only the plan is kept in memory.
         let mut outlogs = Vec::with_capacity(paths.len());
         for path in &paths {
             log::info!("reading {}", path.display());
-            outlogs.push(setup(outlog::parse_file(path))?);
+            let log = setup(outlog::parse_file(path))?;
+            if log.lines.is_empty() {
+                skip_empty(path);
+            } else {
+                outlogs.push(log);
+            }
         }
+        let paths: Vec<PathBuf> = outlogs.iter().map(|l| l.path.clone()).collect();
         resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
         setup(check_local_sources(&outlogs, &settings.outdir))?;
-        plan::plan(&outlogs)
+        (plan::plan(&outlogs), paths)
     };
+    let (plan, paths) = plan;
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
         for job in crate::status::ordered(&plan) {
@@ -165,6 +168,74 @@ pub fn run(
 /// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
 /// measured at 50 ms, a second connection for 10 MB gained nothing (README).
 const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
+
+/// Takes the run lock and lists the logs to process, none of which reprepro may still be
+/// writing. reprepro holds its lock file from before it creates its log until after the
+/// hook it called returns; a run reprepro did not hand a log to (no hook environment, or
+/// `--pending`) therefore waits while that file exists, and checks it again after listing:
+/// absent then, every listed log was closed. The run lock is not held while waiting, so
+/// that reprepro's own hook call can take it meanwhile and push the change.
+fn lock_and_select(
+    settings: &Settings,
+    files: &[PathBuf],
+    how: Selection,
+) -> anyhow::Result<(crate::lock::RunLock, Vec<PathBuf>)> {
+    let started = Instant::now();
+    let deadline = started + settings.lock_timeout;
+    let handed_by_reprepro = settings.reprepro_env && !how.pending;
+    let reprepro_lock = match &settings.dbdir {
+        _ if handed_by_reprepro => None,
+        Some(dbdir) => Some(crate::lock::reprepro_lock_path(dbdir)),
+        None => {
+            log::warn!(
+                "cannot tell reprepro's database dir (give --basedir, or dbdir in \
+                 conf/options): not checking that reprepro has finished writing its logs"
+            );
+            None
+        }
+    };
+    loop {
+        if let Some(lockfile) = &reprepro_lock {
+            crate::lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout)?;
+        }
+        let lock = setup(crate::lock::acquire_until(&settings.logdir, deadline))?;
+        let paths = setup(logs::select(files, &settings.logdir, how))?;
+        match &reprepro_lock {
+            Some(lockfile) if setup(crate::lock::reprepro_running(lockfile))? => {
+                // reprepro started after we looked: a listed log may be its new one.
+                drop(lock);
+            }
+            _ => return Ok((lock, paths)),
+        }
+    }
+}
+
+/// An empty log was never written by reprepro: it is still being written (when its lock
+/// cannot be checked), or its reprepro was killed; reprepro deletes the logs it leaves
+/// empty. Marking it done could lose what reprepro writes into it later.
+fn skip_empty(path: &Path) {
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    if age > STALE_EMPTY_LOG {
+        log::warn!(
+            "{} is empty and {} minutes old: left by a reprepro that was killed before it \
+             wrote it? It is never marked done; remove it if no reprepro is running",
+            path.display(),
+            age.as_secs() / 60
+        );
+    } else {
+        log::info!(
+            "{} is empty (reprepro has not written it yet): skipped",
+            path.display()
+        );
+    }
+}
+
+/// How old an empty log must be to look abandoned rather than about to be written.
+const STALE_EMPTY_LOG: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How many connections `bytes` of uploads justify, at most `max`.
 pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {

@@ -2,6 +2,7 @@
 //! `sftp-server`, Green End's `gesftpserver`, and `sshd` on 127.0.0.1).
 
 mod admin;
+mod concurrent;
 mod engine;
 mod faults;
 mod hook;
