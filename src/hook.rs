@@ -61,6 +61,7 @@ pub fn run(
     interrupt: &Interrupt,
 ) -> anyhow::Result<Report> {
     let (_lock, paths) = lock_and_select(settings, files, how)?;
+    let torn: Vec<(usize, u64)>;
     let plan = {
         // The parsed logs are dropped once planned: only the plan is kept in memory.
         let mut outlogs = Vec::with_capacity(paths.len());
@@ -74,6 +75,11 @@ pub fn run(
             }
         }
         let paths: Vec<PathBuf> = outlogs.iter().map(|l| l.path.clone()).collect();
+        torn = outlogs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.torn_tail.map(|t| (i, t.offset)))
+            .collect();
         resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
         setup(check_local_sources(&outlogs, &settings.outdir))?;
         (plan::plan(&outlogs), paths)
@@ -90,6 +96,9 @@ pub fn run(
         return Ok(Report::default());
     }
     let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
+    for (log, offset) in torn {
+        journal.cut_torn_tail(log, offset)?;
+    }
     for (log, path) in &plan.obsoleted {
         journal.record(*log, DoneMessage::Obsoleted, path)?;
     }
@@ -145,6 +154,9 @@ pub fn run(
             {
                 log::warn!("the SFTP server exited with {status}");
             }
+        }
+        Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
+            return Err(e.context(format!("the push to {} stopped", describe(settings))));
         }
         Err(e) => {
             return Err(e.context(format!(
@@ -298,6 +310,21 @@ fn check_local_sources(outlogs: &[Outlog], outdir: &Path) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// A journal line could not be written: the run stops, since what it does next could not
+/// be recorded. Told apart because "run again" is not enough advice then.
+#[derive(Debug)]
+struct JournalStopped;
+
+impl fmt::Display for JournalStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "its journal could not be written, so nothing more was sent (what the journal \
+             says is true; an item whose line is missing is done again); make room for the \
+             log (is its disk full?), then run again",
+        )
+    }
 }
 
 /// The most jobs given to the engine at once.
@@ -570,7 +597,7 @@ impl Executor<'_> {
             self.engine.run(&ops, &mut on_done)?;
         }
         if let Some(e) = journal_error {
-            return Err(e);
+            return Err(e.context(JournalStopped));
         }
         if let Some(sig) = self.interrupt.signal() {
             anyhow::bail!(

@@ -5,6 +5,7 @@ mod admin;
 mod concurrent;
 mod engine;
 mod faults;
+mod fulldisk;
 mod hook;
 mod reader;
 mod repo;
