@@ -80,8 +80,7 @@ pub struct Args {
     #[arg(long, value_name = "N", global = true)]
     pub debug_sftp: Option<u32>,
 
-    /// How long to wait for another outsftphook working on the same log dir, or for a running
-    /// reprepro to finish (then exit 75).
+    /// How long to wait for another outsftphook working on the same log dir.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, global = true)]
     pub lock_timeout: u64,
 }

@@ -60,6 +60,7 @@ pub fn run(
     dry_run: bool,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Report> {
+    setup(settings.check_dirs(true).map_err(anyhow::Error::new))?;
     let (_lock, paths) = lock_and_select(settings, files, how)?;
     let torn: Vec<(usize, u64)>;
     let plan = {

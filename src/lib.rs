@@ -108,10 +108,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .collect();
                 eprintln!(
                     "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, \
-                     then run 'outsftphook --basedir DIR --pending' (or let the next reprepro \
-                     run retry).",
+                     then run '{}'{}.",
                     report.failures,
-                    logs.join(", ")
+                    logs.join(", "),
+                    settings.pending_command(),
+                    if settings.autoretry {
+                        " (or let the next reprepro run retry)"
+                    } else {
+                        ""
+                    }
                 );
                 true
             } else {

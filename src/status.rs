@@ -84,9 +84,13 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
             }
         }
     }
+    if outlogs.is_empty() {
+        return Ok(());
+    }
     println!(
-        "{} pending; 'outsftphook --basedir DIR --pending' processes them",
-        paths.len()
+        "{} pending; '{}' processes them",
+        outlogs.len(),
+        settings.pending_command()
     );
     Ok(())
 }

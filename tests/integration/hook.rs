@@ -496,3 +496,96 @@ fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
     assert!(!err.contains("finalising step 0-"), "{err}");
     repo.assert_mirrored(&[]);
 }
+
+/// The hook as reprepro runs it: its environment, with `out` as the out dir.
+fn as_outhook(repo: &Repo, log: &std::path::Path, out: &std::path::Path) -> crate::repo::Ran {
+    let output = std::process::Command::new(crate::repo::BIN)
+        .current_dir(repo.base())
+        .arg(log)
+        .env("REPREPRO_BASE_DIR", repo.base())
+        .env("REPREPRO_OUT_DIR", out)
+        .env("REPREPRO_LOG_DIR", repo.logs())
+        .env("REPREPRO_CONFIG_DIR", repo.base().join("conf"))
+        .env("REPREPRO_CONF_DIR", repo.base().join("conf"))
+        .env("REPREPRO_DIST_DIR", repo.base().join("dists"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    crate::repo::Ran {
+        what: format!("outsftphook {} (as reprepro's outhook)", log.display()),
+        output,
+    }
+}
+
+#[test]
+fn a_missing_out_or_log_dir_exits_2_before_anything_is_sent() {
+    let repo = Repo::new();
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+            .code(),
+        0
+    );
+    repo.set_conf(&conf);
+    let log = repo.logs().join(&repo.outlogs()[0]);
+    let before = fs::read(&log).unwrap();
+    let missing = repo.dir.path().join("no-such-out");
+    let ran = as_outhook(&repo, &log, &missing);
+    ran.expect(2);
+    let err = ran.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the out dir {} (from REPREPRO_OUT_DIR) does not exist",
+            missing.display()
+        )) && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let ran = repo.hook(&["--basedir", ".", "--outdir", "nowhere", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("the out dir nowhere (from --outdir) does not exist"),
+        "{}",
+        ran.stderr()
+    );
+    let ran = repo.hook(&["--basedir", ".", "--logdir", "log", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("the log dir log (from --logdir) does not exist"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!repo.server_log().exists(), "the server was started");
+    assert_eq!(fs::read(&log).unwrap(), before, "the log was touched");
+    // The right out dir: done.
+    as_outhook(&repo, &log, &repo.base()).expect(0);
+    assert!(repo.outlogs().is_empty());
+}
+
+#[test]
+fn after_a_failure_the_advice_names_this_repositorys_retry_command() {
+    let repo = Repo::new();
+    fs::write(repo.remote().join("pool"), "in the way").unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    let ran = repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    let want = format!(
+        "then run 'outsftphook --basedir {} --pending' (or let the next reprepro run retry)",
+        repo.base().display()
+    );
+    assert!(ran.stderr().contains(&want), "{want}\n{}", ran.stderr());
+    let status = repo.hook(&["--basedir", ".", "status"]);
+    status.expect(0);
+    assert!(
+        status.stdout().contains(&format!(
+            "1 pending; 'outsftphook --basedir {} --pending' processes them",
+            repo.base().display()
+        )),
+        "{}",
+        status.stdout()
+    );
+}
