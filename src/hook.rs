@@ -82,7 +82,7 @@ pub fn run(
             .filter_map(|(i, l)| l.torn_tail.map(|t| (i, t.offset)))
             .collect();
         resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
-        setup(check_local_sources(&outlogs, &settings.outdir))?;
+        setup(check_local_sources(&outlogs, settings))?;
         (plan::plan(&outlogs), paths)
     };
     let (plan, paths) = plan;
@@ -289,28 +289,91 @@ fn resolve_relative_sources(outlogs: &mut [Outlog], basedir: Option<&Path>) {
     }
 }
 
-/// Refuses, before anything is sent, a source that exists but is not a regular file (a
-/// directory, a device, a FIFO): an outlog must not make us read /dev/zero.
-fn check_local_sources(outlogs: &[Outlog], outdir: &Path) -> anyhow::Result<()> {
+/// Refuses, before anything is sent, a local source that an outlog may not make us publish:
+/// a DISTFILE's file outside the dist dir, a pool file outside the pool (both after
+/// resolving symlinks, so that `..` or a symlinked component cannot lead out; a dist dir or
+/// `pool` that is itself a symlink is the administrator's layout and is followed), or one
+/// that exists but is not a regular file (a directory, a device, a FIFO: an outlog must not
+/// make us read /dev/zero).
+fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Result<()> {
+    let dist_root = resolve_path(&settings.distdir)
+        .with_context(|| format!("cannot resolve the dist dir {}", settings.distdir.display()))?;
+    let pool = settings.outdir.join("pool");
+    let pool_root =
+        resolve_path(&pool).with_context(|| format!("cannot resolve {}", pool.display()))?;
     for log in outlogs {
         for (number, line) in &log.lines {
-            let local = match line {
-                Line::PoolNew(key) => outdir.join(key.as_str()),
-                Line::DistFile { local, .. } => local.clone(),
+            let at = || format!("{}:{number}", log.path.display());
+            let (local, root, what) = match line {
+                Line::PoolNew(key) => (settings.outdir.join(key.as_str()), &pool_root, "pool"),
+                Line::DistFile { local, .. } => (local.clone(), &dist_root, "dist dir"),
                 _ => continue,
             };
-            if let Ok(meta) = std::fs::metadata(&local)
+            let resolved = resolve_path(&local).with_context(|| {
+                format!(
+                    "{}: cannot resolve the local file {}",
+                    at(),
+                    local.display()
+                )
+            })?;
+            if !resolved.starts_with(root) {
+                anyhow::bail!(
+                    "{}: {} lies outside the {what} {}{}: refused (reprepro writes only \
+                     there; is the log forged, or a directory a symlink to elsewhere?); \
+                     nothing was sent",
+                    at(),
+                    local.display(),
+                    root.display(),
+                    if resolved == local {
+                        String::new()
+                    } else {
+                        format!(" (it resolves to {})", resolved.display())
+                    }
+                );
+            }
+            if let Ok(meta) = std::fs::metadata(&resolved)
                 && !meta.is_file()
             {
-                anyhow::bail!(
-                    "{}:{number}: {} is not a regular file",
-                    log.path.display(),
-                    local.display()
-                );
+                anyhow::bail!("{}: {} is not a regular file", at(), local.display());
             }
         }
     }
     Ok(())
+}
+
+/// `path` made absolute with every symlink resolved, for the part that exists; a missing
+/// rest is appended as it is (an upload of it fails later, and says so), but may not
+/// climb out with `..`, which could not be resolved.
+fn resolve_path(path: &Path) -> anyhow::Result<PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(mut resolved) => {
+                for part in rest.iter().rev() {
+                    match part {
+                        Component::Normal(name) => resolved.push(name),
+                        Component::CurDir => {}
+                        _ => anyhow::bail!(
+                            "{}: '..' below a directory that does not exist",
+                            path.display()
+                        ),
+                    }
+                }
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(parent) = existing.parent() else {
+                    return Err(e.into());
+                };
+                rest.extend(existing.components().next_back());
+                existing = parent;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// A journal line could not be written: the run stops, since what it does next could not
