@@ -3,6 +3,7 @@
 
 mod admin;
 mod concurrent;
+mod dotnew;
 mod engine;
 mod faults;
 mod fulldisk;
