@@ -62,30 +62,7 @@ pub fn run(
 ) -> anyhow::Result<Report> {
     setup(settings.check_dirs(true).map_err(anyhow::Error::new))?;
     let (_lock, paths) = lock_and_select(settings, files, how)?;
-    let torn: Vec<(usize, u64)>;
-    let plan = {
-        // The parsed logs are dropped once planned: only the plan is kept in memory.
-        let mut outlogs = Vec::with_capacity(paths.len());
-        for path in &paths {
-            log::info!("reading {}", path.display());
-            let log = setup(outlog::parse_file(path))?;
-            if log.lines.is_empty() {
-                skip_empty(path);
-            } else {
-                outlogs.push(log);
-            }
-        }
-        let paths: Vec<PathBuf> = outlogs.iter().map(|l| l.path.clone()).collect();
-        torn = outlogs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.torn_tail.map(|t| (i, t.offset)))
-            .collect();
-        resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
-        setup(check_local_sources(&outlogs, settings))?;
-        (plan::plan(&outlogs), paths)
-    };
-    let (plan, paths) = plan;
+    let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
         for job in crate::status::ordered(&plan) {
@@ -181,6 +158,42 @@ pub fn run(
 /// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
 /// measured at 50 ms, a second connection for 10 MB gained nothing (README).
 const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
+
+/// The plan of a run and what it needs besides to journal it.
+struct Planned {
+    plan: Plan,
+    /// The logs planned (the empty ones are left out), indexed as in the plan.
+    paths: Vec<PathBuf>,
+    /// (log, offset): logs whose torn last journal line is to be cut off at offset.
+    torn: Vec<(usize, u64)>,
+}
+
+/// Parses the logs, checks their local sources and plans. The parsed logs are dropped once
+/// planned: only the plan is kept in memory.
+fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<Planned> {
+    let mut outlogs = Vec::with_capacity(paths.len());
+    for path in paths {
+        log::info!("reading {}", path.display());
+        let log = setup(outlog::parse_file(path))?;
+        if log.lines.is_empty() {
+            skip_empty(path);
+        } else {
+            outlogs.push(log);
+        }
+    }
+    let torn = outlogs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.torn_tail.map(|t| (i, t.offset)))
+        .collect();
+    resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
+    setup(check_local_sources(&outlogs, settings))?;
+    Ok(Planned {
+        plan: plan::plan(&outlogs),
+        paths: outlogs.into_iter().map(|l| l.path).collect(),
+        torn,
+    })
+}
 
 /// Takes the run lock and lists the logs to process, none of which reprepro may still be
 /// writing. reprepro holds its lock file from before it creates its log until after the
