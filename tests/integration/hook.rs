@@ -432,6 +432,23 @@ fn local_sources_outside_the_dist_dir_or_the_pool_are_refused_with_file_and_line
 }
 
 #[test]
+fn a_pool_that_is_a_symlink_to_another_disk_is_followed() {
+    let repo = Repo::new();
+    let disk = repo.dir.path().join("bigdisk/pool");
+    fs::create_dir_all(&disk).unwrap();
+    std::os::unix::fs::symlink(&disk, repo.base().join("pool")).unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let deb = "main/f/foo/foo_1.0_amd64.deb";
+    assert_eq!(
+        fs::read(repo.remote().join("pool").join(deb)).unwrap(),
+        fs::read(disk.join(deb)).unwrap()
+    );
+    assert!(repo.outlogs().is_empty());
+}
+
+#[test]
 fn a_dist_dir_configured_outside_the_out_dir_is_where_sources_may_be() {
     let repo = Repo::new();
     let distdir = repo.dir.path().join("elsewhere/dists");
