@@ -225,7 +225,16 @@ fn lock_and_select(
             crate::lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout)?;
         }
         let lock = setup(crate::lock::acquire_until(&settings.logdir, deadline))?;
-        let paths = setup(logs::select(files, &settings.logdir, how))?;
+        let paths = setup(logs::select(files, &settings.logdir, how).map_err(|e| {
+            match e.downcast_ref::<logs::OlderPending>() {
+                Some(older) => anyhow::anyhow!(
+                    "{older}; process them first ('{}'), or set 'autoretry yes' in {}",
+                    settings.pending_command(),
+                    settings.confdir.join("outsftphook.conf").display()
+                ),
+                None => e,
+            }
+        }))?;
         match &reprepro_lock {
             Some(lockfile) if setup(crate::lock::reprepro_running(lockfile))? => {
                 // reprepro started after we looked: a listed log may be its new one.

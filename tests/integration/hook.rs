@@ -207,6 +207,13 @@ fn without_autoretry_a_pending_log_blocks_the_next_run_with_advice() {
         "{}",
         ran.stderr()
     );
+    // The advice is this repository's command, and it works.
+    let advice = format!(
+        "process them first ('outsftphook --basedir {} --pending'), or set 'autoretry yes' in {}",
+        repo.base().display(),
+        repo.base().join("conf/outsftphook.conf").display()
+    );
+    assert!(ran.stderr().contains(&advice), "{advice}\n{}", ran.stderr());
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.assert_mirrored(&[]);
 }
