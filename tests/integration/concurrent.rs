@@ -27,8 +27,8 @@ fn pending_run(repo: &Repo, extra: &[&str]) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Runs reprepro with `args` while starting a `--pending` run every 20 ms, then checks that
-/// reprepro and every one of those runs succeeded.
+/// Runs `reprepro includedeb bookworm DEBS` while starting a `--pending` run every 20 ms,
+/// then checks that reprepro and every one of those runs succeeded.
 fn includedeb_under_fire(repo: &Repo, debs: &[PathBuf]) {
     let mut reprepro = Command::new("reprepro")
         .current_dir(repo.dir.path())
