@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit status: 0 when everything is on the remote, 1 when some operation failed (a rerun
 /// finishes the rest; for verify: when the mirror differs), 2 for usage, configuration or
-/// outlog errors (nothing was sent).
+/// outlog errors (nothing was sent), 75 when reprepro or another outsftphook held its lock
+/// past --lock-timeout (nothing was touched; try again later).
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "outsftphook",

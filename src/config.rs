@@ -20,8 +20,21 @@ pub struct Settings {
     /// resolve from the working directory are tried from here.
     pub basedir: Option<PathBuf>,
     pub outdir: PathBuf,
+    /// Where reprepro writes the files of `dists/` (reprepro's distdir): every DISTFILE
+    /// source must lie in it.
+    pub distdir: PathBuf,
     pub logdir: PathBuf,
+    /// Where [`Settings::outdir`] and [`Settings::logdir`] came from, for messages
+    /// (`--outdir`, `REPREPRO_OUT_DIR`, ...).
+    pub outdir_from: String,
+    pub logdir_from: String,
     pub confdir: PathBuf,
+    /// reprepro's database dir, whose `lockfile` reprepro holds for its whole run; `None`
+    /// when neither the base dir nor `dbdir` in `conf/options` tells it.
+    pub dbdir: Option<PathBuf>,
+    /// reprepro's hook environment is set (`REPREPRO_OUT_DIR` or `REPREPRO_LOG_DIR`): only
+    /// reprepro sets those, when it calls its hooks.
+    pub reprepro_env: bool,
     pub server: ServerCommand,
     /// Prefix of every remote path; `None` means the server's start directory.
     pub targetdir: Option<RemotePath>,
@@ -59,6 +72,57 @@ impl Settings {
             posix_rename: self.posix_rename,
             ..EngineConfig::default()
         }
+    }
+}
+
+impl Settings {
+    /// Refuses, before anything is sent, an out dir (and with `logdir`, a log dir) that is
+    /// not there: every upload would fail, and no rerun could finish them.
+    pub fn check_dirs(&self, logdir: bool) -> Result<(), ConfigError> {
+        let mut dirs = vec![("out", &self.outdir, &self.outdir_from)];
+        if logdir {
+            dirs.push(("log", &self.logdir, &self.logdir_from));
+        }
+        for (what, dir, from) in dirs {
+            if !dir.is_dir() {
+                let problem = if dir.exists() {
+                    "is not a directory"
+                } else {
+                    "does not exist"
+                };
+                return Err(ConfigError(format!(
+                    "the {what} dir {} (from {from}) {problem}: check that setting (and \
+                     --basedir); nothing was sent",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The command that processes what is pending, with this run's directories.
+    pub fn pending_command(&self) -> String {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let mut words = vec!["outsftphook".to_owned()];
+        let base = self.basedir.as_deref().map(abs);
+        if let Some(b) = &base {
+            words.push(format!("--basedir {}", b.display()));
+        }
+        let defaults = base
+            .as_ref()
+            .map(|b| (b.clone(), b.join("logs"), b.join("conf")));
+        let (outdir, logdir, confdir) = (abs(&self.outdir), abs(&self.logdir), abs(&self.confdir));
+        for (flag, dir, default) in [
+            ("--outdir", &outdir, defaults.as_ref().map(|d| &d.0)),
+            ("--logdir", &logdir, defaults.as_ref().map(|d| &d.1)),
+            ("--confdir", &confdir, defaults.as_ref().map(|d| &d.2)),
+        ] {
+            if Some(dir) != default {
+                words.push(format!("{flag} {}", dir.display()));
+            }
+        }
+        words.push("--pending".into());
+        words.join(" ")
     }
 }
 
@@ -225,6 +289,8 @@ struct Options {
     outdir: Option<PathBuf>,
     logdir: Option<PathBuf>,
     confdir: Option<PathBuf>,
+    distdir: Option<PathBuf>,
+    dbdir: Option<PathBuf>,
 }
 
 fn parse_options(text: &str) -> Options {
@@ -245,6 +311,8 @@ fn parse_options(text: &str) -> Options {
             "outdir" => o.outdir = Some(value),
             "logdir" => o.logdir = Some(value),
             "confdir" => o.confdir = Some(value),
+            "distdir" => o.distdir = Some(value),
+            "dbdir" => o.dbdir = Some(value),
             _ => {}
         }
     }
@@ -311,7 +379,8 @@ pub fn resolve(
                 .into(),
         ));
     };
-    let options = match read_at(&preconfdir.join("options"))? {
+    let options_file = preconfdir.join("options");
+    let options = match read_at(&options_file)? {
         Some(text) => parse_options(&text),
         None => Options::default(),
     };
@@ -325,30 +394,49 @@ pub fn resolve(
         .or(env_confdir)
         .or_else(|| options.confdir.clone().map(|c| expand(c, b, None, None)))
         .unwrap_or(preconfdir);
-    let outdir = args
-        .outdir
-        .clone()
-        .or_else(|| env_path("REPREPRO_OUT_DIR"))
+    let from_options = |key: &str| format!("'{key}' in {}", options_file.display());
+    let tag = |p: Option<PathBuf>, from: &dyn Fn() -> String| p.map(|p| (p, from()));
+    let (outdir, outdir_from) = tag(args.outdir.clone(), &|| "--outdir".into())
+        .or_else(|| tag(env_path("REPREPRO_OUT_DIR"), &|| "REPREPRO_OUT_DIR".into()))
         .or_else(|| {
-            options
-                .outdir
-                .clone()
-                .map(|o| expand(o, b, None, Some(&confdir)))
+            let o = options.outdir.clone();
+            tag(o.map(|o| expand(o, b, None, Some(&confdir))), &|| {
+                from_options("outdir")
+            })
         })
-        .or_else(|| basedir.clone())
+        .or_else(|| tag(basedir.clone(), &|| "the base dir".into()))
         .ok_or_else(|| ConfigError("cannot tell the out dir: use --outdir or --basedir".into()))?;
-    let logdir = args
-        .logdir
-        .clone()
-        .or_else(|| env_path("REPREPRO_LOG_DIR"))
+    let (logdir, logdir_from) = tag(args.logdir.clone(), &|| "--logdir".into())
+        .or_else(|| tag(env_path("REPREPRO_LOG_DIR"), &|| "REPREPRO_LOG_DIR".into()))
+        .or_else(|| {
+            let l = options.logdir.clone();
+            tag(
+                l.map(|l| expand(l, b, Some(&outdir), Some(&confdir))),
+                &|| from_options("logdir"),
+            )
+        })
+        .or_else(|| {
+            tag(basedir.as_ref().map(|b| b.join("logs")), &|| {
+                "BASEDIR/logs".into()
+            })
+        })
+        .ok_or_else(|| ConfigError("cannot tell the log dir: use --logdir or --basedir".into()))?;
+    // reprepro's defaults: distdir +o/dists, dbdir +b/db.
+    let distdir = env_path("REPREPRO_DIST_DIR")
         .or_else(|| {
             options
-                .logdir
+                .distdir
                 .clone()
-                .map(|l| expand(l, b, Some(&outdir), Some(&confdir)))
+                .map(|d| expand(d, b, Some(&outdir), Some(&confdir)))
         })
-        .or_else(|| basedir.as_ref().map(|b| b.join("logs")))
-        .ok_or_else(|| ConfigError("cannot tell the log dir: use --logdir or --basedir".into()))?;
+        .unwrap_or_else(|| outdir.join("dists"));
+    let dbdir = options
+        .dbdir
+        .clone()
+        .map(|d| expand(d, b, Some(&outdir), Some(&confdir)))
+        .or_else(|| basedir.as_ref().map(|b| b.join("db")));
+    let reprepro_env =
+        env_path("REPREPRO_OUT_DIR").is_some() || env_path("REPREPRO_LOG_DIR").is_some();
 
     let conf_path = confdir.join("outsftphook.conf");
     let conf = match read_at(&conf_path)? {
@@ -394,8 +482,13 @@ pub fn resolve(
     Ok(Settings {
         basedir,
         outdir,
+        distdir,
         logdir,
+        outdir_from,
+        logdir_from,
         confdir,
+        dbdir,
+        reprepro_env,
         server,
         targetdir,
         verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),

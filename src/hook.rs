@@ -60,22 +60,9 @@ pub fn run(
     dry_run: bool,
     interrupt: &Interrupt,
 ) -> anyhow::Result<Report> {
-    let _lock = setup(crate::lock::acquire(
-        &settings.logdir,
-        settings.lock_timeout,
-    ))?;
-    let paths = setup(logs::select(files, &settings.logdir, how))?;
-    let plan = {
-        // The parsed logs are dropped once planned: only the plan is kept in memory.
-        let mut outlogs = Vec::with_capacity(paths.len());
-        for path in &paths {
-            log::info!("reading {}", path.display());
-            outlogs.push(setup(outlog::parse_file(path))?);
-        }
-        resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
-        setup(check_local_sources(&outlogs, &settings.outdir))?;
-        plan::plan(&outlogs)
-    };
+    setup(settings.check_dirs(true).map_err(anyhow::Error::new))?;
+    let (_lock, paths) = lock_and_select(settings, files, how)?;
+    let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
         for job in crate::status::ordered(&plan) {
@@ -87,6 +74,9 @@ pub fn run(
         return Ok(Report::default());
     }
     let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
+    for (log, offset) in torn {
+        journal.cut_torn_tail(log, offset)?;
+    }
     for (log, path) in &plan.obsoleted {
         journal.record(*log, DoneMessage::Obsoleted, path)?;
     }
@@ -143,6 +133,9 @@ pub fn run(
                 log::warn!("the SFTP server exited with {status}");
             }
         }
+        Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
+            return Err(e.context(format!("the push to {} stopped", describe(settings))));
+        }
         Err(e) => {
             return Err(e.context(format!(
                 "the push to {} was cut off; what completed is journalled, run again to finish",
@@ -165,6 +158,119 @@ pub fn run(
 /// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
 /// measured at 50 ms, a second connection for 10 MB gained nothing (README).
 const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
+
+/// The plan of a run and what it needs besides to journal it.
+struct Planned {
+    plan: Plan,
+    /// The logs planned (the empty ones are left out), indexed as in the plan.
+    paths: Vec<PathBuf>,
+    /// (log, offset): logs whose torn last journal line is to be cut off at offset.
+    torn: Vec<(usize, u64)>,
+}
+
+/// Parses the logs, checks their local sources and plans. The parsed logs are dropped once
+/// planned: only the plan is kept in memory.
+fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<Planned> {
+    let mut outlogs = Vec::with_capacity(paths.len());
+    for path in paths {
+        log::info!("reading {}", path.display());
+        let log = setup(outlog::parse_file(path))?;
+        if log.lines.is_empty() {
+            skip_empty(path);
+        } else {
+            outlogs.push(log);
+        }
+    }
+    let torn = outlogs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.torn_tail.map(|t| (i, t.offset)))
+        .collect();
+    resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
+    setup(check_local_sources(&outlogs, settings))?;
+    Ok(Planned {
+        plan: plan::plan(&outlogs),
+        paths: outlogs.into_iter().map(|l| l.path).collect(),
+        torn,
+    })
+}
+
+/// Takes the run lock and lists the logs to process, none of which reprepro may still be
+/// writing. reprepro holds its lock file from before it creates its log until after the
+/// hook it called returns; a run reprepro did not hand a log to (no hook environment, or
+/// `--pending`) therefore waits while that file exists, and checks it again after listing:
+/// absent then, every listed log was closed. The run lock is not held while waiting, so
+/// that reprepro's own hook call can take it meanwhile and push the change.
+fn lock_and_select(
+    settings: &Settings,
+    files: &[PathBuf],
+    how: Selection,
+) -> anyhow::Result<(crate::lock::RunLock, Vec<PathBuf>)> {
+    let started = Instant::now();
+    let deadline = started + settings.lock_timeout;
+    let handed_by_reprepro = settings.reprepro_env && !how.pending;
+    let reprepro_lock = match &settings.dbdir {
+        _ if handed_by_reprepro => None,
+        Some(dbdir) => Some(crate::lock::reprepro_lock_path(dbdir)),
+        None => {
+            log::warn!(
+                "cannot tell reprepro's database dir (give --basedir, or dbdir in \
+                 conf/options): not checking that reprepro has finished writing its logs"
+            );
+            None
+        }
+    };
+    loop {
+        if let Some(lockfile) = &reprepro_lock {
+            crate::lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout)?;
+        }
+        let lock = setup(crate::lock::acquire_until(&settings.logdir, deadline))?;
+        let paths = setup(logs::select(files, &settings.logdir, how).map_err(|e| {
+            match e.downcast_ref::<logs::OlderPending>() {
+                Some(older) => anyhow::anyhow!(
+                    "{older}; process them first ('{}'), or set 'autoretry yes' in {}",
+                    settings.pending_command(),
+                    settings.confdir.join("outsftphook.conf").display()
+                ),
+                None => e,
+            }
+        }))?;
+        match &reprepro_lock {
+            Some(lockfile) if setup(crate::lock::reprepro_running(lockfile))? => {
+                // reprepro started after we looked: a listed log may be its new one.
+                drop(lock);
+            }
+            _ => return Ok((lock, paths)),
+        }
+    }
+}
+
+/// An empty log was never written by reprepro: it is still being written (when its lock
+/// cannot be checked), or its reprepro was killed; reprepro deletes the logs it leaves
+/// empty. Marking it done could lose what reprepro writes into it later.
+fn skip_empty(path: &Path) {
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    if age > STALE_EMPTY_LOG {
+        log::warn!(
+            "{} is empty and {} minutes old: left by a reprepro that was killed before it \
+             wrote it? It is never marked done; remove it if no reprepro is running",
+            path.display(),
+            age.as_secs() / 60
+        );
+    } else {
+        log::info!(
+            "{} is empty (reprepro has not written it yet): skipped",
+            path.display()
+        );
+    }
+}
+
+/// How old an empty log must be to look abandoned rather than about to be written.
+const STALE_EMPTY_LOG: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How many connections `bytes` of uploads justify, at most `max`.
 pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {
@@ -205,28 +311,106 @@ fn resolve_relative_sources(outlogs: &mut [Outlog], basedir: Option<&Path>) {
     }
 }
 
-/// Refuses, before anything is sent, a source that exists but is not a regular file (a
-/// directory, a device, a FIFO): an outlog must not make us read /dev/zero.
-fn check_local_sources(outlogs: &[Outlog], outdir: &Path) -> anyhow::Result<()> {
+/// Refuses, before anything is sent, a local source that an outlog may not make us publish:
+/// a DISTFILE's file outside the dist dir, a pool file outside the pool (both after
+/// resolving symlinks, so that `..` or a symlinked component cannot lead out; a dist dir or
+/// `pool` that is itself a symlink is the administrator's layout and is followed), or one
+/// that exists but is not a regular file (a directory, a device, a FIFO: an outlog must not
+/// make us read /dev/zero).
+fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Result<()> {
+    let dist_root = resolve_path(&settings.distdir)
+        .with_context(|| format!("cannot resolve the dist dir {}", settings.distdir.display()))?;
+    let pool = settings.outdir.join("pool");
+    let pool_root =
+        resolve_path(&pool).with_context(|| format!("cannot resolve {}", pool.display()))?;
     for log in outlogs {
         for (number, line) in &log.lines {
-            let local = match line {
-                Line::PoolNew(key) => outdir.join(key.as_str()),
-                Line::DistFile { local, .. } => local.clone(),
+            let at = || format!("{}:{number}", log.path.display());
+            let (local, root, what) = match line {
+                Line::PoolNew(key) => (settings.outdir.join(key.as_str()), &pool_root, "pool"),
+                Line::DistFile { local, .. } => (local.clone(), &dist_root, "dist dir"),
                 _ => continue,
             };
-            if let Ok(meta) = std::fs::metadata(&local)
+            let resolved = resolve_path(&local).with_context(|| {
+                format!(
+                    "{}: cannot resolve the local file {}",
+                    at(),
+                    local.display()
+                )
+            })?;
+            if !resolved.starts_with(root) {
+                anyhow::bail!(
+                    "{}: {} lies outside the {what} {}{}: refused (reprepro writes only \
+                     there; is the log forged, or a directory a symlink to elsewhere?); \
+                     nothing was sent",
+                    at(),
+                    local.display(),
+                    root.display(),
+                    if resolved == local {
+                        String::new()
+                    } else {
+                        format!(" (it resolves to {})", resolved.display())
+                    }
+                );
+            }
+            if let Ok(meta) = std::fs::metadata(&resolved)
                 && !meta.is_file()
             {
-                anyhow::bail!(
-                    "{}:{number}: {} is not a regular file",
-                    log.path.display(),
-                    local.display()
-                );
+                anyhow::bail!("{}: {} is not a regular file", at(), local.display());
             }
         }
     }
     Ok(())
+}
+
+/// `path` made absolute with every symlink resolved, for the part that exists; a missing
+/// rest is appended as it is (an upload of it fails later, and says so), but may not
+/// climb out with `..`, which could not be resolved.
+fn resolve_path(path: &Path) -> anyhow::Result<PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(mut resolved) => {
+                for part in rest.iter().rev() {
+                    match part {
+                        Component::Normal(name) => resolved.push(name),
+                        Component::CurDir => {}
+                        _ => anyhow::bail!(
+                            "{}: '..' below a directory that does not exist",
+                            path.display()
+                        ),
+                    }
+                }
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(parent) = existing.parent() else {
+                    return Err(e.into());
+                };
+                rest.extend(existing.components().next_back());
+                existing = parent;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A journal line could not be written: the run stops, since what it does next could not
+/// be recorded. Told apart because "run again" is not enough advice then.
+#[derive(Debug)]
+struct JournalStopped;
+
+impl fmt::Display for JournalStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "its journal could not be written, so nothing more was sent (what the journal \
+             says is true; an item whose line is missing is done again); make room for the \
+             log (is its disk full?), then run again",
+        )
+    }
 }
 
 /// The most jobs given to the engine at once.
@@ -499,7 +683,7 @@ impl Executor<'_> {
             self.engine.run(&ops, &mut on_done)?;
         }
         if let Some(e) = journal_error {
-            return Err(e);
+            return Err(e.context(JournalStopped));
         }
         if let Some(sig) = self.interrupt.signal() {
             anyhow::bail!(

@@ -29,6 +29,20 @@ struct LogJournal {
     finished: bool,
 }
 
+impl LogJournal {
+    /// The log, opened for appending on first use.
+    fn open(&mut self) -> anyhow::Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&self.outlog)
+                .with_context(|| format!("cannot open {} to journal", self.outlog.display()))?;
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("opened"))
+    }
+}
+
 /// The journals of the logs a run processes, indexed as in the plan.
 pub struct Journal {
     logs: Vec<LogJournal>,
@@ -51,6 +65,32 @@ impl Journal {
         Journal { logs, verbose }
     }
 
+    /// Cuts a torn last journal line off log `log`, back to `offset` (the end of its last
+    /// whole line), so that the next line starts on a line of its own.
+    pub fn cut_torn_tail(&mut self, log: usize, offset: u64) -> anyhow::Result<()> {
+        let entry = &mut self.logs[log];
+        let outlog = entry.outlog.clone();
+        let file = entry.open()?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot look at {}", outlog.display()))?
+            .len();
+        anyhow::ensure!(
+            len >= offset,
+            "{} shrank while it was read: leave it to the run that is changing it",
+            outlog.display()
+        );
+        file.set_len(offset)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("cannot cut the torn line off {}", outlog.display()))?;
+        log::info!(
+            "{}: cut off its torn last journal line ({} bytes)",
+            outlog.display(),
+            len - offset
+        );
+        Ok(())
+    }
+
     /// Appends `DONE<TAB>message<TAB>path` to log `log`.
     pub fn record(
         &mut self,
@@ -59,13 +99,7 @@ impl Journal {
         path: &RelPath,
     ) -> anyhow::Result<()> {
         let entry = &mut self.logs[log];
-        if entry.file.is_none() {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&entry.outlog)
-                .with_context(|| format!("cannot open {} to journal", entry.outlog.display()))?;
-            entry.file = Some(file);
-        }
+        entry.open()?;
         let line = format!("DONE\t{}\t{path}\n", message.as_str());
         entry
             .file
@@ -174,10 +208,27 @@ mod tests {
     fn a_log_with_nothing_left_is_renamed_by_finish_empty() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("1-a.outlog");
-        fs::write(&log, "").unwrap();
+        // Everything journalled by an earlier run (an empty log is never planned: the hook
+        // leaves it out, since reprepro may still be writing it).
+        fs::write(&log, "POOLNEW\tpool/a/b\nDONE\tdone\tpool/a/b\n").unwrap();
         let mut j = Journal::new(vec![log.clone()], &[0], false);
         j.finish_empty().unwrap();
         assert!(dir.path().join("1-a.done").exists());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_the_next_line_starts_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("1-a.outlog");
+        let whole = "POOLNEW\tpool/a/b\nPOOLNEW\tpool/c/d\nDONE\tdone\tpool/a/b\n";
+        fs::write(&log, format!("{whole}DONE\tdone\tpo")).unwrap();
+        let mut j = Journal::new(vec![log.clone()], &[1], false);
+        j.cut_torn_tail(0, whole.len() as u64).unwrap();
+        j.complete(0, DoneMessage::Done, &RelPath::new("pool/c/d").unwrap())
+            .unwrap();
+        j.finish_empty().unwrap();
+        let done = fs::read_to_string(dir.path().join("1-a.done")).unwrap();
+        assert_eq!(done, format!("{whole}DONE\tdone\tpool/c/d\n"));
     }
 
     #[test]

@@ -34,6 +34,9 @@ use hook::SetupError;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status for usage, configuration or outlog errors; nothing was sent.
 pub const EXIT_SETUP: u8 = 2;
+/// Exit status when reprepro or another outsftphook held its lock for longer than the lock
+/// timeout: nothing was touched, try again later (sysexits' EX_TEMPFAIL).
+pub const EXIT_BUSY: u8 = 75;
 
 /// Sets up logging: warnings by default, more with `-v`/`--debug-sftp`, or as `RUST_LOG` says.
 pub fn init_logging(verbose: u8, debug_sftp: u32) {
@@ -105,10 +108,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .collect();
                 eprintln!(
                     "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, \
-                     then run 'outsftphook --basedir DIR --pending' (or let the next reprepro \
-                     run retry).",
+                     then run '{}'{}.",
                     report.failures,
-                    logs.join(", ")
+                    logs.join(", "),
+                    settings.pending_command(),
+                    if settings.autoretry {
+                        " (or let the next reprepro run retry)"
+                    } else {
+                        ""
+                    }
                 );
                 true
             } else {
@@ -125,7 +133,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The exit status for an error that ended the run.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    if err.downcast_ref::<SetupError>().is_some() {
+    if let Some(SetupError(inner)) = err.downcast_ref::<SetupError>()
+        && inner.downcast_ref::<lock::BusyError>().is_some()
+    {
+        ExitCode::from(EXIT_BUSY)
+    } else if err.downcast_ref::<lock::BusyError>().is_some() {
+        ExitCode::from(EXIT_BUSY)
+    } else if err.downcast_ref::<SetupError>().is_some() {
         ExitCode::from(EXIT_SETUP)
     } else {
         ExitCode::from(EXIT_FAILED)

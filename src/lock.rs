@@ -1,13 +1,19 @@
 //! One run at a time per log dir: reprepro's run and a manual one must not work on the same
 //! logs. An exclusive `flock` on `LOGDIR/outsftphook.lock`, held for the whole run; the
 //! holder writes its pid there so that a waiting run can say who holds it.
+//!
+//! And no log that reprepro may still be writing: reprepro creates its lock file
+//! `DBDIR/lockfile` (O_EXCL) before it creates its log, and deletes it only after the hook it
+//! called has returned. A run that reprepro did not start waits here while that file exists
+//! ([`wait_for_reprepro`]).
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -16,14 +22,84 @@ pub struct RunLock {
     _file: Flock<File>,
 }
 
+/// The lock was held by someone else for longer than the lock timeout: nothing was
+/// touched, and a later run may succeed (exit status 75, sysexits' EX_TEMPFAIL).
+#[derive(Debug)]
+pub struct BusyError(pub String);
+
+impl fmt::Display for BusyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BusyError {}
+
 pub fn lock_path(logdir: &Path) -> PathBuf {
     logdir.join("outsftphook.lock")
 }
 
+/// reprepro's lock file in its database dir.
+pub fn reprepro_lock_path(dbdir: &Path) -> PathBuf {
+    dbdir.join("lockfile")
+}
+
+/// Whether reprepro's lock file exists (a dangling symlink counts: reprepro's O_EXCL
+/// would fail on it too).
+pub fn reprepro_running(lockfile: &Path) -> anyhow::Result<bool> {
+    match std::fs::symlink_metadata(lockfile) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot tell whether reprepro is running: cannot look at its lock file {}",
+                lockfile.display()
+            )
+        }),
+    }
+}
+
+/// Waits until reprepro's `lockfile` is gone, at most until `deadline` (`limit` from now
+/// when the wait began, for the message).
+pub fn wait_for_reprepro(
+    lockfile: &Path,
+    deadline: Instant,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let mut said = false;
+    while reprepro_running(lockfile)? {
+        if Instant::now() >= deadline {
+            return Err(BusyError(format!(
+                "reprepro is running (its lock file {} exists) and did not finish within {} seconds; \
+                 its own outhook call will push its change, and no log was touched. If no \
+                 reprepro is running, the lock file is stale (left by a killed reprepro): \
+                 remove it, then run outsftphook --pending again",
+                lockfile.display(),
+                limit.as_secs()
+            ))
+            .into());
+        }
+        if !said {
+            log::info!(
+                "reprepro is running ({} exists): waiting for it to finish",
+                lockfile.display()
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Takes the lock, waiting up to `timeout` for another run to finish.
 pub fn acquire(logdir: &Path, timeout: Duration) -> anyhow::Result<RunLock> {
+    acquire_until(logdir, Instant::now() + timeout)
+}
+
+/// Takes the lock, waiting until `deadline` for another run to finish.
+pub fn acquire_until(logdir: &Path, deadline: Instant) -> anyhow::Result<RunLock> {
     let path = lock_path(logdir);
-    let deadline = Instant::now() + timeout;
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let mut said = false;
     loop {
         let file = OpenOptions::new()
@@ -50,12 +126,13 @@ pub fn acquire(logdir: &Path, timeout: Duration) -> anyhow::Result<RunLock> {
                     holder
                 };
                 if Instant::now() >= deadline {
-                    bail!(
+                    return Err(BusyError(format!(
                         "another outsftphook ({holder}) is working on {} and did not finish \
                          within {} seconds; try again later (or raise --lock-timeout)",
                         logdir.display(),
                         timeout.as_secs()
-                    );
+                    ))
+                    .into());
                 }
                 if !said {
                     log::warn!(
@@ -77,6 +154,29 @@ pub fn acquire(logdir: &Path, timeout: Duration) -> anyhow::Result<RunLock> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_for_reprepro_ends_when_its_lock_file_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = reprepro_lock_path(dir.path());
+        wait_for_reprepro(&lockfile, Instant::now(), Duration::ZERO).unwrap();
+        std::fs::write(&lockfile, "").unwrap();
+        let remover = {
+            let lockfile = lockfile.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                std::fs::remove_file(lockfile).unwrap();
+            })
+        };
+        let started = Instant::now();
+        let limit = Duration::from_secs(10);
+        wait_for_reprepro(&lockfile, started + limit, limit).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        remover.join().unwrap();
+        std::os::unix::fs::symlink("nowhere", &lockfile).unwrap();
+        let err = wait_for_reprepro(&lockfile, Instant::now(), limit).unwrap_err();
+        assert!(err.downcast_ref::<BusyError>().is_some(), "{err}");
+    }
 
     #[test]
     fn a_second_run_waits_then_names_the_holder() {

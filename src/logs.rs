@@ -24,6 +24,19 @@ pub struct Selection {
     pub autoretry: bool,
 }
 
+/// Without autoretry, older logs are still pending: the run refuses to start.
+#[derive(Debug)]
+pub struct OlderPending(pub Vec<PathBuf>);
+
+impl std::fmt::Display for OlderPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(|p| p.display().to_string()).collect();
+        write!(f, "unprocessed earlier outlogs found: {}", list.join(", "))
+    }
+}
+
+impl std::error::Error for OlderPending {}
+
 /// A log's position in time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
@@ -148,12 +161,7 @@ pub fn select(files: &[PathBuf], logdir: &Path, how: Selection) -> anyhow::Resul
         .collect();
     sort(&mut older);
     if !older.is_empty() && !how.autoretry {
-        let list: Vec<String> = older.iter().map(|p| p.display().to_string()).collect();
-        bail!(
-            "unprocessed earlier outlogs found: {}; process them first (outsftphook --pending), \
-             or set 'autoretry yes' in outsftphook.conf",
-            list.join(", ")
-        );
+        return Err(OlderPending(older).into());
     }
     older.extend(given);
     Ok(older)
@@ -227,10 +235,10 @@ mod tests {
                 ..how()
             },
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+        assert!(err.downcast_ref::<OlderPending>().is_some(), "{err}");
+        let err = err.to_string();
         assert!(err.contains("unprocessed earlier outlogs found"), "{err}");
-        assert!(err.contains("--pending"), "{err}");
     }
 
     #[test]

@@ -103,6 +103,32 @@ pub enum Line {
 pub struct Outlog {
     pub path: PathBuf,
     pub lines: Vec<(usize, Line)>,
+    /// A journal line cut short at the end of the file (the log's disk filled up while a
+    /// hook journalled): not in `lines`, as if it had never been written.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Where a torn last journal line starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// Its line number.
+    pub line: usize,
+    /// Its first byte: the length the file has without it.
+    pub offset: u64,
+}
+
+/// Whether `raw`, the unterminated last line of a log, is part of a journal line: a prefix
+/// of `DONE<TAB>...`. reprepro writes no DONE lines, so such a fragment comes from a hook's
+/// journal, which is only ever appended after reprepro's part. A lone `D` could also be a
+/// torn `DISTFILE`: it counts as a journal line only after a complete one.
+fn is_torn_journal_line(raw: &[u8], after_journal: bool) -> bool {
+    const DONE: &[u8] = b"DONE\t";
+    let fits = if raw.len() < DONE.len() {
+        DONE.starts_with(raw)
+    } else {
+        raw.starts_with(DONE)
+    };
+    fits && (raw.len() >= 2 || after_journal)
 }
 
 /// A malformed outlog.
@@ -126,7 +152,16 @@ pub fn parse_file(path: &Path) -> anyhow::Result<Outlog> {
     use anyhow::Context;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_reader(path, std::io::BufReader::new(file))
+    let log = parse_reader(path, std::io::BufReader::new(file))?;
+    if let Some(torn) = log.torn_tail {
+        log::warn!(
+            "{}:{}: the last journal line is torn (did the disk fill up while it was \
+             written?): taken as not written; a run cuts it off before it journals",
+            path.display(),
+            torn.line
+        );
+    }
+    Ok(log)
 }
 
 /// Parses outlog content; `path` is only used in messages.
@@ -142,6 +177,8 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> anyhow::Result<Out
     let mut parser = Parser { open: None };
     let mut lines = Vec::new();
     let mut number = 0;
+    let mut offset = 0u64;
+    let mut torn_tail = None;
     let mut raw = Vec::new();
     loop {
         raw.clear();
@@ -164,10 +201,19 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> anyhow::Result<Out
             if raw.len() as u64 >= limit {
                 return Err(err(format!("line is longer than {MAX_LINE_LEN} bytes")).into());
             }
+            let after_journal = matches!(lines.last(), Some((_, Line::Done { .. })));
+            if is_torn_journal_line(&raw, after_journal) {
+                torn_tail = Some(TornTail {
+                    line: number,
+                    offset,
+                });
+                break;
+            }
             return Err(
                 err("the last line does not end in a newline (truncated file?)".into()).into(),
             );
         }
+        offset += n as u64;
         raw.pop();
         if raw.len() > MAX_LINE_LEN {
             return Err(err(format!("line is longer than {MAX_LINE_LEN} bytes")).into());
@@ -191,6 +237,7 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> anyhow::Result<Out
     Ok(Outlog {
         path: path.to_owned(),
         lines,
+        torn_tail,
     })
 }
 

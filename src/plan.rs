@@ -11,6 +11,11 @@
 //!    finalised in steps: indices and symlinks, then `Release` and `Release.gpg`, then
 //!    `InRelease`, then the dir's deletions (which the old `Release` may still name);
 //! 3. pool deletions (nothing names those files any more), then empty pool directories.
+//!
+//! A path an older log uploads and a newer one deletes or makes a symlink may have a
+//! `PATH.new` on the remote from an earlier run (journalled `asdotnew`, or in flight when that
+//! run was killed) that nothing will rename: it is removed with the dir's deletions, as a job
+//! of the older log, so that a run that succeeds leaves no `.new` of ours behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -113,6 +118,22 @@ fn finalise_step(job: &Job, dir: &RelPath) -> usize {
 struct Claim {
     log: usize,
     finished: bool,
+    /// The claim deletes the path or makes it a symlink: no `.new` of it is ever renamed.
+    ends_file: bool,
+}
+
+/// `path.new`, where dist files wait to be renamed into place.
+fn dot_new(path: &RelPath) -> RelPath {
+    RelPath::new(&format!("{path}.new")).expect("a RelPath with a suffix is one")
+}
+
+/// The dist dir `dir` of the plan, made on first use.
+fn dist_dir_entry<'a>(dists: &'a mut BTreeMap<RelPath, DistDir>, dir: &RelPath) -> &'a mut DistDir {
+    dists.entry(dir.clone()).or_insert_with(|| DistDir {
+        dir: dir.clone(),
+        uploads: Vec::new(),
+        steps: Default::default(),
+    })
 }
 
 /// Builds the plan from logs given oldest first.
@@ -125,6 +146,8 @@ pub fn plan(logs: &[Outlog]) -> Plan {
     // entry is finished, and by which log: older entries are obsoleted.
     let mut claimed: HashMap<RelPath, Claim> = HashMap::new();
     let mut dists: BTreeMap<RelPath, DistDir> = BTreeMap::new();
+    // The `.new` files planned for removal (one job each, by the newest log that left one).
+    let mut dot_new_removals: BTreeSet<RelPath> = BTreeSet::new();
 
     for (log, outlog) in logs.iter().enumerate().rev() {
         let mut journal: HashMap<&RelPath, DoneMessage> = HashMap::new();
@@ -163,9 +186,33 @@ pub fn plan(logs: &[Outlog]) -> Plan {
                     continue;
                 }
             };
+            let is_dist_file = matches!(line, Line::DistFile { .. });
             let finished = journal
                 .get(&path)
                 .is_some_and(|m| *m != DoneMessage::AsDotNew);
+            if let (Some(claim), Some(dir)) = (claimed.get(&path), dist_dir)
+                && claim.log != log
+                && claim.ends_file
+                && is_dist_file
+                && journal.get(&path) != Some(&DoneMessage::Done)
+            {
+                // An older upload of the path as .new (journalled asdotnew, or in flight
+                // when a run was killed) is never renamed now: remove it, or it stays on
+                // the mirror for ever.
+                let new = dot_new(&path);
+                if !journal.contains_key(&new) {
+                    if dot_new_removals.insert(new.clone()) {
+                        plan.remaining[log] += 1;
+                        dist_dir_entry(&mut dists, dir).steps[3].push(Job {
+                            log,
+                            path: new,
+                            action: Action::Delete,
+                        });
+                    } else {
+                        plan.supersedes.entry(new).or_default().push(log);
+                    }
+                }
+            }
             if let Some(claim) = claimed.get(&path) {
                 // An earlier line of the same log is superseded by its later one silently:
                 // the later line's entry stands for the path in that log's journal.
@@ -178,7 +225,15 @@ pub fn plan(logs: &[Outlog]) -> Plan {
                 }
                 continue;
             }
-            claimed.insert(path.clone(), Claim { log, finished });
+            let ends_file = dist_dir.is_some() && !is_dist_file;
+            claimed.insert(
+                path.clone(),
+                Claim {
+                    log,
+                    finished,
+                    ends_file,
+                },
+            );
             if finished {
                 if let (Action::Delete, None) = (&action, dist_dir) {
                     plan.prune.extend(path.parent());
@@ -191,11 +246,7 @@ pub fn plan(logs: &[Outlog]) -> Plan {
                 (None, Action::Delete) => plan.pool_deletes.push(job),
                 (None, _) => plan.pool_uploads.push(job),
                 (Some(dir), _) => {
-                    let d = dists.entry(dir.clone()).or_insert_with(|| DistDir {
-                        dir: dir.clone(),
-                        uploads: Vec::new(),
-                        steps: Default::default(),
-                    });
+                    let d = dist_dir_entry(&mut dists, dir);
                     if let Action::UploadDotNew { .. } = job.action {
                         d.uploads.push(job.clone());
                     }

@@ -41,13 +41,29 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         println!("no pending outlogs in {}", settings.logdir.display());
         return Ok(());
     }
+    if let Some(dbdir) = &settings.dbdir {
+        let lockfile = crate::lock::reprepro_lock_path(dbdir);
+        if crate::lock::reprepro_running(&lockfile)? {
+            println!(
+                "reprepro is running ({} exists): its outhook call will push its change",
+                lockfile.display()
+            );
+        }
+    }
     let mut outlogs = Vec::new();
     for path in &paths {
-        outlogs.push(outlog::parse_file(path)?);
+        let log = outlog::parse_file(path)?;
+        if log.lines.is_empty() {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            println!("{name}: empty: reprepro has not written it (yet); it is never marked done");
+        } else {
+            outlogs.push(log);
+        }
     }
     let plan = plan::plan(&outlogs);
     let jobs = ordered(&plan);
-    for (log, path) in paths.iter().enumerate() {
+    for (log, outlog) in outlogs.iter().enumerate() {
+        let path = &outlog.path;
         let mine: Vec<&&Job> = jobs.iter().filter(|j| j.log == log).collect();
         let count = |f: fn(&Action) -> bool| mine.iter().filter(|j| f(&j.action)).count();
         let uploads = count(|a| matches!(a, Action::Upload | Action::UploadDotNew { .. }));
@@ -68,9 +84,13 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
             }
         }
     }
+    if outlogs.is_empty() {
+        return Ok(());
+    }
     println!(
-        "{} pending; 'outsftphook --basedir DIR --pending' processes them",
-        paths.len()
+        "{} pending; '{}' processes them",
+        outlogs.len(),
+        settings.pending_command()
     );
     Ok(())
 }

@@ -100,6 +100,67 @@ fn options_file_directories_apply_below_flags_and_environment() {
 }
 
 #[test]
+fn reprepros_dist_and_db_dirs_follow_its_defaults_options_and_environment() {
+    let w = World::new().file("/r/conf/outsftphook.conf", CONF);
+    let s = w.resolve(&["-b", "/r", "--pending"]).unwrap();
+    assert_eq!(s.distdir, Path::new("/r/dists"));
+    assert_eq!(s.dbdir.as_deref(), Some(Path::new("/r/db")));
+    assert!(!s.reprepro_env, "run by hand");
+    let s = w
+        .resolve(&["-b", "/r", "--outdir", "/o", "--pending"])
+        .unwrap();
+    assert_eq!(s.distdir, Path::new("/o/dists"), "+o/dists");
+    let w = w.file("/r/conf/options", "distdir +b/d\ndbdir /var/lib/r/db\n");
+    let s = w.resolve(&["-b", "/r", "--pending"]).unwrap();
+    assert_eq!(s.distdir, Path::new("/r/d"));
+    assert_eq!(s.dbdir.as_deref(), Some(Path::new("/var/lib/r/db")));
+    let w = w
+        .env("REPREPRO_DIST_DIR", "/e/dists")
+        .env("REPREPRO_LOG_DIR", "/r/logs");
+    let s = w.resolve(&["-b", "/r", "/r/logs/1-x.outlog"]).unwrap();
+    assert_eq!(s.distdir, Path::new("/e/dists"));
+    assert!(s.reprepro_env);
+    // An administrator's REPREPRO_BASE_DIR (reprepro reads it too) is not reprepro's call.
+    let s = World::new()
+        .env("REPREPRO_BASE_DIR", "/r")
+        .file("/r/conf/outsftphook.conf", CONF)
+        .resolve(&["--pending"])
+        .unwrap();
+    assert!(!s.reprepro_env);
+    assert_eq!(s.dbdir.as_deref(), Some(Path::new("/r/db")));
+}
+
+#[test]
+fn messages_can_tell_where_a_directory_came_from_and_the_retry_command() {
+    let w = World::new()
+        .file("/r/conf/options", "outdir /srv/www\n")
+        .file("/r/conf/outsftphook.conf", CONF);
+    let s = w.resolve(&["-b", "/r", "--pending"]).unwrap();
+    assert_eq!(s.outdir_from, "'outdir' in /r/conf/options");
+    assert_eq!(s.logdir_from, "BASEDIR/logs");
+    assert_eq!(
+        s.pending_command(),
+        "outsftphook --basedir /r --outdir /srv/www --pending"
+    );
+    let s = w
+        .env("REPREPRO_OUT_DIR", "/o")
+        .resolve(&["-b", "/r", "--pending"]);
+    assert_eq!(s.unwrap().outdir_from, "REPREPRO_OUT_DIR");
+    let s = World::new()
+        .file("/r/conf/outsftphook.conf", CONF)
+        .resolve(&["-b", "/r", "--logdir", "/l", "--pending"])
+        .unwrap();
+    assert_eq!(
+        (s.outdir_from.as_str(), s.logdir_from.as_str()),
+        ("the base dir", "--logdir")
+    );
+    assert_eq!(
+        s.pending_command(),
+        "outsftphook --basedir /r --logdir /l --pending"
+    );
+}
+
+#[test]
 fn conf_file_keys_and_values() {
     let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
 debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\nwindow 3M\ninorder no\n";

@@ -221,3 +221,64 @@ fn random_bytes_never_panic() {
         let _ = p(&bytes);
     }
 }
+
+#[test]
+fn a_torn_last_journal_line_is_taken_as_unwritten() {
+    let whole = b"POOLNEW\tpool/a/b\nPOOLNEW\tpool/c/d\nDONE\tdone\tpool/a/b\n";
+    let line = b"DONE\talready deleted\tpool/c/d\n";
+    // Cut anywhere short of its newline, after one whole journal line.
+    for cut in 1..line.len() {
+        let bytes = [&whole[..], &line[..cut]].concat();
+        let log = p(&bytes).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(log.lines.len(), 3, "cut at {cut}");
+        assert_eq!(
+            log.torn_tail,
+            Some(TornTail {
+                line: 4,
+                offset: whole.len() as u64
+            })
+        );
+    }
+    // The first journal line, torn after at least "DO": reprepro writes no DONE lines.
+    let reprepros = &whole[..whole.len() - b"DONE\tdone\tpool/a/b\n".len()];
+    for cut in 2..line.len() {
+        let bytes = [reprepros, &line[..cut]].concat();
+        let log = p(&bytes).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(
+            log.torn_tail.map(|t| t.offset),
+            Some(reprepros.len() as u64)
+        );
+    }
+    // A whole log has no torn tail.
+    assert_eq!(p(whole).unwrap().torn_tail, None);
+}
+
+#[test]
+fn a_torn_line_that_may_be_reprepros_or_in_the_middle_is_still_an_error() {
+    let reprepros = b"POOLNEW\tpool/a/b\n";
+    for tail in [
+        &b"D"[..],      // a torn DISTFILE or DISTDELETE as much as a torn DONE
+        b"POOLNEW\tpo", // reprepro's own
+        b"DONX",        // not a journal line
+        b"DISTFILE\td",
+    ] {
+        let bytes = [&reprepros[..], tail].concat();
+        assert_eq!(
+            err(&bytes),
+            (
+                2,
+                "the last line does not end in a newline (truncated file?)".into()
+            ),
+            "{:?}",
+            String::from_utf8_lossy(tail)
+        );
+    }
+    // A torn line that a later run appended to is no longer the last line.
+    let (line, message) = err(b"POOLNEW\tpool/a/b\nDONE\tdoDONE\tdone\tpool/a/b\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("DONE takes 2 fields"), "{message}");
+    // Inside an unfinished section the log itself is cut short.
+    let (line, message) = err(b"BEGIN-DISTRIBUTION\tb\tdists/b\nDONE\tdone\tpool/a");
+    assert_eq!(line, 1);
+    assert!(message.contains("no matching END"), "{message}");
+}

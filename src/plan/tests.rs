@@ -209,3 +209,96 @@ BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t/z\nEND-DISTRIBUTION
     assert_eq!(dirs, ["dists/a", "dists/a/snapshots/s", "dists/b"]);
     assert_eq!(plan.jobs().count(), 6);
 }
+
+/// A log of `dists/b` with `lines` between BEGIN and END, then `journal` lines.
+fn dist_b(lines: &[&str], journal: &[&str]) -> String {
+    let mut s = String::from("BEGIN-DISTRIBUTION\tb\tdists/b\n");
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str("END-DISTRIBUTION\tb\tdists/b\n");
+    for j in journal {
+        s.push_str(j);
+        s.push('\n');
+    }
+    s
+}
+
+const FILE_P: &str = "DISTFILE\tdists/b\tP\t/d/b/P";
+const FILE_Q: &str = "DISTFILE\tdists/b\tQ\t/d/b/Q";
+
+fn dot_new_removals(plan: &Plan) -> Vec<(usize, &str)> {
+    plan.dist_dirs
+        .iter()
+        .flat_map(|d| &d.steps[3])
+        .filter(|j| j.path.as_str().ends_with(".new"))
+        .map(|j| {
+            assert_eq!(j.action, Action::Delete);
+            (j.log, j.path.as_str())
+        })
+        .collect()
+}
+
+#[test]
+fn an_older_dot_new_that_a_newer_deletion_or_symlink_strands_is_removed() {
+    let newer = dist_b(
+        &["DISTDELETE\tdists/b\tP", "DISTSYMLINK\tdists/b\tQ\tR"],
+        &[],
+    );
+    // Journalled asdotnew, or not journalled at all (a killed run may have left it).
+    for journal in [
+        &["DONE\tasdotnew\tdists/b/P", "DONE\tasdotnew\tdists/b/Q"][..],
+        &[],
+    ] {
+        let older = dist_b(&[FILE_P, FILE_Q], journal);
+        let plan = plan(&[log("1", &older), log("2", &newer)]);
+        assert_eq!(
+            dot_new_removals(&plan),
+            [(0, "dists/b/P.new"), (0, "dists/b/Q.new")]
+        );
+        assert_eq!(plan.remaining, vec![2, 2], "the older log waits for them");
+        assert!(plan.dist_dirs[0].uploads.is_empty());
+    }
+}
+
+#[test]
+fn no_dot_new_removal_where_none_can_be_left() {
+    let delete_p = dist_b(&["DISTDELETE\tdists/b\tP"], &[]);
+    for (older, newer) in [
+        // Renamed into place already: no .new left.
+        (
+            dist_b(&[FILE_P], &["DONE\tdone\tdists/b/P"]),
+            delete_p.clone(),
+        ),
+        // Removed already.
+        (
+            dist_b(
+                &[FILE_P],
+                &["DONE\tobsoleted\tdists/b/P", "DONE\tdeleted\tdists/b/P.new"],
+            ),
+            delete_p.clone(),
+        ),
+        // A newer upload of the same path overwrites the .new and renames it.
+        (
+            dist_b(&[FILE_P], &["DONE\tasdotnew\tdists/b/P"]),
+            dist_b(&[FILE_P], &[]),
+        ),
+    ] {
+        let plan = plan(&[log("1", &older), log("2", &newer)]);
+        assert_eq!(dot_new_removals(&plan), [], "{older}");
+    }
+    // A later line of the same log is the same run's: nothing was left by an older one.
+    let same = dist_b(&[FILE_P, "DISTDELETE\tdists/b\tP"], &[]);
+    assert_eq!(dot_new_removals(&plan(&[log("1", &same)])), []);
+}
+
+#[test]
+fn a_dot_new_left_by_two_older_logs_is_removed_once() {
+    let older = dist_b(&[FILE_P], &["DONE\tasdotnew\tdists/b/P"]);
+    let newer = dist_b(&["DISTDELETE\tdists/b\tP"], &[]);
+    let plan = plan(&[log("1", &older), log("2", &older), log("3", &newer)]);
+    assert_eq!(dot_new_removals(&plan), [(1, "dists/b/P.new")]);
+    assert_eq!(plan.supersedes[&r("dists/b/P.new")], vec![0]);
+    assert_eq!(plan.remaining, vec![0, 1, 1]);
+}

@@ -390,12 +390,12 @@ fn hostile_outlogs_are_refused_with_file_and_line_and_nothing_is_sent() {
         (
             format!("{begin}DISTFILE\tdists/b\tRelease\t/dev/zero\n{end}").into_bytes(),
             2,
-            "/dev/zero is not a regular file",
+            "/dev/zero lies outside the dist dir",
         ),
         (
             format!("{begin}DISTFILE\tdists/b\tRelease\t/etc\n{end}").into_bytes(),
             2,
-            "/etc is not a regular file",
+            "/etc lies outside the dist dir",
         ),
         (
             format!("{begin}DISTFILE\tdists/b\t../../../etc/x\t/etc/passwd\n{end}").into_bytes(),

@@ -207,6 +207,13 @@ fn without_autoretry_a_pending_log_blocks_the_next_run_with_advice() {
         "{}",
         ran.stderr()
     );
+    // The advice is this repository's command, and it works.
+    let advice = format!(
+        "process them first ('outsftphook --basedir {} --pending'), or set 'autoretry yes' in {}",
+        repo.base().display(),
+        repo.base().join("conf/outsftphook.conf").display()
+    );
+    assert!(ran.stderr().contains(&advice), "{advice}\n{}", ran.stderr());
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.assert_mirrored(&[]);
 }
@@ -283,7 +290,8 @@ fn a_distsymlink_is_a_relative_symlink_below_the_targetdir() {
     ));
     fs::create_dir_all(repo.remote().join("mirror/debian")).unwrap();
     fs::create_dir_all(repo.logs()).unwrap();
-    let release = repo.dir.path().join("Release");
+    let release = repo.base().join("dists/b/Release");
+    fs::create_dir_all(release.parent().unwrap()).unwrap();
     fs::write(&release, "Codename: b\n").unwrap();
     fs::write(
         repo.logs().join("1795639216-sym.outlog"),
@@ -322,20 +330,179 @@ fn a_distsymlink_is_a_relative_symlink_below_the_targetdir() {
 fn a_distfile_naming_a_device_is_refused_before_anything_is_sent() {
     let repo = Repo::new();
     fs::create_dir_all(repo.logs()).unwrap();
+    fs::create_dir_all(repo.base().join("dists/b")).unwrap();
+    for (local, needle) in [
+        ("/dev/zero", "/dev/zero lies outside the dist dir"),
+        ("dists/b", "dists/b is not a regular file"),
+    ] {
+        fs::write(
+            repo.logs().join("1795639216-dev.outlog"),
+            format!(
+                "BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t{local}\n\
+                 END-DISTRIBUTION\tb\tdists/b\n"
+            ),
+        )
+        .unwrap();
+        let ran = repo.hook(&["--basedir", ".", "--pending"]);
+        ran.expect(2);
+        assert!(
+            ran.stderr()
+                .contains(&format!("1795639216-dev.outlog:2: {needle}")),
+            "{}",
+            ran.stderr()
+        );
+        assert!(!repo.server_log().exists());
+    }
+}
+
+#[test]
+fn local_sources_outside_the_dist_dir_or_the_pool_are_refused_with_file_and_line() {
+    let repo = Repo::new();
+    repo.reprepro(&["export"]).expect(0);
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let base = repo.base();
+    let secret = repo.dir.path().join("secret");
+    fs::write(&secret, "root:x:0:0\n").unwrap();
+    fs::create_dir_all(repo.dir.path().join("elsewhere")).unwrap();
+    fs::write(repo.dir.path().join("elsewhere/Release"), "stolen\n").unwrap();
+    // A symlinked component inside the dist dir and inside the pool.
+    std::os::unix::fs::symlink(
+        repo.dir.path().join("elsewhere"),
+        base.join("dists/bookworm/up"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, base.join("pool/main/f/foo/evil_1.0_amd64.deb")).unwrap();
+    let dist = |local: &str| {
+        format!(
+            "BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n\
+             DISTFILE\tdists/bookworm\tRelease.gpg\t{local}\n\
+             END-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n"
+        )
+    };
+    let d = base.join("dists").display().to_string();
+    let cases = [
+        (
+            dist("/etc/shadow"),
+            2,
+            "/etc/shadow lies outside the dist dir".to_owned(),
+        ),
+        (
+            dist(&format!("{d}/bookworm/../../../secret")),
+            2,
+            format!("(it resolves to {})", secret.display()),
+        ),
+        (
+            dist("./dists/../../secret"),
+            2,
+            "lies outside the dist dir".into(),
+        ),
+        (
+            dist(&format!("{d}/bookworm/up/Release")),
+            2,
+            "elsewhere/Release)".into(),
+        ),
+        (
+            dist(&format!("{d}/bookworm/nothere/../Release")),
+            2,
+            "'..' below a directory that does not exist".into(),
+        ),
+        (
+            "POOLNEW\tpool/main/f/foo/evil_1.0_amd64.deb\n".to_owned(),
+            1,
+            format!("lies outside the pool {}", base.join("pool").display()),
+        ),
+    ];
+    for (i, (text, line, needle)) in cases.iter().enumerate() {
+        let name = format!("1795639216-out{i}.outlog");
+        let log = repo.logs().join(&name);
+        fs::write(&log, text).unwrap();
+        repo.clear_server_log();
+        let ran = repo.hook(&["--basedir", ".", &format!("logs/{name}")]);
+        ran.expect(2);
+        let err = ran.stderr();
+        assert!(
+            err.contains(&format!("{name}:{line}: ")) && err.contains(needle.as_str()),
+            "case {i}: wanted {name}:{line}: ...{needle} in {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            repo.server_ops().is_empty(),
+            "case {i}: {:?}",
+            repo.server_ops()
+        );
+        fs::remove_file(log).unwrap();
+    }
+    assert!(!repo.remote().join("dists/bookworm/Release.gpg").exists());
+    assert!(repo.outlogs().is_empty());
+}
+
+#[test]
+fn a_pool_that_is_a_symlink_to_another_disk_is_followed() {
+    let repo = Repo::new();
+    let disk = repo.dir.path().join("bigdisk/pool");
+    fs::create_dir_all(&disk).unwrap();
+    std::os::unix::fs::symlink(&disk, repo.base().join("pool")).unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let deb = "main/f/foo/foo_1.0_amd64.deb";
+    assert_eq!(
+        fs::read(repo.remote().join("pool").join(deb)).unwrap(),
+        fs::read(disk.join(deb)).unwrap()
+    );
+    assert!(repo.outlogs().is_empty());
+}
+
+#[test]
+fn a_dist_dir_configured_outside_the_out_dir_is_where_sources_may_be() {
+    let repo = Repo::new();
+    let distdir = repo.dir.path().join("elsewhere/dists");
+    let options = fs::read_to_string(repo.base().join("conf/options")).unwrap();
     fs::write(
-        repo.logs().join("1795639216-dev.outlog"),
-        "BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t/dev/zero\nEND-DISTRIBUTION\tb\tdists/b\n",
+        repo.base().join("conf/options"),
+        format!("{options}distdir {}\n", distdir.display()),
+    )
+    .unwrap();
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    // As reprepro's outhook (REPREPRO_DIST_DIR), then by hand (distdir in conf/options).
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    repo.set_conf("servername nowhere.invalid\n");
+    assert_ne!(repo.reprepro(&["export", "trixie"]).code(), 0);
+    repo.set_conf(&conf);
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    for release in ["bookworm/Release", "trixie/Release"] {
+        assert_eq!(
+            fs::read(repo.remote().join("dists").join(release)).unwrap(),
+            fs::read(distdir.join(release)).unwrap()
+        );
+    }
+    // The out dir's own dists/ is not the dist dir now.
+    fs::create_dir_all(repo.base().join("dists/bookworm")).unwrap();
+    fs::write(repo.base().join("dists/bookworm/Release"), "x\n").unwrap();
+    fs::write(
+        repo.logs().join("1795639216-old.outlog"),
+        format!(
+            "BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\n\
+             DISTFILE\tdists/bookworm\tRelease\t{}\n\
+             END-DISTRIBUTION\tbookworm\tdists/bookworm\n",
+            repo.base().join("dists/bookworm/Release").display()
+        ),
     )
     .unwrap();
     let ran = repo.hook(&["--basedir", ".", "--pending"]);
     ran.expect(2);
     assert!(
-        ran.stderr()
-            .contains("1795639216-dev.outlog:2: /dev/zero is not a regular file"),
+        ran.stderr().contains(&format!(
+            "lies outside the dist dir {}",
+            distdir.canonicalize().unwrap().display()
+        )),
         "{}",
         ran.stderr()
     );
-    assert!(!repo.server_log().exists());
 }
 
 #[test]
@@ -495,4 +662,97 @@ fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
     );
     assert!(!err.contains("finalising step 0-"), "{err}");
     repo.assert_mirrored(&[]);
+}
+
+/// The hook as reprepro runs it: its environment, with `out` as the out dir.
+fn as_outhook(repo: &Repo, log: &std::path::Path, out: &std::path::Path) -> crate::repo::Ran {
+    let output = std::process::Command::new(crate::repo::BIN)
+        .current_dir(repo.base())
+        .arg(log)
+        .env("REPREPRO_BASE_DIR", repo.base())
+        .env("REPREPRO_OUT_DIR", out)
+        .env("REPREPRO_LOG_DIR", repo.logs())
+        .env("REPREPRO_CONFIG_DIR", repo.base().join("conf"))
+        .env("REPREPRO_CONF_DIR", repo.base().join("conf"))
+        .env("REPREPRO_DIST_DIR", repo.base().join("dists"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    crate::repo::Ran {
+        what: format!("outsftphook {} (as reprepro's outhook)", log.display()),
+        output,
+    }
+}
+
+#[test]
+fn a_missing_out_or_log_dir_exits_2_before_anything_is_sent() {
+    let repo = Repo::new();
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+            .code(),
+        0
+    );
+    repo.set_conf(&conf);
+    let log = repo.logs().join(&repo.outlogs()[0]);
+    let before = fs::read(&log).unwrap();
+    let missing = repo.dir.path().join("no-such-out");
+    let ran = as_outhook(&repo, &log, &missing);
+    ran.expect(2);
+    let err = ran.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the out dir {} (from REPREPRO_OUT_DIR) does not exist",
+            missing.display()
+        )) && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let ran = repo.hook(&["--basedir", ".", "--outdir", "nowhere", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("the out dir nowhere (from --outdir) does not exist"),
+        "{}",
+        ran.stderr()
+    );
+    let ran = repo.hook(&["--basedir", ".", "--logdir", "log", "--pending"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr()
+            .contains("the log dir log (from --logdir) does not exist"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!repo.server_log().exists(), "the server was started");
+    assert_eq!(fs::read(&log).unwrap(), before, "the log was touched");
+    // The right out dir: done.
+    as_outhook(&repo, &log, &repo.base()).expect(0);
+    assert!(repo.outlogs().is_empty());
+}
+
+#[test]
+fn after_a_failure_the_advice_names_this_repositorys_retry_command() {
+    let repo = Repo::new();
+    fs::write(repo.remote().join("pool"), "in the way").unwrap();
+    let foo = repo.deb("foo", "1.0", 100);
+    let ran = repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    let want = format!(
+        "then run 'outsftphook --basedir {} --pending' (or let the next reprepro run retry)",
+        repo.base().display()
+    );
+    assert!(ran.stderr().contains(&want), "{want}\n{}", ran.stderr());
+    let status = repo.hook(&["--basedir", ".", "status"]);
+    status.expect(0);
+    assert!(
+        status.stdout().contains(&format!(
+            "1 pending; 'outsftphook --basedir {} --pending' processes them",
+            repo.base().display()
+        )),
+        "{}",
+        status.stdout()
+    );
 }

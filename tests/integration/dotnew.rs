@@ -1,0 +1,180 @@
+//! No `NAME.new` of ours is left on the remote once a run exits 0, even when a newer log
+//! deletes (or makes a symlink of) a file an earlier, failed or killed run uploaded as
+//! `.new`. Hand-written logs, OpenSSH's real sftp-server.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::repo::Repo;
+
+const INDEXES: &[&str] = &[
+    "main/binary-amd64/Packages",
+    "main/binary-amd64/Packages.xz",
+];
+
+/// A repository with local index files of `dists/b` and no log yet.
+fn repository() -> Repo {
+    let repo = Repo::new();
+    fs::create_dir_all(repo.logs()).unwrap();
+    for name in INDEXES.iter().chain(&["Release"]) {
+        let path = repo.base().join("dists/b").join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, format!("{name}\n").repeat(2000)).unwrap();
+    }
+    repo
+}
+
+/// Writes log `NAME.outlog` with `lines` (tab-separated words, `dists/b` implied) between
+/// BEGIN and END.
+fn write_log(repo: &Repo, name: &str, lines: &[&str]) -> PathBuf {
+    let mut text = String::from("BEGIN-DISTRIBUTION\tb\tdists/b\n");
+    for line in lines {
+        let words: Vec<&str> = line.split(' ').collect();
+        text.push_str(&format!("{}\tdists/b\t{}", words[0], words[1]));
+        match words[0] {
+            "DISTFILE" => {
+                let local = repo.base().join("dists/b").join(words[1]);
+                text.push_str(&format!("\t{}", local.display()));
+            }
+            "DISTSYMLINK" => text.push_str(&format!("\t{}", words[2])),
+            _ => {}
+        }
+        text.push('\n');
+    }
+    text.push_str("END-DISTRIBUTION\tb\tdists/b\n");
+    let path = repo.logs().join(format!("{name}.outlog"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// The first log: both indexes and Release.
+fn first_log(repo: &Repo) -> PathBuf {
+    write_log(
+        repo,
+        "1795639216-first",
+        &[
+            "DISTFILE main/binary-amd64/Packages",
+            "DISTFILE main/binary-amd64/Packages.xz",
+            "DISTFILE Release",
+        ],
+    )
+}
+
+/// The next one: Packages.xz is gone, Packages is now a symlink.
+fn next_log(repo: &Repo) -> PathBuf {
+    write_log(
+        repo,
+        "1795639217-next",
+        &[
+            "DISTDELETE main/binary-amd64/Packages.xz",
+            "DISTSYMLINK main/binary-amd64/Packages ../Packages-common",
+            "DISTFILE Release",
+        ],
+    )
+}
+
+/// Every `.new` file below `dir`.
+fn dot_new_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().ends_with(".new") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Points the conf at OpenSSH's server refusing `requests` (its `-P`).
+fn use_server_refusing(repo: &Repo, requests: &str) {
+    let script = repo.dir.path().join("refusing.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -P {requests} -d '{}'\n",
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+}
+
+/// The remote as the newest log leaves it.
+fn assert_final_state(repo: &Repo) {
+    let dir = repo.remote().join("dists/b");
+    assert_eq!(dot_new_files(&repo.remote()), Vec::<PathBuf>::new());
+    assert!(!dir.join("main/binary-amd64/Packages.xz").exists());
+    assert_eq!(
+        fs::read_link(dir.join("main/binary-amd64/Packages")).unwrap(),
+        Path::new("../Packages-common")
+    );
+    assert_eq!(
+        fs::read(dir.join("Release")).unwrap(),
+        fs::read(repo.base().join("dists/b/Release")).unwrap()
+    );
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+}
+
+#[test]
+fn a_newer_deletion_removes_the_dot_new_a_failed_run_left() {
+    let repo = repository();
+    first_log(&repo);
+    // The uploads arrive as .new, every rename is refused: the run fails.
+    use_server_refusing(&repo, "rename,posix-rename");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(1);
+    assert_eq!(dot_new_files(&repo.remote()).len(), 3);
+    let text = fs::read_to_string(repo.logs().join("1795639216-first.outlog")).unwrap();
+    assert!(
+        text.contains("DONE\tasdotnew\tdists/b/main/binary-amd64/Packages.xz\n"),
+        "{text}"
+    );
+
+    next_log(&repo);
+    repo.use_server();
+    let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
+    ran.expect(0);
+    assert_final_state(&repo);
+    let first = fs::read_to_string(repo.logs().join("1795639216-first.done")).unwrap();
+    assert!(
+        first.contains("DONE\tdeleted\tdists/b/main/binary-amd64/Packages.xz.new\n"),
+        "{first}"
+    );
+    // Nothing is left to do: a rerun sends nothing.
+    repo.clear_server_log();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    assert!(repo.server_ops().is_empty(), "{:?}", repo.server_ops());
+}
+
+#[test]
+fn after_the_hook_is_killed_mid_upload_the_next_log_leaves_no_dot_new() {
+    let repo = repository();
+    first_log(&repo);
+    repo.save_state();
+    repo.use_faulty_server(-1, "kill-hook");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    let total = repo.bytes_sent() as i64;
+    let mut left_some = 0;
+    for k in 1..10 {
+        let after = total * k / 10;
+        repo.restore_state();
+        repo.use_faulty_server(after, "kill-hook");
+        let ran = repo.hook(&["--basedir", ".", "--pending"]);
+        assert_eq!(ran.code(), -1, "after {after}: not killed");
+        left_some += usize::from(!dot_new_files(&repo.remote()).is_empty());
+        next_log(&repo);
+        repo.use_server();
+        repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+        assert_final_state(&repo);
+    }
+    assert!(
+        left_some > 0,
+        "no kill left a .new behind: the test tests nothing"
+    );
+}

@@ -1,0 +1,118 @@
+//! A log dir whose file system fills up while the hook journals: a real tmpfs, mounted by
+//! the test (root only).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::repo::Repo;
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts it at `dir`, or says why it cannot: not root, or mounting is not allowed.
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("mounting a tmpfs needs root".into());
+        }
+        fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Writes a file until the file system is full.
+    fn fill(&self) -> PathBuf {
+        let path = self.dir.join("filler");
+        let mut f = fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&block[..1]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Skips a test that needs root where that is allowed: never under CI.
+fn skip_or_fail(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set, and this test cannot run: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
+#[test]
+fn a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes() {
+    let repo = Repo::new();
+    let tmpfs = match Tmpfs::mount(&repo.logs(), "64k") {
+        Ok(t) => t,
+        Err(why) => return skip_or_fail(&why),
+    };
+    // Many long pool paths: their journal lines are more than the last page of the log
+    // can take, whatever room is left in it.
+    repo.set_conf("servername nowhere.invalid\n");
+    let debs: Vec<String> = (0..40)
+        .map(|i| {
+            repo.deb(&format!("p{i:02}-{}", "x".repeat(60)), "1.0", 100)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut args = vec!["includedeb", "bookworm"];
+    args.extend(debs.iter().map(String::as_str));
+    assert_ne!(repo.reprepro(&args).code(), 0);
+    let pending = repo.logs().join(&repo.outlogs()[0]);
+    repo.use_server();
+    // The lock file takes its page before the disk is full.
+    repo.hook(&["--basedir", ".", "--pending", "--dry-run"])
+        .expect(0);
+    let filler = tmpfs.fill();
+
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    for needle in ["make room for the log", "No space left on device"] {
+        assert!(ran.stderr().contains(needle), "{needle}: {}", ran.stderr());
+    }
+    let torn = fs::read(&pending).unwrap();
+    assert_ne!(torn.last(), Some(&b'\n'), "the journal did not tear");
+
+    // Space again: reprepro's next run retries the log first (autoretry) and finishes it.
+    fs::remove_file(filler).unwrap();
+    let ran = repo.reprepro(&["export"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr().contains("the last journal line is torn"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+    repo.assert_mirrored(&[]);
+    for name in repo.done_logs() {
+        let text = fs::read_to_string(repo.logs().join(&name)).unwrap();
+        assert!(text.ends_with('\n'), "{name}: {text}");
+        outsftphook::outlog::parse(Path::new(&name), text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+    drop(tmpfs);
+}
