@@ -1,0 +1,142 @@
+//! The program end to end against each real server: `mirror` seeds an empty target,
+//! `verify` finds it equal, a second `mirror` sends nothing, and reprepro's own hook calls
+//! push a change. The servers differ (see the README's table); what they do differently is
+//! checked where it shows.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::repo::{BIN, Repo};
+use crate::servers::{Kind, Server, skip};
+
+/// A repository built without the hook: two distributions, three packages, and (with
+/// `links`) the suite symlink `dists/stable -> bookworm`.
+fn repository(links: bool) -> Repo {
+    let repo = Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    let debs: Vec<String> = [("foo", 3_000), ("bar", 200_000), ("baz", 40_000)]
+        .iter()
+        .map(|(n, s)| repo.deb(n, "1.0", *s).display().to_string())
+        .collect();
+    let mut args = vec!["includedeb", "bookworm"];
+    args.extend(debs.iter().map(String::as_str));
+    repo.reprepro(&args).expect(0);
+    repo.reprepro(&["copy", "trixie", "bookworm", "foo", "baz"])
+        .expect(0);
+    if links {
+        repo.reprepro(&["createsymlinks"]).expect(0);
+    }
+    repo
+}
+
+/// The server serving the repository's temporary directory, the conf pointing at its
+/// `remote/`; `None` (after saying why) when it cannot run here.
+fn serve(kind: Kind, repo: &Repo, test: &str) -> Option<Server> {
+    match Server::start(kind, repo.dir.path(), repo.dir.path()) {
+        Ok(server) => {
+            repo.set_conf(&server.conf(&repo.remote()));
+            Some(server)
+        }
+        Err(why) => {
+            skip(test, &why);
+            None
+        }
+    }
+}
+
+/// Waits for the remote tree to equal the local one: rclone's write cache puts files in
+/// place after their CLOSE has been answered.
+fn assert_mirrored_soon(repo: &Repo, kind: Kind) {
+    if kind == Kind::RcloneCached {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                repo.assert_mirrored(&[]);
+            }));
+            if ok.is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    repo.assert_mirrored(&[]);
+}
+
+/// The program's lines that are not its summary: warnings and errors.
+fn complaints(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !l.contains(" file(s), ") && !l.contains("verify: the remote matches"))
+        .collect()
+}
+
+/// mirror, mirror again, verify, then a reprepro change through the hook.
+fn round_trip(kind: Kind, links: bool, test: &str) {
+    let repo = repository(links);
+    let Some(server) = serve(kind, &repo, test) else {
+        return;
+    };
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(0);
+    assert_mirrored_soon(&repo, kind);
+    if links {
+        assert_eq!(
+            fs::read_link(repo.remote().join("dists/stable")).unwrap(),
+            Path::new("bookworm")
+        );
+    }
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr()
+            .contains("mirror: 0 file(s), 0 B uploaded, 0 change(s), 0 error(s)"),
+        "{}: the second mirror changed something:\n{}\n{}",
+        kind.name(),
+        ran.stderr(),
+        server.log()
+    );
+    assert!(complaints(&ran.stderr()).is_empty(), "{}", ran.stderr());
+    let ran = repo.hook(&["--basedir", ".", "verify", "--checksum"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr().contains("the remote matches"),
+        "{}",
+        ran.stderr()
+    );
+
+    // reprepro calls the hook with its outlog: a new package and a removal.
+    fs::write(repo.base().join("conf/options"), format!("outhook {BIN}\n")).unwrap();
+    let qux = repo.deb("qux", "1.0", 70_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", qux.to_str().unwrap()]);
+    ran.expect(0);
+    assert!(complaints(&ran.stderr()).is_empty(), "{}", ran.stderr());
+    repo.reprepro(&["remove", "bookworm", "bar"]).expect(0);
+    assert_mirrored_soon(&repo, kind);
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+    repo.hook(&["--basedir", ".", "verify"]).expect(0);
+}
+
+#[test]
+fn proftpd_mirror_verify_and_hook() {
+    round_trip(Kind::Proftpd, true, "proftpd_mirror_verify_and_hook");
+}
+
+#[test]
+fn asyncssh_mirror_verify_and_hook() {
+    round_trip(Kind::Asyncssh, true, "asyncssh_mirror_verify_and_hook");
+}
+
+#[test]
+fn rclone_mirror_verify_and_hook() {
+    round_trip(Kind::Rclone, false, "rclone_mirror_verify_and_hook");
+}
+
+#[test]
+fn rclone_cached_mirror_verify_and_hook() {
+    round_trip(
+        Kind::RcloneCached,
+        false,
+        "rclone_cached_mirror_verify_and_hook",
+    );
+}
