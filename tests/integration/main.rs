@@ -7,6 +7,7 @@ mod engine;
 mod faults;
 mod hook;
 mod interop;
+mod listings;
 mod reader;
 mod repo;
 mod servers;
