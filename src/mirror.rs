@@ -14,6 +14,35 @@ use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::tree::{self, Difference, Node, Tree, remote_path};
 
+/// Says that index files will be replaced by remove-then-rename (so that for a moment each
+/// is missing on the mirror) when the connection cannot replace them atomically: the hook
+/// and `mirror` take the same fallback, and both say so.
+pub(crate) fn warn_unless_atomic_renames(engine: &Engine, settings: &Settings) {
+    if !engine.atomic_rename() {
+        log::warn!(
+            "{}: index files are replaced by remove-then-rename, so for a moment each is \
+             missing on the mirror",
+            if settings.posix_rename {
+                "the server does not offer posix-rename@openssh.com"
+            } else {
+                "posixrename is off"
+            }
+        );
+    }
+}
+
+/// Ends the session after a run whose every operation was answered. The exit status then
+/// tells nothing about the mirror, and is often not the server's at all: ssh exits 255
+/// when the server closes the channel without sending one, as rclone's and asyncssh's
+/// servers do after a clean end of input. So it is only logged at debug level.
+pub(crate) fn close_quietly(engine: Engine) {
+    if let Some(status) = engine.close()
+        && !status.success()
+    {
+        log::debug!("the SFTP server (or ssh) exited with {status} after the session ended");
+    }
+}
+
 /// The top directories to work on: those given, or `pool` and `dists`.
 pub fn tops(dirs: &[String]) -> anyhow::Result<Vec<RelPath>> {
     if dirs.is_empty() {
@@ -263,6 +292,14 @@ pub fn mirror(
         engine.close();
         return Ok(report);
     }
+    if plan
+        .groups
+        .iter()
+        .flatten()
+        .any(|a| matches!(a.op, Op::Rename { .. }))
+    {
+        warn_unless_atomic_renames(&engine, settings);
+    }
     let mut progress = Progress::new(plan.files, plan.bytes);
     for group in &plan.groups {
         let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
@@ -307,7 +344,7 @@ pub fn mirror(
         }
     }
     progress.finish();
-    engine.close();
+    close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += plan.conflicts.len();
     eprintln!(

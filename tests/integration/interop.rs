@@ -140,3 +140,19 @@ fn rclone_cached_mirror_verify_and_hook() {
         "rclone_cached_mirror_verify_and_hook",
     );
 }
+
+#[test]
+fn mirror_says_when_it_falls_back_to_remove_then_rename() {
+    let repo = repository(false);
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf(&format!("{conf}posixrename no\n"));
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr()
+            .contains("posixrename is off: index files are replaced by remove-then-rename"),
+        "{}",
+        ran.stderr()
+    );
+    repo.assert_mirrored(&[]);
+}
