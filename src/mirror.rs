@@ -139,10 +139,8 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
                 let local_file = settings.outdir.join(path.as_str());
                 // A remote symlink in the file's place goes first: opening it for writing
                 // would write through it, wherever it points.
-                if let Difference::Changed {
-                    remote: Node::Link(_),
-                    ..
-                } = &difference
+                if let Difference::Changed { remote, .. } = &difference
+                    && remote.is_link()
                     && !is_dists(&path)
                 {
                     early_removes.push(Action {
@@ -279,7 +277,8 @@ pub fn mirror(
         .sum();
     let connections = crate::hook::connections_for_bytes(local_bytes, settings.connections);
     let mut engine = connect(settings, connections, interrupt)?;
-    let remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let plan = plan_mirror(&local, &remote, settings, delete);
     for conflict in &plan.conflicts {
         eprintln!("outsftphook: {conflict}");
@@ -367,7 +366,8 @@ pub fn verify(
 ) -> anyhow::Result<usize> {
     let local = tree::scan_local(&settings.outdir, tops)?;
     let mut engine = connect(settings, 1, interrupt)?;
-    let remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
     let mut compared = 0;
     if checksum {

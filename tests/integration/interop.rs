@@ -156,3 +156,31 @@ fn mirror_says_when_it_falls_back_to_remove_then_rename() {
     );
     repo.assert_mirrored(&[]);
 }
+
+#[test]
+fn an_unreadable_remote_symlink_is_one_difference_not_the_end() {
+    // asyncssh's server in a chroot fails READLINK of every relative link ("File not
+    // found": it resolves the target from its own working directory).
+    let test = "an_unreadable_remote_symlink_is_one_difference_not_the_end";
+    let repo = repository(true);
+    let Some(_server) = serve(Kind::AsyncsshChroot, &repo, test) else {
+        return;
+    };
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    repo.assert_mirrored(&[]);
+    let bar = "pool/main/b/bar/bar_1.0_amd64.deb";
+    fs::remove_file(repo.remote().join(bar)).unwrap();
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(1);
+    let out = ran.stdout();
+    assert!(
+        out.contains(
+            "dists/stable: differs: local symlink to bookworm, remote symlink that cannot be read"
+        ),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{bar}: missing")), "{out}");
+    // mirror makes the link anew (it cannot tell it is right) and repairs the rest.
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    repo.assert_mirrored(&[]);
+}
