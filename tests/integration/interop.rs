@@ -12,7 +12,7 @@ use crate::servers::{Kind, Server, skip};
 
 /// A repository built without the hook: two distributions, three packages, and (with
 /// `links`) the suite symlink `dists/stable -> bookworm`.
-fn repository(links: bool) -> Repo {
+pub fn repository(links: bool) -> Repo {
     let repo = Repo::new();
     fs::write(repo.base().join("conf/options"), "").unwrap();
     let debs: Vec<String> = [("foo", 3_000), ("bar", 200_000), ("baz", 40_000)]

@@ -8,6 +8,7 @@ mod faults;
 mod hook;
 mod interop;
 mod listings;
+mod mirroring;
 mod reader;
 mod repo;
 mod servers;
