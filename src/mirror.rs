@@ -337,7 +337,8 @@ fn check_tops(
         "there is nothing to mirror"
     };
     Err(SetupError(anyhow::anyhow!(
-        "{}: missing or empty in {}: {consequence}; nothing was sent. Check --basedir and          --outdir (or name the directories to mirror)",
+        "{}: missing or empty in {}: {consequence}; nothing was sent. Check --basedir and \
+         --outdir (or name the directories to mirror)",
         names.join(", "),
         settings.outdir.display()
     ))
@@ -574,7 +575,11 @@ pub fn verify(
 
 /// What repairs `differences`, in words that are true for each kind found.
 fn advice(differences: &[(RelPath, Difference)], tops: &[RelPath]) -> String {
-    let conflict = |d: &Difference| matches!(d, Difference::Changed { local, remote: Node::Dir } if *local != Node::Dir);
+    // A directory on the remote where a file or link belongs: mirror leaves it alone.
+    let conflict = |d: &Difference| match d {
+        Difference::Changed { local, remote } => *remote == Node::Dir && *local != Node::Dir,
+        _ => false,
+    };
     let conflicts = differences.iter().filter(|(_, d)| conflict(d)).count();
     let unreadable = differences
         .iter()
@@ -615,4 +620,54 @@ fn advice(differences: &[(RelPath, Difference)], tops: &[RelPath]) -> String {
         ));
     }
     words.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_advice_names_what_repairs_each_kind_of_difference() {
+        let file = Node::File { size: 1, mtime: 1 };
+        let default = tops(&[]).unwrap();
+        let missing = (r("pool/a"), Difference::Missing(file.clone()));
+        let content = (r("pool/b"), Difference::Content);
+        let extra = (r("pool/c"), Difference::Extra(file.clone()));
+        let conflict = (
+            r("pool/d"),
+            Difference::Changed {
+                local: file.clone(),
+                remote: Node::Dir,
+            },
+        );
+        let unreadable = (
+            r("dists/stable"),
+            Difference::Changed {
+                local: Node::Link(b"bookworm".to_vec()),
+                remote: Node::UnreadableLink("READLINK failed".into()),
+            },
+        );
+        assert_eq!(
+            advice(std::slice::from_ref(&missing), &default),
+            "'outsftphook mirror' repairs them"
+        );
+        assert_eq!(
+            advice(&[missing.clone(), content, extra], &[r("pool")]),
+            "'outsftphook mirror --checksum --delete pool' repairs them"
+        );
+        assert_eq!(
+            advice(std::slice::from_ref(&conflict), &default),
+            "1 remote directory where a file belongs must be removed by hand"
+        );
+        let both = advice(&[missing, conflict, unreadable], &default);
+        assert!(both.starts_with("'outsftphook mirror' repairs the others; 1 remote directory"));
+        assert!(
+            both.contains("1 remote symlink(s) could not be read"),
+            "{both}"
+        );
+    }
 }
