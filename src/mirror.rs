@@ -3,6 +3,7 @@
 //! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
 //! deletions); `verify` only reports.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -123,6 +124,16 @@ fn plan_mirror(
     let mut early_removes = Vec::new();
     let mut removes = Vec::new();
     let mut rmdirs: Vec<RelPath> = Vec::new();
+    // What is only on the remote, to find what stands at an index's `.new` name; those
+    // removed before the upload are not deletions.
+    let extras: BTreeMap<RelPath, Node> = differences
+        .iter()
+        .filter_map(|(p, d)| match d {
+            Difference::Extra(n) => Some((p.clone(), n.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut cleared: BTreeSet<RelPath> = BTreeSet::new();
     for (path, difference) in differences {
         let rpath = remote_path(target, &path);
         let wanted = match &difference {
@@ -144,14 +155,40 @@ fn plan_mirror(
         }
         match (wanted, &difference) {
             (Some(Node::File { size, mtime }), _) => {
+                // Whatever stands at an index's `.new` name (a leftover, or a symlink that
+                // would take the upload elsewhere) goes first.
+                let new_rel = RelPath::new(&format!("{path}.new")).ok();
+                match new_rel
+                    .as_ref()
+                    .filter(|_| is_dists(&path))
+                    .and_then(|n| extras.get(n))
+                {
+                    Some(Node::Dir) => {
+                        plan.conflicts.push(format!(
+                            "{path}.new: a directory on the remote, in the way of the upload \
+                             of {path} (remove it by hand)"
+                        ));
+                        continue;
+                    }
+                    Some(_) => {
+                        early_removes.push(Action {
+                            describe: format!("remove {path}.new"),
+                            op: Op::Remove {
+                                path: rpath.with_suffix(b".new"),
+                            },
+                        });
+                        cleared.extend(new_rel);
+                    }
+                    None => {}
+                }
                 plan.files += 1;
                 plan.bytes += size;
                 let local_file = settings.outdir.join(path.as_str());
                 // A remote symlink in the file's place goes first: opening it for writing
-                // would write through it, wherever it points.
+                // would write through it, wherever it points, and so would a rename onto it
+                // on ProFTPD (which renames onto the link's target).
                 if let Difference::Changed { remote, .. } = &difference
                     && remote.is_link()
-                    && !is_dists(&path)
                 {
                     early_removes.push(Action {
                         describe: format!("remove {path}"),
@@ -221,6 +258,7 @@ fn plan_mirror(
                     op: Op::Mkdir { path: rpath },
                 });
             }
+            (None, Difference::Extra(_)) if cleared.contains(&path) => {}
             (None, Difference::Extra(Node::Dir)) if delete => {
                 plan.deletions += 1;
                 rmdirs.push(path);

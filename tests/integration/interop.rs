@@ -242,3 +242,20 @@ fn rclone_mirrors_a_repository_with_symlinks() {
     ran.expect(0);
     assert!(ran.stderr().contains("0 change(s)"), "{}", ran.stderr());
 }
+
+#[test]
+fn proftpd_renames_onto_a_symlinks_target_so_mirror_removes_the_link_first() {
+    // posix-rename onto a symlink replaces the file the link points to on ProFTPD.
+    let test = "proftpd_renames_onto_a_symlinks_target_so_mirror_removes_the_link_first";
+    let repo = repository(true);
+    let Some(_server) = serve(Kind::Proftpd, &repo, test) else {
+        return;
+    };
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    let release = repo.remote().join("dists/bookworm/Release");
+    fs::remove_file(&release).unwrap();
+    std::os::unix::fs::symlink("../trixie/Release", &release).unwrap();
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    // trixie's Release is untouched, bookworm's is a file again.
+    repo.assert_mirrored(&[]);
+}

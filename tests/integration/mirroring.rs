@@ -173,3 +173,23 @@ fn mirror_checksum_repairs_what_verify_checksum_finds() {
     repo.hook(&["--basedir", ".", "verify", "--checksum"])
         .expect(0);
 }
+
+#[test]
+fn mirror_never_uploads_through_a_symlink_at_an_index_new_name() {
+    let repo = mirrored();
+    let outside = repo.dir.path().join("outside");
+    fs::write(&outside, "precious").unwrap();
+    let release = "dists/bookworm/Release";
+    std::os::unix::fs::symlink(&outside, repo.remote().join(format!("{release}.new"))).unwrap();
+    // Release changed locally: mirror uploads it as Release.new, then renames it.
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2030-01-01 00:00:00"])
+        .arg(repo.base().join(release))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(0);
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+    repo.assert_mirrored(&[]);
+}
