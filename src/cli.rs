@@ -89,14 +89,25 @@ pub struct Args {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Make the remote equal to the local repository, without any outlog: upload what is
-    /// missing or different (by type, size and modification time), fix symlinks, in the
-    /// hook's safe order. Run it to seed a new mirror or to repair one; run it again after
+    /// missing or different (by type, size and modification time; with --checksum, by
+    /// content too), fix symlinks, in the hook's safe order. Run it to seed a new mirror or to repair one; run it again after
     /// an interruption.
     Mirror {
         /// Also remove remote files and directories that are not local (after the
-        /// distributions are in place).
+        /// distributions are in place). Refused when a top directory is missing or empty
+        /// locally.
         #[arg(long)]
         delete: bool,
+
+        /// With --delete: refuse (exit 2, nothing changed) when more than N remote files,
+        /// links and directories would be removed.
+        #[arg(long, value_name = "N", requires = "delete")]
+        max_delete: Option<u64>,
+
+        /// Also compare the content of files whose size and time match (reads them
+        /// remotely), and upload again those that differ.
+        #[arg(long)]
+        checksum: bool,
 
         /// Top directories to mirror, relative to the out dir [default: pool dists].
         #[arg(value_name = "DIR")]
@@ -194,7 +205,25 @@ mod tests {
         .unwrap();
         assert!(matches!(
             a.command,
-            Some(Command::Mirror { delete: true, ref dirs }) if dirs == &["pool"]
+            Some(Command::Mirror { delete: true, ref dirs, .. }) if dirs == &["pool"]
+        ));
+        let alone = Args::try_parse_from(["outsftphook", "mirror", "--max-delete", "5"]);
+        assert!(alone.is_err(), "--max-delete goes with --delete");
+        let m = Args::try_parse_from([
+            "outsftphook",
+            "mirror",
+            "--delete",
+            "--max-delete=5",
+            "--checksum",
+        ])
+        .unwrap();
+        assert!(matches!(
+            m.command,
+            Some(Command::Mirror {
+                max_delete: Some(5),
+                checksum: true,
+                ..
+            })
         ));
         assert_eq!(a.basedir, Some(PathBuf::from("/srv/r")));
         assert!(a.dry_run);

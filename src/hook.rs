@@ -92,16 +92,8 @@ pub fn run(
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
-    if !engine.atomic_rename() && !plan.dist_dirs.is_empty() {
-        log::warn!(
-            "{}: index files are replaced by remove-then-rename, so for a moment each is \
-             missing on the mirror",
-            if settings.posix_rename {
-                "the server does not offer posix-rename@openssh.com"
-            } else {
-                "posixrename is off"
-            }
-        );
+    if !plan.dist_dirs.is_empty() {
+        crate::mirror::warn_unless_atomic_renames(&engine, settings);
     }
     let mut exec = Executor {
         engine: &mut engine,
@@ -126,13 +118,7 @@ pub fn run(
     report.files_uploaded = stats.files_uploaded;
     report.bytes_uploaded = stats.bytes_uploaded;
     match result {
-        Ok(()) => {
-            if let Some(status) = engine.close()
-                && !status.success()
-            {
-                log::warn!("the SFTP server exited with {status}");
-            }
-        }
+        Ok(()) => crate::mirror::close_quietly(engine),
         Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
             return Err(e.context(format!("the push to {} stopped", describe(settings))));
         }

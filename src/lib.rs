@@ -82,9 +82,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             status::run(&settings, settings.verbose > 0).map_err(SetupError)?;
             false
         }
-        Some(cli::Command::Mirror { delete, dirs }) => {
+        Some(cli::Command::Mirror {
+            delete,
+            max_delete,
+            checksum,
+            dirs,
+        }) => {
             let tops = mirror::tops(dirs).map_err(SetupError)?;
-            let report = mirror::mirror(&settings, &tops, *delete, args.dry_run, &interrupt)?;
+            let options = mirror::MirrorOptions {
+                delete: *delete,
+                max_delete: *max_delete,
+                checksum: *checksum,
+                dry_run: args.dry_run,
+            };
+            let report = mirror::mirror(&settings, &tops, &options, &interrupt)?;
             report.failures > 0
         }
         Some(cli::Command::Verify { checksum, dirs }) => {

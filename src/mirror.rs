@@ -3,16 +3,47 @@
 //! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
 //! deletions); `verify` only reports.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::hook::SetupError;
 use crate::interrupt::{Interrupt, signal_name};
 use crate::pipeline::{Engine, Op, OpResult, Outcome};
 use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::tree::{self, Difference, Node, Tree, remote_path};
+
+/// Says that index files will be replaced by remove-then-rename (so that for a moment each
+/// is missing on the mirror) when the connection cannot replace them atomically: the hook
+/// and `mirror` take the same fallback, and both say so.
+pub(crate) fn warn_unless_atomic_renames(engine: &Engine, settings: &Settings) {
+    if !engine.atomic_rename() {
+        log::warn!(
+            "{}: index files are replaced by remove-then-rename, so for a moment each is \
+             missing on the mirror",
+            if settings.posix_rename {
+                "the server does not offer posix-rename@openssh.com"
+            } else {
+                "posixrename is off"
+            }
+        );
+    }
+}
+
+/// Ends the session after a run whose every operation was answered. The exit status then
+/// tells nothing about the mirror, and is often not the server's at all: ssh exits 255
+/// when the server closes the channel without sending one, as rclone's and asyncssh's
+/// servers do after a clean end of input. So it is only logged at debug level.
+pub(crate) fn close_quietly(engine: Engine) {
+    if let Some(status) = engine.close()
+        && !status.success()
+    {
+        log::debug!("the SFTP server (or ssh) exited with {status} after the session ended");
+    }
+}
 
 /// The top directories to work on: those given, or `pool` and `dists`.
 pub fn tops(dirs: &[String]) -> anyhow::Result<Vec<RelPath>> {
@@ -71,9 +102,16 @@ struct MirrorPlan {
     bytes: u64,
     /// Differences that mirroring cannot fix (a directory where a file must be).
     conflicts: Vec<String>,
+    /// Remote files, links and directories `--delete` removes (what `--max-delete` counts).
+    deletions: u64,
 }
 
-fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -> MirrorPlan {
+fn plan_mirror(
+    local: &Tree,
+    differences: Vec<(RelPath, Difference)>,
+    settings: &Settings,
+    delete: bool,
+) -> MirrorPlan {
     let target = settings.targetdir.as_ref();
     let mut plan = MirrorPlan::default();
     // pool uploads, dist .new uploads, dist steps 0..2 (renames and links), pool links,
@@ -86,12 +124,24 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
     let mut early_removes = Vec::new();
     let mut removes = Vec::new();
     let mut rmdirs: Vec<RelPath> = Vec::new();
-    for (path, difference) in tree::diff(local, remote) {
+    // What is only on the remote, to find what stands at an index's `.new` name; those
+    // removed before the upload are not deletions.
+    let extras: BTreeMap<RelPath, Node> = differences
+        .iter()
+        .filter_map(|(p, d)| match d {
+            Difference::Extra(n) => Some((p.clone(), n.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut cleared: BTreeSet<RelPath> = BTreeSet::new();
+    for (path, difference) in differences {
         let rpath = remote_path(target, &path);
         let wanted = match &difference {
             Difference::Missing(n) => Some(n),
             Difference::Changed { local, .. } => Some(local),
-            _ => None,
+            // Same size and time, other content (found by --checksum): upload it again.
+            Difference::Content => local.get(&path),
+            Difference::Extra(_) => None,
         };
         if let Difference::Changed {
             local: Node::File { .. } | Node::Link(_),
@@ -105,16 +155,40 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
         }
         match (wanted, &difference) {
             (Some(Node::File { size, mtime }), _) => {
+                // Whatever stands at an index's `.new` name (a leftover, or a symlink that
+                // would take the upload elsewhere) goes first.
+                let new_rel = RelPath::new(&format!("{path}.new")).ok();
+                match new_rel
+                    .as_ref()
+                    .filter(|_| is_dists(&path))
+                    .and_then(|n| extras.get(n))
+                {
+                    Some(Node::Dir) => {
+                        plan.conflicts.push(format!(
+                            "{path}.new: a directory on the remote, in the way of the upload \
+                             of {path} (remove it by hand)"
+                        ));
+                        continue;
+                    }
+                    Some(_) => {
+                        early_removes.push(Action {
+                            describe: format!("remove {path}.new"),
+                            op: Op::Remove {
+                                path: rpath.with_suffix(b".new"),
+                            },
+                        });
+                        cleared.extend(new_rel);
+                    }
+                    None => {}
+                }
                 plan.files += 1;
                 plan.bytes += size;
                 let local_file = settings.outdir.join(path.as_str());
                 // A remote symlink in the file's place goes first: opening it for writing
-                // would write through it, wherever it points.
-                if let Difference::Changed {
-                    remote: Node::Link(_),
-                    ..
-                } = &difference
-                    && !is_dists(&path)
+                // would write through it, wherever it points, and so would a rename onto it
+                // on ProFTPD (which renames onto the link's target).
+                if let Difference::Changed { remote, .. } = &difference
+                    && remote.is_link()
                 {
                     early_removes.push(Action {
                         describe: format!("remove {path}"),
@@ -184,11 +258,18 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
                     op: Op::Mkdir { path: rpath },
                 });
             }
-            (None, Difference::Extra(Node::Dir)) if delete => rmdirs.push(path),
-            (None, Difference::Extra(_)) if delete => removes.push(Action {
-                describe: format!("remove {path}"),
-                op: Op::Remove { path: rpath },
-            }),
+            (None, Difference::Extra(_)) if cleared.contains(&path) => {}
+            (None, Difference::Extra(Node::Dir)) if delete => {
+                plan.deletions += 1;
+                rmdirs.push(path);
+            }
+            (None, Difference::Extra(_)) if delete => {
+                plan.deletions += 1;
+                removes.push(Action {
+                    describe: format!("remove {path}"),
+                    op: Op::Remove { path: rpath },
+                });
+            }
             _ => {}
         }
     }
@@ -222,6 +303,128 @@ fn plan_mirror(local: &Tree, remote: &Tree, settings: &Settings, delete: bool) -
     plan
 }
 
+/// How `mirror` runs: its flags.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorOptions {
+    /// Remove what is only on the remote.
+    pub delete: bool,
+    /// Refuse to remove more than this many files, links and directories.
+    pub max_delete: Option<u64>,
+    /// Also compare the content of files whose size and time match.
+    pub checksum: bool,
+    pub dry_run: bool,
+}
+
+impl MirrorOptions {
+    /// The command line that runs this mirror again, for advice.
+    fn command(&self, tops: &[RelPath]) -> String {
+        command_line(self.checksum, self.delete, tops)
+    }
+}
+
+/// `outsftphook mirror` with the flags that repair what was found, and the tops if given.
+fn command_line(checksum: bool, delete: bool, tops: &[RelPath]) -> String {
+    let mut words = vec!["outsftphook mirror"];
+    if checksum {
+        words.push("--checksum");
+    }
+    if delete {
+        words.push("--delete");
+    }
+    let default = tops_are_default(tops);
+    words.extend(tops.iter().filter(|_| !default).map(RelPath::as_str));
+    words.join(" ")
+}
+
+fn tops_are_default(tops: &[RelPath]) -> bool {
+    let names: Vec<&str> = tops.iter().map(RelPath::as_str).collect();
+    names == ["pool", "dists"]
+}
+
+/// The tops that are missing locally, or directories with nothing in them.
+fn empty_tops<'a>(local: &Tree, tops: &'a [RelPath]) -> Vec<&'a RelPath> {
+    tops.iter()
+        .filter(|top| match local.get(*top) {
+            None => true,
+            Some(Node::Dir) => {
+                let below = format!("{top}/");
+                !local.keys().any(|k| k.as_str().starts_with(&below))
+            }
+            Some(_) => false,
+        })
+        .collect()
+}
+
+/// Refuses, before anything is sent, a mirror whose local side looks like a mistake (a
+/// wrong base or out dir): with `--delete` it would empty the remote. With `--delete` every
+/// top must have something in it; without, at least one.
+fn check_tops(
+    local: &Tree,
+    tops: &[RelPath],
+    settings: &Settings,
+    delete: bool,
+) -> anyhow::Result<()> {
+    let empty = empty_tops(local, tops);
+    if empty.is_empty() || (!delete && empty.len() < tops.len()) {
+        return Ok(());
+    }
+    let names: Vec<&str> = empty.iter().map(|t| t.as_str()).collect();
+    let consequence = if delete {
+        "mirror --delete would remove everything below it on the remote"
+    } else {
+        "there is nothing to mirror"
+    };
+    Err(SetupError(anyhow::anyhow!(
+        "{}: missing or empty in {}: {consequence}; nothing was sent. Check --basedir and \
+         --outdir (or name the directories to mirror)",
+        names.join(", "),
+        settings.outdir.display()
+    ))
+    .into())
+}
+
+/// Files that are the same by size and time: those whose content `--checksum` compares.
+fn same_files<'a>(local: &'a Tree, remote: &Tree) -> Vec<&'a RelPath> {
+    local
+        .iter()
+        .filter(|(p, n)| matches!(n, Node::File { .. }) && remote.get(*p) == Some(n))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Compares the content of `paths` with the remote; returns those that differ, each with
+/// the error when it could not be compared.
+fn compare_contents(
+    engine: &mut Engine,
+    settings: &Settings,
+    paths: &[&RelPath],
+    interrupt: &Interrupt,
+) -> anyhow::Result<Vec<(RelPath, Option<crate::pipeline::OpError>)>> {
+    let ops: Vec<Op> = paths
+        .iter()
+        .map(|p| Op::Compare {
+            local: settings.outdir.join(p.as_str()),
+            remote: remote_path(settings.targetdir.as_ref(), p),
+        })
+        .collect();
+    let results = engine.run_spread(&ops, |_, _| {})?;
+    if let Some(sig) = interrupt.signal() {
+        anyhow::bail!(
+            "interrupted by {} while comparing contents; nothing was changed",
+            signal_name(sig)
+        );
+    }
+    Ok(paths
+        .iter()
+        .zip(results)
+        .filter_map(|(path, result)| match result {
+            Ok(Outcome::Same) => None,
+            Ok(_) => Some(((*path).clone(), None)),
+            Err(e) => Some(((*path).clone(), Some(e))),
+        })
+        .collect())
+}
+
 /// What a mirror run did.
 #[derive(Debug, Default)]
 pub struct MirrorReport {
@@ -235,12 +438,12 @@ pub struct MirrorReport {
 pub fn mirror(
     settings: &Settings,
     tops: &[RelPath],
-    delete: bool,
-    dry_run: bool,
+    options: &MirrorOptions,
     interrupt: &Interrupt,
 ) -> anyhow::Result<MirrorReport> {
     let started = Instant::now();
     let local = tree::scan_local(&settings.outdir, tops)?;
+    check_tops(&local, tops, settings, options.delete)?;
     let local_bytes: u64 = local
         .values()
         .map(|n| match n {
@@ -250,18 +453,53 @@ pub fn mirror(
         .sum();
     let connections = crate::hook::connections_for_bytes(local_bytes, settings.connections);
     let mut engine = connect(settings, connections, interrupt)?;
-    let remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
-    let plan = plan_mirror(&local, &remote, settings, delete);
+    let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
+    let mut differences = tree::diff(&local, &remote);
+    if options.checksum {
+        let same = same_files(&local, &remote);
+        for (path, error) in compare_contents(&mut engine, settings, &same, interrupt)? {
+            if let Some(e) = error {
+                log::warn!("{path}: cannot compare the content ({e}): uploading it again");
+            }
+            differences.push((path, Difference::Content));
+        }
+        differences.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let plan = plan_mirror(&local, differences, settings, options.delete);
     for conflict in &plan.conflicts {
         eprintln!("outsftphook: {conflict}");
     }
     let mut report = MirrorReport::default();
-    if dry_run {
+    if options.dry_run {
         for action in plan.groups.iter().flatten() {
             println!("{}", action.describe);
         }
+    }
+    if let Some(max) = options.max_delete
+        && plan.deletions > max
+    {
+        engine.close();
+        return Err(SetupError(anyhow::anyhow!(
+            "--delete would remove {} remote files, links and directories, more than \
+             --max-delete {max}: nothing was changed. See them with 'outsftphook --dry-run \
+             {}'; if they must go, raise --max-delete",
+            plan.deletions,
+            options.command(tops)
+        ))
+        .into());
+    }
+    if options.dry_run {
         engine.close();
         return Ok(report);
+    }
+    if plan
+        .groups
+        .iter()
+        .flatten()
+        .any(|a| matches!(a.op, Op::Rename { .. }))
+    {
+        warn_unless_atomic_renames(&engine, settings);
     }
     let mut progress = Progress::new(plan.files, plan.bytes);
     for group in &plan.groups {
@@ -297,8 +535,9 @@ pub fn mirror(
             progress.finish();
             anyhow::bail!(
                 "interrupted by {}: stopped once the requests in flight were answered; run \
-                 'outsftphook mirror' again to finish",
-                signal_name(sig)
+                 '{}' again to finish",
+                signal_name(sig),
+                options.command(tops)
             );
         }
         if report.failures > 0 {
@@ -307,7 +546,7 @@ pub fn mirror(
         }
     }
     progress.finish();
-    engine.close();
+    close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += plan.conflicts.len();
     eprintln!(
@@ -330,30 +569,18 @@ pub fn verify(
 ) -> anyhow::Result<usize> {
     let local = tree::scan_local(&settings.outdir, tops)?;
     let mut engine = connect(settings, 1, interrupt)?;
-    let remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
     let mut compared = 0;
     if checksum {
-        let same: Vec<&RelPath> = local
-            .iter()
-            .filter(|(p, n)| matches!(n, Node::File { .. }) && remote.get(*p) == Some(n))
-            .map(|(p, _)| p)
-            .collect();
-        let ops: Vec<Op> = same
-            .iter()
-            .map(|p| Op::Compare {
-                local: settings.outdir.join(p.as_str()),
-                remote: remote_path(settings.targetdir.as_ref(), p),
-            })
-            .collect();
-        compared = ops.len();
-        let results = engine.run_spread(&ops, |_, _| {})?;
-        for (path, result) in same.into_iter().zip(results) {
-            match result {
-                Ok(Outcome::Same) => {}
-                Ok(_) => differences.push((path.clone(), Difference::Content)),
-                Err(e) => return Err(e).context("cannot compare contents"),
+        let same = same_files(&local, &remote);
+        compared = same.len();
+        for (path, error) in compare_contents(&mut engine, settings, &same, interrupt)? {
+            if let Some(e) = error {
+                return Err(e).context("cannot compare contents");
             }
+            differences.push((path, Difference::Content));
         }
         differences.sort_by(|a, b| a.0.cmp(&b.0));
     }
@@ -376,10 +603,109 @@ pub fn verify(
         );
     } else {
         eprintln!(
-            "outsftphook: verify: {} difference(s); 'outsftphook mirror' repairs them \
-             ('mirror --delete' removes the extra ones)",
-            differences.len()
+            "outsftphook: verify: {} difference(s); {}",
+            differences.len(),
+            advice(&differences, tops)
         );
     }
     Ok(differences.len())
+}
+
+/// What repairs `differences`, in words that are true for each kind found.
+fn advice(differences: &[(RelPath, Difference)], tops: &[RelPath]) -> String {
+    // A directory on the remote where a file or link belongs: mirror leaves it alone.
+    let conflict = |d: &Difference| match d {
+        Difference::Changed { local, remote } => *remote == Node::Dir && *local != Node::Dir,
+        _ => false,
+    };
+    let conflicts = differences.iter().filter(|(_, d)| conflict(d)).count();
+    let unreadable = differences
+        .iter()
+        .filter(|(_, d)| {
+            matches!(
+                d,
+                Difference::Changed {
+                    remote: Node::UnreadableLink(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    let checksum = differences
+        .iter()
+        .any(|(_, d)| matches!(d, Difference::Content));
+    let delete = differences
+        .iter()
+        .any(|(_, d)| matches!(d, Difference::Extra(_)));
+    let mut words = Vec::new();
+    if conflicts < differences.len() {
+        words.push(format!(
+            "'{}' repairs {}",
+            command_line(checksum, delete, tops),
+            if conflicts > 0 { "the others" } else { "them" }
+        ));
+    }
+    if conflicts > 0 {
+        words.push(format!(
+            "{conflicts} remote director{} where a file belongs must be removed by hand",
+            if conflicts == 1 { "y" } else { "ies" }
+        ));
+    }
+    if unreadable > 0 {
+        words.push(format!(
+            "{unreadable} remote symlink(s) could not be read: mirror makes them anew, but \
+             this server may never let verify read them"
+        ));
+    }
+    words.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_advice_names_what_repairs_each_kind_of_difference() {
+        let file = Node::File { size: 1, mtime: 1 };
+        let default = tops(&[]).unwrap();
+        let missing = (r("pool/a"), Difference::Missing(file.clone()));
+        let content = (r("pool/b"), Difference::Content);
+        let extra = (r("pool/c"), Difference::Extra(file.clone()));
+        let conflict = (
+            r("pool/d"),
+            Difference::Changed {
+                local: file.clone(),
+                remote: Node::Dir,
+            },
+        );
+        let unreadable = (
+            r("dists/stable"),
+            Difference::Changed {
+                local: Node::Link(b"bookworm".to_vec()),
+                remote: Node::UnreadableLink("READLINK failed".into()),
+            },
+        );
+        assert_eq!(
+            advice(std::slice::from_ref(&missing), &default),
+            "'outsftphook mirror' repairs them"
+        );
+        assert_eq!(
+            advice(&[missing.clone(), content, extra], &[r("pool")]),
+            "'outsftphook mirror --checksum --delete pool' repairs them"
+        );
+        assert_eq!(
+            advice(std::slice::from_ref(&conflict), &default),
+            "1 remote directory where a file belongs must be removed by hand"
+        );
+        let both = advice(&[missing, conflict, unreadable], &default);
+        assert!(both.starts_with("'outsftphook mirror' repairs the others; 1 remote directory"));
+        assert!(
+            both.contains("1 remote symlink(s) could not be read"),
+            "{both}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::pipeline::{Engine, Op, Outcome};
+use crate::pipeline::{Cause, Engine, Op, Outcome};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 
@@ -18,8 +18,21 @@ use crate::remote_path::RemotePath;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Dir,
-    File { size: u64, mtime: u32 },
+    File {
+        size: u64,
+        mtime: u32,
+    },
     Link(Vec<u8>),
+    /// A remote symlink whose READLINK failed (why): never equal to anything, so `verify`
+    /// reports it and `mirror` replaces it. asyncssh's server in a chroot fails READLINK
+    /// of every relative link.
+    UnreadableLink(String),
+}
+
+impl Node {
+    pub fn is_link(&self) -> bool {
+        matches!(self, Node::Link(_) | Node::UnreadableLink(_))
+    }
 }
 
 /// A tree below some top directories, by repository path.
@@ -157,13 +170,17 @@ pub fn scan_remote(
             })
             .collect();
         for (path, result) in links.into_iter().zip(engine.run(&ops, |_, _| {})?) {
-            match result {
-                Ok(Outcome::Target(target)) => {
-                    tree.insert(path, Node::Link(target));
+            let node = match result {
+                Ok(Outcome::Target(target)) => Node::Link(target),
+                Err(e) if e.cause == Cause::Interrupted => {
+                    return Err(e).context("cannot read the remote symlinks");
                 }
-                Ok(other) => anyhow::bail!("reading the link {path}: unexpected {other:?}"),
-                Err(e) => return Err(e).context("cannot read a remote symlink"),
-            }
+                // One link the server cannot read is one difference, not the end of the
+                // comparison.
+                Err(e) => Node::UnreadableLink(e.cause.to_string()),
+                Ok(other) => Node::UnreadableLink(format!("READLINK answered {other:?}")),
+            };
+            tree.insert(path, node);
         }
     }
     Ok(tree)
@@ -188,6 +205,7 @@ impl fmt::Display for Node {
             Node::Dir => write!(f, "directory"),
             Node::File { size, mtime } => write!(f, "file of {size} bytes, time {mtime}"),
             Node::Link(t) => write!(f, "symlink to {}", t.escape_ascii()),
+            Node::UnreadableLink(why) => write!(f, "symlink that cannot be read ({why})"),
         }
     }
 }
@@ -202,6 +220,67 @@ impl fmt::Display for Difference {
             }
             Difference::Content => write!(f, "differs: same size and time, other content"),
         }
+    }
+}
+
+/// Takes the remote symlinks that mean what the local ones say as equal to them. Some
+/// servers answer READLINK of a relative link with the absolute path it leads to (ProFTPD:
+/// `dists/stable -> bookworm` reads as `/TARGETDIR/dists/bookworm`); such an answer matches
+/// the local relative target resolved from the link's directory. Where `targetdir` is
+/// relative (or unset) the absolute path of the start directory is unknown, so the answer
+/// must end with the resolved path.
+pub fn reconcile_links(local: &Tree, remote: &mut Tree, targetdir: Option<&RemotePath>) {
+    for (path, node) in remote.iter_mut() {
+        if let (Some(Node::Link(wanted)), Node::Link(got)) = (local.get(path), &*node)
+            && wanted != got
+            && link_means(path, wanted, got, targetdir)
+        {
+            *node = Node::Link(wanted.clone());
+        }
+    }
+}
+
+/// Removes `.` and empty components and resolves `..` lexically; `None` when `..` climbs
+/// above the start of a relative path (where it leads is unknown then).
+fn normalize(path: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts)
+}
+
+/// Whether the absolute READLINK answer `got` names where the relative target `wanted`
+/// of the link at `path` leads.
+fn link_means(path: &RelPath, wanted: &[u8], got: &[u8], targetdir: Option<&RemotePath>) -> bool {
+    if !got.starts_with(b"/") || wanted.starts_with(b"/") {
+        return false;
+    }
+    // The link's directory as the server names it (a top directory's is the target dir).
+    let from = match path.as_str().rsplit_once('/') {
+        Some((dir, _)) => match RelPath::new(dir) {
+            Ok(dir) => remote_path(targetdir, &dir).as_bytes().to_vec(),
+            Err(_) => return false,
+        },
+        None => targetdir.map_or(Vec::new(), |t| t.as_bytes().to_vec()),
+    };
+    let absolute = from.starts_with(b"/");
+    let mut resolved = from;
+    resolved.push(b'/');
+    resolved.extend_from_slice(wanted);
+    let (Some(resolved), Some(got)) = (normalize(&resolved), normalize(got)) else {
+        return false;
+    };
+    if absolute {
+        resolved == got
+    } else {
+        got.ends_with(&resolved)
     }
 }
 
@@ -266,6 +345,77 @@ mod tests {
             "differs: local file of 2 bytes, time 20, remote file of 2 bytes, time 21"
         );
         assert!(diff(&local, &local).is_empty());
+    }
+
+    #[test]
+    fn absolute_readlink_answers_match_the_relative_links_they_resolve() {
+        let t = |s: &str| RemotePath::new(s).unwrap();
+        let stable = r("dists/stable");
+        let abs = Some(t("/srv/mirror"));
+        assert!(link_means(
+            &stable,
+            b"bookworm",
+            b"/srv/mirror/dists/bookworm",
+            abs.as_ref()
+        ));
+        assert!(link_means(
+            &stable,
+            b"./bookworm/",
+            b"/srv/mirror/dists/bookworm",
+            abs.as_ref()
+        ));
+        assert!(!link_means(
+            &stable,
+            b"bookworm",
+            b"/srv/other/dists/bookworm",
+            abs.as_ref()
+        ));
+        assert!(!link_means(
+            &stable,
+            b"trixie",
+            b"/srv/mirror/dists/bookworm",
+            abs.as_ref()
+        ));
+        let deep = r("pool/main/f/foo/link.deb");
+        assert!(link_means(
+            &deep,
+            b"../../b/bar/x.deb",
+            b"/srv/mirror/pool/main/b/bar/x.deb",
+            abs.as_ref()
+        ));
+        // A relative or unset target dir: the answer ends with where the link leads.
+        let rel = Some(t("mirror"));
+        assert!(link_means(
+            &stable,
+            b"bookworm",
+            b"/home/u/mirror/dists/bookworm",
+            rel.as_ref()
+        ));
+        assert!(link_means(&stable, b"bookworm", b"/dists/bookworm", None));
+        assert!(!link_means(&stable, b"bookworm", b"/dists/trixie", None));
+        // Climbing above where the path is known, or absolute on both sides: no guess.
+        assert!(!link_means(&stable, b"../../x", b"/x", None));
+        assert!(!link_means(&stable, b"/a/b", b"/a/c", None));
+    }
+
+    #[test]
+    fn reconciled_links_leave_no_difference_and_other_ones_stay() {
+        let local = Tree::from([
+            (r("dists/stable"), Node::Link(b"bookworm".to_vec())),
+            (r("dists/testing"), Node::Link(b"trixie".to_vec())),
+        ]);
+        let mut remote = Tree::from([
+            (r("dists/stable"), Node::Link(b"/m/dists/bookworm".to_vec())),
+            (
+                r("dists/testing"),
+                Node::Link(b"/m/dists/bookworm".to_vec()),
+            ),
+        ]);
+        let target = RemotePath::new("/m").unwrap();
+        reconcile_links(&local, &mut remote, Some(&target));
+        let d = diff(&local, &remote);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, r("dists/testing"));
     }
 
     #[test]

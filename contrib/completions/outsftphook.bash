@@ -221,12 +221,16 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__mirror)
-            opts="-v -n -b -h --delete --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -n -b -h --delete --max-delete --checksum --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --max-delete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --basedir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -39,18 +39,20 @@ complete -c outsftphook -n "__fish_outsftphook_needs_command" -l ignore-pending 
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l force-order -d 'Process FILEs in the order given even if their names are not in order'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s V -l version -d 'Print version'
-complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'
+complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time; with --checksum, by content too), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "verify" -d 'Compare the remote with the local repository and change nothing; prints each difference, exits 1 if there is any'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "status" -d 'Show the pending outlogs and what is left of each'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish or powershell)'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l max-delete -d 'With --delete: refuse (exit 2, nothing changed) when more than N remote files, links and directories would be removed' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l delete -d 'Also remove remote files and directories that are not local (after the distributions are in place)'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l delete -d 'Also remove remote files and directories that are not local (after the distributions are in place). Refused when a top directory is missing or empty locally'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l checksum -d 'Also compare the content of files whose size and time match (reads them remotely), and upload again those that differ'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s h -l help -d 'Print help'
@@ -82,7 +84,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time; with --checksum, by content too), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "verify" -d 'Compare the remote with the local repository and change nothing; prints each difference, exits 1 if there is any'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "status" -d 'Show the pending outlogs and what is left of each'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish or powershell)'

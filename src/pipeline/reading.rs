@@ -9,10 +9,17 @@ use std::path::Path;
 use super::dirs::{reply_name, status_cause};
 use super::op::{Cause, Outcome, Req, Tag};
 use crate::sftp::session::Session;
-use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
+use crate::sftp::wire::{Attrs, NameEntry, OpenFlags, Request, Response, StatusCode};
 
 /// A listing stops here: a server that never says EOF must not fill our memory.
 pub(crate) const MAX_LISTING: usize = 1_000_000;
+/// And here, counting the bytes kept: names and what each entry costs us besides.
+pub(crate) const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
+/// What an entry costs besides its name (the entry itself and a little slack).
+const ENTRY_COST: usize = std::mem::size_of::<NameEntry>() + 16;
+/// NAME replies in a row that add nothing (empty, or only `.` and `..`) before the listing
+/// counts as stalled: a server that answers READDIR that way for ever never says EOF.
+const MAX_IDLE_NAMES: u32 = 3;
 
 /// What a reply did to a reading operation.
 pub(crate) enum Step {
@@ -56,6 +63,18 @@ fn close_verdict(
     }
 }
 
+/// An entry without what listings never use: the `longname` and extended attributes.
+fn slim(entry: NameEntry) -> NameEntry {
+    NameEntry {
+        filename: entry.filename,
+        longname: Vec::new(),
+        attrs: Attrs {
+            extended: Vec::new(),
+            ..entry.attrs
+        },
+    }
+}
+
 fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
     session.send(
         Request::Close {
@@ -65,10 +84,21 @@ fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
     );
 }
 
-/// OPENDIR, READDIR until EOF, CLOSE.
+/// OPENDIR, READDIR until EOF, CLOSE. Bounded by entries and by bytes; of each entry only
+/// the name and the attributes that fit in [`Attrs`]' fixed fields are kept (a server may
+/// send long `longname`s or extended attributes with every entry).
 pub(crate) struct ListRun {
     handle: Vec<u8>,
     entries: Vec<NameEntry>,
+    /// What `entries` holds, by [`ENTRY_COST`] and name length.
+    bytes: usize,
+    /// NAME replies in a row that added no entry.
+    idle: u32,
+    /// Whether a READDIR has been answered yet.
+    answered: bool,
+    /// The directory turned out not to exist after all: asyncssh answers OPENDIR of a
+    /// missing directory with a handle, and NO_SUCH_FILE at the first READDIR.
+    absent: bool,
     error: Option<Cause>,
     closing: bool,
 }
@@ -84,8 +114,39 @@ impl ListRun {
         ListRun {
             handle: Vec::new(),
             entries: Vec::new(),
+            bytes: 0,
+            idle: 0,
+            answered: false,
+            absent: false,
             error: None,
             closing: false,
+        }
+    }
+
+    /// Keeps the entries of one NAME reply (without `.`, `..` and what is not used);
+    /// `Err` says why the listing must stop.
+    fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), &'static str> {
+        let before = self.entries.len();
+        for entry in names {
+            if entry.filename == b"." || entry.filename == b".." {
+                continue;
+            }
+            self.bytes = self.bytes.saturating_add(ENTRY_COST + entry.filename.len());
+            self.entries.push(slim(entry));
+        }
+        self.idle = if self.entries.len() == before {
+            self.idle + 1
+        } else {
+            0
+        };
+        if self.idle >= MAX_IDLE_NAMES {
+            Err("NAME replies that list nothing new, never EOF (a stalled listing)")
+        } else if self.entries.len() > MAX_LISTING {
+            Err("more than a million entries")
+        } else if self.bytes > MAX_LISTING_BYTES {
+            Err("more than 256 MiB of entries")
+        } else {
+            Ok(())
         }
     }
 
@@ -123,15 +184,11 @@ impl ListRun {
                 };
             }
             (Req::Readdir, Response::Name(names)) => {
-                self.entries.extend(
-                    names
-                        .into_iter()
-                        .filter(|e| e.filename != b"." && e.filename != b".."),
-                );
-                if self.entries.len() > MAX_LISTING {
+                self.answered = true;
+                if let Err(reply) = self.take_names(names) {
                     self.error = Some(Cause::UnexpectedReply {
                         request: req,
-                        reply: "more than a million entries",
+                        reply,
                     });
                     self.close(op, session);
                 } else {
@@ -144,15 +201,24 @@ impl ListRun {
                 }
             }
             (Req::Readdir, Response::Status { code, message, .. }) => {
-                if code != StatusCode::Eof {
+                if code == StatusCode::NoSuchFile && !self.answered {
+                    self.absent = true;
+                } else if code != StatusCode::Eof {
                     self.error = Some(status_cause(req, code, &message));
                 }
+                self.answered = true;
                 self.close(op, session);
             }
             (Req::Close, response) => {
                 let entries = std::mem::take(&mut self.entries);
-                let result =
-                    close_verdict(self.error.take(), response, || Outcome::Listing(entries));
+                let absent = self.absent;
+                let result = close_verdict(self.error.take(), response, || {
+                    if absent {
+                        Outcome::AlreadyAbsent
+                    } else {
+                        Outcome::Listing(entries)
+                    }
+                });
                 return Step::Finished {
                     result,
                     released_handle: true,
@@ -434,7 +500,7 @@ impl CompareRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sftp::wire::{Attrs, Frame, Packet, frame};
+    use crate::sftp::wire::{Frame, Packet, frame};
 
     /// The requests queued on the session since the last call.
     fn sent(session: &mut Session<Tag>) -> Vec<Request> {
@@ -534,5 +600,126 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn entry(name: &[u8], longname: usize) -> NameEntry {
+        NameEntry {
+            filename: name.to_vec(),
+            longname: vec![b'x'; longname],
+            attrs: Attrs {
+                extended: vec![(b"big".to_vec(), vec![0; longname])],
+                ..Attrs::default()
+            },
+        }
+    }
+
+    /// A listing of `dir`, its handle `h` given and the first READDIR sent.
+    fn listing() -> (ListRun, Session<Tag>) {
+        let mut s: Session<Tag> = Session::new();
+        sent(&mut s);
+        let mut run = ListRun::start(0, b"dir", &mut s);
+        sent(&mut s);
+        run.on_reply(0, Req::Opendir, Response::Handle(b"h".to_vec()), &mut s);
+        assert!(matches!(sent(&mut s)[..], [Request::Readdir { .. }]));
+        (run, s)
+    }
+
+    fn finished(step: Step) -> Result<Outcome, Cause> {
+        match step {
+            Step::Finished { result, .. } => result,
+            Step::Continue { .. } => panic!("not finished"),
+        }
+    }
+
+    #[test]
+    fn empty_names_for_ever_are_a_stall_not_a_loop() {
+        let (mut run, mut s) = listing();
+        run.on_reply(
+            0,
+            Req::Readdir,
+            Response::Name(vec![entry(b"a", 0)]),
+            &mut s,
+        );
+        let mut readdirs = 0;
+        loop {
+            let reqs = sent(&mut s);
+            if matches!(reqs[..], [Request::Close { .. }]) {
+                break;
+            }
+            assert!(matches!(reqs[..], [Request::Readdir { .. }]));
+            readdirs += 1;
+            assert!(readdirs < 10, "still asking");
+            let names = if readdirs % 2 == 0 {
+                vec![]
+            } else {
+                vec![entry(b".", 0), entry(b"..", 0)]
+            };
+            run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        }
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let err = finished(step).unwrap_err();
+        assert!(err.to_string().contains("stalled"), "{err}");
+    }
+
+    #[test]
+    fn listings_keep_no_longname_and_no_extended_attributes() {
+        let (mut run, mut s) = listing();
+        let names = (0..10)
+            .map(|i| entry(format!("f{i}").as_bytes(), 100_000))
+            .collect();
+        run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        run.on_reply(0, Req::Readdir, status(StatusCode::Eof), &mut s);
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let Ok(Outcome::Listing(entries)) = finished(step) else {
+            panic!("no listing")
+        };
+        assert_eq!(entries.len(), 10);
+        assert!(entries.iter().all(|e| e.longname.capacity() == 0));
+        assert!(entries.iter().all(|e| e.attrs.extended.capacity() == 0));
+    }
+
+    #[test]
+    fn a_listing_is_bounded_by_bytes() {
+        let (mut run, mut s) = listing();
+        // Names of 200 KiB: the byte bound stops it long before a million entries.
+        let mut replies = 0;
+        loop {
+            replies += 1;
+            let mut name = vec![b'n'; 204_800];
+            name.extend(replies.to_string().bytes());
+            run.on_reply(
+                0,
+                Req::Readdir,
+                Response::Name(vec![entry(&name, 0)]),
+                &mut s,
+            );
+            if !matches!(sent(&mut s)[..], [Request::Readdir { .. }]) {
+                break;
+            }
+        }
+        assert!(replies <= MAX_LISTING_BYTES / 204_800 + 1, "{replies}");
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let err = finished(step).unwrap_err();
+        assert!(err.to_string().contains("256 MiB"), "{err}");
+    }
+
+    #[test]
+    fn no_such_file_at_the_first_readdir_is_an_absent_directory() {
+        let (mut run, mut s) = listing();
+        run.on_reply(0, Req::Readdir, status(StatusCode::NoSuchFile), &mut s);
+        assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        assert_eq!(finished(step), Ok(Outcome::AlreadyAbsent));
+        // Later on, it is an error (the directory went away while being listed).
+        let (mut run, mut s) = listing();
+        run.on_reply(
+            0,
+            Req::Readdir,
+            Response::Name(vec![entry(b"a", 0)]),
+            &mut s,
+        );
+        run.on_reply(0, Req::Readdir, status(StatusCode::NoSuchFile), &mut s);
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        assert!(finished(step).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the engine and the program against real SFTP servers (OpenSSH's
-//! `sftp-server`, Green End's `gesftpserver`, and `sshd` on 127.0.0.1).
+//! `sftp-server`, Green End's `gesftpserver`, `sshd`, ProFTPD's mod_sftp, `rclone serve
+//! sftp` and asyncssh's server, each on 127.0.0.1).
 
 mod admin;
 mod concurrent;
@@ -9,8 +10,12 @@ mod engine;
 mod faults;
 mod fulldisk;
 mod hook;
+mod interop;
 mod landing;
+mod listings;
+mod mirroring;
 mod reader;
 mod repo;
+mod servers;
 mod sshd;
 mod support;
