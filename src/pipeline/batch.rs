@@ -124,6 +124,9 @@ struct Upload {
     destination_cleared: bool,
     /// A FSTAT or STAT reply was checked against the size sent.
     size_checked: bool,
+    /// The real name is a symlink (where that was looked at): it is removed before the
+    /// rename.
+    destination_is_link: bool,
     /// Where the server resolves `target` to (asked with the CLOSE): it is renamed into
     /// place only if that is inside the target directory (see [`super::confine`]).
     resolved: Resolved,
@@ -154,6 +157,8 @@ enum Resolved {
 }
 
 enum Stepwise {
+    /// A rename's LSTAT of its destination is in flight (see [`Batch::send_changing`]).
+    Inspecting,
     /// A REMOVE of the destination is in flight; the real request follows its reply.
     Clearing,
     Final,
@@ -401,6 +406,7 @@ impl<'a> Batch<'a> {
                             cleared: false,
                             destination_cleared: false,
                             size_checked: false,
+                            destination_is_link: false,
                             resolved: Resolved::Awaited,
                             start: range.start,
                             size: range.end,
@@ -413,7 +419,7 @@ impl<'a> Batch<'a> {
                             error: None,
                             dir_attempts: 0,
                         }));
-                        self.send_open(i, conn);
+                        self.clear_temporary(i, conn);
                     }
                 }
             }
@@ -491,6 +497,13 @@ impl<'a> Batch<'a> {
         match &self.ops[i] {
             Op::Remove { path } => {
                 self.states[i] = State::Single(Stepwise::Final);
+                // What an interrupted upload of it may have left goes with it.
+                conn.session.send(
+                    Request::Remove {
+                        path: path.temp_sibling().as_bytes().to_vec(),
+                    },
+                    Tag::Sweep,
+                );
                 conn.session.send(
                     Request::Remove {
                         path: path.as_bytes().to_vec(),
@@ -507,6 +520,26 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Rmdir),
                 );
             }
+            Op::Rename { to, .. } if !conn.limits.serial => {
+                // Not every server renames onto a symlink itself (ProFTPD replaces the
+                // link's target): what stands at `to` is looked at first.
+                self.states[i] = State::Single(Stepwise::Inspecting);
+                conn.session.send(
+                    Request::Lstat {
+                        path: to.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Lstat),
+                );
+            }
+            Op::Rename { .. } => self.send_rename_op(i, conn),
+            Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
+            _ => unreachable!("only removals, renames and symlinks change a name"),
+        }
+    }
+
+    /// Sends a rename operation's request: posix-rename, or REMOVE then RENAME.
+    fn send_rename_op(&mut self, i: usize, conn: &mut Conn) {
+        match &self.ops[i] {
             Op::Rename { from, to } => {
                 if conn.limits.posix_rename {
                     self.states[i] = State::Single(Stepwise::Final);
@@ -522,8 +555,7 @@ impl<'a> Batch<'a> {
                     self.clear_then(i, to.as_bytes(), conn);
                 }
             }
-            Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
-            _ => unreachable!("only removals, renames and symlinks change a name"),
+            _ => unreachable!("only renames"),
         }
     }
 
@@ -570,6 +602,30 @@ impl<'a> Batch<'a> {
                 );
             }
             _ => unreachable!("only renames and symlinks clear their destination"),
+        }
+    }
+
+    /// Starts a whole upload by removing what stands at its temporary name (what a killed
+    /// run left, or a symlink someone planted: some servers follow a dangling one even on
+    /// an `EXCL` open). An in-order server gets the OPEN right behind the REMOVE; another
+    /// one waits for its answer.
+    fn clear_temporary(&mut self, i: usize, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!("uploads clear their temporary name")
+        };
+        if !u.whole {
+            return self.send_open(i, conn);
+        }
+        u.cleared = true;
+        let path = u.target.as_bytes().to_vec();
+        if conn.limits.serial {
+            conn.session.send(Request::Remove { path }, Tag::Sweep);
+            self.send_open(i, conn);
+        } else {
+            u.stage = Stage::Clearing;
+            conn.session
+                .send(Request::Remove { path }, Tag::op(i, Req::Remove));
+            u.outstanding += 1;
         }
     }
 
@@ -681,7 +737,8 @@ impl<'a> Batch<'a> {
                     Op::Upload { fsync, mtime, .. } => (*fsync, *mtime),
                     _ => (false, None),
                 };
-                Self::send_close(u, i, fsync && conn.limits.fsync, mtime, conn);
+                let destination = self.ops[i].path();
+                Self::send_close(u, i, destination, fsync && conn.limits.fsync, mtime, conn);
             }
         }
         self.pump_reads(conn);
@@ -717,7 +774,14 @@ impl<'a> Batch<'a> {
     /// After the last WRITE (or an error): FSTAT to confirm the size, FSETSTAT for the
     /// time, fsync, REALPATH to know where the file really is, CLOSE, all at once; on an
     /// error only the CLOSE.
-    fn send_close(u: &mut Upload, i: usize, fsync: bool, mtime: Option<u32>, conn: &mut Conn) {
+    fn send_close(
+        u: &mut Upload,
+        i: usize,
+        destination: &RemotePath,
+        fsync: bool,
+        mtime: Option<u32>,
+        conn: &mut Conn,
+    ) {
         u.stage = Stage::Closing;
         if u.error.is_none() {
             conn.session.send(
@@ -757,6 +821,18 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Realpath),
                 );
                 u.outstanding += 1;
+                // Not every server renames onto a symlink itself (ProFTPD replaces the
+                // link's target): on one not known to, what stands at the real name is
+                // looked at in the same flight.
+                if !conn.limits.serial {
+                    conn.session.send(
+                        Request::Lstat {
+                            path: destination.as_bytes().to_vec(),
+                        },
+                        Tag::op(i, Req::Lstat),
+                    );
+                    u.outstanding += 1;
+                }
             }
         }
         conn.session.send(
@@ -843,6 +919,7 @@ impl<'a> Batch<'a> {
                     }
                 }
             }
+            Tag::Sweep => {}
             Tag::Setup(req) => log::warn!("late reply to {req}"),
         }
     }
@@ -895,6 +972,16 @@ impl<'a> Batch<'a> {
         };
         let clearing = matches!(step, Stepwise::Clearing);
         let retried = matches!(step, Stepwise::Retried);
+        if matches!(step, Stepwise::Inspecting) {
+            let Op::Rename { to, .. } = self.ops[i] else {
+                unreachable!("only renames inspect")
+            };
+            return match response {
+                // A symlink is removed (the link itself), then the file renamed there.
+                Response::Attrs(a) if a.is_symlink() => self.clear_then(i, to.as_bytes(), conn),
+                _ => self.send_rename_op(i, conn),
+            };
+        }
         if let (Req::Readlink, Response::Name(names)) = (req, &response)
             && let [entry] = names.as_slice()
         {
@@ -1088,7 +1175,7 @@ impl<'a> Batch<'a> {
                     if matches!(u.stage, Stage::Writing) {
                         // Stop sending data; close once what is in flight is answered.
                         self.writers.remove(&i);
-                        Self::send_close(u, i, false, None, conn);
+                        Self::send_close(u, i, self.ops[i].path(), false, None, conn);
                     }
                 }
             }
@@ -1104,6 +1191,9 @@ impl<'a> Batch<'a> {
                 if code != StatusCode::Ok {
                     u.error.get_or_insert(status_cause(req, code, &message));
                 }
+            }
+            (Req::Lstat, response) => {
+                u.destination_is_link = matches!(response, Response::Attrs(a) if a.is_symlink());
             }
             (Req::Realpath, Response::Name(names)) if names.len() == 1 => {
                 let entry = names.into_iter().next().expect("one");
@@ -1177,8 +1267,20 @@ impl<'a> Batch<'a> {
                 }
             }
         }
-        u.stage = Stage::Landing;
         let to = self.ops[i].path();
+        if u.destination_is_link && !u.destination_cleared {
+            u.destination_cleared = true;
+            u.stage = Stage::ClearingDestination;
+            conn.session.send(
+                Request::Remove {
+                    path: to.as_bytes().to_vec(),
+                },
+                Tag::op(i, Req::Remove),
+            );
+            u.outstanding += 1;
+            return;
+        }
+        u.stage = Stage::Landing;
         u.outstanding += 1;
         send_rename(&u.target, to, conn, Tag::op(i, rename_request(conn)));
     }
@@ -1255,6 +1357,7 @@ impl<'a> Batch<'a> {
                 Tag::Dir { dir, req } => format!("{req} {}", conn.dirs.path(dir)),
                 Tag::Setup(req) => req.to_string(),
                 Tag::Root => "REALPATH of the target directory".to_string(),
+                Tag::Sweep => "REMOVE of a leftover temporary file".to_string(),
                 Tag::Confine { .. } => "REALPATH of a directory".to_string(),
             };
             out.push(line);

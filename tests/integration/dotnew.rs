@@ -3,7 +3,6 @@
 //! `.new`. Hand-written logs, OpenSSH's real sftp-server.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::repo::Repo;
@@ -74,7 +73,7 @@ fn next_log(repo: &Repo) -> PathBuf {
     )
 }
 
-/// Every `.new` file below `dir`.
+/// Every `.new` file below `dir`, and every temporary file (`.NAME.tmp`) an upload left.
 fn dot_new_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![dir.to_owned()];
@@ -83,27 +82,13 @@ fn dot_new_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if e.file_type().unwrap().is_dir() {
                 todo.push(p);
-            } else if p.to_string_lossy().ends_with(".new") {
+            } else if p.to_string_lossy().ends_with(".new") || p.to_string_lossy().ends_with(".tmp")
+            {
                 found.push(p);
             }
         }
     }
     found
-}
-
-/// Points the conf at OpenSSH's server refusing `requests` (its `-P`).
-fn use_server_refusing(repo: &Repo, requests: &str) {
-    let script = repo.dir.path().join("refusing.sh");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -P {requests} -d '{}'\n",
-            repo.remote().display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
 }
 
 /// The remote as the newest log leaves it.
@@ -126,10 +111,20 @@ fn assert_final_state(repo: &Repo) {
 fn a_newer_deletion_removes_the_dot_new_a_failed_run_left() {
     let repo = repository();
     first_log(&repo);
-    // The uploads arrive as .new, every rename is refused: the run fails.
-    use_server_refusing(&repo, "rename,posix-rename");
+    // The uploads arrive as .new; a directory stands where Packages.xz goes, so that its
+    // rename fails: the run fails, and leaves Packages.xz.new.
+    let in_the_way = repo
+        .remote()
+        .join("dists/b/main/binary-amd64/Packages.xz/x");
+    fs::create_dir_all(&in_the_way).unwrap();
     repo.hook(&["--basedir", ".", "--pending"]).expect(1);
-    assert_eq!(dot_new_files(&repo.remote()).len(), 3);
+    assert_eq!(
+        dot_new_files(&repo.remote()),
+        [repo
+            .remote()
+            .join("dists/b/main/binary-amd64/Packages.xz.new")]
+    );
+    fs::remove_dir_all(in_the_way.parent().unwrap()).unwrap();
     let text = fs::read_to_string(repo.logs().join("1795639216-first.outlog")).unwrap();
     assert!(
         text.contains("DONE\tasdotnew\tdists/b/main/binary-amd64/Packages.xz\n"),
@@ -161,8 +156,12 @@ fn after_the_hook_is_killed_mid_upload_the_next_log_leaves_no_dot_new() {
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     let total = repo.bytes_sent() as i64;
     let mut left_some = 0;
-    for k in 1..10 {
-        let after = total * k / 10;
+    // Through the uploads, and closely through the end, where the .new files have landed
+    // and wait for their renames.
+    let points = (1..10)
+        .map(|k| total * k / 10)
+        .chain((1..=12).map(|k| total - 40 * k));
+    for after in points {
         repo.restore_state();
         repo.use_faulty_server(after, "kill-hook");
         let ran = repo.hook(&["--basedir", ".", "--pending"]);
