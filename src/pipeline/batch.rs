@@ -522,13 +522,14 @@ impl<'a> Batch<'a> {
             }
             Op::Rename { to, .. } if !conn.limits.serial => {
                 // Not every server renames onto a symlink itself (ProFTPD replaces the
-                // link's target): what stands at `to` is looked at first.
+                // link's target): whether `to` is one is asked first. READLINK, as an
+                // LSTAT may follow the link (ProFTPD's does).
                 self.states[i] = State::Single(Stepwise::Inspecting);
                 conn.session.send(
-                    Request::Lstat {
+                    Request::Readlink {
                         path: to.as_bytes().to_vec(),
                     },
-                    Tag::op(i, Req::Lstat),
+                    Tag::op(i, Req::Readlink),
                 );
             }
             Op::Rename { .. } => self.send_rename_op(i, conn),
@@ -822,14 +823,15 @@ impl<'a> Batch<'a> {
                 );
                 u.outstanding += 1;
                 // Not every server renames onto a symlink itself (ProFTPD replaces the
-                // link's target): on one not known to, what stands at the real name is
-                // looked at in the same flight.
+                // link's target): on one not known to, whether the real name is a link is
+                // asked in the same flight (READLINK: an LSTAT may follow it, ProFTPD's
+                // does).
                 if !conn.limits.serial {
                     conn.session.send(
-                        Request::Lstat {
+                        Request::Readlink {
                             path: destination.as_bytes().to_vec(),
                         },
-                        Tag::op(i, Req::Lstat),
+                        Tag::op(i, Req::Readlink),
                     );
                     u.outstanding += 1;
                 }
@@ -978,7 +980,7 @@ impl<'a> Batch<'a> {
             };
             return match response {
                 // A symlink is removed (the link itself), then the file renamed there.
-                Response::Attrs(a) if a.is_symlink() => self.clear_then(i, to.as_bytes(), conn),
+                Response::Name(_) => self.clear_then(i, to.as_bytes(), conn),
                 _ => self.send_rename_op(i, conn),
             };
         }
@@ -1192,8 +1194,8 @@ impl<'a> Batch<'a> {
                     u.error.get_or_insert(status_cause(req, code, &message));
                 }
             }
-            (Req::Lstat, response) => {
-                u.destination_is_link = matches!(response, Response::Attrs(a) if a.is_symlink());
+            (Req::Readlink, response) => {
+                u.destination_is_link = matches!(response, Response::Name(_));
             }
             (Req::Realpath, Response::Name(names)) if names.len() == 1 => {
                 let entry = names.into_iter().next().expect("one");

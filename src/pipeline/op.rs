@@ -129,7 +129,6 @@ pub enum Req {
     Opendir,
     Readdir,
     Readlink,
-    Lstat,
     Read,
     Realpath,
 }
@@ -156,7 +155,6 @@ impl fmt::Display for Req {
             Req::Opendir => "OPENDIR",
             Req::Readdir => "READDIR",
             Req::Readlink => "READLINK",
-            Req::Lstat => "LSTAT",
             Req::Read => "READ",
         })
     }

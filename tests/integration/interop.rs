@@ -259,3 +259,88 @@ fn proftpd_renames_onto_a_symlinks_target_so_mirror_removes_the_link_first() {
     // trixie's Release is untouched, bookworm's is a file again.
     repo.assert_mirrored(&[]);
 }
+
+/// Plants, in a mirror of `repo`, symlinks at the names a push of package `new` writes:
+/// at the pool file, at its temporary name (dangling: some servers create a dangling
+/// link's target even on an EXCL open), at `Release` and at `Release.new`. Each points to
+/// a victim outside `remote/` (but inside a chroot, so that the server can reach it).
+/// Returns the victims' directory.
+fn plant_links(repo: &Repo) -> std::path::PathBuf {
+    let victims = repo.dir.path().join("victims");
+    fs::create_dir_all(&victims).unwrap();
+    for name in ["pool-file", "release", "release-new"] {
+        fs::write(victims.join(name), "not yours").unwrap();
+    }
+    let pool = repo.remote().join("pool/main/n/new");
+    fs::create_dir_all(&pool).unwrap();
+    let up = "../../../../../victims";
+    let link = |target: String, at: &Path| std::os::unix::fs::symlink(target, at).unwrap();
+    link(format!("{up}/pool-file"), &pool.join("new_1.0_amd64.deb"));
+    link(
+        format!("{up}/created"),
+        &pool.join(".new_1.0_amd64.deb.tmp"),
+    );
+    let dist = repo.remote().join("dists/bookworm");
+    fs::remove_file(dist.join("Release")).unwrap();
+    link("../../../victims/release".into(), &dist.join("Release"));
+    link(
+        "../../../victims/release-new".into(),
+        &dist.join("Release.new"),
+    );
+    victims
+}
+
+fn assert_victims_untouched(victims: &Path, server: &str) {
+    let mut names: Vec<String> = fs::read_dir(victims)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["pool-file", "release", "release-new"], "{server}");
+    for name in names {
+        assert_eq!(
+            fs::read(victims.join(&name)).unwrap(),
+            b"not yours",
+            "{server}: {name} was written through"
+        );
+    }
+}
+
+#[test]
+fn planted_symlinks_are_replaced_never_written_through_on_every_server() {
+    let test = "planted_symlinks_are_replaced_never_written_through_on_every_server";
+    // Not rclone: it shows no symlinks over SFTP at all (one planted in the directory it
+    // serves cannot be seen, so cannot be avoided; rclone itself writes through it, and
+    // the upload then fails on its size check).
+    let kinds = [Kind::Proftpd, Kind::AsyncsshChroot];
+    for kind in std::iter::once(None).chain(kinds.map(Some)) {
+        let repo = repository(false);
+        let _server = match kind {
+            Some(kind) => match serve(kind, &repo, test) {
+                Some(server) => Some(server),
+                None => continue,
+            },
+            None => {
+                repo.set_conf(&format!(
+                    "sftpcommand /usr/libexec/gesftpserver\ntargetdir {}\n",
+                    repo.remote().display()
+                ));
+                None
+            }
+        };
+        let name = kind.map_or("gesftpserver", Kind::name);
+        repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+        let victims = plant_links(&repo);
+        fs::write(repo.base().join("conf/options"), format!("outhook {BIN}\n")).unwrap();
+        let deb = repo.deb("new", "1.0", 30_000);
+        let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+        assert_eq!(ran.code(), 0, "{name}: {}", ran.stderr());
+        assert_victims_untouched(&victims, name);
+        let pool_file = repo.remote().join("pool/main/n/new/new_1.0_amd64.deb");
+        assert!(
+            fs::symlink_metadata(&pool_file).unwrap().is_file(),
+            "{name}: the pool file is not a file"
+        );
+        repo.assert_mirrored(&[]);
+    }
+}
