@@ -117,19 +117,8 @@ pub fn run(
     let stats = engine.stats();
     report.files_uploaded = stats.files_uploaded;
     report.bytes_uploaded = stats.bytes_uploaded;
-    match result {
-        Ok(()) => crate::mirror::close_quietly(engine),
-        Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
-            return Err(e.context(format!("the push to {} stopped", describe(settings))));
-        }
-        Err(e) => {
-            return Err(e.context(format!(
-                "the push to {} was cut off; what completed is journalled, run again to finish",
-                describe(settings)
-            )));
-        }
-    }
-    eprintln!(
+    // What was done is said whichever way the run ended: a cut-off run too.
+    let summary = format!(
         "outsftphook: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files_uploaded,
         crate::progress::human_bytes(report.bytes_uploaded),
@@ -137,6 +126,21 @@ pub fn run(
         report.failures,
         started.elapsed().as_secs_f64()
     );
+    match result {
+        Ok(()) => crate::mirror::close_quietly(engine),
+        Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
+            eprintln!("{summary}");
+            return Err(e.context(format!("the push to {} stopped", describe(settings))));
+        }
+        Err(e) => {
+            eprintln!("{summary}");
+            return Err(e.context(format!(
+                "the push to {} was cut off; what completed is journalled, run again to finish",
+                describe(settings)
+            )));
+        }
+    }
+    eprintln!("{summary}");
     Ok(report)
 }
 

@@ -235,6 +235,8 @@ fn sigterm_ends_a_stalled_push_within_seconds() {
         "{}",
         ran.stderr()
     );
+    // What it did is said all the same.
+    assert!(ran.stderr().contains(" change(s), "), "{}", ran.stderr());
     assert_journal_true(&repo);
     repo.use_server();
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);

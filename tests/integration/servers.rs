@@ -61,15 +61,7 @@ pub struct Server {
     served: PathBuf,
 }
 
-/// Returns why the test cannot run here; panics instead when `CI` is set, where every
-/// server must be installed.
-pub fn skip(test: &str, why: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: {why} (CI must install it: see .ci/run)"
-    );
-    eprintln!("SKIPPED {test}: {why}");
-}
+pub use crate::support::skip;
 
 fn keygen(path: &Path) {
     let status = Command::new("ssh-keygen")

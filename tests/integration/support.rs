@@ -23,7 +23,7 @@ pub fn require(program: &str) {
 pub fn skip(test: &str, why: &str) {
     assert!(
         std::env::var_os("CI").is_none(),
-        "{test} cannot run under CI: {why}"
+        "{test} cannot run under CI: {why} (CI must install it: see .ci/run)"
     );
     eprintln!("SKIPPED {test}: {why}");
 }
