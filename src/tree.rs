@@ -114,7 +114,24 @@ pub fn scan_remote(
     tops: &[RelPath],
 ) -> anyhow::Result<Tree> {
     let mut tree = Tree::new();
-    let mut level: Vec<RelPath> = tops.to_vec();
+    // A top that is a symlink (`pool -> /elsewhere`) is a link to replace, never a
+    // directory to list: OPENDIR would follow it, and `--delete` would then delete what is
+    // there. READLINK tells, where an LSTAT may follow the link (ProFTPD's does).
+    let readlinks: Vec<Op> = tops
+        .iter()
+        .map(|p| Op::Readlink {
+            path: remote_path(targetdir, p),
+        })
+        .collect();
+    let mut level = Vec::new();
+    for (top, result) in tops.iter().zip(engine.run(&readlinks, |_, _| {})?) {
+        match result {
+            Ok(Outcome::Target(target)) => {
+                tree.insert(top.clone(), Node::Link(target));
+            }
+            _ => level.push(top.clone()),
+        }
+    }
     let mut links = Vec::new();
     while !level.is_empty() {
         let ops: Vec<Op> = level

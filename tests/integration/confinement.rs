@@ -135,3 +135,30 @@ fn a_target_directory_that_is_a_symlink_is_the_administrators_and_works() {
         pattern(5000, 3)
     );
 }
+
+#[test]
+fn mirror_delete_never_deletes_through_a_symlinked_top() {
+    let repo = crate::repo::Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    let deb = repo.deb("foo", "1.0", 3_000);
+    repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
+        .expect(0);
+    let elsewhere = repo.dir.path().join("elsewhere");
+    fs::create_dir_all(elsewhere.join("main")).unwrap();
+    fs::write(elsewhere.join("main/precious"), "not yours").unwrap();
+    symlink(&elsewhere, repo.remote().join("pool")).unwrap();
+    let ran = repo.hook(&["--basedir", ".", "mirror", "--delete"]);
+    assert_eq!(
+        names(&elsewhere.join("main")),
+        ["precious"],
+        "{}",
+        ran.stderr()
+    );
+    assert_eq!(
+        fs::read(elsewhere.join("main/precious")).unwrap(),
+        b"not yours"
+    );
+    // The link is replaced by a real directory; the mirror is then complete.
+    ran.expect(0);
+    repo.hook(&["--basedir", ".", "verify"]).expect(0);
+}
