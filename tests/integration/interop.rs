@@ -344,3 +344,54 @@ fn planted_symlinks_are_replaced_never_written_through_on_every_server() {
         repo.assert_mirrored(&[]);
     }
 }
+
+/// Issue 11, point 3: rclone (with its write cache or without) cannot take one file written
+/// at offsets through several handles. Uploads there are never cut into parts, however
+/// many connections share the work.
+#[test]
+fn large_uploads_to_rclone_are_never_cut_into_parts() {
+    use outsftphook::pipeline::{Engine, EngineConfig, Op, Outcome};
+    use outsftphook::remote_path::RemotePath;
+    use outsftphook::transport::ServerCommand;
+    let test = "large_uploads_to_rclone_are_never_cut_into_parts";
+    for kind in [Kind::Rclone, Kind::RcloneCached] {
+        let repo = Repo::new();
+        let Some(server) = serve(kind, &repo, test) else {
+            return;
+        };
+        let local = repo.dir.path().join("big");
+        let data = crate::support::pattern(5 << 20, 9);
+        fs::write(&local, &data).unwrap();
+        let target = server.remote_name(&repo.remote());
+        let command = ServerCommand::Direct(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("exec {} -l root -s 127.0.0.1 sftp", server.ssh_command()).into(),
+        ]);
+        let config = EngineConfig {
+            connections: 3,
+            multi_connection_min_rtt: Duration::ZERO,
+            part_size: 1 << 20,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::connect(&command, config).unwrap();
+        let ops = [Op::Upload {
+            local,
+            remote: RemotePath::new(format!("{target}/big")).unwrap(),
+            fsync: false,
+            mtime: None,
+        }];
+        let results = engine.run_spread(&ops, |_, _| {}).unwrap();
+        assert_eq!(results, vec![Ok(Outcome::Done)], "{}", kind.name());
+        engine.close();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read(repo.remote().join("big")).ok().as_ref() != Some(&data) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: big is not whole",
+                kind.name()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
