@@ -147,6 +147,26 @@ struct Upload {
     dir_attempts: u8,
 }
 
+impl Upload {
+    /// Sends one request of this upload (operation `i`) and counts it as awaited.
+    fn send(&mut self, i: usize, request: Request, req: Req, conn: &mut Conn) {
+        conn.session.send(request, Tag::op(i, req));
+        self.outstanding += 1;
+    }
+
+    /// Sends a REMOVE of `path` for this upload.
+    fn send_remove(&mut self, i: usize, path: &RemotePath, conn: &mut Conn) {
+        let path = path.as_bytes().to_vec();
+        self.send(i, Request::Remove { path }, Req::Remove, conn);
+    }
+
+    /// Sends a REMOVE of its temporary file.
+    fn remove_target(&mut self, i: usize, conn: &mut Conn) {
+        let path = self.target.as_bytes().to_vec();
+        self.send(i, Request::Remove { path }, Req::Remove, conn);
+    }
+}
+
 /// What the REALPATH of an upload's temporary file said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Resolved {
@@ -618,15 +638,13 @@ impl<'a> Batch<'a> {
             return self.send_open(i, conn);
         }
         u.cleared = true;
-        let path = u.target.as_bytes().to_vec();
         if conn.limits.serial {
+            let path = u.target.as_bytes().to_vec();
             conn.session.send(Request::Remove { path }, Tag::Sweep);
             self.send_open(i, conn);
         } else {
             u.stage = Stage::Clearing;
-            conn.session
-                .send(Request::Remove { path }, Tag::op(i, Req::Remove));
-            u.outstanding += 1;
+            u.remove_target(i, conn);
         }
     }
 
@@ -1116,13 +1134,7 @@ impl<'a> Batch<'a> {
         if exists && u.whole && !u.cleared && !self.interrupted {
             u.cleared = true;
             u.stage = Stage::Clearing;
-            conn.session.send(
-                Request::Remove {
-                    path: u.target.as_bytes().to_vec(),
-                },
-                Tag::op(i, Req::Remove),
-            );
-            u.outstanding += 1;
+            u.remove_target(i, conn);
             return;
         }
         let parent = self.ops[i].path().parent();
@@ -1235,13 +1247,8 @@ impl<'a> Batch<'a> {
         };
         if u.error.is_none() && !u.size_checked {
             u.stage = Stage::Confirming;
-            conn.session.send(
-                Request::Stat {
-                    path: u.target.as_bytes().to_vec(),
-                },
-                Tag::op(i, Req::Stat),
-            );
-            u.outstanding += 1;
+            let path = u.target.as_bytes().to_vec();
+            u.send(i, Request::Stat { path }, Req::Stat, conn);
             return;
         }
         if u.error.is_some() {
@@ -1273,13 +1280,7 @@ impl<'a> Batch<'a> {
         if u.destination_is_link && !u.destination_cleared {
             u.destination_cleared = true;
             u.stage = Stage::ClearingDestination;
-            conn.session.send(
-                Request::Remove {
-                    path: to.as_bytes().to_vec(),
-                },
-                Tag::op(i, Req::Remove),
-            );
-            u.outstanding += 1;
+            u.send_remove(i, to, conn);
             return;
         }
         u.stage = Stage::Landing;
@@ -1309,13 +1310,7 @@ impl<'a> Batch<'a> {
             (Req::Rename, StatusCode::Failure) if !u.destination_cleared => {
                 u.destination_cleared = true;
                 u.stage = Stage::ClearingDestination;
-                conn.session.send(
-                    Request::Remove {
-                        path: to.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Remove),
-                );
-                u.outstanding += 1;
+                u.send_remove(i, to, conn);
             }
             (Req::Remove, StatusCode::Ok | StatusCode::NoSuchFile) => {
                 u.stage = Stage::Landing;
@@ -1335,13 +1330,7 @@ impl<'a> Batch<'a> {
             unreachable!()
         };
         u.stage = Stage::Discarding;
-        conn.session.send(
-            Request::Remove {
-                path: u.target.as_bytes().to_vec(),
-            },
-            Tag::op(i, Req::Remove),
-        );
-        u.outstanding += 1;
+        u.remove_target(i, conn);
     }
 
     /// What the operations with requests in flight are, for an error message.

@@ -4,13 +4,12 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
 
 use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op, OpResult};
 use outsftphook::remote_path::RemotePath;
 use outsftphook::transport::ServerCommand;
 
-use crate::support::{Sandbox, pattern, rpath};
+use crate::support::{Sandbox, names_in, pattern, rpath};
 
 /// A sandbox whose remote `pool/main` is a symlink to `elsewhere/`, which holds a file.
 fn planted(sandbox: &Sandbox) -> std::path::PathBuf {
@@ -36,15 +35,6 @@ fn assert_outside(result: &OpResult) {
         err.to_string().contains("outside the target directory"),
         "{err}"
     );
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -92,7 +82,7 @@ fn nothing_lands_or_goes_through_a_symlinked_directory() {
         let results = run(&server, EngineConfig::default(), &ops);
         results.iter().for_each(assert_outside);
         // The file out there is untouched, and no temporary file of ours is left there.
-        assert_eq!(names(&elsewhere), ["old.deb"], "greenend {greenend}");
+        assert_eq!(names_in(&elsewhere), ["old.deb"], "greenend {greenend}");
         assert_eq!(fs::read(elsewhere.join("old.deb")).unwrap(), b"not yours");
     }
 }
@@ -129,7 +119,7 @@ fn a_target_directory_that_is_a_symlink_is_the_administrators_and_works() {
     ];
     let results = run(&sandbox.openssh(), config, &ops);
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    assert_eq!(names(&sandbox.remote().join("pool/main")), ["new.deb"]);
+    assert_eq!(names_in(&sandbox.remote().join("pool/main")), ["new.deb"]);
     assert_eq!(
         fs::read(sandbox.remote().join("pool/main/new.deb")).unwrap(),
         pattern(5000, 3)
@@ -149,7 +139,7 @@ fn mirror_delete_never_deletes_through_a_symlinked_top() {
     symlink(&elsewhere, repo.remote().join("pool")).unwrap();
     let ran = repo.hook(&["--basedir", ".", "mirror", "--delete"]);
     assert_eq!(
-        names(&elsewhere.join("main")),
+        names_in(&elsewhere.join("main")),
         ["precious"],
         "{}",
         ran.stderr()

@@ -291,11 +291,7 @@ fn plant_links(repo: &Repo) -> std::path::PathBuf {
 }
 
 fn assert_victims_untouched(victims: &Path, server: &str) {
-    let mut names: Vec<String> = fs::read_dir(victims)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
+    let names = crate::support::names_in(victims);
     assert_eq!(names, ["pool-file", "release", "release-new"], "{server}");
     for name in names {
         assert_eq!(

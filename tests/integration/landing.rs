@@ -10,7 +10,7 @@ use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op, OpResult};
 use outsftphook::transport::ServerCommand;
 
 use crate::repo::Repo;
-use crate::support::{Sandbox, pattern, rpath};
+use crate::support::{Sandbox, names_in, pattern, rpath};
 
 fn upload(sandbox: &Sandbox, name: &str, size: usize, seed: u8) -> Op {
     Op::Upload {
@@ -30,12 +30,7 @@ fn run(server: &ServerCommand, ops: &[Op]) -> Vec<OpResult> {
 
 /// The names in `remote/pool`, sorted.
 fn pool_names(sandbox: &Sandbox) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(sandbox.remote().join("pool"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
+    names_in(&sandbox.remote().join("pool"))
 }
 
 #[test]
@@ -216,11 +211,7 @@ fn a_planted_symlink_in_the_mirror_stops_the_hook_and_nothing_outside_changes() 
         "{}",
         ran.stderr()
     );
-    let mut found = Vec::new();
-    for entry in fs::read_dir(elsewhere.join("main")).unwrap() {
-        found.push(entry.unwrap().file_name().into_string().unwrap());
-    }
-    assert_eq!(found, ["keep"]);
+    assert_eq!(names_in(&elsewhere.join("main")), ["keep"]);
     assert_eq!(fs::read(elsewhere.join("main/keep")).unwrap(), b"not yours");
     // Once the administrator puts a real directory there, the pending push completes.
     fs::remove_file(repo.remote().join("pool")).unwrap();

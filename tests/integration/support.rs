@@ -143,6 +143,16 @@ pub fn rpath(s: &str) -> RemotePath {
     RemotePath::new(s).unwrap()
 }
 
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Deterministic bytes that differ between files and between offsets.
 pub fn pattern(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
