@@ -147,19 +147,23 @@ fn dist_files_land_at_their_new_name_through_a_temporary_one() {
     assert_eq!(fs::read(new).unwrap(), pattern(3000, 6));
 }
 
+/// Points the repository's conf at a server started by the shell `script`.
+fn use_server_script(repo: &Repo, script: &str) {
+    let path = repo.dir.path().join("server-script.sh");
+    fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", path.display()));
+}
+
 /// Points the repository's conf at sftp-server started after `prefix` (a shell line).
 fn use_server_after(repo: &Repo, prefix: &str) {
-    let script = repo.dir.path().join("limited.sh");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{prefix}\nexec /usr/lib/openssh/sftp-server -d '{}'\n",
+    use_server_script(
+        repo,
+        &format!(
+            "{prefix}\nexec /usr/lib/openssh/sftp-server -d '{}'",
             repo.remote().display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+    );
 }
 
 #[test]
@@ -217,4 +221,33 @@ fn a_planted_symlink_in_the_mirror_stops_the_hook_and_nothing_outside_changes() 
     fs::remove_file(repo.remote().join("pool")).unwrap();
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.assert_mirrored(&["dists/stable"]);
+}
+
+#[test]
+fn a_push_to_a_server_that_reports_no_sizes_journals_nothing_as_done() {
+    let repo = Repo::new();
+    let relay = format!(
+        "exec python3 '{}/tests/fixtures/sizeless_relay.py' /usr/lib/openssh/sftp-server -d '{}'",
+        env!("CARGO_MANIFEST_DIR"),
+        repo.remote().display()
+    );
+    use_server_script(&repo, &relay);
+    let deb = repo.deb("foo", "1.0", 5_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    assert!(
+        ran.stderr().contains("does not report the file's size"),
+        "{}",
+        ran.stderr()
+    );
+    let logs = repo.outlogs();
+    assert_eq!(logs.len(), 1, "the log is still pending");
+    let text = fs::read_to_string(repo.logs().join(&logs[0])).unwrap();
+    assert!(!text.contains("DONE\t"), "{text}");
+    assert!(
+        !repo
+            .remote()
+            .join("pool/main/f/foo/foo_1.0_amd64.deb")
+            .exists()
+    );
 }
