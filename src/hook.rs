@@ -33,8 +33,17 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
+/// An error before anything was sent is a setup error (exit 2), unless a signal ended it.
 fn setup<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
-    r.map_err(|e| SetupError(e).into())
+    r.map_err(|e| {
+        if e.downcast_ref::<crate::interrupt::StoppedWaiting>()
+            .is_some()
+        {
+            e
+        } else {
+            SetupError(e).into()
+        }
+    })
 }
 
 /// What a run achieved.
@@ -61,7 +70,7 @@ pub fn run(
     interrupt: &Interrupt,
 ) -> anyhow::Result<Report> {
     setup(settings.check_dirs(true).map_err(anyhow::Error::new))?;
-    let (_lock, paths) = lock_and_select(settings, files, how)?;
+    let (_lock, paths) = lock_and_select(settings, files, how, interrupt)?;
     let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
@@ -195,6 +204,7 @@ fn lock_and_select(
     settings: &Settings,
     files: &[PathBuf],
     how: Selection,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<(crate::lock::RunLock, Vec<PathBuf>)> {
     let started = Instant::now();
     let deadline = started + settings.lock_timeout;
@@ -212,9 +222,13 @@ fn lock_and_select(
     };
     loop {
         if let Some(lockfile) = &reprepro_lock {
-            crate::lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout)?;
+            crate::lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout, interrupt)?;
         }
-        let lock = setup(crate::lock::acquire_until(&settings.logdir, deadline))?;
+        let lock = setup(crate::lock::acquire_until(
+            &settings.logdir,
+            deadline,
+            interrupt,
+        ))?;
         let paths = setup(logs::select(files, &settings.logdir, how).map_err(|e| {
             match e.downcast_ref::<logs::OlderPending>() {
                 Some(older) => anyhow::anyhow!(

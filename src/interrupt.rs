@@ -39,6 +39,28 @@ impl Interrupt {
     }
 }
 
+/// A wait (for a lock) that a signal ended: nothing was sent. Exit status 1, like any run a
+/// signal stopped, not 2: nothing was wrong with the input.
+#[derive(Debug)]
+pub struct StoppedWaiting {
+    pub signal: i32,
+    /// What was being waited for.
+    pub waiting: &'static str,
+}
+
+impl std::fmt::Display for StoppedWaiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted by {} while {}: nothing was sent and no log touched",
+            signal_name(self.signal),
+            self.waiting
+        )
+    }
+}
+
+impl std::error::Error for StoppedWaiting {}
+
 /// A signal's name, for messages.
 pub fn signal_name(sig: i32) -> String {
     match sig {

@@ -17,6 +17,8 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::interrupt::{Interrupt, StoppedWaiting};
+
 /// Held while the run lasts; dropping it releases the lock.
 pub struct RunLock {
     _file: Flock<File>,
@@ -65,9 +67,11 @@ pub fn wait_for_reprepro(
     lockfile: &Path,
     deadline: Instant,
     limit: Duration,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
     let mut said = false;
     while reprepro_running(lockfile)? {
+        stop_if_asked(interrupt, "waiting for reprepro to finish")?;
         if Instant::now() >= deadline {
             return Err(BusyError(format!(
                 "reprepro is running (its lock file {} exists) and did not finish within {} seconds; \
@@ -92,12 +96,24 @@ pub fn wait_for_reprepro(
 }
 
 /// Takes the lock, waiting up to `timeout` for another run to finish.
-pub fn acquire(logdir: &Path, timeout: Duration) -> anyhow::Result<RunLock> {
-    acquire_until(logdir, Instant::now() + timeout)
+pub fn acquire(logdir: &Path, timeout: Duration, interrupt: &Interrupt) -> anyhow::Result<RunLock> {
+    acquire_until(logdir, Instant::now() + timeout, interrupt)
+}
+
+/// A wait asked to stop by a signal ends at once: nothing was sent, no log touched.
+fn stop_if_asked(interrupt: &Interrupt, waiting: &'static str) -> anyhow::Result<()> {
+    match interrupt.signal() {
+        Some(signal) => Err(StoppedWaiting { signal, waiting }.into()),
+        None => Ok(()),
+    }
 }
 
 /// Takes the lock, waiting until `deadline` for another run to finish.
-pub fn acquire_until(logdir: &Path, deadline: Instant) -> anyhow::Result<RunLock> {
+pub fn acquire_until(
+    logdir: &Path,
+    deadline: Instant,
+    interrupt: &Interrupt,
+) -> anyhow::Result<RunLock> {
     let path = lock_path(logdir);
     let timeout = deadline.saturating_duration_since(Instant::now());
     let mut said = false;
@@ -117,6 +133,7 @@ pub fn acquire_until(logdir: &Path, deadline: Instant) -> anyhow::Result<RunLock
                 return Ok(RunLock { _file: locked });
             }
             Err((mut file, Errno::EWOULDBLOCK)) => {
+                stop_if_asked(interrupt, "waiting for another outsftphook")?;
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
@@ -159,7 +176,8 @@ mod tests {
     fn the_wait_for_reprepro_ends_when_its_lock_file_goes() {
         let dir = tempfile::tempdir().unwrap();
         let lockfile = reprepro_lock_path(dir.path());
-        wait_for_reprepro(&lockfile, Instant::now(), Duration::ZERO).unwrap();
+        let interrupt = Interrupt::default();
+        wait_for_reprepro(&lockfile, Instant::now(), Duration::ZERO, &interrupt).unwrap();
         std::fs::write(&lockfile, "").unwrap();
         let remover = {
             let lockfile = lockfile.clone();
@@ -170,22 +188,45 @@ mod tests {
         };
         let started = Instant::now();
         let limit = Duration::from_secs(10);
-        wait_for_reprepro(&lockfile, started + limit, limit).unwrap();
+        wait_for_reprepro(&lockfile, started + limit, limit, &interrupt).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(200));
         remover.join().unwrap();
         std::os::unix::fs::symlink("nowhere", &lockfile).unwrap();
-        let err = wait_for_reprepro(&lockfile, Instant::now(), limit).unwrap_err();
+        let err = wait_for_reprepro(&lockfile, Instant::now(), limit, &interrupt).unwrap_err();
         assert!(err.downcast_ref::<BusyError>().is_some(), "{err}");
+    }
+
+    #[test]
+    fn a_signal_ends_a_wait_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = reprepro_lock_path(dir.path());
+        std::fs::write(&lockfile, "").unwrap();
+        let interrupt = Interrupt::default();
+        interrupt.trigger(15);
+        let limit = Duration::from_secs(600);
+        let started = Instant::now();
+        let err = wait_for_reprepro(&lockfile, started + limit, limit, &interrupt).unwrap_err();
+        assert!(err.to_string().contains("interrupted by SIGTERM"), "{err}");
+        let _held = acquire(dir.path(), limit, &Interrupt::default()).unwrap();
+        let Err(err) = acquire(dir.path(), limit, &interrupt) else {
+            panic!("took a held lock")
+        };
+        assert!(err.downcast_ref::<StoppedWaiting>().is_some(), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn a_second_run_waits_then_names_the_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let held = acquire(dir.path(), Duration::from_secs(1)).unwrap();
+        let held = acquire(dir.path(), Duration::from_secs(1), &Interrupt::default()).unwrap();
         let started = Instant::now();
-        let err = acquire(dir.path(), Duration::from_millis(300))
-            .err()
-            .unwrap();
+        let err = acquire(
+            dir.path(),
+            Duration::from_millis(300),
+            &Interrupt::default(),
+        )
+        .err()
+        .unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300));
         let msg = err.to_string();
         assert!(
@@ -193,6 +234,6 @@ mod tests {
             "{msg}"
         );
         drop(held);
-        acquire(dir.path(), Duration::from_secs(1)).unwrap();
+        acquire(dir.path(), Duration::from_secs(1), &Interrupt::default()).unwrap();
     }
 }

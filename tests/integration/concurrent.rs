@@ -209,3 +209,35 @@ fn an_empty_log_is_never_marked_done() {
         status.stdout()
     );
 }
+
+#[test]
+fn sigterm_ends_a_wait_for_reprepros_lock_at_once() {
+    let repo = Repo::new();
+    repo.set_conf("servername nowhere.invalid\n");
+    let foo = repo.deb("foo", "1.0", 100);
+    let _ = repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()]);
+    repo.use_server();
+    fs::write(repo.base().join("db/lockfile"), "").unwrap();
+    // The systemd timer's run, stopped while it waits (for up to 600 s by default).
+    let started = Instant::now();
+    let child = Command::new(BIN)
+        .current_dir(repo.base())
+        .args(["--basedir", ".", "--pending"])
+        .env_remove("REPREPRO_OUT_DIR")
+        .env_remove("REPREPRO_LOG_DIR")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted by SIGTERM while waiting for reprepro"),
+        "{err}"
+    );
+    assert!(!repo.server_log().exists(), "the server was started");
+}
