@@ -626,26 +626,22 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Starts a whole upload by removing what stands at its temporary name (what a killed
-    /// run left, or a symlink someone planted: some servers follow a dangling one even on
-    /// an `EXCL` open). An in-order server gets the OPEN right behind the REMOVE; another
-    /// one waits for its answer.
+    /// Starts a whole upload. Its temporary name is opened with `EXCL`, which on OpenSSH's
+    /// server (and asyncssh's: those with `limits@openssh.com`) fails on anything that
+    /// stands there, a dangling symlink included; what stands there is then removed and the
+    /// OPEN sent again. Other servers may follow a dangling symlink even so (gesftpserver
+    /// and rclone create its target): there the name is removed first, and the OPEN waits
+    /// for that answer, as those servers are not known to act in order.
     fn clear_temporary(&mut self, i: usize, conn: &mut Conn) {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("uploads clear their temporary name")
         };
-        if !u.whole {
+        if !u.whole || conn.limits.serial {
             return self.send_open(i, conn);
         }
         u.cleared = true;
-        if conn.limits.serial {
-            let path = u.target.as_bytes().to_vec();
-            conn.session.send(Request::Remove { path }, Tag::Sweep);
-            self.send_open(i, conn);
-        } else {
-            u.stage = Stage::Clearing;
-            u.remove_target(i, conn);
-        }
+        u.stage = Stage::Clearing;
+        u.remove_target(i, conn);
     }
 
     fn send_open(&mut self, i: usize, conn: &mut Conn) {

@@ -64,18 +64,33 @@ fn a_symlink_or_stale_file_at_the_temporary_name_is_removed_first() {
     symlink(&victim, sandbox.remote().join("pool/.a.deb.tmp")).unwrap();
     // What a killed run left: longer than the new file, with other bytes.
     fs::write(sandbox.remote().join("pool/.b.deb.tmp"), vec![7u8; 200_000]).unwrap();
+    // A dangling link: an open that followed it would create a file out there.
+    let created = sandbox.dir.path().join("created");
+    symlink(&created, sandbox.remote().join("pool/.c.deb.tmp")).unwrap();
     let ops = [
         upload(&sandbox, "a.deb", 1000, 2),
         upload(&sandbox, "b.deb", 5000, 3),
+        upload(&sandbox, "c.deb", 10, 4),
     ];
-    let results = run(&sandbox.openssh(), &ops);
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    assert_eq!(fs::read(&victim).unwrap(), b"not yours");
-    assert_eq!(
-        fs::read(sandbox.remote().join("pool/b.deb")).unwrap(),
-        pattern(5000, 3)
-    );
-    assert_eq!(pool_names(&sandbox), ["a.deb", "b.deb"]);
+    for greenend in [false, true] {
+        let server = if greenend {
+            sandbox.greenend()
+        } else {
+            sandbox.openssh()
+        };
+        let results = run(&server, &ops);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+        assert!(!created.exists(), "greenend {greenend}: written through");
+        assert_eq!(
+            fs::read(sandbox.remote().join("pool/b.deb")).unwrap(),
+            pattern(5000, 3)
+        );
+        assert_eq!(pool_names(&sandbox), ["a.deb", "b.deb", "c.deb"]);
+        // Plant them again for the other server.
+        symlink(&victim, sandbox.remote().join("pool/.a.deb.tmp")).unwrap();
+        symlink(&created, sandbox.remote().join("pool/.c.deb.tmp")).unwrap();
+    }
 }
 
 #[test]
