@@ -172,6 +172,8 @@ impl Upload {
 enum Resolved {
     Awaited,
     To(Vec<u8>),
+    /// Not asked: its directory is known to be inside already.
+    InKnownDirectory,
     /// The server cannot resolve paths: not checked.
     Unknowable,
 }
@@ -194,8 +196,9 @@ enum State {
     WaitingDir,
     /// A symlink waiting for its parent directory before it is sent again.
     LinkWaitingDir,
-    /// Waiting to know whether its directory is inside the target (see [`super::confine`]).
-    Confining,
+    /// Waiting to know whether its directory is inside the target (see [`super::confine`]),
+    /// or, known, for the operations started before it (`Some`: the verdict).
+    Confining(Option<Result<(), Cause>>),
     List(Box<ListRun>),
     Compare(Box<CompareRun>),
     Finished,
@@ -233,6 +236,9 @@ pub(crate) struct Batch<'a> {
     unsent: u64,
     /// Uploads whose file was resolved before the target directory was: judged once it is.
     awaiting_root: Vec<usize>,
+    /// Removals, renames and symlinks waiting for their directory's verdict, or behind one
+    /// that does, in the order they were started.
+    confining: VecDeque<usize>,
     /// Asked to stop: nothing new starts, uploads send no more data.
     interrupted: bool,
 }
@@ -250,6 +256,7 @@ impl<'a> Batch<'a> {
             unfinished: ops.len(),
             unsent: 0,
             awaiting_root: Vec::new(),
+            confining: VecDeque::new(),
             interrupted: false,
             ops,
         }
@@ -462,21 +469,23 @@ impl<'a> Batch<'a> {
             | Op::Rename { to: path, .. }
             | Op::Symlink { link: path, .. } => {
                 // What removes or replaces a name goes only once its directory is known
-                // to be inside the target (see [`super::confine`]).
-                match path.parent() {
-                    Some(dir) => {
-                        match conn
-                            .dirs
-                            .confine
-                            .check(&dir, Waiter::Op(i), &mut conn.session)
-                        {
-                            Verdict::Inside => self.send_changing(i, conn),
-                            Verdict::Outside(cause) => self.fail(i, cause, conn),
-                            Verdict::Pending => self.states[i] = State::Confining,
-                        }
-                    }
-                    None => self.send_changing(i, conn),
-                }
+                // to be inside the target (see [`super::confine`]); and never ahead of one
+                // started before it that waits so: an in-order server carries them out in
+                // the order sent, and the caller may rely on that (Release last).
+                let verdict = match path.parent() {
+                    Some(dir) => conn
+                        .dirs
+                        .check_inside(&dir, Waiter::Op(i), &mut conn.session),
+                    None => Verdict::Inside,
+                };
+                let verdict = match verdict {
+                    Verdict::Inside => Some(Ok(())),
+                    Verdict::Outside(cause) => Some(Err(cause)),
+                    Verdict::Pending => None,
+                };
+                self.states[i] = State::Confining(verdict);
+                self.confining.push_back(i);
+                self.send_confined(conn);
             }
             Op::List { path } => {
                 conn.take_handle();
@@ -580,12 +589,22 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// An operation whose directory was judged: it goes on, or fails.
-    fn confined(&mut self, i: usize, verdict: Result<(), Cause>, conn: &mut Conn) {
-        match verdict {
-            Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
-            Ok(()) => self.send_changing(i, conn),
-            Err(cause) => self.fail(i, cause, conn),
+    /// Sends, in the order they were started, the operations whose directory was judged:
+    /// they go on, or fail; the first one still waiting holds back those after it.
+    fn send_confined(&mut self, conn: &mut Conn) {
+        while let Some(&i) = self.confining.front() {
+            let State::Confining(verdict) = &mut self.states[i] else {
+                unreachable!("only confining operations are queued")
+            };
+            let Some(verdict) = verdict.take() else {
+                break;
+            };
+            self.confining.pop_front();
+            match verdict {
+                Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
+                Ok(()) => self.send_changing(i, conn),
+                Err(cause) => self.fail(i, cause, conn),
+            }
         }
     }
 
@@ -828,7 +847,14 @@ impl<'a> Batch<'a> {
                 );
                 u.outstanding += 1;
             }
-            if u.whole {
+            // Where the file really is, unless its directory is known to be inside already.
+            let dir_inside = u
+                .target
+                .parent()
+                .is_some_and(|d| conn.dirs.known_inside(&d));
+            if u.whole && dir_inside {
+                u.resolved = Resolved::InKnownDirectory;
+            } else if u.whole {
                 conn.session.send(
                     Request::Realpath {
                         path: u.target.as_bytes().to_vec(),
@@ -836,6 +862,8 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Realpath),
                 );
                 u.outstanding += 1;
+            }
+            if u.whole {
                 // Not every server renames onto a symlink itself (ProFTPD replaces the
                 // link's target): on one not known to, whether the real name is a link is
                 // asked in the same flight (READLINK: an LSTAT may follow it, ProFTPD's
@@ -901,7 +929,7 @@ impl<'a> Batch<'a> {
                     State::NotStarted
                     | State::WaitingDir
                     | State::LinkWaitingDir
-                    | State::Confining
+                    | State::Confining(_)
                     | State::Finished => {
                         log::warn!("reply to {req} for {} arrived late", self.describe(op));
                     }
@@ -923,12 +951,13 @@ impl<'a> Batch<'a> {
                 let released = conn.dirs.on_confine_reply(dir, response, &mut conn.session);
                 for (waiter, result) in released {
                     let Waiter::Op(i) = waiter else { continue };
-                    if matches!(self.states[i], State::Confining) {
-                        self.confined(i, result, conn);
+                    if let State::Confining(verdict) = &mut self.states[i] {
+                        *verdict = Some(result);
                     } else {
                         self.dir_settled(i, result, conn);
                     }
                 }
+                self.send_confined(conn);
                 if dir.is_none() {
                     for i in std::mem::take(&mut self.awaiting_root) {
                         self.closed(i, conn);
@@ -1442,7 +1471,82 @@ fn append_file_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sftp::wire::{NameEntry, Packet};
     use std::io::Write;
+
+    /// A connection to an in-order server with posix-rename, whose target directory `/m`
+    /// is resolved already.
+    fn in_order_conn() -> Conn {
+        let limits = Limits {
+            max_open_files: 8,
+            max_requests: 64,
+            window: 1 << 20,
+            write_chunk: 32 * 1024,
+            read_chunk: 32 * 1024,
+            serial: true,
+            posix_rename: true,
+            fsync: true,
+            symlink_order: crate::sftp::wire::SymlinkOrder::TargetFirst,
+        };
+        let mut conn = Conn::new(Session::new(), limits);
+        let base = RemotePath::new("/m").unwrap();
+        conn.dirs.base = Some(base.clone());
+        conn.dirs.confine.base = Some(base);
+        conn.dirs
+            .on_confine_reply(None, name("/m"), &mut conn.session);
+        conn
+    }
+
+    fn name(path: &str) -> Response {
+        Response::Name(vec![NameEntry {
+            filename: path.as_bytes().to_vec(),
+            longname: Vec::new(),
+            attrs: Attrs::default(),
+        }])
+    }
+
+    /// What the batch queued, decoded.
+    fn sent(session: &mut Session<Tag>) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut bytes = session.take_output();
+        while let Ok(crate::sftp::wire::Frame::Complete { body, consumed }) =
+            crate::sftp::wire::frame(&bytes)
+        {
+            if let Ok(Packet::Request { request, .. }) = Packet::decode_from_client(body) {
+                out.push(request.summary());
+            }
+            bytes.drain(..consumed);
+        }
+        out
+    }
+
+    #[test]
+    fn a_rename_waiting_for_its_directory_is_never_overtaken() {
+        let mut conn = in_order_conn();
+        let rp = |s: &str| RemotePath::new(s).unwrap();
+        let ops = [
+            Op::Rename {
+                from: rp("/m/dists/a/main/Packages.new"),
+                to: rp("/m/dists/a/main/Packages"),
+            },
+            // Its directory is the target itself, known at once; it must still go second.
+            Op::Rename {
+                from: rp("/m/Release.new"),
+                to: rp("/m/Release"),
+            },
+        ];
+        let mut batch = Batch::new(ops.iter().collect());
+        batch.advance(&mut conn);
+        assert_eq!(sent(&mut conn.session), ["REALPATH /m/dists/a/main"]);
+        batch.on_reply(Tag::Confine { dir: 0 }, name("/m/dists/a/main"), &mut conn);
+        assert_eq!(
+            sent(&mut conn.session),
+            [
+                "posix-rename /m/dists/a/main/Packages.new /m/dists/a/main/Packages",
+                "posix-rename /m/Release.new /m/Release"
+            ]
+        );
+    }
 
     #[test]
     fn a_file_range_is_appended_after_what_is_there() {

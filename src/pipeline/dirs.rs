@@ -325,6 +325,27 @@ impl DirTable {
         })
     }
 
+    /// Whether `dir` is where it should be below the base, for `waiter` to remove, rename
+    /// or link in it: known already (this run made it, or it resolved so), or asked.
+    pub(crate) fn check_inside(
+        &mut self,
+        dir: &RemotePath,
+        waiter: Waiter,
+        session: &mut Session<Tag>,
+    ) -> Verdict {
+        if self.index.get(dir).is_some_and(|&i| self.dirs[i].made) {
+            return Verdict::Inside;
+        }
+        self.confine.check(dir, waiter, session)
+    }
+
+    /// Whether `dir` is known to be where it should below the base: this run made it (under
+    /// a parent known so), or it resolved there.
+    pub(crate) fn known_inside(&self, dir: &RemotePath) -> bool {
+        self.confine.known(dir) == Some(Known::Inside)
+            || self.index.get(dir).is_some_and(|&i| self.dirs[i].made)
+    }
+
     /// Asks early where the directories above `dir` are (whether they exist, and really
     /// below the base), so that the answers are in by the time `dir` is found missing: its
     /// MKDIR, and those of its missing parents, then go at once.
