@@ -127,6 +127,10 @@ struct Upload {
     /// The real name is a symlink (where that was looked at): it is removed before the
     /// rename.
     destination_is_link: bool,
+    /// Where its directory is known to be inside, an in-order server gets a plain RENAME
+    /// onto the real name right behind the CLOSE: `Some(true)` once it took (the real name
+    /// was free), `Some(false)` when it refused (something stood there, left untouched).
+    landed: Option<bool>,
     /// Where the server resolves `target` to (asked with the CLOSE): it is renamed into
     /// place only if that is inside the target directory (see [`super::confine`]).
     resolved: Resolved,
@@ -434,6 +438,7 @@ impl<'a> Batch<'a> {
                             destination_cleared: false,
                             size_checked: false,
                             destination_is_link: false,
+                            landed: None,
                             resolved: Resolved::Awaited,
                             start: range.start,
                             size: range.end,
@@ -886,6 +891,22 @@ impl<'a> Batch<'a> {
             Tag::op(i, Req::Close),
         );
         u.outstanding += 1;
+        // No round trip for the rename where nothing can be lost by it: an in-order server
+        // carries it out after the CLOSE, and a plain RENAME refuses an existing real name
+        // (OpenSSH links, which fails on one). If a WRITE or the size then turns out wrong,
+        // the file it put at the free name is removed again; if the name was taken, the
+        // replacing rename waits for every confirmation as usual.
+        if u.whole
+            && u.error.is_none()
+            && conn.limits.serial
+            && u.resolved == Resolved::InKnownDirectory
+        {
+            let (from, to) = (
+                u.target.as_bytes().to_vec(),
+                destination.as_bytes().to_vec(),
+            );
+            u.send(i, Request::Rename { from, to }, Req::Rename, conn);
+        }
     }
 
     /// Uploads whose file could not give all its data (the transport made up the rest
@@ -1234,6 +1255,15 @@ impl<'a> Batch<'a> {
             (Req::Readlink, response) => {
                 u.destination_is_link = matches!(response, Response::Name(_));
             }
+            (Req::Rename, Response::Status { code, message, .. }) => match code {
+                StatusCode::Ok => u.landed = Some(true),
+                // The real name is taken: it is replaced once all is confirmed.
+                StatusCode::Failure | StatusCode::Other(11) => u.landed = Some(false),
+                code => {
+                    u.landed = Some(false);
+                    u.error.get_or_insert(status_cause(req, code, &message));
+                }
+            },
             (Req::Realpath, Response::Name(names)) if names.len() == 1 => {
                 let entry = names.into_iter().next().expect("one");
                 u.resolved = Resolved::To(entry.filename);
@@ -1270,9 +1300,14 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!()
         };
+        let at = if u.landed == Some(true) {
+            self.ops[i].path()
+        } else {
+            &u.target
+        };
         if u.error.is_none() && !u.size_checked {
             u.stage = Stage::Confirming;
-            let path = u.target.as_bytes().to_vec();
+            let path = at.as_bytes().to_vec();
             u.send(i, Request::Stat { path }, Req::Stat, conn);
             return;
         }
@@ -1282,9 +1317,12 @@ impl<'a> Batch<'a> {
                 let cause = u.error.take().expect("checked");
                 return self.fail(i, cause, conn);
             }
-            return self.discard(i, conn);
+            // What landed at a free name is ours, and incomplete: it goes.
+            let at = at.clone();
+            u.stage = Stage::Discarding;
+            return u.send_remove(i, &at, conn);
         }
-        if !u.whole {
+        if !u.whole || u.landed == Some(true) {
             return self.finish(i, Ok(Outcome::Done), conn);
         }
         if let Resolved::To(resolved) = &u.resolved {

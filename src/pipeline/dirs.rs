@@ -346,14 +346,15 @@ impl DirTable {
             || self.index.get(dir).is_some_and(|&i| self.dirs[i].made)
     }
 
-    /// Asks early where the directories above `dir` are (whether they exist, and really
-    /// below the base), so that the answers are in by the time `dir` is found missing: its
-    /// MKDIR, and those of its missing parents, then go at once.
+    /// Asks early where `dir` and the directories above it are (whether they exist, and
+    /// really below the base), so that the answers are in by the time `dir` is found
+    /// missing (its MKDIR, and those of its missing parents, then go at once), or an upload
+    /// into it is closed (it is then renamed into place in the same flight).
     pub(crate) fn prefetch_confinement(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
         if self.index.contains_key(dir) {
             return;
         }
-        let mut at = self.parent_of(dir);
+        let mut at = Some(dir.clone());
         while let Some(p) = at {
             if self.index.contains_key(&p) || self.confine.is_asked(&p) {
                 break;

@@ -122,6 +122,26 @@ fn a_failed_write_leaves_the_old_file_untouched_and_no_temporary_file() {
 }
 
 #[test]
+fn a_failed_write_of_a_new_file_leaves_nothing_at_its_name() {
+    let sandbox = Sandbox::new();
+    fs::create_dir(sandbox.remote().join("pool")).unwrap();
+    // A directory known to be inside, a free name: the rename goes right behind the CLOSE,
+    // before the failed WRITE is known; what it put there is removed again.
+    let server = sandbox.shell(&format!(
+        "trap '' XFSZ; ulimit -f 100; exec /usr/lib/openssh/sftp-server -d '{}'",
+        sandbox.remote().display()
+    ));
+    let ops = [
+        upload(&sandbox, "small.deb", 1_000, 1),
+        upload(&sandbox, "big.deb", 300_000, 2),
+    ];
+    let results = run(&server, &ops);
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(results[1].is_err(), "{results:?}");
+    assert_eq!(pool_names(&sandbox), ["small.deb"]);
+}
+
+#[test]
 fn a_server_that_does_not_report_sizes_confirms_no_upload() {
     let sandbox = Sandbox::new();
     let server = sandbox.shell(&format!(
