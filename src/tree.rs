@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -105,6 +105,145 @@ pub fn scan_local(outdir: &Path, tops: &[RelPath]) -> anyhow::Result<Tree> {
         tree.insert(path, node);
     }
     Ok(tree)
+}
+
+/// What a copy of a local symlink holds, as `rsync -L` would send it: the file it leads to,
+/// or the tree of the directory it leads to (links in it followed too), each entry at the
+/// repository path it takes below `at`, with the local file it is read from.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub entries: Vec<(RelPath, Node, PathBuf)>,
+}
+
+/// A link whose copy would be wrong to make: what it leads to lies outside `root`, does not
+/// exist, or leads back into itself. Refused the way a forged outlog's source is.
+#[derive(Debug)]
+pub struct RefusedCopy(pub String);
+
+impl fmt::Display for RefusedCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefusedCopy {}
+
+/// Follows the local link (or file) `source`, which stands at repository path `at`:
+/// everything it leads to, confined to `root` (already resolved) after resolving every
+/// symlink, as the hook confines its other local sources.
+pub fn follow(source: &Path, at: &RelPath, root: &Path) -> Result<Followed, RefusedCopy> {
+    let mut followed = Followed::default();
+    let mut ancestors = Vec::new();
+    follow_into(source, at, root, &mut ancestors, &mut followed)?;
+    Ok(followed)
+}
+
+fn follow_into(
+    source: &Path,
+    at: &RelPath,
+    root: &Path,
+    ancestors: &mut Vec<PathBuf>,
+    out: &mut Followed,
+) -> Result<(), RefusedCopy> {
+    let refuse = |why: String| RefusedCopy(format!("{at}: {why}"));
+    let resolved = source.canonicalize().map_err(|e| {
+        refuse(format!(
+            "{} cannot be followed ({e}): no copy of it can be made",
+            source.display()
+        ))
+    })?;
+    if !resolved.starts_with(root) {
+        return Err(refuse(format!(
+            "{} leads to {}, outside {}: refused, no copy of it is uploaded",
+            source.display(),
+            resolved.display(),
+            root.display()
+        )));
+    }
+    let meta = std::fs::metadata(&resolved)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", resolved.display())))?;
+    if meta.is_file() {
+        out.entries.push((
+            at.clone(),
+            Node::File {
+                size: meta.len(),
+                mtime: mtime_of(&meta),
+            },
+            resolved,
+        ));
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(refuse(format!(
+            "{} is not a file or directory: no copy of it is made",
+            resolved.display()
+        )));
+    }
+    if ancestors.contains(&resolved) {
+        return Err(refuse(format!(
+            "{} leads back into a directory it is in: a copy would never end",
+            source.display()
+        )));
+    }
+    let entries = std::fs::read_dir(&resolved)
+        .map_err(|e| refuse(format!("cannot list {}: {e}", resolved.display())))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| refuse(format!("cannot list {}: {e}", resolved.display())))?;
+        match entry
+            .file_name()
+            .to_str()
+            .and_then(|n| RelPath::new(n).ok())
+        {
+            Some(name) => names.push(name),
+            None => log::warn!(
+                "skipping {}: not a name outsftphook can mirror",
+                entry.path().display()
+            ),
+        }
+    }
+    names.sort();
+    out.entries.push((at.clone(), Node::Dir, resolved.clone()));
+    ancestors.push(resolved.clone());
+    for name in names {
+        follow_into(
+            &resolved.join(name.as_str()),
+            &at.join(&name),
+            root,
+            ancestors,
+            out,
+        )?;
+    }
+    ancestors.pop();
+    Ok(())
+}
+
+/// Replaces each local symlink of `tree` for which `which` says so by what it leads to
+/// (see [`follow`]): a link below `pool` must lead into the out dir's `pool`, one below
+/// `dists` into its `dists`. Returns how many links were followed.
+pub fn follow_links(
+    tree: &mut Tree,
+    outdir: &Path,
+    which: &dyn Fn(&RelPath) -> bool,
+) -> anyhow::Result<usize> {
+    let links: Vec<RelPath> = tree
+        .iter()
+        .filter(|(p, n)| matches!(n, Node::Link(_)) && which(p))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in &links {
+        let top = outdir.join(path.first_component());
+        let root = top
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", top.display()))?;
+        let followed = follow(&outdir.join(path.as_str()), path, &root)?;
+        tree.remove(path);
+        for (p, node, _) in followed.entries {
+            tree.insert(p, node);
+        }
+    }
+    Ok(links.len())
 }
 
 /// Lists the remote tree below the top directories.

@@ -229,7 +229,6 @@ fn an_unreadable_remote_symlink_is_one_difference_not_the_end() {
 }
 
 #[test]
-#[ignore = "issue 11 point 17 (the lead's): rclone refuses SYMLINK with OP_UNSUPPORTED"]
 fn rclone_mirrors_a_repository_with_symlinks() {
     let test = "rclone_mirrors_a_repository_with_symlinks";
     let repo = repository(true);
