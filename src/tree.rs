@@ -115,14 +115,18 @@ pub struct Followed {
     pub entries: Vec<(RelPath, Node, PathBuf)>,
 }
 
-/// A link whose copy would be wrong to make: what it leads to lies outside `root`, does not
-/// exist, or leads back into itself. Refused the way a forged outlog's source is.
+/// A link whose copy cannot or must not be made: what it leads to does not exist
+/// (`dangling`), or lies outside `root`, or leads back into itself (refused the way a
+/// forged outlog's source is).
 #[derive(Debug)]
-pub struct RefusedCopy(pub String);
+pub struct RefusedCopy {
+    pub why: String,
+    pub dangling: bool,
+}
 
 impl fmt::Display for RefusedCopy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.why)
     }
 }
 
@@ -145,12 +149,16 @@ fn follow_into(
     ancestors: &mut Vec<PathBuf>,
     out: &mut Followed,
 ) -> Result<(), RefusedCopy> {
-    let refuse = |why: String| RefusedCopy(format!("{at}: {why}"));
-    let resolved = source.canonicalize().map_err(|e| {
-        refuse(format!(
-            "{} cannot be followed ({e}): no copy of it can be made",
+    let refuse = |why: String| RefusedCopy {
+        why: format!("{at}: {why}"),
+        dangling: false,
+    };
+    let resolved = source.canonicalize().map_err(|e| RefusedCopy {
+        why: format!(
+            "{at}: {} cannot be followed ({e}): there is nothing to copy",
             source.display()
-        ))
+        ),
+        dangling: e.kind() == std::io::ErrorKind::NotFound,
     })?;
     if !resolved.starts_with(root) {
         return Err(refuse(format!(
@@ -237,10 +245,16 @@ pub fn follow_links(
         let root = top
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", top.display()))?;
-        let followed = follow(&outdir.join(path.as_str()), path, &root)?;
         tree.remove(path);
-        for (p, node, _) in followed.entries {
-            tree.insert(p, node);
+        match follow(&outdir.join(path.as_str()), path, &root) {
+            Ok(followed) => {
+                for (p, node, _) in followed.entries {
+                    tree.insert(p, node);
+                }
+            }
+            // rsync -L says "symlink has no referent" and goes on: so does this.
+            Err(e) if e.dangling => log::warn!("{e}; skipped"),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(links.len())
