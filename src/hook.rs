@@ -592,6 +592,14 @@ impl Executor<'_> {
                 }
             }
         }
+        let finalised: Vec<&plan::DistDir> = plan
+            .dist_dirs
+            .iter()
+            .zip(&ready)
+            .filter(|(_, ready)| **ready)
+            .map(|(d, _)| d)
+            .collect();
+        self.refresh_copies(&finalised)?;
         if self.report.failures > 0 {
             return Ok(());
         }
@@ -804,6 +812,103 @@ impl Executor<'_> {
         }
         self.report.completed += ok.iter().filter(|b| **b).count();
         Ok((ok, held))
+    }
+
+    /// Keeps the remote copies of reprepro's suite links current: `dists/stable ->
+    /// bookworm` (made by `reprepro createsymlinks`, named by no outlog) is a directory on a
+    /// server that refuses symlinks, which `mirror` filled. When `bookworm` was finalised,
+    /// the copy is brought up to date as `mirror --delete dists/stable` would, before the
+    /// pool deletions that its old indexes may still name. Not with `symlinks yes` (the
+    /// remote has links then), and only where the remote holds a directory.
+    fn refresh_copies(&mut self, finalised: &[&plan::DistDir]) -> anyhow::Result<()> {
+        if self.settings.symlinks == Symlinks::Yes {
+            return Ok(());
+        }
+        let dists = RelPath::new("dists").expect("valid");
+        let local_dists = self.outdir.join("dists");
+        // The distributions themselves (`dists/CODENAME`), resolved.
+        let targets: Vec<(PathBuf, &plan::DistDir)> = finalised
+            .iter()
+            .filter(|d| d.dir.parent().as_ref() == Some(&dists))
+            .filter_map(|d| {
+                let resolved = self.outdir.join(d.dir.as_str()).canonicalize().ok()?;
+                Some((resolved, *d))
+            })
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&local_dists) else {
+            return Ok(());
+        };
+        let (mut aliases, mut changed) = (Vec::new(), BTreeSet::new());
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str().and_then(|n| RelPath::new(n).ok()) else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
+            let Ok(resolved) = entry.path().canonicalize() else {
+                continue;
+            };
+            if let Some((_, d)) = targets.iter().find(|(r, _)| *r == resolved) {
+                aliases.push(dists.join(&name));
+                // What the hook changed in the distribution changes in the copy too, even
+                // where size and time (to the second) could not tell.
+                for job in d.steps.iter().flatten() {
+                    if let Some(rest) = job.path.as_str().strip_prefix(d.dir.as_str())
+                        && let Ok(path) = RelPath::new(&format!("{}{rest}", dists.join(&name)))
+                    {
+                        changed.insert(path);
+                    }
+                }
+            }
+        }
+        if aliases.is_empty() {
+            return Ok(());
+        }
+        let list = Op::List {
+            path: remote_path(self.targetdir.as_ref(), &dists),
+        };
+        let listed = self.engine.run(&[list], |_, _| {})?;
+        let copies: Vec<RelPath> = match listed.into_iter().next() {
+            Some(Ok(Outcome::Listing(entries))) => aliases
+                .into_iter()
+                .filter(|a| {
+                    entries.iter().any(|e| {
+                        e.filename == a.file_name().as_bytes()
+                            && e.attrs.is_dir()
+                            && !e.attrs.is_symlink()
+                    })
+                })
+                .collect(),
+            Some(Err(e)) if e.cause != Cause::Interrupted => {
+                self.report.failures += 1;
+                self.progress.say(&format!("outsftphook: {e}"));
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        if copies.is_empty() {
+            return Ok(());
+        }
+        log::info!(
+            "updating the remote copies of {}",
+            copies
+                .iter()
+                .map(RelPath::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let report = crate::mirror::refresh_copies(
+            self.engine,
+            self.settings,
+            &copies,
+            &changed,
+            &self.interrupt,
+        )?;
+        self.report.failures += report.failures;
+        self.report.completed += report.changes.saturating_sub(report.failures);
+        Ok(())
     }
 
     /// Makes, for each link job, a copy of what the link leads to locally at its path:

@@ -516,6 +516,8 @@ pub fn mirror(
         report: &mut report,
         refused: None,
         copying: settings.symlinks == Symlinks::Copy,
+        renames_warned: false,
+        changed: &BTreeSet::new(),
     };
     let passes = || -> anyhow::Result<usize> {
         let conflicts = pass.run(scanned)?;
@@ -524,6 +526,7 @@ pub fn mirror(
             // with every link copied; the copies then go in the safe order like the rest.
             warn_copying(&refusal);
             pass.copying = true;
+            pass.renames_warned = true;
             return pass.run(tree::scan_local(&settings.outdir, tops)?);
         }
         Ok(conflicts)
@@ -566,6 +569,43 @@ struct Pass<'a> {
     refused: Option<OpError>,
     /// Every local link is copied.
     copying: bool,
+    /// The fallback to remove-then-rename was told already.
+    renames_warned: bool,
+    /// Files known to have changed: uploaded even where size and time match.
+    changed: &'a BTreeSet<RelPath>,
+}
+
+/// Brings the remote copies of local links at `tops` up to date, as `mirror --delete
+/// TOPS` would with `symlinks copy`: the hook's way to keep the copy a server that refuses
+/// symlinks holds of `dists/stable -> bookworm` equal to `bookworm` (reprepro's
+/// createsymlinks links are named by no outlog).
+pub(crate) fn refresh_copies(
+    engine: &mut Engine,
+    settings: &Settings,
+    tops: &[RelPath],
+    changed: &BTreeSet<RelPath>,
+    interrupt: &Interrupt,
+) -> anyhow::Result<MirrorReport> {
+    let options = MirrorOptions {
+        delete: true,
+        ..MirrorOptions::default()
+    };
+    let mut report = MirrorReport::default();
+    let mut pass = Pass {
+        engine,
+        settings,
+        tops,
+        options: &options,
+        interrupt,
+        report: &mut report,
+        refused: None,
+        copying: true,
+        renames_warned: true,
+        changed,
+    };
+    let conflicts = pass.run(tree::scan_local(&settings.outdir, tops)?)?;
+    report.failures += conflicts;
+    Ok(report)
 }
 
 impl Pass<'_> {
@@ -577,8 +617,15 @@ impl Pass<'_> {
         follow_copied_links(&mut local, &remote, settings, self.copying)?;
         tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
         let mut differences = tree::diff(&local, &remote);
+        for path in same_files(&local, &remote) {
+            if self.changed.contains(path) {
+                differences.push((path.clone(), Difference::Content));
+            }
+        }
+        differences.sort_by(|a, b| a.0.cmp(&b.0));
         if options.checksum {
-            let same = same_files(&local, &remote);
+            let mut same = same_files(&local, &remote);
+            same.retain(|p| !self.changed.contains(*p));
             for (path, error) in compare_contents(self.engine, settings, &same, self.interrupt)? {
                 if let Some(e) = error {
                     log::warn!("{path}: cannot compare the content ({e}): uploading it again");
@@ -616,17 +663,13 @@ impl Pass<'_> {
             .iter()
             .flatten()
             .any(|a| matches!(a.op, Op::Rename { .. }))
-            && !self.copying_again()
+            && !self.renames_warned
         {
             warn_unless_atomic_renames(self.engine, settings);
+            self.renames_warned = true;
         }
         self.changes(&plan)?;
         Ok(plan.conflicts.len())
-    }
-
-    /// Whether this is the second pass, after a refused link: the first one warned already.
-    fn copying_again(&self) -> bool {
-        self.copying && self.settings.symlinks != Symlinks::Copy
     }
 
     /// Runs the plan's groups in order.

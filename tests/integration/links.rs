@@ -284,3 +284,42 @@ fn mirror_with_symlinks_copy_sends_no_symlink_and_verify_matches() {
     ran.expect(0);
     assert!(ran.stderr().contains("0 change(s)"), "{}", ran.stderr());
 }
+
+#[test]
+fn the_hook_keeps_the_copy_of_a_suite_link_current() {
+    // `dists/stable -> bookworm` is named by no outlog (createsymlinks): its copy follows
+    // bookworm's changes, before the pool deletions its old indexes still name.
+    let repo = mirror_repository();
+    refusing_server(&repo, "");
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    fs::write(
+        repo.base().join("conf/options"),
+        format!("outhook {}\n", crate::repo::BIN),
+    )
+    .unwrap();
+    let qux = repo.deb("qux", "1.0", 7_000);
+    repo.reprepro(&["includedeb", "bookworm", qux.to_str().unwrap()])
+        .expect(0);
+    repo.clear_server_log();
+    repo.reprepro(&["remove", "bookworm", "bar"]).expect(0);
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+    let log = fs::read_to_string(repo.server_log()).unwrap();
+    let at = |what: &dyn Fn(&str) -> bool| log.lines().position(what);
+    let renamed = at(&|l| l.contains("rename old") && l.contains("dists/stable/"));
+    let removed = at(&|l| l.starts_with("remove name") && l.ends_with("/bar_1.0_amd64.deb\""));
+    assert!(
+        matches!((renamed, removed), (Some(r), Some(d)) if r < d),
+        "the copy of stable must be current before bar leaves the pool:\n{log}"
+    );
+    let ran = repo.hook(&["--basedir", ".", "verify", "--checksum"]);
+    ran.expect(0);
+    let stable = repo.remote().join("dists/stable");
+    assert!(fs::symlink_metadata(&stable).unwrap().is_dir());
+    assert_no_dot_new(&repo.remote());
+    let packages = "main/binary-amd64/Packages";
+    let copy = fs::read_to_string(stable.join(packages)).unwrap();
+    assert!(
+        copy.contains("Package: qux") && !copy.contains("Package: bar"),
+        "{copy}"
+    );
+}
