@@ -572,6 +572,75 @@ mod tests {
     }
 
     #[test]
+    fn following_a_link_copies_its_file_or_tree_and_stays_confined() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let dists = out.join("dists");
+        std::fs::create_dir_all(dists.join("bookworm/main")).unwrap();
+        std::fs::write(dists.join("bookworm/Release"), "R").unwrap();
+        std::fs::write(dists.join("bookworm/main/Packages"), "PP").unwrap();
+        std::fs::create_dir_all(dists.join("bookworm/empty")).unwrap();
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, dists.join(at));
+        link("bookworm", "stable").unwrap();
+        link("bookworm/Release", "rel").unwrap();
+        link("../..", "out").unwrap();
+        link("nowhere", "dangling").unwrap();
+        link(".", "bookworm/self").unwrap();
+        let root = dists.canonicalize().unwrap();
+
+        let file = follow(&dists.join("rel"), &r("dists/rel"), &root).unwrap();
+        assert_eq!(file.entries.len(), 1);
+        assert_eq!(file.entries[0].0, r("dists/rel"));
+        assert!(matches!(file.entries[0].1, Node::File { size: 1, .. }));
+        assert_eq!(file.entries[0].2, root.join("bookworm/Release"));
+
+        // A loop inside is refused (the copy would never end).
+        let looped = follow(&dists.join("stable"), &r("dists/stable"), &root).unwrap_err();
+        assert!(
+            !looped.dangling && looped.why.contains("leads back"),
+            "{looped}"
+        );
+        std::fs::remove_file(dists.join("bookworm/self")).unwrap();
+        let tree = follow(&dists.join("stable"), &r("dists/stable"), &root).unwrap();
+        let paths: Vec<&str> = tree.entries.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "dists/stable",
+                "dists/stable/Release",
+                "dists/stable/empty",
+                "dists/stable/main",
+                "dists/stable/main/Packages"
+            ]
+        );
+
+        let outside = follow(&dists.join("out"), &r("dists/out"), &root).unwrap_err();
+        assert!(
+            !outside.dangling && outside.why.contains("outside"),
+            "{outside}"
+        );
+        let dangling = follow(&dists.join("dangling"), &r("dists/dangling"), &root).unwrap_err();
+        assert!(dangling.dangling, "{dangling}");
+
+        // follow_links: the chosen links become what they lead to; a dangling one goes.
+        let mut tree = scan_local(&out, &[r("dists")]).unwrap();
+        std::fs::remove_file(dists.join("out")).unwrap();
+        tree.remove(&r("dists/out"));
+        let n = follow_links(&mut tree, &out, &|p| p.as_str() != "dists/rel").unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(tree[&r("dists/stable")], Node::Dir);
+        assert!(matches!(
+            tree[&r("dists/stable/main/Packages")],
+            Node::File { size: 2, .. }
+        ));
+        assert_eq!(
+            tree[&r("dists/rel")],
+            Node::Link(b"bookworm/Release".to_vec())
+        );
+        assert!(!tree.contains_key(&r("dists/dangling")));
+    }
+
+    #[test]
     fn a_local_scan_sees_files_links_and_directories() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();

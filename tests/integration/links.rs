@@ -323,3 +323,49 @@ fn the_hook_keeps_the_copy_of_a_suite_link_current() {
         "{copy}"
     );
 }
+
+#[test]
+fn a_copy_of_a_directory_in_the_way_of_its_link_is_kept_current() {
+    // The copy made where links were refused stands where a later link goes, on a server
+    // that makes links: a directory cannot be removed as a link's place is cleared, so it
+    // stays a copy, brought up to date, and the distribution is finalised.
+    let repo = hook_repository();
+    refusing_server(&repo, "");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    let dist = repo.base().join("dists/b");
+    fs::write(
+        dist.join("main/binary-amd64/Packages"),
+        "Package: bar\n".repeat(300),
+    )
+    .unwrap();
+    fs::write(dist.join("Release"), "Codename: b\nVersion: 2\n").unwrap();
+    let local = |name: &str| dist.join(name).display().to_string();
+    fs::write(
+        repo.logs().join("1795639217-again.outlog"),
+        format!(
+            "BEGIN-DISTRIBUTION\tb\tdists/b\n\
+             DISTFILE\tdists/b\tmain/binary-amd64/Packages\t{}\n\
+             DISTSYMLINK\tdists/b\tmain/current\tbinary-amd64\n\
+             DISTFILE\tdists/b\tRelease\t{}\n\
+             END-DISTRIBUTION\tb\tdists/b\n",
+            local("main/binary-amd64/Packages"),
+            local("Release")
+        ),
+    )
+    .unwrap();
+    linking_server(&repo, "");
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(0);
+    assert_eq!(warnings(&ran), 0, "{}", ran.stderr());
+    let remote = repo.remote().join("dists/b");
+    assert_eq!(
+        fs::read_to_string(remote.join("main/current/Packages")).unwrap(),
+        "Package: bar\n".repeat(300)
+    );
+    assert_eq!(
+        fs::read_to_string(remote.join("Release")).unwrap(),
+        "Codename: b\nVersion: 2\n"
+    );
+    assert_no_dot_new(&repo.remote());
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+}
