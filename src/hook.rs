@@ -66,7 +66,12 @@ pub fn run(
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
         for job in crate::status::ordered(&plan) {
-            println!("{}", crate::status::describe(job));
+            match &job.action {
+                Action::Symlink { target } if settings.symlinks == Symlinks::Copy => {
+                    println!("copy {} (what the symlink to {target} leads to)", job.path)
+                }
+                _ => println!("{}", crate::status::describe(job)),
+            }
         }
         if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
             println!("rmdir the pool directories left empty");
@@ -899,15 +904,26 @@ impl Executor<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let report = crate::mirror::refresh_copies(
+        let refreshed = crate::mirror::refresh_copies(
             self.engine,
             self.settings,
             &copies,
             &changed,
             &self.interrupt,
-        )?;
-        self.report.failures += report.failures;
-        self.report.completed += report.changes.saturating_sub(report.failures);
+        );
+        match refreshed {
+            Ok(report) => {
+                self.report.failures += report.failures;
+                self.report.completed += report.changes.saturating_sub(report.failures);
+            }
+            // A copy that must not be made (its link leads out of the repository) is one
+            // failure, said; a lost connection or a signal ends the run.
+            Err(e) if e.downcast_ref::<SetupError>().is_some() => {
+                self.report.failures += 1;
+                self.progress.say(&format!("outsftphook: {e:#}"));
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
