@@ -54,6 +54,21 @@ pub struct Settings {
     pub connections: usize,
     pub timeout: Duration,
     pub lock_timeout: Duration,
+    /// How links are made on the remote (`symlinks auto|yes|copy`).
+    pub symlinks: Symlinks,
+}
+
+/// How links are made on the remote: the `symlinks` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Symlinks {
+    /// Make symlinks; where the server refuses them (said once per run), upload a copy of
+    /// what the link points to instead, for that link and every later one of the run.
+    #[default]
+    Auto,
+    /// Make symlinks; a refused one is an error.
+    Yes,
+    /// Never make a symlink: upload a copy of what each link points to.
+    Copy,
 }
 
 impl Settings {
@@ -155,6 +170,7 @@ pub const CONF_KEYS: &[&str] = &[
     "connections",
     "window",
     "inorder",
+    "symlinks",
 ];
 
 /// Default for the most connections; see the README for the measurement.
@@ -182,6 +198,7 @@ struct ConfFile {
     timeout: Option<u64>,
     keepdirectories: Option<bool>,
     posixrename: Option<bool>,
+    symlinks: Option<Symlinks>,
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -276,6 +293,18 @@ fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
                 ))
             })?)),
             "timeout" => conf.timeout = Some(number(1)?),
+            "symlinks" => {
+                conf.symlinks = Some(match value {
+                    "auto" => Symlinks::Auto,
+                    "yes" => Symlinks::Yes,
+                    "copy" => Symlinks::Copy,
+                    _ => {
+                        return Err(at(format!(
+                            "'symlinks' takes auto, yes or copy, not '{value}'"
+                        )));
+                    }
+                })
+            }
             _ => unreachable!("checked against CONF_KEYS"),
         }
     }
@@ -506,6 +535,7 @@ pub fn resolve(
         connections: conf.connections.unwrap_or(DEFAULT_CONNECTIONS),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),
+        symlinks: conf.symlinks.unwrap_or_default(),
     })
 }
 

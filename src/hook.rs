@@ -8,18 +8,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::Settings;
+use crate::config::{Settings, Symlinks};
 use crate::interrupt::{Interrupt, signal_name};
 use crate::journal::Journal;
 use crate::logs::{self, Selection};
 use crate::outlog::{self, DoneMessage, Line, Outlog};
-use crate::pipeline::{Cause, Engine, Op, OpResult, Outcome};
+use crate::pipeline::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::plan::{self, Action, Job, Plan};
 use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::sftp::wire::StatusCode;
-use crate::tree::{local_mtime, remote_path};
+use crate::tree::{Node, local_mtime, remote_path};
 
 /// An error found before anything was sent: exit status 2.
 #[derive(Debug)]
@@ -75,7 +75,12 @@ pub fn run(
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
         for job in crate::status::ordered(&plan) {
-            println!("{}", crate::status::describe(job));
+            match &job.action {
+                Action::Symlink { target } if settings.symlinks == Symlinks::Copy => {
+                    println!("copy {} (what the symlink to {target} leads to)", job.path)
+                }
+                _ => println!("{}", crate::status::describe(job)),
+            }
         }
         if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
             println!("rmdir the pool directories left empty");
@@ -114,6 +119,9 @@ pub fn run(
         outdir: &settings.outdir,
         progress: Progress::new(upload_files, upload_bytes),
         started,
+        settings,
+        dist_root: setup(dist_root(settings))?,
+        copying: settings.symlinks == Symlinks::Copy,
     };
     let result = exec.rounds(&plan, settings.keepdirectories);
     exec.progress.finish();
@@ -322,8 +330,7 @@ fn resolve_relative_sources(outlogs: &mut [Outlog], basedir: Option<&Path>) {
 /// that exists but is not a regular file (a directory, a device, a FIFO: an outlog must not
 /// make us read /dev/zero).
 fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Result<()> {
-    let dist_root = resolve_path(&settings.distdir)
-        .with_context(|| format!("cannot resolve the dist dir {}", settings.distdir.display()))?;
+    let dist_root = dist_root(settings)?;
     let pool = settings.outdir.join("pool");
     let pool_root =
         resolve_path(&pool).with_context(|| format!("cannot resolve {}", pool.display()))?;
@@ -333,6 +340,17 @@ fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Resul
             let (local, root, what) = match line {
                 Line::PoolNew(key) => (settings.outdir.join(key.as_str()), &pool_root, "pool"),
                 Line::DistFile { local, .. } => (local.clone(), &dist_root, "dist dir"),
+                // With `symlinks copy` a link's copy is a local source too.
+                Line::DistSymlink { dir, name, target } if settings.symlinks == Symlinks::Copy => {
+                    let path = dir.join(name);
+                    let source = link_source(&settings.distdir, &path, target);
+                    match crate::tree::follow(&source, &path, &dist_root) {
+                        Err(e) if !e.dangling => {
+                            anyhow::bail!("{}: {e}; nothing was sent", at())
+                        }
+                        _ => continue,
+                    }
+                }
                 _ => continue,
             };
             let resolved = resolve_path(&local).with_context(|| {
@@ -365,6 +383,24 @@ fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The dist dir with every symlink resolved: where the local sources of dist files (and the
+/// copies of dist links) must lie.
+fn dist_root(settings: &Settings) -> anyhow::Result<PathBuf> {
+    resolve_path(&settings.distdir)
+        .with_context(|| format!("cannot resolve the dist dir {}", settings.distdir.display()))
+}
+
+/// Where the local link of the dist path `path` (`dists/CODENAME/...`) leads, unresolved:
+/// its directory in the dist dir, joined with `target`.
+fn link_source(distdir: &Path, path: &RelPath, target: &str) -> PathBuf {
+    let below = path
+        .as_str()
+        .strip_prefix("dists/")
+        .unwrap_or(path.as_str());
+    let link = distdir.join(below);
+    link.parent().unwrap_or(distdir).join(target)
 }
 
 /// `path` made absolute with every symlink resolved, for the part that exists; a missing
@@ -430,6 +466,38 @@ struct Executor<'a> {
     outdir: &'a Path,
     progress: Progress,
     started: Instant,
+    settings: &'a Settings,
+    /// The dist dir, resolved: what a copy of a link may lead to.
+    dist_root: PathBuf,
+    /// Links are uploaded as copies of what they lead to: `symlinks copy`, or `auto` once
+    /// the server refused one.
+    copying: bool,
+}
+
+/// What [`Executor::batch_once`] leaves to its caller, by index.
+#[derive(Default)]
+struct Held {
+    /// Renames that found no `.new`.
+    missing: Vec<usize>,
+    /// Symlinks the server refused (`symlinks auto`): to be copied instead.
+    refused: Vec<usize>,
+    /// Symlinks whose REMOVE failed, where a copy of a directory stands (`auto`).
+    in_the_way: Vec<usize>,
+    /// The first refusal, for the warning.
+    refusal: Option<crate::pipeline::OpError>,
+}
+
+/// Journals `job` finished with `message`, and the older logs' entries it supersedes
+/// obsoleted: now, and only now, are they moot.
+fn journal_complete(
+    journal: &mut Journal,
+    supersedes: &HashMap<RelPath, Vec<usize>>,
+    job: &Job,
+    message: DoneMessage,
+) -> anyhow::Result<()> {
+    journal.complete(job.log, message, &job.path)?;
+    let mut older = supersedes.get(&job.path).into_iter().flatten();
+    older.try_for_each(|&log| journal.record(log, DoneMessage::Obsoleted, &job.path))
 }
 
 /// How many files the plan uploads, and how many bytes.
@@ -543,6 +611,14 @@ impl Executor<'_> {
                 }
             }
         }
+        let finalised: Vec<&plan::DistDir> = plan
+            .dist_dirs
+            .iter()
+            .zip(&ready)
+            .filter(|(_, ready)| **ready)
+            .map(|(d, _)| d)
+            .collect();
+        self.refresh_copies(&finalised)?;
         if self.report.failures > 0 {
             return Ok(());
         }
@@ -565,7 +641,36 @@ impl Executor<'_> {
     /// but the file is not there: the rename happened and its journal line was lost, or
     /// someone cleaned up) is healed by uploading the file again and renaming it.
     fn batch(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
-        let (mut ok, missing) = self.batch_once(jobs, true)?;
+        let mut ok = vec![false; jobs.len()];
+        // Links already known to be copied are not sent as SYMLINKs.
+        let (mut copies, sent): (Vec<usize>, Vec<usize>) = (0..jobs.len())
+            .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
+        let sent_jobs: Vec<&Job> = sent.iter().map(|&i| jobs[i]).collect();
+        let (sent_ok, held) = self.batch_once(&sent_jobs, true)?;
+        for (k, good) in sent_ok.into_iter().enumerate() {
+            ok[sent[k]] = good;
+        }
+        if let Some(e) = &held.refusal
+            && !self.copying
+        {
+            // `symlinks auto`: said once; this link and every later one are copies.
+            crate::mirror::warn_copying(e);
+            self.copying = true;
+        }
+        copies.extend(
+            held.refused
+                .iter()
+                .chain(&held.in_the_way)
+                .map(|&k| sent[k]),
+        );
+        if !copies.is_empty() {
+            copies.sort_unstable();
+            let links: Vec<&Job> = copies.iter().map(|&i| jobs[i]).collect();
+            for (i, good) in copies.iter().zip(self.copy_links(&links)?) {
+                ok[*i] = good;
+            }
+        }
+        let missing: Vec<usize> = held.missing.iter().map(|&k| sent[k]).collect();
         if missing.is_empty() {
             return Ok(ok);
         }
@@ -603,26 +708,33 @@ impl Executor<'_> {
     }
 
     /// One engine run of `jobs`. With `heal`, renames that find no `.new` are not reported
-    /// but returned (by index) for [`Executor::batch`] to heal.
-    fn batch_once(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Vec<usize>)> {
+    /// but returned (by index) for [`Executor::batch`] to heal; so are, with `symlinks
+    /// auto`, the links the server refuses, to be copied instead.
+    fn batch_once(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
         // Huge plans go in slices, so that memory stays bounded whatever the plan's size; a
         // slice costs one round trip of tail, nothing at this size.
         if jobs.len() > SLICE {
-            let (mut ok, mut missing) = (Vec::with_capacity(jobs.len()), Vec::new());
+            let (mut ok, mut held) = (Vec::with_capacity(jobs.len()), Held::default());
             for (n, slice) in jobs.chunks(SLICE).enumerate() {
-                let (o, m) = self.batch_once(slice, heal)?;
+                let (o, h) = self.batch_once(slice, heal)?;
                 ok.extend(o);
-                missing.extend(m.into_iter().map(|i| i + n * SLICE));
+                let shift = |v: Vec<usize>| v.into_iter().map(move |i| i + n * SLICE);
+                held.missing.extend(shift(h.missing));
+                held.refused.extend(shift(h.refused));
+                held.in_the_way.extend(shift(h.in_the_way));
+                held.refusal = held.refusal.or(h.refusal);
             }
-            return Ok((ok, missing));
+            return Ok((ok, held));
         }
         if jobs.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Held::default()));
         }
         let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
         let mut ok = vec![false; jobs.len()];
-        let mut missing = Vec::new();
+        let mut held = Held::default();
         let mut journal_error = None;
+        let settings = self.settings;
+        let auto = settings.symlinks == Symlinks::Auto;
         let journal = &mut *self.journal;
         let report = &mut self.report;
         let supersedes = self.supersedes;
@@ -651,15 +763,7 @@ impl Executor<'_> {
                         _ => (DoneMessage::Done, true),
                     };
                     let journalled = if completes {
-                        journal
-                            .complete(job.log, message, &job.path)
-                            .and_then(|()| {
-                                // Now, and only now, the older entries for this path are moot.
-                                let mut older = supersedes.get(&job.path).into_iter().flatten();
-                                older.try_for_each(|&log| {
-                                    journal.record(log, DoneMessage::Obsoleted, &job.path)
-                                })
-                            })
+                        journal_complete(journal, supersedes, job, message)
                     } else {
                         journal.record(job.log, message, &job.path)
                     };
@@ -672,9 +776,37 @@ impl Executor<'_> {
                         && matches!(job.action, Action::RenameDotNew { .. })
                         && e.status() == Some(StatusCode::NoSuchFile) =>
                 {
-                    missing.push(i);
+                    held.missing.push(i);
                 }
                 Err(e) if e.cause == Cause::Interrupted => {}
+                Err(e) if heal && auto && crate::mirror::refuses_symlinks(e) => {
+                    held.refused.push(i);
+                    held.refusal.get_or_insert_with(|| e.clone());
+                }
+                Err(e) if crate::mirror::refuses_symlinks(e) => {
+                    report.failures += 1;
+                    progress.say(&format!(
+                        "outsftphook: {}",
+                        crate::mirror::refused_error(e, settings)
+                    ));
+                }
+                // The REMOVE before the SYMLINK failed where the link leads to a directory:
+                // a copy of it made earlier stands there (a directory cannot be removed
+                // so): it is kept up to date instead.
+                Err(OpError {
+                    cause:
+                        Cause::Status {
+                            request: Req::Remove,
+                            ..
+                        },
+                    ..
+                }) if heal
+                    && auto
+                    && matches!(&job.action, Action::Symlink { target }
+                        if link_source(&settings.distdir, &job.path, target).is_dir()) =>
+                {
+                    held.in_the_way.push(i);
+                }
                 Err(e) => {
                     report.failures += 1;
                     progress.say(&format!("outsftphook: {e}"));
@@ -698,7 +830,224 @@ impl Executor<'_> {
             );
         }
         self.report.completed += ok.iter().filter(|b| **b).count();
-        Ok((ok, missing))
+        Ok((ok, held))
+    }
+
+    /// Keeps the remote copies of reprepro's suite links current: `dists/stable ->
+    /// bookworm` (made by `reprepro createsymlinks`, named by no outlog) is a directory on a
+    /// server that refuses symlinks, which `mirror` filled. When `bookworm` was finalised,
+    /// the copy is brought up to date as `mirror --delete dists/stable` would, before the
+    /// pool deletions that its old indexes may still name. Not with `symlinks yes` (the
+    /// remote has links then), and only where the remote holds a directory.
+    fn refresh_copies(&mut self, finalised: &[&plan::DistDir]) -> anyhow::Result<()> {
+        if self.settings.symlinks == Symlinks::Yes {
+            return Ok(());
+        }
+        let dists = RelPath::new("dists").expect("valid");
+        let local_dists = self.outdir.join("dists");
+        // The distributions themselves (`dists/CODENAME`), resolved.
+        let targets: Vec<(PathBuf, &plan::DistDir)> = finalised
+            .iter()
+            .filter(|d| d.dir.parent().as_ref() == Some(&dists))
+            .filter_map(|d| {
+                let resolved = self.outdir.join(d.dir.as_str()).canonicalize().ok()?;
+                Some((resolved, *d))
+            })
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&local_dists) else {
+            return Ok(());
+        };
+        let (mut aliases, mut changed) = (Vec::new(), BTreeSet::new());
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str().and_then(|n| RelPath::new(n).ok()) else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
+            let Ok(resolved) = entry.path().canonicalize() else {
+                continue;
+            };
+            if let Some((_, d)) = targets.iter().find(|(r, _)| *r == resolved) {
+                aliases.push(dists.join(&name));
+                // What the hook changed in the distribution changes in the copy too, even
+                // where size and time (to the second) could not tell.
+                for job in d.steps.iter().flatten() {
+                    if let Some(rest) = job.path.as_str().strip_prefix(d.dir.as_str())
+                        && let Ok(path) = RelPath::new(&format!("{}{rest}", dists.join(&name)))
+                    {
+                        changed.insert(path);
+                    }
+                }
+            }
+        }
+        if aliases.is_empty() {
+            return Ok(());
+        }
+        let list = Op::List {
+            path: remote_path(self.targetdir.as_ref(), &dists),
+        };
+        let listed = self.engine.run(&[list], |_, _| {})?;
+        let copies: Vec<RelPath> = match listed.into_iter().next() {
+            Some(Ok(Outcome::Listing(entries))) => aliases
+                .into_iter()
+                .filter(|a| {
+                    entries.iter().any(|e| {
+                        e.filename == a.file_name().as_bytes()
+                            && e.attrs.is_dir()
+                            && !e.attrs.is_symlink()
+                    })
+                })
+                .collect(),
+            Some(Err(e)) if e.cause != Cause::Interrupted => {
+                self.report.failures += 1;
+                self.progress.say(&format!("outsftphook: {e}"));
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        if copies.is_empty() {
+            return Ok(());
+        }
+        log::info!(
+            "updating the remote copies of {}",
+            copies
+                .iter()
+                .map(RelPath::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let refreshed = crate::mirror::refresh_copies(
+            self.engine,
+            self.settings,
+            &copies,
+            &changed,
+            &self.interrupt,
+        );
+        match refreshed {
+            Ok(report) => {
+                self.report.failures += report.failures;
+                self.report.completed += report.changes.saturating_sub(report.failures);
+            }
+            // A copy that must not be made (its link leads out of the repository) is one
+            // failure, said; a lost connection or a signal ends the run.
+            Err(e) if e.downcast_ref::<SetupError>().is_some() => {
+                self.report.failures += 1;
+                self.progress.say(&format!("outsftphook: {e:#}"));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Makes, for each link job, a copy of what the link leads to locally at its path:
+    /// the file, or the directory's tree (links in it followed, as `rsync -L` does), each
+    /// file uploaded straight to its final name (an upload lands atomically by itself).
+    /// A job is journalled `done` once all of its copy is up. What the link leads to must
+    /// lie in the dist dir, as every dist file's source must; a link that leads nowhere
+    /// has nothing to copy: what stands at its path is removed, and it is done.
+    fn copy_links(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
+        let mut failed = vec![false; jobs.len()];
+        let (mut clears, mut mkdirs, mut uploads) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, job) in jobs.iter().enumerate() {
+            let Action::Symlink { target } = &job.action else {
+                unreachable!("only links are copied")
+            };
+            let source = link_source(&self.settings.distdir, &job.path, target);
+            let link = remote_path(self.targetdir.as_ref(), &job.path);
+            let followed = match crate::tree::follow(&source, &job.path, &self.dist_root) {
+                Ok(followed) => followed,
+                Err(e) if e.dangling => {
+                    log::warn!("{e}: nothing is uploaded for it");
+                    clears.push((i, Op::Remove { path: link }));
+                    continue;
+                }
+                Err(e) => {
+                    failed[i] = true;
+                    self.report.failures += 1;
+                    self.progress.say(&format!("outsftphook: {e}"));
+                    continue;
+                }
+            };
+            let dirs_with_files: BTreeSet<RelPath> = followed
+                .entries
+                .iter()
+                .filter(|(_, n, _)| matches!(n, Node::File { .. }))
+                .filter_map(|(p, _, _)| p.parent())
+                .collect();
+            for (path, node, local) in followed.entries {
+                let remote = remote_path(self.targetdir.as_ref(), &path);
+                match node {
+                    Node::Dir => {
+                        if path == job.path {
+                            // A link or file standing where the directory goes (a
+                            // directory there is kept: its REMOVE fails harmlessly).
+                            clears.push((i, Op::Remove { path: link.clone() }));
+                        }
+                        if !dirs_with_files.contains(&path) {
+                            mkdirs.push((i, Op::Mkdir { path: remote }));
+                        }
+                    }
+                    Node::File { mtime, .. } => uploads.push((
+                        i,
+                        Op::Upload {
+                            local,
+                            remote,
+                            fsync: true,
+                            mtime: Some(mtime),
+                        },
+                    )),
+                    Node::Link(_) | Node::UnreadableLink(_) => {}
+                }
+            }
+        }
+        for (group, counts) in [(clears, false), (mkdirs, true), (uploads, true)] {
+            if group.is_empty() {
+                continue;
+            }
+            let ops: Vec<Op> = group.iter().map(|(_, op)| op.clone()).collect();
+            self.report.operations += ops.len();
+            let (report, progress) = (&mut self.report, &mut self.progress);
+            let mut on_done = |k: usize, result: &OpResult| match result {
+                Err(e) if e.cause == Cause::Interrupted => failed[group[k].0] = true,
+                Err(e) if counts => {
+                    failed[group[k].0] = true;
+                    report.failures += 1;
+                    progress.say(&format!("outsftphook: {e}"));
+                }
+                _ => {}
+            };
+            if matches!(ops[0], Op::Upload { .. }) {
+                self.engine.run_spread(&ops, &mut on_done)?;
+            } else {
+                self.engine.run(&ops, &mut on_done)?;
+            }
+            if let Some(sig) = self.interrupt.signal() {
+                anyhow::bail!(
+                    "interrupted by {} while uploading copies of symlinks: stopped once the \
+                     requests in flight were answered; {} operation(s) completed and are \
+                     journalled",
+                    signal_name(sig),
+                    self.report.completed
+                );
+            }
+        }
+        let mut ok = vec![false; jobs.len()];
+        for (i, job) in jobs.iter().enumerate() {
+            if failed[i] {
+                continue;
+            }
+            journal_complete(self.journal, self.supersedes, job, DoneMessage::Done)
+                .context(JournalStopped)?;
+            ok[i] = true;
+            self.report.completed += 1;
+            if self.settings.verbose > 0 {
+                self.progress
+                    .say(&format!("copied {} (a symlink)", job.path));
+            }
+        }
+        Ok(ok)
     }
 
     fn op(&self, job: &Job) -> Op {

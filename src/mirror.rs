@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::Settings;
+use crate::config::{Settings, Symlinks};
 use crate::hook::SetupError;
 use crate::interrupt::{Interrupt, signal_name};
-use crate::pipeline::{Engine, Op, OpResult, Outcome};
+use crate::pipeline::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::progress::Progress;
 use crate::relpath::RelPath;
+use crate::sftp::wire::StatusCode;
 use crate::tree::{self, Difference, Node, Tree, remote_path};
 
 /// Says that index files will be replaced by remove-then-rename (so that for a moment each
@@ -43,6 +44,58 @@ pub(crate) fn close_quietly(engine: Engine) {
     {
         log::debug!("the SFTP server (or ssh) exited with {status} after the session ended");
     }
+}
+
+/// Whether a failed operation is the server refusing to make a symlink: OP_UNSUPPORTED
+/// (rclone), or PERMISSION_DENIED for the SYMLINK itself (`sftp-server -P symlink`).
+pub(crate) fn refuses_symlinks(e: &OpError) -> bool {
+    matches!(
+        e.cause,
+        Cause::Status {
+            request: Req::Symlink,
+            code: StatusCode::OpUnsupported | StatusCode::PermissionDenied,
+            ..
+        }
+    )
+}
+
+/// Says, once per run, that links are copied from now on (`symlinks auto`).
+pub(crate) fn warn_copying(e: &OpError) {
+    log::warn!(
+        "the server refuses symlinks ({}): uploading copies of their targets instead; set \
+         'symlinks copy' to say so",
+        e.cause
+    );
+}
+
+/// A refused symlink under `symlinks yes`: what to do about it.
+pub(crate) fn refused_error(e: &OpError, settings: &Settings) -> String {
+    format!(
+        "{e}: the server refuses symlinks; set 'symlinks copy' (or auto) in {} to upload \
+         copies of their targets instead",
+        settings.confdir.join("outsftphook.conf").display()
+    )
+}
+
+/// Replaces the local links that are to be copied by what they lead to: every one with
+/// `symlinks copy` (or once the server refused one), none with `yes`; with `auto` those
+/// where the remote has a file or directory (a copy an earlier run made, where a link was
+/// refused), which is compared as the copy it is rather than replaced.
+fn follow_copied_links(
+    local: &mut Tree,
+    remote: &Tree,
+    settings: &Settings,
+    copying: bool,
+) -> anyhow::Result<()> {
+    let which: Box<dyn Fn(&RelPath) -> bool> = match settings.symlinks {
+        _ if copying => Box::new(|_| true),
+        Symlinks::Copy => Box::new(|_| true),
+        Symlinks::Yes => Box::new(|_| false),
+        Symlinks::Auto => Box::new(|p| remote.get(p).is_some_and(|n| !n.is_link())),
+    };
+    tree::follow_links(local, &settings.outdir, &*which)
+        .map(|_| ())
+        .map_err(|e| SetupError(e).into())
 }
 
 /// The top directories to work on: those given, or `pool` and `dists`.
@@ -442,9 +495,9 @@ pub fn mirror(
     interrupt: &Interrupt,
 ) -> anyhow::Result<MirrorReport> {
     let started = Instant::now();
-    let local = tree::scan_local(&settings.outdir, tops)?;
-    check_tops(&local, tops, settings, options.delete)?;
-    let local_bytes: u64 = local
+    let scanned = tree::scan_local(&settings.outdir, tops)?;
+    check_tops(&scanned, tops, settings, options.delete)?;
+    let local_bytes: u64 = scanned
         .values()
         .map(|n| match n {
             Node::File { size, .. } => *size,
@@ -453,102 +506,46 @@ pub fn mirror(
         .sum();
     let connections = crate::hook::connections_for_bytes(local_bytes, settings.connections);
     let mut engine = connect(settings, connections, interrupt)?;
-    let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
-    tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
-    let mut differences = tree::diff(&local, &remote);
-    if options.checksum {
-        let same = same_files(&local, &remote);
-        for (path, error) in compare_contents(&mut engine, settings, &same, interrupt)? {
-            if let Some(e) = error {
-                log::warn!("{path}: cannot compare the content ({e}): uploading it again");
-            }
-            differences.push((path, Difference::Content));
-        }
-        differences.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    let plan = plan_mirror(&local, differences, settings, options.delete);
-    for conflict in &plan.conflicts {
-        eprintln!("outsftphook: {conflict}");
-    }
     let mut report = MirrorReport::default();
-    if options.dry_run {
-        for action in plan.groups.iter().flatten() {
-            println!("{}", action.describe);
+    let mut pass = Pass {
+        engine: &mut engine,
+        settings,
+        tops,
+        options,
+        interrupt,
+        report: &mut report,
+        refused: None,
+        copying: settings.symlinks == Symlinks::Copy,
+        renames_warned: false,
+        changed: &BTreeSet::new(),
+    };
+    let passes = || -> anyhow::Result<usize> {
+        let conflicts = pass.run(scanned)?;
+        if let Some(refusal) = pass.refused.take() {
+            // `symlinks auto`, and the server refused a link: what is left is done again
+            // with every link copied; the copies then go in the safe order like the rest.
+            warn_copying(&refusal);
+            pass.copying = true;
+            pass.renames_warned = true;
+            return pass.run(tree::scan_local(&settings.outdir, tops)?);
         }
-    }
-    if let Some(max) = options.max_delete
-        && plan.deletions > max
-    {
-        engine.close();
-        return Err(SetupError(anyhow::anyhow!(
-            "--delete would remove {} remote files, links and directories, more than \
-             --max-delete {max}: nothing was changed. See them with 'outsftphook --dry-run \
-             {}'; if they must go, raise --max-delete",
-            plan.deletions,
-            options.command(tops)
-        ))
-        .into());
-    }
+        Ok(conflicts)
+    };
+    let conflicts = match passes() {
+        Ok(conflicts) => conflicts,
+        Err(e) if e.downcast_ref::<SetupError>().is_some() => {
+            engine.close();
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     if options.dry_run {
         engine.close();
         return Ok(report);
     }
-    if plan
-        .groups
-        .iter()
-        .flatten()
-        .any(|a| matches!(a.op, Op::Rename { .. }))
-    {
-        warn_unless_atomic_renames(&engine, settings);
-    }
-    let mut progress = Progress::new(plan.files, plan.bytes);
-    for group in &plan.groups {
-        let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
-        let spread = ops.iter().all(|op| matches!(op, Op::Upload { .. }));
-        let mut on_done = |i: usize, result: &OpResult| {
-            report.changes += 1;
-            match result {
-                Ok(_) => {
-                    if let Op::Upload { local, .. } = &ops[i] {
-                        let size = std::fs::metadata(local).map_or(0, |m| m.len());
-                        report.files += 1;
-                        report.bytes += size;
-                        progress.file_done(size);
-                    }
-                    if settings.verbose > 0 {
-                        progress.say(&group[i].describe);
-                    }
-                }
-                Err(e) if e.cause == crate::pipeline::Cause::Interrupted => {}
-                Err(e) => {
-                    report.failures += 1;
-                    progress.say(&format!("outsftphook: {e}"));
-                }
-            }
-        };
-        if spread {
-            engine.run_spread(&ops, &mut on_done)?;
-        } else {
-            engine.run(&ops, &mut on_done)?;
-        }
-        if let Some(sig) = interrupt.signal() {
-            progress.finish();
-            anyhow::bail!(
-                "interrupted by {}: stopped once the requests in flight were answered; run \
-                 '{}' again to finish",
-                signal_name(sig),
-                options.command(tops)
-            );
-        }
-        if report.failures > 0 {
-            // Later groups rely on earlier ones (renames on uploads, deletions on renames).
-            break;
-        }
-    }
-    progress.finish();
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
-    report.failures += plan.conflicts.len();
+    report.failures += conflicts;
     eprintln!(
         "outsftphook: mirror: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files,
@@ -560,6 +557,186 @@ pub fn mirror(
     Ok(report)
 }
 
+/// One comparison of the trees and the changes it calls for.
+struct Pass<'a> {
+    engine: &'a mut Engine,
+    settings: &'a Settings,
+    tops: &'a [RelPath],
+    options: &'a MirrorOptions,
+    interrupt: &'a Interrupt,
+    report: &'a mut MirrorReport,
+    /// The first symlink the server refused (with `symlinks auto`): the pass stopped there.
+    refused: Option<OpError>,
+    /// Every local link is copied.
+    copying: bool,
+    /// The fallback to remove-then-rename was told already.
+    renames_warned: bool,
+    /// Files known to have changed: uploaded even where size and time match.
+    changed: &'a BTreeSet<RelPath>,
+}
+
+/// Brings the remote copies of local links at `tops` up to date, as `mirror --delete
+/// TOPS` would with `symlinks copy`: the hook's way to keep the copy a server that refuses
+/// symlinks holds of `dists/stable -> bookworm` equal to `bookworm` (reprepro's
+/// createsymlinks links are named by no outlog).
+pub(crate) fn refresh_copies(
+    engine: &mut Engine,
+    settings: &Settings,
+    tops: &[RelPath],
+    changed: &BTreeSet<RelPath>,
+    interrupt: &Interrupt,
+) -> anyhow::Result<MirrorReport> {
+    let options = MirrorOptions {
+        delete: true,
+        ..MirrorOptions::default()
+    };
+    let mut report = MirrorReport::default();
+    let mut pass = Pass {
+        engine,
+        settings,
+        tops,
+        options: &options,
+        interrupt,
+        report: &mut report,
+        refused: None,
+        copying: true,
+        renames_warned: true,
+        changed,
+    };
+    let conflicts = pass.run(tree::scan_local(&settings.outdir, tops)?)?;
+    report.failures += conflicts;
+    Ok(report)
+}
+
+impl Pass<'_> {
+    /// Lists the remote, compares it with `local` and makes the changes; returns how many
+    /// conflicts it reported (differences it cannot repair).
+    fn run(&mut self, mut local: Tree) -> anyhow::Result<usize> {
+        let (settings, options, tops) = (self.settings, self.options, self.tops);
+        let mut remote = tree::scan_remote(self.engine, settings.targetdir.as_ref(), tops)?;
+        follow_copied_links(&mut local, &remote, settings, self.copying)?;
+        tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
+        let mut differences = tree::diff(&local, &remote);
+        for path in same_files(&local, &remote) {
+            if self.changed.contains(path) {
+                differences.push((path.clone(), Difference::Content));
+            }
+        }
+        differences.sort_by(|a, b| a.0.cmp(&b.0));
+        if options.checksum {
+            let mut same = same_files(&local, &remote);
+            same.retain(|p| !self.changed.contains(*p));
+            for (path, error) in compare_contents(self.engine, settings, &same, self.interrupt)? {
+                if let Some(e) = error {
+                    log::warn!("{path}: cannot compare the content ({e}): uploading it again");
+                }
+                differences.push((path, Difference::Content));
+            }
+            differences.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let plan = plan_mirror(&local, differences, settings, options.delete);
+        for conflict in &plan.conflicts {
+            eprintln!("outsftphook: {conflict}");
+        }
+        if options.dry_run {
+            for action in plan.groups.iter().flatten() {
+                println!("{}", action.describe);
+            }
+        }
+        if let Some(max) = options.max_delete
+            && plan.deletions > max
+        {
+            return Err(SetupError(anyhow::anyhow!(
+                "--delete would remove {} remote files, links and directories, more than \
+                 --max-delete {max}: nothing was changed. See them with 'outsftphook --dry-run \
+                 {}'; if they must go, raise --max-delete",
+                plan.deletions,
+                options.command(tops)
+            ))
+            .into());
+        }
+        if options.dry_run {
+            return Ok(plan.conflicts.len());
+        }
+        if plan
+            .groups
+            .iter()
+            .flatten()
+            .any(|a| matches!(a.op, Op::Rename { .. }))
+            && !self.renames_warned
+        {
+            warn_unless_atomic_renames(self.engine, settings);
+            self.renames_warned = true;
+        }
+        self.changes(&plan)?;
+        Ok(plan.conflicts.len())
+    }
+
+    /// Runs the plan's groups in order.
+    fn changes(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
+        let settings = self.settings;
+        let auto = settings.symlinks == Symlinks::Auto && !self.copying;
+        let mut progress = Progress::new(plan.files, plan.bytes);
+        for group in &plan.groups {
+            let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
+            let spread = ops.iter().all(|op| matches!(op, Op::Upload { .. }));
+            let report = &mut *self.report;
+            let refused = &mut self.refused;
+            let mut on_done = |i: usize, result: &OpResult| {
+                report.changes += 1;
+                match result {
+                    Ok(_) => {
+                        if let Op::Upload { local, .. } = &ops[i] {
+                            let size = std::fs::metadata(local).map_or(0, |m| m.len());
+                            report.files += 1;
+                            report.bytes += size;
+                            progress.file_done(size);
+                        }
+                        if settings.verbose > 0 {
+                            progress.say(&group[i].describe);
+                        }
+                    }
+                    Err(e) if e.cause == Cause::Interrupted => {}
+                    // Not a change: the link is copied in the next pass.
+                    Err(e) if auto && refuses_symlinks(e) => {
+                        report.changes -= 1;
+                        refused.get_or_insert_with(|| e.clone());
+                    }
+                    Err(e) if refuses_symlinks(e) => {
+                        report.failures += 1;
+                        progress.say(&format!("outsftphook: {}", refused_error(e, settings)));
+                    }
+                    Err(e) => {
+                        report.failures += 1;
+                        progress.say(&format!("outsftphook: {e}"));
+                    }
+                }
+            };
+            if spread {
+                self.engine.run_spread(&ops, &mut on_done)?;
+            } else {
+                self.engine.run(&ops, &mut on_done)?;
+            }
+            if let Some(sig) = self.interrupt.signal() {
+                progress.finish();
+                anyhow::bail!(
+                    "interrupted by {}: stopped once the requests in flight were answered; run \
+                     '{}' again to finish",
+                    signal_name(sig),
+                    self.options.command(self.tops)
+                );
+            }
+            // Later groups rely on earlier ones (renames on uploads, deletions on renames,
+            // a Release on the links its distribution has).
+            if self.report.failures > 0 || self.refused.is_some() {
+                break;
+            }
+        }
+        progress.finish();
+        Ok(())
+    }
+}
+
 /// Compares the remote with the local tops; returns how many differences it printed.
 pub fn verify(
     settings: &Settings,
@@ -567,9 +744,10 @@ pub fn verify(
     checksum: bool,
     interrupt: &Interrupt,
 ) -> anyhow::Result<usize> {
-    let local = tree::scan_local(&settings.outdir, tops)?;
+    let mut local = tree::scan_local(&settings.outdir, tops)?;
     let mut engine = connect(settings, 1, interrupt)?;
     let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
     let mut compared = 0;

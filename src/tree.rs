@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -105,6 +105,159 @@ pub fn scan_local(outdir: &Path, tops: &[RelPath]) -> anyhow::Result<Tree> {
         tree.insert(path, node);
     }
     Ok(tree)
+}
+
+/// What a copy of a local symlink holds, as `rsync -L` would send it: the file it leads to,
+/// or the tree of the directory it leads to (links in it followed too), each entry at the
+/// repository path it takes below `at`, with the local file it is read from.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub entries: Vec<(RelPath, Node, PathBuf)>,
+}
+
+/// A link whose copy cannot or must not be made: what it leads to does not exist
+/// (`dangling`), or lies outside `root`, or leads back into itself (refused the way a
+/// forged outlog's source is).
+#[derive(Debug)]
+pub struct RefusedCopy {
+    pub why: String,
+    pub dangling: bool,
+}
+
+impl fmt::Display for RefusedCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for RefusedCopy {}
+
+/// Follows the local link (or file) `source`, which stands at repository path `at`:
+/// everything it leads to, confined to `root` (already resolved) after resolving every
+/// symlink, as the hook confines its other local sources.
+pub fn follow(source: &Path, at: &RelPath, root: &Path) -> Result<Followed, RefusedCopy> {
+    let mut followed = Followed::default();
+    let mut ancestors = Vec::new();
+    follow_into(source, at, root, &mut ancestors, &mut followed)?;
+    Ok(followed)
+}
+
+fn follow_into(
+    source: &Path,
+    at: &RelPath,
+    root: &Path,
+    ancestors: &mut Vec<PathBuf>,
+    out: &mut Followed,
+) -> Result<(), RefusedCopy> {
+    let refuse = |why: String| RefusedCopy {
+        why: format!("{at}: {why}"),
+        dangling: false,
+    };
+    let resolved = source.canonicalize().map_err(|e| RefusedCopy {
+        why: format!(
+            "{at}: {} cannot be followed ({e}): there is nothing to copy",
+            source.display()
+        ),
+        dangling: e.kind() == std::io::ErrorKind::NotFound,
+    })?;
+    if !resolved.starts_with(root) {
+        return Err(refuse(format!(
+            "{} leads to {}, outside {}: refused, no copy of it is uploaded",
+            source.display(),
+            resolved.display(),
+            root.display()
+        )));
+    }
+    let meta = std::fs::metadata(&resolved)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", resolved.display())))?;
+    if meta.is_file() {
+        out.entries.push((
+            at.clone(),
+            Node::File {
+                size: meta.len(),
+                mtime: mtime_of(&meta),
+            },
+            resolved,
+        ));
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(refuse(format!(
+            "{} is not a file or directory: no copy of it is made",
+            resolved.display()
+        )));
+    }
+    if ancestors.contains(&resolved) {
+        return Err(refuse(format!(
+            "{} leads back into a directory it is in: a copy would never end",
+            source.display()
+        )));
+    }
+    let entries = std::fs::read_dir(&resolved)
+        .map_err(|e| refuse(format!("cannot list {}: {e}", resolved.display())))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| refuse(format!("cannot list {}: {e}", resolved.display())))?;
+        match entry
+            .file_name()
+            .to_str()
+            .and_then(|n| RelPath::new(n).ok())
+        {
+            Some(name) => names.push(name),
+            None => log::warn!(
+                "skipping {}: not a name outsftphook can mirror",
+                entry.path().display()
+            ),
+        }
+    }
+    names.sort();
+    out.entries.push((at.clone(), Node::Dir, resolved.clone()));
+    ancestors.push(resolved.clone());
+    for name in names {
+        follow_into(
+            &resolved.join(name.as_str()),
+            &at.join(&name),
+            root,
+            ancestors,
+            out,
+        )?;
+    }
+    ancestors.pop();
+    Ok(())
+}
+
+/// Replaces each local symlink of `tree` for which `which` says so by what it leads to
+/// (see [`follow`]): a link below `pool` must lead into the out dir's `pool`, one below
+/// `dists` into its `dists`. Returns how many links were followed.
+pub fn follow_links(
+    tree: &mut Tree,
+    outdir: &Path,
+    which: &dyn Fn(&RelPath) -> bool,
+) -> anyhow::Result<usize> {
+    let links: Vec<RelPath> = tree
+        .iter()
+        .filter(|(p, n)| matches!(n, Node::Link(_)) && which(p))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in &links {
+        let top = outdir.join(path.first_component());
+        let root = top
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", top.display()))?;
+        tree.remove(path);
+        match follow(&outdir.join(path.as_str()), path, &root) {
+            Ok(followed) => {
+                for (p, node, _) in followed.entries {
+                    tree.insert(p, node);
+                }
+            }
+            // rsync -L says "symlink has no referent" and goes on: so does this.
+            Err(e) if e.dangling => log::warn!("{e}; skipped"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(links.len())
 }
 
 /// Lists the remote tree below the top directories.
@@ -433,6 +586,75 @@ mod tests {
         let d = diff(&local, &remote);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].0, r("dists/testing"));
+    }
+
+    #[test]
+    fn following_a_link_copies_its_file_or_tree_and_stays_confined() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let dists = out.join("dists");
+        std::fs::create_dir_all(dists.join("bookworm/main")).unwrap();
+        std::fs::write(dists.join("bookworm/Release"), "R").unwrap();
+        std::fs::write(dists.join("bookworm/main/Packages"), "PP").unwrap();
+        std::fs::create_dir_all(dists.join("bookworm/empty")).unwrap();
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, dists.join(at));
+        link("bookworm", "stable").unwrap();
+        link("bookworm/Release", "rel").unwrap();
+        link("../..", "out").unwrap();
+        link("nowhere", "dangling").unwrap();
+        link(".", "bookworm/self").unwrap();
+        let root = dists.canonicalize().unwrap();
+
+        let file = follow(&dists.join("rel"), &r("dists/rel"), &root).unwrap();
+        assert_eq!(file.entries.len(), 1);
+        assert_eq!(file.entries[0].0, r("dists/rel"));
+        assert!(matches!(file.entries[0].1, Node::File { size: 1, .. }));
+        assert_eq!(file.entries[0].2, root.join("bookworm/Release"));
+
+        // A loop inside is refused (the copy would never end).
+        let looped = follow(&dists.join("stable"), &r("dists/stable"), &root).unwrap_err();
+        assert!(
+            !looped.dangling && looped.why.contains("leads back"),
+            "{looped}"
+        );
+        std::fs::remove_file(dists.join("bookworm/self")).unwrap();
+        let tree = follow(&dists.join("stable"), &r("dists/stable"), &root).unwrap();
+        let paths: Vec<&str> = tree.entries.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "dists/stable",
+                "dists/stable/Release",
+                "dists/stable/empty",
+                "dists/stable/main",
+                "dists/stable/main/Packages"
+            ]
+        );
+
+        let outside = follow(&dists.join("out"), &r("dists/out"), &root).unwrap_err();
+        assert!(
+            !outside.dangling && outside.why.contains("outside"),
+            "{outside}"
+        );
+        let dangling = follow(&dists.join("dangling"), &r("dists/dangling"), &root).unwrap_err();
+        assert!(dangling.dangling, "{dangling}");
+
+        // follow_links: the chosen links become what they lead to; a dangling one goes.
+        let mut tree = scan_local(&out, &[r("dists")]).unwrap();
+        std::fs::remove_file(dists.join("out")).unwrap();
+        tree.remove(&r("dists/out"));
+        let n = follow_links(&mut tree, &out, &|p| p.as_str() != "dists/rel").unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(tree[&r("dists/stable")], Node::Dir);
+        assert!(matches!(
+            tree[&r("dists/stable/main/Packages")],
+            Node::File { size: 2, .. }
+        ));
+        assert_eq!(
+            tree[&r("dists/rel")],
+            Node::Link(b"bookworm/Release".to_vec())
+        );
+        assert!(!tree.contains_key(&r("dists/dangling")));
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn messages_can_tell_where_a_directory_came_from_and_the_retry_command() {
 #[test]
 fn conf_file_keys_and_values() {
     let conf = "sftpcommand /usr/lib/openssh/sftp-server -d /srv/m\nverbose yes\nautoretry off\n\
-debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\nwindow 3M\ninorder no\n";
+debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconnections 3\nwindow 3M\ninorder no\nsymlinks copy\n";
     let s = World::new()
         .file("/r/conf/outsftphook.conf", conf)
         .resolve(&["-b", "/r"])
@@ -187,6 +187,22 @@ debug 2\nmaxopenfiles 7\ntimeout 30\nkeepdirectories true\nposixrename no\nconne
     assert_eq!(s.connections, 3);
     assert_eq!(s.window, Some(3 << 20));
     assert!(!s.in_order);
+    assert_eq!(s.symlinks, crate::config::Symlinks::Copy);
+}
+
+#[test]
+fn symlinks_is_auto_by_default_or_yes_or_copy() {
+    let symlinks = |line: &str| {
+        World::new()
+            .file("/r/conf/outsftphook.conf", &format!("servername h\n{line}"))
+            .resolve(&["-b", "/r"])
+            .map(|s| s.symlinks)
+    };
+    use crate::config::Symlinks;
+    assert_eq!(symlinks("").unwrap(), Symlinks::Auto);
+    assert_eq!(symlinks("symlinks auto\n").unwrap(), Symlinks::Auto);
+    assert_eq!(symlinks("symlinks yes\n").unwrap(), Symlinks::Yes);
+    assert_eq!(symlinks("symlinks copy\n").unwrap(), Symlinks::Copy);
 }
 
 #[test]
@@ -265,6 +281,10 @@ fn errors_name_file_line_and_key() {
         (
             "servername h\ninorder yes\n",
             "/r/conf/outsftphook.conf:2: 'inorder' takes auto or no, not 'yes'",
+        ),
+        (
+            "servername h\nsymlinks no\n",
+            "/r/conf/outsftphook.conf:2: 'symlinks' takes auto, yes or copy, not 'no'",
         ),
         (
             "timeout soon\n",

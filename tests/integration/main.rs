@@ -12,6 +12,7 @@ mod fulldisk;
 mod hook;
 mod interop;
 mod landing;
+mod links;
 mod listings;
 mod mirroring;
 mod reader;
