@@ -838,7 +838,8 @@ impl Executor<'_> {
     /// server that refuses symlinks, which `mirror` filled. When `bookworm` was finalised,
     /// the copy is brought up to date as `mirror --delete dists/stable` would, before the
     /// pool deletions that its old indexes may still name. Not with `symlinks yes` (the
-    /// remote has links then), and only where the remote holds a directory.
+    /// remote has links then), and only where the remote holds no link there: one READLINK
+    /// per alias, together (one round trip per push that has aliases).
     fn refresh_copies(&mut self, finalised: &[&plan::DistDir]) -> anyhow::Result<()> {
         if self.settings.symlinks == Symlinks::Yes {
             return Ok(());
@@ -885,28 +886,27 @@ impl Executor<'_> {
         if aliases.is_empty() {
             return Ok(());
         }
-        let list = Op::List {
-            path: remote_path(self.targetdir.as_ref(), &dists),
-        };
-        let listed = self.engine.run(&[list], |_, _| {})?;
-        let copies: Vec<RelPath> = match listed.into_iter().next() {
-            Some(Ok(Outcome::Listing(entries))) => aliases
-                .into_iter()
-                .filter(|a| {
-                    entries.iter().any(|e| {
-                        e.filename == a.file_name().as_bytes()
-                            && e.attrs.is_dir()
-                            && !e.attrs.is_symlink()
-                    })
-                })
-                .collect(),
-            Some(Err(e)) if e.cause != Cause::Interrupted => {
-                self.report.failures += 1;
-                self.progress.say(&format!("outsftphook: {e}"));
-                return Ok(());
+        // A link there is what it should be. A copy is not, nor is what a server without
+        // links answers (rclone: OP_UNSUPPORTED); nothing there is left alone, as `mirror`
+        // would add it.
+        let readlinks: Vec<Op> = aliases
+            .iter()
+            .map(|a| Op::Readlink {
+                path: remote_path(self.targetdir.as_ref(), a),
+            })
+            .collect();
+        let mut copies = Vec::new();
+        for (alias, result) in aliases
+            .into_iter()
+            .zip(self.engine.run(&readlinks, |_, _| {})?)
+        {
+            match result {
+                Ok(_) => {}
+                Err(e) if e.cause == Cause::Interrupted => return Ok(()),
+                Err(e) if e.status() == Some(StatusCode::NoSuchFile) => {}
+                Err(_) => copies.push(alias),
             }
-            _ => return Ok(()),
-        };
+        }
         if copies.is_empty() {
             return Ok(());
         }
