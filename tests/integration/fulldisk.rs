@@ -1,5 +1,5 @@
-//! A log dir whose file system fills up while the hook journals: a real tmpfs, mounted by
-//! the test (root only).
+//! Full disks, real ones: a tmpfs mounted by the test (root only) for the log dir, which
+//! fills up while the hook journals, or for the remote, which fills up mid-upload.
 
 use std::fs;
 use std::io::Write;
@@ -114,5 +114,107 @@ fn a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes() {
         outsftphook::outlog::parse(Path::new(&name), text.as_bytes())
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
+    drop(tmpfs);
+}
+
+/// Every temporary file (`.NAME.tmp`) an upload left below `dir`. (A failed run may leave
+/// a dist file's `NAME.new`, journalled `asdotnew`: the retry renames it.)
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else if name.ends_with(".tmp") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_full_remote_disk_fails_the_push_truthfully_and_leaves_nothing_half_written() {
+    let repo = Repo::new();
+    let tmpfs = match Tmpfs::mount(&repo.remote(), "512k") {
+        Ok(t) => t,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let small = repo.deb("small", "1.0", 2_000);
+    repo.reprepro(&["includedeb", "bookworm", small.to_str().unwrap()])
+        .expect(0);
+    // The server's disk cannot take this package: ENOSPC in the middle of its WRITEs.
+    let big = repo.deb("big", "1.0", 800_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", big.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0, "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains("big_1.0_amd64.deb"),
+        "{}",
+        ran.stderr()
+    );
+    // No index names the missing file, no partial file at its name, nothing half done.
+    assert!(
+        !repo
+            .remote()
+            .join("pool/main/b/big/big_1.0_amd64.deb")
+            .exists()
+    );
+    let packages = repo
+        .remote()
+        .join("dists/bookworm/main/binary-amd64/Packages");
+    assert!(
+        !fs::read_to_string(packages)
+            .unwrap()
+            .contains("Package: big\n")
+    );
+    assert_eq!(leftovers(&repo.remote()), Vec::<PathBuf>::new());
+    let pending = fs::read_to_string(repo.logs().join(&repo.outlogs()[0])).unwrap();
+    assert!(
+        !pending.contains("DONE\tdone\tpool/main/b/big/"),
+        "{pending}"
+    );
+    // Room again (the same file system, grown): the retry completes.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=4m"])
+        .arg(repo.remote())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+    drop(tmpfs);
+}
+
+#[test]
+fn a_mirror_onto_a_full_remote_disk_is_never_taken_for_current() {
+    let repo = Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    let tmpfs = match Tmpfs::mount(&repo.remote(), "512k") {
+        Ok(t) => t,
+        Err(why) => return skip_or_fail(&why),
+    };
+    for (name, size) in [("a", 2_000), ("b", 300_000), ("c", 300_000)] {
+        let deb = repo.deb(name, "1.0", size);
+        repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
+            .expect(0);
+    }
+    repo.hook(&["--basedir", ".", "mirror"]).expect(1);
+    assert_eq!(leftovers(&repo.remote()), Vec::<PathBuf>::new());
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(1);
+    assert!(ran.stdout().contains(": missing"), "{}", ran.stdout());
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=4m"])
+        .arg(repo.remote())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    repo.hook(&["--basedir", ".", "verify", "--checksum"])
+        .expect(0);
+    repo.assert_mirrored(&["dists/stable"]);
     drop(tmpfs);
 }
