@@ -4,6 +4,11 @@
 //! Limits kept here: at most `max_open_files` remote handles, at most `max_requests`
 //! requests and `window` WRITE bytes outstanding. Handles are closed on every path, errors
 //! included, and a batch is only over once no request of it is in flight.
+//!
+//! An upload lands by rename: written under its temporary name (created exclusively), it is
+//! renamed onto its real name only once every WRITE, its size and its CLOSE are confirmed,
+//! or, where nothing can be lost by it (an in-order server, a free name in a directory known
+//! to be inside), in the same flight, undone if anything then turns out wrong.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;

@@ -1,7 +1,8 @@
 //! The engine: one or more connections to an SFTP server and the single-threaded loop that
 //! drives batches of [`Op`]s through them, many requests in flight, every reply checked.
 //!
-//! `batch` holds the per-operation state machines and `dirs` the directory table; both are
+//! `batch` holds the per-operation state machines, `dirs` the directory table and `confine`
+//! what is known of where directories really are (no symlink below the target); all are
 //! sans-IO. This module owns the [`Transport`]s, the one `poll` over all their pipes, and the
 //! clock (the stall timeout).
 
