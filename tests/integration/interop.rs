@@ -71,6 +71,23 @@ fn complaints(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
+/// What the program rightly says on a server that does not announce posix-rename
+/// (paramiko's SFTPServer serves the request but leaves it out of its VERSION).
+const NO_POSIX_RENAME: &str = "the server does not offer posix-rename@openssh.com: index files \
+                               are replaced by remove-then-rename";
+
+/// The complaints of a hook run that replaced index files on `kind`: none, but for the
+/// remove-then-rename warning, said once, where the server has no posix-rename.
+fn hook_complaints(stderr: &str, kind: Option<Kind>) -> Vec<&str> {
+    let mut lines = complaints(stderr);
+    if kind == Some(Kind::Paramiko) {
+        let before = lines.len();
+        lines.retain(|l| !l.contains(NO_POSIX_RENAME));
+        assert_eq!(before - lines.len(), 1, "{stderr}");
+    }
+    lines
+}
+
 /// mirror, mirror again, verify, then a reprepro change through the hook.
 fn round_trip(kind: Kind, links: bool, test: &str) {
     let repo = repository(links);
@@ -115,7 +132,11 @@ fn check_round_trip(repo: &Repo, kind: Option<Kind>, links: bool, log: &dyn Fn()
     let qux = repo.deb("qux", "1.0", 70_000);
     let ran = repo.reprepro(&["includedeb", "bookworm", qux.to_str().unwrap()]);
     ran.expect(0);
-    assert!(complaints(&ran.stderr()).is_empty(), "{}", ran.stderr());
+    assert!(
+        hook_complaints(&ran.stderr(), kind).is_empty(),
+        "{}",
+        ran.stderr()
+    );
     repo.reprepro(&["remove", "bookworm", "bar"]).expect(0);
     assert_mirrored_soon(repo, kind);
     assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
@@ -168,6 +189,11 @@ fn proftpd_mirror_verify_and_hook() {
 #[test]
 fn asyncssh_mirror_verify_and_hook() {
     round_trip(Kind::Asyncssh, true, "asyncssh_mirror_verify_and_hook");
+}
+
+#[test]
+fn paramiko_mirror_verify_and_hook() {
+    round_trip(Kind::Paramiko, true, "paramiko_mirror_verify_and_hook");
 }
 
 #[test]
