@@ -1,6 +1,7 @@
 //! The other real SFTP servers, each on 127.0.0.1 with keys generated for the test, started
 //! and stopped by it: ProFTPD's mod_sftp, `rclone serve sftp` (with and without its write
-//! cache) and asyncssh's server (tests/fixtures/asyncssh_server.py). The program reaches
+//! cache), asyncssh's server (tests/fixtures/asyncssh_server.py) and a paramiko-based one
+//! (tests/fixtures/paramiko_server.py). The program reaches
 //! them as users do, through `ssh` and the `sshcommand` key of its conf.
 //!
 //! A server that is not installed skips its test with a printed reason; with `CI` set
@@ -31,6 +32,8 @@ pub enum Kind {
     AsyncsshChroot,
     /// asyncssh's server without chroot (paths are the machine's).
     Asyncssh,
+    /// paramiko's SFTPServer over the file system, rooted at the served directory.
+    Paramiko,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
             Kind::RcloneCached => "rclone --vfs-cache-mode writes",
             Kind::AsyncsshChroot => "asyncssh (chroot)",
             Kind::Asyncssh => "asyncssh",
+            Kind::Paramiko => "paramiko",
         }
     }
 
@@ -119,6 +123,7 @@ impl Server {
             Kind::Asyncssh | Kind::AsyncsshChroot => {
                 start_asyncssh(&dir, &host_key, &client_key, served, kind)?
             }
+            Kind::Paramiko => start_paramiko(&dir, &host_key, &client_key, served)?,
         };
         let known_hosts = dir.join("known_hosts");
         let host_pub = fs::read_to_string(host_key.with_extension("pub")).unwrap();
@@ -295,42 +300,74 @@ fn start_asyncssh(
     served: &Path,
     kind: Kind,
 ) -> Result<(Child, u16), String> {
-    // CI installs asyncssh with pip for the python3 first on PATH.
-    let probe = Command::new("python3")
-        .args(["-c", "import asyncssh"])
-        .stderr(Stdio::null())
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        return Err("python3 cannot import asyncssh (pip install asyncssh)".into());
-    }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/asyncssh_server.py"
-    );
     let root = if kind == Kind::AsyncsshChroot {
         served.as_os_str()
     } else {
         "-".as_ref()
     };
+    let authorized = client_key.with_extension("pub");
+    let args = [host_key.as_os_str(), authorized.as_os_str(), root];
+    start_python(dir, "asyncssh", "asyncssh_server.py", &args)
+}
+
+fn start_paramiko(
+    dir: &Path,
+    host_key: &Path,
+    client_key: &Path,
+    served: &Path,
+) -> Result<(Child, u16), String> {
+    let authorized = client_key.with_extension("pub");
+    let args = [
+        host_key.as_os_str(),
+        authorized.as_os_str(),
+        served.as_os_str(),
+    ];
+    start_python(dir, "paramiko", "paramiko_server.py", &args)
+}
+
+/// Runs `tests/fixtures/SCRIPT ARGS` with the python3 first on PATH (CI installs `module`
+/// for it with pip), and reads the port it chose from its first line.
+fn start_python(
+    dir: &Path,
+    module: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<(Child, u16), String> {
+    let probe = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return Err(format!(
+            "python3 cannot import {module} (pip install {module})"
+        ));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
     let mut child = Command::new("python3")
-        .arg(script)
-        .arg(host_key)
-        .arg(client_key.with_extension("pub"))
-        .arg(root)
+        .arg(&script)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(dir))
         .spawn()
-        .map_err(|e| format!("cannot start asyncssh: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
     // Its first line is the port it listens on (it chose a free one).
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let port = line
-        .trim()
-        .parse()
-        .map_err(|_| format!("asyncssh_server.py did not start: {:?}", line.trim()))?;
-    Ok((child, port))
+    // (A failed read leaves it empty, which says it did not start.)
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    match line.trim().parse() {
+        Ok(port) => Ok((child, port)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "{} did not start: {:?}",
+                script.display(),
+                line.trim()
+            ))
+        }
+    }
 }
