@@ -998,7 +998,7 @@ impl Executor<'_> {
                             mtime: Some(mtime),
                         },
                     )),
-                    Node::Link(_) | Node::UnreadableLink(_) => {}
+                    Node::Link(_) | Node::UnreadableLink(_) | Node::UnlistableDir(_) => {}
                 }
             }
         }

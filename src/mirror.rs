@@ -189,6 +189,18 @@ fn plan_mirror(
     let mut cleared: BTreeSet<RelPath> = BTreeSet::new();
     for (path, difference) in differences {
         let rpath = remote_path(target, &path);
+        if let Difference::Changed {
+            remote: Node::UnlistableDir(why),
+            ..
+        }
+        | Difference::Extra(Node::UnlistableDir(why)) = &difference
+        {
+            plan.conflicts.push(format!(
+                "{path}: the server cannot list this remote directory ({why}): nothing in it \
+                 is compared, uploaded or deleted (check it on the server)"
+            ));
+            continue;
+        }
         let wanted = match &difference {
             Difference::Missing(n) => Some(n),
             Difference::Changed { local, .. } => Some(local),
@@ -796,6 +808,20 @@ fn advice(differences: &[(RelPath, Difference)], tops: &[RelPath]) -> String {
         Difference::Changed { local, remote } => *remote == Node::Dir && *local != Node::Dir,
         _ => false,
     };
+    // One the server will not list: mirror leaves it alone too.
+    let unlistable_dir = |d: &Difference| {
+        matches!(
+            d,
+            Difference::Changed {
+                remote: Node::UnlistableDir(_),
+                ..
+            } | Difference::Extra(Node::UnlistableDir(_))
+        )
+    };
+    let unlistable = differences
+        .iter()
+        .filter(|(_, d)| unlistable_dir(d))
+        .count();
     let conflicts = differences.iter().filter(|(_, d)| conflict(d)).count();
     let unreadable = differences
         .iter()
@@ -816,17 +842,26 @@ fn advice(differences: &[(RelPath, Difference)], tops: &[RelPath]) -> String {
         .iter()
         .any(|(_, d)| matches!(d, Difference::Extra(_)));
     let mut words = Vec::new();
-    if conflicts < differences.len() {
+    let left = conflicts + unlistable;
+    if left < differences.len() {
         words.push(format!(
             "'{}' repairs {}",
             command_line(checksum, delete, tops),
-            if conflicts > 0 { "the others" } else { "them" }
+            if left > 0 { "the others" } else { "them" }
         ));
     }
     if conflicts > 0 {
         words.push(format!(
             "{conflicts} remote director{} where a file belongs must be removed by hand",
             if conflicts == 1 { "y" } else { "ies" }
+        ));
+    }
+    if unlistable > 0 {
+        words.push(format!(
+            "{unlistable} remote director{} cannot be listed (the reason is above): see to \
+             {} on the server, then verify again",
+            if unlistable == 1 { "y" } else { "ies" },
+            if unlistable == 1 { "it" } else { "them" }
         ));
     }
     if unreadable > 0 {
@@ -878,6 +913,18 @@ mod tests {
         assert_eq!(
             advice(std::slice::from_ref(&conflict), &default),
             "1 remote directory where a file belongs must be removed by hand"
+        );
+        let unlistable = (
+            r("pool/main/f"),
+            Difference::Changed {
+                local: Node::Dir,
+                remote: Node::UnlistableDir("PERMISSION_DENIED".into()),
+            },
+        );
+        assert_eq!(
+            advice(std::slice::from_ref(&unlistable), &default),
+            "1 remote directory cannot be listed (the reason is above): see to it on the \
+             server, then verify again"
         );
         let both = advice(&[missing, conflict, unreadable], &default);
         assert!(both.starts_with("'outsftphook mirror' repairs the others; 1 remote directory"));

@@ -27,6 +27,10 @@ pub enum Node {
     /// reports it and `mirror` replaces it. asyncssh's server in a chroot fails READLINK
     /// of every relative link.
     UnreadableLink(String),
+    /// A remote directory (so its parent's listing says) that the server would not list
+    /// (why): its contents are unknown, so nothing below it is compared, deleted or taken
+    /// for current; `verify` reports it and `mirror` fails on it, leaving it as it is.
+    UnlistableDir(String),
 }
 
 impl Node {
@@ -296,11 +300,28 @@ pub fn scan_remote(
         let results = engine.run_spread(&ops, |_, _| {})?;
         let mut next = Vec::new();
         for (dir, result) in level.iter().zip(results) {
+            let top = tops.contains(dir);
             let entries = match result {
                 Ok(Outcome::Listing(entries)) => entries,
-                Ok(Outcome::AlreadyAbsent) => continue,
+                // A top may well be absent; a directory its parent just listed is not:
+                // some servers say NO_SUCH_FILE for one they cannot list (paramiko's
+                // example server, for one holding a dangling symlink).
+                Ok(Outcome::AlreadyAbsent) if top => continue,
+                Ok(Outcome::AlreadyAbsent) => {
+                    let why = "the server says it does not exist".to_string();
+                    tree.insert(dir.clone(), Node::UnlistableDir(why));
+                    continue;
+                }
                 Ok(other) => anyhow::bail!("listing {dir}: unexpected {other:?}"),
-                Err(e) => return Err(e).context("cannot list the remote tree"),
+                Err(e) if e.cause == Cause::Interrupted || top => {
+                    return Err(e).context("cannot list the remote tree");
+                }
+                // One directory the server will not list is one difference, not the end of
+                // the comparison.
+                Err(e) => {
+                    tree.insert(dir.clone(), Node::UnlistableDir(e.cause.to_string()));
+                    continue;
+                }
             };
             tree.insert(dir.clone(), Node::Dir);
             for entry in entries {
@@ -376,6 +397,7 @@ impl fmt::Display for Node {
             Node::File { size, mtime } => write!(f, "file of {size} bytes, time {mtime}"),
             Node::Link(t) => write!(f, "symlink to {}", t.escape_ascii()),
             Node::UnreadableLink(why) => write!(f, "symlink that cannot be read ({why})"),
+            Node::UnlistableDir(why) => write!(f, "directory that cannot be listed ({why})"),
         }
     }
 }
@@ -475,6 +497,14 @@ pub fn diff(local: &Tree, remote: &Tree) -> Vec<(RelPath, Difference)> {
             out.push((path.clone(), Difference::Extra(r.clone())));
         }
     }
+    // Below a directory the server would not list nothing is known: the one difference is
+    // the directory itself.
+    let unlistable: Vec<RelPath> = remote
+        .iter()
+        .filter(|(_, n)| matches!(n, Node::UnlistableDir(_)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    out.retain(|(p, _)| !unlistable.iter().any(|u| p != u && p.starts_with(u)));
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

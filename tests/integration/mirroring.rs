@@ -193,3 +193,81 @@ fn mirror_never_uploads_through_a_symlink_at_an_index_new_name() {
     assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
     repo.assert_mirrored(&[]);
 }
+
+/// A remote directory the server's user may not read is one difference, said with its
+/// reason, and mirror leaves it alone and fails; nothing is taken for current below it.
+#[test]
+fn a_remote_directory_the_server_cannot_list_is_one_difference_not_the_end() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        crate::support::skip(
+            "a_remote_directory_the_server_cannot_list",
+            "needs root to run the server as another user",
+        );
+        return;
+    }
+    let repo = Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    for name in ["foo", "bar"] {
+        let deb = repo.deb(name, "1.0", 3_000);
+        repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
+            .expect(0);
+    }
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    // The server runs as nobody, who owns the mirror, but one directory is root's and
+    // closed.
+    fs::set_permissions(repo.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(repo.remote())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let closed = repo.remote().join("pool/main/f/foo");
+    std::process::Command::new("chown")
+        .arg("root")
+        .arg(&closed)
+        .status()
+        .unwrap();
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+    let script = repo.dir.path().join("nobody.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec runuser -u nobody -- /usr/lib/openssh/sftp-server -d '{}'\n",
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(1);
+    let out = ran.stdout();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(
+            "pool/main/f/foo: differs: local directory, remote directory that cannot be listed"
+        ),
+        "{out}"
+    );
+    assert!(
+        ran.stderr().contains("cannot be listed"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(!ran.stderr().contains("repairs"), "{}", ran.stderr());
+
+    let ran = repo.hook(&["--basedir", ".", "mirror", "--delete"]);
+    ran.expect(1);
+    assert!(
+        ran.stderr()
+            .contains("pool/main/f/foo: the server cannot list this remote directory"),
+        "{}",
+        ran.stderr()
+    );
+    // Opened again, all is as it was.
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.hook(&["--basedir", ".", "verify"]).expect(0);
+}
