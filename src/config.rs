@@ -80,7 +80,7 @@ impl Settings {
             auto_open_files: self.max_open_files.is_none(),
             window: self.window.unwrap_or(EngineConfig::default().window),
             auto_window: self.window.is_none(),
-            pipeline_dependent: self.in_order,
+            in_order: self.in_order,
             root: self.targetdir.clone(),
             stall_timeout: self.timeout,
             interrupt: interrupt.clone(),

@@ -562,7 +562,7 @@ impl Executor<'_> {
         // way the mirror then has indices its Release does not match until a rerun (new
         // indices under the old Release, or one old index under the new one); the pool is
         // complete in both, which is what the waits before this guard.
-        let in_order = self.engine.answers_in_order() && self.engine.atomic_rename();
+        let in_order = self.engine.in_order() && self.engine.atomic_rename();
         let renames_only = |step: usize| {
             plan.dist_dirs.iter().all(|d| {
                 d.steps[step]

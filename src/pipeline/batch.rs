@@ -41,7 +41,7 @@ pub(crate) struct Limits {
     pub read_chunk: u32,
     /// The server answers requests strictly in the order they were sent (OpenSSH's does),
     /// so a request may follow one it depends on without waiting for its reply.
-    pub serial: bool,
+    pub in_order: bool,
     pub posix_rename: bool,
     pub fsync: bool,
     pub symlink_order: crate::sftp::wire::SymlinkOrder,
@@ -559,7 +559,7 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Rmdir),
                 );
             }
-            Op::Rename { to, .. } if !conn.limits.serial => {
+            Op::Rename { to, .. } if !conn.limits.in_order => {
                 // Not every server renames onto a symlink itself (ProFTPD replaces the
                 // link's target): whether `to` is one is asked first. READLINK, as an
                 // LSTAT may follow the link (ProFTPD's does).
@@ -665,7 +665,7 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("uploads clear their temporary name")
         };
-        if !u.whole || conn.limits.serial {
+        if !u.whole || conn.limits.in_order {
             return self.send_open(i, conn);
         }
         u.cleared = true;
@@ -680,7 +680,7 @@ impl<'a> Batch<'a> {
         // Into a directory that surely does not exist yet (below one this run is making):
         // with an in-order server its MKDIR goes right ahead, instead of a failed OPEN first.
         if u.dir_attempts == 0
-            && conn.limits.serial
+            && conn.limits.in_order
             && let Some(dir) = self.ops[i].path().parent()
             && conn.dirs.known_missing(&dir)
         {
@@ -878,7 +878,7 @@ impl<'a> Batch<'a> {
                 // link's target): on one not known to, whether the real name is a link is
                 // asked in the same flight (READLINK: an LSTAT may follow it, ProFTPD's
                 // does).
-                if !conn.limits.serial {
+                if !conn.limits.in_order {
                     conn.session.send(
                         Request::Readlink {
                             path: destination.as_bytes().to_vec(),
@@ -903,7 +903,7 @@ impl<'a> Batch<'a> {
         // replacing rename waits for every confirmation as usual.
         if u.whole
             && u.error.is_none()
-            && conn.limits.serial
+            && conn.limits.in_order
             && u.resolved == Resolved::InKnownDirectory
         {
             let (from, to) = (
@@ -1195,7 +1195,7 @@ impl<'a> Batch<'a> {
             Some(dir)
                 if code == StatusCode::NoSuchFile
                     && u.dir_attempts == 0
-                    && conn.limits.serial
+                    && conn.limits.in_order
                     && !self.interrupted =>
             {
                 u.dir_attempts = 1;
@@ -1526,7 +1526,7 @@ mod tests {
             window: 1 << 20,
             write_chunk: 32 * 1024,
             read_chunk: 32 * 1024,
-            serial: true,
+            in_order: true,
             posix_rename: true,
             fsync: true,
             symlink_order: crate::sftp::wire::SymlinkOrder::TargetFirst,

@@ -68,7 +68,7 @@ pub(crate) struct DirTable {
     /// MKDIR requests sent, for statistics and tests.
     pub(crate) mkdirs_sent: u64,
     /// The server answers in order: a MKDIR may follow its parent's without waiting.
-    pub(crate) serial: bool,
+    pub(crate) in_order: bool,
     /// The directory everything goes below: neither it nor anything above it is ever made.
     pub(crate) base: Option<RemotePath>,
     /// Which existing directories are really below the base (no symlink on the way).
@@ -457,7 +457,7 @@ impl DirTable {
             ) => {
                 let failure = status_cause(Req::Mkdir, StatusCode::NoSuchFile, &message);
                 let parent = self.parent_of(&self.dirs[i].path);
-                if self.serial
+                if self.in_order
                     && !self.dirs[i].retried
                     && let Some(parent) = &parent
                 {

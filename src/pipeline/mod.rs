@@ -61,9 +61,11 @@ pub struct EngineConfig {
     /// The directory everything goes below (the target directory): missing directories are
     /// made below it, never it or above it.
     pub root: Option<RemotePath>,
-    /// With a server known to answer in order (OpenSSH's), send a request right behind one
-    /// it depends on (an OPEN behind the MKDIR of its directory) instead of waiting.
-    pub pipeline_dependent: bool,
+    /// Rely on a server known to carry out requests in the order sent (OpenSSH's; conf key
+    /// `inorder`, [`crate::config::Settings::in_order`]): send a request right behind one it
+    /// depends on (an OPEN behind the MKDIR of its directory) instead of waiting. One name
+    /// from the conf key down: this, then each connection's `in_order`.
+    pub in_order: bool,
 }
 
 /// Default for [`EngineConfig::max_open_files`]; see the README for the measurement.
@@ -154,7 +156,7 @@ impl Default for EngineConfig {
             multi_connection_min_rtt: MULTI_CONNECTION_MIN_RTT,
             part_size: parts::PART_SIZE,
             root: None,
-            pipeline_dependent: true,
+            in_order: true,
         }
     }
 }
@@ -365,7 +367,7 @@ impl Engine {
             window: config.window.max(1),
             write_chunk: FALLBACK_WRITE_CHUNK,
             read_chunk: FALLBACK_WRITE_CHUNK,
-            serial: false,
+            in_order: false,
             posix_rename: false,
             fsync: false,
             symlink_order: wire::SymlinkOrder::TargetFirst,
@@ -398,8 +400,8 @@ impl Engine {
 
     /// Whether the server is known to answer (and so to carry out) requests in the order
     /// they were sent, as OpenSSH's does.
-    pub fn answers_in_order(&self) -> bool {
-        self.links[0].conn.limits.serial
+    pub fn in_order(&self) -> bool {
+        self.links[0].conn.limits.in_order
     }
 
     /// How many connections are ready for work.
@@ -884,7 +886,7 @@ impl Link {
         limits.posix_rename = config.posix_rename && info.has_posix_rename();
         limits.fsync = info.has_fsync();
         limits.symlink_order = info.symlink_order();
-        limits.serial = config.pipeline_dependent && info.is_openssh();
+        limits.in_order = config.in_order && info.is_openssh();
         limits.max_open_files = limits
             .max_open_files
             .min(PROVISIONAL_OPEN_FILES)
@@ -892,7 +894,7 @@ impl Link {
         if config.auto_window {
             limits.window = WINDOW_MIN;
         }
-        self.conn.dirs.serial = limits.serial;
+        self.conn.dirs.in_order = limits.in_order;
         self.conn.dirs.base = config.root.clone();
         // Where the target directory really is, asked before any work: its reply comes back
         // with the first work's, before any operation needs it (see [`confine`]).
