@@ -100,7 +100,7 @@ pub fn run(
         return Ok(Report::default());
     }
     let (upload_files, upload_bytes) = upload_totals(&plan, &settings.outdir);
-    let connections = connections_for_bytes(upload_bytes, settings.connections);
+    let connections = crate::pipeline::connections_for_bytes(upload_bytes, settings.connections);
     let config = settings.engine_config(connections, interrupt);
     let started = Instant::now();
     let mut engine = Engine::connect(&settings.server, config)
@@ -160,11 +160,6 @@ pub fn run(
     eprintln!("{summary}");
     Ok(report)
 }
-
-/// Bytes of upload that make another connection worth its ssh handshake: a channel moves
-/// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
-/// measured at 50 ms, a second connection for 10 MB gained nothing (README).
-const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
 
 /// The plan of a run and what it needs besides to journal it.
 struct Planned {
@@ -283,12 +278,6 @@ fn skip_empty(path: &Path) {
 
 /// How old an empty log must be to look abandoned rather than about to be written.
 const STALE_EMPTY_LOG: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// How many connections `bytes` of uploads justify, at most `max`.
-pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {
-    let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
-    wanted.clamp(1, max.max(1))
-}
 
 fn describe(settings: &Settings) -> String {
     let argv: Vec<String> = settings

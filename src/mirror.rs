@@ -516,7 +516,7 @@ pub fn mirror(
             _ => 0,
         })
         .sum();
-    let connections = crate::hook::connections_for_bytes(local_bytes, settings.connections);
+    let connections = crate::pipeline::connections_for_bytes(local_bytes, settings.connections);
     let mut engine = connect(settings, connections, interrupt)?;
     let mut report = MirrorReport::default();
     let mut pass = Pass {

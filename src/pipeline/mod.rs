@@ -104,6 +104,17 @@ const PROVISIONAL_OPEN_FILES: usize = 64;
 /// lock, the logs.
 const RESERVED_FDS: u64 = 64;
 
+/// Bytes of upload that make another connection worth its ssh handshake: a channel moves
+/// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
+/// measured at 50 ms, a second connection for 10 MB gained nothing (README).
+const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
+
+/// How many connections `bytes` of uploads justify, at most `max`.
+pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {
+    let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
+    wanted.clamp(1, max.max(1))
+}
+
 /// The open-file limit for a measured round trip.
 pub fn open_files_for(rtt: Duration) -> usize {
     let ms = usize::try_from(rtt.as_millis()).unwrap_or(usize::MAX);
