@@ -136,9 +136,6 @@ struct Upload {
     /// onto the real name right behind the CLOSE: `Some(true)` once it took (the real name
     /// was free), `Some(false)` when it refused (something stood there, left untouched).
     landed: Option<bool>,
-    /// Where the server resolves `target` to (asked with the CLOSE): it is renamed into
-    /// place only if that is inside the target directory (see [`super::confine`]).
-    resolved: Resolved,
     /// The range sent: `start..size`; the whole file (`0..` its length) unless a part.
     start: u64,
     size: u64,
@@ -174,17 +171,6 @@ impl Upload {
         let path = self.target.as_bytes().to_vec();
         self.send(i, Request::Remove { path }, Req::Remove, conn);
     }
-}
-
-/// What the REALPATH of an upload's temporary file said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Resolved {
-    Awaited,
-    To(Vec<u8>),
-    /// Not asked: its directory is known to be inside already.
-    InKnownDirectory,
-    /// The server cannot resolve paths: not checked.
-    Unknowable,
 }
 
 enum Stepwise {
@@ -243,8 +229,6 @@ pub(crate) struct Batch<'a> {
     unfinished: usize,
     /// Bytes of the started uploads not yet sent.
     unsent: u64,
-    /// Uploads whose file was resolved before the target directory was: judged once it is.
-    awaiting_root: Vec<usize>,
     /// Removals, renames and symlinks waiting for their directory's verdict, or behind one
     /// that does, in the order they were started.
     confining: VecDeque<usize>,
@@ -264,7 +248,6 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             unfinished: ops.len(),
             unsent: 0,
-            awaiting_root: Vec::new(),
             confining: VecDeque::new(),
             interrupted: false,
             ops,
@@ -386,7 +369,7 @@ impl<'a> Batch<'a> {
                 break;
             }
             self.reopen.pop_front();
-            self.send_open(i, conn);
+            self.resume_upload(i, conn);
         }
         while self.next_to_start < self.ops.len() && conn.room_for_request() {
             let i = self.next_to_start;
@@ -444,7 +427,6 @@ impl<'a> Batch<'a> {
                             size_checked: false,
                             destination_is_link: false,
                             landed: None,
-                            resolved: Resolved::Awaited,
                             start: range.start,
                             size: range.end,
                             whole: part.is_none(),
@@ -456,7 +438,7 @@ impl<'a> Batch<'a> {
                             error: None,
                             dir_attempts: 0,
                         }));
-                        self.clear_temporary(i, conn);
+                        self.confine_upload(i, conn);
                     }
                 }
             }
@@ -655,6 +637,37 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// An upload goes only into a directory known to be inside the target (see
+    /// [`super::confine`]): one this run made, or one whose REALPATH and LSTAT said so. The
+    /// first upload into a directory asks, and waits (as the others there do) for the
+    /// verdict; in a missing one, its MKDIR then goes at once with the OPEN.
+    fn confine_upload(&mut self, i: usize, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!("uploads are confined")
+        };
+        let verdict = match u.target.parent() {
+            Some(dir) => conn
+                .dirs
+                .check_inside(&dir, Waiter::Op(i), &mut conn.session),
+            None => Verdict::Inside,
+        };
+        match verdict {
+            Verdict::Inside => self.clear_temporary(i, conn),
+            Verdict::Outside(cause) => self.fail(i, cause, conn),
+            // Released by `dir_settled` into the queue of uploads to (re)open.
+            Verdict::Pending => u.stage = Stage::WaitingDir,
+        }
+    }
+
+    /// Opens an upload taken from the queue: its temporary name cleared first where that
+    /// was not done yet.
+    fn resume_upload(&mut self, i: usize, conn: &mut Conn) {
+        match &self.states[i] {
+            State::Upload(u) if !u.cleared => self.clear_temporary(i, conn),
+            _ => self.send_open(i, conn),
+        }
+    }
+
     /// Starts a whole upload. Its temporary name is opened with `EXCL`, which on OpenSSH's
     /// server (and asyncssh's: those with `limits@openssh.com`) fails on anything that
     /// stands there, a dangling symlink included; what stands there is then removed and the
@@ -688,11 +701,6 @@ impl<'a> Batch<'a> {
             if let Ensure::Failed(cause) = conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
                 return self.fail(i, in_dir(&dir, cause), conn);
             }
-        }
-        if u.dir_attempts == 0
-            && let Some(dir) = u.target.parent()
-        {
-            conn.dirs.prefetch_confinement(&dir, &mut conn.session);
         }
         u.stage = Stage::Opening;
         conn.take_handle();
@@ -857,22 +865,6 @@ impl<'a> Batch<'a> {
                 );
                 u.outstanding += 1;
             }
-            // Where the file really is, unless its directory is known to be inside already.
-            let dir_inside = u
-                .target
-                .parent()
-                .is_some_and(|d| conn.dirs.known_inside(&d));
-            if u.whole && dir_inside {
-                u.resolved = Resolved::InKnownDirectory;
-            } else if u.whole {
-                conn.session.send(
-                    Request::Realpath {
-                        path: u.target.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Realpath),
-                );
-                u.outstanding += 1;
-            }
             if u.whole {
                 // Not every server renames onto a symlink itself (ProFTPD replaces the
                 // link's target): on one not known to, whether the real name is a link is
@@ -901,11 +893,7 @@ impl<'a> Batch<'a> {
         // (OpenSSH links, which fails on one). If a WRITE or the size then turns out wrong,
         // the file it put at the free name is removed again; if the name was taken, the
         // replacing rename waits for every confirmation as usual.
-        if u.whole
-            && u.error.is_none()
-            && conn.limits.in_order
-            && u.resolved == Resolved::InKnownDirectory
-        {
+        if u.whole && u.error.is_none() && conn.limits.in_order {
             let (from, to) = (
                 u.target.as_bytes().to_vec(),
                 destination.as_bytes().to_vec(),
@@ -971,7 +959,7 @@ impl<'a> Batch<'a> {
             }
             Tag::Root | Tag::Confine { .. } => {
                 let dir = match tag {
-                    Tag::Confine { dir } => Some(dir),
+                    Tag::Confine { dir, req } => Some((dir, req)),
                     _ => None,
                 };
                 let released = conn.dirs.on_confine_reply(dir, response, &mut conn.session);
@@ -984,11 +972,6 @@ impl<'a> Batch<'a> {
                     }
                 }
                 self.send_confined(conn);
-                if dir.is_none() {
-                    for i in std::mem::take(&mut self.awaiting_root) {
-                        self.closed(i, conn);
-                    }
-                }
             }
             Tag::Sweep => {}
             Tag::Setup(req) => log::warn!("late reply to {req}"),
@@ -1160,9 +1143,35 @@ impl<'a> Batch<'a> {
             (Stage::Landing | Stage::ClearingDestination, _, response) => {
                 self.landing_reply(i, req, response, conn)
             }
-            (Stage::Discarding, _, _) => {
+            (Stage::Discarding, _, response) => {
+                if !matches!(
+                    &response,
+                    Response::Status {
+                        code: StatusCode::Ok | StatusCode::NoSuchFile,
+                        ..
+                    }
+                ) {
+                    log::warn!(
+                        "a failed upload of {} may have left a partial file there or at its \
+                         temporary name: its REMOVE was answered {}",
+                        self.ops[i].path(),
+                        reply_name(&response)
+                    );
+                }
                 let cause = u.error.take().expect("a discarded upload has failed");
                 self.fail(i, cause, conn);
+            }
+            // A REMOVE answered with anything but a status: nothing is known to be gone.
+            (Stage::Clearing, req, other) => {
+                let reply = reply_name(&other);
+                self.fail(
+                    i,
+                    Cause::UnexpectedReply {
+                        request: req,
+                        reply,
+                    },
+                    conn,
+                );
             }
             (_, req, response) => {
                 if self.transfer_reply(i, req, response, conn) {
@@ -1269,17 +1278,6 @@ impl<'a> Batch<'a> {
                     u.error.get_or_insert(status_cause(req, code, &message));
                 }
             },
-            (Req::Realpath, Response::Name(names)) if names.len() == 1 => {
-                let entry = names.into_iter().next().expect("one");
-                u.resolved = Resolved::To(entry.filename);
-            }
-            (Req::Realpath, Response::Status { code, message, .. }) => {
-                if code == StatusCode::OpUnsupported {
-                    u.resolved = Resolved::Unknowable;
-                } else {
-                    u.error.get_or_insert(status_cause(req, code, &message));
-                }
-            }
             (request, other) => {
                 if matches!(request, Req::Open | Req::Close) {
                     conn.open_files -= 1;
@@ -1330,22 +1328,11 @@ impl<'a> Batch<'a> {
         if !u.whole || u.landed == Some(true) {
             return self.finish(i, Ok(Outcome::Done), conn);
         }
-        if let Resolved::To(resolved) = &u.resolved {
-            match conn.dirs.confine.judge(&u.target, resolved) {
-                None => return self.awaiting_root.push(i),
-                Some(Err(cause)) => {
-                    u.error = Some(cause);
-                    return self.discard(i, conn);
-                }
-                Some(Ok(())) => {
-                    if let Some(dir) = u.target.parent() {
-                        conn.dirs.confine.learn_inside(&dir);
-                    }
-                }
-            }
-        }
         let to = self.ops[i].path();
-        if u.destination_is_link && !u.destination_cleared {
+        // The pipelined plain RENAME found the name taken: without posix-rename, the same
+        // RENAME again would fail too; what is there goes first.
+        let taken_plain = u.landed == Some(false) && !conn.limits.posix_rename;
+        if (u.destination_is_link || taken_plain) && !u.destination_cleared {
             u.destination_cleared = true;
             u.stage = Stage::ClearingDestination;
             u.send_remove(i, to, conn);
@@ -1417,7 +1404,7 @@ impl<'a> Batch<'a> {
                 Tag::Setup(req) => req.to_string(),
                 Tag::Root => "REALPATH of the target directory".to_string(),
                 Tag::Sweep => "REMOVE of a leftover temporary file".to_string(),
-                Tag::Confine { .. } => "REALPATH of a directory".to_string(),
+                Tag::Confine { req, .. } => format!("{req} of a directory"),
             };
             out.push(line);
         }
@@ -1580,8 +1567,29 @@ mod tests {
         ];
         let mut batch = Batch::new(ops.iter().collect());
         batch.advance(&mut conn);
-        assert_eq!(sent(&mut conn.session), ["REALPATH /m/dists/a/main"]);
-        batch.on_reply(Tag::Confine { dir: 0 }, name("/m/dists/a/main"), &mut conn);
+        let dirs = ["/m/dists", "/m/dists/a", "/m/dists/a/main"];
+        let asked: Vec<String> = dirs
+            .iter()
+            .flat_map(|d| [format!("REALPATH {d}"), format!("LSTAT {d}")])
+            .collect();
+        assert_eq!(sent(&mut conn.session), asked);
+        let dir = Attrs {
+            permissions: Some(0o40755),
+            ..Attrs::default()
+        };
+        for (k, d) in dirs.iter().enumerate() {
+            let (realpath, lstat) = (Req::Realpath, Req::Lstat);
+            batch.on_reply(
+                Tag::Confine {
+                    dir: k,
+                    req: realpath,
+                },
+                name(d),
+                &mut conn,
+            );
+            let attrs = Response::Attrs(dir.clone());
+            batch.on_reply(Tag::Confine { dir: k, req: lstat }, attrs, &mut conn);
+        }
         assert_eq!(
             sent(&mut conn.session),
             [

@@ -1,18 +1,20 @@
-//! Confinement: nothing is written, renamed onto or removed through a remote symlink or
-//! outside the target directory.
+//! Confinement: nothing is created, written, renamed onto or removed through a remote
+//! symlink or outside the target directory.
 //!
-//! The server says where a path really is (REALPATH resolves every symlink on the way). At
-//! set-up the target directory is resolved once; a path is inside when it resolves to the
-//! resolved target directory followed by the rest of the path, unchanged. A symlinked
-//! directory anywhere below the target (`pool -> /elsewhere`) resolves elsewhere and is
-//! refused.
+//! Each directory an operation works in is checked once per connection, before the
+//! operation's request goes, with two requests in one flight: REALPATH (where the server
+//! resolves it) and LSTAT (whether it is a symlink itself); so is each directory above it,
+//! up to the target directory. Servers differ, and no one answer suffices on all of them:
+//! OpenSSH's and ProFTPD's REALPATH resolve symlinks, but ProFTPD's LSTAT follows them;
+//! paramiko's example server resolves only the text of the path, but its LSTAT is true;
+//! asyncssh's in a chroot answers NO_SUCH_FILE to a REALPATH that leads out of it. A
+//! directory is inside when the REALPATH gives the resolved target directory followed by the
+//! rest of the path, unchanged, the LSTAT shows no symlink, and its parent is inside. It is
+//! missing when both say NO_SUCH_FILE (or its parent is missing): then it can be made, by
+//! this run. Anything else is outside, and nothing is done there.
 //!
-//! Each directory an operation removes, renames or links in is checked once per connection
-//! before that request goes ([`Confinement::check`]), one round trip for the first operation
-//! in it. An upload is checked differently, at no round trip: its temporary file (which it
-//! created exclusively, so nothing of anyone else's is touched) is resolved in the same
-//! flight as its CLOSE, and it is renamed onto its real name only if it resolved inside
-//! ([`Confinement::judge`]); what that shows of its directory is kept ([`Confinement::learn`]).
+//! The target directory itself is resolved once, at set-up: it is the administrator's, and
+//! may well be a symlink.
 //!
 //! Sans-IO: requests are queued on the session, replies handed in.
 
@@ -24,47 +26,66 @@ use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Request, Response, StatusCode};
 
-/// What is known of one directory.
-#[derive(Debug)]
-enum Check {
-    /// Its REALPATH is in flight; the operations in `waiters` wait for the verdict.
-    Asked,
-    /// Resolved, waiting for the target directory's own resolution to be judged.
+/// What one of the two requests said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Awaited,
+    /// REALPATH: the resolved path; LSTAT: whether it is a symlink.
     Resolved(Vec<u8>),
+    Link(bool),
+    NoSuchFile,
+    /// The server does not do this request.
+    Unsupported,
+    /// Anything else: not known to be safe.
+    Odd(String),
+}
+
+/// What is decided of a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decided {
     Inside,
-    Outside(Vec<u8>),
-    /// It does not exist: nothing to remove there, and it is made by us if needed.
     Missing,
+    Outside(Cause),
 }
 
 #[derive(Debug)]
 struct Dir {
     path: RemotePath,
-    check: Check,
+    /// The entry of the directory above, unless that is the target directory.
+    parent: Option<usize>,
+    children: Vec<usize>,
+    realpath: Answer,
+    lstat: Answer,
+    decided: Option<Decided>,
     waiters: Vec<Waiter>,
 }
 
 /// The target directory as the server resolved it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 enum Root {
     /// Not asked yet, or asked and not answered.
     #[default]
     Unknown,
     Known(Vec<u8>),
-    /// The server cannot resolve paths (no REALPATH): nothing can be checked.
-    Unknowable,
+    /// The server does no REALPATH: directories are judged by LSTAT alone.
+    Unresolvable,
+    /// The server would not resolve it: nothing can be judged inside.
+    Failed(String),
 }
 
 /// What [`Confinement::known`] says of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Known {
+    /// It is where it should be, no symlink on the way (it exists).
     Inside,
+    /// It does not exist, nor does anything in its place: it may be made.
     Missing,
 }
 
 /// What [`Confinement::check`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
+    /// Inside, or missing (then nothing is there to remove, and what is made is ours).
     Inside,
     Outside(Cause),
     /// Asked; the waiter is released by a later reply.
@@ -82,6 +103,9 @@ pub(crate) struct Confinement {
     root: Root,
     index: HashMap<RemotePath, usize>,
     dirs: Vec<Dir>,
+    /// For tests of what builds on it: every directory counts as inside, unasked.
+    #[cfg(test)]
+    pub(crate) trusting: bool,
 }
 
 impl Confinement {
@@ -94,183 +118,233 @@ impl Confinement {
         session.send(Request::Realpath { path }, Tag::Root);
     }
 
-    /// The target directory's resolution; releases the operations whose directories were
-    /// resolved before it.
+    /// The target directory's resolution; releases what waited for it.
     pub(crate) fn on_root(&mut self, response: Response) -> Judged {
         self.root = match response {
             Response::Name(names) if names.len() == 1 => {
-                Root::Known(names.into_iter().next().expect("one").filename)
+                Root::Known(normalized(&names[0].filename))
+            }
+            Response::Status {
+                code: StatusCode::OpUnsupported,
+                ..
+            } => {
+                log::info!("the server does no REALPATH: remote symlinks are found by LSTAT");
+                Root::Unresolvable
             }
             other => {
+                let why = describe(&other);
                 log::warn!(
-                    "the server does not resolve the target directory ({}): writes through \
-                     remote symlinks cannot be detected",
-                    describe(&other)
+                    "the server would not resolve the target directory ({why}): nothing is \
+                     done in any directory below it"
                 );
-                Root::Unknowable
+                Root::Failed(why)
             }
         };
         let mut judged = Vec::new();
         for k in 0..self.dirs.len() {
-            if let Check::Resolved(resolved) = &self.dirs[k].check {
-                let resolved = resolved.clone();
-                self.settle(k, &resolved, &mut judged);
+            if self.dirs[k].parent.is_none() {
+                self.decide(k, &mut judged);
             }
         }
         judged
     }
 
-    /// Makes sure `dir` is inside before `waiter` removes, renames, links or makes a
-    /// directory in it.
+    /// Makes sure `dir` is inside before `waiter` creates, removes, renames or links in it.
     pub(crate) fn check(
         &mut self,
         dir: &RemotePath,
         waiter: Waiter,
         session: &mut Session<Tag>,
     ) -> Verdict {
-        // The target directory itself is the administrator's, wherever it is.
-        if matches!(self.root, Root::Unknowable) || self.base.as_ref() == Some(dir) {
+        let Some(k) = self.entry(dir, session) else {
             return Verdict::Inside;
-        }
-        if let Some(&k) = self.index.get(dir) {
-            let d = &mut self.dirs[k];
-            return match &d.check {
-                Check::Inside | Check::Missing => Verdict::Inside,
-                Check::Outside(resolved) => Verdict::Outside(outside(dir, resolved)),
-                Check::Asked | Check::Resolved(_) => {
-                    d.waiters.push(waiter);
-                    Verdict::Pending
-                }
-            };
-        }
-        let k = self.add(dir.clone(), Check::Asked);
-        self.dirs[k].waiters.push(waiter);
-        session.send(
-            Request::Realpath {
-                path: dir.as_bytes().to_vec(),
-            },
-            Tag::Confine { dir: k },
-        );
-        Verdict::Pending
-    }
-
-    /// Asks about `dir` now, with nobody waiting yet, unless it is known or asked.
-    pub(crate) fn prefetch(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
-        if matches!(self.root, Root::Unknowable)
-            || self.base.as_ref() == Some(dir)
-            || self.index.contains_key(dir)
-        {
-            return;
-        }
-        let k = self.add(dir.clone(), Check::Asked);
-        session.send(
-            Request::Realpath {
-                path: dir.as_bytes().to_vec(),
-            },
-            Tag::Confine { dir: k },
-        );
-    }
-
-    /// The reply to the REALPATH of directory `k`.
-    pub(crate) fn on_reply(&mut self, k: usize, response: Response) -> Judged {
-        let mut judged = Vec::new();
-        match response {
-            Response::Name(names) if names.len() == 1 => {
-                let resolved = names.into_iter().next().expect("one").filename;
-                self.dirs[k].check = Check::Resolved(resolved.clone());
-                self.settle(k, &resolved, &mut judged);
-            }
-            // A directory that does not exist holds nothing to remove, and one that is made
-            // is made by us; a server that cannot resolve it cannot be checked.
-            Response::Status {
-                code: code @ (StatusCode::NoSuchFile | StatusCode::OpUnsupported),
-                ..
-            } => {
-                self.dirs[k].check = if code == StatusCode::NoSuchFile {
-                    Check::Missing
-                } else {
-                    Check::Inside
-                };
-                let waiters = std::mem::take(&mut self.dirs[k].waiters);
-                judged.extend(waiters.into_iter().map(|w| (w, Ok(()))));
-            }
-            other => {
-                let cause = Cause::UnexpectedReply {
-                    request: Req::Realpath,
-                    reply: super::dirs::reply_name(&other),
-                };
-                // Not known to be safe: its operations fail, and the next batch asks again.
-                self.index.remove(&self.dirs[k].path);
-                let waiters = std::mem::take(&mut self.dirs[k].waiters);
-                judged.extend(waiters.into_iter().map(|w| (w, Err(cause.clone()))));
+        };
+        match &self.dirs[k].decided {
+            Some(Decided::Inside | Decided::Missing) => Verdict::Inside,
+            Some(Decided::Outside(cause)) => Verdict::Outside(cause.clone()),
+            None => {
+                self.dirs[k].waiters.push(waiter);
+                Verdict::Pending
             }
         }
-        judged
     }
 
-    /// Whether `path`, which the server resolved to `resolved`, is inside: `None` while the
-    /// target directory's own resolution is awaited.
-    pub(crate) fn judge(&self, path: &RemotePath, resolved: &[u8]) -> Option<Result<(), Cause>> {
-        match &self.root {
-            Root::Unknown => None,
-            Root::Unknowable => Some(Ok(())),
-            Root::Known(root) => Some(match self.expected(root, path) {
-                Some(expected) if expected == resolved => Ok(()),
-                _ => Err(outside(path, resolved)),
-            }),
-        }
-    }
-
-    /// Whether `dir` was asked about already (or needs no asking).
-    pub(crate) fn is_asked(&self, dir: &RemotePath) -> bool {
-        matches!(self.root, Root::Unknowable)
-            || self.base.as_ref() == Some(dir)
-            || self.index.contains_key(dir)
-    }
-
-    /// What is known of `dir`: [`Known::Inside`] (it resolves where it should, whether it
-    /// exists or not: OpenSSH resolves a missing last component), [`Known::Missing`] (the
-    /// server said it does not exist), or nothing yet.
+    /// What is decided of `dir`, if anything.
     pub(crate) fn known(&self, dir: &RemotePath) -> Option<Known> {
-        if matches!(self.root, Root::Unknowable) || self.base.as_ref() == Some(dir) {
+        if self.base.as_ref() == Some(dir) {
             return Some(Known::Inside);
         }
-        let k = *self.index.get(dir)?;
-        match self.dirs[k].check {
-            Check::Inside => Some(Known::Inside),
-            Check::Missing => Some(Known::Missing),
+        match self.dirs[*self.index.get(dir)?].decided {
+            Some(Decided::Inside) => Some(Known::Inside),
+            Some(Decided::Missing) => Some(Known::Missing),
             _ => None,
         }
     }
 
-    /// Keeps what an upload's resolved (and judged inside) file shows of its directory.
-    pub(crate) fn learn_inside(&mut self, dir: &RemotePath) {
-        if !self.index.contains_key(dir) {
-            self.add(dir.clone(), Check::Inside);
+    /// The reply to request `req` (REALPATH or LSTAT) about directory `k`.
+    pub(crate) fn on_reply(&mut self, k: usize, req: Req, response: Response) -> Judged {
+        let answer = match (req, response) {
+            (Req::Realpath, Response::Name(names)) if names.len() == 1 => {
+                Answer::Resolved(normalized(&names[0].filename))
+            }
+            (Req::Lstat, Response::Attrs(a)) => Answer::Link(a.is_symlink()),
+            (
+                _,
+                Response::Status {
+                    code: StatusCode::NoSuchFile,
+                    ..
+                },
+            ) => Answer::NoSuchFile,
+            (
+                _,
+                Response::Status {
+                    code: StatusCode::OpUnsupported,
+                    ..
+                },
+            ) => Answer::Unsupported,
+            (_, other) => Answer::Odd(describe(&other)),
+        };
+        match req {
+            Req::Realpath => self.dirs[k].realpath = answer,
+            _ => self.dirs[k].lstat = answer,
+        }
+        let mut judged = Vec::new();
+        self.decide(k, &mut judged);
+        judged
+    }
+
+    /// The entry for `dir` (and those above it), asking about each new one; `None` for the
+    /// target directory itself and for what is not below it (no check applies there).
+    fn entry(&mut self, dir: &RemotePath, session: &mut Session<Tag>) -> Option<usize> {
+        #[cfg(test)]
+        if self.trusting {
+            return None;
+        }
+        if let Some(&k) = self.index.get(dir) {
+            return Some(k);
+        }
+        if !self.below_base(dir) {
+            return None;
+        }
+        let parent = dir.parent().and_then(|p| self.entry(&p, session));
+        let k = self.dirs.len();
+        self.index.insert(dir.clone(), k);
+        self.dirs.push(Dir {
+            path: dir.clone(),
+            parent,
+            children: Vec::new(),
+            realpath: Answer::Awaited,
+            lstat: Answer::Awaited,
+            decided: None,
+            waiters: Vec::new(),
+        });
+        if let Some(p) = parent {
+            self.dirs[p].children.push(k);
+        }
+        let path = dir.as_bytes().to_vec();
+        session.send(
+            Request::Realpath { path: path.clone() },
+            Tag::Confine {
+                dir: k,
+                req: Req::Realpath,
+            },
+        );
+        session.send(
+            Request::Lstat { path },
+            Tag::Confine {
+                dir: k,
+                req: Req::Lstat,
+            },
+        );
+        Some(k)
+    }
+
+    /// Decides directory `k` if all it needs is in, then those below it that waited.
+    fn decide(&mut self, k: usize, judged: &mut Judged) {
+        if self.dirs[k].decided.is_some() {
+            return;
+        }
+        let parent = match self.dirs[k].parent {
+            None => Some(Decided::Inside),
+            Some(p) => self.dirs[p].decided.clone(),
+        };
+        let Some(decided) = parent.and_then(|parent| self.judge(k, parent)) else {
+            return;
+        };
+        let verdict = match &decided {
+            Decided::Inside | Decided::Missing => Ok(()),
+            Decided::Outside(cause) => Err(cause.clone()),
+        };
+        self.dirs[k].decided = Some(decided);
+        let waiters = std::mem::take(&mut self.dirs[k].waiters);
+        judged.extend(waiters.into_iter().map(|w| (w, verdict.clone())));
+        for child in self.dirs[k].children.clone() {
+            self.decide(child, judged);
         }
     }
 
-    fn add(&mut self, path: RemotePath, check: Check) -> usize {
-        let k = self.dirs.len();
-        self.index.insert(path.clone(), k);
-        self.dirs.push(Dir {
-            path,
-            check,
-            waiters: Vec::new(),
-        });
-        k
+    /// What directory `k` is, its parent being `parent`; `None` while answers are awaited.
+    fn judge(&self, k: usize, parent: Decided) -> Option<Decided> {
+        let d = &self.dirs[k];
+        let outside = |why: String| {
+            Some(Decided::Outside(Cause::Outside {
+                path: d.path.clone(),
+                resolved: why,
+            }))
+        };
+        match parent {
+            Decided::Outside(_) => {
+                let above = d.path.parent().map_or(String::new(), |p| p.to_string());
+                return outside(format!("a place below {above}, which is outside"));
+            }
+            Decided::Missing => return Some(Decided::Missing),
+            Decided::Inside => {}
+        }
+        if matches!(d.realpath, Answer::Awaited) || matches!(d.lstat, Answer::Awaited) {
+            return None;
+        }
+        let root = match &self.root {
+            Root::Unknown => return None,
+            Root::Failed(why) => {
+                return outside(format!(
+                    "an unknown place (the server would not resolve the target directory: {why})"
+                ));
+            }
+            Root::Known(root) => Some(root),
+            Root::Unresolvable => None,
+        };
+        match (&d.realpath, &d.lstat) {
+            (_, Answer::Link(true)) => outside("a symlink".into()),
+            (Answer::NoSuchFile, Answer::NoSuchFile) => Some(Decided::Missing),
+            (Answer::Resolved(resolved), Answer::NoSuchFile | Answer::Link(false)) => {
+                match root.map(|r| self.expected(r, &d.path)) {
+                    Some(Some(expected)) if expected != *resolved => {
+                        outside(String::from_utf8_lossy(resolved).into_owned())
+                    }
+                    Some(None) => outside(String::from_utf8_lossy(resolved).into_owned()),
+                    _ if d.lstat == Answer::NoSuchFile => Some(Decided::Missing),
+                    _ => Some(Decided::Inside),
+                }
+            }
+            (Answer::Unsupported, Answer::Link(false)) => Some(Decided::Inside),
+            (Answer::Unsupported, Answer::NoSuchFile) => Some(Decided::Missing),
+            (realpath, lstat) => outside(format!(
+                "a place the server will not say (REALPATH: {}, LSTAT: {})",
+                said(realpath),
+                said(lstat)
+            )),
+        }
     }
 
-    fn settle(&mut self, k: usize, resolved: &[u8], judged: &mut Judged) {
-        let Some(verdict) = self.judge(&self.dirs[k].path, resolved) else {
-            return;
-        };
-        self.dirs[k].check = match &verdict {
-            Ok(()) => Check::Inside,
-            Err(_) => Check::Outside(resolved.to_vec()),
-        };
-        let waiters = std::mem::take(&mut self.dirs[k].waiters);
-        judged.extend(waiters.into_iter().map(|w| (w, verdict.clone())));
+    /// Whether `path` lies strictly below the target directory (anywhere without one).
+    fn below_base(&self, path: &RemotePath) -> bool {
+        match &self.base {
+            None => !path.as_bytes().starts_with(b"/"),
+            Some(base) => {
+                let (b, p) = (base.as_bytes(), path.as_bytes());
+                p.len() > b.len() && p.starts_with(b) && (p[b.len()] == b'/' || b == b"/")
+            }
+        }
     }
 
     /// Where `path` must resolve to if no symlink is on its way below the target directory.
@@ -285,7 +359,7 @@ impl Confinement {
                     p.strip_prefix(b)?.strip_prefix(b"/")?
                 }
             }
-            None if p.starts_with(b"/") => return Some(p.to_vec()),
+            None if p.starts_with(b"/") => return None,
             None => p,
         };
         let mut expected = root.to_vec();
@@ -293,14 +367,34 @@ impl Confinement {
             expected.push(b'/');
         }
         expected.extend_from_slice(rest);
-        Some(expected)
+        Some(normalized(&expected))
     }
 }
 
-fn outside(path: &RemotePath, resolved: &[u8]) -> Cause {
-    Cause::Outside {
-        path: path.clone(),
-        resolved: String::from_utf8_lossy(resolved).into_owned(),
+/// A path as the server wrote it, without doubled or trailing slashes.
+fn normalized(path: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    for &b in path {
+        if b == b'/' && out.last() == Some(&b'/') {
+            continue;
+        }
+        out.push(b);
+    }
+    if out.len() > 1 && out.last() == Some(&b'/') {
+        out.pop();
+    }
+    out
+}
+
+fn said(answer: &Answer) -> String {
+    match answer {
+        Answer::Awaited => "nothing yet".into(),
+        Answer::Resolved(r) => String::from_utf8_lossy(r).into_owned(),
+        Answer::Link(true) => "a symlink".into(),
+        Answer::Link(false) => "no symlink".into(),
+        Answer::NoSuchFile => "NO_SUCH_FILE".into(),
+        Answer::Unsupported => "OP_UNSUPPORTED".into(),
+        Answer::Odd(why) => why.clone(),
     }
 }
 
@@ -324,6 +418,21 @@ mod tests {
         }])
     }
 
+    fn attrs(link: bool) -> Response {
+        Response::Attrs(Attrs {
+            permissions: Some(if link { 0o120777 } else { 0o40755 }),
+            ..Attrs::default()
+        })
+    }
+
+    fn status(code: StatusCode) -> Response {
+        Response::Status {
+            code,
+            message: Vec::new(),
+            language: Vec::new(),
+        }
+    }
+
     fn rp(s: &str) -> RemotePath {
         RemotePath::new(s).unwrap()
     }
@@ -337,40 +446,114 @@ mod tests {
         c
     }
 
-    #[test]
-    fn a_path_is_inside_when_it_resolves_to_the_resolved_target_and_the_same_rest() {
-        // /srv/mirror is itself a symlink to /data/mirror: that is the administrator's.
-        let c = confinement(Some("/srv/mirror"), "/data/mirror");
-        let file = rp("/srv/mirror/pool/main/.a.deb.tmp");
+    /// Checks `dir` for waiter 1 and answers each directory's requests from `answers`
+    /// (path, REALPATH answer, LSTAT answer), in order; returns the verdicts released.
+    fn judge(c: &mut Confinement, dir: &str, answers: &[(&str, Response, Response)]) -> Judged {
+        let mut session: Session<Tag> = Session::new();
         assert_eq!(
-            c.judge(&file, b"/data/mirror/pool/main/.a.deb.tmp"),
-            Some(Ok(()))
+            c.check(&rp(dir), Waiter::Op(1), &mut session),
+            Verdict::Pending
         );
-        let Some(Err(cause)) = c.judge(&file, b"/etc/.a.deb.tmp") else {
-            panic!("a symlinked pool/main passed")
+        let mut judged = Vec::new();
+        for (path, realpath, lstat) in answers {
+            let k = c.index[&rp(path)];
+            judged.extend(c.on_reply(k, Req::Realpath, realpath.clone()));
+            judged.extend(c.on_reply(k, Req::Lstat, lstat.clone()));
+        }
+        judged
+    }
+
+    #[test]
+    fn a_directory_resolving_where_it_should_with_no_symlink_above_is_inside() {
+        // /srv/mirror is itself a symlink to /data/mirror: that is the administrator's.
+        let mut c = confinement(Some("/srv/mirror"), "/data/mirror");
+        let judged = judge(
+            &mut c,
+            "/srv/mirror/pool/main",
+            &[
+                ("/srv/mirror/pool", name("/data/mirror/pool"), attrs(false)),
+                (
+                    "/srv/mirror/pool/main",
+                    name("/data/mirror/pool/main/"),
+                    attrs(false),
+                ),
+            ],
+        );
+        assert_eq!(judged, vec![(Waiter::Op(1), Ok(()))]);
+        assert_eq!(c.known(&rp("/srv/mirror/pool")), Some(Known::Inside));
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_is_outside_whatever_the_server_resolves() {
+        // OpenSSH: REALPATH resolves the link.
+        let mut c = confinement(Some("/m"), "/m");
+        let judged = judge(
+            &mut c,
+            "/m/pool/main",
+            &[
+                ("/m/pool", name("/etc"), attrs(true)),
+                ("/m/pool/main", name("/etc/main"), attrs(false)),
+            ],
+        );
+        let [(Waiter::Op(1), Err(cause))] = judged.as_slice() else {
+            panic!("{judged:?}")
         };
-        assert!(
-            cause.to_string().contains("resolves to /etc/.a.deb.tmp"),
-            "{cause}"
+        assert!(cause.to_string().contains("outside"), "{cause}");
+        // paramiko's example server: REALPATH only tidies the text; its LSTAT tells.
+        let mut c = confinement(Some("/m"), "/m");
+        let judged = judge(
+            &mut c,
+            "/m/pool/main",
+            &[
+                ("/m/pool", name("/m/pool"), attrs(true)),
+                ("/m/pool/main", name("/m/pool/main"), attrs(false)),
+            ],
         );
-        // Nothing outside the target is inside, whatever it resolves to.
-        assert!(matches!(
-            c.judge(&rp("/srv/other/x"), b"/data/mirror/x"),
-            Some(Err(_))
-        ));
+        assert!(matches!(judged.as_slice(), [(_, Err(_))]), "{judged:?}");
+        // ProFTPD: its LSTAT follows the link; its REALPATH does not hide it.
+        let mut c = confinement(Some("/m"), "/m");
+        let judged = judge(&mut c, "/m/pool", &[("/m/pool", name("/x"), attrs(false))]);
+        assert!(matches!(judged.as_slice(), [(_, Err(_))]), "{judged:?}");
+        // asyncssh in a chroot: a REALPATH leading out of it is NO_SUCH_FILE.
+        let mut c = confinement(Some("/m"), "/m");
+        let no = status(StatusCode::NoSuchFile);
+        let judged = judge(&mut c, "/m/pool", &[("/m/pool", no, attrs(true))]);
+        assert!(matches!(judged.as_slice(), [(_, Err(_))]), "{judged:?}");
     }
 
     #[test]
-    fn without_a_target_paths_are_relative_to_the_start_directory() {
-        let c = confinement(None, "/home/repo");
-        assert_eq!(c.judge(&rp("pool/x"), b"/home/repo/pool/x"), Some(Ok(())));
-        assert!(matches!(c.judge(&rp("pool/x"), b"/x"), Some(Err(_))));
-        let c = confinement(Some("/"), "/");
-        assert_eq!(c.judge(&rp("/pool/x"), b"/pool/x"), Some(Ok(())));
+    fn a_directory_both_requests_say_is_not_there_is_missing_and_so_is_all_below() {
+        let mut c = confinement(None, "/home/repo");
+        let no = || status(StatusCode::NoSuchFile);
+        let judged = judge(
+            &mut c,
+            "pool/main",
+            &[
+                ("pool", no(), no()),
+                ("pool/main", name("/home/repo/pool/main"), no()),
+            ],
+        );
+        assert_eq!(judged, vec![(Waiter::Op(1), Ok(()))]);
+        assert_eq!(c.known(&rp("pool")), Some(Known::Missing));
+        assert_eq!(c.known(&rp("pool/main")), Some(Known::Missing));
     }
 
     #[test]
-    fn waiters_are_released_once_both_the_directory_and_the_root_are_resolved() {
+    fn nothing_is_judged_inside_when_the_target_cannot_be_resolved() {
+        let mut c = Confinement::default();
+        assert!(c.on_root(status(StatusCode::PermissionDenied)).is_empty());
+        let judged = judge(&mut c, "pool", &[("pool", name("/x/pool"), attrs(false))]);
+        assert!(matches!(judged.as_slice(), [(_, Err(_))]), "{judged:?}");
+        // One that does no REALPATH at all is judged by LSTAT.
+        let mut c = Confinement::default();
+        c.on_root(status(StatusCode::OpUnsupported));
+        let unsupported = status(StatusCode::OpUnsupported);
+        let judged = judge(&mut c, "pool", &[("pool", unsupported, attrs(false))]);
+        assert_eq!(judged, vec![(Waiter::Op(1), Ok(()))]);
+    }
+
+    #[test]
+    fn one_flight_per_directory_and_waiters_released_when_the_root_comes_last() {
         let mut c = Confinement {
             base: Some(rp("/m")),
             ..Confinement::default()
@@ -385,37 +568,18 @@ mod tests {
             c.check(&pool, Waiter::Dir(4), &mut session),
             Verdict::Pending
         );
-        // The directory's reply overtakes the root's: nothing is decided yet.
-        assert!(c.on_reply(0, name("/elsewhere")).is_empty());
-        let judged = c.on_root(name("/m"));
+        assert_eq!(session.in_flight(), 2, "REALPATH and LSTAT, once");
+        assert!(c.on_reply(0, Req::Realpath, name("/m/pool")).is_empty());
+        assert!(c.on_reply(0, Req::Lstat, attrs(false)).is_empty());
+        let judged = c.on_root(name("/m/"));
         assert_eq!(judged.len(), 2);
-        assert!(judged.iter().all(|(_, r)| r.is_err()));
-        // Known now: no more requests for it.
-        assert!(matches!(
-            c.check(&pool, Waiter::Op(5), &mut session),
-            Verdict::Outside(_)
-        ));
-        c.learn_inside(&rp("/m/dists"));
+        assert!(judged.iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(c.check(&pool, Waiter::Op(5), &mut session), Verdict::Inside);
+        // The target itself, and what is not below it, need no check.
         assert_eq!(
-            c.check(&rp("/m/dists"), Waiter::Op(6), &mut session),
+            c.check(&rp("/m"), Waiter::Op(6), &mut session),
             Verdict::Inside
         );
-    }
-
-    #[test]
-    fn a_server_that_cannot_resolve_is_not_checked() {
-        let mut c = Confinement::default();
-        let judged = c.on_root(Response::Status {
-            code: StatusCode::OpUnsupported,
-            message: Vec::new(),
-            language: Vec::new(),
-        });
-        assert!(judged.is_empty());
-        let mut session: Session<Tag> = Session::new();
-        assert_eq!(
-            c.check(&rp("pool"), Waiter::Op(1), &mut session),
-            Verdict::Inside
-        );
-        assert_eq!(c.judge(&rp("pool/x"), b"/anything"), Some(Ok(())));
+        assert_eq!(session.in_flight(), 2);
     }
 }

@@ -212,6 +212,9 @@ impl DirTable {
         if self.index.contains_key(path) {
             return false;
         }
+        if self.confine.known(path) == Some(Known::Missing) {
+            return true;
+        }
         let mut at = self.parent_of(path);
         while let Some(p) = at {
             if let Some(&i) = self.index.get(&p) {
@@ -339,31 +342,6 @@ impl DirTable {
         self.confine.check(dir, waiter, session)
     }
 
-    /// Whether `dir` is known to be where it should below the base: this run made it (under
-    /// a parent known so), or it resolved there.
-    pub(crate) fn known_inside(&self, dir: &RemotePath) -> bool {
-        self.confine.known(dir) == Some(Known::Inside)
-            || self.index.get(dir).is_some_and(|&i| self.dirs[i].made)
-    }
-
-    /// Asks early where `dir` and the directories above it are (whether they exist, and
-    /// really below the base), so that the answers are in by the time `dir` is found
-    /// missing (its MKDIR, and those of its missing parents, then go at once), or an upload
-    /// into it is closed (it is then renamed into place in the same flight).
-    pub(crate) fn prefetch_confinement(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
-        if self.index.contains_key(dir) {
-            return;
-        }
-        let mut at = Some(dir.clone());
-        while let Some(p) = at {
-            if self.index.contains_key(&p) || self.confine.is_asked(&p) {
-                break;
-            }
-            self.confine.prefetch(&p, session);
-            at = self.parent_of(&p);
-        }
-    }
-
     /// Sends the MKDIR of directory `i`, or decides it failed when that cannot be.
     fn mkdir_or_fail(&mut self, i: usize, session: &mut Session<Tag>, released: &mut Released) {
         if let Err(cause) = self.send_mkdir(i, session) {
@@ -371,18 +349,18 @@ impl DirTable {
         }
     }
 
-    /// The verdict on directories: the target directory's resolution (`dir` `None`) or
-    /// directory `dir`'s. Directories waiting for it get their MKDIR or fail; operations
-    /// waiting are returned.
+    /// The answers on where directories are: the target directory's resolution (`dir`
+    /// `None`) or request `req` about directory `dir`. Directories waiting for a verdict get
+    /// their MKDIR or fail; operations waiting are returned.
     pub(crate) fn on_confine_reply(
         &mut self,
-        dir: Option<usize>,
+        dir: Option<(usize, Req)>,
         response: Response,
         session: &mut Session<Tag>,
     ) -> Released {
         let judged = match dir {
             None => self.confine.on_root(response),
-            Some(k) => self.confine.on_reply(k, response),
+            Some((k, req)) => self.confine.on_reply(k, req, response),
         };
         let mut released = Vec::new();
         for (waiter, verdict) in judged {
@@ -611,10 +589,10 @@ mod tests {
         RemotePath::new(s).unwrap()
     }
 
-    /// A table on a server that cannot resolve paths: no REALPATH before a MKDIR.
+    /// A table whose directories all count as inside: no REALPATH or LSTAT before a MKDIR.
     fn unconfined() -> DirTable {
         let mut t = DirTable::default();
-        t.confine.on_root(status(StatusCode::OpUnsupported));
+        t.confine.trusting = true;
         t
     }
 
@@ -638,16 +616,34 @@ mod tests {
                 .is_empty()
         );
         sent(&mut session);
-        // A child of a directory this run made needs no REALPATH; one of an existing
-        // directory waits for its parent's.
+        // A MKDIR under an existing directory waits for where that one (and each above it)
+        // is: REALPATH and LSTAT of each.
         t.ensure(&path("/m/pool/x/y"), Waiter::Op(1), &mut session);
-        assert_eq!(
-            sent(&mut session),
-            vec![Request::Realpath {
-                path: b"/m/pool/x".to_vec()
-            }]
-        );
-        let released = t.on_confine_reply(Some(0), name("/etc"), &mut session);
+        let asked: Vec<Request> = ["/m/pool", "/m/pool/x"]
+            .iter()
+            .flat_map(|p| {
+                let path = p.as_bytes().to_vec();
+                [
+                    Request::Realpath { path: path.clone() },
+                    Request::Lstat { path },
+                ]
+            })
+            .collect();
+        assert_eq!(sent(&mut session), asked);
+        let dir = Attrs {
+            permissions: Some(0o40755),
+            ..Attrs::default()
+        };
+        let mut released = Vec::new();
+        for (k, resolved) in [(0, "/m/pool"), (1, "/etc")] {
+            released.extend(t.on_confine_reply(
+                Some((k, Req::Realpath)),
+                name(resolved),
+                &mut session,
+            ));
+            let attrs = Response::Attrs(dir.clone());
+            released.extend(t.on_confine_reply(Some((k, Req::Lstat)), attrs, &mut session));
+        }
         assert_eq!(released.len(), 1);
         let (Waiter::Op(1), Err(cause)) = &released[0] else {
             panic!("{released:?}")

@@ -129,6 +129,7 @@ pub enum Req {
     Opendir,
     Readdir,
     Readlink,
+    Lstat,
     Read,
     Realpath,
 }
@@ -155,6 +156,7 @@ impl fmt::Display for Req {
             Req::Opendir => "OPENDIR",
             Req::Readdir => "READDIR",
             Req::Readlink => "READLINK",
+            Req::Lstat => "LSTAT",
             Req::Read => "READ",
         })
     }
@@ -278,8 +280,8 @@ pub(crate) enum Tag {
     /// A REMOVE of a temporary file an interrupted upload may have left: its answer
     /// matters to nobody (there is usually nothing to remove).
     Sweep,
-    /// The REALPATH of directory number `dir` of the confinement table.
-    Confine { dir: usize },
+    /// The REALPATH or LSTAT of directory number `dir` of the confinement table.
+    Confine { dir: usize, req: Req },
 }
 
 impl Tag {

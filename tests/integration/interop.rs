@@ -487,3 +487,67 @@ fn check_large_upload_is_sent_whole(kind: Kind, test: &str) {
         assert_eq!(opens, 1, "{log}");
     }
 }
+
+/// A symlinked directory below the target, on servers whose REALPATH does not show it:
+/// paramiko's example server only tidies the path's text, asyncssh's in a chroot answers
+/// NO_SUCH_FILE for a path leading out of it. Nothing is made, written or removed there.
+#[test]
+fn a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it() {
+    use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op};
+    use outsftphook::remote_path::RemotePath;
+    use outsftphook::transport::ServerCommand;
+    let test = "a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it";
+    for kind in [Kind::Paramiko, Kind::AsyncsshChroot, Kind::Proftpd] {
+        let repo = Repo::new();
+        let Some(server) = serve(kind, &repo, test) else {
+            return;
+        };
+        // Outside the remote dir, inside the served one (a chrooted server reaches it).
+        let outside = repo.dir.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("old.deb"), "not yours").unwrap();
+        std::os::unix::fs::symlink(&outside, repo.remote().join("pool")).unwrap();
+        let local = repo.dir.path().join("x.deb");
+        fs::write(&local, b"hello world").unwrap();
+        let target = server.remote_name(&repo.remote());
+        let command = ServerCommand::Direct(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("exec {} -l root -s 127.0.0.1 sftp", server.ssh_command()).into(),
+        ]);
+        let config = EngineConfig {
+            root: Some(RemotePath::new(target.clone()).unwrap()),
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::connect(&command, config).unwrap();
+        let at = |rel: &str| RemotePath::new(format!("{target}/{rel}")).unwrap();
+        let upload = |rel: &str| Op::Upload {
+            local: local.clone(),
+            remote: at(rel),
+            fsync: false,
+            mtime: None,
+        };
+        let ops = [
+            upload("pool/x.deb"),
+            upload("pool/sub/y.deb"),
+            Op::Remove {
+                path: at("pool/old.deb"),
+            },
+        ];
+        let results = engine.run(&ops, |_, _| {}).unwrap();
+        engine.close();
+        for result in &results {
+            let err = result.as_ref().expect_err(kind.name());
+            let outside_cause = matches!(&err.cause, Cause::Outside { .. })
+                || matches!(&err.cause, Cause::Directory { cause, .. }
+                    if matches!(**cause, Cause::Outside { .. }));
+            assert!(outside_cause, "{}: {err}", kind.name());
+        }
+        assert_eq!(
+            crate::support::names_in(&outside),
+            ["old.deb"],
+            "{}",
+            kind.name()
+        );
+    }
+}
