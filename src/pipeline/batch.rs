@@ -229,6 +229,8 @@ pub(crate) struct Batch<'a> {
     unfinished: usize,
     /// Bytes of the started uploads not yet sent.
     unsent: u64,
+    /// Uploads started and not finished: each holds its local file open.
+    files_held: usize,
     /// Removals, renames and symlinks waiting for their directory's verdict, or behind one
     /// that does, in the order they were started.
     confining: VecDeque<usize>,
@@ -248,6 +250,7 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             unfinished: ops.len(),
             unsent: 0,
+            files_held: 0,
             confining: VecDeque::new(),
             interrupted: false,
             ops,
@@ -289,6 +292,7 @@ impl<'a> Batch<'a> {
             && self.unstarted() == 0
             && self.unsent < conn.limits.window
             && conn.open_files < conn.limits.max_open_files
+            && self.files_held < conn.limits.max_open_files
             && conn.room_for_request()
     }
 
@@ -314,6 +318,7 @@ impl<'a> Batch<'a> {
     fn finish(&mut self, i: usize, result: OpResult, conn: &mut Conn) {
         if let State::Upload(u) = &self.states[i] {
             self.unsent -= u.size.saturating_sub(u.next_offset);
+            self.files_held -= 1;
         }
         if let (Ok(_), State::Upload(u)) = (&result, &self.states[i]) {
             // A file counts once, with its first part.
@@ -373,7 +378,13 @@ impl<'a> Batch<'a> {
         }
         while self.next_to_start < self.ops.len() && conn.room_for_request() {
             let i = self.next_to_start;
-            if needs_handle(self.ops[i]) && conn.open_files >= conn.limits.max_open_files {
+            // Every upload started holds its local file open, whether its remote one is open
+            // yet or it waits (for its directory's verdict, or its MKDIR): the limit counts
+            // both, so that local descriptors never run out.
+            if needs_handle(self.ops[i])
+                && (conn.open_files >= conn.limits.max_open_files
+                    || self.files_held >= conn.limits.max_open_files)
+            {
                 break;
             }
             if conn.hold_back && self.unsent >= conn.limits.window {
@@ -412,6 +423,7 @@ impl<'a> Batch<'a> {
                         conn,
                     ),
                     Ok((file, meta)) => {
+                        self.files_held += 1;
                         let range = part.clone().unwrap_or(0..meta.len());
                         self.unsent += range.end - range.start;
                         let remote = self.ops[i].path();

@@ -313,6 +313,20 @@ fn a_low_descriptor_limit_caps_the_files_open_instead_of_failing_them() {
                 == vec![i as u8; 30_000]
         );
     }
+    // The hook too, into a directory it has yet to find missing: the uploads waiting for
+    // its verdict hold their sources open as well, and count.
+    fs::remove_dir_all(repo.remote().join("pool")).unwrap();
+    fs::create_dir_all(repo.logs()).unwrap();
+    let lines: String = (0..400)
+        .map(|i| format!("POOLNEW\tpool/main/m/many/f{i}\n"))
+        .collect();
+    fs::write(repo.logs().join("1700000000-abcdef.outlog"), lines).unwrap();
+    let ran = repo.hook_after("ulimit -n 150", &["--basedir", ".", "--pending"]);
+    ran.expect(0);
+    for i in 0..400 {
+        let got = fs::read(repo.remote().join(format!("pool/main/m/many/f{i}"))).unwrap();
+        assert!(got == vec![i as u8; 30_000], "f{i}");
+    }
 }
 
 #[test]

@@ -99,40 +99,51 @@ impl Sandbox {
         sessions_opened(&self.server_log())
     }
 
-    /// The logged operations that succeeded: OpenSSH logs the request, then a `sent status`
-    /// line only when it failed.
-    pub fn successful_ops(&self) -> Vec<String> {
-        let lines = self.log_lines();
-        let mut ok = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            let failed = lines
-                .get(i + 1)
-                .is_some_and(|next| next.starts_with("sent status"));
-            if !failed && !line.starts_with("sent status") {
-                ok.push(line.clone());
-            }
-        }
-        ok
-    }
-
-    /// How many times the server created `dir` (a path relative to `remote/`).
+    /// How many times the server was asked to create `dir` (a path relative to `remote/`).
     pub fn mkdirs_logged(&self, dir: &str) -> usize {
+        // Every MKDIR sent, not just those that succeeded: a "sent status" line may belong
+        // to a request the server does not log (REALPATH, LSTAT), and a MKDIR that failed
+        // is one too many all the same.
         let needle = format!("mkdir name \"{dir}\" ");
-        self.successful_ops()
+        self.log_lines()
             .iter()
             .filter(|l| l.starts_with(&needle))
             .count()
     }
 
-    /// The most files the server had open at once, from its open/close log lines.
+    /// The most files the server had open at once, from its open/close log lines. An open
+    /// counts when a close of the same name follows it: the server logs no "sent status"
+    /// for requests it does not log (REALPATH, LSTAT), so a failure line is no sure sign of
+    /// which request failed.
     pub fn max_open_logged(&self) -> usize {
+        let lines = self.log_lines();
+        let name = |line: &str| line.split('"').nth(1).map(str::to_owned);
+        let mut closes: std::collections::HashMap<String, usize> = Default::default();
+        for line in &lines {
+            if line.starts_with("close \"") || line.starts_with("forced close \"") {
+                *closes.entry(name(line).unwrap_or_default()).or_default() += 1;
+            }
+        }
         let (mut open, mut max) = (0usize, 0usize);
-        for line in self.successful_ops() {
+        let mut pending: std::collections::HashMap<String, usize> = Default::default();
+        for line in &lines {
+            let Some(n) = name(line) else { continue };
             if line.starts_with("open \"") {
-                open += 1;
-                max = max.max(open);
+                let left = closes.get(&n).copied().unwrap_or(0);
+                let opened = pending.entry(n).or_default();
+                if *opened < left {
+                    *opened += 1;
+                    open += 1;
+                    max = max.max(open);
+                }
             } else if line.starts_with("close \"") || line.starts_with("forced close \"") {
-                open -= 1;
+                if let Some(opened) = pending.get_mut(&n).filter(|o| **o > 0) {
+                    *opened -= 1;
+                    open -= 1;
+                }
+                if let Some(c) = closes.get_mut(&n) {
+                    *c -= 1;
+                }
             }
         }
         max
