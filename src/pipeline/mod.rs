@@ -270,6 +270,8 @@ pub struct Engine {
     local_files: usize,
     /// Whether more connections were started, or found not worth it.
     more_considered: bool,
+    /// When the engine first saw the run asked to stop.
+    signalled_at: Option<Instant>,
 }
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
@@ -314,6 +316,7 @@ impl Engine {
                 },
             ),
             more_considered: config.connections <= 1,
+            signalled_at: None,
             config,
             server: server.clone(),
         };
@@ -759,15 +762,16 @@ impl Engine {
         if waited >= self.stall_timeout {
             return Err(EngineErrorKind::Stalled(self.stall_timeout));
         }
-        let signal = self.interrupt.signal();
-        let mut limit = self.stall_timeout;
-        if let Some(sig) = signal {
-            if waited >= INTERRUPTED_GRACE {
+        let mut timeout = (self.stall_timeout - waited).min(MAX_POLL_WAIT);
+        if let Some(sig) = self.interrupt.signal() {
+            // The grace counts from the signal, or from the last progress after it.
+            let since = *self.signalled_at.get_or_insert_with(Instant::now);
+            let silent = (*last_progress).max(since).elapsed();
+            if silent >= INTERRUPTED_GRACE {
                 return Err(EngineErrorKind::Interrupted(sig));
             }
-            limit = limit.min(INTERRUPTED_GRACE);
+            timeout = timeout.min(INTERRUPTED_GRACE - silent);
         }
-        let mut timeout = (limit - waited).min(MAX_POLL_WAIT);
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
         {
