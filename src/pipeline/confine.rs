@@ -34,7 +34,8 @@ enum Answer {
     Resolved(Vec<u8>),
     Link(bool),
     NoSuchFile,
-    /// The server does not do this request.
+    /// The server does not do this request, or will not (OP_UNSUPPORTED, PERMISSION_DENIED:
+    /// OpenSSH's `sftp-server -P` refuses requests by name so).
     Unsupported,
     /// Anything else: not known to be safe.
     Odd(String),
@@ -100,6 +101,10 @@ pub(crate) type Judged = Vec<(Waiter, Result<(), Cause>)>;
 pub(crate) struct Confinement {
     /// The target directory (the server's start directory when `None`).
     pub(crate) base: Option<RemotePath>,
+    /// The server's REALPATH resolves symlinks (OpenSSH's and asyncssh's, those with
+    /// `limits@openssh.com`, call realpath(3)): where it will not answer LSTAT, a REALPATH
+    /// that resolves where it should suffices.
+    pub(crate) realpath_resolves_links: bool,
     root: Root,
     index: HashMap<RemotePath, usize>,
     dirs: Vec<Dir>,
@@ -125,10 +130,10 @@ impl Confinement {
                 Root::Known(normalized(&names[0].filename))
             }
             Response::Status {
-                code: StatusCode::OpUnsupported,
+                code: StatusCode::OpUnsupported | StatusCode::PermissionDenied,
                 ..
             } => {
-                log::info!("the server does no REALPATH: remote symlinks are found by LSTAT");
+                log::info!("the server does no REALPATH: remote symlinks are found by LSTAT alone");
                 Root::Unresolvable
             }
             other => {
@@ -198,7 +203,7 @@ impl Confinement {
             (
                 _,
                 Response::Status {
-                    code: StatusCode::OpUnsupported,
+                    code: StatusCode::OpUnsupported | StatusCode::PermissionDenied,
                     ..
                 },
             ) => Answer::Unsupported,
@@ -293,22 +298,24 @@ impl Confinement {
             }))
         };
         match parent {
-            Decided::Outside(_) => {
-                let above = d.path.parent().map_or(String::new(), |p| p.to_string());
-                return outside(format!("a place below {above}, which is outside"));
-            }
+            // Below it, the same: the message names the directory that is the cause.
+            Decided::Outside(cause) => return Some(Decided::Outside(cause)),
             Decided::Missing => return Some(Decided::Missing),
             Decided::Inside => {}
         }
         if matches!(d.realpath, Answer::Awaited) || matches!(d.lstat, Answer::Awaited) {
             return None;
         }
+        let unconfirmed = |said: String| {
+            Some(Decided::Outside(Cause::Unconfirmed {
+                path: d.path.clone(),
+                said,
+            }))
+        };
         let root = match &self.root {
             Root::Unknown => return None,
             Root::Failed(why) => {
-                return outside(format!(
-                    "an unknown place (the server would not resolve the target directory: {why})"
-                ));
+                return unconfirmed(format!("the target directory's REALPATH: {why}"));
             }
             Root::Known(root) => Some(root),
             Root::Unresolvable => None,
@@ -328,8 +335,18 @@ impl Confinement {
             }
             (Answer::Unsupported, Answer::Link(false)) => Some(Decided::Inside),
             (Answer::Unsupported, Answer::NoSuchFile) => Some(Decided::Missing),
-            (realpath, lstat) => outside(format!(
-                "a place the server will not say (REALPATH: {}, LSTAT: {})",
+            // No LSTAT: a REALPATH that resolves symlinks, and says where it should, does.
+            (Answer::Resolved(resolved), Answer::Unsupported) if self.realpath_resolves_links => {
+                match root.and_then(|r| self.expected(r, &d.path)) {
+                    Some(expected) if expected == *resolved => Some(Decided::Inside),
+                    _ => outside(String::from_utf8_lossy(resolved).into_owned()),
+                }
+            }
+            (Answer::NoSuchFile, Answer::Unsupported) if self.realpath_resolves_links => {
+                Some(Decided::Missing)
+            }
+            (realpath, lstat) => unconfirmed(format!(
+                "REALPATH: {}, LSTAT: {}",
                 said(realpath),
                 said(lstat)
             )),
@@ -541,7 +558,7 @@ mod tests {
     #[test]
     fn nothing_is_judged_inside_when_the_target_cannot_be_resolved() {
         let mut c = Confinement::default();
-        assert!(c.on_root(status(StatusCode::PermissionDenied)).is_empty());
+        assert!(c.on_root(status(StatusCode::Failure)).is_empty());
         let judged = judge(&mut c, "pool", &[("pool", name("/x/pool"), attrs(false))]);
         assert!(matches!(judged.as_slice(), [(_, Err(_))]), "{judged:?}");
         // One that does no REALPATH at all is judged by LSTAT.

@@ -187,6 +187,9 @@ pub enum Cause {
     /// The server resolves `path` to `resolved`, which is not where it lies below the target
     /// directory: a symlink is on the way, and nothing is written or removed through it.
     Outside { path: RemotePath, resolved: String },
+    /// The server's answers (`said`) do not tell whether `path` is a symlink or where it
+    /// leads: nothing is done there.
+    Unconfirmed { path: RemotePath, said: String },
 }
 
 impl fmt::Display for Cause {
@@ -220,6 +223,11 @@ impl fmt::Display for Cause {
                 write!(f, "cannot create directory {dir}: {cause}")
             }
             Cause::Interrupted => write!(f, "interrupted before it completed"),
+            Cause::Unconfirmed { path, said } => write!(
+                f,
+                "cannot tell whether {path} is a symlink, or where it leads ({said}): nothing \
+                 is done there; let the server answer REALPATH and LSTAT"
+            ),
             Cause::Outside { path, resolved } => write!(
                 f,
                 "{path} resolves to {resolved} on the server, outside the target directory (a \

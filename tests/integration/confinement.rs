@@ -152,3 +152,61 @@ fn mirror_delete_never_deletes_through_a_symlinked_top() {
     ran.expect(0);
     repo.hook(&["--basedir", ".", "verify"]).expect(0);
 }
+
+/// A server that refuses REALPATH, or LSTAT (`sftp-server -P`): symlinks are still found
+/// with the other, and pushes go on; one that refuses both leaves nothing to tell by, and
+/// nothing is done, said so.
+#[test]
+fn a_server_refusing_realpath_or_lstat_is_still_checked_by_the_other() {
+    use std::os::unix::fs::PermissionsExt;
+    for (refused, works) in [
+        ("realpath", true),
+        ("lstat", true),
+        ("realpath,lstat", false),
+    ] {
+        let repo = crate::repo::Repo::new();
+        let script = repo.dir.path().join("refusing.sh");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -P {refused} -d '{}'\n",
+                repo.remote().display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+        let elsewhere = repo.dir.path().join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::create_dir_all(repo.remote().join("dists")).unwrap();
+        symlink(&elsewhere, repo.remote().join("dists/bookworm")).unwrap();
+        let deb = repo.deb("foo", "1.0", 3_000);
+        let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+        // The planted link is refused either way: nothing lands out there.
+        assert_eq!(names_in(&elsewhere), Vec::<String>::new(), "-P {refused}");
+        assert_ne!(ran.code(), 0, "-P {refused}: {}", ran.stderr());
+        if works {
+            assert!(
+                ran.stderr().contains("outside the target directory"),
+                "-P {refused}: {}",
+                ran.stderr()
+            );
+            // Once it is a real directory, the push completes.
+            fs::remove_file(repo.remote().join("dists/bookworm")).unwrap();
+            repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+            repo.assert_mirrored(&["dists/stable"]);
+        } else {
+            for needle in [
+                "cannot tell whether",
+                "LSTAT: OP_UNSUPPORTED",
+                "let the server",
+            ] {
+                assert!(
+                    ran.stderr().contains(needle),
+                    "-P {refused}: {needle}: {}",
+                    ran.stderr()
+                );
+            }
+        }
+    }
+}
