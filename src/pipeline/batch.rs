@@ -1098,6 +1098,14 @@ impl<'a> Batch<'a> {
                 conn,
             );
         };
+        // Offered, then refused (`sftp-server -P posix-rename`): remove, then rename.
+        if req == Req::PosixRename
+            && refused(code)
+            && let Op::Rename { to, .. } = self.ops[i]
+        {
+            conn.refused(Refusal::PosixRename);
+            return self.clear_then(i, to.as_bytes(), conn);
+        }
         match (clearing, code) {
             (true, StatusCode::Ok | StatusCode::NoSuchFile) => self.send_final(i, conn),
             (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
@@ -1255,6 +1263,11 @@ impl<'a> Batch<'a> {
             unreachable!()
         };
         match (req, response) {
+            // A server that will not flush (`sftp-server -P fsync`): the file is whole all the
+            // same; what is lost is only the flush. Said once, not asked for again.
+            (Req::Fsync, Response::Status { code, .. }) if refused(code) => {
+                conn.refused(Refusal::Fsync);
+            }
             (Req::Write | Req::Fsync | Req::Fsetstat, Response::Status { code, message, .. }) => {
                 if code != StatusCode::Ok {
                     u.error.get_or_insert(status_cause(req, code, &message));
@@ -1281,15 +1294,11 @@ impl<'a> Batch<'a> {
             (Req::Readlink, response) => {
                 u.destination_is_link = matches!(response, Response::Name(_));
             }
-            (Req::Rename, Response::Status { code, message, .. }) => match code {
-                StatusCode::Ok => u.landed = Some(true),
-                // The real name is taken: it is replaced once all is confirmed.
-                StatusCode::Failure | StatusCode::Other(11) => u.landed = Some(false),
-                code => {
-                    u.landed = Some(false);
-                    u.error.get_or_insert(status_cause(req, code, &message));
-                }
-            },
+            // The real name is taken, or the server would not (`-P rename`): the file is put
+            // in place once all is confirmed, as on any other server.
+            (Req::Rename, Response::Status { code, .. }) => {
+                u.landed = Some(code == StatusCode::Ok);
+            }
             (request, other) => {
                 if matches!(request, Req::Open | Req::Close) {
                     conn.open_files -= 1;
@@ -1373,6 +1382,13 @@ impl<'a> Batch<'a> {
             (Req::Rename | Req::PosixRename, StatusCode::Ok) => {
                 self.finish(i, Ok(Outcome::Done), conn)
             }
+            // A server that offers posix-rename and will not do it (`sftp-server -P
+            // posix-rename`): remove, then rename, from now on, said once.
+            (Req::PosixRename, code) if refused(code) => {
+                conn.refused(Refusal::PosixRename);
+                u.outstanding += 1;
+                send_rename(&u.target, to, conn, Tag::op(i, Req::Rename));
+            }
             // Plain RENAME refuses to replace an existing file: remove it, then rename.
             (Req::Rename, StatusCode::Failure) if !u.destination_cleared => {
                 u.destination_cleared = true;
@@ -1426,6 +1442,43 @@ impl<'a> Batch<'a> {
 }
 
 const SHRANK: &str = "the file shrank while it was being sent";
+
+/// A request refused as such (not failed on its object): `sftp-server -P` denies requests by
+/// name with PERMISSION_DENIED, other servers say OP_UNSUPPORTED.
+fn refused(code: StatusCode) -> bool {
+    matches!(
+        code,
+        StatusCode::OpUnsupported | StatusCode::PermissionDenied
+    )
+}
+
+/// An extension the server offers and then will not do: the connection does without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    PosixRename,
+    Fsync,
+}
+
+impl Conn {
+    /// Does without what the server refused, and says so once.
+    fn refused(&mut self, what: Refusal) {
+        let (on, message) = match what {
+            Refusal::PosixRename => (
+                &mut self.limits.posix_rename,
+                "the server offers posix-rename@openssh.com but refuses it: files are now \
+                 replaced by remove-then-rename, so for a moment each is missing on the mirror",
+            ),
+            Refusal::Fsync => (
+                &mut self.limits.fsync,
+                "the server offers fsync@openssh.com but refuses it: index files are no longer \
+                 flushed to its disk before they are renamed into place",
+            ),
+        };
+        if std::mem::take(on) {
+            log::warn!("{message}");
+        }
+    }
+}
 
 /// The request that renames onto an existing name on this connection.
 fn rename_request(conn: &Conn) -> Req {

@@ -286,3 +286,30 @@ fn a_push_to_a_server_that_reports_no_sizes_journals_nothing_as_done() {
             .exists()
     );
 }
+
+/// OpenSSH's server refusing a request by name (`-P`) that it still offers: the push does
+/// without it (said once) instead of failing for ever.
+#[test]
+fn refused_posix_rename_rename_or_fsync_are_done_without() {
+    for refused in ["posix-rename", "rename", "fsync", "posix-rename,fsync"] {
+        let repo = Repo::new();
+        use_server_script(
+            &repo,
+            &format!(
+                "exec /usr/lib/openssh/sftp-server -P {refused} -d '{}'",
+                repo.remote().display()
+            ),
+        );
+        // Two changes: the second replaces the index files the first put there.
+        for name in ["foo", "bar"] {
+            let deb = repo.deb(name, "1.0", 4_000);
+            let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+            assert_eq!(ran.code(), 0, "-P {refused}: {}", ran.stderr());
+            let warnings = ran.stderr().matches("but refuses it").count();
+            let expected = usize::from(refused.contains("posix-rename"))
+                + usize::from(refused.contains("fsync"));
+            assert!(warnings <= expected, "-P {refused}: {}", ran.stderr());
+        }
+        repo.assert_mirrored(&["dists/stable"]);
+    }
+}
