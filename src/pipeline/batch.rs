@@ -44,6 +44,8 @@ pub(crate) struct Limits {
     pub in_order: bool,
     pub posix_rename: bool,
     pub fsync: bool,
+    /// FSETSTAT of the modification time is sent (until the server refuses it).
+    pub set_times: bool,
     pub symlink_order: crate::sftp::wire::SymlinkOrder,
 }
 
@@ -855,7 +857,7 @@ impl<'a> Batch<'a> {
                 Tag::op(i, Req::Fstat),
             );
             u.outstanding += 1;
-            if let Some(t) = mtime {
+            if let Some(t) = mtime.filter(|_| conn.limits.set_times) {
                 conn.session.send(
                     Request::Fsetstat {
                         handle: u.handle.clone(),
@@ -1268,6 +1270,11 @@ impl<'a> Batch<'a> {
             (Req::Fsync, Response::Status { code, .. }) if refused(code) => {
                 conn.refused(Refusal::Fsync);
             }
+            // Nor set times (`-P fsetstat`): the file is whole; `mirror` and `verify` will
+            // see it as changed (its time is not the local one). Said once.
+            (Req::Fsetstat, Response::Status { code, .. }) if refused(code) => {
+                conn.refused(Refusal::Times);
+            }
             (Req::Write | Req::Fsync | Req::Fsetstat, Response::Status { code, message, .. }) => {
                 if code != StatusCode::Ok {
                     u.error.get_or_insert(status_cause(req, code, &message));
@@ -1457,6 +1464,7 @@ fn refused(code: StatusCode) -> bool {
 pub(crate) enum Refusal {
     PosixRename,
     Fsync,
+    Times,
 }
 
 impl Conn {
@@ -1472,6 +1480,11 @@ impl Conn {
                 &mut self.limits.fsync,
                 "the server offers fsync@openssh.com but refuses it: index files are no longer \
                  flushed to its disk before they are renamed into place",
+            ),
+            Refusal::Times => (
+                &mut self.limits.set_times,
+                "the server refuses to set file times: uploads keep the server's time, so \
+                 'mirror' and 'verify' will see them as changed",
             ),
         };
         if std::mem::take(on) {
@@ -1581,6 +1594,7 @@ mod tests {
             in_order: true,
             posix_rename: true,
             fsync: true,
+            set_times: true,
             symlink_order: crate::sftp::wire::SymlinkOrder::TargetFirst,
         };
         let mut conn = Conn::new(Session::new(), limits);

@@ -384,6 +384,7 @@ impl Engine {
             in_order: false,
             posix_rename: false,
             fsync: false,
+            set_times: true,
             symlink_order: wire::SymlinkOrder::TargetFirst,
         };
         self.links.push(Link {
