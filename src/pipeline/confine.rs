@@ -232,6 +232,8 @@ impl Confinement {
             return None;
         }
         let parent = dir.parent().and_then(|p| self.entry(&p, session));
+        // Below a directory known missing, nothing is there either: nothing to ask.
+        let below_missing = parent.is_some_and(|p| self.dirs[p].decided == Some(Decided::Missing));
         let k = self.dirs.len();
         self.index.insert(dir.clone(), k);
         self.dirs.push(Dir {
@@ -240,11 +242,14 @@ impl Confinement {
             children: Vec::new(),
             realpath: Answer::Awaited,
             lstat: Answer::Awaited,
-            decided: None,
+            decided: below_missing.then_some(Decided::Missing),
             waiters: Vec::new(),
         });
         if let Some(p) = parent {
             self.dirs[p].children.push(k);
+        }
+        if below_missing {
+            return Some(k);
         }
         let path = dir.as_bytes().to_vec();
         session.send(
@@ -553,6 +558,12 @@ mod tests {
         assert_eq!(judged, vec![(Waiter::Op(1), Ok(()))]);
         assert_eq!(c.known(&rp("pool")), Some(Known::Missing));
         assert_eq!(c.known(&rp("pool/main")), Some(Known::Missing));
+        // Below a missing directory nothing is asked: nothing can be there.
+        let mut session: Session<Tag> = Session::new();
+        let deep = rp("pool/main/f/foo");
+        assert_eq!(c.check(&deep, Waiter::Op(2), &mut session), Verdict::Inside);
+        assert_eq!(c.known(&deep), Some(Known::Missing));
+        assert_eq!(session.in_flight(), 0);
     }
 
     #[test]

@@ -339,6 +339,15 @@ impl DirTable {
         if self.index.get(dir).is_some_and(|&i| self.dirs[i].made) {
             return Verdict::Inside;
         }
+        // Below a directory this run made, nothing was there before: no symlink either,
+        // and nothing to ask.
+        let parent_made = self
+            .parent_of(dir)
+            .and_then(|p| self.index.get(&p).copied())
+            .is_some_and(|i| self.dirs[i].made);
+        if !self.index.contains_key(dir) && parent_made {
+            return Verdict::Inside;
+        }
         self.confine.check(dir, waiter, session)
     }
 
