@@ -36,6 +36,16 @@ impl Tmpfs {
         })
     }
 
+    /// Gives the file system more room, keeping what is on it.
+    fn grow(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Writes a file until the file system is full.
     fn fill(&self) -> PathBuf {
         let path = self.dir.join("filler");
@@ -177,12 +187,7 @@ fn a_full_remote_disk_fails_the_push_truthfully_and_leaves_nothing_half_written(
         "{pending}"
     );
     // Room again (the same file system, grown): the retry completes.
-    let grown = Command::new("mount")
-        .args(["-o", "remount,size=4m"])
-        .arg(repo.remote())
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    tmpfs.grow("4m");
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.assert_mirrored(&[]);
     drop(tmpfs);
@@ -206,12 +211,7 @@ fn a_mirror_onto_a_full_remote_disk_is_never_taken_for_current() {
     let ran = repo.hook(&["--basedir", ".", "verify"]);
     ran.expect(1);
     assert!(ran.stdout().contains(": missing"), "{}", ran.stdout());
-    let grown = Command::new("mount")
-        .args(["-o", "remount,size=4m"])
-        .arg(repo.remote())
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    tmpfs.grow("4m");
     repo.hook(&["--basedir", ".", "mirror"]).expect(0);
     repo.hook(&["--basedir", ".", "verify", "--checksum"])
         .expect(0);

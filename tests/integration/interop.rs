@@ -438,7 +438,6 @@ fn large_uploads_to_paramiko_are_never_cut_into_parts() {
 fn check_large_upload_is_sent_whole(kind: Kind, test: &str) {
     use outsftphook::pipeline::{Engine, EngineConfig, Op, Outcome};
     use outsftphook::remote_path::RemotePath;
-    use outsftphook::transport::ServerCommand;
     let repo = Repo::new();
     let Some(server) = serve(kind, &repo, test) else {
         return;
@@ -447,11 +446,7 @@ fn check_large_upload_is_sent_whole(kind: Kind, test: &str) {
     let data = crate::support::pattern(5 << 20, 9);
     fs::write(&local, &data).unwrap();
     let target = server.remote_name(&repo.remote());
-    let command = ServerCommand::Direct(vec![
-        "sh".into(),
-        "-c".into(),
-        format!("exec {} -l root -s 127.0.0.1 sftp", server.ssh_command()).into(),
-    ]);
+    let command = server.engine_command();
     let config = EngineConfig {
         connections: 3,
         multi_connection_min_rtt: Duration::ZERO,
@@ -495,7 +490,6 @@ fn check_large_upload_is_sent_whole(kind: Kind, test: &str) {
 fn a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it() {
     use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op};
     use outsftphook::remote_path::RemotePath;
-    use outsftphook::transport::ServerCommand;
     let test = "a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it";
     for kind in [Kind::Paramiko, Kind::AsyncsshChroot, Kind::Proftpd] {
         let repo = Repo::new();
@@ -510,11 +504,7 @@ fn a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it() {
         let local = repo.dir.path().join("x.deb");
         fs::write(&local, b"hello world").unwrap();
         let target = server.remote_name(&repo.remote());
-        let command = ServerCommand::Direct(vec![
-            "sh".into(),
-            "-c".into(),
-            format!("exec {} -l root -s 127.0.0.1 sftp", server.ssh_command()).into(),
-        ]);
+        let command = server.engine_command();
         let config = EngineConfig {
             root: Some(RemotePath::new(target.clone()).unwrap()),
             ..EngineConfig::default()

@@ -149,6 +149,15 @@ impl Server {
         )
     }
 
+    /// The server command that reaches it, for driving the engine directly.
+    pub fn engine_command(&self) -> outsftphook::transport::ServerCommand {
+        outsftphook::transport::ServerCommand::Direct(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("exec {} -l root -s 127.0.0.1 sftp", self.ssh_command()).into(),
+        ])
+    }
+
     /// The conf lines that make the program push to `dir` (below the served directory).
     pub fn conf(&self, dir: &Path) -> String {
         format!(
