@@ -67,9 +67,10 @@ impl RemotePath {
     }
 
     /// The hidden name beside this path that an upload is written under before it is renamed
-    /// into place (`dir/.NAME.tmp`): the real name never holds a partial file, and a symlink
-    /// planted at it is replaced rather than written through. The name is the same on every
-    /// run, so a rerun clears what a killed one left.
+    /// into place (`dir/.NAME.tmp`): a file at the real name is never replaced by a partial
+    /// one (a free real name may hold one for a round trip, until a failed WRITE is known and
+    /// it is removed), and a symlink planted there is replaced rather than written through.
+    /// The name is the same on every run, so a rerun clears what a killed one left.
     pub fn temp_sibling(&self) -> RemotePath {
         let slash = self.0.iter().rposition(|&b| b == b'/').map_or(0, |s| s + 1);
         let mut bytes = self.0[..slash].to_vec();

@@ -838,7 +838,8 @@ impl<'a> Batch<'a> {
     }
 
     /// After the last WRITE (or an error): FSTAT to confirm the size, FSETSTAT for the
-    /// time, fsync, REALPATH to know where the file really is, CLOSE, all at once; on an
+    /// time, fsync, READLINK of the real name (where a rename may write through a link),
+    /// CLOSE, and on an in-order server the plain RENAME into place, all at once; on an
     /// error only the CLOSE.
     fn send_close(
         u: &mut Upload,
