@@ -730,10 +730,6 @@ impl Executor<'_> {
         let progress = &mut self.progress;
         let outdir = self.outdir;
         report.operations += jobs.len();
-        // Uploads need no order among themselves: spread them over the connections.
-        let spread = jobs
-            .iter()
-            .all(|j| matches!(j.action, Action::Upload | Action::UploadDotNew { .. }));
         let mut on_done = |i: usize, result: &OpResult| {
             let job = jobs[i];
             match result {
@@ -802,11 +798,7 @@ impl Executor<'_> {
                 }
             }
         };
-        if spread {
-            self.engine.run_spread(&ops, &mut on_done)?;
-        } else {
-            self.engine.run(&ops, &mut on_done)?;
-        }
+        self.engine.run_batch(&ops, &mut on_done)?;
         if let Some(e) = journal_error {
             return Err(e.context(JournalStopped));
         }
@@ -1007,11 +999,7 @@ impl Executor<'_> {
                 }
                 _ => {}
             };
-            if matches!(ops[0], Op::Upload { .. }) {
-                self.engine.run_spread(&ops, &mut on_done)?;
-            } else {
-                self.engine.run(&ops, &mut on_done)?;
-            }
+            self.engine.run_batch(&ops, &mut on_done)?;
             if let Some(sig) = self.interrupt.signal() {
                 anyhow::bail!(
                     "interrupted by {} while uploading copies of symlinks: stopped once the \

@@ -691,7 +691,6 @@ impl Pass<'_> {
         let mut progress = Progress::new(plan.files, plan.bytes);
         for group in &plan.groups {
             let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
-            let spread = ops.iter().all(|op| matches!(op, Op::Upload { .. }));
             let report = &mut *self.report;
             let refused = &mut self.refused;
             let mut on_done = |i: usize, result: &OpResult| {
@@ -724,11 +723,7 @@ impl Pass<'_> {
                     }
                 }
             };
-            if spread {
-                self.engine.run_spread(&ops, &mut on_done)?;
-            } else {
-                self.engine.run(&ops, &mut on_done)?;
-            }
+            self.engine.run_batch(&ops, &mut on_done)?;
             if let Some(sig) = self.interrupt.signal() {
                 progress.finish();
                 anyhow::bail!(

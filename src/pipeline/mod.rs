@@ -632,6 +632,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs `ops` the way they allow: spread over the connections ([`Engine::run_spread`])
+    /// where every one is an upload, as uploads need no order among themselves; otherwise
+    /// in order on the first connection ([`Engine::run`]), which an in-order server carries
+    /// out as sent.
+    pub fn run_batch(
+        &mut self,
+        ops: &[Op],
+        on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        if !ops.is_empty() && ops.iter().all(|op| matches!(op, Op::Upload { .. })) {
+            self.run_spread(ops, on_done)
+        } else {
+            self.run(ops, on_done)
+        }
+    }
+
     /// [`Engine::run_spread`] with the operations as they are.
     fn run_shared(
         &mut self,
