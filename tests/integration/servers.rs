@@ -98,6 +98,18 @@ fn wait_listening(port: u16, child: &mut Child, what: &str) -> Result<(), String
 }
 
 /// A file in `dir` holding the server's log (its stderr).
+/// Starts a server that listens on `port` once up, its output in the test's server log.
+fn spawn_listening(mut cmd: Command, dir: &Path, port: u16, what: &str) -> Result<Child, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(dir))
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    wait_listening(port, &mut child, what)?;
+    Ok(child)
+}
+
 fn log_file(dir: &Path) -> fs::File {
     fs::File::create(dir.join("server.log")).unwrap()
 }
@@ -254,16 +266,9 @@ fn start_proftpd(
         ),
     )
     .unwrap();
-    let mut child = Command::new(PROFTPD)
-        .args(["-n", "-q", "-c"])
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file(dir))
-        .spawn()
-        .map_err(|e| format!("cannot start proftpd: {e}"))?;
-    wait_listening(port, &mut child, "proftpd")?;
-    Ok((child, port))
+    let mut cmd = Command::new(PROFTPD);
+    cmd.args(["-n", "-q", "-c"]).arg(&conf);
+    Ok((spawn_listening(cmd, dir, port, "proftpd")?, port))
 }
 
 fn start_rclone(
@@ -292,14 +297,7 @@ fn start_rclone(
         // Written back as soon as a file is closed, so the tests can see the files.
         cmd.args(["--vfs-cache-mode", "writes", "--vfs-write-back", "0s"]);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file(dir))
-        .spawn()
-        .map_err(|e| format!("cannot start rclone: {e}"))?;
-    wait_listening(port, &mut child, "rclone")?;
-    Ok((child, port))
+    Ok((spawn_listening(cmd, dir, port, "rclone")?, port))
 }
 
 fn start_asyncssh(
