@@ -114,15 +114,7 @@ fn pending_runs_during_a_reprepro_run_lose_nothing() {
 #[test]
 fn a_run_that_outwaits_reprepros_lock_exits_75_naming_it_and_touches_nothing() {
     let repo = Repo::new();
-    repo.set_conf("servername nowhere.invalid\n");
-    let foo = repo.deb("foo", "1.0", 100);
-    assert_ne!(
-        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
-            .code(),
-        0
-    );
-    repo.use_server();
-    let pending = repo.logs().join(&repo.outlogs()[0]);
+    let pending = repo.pending_include("foo", "1.0");
     let before = fs::read(&pending).unwrap();
     // As a running (or killed) reprepro leaves it.
     let lockfile = repo.base().join("db/lockfile");
@@ -213,10 +205,7 @@ fn an_empty_log_is_never_marked_done() {
 #[test]
 fn sigterm_ends_a_wait_for_reprepros_lock_at_once() {
     let repo = Repo::new();
-    repo.set_conf("servername nowhere.invalid\n");
-    let foo = repo.deb("foo", "1.0", 100);
-    let _ = repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()]);
-    repo.use_server();
+    repo.pending_include("foo", "1.0");
     fs::write(repo.base().join("db/lockfile"), "").unwrap();
     // The systemd timer's run, stopped while it waits (for up to 600 s by default).
     let started = Instant::now();

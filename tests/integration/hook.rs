@@ -613,14 +613,7 @@ fn debug_sftp_logs_each_request_and_reply() {
 fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
     let repo = Repo::new();
     let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
-    repo.set_conf("servername nowhere.invalid\n");
-    let foo = repo.deb("foo", "1.0", 100);
-    assert_ne!(
-        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
-            .code(),
-        0
-    );
-    repo.set_conf(&conf);
+    repo.pending_include("foo", "1.0");
     let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
     ran.expect(0);
     // One batch for the index renames and Release (OpenSSH carries them out in order).
@@ -687,16 +680,7 @@ fn as_outhook(repo: &Repo, log: &std::path::Path, out: &std::path::Path) -> crat
 #[test]
 fn a_missing_out_or_log_dir_exits_2_before_anything_is_sent() {
     let repo = Repo::new();
-    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
-    repo.set_conf("servername nowhere.invalid\n");
-    let foo = repo.deb("foo", "1.0", 100);
-    assert_ne!(
-        repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
-            .code(),
-        0
-    );
-    repo.set_conf(&conf);
-    let log = repo.logs().join(&repo.outlogs()[0]);
+    let log = repo.pending_include("foo", "1.0");
     let before = fs::read(&log).unwrap();
     let missing = repo.dir.path().join("no-such-out");
     let ran = as_outhook(&repo, &log, &missing);

@@ -151,6 +151,25 @@ impl Repo {
         }
     }
 
+    /// Adds package `name` with the server out of reach, so that its log stays pending,
+    /// then puts the conf back as it was; returns the log.
+    pub fn pending_include(&self, name: &str, version: &str) -> PathBuf {
+        let conf_path = self.base().join("conf/outsftphook.conf");
+        let conf = fs::read_to_string(&conf_path).unwrap();
+        let before = self.outlogs();
+        self.set_conf("servername nowhere.invalid\n");
+        let deb = self.deb(name, version, 100);
+        let ran = self.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+        assert_ne!(ran.code(), 0, "the push reached a server");
+        self.set_conf(&conf);
+        let log = self
+            .outlogs()
+            .into_iter()
+            .find(|l| !before.contains(l))
+            .expect("a new pending log");
+        self.logs().join(log)
+    }
+
     pub fn set_conf(&self, text: &str) {
         fs::write(self.base().join("conf/outsftphook.conf"), text).unwrap();
     }
