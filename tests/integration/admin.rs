@@ -8,18 +8,7 @@ use crate::repo::Repo;
 
 /// A repository built without the hook (no outhook): two distributions, a suite symlink.
 fn repository() -> Repo {
-    let repo = Repo::new();
-    fs::write(repo.base().join("conf/options"), "").unwrap();
-    let debs: Vec<String> = [("foo", 3_000), ("bar", 200_000), ("baz", 40_000)]
-        .iter()
-        .map(|(n, s)| repo.deb(n, "1.0", *s).display().to_string())
-        .collect();
-    let mut args = vec!["includedeb", "bookworm"];
-    args.extend(debs.iter().map(String::as_str));
-    repo.reprepro(&args).expect(0);
-    repo.reprepro(&["copy", "trixie", "bookworm", "foo", "baz"])
-        .expect(0);
-    repo.reprepro(&["createsymlinks"]).expect(0);
+    let repo = crate::interop::repository(true);
     assert!(repo.outlogs().is_empty(), "no hook, no logs");
     repo
 }
