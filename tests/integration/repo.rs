@@ -170,6 +170,16 @@ impl Repo {
         self.logs().join(log)
     }
 
+    /// Whether the mirror's bookworm amd64 Packages index names package `name`.
+    pub fn remote_index_names(&self, name: &str) -> bool {
+        let packages = self
+            .remote()
+            .join("dists/bookworm/main/binary-amd64/Packages");
+        fs::read_to_string(packages)
+            .unwrap()
+            .contains(&format!("Package: {name}\n"))
+    }
+
     pub fn set_conf(&self, text: &str) {
         fs::write(self.base().join("conf/outsftphook.conf"), text).unwrap();
     }
