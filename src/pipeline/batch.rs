@@ -55,6 +55,8 @@ pub struct Stats {
     pub files_uploaded: u64,
     pub bytes_uploaded: u64,
     pub mkdirs_sent: u64,
+    /// Parts of large uploads written (see [`super::parts`]).
+    pub parts_uploaded: u64,
     /// The most remote file handles that were open at once.
     pub max_open_files_seen: usize,
 }
@@ -328,6 +330,9 @@ impl<'a> Batch<'a> {
                 conn.stats.files_uploaded += 1;
             }
             conn.stats.bytes_uploaded += u.size - u.start;
+            if !u.whole {
+                conn.stats.parts_uploaded += 1;
+            }
         }
         self.states[i] = State::Finished;
         self.writers.remove(&i);

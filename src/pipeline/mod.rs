@@ -452,6 +452,7 @@ impl Engine {
             total.files_uploaded += s.files_uploaded;
             total.bytes_uploaded += s.bytes_uploaded;
             total.mkdirs_sent += link.conn.dirs.mkdirs_sent;
+            total.parts_uploaded += s.parts_uploaded;
             total.max_open_files_seen = total.max_open_files_seen.max(s.max_open_files_seen);
         }
         total

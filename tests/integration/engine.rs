@@ -678,6 +678,7 @@ fn large_uploads_go_in_parts_over_several_connections_and_end_exact() {
     // Each file counts once, and all its bytes do.
     let stats = engine.connection_stats();
     assert_eq!(stats.iter().map(|s| s.files_uploaded).sum::<u64>(), 4);
+    assert!(stats.iter().map(|s| s.parts_uploaded).sum::<u64>() > 3);
     let bytes: usize = (0..4).map(size).sum();
     assert_eq!(
         stats.iter().map(|s| s.bytes_uploaded).sum::<u64>(),
