@@ -12,9 +12,9 @@ use clap::{Parser, Subcommand};
 /// retries what is left, and the commands below seed, repair and check a mirror. The
 /// server, user and target directory come from CONFDIR/outsftphook.conf; see outsftphook(1).
 ///
-/// Exit status: 0 when everything is on the remote, 1 when some operation failed (a rerun
-/// finishes the rest; for verify: when the mirror differs), 2 for usage, configuration or
-/// outlog errors (nothing was sent), 75 when reprepro or another outsftphook held its lock
+/// Exit status: 0 when everything is on the remote, 1 when some operation failed or a signal
+/// stopped the run (a rerun finishes the rest; for verify: when the mirror differs), 2 for
+/// usage, configuration or outlog errors (nothing was sent), 75 when reprepro or another outsftphook held its lock
 /// past --lock-timeout (nothing was touched; try again later).
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
