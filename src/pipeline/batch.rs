@@ -55,7 +55,7 @@ pub struct Stats {
     pub files_uploaded: u64,
     pub bytes_uploaded: u64,
     pub mkdirs_sent: u64,
-    /// Parts of large uploads written (see [`super::parts`]).
+    /// Parts of large uploads written (see [`EngineConfig::part_size`](super::EngineConfig::part_size)).
     pub parts_uploaded: u64,
     /// The most remote file handles that were open at once.
     pub max_open_files_seen: usize,
