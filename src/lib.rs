@@ -1,34 +1,27 @@
 //! outsftphook: keeps a remote copy of a reprepro repository in sync over SFTP.
 //!
-//! Data flows outlog ([`outlog`]) -> plan ([`plan`]) -> [`pipeline`] -> [`sftp::session`] ->
-//! [`sftp::wire`] bytes -> [`transport`] (the pipes of `ssh` or a local `sftp-server`).
-//! [`hook`] runs it all; [`journal`] records what completed.
+//! Data flows outlog ([`repo::outlog`]) -> [`plan`] -> [`run`](mod@run) -> [`engine`] ->
+//! [`sftp::session`] -> [`sftp::wire`] bytes -> [`transport`] (the pipes of `ssh` or a local
+//! `sftp-server`). [`run::hook`] runs it all; [`repo::journal`] records what completed.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
-pub mod hook;
+pub mod engine;
 pub mod interrupt;
-pub mod journal;
-pub mod lock;
-pub mod logs;
-pub mod mirror;
-pub mod outlog;
-pub mod pipeline;
 pub mod plan;
-pub mod progress;
 pub mod relpath;
 pub mod remote_path;
+pub mod repo;
+pub mod run;
 pub mod sftp;
-pub mod status;
 pub mod transport;
-pub mod tree;
 
 use std::process::ExitCode;
 
 use cli::Args;
-use hook::SetupError;
+use run::hook::SetupError;
 
 /// Exit status when some operation failed; a rerun finishes the rest.
 pub const EXIT_FAILED: u8 = 1;
@@ -79,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let interrupt = interrupt::Interrupt::install()?;
     let failed = match &args.command {
         Some(cli::Command::Status) => {
-            status::run(&settings, settings.verbose > 0).map_err(SetupError)?;
+            run::status::run(&settings, settings.verbose > 0).map_err(SetupError)?;
             false
         }
         Some(cli::Command::Mirror {
@@ -88,29 +81,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             checksum,
             dirs,
         }) => {
-            let tops = mirror::tops(dirs).map_err(SetupError)?;
-            let options = mirror::MirrorOptions {
+            let tops = run::mirror::tops(dirs).map_err(SetupError)?;
+            let options = run::mirror::MirrorOptions {
                 delete: *delete,
                 max_delete: *max_delete,
                 checksum: *checksum,
                 dry_run: args.dry_run,
             };
-            let report = mirror::mirror(&settings, &tops, &options, &interrupt)?;
+            let report = run::mirror::mirror(&settings, &tops, &options, &interrupt)?;
             report.failures > 0
         }
         Some(cli::Command::Verify { checksum, dirs }) => {
-            let tops = mirror::tops(dirs).map_err(SetupError)?;
-            mirror::verify(&settings, &tops, *checksum, &interrupt)? > 0
+            let tops = run::mirror::tops(dirs).map_err(SetupError)?;
+            run::mirror::verify(&settings, &tops, *checksum, &interrupt)? > 0
         }
         Some(cli::Command::Completions { .. }) => unreachable!("handled above"),
         None => {
-            let how = logs::Selection {
+            let how = repo::logs::Selection {
                 pending: args.pending,
                 ignore_pending: args.ignore_pending,
                 force_order: args.force_order,
                 autoretry: settings.autoretry,
             };
-            let report = hook::run(&settings, &args.files, how, args.dry_run, &interrupt)?;
+            let report = run::hook::run(&settings, &args.files, how, args.dry_run, &interrupt)?;
             if report.failures > 0 || !report.pending_logs.is_empty() {
                 let logs: Vec<String> = report
                     .pending_logs
@@ -145,10 +138,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The exit status for an error that ended the run.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
     if let Some(SetupError(inner)) = err.downcast_ref::<SetupError>()
-        && inner.downcast_ref::<lock::BusyError>().is_some()
+        && inner.downcast_ref::<repo::lock::BusyError>().is_some()
     {
         ExitCode::from(EXIT_BUSY)
-    } else if err.downcast_ref::<lock::BusyError>().is_some() {
+    } else if err.downcast_ref::<repo::lock::BusyError>().is_some() {
         ExitCode::from(EXIT_BUSY)
     } else if err.downcast_ref::<SetupError>().is_some() {
         ExitCode::from(EXIT_SETUP)

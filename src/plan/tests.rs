@@ -1,7 +1,7 @@
 use super::*;
 use std::path::Path;
 
-use crate::outlog::parse;
+use crate::repo::outlog::parse;
 
 fn log(name: &str, text: &str) -> Outlog {
     parse(Path::new(name), text.as_bytes()).unwrap()

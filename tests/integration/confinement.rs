@@ -5,7 +5,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op, OpResult};
+use outsftphook::engine::{Cause, Engine, EngineConfig, Op, OpResult};
 use outsftphook::remote_path::RemotePath;
 use outsftphook::transport::ServerCommand;
 

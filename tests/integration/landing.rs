@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::{Duration, UNIX_EPOCH};
 
-use outsftphook::pipeline::{Cause, Engine, EngineConfig, Op, OpResult};
+use outsftphook::engine::{Cause, Engine, EngineConfig, Op, OpResult};
 use outsftphook::transport::ServerCommand;
 
 use crate::repo::Repo;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outsftphook::pipeline::{Engine, EngineConfig, Op, Outcome};
+use outsftphook::engine::{Engine, EngineConfig, Op, Outcome};
 use outsftphook::transport::ServerCommand;
 
 use crate::support::{Sandbox, pattern, rpath};

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 
-use crate::journal::done_path;
+use crate::repo::journal::done_path;
 
 /// What the run was asked to process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,7 +178,7 @@ fn ranges(size: u64, part_size: u64) -> Vec<Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::op::Outcome;
+    use crate::engine::op::Outcome;
     use crate::remote_path::RemotePath;
     use std::path::PathBuf;
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::Args;
+use crate::engine::{DEFAULT_MAX_OPEN_FILES, EngineConfig};
 use crate::interrupt::Interrupt;
-use crate::pipeline::{DEFAULT_MAX_OPEN_FILES, EngineConfig};
 use crate::remote_path::RemotePath;
 use crate::transport::ServerCommand;
 

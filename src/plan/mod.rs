@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use crate::outlog::{DoneMessage, Line, Outlog};
 use crate::relpath::RelPath;
+use crate::repo::outlog::{DoneMessage, Line, Outlog};
 
 /// What to do for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::pipeline::{Cause, Engine, Op, Outcome};
+use crate::engine::{Cause, Engine, Op, Outcome};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 

@@ -1,9 +1,9 @@
 //! `status`: the pending outlogs and, for each, what is left to do, as a run would see it.
 
 use crate::config::Settings;
-use crate::logs::{self, Selection};
-use crate::outlog;
 use crate::plan::{self, Action, Job, Plan};
+use crate::repo::logs::{self, Selection};
+use crate::repo::outlog;
 
 /// One line per job, as `--dry-run` and `status -v` print it.
 pub fn describe(job: &Job) -> String {
@@ -42,8 +42,8 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(dbdir) = &settings.dbdir {
-        let lockfile = crate::lock::reprepro_lock_path(dbdir);
-        if crate::lock::reprepro_running(&lockfile)? {
+        let lockfile = crate::repo::lock::reprepro_lock_path(dbdir);
+        if crate::repo::lock::reprepro_running(&lockfile)? {
             println!(
                 "reprepro is running ({} exists): its outhook call will push its change",
                 lockfile.display()

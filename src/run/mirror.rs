@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
-use crate::hook::SetupError;
+use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::interrupt::{Interrupt, signal_name};
-use crate::pipeline::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
-use crate::progress::Progress;
 use crate::relpath::RelPath;
+use crate::run::hook::SetupError;
+use crate::run::progress::Progress;
+use crate::run::tree::{self, Difference, Node, Tree, remote_path};
 use crate::sftp::wire::StatusCode;
-use crate::tree::{self, Difference, Node, Tree, remote_path};
 
 /// Says that index files will be replaced by remove-then-rename (so that for a moment each
 /// is missing on the mirror) when the connection cannot replace them atomically: the hook
@@ -464,7 +464,7 @@ fn compare_contents(
     settings: &Settings,
     paths: &[&RelPath],
     interrupt: &Interrupt,
-) -> anyhow::Result<Vec<(RelPath, Option<crate::pipeline::OpError>)>> {
+) -> anyhow::Result<Vec<(RelPath, Option<crate::engine::OpError>)>> {
     let ops: Vec<Op> = paths
         .iter()
         .map(|p| Op::Compare {
@@ -516,7 +516,7 @@ pub fn mirror(
             _ => 0,
         })
         .sum();
-    let connections = crate::pipeline::connections_for_bytes(local_bytes, settings.connections);
+    let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
     let mut engine = connect(settings, connections, interrupt)?;
     let mut report = MirrorReport::default();
     let mut pass = Pass {
@@ -561,7 +561,7 @@ pub fn mirror(
     eprintln!(
         "outsftphook: mirror: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files,
-        crate::progress::human_bytes(report.bytes),
+        crate::run::progress::human_bytes(report.bytes),
         report.changes,
         report.failures,
         started.elapsed().as_secs_f64()

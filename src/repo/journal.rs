@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::outlog::DoneMessage;
 use crate::relpath::RelPath;
+use crate::repo::outlog::DoneMessage;
 
 /// `X.outlog` -> `X.done`.
 pub fn done_path(outlog: &Path) -> PathBuf {

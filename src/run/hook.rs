@@ -9,17 +9,17 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
+use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::interrupt::{Interrupt, signal_name};
-use crate::journal::Journal;
-use crate::logs::{self, Selection};
-use crate::outlog::{self, DoneMessage, Line, Outlog};
-use crate::pipeline::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::plan::{self, Action, Job, Plan};
-use crate::progress::Progress;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
+use crate::repo::journal::Journal;
+use crate::repo::logs::{self, Selection};
+use crate::repo::outlog::{self, DoneMessage, Line, Outlog};
+use crate::run::progress::Progress;
+use crate::run::tree::{Node, local_mtime, remote_path};
 use crate::sftp::wire::StatusCode;
-use crate::tree::{Node, local_mtime, remote_path};
 
 /// An error found before anything was sent: exit status 2.
 #[derive(Debug)]
@@ -74,12 +74,12 @@ pub fn run(
     let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
-        for job in crate::status::ordered(&plan) {
+        for job in crate::run::status::ordered(&plan) {
             match &job.action {
                 Action::Symlink { target } if settings.symlinks == Symlinks::Copy => {
                     println!("copy {} (what the symlink to {target} leads to)", job.path)
                 }
-                _ => println!("{}", crate::status::describe(job)),
+                _ => println!("{}", crate::run::status::describe(job)),
             }
         }
         if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
@@ -100,14 +100,14 @@ pub fn run(
         return Ok(Report::default());
     }
     let (upload_files, upload_bytes) = upload_totals(&plan, &settings.outdir);
-    let connections = crate::pipeline::connections_for_bytes(upload_bytes, settings.connections);
+    let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
     let config = settings.engine_config(connections, interrupt);
     let started = Instant::now();
     let mut engine = Engine::connect(&settings.server, config)
         .with_context(|| format!("cannot start an SFTP session with {}", describe(settings)))?;
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
     if !plan.dist_dirs.is_empty() {
-        crate::mirror::warn_unless_atomic_renames(&engine, settings);
+        crate::run::mirror::warn_unless_atomic_renames(&engine, settings);
     }
     let mut exec = Executor {
         engine: &mut engine,
@@ -138,13 +138,13 @@ pub fn run(
     let summary = format!(
         "outsftphook: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
         report.files_uploaded,
-        crate::progress::human_bytes(report.bytes_uploaded),
+        crate::run::progress::human_bytes(report.bytes_uploaded),
         report.completed,
         report.failures,
         started.elapsed().as_secs_f64()
     );
     match result {
-        Ok(()) => crate::mirror::close_quietly(engine),
+        Ok(()) => crate::run::mirror::close_quietly(engine),
         Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
             eprintln!("{summary}");
             return Err(e.context(format!("the push to {} stopped", describe(settings))));
@@ -208,13 +208,13 @@ fn lock_and_select(
     files: &[PathBuf],
     how: Selection,
     interrupt: &Interrupt,
-) -> anyhow::Result<(crate::lock::RunLock, Vec<PathBuf>)> {
+) -> anyhow::Result<(crate::repo::lock::RunLock, Vec<PathBuf>)> {
     let started = Instant::now();
     let deadline = started + settings.lock_timeout;
     let handed_by_reprepro = settings.reprepro_env && !how.pending;
     let reprepro_lock = match &settings.dbdir {
         _ if handed_by_reprepro => None,
-        Some(dbdir) => Some(crate::lock::reprepro_lock_path(dbdir)),
+        Some(dbdir) => Some(crate::repo::lock::reprepro_lock_path(dbdir)),
         None => {
             log::warn!(
                 "cannot tell reprepro's database dir (give --basedir, or dbdir in \
@@ -225,9 +225,14 @@ fn lock_and_select(
     };
     loop {
         if let Some(lockfile) = &reprepro_lock {
-            crate::lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout, interrupt)?;
+            crate::repo::lock::wait_for_reprepro(
+                lockfile,
+                deadline,
+                settings.lock_timeout,
+                interrupt,
+            )?;
         }
-        let lock = setup(crate::lock::acquire_until(
+        let lock = setup(crate::repo::lock::acquire_until(
             &settings.logdir,
             deadline,
             interrupt,
@@ -243,7 +248,7 @@ fn lock_and_select(
             }
         }))?;
         match &reprepro_lock {
-            Some(lockfile) if setup(crate::lock::reprepro_running(lockfile))? => {
+            Some(lockfile) if setup(crate::repo::lock::reprepro_running(lockfile))? => {
                 // reprepro started after we looked: a listed log may be its new one.
                 drop(lock);
             }
@@ -333,7 +338,7 @@ fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Resul
                 Line::DistSymlink { dir, name, target } if settings.symlinks == Symlinks::Copy => {
                     let path = dir.join(name);
                     let source = link_source(&settings.distdir, &path, target);
-                    match crate::tree::follow(&source, &path, &dist_root) {
+                    match crate::run::tree::follow(&source, &path, &dist_root) {
                         Err(e) if !e.dangling => {
                             anyhow::bail!("{}: {e}; nothing was sent", at())
                         }
@@ -473,7 +478,7 @@ struct Held {
     /// Symlinks whose REMOVE failed, where a copy of a directory stands (`auto`).
     in_the_way: Vec<usize>,
     /// The first refusal, for the warning.
-    refusal: Option<crate::pipeline::OpError>,
+    refusal: Option<crate::engine::OpError>,
 }
 
 /// Journals `job` finished with `message`, and the older logs' entries it supersedes
@@ -643,7 +648,7 @@ impl Executor<'_> {
             && !self.copying
         {
             // `symlinks auto`: said once; this link and every later one are copies.
-            crate::mirror::warn_copying(e);
+            crate::run::mirror::warn_copying(e);
             self.copying = true;
         }
         copies.extend(
@@ -764,15 +769,15 @@ impl Executor<'_> {
                     held.missing.push(i);
                 }
                 Err(e) if e.cause == Cause::Interrupted => {}
-                Err(e) if heal && auto && crate::mirror::refuses_symlinks(e) => {
+                Err(e) if heal && auto && crate::run::mirror::refuses_symlinks(e) => {
                     held.refused.push(i);
                     held.refusal.get_or_insert_with(|| e.clone());
                 }
-                Err(e) if crate::mirror::refuses_symlinks(e) => {
+                Err(e) if crate::run::mirror::refuses_symlinks(e) => {
                     report.failures += 1;
                     progress.say(&format!(
                         "outsftphook: {}",
-                        crate::mirror::refused_error(e, settings)
+                        crate::run::mirror::refused_error(e, settings)
                     ));
                 }
                 // The REMOVE before the SYMLINK failed where the link leads to a directory:
@@ -899,7 +904,7 @@ impl Executor<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let refreshed = crate::mirror::refresh_copies(
+        let refreshed = crate::run::mirror::refresh_copies(
             self.engine,
             self.settings,
             &copies,
@@ -937,7 +942,7 @@ impl Executor<'_> {
             };
             let source = link_source(&self.settings.distdir, &job.path, target);
             let link = remote_path(self.targetdir.as_ref(), &job.path);
-            let followed = match crate::tree::follow(&source, &job.path, &self.dist_root) {
+            let followed = match crate::run::tree::follow(&source, &job.path, &self.dist_root) {
                 Ok(followed) => followed,
                 Err(e) if e.dangling => {
                     log::warn!("{e}: nothing is uploaded for it");

@@ -1,0 +1,9 @@
+//! The commands: the hook ([`hook`]), `mirror` and `verify` ([`mirror`]), `status`
+//! ([`status`]). Each reads the repository side, asks [`crate::plan`] what to do, and drives
+//! that through the [`crate::engine`], reporting progress and a summary.
+
+pub mod hook;
+pub mod mirror;
+pub mod progress;
+pub mod status;
+pub mod tree;
