@@ -23,6 +23,8 @@ use std::path::PathBuf;
 use crate::relpath::RelPath;
 use crate::repo::outlog::{DoneMessage, Line, Outlog};
 
+pub mod tree;
+
 /// What to do for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {

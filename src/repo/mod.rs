@@ -8,3 +8,4 @@ pub mod journal;
 pub mod lock;
 pub mod logs;
 pub mod outlog;
+pub mod scan;

@@ -11,14 +11,15 @@ use anyhow::Context;
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::tree::{Node, remote_path};
 use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::repo::journal::Journal;
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage, Line, Outlog};
+use crate::repo::scan::local_mtime;
 use crate::run::progress::Progress;
-use crate::run::tree::{Node, local_mtime, remote_path};
 use crate::sftp::wire::StatusCode;
 
 /// An error found before anything was sent: exit status 2.
@@ -338,7 +339,7 @@ fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> anyhow::Resul
                 Line::DistSymlink { dir, name, target } if settings.symlinks == Symlinks::Copy => {
                     let path = dir.join(name);
                     let source = link_source(&settings.distdir, &path, target);
-                    match crate::run::tree::follow(&source, &path, &dist_root) {
+                    match crate::repo::scan::follow(&source, &path, &dist_root) {
                         Err(e) if !e.dangling => {
                             anyhow::bail!("{}: {e}; nothing was sent", at())
                         }
@@ -942,7 +943,7 @@ impl Executor<'_> {
             };
             let source = link_source(&self.settings.distdir, &job.path, target);
             let link = remote_path(self.targetdir.as_ref(), &job.path);
-            let followed = match crate::run::tree::follow(&source, &job.path, &self.dist_root) {
+            let followed = match crate::repo::scan::follow(&source, &job.path, &self.dist_root) {
                 Ok(followed) => followed,
                 Err(e) if e.dangling => {
                     log::warn!("{e}: nothing is uploaded for it");

@@ -11,10 +11,12 @@ use anyhow::Context;
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
+use crate::repo::scan;
 use crate::run::hook::SetupError;
 use crate::run::progress::Progress;
-use crate::run::tree::{self, Difference, Node, Tree, remote_path};
+use crate::run::remote_tree;
 use crate::sftp::wire::StatusCode;
 
 /// Says that index files will be replaced by remove-then-rename (so that for a moment each
@@ -93,7 +95,7 @@ fn follow_copied_links(
         Symlinks::Yes => Box::new(|_| false),
         Symlinks::Auto => Box::new(|p| remote.get(p).is_some_and(|n| !n.is_link())),
     };
-    tree::follow_links(local, &settings.outdir, &*which)
+    scan::follow_links(local, &settings.outdir, &*which)
         .map(|_| ())
         .map_err(|e| SetupError(e).into())
 }
@@ -507,7 +509,7 @@ pub fn mirror(
     interrupt: &Interrupt,
 ) -> anyhow::Result<MirrorReport> {
     let started = Instant::now();
-    let scanned = tree::scan_local(&settings.outdir, tops)?;
+    let scanned = scan::scan_local(&settings.outdir, tops)?;
     check_tops(&scanned, tops, settings, options.delete)?;
     let local_bytes: u64 = scanned
         .values()
@@ -539,7 +541,7 @@ pub fn mirror(
             warn_copying(&refusal);
             pass.copying = true;
             pass.renames_warned = true;
-            return pass.run(tree::scan_local(&settings.outdir, tops)?);
+            return pass.run(scan::scan_local(&settings.outdir, tops)?);
         }
         Ok(conflicts)
     };
@@ -615,7 +617,7 @@ pub(crate) fn refresh_copies(
         renames_warned: true,
         changed,
     };
-    let conflicts = pass.run(tree::scan_local(&settings.outdir, tops)?)?;
+    let conflicts = pass.run(scan::scan_local(&settings.outdir, tops)?)?;
     report.failures += conflicts;
     Ok(report)
 }
@@ -625,7 +627,7 @@ impl Pass<'_> {
     /// conflicts it reported (differences it cannot repair).
     fn run(&mut self, mut local: Tree) -> anyhow::Result<usize> {
         let (settings, options, tops) = (self.settings, self.options, self.tops);
-        let mut remote = tree::scan_remote(self.engine, settings.targetdir.as_ref(), tops)?;
+        let mut remote = remote_tree::scan_remote(self.engine, settings.targetdir.as_ref(), tops)?;
         follow_copied_links(&mut local, &remote, settings, self.copying)?;
         tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
         let mut differences = tree::diff(&local, &remote);
@@ -751,9 +753,9 @@ pub fn verify(
     checksum: bool,
     interrupt: &Interrupt,
 ) -> anyhow::Result<usize> {
-    let mut local = tree::scan_local(&settings.outdir, tops)?;
+    let mut local = scan::scan_local(&settings.outdir, tops)?;
     let mut engine = connect(settings, 1, interrupt)?;
-    let mut remote = tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    let mut remote = remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
     follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);

@@ -5,5 +5,5 @@
 pub mod hook;
 pub mod mirror;
 pub mod progress;
+pub mod remote_tree;
 pub mod status;
-pub mod tree;
