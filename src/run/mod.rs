@@ -3,7 +3,11 @@
 //! that through the [`crate::engine`], reporting progress and a summary.
 
 pub mod hook;
+mod links;
 pub mod mirror;
 pub mod progress;
 pub mod remote_tree;
+mod runner;
+mod session;
 pub mod status;
+mod sync;
