@@ -6,7 +6,6 @@ mod copies;
 mod rounds;
 mod sources;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -14,9 +13,11 @@ use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
 use crate::engine::Engine;
-use crate::interrupt::Interrupt;
+use crate::exit::{ExitStatus, Fatal};
+use crate::interrupt::{Interrupt, StoppedWaiting};
 use crate::plan::{self, Action, Plan};
 use crate::repo::journal::Journal;
+use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
 use crate::run::runner::{Runner, summary};
@@ -25,29 +26,17 @@ use crate::run::session::{close_quietly, server_name, warn_unless_atomic_renames
 use rounds::{Executor, JournalStopped, upload_totals};
 use sources::{check_local_sources, dist_root, resolve_relative_sources};
 
-/// An error found before anything was sent: exit status 2.
-#[derive(Debug)]
-pub struct SetupError(pub anyhow::Error);
-
-impl fmt::Display for SetupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl std::error::Error for SetupError {}
-
-/// An error before anything was sent is a setup error (exit 2), unless a signal ended it.
-fn setup<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
-    r.map_err(|e| {
-        if e.downcast_ref::<crate::interrupt::StoppedWaiting>()
-            .is_some()
-        {
-            e
-        } else {
-            SetupError(e).into()
-        }
-    })
+/// A wait for a lock that ended in `error`: busy (75) when the lock was held for too
+/// long, failed (1) when a signal ended the wait, else `otherwise`.
+fn waited(error: anyhow::Error, otherwise: ExitStatus) -> Fatal {
+    let status = if error.is::<BusyError>() {
+        ExitStatus::Busy
+    } else if error.is::<StoppedWaiting>() {
+        ExitStatus::Failed
+    } else {
+        otherwise
+    };
+    Fatal { status, error }
 }
 
 /// What a run achieved.
@@ -72,8 +61,8 @@ pub fn run(
     how: Selection,
     dry_run: bool,
     interrupt: &Interrupt,
-) -> anyhow::Result<Report> {
-    setup(settings.check_dirs(true).map_err(anyhow::Error::new))?;
+) -> Result<Report, Fatal> {
+    settings.check_dirs(true).map_err(Fatal::setup)?;
     let (_lock, paths) = lock_and_select(settings, files, how, interrupt)?;
     let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
     if dry_run {
@@ -92,7 +81,39 @@ pub fn run(
         log::info!("nothing to do");
         return Ok(Report::default());
     }
-    push(settings, &plan, &mut journal, interrupt)
+    let report = push(settings, &plan, &mut journal, interrupt)?;
+    if report.unfinished() {
+        tell_unfinished(&report, settings);
+    }
+    Ok(report)
+}
+
+impl Report {
+    /// Whether something is left to do: an operation failed, or a log is still pending.
+    pub fn unfinished(&self) -> bool {
+        self.failures > 0 || !self.pending_logs.is_empty()
+    }
+}
+
+/// Says what failed, what is still pending and how to finish it.
+fn tell_unfinished(report: &Report, settings: &Settings) {
+    let logs: Vec<String> = report
+        .pending_logs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    eprintln!(
+        "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, then run \
+         '{}'{}.",
+        report.failures,
+        logs.join(", "),
+        settings.pending_command(),
+        if settings.autoretry {
+            " (or let the next reprepro run retry)"
+        } else {
+            ""
+        }
+    );
 }
 
 /// What a run would do, in its order; nothing is sent and nothing journalled.
@@ -116,7 +137,7 @@ fn push(
     plan: &Plan,
     journal: &mut Journal,
     interrupt: &Interrupt,
-) -> anyhow::Result<Report> {
+) -> Result<Report, Fatal> {
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
     let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
     let config = settings.engine_config(connections, interrupt);
@@ -140,7 +161,7 @@ fn push(
         outdir: &settings.outdir,
         started,
         settings,
-        dist_root: setup(dist_root(settings))?,
+        dist_root: dist_root(settings).map_err(Fatal::setup)?,
         copying: settings.symlinks == Symlinks::Copy,
     };
     let result = exec.rounds(plan, settings.keepdirectories);
@@ -168,14 +189,17 @@ fn push(
         Ok(()) => close_quietly(engine),
         Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
             eprintln!("{summary}");
-            return Err(e.context(format!("the push to {} stopped", server_name(settings))));
+            let stopped = format!("the push to {} stopped", server_name(settings));
+            return Err(e.context(stopped).into());
         }
         Err(e) => {
             eprintln!("{summary}");
-            return Err(e.context(format!(
-                "the push to {} was cut off; what completed is journalled, run again to finish",
-                server_name(settings)
-            )));
+            return Err(e
+                .context(format!(
+                    "the push to {} was cut off; what completed is journalled, run again to finish",
+                    server_name(settings)
+                ))
+                .into());
         }
     }
     eprintln!("{summary}");
@@ -193,11 +217,11 @@ struct Planned {
 
 /// Parses the logs, checks their local sources and plans. The parsed logs are dropped once
 /// planned: only the plan is kept in memory.
-fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<Planned> {
+fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> Result<Planned, Fatal> {
     let mut outlogs = Vec::with_capacity(paths.len());
     for path in paths {
         log::info!("reading {}", path.display());
-        let log = setup(outlog::parse_file(path))?;
+        let log = outlog::parse_file(path).map_err(Fatal::setup)?;
         if log.lines.is_empty() {
             skip_empty(path);
         } else {
@@ -210,7 +234,7 @@ fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> anyhow::Result<Plann
         .filter_map(|(i, l)| l.torn_tail.map(|t| (i, t.offset)))
         .collect();
     resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
-    setup(check_local_sources(&outlogs, settings))?;
+    check_local_sources(&outlogs, settings).map_err(Fatal::setup)?;
     Ok(Planned {
         plan: plan::plan(&outlogs),
         paths: outlogs.into_iter().map(|l| l.path).collect(),
@@ -229,13 +253,13 @@ fn lock_and_select(
     files: &[PathBuf],
     how: Selection,
     interrupt: &Interrupt,
-) -> anyhow::Result<(crate::repo::lock::RunLock, Vec<PathBuf>)> {
+) -> Result<(RunLock, Vec<PathBuf>), Fatal> {
     let started = Instant::now();
     let deadline = started + settings.lock_timeout;
     let handed_by_reprepro = settings.reprepro_env && !how.pending;
     let reprepro_lock = match &settings.dbdir {
         _ if handed_by_reprepro => None,
-        Some(dbdir) => Some(crate::repo::lock::reprepro_lock_path(dbdir)),
+        Some(dbdir) => Some(lock::reprepro_lock_path(dbdir)),
         None => {
             log::warn!(
                 "cannot tell reprepro's database dir (give --basedir, or dbdir in \
@@ -246,30 +270,24 @@ fn lock_and_select(
     };
     loop {
         if let Some(lockfile) = &reprepro_lock {
-            crate::repo::lock::wait_for_reprepro(
-                lockfile,
-                deadline,
-                settings.lock_timeout,
-                interrupt,
-            )?;
+            lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout, interrupt)
+                .map_err(|e| waited(e, ExitStatus::Failed))?;
         }
-        let lock = setup(crate::repo::lock::acquire_until(
-            &settings.logdir,
-            deadline,
-            interrupt,
-        ))?;
-        let paths = setup(logs::select(files, &settings.logdir, how).map_err(|e| {
-            match e.downcast_ref::<logs::OlderPending>() {
-                Some(older) => anyhow::anyhow!(
-                    "{older}; process them first ('{}'), or set 'autoretry yes' in {}",
-                    settings.pending_command(),
-                    settings.confdir.join("outsftphook.conf").display()
-                ),
-                None => e,
-            }
-        }))?;
+        let lock = lock::acquire_until(&settings.logdir, deadline, interrupt)
+            .map_err(|e| waited(e, ExitStatus::Setup))?;
+        let paths = logs::select(files, &settings.logdir, how).map_err(|e| match e
+            .downcast_ref::<logs::OlderPending>()
+        {
+            Some(older) => anyhow::anyhow!(
+                "{older}; process them first ('{}'), or set 'autoretry yes' in {}",
+                settings.pending_command(),
+                settings.confdir.join("outsftphook.conf").display()
+            ),
+            None => e,
+        });
+        let paths = paths.map_err(Fatal::setup)?;
         match &reprepro_lock {
-            Some(lockfile) if setup(crate::repo::lock::reprepro_running(lockfile))? => {
+            Some(lockfile) if lock::reprepro_running(lockfile).map_err(Fatal::setup)? => {
                 // reprepro started after we looked: a listed log may be its new one.
                 drop(lock);
             }

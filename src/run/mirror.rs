@@ -10,11 +10,11 @@ use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
 use crate::engine::Op;
+use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::Interrupt;
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
-use crate::run::hook::SetupError;
 use crate::run::session::{close_quietly, connect};
 use crate::run::sync::{self, Start, command_line};
 pub use crate::run::sync::{MirrorOptions, MirrorReport};
@@ -302,7 +302,7 @@ fn check_tops(
     tops: &[RelPath],
     settings: &Settings,
     delete: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), Fatal> {
     let empty = empty_tops(local, tops);
     if empty.is_empty() || (!delete && empty.len() < tops.len()) {
         return Ok(());
@@ -313,13 +313,12 @@ fn check_tops(
     } else {
         "there is nothing to mirror"
     };
-    Err(SetupError(anyhow::anyhow!(
+    Err(Fatal::setup(anyhow::anyhow!(
         "{}: missing or empty in {}: {consequence}; nothing was sent. Check --basedir and \
          --outdir (or name the directories to mirror)",
         names.join(", "),
         settings.outdir.display()
-    ))
-    .into())
+    )))
 }
 
 /// Makes the remote equal to the local tops.
@@ -328,7 +327,7 @@ pub fn mirror(
     tops: &[RelPath],
     options: &MirrorOptions,
     interrupt: &Interrupt,
-) -> anyhow::Result<MirrorReport> {
+) -> Result<MirrorReport, Fatal> {
     let started = Instant::now();
     let scanned = scan::scan_local(&settings.outdir, tops)?;
     check_tops(&scanned, tops, settings, options.delete)?;
@@ -357,7 +356,7 @@ pub fn mirror(
     );
     let (mut report, conflicts) = match synced {
         Ok(synced) => synced,
-        Err(e) if e.downcast_ref::<SetupError>().is_some() => {
+        Err(e) if e.status == ExitStatus::Setup => {
             engine.close();
             return Err(e);
         }
@@ -390,7 +389,7 @@ pub fn verify(
     tops: &[RelPath],
     checksum: bool,
     interrupt: &Interrupt,
-) -> anyhow::Result<usize> {
+) -> Result<usize, Fatal> {
     let mut local = scan::scan_local(&settings.outdir, tops)?;
     let mut engine = connect(settings, 1, interrupt)?;
     let mut remote =
@@ -404,7 +403,9 @@ pub fn verify(
         compared = same.len();
         for (path, error) in sync::compare_contents(&mut engine, settings, &same, interrupt)? {
             if let Some(e) = error {
-                return Err(e).context("cannot compare contents");
+                return Err(anyhow::Error::new(e)
+                    .context("cannot compare contents")
+                    .into());
             }
             differences.push((path, Difference::Content));
         }

@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, Outcome};
+use crate::exit::Fatal;
 use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
-use crate::run::hook::SetupError;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
 use crate::run::mirror::{MirrorPlan, plan_mirror};
 use crate::run::remote_tree;
@@ -87,7 +87,7 @@ pub(crate) fn sync(
     interrupt: &Interrupt,
     local: Tree,
     start: Start<'_>,
-) -> anyhow::Result<(MirrorReport, usize)> {
+) -> Result<(MirrorReport, usize), Fatal> {
     let mut pass = Pass {
         runner: Runner::new(engine, interrupt, 0, 0),
         settings,
@@ -126,7 +126,7 @@ pub(crate) fn refresh_copies(
     tops: &[RelPath],
     changed: &BTreeSet<RelPath>,
     interrupt: &Interrupt,
-) -> anyhow::Result<MirrorReport> {
+) -> Result<MirrorReport, Fatal> {
     let options = MirrorOptions {
         delete: true,
         ..MirrorOptions::default()
@@ -151,7 +151,7 @@ pub(crate) fn follow_copied_links(
     remote: &Tree,
     settings: &Settings,
     copying: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), Fatal> {
     let which: Box<dyn Fn(&RelPath) -> bool> = match settings.symlinks {
         _ if copying => Box::new(|_| true),
         Symlinks::Copy => Box::new(|_| true),
@@ -160,7 +160,7 @@ pub(crate) fn follow_copied_links(
     };
     scan::follow_links(local, &settings.outdir, &*which)
         .map(|_| ())
-        .map_err(|e| SetupError(e).into())
+        .map_err(Fatal::setup)
 }
 
 /// Files that are the same by size and time: those whose content `--checksum` compares.
@@ -226,7 +226,7 @@ struct Pass<'a> {
 impl Pass<'_> {
     /// Lists the remote, compares it with `local` and makes the changes; returns how many
     /// conflicts it reported (differences it cannot repair).
-    fn run(&mut self, local: Tree) -> anyhow::Result<usize> {
+    fn run(&mut self, local: Tree) -> Result<usize, Fatal> {
         let (local, differences) = self.differences(local)?;
         let (settings, options, tops) = (self.settings, self.options, self.tops);
         let plan = plan_mirror(&local, differences, settings, options.delete);
@@ -241,14 +241,13 @@ impl Pass<'_> {
         if let Some(max) = options.max_delete
             && plan.deletions > max
         {
-            return Err(SetupError(anyhow::anyhow!(
+            return Err(Fatal::setup(anyhow::anyhow!(
                 "--delete would remove {} remote files, links and directories, more than \
                  --max-delete {max}: nothing was changed. See them with 'outsftphook --dry-run \
                  {}'; if they must go, raise --max-delete",
                 plan.deletions,
                 options.command(tops)
-            ))
-            .into());
+            )));
         }
         if options.dry_run {
             return Ok(plan.conflicts.len());
@@ -272,7 +271,7 @@ impl Pass<'_> {
     fn differences(
         &mut self,
         mut local: Tree,
-    ) -> anyhow::Result<(Tree, Vec<(RelPath, Difference)>)> {
+    ) -> Result<(Tree, Vec<(RelPath, Difference)>), Fatal> {
         let (settings, tops) = (self.settings, self.tops);
         let targetdir = settings.targetdir.as_ref();
         let mut remote = remote_tree::scan_remote(self.runner.engine(), targetdir, tops)?;

@@ -10,11 +10,11 @@ use anyhow::Context;
 
 use crate::config::Symlinks;
 use crate::engine::{Cause, Op};
+use crate::exit::ExitStatus;
 use crate::plan::tree::{Node, remote_path};
 use crate::plan::{self, Action, Job};
 use crate::relpath::RelPath;
 use crate::repo::outlog::DoneMessage;
-use crate::run::hook::SetupError;
 use crate::run::runner::Judged;
 use crate::run::sync;
 use crate::sftp::wire::StatusCode;
@@ -72,10 +72,10 @@ impl Executor<'_> {
             }
             // A copy that must not be made (its link leads out of the repository) is one
             // failure, said; a lost connection or a signal ends the run.
-            Err(e) if e.downcast_ref::<SetupError>().is_some() => {
-                self.runner.fail(&format!("{e:#}"));
+            Err(e) if e.status == ExitStatus::Setup => {
+                self.runner.fail(&e.to_string());
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.error),
         }
         Ok(())
     }
