@@ -20,7 +20,8 @@ use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::runner::{Runner, summary};
+use crate::run::output::{show, summary, tell};
+use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, server_name, warn_unless_atomic_renames};
 
 use rounds::{Executor, JournalStopped, upload_totals};
@@ -102,9 +103,8 @@ fn tell_unfinished(report: &Report, settings: &Settings) {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    eprintln!(
-        "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, then run \
-         '{}'{}.",
+    tell(&format!(
+        "{} operation(s) failed; still pending: {}. Fix the cause, then run '{}'{}.",
         report.failures,
         logs.join(", "),
         settings.pending_command(),
@@ -113,21 +113,22 @@ fn tell_unfinished(report: &Report, settings: &Settings) {
         } else {
             ""
         }
-    );
+    ));
 }
 
 /// What a run would do, in its order; nothing is sent and nothing journalled.
 fn print_dry_run(plan: &Plan, settings: &Settings) {
     for job in crate::run::status::ordered(plan) {
         match &job.action {
-            Action::Symlink { target } if settings.symlinks == Symlinks::Copy => {
-                println!("copy {} (what the symlink to {target} leads to)", job.path)
-            }
-            _ => println!("{}", crate::run::status::describe(job)),
+            Action::Symlink { target } if settings.symlinks == Symlinks::Copy => show(&format!(
+                "copy {} (what the symlink to {target} leads to)",
+                job.path
+            )),
+            _ => show(&crate::run::status::describe(job)),
         }
     }
     if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
-        println!("rmdir the pool directories left empty");
+        show("rmdir the pool directories left empty");
     }
 }
 
@@ -188,12 +189,12 @@ fn push(
     match result {
         Ok(()) => close_quietly(engine),
         Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
-            eprintln!("{summary}");
+            tell(&summary);
             let stopped = format!("the push to {} stopped", server_name(settings));
             return Err(e.context(stopped).into());
         }
         Err(e) => {
-            eprintln!("{summary}");
+            tell(&summary);
             return Err(e
                 .context(format!(
                     "the push to {} was cut off; what completed is journalled, run again to finish",
@@ -202,7 +203,7 @@ fn push(
                 .into());
         }
     }
-    eprintln!("{summary}");
+    tell(&summary);
     Ok(report)
 }
 

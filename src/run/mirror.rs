@@ -15,6 +15,7 @@ use crate::interrupt::Interrupt;
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
+use crate::run::output::{show, summary, tell};
 use crate::run::session::{close_quietly, connect};
 use crate::run::sync::{self, Start, command_line};
 pub use crate::run::sync::{MirrorOptions, MirrorReport};
@@ -369,17 +370,14 @@ pub fn mirror(
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += conflicts;
-    eprintln!(
-        "{}",
-        crate::run::runner::summary(
-            "mirror: ",
-            report.files,
-            report.bytes,
-            report.changes,
-            report.failures,
-            started
-        )
-    );
+    tell(&summary(
+        "mirror: ",
+        report.files,
+        report.bytes,
+        report.changes,
+        report.failures,
+        started,
+    ));
     Ok(report)
 }
 
@@ -413,27 +411,27 @@ pub fn verify(
     }
     engine.close();
     for (path, difference) in &differences {
-        println!("{path}: {difference}");
+        show(&format!("{path}: {difference}"));
     }
     let files = local
         .values()
         .filter(|n| matches!(n, Node::File { .. }))
         .count();
     if differences.is_empty() {
-        eprintln!(
-            "outsftphook: verify: the remote matches ({files} files{})",
+        tell(&format!(
+            "verify: the remote matches ({files} files{})",
             if checksum {
                 format!(", {compared} compared byte for byte")
             } else {
                 String::new()
             }
-        );
+        ));
     } else {
-        eprintln!(
-            "outsftphook: verify: {} difference(s); {}",
+        tell(&format!(
+            "verify: {} difference(s); {}",
             differences.len(),
             advice(&differences, tops)
-        );
+        ));
     }
     Ok(differences.len())
 }

@@ -5,7 +5,7 @@
 pub mod hook;
 mod links;
 pub mod mirror;
-pub mod progress;
+mod output;
 pub mod remote_tree;
 mod runner;
 mod session;

@@ -14,7 +14,7 @@ use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::tree::remote_path;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
-use crate::run::progress::Progress;
+use crate::run::output::Progress;
 
 /// What a result means to the caller, and so what the runner does about it.
 pub(crate) enum Judged {
@@ -92,7 +92,7 @@ impl<'a> Runner<'a> {
     /// One failure, said at once as `outsftphook: MESSAGE`.
     pub(crate) fn fail(&mut self, message: &str) {
         self.failures += 1;
-        self.progress.say(&format!("outsftphook: {message}"));
+        self.progress.tell(message);
     }
 
     /// `failures` more failures, said already.
@@ -124,7 +124,7 @@ impl<'a> Runner<'a> {
             }
             Judged::Failed(message) => {
                 *failures += 1;
-                progress.say(&format!("outsftphook: {message}"));
+                progress.tell(&message);
             }
             Judged::Other => {}
         };
@@ -193,24 +193,6 @@ fn deepest_level(dirs: &BTreeSet<RelPath>) -> Option<Vec<RelPath>> {
             .filter(|p| depth(p) == deepest)
             .cloned()
             .collect(),
-    )
-}
-
-/// The summary a run ends with, on stderr, whichever way it ended: `outsftphook: WHAT`
-/// followed by files, bytes, changes, errors and time.
-pub(crate) fn summary(
-    what: &str,
-    files: u64,
-    bytes: u64,
-    changes: usize,
-    errors: usize,
-    started: std::time::Instant,
-) -> String {
-    format!(
-        "outsftphook: {what}{files} file(s), {} uploaded, {changes} change(s), {errors} \
-         error(s), in {:.1} s",
-        crate::run::progress::human_bytes(bytes),
-        started.elapsed().as_secs_f64()
     )
 }
 

@@ -4,6 +4,7 @@ use crate::config::Settings;
 use crate::plan::{self, Action, Job, Plan};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
+use crate::run::output::show;
 
 /// One line per job, as `--dry-run` and `status -v` print it.
 pub fn describe(job: &Job) -> String {
@@ -38,16 +39,19 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
     };
     let paths = logs::select(&[], &settings.logdir, how)?;
     if paths.is_empty() {
-        println!("no pending outlogs in {}", settings.logdir.display());
+        show(&format!(
+            "no pending outlogs in {}",
+            settings.logdir.display()
+        ));
         return Ok(());
     }
     if let Some(dbdir) = &settings.dbdir {
         let lockfile = crate::repo::lock::reprepro_lock_path(dbdir);
         if crate::repo::lock::reprepro_running(&lockfile)? {
-            println!(
+            show(&format!(
                 "reprepro is running ({} exists): its outhook call will push its change",
                 lockfile.display()
-            );
+            ));
         }
     }
     let mut outlogs = Vec::new();
@@ -55,7 +59,9 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         let log = outlog::parse_file(path)?;
         if log.lines.is_empty() {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            println!("{name}: empty: reprepro has not written it (yet); it is never marked done");
+            show(&format!(
+                "{name}: empty: reprepro has not written it (yet); it is never marked done"
+            ));
         } else {
             outlogs.push(log);
         }
@@ -71,26 +77,28 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         let others = mine.len() - uploads - renames;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if mine.is_empty() {
-            println!("{name}: nothing left (the next run marks it done)");
+            show(&format!(
+                "{name}: nothing left (the next run marks it done)"
+            ));
             continue;
         }
-        println!(
+        show(&format!(
             "{name}: {} left: {uploads} upload(s), {renames} rename(s), {others} other(s)",
             mine.len()
-        );
+        ));
         if verbose {
             for job in mine {
-                println!("  {}", describe(job));
+                show(&format!("  {}", describe(job)));
             }
         }
     }
     if outlogs.is_empty() {
         return Ok(());
     }
-    println!(
+    show(&format!(
         "{} pending; '{}' processes them",
         outlogs.len(),
         settings.pending_command()
-    );
+    ));
     Ok(())
 }

@@ -14,6 +14,7 @@ use crate::relpath::RelPath;
 use crate::repo::scan;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
 use crate::run::mirror::{MirrorPlan, plan_mirror};
+use crate::run::output::{show, tell};
 use crate::run::remote_tree;
 use crate::run::runner::{Judged, Runner};
 use crate::run::session::warn_unless_atomic_renames;
@@ -231,11 +232,11 @@ impl Pass<'_> {
         let (settings, options, tops) = (self.settings, self.options, self.tops);
         let plan = plan_mirror(&local, differences, settings, options.delete);
         for conflict in &plan.conflicts {
-            eprintln!("outsftphook: {conflict}");
+            tell(conflict);
         }
         if options.dry_run {
             for action in plan.groups.iter().flatten() {
-                println!("{}", action.describe);
+                show(&action.describe);
             }
         }
         if let Some(max) = options.max_delete
