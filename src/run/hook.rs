@@ -1,5 +1,5 @@
 //! The hook's run: lock, select and parse the logs, plan, then drive the plan's rounds
-//! through the engine ([`rounds`]), journalling each item the moment the server confirms
+//! through the engine (`rounds`), journalling each item the moment the server confirms
 //! it. It must not talk to the server but through the runner and the engine.
 
 mod copies;

@@ -2,6 +2,10 @@
 //! outlogs. `mirror` changes the remote in the hook's safe order (pool, then each
 //! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
 //! deletions); `verify` only reports.
+//!
+//! It owns the commands' edges: the tops, the refusal of an empty local side, the
+//! connection, the summary and `verify`'s advice. The passes themselves are
+//! `run::sync`'s; it must not journal (no outlog is involved) nor touch the hook.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;

@@ -1,4 +1,6 @@
 //! `status`: the pending outlogs and, for each, what is left to do, as a run would see it.
+//! It reads the logs and plans, nothing more: it must not take the run lock, connect, or
+//! write a journal line.
 
 use crate::config::Settings;
 use crate::plan::{self, Action, Job, Plan};
