@@ -23,7 +23,11 @@ use std::path::PathBuf;
 use crate::relpath::RelPath;
 use crate::repo::outlog::{DoneMessage, Line, Outlog};
 
+pub mod mirror;
+pub mod order;
 pub mod tree;
+
+use order::{Finalise, Steps};
 
 /// What to do for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +53,14 @@ pub struct Job {
     pub action: Action,
 }
 
-/// The steps of a dist dir's finalisation; each is finished before the next starts, except
-/// that on a server that carries out requests in order the renames of steps 0 to 2 go in
-/// one batch (see `Executor::rounds`).
-pub const FINALISE_STEPS: usize = 4;
-
 /// One distribution (or snapshot) directory's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistDir {
     pub dir: RelPath,
     /// Files to upload as `.new`.
     pub uploads: Vec<Job>,
-    /// Finalisation: (0) index renames and symlinks, (1) `Release` and `Release.gpg`,
-    /// (2) `InRelease`, (3) deletions.
-    pub steps: [Vec<Job>; FINALISE_STEPS],
+    /// Its finalisation, step by step.
+    pub steps: Steps<Job>,
 }
 
 /// Everything a run has to do.
@@ -92,27 +90,39 @@ impl Plan {
             && self.prune.is_empty()
     }
 
-    /// Every job, in the order the rounds run them.
+    /// Every job, in the order the rounds run them (see [`order`]): uploads, pool and
+    /// distributions together, then each finalisation step of every distribution, then
+    /// pool deletions.
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        let uploads = self.dist_dirs.iter().flat_map(|d| &d.uploads);
+        let finalising = Finalise::ALL
+            .into_iter()
+            .flat_map(|step| self.dist_dirs.iter().flat_map(move |d| &d.steps[step]));
         self.pool_uploads
             .iter()
-            .chain(
-                self.dist_dirs
-                    .iter()
-                    .flat_map(|d| d.uploads.iter().chain(d.steps.iter().flatten())),
-            )
-            .chain(self.pool_deletes.iter())
+            .chain(uploads)
+            .chain(finalising)
+            .chain(&self.pool_deletes)
     }
 }
 
-/// Where in the finalisation of its dir a job goes.
-fn finalise_step(job: &Job, dir: &RelPath) -> usize {
-    let name = &job.path.as_str()[dir.as_str().len() + 1..];
-    match (&job.action, name) {
-        (Action::Delete, _) => 3,
-        (_, "InRelease") => 2,
-        (_, "Release" | "Release.gpg") => 1,
-        _ => 0,
+impl Job {
+    /// One line, as `--dry-run` and `status -v` print it.
+    pub fn describe(&self) -> String {
+        let p = &self.path;
+        match &self.action {
+            Action::Upload => format!("upload {p}"),
+            Action::UploadDotNew { .. } => format!("upload {p}.new"),
+            Action::RenameDotNew { .. } => format!("rename {p}.new {p}"),
+            Action::Symlink { target } => format!("symlink {p} -> {target}"),
+            Action::Delete => format!("remove {p}"),
+        }
+    }
+
+    /// Where in the finalisation of its distribution directory `dir` the job goes.
+    fn finalise_step(&self, dir: &RelPath) -> Finalise {
+        let name = &self.path.as_str()[dir.as_str().len() + 1..];
+        Finalise::of(name, self.action == Action::Delete)
     }
 }
 
@@ -205,7 +215,7 @@ pub fn plan(logs: &[Outlog]) -> Plan {
                 if !journal.contains_key(&new) {
                     if dot_new_removals.insert(new.clone()) {
                         plan.remaining[log] += 1;
-                        dist_dir_entry(&mut dists, dir).steps[3].push(Job {
+                        dist_dir_entry(&mut dists, dir).steps[Finalise::Deletions].push(Job {
                             log,
                             path: new,
                             action: Action::Delete,
@@ -252,7 +262,7 @@ pub fn plan(logs: &[Outlog]) -> Plan {
                     if let Action::UploadDotNew { .. } = job.action {
                         d.uploads.push(job.clone());
                     }
-                    let step = finalise_step(&job, dir);
+                    let step = job.finalise_step(dir);
                     let finalising = match job.action {
                         Action::UploadDotNew { local } => Job {
                             action: Action::RenameDotNew { local },
@@ -272,7 +282,7 @@ pub fn plan(logs: &[Outlog]) -> Plan {
     plan.obsoleted.reverse();
     for mut d in dists.into_values() {
         order(&mut d.uploads);
-        for step in &mut d.steps {
+        for step in d.steps.iter_mut() {
             order(step);
         }
         plan.dist_dirs.push(d);

@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::order::Finalise;
 use crate::plan::tree::{Node, remote_path};
 use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
@@ -75,12 +76,12 @@ pub fn run(
     let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
     if dry_run {
         // What a run would do, in its order; nothing is sent and nothing journalled.
-        for job in crate::run::status::ordered(&plan) {
+        for job in plan.jobs() {
             match &job.action {
                 Action::Symlink { target } if settings.symlinks == Symlinks::Copy => {
                     println!("copy {} (what the symlink to {target} leads to)", job.path)
                 }
-                _ => println!("{}", crate::run::status::describe(job)),
+                _ => println!("{}", job.describe()),
             }
         }
         if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
@@ -560,17 +561,17 @@ impl Executor<'_> {
         let in_order = self.engine.in_order() && self.engine.atomic_rename();
         let renames_only = |step: usize| {
             plan.dist_dirs.iter().all(|d| {
-                d.steps[step]
+                d.steps[Finalise::ALL[step]]
                     .iter()
                     .all(|j| matches!(j.action, Action::RenameDotNew { .. }))
             })
         };
         let mut step = 0;
-        while step < plan::FINALISE_STEPS {
+        while step < Finalise::ALL.len() {
             // The deletions (the last step) always wait for the renames.
             let mut last = step;
             while in_order
-                && last + 2 < plan::FINALISE_STEPS
+                && last + 2 < Finalise::ALL.len()
                 && renames_only(last)
                 && renames_only(last + 1)
             {
@@ -581,8 +582,9 @@ impl Executor<'_> {
             for (i, d) in plan.dist_dirs.iter().enumerate() {
                 if ready[i] {
                     for s in step..=last {
-                        jobs.extend(&d.steps[s]);
-                        owner.extend(std::iter::repeat_n(i, d.steps[s].len()));
+                        let work = &d.steps[Finalise::ALL[s]];
+                        jobs.extend(work);
+                        owner.extend(std::iter::repeat_n(i, work.len()));
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
 //! deletions); `verify` only reports.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
 use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::mirror::{Change, MirrorPlan, plan_mirror};
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
@@ -125,249 +126,49 @@ fn connect(
     Engine::connect(&settings.server, config).context("cannot start an SFTP session")
 }
 
-/// Where a file goes in a distribution's finalisation (0 indexes, 1 `Release` and
-/// `Release.gpg`, 2 `InRelease`), by its place: directly in `dists/NAME` or in a snapshot.
-fn step_of(path: &RelPath) -> usize {
-    let parts: Vec<&str> = path.as_str().split('/').collect();
-    let top_of_dist = parts.len() == 3 || (parts.len() == 5 && parts[2] == "snapshots");
-    match (top_of_dist, path.file_name()) {
-        (true, "InRelease") => 2,
-        (true, "Release" | "Release.gpg") => 1,
-        _ => 0,
-    }
-}
-
-fn is_dists(path: &RelPath) -> bool {
-    path.first_component() == "dists"
-}
-
-/// One action of a mirror run, as printed by `--dry-run`.
-#[derive(Debug, Clone)]
-struct Action {
-    describe: String,
-    op: Op,
-}
-
-/// What a mirror run does, in order: each group finishes before the next starts.
-#[derive(Default)]
-struct MirrorPlan {
-    groups: Vec<Vec<Action>>,
-    /// Uploads and their bytes, for the progress line and summary.
-    files: u64,
-    bytes: u64,
-    /// Differences that mirroring cannot fix (a directory where a file must be).
-    conflicts: Vec<String>,
-    /// Remote files, links and directories `--delete` removes (what `--max-delete` counts).
-    deletions: u64,
-}
-
-fn plan_mirror(
-    local: &Tree,
-    differences: Vec<(RelPath, Difference)>,
-    settings: &Settings,
-    delete: bool,
-) -> MirrorPlan {
+/// The engine operation that makes a planned change.
+fn op_of(change: &Change, settings: &Settings) -> Op {
     let target = settings.targetdir.as_ref();
-    let mut plan = MirrorPlan::default();
-    // pool uploads, dist .new uploads, dist steps 0..2 (renames and links), pool links,
-    // deletions of files, deletions of directories (deepest first, added below).
-    let mut pool_uploads = Vec::new();
-    let mut dist_uploads = Vec::new();
-    let mut steps: [Vec<Action>; 3] = Default::default();
-    let mut links = Vec::new();
-    let mut mkdirs = Vec::new();
-    let mut early_removes = Vec::new();
-    let mut removes = Vec::new();
-    let mut rmdirs: Vec<RelPath> = Vec::new();
-    // What is only on the remote, to find what stands at an index's `.new` name; those
-    // removed before the upload are not deletions.
-    let extras: BTreeMap<RelPath, Node> = differences
-        .iter()
-        .filter_map(|(p, d)| match d {
-            Difference::Extra(n) => Some((p.clone(), n.clone())),
-            _ => None,
-        })
-        .collect();
-    let mut cleared: BTreeSet<RelPath> = BTreeSet::new();
-    for (path, difference) in differences {
-        let rpath = remote_path(target, &path);
-        if let Difference::Changed {
-            remote: Node::UnlistableDir(why),
+    match change {
+        Change::Upload {
+            path,
+            dot_new,
+            mtime,
             ..
-        }
-        | Difference::Extra(Node::UnlistableDir(why)) = &difference
-        {
-            plan.conflicts.push(format!(
-                "{path}: the server cannot list this remote directory ({why}): nothing in it \
-                 is compared, uploaded or deleted (check it on the server)"
-            ));
-            continue;
-        }
-        let wanted = match &difference {
-            Difference::Missing(n) => Some(n),
-            Difference::Changed { local, .. } => Some(local),
-            // Same size and time, other content (found by --checksum): upload it again.
-            Difference::Content => local.get(&path),
-            Difference::Extra(_) => None,
-        };
-        if let Difference::Changed {
-            local: Node::File { .. } | Node::Link(_),
-            remote: Node::Dir,
-        } = &difference
-        {
-            plan.conflicts.push(format!(
-                "{path}: a directory on the remote, a file locally (remove it by hand)"
-            ));
-            continue;
-        }
-        match (wanted, &difference) {
-            (Some(Node::File { size, mtime }), _) => {
-                // Whatever stands at an index's `.new` name (a leftover, or a symlink that
-                // would take the upload elsewhere) goes first.
-                let new_rel = RelPath::new(&format!("{path}.new")).ok();
-                match new_rel
-                    .as_ref()
-                    .filter(|_| is_dists(&path))
-                    .and_then(|n| extras.get(n))
-                {
-                    Some(Node::Dir) => {
-                        plan.conflicts.push(format!(
-                            "{path}.new: a directory on the remote, in the way of the upload \
-                             of {path} (remove it by hand)"
-                        ));
-                        continue;
-                    }
-                    Some(_) => {
-                        early_removes.push(Action {
-                            describe: format!("remove {path}.new"),
-                            op: Op::Remove {
-                                path: rpath.with_suffix(b".new"),
-                            },
-                        });
-                        cleared.extend(new_rel);
-                    }
-                    None => {}
-                }
-                plan.files += 1;
-                plan.bytes += size;
-                let local_file = settings.outdir.join(path.as_str());
-                // A remote symlink in the file's place goes first: opening it for writing
-                // would write through it, wherever it points, and so would a rename onto it
-                // on ProFTPD (which renames onto the link's target).
-                if let Difference::Changed { remote, .. } = &difference
-                    && remote.is_link()
-                {
-                    early_removes.push(Action {
-                        describe: format!("remove {path}"),
-                        op: Op::Remove {
-                            path: rpath.clone(),
-                        },
-                    });
-                }
-                if is_dists(&path) {
-                    let new = rpath.with_suffix(b".new");
-                    dist_uploads.push(Action {
-                        describe: format!("upload {path}.new"),
-                        op: Op::Upload {
-                            local: local_file,
-                            remote: new.clone(),
-                            fsync: true,
-                            mtime: Some(*mtime),
-                        },
-                    });
-                    steps[step_of(&path)].push(Action {
-                        describe: format!("rename {path}.new {path}"),
-                        op: Op::Rename {
-                            from: new,
-                            to: rpath,
-                        },
-                    });
+        } => {
+            let remote = remote_path(target, path);
+            Op::Upload {
+                local: settings.outdir.join(path.as_str()),
+                remote: if *dot_new {
+                    remote.with_suffix(b".new")
                 } else {
-                    pool_uploads.push(Action {
-                        describe: format!("upload {path}"),
-                        op: Op::Upload {
-                            local: local_file,
-                            remote: rpath,
-                            fsync: false,
-                            mtime: Some(*mtime),
-                        },
-                    });
-                }
-            }
-            (Some(Node::Link(target)), _) => {
-                let action = Action {
-                    describe: format!("symlink {path} -> {}", target.escape_ascii()),
-                    op: Op::Symlink {
-                        link: rpath,
-                        target: target.clone(),
-                    },
-                };
-                if is_dists(&path) {
-                    steps[0].push(action);
-                } else {
-                    links.push(action);
-                }
-            }
-            (Some(Node::Dir), Difference::Missing(_)) => mkdirs.push(Action {
-                describe: format!("mkdir {path}"),
-                op: Op::Mkdir { path: rpath },
-            }),
-            (Some(Node::Dir), _) => {
-                // A file or link where a directory must be: it goes, then the directory.
-                early_removes.push(Action {
-                    describe: format!("remove {path}"),
-                    op: Op::Remove {
-                        path: rpath.clone(),
-                    },
-                });
-                mkdirs.push(Action {
-                    describe: format!("mkdir {path}"),
-                    op: Op::Mkdir { path: rpath },
-                });
-            }
-            (None, Difference::Extra(_)) if cleared.contains(&path) => {}
-            (None, Difference::Extra(Node::Dir)) if delete => {
-                plan.deletions += 1;
-                rmdirs.push(path);
-            }
-            (None, Difference::Extra(_)) if delete => {
-                plan.deletions += 1;
-                removes.push(Action {
-                    describe: format!("remove {path}"),
-                    op: Op::Remove { path: rpath },
-                });
-            }
-            _ => {}
-        }
-    }
-    // What stands where a directory or a file must go is removed first, in its own group.
-    plan.groups.push(early_removes);
-    plan.groups.push(mkdirs);
-    plan.groups
-        .push(pool_uploads.into_iter().chain(dist_uploads).collect());
-    plan.groups.push(links);
-    plan.groups.extend(steps);
-    plan.groups.push(removes);
-    rmdirs.sort_by_key(|p| std::cmp::Reverse(p.as_str().matches('/').count()));
-    let depth = |p: &RelPath| p.as_str().matches('/').count();
-    let mut at = 0;
-    while at < rmdirs.len() {
-        let d = depth(&rmdirs[at]);
-        let level: Vec<Action> = rmdirs[at..]
-            .iter()
-            .take_while(|p| depth(p) == d)
-            .map(|p| Action {
-                describe: format!("rmdir {p}"),
-                op: Op::Rmdir {
-                    path: remote_path(target, p),
+                    remote
                 },
-            })
-            .collect();
-        at += level.len();
-        plan.groups.push(level);
+                fsync: *dot_new,
+                mtime: Some(*mtime),
+            }
+        }
+        Change::Rename { path } => {
+            let to = remote_path(target, path);
+            Op::Rename {
+                from: to.with_suffix(b".new"),
+                to,
+            }
+        }
+        Change::Symlink { path, target: to } => Op::Symlink {
+            link: remote_path(target, path),
+            target: to.clone(),
+        },
+        Change::Mkdir { path } => Op::Mkdir {
+            path: remote_path(target, path),
+        },
+        Change::Remove { path } => Op::Remove {
+            path: remote_path(target, path),
+        },
+        Change::Rmdir { path } => Op::Rmdir {
+            path: remote_path(target, path),
+        },
     }
-    plan.groups.retain(|g| !g.is_empty());
-    plan
 }
 
 /// How `mirror` runs: its flags.
@@ -648,13 +449,13 @@ impl Pass<'_> {
             }
             differences.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        let plan = plan_mirror(&local, differences, settings, options.delete);
+        let plan = plan_mirror(&local, differences, options.delete);
         for conflict in &plan.conflicts {
             eprintln!("outsftphook: {conflict}");
         }
         if options.dry_run {
             for action in plan.groups.iter().flatten() {
-                println!("{}", action.describe);
+                println!("{}", action.describe());
             }
         }
         if let Some(max) = options.max_delete
@@ -676,7 +477,7 @@ impl Pass<'_> {
             .groups
             .iter()
             .flatten()
-            .any(|a| matches!(a.op, Op::Rename { .. }))
+            .any(|a| matches!(a, Change::Rename { .. }))
             && !self.renames_warned
         {
             warn_unless_atomic_renames(self.engine, settings);
@@ -692,7 +493,7 @@ impl Pass<'_> {
         let auto = settings.symlinks == Symlinks::Auto && !self.copying;
         let mut progress = Progress::new(plan.files, plan.bytes);
         for group in &plan.groups {
-            let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
+            let ops: Vec<Op> = group.iter().map(|c| op_of(c, settings)).collect();
             let report = &mut *self.report;
             let refused = &mut self.refused;
             let mut on_done = |i: usize, result: &OpResult| {
@@ -706,7 +507,7 @@ impl Pass<'_> {
                             progress.file_done(size);
                         }
                         if settings.verbose > 0 {
-                            progress.say(&group[i].describe);
+                            progress.say(&group[i].describe());
                         }
                     }
                     Err(e) if e.cause == Cause::Interrupted => {}
