@@ -1,15 +1,16 @@
-//! From parsed outlogs to what must happen on the remote, in safe order. Pure: no I/O.
+//! What must happen on the remote, in the safe order: from parsed outlogs to a [`Plan`] for
+//! the hook, and ([`mirror`]) from two [`tree`]s to a plan for `mirror`. Pure: no I/O, no
+//! engine; [`order`] is the one definition of the order both follow.
 //!
 //! The newest log wins for a path: an older log's entry for a path a newer log also names
 //! (or already finished) is *obsoleted*: journalled so once the newer entry is done, never
 //! before (should the logs ever be seen in another order, nothing is lost, some work is done
-//! twice). Entries a log's journal marks finished are skipped;
-//! dist files journalled `asdotnew` are only renamed. Rounds:
+//! twice). Entries a log's journal marks finished are skipped; dist files journalled
+//! `asdotnew` are only renamed. A plan has three rounds, run in [`order`]'s stages:
 //!
-//! 1. new pool files, uploaded to their final names (nothing names them yet);
-//! 2. per dist dir, files uploaded as `NAME.new`; once all of a dir are up, the dir is
-//!    finalised in steps: indices and symlinks, then `Release` and `Release.gpg`, then
-//!    `InRelease`, then the dir's deletions (which the old `Release` may still name);
+//! 1. new pool files, uploaded to their final names (nothing names them yet), with each
+//!    distribution's files uploaded as `NAME.new`;
+//! 2. per dist dir whose files are all up, its finalisation step by step ([`order::Finalise`]);
 //! 3. pool deletions (nothing names those files any more), then empty pool directories.
 //!
 //! A path an older log uploads and a newer one deletes or makes a symlink may have a
