@@ -10,7 +10,11 @@ mod batch;
 mod confine;
 mod dirs;
 mod op;
+#[cfg(test)]
+mod orderings;
 mod parts;
+#[cfg(test)]
+mod peer;
 mod reading;
 mod tuning;
 
