@@ -113,6 +113,12 @@ impl OpenFlags {
     #[cfg(test)]
     pub const TRUNC: OpenFlags = OpenFlags(0x10);
     pub const EXCL: OpenFlags = OpenFlags(0x20);
+
+    /// Whether every flag of `other` is set: what a server asks (the scripted peer).
+    #[cfg(test)]
+    pub fn contains(self, other: OpenFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 impl std::ops::BitOr for OpenFlags {
