@@ -32,7 +32,8 @@ impl Interrupt {
         }
     }
 
-    /// Asks to stop as a signal would (for tests and callers with their own reasons).
+    /// Asks to stop as a signal would, for the tests.
+    #[cfg(test)]
     pub fn trigger(&self, sig: i32) {
         self.signal
             .store(usize::try_from(sig).unwrap_or(1), Ordering::Relaxed);

@@ -1,8 +1,35 @@
 //! outsftphook: keeps a remote copy of a reprepro repository in sync over SFTP.
 //!
-//! Data flows outlog ([`repo::outlog`]) -> [`plan`] -> [`run`](mod@run) -> [`engine`] ->
-//! [`sftp::session`] -> [`sftp::wire`] bytes -> [`transport`] (the pipes of `ssh` or a local
-//! `sftp-server`). [`run::hook`] runs it all; [`repo::journal`] records what completed.
+//! The data flows one way, and each step has its folder:
+//!
+//! ```text
+//!  reprepro's outlogs, journal,       repo/       parse logs, journal DONE lines, choose
+//!  locks, the local repository   -->              and order logs, locks, scan local files
+//!                                      |
+//!                                      v
+//!  what to do, in the safe order      plan/       pure: logs -> Plan, trees -> MirrorPlan;
+//!                                                 plan::order is the one safe order
+//!                                      |
+//!                                      v
+//!  hook, mirror, verify, status       run/        drive a plan through the engine: journal,
+//!                                                 progress, interrupts, summary, output
+//!                                      |
+//!                                      v
+//!  operations on the remote           engine/     connections, scheduling, limits, the
+//!                                                 directory table, operations as state
+//!                                                 machines, tuning from the round trip
+//!                                      |
+//!                                      v
+//!  SFTP v3 packets                    sftp/       wire codec and session: bytes only
+//!                                      |
+//!                                      v
+//!  ssh or a local sftp-server         transport   the only place with processes and fds
+//! ```
+//!
+//! Beside the flow: [`cli`] (the flags), `config` (flags, environment and conf files ->
+//! one `Settings`), `interrupt` (signals), `relpath` and `remote_path` (the two kinds of
+//! path, as bytes). [`run()`] is the program; `main.rs` only parses the flags and prints the
+//! error.
 
 #![forbid(unsafe_code)]
 

@@ -296,32 +296,6 @@ impl Transport {
         Ok(transport)
     }
 
-    /// The program's name, for messages.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// Waits up to `timeout` for the pipes, then writes what the session has queued, feeds
-    /// it what the server sent, and shows what the server said on stderr.
-    pub fn turn<T>(
-        &mut self,
-        session: &mut Session<T>,
-        timeout: Duration,
-    ) -> Result<Turn, TransportError> {
-        let mut revents = Vec::new();
-        let slots = {
-            let mut fds = Vec::with_capacity(3);
-            let slots = self.register(session.wants_write(), &mut fds);
-            let timeout = if self.eof { Duration::ZERO } else { timeout };
-            if !wait(&mut fds, timeout)? {
-                return Ok(Turn::Idle);
-            }
-            revents.extend(fds.iter().map(PollFd::revents));
-            slots
-        };
-        self.handle(&slots, &revents, session)
-    }
-
     /// Adds this transport's pipes to `fds` for one `poll`, with what it waits for; writing
     /// only while the session has something to write.
     pub fn register<'a>(&'a self, wants_write: bool, fds: &mut Vec<PollFd<'a>>) -> Slots {

@@ -10,8 +10,13 @@ mod batch;
 mod confine;
 mod dirs;
 mod op;
+#[cfg(test)]
+mod orderings;
 mod parts;
+#[cfg(test)]
+mod peer;
 mod reading;
+mod tuning;
 
 use std::fmt;
 use std::process::ExitStatus;
@@ -19,9 +24,14 @@ use std::time::{Duration, Instant};
 
 pub use batch::Stats;
 pub use op::{Cause, Op, OpError, OpResult, Outcome, Req};
+pub use tuning::{
+    DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes, open_files_for,
+    window_for,
+};
 
 use batch::{Batch, Conn, Limits};
 use op::Tag;
+use tuning::{AUTO_OPEN_FILES_MAX, PROVISIONAL_OPEN_FILES, WINDOW_MIN, local_open_files};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
@@ -66,90 +76,6 @@ pub struct EngineConfig {
     /// depends on (an OPEN behind the MKDIR of its directory) instead of waiting. One name
     /// from the conf key down: this, then each connection's `in_order`.
     pub in_order: bool,
-}
-
-/// Default for [`EngineConfig::max_open_files`]; see the README for the measurement.
-pub const DEFAULT_MAX_OPEN_FILES: usize = 64;
-
-/// With [`EngineConfig::auto_open_files`]: files added per millisecond of round trip, and
-/// the most. Measured (README): on loopback 64 files open are as fast as any; at 50 ms, 1024
-/// (all 1004 files of the benchmark in one wave) beat 512 by 0.15 s. OpenSSH's server
-/// allows its descriptor limit less 5, typically 1019, and says so in its limits.
-const OPEN_FILES_PER_MS: usize = 20;
-const AUTO_OPEN_FILES_MAX: usize = 1024;
-
-/// With [`EngineConfig::auto_window`]: the window at no latency, added per millisecond of
-/// round trip, and the most. The window needs to cover what the link holds (stock OpenSSH
-/// moves a 2 MiB channel window per round trip), no more: OpenSSH's `sftp-server` reads all
-/// it is sent into one buffer, which it copies whole each time it grows, so on a link faster
-/// than the server a large window makes it slower (measured at 0 ms: 419 MB took 2.0 s with
-/// 1 MiB, 3.0 s with 8 MiB; 1004 small files with 1024 open took 0.65 s with 1 MiB, 1.1 to
-/// 1.8 s with 4-8 MiB). At 50 ms, 2 MiB (10 runs: 1.33-1.51 s) had a shorter tail than
-/// 4 MiB (1.31-1.97 s), and 1 MiB was window-bound (1.57-1.63 s); four connections moving
-/// 419 MB took the same with 2, 3 or 4 MiB each.
-const WINDOW_MIN: u64 = 1024 * 1024;
-const WINDOW_PER_MS: u64 = 32 * 1024;
-const WINDOW_MAX: u64 = 8 * 1024 * 1024;
-
-/// Below this round trip one connection is not limited by its channel window, and more
-/// connections only compete for the CPU (measured at 0 ms: 419 MB took 2.0 s over one, 2.4 s
-/// over two and 2.9 s over four): the others are not started.
-pub const MULTI_CONNECTION_MIN_RTT: Duration = Duration::from_millis(4);
-
-/// Files opened before the server has said how many it allows (its limits reply comes a
-/// round trip after its VERSION, and work does not wait for it).
-const PROVISIONAL_OPEN_FILES: usize = 64;
-
-/// Local descriptors kept back from the open-file budget: for the pipes, the journal, the
-/// lock, the logs.
-const RESERVED_FDS: u64 = 64;
-
-/// Bytes of upload that make another connection worth its ssh handshake: a channel moves
-/// about its 2 MiB window per round trip, and a handshake costs a few round trips and CPU;
-/// measured at 50 ms, a second connection for 10 MB gained nothing (README).
-const BYTES_PER_CONNECTION: u64 = 32 * 1024 * 1024;
-
-/// How many connections `bytes` of uploads justify, at most `max`.
-pub fn connections_for_bytes(bytes: u64, max: usize) -> usize {
-    let wanted = 1 + usize::try_from(bytes / BYTES_PER_CONNECTION).unwrap_or(usize::MAX);
-    wanted.clamp(1, max.max(1))
-}
-
-/// The open-file limit for a measured round trip.
-pub fn open_files_for(rtt: Duration) -> usize {
-    let ms = usize::try_from(rtt.as_millis()).unwrap_or(usize::MAX);
-    DEFAULT_MAX_OPEN_FILES
-        .saturating_add(ms.saturating_mul(OPEN_FILES_PER_MS))
-        .min(AUTO_OPEN_FILES_MAX)
-}
-
-/// The window for a measured round trip.
-pub fn window_for(rtt: Duration) -> u64 {
-    let ms = u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX);
-    WINDOW_MIN
-        .saturating_add(ms.saturating_mul(WINDOW_PER_MS))
-        .min(WINDOW_MAX)
-}
-
-/// How many files may be open locally at once, per connection: each upload in flight holds
-/// its source open. The soft descriptor limit is raised as far as `per_connection` files on
-/// each connection need, within the hard limit (often 1024 against 512k), as a program that
-/// needs many descriptors is expected to do; not further, as the ssh it starts inherits it.
-fn local_open_files(connections: usize, per_connection: usize) -> usize {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return DEFAULT_MAX_OPEN_FILES;
-    };
-    let connections = connections.max(1) as u64;
-    let needed = RESERVED_FDS.saturating_add(connections.saturating_mul(per_connection as u64));
-    let want = needed.min(hard);
-    let soft = if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
-        want
-    } else {
-        soft
-    };
-    let spare = soft.saturating_sub(RESERVED_FDS) / connections;
-    usize::try_from(spare).unwrap_or(usize::MAX).max(1)
 }
 
 impl Default for EngineConfig {
@@ -1053,29 +979,4 @@ fn spread(ops: &[Op], n: usize) -> Vec<Vec<usize>> {
         list.sort_unstable();
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn more_files_are_kept_open_the_longer_the_round_trip() {
-        assert_eq!(open_files_for(Duration::from_micros(300)), 64);
-        assert_eq!(open_files_for(Duration::from_millis(10)), 264);
-        assert_eq!(open_files_for(Duration::from_millis(20)), 464);
-        assert_eq!(open_files_for(Duration::from_millis(40)), 864);
-        assert_eq!(open_files_for(Duration::from_millis(50)), 1024);
-        assert_eq!(open_files_for(Duration::from_secs(3)), 1024);
-    }
-
-    #[test]
-    fn the_window_grows_with_the_round_trip_from_one_to_eight_mib() {
-        const MIB: u64 = 1024 * 1024;
-        assert_eq!(window_for(Duration::from_micros(300)), MIB);
-        assert_eq!(window_for(Duration::from_millis(32)), 2 * MIB);
-        assert_eq!(window_for(Duration::from_millis(50)), MIB + 50 * 32 * 1024);
-        assert_eq!(window_for(Duration::from_millis(224)), 8 * MIB);
-        assert_eq!(window_for(Duration::from_secs(3)), 8 * MIB);
-    }
 }

@@ -1,15 +1,16 @@
-//! From parsed outlogs to what must happen on the remote, in safe order. Pure: no I/O.
+//! What must happen on the remote, in the safe order: from parsed outlogs to a [`Plan`] for
+//! the hook, and ([`mirror`]) from two [`tree`]s to a plan for `mirror`. Pure: no I/O, no
+//! engine; [`order`] is the one definition of the order both follow.
 //!
 //! The newest log wins for a path: an older log's entry for a path a newer log also names
 //! (or already finished) is *obsoleted*: journalled so once the newer entry is done, never
 //! before (should the logs ever be seen in another order, nothing is lost, some work is done
-//! twice). Entries a log's journal marks finished are skipped;
-//! dist files journalled `asdotnew` are only renamed. Rounds:
+//! twice). Entries a log's journal marks finished are skipped; dist files journalled
+//! `asdotnew` are only renamed. A plan has three rounds, run in [`order`]'s stages:
 //!
-//! 1. new pool files, uploaded to their final names (nothing names them yet);
-//! 2. per dist dir, files uploaded as `NAME.new`; once all of a dir are up, the dir is
-//!    finalised in steps: indices and symlinks, then `Release` and `Release.gpg`, then
-//!    `InRelease`, then the dir's deletions (which the old `Release` may still name);
+//! 1. new pool files, uploaded to their final names (nothing names them yet), with each
+//!    distribution's files uploaded as `NAME.new`;
+//! 2. per dist dir whose files are all up, its finalisation step by step ([`order::Finalise`]);
 //! 3. pool deletions (nothing names those files any more), then empty pool directories.
 //!
 //! A path an older log uploads and a newer one deletes or makes a symlink may have a
@@ -23,7 +24,11 @@ use std::path::PathBuf;
 use crate::relpath::RelPath;
 use crate::repo::outlog::{DoneMessage, Line, Outlog};
 
+pub mod mirror;
+pub mod order;
 pub mod tree;
+
+use order::{Finalise, Steps};
 
 /// What to do for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +54,14 @@ pub struct Job {
     pub action: Action,
 }
 
-/// The steps of a dist dir's finalisation; each is finished before the next starts, except
-/// that on a server that carries out requests in order the renames of steps 0 to 2 go in
-/// one batch (see `Executor::rounds`).
-pub const FINALISE_STEPS: usize = 4;
-
 /// One distribution (or snapshot) directory's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistDir {
     pub dir: RelPath,
     /// Files to upload as `.new`.
     pub uploads: Vec<Job>,
-    /// Finalisation: (0) index renames and symlinks, (1) `Release` and `Release.gpg`,
-    /// (2) `InRelease`, (3) deletions.
-    pub steps: [Vec<Job>; FINALISE_STEPS],
+    /// Its finalisation, step by step.
+    pub steps: Steps<Job>,
 }
 
 /// Everything a run has to do.
@@ -92,27 +91,39 @@ impl Plan {
             && self.prune.is_empty()
     }
 
-    /// Every job, in the order the rounds run them.
+    /// Every job, in the order the rounds run them (see [`order`]): uploads, pool and
+    /// distributions together, then each finalisation step of every distribution, then
+    /// pool deletions.
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        let uploads = self.dist_dirs.iter().flat_map(|d| &d.uploads);
+        let finalising = Finalise::ALL
+            .into_iter()
+            .flat_map(|step| self.dist_dirs.iter().flat_map(move |d| &d.steps[step]));
         self.pool_uploads
             .iter()
-            .chain(
-                self.dist_dirs
-                    .iter()
-                    .flat_map(|d| d.uploads.iter().chain(d.steps.iter().flatten())),
-            )
-            .chain(self.pool_deletes.iter())
+            .chain(uploads)
+            .chain(finalising)
+            .chain(&self.pool_deletes)
     }
 }
 
-/// Where in the finalisation of its dir a job goes.
-fn finalise_step(job: &Job, dir: &RelPath) -> usize {
-    let name = &job.path.as_str()[dir.as_str().len() + 1..];
-    match (&job.action, name) {
-        (Action::Delete, _) => 3,
-        (_, "InRelease") => 2,
-        (_, "Release" | "Release.gpg") => 1,
-        _ => 0,
+impl Job {
+    /// One line, as `--dry-run` and `status -v` print it.
+    pub fn describe(&self) -> String {
+        let p = &self.path;
+        match &self.action {
+            Action::Upload => format!("upload {p}"),
+            Action::UploadDotNew { .. } => format!("upload {p}.new"),
+            Action::RenameDotNew { .. } => format!("rename {p}.new {p}"),
+            Action::Symlink { target } => format!("symlink {p} -> {target}"),
+            Action::Delete => format!("remove {p}"),
+        }
+    }
+
+    /// Where in the finalisation of its distribution directory `dir` the job goes.
+    fn finalise_step(&self, dir: &RelPath) -> Finalise {
+        let name = &self.path.as_str()[dir.as_str().len() + 1..];
+        Finalise::of(name, self.action == Action::Delete)
     }
 }
 
@@ -140,144 +151,203 @@ fn dist_dir_entry<'a>(dists: &'a mut BTreeMap<RelPath, DistDir>, dir: &RelPath) 
 
 /// Builds the plan from logs given oldest first.
 pub fn plan(logs: &[Outlog]) -> Plan {
-    let mut plan = Plan {
-        remaining: vec![0; logs.len()],
-        ..Plan::default()
+    let mut planner = Planner {
+        plan: Plan {
+            remaining: vec![0; logs.len()],
+            ..Plan::default()
+        },
+        claimed: HashMap::new(),
+        dists: BTreeMap::new(),
+        dot_new_removals: BTreeSet::new(),
     };
-    // Paths claimed by a log (a newer one, or a later line of the same one), whether that
-    // entry is finished, and by which log: older entries are obsoleted.
-    let mut claimed: HashMap<RelPath, Claim> = HashMap::new();
-    let mut dists: BTreeMap<RelPath, DistDir> = BTreeMap::new();
-    // The `.new` files planned for removal (one job each, by the newest log that left one).
-    let mut dot_new_removals: BTreeSet<RelPath> = BTreeSet::new();
-
     for (log, outlog) in logs.iter().enumerate().rev() {
-        let mut journal: HashMap<&RelPath, DoneMessage> = HashMap::new();
-        for (_, line) in &outlog.lines {
-            if let Line::Done { message, path } = line {
-                journal.insert(path, *message);
-            }
-        }
+        let journal: HashMap<&RelPath, DoneMessage> = outlog
+            .lines
+            .iter()
+            .filter_map(|(_, line)| match line {
+                Line::Done { message, path } => Some((path, *message)),
+                _ => None,
+            })
+            .collect();
         // Within one log a later line is newer: walk it backwards so the last one wins.
         for (_, line) in outlog.lines.iter().rev() {
-            let (path, action, dist_dir) = match line {
-                Line::PoolNew(key) => (key.clone(), Action::Upload, None),
-                Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
-                Line::DistFile { dir, name, local } => {
-                    let path = dir.join(name);
-                    let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
-                        Action::RenameDotNew {
-                            local: local.clone(),
-                        }
-                    } else {
-                        Action::UploadDotNew {
-                            local: local.clone(),
-                        }
-                    };
-                    (path, action, Some(dir))
-                }
-                Line::DistSymlink { dir, name, target } => (
-                    dir.join(name),
-                    Action::Symlink {
-                        target: target.clone(),
-                    },
-                    Some(dir),
-                ),
-                Line::DistDelete { dir, name } => (dir.join(name), Action::Delete, Some(dir)),
-                Line::Begin(_) | Line::End(_) | Line::DistKeep { .. } | Line::Done { .. } => {
-                    continue;
-                }
-            };
-            let is_dist_file = matches!(line, Line::DistFile { .. });
-            let finished = journal
-                .get(&path)
-                .is_some_and(|m| *m != DoneMessage::AsDotNew);
-            if let (Some(claim), Some(dir)) = (claimed.get(&path), dist_dir)
-                && claim.log != log
-                && claim.ends_file
-                && is_dist_file
-                && journal.get(&path) != Some(&DoneMessage::Done)
-            {
-                // An older upload of the path as .new (journalled asdotnew, or in flight
-                // when a run was killed) is never renamed now: remove it, or it stays on
-                // the mirror for ever.
-                let new = dot_new(&path);
-                if !journal.contains_key(&new) {
-                    if dot_new_removals.insert(new.clone()) {
-                        plan.remaining[log] += 1;
-                        dist_dir_entry(&mut dists, dir).steps[3].push(Job {
-                            log,
-                            path: new,
-                            action: Action::Delete,
-                        });
-                    } else {
-                        plan.supersedes.entry(new).or_default().push(log);
-                    }
-                }
+            if let Some(entry) = Entry::of(line, &journal) {
+                planner.add(log, entry, &journal);
             }
-            if let Some(claim) = claimed.get(&path) {
-                // An earlier line of the same log is superseded by its later one silently:
-                // the later line's entry stands for the path in that log's journal.
-                if claim.log != log && !finished {
-                    if claim.finished {
-                        plan.obsoleted.push((log, path));
-                    } else {
-                        plan.supersedes.entry(path).or_default().push(log);
-                    }
-                }
-                continue;
+        }
+    }
+    planner.finish()
+}
+
+/// One line of a log that asks for a change: the path, what to do, and the distribution
+/// directory it belongs to (none for the pool).
+struct Entry<'a> {
+    path: RelPath,
+    action: Action,
+    dist_dir: Option<&'a RelPath>,
+    /// A `DISTFILE`: the file is uploaded as `.new`.
+    is_dist_file: bool,
+}
+
+impl<'a> Entry<'a> {
+    fn of(line: &'a Line, journal: &HashMap<&RelPath, DoneMessage>) -> Option<Entry<'a>> {
+        let (path, action, dist_dir) = match line {
+            Line::PoolNew(key) => (key.clone(), Action::Upload, None),
+            Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
+            Line::DistFile { dir, name, local } => {
+                let path = dir.join(name);
+                let local = local.clone();
+                let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
+                    Action::RenameDotNew { local }
+                } else {
+                    Action::UploadDotNew { local }
+                };
+                (path, action, Some(dir))
             }
-            let ends_file = dist_dir.is_some() && !is_dist_file;
-            claimed.insert(
-                path.clone(),
-                Claim {
-                    log,
-                    finished,
-                    ends_file,
+            Line::DistSymlink { dir, name, target } => (
+                dir.join(name),
+                Action::Symlink {
+                    target: target.clone(),
                 },
-            );
-            if finished {
-                if let (Action::Delete, None) = (&action, dist_dir) {
-                    plan.prune.extend(path.parent());
-                }
-                continue;
+                Some(dir),
+            ),
+            Line::DistDelete { dir, name } => (dir.join(name), Action::Delete, Some(dir)),
+            Line::Begin(_) | Line::End(_) | Line::DistKeep { .. } | Line::Done { .. } => {
+                return None;
             }
-            plan.remaining[log] += 1;
-            let job = Job { log, path, action };
-            match (dist_dir, &job.action) {
-                (None, Action::Delete) => plan.pool_deletes.push(job),
-                (None, _) => plan.pool_uploads.push(job),
-                (Some(dir), _) => {
-                    let d = dist_dir_entry(&mut dists, dir);
-                    if let Action::UploadDotNew { .. } = job.action {
-                        d.uploads.push(job.clone());
-                    }
-                    let step = finalise_step(&job, dir);
-                    let finalising = match job.action {
-                        Action::UploadDotNew { local } => Job {
-                            action: Action::RenameDotNew { local },
-                            ..job
-                        },
-                        _ => job,
-                    };
-                    d.steps[step].push(finalising);
+        };
+        Some(Entry {
+            path,
+            action,
+            dist_dir,
+            is_dist_file: matches!(line, Line::DistFile { .. }),
+        })
+    }
+}
+
+/// The plan while the logs are read, newest first.
+struct Planner {
+    plan: Plan,
+    /// Paths claimed by a log (a newer one, or a later line of the same one), whether that
+    /// entry is finished, and by which log: older entries are obsoleted.
+    claimed: HashMap<RelPath, Claim>,
+    dists: BTreeMap<RelPath, DistDir>,
+    /// The `.new` files planned for removal (one job each, by the newest log that left one).
+    dot_new_removals: BTreeSet<RelPath>,
+}
+
+impl Planner {
+    /// Plans one entry of log `log`, whose journal is `journal`.
+    fn add(&mut self, log: usize, entry: Entry<'_>, journal: &HashMap<&RelPath, DoneMessage>) {
+        let path = &entry.path;
+        let finished = journal
+            .get(path)
+            .is_some_and(|m| *m != DoneMessage::AsDotNew);
+        if let (Some(claim), Some(dir)) = (self.claimed.get(path), entry.dist_dir)
+            && claim.log != log
+            && claim.ends_file
+            && entry.is_dist_file
+            && journal.get(path) != Some(&DoneMessage::Done)
+            && !journal.contains_key(&dot_new(path))
+        {
+            self.remove_unrenamed_dot_new(log, path, dir);
+        }
+        if let Some(claim) = self.claimed.get(path) {
+            // An earlier line of the same log is superseded by its later one silently: the
+            // later line's entry stands for the path in that log's journal.
+            if claim.log != log && !finished {
+                if claim.finished {
+                    self.plan.obsoleted.push((log, entry.path));
+                } else {
+                    self.plan
+                        .supersedes
+                        .entry(entry.path)
+                        .or_default()
+                        .push(log);
                 }
             }
+            return;
+        }
+        let claim = Claim {
+            log,
+            finished,
+            ends_file: entry.dist_dir.is_some() && !entry.is_dist_file,
+        };
+        self.claimed.insert(path.clone(), claim);
+        if finished {
+            if let (Action::Delete, None) = (&entry.action, entry.dist_dir) {
+                self.plan.prune.extend(path.parent());
+            }
+            return;
+        }
+        self.plan.remaining[log] += 1;
+        self.add_job(log, entry);
+    }
+
+    /// An older upload of `path` as `.new` (journalled asdotnew, or in flight when a run was
+    /// killed) is never renamed now that a newer log deletes the path or makes it a link:
+    /// it is removed, or it stays on the mirror for ever.
+    fn remove_unrenamed_dot_new(&mut self, log: usize, path: &RelPath, dir: &RelPath) {
+        let new = dot_new(path);
+        if self.dot_new_removals.insert(new.clone()) {
+            self.plan.remaining[log] += 1;
+            dist_dir_entry(&mut self.dists, dir).steps[Finalise::Deletions].push(Job {
+                log,
+                path: new,
+                action: Action::Delete,
+            });
+        } else {
+            self.plan.supersedes.entry(new).or_default().push(log);
         }
     }
-    // Jobs were collected newest log first and lines backwards: put them in log order.
-    let order = |jobs: &mut Vec<Job>| jobs.reverse();
-    order(&mut plan.pool_uploads);
-    order(&mut plan.pool_deletes);
-    plan.obsoleted.reverse();
-    for mut d in dists.into_values() {
-        order(&mut d.uploads);
-        for step in &mut d.steps {
-            order(step);
-        }
-        plan.dist_dirs.push(d);
+
+    /// Puts an unfinished entry's job where it runs.
+    fn add_job(&mut self, log: usize, entry: Entry<'_>) {
+        let job = Job {
+            log,
+            path: entry.path,
+            action: entry.action,
+        };
+        let Some(dir) = entry.dist_dir else {
+            match job.action {
+                Action::Delete => self.plan.pool_deletes.push(job),
+                _ => self.plan.pool_uploads.push(job),
+            }
+            return;
+        };
+        let d = dist_dir_entry(&mut self.dists, dir);
+        let step = job.finalise_step(dir);
+        let finalising = match job.action {
+            Action::UploadDotNew { ref local } => {
+                let rename = Job {
+                    action: Action::RenameDotNew {
+                        local: local.clone(),
+                    },
+                    ..job.clone()
+                };
+                d.uploads.push(job);
+                rename
+            }
+            _ => job,
+        };
+        d.steps[step].push(finalising);
     }
-    plan
+
+    /// Jobs were collected newest log first and lines backwards: puts them in log order.
+    fn finish(self) -> Plan {
+        let mut plan = self.plan;
+        plan.pool_uploads.reverse();
+        plan.pool_deletes.reverse();
+        plan.obsoleted.reverse();
+        for mut d in self.dists.into_values() {
+            d.uploads.reverse();
+            for step in d.steps.iter_mut() {
+                step.reverse();
+            }
+            plan.dist_dirs.push(d);
+        }
+        plan
+    }
 }
 
 #[cfg(test)]

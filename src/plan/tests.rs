@@ -56,18 +56,21 @@ fn one_log_makes_three_rounds_in_order() {
     // Indices first (a component Release is an index), then Release and its signature,
     // InRelease last.
     assert_eq!(
-        paths(&d.steps[0]),
+        paths(&d.steps[Finalise::Indexes]),
         [
             "dists/bookworm/main/binary-amd64/Packages.gz",
             "dists/bookworm/main/binary-amd64/Release"
         ]
     );
     assert_eq!(
-        paths(&d.steps[1]),
+        paths(&d.steps[Finalise::Release]),
         ["dists/bookworm/Release", "dists/bookworm/Release.gpg"]
     );
-    assert_eq!(paths(&d.steps[2]), ["dists/bookworm/InRelease"]);
-    assert!(d.steps[3].is_empty());
+    assert_eq!(
+        paths(&d.steps[Finalise::InRelease]),
+        ["dists/bookworm/InRelease"]
+    );
+    assert!(d.steps[Finalise::Deletions].is_empty());
     assert!(
         d.steps
             .iter()
@@ -87,19 +90,19 @@ DISTFILE\tdists/b\tRelease\t/x/Release\n\
 END-DISTRIBUTION\tb\tdists/b\n";
     let plan = plan(&[log("1", text)]);
     let d = &plan.dist_dirs[0];
-    assert_eq!(paths(&d.steps[0]), ["dists/b/main/current"]);
+    assert_eq!(paths(&d.steps[Finalise::Indexes]), ["dists/b/main/current"]);
     assert_eq!(
-        d.steps[0][0].action,
+        d.steps[Finalise::Indexes][0].action,
         Action::Symlink {
             target: "binary-amd64".into()
         }
     );
-    assert_eq!(paths(&d.steps[1]), ["dists/b/Release"]);
+    assert_eq!(paths(&d.steps[Finalise::Release]), ["dists/b/Release"]);
     assert_eq!(
-        paths(&d.steps[3]),
+        paths(&d.steps[Finalise::Deletions]),
         ["dists/b/main/binary-amd64/Packages.bz2"]
     );
-    assert_eq!(d.steps[3][0].action, Action::Delete);
+    assert_eq!(d.steps[Finalise::Deletions][0].action, Action::Delete);
 }
 
 #[test]
@@ -149,9 +152,12 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
     assert_eq!(paths(&plan.pool_uploads), ["pool/b/b.deb"]);
     let d = &plan.dist_dirs[0];
     assert_eq!(paths(&d.uploads), ["dists/bookworm/Release"]);
-    assert_eq!(paths(&d.steps[0]), ["dists/bookworm/Packages"]);
     assert_eq!(
-        d.steps[0][0].action,
+        paths(&d.steps[Finalise::Indexes]),
+        ["dists/bookworm/Packages"]
+    );
+    assert_eq!(
+        d.steps[Finalise::Indexes][0].action,
         Action::RenameDotNew {
             local: PathBuf::from("/srv/dists/bookworm/Packages")
         }
@@ -231,7 +237,7 @@ const FILE_Q: &str = "DISTFILE\tdists/b\tQ\t/d/b/Q";
 fn dot_new_removals(plan: &Plan) -> Vec<(usize, &str)> {
     plan.dist_dirs
         .iter()
-        .flat_map(|d| &d.steps[3])
+        .flat_map(|d| &d.steps[Finalise::Deletions])
         .filter(|j| j.path.as_str().ends_with(".new"))
         .map(|j| {
             assert_eq!(j.action, Action::Delete);

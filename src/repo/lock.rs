@@ -95,11 +95,6 @@ pub fn wait_for_reprepro(
     Ok(())
 }
 
-/// Takes the lock, waiting up to `timeout` for another run to finish.
-pub fn acquire(logdir: &Path, timeout: Duration, interrupt: &Interrupt) -> anyhow::Result<RunLock> {
-    acquire_until(logdir, Instant::now() + timeout, interrupt)
-}
-
 /// A wait asked to stop by a signal ends at once: nothing was sent, no log touched.
 fn stop_if_asked(interrupt: &Interrupt, waiting: &'static str) -> anyhow::Result<()> {
     match interrupt.signal() {
@@ -171,6 +166,11 @@ pub fn acquire_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes the lock, waiting up to `timeout` for another run to finish.
+    fn acquire(logdir: &Path, timeout: Duration, interrupt: &Interrupt) -> anyhow::Result<RunLock> {
+        acquire_until(logdir, Instant::now() + timeout, interrupt)
+    }
 
     #[test]
     fn the_wait_for_reprepro_ends_when_its_lock_file_goes() {

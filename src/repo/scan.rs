@@ -155,25 +155,7 @@ fn follow_into(
             source.display()
         )));
     }
-    let entries = std::fs::read_dir(&resolved)
-        .map_err(|e| refuse(format!("cannot list {}: {e}", resolved.display())))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| refuse(format!("cannot list {}: {e}", resolved.display())))?;
-        match entry
-            .file_name()
-            .to_str()
-            .and_then(|n| RelPath::new(n).ok())
-        {
-            Some(name) => names.push(name),
-            None => log::warn!(
-                "skipping {}: not a name outsftphook can mirror",
-                entry.path().display()
-            ),
-        }
-    }
-    names.sort();
+    let names = sorted_names(&resolved).map_err(refuse)?;
     out.entries.push((at.clone(), Node::Dir, resolved.clone()));
     ancestors.push(resolved.clone());
     for name in names {
@@ -187,6 +169,29 @@ fn follow_into(
     }
     ancestors.pop();
     Ok(())
+}
+
+/// The names in directory `dir` that can be mirrored, sorted; the others are skipped with
+/// a warning.
+fn sorted_names(dir: &Path) -> Result<Vec<RelPath>, String> {
+    let cannot_list = |e: std::io::Error| format!("cannot list {}: {e}", dir.display());
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(cannot_list)? {
+        let entry = entry.map_err(cannot_list)?;
+        match entry
+            .file_name()
+            .to_str()
+            .and_then(|n| RelPath::new(n).ok())
+        {
+            Some(name) => names.push(name),
+            None => log::warn!(
+                "skipping {}: not a name outsftphook can mirror",
+                entry.path().display()
+            ),
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Replaces each local symlink of `tree` for which `which` says so by what it leads to

@@ -118,13 +118,13 @@ fn tell_unfinished(report: &Report, settings: &Settings) {
 
 /// What a run would do, in its order; nothing is sent and nothing journalled.
 fn print_dry_run(plan: &Plan, settings: &Settings) {
-    for job in crate::run::status::ordered(plan) {
+    for job in plan.jobs() {
         match &job.action {
             Action::Symlink { target } if settings.symlinks == Symlinks::Copy => show(&format!(
                 "copy {} (what the symlink to {target} leads to)",
                 job.path
             )),
-            _ => show(&crate::run::status::describe(job)),
+            _ => show(&job.describe()),
         }
     }
     if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {

@@ -3,33 +3,10 @@
 //! write a journal line.
 
 use crate::config::Settings;
-use crate::plan::{self, Action, Job, Plan};
+use crate::plan::{self, Action, Job};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
 use crate::run::output::show;
-
-/// One line per job, as `--dry-run` and `status -v` print it.
-pub fn describe(job: &Job) -> String {
-    let p = &job.path;
-    match &job.action {
-        Action::Upload => format!("upload {p}"),
-        Action::UploadDotNew { .. } => format!("upload {p}.new"),
-        Action::RenameDotNew { .. } => format!("rename {p}.new {p}"),
-        Action::Symlink { target } => format!("symlink {p} -> {target}"),
-        Action::Delete => format!("remove {p}"),
-    }
-}
-
-/// Every job in the order a run does them (uploads of a distribution go with the pool's).
-pub fn ordered(plan: &Plan) -> Vec<&Job> {
-    let mut jobs: Vec<&Job> = plan.pool_uploads.iter().collect();
-    jobs.extend(plan.dist_dirs.iter().flat_map(|d| &d.uploads));
-    for step in 0..plan::FINALISE_STEPS {
-        jobs.extend(plan.dist_dirs.iter().flat_map(|d| &d.steps[step]));
-    }
-    jobs.extend(&plan.pool_deletes);
-    jobs
-}
 
 /// Prints the pending logs and what is left of each; all of it with `verbose`.
 pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
@@ -69,7 +46,7 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         }
     }
     let plan = plan::plan(&outlogs);
-    let jobs = ordered(&plan);
+    let jobs: Vec<&Job> = plan.jobs().collect();
     for (log, outlog) in outlogs.iter().enumerate() {
         let path = &outlog.path;
         let mine: Vec<&&Job> = jobs.iter().filter(|j| j.log == log).collect();
@@ -90,7 +67,7 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         ));
         if verbose {
             for job in mine {
-                show(&format!("  {}", describe(job)));
+                show(&format!("  {}", job.describe()));
             }
         }
     }

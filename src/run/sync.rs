@@ -9,15 +9,60 @@ use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, Outcome};
 use crate::exit::Fatal;
 use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::mirror::{Change, MirrorPlan, plan_mirror};
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
-use crate::run::mirror::{MirrorPlan, plan_mirror};
 use crate::run::output::{show, tell};
 use crate::run::remote_tree;
 use crate::run::runner::{Judged, Runner};
 use crate::run::session::warn_unless_atomic_renames;
+
+/// The engine operation that makes a planned change.
+fn op_of(change: &Change, settings: &Settings) -> Op {
+    let target = settings.targetdir.as_ref();
+    match change {
+        Change::Upload {
+            path,
+            dot_new,
+            mtime,
+            ..
+        } => {
+            let remote = remote_path(target, path);
+            Op::Upload {
+                local: settings.outdir.join(path.as_str()),
+                remote: if *dot_new {
+                    remote.with_suffix(b".new")
+                } else {
+                    remote
+                },
+                fsync: *dot_new,
+                mtime: Some(*mtime),
+            }
+        }
+        Change::Rename { path } => {
+            let to = remote_path(target, path);
+            Op::Rename {
+                from: to.with_suffix(b".new"),
+                to,
+            }
+        }
+        Change::Symlink { path, target: to } => Op::Symlink {
+            link: remote_path(target, path),
+            target: to.clone(),
+        },
+        Change::Mkdir { path } => Op::Mkdir {
+            path: remote_path(target, path),
+        },
+        Change::Remove { path } => Op::Remove {
+            path: remote_path(target, path),
+        },
+        Change::Rmdir { path } => Op::Rmdir {
+            path: remote_path(target, path),
+        },
+    }
+}
 
 /// How `mirror` runs: its flags.
 #[derive(Debug, Clone, Default)]
@@ -230,13 +275,13 @@ impl Pass<'_> {
     fn run(&mut self, local: Tree) -> Result<usize, Fatal> {
         let (local, differences) = self.differences(local)?;
         let (settings, options, tops) = (self.settings, self.options, self.tops);
-        let plan = plan_mirror(&local, differences, settings, options.delete);
+        let plan = plan_mirror(&local, differences, options.delete);
         for conflict in &plan.conflicts {
             tell(conflict);
         }
         if options.dry_run {
             for action in plan.groups.iter().flatten() {
-                show(&action.describe);
+                show(&action.describe());
             }
         }
         if let Some(max) = options.max_delete
@@ -257,7 +302,7 @@ impl Pass<'_> {
             .groups
             .iter()
             .flatten()
-            .any(|a| matches!(a.op, Op::Rename { .. }))
+            .any(|a| matches!(a, Change::Rename { .. }))
             && !self.renames_warned
         {
             warn_unless_atomic_renames(self.runner.engine(), settings);
@@ -308,12 +353,12 @@ impl Pass<'_> {
         let verbose = settings.verbose > 0;
         self.runner.restart_progress(plan.files, plan.bytes);
         for group in &plan.groups {
-            let ops: Vec<Op> = group.iter().map(|a| a.op.clone()).collect();
+            let ops: Vec<Op> = group.iter().map(|c| op_of(c, settings)).collect();
             let (changes, refused) = (&mut self.changes, &mut self.refused);
             self.runner.run(&ops, |i, result| {
                 *changes += 1;
                 match result {
-                    Ok(_) => Judged::Done(verbose.then(|| group[i].describe.clone())),
+                    Ok(_) => Judged::Done(verbose.then(|| group[i].describe())),
                     Err(e) if e.cause == Cause::Interrupted => Judged::Other,
                     // Not a change: the link is copied in the next pass.
                     Err(e) if auto && refuses_symlinks(e) => {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Op, OpError, OpResult, Outcome, Req};
+use crate::plan::order::Finalise;
 use crate::plan::tree::remote_path;
 use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
@@ -121,7 +122,7 @@ fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
 /// Whether every dist dir's finalisation step `step` only renames.
 fn renames_only(plan: &Plan, step: usize) -> bool {
     plan.dist_dirs.iter().all(|d| {
-        d.steps[step]
+        d.steps[Finalise::ALL[step]]
             .iter()
             .all(|j| matches!(j.action, Action::RenameDotNew { .. }))
     })
@@ -268,15 +269,16 @@ impl Executor<'_> {
     /// step; returns which dirs were finalised throughout.
     fn finalise(&mut self, plan: &Plan, mut ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
         let mut step = 0;
-        while step < plan::FINALISE_STEPS {
+        while step < Finalise::ALL.len() {
             let last = self.last_step_together(plan, step);
             let mut jobs = Vec::new();
             let mut owner = Vec::new();
             for (i, d) in plan.dist_dirs.iter().enumerate() {
                 if ready[i] {
                     for s in step..=last {
-                        jobs.extend(&d.steps[s]);
-                        owner.extend(std::iter::repeat_n(i, d.steps[s].len()));
+                        let work = &d.steps[Finalise::ALL[s]];
+                        jobs.extend(work);
+                        owner.extend(std::iter::repeat_n(i, work.len()));
                     }
                 }
             }
@@ -320,7 +322,7 @@ impl Executor<'_> {
         let in_order = engine.in_order() && engine.atomic_rename();
         let mut last = step;
         while in_order
-            && last + 2 < plan::FINALISE_STEPS
+            && last + 2 < Finalise::ALL.len()
             && renames_only(plan, last)
             && renames_only(plan, last + 1)
         {

@@ -1,0 +1,148 @@
+//! How uploads land: under the temporary name, then renamed onto the real name, whatever
+//! order the server answers in.
+
+use super::{both, pattern, rp, upload};
+use crate::engine::op::Op;
+use crate::engine::peer::{Flavour, Pair, Peer};
+use crate::sftp::wire::StatusCode;
+
+#[test]
+fn replies_out_of_order_still_land_every_upload_by_rename_from_its_temporary_name() {
+    let mut peer = Peer::new(Flavour::Other);
+    peer.fs.dir("/m/pool").file("/m/pool/a.deb", b"the old a");
+    // Until its rename, the real name keeps the old file.
+    peer.on("posix-rename /m/pool/.a.deb.tmp /m/pool/a.deb")
+        .before(|fs| {
+            assert_eq!(fs.read("/m/pool/a.deb"), Some(&b"the old a"[..]));
+        });
+    let mut pair = Pair::new(peer);
+    let sizes = [0, 1, 1023, 1024, 1025, 5000, 20_000, 70_000];
+    let mut ops = vec![upload(&pair, "/m/pool/a.deb", &pattern(3000, 99))];
+    for (k, &size) in sizes.iter().enumerate() {
+        ops.push(upload(
+            &pair,
+            &format!("/m/pool/f{k}.deb"),
+            &pattern(size, k as u8),
+        ));
+    }
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let fs = &pair.peer.fs;
+    assert_eq!(fs.read("/m/pool/a.deb"), Some(&pattern(3000, 99)[..]));
+    for (k, &size) in sizes.iter().enumerate() {
+        let name = format!("/m/pool/f{k}.deb");
+        assert_eq!(fs.read(&name), Some(&pattern(size, k as u8)[..]), "{name}");
+    }
+    let mut names: Vec<String> = (0..sizes.len()).map(|k| format!("f{k}.deb")).collect();
+    names.insert(0, "a.deb".into());
+    assert_eq!(fs.names("/m/pool"), names, "no temporary file is left");
+    let log = &pair.peer.log;
+    for name in names {
+        let real = format!("/m/pool/{name}");
+        let tmp = format!("/m/pool/.{name}");
+        let written_at = |l: &String| {
+            ["OPEN ", "WRITE ", "FSETSTAT ", "SETSTAT "]
+                .iter()
+                .any(|w| l.starts_with(&format!("{w}{real} ")) || *l == format!("{w}{real}"))
+        };
+        assert!(
+            !log.iter().any(written_at),
+            "{real} written in place: {log:#?}"
+        );
+        let renamed = format!("posix-rename {tmp}.tmp {real}");
+        assert_eq!(log.iter().filter(|l| **l == renamed).count(), 1, "{log:#?}");
+    }
+    let sent: Vec<String> = pair.peer.flights.concat();
+    assert_ne!(*log, sent, "the server carried the flights out of order");
+}
+
+#[test]
+fn a_symlink_at_the_real_name_is_replaced_and_one_at_the_temporary_name_removed_first() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs
+            .dir("/m/pool")
+            .file("/victim", b"not yours")
+            .link("/m/pool/a.deb", "/victim")
+            .link("/m/pool/.b.deb.tmp", "/victim")
+            // What a killed run left: longer than the new file, with other bytes.
+            .file("/m/pool/.c.deb.tmp", &[7; 9000])
+            // A dangling link: an OPEN that followed it would create a file out there.
+            .link("/m/pool/.d.deb.tmp", "/created");
+    }) {
+        let ops: Vec<Op> = ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(k, n)| upload(&pair, &format!("/m/pool/{n}.deb"), &pattern(3000, k as u8)))
+            .collect();
+        let results = pair.run(&ops);
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{flavour:?}: {results:?}"
+        );
+        let fs = &pair.peer.fs;
+        assert_eq!(fs.read("/victim"), Some(&b"not yours"[..]), "{flavour:?}");
+        assert!(fs.get("/created").is_none(), "{flavour:?}: written through");
+        for (k, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            let name = format!("/m/pool/{n}.deb");
+            assert_eq!(fs.read(&name), Some(&pattern(3000, k as u8)[..]), "{name}");
+        }
+        assert_eq!(fs.names("/m/pool"), ["a.deb", "b.deb", "c.deb", "d.deb"]);
+    }
+}
+
+#[test]
+fn a_refused_posix_rename_falls_back_to_remove_then_rename_from_then_on() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs
+            .dir("/m/pool")
+            .dir("/m/dists")
+            .file("/m/pool/a.deb", b"the old a")
+            .file("/m/dists/Release", b"old release")
+            .file("/m/dists/Release.new", b"new release");
+        // As `sftp-server -P posix-rename`: offered, then refused.
+        peer.on("posix-rename").fail(StatusCode::PermissionDenied);
+    }) {
+        let ops = [
+            upload(&pair, "/m/pool/a.deb", &pattern(3000, 1)),
+            Op::Rename {
+                from: rp("/m/dists/Release.new"),
+                to: rp("/m/dists/Release"),
+            },
+        ];
+        let results = pair.run(&ops);
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{flavour:?}: {results:?}"
+        );
+        let fs = &pair.peer.fs;
+        assert_eq!(fs.read("/m/pool/a.deb"), Some(&pattern(3000, 1)[..]));
+        assert_eq!(fs.read("/m/dists/Release"), Some(&b"new release"[..]));
+        assert_eq!(fs.names("/m/dists"), ["Release"], "{flavour:?}");
+        let refused = pair.peer.flights.concat();
+        let refused = refused.iter().filter(|l| l.starts_with("posix-rename "));
+        assert!(
+            refused.count() <= 2,
+            "{flavour:?}: each at most once, in one flight"
+        );
+        assert!(
+            !pair.conn.limits.posix_rename,
+            "{flavour:?}: done without from now on"
+        );
+
+        // The next batch does not ask again.
+        let sent_before = pair.peer.flights.len();
+        let ops = [upload(&pair, "/m/pool/a.deb", &pattern(4000, 2))];
+        assert!(pair.run(&ops)[0].is_ok(), "{flavour:?}");
+        let later = pair.peer.flights[sent_before..].concat();
+        assert!(
+            !later.iter().any(|l| l.starts_with("posix-rename")),
+            "{later:#?}"
+        );
+        assert_eq!(
+            pair.peer.fs.read("/m/pool/a.deb"),
+            Some(&pattern(4000, 2)[..])
+        );
+        assert_eq!(pair.peer.fs.names("/m/pool"), ["a.deb"], "{flavour:?}");
+    }
+}

@@ -1,0 +1,795 @@
+//! A scripted in-memory SFTP server for the engine's unit tests, in the manner of
+//! quinn-proto's test `Pair`: the engine's requests are decoded with the server side of the
+//! wire codec, carried out on an in-memory tree ([`Fs`]: files, directories, symlinks) with
+//! OpenSSH's semantics, and answered; a [`Rule`] of the script can fail a chosen request,
+//! answer it with anything, change the tree just before it (a race), hold its reply back,
+//! or never answer it. [`Pair`](pair::Pair) connects it to a session and drives batches.
+//!
+//! Test code only: it must stay small enough to trust, and it never reaches into the engine
+//! beyond what the engine's own loop does.
+
+pub(crate) mod pair;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::sftp::wire::{
+    self, Attrs, ExtendedRequest, Frame, NameEntry, OpenFlags, Packet, Request, Response,
+    StatusCode, ext,
+};
+
+pub(crate) use pair::Pair;
+
+/// One entry of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Node {
+    File {
+        data: Vec<u8>,
+        mode: u32,
+        mtime: u32,
+    },
+    Dir,
+    Link(Vec<u8>),
+}
+
+/// The server's files, by absolute path without `//` or a trailing `/`; `/` always exists.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fs {
+    nodes: BTreeMap<Vec<u8>, Node>,
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if p != b"/" {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// `path` split into its directory and last name (`/` for a top-level one).
+fn split(path: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => (b"/".to_vec(), path[1..].to_vec()),
+        Some(k) => (path[..k].to_vec(), path[k + 1..].to_vec()),
+        None => (b"/".to_vec(), path.to_vec()),
+    }
+}
+
+fn components(path: &[u8]) -> Vec<Vec<u8>> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+impl Fs {
+    /// Makes `path` a directory, and the missing ones above it.
+    pub(crate) fn dir(&mut self, path: &str) -> &mut Fs {
+        let mut at = b"/".to_vec();
+        for c in components(path.as_bytes()) {
+            at = join(&at, &c);
+            self.nodes.entry(at.clone()).or_insert(Node::Dir);
+        }
+        self
+    }
+
+    /// Puts a file with `data` at `path` (its directory must exist).
+    pub(crate) fn file(&mut self, path: &str, data: &[u8]) -> &mut Fs {
+        let node = Node::File {
+            data: data.to_vec(),
+            mode: 0o644,
+            mtime: 0,
+        };
+        self.nodes.insert(path.as_bytes().to_vec(), node);
+        self
+    }
+
+    /// Puts a symlink to `target` at `path`.
+    pub(crate) fn link(&mut self, path: &str, target: &str) -> &mut Fs {
+        let node = Node::Link(target.as_bytes().to_vec());
+        self.nodes.insert(path.as_bytes().to_vec(), node);
+        self
+    }
+
+    /// What is at `path` itself (a symlink is not followed).
+    pub(crate) fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path.as_bytes())
+    }
+
+    /// The content of the regular file at `path` (a symlink is not followed).
+    pub(crate) fn read(&self, path: &str) -> Option<&[u8]> {
+        match self.get(path) {
+            Some(Node::File { data, .. }) => Some(data),
+            _ => None,
+        }
+    }
+
+    /// The names directly in directory `dir`, sorted.
+    pub(crate) fn names(&self, dir: &str) -> Vec<String> {
+        self.entries(dir.as_bytes())
+            .into_iter()
+            .map(|(name, _)| String::from_utf8_lossy(&name).into_owned())
+            .collect()
+    }
+
+    fn entries(&self, dir: &[u8]) -> Vec<(Vec<u8>, &Node)> {
+        self.nodes
+            .iter()
+            .filter_map(|(p, node)| {
+                let (parent, name) = split(p);
+                (parent == dir && p.as_slice() != b"/").then_some((name, node))
+            })
+            .collect()
+    }
+
+    fn is_dir(&self, path: &[u8]) -> bool {
+        path == b"/" || matches!(self.nodes.get(path), Some(Node::Dir))
+    }
+
+    /// `path` with every symlink resolved (the last one too where `follow_last`), as
+    /// realpath(3) on OpenSSH's server: the last name may be missing, no other.
+    fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Vec<u8>, StatusCode> {
+        let mut todo = components(path);
+        todo.reverse();
+        let mut at = b"/".to_vec();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == b".." {
+                at = split(&at).0;
+                continue;
+            }
+            let next = join(&at, &c);
+            let last = todo.is_empty();
+            match self.nodes.get(&next) {
+                Some(Node::Link(target)) if !last || follow_last => {
+                    hops += 1;
+                    if hops > 32 {
+                        return Err(StatusCode::Failure);
+                    }
+                    if target.starts_with(b"/") {
+                        at = b"/".to_vec();
+                    }
+                    todo.extend(components(target).into_iter().rev());
+                }
+                Some(Node::Dir) => at = next,
+                _ if last => at = next,
+                _ => return Err(StatusCode::NoSuchFile),
+            }
+        }
+        Ok(at)
+    }
+
+    /// Where a request about the name `path` itself acts: its directory resolved, its last
+    /// name not followed; the directory must exist.
+    fn locate(&self, path: &[u8]) -> Result<Vec<u8>, StatusCode> {
+        let (dir, name) = split(path);
+        let dir = self.resolve(&dir, true)?;
+        if !self.is_dir(&dir) {
+            return Err(StatusCode::NoSuchFile);
+        }
+        Ok(join(&dir, &name))
+    }
+
+    fn attrs(&self, path: &[u8]) -> Result<Attrs, StatusCode> {
+        let (size, permissions, mtime) = match self.nodes.get(path) {
+            None if path == b"/" => (0, 0o040755, 0),
+            None => return Err(StatusCode::NoSuchFile),
+            Some(Node::Dir) => (0, 0o040755, 0),
+            Some(Node::Link(t)) => (t.len() as u64, 0o120777, 0),
+            Some(Node::File { data, mode, mtime }) => (data.len() as u64, 0o100000 | mode, *mtime),
+        };
+        Ok(Attrs {
+            size: Some(size),
+            permissions: Some(permissions),
+            times: Some((mtime, mtime)),
+            ..Attrs::default()
+        })
+    }
+
+    fn file_mut(&mut self, path: &[u8]) -> Result<(&mut Vec<u8>, &mut u32), StatusCode> {
+        match self.nodes.get_mut(path) {
+            Some(Node::File { data, mtime, .. }) => Ok((data, mtime)),
+            _ => Err(StatusCode::Failure),
+        }
+    }
+
+    /// Moves `from` (and what is below it) to `to`.
+    fn rename(&mut self, from: &[u8], to: &[u8]) {
+        let below: Vec<Vec<u8>> = self
+            .nodes
+            .keys()
+            .filter(|p| *p == from || p.starts_with(&join(from, b"")))
+            .cloned()
+            .collect();
+        for p in below {
+            let node = self.nodes.remove(&p).expect("listed");
+            let mut moved = to.to_vec();
+            moved.extend_from_slice(&p[from.len()..]);
+            self.nodes.insert(moved, node);
+        }
+    }
+}
+
+impl Fs {
+    fn set_attrs(&mut self, path: &[u8], attrs: &Attrs) -> Result<Response, StatusCode> {
+        let (data, mtime) = self.file_mut(path)?;
+        if let Some(size) = attrs.size {
+            data.resize(size as usize, 0);
+        }
+        if let Some((_, m)) = attrs.times {
+            *mtime = m;
+        }
+        Ok(status(StatusCode::Ok))
+    }
+
+    /// What the tree answers to a request about paths, as OpenSSH's server would.
+    fn carry_out(&mut self, request: &Request) -> Result<Response, StatusCode> {
+        let ok = Ok(status(StatusCode::Ok));
+        let fs = self;
+        match request {
+            Request::Setstat { path, attrs } => {
+                let path = fs.resolve(path, true)?;
+                fs.set_attrs(&path, attrs)
+            }
+            Request::Lstat { path } => Ok(Response::Attrs(fs.attrs(&fs.locate(path)?)?)),
+            Request::Stat { path } => Ok(Response::Attrs(fs.attrs(&fs.resolve(path, true)?)?)),
+            Request::Realpath { path } => {
+                let resolved = fs.resolve(path, true)?;
+                Ok(Response::Name(vec![NameEntry {
+                    filename: resolved,
+                    longname: Vec::new(),
+                    attrs: Attrs::default(),
+                }]))
+            }
+            Request::Readlink { path } => match fs.nodes.get(&fs.locate(path)?) {
+                Some(Node::Link(target)) => Ok(Response::Name(vec![NameEntry {
+                    filename: target.clone(),
+                    longname: Vec::new(),
+                    attrs: Attrs::default(),
+                }])),
+                Some(_) => Err(StatusCode::Failure),
+                None => Err(StatusCode::NoSuchFile),
+            },
+            Request::Remove { path } => {
+                let at = fs.locate(path)?;
+                match fs.nodes.get(&at) {
+                    Some(Node::Dir) => Err(StatusCode::Failure),
+                    Some(_) => {
+                        fs.nodes.remove(&at);
+                        ok
+                    }
+                    None => Err(StatusCode::NoSuchFile),
+                }
+            }
+            Request::Mkdir { path, .. } => {
+                let at = fs.locate(path)?;
+                if fs.is_dir(&at) || fs.nodes.contains_key(&at) {
+                    return Err(StatusCode::Failure);
+                }
+                fs.nodes.insert(at, Node::Dir);
+                ok
+            }
+            Request::Rmdir { path } => {
+                let at = fs.locate(path)?;
+                match fs.nodes.get(&at) {
+                    Some(Node::Dir) if fs.entries(&at).is_empty() => {
+                        fs.nodes.remove(&at);
+                        ok
+                    }
+                    Some(_) => Err(StatusCode::Failure),
+                    None => Err(StatusCode::NoSuchFile),
+                }
+            }
+            Request::Symlink { link, target, .. } => {
+                let at = fs.locate(link)?;
+                if fs.nodes.contains_key(&at) {
+                    return Err(StatusCode::Failure);
+                }
+                fs.nodes.insert(at, Node::Link(target.clone()));
+                ok
+            }
+            // OpenSSH renames by link(2) and unlink(2): an existing `to` is refused.
+            Request::Rename { from, to } => {
+                let (from, to) = (fs.locate(from)?, fs.locate(to)?);
+                if !fs.nodes.contains_key(&from) {
+                    return Err(StatusCode::NoSuchFile);
+                }
+                if fs.nodes.contains_key(&to) {
+                    return Err(StatusCode::Failure);
+                }
+                fs.rename(&from, &to);
+                ok
+            }
+            Request::Extended(ExtendedRequest::PosixRename { from, to }) => {
+                let (from, to) = (fs.locate(from)?, fs.locate(to)?);
+                if !fs.nodes.contains_key(&from) {
+                    return Err(StatusCode::NoSuchFile);
+                }
+                if fs.is_dir(&to) {
+                    return Err(StatusCode::Failure);
+                }
+                fs.nodes.remove(&to);
+                fs.rename(&from, &to);
+                ok
+            }
+            Request::Extended(ExtendedRequest::Limits) => {
+                let mut data = Vec::new();
+                let limits = wire::Limits {
+                    max_packet_len: 256 * 1024,
+                    max_read_len: 255 * 1024,
+                    max_write_len: 255 * 1024,
+                    max_open_handles: 1019,
+                };
+                limits.encode(&mut data);
+                Ok(Response::ExtendedReply(data))
+            }
+            _ => Err(StatusCode::OpUnsupported),
+        }
+    }
+}
+
+/// What a [`Rule`] does to the requests it matches.
+pub(crate) enum Action {
+    /// Answer this instead of carrying the request out.
+    Answer(Response),
+    /// Change the tree (another client, a race), then carry the request out.
+    Before(Box<dyn FnMut(&mut Fs)>),
+    /// Carry it out, and keep its reply back until nothing else is left to answer.
+    Hold,
+    /// Neither carry it out nor answer it.
+    Drop,
+    /// Carry it out, and send these bytes instead of its reply.
+    Raw(Vec<u8>),
+}
+
+/// A scripted exception to the server's plain behaviour.
+pub(crate) struct Rule {
+    /// Matches a request whose description ([`Peer::describe`]) is this or starts with it
+    /// and a space: `"WRITE /m/.a.tmp"` matches every WRITE of that file.
+    pattern: String,
+    /// Only the `nth` match (from 1), or every one.
+    nth: Option<usize>,
+    seen: usize,
+    action: Action,
+}
+
+impl Rule {
+    /// Applies to the `n`th matching request only (counted from 1).
+    pub(crate) fn nth(&mut self, n: usize) -> &mut Rule {
+        self.nth = Some(n);
+        self
+    }
+
+    pub(crate) fn fail(&mut self, code: StatusCode) -> &mut Rule {
+        self.action = Action::Answer(status(code));
+        self
+    }
+
+    pub(crate) fn answer(&mut self, response: Response) -> &mut Rule {
+        self.action = Action::Answer(response);
+        self
+    }
+
+    pub(crate) fn before(&mut self, change: impl FnMut(&mut Fs) + 'static) -> &mut Rule {
+        self.action = Action::Before(Box::new(change));
+        self
+    }
+
+    pub(crate) fn hold(&mut self) -> &mut Rule {
+        self.action = Action::Hold;
+        self
+    }
+
+    pub(crate) fn drop_it(&mut self) -> &mut Rule {
+        self.action = Action::Drop;
+        self
+    }
+
+    pub(crate) fn raw(&mut self, bytes: Vec<u8>) -> &mut Rule {
+        self.action = Action::Raw(bytes);
+        self
+    }
+
+    fn applies(&mut self, line: &str) -> bool {
+        let matched = line == self.pattern
+            || line.starts_with(&self.pattern) && line[self.pattern.len()..].starts_with(' ');
+        if !matched {
+            return false;
+        }
+        self.seen += 1;
+        self.nth.is_none_or(|n| n == self.seen)
+    }
+}
+
+pub(crate) fn status(code: StatusCode) -> Response {
+    Response::Status {
+        code,
+        message: Vec::new(),
+        language: Vec::new(),
+    }
+}
+
+/// Which server the peer plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    /// OpenSSH's: announces `limits@openssh.com` (so the engine counts on it to carry out
+    /// requests in the order sent, which it does), posix-rename and fsync.
+    OpenSsh,
+    /// Another server (gesftpserver, rclone): announces posix-rename only, and carries out
+    /// and answers each flight of requests last first, keeping the order only among the
+    /// requests about one file.
+    Other,
+}
+
+/// An open handle: the file or directory it was opened on.
+enum Handle {
+    File(Vec<u8>),
+    Dir { path: Vec<u8>, listed: bool },
+}
+
+/// The in-memory server: its tree, its script, and what it was sent.
+pub(crate) struct Peer {
+    pub(crate) fs: Fs,
+    pub(crate) flavour: Flavour,
+    /// What the VERSION announces.
+    pub(crate) extensions: wire::Extensions,
+    script: Vec<Rule>,
+    handles: HashMap<Vec<u8>, Handle>,
+    next_handle: u32,
+    input: Vec<u8>,
+    held: Vec<Vec<u8>>,
+    /// The requests received, one list per flight (what the client sent before it next
+    /// waited for replies), described as [`Peer::describe`] does, in the order sent.
+    pub(crate) flights: Vec<Vec<String>>,
+    /// The requests carried out, in the order they were.
+    pub(crate) log: Vec<String>,
+    /// For each of `log`, whether it succeeded (a reply other than an error status).
+    succeeded: Vec<bool>,
+}
+
+impl Peer {
+    /// A server of `flavour` whose tree holds the directory `/m` (the target directory).
+    pub(crate) fn new(flavour: Flavour) -> Peer {
+        let one = |name: &[u8]| (name.to_vec(), b"1".to_vec());
+        let extensions = match flavour {
+            Flavour::OpenSsh => vec![one(ext::POSIX_RENAME), one(ext::FSYNC), one(ext::LIMITS)],
+            Flavour::Other => vec![one(ext::POSIX_RENAME)],
+        };
+        let mut fs = Fs::default();
+        fs.dir("/m");
+        Peer {
+            fs,
+            flavour,
+            extensions,
+            script: Vec::new(),
+            handles: HashMap::new(),
+            next_handle: 0,
+            input: Vec::new(),
+            held: Vec::new(),
+            flights: Vec::new(),
+            log: Vec::new(),
+            succeeded: Vec::new(),
+        }
+    }
+
+    /// Adds a rule for the requests `pattern` matches (see [`Rule::pattern`]); by itself it
+    /// changes nothing: say what it does with [`Rule::fail`] and the others.
+    pub(crate) fn on(&mut self, pattern: &str) -> &mut Rule {
+        self.script.push(Rule {
+            pattern: pattern.to_string(),
+            nth: None,
+            seen: 0,
+            action: Action::Answer(status(StatusCode::Ok)),
+        });
+        self.script.last_mut().expect("just pushed")
+    }
+
+    /// How many requests described as `line` were carried out.
+    pub(crate) fn count(&self, line: &str) -> usize {
+        self.log.iter().filter(|l| *l == line).count()
+    }
+
+    /// How many requests described as `line` were carried out and succeeded.
+    pub(crate) fn count_succeeded(&self, line: &str) -> usize {
+        self.log
+            .iter()
+            .zip(&self.succeeded)
+            .filter(|(l, ok)| *l == line && **ok)
+            .count()
+    }
+
+    /// One line for a request, with the path of a handle in place of the handle:
+    /// `"WRITE /m/.a.tmp at 0"`, `"RENAME /m/.a.tmp /m/a"`.
+    pub(crate) fn describe(&self, request: &Request) -> String {
+        let p = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let h = |handle: &[u8]| match self.handles.get(handle) {
+            Some(Handle::File(path) | Handle::Dir { path, .. }) => p(path),
+            None => format!("handle {}", p(handle)),
+        };
+        match request {
+            Request::Open { path, flags, .. } if flags.contains(OpenFlags::EXCL) => {
+                format!("OPEN {} excl", p(path))
+            }
+            Request::Open { path, .. } => format!("OPEN {}", p(path)),
+            Request::Close { handle } => format!("CLOSE {}", h(handle)),
+            Request::Read { handle, offset, .. } => format!("READ {} at {offset}", h(handle)),
+            Request::Write { handle, offset, .. } => format!("WRITE {} at {offset}", h(handle)),
+            Request::Fstat { handle } => format!("FSTAT {}", h(handle)),
+            Request::Fsetstat { handle, .. } => format!("FSETSTAT {}", h(handle)),
+            Request::Readdir { handle } => format!("READDIR {}", h(handle)),
+            Request::Lstat { path } => format!("LSTAT {}", p(path)),
+            Request::Setstat { path, .. } => format!("SETSTAT {}", p(path)),
+            Request::Opendir { path } => format!("OPENDIR {}", p(path)),
+            Request::Remove { path } => format!("REMOVE {}", p(path)),
+            Request::Mkdir { path, .. } => format!("MKDIR {}", p(path)),
+            Request::Rmdir { path } => format!("RMDIR {}", p(path)),
+            Request::Realpath { path } => format!("REALPATH {}", p(path)),
+            Request::Stat { path } => format!("STAT {}", p(path)),
+            Request::Readlink { path } => format!("READLINK {}", p(path)),
+            Request::Rename { from, to } => format!("RENAME {} {}", p(from), p(to)),
+            Request::Symlink { link, target, .. } => format!("SYMLINK {} {}", p(link), p(target)),
+            Request::Extended(ExtendedRequest::PosixRename { from, to }) => {
+                format!("posix-rename {} {}", p(from), p(to))
+            }
+            Request::Extended(ExtendedRequest::Fsync { handle }) => format!("fsync {}", h(handle)),
+            Request::Extended(ExtendedRequest::Limits) => "limits".into(),
+            Request::Extended(other) => format!("EXTENDED {other:?}"),
+        }
+    }
+
+    /// Takes what the client wrote and returns what the server writes back: each request
+    /// of the flight carried out and answered, as the flavour and the script say; replies
+    /// held back go once there is nothing else to send.
+    pub(crate) fn turn(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.input.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        let mut requests = Vec::new();
+        let mut used = 0;
+        while let Frame::Complete { body, consumed } =
+            wire::frame(&self.input[used..]).expect("the client frames its packets")
+        {
+            let packet = Packet::decode_from_client(body).expect("the client's packets decode");
+            used += consumed;
+            match packet {
+                Packet::Init { .. } => Packet::Version {
+                    version: wire::SFTP_VERSION,
+                    extensions: self.extensions.clone(),
+                }
+                .encode(&mut out),
+                Packet::Request { id, request } => requests.push((id, request)),
+                other => panic!("a client sent {other:?}"),
+            }
+        }
+        self.input.drain(..used);
+        if !requests.is_empty() {
+            let lines = requests.iter().map(|(_, r)| self.describe(r)).collect();
+            self.flights.push(lines);
+        }
+        for k in self.order(&requests) {
+            let (id, request) = &requests[k];
+            self.serve(*id, request, &mut out);
+        }
+        if out.is_empty() {
+            for reply in std::mem::take(&mut self.held) {
+                out.extend(reply);
+            }
+        }
+        out
+    }
+
+    /// The order a flight is carried out and answered in: as sent by OpenSSH's; last first
+    /// by another server, except that requests about one file keep their order.
+    fn order(&self, requests: &[(u32, Request)]) -> Vec<usize> {
+        let n = requests.len();
+        if self.flavour == Flavour::OpenSsh {
+            return (0..n).collect();
+        }
+        let paths: Vec<String> = requests
+            .iter()
+            .map(|(_, r)| {
+                let line = self.describe(r);
+                line.split(' ').nth(1).unwrap_or("").to_string()
+            })
+            .collect();
+        let mut done = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        while order.len() < n {
+            let k = (0..n)
+                .rev()
+                .find(|&k| !done[k] && (0..k).all(|j| done[j] || paths[j] != paths[k]))
+                .expect("the first undone request is always free");
+            done[k] = true;
+            order.push(k);
+        }
+        order
+    }
+
+    /// One request: the script's rule for it, or the tree's answer.
+    fn serve(&mut self, id: u32, request: &Request, out: &mut Vec<u8>) {
+        let line = self.describe(request);
+        let rule = self.script.iter_mut().position(|r| r.applies(&line));
+        let reply = |response: Response| {
+            let mut bytes = Vec::new();
+            Packet::Response { id, response }.encode(&mut bytes);
+            bytes
+        };
+        let Some(rule) = rule else {
+            let response = self.carry_out(line, request);
+            return out.extend(reply(response));
+        };
+        match &mut self.script[rule].action {
+            Action::Answer(response) => out.extend(reply(response.clone())),
+            Action::Drop => {}
+            Action::Before(change) => {
+                change(&mut self.fs);
+                let response = self.carry_out(line, request);
+                out.extend(reply(response));
+            }
+            Action::Hold => {
+                let response = self.carry_out(line, request);
+                self.held.push(reply(response));
+            }
+            Action::Raw(bytes) => {
+                let bytes = bytes.clone();
+                self.carry_out(line, request);
+                out.extend(bytes);
+            }
+        }
+    }
+
+    fn new_handle(&mut self, handle: Handle) -> Response {
+        let name = format!("h{}", self.next_handle).into_bytes();
+        self.next_handle += 1;
+        self.handles.insert(name.clone(), handle);
+        Response::Handle(name)
+    }
+
+    fn handle_path(&self, handle: &[u8]) -> Result<Vec<u8>, StatusCode> {
+        match self.handles.get(handle) {
+            Some(Handle::File(path) | Handle::Dir { path, .. }) => Ok(path.clone()),
+            None => Err(StatusCode::Failure),
+        }
+    }
+
+    /// What the tree answers to `request`, as OpenSSH's server would; logged.
+    fn carry_out(&mut self, line: String, request: &Request) -> Response {
+        let result = self.try_carry_out(request);
+        self.log.push(line);
+        self.succeeded.push(matches!(
+            result,
+            Ok(Response::Handle(_) | Response::Data(_) | Response::Name(_) | Response::Attrs(_))
+                | Ok(Response::ExtendedReply(_))
+                | Ok(Response::Status {
+                    code: StatusCode::Ok,
+                    ..
+                })
+        ));
+        result.unwrap_or_else(status)
+    }
+
+    fn try_carry_out(&mut self, request: &Request) -> Result<Response, StatusCode> {
+        let ok = Ok(status(StatusCode::Ok));
+        match request {
+            Request::Open { path, flags, attrs } => self.open(path, *flags, attrs),
+            Request::Close { handle } => {
+                self.handles.remove(handle).ok_or(StatusCode::Failure)?;
+                ok
+            }
+            Request::Write {
+                handle,
+                offset,
+                data,
+            } => {
+                let path = self.handle_path(handle)?;
+                let (file, _) = self.fs.file_mut(&path)?;
+                let (start, end) = (*offset as usize, *offset as usize + data.len());
+                if file.len() < end {
+                    file.resize(end, 0);
+                }
+                file[start..end].copy_from_slice(data);
+                ok
+            }
+            Request::Read {
+                handle,
+                offset,
+                len,
+            } => {
+                let path = self.handle_path(handle)?;
+                let (file, _) = self.fs.file_mut(&path)?;
+                let start = (*offset as usize).min(file.len());
+                let end = (start + *len as usize).min(file.len());
+                if start == end {
+                    return Err(StatusCode::Eof);
+                }
+                Ok(Response::Data(file[start..end].to_vec()))
+            }
+            Request::Fstat { handle } => {
+                let path = self.handle_path(handle)?;
+                Ok(Response::Attrs(self.fs.attrs(&path)?))
+            }
+            Request::Fsetstat { handle, attrs } => {
+                let path = self.handle_path(handle)?;
+                self.fs.set_attrs(&path, attrs)
+            }
+            Request::Opendir { path } => {
+                let path = self.fs.resolve(path, true)?;
+                if !self.fs.is_dir(&path) {
+                    return Err(StatusCode::NoSuchFile);
+                }
+                Ok(self.new_handle(Handle::Dir {
+                    path,
+                    listed: false,
+                }))
+            }
+            Request::Readdir { handle } => self.readdir(handle),
+            Request::Extended(ExtendedRequest::Fsync { handle }) => {
+                self.handle_path(handle)?;
+                ok
+            }
+            other => self.fs.carry_out(other),
+        }
+    }
+
+    /// OPEN: with CREAT and EXCL nothing may stand at the name (a symlink neither);
+    /// otherwise the name is followed, and a file created where it leads if missing.
+    fn open(
+        &mut self,
+        path: &[u8],
+        flags: OpenFlags,
+        attrs: &Attrs,
+    ) -> Result<Response, StatusCode> {
+        let fs = &mut self.fs;
+        let exclusive = flags.contains(OpenFlags::CREAT) && flags.contains(OpenFlags::EXCL);
+        let at = if exclusive {
+            let at = fs.locate(path)?;
+            if fs.nodes.contains_key(&at) || fs.is_dir(&at) {
+                return Err(StatusCode::Failure);
+            }
+            at
+        } else {
+            fs.resolve(path, true)?
+        };
+        match fs.nodes.get_mut(&at) {
+            Some(Node::File { data, .. }) if flags.contains(OpenFlags::TRUNC) => data.clear(),
+            Some(Node::File { .. }) => {}
+            Some(_) => return Err(StatusCode::Failure),
+            None if flags.contains(OpenFlags::CREAT) => {
+                let (dir, _) = split(&at);
+                if !fs.is_dir(&dir) {
+                    return Err(StatusCode::NoSuchFile);
+                }
+                let mode = attrs.permissions.unwrap_or(0o644) & 0o7777;
+                let node = Node::File {
+                    data: Vec::new(),
+                    mode,
+                    mtime: 0,
+                };
+                fs.nodes.insert(at.clone(), node);
+            }
+            None => return Err(StatusCode::NoSuchFile),
+        }
+        Ok(self.new_handle(Handle::File(at)))
+    }
+
+    /// READDIR: every entry (with `.` and `..`, as servers send them) at once, then EOF.
+    fn readdir(&mut self, handle: &[u8]) -> Result<Response, StatusCode> {
+        let Some(Handle::Dir { path, listed }) = self.handles.get_mut(handle) else {
+            return Err(StatusCode::Failure);
+        };
+        if std::mem::replace(listed, true) {
+            return Err(StatusCode::Eof);
+        }
+        let path = path.clone();
+        let mut names = vec![b".".to_vec(), b"..".to_vec()];
+        names.extend(self.fs.entries(&path).into_iter().map(|(name, _)| name));
+        let entries = names
+            .into_iter()
+            .map(|name| NameEntry {
+                attrs: self.fs.attrs(&join(&path, &name)).unwrap_or_default(),
+                filename: name,
+                longname: Vec::new(),
+            })
+            .collect();
+        Ok(Response::Name(entries))
+    }
+}
