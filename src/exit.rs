@@ -62,3 +62,30 @@ impl fmt::Display for Fatal {
         write!(f, "{:#}", self.error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statuses_are_those_the_man_page_lists() {
+        let codes = [
+            ExitStatus::Success,
+            ExitStatus::Failed,
+            ExitStatus::Setup,
+            ExitStatus::Busy,
+        ]
+        .map(|s| s as u8);
+        assert_eq!(codes, [0, 1, 2, 75]);
+    }
+
+    #[test]
+    fn an_error_fails_the_run_unless_it_is_said_to_be_a_setup_error() {
+        let failed = Fatal::from(anyhow::anyhow!("lost").context("the push stopped"));
+        assert_eq!(failed.status, ExitStatus::Failed);
+        assert_eq!(failed.to_string(), "the push stopped: lost");
+        let setup = Fatal::setup(anyhow::anyhow!("no such dir"));
+        assert_eq!(setup.status, ExitStatus::Setup);
+        assert_eq!(setup.to_string(), "no such dir");
+    }
+}

@@ -140,15 +140,8 @@ fn push(
     interrupt: &Interrupt,
 ) -> Result<Report, Fatal> {
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
-    let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
-    let config = settings.engine_config(connections, interrupt);
     let started = Instant::now();
-    let mut engine = Engine::connect(&settings.server, config).with_context(|| {
-        format!(
-            "cannot start an SFTP session with {}",
-            server_name(settings)
-        )
-    })?;
+    let mut engine = connect(settings, upload_bytes, interrupt)?;
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
     if !plan.dist_dirs.is_empty() {
         warn_unless_atomic_renames(&engine, settings);
@@ -188,23 +181,43 @@ fn push(
     );
     match result {
         Ok(()) => close_quietly(engine),
-        Err(e) if e.downcast_ref::<JournalStopped>().is_some() => {
-            tell(&summary);
-            let stopped = format!("the push to {} stopped", server_name(settings));
-            return Err(e.context(stopped).into());
-        }
         Err(e) => {
             tell(&summary);
-            return Err(e
-                .context(format!(
-                    "the push to {} was cut off; what completed is journalled, run again to finish",
-                    server_name(settings)
-                ))
-                .into());
+            return Err(cut_off(e, settings));
         }
     }
     tell(&summary);
     Ok(report)
+}
+
+/// Connects with as many connections as `upload_bytes` are worth.
+fn connect(
+    settings: &Settings,
+    upload_bytes: u64,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Engine> {
+    let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
+    let config = settings.engine_config(connections, interrupt);
+    Engine::connect(&settings.server, config).with_context(|| {
+        format!(
+            "cannot start an SFTP session with {}",
+            server_name(settings)
+        )
+    })
+}
+
+/// The error a push that `e` ended ends the run with, saying what to do next: a rerun
+/// finishes it, unless the journal could not be written (its own advice says so).
+fn cut_off(e: anyhow::Error, settings: &Settings) -> Fatal {
+    let server = server_name(settings);
+    let context = if e.is::<JournalStopped>() {
+        format!("the push to {server} stopped")
+    } else {
+        format!(
+            "the push to {server} was cut off; what completed is journalled, run again to finish"
+        )
+    };
+    e.context(context).into()
 }
 
 /// The plan of a run and what it needs besides to journal it.
@@ -323,3 +336,27 @@ fn skip_empty(path: &Path) {
 
 /// How old an empty log must be to look abandoned rather than about to be written.
 const STALE_EMPTY_LOG: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_wait_ends_busy_stopped_or_as_its_caller_says() {
+        let busy = || anyhow::Error::new(BusyError("held for 600 s".into()));
+        assert_eq!(waited(busy(), ExitStatus::Setup).status, ExitStatus::Busy);
+        assert_eq!(waited(busy(), ExitStatus::Failed).status, ExitStatus::Busy);
+        let stopped = StoppedWaiting {
+            signal: 15,
+            waiting: "waiting for the lock",
+        };
+        let stopped = waited(anyhow::Error::new(stopped), ExitStatus::Setup);
+        assert_eq!(stopped.status, ExitStatus::Failed);
+        let other = || anyhow::anyhow!("permission denied");
+        assert_eq!(waited(other(), ExitStatus::Setup).status, ExitStatus::Setup);
+        assert_eq!(
+            waited(other(), ExitStatus::Failed).status,
+            ExitStatus::Failed
+        );
+    }
+}

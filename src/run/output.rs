@@ -159,4 +159,14 @@ mod tests {
         assert_eq!(human_bytes(12_345_678), "12.3 MB");
         assert_eq!(human_bytes(3_000_000_000), "3.0 GB");
     }
+
+    #[test]
+    fn the_summary_names_files_bytes_changes_errors_and_time() {
+        let line = summary("mirror: ", 2, 1500, 3, 1, Instant::now());
+        assert!(
+            line.starts_with("mirror: 2 file(s), 1.5 kB uploaded, 3 change(s), 1 error(s), in "),
+            "{line}"
+        );
+        assert!(line.ends_with(" s"), "{line}");
+    }
 }

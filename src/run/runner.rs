@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use crate::engine::{Engine, Op, OpResult};
 use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::order::levels_deepest_first;
 use crate::plan::tree::remote_path;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
@@ -156,7 +157,13 @@ impl<'a> Runner<'a> {
         targetdir: Option<&RemotePath>,
     ) -> anyhow::Result<()> {
         let mut todo = dirs;
-        while let Some(level) = deepest_level(&todo) {
+        // The deepest level of those left, as the plan groups them.
+        let deepest = |todo: &BTreeSet<RelPath>| {
+            levels_deepest_first(todo.iter().cloned().collect())
+                .into_iter()
+                .next()
+        };
+        while let Some(level) = deepest(&todo) {
             let ops: Vec<Op> = level
                 .iter()
                 .map(|p| Op::Rmdir {
@@ -177,42 +184,5 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(())
-    }
-}
-
-/// How deep a path lies: how many directories are above it.
-pub(crate) fn depth(path: &RelPath) -> usize {
-    path.as_str().matches('/').count()
-}
-
-/// The deepest of `dirs`, or `None` when there are none.
-fn deepest_level(dirs: &BTreeSet<RelPath>) -> Option<Vec<RelPath>> {
-    let deepest = dirs.iter().map(depth).max()?;
-    Some(
-        dirs.iter()
-            .filter(|p| depth(p) == deepest)
-            .cloned()
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(s: &str) -> RelPath {
-        RelPath::new(s).unwrap()
-    }
-
-    #[test]
-    fn the_deepest_directories_go_first() {
-        let dirs: BTreeSet<RelPath> = [r("pool/main"), r("pool/main/a/b"), r("pool/main/c/d")]
-            .into_iter()
-            .collect();
-        assert_eq!(
-            deepest_level(&dirs),
-            Some(vec![r("pool/main/a/b"), r("pool/main/c/d")])
-        );
-        assert_eq!(deepest_level(&BTreeSet::new()), None);
     }
 }
