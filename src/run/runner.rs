@@ -156,14 +156,7 @@ impl<'a> Runner<'a> {
         dirs: BTreeSet<RelPath>,
         targetdir: Option<&RemotePath>,
     ) -> anyhow::Result<()> {
-        let mut todo = dirs;
-        // The deepest level of those left, as the plan groups them.
-        let deepest = |todo: &BTreeSet<RelPath>| {
-            levels_deepest_first(todo.iter().cloned().collect())
-                .into_iter()
-                .next()
-        };
-        while let Some(level) = deepest(&todo) {
+        remove_emptied(dirs, |level| {
             let ops: Vec<Op> = level
                 .iter()
                 .map(|p| Op::Rmdir {
@@ -174,15 +167,78 @@ impl<'a> Runner<'a> {
             self.stop_if_interrupted(|signal| {
                 format!("interrupted by {signal} while removing emptied directories")
             })?;
-            for (dir, result) in level.iter().zip(results) {
-                todo.remove(dir);
-                if result.is_ok()
-                    && let Some(parent) = dir.parent()
-                {
-                    todo.insert(parent);
-                }
+            Ok(results.iter().map(Result::is_ok).collect())
+        })
+    }
+}
+
+/// Removes `dirs` a level at a time, the deepest first (as the plan groups levels), with
+/// `rmdir`, which says which of a level it removed; the parent of one removed is tried in
+/// its turn.
+fn remove_emptied(
+    mut todo: BTreeSet<RelPath>,
+    mut rmdir: impl FnMut(&[RelPath]) -> anyhow::Result<Vec<bool>>,
+) -> anyhow::Result<()> {
+    let deepest = |todo: &BTreeSet<RelPath>| {
+        levels_deepest_first(todo.iter().cloned().collect())
+            .into_iter()
+            .next()
+    };
+    while let Some(level) = deepest(&todo) {
+        let removed = rmdir(&level)?;
+        for (dir, removed) in level.iter().zip(removed) {
+            todo.remove(dir);
+            if removed && let Some(parent) = dir.parent() {
+                todo.insert(parent);
             }
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn emptied_directories_go_deepest_first_and_a_parent_only_after_a_child() {
+        let dirs = [r("pool/main/a/b"), r("pool/main/c"), r("pool/other/d")];
+        let mut levels = Vec::new();
+        remove_emptied(dirs.into_iter().collect(), |level| {
+            levels.push(
+                level
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect::<Vec<_>>(),
+            );
+            // pool/main/c is not empty: neither it nor (for it) its parent goes.
+            Ok(level.iter().map(|p| p.as_str() != "pool/main/c").collect())
+        })
+        .unwrap();
+        assert_eq!(
+            levels,
+            [
+                vec!["pool/main/a/b"],
+                vec!["pool/main/a", "pool/main/c", "pool/other/d"],
+                vec!["pool/main", "pool/other"],
+                vec!["pool"],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_level_ends_the_pruning() {
+        let dirs = [r("pool/main/a"), r("pool/main/b/c")];
+        let mut calls = 0;
+        let stopped = remove_emptied(dirs.into_iter().collect(), |_| {
+            calls += 1;
+            anyhow::bail!("interrupted by SIGTERM while removing emptied directories")
+        });
+        assert!(stopped.is_err());
+        assert_eq!(calls, 1);
     }
 }
