@@ -12,7 +12,6 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
-use crate::engine::Engine;
 use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::{Interrupt, StoppedWaiting};
 use crate::plan::{self, Action, Plan};
@@ -22,7 +21,7 @@ use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
 use crate::run::output::{show, summary, tell};
 use crate::run::runner::Runner;
-use crate::run::session::{close_quietly, server_name, warn_unless_atomic_renames};
+use crate::run::session::{close_quietly, connect_to, server_name, warn_unless_atomic_renames};
 
 use rounds::{Executor, JournalStopped, upload_totals};
 use sources::{check_local_sources, dist_root, resolve_relative_sources};
@@ -141,7 +140,8 @@ fn push(
 ) -> Result<Report, Fatal> {
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
     let started = Instant::now();
-    let mut engine = connect(settings, upload_bytes, interrupt)?;
+    let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
+    let mut engine = connect_to(settings, connections, interrupt)?;
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
     if !plan.dist_dirs.is_empty() {
         warn_unless_atomic_renames(&engine, settings);
@@ -188,22 +188,6 @@ fn push(
     }
     tell(&summary);
     Ok(report)
-}
-
-/// Connects with as many connections as `upload_bytes` are worth.
-fn connect(
-    settings: &Settings,
-    upload_bytes: u64,
-    interrupt: &Interrupt,
-) -> anyhow::Result<Engine> {
-    let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
-    let config = settings.engine_config(connections, interrupt);
-    Engine::connect(&settings.server, config).with_context(|| {
-        format!(
-            "cannot start an SFTP session with {}",
-            server_name(settings)
-        )
-    })
 }
 
 /// The error a push that `e` ended ends the run with, saying what to do next: a rerun

@@ -19,6 +19,21 @@ pub(crate) fn connect(
     Engine::connect(&settings.server, config).context("cannot start an SFTP session")
 }
 
+/// [`connect`], for the hook, whose message names the server.
+pub(crate) fn connect_to(
+    settings: &Settings,
+    connections: usize,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Engine> {
+    let config = settings.engine_config(connections, interrupt);
+    Engine::connect(&settings.server, config).with_context(|| {
+        format!(
+            "cannot start an SFTP session with {}",
+            server_name(settings)
+        )
+    })
+}
+
 /// The server, as messages name it: the ssh host, or the command line in quotes.
 pub(crate) fn server_name(settings: &Settings) -> String {
     match &settings.server {
