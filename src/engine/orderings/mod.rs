@@ -3,9 +3,11 @@
 //! They pin what the state machines promise on any server; the integration tests against
 //! real servers (tests/integration) pin that the servers behave as the peer plays them.
 
+mod confinement;
 mod directories;
 mod faults;
 mod landing;
+mod servers;
 
 use super::op::Op;
 use super::peer::{Flavour, Pair, Peer};
