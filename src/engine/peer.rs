@@ -421,6 +421,20 @@ pub(crate) enum Flavour {
     Other,
 }
 
+/// What the peer keeps for each client connection.
+#[derive(Default)]
+struct Connection {
+    input: Vec<u8>,
+    held: Vec<Vec<u8>>,
+}
+
+/// What became of one request.
+enum Served {
+    Reply(Vec<u8>),
+    Held(Vec<u8>),
+    Dropped,
+}
+
 /// An open handle: the file or directory it was opened on.
 enum Handle {
     File(Vec<u8>),
@@ -436,11 +450,13 @@ pub(crate) struct Peer {
     script: Vec<Rule>,
     handles: HashMap<Vec<u8>, Handle>,
     next_handle: u32,
-    input: Vec<u8>,
-    held: Vec<Vec<u8>>,
+    /// Per connection: bytes received and not yet a whole packet, and replies held back.
+    connections: Vec<Connection>,
     /// The requests received, one list per flight (what the client sent before it next
     /// waited for replies), described as [`Peer::describe`] does, in the order sent.
     pub(crate) flights: Vec<Vec<String>>,
+    /// For each of `flights`, the connection it came on.
+    pub(crate) flights_on: Vec<usize>,
     /// The requests carried out, in the order they were.
     pub(crate) log: Vec<String>,
     /// For each of `log`, whether it succeeded (a reply other than an error status).
@@ -464,9 +480,9 @@ impl Peer {
             script: Vec::new(),
             handles: HashMap::new(),
             next_handle: 0,
-            input: Vec::new(),
-            held: Vec::new(),
+            connections: Vec::new(),
             flights: Vec::new(),
+            flights_on: Vec::new(),
             log: Vec::new(),
             succeeded: Vec::new(),
         }
@@ -537,16 +553,22 @@ impl Peer {
         }
     }
 
-    /// Takes what the client wrote and returns what the server writes back: each request
-    /// of the flight carried out and answered, as the flavour and the script say; replies
-    /// held back go once there is nothing else to send.
-    pub(crate) fn turn(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.input.extend_from_slice(bytes);
+    /// Takes what client connection number `k` (from 0) wrote and returns what the server
+    /// writes back: each request of the flight carried out and answered, as the flavour
+    /// and the script say; replies held back go once there is nothing else to send. The
+    /// connections share the tree and the handles, as one server's processes share a file
+    /// system.
+    pub(crate) fn turn(&mut self, k: usize, bytes: &[u8]) -> Vec<u8> {
+        if self.connections.len() <= k {
+            self.connections.resize_with(k + 1, Connection::default);
+        }
+        let input = &mut self.connections[k].input;
+        input.extend_from_slice(bytes);
         let mut out = Vec::new();
         let mut requests = Vec::new();
         let mut used = 0;
         while let Frame::Complete { body, consumed } =
-            wire::frame(&self.input[used..]).expect("the client frames its packets")
+            wire::frame(&input[used..]).expect("the client frames its packets")
         {
             let packet = Packet::decode_from_client(body).expect("the client's packets decode");
             used += consumed;
@@ -560,17 +582,22 @@ impl Peer {
                 other => panic!("a client sent {other:?}"),
             }
         }
-        self.input.drain(..used);
+        input.drain(..used);
         if !requests.is_empty() {
             let lines = requests.iter().map(|(_, r)| self.describe(r)).collect();
             self.flights.push(lines);
+            self.flights_on.push(k);
         }
-        for k in self.order(&requests) {
-            let (id, request) = &requests[k];
-            self.serve(*id, request, &mut out);
+        for i in self.order(&requests) {
+            let (id, request) = &requests[i];
+            match self.serve(*id, request) {
+                Served::Reply(bytes) => out.extend(bytes),
+                Served::Held(bytes) => self.connections[k].held.push(bytes),
+                Served::Dropped => {}
+            }
         }
         if out.is_empty() {
-            for reply in std::mem::take(&mut self.held) {
+            for reply in std::mem::take(&mut self.connections[k].held) {
                 out.extend(reply);
             }
         }
@@ -605,7 +632,7 @@ impl Peer {
     }
 
     /// One request: the script's rule for it, or the tree's answer.
-    fn serve(&mut self, id: u32, request: &Request, out: &mut Vec<u8>) {
+    fn serve(&mut self, id: u32, request: &Request) -> Served {
         let line = self.describe(request);
         let rule = self.script.iter_mut().position(|r| r.applies(&line));
         let reply = |response: Response| {
@@ -614,25 +641,20 @@ impl Peer {
             bytes
         };
         let Some(rule) = rule else {
-            let response = self.carry_out(line, request);
-            return out.extend(reply(response));
+            return Served::Reply(reply(self.carry_out(line, request)));
         };
         match &mut self.script[rule].action {
-            Action::Answer(response) => out.extend(reply(response.clone())),
-            Action::Drop => {}
+            Action::Answer(response) => Served::Reply(reply(response.clone())),
+            Action::Drop => Served::Dropped,
             Action::Before(change) => {
                 change(&mut self.fs);
-                let response = self.carry_out(line, request);
-                out.extend(reply(response));
+                Served::Reply(reply(self.carry_out(line, request)))
             }
-            Action::Hold => {
-                let response = self.carry_out(line, request);
-                self.held.push(reply(response));
-            }
+            Action::Hold => Served::Held(reply(self.carry_out(line, request))),
             Action::Raw(bytes) => {
                 let bytes = bytes.clone();
                 self.carry_out(line, request);
-                out.extend(bytes);
+                Served::Reply(bytes)
             }
         }
     }

@@ -55,7 +55,7 @@ fn waiters_on_a_missing_directory_are_released_together_and_each_is_made_once() 
         let existing = usize::from(flavour == Flavour::OpenSsh);
         assert_eq!(pair.peer.count("MKDIR /m/pool"), existing, "{flavour:?}");
         if flavour == Flavour::OpenSsh {
-            assert_eq!(pair.conn.dirs.mkdirs_sent, 4, "{:?}", pair.peer.log);
+            assert_eq!(pair.conn().dirs.mkdirs_sent, 4, "{:?}", pair.peer.log);
         }
     }
 }

@@ -126,7 +126,7 @@ fn a_refused_posix_rename_falls_back_to_remove_then_rename_from_then_on() {
             "{flavour:?}: each at most once, in one flight"
         );
         assert!(
-            !pair.conn.limits.posix_rename,
+            !pair.conn().limits.posix_rename,
             "{flavour:?}: done without from now on"
         );
 

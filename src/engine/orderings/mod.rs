@@ -7,6 +7,7 @@ mod confinement;
 mod directories;
 mod faults;
 mod landing;
+mod parts;
 mod servers;
 
 use super::op::Op;
