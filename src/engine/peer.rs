@@ -340,6 +340,8 @@ pub(crate) enum Action {
     Drop,
     /// Carry it out, and send these bytes instead of its reply.
     Raw(Vec<u8>),
+    /// Carry it out, and have the run asked to stop (a signal) at this moment.
+    Signal,
 }
 
 /// A scripted exception to the server's plain behaviour.
@@ -387,6 +389,11 @@ impl Rule {
 
     pub(crate) fn raw(&mut self, bytes: Vec<u8>) -> &mut Rule {
         self.action = Action::Raw(bytes);
+        self
+    }
+
+    pub(crate) fn signal(&mut self) -> &mut Rule {
+        self.action = Action::Signal;
         self
     }
 
@@ -447,6 +454,12 @@ pub(crate) struct Peer {
     pub(crate) flavour: Flavour,
     /// What the VERSION announces.
     pub(crate) extensions: wire::Extensions,
+    /// READs answer at most this many bytes (as rclone's may), else all asked for.
+    pub(crate) short_reads: Option<usize>,
+    /// A [`Rule::signal`] fired: the run is to stop.
+    pub(crate) signalled: bool,
+    /// The most handles that were open at once.
+    pub(crate) most_handles: usize,
     script: Vec<Rule>,
     handles: HashMap<Vec<u8>, Handle>,
     next_handle: u32,
@@ -477,6 +490,9 @@ impl Peer {
             fs,
             flavour,
             extensions,
+            short_reads: None,
+            signalled: false,
+            most_handles: 0,
             script: Vec::new(),
             handles: HashMap::new(),
             next_handle: 0,
@@ -656,6 +672,10 @@ impl Peer {
                 self.carry_out(line, request);
                 Served::Reply(bytes)
             }
+            Action::Signal => {
+                self.signalled = true;
+                Served::Reply(reply(self.carry_out(line, request)))
+            }
         }
     }
 
@@ -663,6 +683,7 @@ impl Peer {
         let name = format!("h{}", self.next_handle).into_bytes();
         self.next_handle += 1;
         self.handles.insert(name.clone(), handle);
+        self.most_handles = self.most_handles.max(self.handles.len());
         Response::Handle(name)
     }
 
@@ -717,9 +738,10 @@ impl Peer {
                 len,
             } => {
                 let path = self.handle_path(handle)?;
+                let len = self.short_reads.unwrap_or(usize::MAX).min(*len as usize);
                 let (file, _) = self.fs.file_mut(&path)?;
                 let start = (*offset as usize).min(file.len());
-                let end = (start + *len as usize).min(file.len());
+                let end = (start + len).min(file.len());
                 if start == end {
                     return Err(StatusCode::Eof);
                 }

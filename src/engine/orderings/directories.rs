@@ -49,6 +49,14 @@ fn waiters_on_a_missing_directory_are_released_together_and_each_is_made_once() 
         for dir in ["/m/pool/main", "/m/pool/main/a", "/m/pool/main/b"] {
             let mkdir = format!("MKDIR {dir}");
             assert_eq!(pair.peer.count_succeeded(&mkdir), 1, "{flavour:?}: {mkdir}");
+            // However many uploads wait on it. Another server first gets the deeper ones
+            // before their parent (see the ignored test below): one more each.
+            let most = if dir == "/m/pool/main" || flavour == Flavour::OpenSsh {
+                1
+            } else {
+                2
+            };
+            assert!(pair.peer.count(&mkdir) <= most, "{flavour:?}: {mkdir}");
         }
         // An in-order server gets the whole chain at once when the table knows no
         // ancestor yet: the existing pool costs one failed MKDIR (and a STAT), once.

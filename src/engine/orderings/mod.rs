@@ -8,6 +8,7 @@ mod directories;
 mod faults;
 mod landing;
 mod parts;
+mod reading;
 mod servers;
 
 use super::op::Op;

@@ -96,3 +96,26 @@ fn an_in_order_server_gets_dependent_requests_in_one_flight() {
     sent_at(&pair, "posix-rename /m/dists/Release.new /m/dists/Release");
     assert_eq!(pair.peer.fs.names("/m/pool"), ["a.deb", "new"]);
 }
+
+#[test]
+fn the_open_file_and_request_limits_hold_on_every_server() {
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut peer = Peer::new(flavour);
+        peer.fs.dir("/m/pool");
+        let mut pair = Pair::new(peer);
+        let ops: Vec<Op> = (0..30)
+            .map(|k| upload(&pair, &format!("/m/pool/f{k}"), &pattern(3000, k)))
+            .collect();
+        let results = pair.run(&ops);
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{flavour:?}: {results:?}"
+        );
+        assert_eq!(pair.peer.fs.names("/m/pool").len(), 30);
+        // Eight files open at once at most (`Pair`'s limits), and reached.
+        assert_eq!(pair.peer.most_handles, 8, "{flavour:?}");
+        assert_eq!(pair.conn().stats.max_open_files_seen, 8, "{flavour:?}");
+        let most = pair.peer.flights.iter().map(Vec::len).max();
+        assert!(most <= Some(64), "{flavour:?}: {most:?} requests at once");
+    }
+}

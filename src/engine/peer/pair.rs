@@ -230,6 +230,10 @@ fn turn(
     finished: &mut Vec<(usize, usize, OpResult)>,
 ) -> Option<Broken> {
     take_replies(batch, conn);
+    // As `Engine::run_assigned` does once its interrupt has fired.
+    if peer.signalled {
+        batch.interrupt(conn);
+    }
     batch.advance(conn);
     finished.extend(batch.take_finished().map(|(i, r)| (k, i, r.clone())));
     if batch.is_done(conn) {
