@@ -1,9 +1,9 @@
 //! Missing directories: each made once, however many operations find it missing, its
 //! waiters released together; one that appears meanwhile is used.
 
-use super::{both, pattern, upload};
+use super::{both, pattern, rp, upload};
 use crate::engine::op::Op;
-use crate::engine::peer::{Flavour, Pair, Peer};
+use crate::engine::peer::{Flavour, Node, Pair, Peer};
 
 #[test]
 fn a_directory_made_by_someone_else_meanwhile_is_uploaded_into() {
@@ -130,4 +130,31 @@ fn a_mkdir_answered_after_everything_else_releases_all_its_waiters() {
         .position(|l| l == "posix-rename /m/pool/.big.deb.tmp /m/pool/big.deb")
         .expect("the big file landed");
     assert!(landed < opens[6], "{log:#?}");
+}
+
+#[test]
+fn symlinks_into_a_missing_directory_make_it_once_and_are_sent_again() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs.dir("/m/dists");
+    }) {
+        let link = |name: &str| Op::Symlink {
+            link: rp(&format!("/m/dists/stable/{name}")),
+            target: format!("../{name}").into_bytes(),
+        };
+        let results = pair.run(&[link("a"), link("b")]);
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{flavour:?}: {results:?}"
+        );
+        let fs = &pair.peer.fs;
+        for name in ["a", "b"] {
+            let at = format!("/m/dists/stable/{name}");
+            let target = format!("../{name}").into_bytes();
+            assert_eq!(fs.get(&at), Some(&Node::Link(target)), "{flavour:?}");
+            let sent = format!("SYMLINK {at} ../{name}");
+            assert_eq!(pair.peer.count_succeeded(&sent), 1, "{flavour:?}");
+            assert!(pair.peer.count(&sent) <= 2, "{flavour:?}: retried once");
+        }
+        assert_eq!(pair.peer.count("MKDIR /m/dists/stable"), 1, "{flavour:?}");
+    }
 }
