@@ -36,6 +36,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+mod exit;
 pub mod interrupt;
 pub mod plan;
 pub mod relpath;
@@ -45,18 +46,7 @@ pub mod run;
 pub mod sftp;
 pub mod transport;
 
-use std::process::ExitCode;
-
-use cli::Args;
-use run::hook::SetupError;
-
-/// Exit status when some operation failed; a rerun finishes the rest.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit status for usage, configuration or outlog errors; nothing was sent.
-pub const EXIT_SETUP: u8 = 2;
-/// Exit status when reprepro or another outsftphook held its lock for longer than the lock
-/// timeout: nothing was touched, try again later (sysexits' EX_TEMPFAIL).
-pub const EXIT_BUSY: u8 = 75;
+pub use exit::{ExitStatus, Fatal};
 
 /// Sets up logging: warnings by default, more with `-v`/`--debug-sftp`, or as `RUST_LOG` says.
 pub fn init_logging(verbose: u8, debug_sftp: u32) {
@@ -72,18 +62,18 @@ pub fn init_logging(verbose: u8, debug_sftp: u32) {
         .init();
 }
 
-/// The program: resolve the settings, run the hook (or a command), tell how it went.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(cli::Command::Completions { shell }) = &args.command {
-        let mut command = <Args as clap::CommandFactory>::command();
+/// The program: resolve the settings, run the hook (or a command), tell how it went. An
+/// error carries the exit status it ends the run with.
+pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
+    use cli::Command;
+    if let Some(Command::Completions { shell }) = &args.command {
+        let mut command = <cli::Args as clap::CommandFactory>::command();
         clap_complete::generate(*shell, &mut command, "outsftphook", &mut std::io::stdout());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitStatus::Success);
     }
     if args.command.is_some() && (!args.files.is_empty() || args.pending) {
-        return Err(SetupError(anyhow::anyhow!(
-            "outlog files and --pending go without a command"
-        ))
-        .into());
+        let error = anyhow::anyhow!("outlog files and --pending go without a command");
+        return Err(Fatal::setup(error));
     }
     let env = |name: &str| std::env::var_os(name);
     let read = |p: &std::path::Path| match std::fs::read_to_string(p) {
@@ -91,38 +81,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     };
-    let settings =
-        config::resolve(&args, &env, &read).map_err(|e| SetupError(anyhow::Error::new(e)))?;
+    let settings = config::resolve(&args, &env, &read).map_err(Fatal::setup)?;
     if settings.debug_sftp > 0 && log::max_level() < log::LevelFilter::Debug {
         log::set_max_level(log::LevelFilter::Debug);
     }
-    let interrupt = interrupt::Interrupt::install()?;
+    let interrupt = interrupt::Interrupt::install().map_err(anyhow::Error::new)?;
     let failed = match &args.command {
-        Some(cli::Command::Status) => {
-            run::status::run(&settings, settings.verbose > 0).map_err(SetupError)?;
+        Some(Command::Status) => {
+            run::status::run(&settings, settings.verbose > 0).map_err(Fatal::setup)?;
             false
         }
-        Some(cli::Command::Mirror {
+        Some(Command::Mirror {
             delete,
             max_delete,
             checksum,
             dirs,
         }) => {
-            let tops = run::mirror::tops(dirs).map_err(SetupError)?;
+            let tops = run::mirror::tops(dirs).map_err(Fatal::setup)?;
             let options = run::mirror::MirrorOptions {
                 delete: *delete,
                 max_delete: *max_delete,
                 checksum: *checksum,
                 dry_run: args.dry_run,
             };
-            let report = run::mirror::mirror(&settings, &tops, &options, &interrupt)?;
-            report.failures > 0
+            run::mirror::mirror(&settings, &tops, &options, &interrupt)?.failures > 0
         }
-        Some(cli::Command::Verify { checksum, dirs }) => {
-            let tops = run::mirror::tops(dirs).map_err(SetupError)?;
+        Some(Command::Verify { checksum, dirs }) => {
+            let tops = run::mirror::tops(dirs).map_err(Fatal::setup)?;
             run::mirror::verify(&settings, &tops, *checksum, &interrupt)? > 0
         }
-        Some(cli::Command::Completions { .. }) => unreachable!("handled above"),
+        Some(Command::Completions { .. }) => unreachable!("handled above"),
         None => {
             let how = repo::logs::Selection {
                 pending: args.pending,
@@ -131,48 +119,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 autoretry: settings.autoretry,
             };
             let report = run::hook::run(&settings, &args.files, how, args.dry_run, &interrupt)?;
-            if report.failures > 0 || !report.pending_logs.is_empty() {
-                let logs: Vec<String> = report
-                    .pending_logs
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-                eprintln!(
-                    "outsftphook: {} operation(s) failed; still pending: {}. Fix the cause, \
-                     then run '{}'{}.",
-                    report.failures,
-                    logs.join(", "),
-                    settings.pending_command(),
-                    if settings.autoretry {
-                        " (or let the next reprepro run retry)"
-                    } else {
-                        ""
-                    }
-                );
-                true
-            } else {
-                false
-            }
+            report.unfinished()
         }
     };
     Ok(if failed {
-        ExitCode::from(EXIT_FAILED)
+        ExitStatus::Failed
     } else {
-        ExitCode::SUCCESS
+        ExitStatus::Success
     })
-}
-
-/// The exit status for an error that ended the run.
-pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    if let Some(SetupError(inner)) = err.downcast_ref::<SetupError>()
-        && inner.downcast_ref::<repo::lock::BusyError>().is_some()
-    {
-        ExitCode::from(EXIT_BUSY)
-    } else if err.downcast_ref::<repo::lock::BusyError>().is_some() {
-        ExitCode::from(EXIT_BUSY)
-    } else if err.downcast_ref::<SetupError>().is_some() {
-        ExitCode::from(EXIT_SETUP)
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    }
 }

@@ -1,3 +1,6 @@
+//! The `outsftphook` binary: parse the arguments, set up logging, run, and end with the
+//! run's exit status, saying the error that ended it (if one did) once.
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -6,10 +9,10 @@ fn main() -> ExitCode {
     let args = outsftphook::cli::Args::parse();
     outsftphook::init_logging(args.verbose, args.debug_sftp.unwrap_or(0));
     match outsftphook::run(args) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("outsftphook: {err:#}");
-            outsftphook::exit_code_for(&err)
+        Ok(status) => status.into(),
+        Err(fatal) => {
+            eprintln!("outsftphook: {fatal}");
+            fatal.status.into()
         }
     }
 }

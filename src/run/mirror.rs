@@ -2,104 +2,25 @@
 //! outlogs. `mirror` changes the remote in the hook's safe order (pool, then each
 //! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
 //! deletions); `verify` only reports.
+//!
+//! It owns the commands' edges: the tops, the refusal of an empty local side, the
+//! connection, the summary and `verify`'s advice. The passes themselves are
+//! `run::sync`'s; it must not journal (no outlog is involved) nor touch the hook.
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
-use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
-use crate::interrupt::{Interrupt, signal_name};
-use crate::plan::mirror::{Change, MirrorPlan, plan_mirror};
-use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
+use crate::exit::{ExitStatus, Fatal};
+use crate::interrupt::Interrupt;
+use crate::plan::tree::{self, Difference, Node, Tree};
 use crate::relpath::RelPath;
 use crate::repo::scan;
-use crate::run::hook::SetupError;
-use crate::run::progress::Progress;
-use crate::run::remote_tree;
-use crate::sftp::wire::StatusCode;
-
-/// Says that index files will be replaced by remove-then-rename (so that for a moment each
-/// is missing on the mirror) when the connection cannot replace them atomically: the hook
-/// and `mirror` take the same fallback, and both say so.
-pub(crate) fn warn_unless_atomic_renames(engine: &Engine, settings: &Settings) {
-    if !engine.atomic_rename() {
-        log::warn!(
-            "{}: index files are replaced by remove-then-rename, so for a moment each is \
-             missing on the mirror",
-            if settings.posix_rename {
-                "the server does not offer posix-rename@openssh.com"
-            } else {
-                "posixrename is off"
-            }
-        );
-    }
-}
-
-/// Ends the session after a run whose every operation was answered. The exit status then
-/// tells nothing about the mirror, and is often not the server's at all: ssh exits 255
-/// when the server closes the channel without sending one, as rclone's and asyncssh's
-/// servers do after a clean end of input. So it is only logged at debug level.
-pub(crate) fn close_quietly(engine: Engine) {
-    if let Some(status) = engine.close()
-        && !status.success()
-    {
-        log::debug!("the SFTP server (or ssh) exited with {status} after the session ended");
-    }
-}
-
-/// Whether a failed operation is the server refusing to make a symlink: OP_UNSUPPORTED
-/// (rclone), or PERMISSION_DENIED for the SYMLINK itself (`sftp-server -P symlink`).
-pub(crate) fn refuses_symlinks(e: &OpError) -> bool {
-    matches!(
-        e.cause,
-        Cause::Status {
-            request: Req::Symlink,
-            code: StatusCode::OpUnsupported | StatusCode::PermissionDenied,
-            ..
-        }
-    )
-}
-
-/// Says, once per run, that links are copied from now on (`symlinks auto`).
-pub(crate) fn warn_copying(e: &OpError) {
-    log::warn!(
-        "the server refuses symlinks ({}): uploading copies of their targets instead; set \
-         'symlinks copy' to say so",
-        e.cause
-    );
-}
-
-/// A refused symlink under `symlinks yes`: what to do about it.
-pub(crate) fn refused_error(e: &OpError, settings: &Settings) -> String {
-    format!(
-        "{e}: the server refuses symlinks; set 'symlinks copy' (or auto) in {} to upload \
-         copies of their targets instead",
-        settings.confdir.join("outsftphook.conf").display()
-    )
-}
-
-/// Replaces the local links that are to be copied by what they lead to: every one with
-/// `symlinks copy` (or once the server refused one), none with `yes`; with `auto` those
-/// where the remote has a file or directory (a copy an earlier run made, where a link was
-/// refused), which is compared as the copy it is rather than replaced.
-fn follow_copied_links(
-    local: &mut Tree,
-    remote: &Tree,
-    settings: &Settings,
-    copying: bool,
-) -> anyhow::Result<()> {
-    let which: Box<dyn Fn(&RelPath) -> bool> = match settings.symlinks {
-        _ if copying => Box::new(|_| true),
-        Symlinks::Copy => Box::new(|_| true),
-        Symlinks::Yes => Box::new(|_| false),
-        Symlinks::Auto => Box::new(|p| remote.get(p).is_some_and(|n| !n.is_link())),
-    };
-    scan::follow_links(local, &settings.outdir, &*which)
-        .map(|_| ())
-        .map_err(|e| SetupError(e).into())
-}
+use crate::run::output::{show, summary, tell};
+use crate::run::session::{close_quietly, connect};
+use crate::run::sync::{self, Start, command_line};
+pub use crate::run::sync::{MirrorOptions, MirrorReport};
 
 /// The top directories to work on: those given, or `pool` and `dists`.
 pub fn tops(dirs: &[String]) -> anyhow::Result<Vec<RelPath>> {
@@ -115,98 +36,6 @@ pub fn tops(dirs: &[String]) -> anyhow::Result<Vec<RelPath>> {
                 .with_context(|| format!("{d}: not a directory inside the repository"))
         })
         .collect()
-}
-
-fn connect(
-    settings: &Settings,
-    connections: usize,
-    interrupt: &Interrupt,
-) -> anyhow::Result<Engine> {
-    let config = settings.engine_config(connections, interrupt);
-    Engine::connect(&settings.server, config).context("cannot start an SFTP session")
-}
-
-/// The engine operation that makes a planned change.
-fn op_of(change: &Change, settings: &Settings) -> Op {
-    let target = settings.targetdir.as_ref();
-    match change {
-        Change::Upload {
-            path,
-            dot_new,
-            mtime,
-            ..
-        } => {
-            let remote = remote_path(target, path);
-            Op::Upload {
-                local: settings.outdir.join(path.as_str()),
-                remote: if *dot_new {
-                    remote.with_suffix(b".new")
-                } else {
-                    remote
-                },
-                fsync: *dot_new,
-                mtime: Some(*mtime),
-            }
-        }
-        Change::Rename { path } => {
-            let to = remote_path(target, path);
-            Op::Rename {
-                from: to.with_suffix(b".new"),
-                to,
-            }
-        }
-        Change::Symlink { path, target: to } => Op::Symlink {
-            link: remote_path(target, path),
-            target: to.clone(),
-        },
-        Change::Mkdir { path } => Op::Mkdir {
-            path: remote_path(target, path),
-        },
-        Change::Remove { path } => Op::Remove {
-            path: remote_path(target, path),
-        },
-        Change::Rmdir { path } => Op::Rmdir {
-            path: remote_path(target, path),
-        },
-    }
-}
-
-/// How `mirror` runs: its flags.
-#[derive(Debug, Clone, Default)]
-pub struct MirrorOptions {
-    /// Remove what is only on the remote.
-    pub delete: bool,
-    /// Refuse to remove more than this many files, links and directories.
-    pub max_delete: Option<u64>,
-    /// Also compare the content of files whose size and time match.
-    pub checksum: bool,
-    pub dry_run: bool,
-}
-
-impl MirrorOptions {
-    /// The command line that runs this mirror again, for advice.
-    fn command(&self, tops: &[RelPath]) -> String {
-        command_line(self.checksum, self.delete, tops)
-    }
-}
-
-/// `outsftphook mirror` with the flags that repair what was found, and the tops if given.
-fn command_line(checksum: bool, delete: bool, tops: &[RelPath]) -> String {
-    let mut words = vec!["outsftphook mirror"];
-    if checksum {
-        words.push("--checksum");
-    }
-    if delete {
-        words.push("--delete");
-    }
-    let default = tops_are_default(tops);
-    words.extend(tops.iter().filter(|_| !default).map(RelPath::as_str));
-    words.join(" ")
-}
-
-fn tops_are_default(tops: &[RelPath]) -> bool {
-    let names: Vec<&str> = tops.iter().map(RelPath::as_str).collect();
-    names == ["pool", "dists"]
 }
 
 /// The tops that are missing locally, or directories with nothing in them.
@@ -231,7 +60,7 @@ fn check_tops(
     tops: &[RelPath],
     settings: &Settings,
     delete: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), Fatal> {
     let empty = empty_tops(local, tops);
     if empty.is_empty() || (!delete && empty.len() < tops.len()) {
         return Ok(());
@@ -242,64 +71,12 @@ fn check_tops(
     } else {
         "there is nothing to mirror"
     };
-    Err(SetupError(anyhow::anyhow!(
+    Err(Fatal::setup(anyhow::anyhow!(
         "{}: missing or empty in {}: {consequence}; nothing was sent. Check --basedir and \
          --outdir (or name the directories to mirror)",
         names.join(", "),
         settings.outdir.display()
-    ))
-    .into())
-}
-
-/// Files that are the same by size and time: those whose content `--checksum` compares.
-fn same_files<'a>(local: &'a Tree, remote: &Tree) -> Vec<&'a RelPath> {
-    local
-        .iter()
-        .filter(|(p, n)| matches!(n, Node::File { .. }) && remote.get(*p) == Some(n))
-        .map(|(p, _)| p)
-        .collect()
-}
-
-/// Compares the content of `paths` with the remote; returns those that differ, each with
-/// the error when it could not be compared.
-fn compare_contents(
-    engine: &mut Engine,
-    settings: &Settings,
-    paths: &[&RelPath],
-    interrupt: &Interrupt,
-) -> anyhow::Result<Vec<(RelPath, Option<crate::engine::OpError>)>> {
-    let ops: Vec<Op> = paths
-        .iter()
-        .map(|p| Op::Compare {
-            local: settings.outdir.join(p.as_str()),
-            remote: remote_path(settings.targetdir.as_ref(), p),
-        })
-        .collect();
-    let results = engine.run_spread(&ops, |_, _| {})?;
-    if let Some(sig) = interrupt.signal() {
-        anyhow::bail!(
-            "interrupted by {} while comparing contents; nothing was changed",
-            signal_name(sig)
-        );
-    }
-    Ok(paths
-        .iter()
-        .zip(results)
-        .filter_map(|(path, result)| match result {
-            Ok(Outcome::Same) => None,
-            Ok(_) => Some(((*path).clone(), None)),
-            Err(e) => Some(((*path).clone(), Some(e))),
-        })
-        .collect())
-}
-
-/// What a mirror run did.
-#[derive(Debug, Default)]
-pub struct MirrorReport {
-    pub failures: usize,
-    pub changes: usize,
-    pub files: u64,
-    pub bytes: u64,
+    )))
 }
 
 /// Makes the remote equal to the local tops.
@@ -308,7 +85,7 @@ pub fn mirror(
     tops: &[RelPath],
     options: &MirrorOptions,
     interrupt: &Interrupt,
-) -> anyhow::Result<MirrorReport> {
+) -> Result<MirrorReport, Fatal> {
     let started = Instant::now();
     let scanned = scan::scan_local(&settings.outdir, tops)?;
     check_tops(&scanned, tops, settings, options.delete)?;
@@ -321,34 +98,23 @@ pub fn mirror(
         .sum();
     let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
     let mut engine = connect(settings, connections, interrupt)?;
-    let mut report = MirrorReport::default();
-    let mut pass = Pass {
-        engine: &mut engine,
+    let start = Start {
+        copying: settings.symlinks == Symlinks::Copy,
+        renames_warned: false,
+        changed: &Default::default(),
+    };
+    let synced = sync::sync(
+        &mut engine,
         settings,
         tops,
         options,
         interrupt,
-        report: &mut report,
-        refused: None,
-        copying: settings.symlinks == Symlinks::Copy,
-        renames_warned: false,
-        changed: &BTreeSet::new(),
-    };
-    let passes = || -> anyhow::Result<usize> {
-        let conflicts = pass.run(scanned)?;
-        if let Some(refusal) = pass.refused.take() {
-            // `symlinks auto`, and the server refused a link: what is left is done again
-            // with every link copied; the copies then go in the safe order like the rest.
-            warn_copying(&refusal);
-            pass.copying = true;
-            pass.renames_warned = true;
-            return pass.run(scan::scan_local(&settings.outdir, tops)?);
-        }
-        Ok(conflicts)
-    };
-    let conflicts = match passes() {
-        Ok(conflicts) => conflicts,
-        Err(e) if e.downcast_ref::<SetupError>().is_some() => {
+        scanned,
+        start,
+    );
+    let (mut report, conflicts) = match synced {
+        Ok(synced) => synced,
+        Err(e) if e.status == ExitStatus::Setup => {
             engine.close();
             return Err(e);
         }
@@ -361,190 +127,15 @@ pub fn mirror(
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += conflicts;
-    eprintln!(
-        "outsftphook: mirror: {} file(s), {} uploaded, {} change(s), {} error(s), in {:.1} s",
+    tell(&summary(
+        "mirror: ",
         report.files,
-        crate::run::progress::human_bytes(report.bytes),
+        report.bytes,
         report.changes,
         report.failures,
-        started.elapsed().as_secs_f64()
-    );
+        started,
+    ));
     Ok(report)
-}
-
-/// One comparison of the trees and the changes it calls for.
-struct Pass<'a> {
-    engine: &'a mut Engine,
-    settings: &'a Settings,
-    tops: &'a [RelPath],
-    options: &'a MirrorOptions,
-    interrupt: &'a Interrupt,
-    report: &'a mut MirrorReport,
-    /// The first symlink the server refused (with `symlinks auto`): the pass stopped there.
-    refused: Option<OpError>,
-    /// Every local link is copied.
-    copying: bool,
-    /// The fallback to remove-then-rename was told already.
-    renames_warned: bool,
-    /// Files known to have changed: uploaded even where size and time match.
-    changed: &'a BTreeSet<RelPath>,
-}
-
-/// Brings the remote copies of local links at `tops` up to date, as `mirror --delete
-/// TOPS` would with `symlinks copy`: the hook's way to keep the copy a server that refuses
-/// symlinks holds of `dists/stable -> bookworm` equal to `bookworm` (reprepro's
-/// createsymlinks links are named by no outlog).
-pub(crate) fn refresh_copies(
-    engine: &mut Engine,
-    settings: &Settings,
-    tops: &[RelPath],
-    changed: &BTreeSet<RelPath>,
-    interrupt: &Interrupt,
-) -> anyhow::Result<MirrorReport> {
-    let options = MirrorOptions {
-        delete: true,
-        ..MirrorOptions::default()
-    };
-    let mut report = MirrorReport::default();
-    let mut pass = Pass {
-        engine,
-        settings,
-        tops,
-        options: &options,
-        interrupt,
-        report: &mut report,
-        refused: None,
-        copying: true,
-        renames_warned: true,
-        changed,
-    };
-    let conflicts = pass.run(scan::scan_local(&settings.outdir, tops)?)?;
-    report.failures += conflicts;
-    Ok(report)
-}
-
-impl Pass<'_> {
-    /// Lists the remote, compares it with `local` and makes the changes; returns how many
-    /// conflicts it reported (differences it cannot repair).
-    fn run(&mut self, mut local: Tree) -> anyhow::Result<usize> {
-        let (settings, options, tops) = (self.settings, self.options, self.tops);
-        let mut remote = remote_tree::scan_remote(self.engine, settings.targetdir.as_ref(), tops)?;
-        follow_copied_links(&mut local, &remote, settings, self.copying)?;
-        tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
-        let mut differences = tree::diff(&local, &remote);
-        for path in same_files(&local, &remote) {
-            if self.changed.contains(path) {
-                differences.push((path.clone(), Difference::Content));
-            }
-        }
-        differences.sort_by(|a, b| a.0.cmp(&b.0));
-        if options.checksum {
-            let mut same = same_files(&local, &remote);
-            same.retain(|p| !self.changed.contains(*p));
-            for (path, error) in compare_contents(self.engine, settings, &same, self.interrupt)? {
-                if let Some(e) = error {
-                    log::warn!("{path}: cannot compare the content ({e}): uploading it again");
-                }
-                differences.push((path, Difference::Content));
-            }
-            differences.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let plan = plan_mirror(&local, differences, options.delete);
-        for conflict in &plan.conflicts {
-            eprintln!("outsftphook: {conflict}");
-        }
-        if options.dry_run {
-            for action in plan.groups.iter().flatten() {
-                println!("{}", action.describe());
-            }
-        }
-        if let Some(max) = options.max_delete
-            && plan.deletions > max
-        {
-            return Err(SetupError(anyhow::anyhow!(
-                "--delete would remove {} remote files, links and directories, more than \
-                 --max-delete {max}: nothing was changed. See them with 'outsftphook --dry-run \
-                 {}'; if they must go, raise --max-delete",
-                plan.deletions,
-                options.command(tops)
-            ))
-            .into());
-        }
-        if options.dry_run {
-            return Ok(plan.conflicts.len());
-        }
-        if plan
-            .groups
-            .iter()
-            .flatten()
-            .any(|a| matches!(a, Change::Rename { .. }))
-            && !self.renames_warned
-        {
-            warn_unless_atomic_renames(self.engine, settings);
-            self.renames_warned = true;
-        }
-        self.changes(&plan)?;
-        Ok(plan.conflicts.len())
-    }
-
-    /// Runs the plan's groups in order.
-    fn changes(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
-        let settings = self.settings;
-        let auto = settings.symlinks == Symlinks::Auto && !self.copying;
-        let mut progress = Progress::new(plan.files, plan.bytes);
-        for group in &plan.groups {
-            let ops: Vec<Op> = group.iter().map(|c| op_of(c, settings)).collect();
-            let report = &mut *self.report;
-            let refused = &mut self.refused;
-            let mut on_done = |i: usize, result: &OpResult| {
-                report.changes += 1;
-                match result {
-                    Ok(_) => {
-                        if let Op::Upload { local, .. } = &ops[i] {
-                            let size = std::fs::metadata(local).map_or(0, |m| m.len());
-                            report.files += 1;
-                            report.bytes += size;
-                            progress.file_done(size);
-                        }
-                        if settings.verbose > 0 {
-                            progress.say(&group[i].describe());
-                        }
-                    }
-                    Err(e) if e.cause == Cause::Interrupted => {}
-                    // Not a change: the link is copied in the next pass.
-                    Err(e) if auto && refuses_symlinks(e) => {
-                        report.changes -= 1;
-                        refused.get_or_insert_with(|| e.clone());
-                    }
-                    Err(e) if refuses_symlinks(e) => {
-                        report.failures += 1;
-                        progress.say(&format!("outsftphook: {}", refused_error(e, settings)));
-                    }
-                    Err(e) => {
-                        report.failures += 1;
-                        progress.say(&format!("outsftphook: {e}"));
-                    }
-                }
-            };
-            self.engine.run_batch(&ops, &mut on_done)?;
-            if let Some(sig) = self.interrupt.signal() {
-                progress.finish();
-                anyhow::bail!(
-                    "interrupted by {}: stopped once the requests in flight were answered; run \
-                     '{}' again to finish",
-                    signal_name(sig),
-                    self.options.command(self.tops)
-                );
-            }
-            // Later groups rely on earlier ones (renames on uploads, deletions on renames,
-            // a Release on the links its distribution has).
-            if self.report.failures > 0 || self.refused.is_some() {
-                break;
-            }
-        }
-        progress.finish();
-        Ok(())
-    }
 }
 
 /// Compares the remote with the local tops; returns how many differences it printed.
@@ -553,20 +144,23 @@ pub fn verify(
     tops: &[RelPath],
     checksum: bool,
     interrupt: &Interrupt,
-) -> anyhow::Result<usize> {
+) -> Result<usize, Fatal> {
     let mut local = scan::scan_local(&settings.outdir, tops)?;
     let mut engine = connect(settings, 1, interrupt)?;
-    let mut remote = remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
-    follow_copied_links(&mut local, &remote, settings, false)?;
+    let mut remote =
+        crate::run::remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+    sync::follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
     let mut compared = 0;
     if checksum {
-        let same = same_files(&local, &remote);
+        let same = sync::same_files(&local, &remote);
         compared = same.len();
-        for (path, error) in compare_contents(&mut engine, settings, &same, interrupt)? {
+        for (path, error) in sync::compare_contents(&mut engine, settings, &same, interrupt)? {
             if let Some(e) = error {
-                return Err(e).context("cannot compare contents");
+                return Err(anyhow::Error::new(e)
+                    .context("cannot compare contents")
+                    .into());
             }
             differences.push((path, Difference::Content));
         }
@@ -574,27 +168,27 @@ pub fn verify(
     }
     engine.close();
     for (path, difference) in &differences {
-        println!("{path}: {difference}");
+        show(&format!("{path}: {difference}"));
     }
     let files = local
         .values()
         .filter(|n| matches!(n, Node::File { .. }))
         .count();
     if differences.is_empty() {
-        eprintln!(
-            "outsftphook: verify: the remote matches ({files} files{})",
+        tell(&format!(
+            "verify: the remote matches ({files} files{})",
             if checksum {
                 format!(", {compared} compared byte for byte")
             } else {
                 String::new()
             }
-        );
+        ));
     } else {
-        eprintln!(
-            "outsftphook: verify: {} difference(s); {}",
+        tell(&format!(
+            "verify: {} difference(s); {}",
             differences.len(),
             advice(&differences, tops)
-        );
+        ));
     }
     Ok(differences.len())
 }

@@ -1,9 +1,19 @@
 //! The commands: the hook ([`hook`]), `mirror` and `verify` ([`mirror`]), `status`
 //! ([`status`]). Each reads the repository side, asks [`crate::plan`] what to do, and drives
 //! that through the [`crate::engine`], reporting progress and a summary.
+//!
+//! What they share: one run loop (`runner`: results judged as they come, failures said,
+//! progress, interrupts, emptied directories), one comparison pass of local and remote
+//! trees (`sync`, for `mirror` and the hook's copies of suite links), the session's
+//! edges (`session`), the answer to a server that refuses symlinks (`links`), and the
+//! one place that prints (`output`). No command module imports another.
 
 pub mod hook;
+mod links;
 pub mod mirror;
-pub mod progress;
+mod output;
 pub mod remote_tree;
+mod runner;
+mod session;
 pub mod status;
+mod sync;

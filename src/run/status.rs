@@ -1,9 +1,12 @@
 //! `status`: the pending outlogs and, for each, what is left to do, as a run would see it.
+//! It reads the logs and plans, nothing more: it must not take the run lock, connect, or
+//! write a journal line.
 
 use crate::config::Settings;
 use crate::plan::{self, Action, Job};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
+use crate::run::output::show;
 
 /// Prints the pending logs and what is left of each; all of it with `verbose`.
 pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
@@ -15,16 +18,19 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
     };
     let paths = logs::select(&[], &settings.logdir, how)?;
     if paths.is_empty() {
-        println!("no pending outlogs in {}", settings.logdir.display());
+        show(&format!(
+            "no pending outlogs in {}",
+            settings.logdir.display()
+        ));
         return Ok(());
     }
     if let Some(dbdir) = &settings.dbdir {
         let lockfile = crate::repo::lock::reprepro_lock_path(dbdir);
         if crate::repo::lock::reprepro_running(&lockfile)? {
-            println!(
+            show(&format!(
                 "reprepro is running ({} exists): its outhook call will push its change",
                 lockfile.display()
-            );
+            ));
         }
     }
     let mut outlogs = Vec::new();
@@ -32,7 +38,9 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         let log = outlog::parse_file(path)?;
         if log.lines.is_empty() {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            println!("{name}: empty: reprepro has not written it (yet); it is never marked done");
+            show(&format!(
+                "{name}: empty: reprepro has not written it (yet); it is never marked done"
+            ));
         } else {
             outlogs.push(log);
         }
@@ -48,26 +56,28 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         let others = mine.len() - uploads - renames;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if mine.is_empty() {
-            println!("{name}: nothing left (the next run marks it done)");
+            show(&format!(
+                "{name}: nothing left (the next run marks it done)"
+            ));
             continue;
         }
-        println!(
+        show(&format!(
             "{name}: {} left: {uploads} upload(s), {renames} rename(s), {others} other(s)",
             mine.len()
-        );
+        ));
         if verbose {
             for job in mine {
-                println!("  {}", job.describe());
+                show(&format!("  {}", job.describe()));
             }
         }
     }
     if outlogs.is_empty() {
         return Ok(());
     }
-    println!(
+    show(&format!(
         "{} pending; '{}' processes them",
         outlogs.len(),
         settings.pending_command()
-    );
+    ));
     Ok(())
 }

@@ -1,11 +1,48 @@
-//! What a person at a terminal sees while a run works: a live line with files and bytes
-//! done, rate and time left, redrawn at most ten times a second on stderr. Not on a
-//! terminal (under reprepro, in cron) it draws nothing; messages pass through either way.
+//! Everything the run side shows the user, and on which stream. stdout carries what the
+//! command was asked to show: `--dry-run`'s actions, `status`, `verify`'s differences
+//! ([`show`]). stderr carries what happened: failures, conflicts, summaries and advice, as
+//! `outsftphook: MESSAGE` ([`tell`]), and, on a terminal, a live progress line
+//! ([`Progress`]) that those messages are said around. Not on a terminal (under reprepro,
+//! in cron) the progress line is not drawn; messages pass through either way.
+//!
+//! It must not decide what is said or when: the commands and the runner do. (Outside the
+//! run side, the journal's `-v` lines and the server's own stderr are printed where they
+//! are read: `repo::journal`, `transport`; the error that ends a run, by `main`.)
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-pub struct Progress {
+/// A line of what the command was asked to show, on stdout.
+pub(crate) fn show(line: &str) {
+    println!("{line}");
+}
+
+/// A message about the run, on stderr, as `outsftphook: MESSAGE`.
+pub(crate) fn tell(message: &str) {
+    eprintln!("outsftphook: {message}");
+}
+
+/// The summary a run ends with, whichever way it ended: `WHAT` followed by files, bytes,
+/// changes, errors and time; said with [`tell`].
+pub(crate) fn summary(
+    what: &str,
+    files: u64,
+    bytes: u64,
+    changes: usize,
+    errors: usize,
+    started: Instant,
+) -> String {
+    format!(
+        "{what}{files} file(s), {} uploaded, {changes} change(s), {errors} error(s), in \
+         {:.1} s",
+        human_bytes(bytes),
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// The live line of files and bytes done, rate and time left, redrawn at most ten times a
+/// second on stderr while a terminal shows it.
+pub(crate) struct Progress {
     total_files: u64,
     total_bytes: u64,
     files: u64,
@@ -19,7 +56,7 @@ pub struct Progress {
 const REDRAW: Duration = Duration::from_millis(100);
 
 /// `12.3 MB` and the like.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -37,7 +74,7 @@ pub fn human_bytes(n: u64) -> String {
 impl Progress {
     /// A progress display for `total_files` uploads of `total_bytes`; live only when
     /// stderr is a terminal.
-    pub fn new(total_files: u64, total_bytes: u64) -> Progress {
+    pub(crate) fn new(total_files: u64, total_bytes: u64) -> Progress {
         Progress {
             total_files,
             total_bytes,
@@ -51,7 +88,7 @@ impl Progress {
     }
 
     /// An upload of `size` bytes finished.
-    pub fn file_done(&mut self, size: u64) {
+    pub(crate) fn file_done(&mut self, size: u64) {
         self.files += 1;
         self.bytes += size;
         if self.live && self.last_draw.is_none_or(|t| t.elapsed() >= REDRAW) {
@@ -93,7 +130,7 @@ impl Progress {
     }
 
     /// Prints a message without garbling the live line.
-    pub fn say(&mut self, line: &str) {
+    pub(crate) fn say(&mut self, line: &str) {
         self.clear();
         eprintln!("{line}");
         if self.live && self.last_draw.is_some() {
@@ -101,8 +138,13 @@ impl Progress {
         }
     }
 
+    /// Says a message about the run (as [`tell`] does) without garbling the live line.
+    pub(crate) fn tell(&mut self, message: &str) {
+        self.say(&format!("outsftphook: {message}"));
+    }
+
     /// Removes the live line.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.clear();
     }
 }

@@ -1,0 +1,508 @@
+//! The hook's rounds: the plan's jobs sent in the safe order (pool and `.new` uploads,
+//! each distribution finalised step by step, pool deletions, emptied directories), each
+//! job journalled the moment the server confirms it. A rename whose `.new` went missing is
+//! healed; with `symlinks auto` a refused link becomes a copy ([`super::copies`]).
+//! It must not plan (the order is [`crate::plan`]'s) nor print but through the runner.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Settings, Symlinks};
+use crate::engine::{Cause, Op, OpError, OpResult, Outcome, Req};
+use crate::plan::order::Finalise;
+use crate::plan::tree::remote_path;
+use crate::plan::{self, Action, Job, Plan};
+use crate::relpath::RelPath;
+use crate::remote_path::RemotePath;
+use crate::repo::journal::Journal;
+use crate::repo::outlog::DoneMessage;
+use crate::repo::scan::local_mtime;
+use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
+use crate::run::runner::{Judged, Runner};
+use crate::sftp::wire::StatusCode;
+
+use super::Report;
+use super::sources::link_source;
+
+/// A journal line could not be written: the run stops, since what it does next could not
+/// be recorded. Told apart because "run again" is not enough advice then.
+#[derive(Debug)]
+pub(super) struct JournalStopped;
+
+impl fmt::Display for JournalStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "its journal could not be written, so nothing more was sent (what the journal \
+             says is true; an item whose line is missing is done again); make room for the \
+             log (is its disk full?), then run again",
+        )
+    }
+}
+
+/// The most jobs given to the engine at once.
+const SLICE: usize = 4096;
+
+/// A run of the plan: the runner and what journalling needs.
+pub(super) struct Executor<'a> {
+    pub(super) runner: Runner<'a>,
+    pub(super) journal: &'a mut Journal,
+    pub(super) targetdir: Option<RemotePath>,
+    /// What completed (failures are the runner's).
+    pub(super) report: Report,
+    pub(super) supersedes: &'a HashMap<RelPath, Vec<usize>>,
+    pub(super) outdir: &'a Path,
+    pub(super) started: std::time::Instant,
+    pub(super) settings: &'a Settings,
+    /// The dist dir, resolved: what a copy of a link may lead to.
+    pub(super) dist_root: PathBuf,
+    /// Links are uploaded as copies of what they lead to: `symlinks copy`, or `auto` once
+    /// the server refused one.
+    pub(super) copying: bool,
+}
+
+/// What [`Executor::send`] leaves to its caller, by index.
+#[derive(Default)]
+struct Held {
+    /// Renames that found no `.new`.
+    missing: Vec<usize>,
+    /// Symlinks the server refused (`symlinks auto`): to be copied instead.
+    refused: Vec<usize>,
+    /// Symlinks whose REMOVE failed, where a copy of a directory stands (`auto`).
+    in_the_way: Vec<usize>,
+    /// The first refusal, for the warning.
+    refusal: Option<OpError>,
+}
+
+impl Held {
+    /// Adds what a later slice, whose first job is `at`, held.
+    fn extend(&mut self, other: Held, at: usize) {
+        let shift = |v: Vec<usize>| v.into_iter().map(move |i| i + at);
+        self.missing.extend(shift(other.missing));
+        self.refused.extend(shift(other.refused));
+        self.in_the_way.extend(shift(other.in_the_way));
+        self.refusal = self.refusal.take().or(other.refusal);
+    }
+}
+
+/// Journals `job` finished with `message`, and the older logs' entries it supersedes
+/// obsoleted: now, and only now, are they moot.
+pub(super) fn journal_complete(
+    journal: &mut Journal,
+    supersedes: &HashMap<RelPath, Vec<usize>>,
+    job: &Job,
+    message: DoneMessage,
+) -> anyhow::Result<()> {
+    journal.complete(job.log, message, &job.path)?;
+    let mut older = supersedes.get(&job.path).into_iter().flatten();
+    older.try_for_each(|&log| journal.record(log, DoneMessage::Obsoleted, &job.path))
+}
+
+/// How many files the plan uploads, and how many bytes.
+pub(super) fn upload_totals(plan: &Plan, outdir: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for job in plan.jobs() {
+        if let Some(local) = upload_source(job, outdir) {
+            files += 1;
+            bytes += std::fs::metadata(local).map_or(0, |m| m.len());
+        }
+    }
+    (files, bytes)
+}
+
+/// The local file a job uploads, if it uploads one.
+fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
+    match &job.action {
+        Action::Upload => Some(outdir.join(job.path.as_str())),
+        Action::UploadDotNew { local } => Some(local.clone()),
+        _ => None,
+    }
+}
+
+/// Whether every dist dir's finalisation step `step` only renames.
+fn renames_only(plan: &Plan, step: usize) -> bool {
+    plan.dist_dirs.iter().all(|d| {
+        d.steps[Finalise::ALL[step]]
+            .iter()
+            .all(|j| matches!(j.action, Action::RenameDotNew { .. }))
+    })
+}
+
+/// How one [`Executor::send`] judges each result: a success is journalled at once; with
+/// `heal`, what the caller can still repair is held back rather than failed.
+struct Judge<'j> {
+    jobs: &'j [&'j Job],
+    heal: bool,
+    auto: bool,
+    settings: &'j Settings,
+    journal: &'j mut Journal,
+    supersedes: &'j HashMap<RelPath, Vec<usize>>,
+    ok: Vec<bool>,
+    held: Held,
+    /// The first journal line that could not be written.
+    journal_error: Option<anyhow::Error>,
+}
+
+impl Judge<'_> {
+    fn judge(&mut self, i: usize, result: &OpResult) -> Judged {
+        let job = self.jobs[i];
+        let (heal, auto) = (self.heal, self.auto);
+        match result {
+            Ok(outcome) => {
+                self.ok[i] = true;
+                self.journal(job, outcome);
+                Judged::Done(None)
+            }
+            Err(e)
+                if heal
+                    && matches!(job.action, Action::RenameDotNew { .. })
+                    && e.status() == Some(StatusCode::NoSuchFile) =>
+            {
+                self.held.missing.push(i);
+                Judged::Other
+            }
+            Err(e) if e.cause == Cause::Interrupted => Judged::Other,
+            Err(e) if heal && auto && refuses_symlinks(e) => {
+                self.held.refused.push(i);
+                self.held.refusal.get_or_insert_with(|| e.clone());
+                Judged::Other
+            }
+            Err(e) if refuses_symlinks(e) => Judged::Failed(refused_error(e, self.settings)),
+            // The REMOVE before the SYMLINK failed where the link leads to a directory:
+            // a copy of it made earlier stands there (a directory cannot be removed
+            // so): it is kept up to date instead.
+            Err(OpError {
+                cause:
+                    Cause::Status {
+                        request: Req::Remove,
+                        ..
+                    },
+                ..
+            }) if heal
+                && auto
+                && matches!(&job.action, Action::Symlink { target }
+                    if link_source(&self.settings.distdir, &job.path, target).is_dir()) =>
+            {
+                self.held.in_the_way.push(i);
+                Judged::Other
+            }
+            Err(e) => Judged::Failed(e.to_string()),
+        }
+    }
+
+    /// Journals a job the server confirmed.
+    fn journal(&mut self, job: &Job, outcome: &Outcome) {
+        let (message, completes) = match (&job.action, outcome) {
+            (Action::UploadDotNew { .. }, _) => (DoneMessage::AsDotNew, false),
+            (Action::Symlink { .. }, _) => (DoneMessage::SymlinkDone, true),
+            (Action::Delete, Outcome::AlreadyAbsent) => (DoneMessage::AlreadyDeleted, true),
+            (Action::Delete, Outcome::Done) => (DoneMessage::Deleted, true),
+            _ => (DoneMessage::Done, true),
+        };
+        let journalled = if completes {
+            journal_complete(self.journal, self.supersedes, job, message)
+        } else {
+            self.journal.record(job.log, message, &job.path)
+        };
+        if let Err(e) = journalled {
+            self.journal_error.get_or_insert(e);
+        }
+    }
+}
+
+impl Executor<'_> {
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Runs the plan: uploads, finalisation, the copies of suite links, deletions.
+    pub(super) fn rounds(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
+        let Some(ready) = self.upload_round(plan)? else {
+            return Ok(());
+        };
+        let ready = self.finalise(plan, ready)?;
+        let finalised: Vec<&plan::DistDir> = plan
+            .dist_dirs
+            .iter()
+            .zip(&ready)
+            .filter(|(_, ready)| **ready)
+            .map(|(d, _)| d)
+            .collect();
+        self.refresh_copies(&finalised)?;
+        if self.runner.failures() > 0 {
+            return Ok(());
+        }
+        self.delete_round(plan, keepdirectories)
+    }
+
+    /// Round 1, new pool files, together with round 2's uploads of dist files as .new:
+    /// nothing names a .new, so sending them early is safe and saves the round trips of a
+    /// separate round. Returns, for each dist dir, whether all its files are up; `None`
+    /// when a pool file is not: then nothing is renamed.
+    fn upload_round(&mut self, plan: &Plan) -> anyhow::Result<Option<Vec<bool>>> {
+        let pool = plan.pool_uploads.len();
+        let uploads: Vec<&Job> = plan
+            .pool_uploads
+            .iter()
+            .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
+            .collect();
+        let ok = self.run_jobs(&uploads)?;
+        log::info!(
+            "{} upload(s) answered after {:.2} s",
+            uploads.len(),
+            self.elapsed()
+        );
+        if !ok[..pool].iter().all(|b| *b) {
+            return Ok(None);
+        }
+        let ok = &ok[pool..];
+        let mut ready: Vec<bool> = Vec::new();
+        let mut at = 0;
+        for d in &plan.dist_dirs {
+            ready.push(ok[at..at + d.uploads.len()].iter().all(|b| *b));
+            at += d.uploads.len();
+        }
+        Ok(Some(ready))
+    }
+
+    /// Round 2: each dist dir whose files are all up (`ready`) is finalised, step by
+    /// step; returns which dirs were finalised throughout.
+    fn finalise(&mut self, plan: &Plan, mut ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
+        let mut step = 0;
+        while step < Finalise::ALL.len() {
+            let last = self.last_step_together(plan, step);
+            let mut jobs = Vec::new();
+            let mut owner = Vec::new();
+            for (i, d) in plan.dist_dirs.iter().enumerate() {
+                if ready[i] {
+                    for s in &Finalise::ALL[step..=last] {
+                        jobs.extend(&d.steps[*s]);
+                        owner.extend(std::iter::repeat_n(i, d.steps[*s].len()));
+                    }
+                }
+            }
+            let ok = self.run_jobs(&jobs)?;
+            if !jobs.is_empty() {
+                log::info!(
+                    "finalising step {step}{}: {} change(s) answered after {:.2} s",
+                    if last > step {
+                        format!("-{last}")
+                    } else {
+                        String::new()
+                    },
+                    jobs.len(),
+                    self.elapsed()
+                );
+            }
+            step = last + 1;
+            for (j, good) in ok.iter().enumerate() {
+                if !good {
+                    ready[owner[j]] = false;
+                }
+            }
+        }
+        Ok(ready)
+    }
+
+    /// The last finalisation step to send in one batch with `step`.
+    ///
+    /// A server that answers in order (OpenSSH's) also carries them out in order: the
+    /// renames of the indices and of Release/InRelease then go in one batch, Release still
+    /// last, and the moment in which a reader can see new indices with the old Release
+    /// lasts one round trip, not three. Only plain renames are sent so: a symlink may need
+    /// a REMOVE or MKDIR first, which is answered before it goes. The price: an index
+    /// rename that fails no longer holds back its Release. Either way the mirror then has
+    /// indices its Release does not match until a rerun (new indices under the old
+    /// Release, or one old index under the new one); the pool is complete in both, which
+    /// is what the waits before this guard. The deletions (the last step) always wait for
+    /// the renames.
+    fn last_step_together(&mut self, plan: &Plan, step: usize) -> usize {
+        let engine = self.runner.engine();
+        let in_order = engine.in_order() && engine.atomic_rename();
+        let mut last = step;
+        while in_order
+            && last + 2 < Finalise::ALL.len()
+            && renames_only(plan, last)
+            && renames_only(plan, last + 1)
+        {
+            last += 1;
+        }
+        last
+    }
+
+    /// Round 3: pool deletions, then the directories they emptied.
+    fn delete_round(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
+        let deletes: Vec<&Job> = plan.pool_deletes.iter().collect();
+        let ok = self.run_jobs(&deletes)?;
+        if !keepdirectories {
+            let emptied = deletes
+                .iter()
+                .zip(&ok)
+                .filter(|(_, good)| **good)
+                .filter_map(|(job, _)| job.path.parent());
+            let dirs = emptied.chain(plan.prune.iter().cloned()).collect();
+            self.runner.prune(dirs, self.targetdir.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Runs jobs together; journals each success at once and reports each failure. Returns
+    /// which succeeded. Links known to be copied are copied, and so are those the server
+    /// refused (`symlinks auto`); renames that found no `.new` are healed.
+    fn run_jobs(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
+        let mut ok = vec![false; jobs.len()];
+        // Links already known to be copied are not sent as SYMLINKs.
+        let (mut copies, sent): (Vec<usize>, Vec<usize>) = (0..jobs.len())
+            .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
+        let sent_jobs: Vec<&Job> = sent.iter().map(|&i| jobs[i]).collect();
+        let (sent_ok, held) = self.send(&sent_jobs, true)?;
+        for (k, good) in sent_ok.into_iter().enumerate() {
+            ok[sent[k]] = good;
+        }
+        if let Some(e) = &held.refusal
+            && !self.copying
+        {
+            // `symlinks auto`: said once; this link and every later one are copies.
+            warn_copying(e);
+            self.copying = true;
+        }
+        copies.extend(
+            held.refused
+                .iter()
+                .chain(&held.in_the_way)
+                .map(|&k| sent[k]),
+        );
+        if !copies.is_empty() {
+            copies.sort_unstable();
+            let links: Vec<&Job> = copies.iter().map(|&i| jobs[i]).collect();
+            for (i, good) in copies.iter().zip(self.copy_links(&links)?) {
+                ok[*i] = good;
+            }
+        }
+        let missing: Vec<usize> = held.missing.iter().map(|&k| sent[k]).collect();
+        for (i, good) in self.heal(jobs, &missing)? {
+            ok[i] = good;
+        }
+        Ok(ok)
+    }
+
+    /// A rename whose `.new` has gone missing (its upload was journalled, but the file is
+    /// not there: the rename happened and its journal line was lost, or someone cleaned
+    /// up) is healed by uploading the file again and renaming it. Returns how each of the
+    /// renames retried went.
+    fn heal(&mut self, jobs: &[&Job], missing: &[usize]) -> anyhow::Result<Vec<(usize, bool)>> {
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uploads: Vec<Job> = missing
+            .iter()
+            .map(|&i| {
+                let Action::RenameDotNew { local } = &jobs[i].action else {
+                    unreachable!("only renames are retried")
+                };
+                log::warn!(
+                    "{}.new is missing on the remote: uploading it again",
+                    jobs[i].path
+                );
+                Job {
+                    action: Action::UploadDotNew {
+                        local: local.clone(),
+                    },
+                    ..jobs[i].clone()
+                }
+            })
+            .collect();
+        let (uploaded, _) = self.send(&uploads.iter().collect::<Vec<_>>(), false)?;
+        let renames: Vec<usize> = missing
+            .iter()
+            .zip(uploaded)
+            .filter(|(_, up)| *up)
+            .map(|(&i, _)| i)
+            .collect();
+        let again: Vec<&Job> = renames.iter().map(|&i| jobs[i]).collect();
+        let (renamed, _) = self.send(&again, false)?;
+        Ok(renames.into_iter().zip(renamed).collect())
+    }
+
+    /// Sends `jobs` through the runner. With `heal`, renames that find no `.new` are not
+    /// reported but returned (by index) for [`Executor::run_jobs`] to heal; so are, with
+    /// `symlinks auto`, the links the server refuses, to be copied instead. Huge plans go
+    /// in slices, so that memory stays bounded whatever the plan's size; a slice costs one
+    /// round trip of tail, nothing at this size.
+    fn send(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
+        let (mut ok, mut held) = (Vec::with_capacity(jobs.len()), Held::default());
+        for (n, slice) in jobs.chunks(SLICE).enumerate() {
+            let (o, h) = self.send_slice(slice, heal)?;
+            ok.extend(o);
+            held.extend(h, n * SLICE);
+        }
+        Ok((ok, held))
+    }
+
+    /// One engine run of at most [`SLICE`] jobs.
+    fn send_slice(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
+        let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
+        self.report.operations += jobs.len();
+        let mut judge = Judge {
+            jobs,
+            heal,
+            auto: self.settings.symlinks == Symlinks::Auto,
+            settings: self.settings,
+            journal: &mut *self.journal,
+            supersedes: self.supersedes,
+            ok: vec![false; jobs.len()],
+            held: Held::default(),
+            journal_error: None,
+        };
+        self.runner.run(&ops, |i, result| judge.judge(i, result))?;
+        let Judge {
+            ok,
+            held,
+            journal_error,
+            ..
+        } = judge;
+        if let Some(e) = journal_error {
+            return Err(e.context(JournalStopped));
+        }
+        let completed = ok.iter().filter(|b| **b).count() + self.report.completed;
+        self.runner.stop_if_interrupted(|signal| {
+            format!(
+                "interrupted by {signal}: stopped once the requests in flight were answered; \
+                 {completed} operation(s) completed and are journalled"
+            )
+        })?;
+        self.report.completed += ok.iter().filter(|b| **b).count();
+        Ok((ok, held))
+    }
+
+    fn op(&self, job: &Job) -> Op {
+        let path = remote_path(self.targetdir.as_ref(), &job.path);
+        match &job.action {
+            // The local time goes along, so that `verify` and `mirror` see equal files.
+            Action::Upload => {
+                let local = self.outdir.join(job.path.as_str());
+                Op::Upload {
+                    mtime: local_mtime(&local),
+                    local,
+                    remote: path,
+                    fsync: false,
+                }
+            }
+            Action::UploadDotNew { local } => Op::Upload {
+                local: local.clone(),
+                remote: path.with_suffix(b".new"),
+                fsync: true,
+                mtime: local_mtime(local),
+            },
+            Action::RenameDotNew { .. } => Op::Rename {
+                from: path.with_suffix(b".new"),
+                to: path,
+            },
+            Action::Symlink { target } => Op::Symlink {
+                link: path,
+                target: target.as_bytes().to_vec(),
+            },
+            Action::Delete => Op::Remove { path },
+        }
+    }
+}

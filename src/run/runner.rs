@@ -1,0 +1,185 @@
+//! The one run loop of the hook and of `mirror`: drives a list of operations through the
+//! engine, hears each result the moment it comes (a failure is counted and said at once, a
+//! finished upload moves the progress line), stops the run once a signal came, and removes
+//! emptied directories a level at a time.
+//!
+//! It owns the progress line and the count of failures. It must not know what an
+//! operation is for: journals, plans and the commands' advice stay with the caller, which
+//! judges each result ([`Judged`]) and words the message a signal ends the run with.
+
+use std::collections::BTreeSet;
+
+use crate::engine::{Engine, Op, OpResult};
+use crate::interrupt::{Interrupt, signal_name};
+use crate::plan::order::levels_deepest_first;
+use crate::plan::tree::remote_path;
+use crate::relpath::RelPath;
+use crate::remote_path::RemotePath;
+use crate::run::output::Progress;
+
+/// What a result means to the caller, and so what the runner does about it.
+pub(crate) enum Judged {
+    /// Done as asked: an upload counts on the progress line, and the line given (if any)
+    /// is said.
+    Done(Option<String>),
+    /// Failed: counted, and said at once as `outsftphook: MESSAGE`.
+    Failed(String),
+    /// Neither: interrupted, held back for the caller, or not worth counting.
+    Other,
+}
+
+/// The engine, the progress line and the failures of one run (or one `mirror` pass).
+pub(crate) struct Runner<'a> {
+    engine: &'a mut Engine,
+    interrupt: &'a Interrupt,
+    progress: Progress,
+    failures: usize,
+    /// Files the uploads judged done uploaded, and their bytes.
+    uploaded: (u64, u64),
+}
+
+impl<'a> Runner<'a> {
+    /// A runner whose progress line expects `files` uploads of `bytes`.
+    pub(crate) fn new(
+        engine: &'a mut Engine,
+        interrupt: &'a Interrupt,
+        files: u64,
+        bytes: u64,
+    ) -> Runner<'a> {
+        Runner {
+            engine,
+            interrupt,
+            progress: Progress::new(files, bytes),
+            failures: 0,
+            uploaded: (0, 0),
+        }
+    }
+
+    /// The engine, for what is not a list of changes (listings, reads, comparisons).
+    pub(crate) fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    /// What stops the run.
+    pub(crate) fn interrupt(&self) -> &'a Interrupt {
+        self.interrupt
+    }
+
+    /// Operations that failed so far.
+    pub(crate) fn failures(&self) -> usize {
+        self.failures
+    }
+
+    /// Files and bytes of the uploads judged done so far.
+    pub(crate) fn uploaded(&self) -> (u64, u64) {
+        self.uploaded
+    }
+
+    /// A new progress line, for `files` uploads of `bytes`.
+    pub(crate) fn restart_progress(&mut self, files: u64, bytes: u64) {
+        self.progress = Progress::new(files, bytes);
+    }
+
+    /// Removes the progress line.
+    pub(crate) fn finish(&mut self) {
+        self.progress.finish();
+    }
+
+    /// Says `line` without garbling the progress line.
+    pub(crate) fn say(&mut self, line: &str) {
+        self.progress.say(line);
+    }
+
+    /// One failure, said at once as `outsftphook: MESSAGE`.
+    pub(crate) fn fail(&mut self, message: &str) {
+        self.failures += 1;
+        self.progress.tell(message);
+    }
+
+    /// `failures` more failures, said already.
+    pub(crate) fn add_failures(&mut self, failures: usize) {
+        self.failures += failures;
+    }
+
+    /// Runs `ops` together ([`Engine::run_batch`]: uploads only are spread over the
+    /// connections); `judge` hears each result as soon as it comes. An `Err` is the
+    /// connection lost.
+    pub(crate) fn run(
+        &mut self,
+        ops: &[Op],
+        mut judge: impl FnMut(usize, &OpResult) -> Judged,
+    ) -> anyhow::Result<()> {
+        let (progress, failures, uploaded) =
+            (&mut self.progress, &mut self.failures, &mut self.uploaded);
+        let on_done = |i: usize, result: &OpResult| match judge(i, result) {
+            Judged::Done(line) => {
+                if let Op::Upload { local, .. } = &ops[i] {
+                    let size = std::fs::metadata(local).map_or(0, |m| m.len());
+                    uploaded.0 += 1;
+                    uploaded.1 += size;
+                    progress.file_done(size);
+                }
+                if let Some(line) = line {
+                    progress.say(&line);
+                }
+            }
+            Judged::Failed(message) => {
+                *failures += 1;
+                progress.tell(&message);
+            }
+            Judged::Other => {}
+        };
+        self.engine.run_batch(ops, on_done)?;
+        Ok(())
+    }
+
+    /// Ends the run when a signal came: the progress line goes, and the error says
+    /// `stopped(SIGNAL NAME)`. What was in flight has been answered by then.
+    pub(crate) fn stop_if_interrupted(
+        &mut self,
+        stopped: impl FnOnce(&str) -> String,
+    ) -> anyhow::Result<()> {
+        match self.interrupt.signal() {
+            Some(sig) => {
+                self.progress.finish();
+                Err(anyhow::anyhow!(stopped(&signal_name(sig))))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Removes directories left empty, deepest first, as reprepro does locally: a level
+    /// at a time, each parent only once a child of it was removed. One that is not empty
+    /// (or not ours to remove) is left alone, and so are its parents.
+    pub(crate) fn prune(
+        &mut self,
+        dirs: BTreeSet<RelPath>,
+        targetdir: Option<&RemotePath>,
+    ) -> anyhow::Result<()> {
+        let mut todo = dirs;
+        while let Some(level) = levels_deepest_first(todo.iter().cloned().collect())
+            .into_iter()
+            .next()
+        {
+            let ops: Vec<Op> = level
+                .iter()
+                .map(|p| Op::Rmdir {
+                    path: remote_path(targetdir, p),
+                })
+                .collect();
+            let results = self.engine.run(&ops, |_, _| {})?;
+            self.stop_if_interrupted(|signal| {
+                format!("interrupted by {signal} while removing emptied directories")
+            })?;
+            for (dir, result) in level.iter().zip(results) {
+                todo.remove(dir);
+                if result.is_ok()
+                    && let Some(parent) = dir.parent()
+                {
+                    todo.insert(parent);
+                }
+            }
+        }
+        Ok(())
+    }
+}
