@@ -103,6 +103,16 @@ fn stop_if_asked(interrupt: &Interrupt, waiting: &'static str) -> anyhow::Result
     }
 }
 
+/// What the run holding the lock wrote into it: `pid N`.
+fn holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    match holder.trim() {
+        "" => "unknown pid".to_owned(),
+        pid => pid.to_owned(),
+    }
+}
+
 /// Takes the lock, waiting until `deadline` for another run to finish.
 pub fn acquire_until(
     logdir: &Path,
@@ -129,14 +139,7 @@ pub fn acquire_until(
             }
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 stop_if_asked(interrupt, "waiting for another outsftphook")?;
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    "unknown pid"
-                } else {
-                    holder
-                };
+                let holder = holder(&mut file);
                 if Instant::now() >= deadline {
                     return Err(BusyError(format!(
                         "another outsftphook ({holder}) is working on {} and did not finish \
