@@ -1,5 +1,9 @@
 //! [`RelPath`]: a path inside the repository (relative to the out dir locally and to the
-//! target directory remotely) that cannot leave it.
+//! target directory remotely) that cannot leave it, and [`check_symlink_target`] for the
+//! links that point inside it.
+//!
+//! Pure string checks: it must not touch the file system (what a path is on disk is the
+//! caller's to find out).
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,9 +1,14 @@
 //! The only place that touches processes and file descriptors: spawns `ssh` (or another
 //! command that speaks SFTP on stdin/stdout), makes its pipes non-blocking and moves bytes
-//! between them and a [`Session`] in one `poll` per turn.
+//! between them and a [`Session`] in one `poll` per turn (file data spliced straight from
+//! the local file into the pipe where the kernel allows it).
 //!
 //! The child's stderr is read too (a piped stderr nobody reads would deadlock a chatty
 //! server) and shown line by line on our own stderr, prefixed with the program's name.
+//!
+//! It must not look inside the bytes it moves or decide what to send: packets are the
+//! session's, scheduling is the engine's. It never closes the server's input with requests
+//! in flight ([`Transport::shutdown`] is for when nothing is).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;

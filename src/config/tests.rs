@@ -1,3 +1,4 @@
+//! Resolution in a fake world: the environment and the files are a test's maps.
 use std::collections::HashMap;
 
 use clap::Parser;

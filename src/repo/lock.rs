@@ -6,6 +6,9 @@
 //! `DBDIR/lockfile` (O_EXCL) before it creates its log, and deletes it only after the hook it
 //! called has returned. A run that reprepro did not start waits here while that file exists
 //! ([`wait_for_reprepro`]).
+//!
+//! It must not touch the logs, nor ever remove reprepro's lock file: a message says when a
+//! stale one is in the way.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -5,6 +5,8 @@
 //! (which, unlike the modification time, our own journal lines do not change), then by name.
 //! Where the file system keeps no creation time, the name decides: the modification time
 //! would put a log we journalled to after newer ones.
+//!
+//! It looks at names and file metadata only: it must not read or parse a log's content.
 
 use std::cmp::Ordering;
 use std::fs;

@@ -1,5 +1,10 @@
 //! Parsing reprepro's `.outlog` files, strictly: one [`Line`] variant per keyword, every path
-//! validated, the BEGIN/END structure checked. An error names the file and the line.
+//! validated, the BEGIN/END structure checked, a torn last journal line recognised. An error
+//! names the file and the line ([`ParseError`]).
+//!
+//! `line` turns one line into a [`Line`], `error` says what can be wrong. Reading the file
+//! ([`parse_file`]) is the only I/O here; it must not decide what to do with the lines (that
+//! is [`crate::plan`]'s) nor write to the log (the journal's).
 
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};

@@ -1,3 +1,5 @@
+//! The parser eats byte literals: every keyword, every malformed line (with its line number),
+//! torn journal lines, random bytes.
 use super::*;
 
 fn p(bytes: &[u8]) -> Result<Outlog, ParseError> {
