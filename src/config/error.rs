@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::conf::CONF_KEYS;
+use super::CONF_KEYS;
 use crate::remote_path::RemotePathError;
 
 /// A configuration problem, found before anything is sent.

@@ -23,7 +23,7 @@ mod error;
 mod options;
 
 pub use conf::CONF_KEYS;
-pub use error::{ConfigError, Expected, LineProblem};
+pub use error::ConfigError;
 use options::Options;
 
 /// Everything a run needs to know, resolved.
