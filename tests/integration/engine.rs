@@ -471,18 +471,42 @@ fn a_silent_server_stalls_into_an_error_not_a_hang() {
 fn a_server_that_is_not_sftp_is_a_clear_error() {
     let sandbox = Sandbox::new();
     let connect = |script: &str| {
-        let err = Engine::connect(&sandbox.shell(script), EngineConfig::default())
+        Engine::connect(&sandbox.shell(script), EngineConfig::default())
             .err()
-            .unwrap();
-        err.to_string()
+            .unwrap()
     };
-    // A shell that greets: its words are no SFTP packet (staying, so that the greeting is
-    // what the client reads, not the end of the pipe).
-    let msg = connect("echo hello; sleep 5");
-    assert!(msg.contains("malformed packet"), "{msg}");
-    // One that says nothing and goes.
-    let msg = connect("exit 3");
-    assert!(msg.contains("closed"), "{msg}");
+    // A shell that greets: its words are no SFTP packet ("hell" read as a length is far over
+    // the limit). It stays, so that the greeting is what the client reads, never the end of
+    // the pipe: only a protocol error can come of it.
+    let err = connect("echo hello; sleep 5");
+    assert!(
+        matches!(
+            err.kind,
+            EngineErrorKind::Transport(TransportError::Protocol(_))
+        ),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("malformed packet from server: packet length 1751477356 exceeds"),
+        "{msg}"
+    );
+    // One that says nothing and goes: whether INIT was written before it exited or not (a
+    // broken pipe is taken as the end), its output ends, and its status is waited for.
+    let err = connect("exit 3");
+    assert!(
+        matches!(
+            &err.kind,
+            EngineErrorKind::Transport(TransportError::Closed { status: Some(s) })
+                if s.code() == Some(3)
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("the server closed the connection (exit status: 3)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -495,8 +495,9 @@ fn a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it() {
     let test = "a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it";
     for kind in [Kind::Paramiko, Kind::AsyncsshChroot, Kind::Proftpd] {
         let repo = Repo::new();
+        // A server that cannot run here is skipped (a failure under CI); the others still run.
         let Some(server) = serve(kind, &repo, test) else {
-            return;
+            continue;
         };
         // Outside the remote dir, inside the served one (a chrooted server reaches it).
         let outside = repo.dir.path().join("outside");
