@@ -198,3 +198,34 @@ fn an_upload_whose_size_the_server_does_not_confirm_lands_nowhere() {
         }
     }
 }
+
+#[test]
+fn a_refused_rename_behind_the_close_lands_the_file_once_confirmed() {
+    // As `sftp-server -P rename`: the plain RENAME an in-order server gets right behind
+    // the CLOSE is refused; the file goes in place by posix-rename once all is confirmed.
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    peer.on("RENAME").fail(StatusCode::PermissionDenied);
+    let mut pair = Pair::new(peer);
+    let ops = [
+        upload(&pair, "/m/pool/a.deb", &pattern(3000, 1)),
+        upload(&pair, "/m/pool/b.deb", &pattern(3000, 2)),
+    ];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let fs = &pair.peer.fs;
+    assert_eq!(fs.read("/m/pool/a.deb"), Some(&pattern(3000, 1)[..]));
+    assert_eq!(fs.read("/m/pool/b.deb"), Some(&pattern(3000, 2)[..]));
+    assert_eq!(fs.names("/m/pool"), ["a.deb", "b.deb"]);
+    let (log, sent) = (&pair.peer.log, pair.peer.flights.concat());
+    let landed = |name: &str| {
+        let line = format!("posix-rename /m/pool/.{name}.tmp /m/pool/{name}");
+        let refused = format!("RENAME /m/pool/.{name}.tmp /m/pool/{name}");
+        let closed = format!("CLOSE /m/pool/.{name}.tmp");
+        let at = |l: &str| log.iter().position(|x| x == l).expect(l);
+        assert!(sent.contains(&refused), "{sent:#?}");
+        assert!(at(&closed) < at(&line), "{log:#?}");
+    };
+    landed("a.deb");
+    landed("b.deb");
+}
