@@ -4,9 +4,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use outsftphook::engine::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req};
-use outsftphook::sftp::wire::StatusCode;
-use outsftphook::transport::{ServerCommand, TransportError};
+use outsftphook::StatusCode;
+use outsftphook::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req};
+use outsftphook::{ServerCommand, TransportError};
 
 use crate::support::{Sandbox, pattern, rpath};
 
@@ -63,7 +63,7 @@ fn upload_many(sandbox: &Sandbox, server: ServerCommand, n: usize) -> Engine {
     }
     let stats = engine.stats();
     assert_eq!(stats.files_uploaded, n as u64);
-    assert!(stats.max_open_files_seen <= outsftphook::engine::DEFAULT_MAX_OPEN_FILES);
+    assert!(stats.max_open_files_seen <= outsftphook::DEFAULT_MAX_OPEN_FILES);
     engine
 }
 
@@ -94,7 +94,7 @@ fn openssh_uploads_hundreds_of_files_into_new_trees() {
     }
     // A level is tried once more after its parent was made, never more.
     assert!(engine.stats().mkdirs_sent < 2 * dirs.len() as u64);
-    assert!(sandbox.max_open_logged() <= outsftphook::engine::DEFAULT_MAX_OPEN_FILES);
+    assert!(sandbox.max_open_logged() <= outsftphook::DEFAULT_MAX_OPEN_FILES);
     // A server given 5 ms to exit by itself may be stopped instead on a loaded machine:
     // what is pinned is that it never exits with a failure.
     assert_ne!(engine.close().map(|s| s.success()), Some(false));

@@ -118,7 +118,7 @@ fn a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes() {
     for name in repo.done_logs() {
         let text = fs::read_to_string(repo.logs().join(&name)).unwrap();
         assert!(text.ends_with('\n'), "{name}: {text}");
-        outsftphook::repo::outlog::parse(Path::new(&name), text.as_bytes())
+        outsftphook::parse_outlog(Path::new(&name), text.as_bytes())
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
     drop(tmpfs);
