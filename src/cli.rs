@@ -1,5 +1,9 @@
 //! The command line, as flags only: no I/O, no defaults that need the environment.
-//! The doc comments are the `--help` text.
+//! The doc comments are the `--help` text; the man page documents every long flag (a test
+//! checks it).
+//!
+//! It must not resolve anything: what a flag means together with the environment and the
+//! conf files is [`crate::config`]'s.
 
 use std::path::PathBuf;
 

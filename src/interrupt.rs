@@ -2,6 +2,9 @@
 //! is finished (or, for an upload, cut short and closed), the journal stays true, and the
 //! run exits non-zero. The handler only records the signal; `poll` returns EINTR at once, so
 //! the loop sees it without delay.
+//!
+//! Owns the handlers and the record of the signal; it must not stop anything itself: the
+//! run loop, the engine and the lock waits read [`Interrupt::signal`] and decide.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -32,21 +32,34 @@
 //! error.
 
 #![forbid(unsafe_code)]
+// The documentation is for the people who work on outsftphook and is read with
+// `cargo doc --document-private-items`: the front door is small, the links go inside.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod cli;
-pub mod config;
-pub mod engine;
+mod config;
+mod engine;
 mod exit;
-pub mod interrupt;
-pub mod plan;
-pub mod relpath;
-pub mod remote_path;
-pub mod repo;
-pub mod run;
-pub mod sftp;
-pub mod transport;
+mod interrupt;
+mod plan;
+mod relpath;
+mod remote_path;
+mod repo;
+mod run;
+mod sftp;
+mod transport;
 
+// The front door: what the binary and the tests need, nothing more. The engine's types are
+// here so that tests can drive it against real servers without the hook around it.
+pub use engine::{
+    Cause, DEFAULT_MAX_OPEN_FILES, Engine, EngineConfig, EngineErrorKind, Op, OpResult, Outcome,
+    Req,
+};
 pub use exit::{ExitStatus, Fatal};
+pub use remote_path::RemotePath;
+pub use repo::outlog::parse as parse_outlog;
+pub use sftp::wire::StatusCode;
+pub use transport::{ServerCommand, TransportError};
 
 /// Sets up logging: warnings by default, more with `-v`/`--debug-sftp`, or as `RUST_LOG` says.
 pub fn init_logging(verbose: u8, debug_sftp: u32) {

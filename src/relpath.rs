@@ -1,5 +1,9 @@
 //! [`RelPath`]: a path inside the repository (relative to the out dir locally and to the
-//! target directory remotely) that cannot leave it.
+//! target directory remotely) that cannot leave it, and [`check_symlink_target`] for the
+//! links that point inside it.
+//!
+//! Pure string checks: it must not touch the file system (what a path is on disk is the
+//! caller's to find out).
 
 use std::fmt;
 use std::sync::Arc;
@@ -98,26 +102,56 @@ impl fmt::Display for RelPath {
     }
 }
 
+/// Why a symlink target is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SymlinkTargetError {
+    Empty,
+    Absolute(String),
+    Nul,
+    /// Followed from the link's directory, it climbs above the top of the repository.
+    LeavesRepository(String),
+}
+
+impl fmt::Display for SymlinkTargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SymlinkTargetError::Empty => f.write_str("empty symlink target"),
+            SymlinkTargetError::Absolute(target) => {
+                write!(f, "symlink target {target} is absolute")
+            }
+            SymlinkTargetError::Nul => f.write_str("symlink target contains a NUL byte"),
+            SymlinkTargetError::LeavesRepository(target) => {
+                write!(f, "symlink target {target} leads out of the repository")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SymlinkTargetError {}
+
 /// Checks a symlink target relative to the directory `link_dir` the link lives in: it must be
 /// relative and, followed from there, stay inside the repository.
-pub fn check_symlink_target(link_dir: Option<&RelPath>, target: &str) -> Result<(), String> {
+pub fn check_symlink_target(
+    link_dir: Option<&RelPath>,
+    target: &str,
+) -> Result<(), SymlinkTargetError> {
     if target.is_empty() {
-        return Err("empty symlink target".into());
+        return Err(SymlinkTargetError::Empty);
     }
     if target.starts_with('/') {
-        return Err(format!("symlink target {target} is absolute"));
+        return Err(SymlinkTargetError::Absolute(target.to_owned()));
     }
     if target.contains('\0') {
-        return Err("symlink target contains a NUL byte".into());
+        return Err(SymlinkTargetError::Nul);
     }
     let mut depth = link_dir.map_or(0, |d| d.as_str().split('/').count());
     for component in target.split('/') {
         match component {
             "" | "." => {}
             ".." => {
-                depth = depth.checked_sub(1).ok_or_else(|| {
-                    format!("symlink target {target} leads out of the repository")
-                })?;
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| SymlinkTargetError::LeavesRepository(target.to_owned()))?;
             }
             _ => depth += 1,
         }

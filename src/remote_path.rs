@@ -1,4 +1,7 @@
 //! [`RemotePath`]: a path on the server, as bytes, that is known to be usable in a request.
+//!
+//! Pure: no I/O, and never a lossy `String`: remote names are bytes end to end (Display
+//! escapes them, for messages only).
 
 use std::fmt;
 

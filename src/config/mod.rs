@@ -1,9 +1,14 @@
 //! Flags + environment + `outsftphook.conf` + reprepro's `conf/options` -> one resolved
 //! [`Settings`]. Precedence: flags, then the environment, then `outsftphook.conf`, then
-//! `options`. Pure: the environment and the file reader are passed in.
+//! `options`.
+//!
+//! Pure: the environment and the file reader are passed in ([`resolve`]); nothing here
+//! opens a file, reads the process's environment or prints. Each setting keeps its conf
+//! key's name down to the engine (`inorder` -> [`Settings::in_order`] ->
+//! [`EngineConfig::in_order`](crate::engine::EngineConfig)). [`conf`](self) parses
+//! `outsftphook.conf`, `options` reprepro's file, `error` says what is wrong.
 
-use std::ffi::{OsStr, OsString};
-use std::fmt;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +17,14 @@ use crate::engine::{DEFAULT_MAX_OPEN_FILES, EngineConfig};
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
 use crate::transport::ServerCommand;
+
+mod conf;
+mod error;
+mod options;
+
+pub use conf::CONF_KEYS;
+pub use error::ConfigError;
+use options::Options;
 
 /// Everything a run needs to know, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,21 +51,30 @@ pub struct Settings {
     pub server: ServerCommand,
     /// Prefix of every remote path; `None` means the server's start directory.
     pub targetdir: Option<RemotePath>,
+    /// `-v` (counted), at least 1 with `verbose yes`.
     pub verbose: u8,
+    /// `--debug-sftp N`, or the conf file's `debug N`.
     pub debug_sftp: u32,
+    /// `--autoretry`/`--no-autoretry`, or `autoretry`: process older unprocessed outlogs first.
     pub autoretry: bool,
+    /// `keepdirectories`: keep pool directories that became empty on the remote.
     pub keepdirectories: bool,
-    /// Replace files with `posix-rename@openssh.com` where offered.
+    /// `posixrename`: replace files with `posix-rename@openssh.com` where offered.
     pub posix_rename: bool,
-    /// Remote files open at once per connection; `None`: chosen from the measured round trip.
+    /// `maxopenfiles`: remote files open at once per connection; `None` (`auto`): chosen from
+    /// the measured round trip.
     pub max_open_files: Option<usize>,
-    /// WRITE bytes awaiting a reply per connection; `None`: chosen from the round trip.
+    /// `window`: WRITE bytes awaiting a reply per connection; `None` (`auto`): chosen from
+    /// the round trip.
     pub window: Option<u64>,
-    /// Rely on OpenSSH's server carrying out requests in the order sent (`inorder auto`).
+    /// `inorder`: rely on OpenSSH's server carrying out requests in the order sent
+    /// (`inorder auto`).
     pub in_order: bool,
-    /// The most ssh connections to use for uploads.
+    /// `connections`: the most ssh connections to use for uploads.
     pub connections: usize,
+    /// `timeout`: give up when nothing moves for this long (the engine's stall timeout).
     pub timeout: Duration,
+    /// `--lock-timeout`.
     pub lock_timeout: Duration,
     /// How links are made on the remote (`symlinks auto|yes|copy`).
     pub symlinks: Symlinks,
@@ -100,16 +122,12 @@ impl Settings {
         }
         for (what, dir, from) in dirs {
             if !dir.is_dir() {
-                let problem = if dir.exists() {
-                    "is not a directory"
-                } else {
-                    "does not exist"
-                };
-                return Err(ConfigError(format!(
-                    "the {what} dir {} (from {from}) {problem}: check that setting (and \
-                     --basedir); nothing was sent",
-                    dir.display()
-                )));
+                return Err(ConfigError::MissingDir {
+                    what,
+                    dir: dir.clone(),
+                    from: from.clone(),
+                    exists: dir.exists(),
+                });
             }
         }
         Ok(())
@@ -141,233 +159,12 @@ impl Settings {
     }
 }
 
-/// A configuration problem, naming where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// The names of the settings `outsftphook.conf` knows.
-pub const CONF_KEYS: &[&str] = &[
-    "servername",
-    "username",
-    "targetdir",
-    "debug",
-    "verbose",
-    "autoretry",
-    "sshcommand",
-    "sftpcommand",
-    "maxopenfiles",
-    "timeout",
-    "keepdirectories",
-    "posixrename",
-    "connections",
-    "window",
-    "inorder",
-    "symlinks",
-];
-
 /// Default for the most connections; see the README for the measurement.
 pub const DEFAULT_CONNECTIONS: usize = 4;
 
 /// Default stall timeout: long enough for a slow link, short enough that reprepro is not held
 /// for ever by a dead one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The values read from `outsftphook.conf`.
-#[derive(Debug, Default)]
-struct ConfFile {
-    servername: Option<String>,
-    username: Option<String>,
-    targetdir: Option<String>,
-    debug: Option<u32>,
-    verbose: Option<bool>,
-    autoretry: Option<bool>,
-    sshcommand: Option<Vec<String>>,
-    sftpcommand: Option<Vec<String>>,
-    maxopenfiles: Option<Option<usize>>,
-    connections: Option<usize>,
-    window: Option<Option<u64>>,
-    inorder: Option<bool>,
-    timeout: Option<u64>,
-    keepdirectories: Option<bool>,
-    posixrename: Option<bool>,
-    symlinks: Option<Symlinks>,
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "yes" | "on" | "1" | "true" => Some(true),
-        "no" | "off" | "0" | "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// A byte count with an optional K, M or G suffix (powers of 1024), at least 64 KiB: less
-/// would not hold one WRITE.
-fn parse_size(s: &str) -> Option<u64> {
-    let (digits, unit) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()?
-        .checked_mul(unit)
-        .filter(|n| *n >= 64 * 1024)
-}
-
-fn parse_conf(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
-    let mut conf = ConfFile::default();
-    for (i, line) in text.lines().enumerate() {
-        let at = |msg: String| ConfigError(format!("{}:{}: {msg}", file.display(), i + 1));
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (key, value) = match line.split_once(char::is_whitespace) {
-            Some((k, v)) => (k, v.trim()),
-            None => (line, ""),
-        };
-        if !CONF_KEYS.contains(&key) {
-            return Err(at(format!(
-                "unknown key '{key}' (known: {})",
-                CONF_KEYS.join(", ")
-            )));
-        }
-        if value.is_empty() {
-            return Err(at(format!("'{key}' needs a value")));
-        }
-        let boolean = || {
-            parse_bool(value).ok_or_else(|| {
-                at(format!(
-                    "'{key}' takes yes/no (or on/off, true/false, 1/0), not '{value}'"
-                ))
-            })
-        };
-        let number = |min: u64| {
-            value
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n >= min)
-                .ok_or_else(|| {
-                    at(format!(
-                        "'{key}' takes a whole number >= {min}, not '{value}'"
-                    ))
-                })
-        };
-        let words = || value.split_whitespace().map(str::to_owned).collect();
-        match key {
-            "servername" => conf.servername = Some(value.to_owned()),
-            "username" => conf.username = Some(value.to_owned()),
-            "targetdir" => conf.targetdir = Some(value.to_owned()),
-            "debug" => conf.debug = Some(number(0)? as u32),
-            "verbose" => conf.verbose = Some(boolean()?),
-            "autoretry" => conf.autoretry = Some(boolean()?),
-            "keepdirectories" => conf.keepdirectories = Some(boolean()?),
-            "posixrename" => conf.posixrename = Some(boolean()?),
-            "sshcommand" => conf.sshcommand = Some(words()),
-            "sftpcommand" => conf.sftpcommand = Some(words()),
-            "maxopenfiles" if value == "auto" => conf.maxopenfiles = Some(None),
-            "maxopenfiles" => conf.maxopenfiles = Some(Some(number(1)? as usize)),
-            "connections" => conf.connections = Some(number(1)? as usize),
-            "inorder" => {
-                conf.inorder = Some(match (value, parse_bool(value)) {
-                    ("auto", _) => true,
-                    (_, Some(false)) => false,
-                    _ => return Err(at(format!("'inorder' takes auto or no, not '{value}'"))),
-                })
-            }
-            "window" if value == "auto" => conf.window = Some(None),
-            "window" => conf.window = Some(Some(parse_size(value).ok_or_else(|| {
-                at(format!(
-                    "'window' takes 'auto' or a size of at least 64K (like 512K, 4M), not '{value}'"
-                ))
-            })?)),
-            "timeout" => conf.timeout = Some(number(1)?),
-            "symlinks" => {
-                conf.symlinks = Some(match value {
-                    "auto" => Symlinks::Auto,
-                    "yes" => Symlinks::Yes,
-                    "copy" => Symlinks::Copy,
-                    _ => {
-                        return Err(at(format!(
-                            "'symlinks' takes auto, yes or copy, not '{value}'"
-                        )));
-                    }
-                })
-            }
-            _ => unreachable!("checked against CONF_KEYS"),
-        }
-    }
-    Ok(conf)
-}
-
-/// The directory lines of reprepro's `conf/options`.
-#[derive(Debug, Default)]
-struct Options {
-    basedir: Option<PathBuf>,
-    outdir: Option<PathBuf>,
-    logdir: Option<PathBuf>,
-    confdir: Option<PathBuf>,
-    distdir: Option<PathBuf>,
-    dbdir: Option<PathBuf>,
-}
-
-fn parse_options(text: &str) -> Options {
-    let mut o = Options::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        // reprepro also accepts its long options with their dashes here.
-        let key = words.next().unwrap_or("").trim_start_matches("--");
-        let Some(value) = words.next().map(PathBuf::from) else {
-            continue;
-        };
-        match key {
-            "basedir" => o.basedir = Some(value),
-            "outdir" => o.outdir = Some(value),
-            "logdir" => o.logdir = Some(value),
-            "confdir" => o.confdir = Some(value),
-            "distdir" => o.distdir = Some(value),
-            "dbdir" => o.dbdir = Some(value),
-            _ => {}
-        }
-    }
-    o
-}
-
-/// reprepro's `+b/`, `+o/`, `+c/` prefixes: relative to the base, out or conf dir.
-fn expand(
-    path: PathBuf,
-    basedir: Option<&Path>,
-    outdir: Option<&Path>,
-    confdir: Option<&Path>,
-) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    let base = match bytes.get(..3) {
-        Some(b"+b/") => basedir,
-        Some(b"+o/") => outdir,
-        Some(b"+c/") => confdir,
-        _ => return path,
-    };
-    match base {
-        Some(base) => base.join(OsStr::from_bytes(&bytes[3..])),
-        None => path,
-    }
-}
 
 /// Where the environment comes from (the process's, or a test's).
 pub trait Env {
@@ -380,144 +177,236 @@ impl<F: Fn(&str) -> Option<OsString>> Env for F {
     }
 }
 
+/// Reads a file: its content, or `None` if it does not exist.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Option<String>>;
+
 /// Resolves the settings; `read` returns a file's content, or `None` if it does not exist.
-pub fn resolve(
-    args: &Args,
-    env: &dyn Env,
-    read: &dyn Fn(&Path) -> std::io::Result<Option<String>>,
-) -> Result<Settings, ConfigError> {
-    let env_path = |name: &str| env.var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let read_at = |path: &Path| {
-        read(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))
+pub fn resolve(args: &Args, env: &dyn Env, read: ReadFile<'_>) -> Result<Settings, ConfigError> {
+    let dirs = Dirs::resolve(args, env, read)?;
+    let conf_path = dirs.confdir.join("outsftphook.conf");
+    let Some(text) = read_at(read, &conf_path)? else {
+        return Err(ConfigError::NoConfFile(conf_path));
     };
+    let mut conf = conf::parse(&conf_path, &text)?;
+    let server = server(&conf_path, &mut conf)?;
+    let targetdir = targetdir(&conf_path, conf.targetdir.as_deref())?;
+    Ok(settings(args, dirs, conf, server, targetdir))
+}
 
-    let mut basedir = args
-        .basedir
-        .clone()
-        .or_else(|| env_path("REPREPRO_BASE_DIR"));
-    let env_confdir = env_path("REPREPRO_CONFIG_DIR").or_else(|| env_path("REPREPRO_CONF_DIR"));
-    let preconfdir = args
-        .confdir
-        .clone()
-        .or_else(|| env_confdir.clone())
-        .or_else(|| basedir.as_ref().map(|b| b.join("conf")));
-    let Some(preconfdir) = preconfdir else {
-        return Err(ConfigError(
-            "no repository given: use --basedir DIR (or --confdir, --outdir and --logdir), \
-             or let reprepro run outsftphook as its outhook"
-                .into(),
-        ));
-    };
-    let options_file = preconfdir.join("options");
-    let options = match read_at(&options_file)? {
-        Some(text) => parse_options(&text),
-        None => Options::default(),
-    };
-    if basedir.is_none() {
-        basedir = options.basedir.clone();
+fn read_at(read: ReadFile<'_>, path: &Path) -> Result<Option<String>, ConfigError> {
+    read(path).map_err(|error| ConfigError::Unreadable {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// A variable of the environment as a path; empty counts as unset.
+fn env_path(env: &dyn Env, name: &str) -> Option<PathBuf> {
+    env.var(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The local directories of a run, and where the out and log dirs came from.
+struct Dirs {
+    basedir: Option<PathBuf>,
+    confdir: PathBuf,
+    outdir: PathBuf,
+    outdir_from: String,
+    logdir: PathBuf,
+    logdir_from: String,
+    distdir: PathBuf,
+    dbdir: Option<PathBuf>,
+    reprepro_env: bool,
+}
+
+/// The first candidate that is set, with the name of where it came from.
+fn first_set(candidates: [(Option<PathBuf>, String); 4]) -> Option<(PathBuf, String)> {
+    candidates
+        .into_iter()
+        .find_map(|(path, from)| Some((path?, from)))
+}
+
+impl Dirs {
+    /// Flags, then the environment, then `conf/options` (found through the flags or the
+    /// environment), then the base dir.
+    fn resolve(args: &Args, env: &dyn Env, read: ReadFile<'_>) -> Result<Dirs, ConfigError> {
+        let sources = Sources::read(args, env, read)?;
+        let (outdir, outdir_from) = sources.outdir()?;
+        let (logdir, logdir_from) = sources.logdir(&outdir)?;
+        // reprepro's defaults: distdir +o/dists, dbdir +b/db.
+        let distdir = env_path(env, "REPREPRO_DIST_DIR")
+            .or_else(|| sources.expand(&sources.options.distdir, Some(&outdir)))
+            .unwrap_or_else(|| outdir.join("dists"));
+        let dbdir = sources
+            .expand(&sources.options.dbdir, Some(&outdir))
+            .or_else(|| sources.basedir.as_ref().map(|b| b.join("db")));
+        Ok(Dirs {
+            reprepro_env: reprepro_env(env),
+            basedir: sources.basedir,
+            confdir: sources.confdir,
+            outdir,
+            outdir_from,
+            logdir,
+            logdir_from,
+            distdir,
+            dbdir,
+        })
     }
-    let b = basedir.as_deref();
-    let confdir = args
-        .confdir
-        .clone()
-        .or(env_confdir)
-        .or_else(|| options.confdir.clone().map(|c| expand(c, b, None, None)))
-        .unwrap_or(preconfdir);
-    let from_options = |key: &str| format!("'{key}' in {}", options_file.display());
-    let tag = |p: Option<PathBuf>, from: &dyn Fn() -> String| p.map(|p| (p, from()));
-    let (outdir, outdir_from) = tag(args.outdir.clone(), &|| "--outdir".into())
-        .or_else(|| tag(env_path("REPREPRO_OUT_DIR"), &|| "REPREPRO_OUT_DIR".into()))
-        .or_else(|| {
-            let o = options.outdir.clone();
-            tag(o.map(|o| expand(o, b, None, Some(&confdir))), &|| {
-                from_options("outdir")
+}
+
+/// What tells the directories: the flags, the environment, and `conf/options`.
+struct Sources<'a> {
+    args: &'a Args,
+    env: &'a dyn Env,
+    options: Options,
+    options_file: PathBuf,
+    basedir: Option<PathBuf>,
+    confdir: PathBuf,
+}
+
+impl<'a> Sources<'a> {
+    /// Finds `conf/options` through the flags or the environment and reads it; it may name
+    /// the base and conf dirs in turn.
+    fn read(args: &'a Args, env: &'a dyn Env, read: ReadFile<'_>) -> Result<Self, ConfigError> {
+        let env_confdir =
+            env_path(env, "REPREPRO_CONFIG_DIR").or_else(|| env_path(env, "REPREPRO_CONF_DIR"));
+        let given_basedir = args
+            .basedir
+            .clone()
+            .or_else(|| env_path(env, "REPREPRO_BASE_DIR"));
+        // Where conf/options is looked for: the conf dir as known before reading it.
+        let preconfdir = args
+            .confdir
+            .clone()
+            .or_else(|| env_confdir.clone())
+            .or_else(|| given_basedir.as_ref().map(|b| b.join("conf")))
+            .ok_or(ConfigError::NoRepository)?;
+        let options_file = preconfdir.join("options");
+        let options = read_at(read, &options_file)?
+            .map(|text| options::parse(&text))
+            .unwrap_or_default();
+        let basedir = given_basedir.or_else(|| options.basedir.clone());
+        let confdir = args
+            .confdir
+            .clone()
+            .or(env_confdir)
+            .or_else(|| {
+                let c = options.confdir.clone();
+                c.map(|c| options::expand(c, basedir.as_deref(), None, None))
             })
+            .unwrap_or(preconfdir);
+        Ok(Sources {
+            args,
+            env,
+            options,
+            options_file,
+            basedir,
+            confdir,
         })
-        .or_else(|| tag(basedir.clone(), &|| "the base dir".into()))
-        .ok_or_else(|| ConfigError("cannot tell the out dir: use --outdir or --basedir".into()))?;
-    let (logdir, logdir_from) = tag(args.logdir.clone(), &|| "--logdir".into())
-        .or_else(|| tag(env_path("REPREPRO_LOG_DIR"), &|| "REPREPRO_LOG_DIR".into()))
-        .or_else(|| {
-            let l = options.logdir.clone();
-            tag(
-                l.map(|l| expand(l, b, Some(&outdir), Some(&confdir))),
-                &|| from_options("logdir"),
-            )
-        })
-        .or_else(|| {
-            tag(basedir.as_ref().map(|b| b.join("logs")), &|| {
-                "BASEDIR/logs".into()
-            })
-        })
-        .ok_or_else(|| ConfigError("cannot tell the log dir: use --logdir or --basedir".into()))?;
-    // reprepro's defaults: distdir +o/dists, dbdir +b/db.
-    let distdir = env_path("REPREPRO_DIST_DIR")
-        .or_else(|| {
-            options
-                .distdir
-                .clone()
-                .map(|d| expand(d, b, Some(&outdir), Some(&confdir)))
-        })
-        .unwrap_or_else(|| outdir.join("dists"));
-    let dbdir = options
-        .dbdir
-        .clone()
-        .map(|d| expand(d, b, Some(&outdir), Some(&confdir)))
-        .or_else(|| basedir.as_ref().map(|b| b.join("db")));
-    let reprepro_env =
-        env_path("REPREPRO_OUT_DIR").is_some() || env_path("REPREPRO_LOG_DIR").is_some();
+    }
 
-    let conf_path = confdir.join("outsftphook.conf");
-    let conf = match read_at(&conf_path)? {
-        Some(text) => parse_conf(&conf_path, &text)?,
-        None => {
-            return Err(ConfigError(format!(
-                "{} does not exist: it must name the server (servername HOST, or sftpcommand \
-                 COMMAND) and usually targetdir; see outsftphook(1)",
-                conf_path.display()
-            )));
-        }
+    /// A directory of `conf/options`, its `+b/`, `+o/`, `+c/` expanded.
+    fn expand(&self, path: &Option<PathBuf>, outdir: Option<&Path>) -> Option<PathBuf> {
+        let (b, c) = (self.basedir.as_deref(), Some(self.confdir.as_path()));
+        path.clone().map(|p| options::expand(p, b, outdir, c))
+    }
+
+    /// Where a line of `conf/options` came from, for messages.
+    fn in_options(&self, key: &str) -> String {
+        format!("'{key}' in {}", self.options_file.display())
+    }
+
+    fn outdir(&self) -> Result<(PathBuf, String), ConfigError> {
+        first_set([
+            (self.args.outdir.clone(), "--outdir".into()),
+            (
+                env_path(self.env, "REPREPRO_OUT_DIR"),
+                "REPREPRO_OUT_DIR".into(),
+            ),
+            (
+                self.expand(&self.options.outdir, None),
+                self.in_options("outdir"),
+            ),
+            (self.basedir.clone(), "the base dir".into()),
+        ])
+        .ok_or(ConfigError::NoDir { what: "out" })
+    }
+
+    fn logdir(&self, outdir: &Path) -> Result<(PathBuf, String), ConfigError> {
+        first_set([
+            (self.args.logdir.clone(), "--logdir".into()),
+            (
+                env_path(self.env, "REPREPRO_LOG_DIR"),
+                "REPREPRO_LOG_DIR".into(),
+            ),
+            (
+                self.expand(&self.options.logdir, Some(outdir)),
+                self.in_options("logdir"),
+            ),
+            (
+                self.basedir.as_ref().map(|b| b.join("logs")),
+                "BASEDIR/logs".into(),
+            ),
+        ])
+        .ok_or(ConfigError::NoDir { what: "log" })
+    }
+}
+
+/// Only reprepro sets these, when it calls its hooks.
+fn reprepro_env(env: &dyn Env) -> bool {
+    env_path(env, "REPREPRO_OUT_DIR").is_some() || env_path(env, "REPREPRO_LOG_DIR").is_some()
+}
+
+/// `sftpcommand`, or else ssh (`sshcommand`) to `servername` as `username`.
+fn server(conf_path: &Path, conf: &mut conf::ConfFile) -> Result<ServerCommand, ConfigError> {
+    let words = |w: Vec<String>| w.into_iter().map(OsString::from).collect();
+    if let Some(command) = conf.sftpcommand.take() {
+        return Ok(ServerCommand::Direct(words(command)));
+    }
+    let Some(host) = conf.servername.take() else {
+        return Err(ConfigError::NoServer(conf_path.to_owned()));
     };
+    Ok(ServerCommand::Ssh {
+        ssh: words(conf.sshcommand.take().unwrap_or_else(|| vec!["ssh".into()])),
+        options: Vec::new(),
+        user: conf.username.take().map(OsString::from),
+        host: host.into(),
+    })
+}
 
-    let server = if let Some(words) = conf.sftpcommand {
-        ServerCommand::Direct(words.into_iter().map(OsString::from).collect())
-    } else if let Some(host) = conf.servername {
-        ServerCommand::Ssh {
-            ssh: conf
-                .sshcommand
-                .unwrap_or_else(|| vec!["ssh".into()])
-                .into_iter()
-                .map(OsString::from)
-                .collect(),
-            options: Vec::new(),
-            user: conf.username.map(OsString::from),
-            host: host.into(),
-        }
-    } else {
-        return Err(ConfigError(format!(
-            "{}: no server configured: add 'servername HOST' (or 'sftpcommand COMMAND')",
-            conf_path.display()
-        )));
+/// `targetdir`, without a trailing slash (but `/` stays `/`).
+fn targetdir(conf_path: &Path, value: Option<&str>) -> Result<Option<RemotePath>, ConfigError> {
+    let path = match value {
+        None => return Ok(None),
+        Some("/") => "/",
+        Some(t) => t.trim_end_matches('/'),
     };
-    let targetdir =
-        match conf.targetdir.as_deref() {
-            None => None,
-            Some("/") => Some(RemotePath::new("/").expect("valid")),
-            Some(t) => Some(RemotePath::new(t.trim_end_matches('/')).map_err(|e| {
-                ConfigError(format!("{}: targetdir '{t}': {e}", conf_path.display()))
-            })?),
-        };
+    RemotePath::new(path)
+        .map(Some)
+        .map_err(|error| ConfigError::BadTargetdir {
+            file: conf_path.to_owned(),
+            value: value.unwrap_or_default().to_owned(),
+            error,
+        })
+}
 
-    Ok(Settings {
-        basedir,
-        outdir,
-        distdir,
-        logdir,
-        outdir_from,
-        logdir_from,
-        confdir,
-        dbdir,
-        reprepro_env,
+/// Flags over `outsftphook.conf` over the defaults.
+fn settings(
+    args: &Args,
+    dirs: Dirs,
+    conf: conf::ConfFile,
+    server: ServerCommand,
+    targetdir: Option<RemotePath>,
+) -> Settings {
+    Settings {
+        basedir: dirs.basedir,
+        outdir: dirs.outdir,
+        distdir: dirs.distdir,
+        logdir: dirs.logdir,
+        outdir_from: dirs.outdir_from,
+        logdir_from: dirs.logdir_from,
+        confdir: dirs.confdir,
+        dbdir: dirs.dbdir,
+        reprepro_env: dirs.reprepro_env,
         server,
         targetdir,
         verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),
@@ -536,7 +425,7 @@ pub fn resolve(
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),
         symlinks: conf.symlinks.unwrap_or_default(),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+//! Resolution in a fake world: the environment and the files are a test's maps.
 use std::collections::HashMap;
 
 use clap::Parser;
@@ -308,7 +309,7 @@ fn errors_name_file_line_and_key() {
             .file("/r/conf/outsftphook.conf", conf)
             .resolve(&["-b", "/r"])
             .unwrap_err();
-        assert!(err.0.starts_with(want), "{conf:?}: {err}");
+        assert!(err.to_string().starts_with(want), "{conf:?}: {err}");
     }
 }
 
@@ -316,11 +317,12 @@ fn errors_name_file_line_and_key() {
 fn a_missing_conf_file_or_repository_says_what_to_do() {
     let err = World::new().resolve(&["-b", "/r"]).unwrap_err();
     assert!(
-        err.0.contains("/r/conf/outsftphook.conf does not exist"),
+        err.to_string()
+            .contains("/r/conf/outsftphook.conf does not exist"),
         "{err}"
     );
     let err = World::new().resolve(&[]).unwrap_err();
-    assert!(err.0.contains("use --basedir"), "{err}");
+    assert!(err.to_string().contains("use --basedir"), "{err}");
 }
 
 #[test]
@@ -334,4 +336,60 @@ fn the_example_conf_in_contrib_is_valid() {
         s.targetdir,
         Some(RemotePath::new("/srv/mirror/debian").unwrap())
     );
+}
+
+#[test]
+fn each_problem_has_its_one_line_message() {
+    let conf = Path::new("/r/conf/outsftphook.conf");
+    let cases = [
+        (
+            World::new().resolve(&["--confdir", "/c"]).unwrap_err(),
+            "cannot tell the out dir: use --outdir or --basedir",
+        ),
+        (
+            World::new()
+                .resolve(&["--confdir", "/c", "--outdir", "/o"])
+                .unwrap_err(),
+            "cannot tell the log dir: use --logdir or --basedir",
+        ),
+        (
+            ConfigError::Unreadable {
+                path: conf.into(),
+                error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+            "cannot read /r/conf/outsftphook.conf: permission denied",
+        ),
+        (
+            ConfigError::MissingDir {
+                what: "out",
+                dir: "/o".into(),
+                from: "--outdir".into(),
+                exists: false,
+            },
+            "the out dir /o (from --outdir) does not exist: check that setting (and --basedir); \
+             nothing was sent",
+        ),
+        (
+            ConfigError::MissingDir {
+                what: "log",
+                dir: "/l".into(),
+                from: "BASEDIR/logs".into(),
+                exists: true,
+            },
+            "the log dir /l (from BASEDIR/logs) is not a directory: check that setting (and \
+             --basedir); nothing was sent",
+        ),
+        (
+            World::new()
+                .file("/r/conf/outsftphook.conf", "servername h\nbogus\n")
+                .resolve(&["-b", "/r"])
+                .unwrap_err(),
+            "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
+             targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
+             timeout, keepdirectories, posixrename, connections, window, inorder, symlinks)",
+        ),
+    ];
+    for (err, want) in cases {
+        assert_eq!(err.to_string(), want);
+    }
 }

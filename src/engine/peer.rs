@@ -8,325 +8,19 @@
 //! Test code only: it must stay small enough to trust, and it never reaches into the engine
 //! beyond what the engine's own loop does.
 
+mod fs;
 pub(crate) mod pair;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::sftp::wire::{
     self, Attrs, ExtendedRequest, Frame, NameEntry, OpenFlags, Packet, Request, Response,
     StatusCode, ext,
 };
 
+pub(crate) use fs::{Fs, Node};
+use fs::{join, split};
 pub(crate) use pair::Pair;
-
-/// One entry of the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Node {
-    File {
-        data: Vec<u8>,
-        mode: u32,
-        mtime: u32,
-    },
-    Dir,
-    Link(Vec<u8>),
-}
-
-/// The server's files, by absolute path without `//` or a trailing `/`; `/` always exists.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Fs {
-    nodes: BTreeMap<Vec<u8>, Node>,
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = dir.to_vec();
-    if p != b"/" {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
-}
-
-/// `path` split into its directory and last name (`/` for a top-level one).
-fn split(path: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(0) => (b"/".to_vec(), path[1..].to_vec()),
-        Some(k) => (path[..k].to_vec(), path[k + 1..].to_vec()),
-        None => (b"/".to_vec(), path.to_vec()),
-    }
-}
-
-fn components(path: &[u8]) -> Vec<Vec<u8>> {
-    path.split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-impl Fs {
-    /// Makes `path` a directory, and the missing ones above it.
-    pub(crate) fn dir(&mut self, path: &str) -> &mut Fs {
-        let mut at = b"/".to_vec();
-        for c in components(path.as_bytes()) {
-            at = join(&at, &c);
-            self.nodes.entry(at.clone()).or_insert(Node::Dir);
-        }
-        self
-    }
-
-    /// Puts a file with `data` at `path` (its directory must exist).
-    pub(crate) fn file(&mut self, path: &str, data: &[u8]) -> &mut Fs {
-        let node = Node::File {
-            data: data.to_vec(),
-            mode: 0o644,
-            mtime: 0,
-        };
-        self.nodes.insert(path.as_bytes().to_vec(), node);
-        self
-    }
-
-    /// Puts a symlink to `target` at `path`.
-    pub(crate) fn link(&mut self, path: &str, target: &str) -> &mut Fs {
-        let node = Node::Link(target.as_bytes().to_vec());
-        self.nodes.insert(path.as_bytes().to_vec(), node);
-        self
-    }
-
-    /// What is at `path` itself (a symlink is not followed).
-    pub(crate) fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path.as_bytes())
-    }
-
-    /// The content of the regular file at `path` (a symlink is not followed).
-    pub(crate) fn read(&self, path: &str) -> Option<&[u8]> {
-        match self.get(path) {
-            Some(Node::File { data, .. }) => Some(data),
-            _ => None,
-        }
-    }
-
-    /// The names directly in directory `dir`, sorted.
-    pub(crate) fn names(&self, dir: &str) -> Vec<String> {
-        self.entries(dir.as_bytes())
-            .into_iter()
-            .map(|(name, _)| String::from_utf8_lossy(&name).into_owned())
-            .collect()
-    }
-
-    fn entries(&self, dir: &[u8]) -> Vec<(Vec<u8>, &Node)> {
-        self.nodes
-            .iter()
-            .filter_map(|(p, node)| {
-                let (parent, name) = split(p);
-                (parent == dir && p.as_slice() != b"/").then_some((name, node))
-            })
-            .collect()
-    }
-
-    fn is_dir(&self, path: &[u8]) -> bool {
-        path == b"/" || matches!(self.nodes.get(path), Some(Node::Dir))
-    }
-
-    /// `path` with every symlink resolved (the last one too where `follow_last`), as
-    /// realpath(3) on OpenSSH's server: the last name may be missing, no other.
-    fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Vec<u8>, StatusCode> {
-        let mut todo = components(path);
-        todo.reverse();
-        let mut at = b"/".to_vec();
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            if c == b".." {
-                at = split(&at).0;
-                continue;
-            }
-            let next = join(&at, &c);
-            let last = todo.is_empty();
-            match self.nodes.get(&next) {
-                Some(Node::Link(target)) if !last || follow_last => {
-                    hops += 1;
-                    if hops > 32 {
-                        return Err(StatusCode::Failure);
-                    }
-                    if target.starts_with(b"/") {
-                        at = b"/".to_vec();
-                    }
-                    todo.extend(components(target).into_iter().rev());
-                }
-                Some(Node::Dir) => at = next,
-                _ if last => at = next,
-                _ => return Err(StatusCode::NoSuchFile),
-            }
-        }
-        Ok(at)
-    }
-
-    /// Where a request about the name `path` itself acts: its directory resolved, its last
-    /// name not followed; the directory must exist.
-    fn locate(&self, path: &[u8]) -> Result<Vec<u8>, StatusCode> {
-        let (dir, name) = split(path);
-        let dir = self.resolve(&dir, true)?;
-        if !self.is_dir(&dir) {
-            return Err(StatusCode::NoSuchFile);
-        }
-        Ok(join(&dir, &name))
-    }
-
-    fn attrs(&self, path: &[u8]) -> Result<Attrs, StatusCode> {
-        let (size, permissions, mtime) = match self.nodes.get(path) {
-            None if path == b"/" => (0, 0o040755, 0),
-            None => return Err(StatusCode::NoSuchFile),
-            Some(Node::Dir) => (0, 0o040755, 0),
-            Some(Node::Link(t)) => (t.len() as u64, 0o120777, 0),
-            Some(Node::File { data, mode, mtime }) => (data.len() as u64, 0o100000 | mode, *mtime),
-        };
-        Ok(Attrs {
-            size: Some(size),
-            permissions: Some(permissions),
-            times: Some((mtime, mtime)),
-            ..Attrs::default()
-        })
-    }
-
-    fn file_mut(&mut self, path: &[u8]) -> Result<(&mut Vec<u8>, &mut u32), StatusCode> {
-        match self.nodes.get_mut(path) {
-            Some(Node::File { data, mtime, .. }) => Ok((data, mtime)),
-            _ => Err(StatusCode::Failure),
-        }
-    }
-
-    /// Moves `from` (and what is below it) to `to`.
-    fn rename(&mut self, from: &[u8], to: &[u8]) {
-        let below: Vec<Vec<u8>> = self
-            .nodes
-            .keys()
-            .filter(|p| *p == from || p.starts_with(&join(from, b"")))
-            .cloned()
-            .collect();
-        for p in below {
-            let node = self.nodes.remove(&p).expect("listed");
-            let mut moved = to.to_vec();
-            moved.extend_from_slice(&p[from.len()..]);
-            self.nodes.insert(moved, node);
-        }
-    }
-}
-
-impl Fs {
-    fn set_attrs(&mut self, path: &[u8], attrs: &Attrs) -> Result<Response, StatusCode> {
-        let (data, mtime) = self.file_mut(path)?;
-        if let Some(size) = attrs.size {
-            data.resize(size as usize, 0);
-        }
-        if let Some((_, m)) = attrs.times {
-            *mtime = m;
-        }
-        Ok(status(StatusCode::Ok))
-    }
-
-    /// What the tree answers to a request about paths, as OpenSSH's server would.
-    fn carry_out(&mut self, request: &Request) -> Result<Response, StatusCode> {
-        let ok = Ok(status(StatusCode::Ok));
-        let fs = self;
-        match request {
-            Request::Setstat { path, attrs } => {
-                let path = fs.resolve(path, true)?;
-                fs.set_attrs(&path, attrs)
-            }
-            Request::Lstat { path } => Ok(Response::Attrs(fs.attrs(&fs.locate(path)?)?)),
-            Request::Stat { path } => Ok(Response::Attrs(fs.attrs(&fs.resolve(path, true)?)?)),
-            Request::Realpath { path } => {
-                let resolved = fs.resolve(path, true)?;
-                Ok(Response::Name(vec![NameEntry {
-                    filename: resolved,
-                    longname: Vec::new(),
-                    attrs: Attrs::default(),
-                }]))
-            }
-            Request::Readlink { path } => match fs.nodes.get(&fs.locate(path)?) {
-                Some(Node::Link(target)) => Ok(Response::Name(vec![NameEntry {
-                    filename: target.clone(),
-                    longname: Vec::new(),
-                    attrs: Attrs::default(),
-                }])),
-                Some(_) => Err(StatusCode::Failure),
-                None => Err(StatusCode::NoSuchFile),
-            },
-            Request::Remove { path } => {
-                let at = fs.locate(path)?;
-                match fs.nodes.get(&at) {
-                    Some(Node::Dir) => Err(StatusCode::Failure),
-                    Some(_) => {
-                        fs.nodes.remove(&at);
-                        ok
-                    }
-                    None => Err(StatusCode::NoSuchFile),
-                }
-            }
-            Request::Mkdir { path, .. } => {
-                let at = fs.locate(path)?;
-                if fs.is_dir(&at) || fs.nodes.contains_key(&at) {
-                    return Err(StatusCode::Failure);
-                }
-                fs.nodes.insert(at, Node::Dir);
-                ok
-            }
-            Request::Rmdir { path } => {
-                let at = fs.locate(path)?;
-                match fs.nodes.get(&at) {
-                    Some(Node::Dir) if fs.entries(&at).is_empty() => {
-                        fs.nodes.remove(&at);
-                        ok
-                    }
-                    Some(_) => Err(StatusCode::Failure),
-                    None => Err(StatusCode::NoSuchFile),
-                }
-            }
-            Request::Symlink { link, target, .. } => {
-                let at = fs.locate(link)?;
-                if fs.nodes.contains_key(&at) {
-                    return Err(StatusCode::Failure);
-                }
-                fs.nodes.insert(at, Node::Link(target.clone()));
-                ok
-            }
-            // OpenSSH renames by link(2) and unlink(2): an existing `to` is refused.
-            Request::Rename { from, to } => {
-                let (from, to) = (fs.locate(from)?, fs.locate(to)?);
-                if !fs.nodes.contains_key(&from) {
-                    return Err(StatusCode::NoSuchFile);
-                }
-                if fs.nodes.contains_key(&to) {
-                    return Err(StatusCode::Failure);
-                }
-                fs.rename(&from, &to);
-                ok
-            }
-            Request::Extended(ExtendedRequest::PosixRename { from, to }) => {
-                let (from, to) = (fs.locate(from)?, fs.locate(to)?);
-                if !fs.nodes.contains_key(&from) {
-                    return Err(StatusCode::NoSuchFile);
-                }
-                if fs.is_dir(&to) {
-                    return Err(StatusCode::Failure);
-                }
-                fs.nodes.remove(&to);
-                fs.rename(&from, &to);
-                ok
-            }
-            Request::Extended(ExtendedRequest::Limits) => {
-                let mut data = Vec::new();
-                let limits = wire::Limits {
-                    max_packet_len: 256 * 1024,
-                    max_read_len: 255 * 1024,
-                    max_write_len: 255 * 1024,
-                    max_open_handles: 1019,
-                };
-                limits.encode(&mut data);
-                Ok(Response::ExtendedReply(data))
-            }
-            _ => Err(StatusCode::OpUnsupported),
-        }
-    }
-}
 
 /// What a [`Rule`] does to the requests it matches.
 pub(crate) enum Action {
@@ -340,12 +34,13 @@ pub(crate) enum Action {
     Drop,
     /// Carry it out, and send these bytes instead of its reply.
     Raw(Vec<u8>),
+    /// Carry it out, and have the run asked to stop (a signal) at this moment.
+    Signal,
 }
 
 /// A scripted exception to the server's plain behaviour.
 pub(crate) struct Rule {
-    /// Matches a request whose description ([`Peer::describe`]) is this or starts with it
-    /// and a space: `"WRITE /m/.a.tmp"` matches every WRITE of that file.
+    /// See [`Peer::on`].
     pattern: String,
     /// Only the `nth` match (from 1), or every one.
     nth: Option<usize>,
@@ -360,33 +55,45 @@ impl Rule {
         self
     }
 
+    /// Answers the request with this status instead of carrying it out.
     pub(crate) fn fail(&mut self, code: StatusCode) -> &mut Rule {
         self.action = Action::Answer(status(code));
         self
     }
 
+    /// Answers the request with `response` (of any kind) instead of carrying it out.
     pub(crate) fn answer(&mut self, response: Response) -> &mut Rule {
         self.action = Action::Answer(response);
         self
     }
 
+    /// Changes the tree just before the request is carried out: a race with another client.
     pub(crate) fn before(&mut self, change: impl FnMut(&mut Fs) + 'static) -> &mut Rule {
         self.action = Action::Before(Box::new(change));
         self
     }
 
+    /// Delays the reply until the peer has nothing else to send on that connection.
     pub(crate) fn hold(&mut self) -> &mut Rule {
         self.action = Action::Hold;
         self
     }
 
+    /// Never carries the request out nor answers it.
     pub(crate) fn drop_it(&mut self) -> &mut Rule {
         self.action = Action::Drop;
         self
     }
 
+    /// Carries the request out and sends `bytes` instead of its reply.
     pub(crate) fn raw(&mut self, bytes: Vec<u8>) -> &mut Rule {
         self.action = Action::Raw(bytes);
+        self
+    }
+
+    /// Carries the request out; the run is then asked to stop, as by a signal.
+    pub(crate) fn signal(&mut self) -> &mut Rule {
+        self.action = Action::Signal;
         self
     }
 
@@ -421,6 +128,20 @@ pub(crate) enum Flavour {
     Other,
 }
 
+/// What the peer keeps for each client connection.
+#[derive(Default)]
+struct Connection {
+    input: Vec<u8>,
+    held: Vec<Vec<u8>>,
+}
+
+/// What became of one request.
+enum Served {
+    Reply(Vec<u8>),
+    Held(Vec<u8>),
+    Dropped,
+}
+
 /// An open handle: the file or directory it was opened on.
 enum Handle {
     File(Vec<u8>),
@@ -433,14 +154,22 @@ pub(crate) struct Peer {
     pub(crate) flavour: Flavour,
     /// What the VERSION announces.
     pub(crate) extensions: wire::Extensions,
+    /// READs answer at most this many bytes (as rclone's may), else all asked for.
+    pub(crate) short_reads: Option<usize>,
+    /// A [`Rule::signal`] fired: the run is to stop.
+    pub(crate) signalled: bool,
+    /// The most handles that were open at once.
+    pub(crate) most_handles: usize,
     script: Vec<Rule>,
     handles: HashMap<Vec<u8>, Handle>,
     next_handle: u32,
-    input: Vec<u8>,
-    held: Vec<Vec<u8>>,
+    /// Per connection: bytes received and not yet a whole packet, and replies held back.
+    connections: Vec<Connection>,
     /// The requests received, one list per flight (what the client sent before it next
     /// waited for replies), described as [`Peer::describe`] does, in the order sent.
     pub(crate) flights: Vec<Vec<String>>,
+    /// For each of `flights`, the connection it came on.
+    pub(crate) flights_on: Vec<usize>,
     /// The requests carried out, in the order they were.
     pub(crate) log: Vec<String>,
     /// For each of `log`, whether it succeeded (a reply other than an error status).
@@ -461,25 +190,31 @@ impl Peer {
             fs,
             flavour,
             extensions,
+            short_reads: None,
+            signalled: false,
+            most_handles: 0,
             script: Vec::new(),
             handles: HashMap::new(),
             next_handle: 0,
-            input: Vec::new(),
-            held: Vec::new(),
+            connections: Vec::new(),
             flights: Vec::new(),
+            flights_on: Vec::new(),
             log: Vec::new(),
             succeeded: Vec::new(),
         }
     }
 
-    /// Adds a rule for the requests `pattern` matches (see [`Rule::pattern`]); by itself it
-    /// changes nothing: say what it does with [`Rule::fail`] and the others.
+    /// Adds a rule for the requests described as `pattern`, or as `pattern` followed by a
+    /// space and more (`"WRITE /m/.a.tmp"` matches every WRITE of that file); say what it
+    /// does with [`Rule::fail`] and the others. Where several rules match, the first added
+    /// that applies wins.
     pub(crate) fn on(&mut self, pattern: &str) -> &mut Rule {
         self.script.push(Rule {
             pattern: pattern.to_string(),
             nth: None,
             seen: 0,
-            action: Action::Answer(status(StatusCode::Ok)),
+            // Until told otherwise, the request is carried out as usual.
+            action: Action::Before(Box::new(|_| {})),
         });
         self.script.last_mut().expect("just pushed")
     }
@@ -537,16 +272,22 @@ impl Peer {
         }
     }
 
-    /// Takes what the client wrote and returns what the server writes back: each request
-    /// of the flight carried out and answered, as the flavour and the script say; replies
-    /// held back go once there is nothing else to send.
-    pub(crate) fn turn(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.input.extend_from_slice(bytes);
+    /// Takes what client connection number `k` (from 0) wrote and returns what the server
+    /// writes back: each request of the flight carried out and answered, as the flavour
+    /// and the script say; replies held back go once there is nothing else to send. The
+    /// connections share the tree and the handles, as one server's processes share a file
+    /// system.
+    pub(crate) fn turn(&mut self, k: usize, bytes: &[u8]) -> Vec<u8> {
+        if self.connections.len() <= k {
+            self.connections.resize_with(k + 1, Connection::default);
+        }
+        let input = &mut self.connections[k].input;
+        input.extend_from_slice(bytes);
         let mut out = Vec::new();
         let mut requests = Vec::new();
         let mut used = 0;
         while let Frame::Complete { body, consumed } =
-            wire::frame(&self.input[used..]).expect("the client frames its packets")
+            wire::frame(&input[used..]).expect("the client frames its packets")
         {
             let packet = Packet::decode_from_client(body).expect("the client's packets decode");
             used += consumed;
@@ -560,17 +301,22 @@ impl Peer {
                 other => panic!("a client sent {other:?}"),
             }
         }
-        self.input.drain(..used);
+        input.drain(..used);
         if !requests.is_empty() {
             let lines = requests.iter().map(|(_, r)| self.describe(r)).collect();
             self.flights.push(lines);
+            self.flights_on.push(k);
         }
-        for k in self.order(&requests) {
-            let (id, request) = &requests[k];
-            self.serve(*id, request, &mut out);
+        for i in self.order(&requests) {
+            let (id, request) = &requests[i];
+            match self.serve(*id, request) {
+                Served::Reply(bytes) => out.extend(bytes),
+                Served::Held(bytes) => self.connections[k].held.push(bytes),
+                Served::Dropped => {}
+            }
         }
         if out.is_empty() {
-            for reply in std::mem::take(&mut self.held) {
+            for reply in std::mem::take(&mut self.connections[k].held) {
                 out.extend(reply);
             }
         }
@@ -605,7 +351,7 @@ impl Peer {
     }
 
     /// One request: the script's rule for it, or the tree's answer.
-    fn serve(&mut self, id: u32, request: &Request, out: &mut Vec<u8>) {
+    fn serve(&mut self, id: u32, request: &Request) -> Served {
         let line = self.describe(request);
         let rule = self.script.iter_mut().position(|r| r.applies(&line));
         let reply = |response: Response| {
@@ -614,25 +360,24 @@ impl Peer {
             bytes
         };
         let Some(rule) = rule else {
-            let response = self.carry_out(line, request);
-            return out.extend(reply(response));
+            return Served::Reply(reply(self.carry_out(line, request)));
         };
         match &mut self.script[rule].action {
-            Action::Answer(response) => out.extend(reply(response.clone())),
-            Action::Drop => {}
+            Action::Answer(response) => Served::Reply(reply(response.clone())),
+            Action::Drop => Served::Dropped,
             Action::Before(change) => {
                 change(&mut self.fs);
-                let response = self.carry_out(line, request);
-                out.extend(reply(response));
+                Served::Reply(reply(self.carry_out(line, request)))
             }
-            Action::Hold => {
-                let response = self.carry_out(line, request);
-                self.held.push(reply(response));
-            }
+            Action::Hold => Served::Held(reply(self.carry_out(line, request))),
             Action::Raw(bytes) => {
                 let bytes = bytes.clone();
                 self.carry_out(line, request);
-                out.extend(bytes);
+                Served::Reply(bytes)
+            }
+            Action::Signal => {
+                self.signalled = true;
+                Served::Reply(reply(self.carry_out(line, request)))
             }
         }
     }
@@ -641,6 +386,7 @@ impl Peer {
         let name = format!("h{}", self.next_handle).into_bytes();
         self.next_handle += 1;
         self.handles.insert(name.clone(), handle);
+        self.most_handles = self.most_handles.max(self.handles.len());
         Response::Handle(name)
     }
 
@@ -695,9 +441,10 @@ impl Peer {
                 len,
             } => {
                 let path = self.handle_path(handle)?;
+                let len = self.short_reads.unwrap_or(usize::MAX).min(*len as usize);
                 let (file, _) = self.fs.file_mut(&path)?;
                 let start = (*offset as usize).min(file.len());
-                let end = (start + *len as usize).min(file.len());
+                let end = (start + len).min(file.len());
                 if start == end {
                     return Err(StatusCode::Eof);
                 }

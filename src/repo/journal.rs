@@ -5,6 +5,8 @@
 //! when the run says so ([`Journal::finish_empty`]), after the clean-up that follows the
 //! last item (pruning emptied directories), so that a cut-off run leaves the log pending
 //! and the next one does the clean-up.
+//!
+//! It must not decide what completed: the run tells it, item by item.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -6,6 +6,9 @@
 //! `DBDIR/lockfile` (O_EXCL) before it creates its log, and deletes it only after the hook it
 //! called has returned. A run that reprepro did not start waits here while that file exists
 //! ([`wait_for_reprepro`]).
+//!
+//! It must not touch the logs, nor ever remove reprepro's lock file: a message says when a
+//! stale one is in the way.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -103,6 +106,16 @@ fn stop_if_asked(interrupt: &Interrupt, waiting: &'static str) -> anyhow::Result
     }
 }
 
+/// What the run holding the lock wrote into it: `pid N`.
+fn holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    match holder.trim() {
+        "" => "unknown pid".to_owned(),
+        pid => pid.to_owned(),
+    }
+}
+
 /// Takes the lock, waiting until `deadline` for another run to finish.
 pub fn acquire_until(
     logdir: &Path,
@@ -129,14 +142,7 @@ pub fn acquire_until(
             }
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 stop_if_asked(interrupt, "waiting for another outsftphook")?;
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    "unknown pid"
-                } else {
-                    holder
-                };
+                let holder = holder(&mut file);
                 if Instant::now() >= deadline {
                     return Err(BusyError(format!(
                         "another outsftphook ({holder}) is working on {} and did not finish \

@@ -5,6 +5,8 @@
 //! (which, unlike the modification time, our own journal lines do not change), then by name.
 //! Where the file system keeps no creation time, the name decides: the modification time
 //! would put a log we journalled to after newer ones.
+//!
+//! It looks at names and file metadata only: it must not read or parse a log's content.
 
 use std::cmp::Ordering;
 use std::fs;
@@ -114,6 +116,27 @@ pub fn select(files: &[PathBuf], logdir: &Path, how: Selection) -> anyhow::Resul
         sort(&mut logs);
         return Ok(logs);
     }
+    let given = given_logs(files)?;
+    let keys: Vec<Key> = given.iter().map(|f| Key::of(f)).collect();
+    if !how.force_order {
+        check_order(&given, &keys)?;
+    }
+    if how.ignore_pending {
+        return Ok(given);
+    }
+    let Some(newest) = keys.iter().max() else {
+        return Ok(given);
+    };
+    let mut older = older_pending(logdir, &given, newest)?;
+    if !older.is_empty() && !how.autoretry {
+        return Err(OlderPending(older).into());
+    }
+    older.extend(given);
+    Ok(older)
+}
+
+/// The logs named on the command line that are still to do.
+fn given_logs(files: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     if files.is_empty() {
         bail!(
             "no .outlog files given: name them, or use --pending to process what is in the log dir"
@@ -134,25 +157,26 @@ pub fn select(files: &[PathBuf], logdir: &Path, how: Selection) -> anyhow::Resul
         }
         given.push(f.clone());
     }
-    let keys: Vec<Key> = given.iter().map(|f| Key::of(f)).collect();
-    if !how.force_order {
-        for (w, pair) in keys.windows(2).enumerate() {
-            if pair[0] >= pair[1] {
-                bail!(
-                    "the logs are not given in order ({} comes after {}); applying them in this \
-                     order might not be safe (use --force-order to do it anyway)",
-                    given[w].display(),
-                    given[w + 1].display()
-                );
-            }
+    Ok(given)
+}
+
+/// Refuses logs given out of order (`keys` are theirs).
+fn check_order(given: &[PathBuf], keys: &[Key]) -> anyhow::Result<()> {
+    for (w, pair) in keys.windows(2).enumerate() {
+        if pair[0] >= pair[1] {
+            bail!(
+                "the logs are not given in order ({} comes after {}); applying them in this \
+                 order might not be safe (use --force-order to do it anyway)",
+                given[w].display(),
+                given[w + 1].display()
+            );
         }
     }
-    if how.ignore_pending {
-        return Ok(given);
-    }
-    let Some(newest) = keys.iter().max() else {
-        return Ok(given);
-    };
+    Ok(())
+}
+
+/// The unprocessed logs of `logdir` older than `newest` and not among `given`, oldest first.
+fn older_pending(logdir: &Path, given: &[PathBuf], newest: &Key) -> anyhow::Result<Vec<PathBuf>> {
     let names: Vec<_> = given.iter().filter_map(|g| g.file_name()).collect();
     let mut older: Vec<PathBuf> = pending_in(logdir)?
         .into_iter()
@@ -160,10 +184,6 @@ pub fn select(files: &[PathBuf], logdir: &Path, how: Selection) -> anyhow::Resul
         .filter(|p| Key::of(p) < *newest)
         .collect();
     sort(&mut older);
-    if !older.is_empty() && !how.autoretry {
-        return Err(OlderPending(older).into());
-    }
-    older.extend(given);
     Ok(older)
 }
 

@@ -1,11 +1,21 @@
 //! Parsing reprepro's `.outlog` files, strictly: one [`Line`] variant per keyword, every path
-//! validated, the BEGIN/END structure checked. An error names the file and the line.
+//! validated, the BEGIN/END structure checked, a torn last journal line recognised. An error
+//! names the file and the line ([`ParseError`]).
+//!
+//! `line` turns one line into a [`Line`], `error` says what can be wrong. Reading the file
+//! ([`parse_file`]) is the only I/O here; it must not decide what to do with the lines (that
+//! is [`crate::plan`]'s) nor write to the log (the journal's).
 
-use std::fmt;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
-use crate::relpath::{RelPath, check_symlink_target};
+use crate::relpath::RelPath;
+
+mod error;
+mod line;
+
+pub use error::{OutlogError, ParseError, Problem};
+use line::Parser;
 
 /// The longest line we accept; reprepro's lines are paths, far shorter.
 pub const MAX_LINE_LEN: usize = 16 * 1024;
@@ -131,22 +141,6 @@ fn is_torn_journal_line(raw: &[u8], after_journal: bool) -> bool {
     fits && (raw.len() >= 2 || after_journal)
 }
 
-/// A malformed outlog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub file: PathBuf,
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
-    }
-}
-
-impl std::error::Error for ParseError {}
-
 /// Reads and parses the outlog at `path`, a line at a time.
 pub fn parse_file(path: &Path) -> anyhow::Result<Outlog> {
     use anyhow::Context;
@@ -166,72 +160,51 @@ pub fn parse_file(path: &Path) -> anyhow::Result<Outlog> {
 
 /// Parses outlog content; `path` is only used in messages.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Outlog, ParseError> {
-    parse_reader(path, bytes).map_err(|e| match e.downcast::<ParseError>() {
-        Ok(parse_error) => parse_error,
-        Err(io) => unreachable!("reading a byte slice failed: {io}"),
+    parse_reader(path, bytes).map_err(|e| match e {
+        OutlogError::Parse(parse_error) => parse_error,
+        OutlogError::Read { error, .. } => unreachable!("reading a byte slice failed: {error}"),
     })
 }
 
-/// Parses outlog content from a reader; an error is a [`ParseError`] or a read error.
-pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> anyhow::Result<Outlog> {
+/// Parses outlog content from a reader, a line at a time.
+pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> Result<Outlog, OutlogError> {
     let mut parser = Parser { open: None };
     let mut lines = Vec::new();
     let mut number = 0;
     let mut offset = 0u64;
-    let mut torn_tail = None;
     let mut raw = Vec::new();
+    let mut torn_tail = None;
+    let err = |line: usize, problem| ParseError {
+        file: path.to_owned(),
+        line,
+        problem,
+    };
     loop {
-        raw.clear();
-        // At most one byte past the limit, so that a huge line is never read whole.
-        let limit = (MAX_LINE_LEN + 2) as u64;
-        let n = (&mut reader)
-            .take(limit)
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let n = read_line(&mut reader, &mut raw).map_err(|error| OutlogError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
         if n == 0 {
             break;
         }
         number += 1;
-        let err = |message: String| ParseError {
-            file: path.to_owned(),
-            line: number,
-            message,
-        };
         if raw.last() != Some(&b'\n') {
-            if raw.len() as u64 >= limit {
-                return Err(err(format!("line is longer than {MAX_LINE_LEN} bytes")).into());
-            }
             let after_journal = matches!(lines.last(), Some((_, Line::Done { .. })));
-            if is_torn_journal_line(&raw, after_journal) {
-                torn_tail = Some(TornTail {
-                    line: number,
-                    offset,
-                });
-                break;
-            }
-            return Err(
-                err("the last line does not end in a newline (truncated file?)".into()).into(),
-            );
+            unterminated(&raw, after_journal).map_err(|problem| err(number, problem))?;
+            torn_tail = Some(TornTail {
+                line: number,
+                offset,
+            });
+            break;
         }
         offset += n as u64;
         raw.pop();
-        if raw.len() > MAX_LINE_LEN {
-            return Err(err(format!("line is longer than {MAX_LINE_LEN} bytes")).into());
-        }
-        let text = std::str::from_utf8(&raw).map_err(|_| err("line is not valid UTF-8".into()))?;
-        let line = parser.line(text, number).map_err(err)?;
-        lines.push((number, line));
+        let line = text(&raw).and_then(|text| parser.line(text, number));
+        lines.push((number, line.map_err(|problem| err(number, problem))?));
     }
+    // Every section must be closed; the error names the line of its BEGIN.
     if let Some((section, at)) = parser.open {
-        return Err(ParseError {
-            file: path.to_owned(),
-            line: at,
-            message: format!(
-                "BEGIN for {} has no matching END (truncated file?)",
-                section.dir
-            ),
-        }
-        .into());
+        return Err(err(at, Problem::UnclosedSection(section.dir)).into());
     }
     lines.shrink_to_fit();
     Ok(Outlog {
@@ -241,145 +214,33 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> anyhow::Result<Out
     })
 }
 
-struct Parser {
-    /// The section we are inside, with the line number of its BEGIN.
-    open: Option<(Section, usize)>,
+/// At most one byte past the limit, so that a huge line is never read whole.
+const READ_LIMIT: u64 = (MAX_LINE_LEN + 2) as u64;
+
+/// Reads the next line, newline included, into `raw`; 0 at the end of the file.
+fn read_line(reader: &mut impl BufRead, raw: &mut Vec<u8>) -> std::io::Result<usize> {
+    raw.clear();
+    reader.take(READ_LIMIT).read_until(b'\n', raw)
 }
 
-fn rel(what: &str, s: &str) -> Result<RelPath, String> {
-    RelPath::new(s).map_err(|e| format!("bad {what} {s:?}: {e}"))
-}
-
-fn under(what: &str, s: &str, top: &str) -> Result<RelPath, String> {
-    let p = rel(what, s)?;
-    if p.first_component() != top || !s.contains('/') {
-        return Err(format!("bad {what} {s:?}: not below {top}/"));
+/// A last line without its newline: `Ok` if it is a torn journal line, to be taken as not
+/// written.
+fn unterminated(raw: &[u8], after_journal: bool) -> Result<(), Problem> {
+    if raw.len() as u64 >= READ_LIMIT {
+        Err(Problem::TooLong)
+    } else if is_torn_journal_line(raw, after_journal) {
+        Ok(())
+    } else {
+        Err(Problem::NoFinalNewline)
     }
-    Ok(p)
 }
 
-impl Parser {
-    fn line(&mut self, text: &str, number: usize) -> Result<Line, String> {
-        let fields: Vec<&str> = text.split('\t').collect();
-        let keyword = fields[0];
-        let args = &fields[1..];
-        if let Some(i) = fields.iter().position(|f| f.is_empty()) {
-            return Err(if i == 0 {
-                "empty line or keyword".into()
-            } else {
-                format!("{keyword}: field {i} is empty")
-            });
-        }
-        let count = |n: &[usize]| -> Result<(), String> {
-            if n.contains(&args.len()) {
-                Ok(())
-            } else {
-                let want: Vec<String> = n.iter().map(usize::to_string).collect();
-                Err(format!(
-                    "{keyword} takes {} fields, found {}",
-                    want.join(" or "),
-                    args.len()
-                ))
-            }
-        };
-        let line = match keyword {
-            "POOLNEW" | "POOLDELETE" => {
-                count(&[1])?;
-                let key = under("pool file", args[0], "pool")?;
-                if keyword == "POOLNEW" {
-                    Line::PoolNew(key)
-                } else {
-                    Line::PoolDelete(key)
-                }
-            }
-            "BEGIN-DISTRIBUTION" | "END-DISTRIBUTION" | "BEGIN-SNAPSHOT" | "END-SNAPSHOT" => {
-                let kind = if keyword.ends_with("SNAPSHOT") {
-                    count(&[3])?;
-                    SectionKind::Snapshot
-                } else {
-                    count(&[2, 3])?;
-                    SectionKind::Distribution
-                };
-                let section = Section {
-                    kind,
-                    codename: args[0].to_owned(),
-                    dir: under("distribution directory", args[1], "dists")?,
-                    extra: args.get(2).map(|s| (*s).to_owned()),
-                };
-                if keyword.starts_with("BEGIN") {
-                    if let Some((open, _)) = &self.open {
-                        return Err(format!("{keyword} inside the section of {}", open.dir));
-                    }
-                    self.open = Some((section.clone(), number));
-                    Line::Begin(section)
-                } else {
-                    match self.open.take() {
-                        Some((open, _)) if open == section => Line::End(section),
-                        Some((open, _)) => {
-                            return Err(format!(
-                                "{keyword} for {} does not match the BEGIN for {}",
-                                section.dir, open.dir
-                            ));
-                        }
-                        None => return Err(format!("{keyword} without BEGIN")),
-                    }
-                }
-            }
-            "DISTFILE" | "DISTSYMLINK" | "DISTDELETE" | "DISTKEEP" => {
-                count(if keyword == "DISTFILE" || keyword == "DISTSYMLINK" {
-                    &[3]
-                } else {
-                    &[2]
-                })?;
-                let dir = under("distribution directory", args[0], "dists")?;
-                match &self.open {
-                    None => return Err(format!("{keyword} outside BEGIN/END")),
-                    Some((open, _)) if open.dir != dir => {
-                        return Err(format!(
-                            "{keyword} names {dir}, but the open section is {}",
-                            open.dir
-                        ));
-                    }
-                    Some(_) => {}
-                }
-                let name = rel("file name", args[1])?;
-                match keyword {
-                    "DISTFILE" => {
-                        if args[2].contains('\0') {
-                            return Err("local file name contains a NUL byte".into());
-                        }
-                        Line::DistFile {
-                            dir,
-                            name,
-                            local: PathBuf::from(args[2]),
-                        }
-                    }
-                    "DISTSYMLINK" => {
-                        let full = dir.join(&name);
-                        check_symlink_target(full.parent().as_ref(), args[2])?;
-                        Line::DistSymlink {
-                            dir,
-                            name,
-                            target: args[2].to_owned(),
-                        }
-                    }
-                    "DISTDELETE" => Line::DistDelete { dir, name },
-                    _ => Line::DistKeep { dir, name },
-                }
-            }
-            "DONE" => {
-                count(&[2])?;
-                let message = DoneMessage::parse(args[0])
-                    .ok_or_else(|| format!("unknown DONE message {:?}", args[0]))?;
-                Line::Done {
-                    message,
-                    path: rel("path", args[1])?,
-                }
-            }
-            other => return Err(format!("unknown keyword {other:?}")),
-        };
-        Ok(line)
+/// A line's text, without its newline.
+fn text(raw: &[u8]) -> Result<&str, Problem> {
+    if raw.len() > MAX_LINE_LEN {
+        return Err(Problem::TooLong);
     }
+    std::str::from_utf8(raw).map_err(|_| Problem::NotUtf8)
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! The SFTP version 3 wire format (draft-ietf-secsh-filexfer-02): packet types, encoding into a
-//! byte buffer and incremental decoding from one.
+//! byte buffer and incremental decoding from one ([`frame`], then
+//! [`Packet::decode_from_server`]).
 //!
-//! Pure code: no I/O, no allocation sized by a peer before the length is checked against what
-//! actually arrived and against [`MAX_PACKET_LEN`]. Everything a peer sends is untrusted; a bad
-//! packet is a [`WireError`], never a panic.
+//! Pure code: no I/O, no state between packets (ids and what is in flight are the session's),
+//! no allocation sized by a peer before the length is checked against what actually arrived
+//! and against [`MAX_PACKET_LEN`]. Everything a peer sends is untrusted; a bad packet is a
+//! [`WireError`], never a panic. The server's side of the codec (decoding requests, the
+//! request variants the client never sends) exists only under `cfg(test)`: for the round
+//! trips and for the scripted peer the engine's unit tests talk to.
 
 use std::fmt;
 

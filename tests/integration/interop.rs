@@ -436,8 +436,8 @@ fn large_uploads_to_paramiko_are_never_cut_into_parts() {
 /// Uploads 5 MiB to `kind` over three connections with 1 MiB parts allowed: it must
 /// arrive whole, and (where the server's log shows it) through one handle.
 fn check_large_upload_is_sent_whole(kind: Kind, test: &str) {
-    use outsftphook::engine::{Engine, EngineConfig, Op, Outcome};
-    use outsftphook::remote_path::RemotePath;
+    use outsftphook::RemotePath;
+    use outsftphook::{Engine, EngineConfig, Op, Outcome};
     let repo = Repo::new();
     let Some(server) = serve(kind, &repo, test) else {
         return;
@@ -490,13 +490,14 @@ fn check_large_upload_is_sent_whole(kind: Kind, test: &str) {
 /// NO_SUCH_FILE for a path leading out of it. Nothing is made, written or removed there.
 #[test]
 fn a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it() {
-    use outsftphook::engine::{Cause, Engine, EngineConfig, Op};
-    use outsftphook::remote_path::RemotePath;
+    use outsftphook::RemotePath;
+    use outsftphook::{Cause, Engine, EngineConfig, Op};
     let test = "a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it";
     for kind in [Kind::Paramiko, Kind::AsyncsshChroot, Kind::Proftpd] {
         let repo = Repo::new();
+        // A server that cannot run here is skipped (a failure under CI); the others still run.
         let Some(server) = serve(kind, &repo, test) else {
-            return;
+            continue;
         };
         // Outside the remote dir, inside the served one (a chrooted server reaches it).
         let outside = repo.dir.path().join("outside");

@@ -6,8 +6,8 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::{Duration, UNIX_EPOCH};
 
-use outsftphook::engine::{Cause, Engine, EngineConfig, Op, OpResult};
-use outsftphook::transport::ServerCommand;
+use outsftphook::ServerCommand;
+use outsftphook::{Cause, Engine, EngineConfig, Op, OpResult};
 
 use crate::repo::Repo;
 use crate::support::{Sandbox, names_in, pattern, rpath};

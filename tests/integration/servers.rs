@@ -162,8 +162,8 @@ impl Server {
     }
 
     /// The server command that reaches it, for driving the engine directly.
-    pub fn engine_command(&self) -> outsftphook::transport::ServerCommand {
-        outsftphook::transport::ServerCommand::Direct(vec![
+    pub fn engine_command(&self) -> outsftphook::ServerCommand {
+        outsftphook::ServerCommand::Direct(vec![
             "sh".into(),
             "-c".into(),
             format!("exec {} -l root -s 127.0.0.1 sftp", self.ssh_command()).into(),

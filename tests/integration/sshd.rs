@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outsftphook::engine::{Engine, EngineConfig, Op, Outcome};
-use outsftphook::transport::ServerCommand;
+use outsftphook::ServerCommand;
+use outsftphook::{Engine, EngineConfig, Op, Outcome};
 
 use crate::support::{Sandbox, pattern, rpath};
 

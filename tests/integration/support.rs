@@ -4,8 +4,8 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use outsftphook::remote_path::RemotePath;
-use outsftphook::transport::ServerCommand;
+use outsftphook::RemotePath;
+use outsftphook::ServerCommand;
 
 pub const OPENSSH_SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 pub const GESFTPSERVER: &str = "/usr/libexec/gesftpserver";

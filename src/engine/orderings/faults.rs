@@ -3,7 +3,7 @@
 //! never a panic, and what was in place stays so.
 
 use super::{both, pattern, rp, upload};
-use crate::engine::op::{Cause, Op, Outcome, Req};
+use crate::engine::op::{Cause, Op, OpResult, Outcome, Req};
 use crate::engine::peer::pair::Broken;
 use crate::engine::peer::{Flavour, Node, Pair, Peer, status};
 use crate::sftp::session::SessionError;
@@ -174,4 +174,59 @@ fn a_reply_that_never_comes_leaves_its_operation_in_flight_and_the_others_done()
     assert_eq!(failure.finished, [(1, Ok(Outcome::Done))]);
     assert_eq!(failure.in_flight, ["CLOSE for upload /m/pool/a.deb"]);
     assert!(pair.peer.fs.get("/m/pool/a.deb").is_none());
+}
+
+#[test]
+fn an_interrupt_mid_batch_leaves_whole_files_or_nothing_and_no_temporary_file() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs.dir("/m/pool").file("/m/pool/f3.deb", b"the old f3");
+        // The signal comes while the fourth file, larger than the window, is being written.
+        peer.on("WRITE /m/pool/.f3.deb.tmp at 0").signal();
+    }) {
+        // More than the eight files that may be open at once: some never start.
+        let size = |k: usize| if k == 3 { 60_000 } else { 1000 + 1500 * k };
+        let ops: Vec<Op> = (0..12)
+            .map(|k| {
+                upload(
+                    &pair,
+                    &format!("/m/pool/f{k}.deb"),
+                    &pattern(size(k), k as u8),
+                )
+            })
+            .collect();
+        let results = pair.run(&ops);
+        let interrupted = |r: &OpResult| matches!(r, Err(e) if e.cause == Cause::Interrupted);
+        assert!(interrupted(&results[3]), "{flavour:?}: {:?}", results[3]);
+        assert!(
+            results[8..].iter().all(interrupted),
+            "{flavour:?}: never started"
+        );
+        let fs = &pair.peer.fs;
+        assert_eq!(
+            fs.read("/m/pool/f3.deb"),
+            Some(&b"the old f3"[..]),
+            "{flavour:?}"
+        );
+        for (k, result) in results.iter().enumerate() {
+            let name = format!("/m/pool/f{k}.deb");
+            match result {
+                Ok(_) => assert_eq!(fs.read(&name), Some(&pattern(size(k), k as u8)[..])),
+                Err(_) if k == 3 => {}
+                Err(e) => {
+                    assert!(interrupted(result), "{flavour:?}: {e}");
+                    assert!(fs.get(&name).is_none(), "{flavour:?}: {name} is partial");
+                }
+            }
+        }
+        let temporary: Vec<String> = fs
+            .names("/m/pool")
+            .into_iter()
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(temporary.is_empty(), "{flavour:?}: {temporary:?}");
+        assert!(
+            results.iter().any(Result::is_ok),
+            "{flavour:?}: some were done before"
+        );
+    }
 }

@@ -2,9 +2,9 @@
 //! order the server answers in.
 
 use super::{both, pattern, rp, upload};
-use crate::engine::op::Op;
+use crate::engine::op::{Cause, Op};
 use crate::engine::peer::{Flavour, Pair, Peer};
-use crate::sftp::wire::StatusCode;
+use crate::sftp::wire::{Attrs, Response, StatusCode};
 
 #[test]
 fn replies_out_of_order_still_land_every_upload_by_rename_from_its_temporary_name() {
@@ -126,7 +126,7 @@ fn a_refused_posix_rename_falls_back_to_remove_then_rename_from_then_on() {
             "{flavour:?}: each at most once, in one flight"
         );
         assert!(
-            !pair.conn.limits.posix_rename,
+            !pair.conn().limits.posix_rename,
             "{flavour:?}: done without from now on"
         );
 
@@ -145,4 +145,87 @@ fn a_refused_posix_rename_falls_back_to_remove_then_rename_from_then_on() {
         );
         assert_eq!(pair.peer.fs.names("/m/pool"), ["a.deb"], "{flavour:?}");
     }
+}
+
+#[test]
+fn an_upload_whose_size_the_server_does_not_confirm_lands_nowhere() {
+    let no_size = Response::Attrs(Attrs::default());
+    let one_byte = Response::Attrs(Attrs {
+        size: Some(1),
+        ..Attrs::default()
+    });
+    let cases = [
+        (
+            "FSTAT",
+            no_size.clone(),
+            Some(no_size),
+            Cause::SizeUnconfirmed,
+        ),
+        (
+            "FSTAT",
+            one_byte,
+            None,
+            Cause::SizeMismatch {
+                expected: 3000,
+                actual: 1,
+            },
+        ),
+    ];
+    for (fstat, fstat_reply, stat_reply, cause) in cases {
+        for (flavour, mut pair) in both(|peer| {
+            peer.fs.dir("/m/pool").file("/m/pool/a.deb", b"the old a");
+            peer.on(fstat).answer(fstat_reply.clone());
+            if let Some(reply) = &stat_reply {
+                peer.on("STAT").answer(reply.clone());
+            }
+        }) {
+            let ops = [
+                upload(&pair, "/m/pool/a.deb", &pattern(3000, 1)),
+                upload(&pair, "/m/pool/new.deb", &pattern(3000, 2)),
+            ];
+            let results = pair.run(&ops);
+            for result in &results {
+                let err = result.as_ref().expect_err("unconfirmed");
+                assert_eq!(err.cause, cause, "{flavour:?}");
+            }
+            let fs = &pair.peer.fs;
+            assert_eq!(
+                fs.read("/m/pool/a.deb"),
+                Some(&b"the old a"[..]),
+                "{flavour:?}"
+            );
+            assert_eq!(fs.names("/m/pool"), ["a.deb"], "{flavour:?}");
+        }
+    }
+}
+
+#[test]
+fn a_refused_rename_behind_the_close_lands_the_file_once_confirmed() {
+    // As `sftp-server -P rename`: the plain RENAME an in-order server gets right behind
+    // the CLOSE is refused; the file goes in place by posix-rename once all is confirmed.
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    peer.on("RENAME").fail(StatusCode::PermissionDenied);
+    let mut pair = Pair::new(peer);
+    let ops = [
+        upload(&pair, "/m/pool/a.deb", &pattern(3000, 1)),
+        upload(&pair, "/m/pool/b.deb", &pattern(3000, 2)),
+    ];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let fs = &pair.peer.fs;
+    assert_eq!(fs.read("/m/pool/a.deb"), Some(&pattern(3000, 1)[..]));
+    assert_eq!(fs.read("/m/pool/b.deb"), Some(&pattern(3000, 2)[..]));
+    assert_eq!(fs.names("/m/pool"), ["a.deb", "b.deb"]);
+    let (log, sent) = (&pair.peer.log, pair.peer.flights.concat());
+    let landed = |name: &str| {
+        let line = format!("posix-rename /m/pool/.{name}.tmp /m/pool/{name}");
+        let refused = format!("RENAME /m/pool/.{name}.tmp /m/pool/{name}");
+        let closed = format!("CLOSE /m/pool/.{name}.tmp");
+        let at = |l: &str| log.iter().position(|x| x == l).expect(l);
+        assert!(sent.contains(&refused), "{sent:#?}");
+        assert!(at(&closed) < at(&line), "{log:#?}");
+    };
+    landed("a.deb");
+    landed("b.deb");
 }

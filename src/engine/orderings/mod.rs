@@ -3,9 +3,13 @@
 //! They pin what the state machines promise on any server; the integration tests against
 //! real servers (tests/integration) pin that the servers behave as the peer plays them.
 
+mod confinement;
 mod directories;
 mod faults;
 mod landing;
+mod parts;
+mod reading;
+mod servers;
 
 use super::op::Op;
 use super::peer::{Flavour, Pair, Peer};

@@ -1,3 +1,5 @@
+//! The parser eats byte literals: every keyword, every malformed line (with its line number),
+//! torn journal lines, random bytes.
 use super::*;
 
 fn p(bytes: &[u8]) -> Result<Outlog, ParseError> {
@@ -7,7 +9,7 @@ fn p(bytes: &[u8]) -> Result<Outlog, ParseError> {
 fn err(bytes: &[u8]) -> (usize, String) {
     let e = p(bytes).expect_err("should be refused");
     assert_eq!(e.file, Path::new("logs/1-x.outlog"));
-    (e.line, e.message)
+    (e.line, e.problem.to_string())
 }
 
 fn r(s: &str) -> RelPath {
@@ -281,4 +283,31 @@ fn a_torn_line_that_may_be_reprepros_or_in_the_middle_is_still_an_error() {
     let (line, message) = err(b"BEGIN-DISTRIBUTION\tb\tdists/b\nDONE\tdone\tpool/a");
     assert_eq!(line, 1);
     assert!(message.contains("no matching END"), "{message}");
+}
+
+#[test]
+fn errors_are_typed_and_carry_their_line() {
+    let e = p(b"POOLNEW\tpool/a/b\nDONE\tdone\n").unwrap_err();
+    assert_eq!(e.line, 2);
+    assert_eq!(
+        e.problem,
+        Problem::FieldCount {
+            keyword: "DONE",
+            want: &[2],
+            found: 1
+        }
+    );
+    let e = p(b"BEGIN-DISTRIBUTION\ta\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "logs/1-x.outlog:1: BEGIN-DISTRIBUTION takes 2 or 3 fields, found 1"
+    );
+    let e = p(b"BEGIN-DISTRIBUTION\ta\tdists/a\nDISTSYMLINK\tdists/a\tx\t/etc\n").unwrap_err();
+    assert_eq!(
+        (e.line, e.problem),
+        (
+            2,
+            Problem::BadSymlinkTarget(crate::relpath::SymlinkTargetError::Absolute("/etc".into()))
+        )
+    );
 }

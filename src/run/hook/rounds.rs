@@ -275,10 +275,9 @@ impl Executor<'_> {
             let mut owner = Vec::new();
             for (i, d) in plan.dist_dirs.iter().enumerate() {
                 if ready[i] {
-                    for s in step..=last {
-                        let work = &d.steps[Finalise::ALL[s]];
-                        jobs.extend(work);
-                        owner.extend(std::iter::repeat_n(i, work.len()));
+                    for s in &Finalise::ALL[step..=last] {
+                        jobs.extend(&d.steps[*s]);
+                        owner.extend(std::iter::repeat_n(i, d.steps[*s].len()));
                     }
                 }
             }

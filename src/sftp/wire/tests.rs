@@ -1,3 +1,5 @@
+//! Every packet round-trips, is framed at every split point, and no truncation or random
+//! corruption of one panics.
 use super::*;
 
 fn full_attrs() -> Attrs {

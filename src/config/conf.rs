@@ -1,0 +1,176 @@
+//! `outsftphook.conf`: one `key value` per line, `#` comments. Parses the text it is given
+//! into a [`ConfFile`] of raw values, each field named as its key; defaults and precedence
+//! are the caller's. Must not read files or look at the environment.
+
+use std::path::Path;
+
+use super::Symlinks;
+use super::error::{ConfigError, Expected, LineProblem};
+
+/// The names of the settings `outsftphook.conf` knows.
+pub const CONF_KEYS: &[&str] = &[
+    "servername",
+    "username",
+    "targetdir",
+    "debug",
+    "verbose",
+    "autoretry",
+    "sshcommand",
+    "sftpcommand",
+    "maxopenfiles",
+    "timeout",
+    "keepdirectories",
+    "posixrename",
+    "connections",
+    "window",
+    "inorder",
+    "symlinks",
+];
+
+/// The values read from `outsftphook.conf`, each `None` when its key is absent. For
+/// `maxopenfiles` and `window`, `Some(None)` is `auto`.
+#[derive(Debug, Default)]
+pub(super) struct ConfFile {
+    pub servername: Option<String>,
+    pub username: Option<String>,
+    pub targetdir: Option<String>,
+    pub debug: Option<u32>,
+    pub verbose: Option<bool>,
+    pub autoretry: Option<bool>,
+    pub sshcommand: Option<Vec<String>>,
+    pub sftpcommand: Option<Vec<String>>,
+    pub maxopenfiles: Option<Option<usize>>,
+    pub connections: Option<usize>,
+    pub window: Option<Option<u64>>,
+    pub inorder: Option<bool>,
+    pub timeout: Option<u64>,
+    pub keepdirectories: Option<bool>,
+    pub posixrename: Option<bool>,
+    pub symlinks: Option<Symlinks>,
+}
+
+/// Parses the text of `file`; the first bad line is the error.
+pub(super) fn parse(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
+    let mut conf = ConfFile::default();
+    for (i, line) in text.lines().enumerate() {
+        let Some((key, value)) = split(line) else {
+            continue;
+        };
+        conf.set(key, value).map_err(|problem| ConfigError::Line {
+            file: file.to_owned(),
+            line: i + 1,
+            problem,
+        })?;
+    }
+    Ok(conf)
+}
+
+/// The key and value of a line; `None` for a blank line or a comment.
+fn split(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    Some(match line.split_once(char::is_whitespace) {
+        Some((k, v)) => (k, v.trim()),
+        None => (line, ""),
+    })
+}
+
+impl ConfFile {
+    /// Records one line's value.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), LineProblem> {
+        let Some(&key) = CONF_KEYS.iter().find(|&&k| k == key) else {
+            return Err(LineProblem::UnknownKey(key.to_owned()));
+        };
+        if value.is_empty() {
+            return Err(LineProblem::NoValue(key));
+        }
+        let bad = |expected| LineProblem::BadValue {
+            key,
+            value: value.to_owned(),
+            expected,
+        };
+        let boolean = || parse_bool(value).ok_or_else(|| bad(Expected::YesNo));
+        let number = |min: u64| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| bad(Expected::WholeNumber { min }))
+        };
+        let words = || value.split_whitespace().map(str::to_owned).collect();
+        match key {
+            "servername" => self.servername = Some(value.to_owned()),
+            "username" => self.username = Some(value.to_owned()),
+            "targetdir" => self.targetdir = Some(value.to_owned()),
+            "debug" => self.debug = Some(number(0)? as u32),
+            "verbose" => self.verbose = Some(boolean()?),
+            "autoretry" => self.autoretry = Some(boolean()?),
+            "keepdirectories" => self.keepdirectories = Some(boolean()?),
+            "posixrename" => self.posixrename = Some(boolean()?),
+            "sshcommand" => self.sshcommand = Some(words()),
+            "sftpcommand" => self.sftpcommand = Some(words()),
+            "maxopenfiles" if value == "auto" => self.maxopenfiles = Some(None),
+            "maxopenfiles" => self.maxopenfiles = Some(Some(number(1)? as usize)),
+            "connections" => self.connections = Some(number(1)? as usize),
+            "inorder" => {
+                self.inorder = Some(parse_inorder(value).ok_or_else(|| bad(Expected::AutoOrNo))?)
+            }
+            "window" if value == "auto" => self.window = Some(None),
+            "window" => {
+                self.window = Some(Some(
+                    parse_size(value).ok_or_else(|| bad(Expected::AutoOrSize))?,
+                ))
+            }
+            "timeout" => self.timeout = Some(number(1)?),
+            "symlinks" => {
+                self.symlinks = Some(parse_symlinks(value).ok_or_else(|| bad(Expected::Symlinks))?)
+            }
+            _ => unreachable!("{key} is in CONF_KEYS but has no field"),
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "on" | "1" | "true" => Some(true),
+        "no" | "off" | "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `auto` relies on the order (true); any spelling of no turns it off.
+fn parse_inorder(s: &str) -> Option<bool> {
+    match (s, parse_bool(s)) {
+        ("auto", _) => Some(true),
+        (_, Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_symlinks(s: &str) -> Option<Symlinks> {
+    match s {
+        "auto" => Some(Symlinks::Auto),
+        "yes" => Some(Symlinks::Yes),
+        "copy" => Some(Symlinks::Copy),
+        _ => None,
+    }
+}
+
+/// A byte count with an optional K, M or G suffix (powers of 1024), at least 64 KiB: less
+/// would not hold one WRITE.
+fn parse_size(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|n| *n >= 64 * 1024)
+}

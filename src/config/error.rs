@@ -1,0 +1,162 @@
+//! What can be wrong with the configuration: one variant per problem, each naming where it
+//! is. Display gives the one-line message the user sees; nothing here reads or prints.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::CONF_KEYS;
+use crate::remote_path::RemotePathError;
+
+/// A configuration problem, found before anything is sent.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// No flag, environment variable or `conf/options` line tells where the repository is.
+    NoRepository,
+    /// Nothing tells where the out dir (`what` "out") or the log dir ("log") is.
+    NoDir { what: &'static str },
+    /// A configuration file is there but cannot be read.
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `outsftphook.conf` does not exist.
+    NoConfFile(PathBuf),
+    /// A line of `outsftphook.conf` is wrong (`line` counts from 1).
+    Line {
+        file: PathBuf,
+        line: usize,
+        problem: LineProblem,
+    },
+    /// `outsftphook.conf` names no server.
+    NoServer(PathBuf),
+    /// `targetdir` is not a remote path.
+    BadTargetdir {
+        file: PathBuf,
+        value: String,
+        error: RemotePathError,
+    },
+    /// The out or log dir (`what`) is not there; `from` names the setting it came from.
+    MissingDir {
+        what: &'static str,
+        dir: PathBuf,
+        from: String,
+        exists: bool,
+    },
+}
+
+/// What is wrong with one line of `outsftphook.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineProblem {
+    UnknownKey(String),
+    /// A known key without a value.
+    NoValue(&'static str),
+    /// A known key whose value is not one it takes.
+    BadValue {
+        key: &'static str,
+        value: String,
+        expected: Expected,
+    },
+}
+
+/// The values a key takes, for [`LineProblem::BadValue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    YesNo,
+    WholeNumber {
+        min: u64,
+    },
+    /// `inorder`.
+    AutoOrNo,
+    /// `window`.
+    AutoOrSize,
+    /// `symlinks`.
+    Symlinks,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoRepository => f.write_str(
+                "no repository given: use --basedir DIR (or --confdir, --outdir and --logdir), \
+                 or let reprepro run outsftphook as its outhook",
+            ),
+            ConfigError::NoDir { what } => {
+                write!(
+                    f,
+                    "cannot tell the {what} dir: use --{what}dir or --basedir"
+                )
+            }
+            ConfigError::Unreadable { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            ConfigError::NoConfFile(path) => write!(
+                f,
+                "{} does not exist: it must name the server (servername HOST, or sftpcommand \
+                 COMMAND) and usually targetdir; see outsftphook(1)",
+                path.display()
+            ),
+            ConfigError::Line {
+                file,
+                line,
+                problem,
+            } => write!(f, "{}:{line}: {problem}", file.display()),
+            ConfigError::NoServer(path) => write!(
+                f,
+                "{}: no server configured: add 'servername HOST' (or 'sftpcommand COMMAND')",
+                path.display()
+            ),
+            ConfigError::BadTargetdir { file, value, error } => {
+                write!(f, "{}: targetdir '{value}': {error}", file.display())
+            }
+            ConfigError::MissingDir {
+                what,
+                dir,
+                from,
+                exists,
+            } => {
+                let problem = if *exists {
+                    "is not a directory"
+                } else {
+                    "does not exist"
+                };
+                write!(
+                    f,
+                    "the {what} dir {} (from {from}) {problem}: check that setting (and \
+                     --basedir); nothing was sent",
+                    dir.display()
+                )
+            }
+        }
+    }
+}
+
+// No `source()`: each message already says what its cause said, and a chain would repeat it.
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineProblem::UnknownKey(key) => {
+                write!(f, "unknown key '{key}' (known: {})", CONF_KEYS.join(", "))
+            }
+            LineProblem::NoValue(key) => write!(f, "'{key}' needs a value"),
+            LineProblem::BadValue {
+                key,
+                value,
+                expected,
+            } => write!(f, "'{key}' takes {expected}, not '{value}'"),
+        }
+    }
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expected::YesNo => f.write_str("yes/no (or on/off, true/false, 1/0)"),
+            Expected::WholeNumber { min } => write!(f, "a whole number >= {min}"),
+            Expected::AutoOrNo => f.write_str("auto or no"),
+            Expected::AutoOrSize => f.write_str("'auto' or a size of at least 64K (like 512K, 4M)"),
+            Expected::Symlinks => f.write_str("auto, yes or copy"),
+        }
+    }
+}

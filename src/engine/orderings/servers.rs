@@ -1,0 +1,121 @@
+//! What each kind of server is sent. One known to carry out requests in the order sent
+//! (OpenSSH's, which announces `limits@openssh.com`) gets a request right behind the one
+//! it depends on; any other gets it only once the reply it depends on is in.
+
+use super::{pattern, rp, upload};
+use crate::engine::op::Op;
+use crate::engine::peer::{Flavour, Pair, Peer};
+
+/// The number of the first flight `line` went in, and its place there.
+fn sent_at(pair: &Pair, line: &str) -> (usize, usize) {
+    let flights = &pair.peer.flights;
+    flights
+        .iter()
+        .enumerate()
+        .find_map(|(f, flight)| flight.iter().position(|l| l == line).map(|k| (f, k)))
+        .unwrap_or_else(|| panic!("{line} was never sent: {flights:#?}"))
+}
+
+fn never_sent(pair: &Pair, prefix: &str) -> bool {
+    !pair
+        .peer
+        .flights
+        .concat()
+        .iter()
+        .any(|l| l.starts_with(prefix))
+}
+
+fn pair_with_release(flavour: Flavour) -> Pair {
+    let mut peer = Peer::new(flavour);
+    peer.fs
+        .dir("/m/pool")
+        .dir("/m/dists")
+        .file("/m/dists/Release", b"old")
+        .file("/m/dists/Release.new", b"new");
+    Pair::new(peer)
+}
+
+fn release() -> Op {
+    Op::Rename {
+        from: rp("/m/dists/Release.new"),
+        to: rp("/m/dists/Release"),
+    }
+}
+
+#[test]
+fn a_server_not_known_to_act_in_order_gets_each_request_after_the_reply_it_needs() {
+    let mut pair = pair_with_release(Flavour::Other);
+    let ops = [upload(&pair, "/m/pool/a.deb", &pattern(3000, 1)), release()];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The temporary name is cleared first: such a server may follow a dangling symlink
+    // even with EXCL, and would not keep a REMOVE ahead of the OPEN behind it.
+    let (removed, _) = sent_at(&pair, "REMOVE /m/pool/.a.deb.tmp");
+    let (opened, _) = sent_at(&pair, "OPEN /m/pool/.a.deb.tmp excl");
+    assert!(removed < opened);
+    // Whether the real name is a symlink is asked with the CLOSE; the rename waits for
+    // every reply (no plain RENAME in the same flight).
+    let (closed, _) = sent_at(&pair, "CLOSE /m/pool/.a.deb.tmp");
+    assert_eq!(sent_at(&pair, "READLINK /m/pool/a.deb").0, closed);
+    let (landed, _) = sent_at(&pair, "posix-rename /m/pool/.a.deb.tmp /m/pool/a.deb");
+    assert!(landed > closed);
+    assert!(never_sent(&pair, "RENAME "));
+    // A rename asks first whether its destination is a symlink.
+    let (inspected, _) = sent_at(&pair, "READLINK /m/dists/Release");
+    let (renamed, _) = sent_at(&pair, "posix-rename /m/dists/Release.new /m/dists/Release");
+    assert!(inspected < renamed);
+}
+
+#[test]
+fn an_in_order_server_gets_dependent_requests_in_one_flight() {
+    let mut pair = pair_with_release(Flavour::OpenSsh);
+    let ops = [
+        upload(&pair, "/m/pool/a.deb", &pattern(3000, 1)),
+        upload(&pair, "/m/pool/new/b.deb", &pattern(3000, 2)),
+        release(),
+    ];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The exclusive OPEN goes at once: it fails on anything at the name there.
+    assert!(never_sent(&pair, "REMOVE /m/pool/.a.deb.tmp"));
+    // A free real name: the plain RENAME goes right behind the CLOSE.
+    let (closed, k) = sent_at(&pair, "CLOSE /m/pool/.a.deb.tmp");
+    assert_eq!(
+        sent_at(&pair, "RENAME /m/pool/.a.deb.tmp /m/pool/a.deb"),
+        (closed, k + 1)
+    );
+    // A directory known missing: its MKDIR goes right ahead of the OPEN into it.
+    let (made, k) = sent_at(&pair, "MKDIR /m/pool/new");
+    assert_eq!(
+        sent_at(&pair, "OPEN /m/pool/new/.b.deb.tmp excl"),
+        (made, k + 1)
+    );
+    // Nothing asks for symlinks: OpenSSH's rename replaces a link itself.
+    assert!(never_sent(&pair, "READLINK"));
+    assert!(never_sent(&pair, "posix-rename /m/pool/"));
+    sent_at(&pair, "posix-rename /m/dists/Release.new /m/dists/Release");
+    assert_eq!(pair.peer.fs.names("/m/pool"), ["a.deb", "new"]);
+}
+
+#[test]
+fn the_open_file_and_request_limits_hold_on_every_server() {
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut peer = Peer::new(flavour);
+        peer.fs.dir("/m/pool");
+        let mut pair = Pair::new(peer);
+        let ops: Vec<Op> = (0..30)
+            .map(|k| upload(&pair, &format!("/m/pool/f{k}"), &pattern(3000, k)))
+            .collect();
+        let results = pair.run(&ops);
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{flavour:?}: {results:?}"
+        );
+        assert_eq!(pair.peer.fs.names("/m/pool").len(), 30);
+        // Eight files open at once at most (`Pair`'s limits), and reached.
+        assert_eq!(pair.peer.most_handles, 8, "{flavour:?}");
+        assert_eq!(pair.conn().stats.max_open_files_seen, 8, "{flavour:?}");
+        let most = pair.peer.flights.iter().map(Vec::len).max();
+        assert!(most <= Some(64), "{flavour:?}: {most:?} requests at once");
+    }
+}
