@@ -48,12 +48,15 @@ impl LogJournal {
 /// The journals of the logs a run processes, indexed as in the plan.
 pub struct Journal {
     logs: Vec<LogJournal>,
-    verbose: bool,
+    /// Told each line once it is written (`-v`): the run side shows it; the journal itself
+    /// never prints.
+    echo: Option<fn(&str)>,
 }
 
 impl Journal {
-    /// `remaining[i]` is how many items log `i` still has.
-    pub fn new(outlogs: Vec<PathBuf>, remaining: &[usize], verbose: bool) -> Journal {
+    /// `remaining[i]` is how many items log `i` still has; `echo` is told, in words, each
+    /// line written.
+    pub fn new(outlogs: Vec<PathBuf>, remaining: &[usize], echo: Option<fn(&str)>) -> Journal {
         let logs = outlogs
             .into_iter()
             .zip(remaining)
@@ -64,7 +67,7 @@ impl Journal {
                 finished: false,
             })
             .collect();
-        Journal { logs, verbose }
+        Journal { logs, echo }
     }
 
     /// Cuts a torn last journal line off log `log`, back to `offset` (the end of its last
@@ -109,8 +112,8 @@ impl Journal {
             .expect("opened")
             .write_all(line.as_bytes())
             .with_context(|| format!("cannot journal to {}", entry.outlog.display()))?;
-        if self.verbose {
-            println!("{}: {path}", message.as_str());
+        if let Some(echo) = self.echo {
+            echo(&format!("{}: {path}", message.as_str()));
         }
         Ok(())
     }
@@ -187,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("1795639216-abc.outlog");
         fs::write(&log, "POOLNEW\tpool/a/b\nPOOLDELETE\tpool/c/d\n").unwrap();
-        let mut j = Journal::new(vec![log.clone()], &[2], false);
+        let mut j = Journal::new(vec![log.clone()], &[2], None);
         let p = RelPath::new("pool/a/b").unwrap();
         j.complete(0, DoneMessage::Done, &p).unwrap();
         j.finish_empty().unwrap();
@@ -213,7 +216,7 @@ mod tests {
         // Everything journalled by an earlier run (an empty log is never planned: the hook
         // leaves it out, since reprepro may still be writing it).
         fs::write(&log, "POOLNEW\tpool/a/b\nDONE\tdone\tpool/a/b\n").unwrap();
-        let mut j = Journal::new(vec![log.clone()], &[0], false);
+        let mut j = Journal::new(vec![log.clone()], &[0], None);
         j.finish_empty().unwrap();
         assert!(dir.path().join("1-a.done").exists());
     }
@@ -224,7 +227,7 @@ mod tests {
         let log = dir.path().join("1-a.outlog");
         let whole = "POOLNEW\tpool/a/b\nPOOLNEW\tpool/c/d\nDONE\tdone\tpool/a/b\n";
         fs::write(&log, format!("{whole}DONE\tdone\tpo")).unwrap();
-        let mut j = Journal::new(vec![log.clone()], &[1], false);
+        let mut j = Journal::new(vec![log.clone()], &[1], None);
         j.cut_torn_tail(0, whole.len() as u64).unwrap();
         j.complete(0, DoneMessage::Done, &RelPath::new("pool/c/d").unwrap())
             .unwrap();

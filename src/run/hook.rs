@@ -69,7 +69,8 @@ pub fn run(
         print_dry_run(&plan, settings);
         return Ok(Report::default());
     }
-    let mut journal = Journal::new(paths, &plan.remaining, settings.verbose > 0);
+    let echo = (settings.verbose > 0).then_some(show as fn(&str));
+    let mut journal = Journal::new(paths, &plan.remaining, echo);
     for (log, offset) in torn {
         journal.cut_torn_tail(log, offset)?;
     }

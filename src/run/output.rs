@@ -5,9 +5,10 @@
 //! ([`Progress`]) that those messages are said around. Not on a terminal (under reprepro,
 //! in cron) the progress line is not drawn; messages pass through either way.
 //!
-//! It must not decide what is said or when: the commands and the runner do. (Outside the
-//! run side, the journal's `-v` lines and the server's own stderr are printed where they
-//! are read: `repo::journal`, `transport`; the error that ends a run, by `main`.)
+//! It must not decide what is said or when: the commands and the runner do; the journal's
+//! `-v` lines come here too (the journal is handed [`show`]). Outside it: the server's own
+//! stderr, relayed line by line where it is read (`transport`), and the error that ends a
+//! run, printed by `main`.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
