@@ -12,11 +12,12 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::rc::Rc;
 
 use super::confine::Verdict;
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
+use super::local::{self, Locals};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
 use crate::remote_path::RemotePath;
@@ -219,6 +220,8 @@ fn needs_handle(op: &Op) -> bool {
 /// A set of operations run together, in any order the server answers them.
 pub(crate) struct Batch<'a> {
     ops: Vec<&'a Op>,
+    /// The run's local sources, each stat'ed once before the batch started.
+    locals: &'a Locals,
     states: Vec<State>,
     next_to_start: usize,
     /// Uploads whose directory now exists, waiting for a handle slot; served first.
@@ -243,8 +246,9 @@ pub(crate) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(ops: Vec<&'a Op>) -> Batch<'a> {
+    pub(crate) fn new(ops: Vec<&'a Op>, locals: &'a Locals) -> Batch<'a> {
         Batch {
+            locals,
             states: ops.iter().map(|_| State::NotStarted).collect(),
             next_to_start: 0,
             reopen: VecDeque::new(),
@@ -403,63 +407,11 @@ impl<'a> Batch<'a> {
         self.pump_writes(conn);
     }
 
+    /// Starts operation `i`: its first requests go out, or it waits for what it needs.
     fn start(&mut self, i: usize, conn: &mut Conn) {
         match &self.ops[i] {
             Op::Upload { local, .. } | Op::UploadPart { local, .. } => {
-                let part = match &self.ops[i] {
-                    Op::UploadPart { range, .. } => Some(range.clone()),
-                    _ => None,
-                };
-                let opened = File::open(local).and_then(|f| {
-                    let meta = f.metadata()?;
-                    if !meta.is_file() {
-                        return Err(std::io::Error::other("not a regular file"));
-                    }
-                    if part.as_ref().is_some_and(|r| meta.len() < r.end) {
-                        return Err(std::io::Error::other(SHRANK));
-                    }
-                    Ok((f, meta))
-                });
-                match opened {
-                    Err(e) => self.fail(
-                        i,
-                        Cause::Local {
-                            path: local.clone(),
-                            message: e.to_string(),
-                        },
-                        conn,
-                    ),
-                    Ok((file, meta)) => {
-                        self.files_held += 1;
-                        let range = part.clone().unwrap_or(0..meta.len());
-                        self.unsent += range.end - range.start;
-                        let remote = self.ops[i].path();
-                        self.states[i] = State::Upload(Box::new(Upload {
-                            file: Rc::new(file),
-                            target: if part.is_none() {
-                                remote.temp_sibling()
-                            } else {
-                                remote.clone()
-                            },
-                            cleared: false,
-                            destination_cleared: false,
-                            size_checked: false,
-                            destination_is_link: false,
-                            landed: None,
-                            start: range.start,
-                            size: range.end,
-                            whole: part.is_none(),
-                            mode: meta.permissions().mode() & 0o777,
-                            stage: Stage::Opening,
-                            handle: Vec::new(),
-                            next_offset: range.start,
-                            outstanding: 0,
-                            error: None,
-                            dir_attempts: 0,
-                        }));
-                        self.confine_upload(i, conn);
-                    }
-                }
+                self.start_upload(i, local, conn)
             }
             Op::SetSize { path, size, mtime } => {
                 self.states[i] = State::Single(Stepwise::Final);
@@ -478,26 +430,7 @@ impl<'a> Batch<'a> {
             Op::Remove { path }
             | Op::Rmdir { path }
             | Op::Rename { to: path, .. }
-            | Op::Symlink { link: path, .. } => {
-                // What removes or replaces a name goes only once its directory is known
-                // to be inside the target (see [`super::confine`]); and never ahead of one
-                // started before it that waits so: an in-order server carries them out in
-                // the order sent, and the caller may rely on that (Release last).
-                let verdict = match path.parent() {
-                    Some(dir) => conn
-                        .dirs
-                        .check_inside(&dir, Waiter::Op(i), &mut conn.session),
-                    None => Verdict::Inside,
-                };
-                let verdict = match verdict {
-                    Verdict::Inside => Some(Ok(())),
-                    Verdict::Outside(cause) => Some(Err(cause)),
-                    Verdict::Pending => None,
-                };
-                self.states[i] = State::Confining(verdict);
-                self.confining.push_back(i);
-                self.send_confined(conn);
-            }
+            | Op::Symlink { link: path, .. } => self.start_changing(i, path, conn),
             Op::List { path } => {
                 conn.take_handle();
                 self.states[i] = State::List(Box::new(ListRun::start(
@@ -530,6 +463,81 @@ impl<'a> Batch<'a> {
                 Ensure::Failed(cause) => self.fail(i, in_dir(path, cause), conn),
             },
         }
+    }
+
+    /// Starts an upload (or a part of one): its source, as stat'ed once for the run, is
+    /// opened now, and the range it is to send fixed.
+    fn start_upload(&mut self, i: usize, local: &Path, conn: &mut Conn) {
+        let part = match &self.ops[i] {
+            Op::UploadPart { range, .. } => Some(range.clone()),
+            _ => None,
+        };
+        let source = self
+            .locals
+            .known(local)
+            .expect("every source is stat'ed before its batch runs");
+        let opened = source.and_then(|found| {
+            if part.as_ref().is_some_and(|r| found.size < r.end) {
+                return Err(Cause::Local {
+                    path: local.to_owned(),
+                    message: SHRANK.into(),
+                });
+            }
+            Ok((local::open(local)?, found))
+        });
+        let (file, found) = match opened {
+            Ok(opened) => opened,
+            Err(cause) => return self.fail(i, cause, conn),
+        };
+        self.files_held += 1;
+        let range = part.clone().unwrap_or(0..found.size);
+        self.unsent += range.end - range.start;
+        let remote = self.ops[i].path();
+        self.states[i] = State::Upload(Box::new(Upload {
+            file: Rc::new(file),
+            target: if part.is_none() {
+                remote.temp_sibling()
+            } else {
+                remote.clone()
+            },
+            cleared: false,
+            destination_cleared: false,
+            size_checked: false,
+            destination_is_link: false,
+            landed: None,
+            start: range.start,
+            size: range.end,
+            whole: part.is_none(),
+            mode: found.mode,
+            stage: Stage::Opening,
+            handle: Vec::new(),
+            next_offset: range.start,
+            outstanding: 0,
+            error: None,
+            dir_attempts: 0,
+        }));
+        self.confine_upload(i, conn);
+    }
+
+    /// Starts a removal, rename or symlink: what removes or replaces a name goes only once
+    /// its directory is known to be inside the target (see [`super::confine`]); and never
+    /// ahead of one started before it that waits so: an in-order server carries them out in
+    /// the order sent, and the caller may rely on that (Release last).
+    fn start_changing(&mut self, i: usize, path: &RemotePath, conn: &mut Conn) {
+        let verdict = match path.parent() {
+            Some(dir) => conn
+                .dirs
+                .check_inside(&dir, Waiter::Op(i), &mut conn.session),
+            None => Verdict::Inside,
+        };
+        let verdict = match verdict {
+            Verdict::Inside => Some(Ok(())),
+            Verdict::Outside(cause) => Some(Err(cause)),
+            Verdict::Pending => None,
+        };
+        self.states[i] = State::Confining(verdict);
+        self.confining.push_back(i);
+        self.send_confined(conn);
     }
 
     /// Sends a request that removes or replaces a name (its directory is confined).
@@ -776,7 +784,7 @@ impl<'a> Batch<'a> {
                 if len <= INLINE_WRITE_MAX {
                     let file = &u.file;
                     let sent = conn.session.send_write(&u.handle, offset, len, tag, |out| {
-                        append_file_range(file, offset, len, out)
+                        local::append_range(file, offset, len, out)
                     });
                     if let Err(e) = sent {
                         let fault = if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -1565,28 +1573,10 @@ fn fault_cause(op: &Op, fault: FileFault) -> Cause {
     }
 }
 
-/// Appends `len` bytes of `file` from `offset` to `out`, read straight into its spare room
-/// (never zeroed first); a file that ends sooner is an `UnexpectedEof` error.
-fn append_file_range(
-    mut file: &File,
-    offset: u64,
-    len: u32,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    use std::io::{ErrorKind, Read, Seek, SeekFrom};
-    file.seek(SeekFrom::Start(offset))?;
-    let got = file.take(u64::from(len)).read_to_end(out)?;
-    if got < len as usize {
-        return Err(ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sftp::wire::{NameEntry, Packet};
-    use std::io::Write;
 
     /// A connection to an in-order server with posix-rename, whose target directory `/m`
     /// is resolved already.
@@ -1650,7 +1640,8 @@ mod tests {
                 to: rp("/m/Release"),
             },
         ];
-        let mut batch = Batch::new(ops.iter().collect());
+        let locals = Locals::default();
+        let mut batch = Batch::new(ops.iter().collect(), &locals);
         batch.advance(&mut conn);
         let dirs = ["/m/dists", "/m/dists/a", "/m/dists/a/main"];
         let asked: Vec<String> = dirs
@@ -1682,23 +1673,5 @@ mod tests {
                 "posix-rename /m/Release.new /m/Release"
             ]
         );
-    }
-
-    #[test]
-    fn a_file_range_is_appended_after_what_is_there() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"0123456789").unwrap();
-        let mut out = b"head".to_vec();
-        append_file_range(&f, 3, 4, &mut out).unwrap();
-        assert_eq!(out, b"head3456");
-    }
-
-    #[test]
-    fn a_file_shorter_than_its_range_is_an_unexpected_end() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"0123").unwrap();
-        let mut out = Vec::new();
-        let e = append_file_range(&f, 2, 4, &mut out).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

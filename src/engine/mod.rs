@@ -8,7 +8,9 @@
 
 mod batch;
 mod confine;
+mod deadline;
 mod dirs;
+mod local;
 mod op;
 mod parts;
 mod reading;
@@ -19,6 +21,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 pub use batch::Stats;
+pub use deadline::INTERRUPTED_GRACE;
 pub use op::{Cause, Op, OpError, OpResult, Outcome, Req};
 pub use tuning::{
     DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes, open_files_for,
@@ -26,8 +29,12 @@ pub use tuning::{
 };
 
 use batch::{Batch, Conn, Limits};
+use deadline::Deadline;
+use local::Locals;
 use op::Tag;
-use tuning::{AUTO_OPEN_FILES_MAX, PROVISIONAL_OPEN_FILES, WINDOW_MIN, local_open_files};
+use tuning::{
+    AUTO_OPEN_FILES_MAX, PROVISIONAL_OPEN_FILES, RoundTrip, WINDOW_MIN, local_open_files,
+};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
@@ -158,7 +165,7 @@ impl std::error::Error for EngineError {}
 enum Setup {
     /// INIT sent, waiting for VERSION.
     Version,
-    /// Working; its limits may still be on their way (see [`Link::limits_sent`]).
+    /// Working; its limits may still be on their way (see [`Link::round_trip`]).
     Ready,
     /// An extra connection that failed before it was ready: the others go on without it.
     Failed,
@@ -170,12 +177,8 @@ struct Link {
     conn: Conn,
     info: ServerInfo,
     setup: Setup,
-    /// When the set-up request (limits@openssh.com, or a REALPATH where the server lacks
-    /// it) went out, while its reply is awaited: it comes one round trip later, and work
-    /// does not wait for it.
-    limits_sent: Option<Instant>,
-    /// When its reply was read (it may be handled later).
-    limits_arrived: Option<Instant>,
+    /// The set-up request's round trip, while it is measured.
+    round_trip: RoundTrip,
     /// The set-up request is still to be sent.
     limits_due: bool,
     rtt: Option<Duration>,
@@ -184,7 +187,7 @@ struct Link {
 /// A connected SFTP client.
 pub struct Engine {
     links: Vec<Link>,
-    stall_timeout: Duration,
+    deadline: Deadline,
     interrupt: Interrupt,
     config: EngineConfig,
     server: ServerCommand,
@@ -192,24 +195,14 @@ pub struct Engine {
     local_files: usize,
     /// Whether more connections were started, or found not worth it.
     more_considered: bool,
-    /// When the engine first saw the run asked to stop.
-    signalled_at: Option<Instant>,
+    /// The local sources of the run under way, each stat'ed once.
+    locals: Locals,
 }
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
 /// to: enough for a local one; ssh would wait a round trip for the remote side (see
 /// [`Transport::shutdown`]).
 const CLOSE_GRACE: Duration = Duration::from_millis(5);
-
-/// How long one poll may sleep, so that the loop looks at the clock regularly (a signal
-/// interrupts the sleep at once).
-const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
-
-/// Once a signal asked the run to stop, how long the server may stay silent before what it
-/// has not answered is given up: long enough for a slow link to answer what is in flight,
-/// well within systemd's stop timeout (90 s) and a person's patience, where the stall
-/// timeout may be minutes.
-pub const INTERRUPTED_GRACE: Duration = Duration::from_secs(3);
 
 fn transport_error(e: TransportError) -> EngineError {
     EngineError {
@@ -227,7 +220,7 @@ impl Engine {
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             links: Vec::new(),
-            stall_timeout: config.stall_timeout,
+            deadline: Deadline::new(config.stall_timeout),
             interrupt: config.interrupt.clone(),
             local_files: local_open_files(
                 config.connections,
@@ -238,7 +231,7 @@ impl Engine {
                 },
             ),
             more_considered: config.connections <= 1,
-            signalled_at: None,
+            locals: Locals::default(),
             config,
             server: server.clone(),
         };
@@ -317,8 +310,7 @@ impl Engine {
                 extensions: Vec::new(),
             },
             setup: Setup::Version,
-            limits_sent: None,
-            limits_arrived: None,
+            round_trip: RoundTrip::default(),
             limits_due: false,
             rtt: None,
         });
@@ -390,6 +382,18 @@ impl Engine {
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
+        self.locals.clear();
+        let results = self.run_first(ops, on_done);
+        self.locals.clear();
+        results
+    }
+
+    /// [`Engine::run`] within a run: what is known of the local sources is kept.
+    fn run_first(
+        &mut self,
+        ops: &[Op],
+        on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
         let mut assignment = vec![Vec::new(); self.links.len()];
         assignment[0] = (0..ops.len()).collect();
         self.run_assigned(ops, assignment, false, on_done)
@@ -405,12 +409,25 @@ impl Engine {
     pub fn run_spread(
         &mut self,
         ops: &[Op],
+        on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        self.locals.clear();
+        let results = self.run_in_parts(ops, on_done);
+        self.locals.clear();
+        results
+    }
+
+    /// [`Engine::run_spread`] within a run.
+    fn run_in_parts(
+        &mut self,
+        ops: &[Op],
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
         if self.config.connections <= 1 {
             return self.run_shared(ops, on_done);
         }
-        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+        let locals = &mut self.locals;
+        let size_of = |p: &std::path::Path| locals.size(p);
         let Some(mut split) = parts::Split::new(ops, self.config.part_size.max(1), size_of) else {
             return self.run_shared(ops, on_done);
         };
@@ -427,7 +444,11 @@ impl Engine {
                 path: ops[i].path().temp_sibling(),
             })
             .collect();
-        if self.run(&clear, |_, _| {})?.iter().any(Result::is_err) {
+        if self
+            .run_first(&clear, |_, _| {})?
+            .iter()
+            .any(Result::is_err)
+        {
             return self.run_shared(ops, on_done);
         }
         let work = std::mem::take(&mut split.ops);
@@ -459,7 +480,7 @@ impl Engine {
         }
         if !again.is_empty() {
             let whole: Vec<Op> = again.iter().map(|&i| ops[i].clone()).collect();
-            self.run(&whole, |k, result| {
+            self.run_first(&whole, |k, result| {
                 on_done(again[k], result);
                 results[again[k]] = Some(result.clone());
             })?;
@@ -478,7 +499,6 @@ impl Engine {
         split: &parts::Split,
         complete: Vec<usize>,
     ) -> Result<Vec<(usize, OpResult)>, EngineError> {
-        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
         let as_upload = |i: usize, e: &OpError| OpError {
             op: ops[i].name(),
             path: ops[i].path().clone(),
@@ -494,7 +514,7 @@ impl Engine {
                 out.push((i, Err(OpError { op, path, cause })));
                 continue;
             }
-            match split.finishing(&ops[i], i, size_of) {
+            match split.finishing(&ops[i], i, local::size_now) {
                 Ok(op) => {
                     sizing.push(op);
                     owners.push(i);
@@ -502,7 +522,7 @@ impl Engine {
                 Err(failure) => out.push((i, failure)),
             }
         }
-        let sized = self.run(&sizing, |_, _| {})?;
+        let sized = self.run_first(&sizing, |_, _| {})?;
         let mut renames = Vec::new();
         let mut renamed_owners = Vec::new();
         for (k, result) in sized.into_iter().enumerate() {
@@ -518,7 +538,7 @@ impl Engine {
                 Err(e) => out.push((i, Err(as_upload(i, &e)))),
             }
         }
-        for (k, result) in self.run(&renames, |_, _| {})?.into_iter().enumerate() {
+        for (k, result) in self.run_first(&renames, |_, _| {})?.into_iter().enumerate() {
             let i = renamed_owners[k];
             out.push((i, result.map_err(|e| as_upload(i, &e))));
         }
@@ -531,7 +551,7 @@ impl Engine {
                 path: ops[*i].path().temp_sibling(),
             })
             .collect();
-        self.run(&discard, |_, _| {})?;
+        self.run_first(&discard, |_, _| {})?;
         Ok(out)
     }
 
@@ -541,12 +561,13 @@ impl Engine {
         if self.more_considered {
             return Ok(());
         }
-        self.links[0].ask_limits();
+        self.links[0].ask_limits(Instant::now());
         let (config, local_files) = (self.config.clone(), self.local_files);
-        let mut nothing = Batch::new(Vec::new());
+        let none = Locals::default();
+        let mut nothing = Batch::new(Vec::new(), &none);
         self.drive(
             |links| {
-                links[0].take_replies(&mut nothing, &config, local_files);
+                links[0].take_replies(&mut nothing, &config, local_files, Instant::now());
                 links[0].rtt.is_some()
             },
             |_| vec!["the set-up request".to_string()],
@@ -581,12 +602,14 @@ impl Engine {
             .filter(|&k| self.links[k].setup == Setup::Ready)
             .collect();
         let mut assignment = vec![Vec::new(); self.links.len()];
-        for (k, share) in ready.iter().zip(spread(ops, ready.len())) {
+        for (k, share) in ready.iter().zip(spread(ops, ready.len(), &mut self.locals)) {
             assignment[*k] = share;
         }
         self.run_assigned(ops, assignment, true, on_done)
     }
 
+    /// Runs `ops` with `assignment[k]` the ones connection `k` starts with; with
+    /// `share_out`, connections take work from each other (and more may be started).
     fn run_assigned(
         &mut self,
         ops: &[Op],
@@ -594,59 +617,31 @@ impl Engine {
         share_out: bool,
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
+        for op in ops {
+            if let Op::Upload { local, .. } | Op::UploadPart { local, .. } = op {
+                // What is found, an error too, is kept for the upload's start.
+                let _ = self.locals.stat(local);
+            }
+        }
+        // Lent to the batches for the loop, and given back at the end.
+        let locals = std::mem::take(&mut self.locals);
         let mut batches: Vec<Batch<'_>> = assignment
             .iter()
-            .map(|idx| Batch::new(idx.iter().map(|&i| &ops[i]).collect()))
+            .map(|idx| Batch::new(idx.iter().map(|&i| &ops[i]).collect(), &locals))
             .collect();
         let mut last_progress = Instant::now();
+        let mut now = last_progress;
         loop {
-            // With several connections, each starts uploads only while those it has under
-            // way have less than a window left to send, and one that runs out of work takes
-            // an operation another has not started: the load evens out, and connections
-            // that come up late find work. Until the round trip has decided on more
-            // connections, the first holds back as well.
-            let several = share_out
-                && (!self.more_considered
-                    || self
-                        .links
-                        .iter()
-                        .filter(|l| l.setup == Setup::Ready || l.is_connecting())
-                        .count()
-                        > 1);
+            let several = self.holding_back(share_out);
             let mut all_done = true;
             for k in 0..self.links.len() {
-                let link = &mut self.links[k];
-                if link.is_connecting() {
-                    if !link.setup_step(&self.config, self.local_files) {
-                        continue;
-                    }
-                    log::debug!("connection {} is ready", k + 1);
-                }
-                if link.setup != Setup::Ready {
+                if !self.step_link(k, &mut batches[k], share_out, several, now) {
                     continue;
                 }
-                // An extra connection is only of use to work that can be spread.
-                if k == 0 || share_out {
-                    link.ask_limits();
-                }
-                link.conn.hold_back = several;
-                let batch = &mut batches[k];
-                link.take_replies(batch, &self.config, self.local_files);
-                if self.interrupt.signal().is_some() {
-                    batch.interrupt(&mut link.conn);
-                }
-                batch.advance(&mut link.conn);
                 while several && batches[k].hungry(&self.links[k].conn) {
-                    let Some(donor) = (0..batches.len())
-                        .filter(|&d| d != k && batches[d].unstarted() > 0)
-                        .max_by_key(|&d| batches[d].unstarted())
-                    else {
+                    if !take_work(k, ops, &mut batches, &mut assignment) {
                         break;
-                    };
-                    batches[donor].split_off_unstarted(1);
-                    let g = assignment[donor].pop().expect("assigned");
-                    batches[k].push(&ops[g]);
-                    assignment[k].push(g);
+                    }
                     batches[k].advance(&mut self.links[k].conn);
                 }
                 let (link, batch) = (&mut self.links[k], &mut batches[k]);
@@ -658,27 +653,19 @@ impl Engine {
             // Only work that can be spread is worth another handshake.
             if share_out && !self.more_considered {
                 self.consider_more_connections();
-                batches.resize_with(self.links.len(), || Batch::new(Vec::new()));
+                batches.resize_with(self.links.len(), || Batch::new(Vec::new(), &locals));
                 assignment.resize(self.links.len(), Vec::new());
             }
             if all_done {
                 break;
             }
-            if let Err(kind) = self.turn(&mut last_progress) {
-                // Replies that made it before the end still count.
-                let mut in_flight = Vec::new();
-                for (k, (link, batch)) in self.links.iter_mut().zip(&mut batches).enumerate() {
-                    if link.setup != Setup::Ready {
-                        continue;
-                    }
-                    link.take_replies(batch, &self.config, self.local_files);
-                    for (i, result) in batch.take_finished() {
-                        on_done(assignment[k][i], result);
-                    }
-                    in_flight.extend(batch.in_flight(&link.conn));
+            now = match self.turn(&mut last_progress) {
+                Ok(now) => now,
+                Err(kind) => {
+                    let in_flight = self.wind_up(&mut batches, &assignment, &mut on_done);
+                    return Err(EngineError { kind, in_flight });
                 }
-                return Err(EngineError { kind, in_flight });
-            }
+            };
         }
         for link in &mut self.links {
             link.conn.hold_back = false;
@@ -689,29 +676,92 @@ impl Engine {
                 results[assignment[k][i]] = Some(result);
             }
         }
+        self.locals = locals;
         Ok(results
             .into_iter()
             .map(|r| r.expect("every operation ran on a connection"))
             .collect())
     }
 
-    /// One `poll` over every connection's pipes; an error when a server is gone or nothing
-    /// moved for too long.
-    fn turn(&mut self, last_progress: &mut Instant) -> Result<(), EngineErrorKind> {
-        let waited = last_progress.elapsed();
-        if waited >= self.stall_timeout {
-            return Err(EngineErrorKind::Stalled(self.stall_timeout));
-        }
-        let mut timeout = (self.stall_timeout - waited).min(MAX_POLL_WAIT);
-        if let Some(sig) = self.interrupt.signal() {
-            // The grace counts from the signal, or from the last progress after it.
-            let since = *self.signalled_at.get_or_insert_with(Instant::now);
-            let silent = (*last_progress).max(since).elapsed();
-            if silent >= INTERRUPTED_GRACE {
-                return Err(EngineErrorKind::Interrupted(sig));
+    /// Whether connections hold back work: with several connections, each starts uploads
+    /// only while those it has under way have less than a window left to send, and one
+    /// that runs out of work takes an operation another has not started, so the load
+    /// evens out and connections that come up late find work. Until the round trip has
+    /// decided on more connections, the first holds back as well.
+    fn holding_back(&self, share_out: bool) -> bool {
+        share_out
+            && (!self.more_considered
+                || self
+                    .links
+                    .iter()
+                    .filter(|l| l.setup == Setup::Ready || l.is_connecting())
+                    .count()
+                    > 1)
+    }
+
+    /// Moves connection `k` on at `now`: its set-up, the replies it has, and what its batch
+    /// can start; false if it is not ready for work.
+    fn step_link(
+        &mut self,
+        k: usize,
+        batch: &mut Batch<'_>,
+        share_out: bool,
+        several: bool,
+        now: Instant,
+    ) -> bool {
+        let link = &mut self.links[k];
+        if link.is_connecting() {
+            if !link.setup_step(&self.config, self.local_files) {
+                return false;
             }
-            timeout = timeout.min(INTERRUPTED_GRACE - silent);
+            log::debug!("connection {} is ready", k + 1);
         }
+        if link.setup != Setup::Ready {
+            return false;
+        }
+        // An extra connection is only of use to work that can be spread.
+        if k == 0 || share_out {
+            link.ask_limits(now);
+        }
+        link.conn.hold_back = several;
+        link.take_replies(batch, &self.config, self.local_files, now);
+        if self.interrupt.signal().is_some() {
+            batch.interrupt(&mut link.conn);
+        }
+        batch.advance(&mut link.conn);
+        true
+    }
+
+    /// The loop ends on an error: the replies that made it before the end still count;
+    /// returns what had no answer.
+    fn wind_up(
+        &mut self,
+        batches: &mut [Batch<'_>],
+        assignment: &[Vec<usize>],
+        on_done: &mut impl FnMut(usize, &OpResult),
+    ) -> Vec<String> {
+        let now = Instant::now();
+        let mut in_flight = Vec::new();
+        for (k, (link, batch)) in self.links.iter_mut().zip(batches).enumerate() {
+            if link.setup != Setup::Ready {
+                continue;
+            }
+            link.take_replies(batch, &self.config, self.local_files, now);
+            for (i, result) in batch.take_finished() {
+                on_done(assignment[k][i], result);
+            }
+            in_flight.extend(batch.in_flight(&link.conn));
+        }
+        in_flight
+    }
+
+    /// One `poll` over every connection's pipes; an error when a server is gone or nothing
+    /// moved for too long. Returns the time after the poll.
+    fn turn(&mut self, last_progress: &mut Instant) -> Result<Instant, EngineErrorKind> {
+        let signal = self.interrupt.signal();
+        let mut timeout = self
+            .deadline
+            .poll_wait(Instant::now(), *last_progress, signal)?;
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
         {
@@ -730,10 +780,11 @@ impl Engine {
                 }
             }
             if !wait(&mut fds, timeout).map_err(EngineErrorKind::Transport)? {
-                return Ok(());
+                return Ok(Instant::now());
             }
             revents.extend(fds.iter().map(|fd| fd.revents()));
         }
+        let now = Instant::now();
         for (k, (link, slots)) in self.links.iter_mut().zip(&slots).enumerate() {
             if link.setup == Setup::Failed {
                 continue;
@@ -743,17 +794,16 @@ impl Engine {
                 .handle(slots, &revents, &mut link.conn.session)
             {
                 Ok(Turn::Progress) => {
-                    *last_progress = Instant::now();
+                    *last_progress = now;
                     // The round trip ends when the reply is read, not when it is handled.
-                    if link.limits_sent.is_some()
-                        && link.limits_arrived.is_none()
+                    if link.round_trip.awaited()
                         && link
                             .conn
                             .session
                             .pending_replies()
                             .any(|(tag, _)| matches!(tag, Tag::Setup(_)))
                     {
-                        link.limits_arrived = Some(*last_progress);
+                        link.round_trip.arrived(now);
                     }
                 }
                 Ok(Turn::Idle) => {}
@@ -769,7 +819,7 @@ impl Engine {
                 Err(e) => return Err(EngineErrorKind::Transport(e)),
             }
         }
-        Ok(())
+        Ok(now)
     }
 
     /// Turns the loop until `done` says so (used for set-up exchanges).
@@ -815,11 +865,17 @@ impl Link {
 
     /// Hands the replies that have arrived to `batch`, and the set-up reply to
     /// [`Link::on_limits`].
-    fn take_replies(&mut self, batch: &mut Batch<'_>, config: &EngineConfig, local_files: usize) {
+    fn take_replies(
+        &mut self,
+        batch: &mut Batch<'_>,
+        config: &EngineConfig,
+        local_files: usize,
+        now: Instant,
+    ) {
         batch.note_failed_files(&mut self.conn);
         while let Some((tag, response)) = self.conn.session.poll_reply() {
             match tag {
-                Tag::Setup(req) => self.on_limits(req, response, config, local_files),
+                Tag::Setup(req) => self.on_limits(req, response, config, local_files, now),
                 tag => batch.on_reply(tag, response, &mut self.conn),
             }
         }
@@ -865,7 +921,7 @@ impl Link {
     /// not offer them a REALPATH of ".", which every server answers. That is left to the
     /// start of the first run, where its reply is read as soon as it comes: it measures the
     /// round trip.
-    fn ask_limits(&mut self) {
+    fn ask_limits(&mut self, now: Instant) {
         if !std::mem::take(&mut self.limits_due) {
             return;
         }
@@ -881,17 +937,22 @@ impl Link {
                 Tag::Setup(Req::Realpath),
             );
         }
-        self.limits_sent = Some(Instant::now());
+        self.round_trip.sent(now);
     }
 
     /// The set-up reply: the round trip it took sets the automatic settings, the server's
     /// limits (if it has them) cap them.
-    fn on_limits(&mut self, req: Req, reply: Response, config: &EngineConfig, local_files: usize) {
-        let Some(sent) = self.limits_sent.take() else {
+    fn on_limits(
+        &mut self,
+        req: Req,
+        reply: Response,
+        config: &EngineConfig,
+        local_files: usize,
+        now: Instant,
+    ) {
+        let Some(rtt) = self.round_trip.end(now) else {
             return;
         };
-        let arrived = self.limits_arrived.unwrap_or_else(Instant::now);
-        let rtt = arrived.saturating_duration_since(sent);
         self.rtt = Some(rtt);
         let limits = &mut self.conn.limits;
         limits.max_open_files = if config.auto_open_files {
@@ -948,11 +1009,32 @@ impl Link {
     }
 }
 
+/// Connection `k` takes one operation that the connection with the most not started has
+/// not started; false when none has any.
+fn take_work<'a>(
+    k: usize,
+    ops: &'a [Op],
+    batches: &mut [Batch<'a>],
+    assignment: &mut [Vec<usize>],
+) -> bool {
+    let Some(donor) = (0..batches.len())
+        .filter(|&d| d != k && batches[d].unstarted() > 0)
+        .max_by_key(|&d| batches[d].unstarted())
+    else {
+        return false;
+    };
+    batches[donor].split_off_unstarted(1);
+    let g = assignment[donor].pop().expect("assigned");
+    batches[k].push(&ops[g]);
+    assignment[k].push(g);
+    true
+}
+
 /// Splits operations over `n` connections, largest uploads first to the least loaded one;
 /// each connection keeps them in their original order.
-fn spread(ops: &[Op], n: usize) -> Vec<Vec<usize>> {
-    let cost = |op: &Op| match op {
-        Op::Upload { local, .. } => std::fs::metadata(local).map_or(0, |m| m.len()) + 4096,
+fn spread(ops: &[Op], n: usize, locals: &mut Locals) -> Vec<Vec<usize>> {
+    let mut cost = |op: &Op| match op {
+        Op::Upload { local, .. } => locals.size(local).unwrap_or(0) + 4096,
         Op::UploadPart { range, .. } => range.end - range.start + 4096,
         _ => 4096,
     };

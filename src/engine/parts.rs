@@ -56,7 +56,7 @@ impl Split {
     pub(crate) fn new(
         ops: &[Op],
         part_size: u64,
-        size_of: impl Fn(&Path) -> Option<u64>,
+        mut size_of: impl FnMut(&Path) -> Option<u64>,
     ) -> Option<Split> {
         let sizes: Vec<Option<u64>> = ops
             .iter()

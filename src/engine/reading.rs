@@ -3,10 +3,10 @@
 //! advances them; they say what to send next through the session.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::dirs::{reply_name, status_cause};
+use super::local;
 use super::op::{Cause, Outcome, Req, Tag};
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, NameEntry, OpenFlags, Request, Response, StatusCode};
@@ -271,12 +271,7 @@ impl CompareRun {
         remote: &[u8],
         session: &mut Session<Tag>,
     ) -> Result<CompareRun, Cause> {
-        let local_error = |e: std::io::Error| Cause::Local {
-            path: local.to_owned(),
-            message: e.to_string(),
-        };
-        let file = File::open(local).map_err(local_error)?;
-        let size = file.metadata().map_err(local_error)?.len();
+        let (file, size) = local::open_sized(local)?;
         session.send(
             Request::Open {
                 path: remote.to_vec(),
@@ -360,15 +355,10 @@ impl CompareRun {
     }
 
     fn compare(&mut self, offset: u64, data: &[u8]) -> Result<bool, Cause> {
-        let mut local = vec![0; data.len()];
-        match self.file.read_exact_at(&mut local, offset) {
-            Ok(()) => Ok(local == data),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(Cause::Local {
-                path: self.local.clone(),
-                message: e.to_string(),
-            }),
-        }
+        local::holds(&self.file, offset, data).map_err(|e| Cause::Local {
+            path: self.local.clone(),
+            message: e.to_string(),
+        })
     }
 
     pub(crate) fn on_reply(
