@@ -286,7 +286,7 @@ impl<'a> Batch<'a> {
     /// A description of operation `i`, for messages about what was in flight.
     pub(crate) fn describe(&self, i: usize) -> String {
         let op = &self.ops[i];
-        format!("{} {}", op.name(), op.path())
+        format!("{} {}", op.kind(), op.path())
     }
 
     /// How many operations have not started.
@@ -349,7 +349,7 @@ impl<'a> Batch<'a> {
     fn fail(&mut self, i: usize, cause: Cause, conn: &mut Conn) {
         let op = &self.ops[i];
         let err = OpError {
-            op: op.name(),
+            op: op.kind(),
             path: op.path().clone(),
             cause,
         };

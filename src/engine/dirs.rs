@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::confine::{Confinement, Known, Verdict};
-use super::op::{Cause, Req, Tag};
+use super::op::{Cause, Req, Status, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
@@ -239,7 +239,7 @@ impl DirTable {
     fn outside_base(&self, path: &RemotePath) -> Cause {
         Cause::Status {
             request: Req::Mkdir,
-            code: StatusCode::NoSuchFile,
+            code: Status::NoSuchFile,
             message: format!("{path} is not below the target directory, which must exist",),
         }
     }
@@ -550,7 +550,7 @@ impl DirTable {
 pub(crate) fn status_cause(request: Req, code: StatusCode, message: &[u8]) -> Cause {
     Cause::Status {
         request,
-        code,
+        code: code.into(),
         message: String::from_utf8_lossy(message).into_owned(),
     }
 }
@@ -775,7 +775,7 @@ mod tests {
             assert!(matches!(
                 *cause,
                 Cause::Status {
-                    code: StatusCode::Failure,
+                    code: Status::Failure,
                     request: Req::Mkdir,
                     ..
                 }

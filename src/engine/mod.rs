@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use batch::Stats;
 pub use deadline::INTERRUPTED_GRACE;
-pub use op::{Cause, Op, OpError, OpResult, Outcome, Req};
+pub use op::{Cause, Entry, EntryKind, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
 pub use tuning::{
     DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes, open_files_for,
     window_for,
@@ -500,7 +500,7 @@ impl Engine {
         complete: Vec<usize>,
     ) -> Result<Vec<(usize, OpResult)>, EngineError> {
         let as_upload = |i: usize, e: &OpError| OpError {
-            op: ops[i].name(),
+            op: ops[i].kind(),
             path: ops[i].path().clone(),
             cause: e.cause.clone(),
         };
@@ -510,7 +510,7 @@ impl Engine {
         for i in complete {
             if self.interrupt.signal().is_some() {
                 let cause = Cause::Interrupted;
-                let (op, path) = (ops[i].name(), ops[i].path().clone());
+                let (op, path) = (ops[i].kind(), ops[i].path().clone());
                 out.push((i, Err(OpError { op, path, cause })));
                 continue;
             }

@@ -153,7 +153,7 @@ impl Split {
         };
         if size_of(local) != Some(cut.size) {
             return Err(Err(OpError {
-                op: given.name(),
+                op: given.kind(),
                 path: remote.clone(),
                 cause: Cause::Local {
                     path: local.clone(),
@@ -264,7 +264,7 @@ mod tests {
         let ops = [upload("big", false)];
         let mut s = split(&ops).unwrap();
         let failure: OpResult = Err(OpError {
-            op: "upload",
+            op: crate::engine::OpKind::Upload,
             path: RemotePath::new("/r/big").unwrap(),
             cause: Cause::Interrupted,
         });

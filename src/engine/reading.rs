@@ -7,16 +7,16 @@ use std::path::Path;
 
 use super::dirs::{reply_name, status_cause};
 use super::local;
-use super::op::{Cause, Outcome, Req, Tag};
+use super::op::{Cause, Entry, Outcome, Req, Tag};
 use crate::sftp::session::Session;
-use crate::sftp::wire::{Attrs, NameEntry, OpenFlags, Request, Response, StatusCode};
+use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
 
 /// A listing stops here: a server that never says EOF must not fill our memory.
 pub(crate) const MAX_LISTING: usize = 1_000_000;
 /// And here, counting the bytes kept: names and what each entry costs us besides.
 pub(crate) const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
 /// What an entry costs besides its name (the entry itself and a little slack).
-const ENTRY_COST: usize = std::mem::size_of::<NameEntry>() + 16;
+const ENTRY_COST: usize = std::mem::size_of::<Entry>() + 16;
 /// NAME replies in a row that add nothing (empty, or only `.` and `..`) before the listing
 /// counts as stalled: a server that answers READDIR that way for ever never says EOF.
 const MAX_IDLE_NAMES: u32 = 3;
@@ -63,18 +63,6 @@ fn close_verdict(
     }
 }
 
-/// An entry without what listings never use: the `longname` and extended attributes.
-fn slim(entry: NameEntry) -> NameEntry {
-    NameEntry {
-        filename: entry.filename,
-        longname: Vec::new(),
-        attrs: Attrs {
-            extended: Vec::new(),
-            ..entry.attrs
-        },
-    }
-}
-
 fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
     session.send(
         Request::Close {
@@ -85,11 +73,11 @@ fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
 }
 
 /// OPENDIR, READDIR until EOF, CLOSE. Bounded by entries and by bytes; of each entry only
-/// the name and the attributes that fit in [`Attrs`]' fixed fields are kept (a server may
-/// send long `longname`s or extended attributes with every entry).
+/// the name and what [`Entry`] holds of its attributes are kept (a server may send long
+/// `longname`s or extended attributes with every entry).
 pub(crate) struct ListRun {
     handle: Vec<u8>,
-    entries: Vec<NameEntry>,
+    entries: Vec<Entry>,
     /// What `entries` holds, by [`ENTRY_COST`] and name length.
     bytes: usize,
     /// NAME replies in a row that added no entry.
@@ -132,7 +120,7 @@ impl ListRun {
                 continue;
             }
             self.bytes = self.bytes.saturating_add(ENTRY_COST + entry.filename.len());
-            self.entries.push(slim(entry));
+            self.entries.push(Entry::new(entry.filename, &entry.attrs));
         }
         self.idle = if self.entries.len() == before {
             self.idle + 1
@@ -490,7 +478,7 @@ impl CompareRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sftp::wire::{Frame, Packet, frame};
+    use crate::sftp::wire::{Attrs, Frame, Packet, frame};
 
     /// The requests queued on the session since the last call.
     fn sent(session: &mut Session<Tag>) -> Vec<Request> {
@@ -664,8 +652,10 @@ mod tests {
             panic!("no listing")
         };
         assert_eq!(entries.len(), 10);
-        assert!(entries.iter().all(|e| e.longname.capacity() == 0));
-        assert!(entries.iter().all(|e| e.attrs.extended.capacity() == 0));
+        // An entry holds no longname nor extended attributes (see [`Entry`]): only its name
+        // and the attributes used.
+        assert_eq!(entries[3].name, b"f3");
+        assert!(entries.iter().all(|e| e.name.capacity() < 16));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
-use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
+use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req, Status};
 use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::{self, Action, Job, Plan};
 use crate::relpath::RelPath;
@@ -19,7 +19,6 @@ use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage, Line, Outlog};
 use crate::run::progress::Progress;
 use crate::run::tree::{Node, local_mtime, remote_path};
-use crate::sftp::wire::StatusCode;
 
 /// An error found before anything was sent: exit status 2.
 #[derive(Debug)]
@@ -764,7 +763,7 @@ impl Executor<'_> {
                 Err(e)
                     if heal
                         && matches!(job.action, Action::RenameDotNew { .. })
-                        && e.status() == Some(StatusCode::NoSuchFile) =>
+                        && e.status() == Some(Status::NoSuchFile) =>
                 {
                     held.missing.push(i);
                 }
@@ -889,7 +888,7 @@ impl Executor<'_> {
             match result {
                 Ok(_) => {}
                 Err(e) if e.cause == Cause::Interrupted => return Ok(()),
-                Err(e) if e.status() == Some(StatusCode::NoSuchFile) => {}
+                Err(e) if e.status() == Some(Status::NoSuchFile) => {}
                 Err(_) => copies.push(alias),
             }
         }

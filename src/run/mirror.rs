@@ -9,13 +9,12 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
-use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req};
+use crate::engine::{Cause, Engine, Op, OpError, OpResult, Outcome, Req, Status};
 use crate::interrupt::{Interrupt, signal_name};
 use crate::relpath::RelPath;
 use crate::run::hook::SetupError;
 use crate::run::progress::Progress;
 use crate::run::tree::{self, Difference, Node, Tree, remote_path};
-use crate::sftp::wire::StatusCode;
 
 /// Says that index files will be replaced by remove-then-rename (so that for a moment each
 /// is missing on the mirror) when the connection cannot replace them atomically: the hook
@@ -53,7 +52,7 @@ pub(crate) fn refuses_symlinks(e: &OpError) -> bool {
         e.cause,
         Cause::Status {
             request: Req::Symlink,
-            code: StatusCode::OpUnsupported | StatusCode::PermissionDenied,
+            code: Status::Unsupported | Status::PermissionDenied,
             ..
         }
     )
