@@ -1048,6 +1048,8 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// A reply to an operation of one or a few requests in a row (not an upload, not a
+    /// reading one).
     fn single_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
         let State::Single(step) = &self.states[i] else {
             unreachable!()
@@ -1070,49 +1072,16 @@ impl<'a> Batch<'a> {
             let target = entry.filename.clone();
             return self.finish(i, Ok(Outcome::Target(target)), conn);
         }
-        // The size a SETSTAT gave is confirmed by a STAT before the file counts as whole.
-        if let (Req::Stat, Op::SetSize { size, .. }) = (req, self.ops[i]) {
-            let cause = match response {
-                Response::Attrs(a) if a.size == Some(*size) => {
-                    return self.finish(i, Ok(Outcome::Done), conn);
-                }
-                Response::Attrs(a) => match a.size {
-                    Some(actual) => Cause::SizeMismatch {
-                        expected: *size,
-                        actual,
-                    },
-                    None => Cause::SizeUnconfirmed,
-                },
-                Response::Status { code, message, .. } => status_cause(req, code, &message),
-                other => Cause::UnexpectedReply {
-                    request: req,
-                    reply: reply_name(&other),
-                },
-            };
-            return self.fail(i, cause, conn);
-        }
-        if let (Req::Setstat, Op::SetSize { path, .. }, Response::Status { code, .. }) =
-            (req, self.ops[i], &response)
-            && *code == StatusCode::Ok
-        {
-            conn.session.send(
-                Request::Stat {
-                    path: path.as_bytes().to_vec(),
-                },
-                Tag::op(i, Req::Stat),
-            );
-            return;
+        if let Op::SetSize { .. } = self.ops[i] {
+            return self.set_size_reply(i, req, response, conn);
         }
         let Response::Status { code, message, .. } = response else {
             let reply = reply_name(&response);
-            return self.fail(
-                i,
-                Cause::UnexpectedReply {
-                    request: req,
-                    reply,
-                },
-                conn,
-            );
+            let cause = Cause::UnexpectedReply {
+                request: req,
+                reply,
+            };
+            return self.fail(i, cause, conn);
         };
         // Offered, then refused (`sftp-server -P posix-rename`): remove, then rename.
         if req == Req::PosixRename
@@ -1128,23 +1097,64 @@ impl<'a> Batch<'a> {
             (false, StatusCode::NoSuchFile) if matches!(req, Req::Remove | Req::Rmdir) => {
                 self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
             }
-            // A symlink into a directory that does not exist yet: make it, then retry once.
             (false, StatusCode::NoSuchFile) if req == Req::Symlink && !retried => {
-                let dir = self.ops[i].path().parent();
-                match dir.map(|d| {
-                    let ensured = conn.dirs.ensure(&d, Waiter::Op(i), &mut conn.session);
-                    (d, ensured)
-                }) {
-                    Some((_, Ensure::Queued)) => self.states[i] = State::LinkWaitingDir,
-                    Some((_, Ensure::Ready)) => {
-                        self.send_final(i, conn);
-                        self.states[i] = State::Single(Stepwise::Retried);
-                    }
-                    Some((d, Ensure::Failed(cause))) => self.fail(i, in_dir(&d, cause), conn),
-                    None => self.fail(i, status_cause(req, code, &message), conn),
-                }
+                self.symlink_dir_missing(i, status_cause(req, code, &message), conn)
             }
             (_, code) => self.fail(i, status_cause(req, code, &message), conn),
+        }
+    }
+
+    /// A reply to a SETSTAT of a file's size, or to the STAT that confirms it: the size a
+    /// SETSTAT gave is confirmed before the file counts as whole.
+    fn set_size_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let Op::SetSize { path, size, .. } = self.ops[i] else {
+            unreachable!("only SetSize sets a size")
+        };
+        let cause = match (req, response) {
+            (Req::Stat, Response::Attrs(a)) if a.size == Some(*size) => {
+                return self.finish(i, Ok(Outcome::Done), conn);
+            }
+            (Req::Stat, Response::Attrs(a)) => match a.size {
+                Some(actual) => Cause::SizeMismatch {
+                    expected: *size,
+                    actual,
+                },
+                None => Cause::SizeUnconfirmed,
+            },
+            (
+                Req::Setstat,
+                Response::Status {
+                    code: StatusCode::Ok,
+                    ..
+                },
+            ) => {
+                let path = path.as_bytes().to_vec();
+                conn.session
+                    .send(Request::Stat { path }, Tag::op(i, Req::Stat));
+                return;
+            }
+            (req, Response::Status { code, message, .. }) => status_cause(req, code, &message),
+            (req, other) => Cause::UnexpectedReply {
+                request: req,
+                reply: reply_name(&other),
+            },
+        };
+        self.fail(i, cause, conn);
+    }
+
+    /// A symlink into a directory that does not exist yet: it is made, and the SYMLINK sent
+    /// once more; without a directory to make, it fails with `cause`.
+    fn symlink_dir_missing(&mut self, i: usize, cause: Cause, conn: &mut Conn) {
+        let Some(dir) = self.ops[i].path().parent() else {
+            return self.fail(i, cause, conn);
+        };
+        match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+            Ensure::Queued => self.states[i] = State::LinkWaitingDir,
+            Ensure::Ready => {
+                self.send_final(i, conn);
+                self.states[i] = State::Single(Stepwise::Retried);
+            }
+            Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
         }
     }
 

@@ -415,6 +415,7 @@ impl DirTable {
         released
     }
 
+    /// Moves directory `i` on with the reply to its MKDIR, or to the STAT after a failed one.
     fn step(
         &mut self,
         i: usize,
@@ -443,33 +444,7 @@ impl DirTable {
                 },
             ) => {
                 let failure = status_cause(Req::Mkdir, StatusCode::NoSuchFile, &message);
-                let parent = self.parent_of(&self.dirs[i].path);
-                if self.in_order
-                    && !self.dirs[i].retried
-                    && let Some(parent) = &parent
-                {
-                    // An in-order server: the missing ancestors' MKDIRs, top-down, then this
-                    // one again, all at once, instead of a round trip per level.
-                    self.dirs[i].retried = true;
-                    match self.pipeline_chain(parent, true, session) {
-                        Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
-                        _ => self.mkdir_or_fail(i, session, released),
-                    }
-                    return;
-                }
-                match parent {
-                    None => self.settle(i, Err(failure), session, released),
-                    Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
-                        Ensure::Queued => self.dirs[i].state = State::WaitingParent,
-                        Ensure::Ready if !self.dirs[i].retried => {
-                            self.dirs[i].retried = true;
-                            self.mkdir_or_fail(i, session, released);
-                        }
-                        // Still no parent although it exists: give up rather than loop.
-                        Ensure::Ready => self.settle(i, Err(failure), session, released),
-                        Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
-                    },
-                }
+                self.parent_missing(i, failure, session, released);
             }
             (Req::Mkdir, Response::Status { code, message, .. }) => {
                 // Perhaps it exists already; one STAT tells.
@@ -511,6 +486,44 @@ impl DirTable {
                 };
                 self.settle(i, Err(cause), session, released);
             }
+        }
+    }
+
+    /// The MKDIR of directory `i` found no parent (`failure`): the parent is made first and
+    /// the MKDIR sent again, once.
+    fn parent_missing(
+        &mut self,
+        i: usize,
+        failure: Cause,
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
+        let parent = self.parent_of(&self.dirs[i].path);
+        if self.in_order
+            && !self.dirs[i].retried
+            && let Some(parent) = &parent
+        {
+            // An in-order server: the missing ancestors' MKDIRs, top-down, then this one
+            // again, all at once, instead of a round trip per level.
+            self.dirs[i].retried = true;
+            match self.pipeline_chain(parent, true, session) {
+                Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
+                _ => self.mkdir_or_fail(i, session, released),
+            }
+            return;
+        }
+        match parent {
+            None => self.settle(i, Err(failure), session, released),
+            Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
+                Ensure::Queued => self.dirs[i].state = State::WaitingParent,
+                Ensure::Ready if !self.dirs[i].retried => {
+                    self.dirs[i].retried = true;
+                    self.mkdir_or_fail(i, session, released);
+                }
+                // Still no parent although it exists: give up rather than loop.
+                Ensure::Ready => self.settle(i, Err(failure), session, released),
+                Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
+            },
         }
     }
 

@@ -153,12 +153,7 @@ impl ListRun {
         match (req, response) {
             (Req::Opendir, Response::Handle(h)) => {
                 self.handle = h;
-                session.send(
-                    Request::Readdir {
-                        handle: self.handle.clone(),
-                    },
-                    tag(op, Req::Readdir),
-                );
+                self.read_more(op, session);
             }
             (Req::Opendir, Response::Status { code, message, .. }) => {
                 let result = if code == StatusCode::NoSuchFile {
@@ -166,10 +161,7 @@ impl ListRun {
                 } else {
                     Err(status_cause(req, code, &message))
                 };
-                return Step::Finished {
-                    result,
-                    released_handle: true,
-                };
+                return finished(result, true);
             }
             (Req::Readdir, Response::Name(names)) => {
                 self.answered = true;
@@ -180,12 +172,7 @@ impl ListRun {
                     });
                     self.close(op, session);
                 } else {
-                    session.send(
-                        Request::Readdir {
-                            handle: self.handle.clone(),
-                        },
-                        tag(op, Req::Readdir),
-                    );
+                    self.read_more(op, session);
                 }
             }
             (Req::Readdir, Response::Status { code, message, .. }) => {
@@ -207,10 +194,7 @@ impl ListRun {
                         Outcome::Listing(entries)
                     }
                 });
-                return Step::Finished {
-                    result,
-                    released_handle: true,
-                };
+                return finished(result, true);
             }
             (request, other) => {
                 let cause = Cause::UnexpectedReply {
@@ -218,10 +202,7 @@ impl ListRun {
                     reply: reply_name(&other),
                 };
                 if request == Req::Opendir {
-                    return Step::Finished {
-                        result: Err(cause),
-                        released_handle: true,
-                    };
+                    return finished(Err(cause), true);
                 }
                 self.error.get_or_insert(cause);
                 if !self.closing {
@@ -232,6 +213,15 @@ impl ListRun {
         Step::Continue {
             released_handle: false,
         }
+    }
+
+    fn read_more(&mut self, op: usize, session: &mut Session<Tag>) {
+        session.send(
+            Request::Readdir {
+                handle: self.handle.clone(),
+            },
+            tag(op, Req::Readdir),
+        );
     }
 }
 
@@ -372,47 +362,14 @@ impl CompareRun {
                 self.outstanding += 1;
             }
             (Req::Open, Response::Status { code, message, .. }) => {
-                return Step::Finished {
-                    result: Err(status_cause(req, code, &message)),
-                    released_handle: true,
-                };
+                return finished(Err(status_cause(req, code, &message)), true);
             }
             (Req::Fstat, Response::Attrs(a)) => {
                 if a.size.is_some_and(|s| s != self.size) {
                     self.differs = true;
                 }
             }
-            (Req::Read, Response::Data(data)) => {
-                if data.is_empty() {
-                    // Nothing at an offset before the end: not the same file (and asking
-                    // again would loop for ever).
-                    self.differs = true;
-                } else if data.len() > bytes as usize {
-                    self.error.get_or_insert(Cause::UnexpectedReply {
-                        request: req,
-                        reply: "more data than asked for",
-                    });
-                } else {
-                    match self.compare(offset, &data) {
-                        Ok(true) => {
-                            // A short read: ask again for the rest of the range, unless
-                            // the handle is being closed.
-                            if data.len() < bytes as usize
-                                && !self.differs
-                                && !self.closing
-                                && self.error.is_none()
-                            {
-                                let got = data.len() as u32;
-                                self.read(op, offset + u64::from(got), bytes - got, session);
-                            }
-                        }
-                        Ok(false) => self.differs = true,
-                        Err(cause) => {
-                            self.error.get_or_insert(cause);
-                        }
-                    }
-                }
-            }
+            (Req::Read, Response::Data(data)) => self.on_data(op, bytes, offset, &data, session),
             (Req::Read, Response::Status { code, message, .. }) => {
                 if code == StatusCode::Eof {
                     // The remote file ends before the local one does.
@@ -421,57 +378,105 @@ impl CompareRun {
                     self.error.get_or_insert(status_cause(req, code, &message));
                 }
             }
-            (Req::Close, response) => {
-                let differs = self.differs;
-                let result = close_verdict(self.error.take(), response, || {
-                    if differs {
-                        Outcome::Differs
-                    } else {
-                        Outcome::Same
-                    }
-                });
-                if self.outstanding == 0 {
-                    return Step::Finished {
-                        result,
-                        released_handle: true,
-                    };
-                }
-                // Replies to READs sent before the CLOSE are still due (a server may answer
-                // out of order): keep the verdict until they are in.
-                self.error = result.err();
-                return Step::Continue {
-                    released_handle: true,
-                };
-            }
+            (Req::Close, response) => return self.on_close(response),
             (request, other) => {
                 self.error.get_or_insert(Cause::UnexpectedReply {
                     request,
                     reply: reply_name(&other),
                 });
                 if request == Req::Open {
-                    return Step::Finished {
-                        result: Err(self.error.take().expect("set")),
-                        released_handle: true,
-                    };
+                    return finished(Err(self.error.take().expect("set")), true);
                 }
             }
         }
         if self.closing && self.outstanding == 0 {
             // The CLOSE reply came before the last READ replies.
-            let result = match self.error.take() {
-                Some(cause) => Err(cause),
-                None if self.differs => Ok(Outcome::Differs),
-                None => Ok(Outcome::Same),
-            };
-            return Step::Finished {
-                result,
-                released_handle: false,
-            };
+            return finished(self.verdict(), false);
         }
         self.maybe_close(op, session);
         Step::Continue {
             released_handle: false,
         }
+    }
+
+    /// A READ's data, asked as `bytes` at `offset`: compared with the local file; a short
+    /// read asks again for the rest.
+    fn on_data(
+        &mut self,
+        op: usize,
+        bytes: u32,
+        offset: u64,
+        data: &[u8],
+        session: &mut Session<Tag>,
+    ) {
+        if data.is_empty() {
+            // Nothing at an offset before the end: not the same file (and asking again would
+            // loop for ever).
+            self.differs = true;
+            return;
+        }
+        if data.len() > bytes as usize {
+            self.error.get_or_insert(Cause::UnexpectedReply {
+                request: Req::Read,
+                reply: "more data than asked for",
+            });
+            return;
+        }
+        match self.compare(offset, data) {
+            Ok(true) => {
+                // A short read: ask again for the rest of the range, unless the handle is
+                // being closed.
+                if data.len() < bytes as usize
+                    && !self.differs
+                    && !self.closing
+                    && self.error.is_none()
+                {
+                    let got = data.len() as u32;
+                    self.read(op, offset + u64::from(got), bytes - got, session);
+                }
+            }
+            Ok(false) => self.differs = true,
+            Err(cause) => {
+                self.error.get_or_insert(cause);
+            }
+        }
+    }
+
+    /// The CLOSE's reply: the verdict, unless replies to READs sent before it are still due
+    /// (a server may answer out of order); then it is kept until they are in.
+    fn on_close(&mut self, response: Response) -> Step {
+        let differs = self.differs;
+        let result = close_verdict(self.error.take(), response, || {
+            if differs {
+                Outcome::Differs
+            } else {
+                Outcome::Same
+            }
+        });
+        if self.outstanding == 0 {
+            return finished(result, true);
+        }
+        self.error = result.err();
+        Step::Continue {
+            released_handle: true,
+        }
+    }
+
+    /// What the comparison found, all replies in.
+    fn verdict(&mut self) -> Result<Outcome, Cause> {
+        match self.error.take() {
+            Some(cause) => Err(cause),
+            None if self.differs => Ok(Outcome::Differs),
+            None => Ok(Outcome::Same),
+        }
+    }
+}
+
+/// A reading operation is over with `result`; `released_handle` as in [`Step`].
+fn finished(result: Result<Outcome, Cause>, released_handle: bool) -> Step {
+    Step::Finished {
+        result,
+        released_handle,
     }
 }
 
