@@ -11,17 +11,15 @@
 //! to be inside), in the same flight, undone if anything then turns out wrong.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::File;
 use std::path::Path;
-use std::rc::Rc;
 
 use super::confine::Verdict;
 use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
-use super::local::{self, Locals};
+use super::local::{Locals, Sources};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
 use crate::remote_path::RemotePath;
-use crate::sftp::session::{FileFault, Session};
+use crate::sftp::session::{FileFault, Session, SourceId};
 use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
 
 /// A directory's failure, as an operation that needed it reports it.
@@ -65,6 +63,8 @@ pub struct Stats {
 /// The connection state a batch works on.
 pub(crate) struct Conn {
     pub session: Session<Tag>,
+    /// The local files its operations hold open (uploads, comparisons).
+    pub sources: Sources,
     pub dirs: DirTable,
     pub limits: Limits,
     pub stats: Stats,
@@ -80,6 +80,7 @@ impl Conn {
     pub(crate) fn new(session: Session<Tag>, limits: Limits) -> Conn {
         Conn {
             session,
+            sources: Sources::default(),
             dirs: DirTable::default(),
             limits,
             stats: Stats::default(),
@@ -122,8 +123,9 @@ enum Stage {
 }
 
 struct Upload {
-    /// Shared with the WRITEs queued for the transport, which read from it.
-    file: Rc<File>,
+    /// Its local file, open in [`Conn::sources`] while the upload runs; the WRITEs queued
+    /// for the transport name it.
+    source: SourceId,
     /// Where the bytes are written: for a whole file its temporary name, created
     /// exclusively and renamed onto the real name once every byte is confirmed; for a part,
     /// the name the parts share (see [`super::parts`]).
@@ -206,7 +208,7 @@ enum State {
 
 /// WRITEs up to this size carry their data in the output buffer, read there at once: small
 /// files then go out with their requests in one write to the pipe. Larger ones are spliced
-/// from the file by the transport (see [`crate::sftp::session::Next::File`]).
+/// from the file by the transport (see [`crate::sftp::session::Next::Source`]).
 const INLINE_WRITE_MAX: u32 = 64 * 1024;
 
 /// Operations that hold a remote handle while they run, and so count against the limit.
@@ -324,9 +326,14 @@ impl<'a> Batch<'a> {
     }
 
     fn finish(&mut self, i: usize, result: OpResult, conn: &mut Conn) {
-        if let State::Upload(u) = &self.states[i] {
-            self.unsent -= u.size.saturating_sub(u.next_offset);
-            self.files_held -= 1;
+        match &self.states[i] {
+            State::Upload(u) => {
+                self.unsent -= u.size.saturating_sub(u.next_offset);
+                self.files_held -= 1;
+                conn.sources.close(u.source);
+            }
+            State::Compare(run) => conn.sources.close(run.source()),
+            _ => {}
         }
         if let (Ok(_), State::Upload(u)) = (&result, &self.states[i]) {
             // A file counts once, with its first part.
@@ -440,7 +447,8 @@ impl<'a> Batch<'a> {
                 )));
             }
             Op::Compare { local, remote } => {
-                match CompareRun::start(i, local, remote.as_bytes(), &mut conn.session) {
+                let (session, sources) = (&mut conn.session, &mut conn.sources);
+                match CompareRun::start(i, local, remote.as_bytes(), session, sources) {
                     Ok(run) => {
                         conn.take_handle();
                         self.states[i] = State::Compare(Box::new(run));
@@ -483,9 +491,9 @@ impl<'a> Batch<'a> {
                     message: SHRANK.into(),
                 });
             }
-            Ok((local::open(local)?, found))
+            Ok((conn.sources.open(local)?, found))
         });
-        let (file, found) = match opened {
+        let (source, found) = match opened {
             Ok(opened) => opened,
             Err(cause) => return self.fail(i, cause, conn),
         };
@@ -494,7 +502,7 @@ impl<'a> Batch<'a> {
         self.unsent += range.end - range.start;
         let remote = self.ops[i].path();
         self.states[i] = State::Upload(Box::new(Upload {
-            file: Rc::new(file),
+            source,
             target: if part.is_none() {
                 remote.temp_sibling()
             } else {
@@ -782,9 +790,9 @@ impl<'a> Batch<'a> {
                     offset,
                 };
                 if len <= INLINE_WRITE_MAX {
-                    let file = &u.file;
+                    let (source, sources) = (u.source, &conn.sources);
                     let sent = conn.session.send_write(&u.handle, offset, len, tag, |out| {
-                        local::append_range(file, offset, len, out)
+                        sources.append(source, offset, len, out)
                     });
                     if let Err(e) = sent {
                         let fault = if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -796,14 +804,9 @@ impl<'a> Batch<'a> {
                         break;
                     }
                 } else {
-                    conn.session.send_write_file(
-                        &u.handle,
-                        offset,
-                        len,
-                        tag,
-                        Rc::clone(&u.file),
-                        i,
-                    );
+                    let source = u.source;
+                    conn.session
+                        .send_write_source(&u.handle, offset, len, tag, source, i);
                 }
                 self.unsent -= u64::from(len);
                 u.next_offset += u64::from(len);
@@ -960,8 +963,9 @@ impl<'a> Batch<'a> {
                         self.reading_step(op, step, conn);
                     }
                     State::Compare(run) => {
-                        let step =
-                            run.on_reply(op, req, bytes, offset, response, &mut conn.session);
+                        let (session, sources) = (&mut conn.session, &conn.sources);
+                        let asked = (bytes, offset);
+                        let step = run.on_reply(op, req, asked, response, session, sources);
                         conn.bytes_in_flight += run.take_requested();
                         if run.wants_reads() {
                             self.readers.insert(op);

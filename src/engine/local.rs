@@ -1,12 +1,15 @@
 //! The engine's one edge to the local disk: every stat, open and read of a local file the
-//! engine does is here.
+//! engine does is here, and every descriptor of one is held here.
 //!
 //! A source is stat'ed once per run ([`Locals`]): the size and mode fixed then are what the
 //! upload sends, confirms and counts, and what spreading and cutting it into parts go by.
-//! It is opened only when its upload starts ([`open`]), so that a plan of many files holds
-//! few descriptors; its data is read from that one open file. This module owns no state
-//! machine and must not decide anything about the server; the state machines call it at
-//! the points where they need a file.
+//! It is opened only when its upload starts, so that a plan of many files holds few
+//! descriptors, into a connection's [`Sources`], which names it by a [`SourceId`]; the
+//! session queues its ranges by that name, the transport splices them from the file it finds
+//! here ([`LocalFiles`]), and small WRITEs' data is read from it straight into the output
+//! buffer ([`Sources::append`]). The file is closed when its operation finishes. This
+//! module owns no state machine and must not decide anything about the server; the state
+//! machines call it at the points where they need a file.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,6 +18,8 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::op::Cause;
+use crate::sftp::session::SourceId;
+use crate::transport::LocalFiles;
 
 /// A local regular file as it was when first looked at in the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,50 +88,102 @@ pub(crate) fn size_now(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// Opens `path` for reading, when its upload (or comparison) starts; no stat.
-pub(crate) fn open(path: &Path) -> Result<File, Cause> {
-    File::open(path).map_err(|e| Cause::Local {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+/// The local files one connection holds open, each named by the [`SourceId`] its WRITEs (or
+/// a comparison's reads) use. Names are never reused: a stale one finds nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Sources {
+    open: HashMap<SourceId, File>,
+    next: u64,
 }
 
-/// Opens `path` and gives its size now: for a comparison, which reads the file at once.
-pub(crate) fn open_sized(path: &Path) -> Result<(File, u64), Cause> {
-    let local_error = |e: std::io::Error| Cause::Local {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    let file = File::open(path).map_err(local_error)?;
-    let size = file.metadata().map_err(local_error)?.len();
-    Ok((file, size))
+impl Sources {
+    /// Opens `path` for reading, when its upload starts; no stat (that was done once for
+    /// the run, see [`Locals`]).
+    pub(crate) fn open(&mut self, path: &Path) -> Result<SourceId, Cause> {
+        let file = File::open(path).map_err(|e| local_error(path, e))?;
+        Ok(self.hold(file))
+    }
+
+    /// Opens `path` and gives its size now: for a comparison, which reads the file at once.
+    pub(crate) fn open_sized(&mut self, path: &Path) -> Result<(SourceId, u64), Cause> {
+        let file = File::open(path).map_err(|e| local_error(path, e))?;
+        let size = file.metadata().map_err(|e| local_error(path, e))?.len();
+        Ok((self.hold(file), size))
+    }
+
+    fn hold(&mut self, file: File) -> SourceId {
+        let id = SourceId(self.next);
+        self.next += 1;
+        self.open.insert(id, file);
+        id
+    }
+
+    /// Closes `source`: its operation is over (every WRITE of it was sent).
+    pub(crate) fn close(&mut self, source: SourceId) {
+        self.open.remove(&source);
+    }
+
+    /// How many files are open.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.open.len()
+    }
+
+    fn get(&self, source: SourceId) -> std::io::Result<&File> {
+        self.open
+            .get(&source)
+            .ok_or_else(|| std::io::Error::other("no longer open"))
+    }
+
+    /// Appends `len` bytes of `source` from `offset` to `out`, read straight into its spare
+    /// room (never zeroed first): the one copy of a small WRITE's data, into the output
+    /// buffer. A file that ends sooner is an `UnexpectedEof` error.
+    pub(crate) fn append(
+        &self,
+        source: SourceId,
+        offset: u64,
+        len: u32,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        append_range(self.get(source)?, offset, len, out)
+    }
+
+    /// Whether `source` holds `data` at `offset`; a file that ends sooner does not.
+    pub(crate) fn holds(
+        &self,
+        source: SourceId,
+        offset: u64,
+        data: &[u8],
+    ) -> std::io::Result<bool> {
+        let mut local = vec![0; data.len()];
+        match self.get(source)?.read_exact_at(&mut local, offset) {
+            Ok(()) => Ok(local == data),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
-/// Appends `len` bytes of `file` from `offset` to `out`, read straight into its spare room
-/// (never zeroed first): the one copy of a small WRITE's data, into the output buffer. A
-/// file that ends sooner is an `UnexpectedEof` error.
-pub(crate) fn append_range(
-    mut file: &File,
-    offset: u64,
-    len: u32,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
+impl LocalFiles for Sources {
+    fn file(&self, source: SourceId) -> Option<&File> {
+        self.open.get(&source)
+    }
+}
+
+fn local_error(path: &Path, e: std::io::Error) -> Cause {
+    Cause::Local {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn append_range(mut file: &File, offset: u64, len: u32, out: &mut Vec<u8>) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     let got = file.take(u64::from(len)).read_to_end(out)?;
     if got < len as usize {
         return Err(ErrorKind::UnexpectedEof.into());
     }
     Ok(())
-}
-
-/// Whether `file` holds `data` at `offset`; a file that ends sooner does not.
-pub(crate) fn holds(file: &File, offset: u64, data: &[u8]) -> std::io::Result<bool> {
-    let mut local = vec![0; data.len()];
-    match file.read_exact_at(&mut local, offset) {
-        Ok(()) => Ok(local == data),
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]
@@ -150,6 +207,26 @@ mod tests {
         let mut out = Vec::new();
         let e = append_range(&f, 2, 4, &mut out).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_source_is_named_while_it_is_open_and_its_name_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut sources = Sources::default();
+        let a = sources.open(&path).unwrap();
+        let mut out = Vec::new();
+        sources.append(a, 2, 3, &mut out).unwrap();
+        assert_eq!(out, b"234");
+        assert!(sources.holds(a, 8, b"89").unwrap());
+        assert!(!sources.holds(a, 8, b"890").unwrap());
+        sources.close(a);
+        let b = sources.open(&path).unwrap();
+        assert_ne!(a, b);
+        assert!(sources.file(a).is_none() && sources.file(b).is_some());
+        assert!(sources.append(a, 0, 1, &mut out).is_err());
+        assert_eq!(sources.held(), 1);
     }
 
     #[test]

@@ -791,7 +791,7 @@ impl Engine {
             }
             match link
                 .transport
-                .handle(slots, &revents, &mut link.conn.session)
+                .handle(slots, &revents, &mut link.conn.session, &link.conn.sources)
             {
                 Ok(Turn::Progress) => {
                     *last_progress = now;

@@ -2,13 +2,12 @@
 //! file with a local one. Sans-IO state machines like the uploads in `batch`: each reply
 //! advances them; they say what to send next through the session.
 
-use std::fs::File;
 use std::path::Path;
 
 use super::dirs::{reply_name, status_cause};
-use super::local;
+use super::local::Sources;
 use super::op::{Cause, Entry, Outcome, Req, Tag};
-use crate::sftp::session::Session;
+use crate::sftp::session::{Session, SourceId};
 use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
 
 /// A listing stops here: a server that never says EOF must not fill our memory.
@@ -228,7 +227,8 @@ impl ListRun {
 /// OPEN for reading, FSTAT, READs pipelined and compared with the local file, CLOSE.
 pub(crate) struct CompareRun {
     local: std::path::PathBuf,
-    file: File,
+    /// The local file, open in the connection's [`Sources`] while the comparison runs.
+    source: SourceId,
     size: u64,
     handle: Vec<u8>,
     /// Next offset to ask for.
@@ -248,8 +248,9 @@ impl CompareRun {
         local: &Path,
         remote: &[u8],
         session: &mut Session<Tag>,
+        sources: &mut Sources,
     ) -> Result<CompareRun, Cause> {
-        let (file, size) = local::open_sized(local)?;
+        let (source, size) = sources.open_sized(local)?;
         session.send(
             Request::Open {
                 path: remote.to_vec(),
@@ -260,7 +261,7 @@ impl CompareRun {
         );
         Ok(CompareRun {
             local: local.to_owned(),
-            file,
+            source,
             size,
             handle: Vec::new(),
             next_offset: 0,
@@ -332,21 +333,28 @@ impl CompareRun {
         }
     }
 
-    fn compare(&mut self, offset: u64, data: &[u8]) -> Result<bool, Cause> {
-        local::holds(&self.file, offset, data).map_err(|e| Cause::Local {
-            path: self.local.clone(),
-            message: e.to_string(),
-        })
+    /// Its local file, to close once it is over.
+    pub(crate) fn source(&self) -> SourceId {
+        self.source
+    }
+
+    fn compare(&self, offset: u64, data: &[u8], sources: &Sources) -> Result<bool, Cause> {
+        sources
+            .holds(self.source, offset, data)
+            .map_err(|e| Cause::Local {
+                path: self.local.clone(),
+                message: e.to_string(),
+            })
     }
 
     pub(crate) fn on_reply(
         &mut self,
         op: usize,
         req: Req,
-        bytes: u32,
-        offset: u64,
+        (bytes, offset): (u32, u64),
         response: Response,
         session: &mut Session<Tag>,
+        sources: &Sources,
     ) -> Step {
         self.outstanding -= 1;
         match (req, response) {
@@ -369,7 +377,10 @@ impl CompareRun {
                     self.differs = true;
                 }
             }
-            (Req::Read, Response::Data(data)) => self.on_data(op, bytes, offset, &data, session),
+            (Req::Read, Response::Data(data)) => {
+                let read = (bytes, offset, data.as_slice());
+                self.on_data(op, read, session, sources)
+            }
             (Req::Read, Response::Status { code, message, .. }) => {
                 if code == StatusCode::Eof {
                     // The remote file ends before the local one does.
@@ -404,10 +415,9 @@ impl CompareRun {
     fn on_data(
         &mut self,
         op: usize,
-        bytes: u32,
-        offset: u64,
-        data: &[u8],
+        (bytes, offset, data): (u32, u64, &[u8]),
         session: &mut Session<Tag>,
+        sources: &Sources,
     ) {
         if data.is_empty() {
             // Nothing at an offset before the end: not the same file (and asking again would
@@ -422,7 +432,7 @@ impl CompareRun {
             });
             return;
         }
-        match self.compare(offset, data) {
+        match self.compare(offset, data, sources) {
             Ok(true) => {
                 // A short read: ask again for the rest of the range, unless the handle is
                 // being closed.
@@ -508,34 +518,70 @@ mod tests {
 
     /// A comparison of a local file of `size` sevens, opened, its size confirmed, and its
     /// READs of 100 bytes sent.
-    fn comparing(size: usize) -> (tempfile::TempDir, CompareRun, Session<Tag>) {
+    fn comparing(size: usize) -> (tempfile::TempDir, CompareRun, Session<Tag>, Sources) {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("f");
         std::fs::write(&local, vec![7u8; size]).unwrap();
         let mut s: Session<Tag> = Session::new();
         sent(&mut s);
-        let mut run = CompareRun::start(0, &local, b"f", &mut s).unwrap();
-        run.on_reply(0, Req::Open, 0, 0, Response::Handle(b"h".to_vec()), &mut s);
+        let mut sources = Sources::default();
+        let mut run = CompareRun::start(0, &local, b"f", &mut s, &mut sources).unwrap();
+        run.on_reply(
+            0,
+            Req::Open,
+            (0, 0),
+            Response::Handle(b"h".to_vec()),
+            &mut s,
+            &sources,
+        );
         let attrs = Attrs {
             size: Some(size as u64),
             ..Attrs::default()
         };
-        run.on_reply(0, Req::Fstat, 0, 0, Response::Attrs(attrs), &mut s);
+        run.on_reply(
+            0,
+            Req::Fstat,
+            (0, 0),
+            Response::Attrs(attrs),
+            &mut s,
+            &sources,
+        );
         run.pump(0, 100, &mut s, |_, _| true);
         sent(&mut s);
-        (dir, run, s)
+        (dir, run, s, sources)
     }
 
     #[test]
     fn nothing_is_read_on_a_handle_being_closed() {
-        let (_dir, mut run, mut s) = comparing(200);
+        let (_dir, mut run, mut s, sources) = comparing(200);
         // The first READ fails: CLOSE goes out.
-        run.on_reply(0, Req::Read, 100, 0, status(StatusCode::Failure), &mut s);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 0),
+            status(StatusCode::Failure),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
         // The second comes back short but equal: no READ for the rest any more.
-        run.on_reply(0, Req::Read, 100, 100, Response::Data(vec![7; 50]), &mut s);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 100),
+            Response::Data(vec![7; 50]),
+            &mut s,
+            &sources,
+        );
         assert!(sent(&mut s).is_empty());
-        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             step,
             Step::Finished {
@@ -547,10 +593,24 @@ mod tests {
 
     #[test]
     fn an_empty_data_reply_is_a_difference_not_a_loop() {
-        let (_dir, mut run, mut s) = comparing(100);
-        run.on_reply(0, Req::Read, 100, 0, Response::Data(vec![]), &mut s);
+        let (_dir, mut run, mut s, sources) = comparing(100);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 0),
+            Response::Data(vec![]),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
-        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             step,
             Step::Finished {
@@ -562,8 +622,15 @@ mod tests {
 
     #[test]
     fn a_short_read_asks_for_the_rest() {
-        let (_dir, mut run, mut s) = comparing(100);
-        run.on_reply(0, Req::Read, 100, 0, Response::Data(vec![7; 60]), &mut s);
+        let (_dir, mut run, mut s, sources) = comparing(100);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 0),
+            Response::Data(vec![7; 60]),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             sent(&mut s)[..],
             [Request::Read {
@@ -573,9 +640,23 @@ mod tests {
             }]
         ));
         assert_eq!(run.take_requested(), 100 + 40);
-        run.on_reply(0, Req::Read, 40, 60, Response::Data(vec![7; 40]), &mut s);
+        run.on_reply(
+            0,
+            Req::Read,
+            (40, 60),
+            Response::Data(vec![7; 40]),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
-        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             step,
             Step::Finished {
