@@ -1,5 +1,10 @@
-//! One batch of operations as explicit state machines, driven by replies. Sans-IO: it queues
-//! requests on a [`Session`] and is told each reply; the engine moves the bytes.
+//! One batch of operations as explicit state machines, driven by replies, and the
+//! scheduling within one connection (which operation starts, which upload gets the window).
+//! It queues requests on a [`Session`] and is told each reply; the engine moves the bytes.
+//!
+//! No I/O of its own and no clock: a source's size and mode come from the run's one stat
+//! ([`Locals`]), its file is opened, read and closed through the connection's [`Sources`]
+//! (the engine's edge, `local`), and nothing here waits or measures time.
 //!
 //! Limits kept here: at most `max_open_files` remote handles, at most `max_requests`
 //! requests and `window` WRITE bytes outstanding. Handles are closed on every path, errors

@@ -6,6 +6,9 @@
 //! in turn, so a deep new tree is built top-down with one MKDIR per level. A MKDIR that fails
 //! otherwise is checked with one STAT: the directory may already exist (OpenSSH answers
 //! FAILURE for EEXIST).
+//!
+//! Pure: requests are queued on the session, replies handed in; no I/O, no clock. It never
+//! makes the target directory or anything above it (see [`DirTable::base`]).
 
 use std::collections::HashMap;
 

@@ -1,10 +1,21 @@
 //! The engine: one or more connections to an SFTP server and the single-threaded loop that
 //! drives batches of [`Op`]s through them, many requests in flight, every reply checked.
 //!
-//! `batch` holds the per-operation state machines, `dirs` the directory table and `confine`
-//! what is known of where directories really are (no symlink below the target); all are
-//! sans-IO. This module owns the [`Transport`]s, the one `poll` over all their pipes, and the
-//! clock (the stall timeout).
+//! What is where:
+//! - `op`: what callers ask ([`Op`]) and get back ([`Outcome`], [`OpError`]), in the
+//!   engine's own words, not the wire's.
+//! - `batch` (uploads and single requests), `reading` (listings, comparisons): the
+//!   per-operation state machines; `dirs`, the directory table (each missing directory made
+//!   once); `confine`, what is known of where directories really are (no symlink below the
+//!   target); `parts`, large uploads cut for several connections. No I/O and no clock.
+//! - `local`: the edge to the local disk; every stat, open and read of a local file.
+//! - `tuning`: open files, window and connections from the round trip; `deadline`: the
+//!   stall timeout and the grace after a signal, decided by a clock passed in.
+//!
+//! This module owns the [`Transport`]s, the one `poll` over all their pipes, the
+//! connections' set-up and the sharing of work between them, and it reads the clock (once a
+//! turn, handed to what decides by time). It must not know what an operation's requests
+//! are: that is the state machines'.
 
 mod batch;
 mod confine;

@@ -9,6 +9,9 @@
 //! truncating; once every part is in, one SETSTAT gives the file its exact size and time and
 //! a STAT confirms the size ([`Op::SetSize`]); only then is it renamed into place and counts
 //! as done.
+//!
+//! Pure bookkeeping: the sizes it cuts by are given (the run's one stat of each source), as
+//! is the last look at the file's size; it sends nothing itself.
 
 use std::ops::Range;
 use std::path::Path;

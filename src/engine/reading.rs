@@ -1,6 +1,11 @@
 //! The operations that read the remote side: listing a directory and comparing a remote
-//! file with a local one. Sans-IO state machines like the uploads in `batch`: each reply
-//! advances them; they say what to send next through the session.
+//! file with a local one. State machines like the uploads in `batch`: each reply advances
+//! them; they say what to send next through the session.
+//!
+//! No I/O of their own and no clock: the local file a comparison reads is opened and read
+//! through the connection's [`Sources`] (the engine's edge, `local`); bytes move in the
+//! engine's loop. They must not hold more than the bounds say (a listing stops at
+//! [`MAX_LISTING`] entries or [`MAX_LISTING_BYTES`]).
 
 use std::path::Path;
 
