@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use super::confine::{Confinement, Known, Verdict};
-use super::op::{Cause, Req, Status, Tag};
+use super::op::{Cause, Reply, Req, Status, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
@@ -472,7 +472,7 @@ impl DirTable {
                 let failure = mkdir_failure.map_or(
                     Cause::UnexpectedReply {
                         request: Req::Mkdir,
-                        reply: "a failure",
+                        reply: Reply::Failure,
                     },
                     |cause| *cause,
                 );
@@ -571,14 +571,15 @@ pub(crate) fn status_cause(request: Req, code: StatusCode, message: &[u8]) -> Ca
     }
 }
 
-pub(crate) fn reply_name(response: &Response) -> &'static str {
+/// What kind of reply `response` is, for a [`Cause::UnexpectedReply`].
+pub(crate) fn reply_name(response: &Response) -> Reply {
     match response {
-        Response::Status { .. } => "STATUS",
-        Response::Handle(_) => "HANDLE",
-        Response::Data(_) => "DATA",
-        Response::Name(_) => "NAME",
-        Response::Attrs(_) => "ATTRS",
-        Response::ExtendedReply(_) => "EXTENDED_REPLY",
+        Response::Status { .. } => Reply::Status,
+        Response::Handle(_) => Reply::Handle,
+        Response::Data(_) => Reply::Data,
+        Response::Name(_) => Reply::Name,
+        Response::Attrs(_) => Reply::Attrs,
+        Response::ExtendedReply(_) => Reply::ExtendedReply,
     }
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 pub use batch::Stats;
 pub use deadline::INTERRUPTED_GRACE;
-pub use op::{Cause, Entry, EntryKind, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
+pub use op::{Cause, Entry, EntryKind, Op, OpError, OpKind, OpResult, Outcome, Reply, Req, Status};
 pub use tuning::{
     DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes, open_files_for,
     window_for,

@@ -292,6 +292,48 @@ impl fmt::Display for Req {
     }
 }
 
+/// What a server answered where that does not fit the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// A reply of another kind than the request takes.
+    Status,
+    Handle,
+    Data,
+    Name,
+    Attrs,
+    ExtendedReply,
+    /// A failure, where what failed is not known (a MKDIR whose failure was lost).
+    Failure,
+    /// DATA longer than the READ asked for.
+    MoreDataThanAsked,
+    /// NAME replies that add nothing, again and again, and never EOF.
+    StalledListing,
+    /// A listing of more than a million entries.
+    TooManyEntries,
+    /// A listing of more than 256 MiB of names and entries.
+    TooLargeListing,
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reply::Status => "STATUS",
+            Reply::Handle => "HANDLE",
+            Reply::Data => "DATA",
+            Reply::Name => "NAME",
+            Reply::Attrs => "ATTRS",
+            Reply::ExtendedReply => "EXTENDED_REPLY",
+            Reply::Failure => "a failure",
+            Reply::MoreDataThanAsked => "more data than asked for",
+            Reply::StalledListing => {
+                "NAME replies that list nothing new, never EOF (a stalled listing)"
+            }
+            Reply::TooManyEntries => "more than a million entries",
+            Reply::TooLargeListing => "more than 256 MiB of entries",
+        })
+    }
+}
+
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
@@ -309,7 +351,7 @@ pub enum Cause {
     /// is unconfirmed, so the upload does not count as done.
     SizeUnconfirmed,
     /// The server answered with a reply that does not fit the request.
-    UnexpectedReply { request: Req, reply: &'static str },
+    UnexpectedReply { request: Req, reply: Reply },
     /// A directory the operation needed could not be created.
     Directory { dir: RemotePath, cause: Box<Cause> },
     /// The run was asked to stop before the operation completed.

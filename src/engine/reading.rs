@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::dirs::{reply_name, status_cause};
 use super::local::Sources;
-use super::op::{Cause, Entry, Outcome, Req, Tag};
+use super::op::{Cause, Entry, Outcome, Reply, Req, Tag};
 use crate::sftp::session::{Session, SourceId};
 use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
 
@@ -117,7 +117,7 @@ impl ListRun {
 
     /// Keeps the entries of one NAME reply (without `.`, `..` and what is not used);
     /// `Err` says why the listing must stop.
-    fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), &'static str> {
+    fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), Reply> {
         let before = self.entries.len();
         for entry in names {
             if entry.filename == b"." || entry.filename == b".." {
@@ -132,11 +132,11 @@ impl ListRun {
             0
         };
         if self.idle >= MAX_IDLE_NAMES {
-            Err("NAME replies that list nothing new, never EOF (a stalled listing)")
+            Err(Reply::StalledListing)
         } else if self.entries.len() > MAX_LISTING {
-            Err("more than a million entries")
+            Err(Reply::TooManyEntries)
         } else if self.bytes > MAX_LISTING_BYTES {
-            Err("more than 256 MiB of entries")
+            Err(Reply::TooLargeListing)
         } else {
             Ok(())
         }
@@ -433,7 +433,7 @@ impl CompareRun {
         if data.len() > bytes as usize {
             self.error.get_or_insert(Cause::UnexpectedReply {
                 request: Req::Read,
-                reply: "more data than asked for",
+                reply: Reply::MoreDataThanAsked,
             });
             return;
         }
