@@ -1693,4 +1693,97 @@ mod tests {
             ]
         );
     }
+
+    fn ok() -> Response {
+        Response::Status {
+            code: StatusCode::Ok,
+            message: Vec::new(),
+            language: Vec::new(),
+        }
+    }
+
+    /// Plays the server for one flight: takes what the batch queued, answers each request
+    /// with `answer`, in order, and hands the replies to the batch; returns the requests.
+    fn exchange(
+        batch: &mut Batch<'_>,
+        conn: &mut Conn,
+        answer: impl Fn(&Request) -> Response,
+    ) -> Vec<Request> {
+        let mut bytes = conn.session.take_output();
+        let (mut requests, mut replies) = (Vec::new(), Vec::new());
+        if conn.session.server_info().is_none() {
+            let version = Packet::Version {
+                version: 3,
+                extensions: Vec::new(),
+            };
+            version.encode(&mut replies);
+        }
+        while let Ok(crate::sftp::wire::Frame::Complete { body, consumed }) =
+            crate::sftp::wire::frame(&bytes)
+        {
+            if let Ok(Packet::Request { id, request }) = Packet::decode_from_client(body) {
+                let response = answer(&request);
+                Packet::Response { id, response }.encode(&mut replies);
+                requests.push(request);
+            }
+            bytes.drain(..consumed);
+        }
+        conn.session.handle_input(&replies).unwrap();
+        while let Some((tag, response)) = conn.session.poll_reply() {
+            batch.on_reply(tag, response, conn);
+        }
+        requests
+    }
+
+    #[test]
+    fn an_upload_sends_the_size_stated_once_from_a_file_open_only_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, b"0123456789").unwrap();
+        let mut locals = Locals::default();
+        assert_eq!(locals.size(&local), Some(10));
+        // It grows after the run looked at it: what was seen then is what goes.
+        std::fs::write(&local, b"0123456789 and more").unwrap();
+        let ops = [Op::Upload {
+            local: local.clone(),
+            remote: RemotePath::new("/m/f").unwrap(),
+            fsync: false,
+            mtime: None,
+        }];
+        let mut conn = in_order_conn();
+        let mut batch = Batch::new(ops.iter().collect(), &locals);
+        batch.advance(&mut conn);
+        assert_eq!(conn.sources.held(), 1, "opened as it starts");
+        let handle = |_: &Request| Response::Handle(b"h".to_vec());
+        let opened = exchange(&mut batch, &mut conn, handle);
+        assert!(matches!(&opened[..], [Request::Open { .. }]), "{opened:?}");
+        batch.advance(&mut conn);
+        let server = |request: &Request| match request {
+            Request::Fstat { .. } => Response::Attrs(Attrs {
+                size: Some(10),
+                ..Attrs::default()
+            }),
+            _ => ok(),
+        };
+        let requests = exchange(&mut batch, &mut conn, server);
+        let Request::Write {
+            offset: 0, data, ..
+        } = &requests[0]
+        else {
+            panic!("not a WRITE: {:?}", requests[0]);
+        };
+        assert_eq!(data, b"0123456789");
+        let rest: Vec<String> = requests[1..].iter().map(Request::summary).collect();
+        assert_eq!(
+            rest,
+            ["FSTAT handle h", "CLOSE handle h", "RENAME /m/.f.tmp /m/f"],
+            "the size is confirmed, the file closed and renamed in one flight"
+        );
+        let finished: Vec<(usize, OpResult)> =
+            batch.take_finished().map(|(i, r)| (i, r.clone())).collect();
+        assert_eq!(finished, [(0, Ok(Outcome::Done))]);
+        assert_eq!(conn.sources.held(), 0, "closed once it is done");
+        assert_eq!(conn.stats.bytes_uploaded, 10);
+        assert!(batch.is_done(&conn));
+    }
 }
