@@ -9,22 +9,26 @@
 //!   once); `confine`, what is known of where directories really are (no symlink below the
 //!   target); `parts`, large uploads cut for several connections. No I/O and no clock.
 //! - `local`: the edge to the local disk; every stat, open and read of a local file.
+//! - `link`: one connection, its server process and its set-up (VERSION, limits, round
+//!   trip); `spread`: work shared out over several connections, large uploads in parts.
 //! - `tuning`: open files, window and connections from the round trip; `deadline`: the
 //!   stall timeout and the grace after a signal, decided by a clock passed in.
 //!
-//! This module owns the [`Transport`]s, the one `poll` over all their pipes, the
-//! connections' set-up and the sharing of work between them, and it reads the clock (once a
-//! turn, handed to what decides by time). It must not know what an operation's requests
-//! are: that is the state machines'.
+//! This module owns the connections, the loop that drives batches through them with one
+//! `poll` over all their pipes a turn, and the clock: it reads it once a turn and hands it
+//! to what decides by time. It must not know what an operation's requests are: that is the
+//! state machines'.
 
 mod batch;
 mod confine;
 mod deadline;
 mod dirs;
+mod link;
 mod local;
 mod op;
 mod parts;
 mod reading;
+mod spread;
 mod tuning;
 
 use std::fmt;
@@ -39,19 +43,17 @@ pub use tuning::{
     window_for,
 };
 
-use batch::{Batch, Conn, Limits};
+use batch::Batch;
 use deadline::Deadline;
+use link::{Link, Setup};
 use local::Locals;
 use op::Tag;
-use tuning::{
-    AUTO_OPEN_FILES_MAX, PROVISIONAL_OPEN_FILES, RoundTrip, WINDOW_MIN, local_open_files,
-};
+use tuning::{AUTO_OPEN_FILES_MAX, local_open_files};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
-use crate::sftp::session::{ServerInfo, Session};
-use crate::sftp::wire::{self, ExtendedRequest, Request, Response};
-use crate::transport::{ServerCommand, Slots, Transport, TransportError, Turn, wait};
+use crate::sftp::session::ServerInfo;
+use crate::transport::{ServerCommand, Slots, TransportError, Turn, wait};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -112,13 +114,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// WRITE size when the server does not announce `limits@openssh.com`: the draft's minimum
-/// that every server must accept.
-const FALLBACK_WRITE_CHUNK: u32 = 32 * 1024;
-/// Never more than this per WRITE, whatever a server announces: the message must stay
-/// under OpenSSH's 256 KiB limit.
-const MAX_WRITE_CHUNK: u32 = 255 * 1024;
-
 /// The connection failed as a whole; what was in flight is unknown.
 #[derive(Debug)]
 pub struct EngineError {
@@ -171,30 +166,6 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-/// Where a connection is in its set-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Setup {
-    /// INIT sent, waiting for VERSION.
-    Version,
-    /// Working; its limits may still be on their way (see [`Link::round_trip`]).
-    Ready,
-    /// An extra connection that failed before it was ready: the others go on without it.
-    Failed,
-}
-
-/// One connection: its server process and its conversation.
-struct Link {
-    transport: Transport,
-    conn: Conn,
-    info: ServerInfo,
-    setup: Setup,
-    /// The set-up request's round trip, while it is measured.
-    round_trip: RoundTrip,
-    /// The set-up request is still to be sent.
-    limits_due: bool,
-    rtt: Option<Duration>,
-}
-
 /// A connected SFTP client.
 pub struct Engine {
     links: Vec<Link>,
@@ -212,7 +183,7 @@ pub struct Engine {
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
 /// to: enough for a local one; ssh would wait a round trip for the remote side (see
-/// [`Transport::shutdown`]).
+/// [`Transport::shutdown`](crate::transport::Transport::shutdown)).
 const CLOSE_GRACE: Duration = Duration::from_millis(5);
 
 fn transport_error(e: TransportError) -> EngineError {
@@ -300,31 +271,7 @@ impl Engine {
 
     /// Starts one more server command; its set-up goes on in the loop.
     fn spawn_link(&mut self) -> Result<(), TransportError> {
-        let config = &self.config;
-        let limits = Limits {
-            max_open_files: config.max_open_files.max(1),
-            max_requests: config.max_requests.max(8),
-            window: config.window.max(1),
-            write_chunk: FALLBACK_WRITE_CHUNK,
-            read_chunk: FALLBACK_WRITE_CHUNK,
-            in_order: false,
-            posix_rename: false,
-            fsync: false,
-            set_times: true,
-            symlink_order: wire::SymlinkOrder::TargetFirst,
-        };
-        self.links.push(Link {
-            transport: Transport::spawn(&self.server)?,
-            conn: Conn::new(Session::new(), limits),
-            info: ServerInfo {
-                version: 0,
-                extensions: Vec::new(),
-            },
-            setup: Setup::Version,
-            round_trip: RoundTrip::default(),
-            limits_due: false,
-            rtt: None,
-        });
+        self.links.push(Link::spawn(&self.server, &self.config)?);
         Ok(())
     }
 
@@ -410,162 +357,6 @@ impl Engine {
         self.run_assigned(ops, assignment, false, on_done)
     }
 
-    /// As [`Engine::run`], but spread over all connections, balancing the bytes to upload:
-    /// for operations that need no order among themselves (one server channel moves at most
-    /// its window per round trip; several move several). A connection that becomes ready
-    /// meanwhile takes its share of the operations not yet started. Where several
-    /// connections are in use, on a server known to take writes at any offset through
-    /// several handles, large uploads go in parts (see [`EngineConfig::part_size`]); each is
-    /// reported once, when all of it is confirmed and in place.
-    pub fn run_spread(
-        &mut self,
-        ops: &[Op],
-        on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        self.locals.clear();
-        let results = self.run_in_parts(ops, on_done);
-        self.locals.clear();
-        results
-    }
-
-    /// [`Engine::run_spread`] within a run.
-    fn run_in_parts(
-        &mut self,
-        ops: &[Op],
-        mut on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        if self.config.connections <= 1 {
-            return self.run_shared(ops, on_done);
-        }
-        let locals = &mut self.locals;
-        let size_of = |p: &std::path::Path| locals.size(p);
-        let Some(mut split) = parts::Split::new(ops, self.config.part_size.max(1), size_of) else {
-            return self.run_shared(ops, on_done);
-        };
-        // Parts pay only where several connections share them: that takes the round trip,
-        // so it is learnt first (one round trip, nothing next to 16 MiB or more of data).
-        self.settle_round_trip()?;
-        if self.links.len() <= 1 || !self.links[0].info.takes_offset_writes() {
-            return self.run_shared(ops, on_done);
-        }
-        // The parts open the temporary name without EXCL: what stands there goes first.
-        let clear: Vec<Op> = split
-            .cut_uploads()
-            .map(|i| Op::Remove {
-                path: ops[i].path().temp_sibling(),
-            })
-            .collect();
-        if self
-            .run_first(&clear, |_, _| {})?
-            .iter()
-            .any(Result::is_err)
-        {
-            return self.run_shared(ops, on_done);
-        }
-        let work = std::mem::take(&mut split.ops);
-        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
-        let mut complete = Vec::new();
-        let mut again = Vec::new();
-        self.run_shared(&work, |j, result| match split.on_done(j, result) {
-            parts::Event::AsGiven(i) => {
-                on_done(i, result);
-                results[i] = Some(result.clone());
-            }
-            // The server refused a part (a server that cannot take writes at offsets
-            // through several handles says so here): the file goes again, whole.
-            parts::Event::Failed(i, Err(e)) if matches!(e.cause, Cause::Status { .. }) => {
-                log::info!("{e}: sending {} whole", ops[i].path());
-                again.push(i);
-            }
-            parts::Event::Failed(i, failure) => {
-                on_done(i, &failure);
-                results[i] = Some(failure);
-            }
-            parts::Event::Complete(i) => complete.push(i),
-            parts::Event::Pending => {}
-        })?;
-        let finished = self.finish_parts(ops, &split, complete)?;
-        for (i, result) in finished {
-            on_done(i, &result);
-            results[i] = Some(result);
-        }
-        if !again.is_empty() {
-            let whole: Vec<Op> = again.iter().map(|&i| ops[i].clone()).collect();
-            self.run_first(&whole, |k, result| {
-                on_done(again[k], result);
-                results[again[k]] = Some(result.clone());
-            })?;
-        }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every operation was reported"))
-            .collect())
-    }
-
-    /// Ends the cut uploads whose parts are all in: each gets its size and time, the size is
-    /// confirmed, and it is renamed into place; a failed one's temporary file is removed.
-    fn finish_parts(
-        &mut self,
-        ops: &[Op],
-        split: &parts::Split,
-        complete: Vec<usize>,
-    ) -> Result<Vec<(usize, OpResult)>, EngineError> {
-        let as_upload = |i: usize, e: &OpError| OpError {
-            op: ops[i].kind(),
-            path: ops[i].path().clone(),
-            cause: e.cause.clone(),
-        };
-        let mut out = Vec::new();
-        let mut sizing = Vec::new();
-        let mut owners = Vec::new();
-        for i in complete {
-            if self.interrupt.signal().is_some() {
-                let cause = Cause::Interrupted;
-                let (op, path) = (ops[i].kind(), ops[i].path().clone());
-                out.push((i, Err(OpError { op, path, cause })));
-                continue;
-            }
-            match split.finishing(&ops[i], i, local::size_now) {
-                Ok(op) => {
-                    sizing.push(op);
-                    owners.push(i);
-                }
-                Err(failure) => out.push((i, failure)),
-            }
-        }
-        let sized = self.run_first(&sizing, |_, _| {})?;
-        let mut renames = Vec::new();
-        let mut renamed_owners = Vec::new();
-        for (k, result) in sized.into_iter().enumerate() {
-            let i = owners[k];
-            match result {
-                Ok(_) => {
-                    renames.push(Op::Rename {
-                        from: ops[i].path().temp_sibling(),
-                        to: ops[i].path().clone(),
-                    });
-                    renamed_owners.push(i);
-                }
-                Err(e) => out.push((i, Err(as_upload(i, &e)))),
-            }
-        }
-        for (k, result) in self.run_first(&renames, |_, _| {})?.into_iter().enumerate() {
-            let i = renamed_owners[k];
-            out.push((i, result.map_err(|e| as_upload(i, &e))));
-        }
-        // What failed leaves no temporary file behind (best effort: the failure is reported
-        // either way, and a rerun clears the name before writing it).
-        let discard: Vec<Op> = out
-            .iter()
-            .filter(|(_, r)| r.is_err())
-            .map(|(i, _)| Op::Remove {
-                path: ops[*i].path().temp_sibling(),
-            })
-            .collect();
-        self.run_first(&discard, |_, _| {})?;
-        Ok(out)
-    }
-
     /// Waits for the first connection's set-up reply, which measures the round trip, and
     /// starts the other connections if it makes them worth it.
     fn settle_round_trip(&mut self) -> Result<(), EngineError> {
@@ -601,22 +392,6 @@ impl Engine {
         } else {
             self.run(ops, on_done)
         }
-    }
-
-    /// [`Engine::run_spread`] with the operations as they are.
-    fn run_shared(
-        &mut self,
-        ops: &[Op],
-        on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        let ready: Vec<usize> = (0..self.links.len())
-            .filter(|&k| self.links[k].setup == Setup::Ready)
-            .collect();
-        let mut assignment = vec![Vec::new(); self.links.len()];
-        for (k, share) in ready.iter().zip(spread(ops, ready.len(), &mut self.locals)) {
-            assignment[*k] = share;
-        }
-        self.run_assigned(ops, assignment, true, on_done)
     }
 
     /// Runs `ops` with `assignment[k]` the ones connection `k` starts with; with
@@ -851,7 +626,7 @@ impl Engine {
 
     /// Ends the conversations once nothing is in flight (a server would drop queued replies
     /// otherwise): each server sees end of input and is then stopped (see
-    /// [`Transport::shutdown`]). Returns the first connection's exit status if it exited by
+    /// [`Transport::shutdown`](crate::transport::Transport::shutdown)). Returns the first connection's exit status if it exited by
     /// itself.
     pub fn close(self) -> Option<ExitStatus> {
         let mut first = None;
@@ -866,157 +641,6 @@ impl Engine {
             }
         }
         first
-    }
-}
-
-impl Link {
-    fn is_connecting(&self) -> bool {
-        self.setup == Setup::Version
-    }
-
-    /// Hands the replies that have arrived to `batch`, and the set-up reply to
-    /// [`Link::on_limits`].
-    fn take_replies(
-        &mut self,
-        batch: &mut Batch<'_>,
-        config: &EngineConfig,
-        local_files: usize,
-        now: Instant,
-    ) {
-        batch.note_failed_files(&mut self.conn);
-        while let Some((tag, response)) = self.conn.session.poll_reply() {
-            match tag {
-                Tag::Setup(req) => self.on_limits(req, response, config, local_files, now),
-                tag => batch.on_reply(tag, response, &mut self.conn),
-            }
-        }
-    }
-
-    /// Moves the set-up on with what has arrived; true once the link is ready. Work starts
-    /// on VERSION: until the first run has measured the round trip (see
-    /// [`Link::ask_limits`]), at most [`PROVISIONAL_OPEN_FILES`] files are opened and an
-    /// automatic window is the smallest.
-    fn setup_step(&mut self, config: &EngineConfig, local_files: usize) -> bool {
-        if self.setup != Setup::Version {
-            return self.setup == Setup::Ready;
-        }
-        let Some(info) = self.conn.session.server_info() else {
-            return false;
-        };
-        self.info = info.clone();
-        let (info, limits) = (&self.info, &mut self.conn.limits);
-        limits.posix_rename = config.posix_rename && info.has_posix_rename();
-        limits.fsync = info.has_fsync();
-        limits.symlink_order = info.symlink_order();
-        limits.in_order = config.in_order && info.is_openssh();
-        limits.max_open_files = limits
-            .max_open_files
-            .min(PROVISIONAL_OPEN_FILES)
-            .min(local_files);
-        if config.auto_window {
-            limits.window = WINDOW_MIN;
-        }
-        self.conn.dirs.in_order = limits.in_order;
-        self.conn.dirs.base = config.root.clone();
-        // Where the target directory really is, asked before any work: its reply comes back
-        // with the first work's, before any operation needs it (see [`confine`]).
-        self.conn.dirs.confine.base = config.root.clone();
-        self.conn.dirs.confine.realpath_resolves_links = self.info.has_limits();
-        self.conn.dirs.confine.ask_root(&mut self.conn.session);
-        self.limits_due = true;
-        self.setup = Setup::Ready;
-        true
-    }
-
-    /// Sends the set-up request if it is still due: the limits, or where the server does
-    /// not offer them a REALPATH of ".", which every server answers. That is left to the
-    /// start of the first run, where its reply is read as soon as it comes: it measures the
-    /// round trip.
-    fn ask_limits(&mut self, now: Instant) {
-        if !std::mem::take(&mut self.limits_due) {
-            return;
-        }
-        if self.info.has_limits() {
-            self.conn
-                .session
-                .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
-        } else {
-            self.conn.session.send(
-                Request::Realpath {
-                    path: b".".to_vec(),
-                },
-                Tag::Setup(Req::Realpath),
-            );
-        }
-        self.round_trip.sent(now);
-    }
-
-    /// The set-up reply: the round trip it took sets the automatic settings, the server's
-    /// limits (if it has them) cap them.
-    fn on_limits(
-        &mut self,
-        req: Req,
-        reply: Response,
-        config: &EngineConfig,
-        local_files: usize,
-        now: Instant,
-    ) {
-        let Some(rtt) = self.round_trip.end(now) else {
-            return;
-        };
-        self.rtt = Some(rtt);
-        let limits = &mut self.conn.limits;
-        limits.max_open_files = if config.auto_open_files {
-            open_files_for(rtt)
-        } else {
-            config.max_open_files.max(1)
-        };
-        if config.auto_window {
-            limits.window = window_for(rtt);
-        }
-        if req == Req::Limits {
-            self.apply_limits(reply);
-        }
-        let limits = &mut self.conn.limits;
-        limits.max_open_files = limits.max_open_files.min(local_files);
-        log::debug!(
-            "round trip {:.1} ms: up to {} files open, {} KiB unanswered, writes of {} bytes",
-            rtt.as_secs_f64() * 1000.0,
-            limits.max_open_files,
-            limits.window / 1024,
-            limits.write_chunk
-        );
-    }
-
-    fn apply_limits(&mut self, reply: Response) {
-        let Response::ExtendedReply(data) = reply else {
-            log::warn!("the server announced limits@openssh.com but did not answer it");
-            return;
-        };
-        match wire::Limits::decode(&data) {
-            Ok(l) => {
-                let limits = &mut self.conn.limits;
-                if l.max_write_len > 0 {
-                    let mut chunk = l.max_write_len;
-                    // The whole WRITE message must fit the server's packet limit.
-                    if l.max_packet_len > 0 {
-                        chunk = chunk.min(l.max_packet_len.saturating_sub(1024));
-                    }
-                    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
-                    limits.write_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
-                }
-                if l.max_read_len > 0 {
-                    let chunk = u32::try_from(l.max_read_len).unwrap_or(u32::MAX);
-                    limits.read_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
-                }
-                // Stay below the server's handle limit, keeping a few for other clients.
-                if l.max_open_handles > 0 {
-                    let cap = usize::try_from(l.max_open_handles).unwrap_or(usize::MAX);
-                    limits.max_open_files = limits.max_open_files.min(cap.max(2) - 1);
-                }
-            }
-            Err(e) => log::warn!("ignoring an unreadable limits@openssh.com reply: {e}"),
-        }
     }
 }
 
@@ -1039,33 +663,4 @@ fn take_work<'a>(
     batches[k].push(&ops[g]);
     assignment[k].push(g);
     true
-}
-
-/// Splits operations over `n` connections, largest uploads first to the least loaded one;
-/// each connection keeps them in their original order.
-fn spread(ops: &[Op], n: usize, locals: &mut Locals) -> Vec<Vec<usize>> {
-    let mut cost = |op: &Op| match op {
-        Op::Upload { local, .. } => locals.size(local).unwrap_or(0) + 4096,
-        Op::UploadPart { range, .. } => range.end - range.start + 4096,
-        _ => 4096,
-    };
-    let mut by_cost: Vec<(u64, usize)> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| (cost(op), i))
-        .collect();
-    by_cost.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut load = vec![0u64; n];
-    let mut out = vec![Vec::new(); n];
-    for (c, i) in by_cost {
-        let k = (0..n)
-            .min_by_key(|&k| load[k])
-            .expect("at least one connection");
-        load[k] += c;
-        out[k].push(i);
-    }
-    for list in &mut out {
-        list.sort_unstable();
-    }
-    out
 }
