@@ -177,7 +177,8 @@ pub struct Engine {
     local_files: usize,
     /// Whether more connections were started, or found not worth it.
     more_considered: bool,
-    /// The local sources of the run under way, each stat'ed once.
+    /// The local sources of the run under way (or, from [`Engine::source_sizes`], of the
+    /// next), each stat'ed once.
     locals: Locals,
 }
 
@@ -330,6 +331,21 @@ impl Engine {
         total
     }
 
+    /// The size each upload of `ops` will send (`None` for other operations, and for a
+    /// source that cannot be read): each source is stat'ed now, once, and the next run
+    /// ([`Engine::run`], [`Engine::run_spread`], [`Engine::run_batch`]) sends, confirms and
+    /// counts exactly this; so progress shown by these sizes is what was sent. After that
+    /// run, sources are looked at afresh.
+    pub fn source_sizes(&mut self, ops: &[Op]) -> Vec<Option<u64>> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Upload { local, .. } => self.locals.size(local),
+                Op::UploadPart { range, .. } => Some(range.end - range.start),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Runs `ops` to completion on the first connection, all at once within the limits.
     /// `on_done` hears of each operation as soon as it has finished (to journal it at once).
     /// An `Err` means the connection is gone; operations not reported to `on_done` have an
@@ -340,7 +356,6 @@ impl Engine {
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        self.locals.clear();
         let results = self.run_first(ops, on_done);
         self.locals.clear();
         results

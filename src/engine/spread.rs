@@ -24,7 +24,6 @@ impl Engine {
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        self.locals.clear();
         let results = self.run_in_parts(ops, on_done);
         self.locals.clear();
         results
