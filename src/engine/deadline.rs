@@ -1,8 +1,8 @@
 //! What the engine decides by the clock: when a silent server counts as stalled, how long a
 //! run asked to stop still waits for answers, how long one `poll` may sleep.
 //!
-//! Pure: the time is passed in (the loop in [`super`] reads the clock once a turn), so each
-//! decision is unit-tested without waiting. No I/O here, no reading of the clock.
+//! Pure: the time is passed in (the loop in [`super`] reads the clock around each poll), so
+//! each decision is unit-tested without waiting. No I/O here, no reading of the clock.
 
 use std::time::{Duration, Instant};
 

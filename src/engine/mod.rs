@@ -15,8 +15,8 @@
 //!   stall timeout and the grace after a signal, decided by a clock passed in.
 //!
 //! This module owns the connections, the loop that drives batches through them with one
-//! `poll` over all their pipes a turn, and the clock: it reads it once a turn and hands it
-//! to what decides by time. It must not know what an operation's requests are: that is the
+//! `poll` over all their pipes a turn, and the clock: it reads it around each poll and
+//! hands it to what decides by time. It must not know what an operation's requests are: that is the
 //! state machines'.
 
 mod batch;
