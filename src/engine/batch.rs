@@ -96,6 +96,14 @@ impl Conn {
         }
     }
 
+    /// Everything its session queued, taken as if written, file data read from its
+    /// sources as the transport would: for tests that play the server.
+    #[cfg(test)]
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        let (session, sources) = (&mut self.session, &self.sources);
+        session.take_output_with(|source, offset, len| sources.read(source, offset, len))
+    }
+
     fn room_for_request(&self) -> bool {
         self.session.in_flight() < self.limits.max_requests
     }
@@ -706,7 +714,7 @@ mod tests {
         conn: &mut Conn,
         answer: impl Fn(&Request) -> Response,
     ) -> Vec<Request> {
-        let mut bytes = conn.session.take_output();
+        let mut bytes = conn.take_output();
         let (mut requests, mut replies) = (Vec::new(), Vec::new());
         if conn.session.server_info().is_none() {
             let version = Packet::Version {
@@ -782,5 +790,46 @@ mod tests {
         assert_eq!(conn.sources.held(), 0, "closed once it is done");
         assert_eq!(conn.stats.bytes_uploaded, 10);
         assert!(batch.is_done(&conn));
+    }
+
+    #[test]
+    fn large_writes_queue_ranges_of_the_source_that_the_transport_reads_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("big");
+        let content: Vec<u8> = (0..200 * 1024).map(|k| (k % 251) as u8).collect();
+        std::fs::write(&local, &content).unwrap();
+        let ops = [Op::Upload {
+            local,
+            remote: RemotePath::new("/m/big").unwrap(),
+            fsync: false,
+            mtime: None,
+        }];
+        let mut conn = in_order_conn();
+        // WRITEs larger than the inline limit: their data is not copied into the buffer.
+        conn.limits.write_chunk = 128 * 1024;
+        let locals = Locals::default();
+        let mut batch = Batch::new(ops.iter().collect(), &locals);
+        batch.advance(&mut conn);
+        exchange(&mut batch, &mut conn, |_| Response::Handle(b"h".to_vec()));
+        batch.advance(&mut conn);
+        let server = |request: &Request| match request {
+            Request::Fstat { .. } => Response::Attrs(Attrs {
+                size: Some(200 * 1024),
+                ..Attrs::default()
+            }),
+            _ => ok(),
+        };
+        let requests = exchange(&mut batch, &mut conn, server);
+        let written: Vec<u8> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Write { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(written == content, "the file's bytes, in order");
+        assert_eq!(batch.take_finished().count(), 1);
+        assert_eq!(conn.sources.held(), 0);
     }
 }

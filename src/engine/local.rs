@@ -123,6 +123,19 @@ impl Sources {
         self.open.remove(&source);
     }
 
+    /// Up to `len` bytes of `source` from `offset` (fewer where it ends, none if it is not
+    /// open): what the transport would send, for tests.
+    #[cfg(test)]
+    pub(crate) fn read(&self, source: SourceId, offset: u64, len: u64) -> Vec<u8> {
+        let Ok(file) = self.get(source) else {
+            return Vec::new();
+        };
+        let mut buf = vec![0; len as usize];
+        let n = file.read_at(&mut buf, offset).unwrap_or(0);
+        buf.truncate(n);
+        buf
+    }
+
     /// How many files are open.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
