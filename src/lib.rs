@@ -53,12 +53,11 @@ mod transport;
 // here so that tests can drive it against real servers without the hook around it.
 pub use engine::{
     Cause, DEFAULT_MAX_OPEN_FILES, Engine, EngineConfig, EngineErrorKind, Op, OpResult, Outcome,
-    Req,
+    Req, Status,
 };
 pub use exit::{ExitStatus, Fatal};
 pub use remote_path::RemotePath;
 pub use repo::outlog::parse as parse_outlog;
-pub use sftp::wire::StatusCode;
 pub use transport::{ServerCommand, TransportError};
 
 /// Sets up logging: warnings by default, more with `-v`/`--debug-sftp`, or as `RUST_LOG` says.

@@ -24,7 +24,14 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::sftp::session::{FileFault, Next, Session, SessionError};
+use crate::sftp::session::{FileFault, Next, Session, SessionError, SourceId};
+
+/// Where the transport finds the local files whose ranges a session queued
+/// ([`Next::Source`]): they are opened and held by whoever queued them.
+pub trait LocalFiles {
+    /// The open file named `source`; `None` if it is no longer held.
+    fn file(&self, source: SourceId) -> Option<&File>;
+}
 
 /// How to reach the SFTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,6 +340,7 @@ impl Transport {
         slots: &Slots,
         revents: &[Option<PollFlags>],
         session: &mut Session<T>,
+        files: &impl LocalFiles,
     ) -> Result<Turn, TransportError> {
         if self.eof {
             return Err(self.closed());
@@ -350,12 +358,16 @@ impl Transport {
             progress |= self.read_in(session)?;
         }
         if ready(slots.stdin) && self.stdin.is_some() {
-            progress |= self.write_out(session)?;
+            progress |= self.write_out(session, files)?;
         }
         Ok(if progress { Turn::Progress } else { Turn::Idle })
     }
 
-    fn write_out<T>(&mut self, session: &mut Session<T>) -> Result<bool, TransportError> {
+    fn write_out<T>(
+        &mut self,
+        session: &mut Session<T>,
+        files: &impl LocalFiles,
+    ) -> Result<bool, TransportError> {
         let Transport {
             stdin,
             splice_works,
@@ -372,9 +384,16 @@ impl Transport {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Moved::PipeFull),
                     Err(e) => Err(e),
                 },
-                Some(Next::File { file, offset, len }) => {
-                    move_file_range(pipe.as_fd(), file, offset, len, splice_works, copy_buf)
-                }
+                Some(Next::Source {
+                    source,
+                    offset,
+                    len,
+                }) => match files.file(source) {
+                    Some(file) => {
+                        move_file_range(pipe.as_fd(), file, offset, len, splice_works, copy_buf)
+                    }
+                    None => Ok(Moved::File(FileFault::Unreadable("no longer open".into()))),
+                },
             };
             match moved {
                 Ok(Moved::Bytes(0)) | Ok(Moved::PipeFull) => break,

@@ -1,27 +1,32 @@
-//! One batch of operations as explicit state machines, driven by replies. Sans-IO: it queues
-//! requests on a [`Session`] and is told each reply; the engine moves the bytes.
+//! One batch of operations, each an explicit state machine driven by replies, and the
+//! scheduling within one connection: which operation starts, which upload gets the window,
+//! where each reply goes. The state machines are in `upload` (a file written under its
+//! temporary name and renamed into place), `single` (operations of one request or a few in
+//! a row) and [`super::reading`] (listings, comparisons). It queues requests on a
+//! [`Session`] and is told each reply; the engine moves the bytes.
+//!
+//! No I/O of its own and no clock: a source's size and mode come from the run's one stat
+//! ([`Locals`]), its file is opened, read and closed through the connection's [`Sources`]
+//! (the engine's edge, `local`), and nothing here waits or measures time.
 //!
 //! Limits kept here: at most `max_open_files` remote handles, at most `max_requests`
 //! requests and `window` WRITE bytes outstanding. Handles are closed on every path, errors
 //! included, and a batch is only over once no request of it is in flight.
-//!
-//! An upload lands by rename: written under its temporary name (created exclusively), it is
-//! renamed onto its real name only once every WRITE, its size and its CLOSE are confirmed,
-//! or, where nothing can be lost by it (an in-order server, a free name in a directory known
-//! to be inside), in the same flight, undone if anything then turns out wrong.
+
+mod single;
+mod upload;
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
-use std::rc::Rc;
 
-use super::confine::Verdict;
-use super::dirs::{DirTable, Ensure, Waiter, reply_name, status_cause};
+use single::Stepwise;
+use upload::{Stage, Upload};
+
+use super::dirs::{DirTable, Ensure, Waiter};
+use super::local::{Locals, Sources};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
-use crate::remote_path::RemotePath;
-use crate::sftp::session::{FileFault, Session};
-use crate::sftp::wire::{Attrs, ExtendedRequest, OpenFlags, Request, Response, StatusCode};
+use crate::sftp::session::Session;
+use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
 
 /// A directory's failure, as an operation that needed it reports it.
 fn in_dir(dir: &crate::remote_path::RemotePath, cause: Cause) -> Cause {
@@ -64,6 +69,8 @@ pub struct Stats {
 /// The connection state a batch works on.
 pub(crate) struct Conn {
     pub session: Session<Tag>,
+    /// The local files its operations hold open (uploads, comparisons).
+    pub sources: Sources,
     pub dirs: DirTable,
     pub limits: Limits,
     pub stats: Stats,
@@ -79,6 +86,7 @@ impl Conn {
     pub(crate) fn new(session: Session<Tag>, limits: Limits) -> Conn {
         Conn {
             session,
+            sources: Sources::default(),
             dirs: DirTable::default(),
             limits,
             stats: Stats::default(),
@@ -86,6 +94,14 @@ impl Conn {
             open_files: 0,
             bytes_in_flight: 0,
         }
+    }
+
+    /// Everything its session queued, taken as if written, file data read from its
+    /// sources as the transport would: for tests that play the server.
+    #[cfg(test)]
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        let (session, sources) = (&mut self.session, &self.sources);
+        session.take_output_with(|source, offset, len| sources.read(source, offset, len))
     }
 
     fn room_for_request(&self) -> bool {
@@ -96,95 +112,6 @@ impl Conn {
         self.open_files += 1;
         self.stats.max_open_files_seen = self.stats.max_open_files_seen.max(self.open_files);
     }
-}
-
-enum Stage {
-    Opening,
-    WaitingDir,
-    /// Waiting for a free handle after its directory was created (or a stale file removed).
-    Reopen,
-    /// The exclusive OPEN found a file (a stale temporary file or a planted symlink): its
-    /// REMOVE is in flight, the OPEN follows.
-    Clearing,
-    Writing,
-    /// FSTAT, fsync and CLOSE are sent; collecting their replies.
-    Closing,
-    /// The FSTAT had no size: a STAT of the closed file is in flight.
-    Confirming,
-    /// Every byte is confirmed: the rename onto the real name is in flight.
-    Landing,
-    /// A server without posix-rename refused to rename onto an existing file: its REMOVE is
-    /// in flight, the RENAME follows.
-    ClearingDestination,
-    /// The upload failed: its temporary file is being removed before that is reported.
-    Discarding,
-}
-
-struct Upload {
-    /// Shared with the WRITEs queued for the transport, which read from it.
-    file: Rc<File>,
-    /// Where the bytes are written: for a whole file its temporary name, created
-    /// exclusively and renamed onto the real name once every byte is confirmed; for a part,
-    /// the name the parts share (see [`super::parts`]).
-    target: RemotePath,
-    /// The stale file found at `target` was removed once already.
-    cleared: bool,
-    /// The destination was removed once already (a rename without posix-rename).
-    destination_cleared: bool,
-    /// A FSTAT or STAT reply was checked against the size sent.
-    size_checked: bool,
-    /// The real name is a symlink (where that was looked at): it is removed before the
-    /// rename.
-    destination_is_link: bool,
-    /// Where its directory is known to be inside, an in-order server gets a plain RENAME
-    /// onto the real name right behind the CLOSE: `Some(true)` once it took (the real name
-    /// was free), `Some(false)` when it refused (something stood there, left untouched).
-    landed: Option<bool>,
-    /// The range sent: `start..size`; the whole file (`0..` its length) unless a part.
-    start: u64,
-    size: u64,
-    /// A whole file is created or truncated, and must end up exactly `size` long; a part
-    /// neither truncates nor expects the file to end where it does.
-    whole: bool,
-    mode: u32,
-    stage: Stage,
-    handle: Vec<u8>,
-    next_offset: u64,
-    outstanding: u32,
-    error: Option<Cause>,
-    /// How the missing directory was dealt with so far: 0 not yet, 1 its MKDIR was sent
-    /// right ahead of a new OPEN (in-order servers), 2 the OPEN waited for it.
-    dir_attempts: u8,
-}
-
-impl Upload {
-    /// Sends one request of this upload (operation `i`) and counts it as awaited.
-    fn send(&mut self, i: usize, request: Request, req: Req, conn: &mut Conn) {
-        conn.session.send(request, Tag::op(i, req));
-        self.outstanding += 1;
-    }
-
-    /// Sends a REMOVE of `path` for this upload.
-    fn send_remove(&mut self, i: usize, path: &RemotePath, conn: &mut Conn) {
-        let path = path.as_bytes().to_vec();
-        self.send(i, Request::Remove { path }, Req::Remove, conn);
-    }
-
-    /// Sends a REMOVE of its temporary file.
-    fn remove_target(&mut self, i: usize, conn: &mut Conn) {
-        let path = self.target.as_bytes().to_vec();
-        self.send(i, Request::Remove { path }, Req::Remove, conn);
-    }
-}
-
-enum Stepwise {
-    /// A rename's LSTAT of its destination is in flight (see [`Batch::send_changing`]).
-    Inspecting,
-    /// A REMOVE of the destination is in flight; the real request follows its reply.
-    Clearing,
-    Final,
-    /// The final request found no parent directory and was sent again once it was made.
-    Retried,
 }
 
 enum State {
@@ -203,11 +130,6 @@ enum State {
     Finished,
 }
 
-/// WRITEs up to this size carry their data in the output buffer, read there at once: small
-/// files then go out with their requests in one write to the pipe. Larger ones are spliced
-/// from the file by the transport (see [`crate::sftp::session::Next::File`]).
-const INLINE_WRITE_MAX: u32 = 64 * 1024;
-
 /// Operations that hold a remote handle while they run, and so count against the limit.
 fn needs_handle(op: &Op) -> bool {
     matches!(
@@ -219,6 +141,8 @@ fn needs_handle(op: &Op) -> bool {
 /// A set of operations run together, in any order the server answers them.
 pub(crate) struct Batch<'a> {
     ops: Vec<&'a Op>,
+    /// The run's local sources, each stat'ed once before the batch started.
+    locals: &'a Locals,
     states: Vec<State>,
     next_to_start: usize,
     /// Uploads whose directory now exists, waiting for a handle slot; served first.
@@ -243,8 +167,9 @@ pub(crate) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(ops: Vec<&'a Op>) -> Batch<'a> {
+    pub(crate) fn new(ops: Vec<&'a Op>, locals: &'a Locals) -> Batch<'a> {
         Batch {
+            locals,
             states: ops.iter().map(|_| State::NotStarted).collect(),
             next_to_start: 0,
             reopen: VecDeque::new(),
@@ -282,7 +207,7 @@ impl<'a> Batch<'a> {
     /// A description of operation `i`, for messages about what was in flight.
     pub(crate) fn describe(&self, i: usize) -> String {
         let op = &self.ops[i];
-        format!("{} {}", op.name(), op.path())
+        format!("{} {}", op.kind(), op.path())
     }
 
     /// How many operations have not started.
@@ -320,9 +245,14 @@ impl<'a> Batch<'a> {
     }
 
     fn finish(&mut self, i: usize, result: OpResult, conn: &mut Conn) {
-        if let State::Upload(u) = &self.states[i] {
-            self.unsent -= u.size.saturating_sub(u.next_offset);
-            self.files_held -= 1;
+        match &self.states[i] {
+            State::Upload(u) => {
+                self.unsent -= u.size.saturating_sub(u.next_offset);
+                self.files_held -= 1;
+                conn.sources.close(u.source);
+            }
+            State::Compare(run) => conn.sources.close(run.source()),
+            _ => {}
         }
         if let (Ok(_), State::Upload(u)) = (&result, &self.states[i]) {
             // A file counts once, with its first part.
@@ -345,7 +275,7 @@ impl<'a> Batch<'a> {
     fn fail(&mut self, i: usize, cause: Cause, conn: &mut Conn) {
         let op = &self.ops[i];
         let err = OpError {
-            op: op.name(),
+            op: op.kind(),
             path: op.path().clone(),
             cause,
         };
@@ -403,63 +333,11 @@ impl<'a> Batch<'a> {
         self.pump_writes(conn);
     }
 
+    /// Starts operation `i`: its first requests go out, or it waits for what it needs.
     fn start(&mut self, i: usize, conn: &mut Conn) {
         match &self.ops[i] {
             Op::Upload { local, .. } | Op::UploadPart { local, .. } => {
-                let part = match &self.ops[i] {
-                    Op::UploadPart { range, .. } => Some(range.clone()),
-                    _ => None,
-                };
-                let opened = File::open(local).and_then(|f| {
-                    let meta = f.metadata()?;
-                    if !meta.is_file() {
-                        return Err(std::io::Error::other("not a regular file"));
-                    }
-                    if part.as_ref().is_some_and(|r| meta.len() < r.end) {
-                        return Err(std::io::Error::other(SHRANK));
-                    }
-                    Ok((f, meta))
-                });
-                match opened {
-                    Err(e) => self.fail(
-                        i,
-                        Cause::Local {
-                            path: local.clone(),
-                            message: e.to_string(),
-                        },
-                        conn,
-                    ),
-                    Ok((file, meta)) => {
-                        self.files_held += 1;
-                        let range = part.clone().unwrap_or(0..meta.len());
-                        self.unsent += range.end - range.start;
-                        let remote = self.ops[i].path();
-                        self.states[i] = State::Upload(Box::new(Upload {
-                            file: Rc::new(file),
-                            target: if part.is_none() {
-                                remote.temp_sibling()
-                            } else {
-                                remote.clone()
-                            },
-                            cleared: false,
-                            destination_cleared: false,
-                            size_checked: false,
-                            destination_is_link: false,
-                            landed: None,
-                            start: range.start,
-                            size: range.end,
-                            whole: part.is_none(),
-                            mode: meta.permissions().mode() & 0o777,
-                            stage: Stage::Opening,
-                            handle: Vec::new(),
-                            next_offset: range.start,
-                            outstanding: 0,
-                            error: None,
-                            dir_attempts: 0,
-                        }));
-                        self.confine_upload(i, conn);
-                    }
-                }
+                self.start_upload(i, local, conn)
             }
             Op::SetSize { path, size, mtime } => {
                 self.states[i] = State::Single(Stepwise::Final);
@@ -478,26 +356,7 @@ impl<'a> Batch<'a> {
             Op::Remove { path }
             | Op::Rmdir { path }
             | Op::Rename { to: path, .. }
-            | Op::Symlink { link: path, .. } => {
-                // What removes or replaces a name goes only once its directory is known
-                // to be inside the target (see [`super::confine`]); and never ahead of one
-                // started before it that waits so: an in-order server carries them out in
-                // the order sent, and the caller may rely on that (Release last).
-                let verdict = match path.parent() {
-                    Some(dir) => conn
-                        .dirs
-                        .check_inside(&dir, Waiter::Op(i), &mut conn.session),
-                    None => Verdict::Inside,
-                };
-                let verdict = match verdict {
-                    Verdict::Inside => Some(Ok(())),
-                    Verdict::Outside(cause) => Some(Err(cause)),
-                    Verdict::Pending => None,
-                };
-                self.states[i] = State::Confining(verdict);
-                self.confining.push_back(i);
-                self.send_confined(conn);
-            }
+            | Op::Symlink { link: path, .. } => self.start_changing(i, path, conn),
             Op::List { path } => {
                 conn.take_handle();
                 self.states[i] = State::List(Box::new(ListRun::start(
@@ -507,7 +366,8 @@ impl<'a> Batch<'a> {
                 )));
             }
             Op::Compare { local, remote } => {
-                match CompareRun::start(i, local, remote.as_bytes(), &mut conn.session) {
+                let (session, sources) = (&mut conn.session, &mut conn.sources);
+                match CompareRun::start(i, local, remote.as_bytes(), session, sources) {
                     Ok(run) => {
                         conn.take_handle();
                         self.states[i] = State::Compare(Box::new(run));
@@ -530,289 +390,6 @@ impl<'a> Batch<'a> {
                 Ensure::Failed(cause) => self.fail(i, in_dir(path, cause), conn),
             },
         }
-    }
-
-    /// Sends a request that removes or replaces a name (its directory is confined).
-    fn send_changing(&mut self, i: usize, conn: &mut Conn) {
-        match &self.ops[i] {
-            Op::Remove { path } => {
-                self.states[i] = State::Single(Stepwise::Final);
-                // What an interrupted upload of it may have left goes with it.
-                conn.session.send(
-                    Request::Remove {
-                        path: path.temp_sibling().as_bytes().to_vec(),
-                    },
-                    Tag::Sweep,
-                );
-                conn.session.send(
-                    Request::Remove {
-                        path: path.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Remove),
-                );
-            }
-            Op::Rmdir { path } => {
-                self.states[i] = State::Single(Stepwise::Final);
-                conn.session.send(
-                    Request::Rmdir {
-                        path: path.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Rmdir),
-                );
-            }
-            Op::Rename { to, .. } if !conn.limits.in_order => {
-                // Not every server renames onto a symlink itself (ProFTPD replaces the
-                // link's target): whether `to` is one is asked first. READLINK, as an
-                // LSTAT may follow the link (ProFTPD's does).
-                self.states[i] = State::Single(Stepwise::Inspecting);
-                conn.session.send(
-                    Request::Readlink {
-                        path: to.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Readlink),
-                );
-            }
-            Op::Rename { .. } => self.send_rename_op(i, conn),
-            Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
-            _ => unreachable!("only removals, renames and symlinks change a name"),
-        }
-    }
-
-    /// Sends a rename operation's request: posix-rename, or REMOVE then RENAME.
-    fn send_rename_op(&mut self, i: usize, conn: &mut Conn) {
-        match &self.ops[i] {
-            Op::Rename { from, to } => {
-                if conn.limits.posix_rename {
-                    self.states[i] = State::Single(Stepwise::Final);
-                    conn.session.send_extended(
-                        ExtendedRequest::PosixRename {
-                            from: from.as_bytes().to_vec(),
-                            to: to.as_bytes().to_vec(),
-                        },
-                        Tag::op(i, Req::PosixRename),
-                    );
-                } else {
-                    // Plain RENAME refuses to replace an existing file: remove it first.
-                    self.clear_then(i, to.as_bytes(), conn);
-                }
-            }
-            _ => unreachable!("only renames"),
-        }
-    }
-
-    /// Sends, in the order they were started, the operations whose directory was judged:
-    /// they go on, or fail; the first one still waiting holds back those after it.
-    fn send_confined(&mut self, conn: &mut Conn) {
-        while let Some(&i) = self.confining.front() {
-            let State::Confining(verdict) = &mut self.states[i] else {
-                unreachable!("only confining operations are queued")
-            };
-            let Some(verdict) = verdict.take() else {
-                break;
-            };
-            self.confining.pop_front();
-            match verdict {
-                Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
-                Ok(()) => self.send_changing(i, conn),
-                Err(cause) => self.fail(i, cause, conn),
-            }
-        }
-    }
-
-    fn clear_then(&mut self, i: usize, path: &[u8], conn: &mut Conn) {
-        self.states[i] = State::Single(Stepwise::Clearing);
-        conn.session.send(
-            Request::Remove {
-                path: path.to_vec(),
-            },
-            Tag::op(i, Req::Remove),
-        );
-    }
-
-    /// The request that follows a successful clearing REMOVE.
-    fn send_final(&mut self, i: usize, conn: &mut Conn) {
-        self.states[i] = State::Single(Stepwise::Final);
-        match &self.ops[i] {
-            Op::Rename { from, to } => {
-                conn.session.send(
-                    Request::Rename {
-                        from: from.as_bytes().to_vec(),
-                        to: to.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Rename),
-                );
-            }
-            Op::Symlink { link, target } => {
-                conn.session.send(
-                    Request::Symlink {
-                        link: link.as_bytes().to_vec(),
-                        target: target.clone(),
-                        order: conn.limits.symlink_order,
-                    },
-                    Tag::op(i, Req::Symlink),
-                );
-            }
-            _ => unreachable!("only renames and symlinks clear their destination"),
-        }
-    }
-
-    /// An upload goes only into a directory known to be inside the target (see
-    /// [`super::confine`]): one this run made, or one whose REALPATH and LSTAT said so. The
-    /// first upload into a directory asks, and waits (as the others there do) for the
-    /// verdict; in a missing one, its MKDIR then goes at once with the OPEN.
-    fn confine_upload(&mut self, i: usize, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!("uploads are confined")
-        };
-        let verdict = match u.target.parent() {
-            Some(dir) => conn
-                .dirs
-                .check_inside(&dir, Waiter::Op(i), &mut conn.session),
-            None => Verdict::Inside,
-        };
-        match verdict {
-            Verdict::Inside => self.clear_temporary(i, conn),
-            Verdict::Outside(cause) => self.fail(i, cause, conn),
-            // Released by `dir_settled` into the queue of uploads to (re)open.
-            Verdict::Pending => u.stage = Stage::WaitingDir,
-        }
-    }
-
-    /// Opens an upload taken from the queue: its temporary name cleared first where that
-    /// was not done yet.
-    fn resume_upload(&mut self, i: usize, conn: &mut Conn) {
-        match &self.states[i] {
-            State::Upload(u) if !u.cleared => self.clear_temporary(i, conn),
-            _ => self.send_open(i, conn),
-        }
-    }
-
-    /// Starts a whole upload. Its temporary name is opened with `EXCL`, which on OpenSSH's
-    /// server (and asyncssh's: those with `limits@openssh.com`) fails on anything that
-    /// stands there, a dangling symlink included; what stands there is then removed and the
-    /// OPEN sent again. Other servers may follow a dangling symlink even so (gesftpserver
-    /// and rclone create its target): there the name is removed first, and the OPEN waits
-    /// for that answer, as those servers are not known to act in order.
-    fn clear_temporary(&mut self, i: usize, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!("uploads clear their temporary name")
-        };
-        if !u.whole || conn.limits.in_order {
-            return self.send_open(i, conn);
-        }
-        u.cleared = true;
-        u.stage = Stage::Clearing;
-        u.remove_target(i, conn);
-    }
-
-    fn send_open(&mut self, i: usize, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!("open is sent for uploads")
-        };
-        // Into a directory that surely does not exist yet (below one this run is making):
-        // with an in-order server its MKDIR goes right ahead, instead of a failed OPEN first.
-        if u.dir_attempts == 0
-            && conn.limits.in_order
-            && let Some(dir) = self.ops[i].path().parent()
-            && conn.dirs.known_missing(&dir)
-        {
-            u.dir_attempts = 1;
-            if let Ensure::Failed(cause) = conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
-                return self.fail(i, in_dir(&dir, cause), conn);
-            }
-        }
-        u.stage = Stage::Opening;
-        conn.take_handle();
-        conn.session.send(
-            Request::Open {
-                path: u.target.as_bytes().to_vec(),
-                // Exclusive: never opens an existing file, so never writes through a
-                // symlink. A part writes into the file its upload prepared.
-                flags: if u.whole {
-                    OpenFlags::WRITE | OpenFlags::CREAT | OpenFlags::EXCL
-                } else {
-                    OpenFlags::WRITE | OpenFlags::CREAT
-                },
-                attrs: Attrs {
-                    permissions: Some(u.mode),
-                    ..Attrs::default()
-                },
-            },
-            Tag::op(i, Req::Open),
-        );
-        u.outstanding += 1;
-    }
-
-    /// Sends WRITEs for the uploads that have data left, oldest first, while the window and
-    /// the request limit allow; after an upload's last WRITE its FSTAT, fsync and CLOSE go out
-    /// at once, without waiting: requests on one handle are processed in order.
-    fn pump_writes(&mut self, conn: &mut Conn) {
-        let writers: Vec<usize> = self.writers.iter().copied().collect();
-        for i in writers {
-            if !self.interrupted
-                && (conn.bytes_in_flight >= conn.limits.window || !conn.room_for_request())
-            {
-                break;
-            }
-            let State::Upload(u) = &mut self.states[i] else {
-                continue;
-            };
-            if self.interrupted {
-                u.error.get_or_insert(Cause::Interrupted);
-            }
-            while u.next_offset < u.size
-                && u.error.is_none()
-                && conn.bytes_in_flight < conn.limits.window
-                && conn.room_for_request()
-            {
-                let len = (u.size - u.next_offset).min(u64::from(conn.limits.write_chunk)) as u32;
-                let offset = u.next_offset;
-                let tag = Tag::Op {
-                    op: i,
-                    req: Req::Write,
-                    bytes: len,
-                    offset,
-                };
-                if len <= INLINE_WRITE_MAX {
-                    let file = &u.file;
-                    let sent = conn.session.send_write(&u.handle, offset, len, tag, |out| {
-                        append_file_range(file, offset, len, out)
-                    });
-                    if let Err(e) = sent {
-                        let fault = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                            FileFault::Ended
-                        } else {
-                            FileFault::Unreadable(e.to_string())
-                        };
-                        u.error.get_or_insert(fault_cause(self.ops[i], fault));
-                        break;
-                    }
-                } else {
-                    conn.session.send_write_file(
-                        &u.handle,
-                        offset,
-                        len,
-                        tag,
-                        Rc::clone(&u.file),
-                        i,
-                    );
-                }
-                self.unsent -= u64::from(len);
-                u.next_offset += u64::from(len);
-                u.outstanding += 1;
-                conn.bytes_in_flight += u64::from(len);
-            }
-            if u.next_offset >= u.size || u.error.is_some() {
-                self.writers.remove(&i);
-                let (fsync, mtime) = match self.ops[i] {
-                    Op::Upload { fsync, mtime, .. } => (*fsync, *mtime),
-                    _ => (false, None),
-                };
-                let destination = self.ops[i].path();
-                Self::send_close(u, i, destination, fsync && conn.limits.fsync, mtime, conn);
-            }
-        }
-        self.pump_reads(conn);
     }
 
     /// Sends READs for the comparisons with ranges left, within the same limits as WRITEs.
@@ -842,96 +419,6 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// After the last WRITE (or an error): FSTAT to confirm the size, FSETSTAT for the
-    /// time, fsync, READLINK of the real name (where a rename may write through a link),
-    /// CLOSE, and on an in-order server the plain RENAME into place, all at once; on an
-    /// error only the CLOSE.
-    fn send_close(
-        u: &mut Upload,
-        i: usize,
-        destination: &RemotePath,
-        fsync: bool,
-        mtime: Option<u32>,
-        conn: &mut Conn,
-    ) {
-        u.stage = Stage::Closing;
-        if u.error.is_none() {
-            conn.session.send(
-                Request::Fstat {
-                    handle: u.handle.clone(),
-                },
-                Tag::op(i, Req::Fstat),
-            );
-            u.outstanding += 1;
-            if let Some(t) = mtime.filter(|_| conn.limits.set_times) {
-                conn.session.send(
-                    Request::Fsetstat {
-                        handle: u.handle.clone(),
-                        attrs: Attrs {
-                            times: Some((t, t)),
-                            ..Attrs::default()
-                        },
-                    },
-                    Tag::op(i, Req::Fsetstat),
-                );
-                u.outstanding += 1;
-            }
-            if fsync {
-                conn.session.send_extended(
-                    ExtendedRequest::Fsync {
-                        handle: u.handle.clone(),
-                    },
-                    Tag::op(i, Req::Fsync),
-                );
-                u.outstanding += 1;
-            }
-            if u.whole {
-                // Not every server renames onto a symlink itself (ProFTPD replaces the
-                // link's target): on one not known to, whether the real name is a link is
-                // asked in the same flight (READLINK: an LSTAT may follow it, ProFTPD's
-                // does).
-                if !conn.limits.in_order {
-                    conn.session.send(
-                        Request::Readlink {
-                            path: destination.as_bytes().to_vec(),
-                        },
-                        Tag::op(i, Req::Readlink),
-                    );
-                    u.outstanding += 1;
-                }
-            }
-        }
-        conn.session.send(
-            Request::Close {
-                handle: u.handle.clone(),
-            },
-            Tag::op(i, Req::Close),
-        );
-        u.outstanding += 1;
-        // No round trip for the rename where nothing can be lost by it: an in-order server
-        // carries it out after the CLOSE, and a plain RENAME refuses an existing real name
-        // (OpenSSH links, which fails on one). If a WRITE or the size then turns out wrong,
-        // the file it put at the free name is removed again; if the name was taken, the
-        // replacing rename waits for every confirmation as usual.
-        if u.whole && u.error.is_none() && conn.limits.in_order {
-            let (from, to) = (
-                u.target.as_bytes().to_vec(),
-                destination.as_bytes().to_vec(),
-            );
-            u.send(i, Request::Rename { from, to }, Req::Rename, conn);
-        }
-    }
-
-    /// Uploads whose file could not give all its data (the transport made up the rest
-    /// with zeros): they fail, whatever the server answers.
-    pub(crate) fn note_failed_files(&mut self, conn: &mut Conn) {
-        for (i, fault) in conn.session.take_failed_files() {
-            if let State::Upload(u) = &mut self.states[i] {
-                u.error.get_or_insert(fault_cause(self.ops[i], fault));
-            }
-        }
-    }
-
     /// Routes one reply of this batch.
     pub(crate) fn on_reply(&mut self, tag: Tag, response: Response, conn: &mut Conn) {
         match tag {
@@ -952,8 +439,9 @@ impl<'a> Batch<'a> {
                         self.reading_step(op, step, conn);
                     }
                     State::Compare(run) => {
-                        let step =
-                            run.on_reply(op, req, bytes, offset, response, &mut conn.session);
+                        let (session, sources) = (&mut conn.session, &conn.sources);
+                        let asked = (bytes, offset);
+                        let step = run.on_reply(op, req, asked, response, session, sources);
                         conn.bytes_in_flight += run.take_requested();
                         if run.wants_reads() {
                             self.readers.insert(op);
@@ -1040,395 +528,6 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn single_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
-        let State::Single(step) = &self.states[i] else {
-            unreachable!()
-        };
-        let clearing = matches!(step, Stepwise::Clearing);
-        let retried = matches!(step, Stepwise::Retried);
-        if matches!(step, Stepwise::Inspecting) {
-            let Op::Rename { to, .. } = self.ops[i] else {
-                unreachable!("only renames inspect")
-            };
-            return match response {
-                // A symlink is removed (the link itself), then the file renamed there.
-                Response::Name(_) => self.clear_then(i, to.as_bytes(), conn),
-                _ => self.send_rename_op(i, conn),
-            };
-        }
-        if let (Req::Readlink, Response::Name(names)) = (req, &response)
-            && let [entry] = names.as_slice()
-        {
-            let target = entry.filename.clone();
-            return self.finish(i, Ok(Outcome::Target(target)), conn);
-        }
-        // The size a SETSTAT gave is confirmed by a STAT before the file counts as whole.
-        if let (Req::Stat, Op::SetSize { size, .. }) = (req, self.ops[i]) {
-            let cause = match response {
-                Response::Attrs(a) if a.size == Some(*size) => {
-                    return self.finish(i, Ok(Outcome::Done), conn);
-                }
-                Response::Attrs(a) => match a.size {
-                    Some(actual) => Cause::SizeMismatch {
-                        expected: *size,
-                        actual,
-                    },
-                    None => Cause::SizeUnconfirmed,
-                },
-                Response::Status { code, message, .. } => status_cause(req, code, &message),
-                other => Cause::UnexpectedReply {
-                    request: req,
-                    reply: reply_name(&other),
-                },
-            };
-            return self.fail(i, cause, conn);
-        }
-        if let (Req::Setstat, Op::SetSize { path, .. }, Response::Status { code, .. }) =
-            (req, self.ops[i], &response)
-            && *code == StatusCode::Ok
-        {
-            conn.session.send(
-                Request::Stat {
-                    path: path.as_bytes().to_vec(),
-                },
-                Tag::op(i, Req::Stat),
-            );
-            return;
-        }
-        let Response::Status { code, message, .. } = response else {
-            let reply = reply_name(&response);
-            return self.fail(
-                i,
-                Cause::UnexpectedReply {
-                    request: req,
-                    reply,
-                },
-                conn,
-            );
-        };
-        // Offered, then refused (`sftp-server -P posix-rename`): remove, then rename.
-        if req == Req::PosixRename
-            && refused(code)
-            && let Op::Rename { to, .. } = self.ops[i]
-        {
-            conn.refused(Refusal::PosixRename);
-            return self.clear_then(i, to.as_bytes(), conn);
-        }
-        match (clearing, code) {
-            (true, StatusCode::Ok | StatusCode::NoSuchFile) => self.send_final(i, conn),
-            (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
-            (false, StatusCode::NoSuchFile) if matches!(req, Req::Remove | Req::Rmdir) => {
-                self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
-            }
-            // A symlink into a directory that does not exist yet: make it, then retry once.
-            (false, StatusCode::NoSuchFile) if req == Req::Symlink && !retried => {
-                let dir = self.ops[i].path().parent();
-                match dir.map(|d| {
-                    let ensured = conn.dirs.ensure(&d, Waiter::Op(i), &mut conn.session);
-                    (d, ensured)
-                }) {
-                    Some((_, Ensure::Queued)) => self.states[i] = State::LinkWaitingDir,
-                    Some((_, Ensure::Ready)) => {
-                        self.send_final(i, conn);
-                        self.states[i] = State::Single(Stepwise::Retried);
-                    }
-                    Some((d, Ensure::Failed(cause))) => self.fail(i, in_dir(&d, cause), conn),
-                    None => self.fail(i, status_cause(req, code, &message), conn),
-                }
-            }
-            (_, code) => self.fail(i, status_cause(req, code, &message), conn),
-        }
-    }
-
-    fn upload_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!()
-        };
-        u.outstanding -= 1;
-        match (&u.stage, req, response) {
-            (Stage::Opening, Req::Open, Response::Handle(handle)) => {
-                u.handle = handle;
-                u.stage = Stage::Writing;
-                self.writers.insert(i);
-            }
-            (Stage::Opening, Req::Open, Response::Status { code, message, .. }) => {
-                conn.open_files -= 1;
-                self.open_failed(i, code, &message, conn);
-            }
-            (Stage::Clearing, Req::Remove, Response::Status { code, message, .. }) => match code {
-                StatusCode::Ok | StatusCode::NoSuchFile if !self.interrupted => {
-                    u.stage = Stage::Reopen;
-                    self.reopen.push_back(i);
-                }
-                StatusCode::Ok | StatusCode::NoSuchFile => self.fail(i, Cause::Interrupted, conn),
-                code => self.fail(i, status_cause(req, code, &message), conn),
-            },
-            (Stage::Confirming, Req::Stat, response) => {
-                check_size(u, req, response);
-                u.size_checked = true;
-                self.closed(i, conn);
-            }
-            (Stage::Landing | Stage::ClearingDestination, _, response) => {
-                self.landing_reply(i, req, response, conn)
-            }
-            (Stage::Discarding, _, response) => {
-                if !matches!(
-                    &response,
-                    Response::Status {
-                        code: StatusCode::Ok | StatusCode::NoSuchFile,
-                        ..
-                    }
-                ) {
-                    log::warn!(
-                        "a failed upload of {} may have left a partial file there or at its \
-                         temporary name: its REMOVE was answered {}",
-                        self.ops[i].path(),
-                        reply_name(&response)
-                    );
-                }
-                let cause = u.error.take().expect("a discarded upload has failed");
-                self.fail(i, cause, conn);
-            }
-            // A REMOVE answered with anything but a status: nothing is known to be gone.
-            (Stage::Clearing, req, other) => {
-                let reply = reply_name(&other);
-                self.fail(
-                    i,
-                    Cause::UnexpectedReply {
-                        request: req,
-                        reply,
-                    },
-                    conn,
-                );
-            }
-            (_, req, response) => {
-                if self.transfer_reply(i, req, response, conn) {
-                    self.closed(i, conn);
-                }
-            }
-        }
-    }
-
-    /// The exclusive OPEN failed: a file in the way is removed once, a missing directory is
-    /// made, anything else fails the upload.
-    fn open_failed(&mut self, i: usize, code: StatusCode, message: &[u8], conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!()
-        };
-        // A stale temporary file, or anything planted at its name: OpenSSH says FAILURE
-        // (EEXIST), later protocol versions FILE_ALREADY_EXISTS. REMOVE takes a symlink
-        // itself, never what it points to.
-        let exists = matches!(code, StatusCode::Failure | StatusCode::Other(11));
-        if exists && u.whole && !u.cleared && !self.interrupted {
-            u.cleared = true;
-            u.stage = Stage::Clearing;
-            u.remove_target(i, conn);
-            return;
-        }
-        let parent = self.ops[i].path().parent();
-        match parent {
-            // A server that answers in order makes the directory and then opens the file
-            // sent right behind its MKDIR: no round trip spent waiting.
-            Some(dir)
-                if code == StatusCode::NoSuchFile
-                    && u.dir_attempts == 0
-                    && conn.limits.in_order
-                    && !self.interrupted =>
-            {
-                u.dir_attempts = 1;
-                match conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
-                    Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
-                    _ => self.send_open(i, conn),
-                }
-            }
-            Some(_) if code == StatusCode::NoSuchFile && self.interrupted => {
-                self.fail(i, Cause::Interrupted, conn)
-            }
-            Some(dir) if code == StatusCode::NoSuchFile && u.dir_attempts < 2 => {
-                u.dir_attempts = 2;
-                u.stage = Stage::WaitingDir;
-                match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
-                    Ensure::Queued => {}
-                    // Created meanwhile by another upload's MKDIR: just retry.
-                    Ensure::Ready => {
-                        u.stage = Stage::Reopen;
-                        self.reopen.push_back(i);
-                    }
-                    Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
-                }
-            }
-            // The directory was to be made first: say why it was not.
-            Some(dir) if let Some(cause) = conn.dirs.failure(&dir) => {
-                self.fail(i, in_dir(&dir, cause), conn)
-            }
-            _ => self.fail(i, status_cause(Req::Open, code, message), conn),
-        }
-    }
-
-    /// A reply to a WRITE, FSTAT, FSETSTAT, fsync or CLOSE; true once all of them are in.
-    fn transfer_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) -> bool {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!()
-        };
-        match (req, response) {
-            // A server that will not flush (`sftp-server -P fsync`): the file is whole all the
-            // same; what is lost is only the flush. Said once, not asked for again.
-            (Req::Fsync, Response::Status { code, .. }) if refused(code) => {
-                conn.refused(Refusal::Fsync);
-            }
-            // Nor set times (`-P fsetstat`): the file is whole; `mirror` and `verify` will
-            // see it as changed (its time is not the local one). Said once.
-            (Req::Fsetstat, Response::Status { code, .. }) if refused(code) => {
-                conn.refused(Refusal::Times);
-            }
-            (Req::Write | Req::Fsync | Req::Fsetstat, Response::Status { code, message, .. }) => {
-                if code != StatusCode::Ok {
-                    u.error.get_or_insert(status_cause(req, code, &message));
-                    if matches!(u.stage, Stage::Writing) {
-                        // Stop sending data; close once what is in flight is answered.
-                        self.writers.remove(&i);
-                        Self::send_close(u, i, self.ops[i].path(), false, None, conn);
-                    }
-                }
-            }
-            (Req::Fstat, response) => {
-                // A server that leaves the size out is asked again once the file is closed.
-                if !matches!(&response, Response::Attrs(a) if a.size.is_none()) {
-                    check_size(u, req, response);
-                    u.size_checked = true;
-                }
-            }
-            (Req::Close, Response::Status { code, message, .. }) => {
-                conn.open_files -= 1;
-                if code != StatusCode::Ok {
-                    u.error.get_or_insert(status_cause(req, code, &message));
-                }
-            }
-            (Req::Readlink, response) => {
-                u.destination_is_link = matches!(response, Response::Name(_));
-            }
-            // The real name is taken, or the server would not (`-P rename`): the file is put
-            // in place once all is confirmed, as on any other server.
-            (Req::Rename, Response::Status { code, .. }) => {
-                u.landed = Some(code == StatusCode::Ok);
-            }
-            (request, other) => {
-                if matches!(request, Req::Open | Req::Close) {
-                    conn.open_files -= 1;
-                }
-                u.error.get_or_insert(Cause::UnexpectedReply {
-                    request,
-                    reply: reply_name(&other),
-                });
-                if request == Req::Open {
-                    // An OPEN answered without a handle has nothing to close.
-                    let cause = u.error.take().expect("just set");
-                    self.fail(i, cause, conn);
-                    return false;
-                }
-            }
-        }
-        u.outstanding == 0 && matches!(u.stage, Stage::Closing)
-    }
-
-    /// Every reply up to the CLOSE is in: confirm the size if the FSTAT could not, then put
-    /// the file in place; a failed upload's temporary file is removed first.
-    fn closed(&mut self, i: usize, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!()
-        };
-        let at = if u.landed == Some(true) {
-            self.ops[i].path()
-        } else {
-            &u.target
-        };
-        if u.error.is_none() && !u.size_checked {
-            u.stage = Stage::Confirming;
-            let path = at.as_bytes().to_vec();
-            u.send(i, Request::Stat { path }, Req::Stat, conn);
-            return;
-        }
-        if u.error.is_some() {
-            if !u.whole {
-                // A part leaves the shared file to its upload's end.
-                let cause = u.error.take().expect("checked");
-                return self.fail(i, cause, conn);
-            }
-            // What landed at a free name is ours, and incomplete: it goes.
-            let at = at.clone();
-            u.stage = Stage::Discarding;
-            return u.send_remove(i, &at, conn);
-        }
-        if !u.whole || u.landed == Some(true) {
-            return self.finish(i, Ok(Outcome::Done), conn);
-        }
-        let to = self.ops[i].path();
-        // The pipelined plain RENAME found the name taken: without posix-rename, the same
-        // RENAME again would fail too; what is there goes first.
-        let taken_plain = u.landed == Some(false) && !conn.limits.posix_rename;
-        if (u.destination_is_link || taken_plain) && !u.destination_cleared {
-            u.destination_cleared = true;
-            u.stage = Stage::ClearingDestination;
-            u.send_remove(i, to, conn);
-            return;
-        }
-        u.stage = Stage::Landing;
-        u.outstanding += 1;
-        send_rename(&u.target, to, conn, Tag::op(i, rename_request(conn)));
-    }
-
-    /// The reply to the rename of a confirmed file onto its real name (or to the REMOVE of
-    /// what stood there, on a server without posix-rename).
-    fn landing_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!()
-        };
-        let to = self.ops[i].path();
-        let Response::Status { code, message, .. } = response else {
-            u.error = Some(Cause::UnexpectedReply {
-                request: req,
-                reply: reply_name(&response),
-            });
-            return self.discard(i, conn);
-        };
-        match (req, code) {
-            (Req::Rename | Req::PosixRename, StatusCode::Ok) => {
-                self.finish(i, Ok(Outcome::Done), conn)
-            }
-            // A server that offers posix-rename and will not do it (`sftp-server -P
-            // posix-rename`): remove, then rename, from now on, said once.
-            (Req::PosixRename, code) if refused(code) => {
-                conn.refused(Refusal::PosixRename);
-                u.outstanding += 1;
-                send_rename(&u.target, to, conn, Tag::op(i, Req::Rename));
-            }
-            // Plain RENAME refuses to replace an existing file: remove it, then rename.
-            (Req::Rename, StatusCode::Failure) if !u.destination_cleared => {
-                u.destination_cleared = true;
-                u.stage = Stage::ClearingDestination;
-                u.send_remove(i, to, conn);
-            }
-            (Req::Remove, StatusCode::Ok | StatusCode::NoSuchFile) => {
-                u.stage = Stage::Landing;
-                u.outstanding += 1;
-                send_rename(&u.target, to, conn, Tag::op(i, Req::Rename));
-            }
-            (req, code) => {
-                u.error = Some(status_cause(req, code, &message));
-                self.discard(i, conn);
-            }
-        }
-    }
-
-    /// Removes a failed upload's temporary file; the failure is reported with the reply.
-    fn discard(&mut self, i: usize, conn: &mut Conn) {
-        let State::Upload(u) = &mut self.states[i] else {
-            unreachable!()
-        };
-        u.stage = Stage::Discarding;
-        u.remove_target(i, conn);
-    }
-
     /// What the operations with requests in flight are, for an error message.
     pub(crate) fn in_flight(&self, conn: &Conn) -> Vec<String> {
         let mut seen = BTreeSet::new();
@@ -1453,8 +552,6 @@ impl<'a> Batch<'a> {
         out
     }
 }
-
-const SHRANK: &str = "the file shrank while it was being sent";
 
 /// A request refused as such (not failed on its object): `sftp-server -P` denies requests by
 /// name with PERMISSION_DENIED, other servers say OP_UNSUPPORTED.
@@ -1499,94 +596,11 @@ impl Conn {
     }
 }
 
-/// The request that renames onto an existing name on this connection.
-fn rename_request(conn: &Conn) -> Req {
-    if conn.limits.posix_rename {
-        Req::PosixRename
-    } else {
-        Req::Rename
-    }
-}
-
-/// Renames `from` onto `to`: atomically with posix-rename where the server has it (and it
-/// is on), otherwise with a plain RENAME (which refuses an existing `to`).
-fn send_rename(from: &RemotePath, to: &RemotePath, conn: &mut Conn, tag: Tag) {
-    let (from, to) = (from.as_bytes().to_vec(), to.as_bytes().to_vec());
-    match tag {
-        Tag::Op {
-            req: Req::PosixRename,
-            ..
-        } => conn
-            .session
-            .send_extended(ExtendedRequest::PosixRename { from, to }, tag),
-        _ => conn.session.send(Request::Rename { from, to }, tag),
-    };
-}
-
-/// Checks the size a FSTAT or STAT reply gives against what was sent: a whole file must
-/// have exactly its size, a part at least reach its end. No size is no confirmation.
-fn check_size(u: &mut Upload, req: Req, response: Response) {
-    match response {
-        Response::Attrs(attrs) => match attrs.size {
-            Some(actual) if actual < u.size || u.whole && actual != u.size => {
-                u.error.get_or_insert(Cause::SizeMismatch {
-                    expected: u.size,
-                    actual,
-                });
-            }
-            Some(_) => {}
-            None => {
-                u.error.get_or_insert(Cause::SizeUnconfirmed);
-            }
-        },
-        Response::Status { code, message, .. } => {
-            u.error.get_or_insert(status_cause(req, code, &message));
-        }
-        other => {
-            u.error.get_or_insert(Cause::UnexpectedReply {
-                request: req,
-                reply: reply_name(&other),
-            });
-        }
-    }
-}
-
-/// Why upload `op` failed when its local file could not give all its data.
-fn fault_cause(op: &Op, fault: FileFault) -> Cause {
-    let (Op::Upload { local, .. } | Op::UploadPart { local, .. }) = op else {
-        unreachable!("only uploads read files")
-    };
-    Cause::Local {
-        path: local.clone(),
-        message: match fault {
-            FileFault::Ended => SHRANK.into(),
-            FileFault::Unreadable(e) => e,
-        },
-    }
-}
-
-/// Appends `len` bytes of `file` from `offset` to `out`, read straight into its spare room
-/// (never zeroed first); a file that ends sooner is an `UnexpectedEof` error.
-fn append_file_range(
-    mut file: &File,
-    offset: u64,
-    len: u32,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    use std::io::{ErrorKind, Read, Seek, SeekFrom};
-    file.seek(SeekFrom::Start(offset))?;
-    let got = file.take(u64::from(len)).read_to_end(out)?;
-    if got < len as usize {
-        return Err(ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote_path::RemotePath;
     use crate::sftp::wire::{NameEntry, Packet};
-    use std::io::Write;
 
     /// A connection to an in-order server with posix-rename, whose target directory `/m`
     /// is resolved already.
@@ -1650,7 +664,8 @@ mod tests {
                 to: rp("/m/Release"),
             },
         ];
-        let mut batch = Batch::new(ops.iter().collect());
+        let locals = Locals::default();
+        let mut batch = Batch::new(ops.iter().collect(), &locals);
         batch.advance(&mut conn);
         let dirs = ["/m/dists", "/m/dists/a", "/m/dists/a/main"];
         let asked: Vec<String> = dirs
@@ -1684,21 +699,137 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_file_range_is_appended_after_what_is_there() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"0123456789").unwrap();
-        let mut out = b"head".to_vec();
-        append_file_range(&f, 3, 4, &mut out).unwrap();
-        assert_eq!(out, b"head3456");
+    fn ok() -> Response {
+        Response::Status {
+            code: StatusCode::Ok,
+            message: Vec::new(),
+            language: Vec::new(),
+        }
+    }
+
+    /// Plays the server for one flight: takes what the batch queued, answers each request
+    /// with `answer`, in order, and hands the replies to the batch; returns the requests.
+    fn exchange(
+        batch: &mut Batch<'_>,
+        conn: &mut Conn,
+        answer: impl Fn(&Request) -> Response,
+    ) -> Vec<Request> {
+        let mut bytes = conn.take_output();
+        let (mut requests, mut replies) = (Vec::new(), Vec::new());
+        if conn.session.server_info().is_none() {
+            let version = Packet::Version {
+                version: 3,
+                extensions: Vec::new(),
+            };
+            version.encode(&mut replies);
+        }
+        while let Ok(crate::sftp::wire::Frame::Complete { body, consumed }) =
+            crate::sftp::wire::frame(&bytes)
+        {
+            if let Ok(Packet::Request { id, request }) = Packet::decode_from_client(body) {
+                let response = answer(&request);
+                Packet::Response { id, response }.encode(&mut replies);
+                requests.push(request);
+            }
+            bytes.drain(..consumed);
+        }
+        conn.session.handle_input(&replies).unwrap();
+        while let Some((tag, response)) = conn.session.poll_reply() {
+            batch.on_reply(tag, response, conn);
+        }
+        requests
     }
 
     #[test]
-    fn a_file_shorter_than_its_range_is_an_unexpected_end() {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"0123").unwrap();
-        let mut out = Vec::new();
-        let e = append_file_range(&f, 2, 4, &mut out).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    fn an_upload_sends_the_size_stated_once_from_a_file_open_only_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, b"0123456789").unwrap();
+        let mut locals = Locals::default();
+        assert_eq!(locals.size(&local), Some(10));
+        // It grows after the run looked at it: what was seen then is what goes.
+        std::fs::write(&local, b"0123456789 and more").unwrap();
+        let ops = [Op::Upload {
+            local: local.clone(),
+            remote: RemotePath::new("/m/f").unwrap(),
+            fsync: false,
+            mtime: None,
+        }];
+        let mut conn = in_order_conn();
+        let mut batch = Batch::new(ops.iter().collect(), &locals);
+        batch.advance(&mut conn);
+        assert_eq!(conn.sources.held(), 1, "opened as it starts");
+        let handle = |_: &Request| Response::Handle(b"h".to_vec());
+        let opened = exchange(&mut batch, &mut conn, handle);
+        assert!(matches!(&opened[..], [Request::Open { .. }]), "{opened:?}");
+        batch.advance(&mut conn);
+        let server = |request: &Request| match request {
+            Request::Fstat { .. } => Response::Attrs(Attrs {
+                size: Some(10),
+                ..Attrs::default()
+            }),
+            _ => ok(),
+        };
+        let requests = exchange(&mut batch, &mut conn, server);
+        let Request::Write {
+            offset: 0, data, ..
+        } = &requests[0]
+        else {
+            panic!("not a WRITE: {:?}", requests[0]);
+        };
+        assert_eq!(data, b"0123456789");
+        let rest: Vec<String> = requests[1..].iter().map(Request::summary).collect();
+        assert_eq!(
+            rest,
+            ["FSTAT handle h", "CLOSE handle h", "RENAME /m/.f.tmp /m/f"],
+            "the size is confirmed, the file closed and renamed in one flight"
+        );
+        let finished: Vec<(usize, OpResult)> =
+            batch.take_finished().map(|(i, r)| (i, r.clone())).collect();
+        assert_eq!(finished, [(0, Ok(Outcome::Done))]);
+        assert_eq!(conn.sources.held(), 0, "closed once it is done");
+        assert_eq!(conn.stats.bytes_uploaded, 10);
+        assert!(batch.is_done(&conn));
+    }
+
+    #[test]
+    fn large_writes_queue_ranges_of_the_source_that_the_transport_reads_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("big");
+        let content: Vec<u8> = (0..200 * 1024).map(|k| (k % 251) as u8).collect();
+        std::fs::write(&local, &content).unwrap();
+        let ops = [Op::Upload {
+            local,
+            remote: RemotePath::new("/m/big").unwrap(),
+            fsync: false,
+            mtime: None,
+        }];
+        let mut conn = in_order_conn();
+        // WRITEs larger than the inline limit: their data is not copied into the buffer.
+        conn.limits.write_chunk = 128 * 1024;
+        let locals = Locals::default();
+        let mut batch = Batch::new(ops.iter().collect(), &locals);
+        batch.advance(&mut conn);
+        exchange(&mut batch, &mut conn, |_| Response::Handle(b"h".to_vec()));
+        batch.advance(&mut conn);
+        let server = |request: &Request| match request {
+            Request::Fstat { .. } => Response::Attrs(Attrs {
+                size: Some(200 * 1024),
+                ..Attrs::default()
+            }),
+            _ => ok(),
+        };
+        let requests = exchange(&mut batch, &mut conn, server);
+        let written: Vec<u8> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Write { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(written == content, "the file's bytes, in order");
+        assert_eq!(batch.take_finished().count(), 1);
+        assert_eq!(conn.sources.held(), 0);
     }
 }

@@ -16,7 +16,8 @@
 //! The target directory itself is resolved once, at set-up: it is the administrator's, and
 //! may well be a symlink.
 //!
-//! Sans-IO: requests are queued on the session, replies handed in.
+//! Pure, like `dirs`: requests are queued on the session, replies handed in; no I/O, no
+//! clock. It must not let anything through on a guess: what it cannot tell is outside.
 
 use std::collections::HashMap;
 

@@ -6,11 +6,14 @@
 //! in turn, so a deep new tree is built top-down with one MKDIR per level. A MKDIR that fails
 //! otherwise is checked with one STAT: the directory may already exist (OpenSSH answers
 //! FAILURE for EEXIST).
+//!
+//! Pure: requests are queued on the session, replies handed in; no I/O, no clock. It never
+//! makes the target directory or anything above it (see [`DirTable::base`]).
 
 use std::collections::HashMap;
 
 use super::confine::{Confinement, Known, Verdict};
-use super::op::{Cause, Req, Tag};
+use super::op::{Cause, Reply, Req, Status, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
@@ -239,7 +242,7 @@ impl DirTable {
     fn outside_base(&self, path: &RemotePath) -> Cause {
         Cause::Status {
             request: Req::Mkdir,
-            code: StatusCode::NoSuchFile,
+            code: Status::NoSuchFile,
             message: format!("{path} is not below the target directory, which must exist",),
         }
     }
@@ -415,6 +418,7 @@ impl DirTable {
         released
     }
 
+    /// Moves directory `i` on with the reply to its MKDIR, or to the STAT after a failed one.
     fn step(
         &mut self,
         i: usize,
@@ -443,33 +447,7 @@ impl DirTable {
                 },
             ) => {
                 let failure = status_cause(Req::Mkdir, StatusCode::NoSuchFile, &message);
-                let parent = self.parent_of(&self.dirs[i].path);
-                if self.in_order
-                    && !self.dirs[i].retried
-                    && let Some(parent) = &parent
-                {
-                    // An in-order server: the missing ancestors' MKDIRs, top-down, then this
-                    // one again, all at once, instead of a round trip per level.
-                    self.dirs[i].retried = true;
-                    match self.pipeline_chain(parent, true, session) {
-                        Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
-                        _ => self.mkdir_or_fail(i, session, released),
-                    }
-                    return;
-                }
-                match parent {
-                    None => self.settle(i, Err(failure), session, released),
-                    Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
-                        Ensure::Queued => self.dirs[i].state = State::WaitingParent,
-                        Ensure::Ready if !self.dirs[i].retried => {
-                            self.dirs[i].retried = true;
-                            self.mkdir_or_fail(i, session, released);
-                        }
-                        // Still no parent although it exists: give up rather than loop.
-                        Ensure::Ready => self.settle(i, Err(failure), session, released),
-                        Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
-                    },
-                }
+                self.parent_missing(i, failure, session, released);
             }
             (Req::Mkdir, Response::Status { code, message, .. }) => {
                 // Perhaps it exists already; one STAT tells.
@@ -494,7 +472,7 @@ impl DirTable {
                 let failure = mkdir_failure.map_or(
                     Cause::UnexpectedReply {
                         request: Req::Mkdir,
-                        reply: "a failure",
+                        reply: Reply::Failure,
                     },
                     |cause| *cause,
                 );
@@ -511,6 +489,44 @@ impl DirTable {
                 };
                 self.settle(i, Err(cause), session, released);
             }
+        }
+    }
+
+    /// The MKDIR of directory `i` found no parent (`failure`): the parent is made first and
+    /// the MKDIR sent again, once.
+    fn parent_missing(
+        &mut self,
+        i: usize,
+        failure: Cause,
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
+        let parent = self.parent_of(&self.dirs[i].path);
+        if self.in_order
+            && !self.dirs[i].retried
+            && let Some(parent) = &parent
+        {
+            // An in-order server: the missing ancestors' MKDIRs, top-down, then this one
+            // again, all at once, instead of a round trip per level.
+            self.dirs[i].retried = true;
+            match self.pipeline_chain(parent, true, session) {
+                Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
+                _ => self.mkdir_or_fail(i, session, released),
+            }
+            return;
+        }
+        match parent {
+            None => self.settle(i, Err(failure), session, released),
+            Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
+                Ensure::Queued => self.dirs[i].state = State::WaitingParent,
+                Ensure::Ready if !self.dirs[i].retried => {
+                    self.dirs[i].retried = true;
+                    self.mkdir_or_fail(i, session, released);
+                }
+                // Still no parent although it exists: give up rather than loop.
+                Ensure::Ready => self.settle(i, Err(failure), session, released),
+                Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
+            },
         }
     }
 
@@ -550,19 +566,20 @@ impl DirTable {
 pub(crate) fn status_cause(request: Req, code: StatusCode, message: &[u8]) -> Cause {
     Cause::Status {
         request,
-        code,
+        code: code.into(),
         message: String::from_utf8_lossy(message).into_owned(),
     }
 }
 
-pub(crate) fn reply_name(response: &Response) -> &'static str {
+/// What kind of reply `response` is, for a [`Cause::UnexpectedReply`].
+pub(crate) fn reply_name(response: &Response) -> Reply {
     match response {
-        Response::Status { .. } => "STATUS",
-        Response::Handle(_) => "HANDLE",
-        Response::Data(_) => "DATA",
-        Response::Name(_) => "NAME",
-        Response::Attrs(_) => "ATTRS",
-        Response::ExtendedReply(_) => "EXTENDED_REPLY",
+        Response::Status { .. } => Reply::Status,
+        Response::Handle(_) => Reply::Handle,
+        Response::Data(_) => Reply::Data,
+        Response::Name(_) => Reply::Name,
+        Response::Attrs(_) => Reply::Attrs,
+        Response::ExtendedReply(_) => Reply::Extended,
     }
 }
 
@@ -775,7 +792,7 @@ mod tests {
             assert!(matches!(
                 *cause,
                 Cause::Status {
-                    code: StatusCode::Failure,
+                    code: Status::Failure,
                     request: Req::Mkdir,
                     ..
                 }

@@ -1,14 +1,30 @@
 //! The engine: one or more connections to an SFTP server and the single-threaded loop that
 //! drives batches of [`Op`]s through them, many requests in flight, every reply checked.
 //!
-//! `batch` holds the per-operation state machines, `dirs` the directory table and `confine`
-//! what is known of where directories really are (no symlink below the target); all are
-//! sans-IO. This module owns the [`Transport`]s, the one `poll` over all their pipes, and the
-//! clock (the stall timeout).
+//! What is where:
+//! - `op`: what callers ask ([`Op`]) and get back ([`Outcome`], [`OpError`]), in the
+//!   engine's own words, not the wire's.
+//! - `batch` (uploads and single requests), `reading` (listings, comparisons): the
+//!   per-operation state machines; `dirs`, the directory table (each missing directory made
+//!   once); `confine`, what is known of where directories really are (no symlink below the
+//!   target); `parts`, large uploads cut for several connections. No I/O and no clock.
+//! - `local`: the edge to the local disk; every stat, open and read of a local file.
+//! - `link`: one connection, its server process and its set-up (VERSION, limits, round
+//!   trip); `spread`: work shared out over several connections, large uploads in parts.
+//! - `tuning`: open files, window and connections from the round trip; `deadline`: the
+//!   stall timeout and the grace after a signal, decided by a clock passed in.
+//!
+//! This module owns the connections, the loop that drives batches through them with one
+//! `poll` over all their pipes a turn, and the clock: it reads it around each poll and
+//! hands it to what decides by time. It must not know what an operation's requests are: that is the
+//! state machines'.
 
 mod batch;
 mod confine;
+mod deadline;
 mod dirs;
+mod link;
+mod local;
 mod op;
 #[cfg(test)]
 mod orderings;
@@ -16,6 +32,7 @@ mod parts;
 #[cfg(test)]
 mod peer;
 mod reading;
+mod spread;
 mod tuning;
 
 use std::fmt;
@@ -23,21 +40,21 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 pub use batch::Stats;
-pub use op::{Cause, Op, OpError, OpResult, Outcome, Req};
-pub use tuning::{
-    DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes, open_files_for,
-    window_for,
-};
+pub use deadline::INTERRUPTED_GRACE;
+pub use op::{Cause, Op, OpError, OpResult, Outcome, Req, Status};
+pub use tuning::{DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes};
 
-use batch::{Batch, Conn, Limits};
+use batch::Batch;
+use deadline::Deadline;
+use link::{Link, Setup};
+use local::Locals;
 use op::Tag;
-use tuning::{AUTO_OPEN_FILES_MAX, PROVISIONAL_OPEN_FILES, WINDOW_MIN, local_open_files};
+use tuning::{AUTO_OPEN_FILES_MAX, local_open_files};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
-use crate::sftp::session::{ServerInfo, Session};
-use crate::sftp::wire::{self, ExtendedRequest, Request, Response};
-use crate::transport::{ServerCommand, Slots, Transport, TransportError, Turn, wait};
+use crate::sftp::session::ServerInfo;
+use crate::transport::{ServerCommand, Slots, TransportError, Turn, wait};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -52,7 +69,7 @@ pub struct EngineConfig {
     pub max_requests: usize,
     /// WRITE data bytes awaiting a reply at once (per connection).
     pub window: u64,
-    /// Choose the window from the measured round trip instead (see [`window_for`]).
+    /// Choose the window from the measured round trip instead (see [`tuning::window_for`]).
     pub auto_window: bool,
     /// With no byte moving for this long, give up with an error.
     pub stall_timeout: Duration,
@@ -97,13 +114,6 @@ impl Default for EngineConfig {
         }
     }
 }
-
-/// WRITE size when the server does not announce `limits@openssh.com`: the draft's minimum
-/// that every server must accept.
-const FALLBACK_WRITE_CHUNK: u32 = 32 * 1024;
-/// Never more than this per WRITE, whatever a server announces: the message must stay
-/// under OpenSSH's 256 KiB limit.
-const MAX_WRITE_CHUNK: u32 = 255 * 1024;
 
 /// The connection failed as a whole; what was in flight is unknown.
 #[derive(Debug)]
@@ -157,38 +167,10 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-/// Where a connection is in its set-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Setup {
-    /// INIT sent, waiting for VERSION.
-    Version,
-    /// Working; its limits may still be on their way (see [`Link::limits_sent`]).
-    Ready,
-    /// An extra connection that failed before it was ready: the others go on without it.
-    Failed,
-}
-
-/// One connection: its server process and its conversation.
-struct Link {
-    transport: Transport,
-    conn: Conn,
-    info: ServerInfo,
-    setup: Setup,
-    /// When the set-up request (limits@openssh.com, or a REALPATH where the server lacks
-    /// it) went out, while its reply is awaited: it comes one round trip later, and work
-    /// does not wait for it.
-    limits_sent: Option<Instant>,
-    /// When its reply was read (it may be handled later).
-    limits_arrived: Option<Instant>,
-    /// The set-up request is still to be sent.
-    limits_due: bool,
-    rtt: Option<Duration>,
-}
-
 /// A connected SFTP client.
 pub struct Engine {
     links: Vec<Link>,
-    stall_timeout: Duration,
+    deadline: Deadline,
     interrupt: Interrupt,
     config: EngineConfig,
     server: ServerCommand,
@@ -196,24 +178,15 @@ pub struct Engine {
     local_files: usize,
     /// Whether more connections were started, or found not worth it.
     more_considered: bool,
-    /// When the engine first saw the run asked to stop.
-    signalled_at: Option<Instant>,
+    /// The local sources of the run under way (or, from [`Engine::source_sizes`], of the
+    /// next), each stat'ed once.
+    locals: Locals,
 }
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
 /// to: enough for a local one; ssh would wait a round trip for the remote side (see
-/// [`Transport::shutdown`]).
+/// [`Transport::shutdown`](crate::transport::Transport::shutdown)).
 const CLOSE_GRACE: Duration = Duration::from_millis(5);
-
-/// How long one poll may sleep, so that the loop looks at the clock regularly (a signal
-/// interrupts the sleep at once).
-const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
-
-/// Once a signal asked the run to stop, how long the server may stay silent before what it
-/// has not answered is given up: long enough for a slow link to answer what is in flight,
-/// well within systemd's stop timeout (90 s) and a person's patience, where the stall
-/// timeout may be minutes.
-pub const INTERRUPTED_GRACE: Duration = Duration::from_secs(3);
 
 fn transport_error(e: TransportError) -> EngineError {
     EngineError {
@@ -231,7 +204,7 @@ impl Engine {
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             links: Vec::new(),
-            stall_timeout: config.stall_timeout,
+            deadline: Deadline::new(config.stall_timeout),
             interrupt: config.interrupt.clone(),
             local_files: local_open_files(
                 config.connections,
@@ -242,7 +215,7 @@ impl Engine {
                 },
             ),
             more_considered: config.connections <= 1,
-            signalled_at: None,
+            locals: Locals::default(),
             config,
             server: server.clone(),
         };
@@ -300,32 +273,7 @@ impl Engine {
 
     /// Starts one more server command; its set-up goes on in the loop.
     fn spawn_link(&mut self) -> Result<(), TransportError> {
-        let config = &self.config;
-        let limits = Limits {
-            max_open_files: config.max_open_files.max(1),
-            max_requests: config.max_requests.max(8),
-            window: config.window.max(1),
-            write_chunk: FALLBACK_WRITE_CHUNK,
-            read_chunk: FALLBACK_WRITE_CHUNK,
-            in_order: false,
-            posix_rename: false,
-            fsync: false,
-            set_times: true,
-            symlink_order: wire::SymlinkOrder::TargetFirst,
-        };
-        self.links.push(Link {
-            transport: Transport::spawn(&self.server)?,
-            conn: Conn::new(Session::new(), limits),
-            info: ServerInfo {
-                version: 0,
-                extensions: Vec::new(),
-            },
-            setup: Setup::Version,
-            limits_sent: None,
-            limits_arrived: None,
-            limits_due: false,
-            rtt: None,
-        });
+        self.links.push(Link::spawn(&self.server, &self.config)?);
         Ok(())
     }
 
@@ -384,6 +332,21 @@ impl Engine {
         total
     }
 
+    /// The size each upload of `ops` will send (`None` for other operations, and for a
+    /// source that cannot be read): each source is stat'ed now, once, and the next run
+    /// ([`Engine::run`], [`Engine::run_spread`], [`Engine::run_batch`]) sends, confirms and
+    /// counts exactly this; so progress shown by these sizes is what was sent. After that
+    /// run, sources are looked at afresh.
+    pub fn source_sizes(&mut self, ops: &[Op]) -> Vec<Option<u64>> {
+        ops.iter()
+            .map(|op| match op {
+                Op::Upload { local, .. } => self.locals.size(local),
+                Op::UploadPart { range, .. } => Some(range.end - range.start),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Runs `ops` to completion on the first connection, all at once within the limits.
     /// `on_done` hears of each operation as soon as it has finished (to journal it at once).
     /// An `Err` means the connection is gone; operations not reported to `on_done` have an
@@ -394,149 +357,20 @@ impl Engine {
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
+        let results = self.run_first(ops, on_done);
+        self.locals.clear();
+        results
+    }
+
+    /// [`Engine::run`] within a run: what is known of the local sources is kept.
+    fn run_first(
+        &mut self,
+        ops: &[Op],
+        on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
         let mut assignment = vec![Vec::new(); self.links.len()];
         assignment[0] = (0..ops.len()).collect();
         self.run_assigned(ops, assignment, false, on_done)
-    }
-
-    /// As [`Engine::run`], but spread over all connections, balancing the bytes to upload:
-    /// for operations that need no order among themselves (one server channel moves at most
-    /// its window per round trip; several move several). A connection that becomes ready
-    /// meanwhile takes its share of the operations not yet started. Where several
-    /// connections are in use, on a server known to take writes at any offset through
-    /// several handles, large uploads go in parts (see [`EngineConfig::part_size`]); each is
-    /// reported once, when all of it is confirmed and in place.
-    pub fn run_spread(
-        &mut self,
-        ops: &[Op],
-        mut on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        if self.config.connections <= 1 {
-            return self.run_shared(ops, on_done);
-        }
-        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
-        let Some(mut split) = parts::Split::new(ops, self.config.part_size.max(1), size_of) else {
-            return self.run_shared(ops, on_done);
-        };
-        // Parts pay only where several connections share them: that takes the round trip,
-        // so it is learnt first (one round trip, nothing next to 16 MiB or more of data).
-        self.settle_round_trip()?;
-        if self.links.len() <= 1 || !self.links[0].info.takes_offset_writes() {
-            return self.run_shared(ops, on_done);
-        }
-        // The parts open the temporary name without EXCL: what stands there goes first.
-        let clear: Vec<Op> = split
-            .cut_uploads()
-            .map(|i| Op::Remove {
-                path: ops[i].path().temp_sibling(),
-            })
-            .collect();
-        if self.run(&clear, |_, _| {})?.iter().any(Result::is_err) {
-            return self.run_shared(ops, on_done);
-        }
-        let work = std::mem::take(&mut split.ops);
-        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
-        let mut complete = Vec::new();
-        let mut again = Vec::new();
-        self.run_shared(&work, |j, result| match split.on_done(j, result) {
-            parts::Event::AsGiven(i) => {
-                on_done(i, result);
-                results[i] = Some(result.clone());
-            }
-            // The server refused a part (a server that cannot take writes at offsets
-            // through several handles says so here): the file goes again, whole.
-            parts::Event::Failed(i, Err(e)) if matches!(e.cause, Cause::Status { .. }) => {
-                log::info!("{e}: sending {} whole", ops[i].path());
-                again.push(i);
-            }
-            parts::Event::Failed(i, failure) => {
-                on_done(i, &failure);
-                results[i] = Some(failure);
-            }
-            parts::Event::Complete(i) => complete.push(i),
-            parts::Event::Pending => {}
-        })?;
-        let finished = self.finish_parts(ops, &split, complete)?;
-        for (i, result) in finished {
-            on_done(i, &result);
-            results[i] = Some(result);
-        }
-        if !again.is_empty() {
-            let whole: Vec<Op> = again.iter().map(|&i| ops[i].clone()).collect();
-            self.run(&whole, |k, result| {
-                on_done(again[k], result);
-                results[again[k]] = Some(result.clone());
-            })?;
-        }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every operation was reported"))
-            .collect())
-    }
-
-    /// Ends the cut uploads whose parts are all in: each gets its size and time, the size is
-    /// confirmed, and it is renamed into place; a failed one's temporary file is removed.
-    fn finish_parts(
-        &mut self,
-        ops: &[Op],
-        split: &parts::Split,
-        complete: Vec<usize>,
-    ) -> Result<Vec<(usize, OpResult)>, EngineError> {
-        let size_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
-        let as_upload = |i: usize, e: &OpError| OpError {
-            op: ops[i].name(),
-            path: ops[i].path().clone(),
-            cause: e.cause.clone(),
-        };
-        let mut out = Vec::new();
-        let mut sizing = Vec::new();
-        let mut owners = Vec::new();
-        for i in complete {
-            if self.interrupt.signal().is_some() {
-                let cause = Cause::Interrupted;
-                let (op, path) = (ops[i].name(), ops[i].path().clone());
-                out.push((i, Err(OpError { op, path, cause })));
-                continue;
-            }
-            match split.finishing(&ops[i], i, size_of) {
-                Ok(op) => {
-                    sizing.push(op);
-                    owners.push(i);
-                }
-                Err(failure) => out.push((i, failure)),
-            }
-        }
-        let sized = self.run(&sizing, |_, _| {})?;
-        let mut renames = Vec::new();
-        let mut renamed_owners = Vec::new();
-        for (k, result) in sized.into_iter().enumerate() {
-            let i = owners[k];
-            match result {
-                Ok(_) => {
-                    renames.push(Op::Rename {
-                        from: ops[i].path().temp_sibling(),
-                        to: ops[i].path().clone(),
-                    });
-                    renamed_owners.push(i);
-                }
-                Err(e) => out.push((i, Err(as_upload(i, &e)))),
-            }
-        }
-        for (k, result) in self.run(&renames, |_, _| {})?.into_iter().enumerate() {
-            let i = renamed_owners[k];
-            out.push((i, result.map_err(|e| as_upload(i, &e))));
-        }
-        // What failed leaves no temporary file behind (best effort: the failure is reported
-        // either way, and a rerun clears the name before writing it).
-        let discard: Vec<Op> = out
-            .iter()
-            .filter(|(_, r)| r.is_err())
-            .map(|(i, _)| Op::Remove {
-                path: ops[*i].path().temp_sibling(),
-            })
-            .collect();
-        self.run(&discard, |_, _| {})?;
-        Ok(out)
     }
 
     /// Waits for the first connection's set-up reply, which measures the round trip, and
@@ -545,12 +379,13 @@ impl Engine {
         if self.more_considered {
             return Ok(());
         }
-        self.links[0].ask_limits();
+        self.links[0].ask_limits(Instant::now());
         let (config, local_files) = (self.config.clone(), self.local_files);
-        let mut nothing = Batch::new(Vec::new());
+        let none = Locals::default();
+        let mut nothing = Batch::new(Vec::new(), &none);
         self.drive(
             |links| {
-                links[0].take_replies(&mut nothing, &config, local_files);
+                links[0].take_replies(&mut nothing, &config, local_files, Instant::now());
                 links[0].rtt.is_some()
             },
             |_| vec!["the set-up request".to_string()],
@@ -575,22 +410,8 @@ impl Engine {
         }
     }
 
-    /// [`Engine::run_spread`] with the operations as they are.
-    fn run_shared(
-        &mut self,
-        ops: &[Op],
-        on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        let ready: Vec<usize> = (0..self.links.len())
-            .filter(|&k| self.links[k].setup == Setup::Ready)
-            .collect();
-        let mut assignment = vec![Vec::new(); self.links.len()];
-        for (k, share) in ready.iter().zip(spread(ops, ready.len())) {
-            assignment[*k] = share;
-        }
-        self.run_assigned(ops, assignment, true, on_done)
-    }
-
+    /// Runs `ops` with `assignment[k]` the ones connection `k` starts with; with
+    /// `share_out`, connections take work from each other (and more may be started).
     fn run_assigned(
         &mut self,
         ops: &[Op],
@@ -598,59 +419,31 @@ impl Engine {
         share_out: bool,
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
+        for op in ops {
+            if let Op::Upload { local, .. } | Op::UploadPart { local, .. } = op {
+                // What is found, an error too, is kept for the upload's start.
+                let _ = self.locals.stat(local);
+            }
+        }
+        // Lent to the batches for the loop, and given back at the end.
+        let locals = std::mem::take(&mut self.locals);
         let mut batches: Vec<Batch<'_>> = assignment
             .iter()
-            .map(|idx| Batch::new(idx.iter().map(|&i| &ops[i]).collect()))
+            .map(|idx| Batch::new(idx.iter().map(|&i| &ops[i]).collect(), &locals))
             .collect();
         let mut last_progress = Instant::now();
+        let mut now = last_progress;
         loop {
-            // With several connections, each starts uploads only while those it has under
-            // way have less than a window left to send, and one that runs out of work takes
-            // an operation another has not started: the load evens out, and connections
-            // that come up late find work. Until the round trip has decided on more
-            // connections, the first holds back as well.
-            let several = share_out
-                && (!self.more_considered
-                    || self
-                        .links
-                        .iter()
-                        .filter(|l| l.setup == Setup::Ready || l.is_connecting())
-                        .count()
-                        > 1);
+            let several = self.holding_back(share_out);
             let mut all_done = true;
             for k in 0..self.links.len() {
-                let link = &mut self.links[k];
-                if link.is_connecting() {
-                    if !link.setup_step(&self.config, self.local_files) {
-                        continue;
-                    }
-                    log::debug!("connection {} is ready", k + 1);
-                }
-                if link.setup != Setup::Ready {
+                if !self.step_link(k, &mut batches[k], share_out, several, now) {
                     continue;
                 }
-                // An extra connection is only of use to work that can be spread.
-                if k == 0 || share_out {
-                    link.ask_limits();
-                }
-                link.conn.hold_back = several;
-                let batch = &mut batches[k];
-                link.take_replies(batch, &self.config, self.local_files);
-                if self.interrupt.signal().is_some() {
-                    batch.interrupt(&mut link.conn);
-                }
-                batch.advance(&mut link.conn);
                 while several && batches[k].hungry(&self.links[k].conn) {
-                    let Some(donor) = (0..batches.len())
-                        .filter(|&d| d != k && batches[d].unstarted() > 0)
-                        .max_by_key(|&d| batches[d].unstarted())
-                    else {
+                    if !take_work(k, ops, &mut batches, &mut assignment) {
                         break;
-                    };
-                    batches[donor].split_off_unstarted(1);
-                    let g = assignment[donor].pop().expect("assigned");
-                    batches[k].push(&ops[g]);
-                    assignment[k].push(g);
+                    }
                     batches[k].advance(&mut self.links[k].conn);
                 }
                 let (link, batch) = (&mut self.links[k], &mut batches[k]);
@@ -662,27 +455,19 @@ impl Engine {
             // Only work that can be spread is worth another handshake.
             if share_out && !self.more_considered {
                 self.consider_more_connections();
-                batches.resize_with(self.links.len(), || Batch::new(Vec::new()));
+                batches.resize_with(self.links.len(), || Batch::new(Vec::new(), &locals));
                 assignment.resize(self.links.len(), Vec::new());
             }
             if all_done {
                 break;
             }
-            if let Err(kind) = self.turn(&mut last_progress) {
-                // Replies that made it before the end still count.
-                let mut in_flight = Vec::new();
-                for (k, (link, batch)) in self.links.iter_mut().zip(&mut batches).enumerate() {
-                    if link.setup != Setup::Ready {
-                        continue;
-                    }
-                    link.take_replies(batch, &self.config, self.local_files);
-                    for (i, result) in batch.take_finished() {
-                        on_done(assignment[k][i], result);
-                    }
-                    in_flight.extend(batch.in_flight(&link.conn));
+            now = match self.turn(&mut last_progress) {
+                Ok(now) => now,
+                Err(kind) => {
+                    let in_flight = self.wind_up(&mut batches, &assignment, &mut on_done);
+                    return Err(EngineError { kind, in_flight });
                 }
-                return Err(EngineError { kind, in_flight });
-            }
+            };
         }
         for link in &mut self.links {
             link.conn.hold_back = false;
@@ -693,29 +478,92 @@ impl Engine {
                 results[assignment[k][i]] = Some(result);
             }
         }
+        self.locals = locals;
         Ok(results
             .into_iter()
             .map(|r| r.expect("every operation ran on a connection"))
             .collect())
     }
 
-    /// One `poll` over every connection's pipes; an error when a server is gone or nothing
-    /// moved for too long.
-    fn turn(&mut self, last_progress: &mut Instant) -> Result<(), EngineErrorKind> {
-        let waited = last_progress.elapsed();
-        if waited >= self.stall_timeout {
-            return Err(EngineErrorKind::Stalled(self.stall_timeout));
-        }
-        let mut timeout = (self.stall_timeout - waited).min(MAX_POLL_WAIT);
-        if let Some(sig) = self.interrupt.signal() {
-            // The grace counts from the signal, or from the last progress after it.
-            let since = *self.signalled_at.get_or_insert_with(Instant::now);
-            let silent = (*last_progress).max(since).elapsed();
-            if silent >= INTERRUPTED_GRACE {
-                return Err(EngineErrorKind::Interrupted(sig));
+    /// Whether connections hold back work: with several connections, each starts uploads
+    /// only while those it has under way have less than a window left to send, and one
+    /// that runs out of work takes an operation another has not started, so the load
+    /// evens out and connections that come up late find work. Until the round trip has
+    /// decided on more connections, the first holds back as well.
+    fn holding_back(&self, share_out: bool) -> bool {
+        share_out
+            && (!self.more_considered
+                || self
+                    .links
+                    .iter()
+                    .filter(|l| l.setup == Setup::Ready || l.is_connecting())
+                    .count()
+                    > 1)
+    }
+
+    /// Moves connection `k` on at `now`: its set-up, the replies it has, and what its batch
+    /// can start; false if it is not ready for work.
+    fn step_link(
+        &mut self,
+        k: usize,
+        batch: &mut Batch<'_>,
+        share_out: bool,
+        several: bool,
+        now: Instant,
+    ) -> bool {
+        let link = &mut self.links[k];
+        if link.is_connecting() {
+            if !link.setup_step(&self.config, self.local_files) {
+                return false;
             }
-            timeout = timeout.min(INTERRUPTED_GRACE - silent);
+            log::debug!("connection {} is ready", k + 1);
         }
+        if link.setup != Setup::Ready {
+            return false;
+        }
+        // An extra connection is only of use to work that can be spread.
+        if k == 0 || share_out {
+            link.ask_limits(now);
+        }
+        link.conn.hold_back = several;
+        link.take_replies(batch, &self.config, self.local_files, now);
+        if self.interrupt.signal().is_some() {
+            batch.interrupt(&mut link.conn);
+        }
+        batch.advance(&mut link.conn);
+        true
+    }
+
+    /// The loop ends on an error: the replies that made it before the end still count;
+    /// returns what had no answer.
+    fn wind_up(
+        &mut self,
+        batches: &mut [Batch<'_>],
+        assignment: &[Vec<usize>],
+        on_done: &mut impl FnMut(usize, &OpResult),
+    ) -> Vec<String> {
+        let now = Instant::now();
+        let mut in_flight = Vec::new();
+        for (k, (link, batch)) in self.links.iter_mut().zip(batches).enumerate() {
+            if link.setup != Setup::Ready {
+                continue;
+            }
+            link.take_replies(batch, &self.config, self.local_files, now);
+            for (i, result) in batch.take_finished() {
+                on_done(assignment[k][i], result);
+            }
+            in_flight.extend(batch.in_flight(&link.conn));
+        }
+        in_flight
+    }
+
+    /// One `poll` over every connection's pipes; an error when a server is gone or nothing
+    /// moved for too long. Returns the time after the poll.
+    fn turn(&mut self, last_progress: &mut Instant) -> Result<Instant, EngineErrorKind> {
+        let signal = self.interrupt.signal();
+        let mut timeout = self
+            .deadline
+            .poll_wait(Instant::now(), *last_progress, signal)?;
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
         {
@@ -734,30 +582,30 @@ impl Engine {
                 }
             }
             if !wait(&mut fds, timeout).map_err(EngineErrorKind::Transport)? {
-                return Ok(());
+                return Ok(Instant::now());
             }
             revents.extend(fds.iter().map(|fd| fd.revents()));
         }
+        let now = Instant::now();
         for (k, (link, slots)) in self.links.iter_mut().zip(&slots).enumerate() {
             if link.setup == Setup::Failed {
                 continue;
             }
             match link
                 .transport
-                .handle(slots, &revents, &mut link.conn.session)
+                .handle(slots, &revents, &mut link.conn.session, &link.conn.sources)
             {
                 Ok(Turn::Progress) => {
-                    *last_progress = Instant::now();
+                    *last_progress = now;
                     // The round trip ends when the reply is read, not when it is handled.
-                    if link.limits_sent.is_some()
-                        && link.limits_arrived.is_none()
+                    if link.round_trip.awaited()
                         && link
                             .conn
                             .session
                             .pending_replies()
                             .any(|(tag, _)| matches!(tag, Tag::Setup(_)))
                     {
-                        link.limits_arrived = Some(*last_progress);
+                        link.round_trip.arrived(now);
                     }
                 }
                 Ok(Turn::Idle) => {}
@@ -773,7 +621,7 @@ impl Engine {
                 Err(e) => return Err(EngineErrorKind::Transport(e)),
             }
         }
-        Ok(())
+        Ok(now)
     }
 
     /// Turns the loop until `done` says so (used for set-up exchanges).
@@ -794,7 +642,7 @@ impl Engine {
 
     /// Ends the conversations once nothing is in flight (a server would drop queued replies
     /// otherwise): each server sees end of input and is then stopped (see
-    /// [`Transport::shutdown`]). Returns the first connection's exit status if it exited by
+    /// [`Transport::shutdown`](crate::transport::Transport::shutdown)). Returns the first connection's exit status if it exited by
     /// itself.
     pub fn close(self) -> Option<ExitStatus> {
         let mut first = None;
@@ -812,171 +660,23 @@ impl Engine {
     }
 }
 
-impl Link {
-    fn is_connecting(&self) -> bool {
-        self.setup == Setup::Version
-    }
-
-    /// Hands the replies that have arrived to `batch`, and the set-up reply to
-    /// [`Link::on_limits`].
-    fn take_replies(&mut self, batch: &mut Batch<'_>, config: &EngineConfig, local_files: usize) {
-        batch.note_failed_files(&mut self.conn);
-        while let Some((tag, response)) = self.conn.session.poll_reply() {
-            match tag {
-                Tag::Setup(req) => self.on_limits(req, response, config, local_files),
-                tag => batch.on_reply(tag, response, &mut self.conn),
-            }
-        }
-    }
-
-    /// Moves the set-up on with what has arrived; true once the link is ready. Work starts
-    /// on VERSION: until the first run has measured the round trip (see
-    /// [`Link::ask_limits`]), at most [`PROVISIONAL_OPEN_FILES`] files are opened and an
-    /// automatic window is the smallest.
-    fn setup_step(&mut self, config: &EngineConfig, local_files: usize) -> bool {
-        if self.setup != Setup::Version {
-            return self.setup == Setup::Ready;
-        }
-        let Some(info) = self.conn.session.server_info() else {
-            return false;
-        };
-        self.info = info.clone();
-        let (info, limits) = (&self.info, &mut self.conn.limits);
-        limits.posix_rename = config.posix_rename && info.has_posix_rename();
-        limits.fsync = info.has_fsync();
-        limits.symlink_order = info.symlink_order();
-        limits.in_order = config.in_order && info.is_openssh();
-        limits.max_open_files = limits
-            .max_open_files
-            .min(PROVISIONAL_OPEN_FILES)
-            .min(local_files);
-        if config.auto_window {
-            limits.window = WINDOW_MIN;
-        }
-        self.conn.dirs.in_order = limits.in_order;
-        self.conn.dirs.base = config.root.clone();
-        // Where the target directory really is, asked before any work: its reply comes back
-        // with the first work's, before any operation needs it (see [`confine`]).
-        self.conn.dirs.confine.base = config.root.clone();
-        self.conn.dirs.confine.realpath_resolves_links = self.info.has_limits();
-        self.conn.dirs.confine.ask_root(&mut self.conn.session);
-        self.limits_due = true;
-        self.setup = Setup::Ready;
-        true
-    }
-
-    /// Sends the set-up request if it is still due: the limits, or where the server does
-    /// not offer them a REALPATH of ".", which every server answers. That is left to the
-    /// start of the first run, where its reply is read as soon as it comes: it measures the
-    /// round trip.
-    fn ask_limits(&mut self) {
-        if !std::mem::take(&mut self.limits_due) {
-            return;
-        }
-        if self.info.has_limits() {
-            self.conn
-                .session
-                .send_extended(ExtendedRequest::Limits, Tag::Setup(Req::Limits));
-        } else {
-            self.conn.session.send(
-                Request::Realpath {
-                    path: b".".to_vec(),
-                },
-                Tag::Setup(Req::Realpath),
-            );
-        }
-        self.limits_sent = Some(Instant::now());
-    }
-
-    /// The set-up reply: the round trip it took sets the automatic settings, the server's
-    /// limits (if it has them) cap them.
-    fn on_limits(&mut self, req: Req, reply: Response, config: &EngineConfig, local_files: usize) {
-        let Some(sent) = self.limits_sent.take() else {
-            return;
-        };
-        let arrived = self.limits_arrived.unwrap_or_else(Instant::now);
-        let rtt = arrived.saturating_duration_since(sent);
-        self.rtt = Some(rtt);
-        let limits = &mut self.conn.limits;
-        limits.max_open_files = if config.auto_open_files {
-            open_files_for(rtt)
-        } else {
-            config.max_open_files.max(1)
-        };
-        if config.auto_window {
-            limits.window = window_for(rtt);
-        }
-        if req == Req::Limits {
-            self.apply_limits(reply);
-        }
-        let limits = &mut self.conn.limits;
-        limits.max_open_files = limits.max_open_files.min(local_files);
-        log::debug!(
-            "round trip {:.1} ms: up to {} files open, {} KiB unanswered, writes of {} bytes",
-            rtt.as_secs_f64() * 1000.0,
-            limits.max_open_files,
-            limits.window / 1024,
-            limits.write_chunk
-        );
-    }
-
-    fn apply_limits(&mut self, reply: Response) {
-        let Response::ExtendedReply(data) = reply else {
-            log::warn!("the server announced limits@openssh.com but did not answer it");
-            return;
-        };
-        match wire::Limits::decode(&data) {
-            Ok(l) => {
-                let limits = &mut self.conn.limits;
-                if l.max_write_len > 0 {
-                    let mut chunk = l.max_write_len;
-                    // The whole WRITE message must fit the server's packet limit.
-                    if l.max_packet_len > 0 {
-                        chunk = chunk.min(l.max_packet_len.saturating_sub(1024));
-                    }
-                    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
-                    limits.write_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
-                }
-                if l.max_read_len > 0 {
-                    let chunk = u32::try_from(l.max_read_len).unwrap_or(u32::MAX);
-                    limits.read_chunk = chunk.clamp(FALLBACK_WRITE_CHUNK / 8, MAX_WRITE_CHUNK);
-                }
-                // Stay below the server's handle limit, keeping a few for other clients.
-                if l.max_open_handles > 0 {
-                    let cap = usize::try_from(l.max_open_handles).unwrap_or(usize::MAX);
-                    limits.max_open_files = limits.max_open_files.min(cap.max(2) - 1);
-                }
-            }
-            Err(e) => log::warn!("ignoring an unreadable limits@openssh.com reply: {e}"),
-        }
-    }
-}
-
-/// Splits operations over `n` connections, largest uploads first to the least loaded one;
-/// each connection keeps them in their original order.
-fn spread(ops: &[Op], n: usize) -> Vec<Vec<usize>> {
-    let cost = |op: &Op| match op {
-        Op::Upload { local, .. } => std::fs::metadata(local).map_or(0, |m| m.len()) + 4096,
-        Op::UploadPart { range, .. } => range.end - range.start + 4096,
-        _ => 4096,
+/// Connection `k` takes one operation that the connection with the most not started has
+/// not started; false when none has any.
+fn take_work<'a>(
+    k: usize,
+    ops: &'a [Op],
+    batches: &mut [Batch<'a>],
+    assignment: &mut [Vec<usize>],
+) -> bool {
+    let Some(donor) = (0..batches.len())
+        .filter(|&d| d != k && batches[d].unstarted() > 0)
+        .max_by_key(|&d| batches[d].unstarted())
+    else {
+        return false;
     };
-    let mut by_cost: Vec<(u64, usize)> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| (cost(op), i))
-        .collect();
-    by_cost.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut load = vec![0u64; n];
-    let mut out = vec![Vec::new(); n];
-    for (c, i) in by_cost {
-        let k = (0..n)
-            .min_by_key(|&k| load[k])
-            .expect("at least one connection");
-        load[k] += c;
-        out[k].push(i);
-    }
-    for list in &mut out {
-        list.sort_unstable();
-    }
-    out
+    batches[donor].split_off_unstarted(1);
+    let g = assignment[donor].pop().expect("assigned");
+    batches[k].push(&ops[g]);
+    assignment[k].push(g);
+    true
 }

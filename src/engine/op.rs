@@ -1,12 +1,15 @@
 //! What the engine can be asked to do ([`Op`]), what comes of it ([`Outcome`], [`OpError`]),
 //! and the tags that route each reply back to the operation that sent the request.
+//!
+//! These are the engine's own types: what callers see of the server is said here in the
+//! engine's words ([`Status`], [`Entry`]), never in the wire's. Plain data: no I/O.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 
 use crate::remote_path::RemotePath;
-use crate::sftp::wire::{NameEntry, StatusCode};
+use crate::sftp::wire::{Attrs, StatusCode};
 
 /// One remote change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,19 +60,49 @@ pub enum Op {
     Compare { local: PathBuf, remote: RemotePath },
 }
 
+/// What kind of operation failed, as [`OpError`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Upload,
+    Remove,
+    Rename,
+    Symlink,
+    Mkdir,
+    Rmdir,
+    List,
+    Readlink,
+    Compare,
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OpKind::Upload => "upload",
+            OpKind::Remove => "remove",
+            OpKind::Rename => "rename",
+            OpKind::Symlink => "symlink",
+            OpKind::Mkdir => "mkdir",
+            OpKind::Rmdir => "rmdir",
+            OpKind::List => "list",
+            OpKind::Readlink => "readlink",
+            OpKind::Compare => "compare",
+        })
+    }
+}
+
 impl Op {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> OpKind {
         match self {
             // The parts of an upload fail as the upload.
-            Op::Upload { .. } | Op::UploadPart { .. } | Op::SetSize { .. } => "upload",
-            Op::Remove { .. } => "remove",
-            Op::Rename { .. } => "rename",
-            Op::Symlink { .. } => "symlink",
-            Op::Mkdir { .. } => "mkdir",
-            Op::Rmdir { .. } => "rmdir",
-            Op::List { .. } => "list",
-            Op::Readlink { .. } => "readlink",
-            Op::Compare { .. } => "compare",
+            Op::Upload { .. } | Op::UploadPart { .. } | Op::SetSize { .. } => OpKind::Upload,
+            Op::Remove { .. } => OpKind::Remove,
+            Op::Rename { .. } => OpKind::Rename,
+            Op::Symlink { .. } => OpKind::Symlink,
+            Op::Mkdir { .. } => OpKind::Mkdir,
+            Op::Rmdir { .. } => OpKind::Rmdir,
+            Op::List { .. } => OpKind::List,
+            Op::Readlink { .. } => OpKind::Readlink,
+            Op::Compare { .. } => OpKind::Compare,
         }
     }
 
@@ -96,8 +129,8 @@ pub enum Outcome {
     Done,
     /// A removal (of a file or directory) found nothing to remove; a listing, no directory.
     AlreadyAbsent,
-    /// A directory's entries, with their attributes (as `lstat` sees them).
-    Listing(Vec<NameEntry>),
+    /// A directory's entries (as `lstat` sees them).
+    Listing(Vec<Entry>),
     /// A symlink's target.
     Target(Vec<u8>),
     /// Compared contents are equal.
@@ -107,6 +140,103 @@ pub enum Outcome {
 }
 
 pub type OpResult = Result<Outcome, OpError>;
+
+/// One entry of a remote directory listing: its name and what is used of its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    /// Its size, if the server says.
+    pub size: Option<u64>,
+    /// Its modification time (seconds since the epoch), if the server says.
+    pub mtime: Option<u32>,
+}
+
+/// What a listed entry is, as `lstat` sees it (a symlink is not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    Symlink,
+    /// Anything else: a regular file, or an entry whose type the server does not give.
+    Other,
+}
+
+impl Entry {
+    /// An entry of a NAME reply, keeping only what listings use.
+    pub(crate) fn new(name: Vec<u8>, attrs: &Attrs) -> Entry {
+        let kind = if attrs.is_dir() {
+            EntryKind::Dir
+        } else if attrs.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        };
+        Entry {
+            name,
+            kind,
+            size: attrs.size,
+            mtime: attrs.times.map(|(_, mtime)| mtime),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.kind == EntryKind::Symlink
+    }
+}
+
+/// A server's error status, in what callers and the engine branch on; other codes are kept
+/// by number, for messages (which name them as the draft does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// NO_SUCH_FILE: the path, or a directory on the way, does not exist.
+    NoSuchFile,
+    /// PERMISSION_DENIED; also how `sftp-server -P` refuses a request it is told to deny.
+    PermissionDenied,
+    /// OP_UNSUPPORTED: the server does not do this request.
+    Unsupported,
+    /// FAILURE: any other failure (an existing name, a full disk, ...).
+    Failure,
+    /// Any other code, by its number.
+    Other(u32),
+}
+
+impl Status {
+    /// Whether the request was refused as such rather than failed on its object:
+    /// `sftp-server -P` denies requests by name with PERMISSION_DENIED, other servers say
+    /// OP_UNSUPPORTED.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, Status::PermissionDenied | Status::Unsupported)
+    }
+}
+
+impl From<StatusCode> for Status {
+    fn from(code: StatusCode) -> Status {
+        match code {
+            StatusCode::NoSuchFile => Status::NoSuchFile,
+            StatusCode::PermissionDenied => Status::PermissionDenied,
+            StatusCode::OpUnsupported => Status::Unsupported,
+            StatusCode::Failure => Status::Failure,
+            other => Status::Other(other.to_u32()),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = match *self {
+            Status::NoSuchFile => StatusCode::NoSuchFile,
+            Status::PermissionDenied => StatusCode::PermissionDenied,
+            Status::Unsupported => StatusCode::OpUnsupported,
+            Status::Failure => StatusCode::Failure,
+            Status::Other(n) => StatusCode::from_u32(n),
+        };
+        write!(f, "{code}")
+    }
+}
 
 /// The kind of request, for messages and for routing replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,13 +292,55 @@ impl fmt::Display for Req {
     }
 }
 
+/// What a server answered where that does not fit the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// A reply of another kind than the request takes.
+    Status,
+    Handle,
+    Data,
+    Name,
+    Attrs,
+    Extended,
+    /// A failure, where what failed is not known (a MKDIR whose failure was lost).
+    Failure,
+    /// DATA longer than the READ asked for.
+    MoreDataThanAsked,
+    /// NAME replies that add nothing, again and again, and never EOF.
+    StalledListing,
+    /// A listing of more than a million entries.
+    TooManyEntries,
+    /// A listing of more than 256 MiB of names and entries.
+    TooLargeListing,
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reply::Status => "STATUS",
+            Reply::Handle => "HANDLE",
+            Reply::Data => "DATA",
+            Reply::Name => "NAME",
+            Reply::Attrs => "ATTRS",
+            Reply::Extended => "EXTENDED_REPLY",
+            Reply::Failure => "a failure",
+            Reply::MoreDataThanAsked => "more data than asked for",
+            Reply::StalledListing => {
+                "NAME replies that list nothing new, never EOF (a stalled listing)"
+            }
+            Reply::TooManyEntries => "more than a million entries",
+            Reply::TooLargeListing => "more than 256 MiB of entries",
+        })
+    }
+}
+
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
     /// The server answered a request with an error status.
     Status {
         request: Req,
-        code: StatusCode,
+        code: Status,
         message: String,
     },
     /// The local file could not be read.
@@ -179,7 +351,7 @@ pub enum Cause {
     /// is unconfirmed, so the upload does not count as done.
     SizeUnconfirmed,
     /// The server answered with a reply that does not fit the request.
-    UnexpectedReply { request: Req, reply: &'static str },
+    UnexpectedReply { request: Req, reply: Reply },
     /// A directory the operation needed could not be created.
     Directory { dir: RemotePath, cause: Box<Cause> },
     /// The run was asked to stop before the operation completed.
@@ -241,14 +413,14 @@ impl fmt::Display for Cause {
 /// A failed operation: what, where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpError {
-    pub op: &'static str,
+    pub op: OpKind,
     pub path: RemotePath,
     pub cause: Cause,
 }
 
 impl OpError {
     /// The server's status code, when the failure was one.
-    pub fn status(&self) -> Option<StatusCode> {
+    pub fn status(&self) -> Option<Status> {
         match &self.cause {
             Cause::Status { code, .. } => Some(*code),
             Cause::Directory { cause, .. } => match **cause {

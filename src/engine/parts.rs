@@ -9,6 +9,9 @@
 //! truncating; once every part is in, one SETSTAT gives the file its exact size and time and
 //! a STAT confirms the size ([`Op::SetSize`]); only then is it renamed into place and counts
 //! as done.
+//!
+//! Pure bookkeeping: the sizes it cuts by are given (the run's one stat of each source), as
+//! is the last look at the file's size; it sends nothing itself.
 
 use std::ops::Range;
 use std::path::Path;
@@ -56,7 +59,7 @@ impl Split {
     pub(crate) fn new(
         ops: &[Op],
         part_size: u64,
-        size_of: impl Fn(&Path) -> Option<u64>,
+        mut size_of: impl FnMut(&Path) -> Option<u64>,
     ) -> Option<Split> {
         let sizes: Vec<Option<u64>> = ops
             .iter()
@@ -153,7 +156,7 @@ impl Split {
         };
         if size_of(local) != Some(cut.size) {
             return Err(Err(OpError {
-                op: given.name(),
+                op: given.kind(),
                 path: remote.clone(),
                 cause: Cause::Local {
                     path: local.clone(),
@@ -264,7 +267,7 @@ mod tests {
         let ops = [upload("big", false)];
         let mut s = split(&ops).unwrap();
         let failure: OpResult = Err(OpError {
-            op: "upload",
+            op: crate::engine::op::OpKind::Upload,
             path: RemotePath::new("/r/big").unwrap(),
             cause: Cause::Interrupted,
         });

@@ -1,22 +1,26 @@
 //! The operations that read the remote side: listing a directory and comparing a remote
-//! file with a local one. Sans-IO state machines like the uploads in `batch`: each reply
-//! advances them; they say what to send next through the session.
+//! file with a local one. State machines like the uploads in `batch`: each reply advances
+//! them; they say what to send next through the session.
+//!
+//! No I/O of their own and no clock: the local file a comparison reads is opened and read
+//! through the connection's [`Sources`] (the engine's edge, `local`); bytes move in the
+//! engine's loop. They must not hold more than the bounds say (a listing stops at
+//! [`MAX_LISTING`] entries or [`MAX_LISTING_BYTES`]).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::dirs::{reply_name, status_cause};
-use super::op::{Cause, Outcome, Req, Tag};
-use crate::sftp::session::Session;
-use crate::sftp::wire::{Attrs, NameEntry, OpenFlags, Request, Response, StatusCode};
+use super::local::Sources;
+use super::op::{Cause, Entry, Outcome, Reply, Req, Tag};
+use crate::sftp::session::{Session, SourceId};
+use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
 
 /// A listing stops here: a server that never says EOF must not fill our memory.
 pub(crate) const MAX_LISTING: usize = 1_000_000;
 /// And here, counting the bytes kept: names and what each entry costs us besides.
 pub(crate) const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
 /// What an entry costs besides its name (the entry itself and a little slack).
-const ENTRY_COST: usize = std::mem::size_of::<NameEntry>() + 16;
+const ENTRY_COST: usize = std::mem::size_of::<Entry>() + 16;
 /// NAME replies in a row that add nothing (empty, or only `.` and `..`) before the listing
 /// counts as stalled: a server that answers READDIR that way for ever never says EOF.
 const MAX_IDLE_NAMES: u32 = 3;
@@ -63,18 +67,6 @@ fn close_verdict(
     }
 }
 
-/// An entry without what listings never use: the `longname` and extended attributes.
-fn slim(entry: NameEntry) -> NameEntry {
-    NameEntry {
-        filename: entry.filename,
-        longname: Vec::new(),
-        attrs: Attrs {
-            extended: Vec::new(),
-            ..entry.attrs
-        },
-    }
-}
-
 fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
     session.send(
         Request::Close {
@@ -85,11 +77,11 @@ fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
 }
 
 /// OPENDIR, READDIR until EOF, CLOSE. Bounded by entries and by bytes; of each entry only
-/// the name and the attributes that fit in [`Attrs`]' fixed fields are kept (a server may
-/// send long `longname`s or extended attributes with every entry).
+/// the name and what [`Entry`] holds of its attributes are kept (a server may send long
+/// `longname`s or extended attributes with every entry).
 pub(crate) struct ListRun {
     handle: Vec<u8>,
-    entries: Vec<NameEntry>,
+    entries: Vec<Entry>,
     /// What `entries` holds, by [`ENTRY_COST`] and name length.
     bytes: usize,
     /// NAME replies in a row that added no entry.
@@ -125,14 +117,14 @@ impl ListRun {
 
     /// Keeps the entries of one NAME reply (without `.`, `..` and what is not used);
     /// `Err` says why the listing must stop.
-    fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), &'static str> {
+    fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), Reply> {
         let before = self.entries.len();
         for entry in names {
             if entry.filename == b"." || entry.filename == b".." {
                 continue;
             }
             self.bytes = self.bytes.saturating_add(ENTRY_COST + entry.filename.len());
-            self.entries.push(slim(entry));
+            self.entries.push(Entry::new(entry.filename, &entry.attrs));
         }
         self.idle = if self.entries.len() == before {
             self.idle + 1
@@ -140,11 +132,11 @@ impl ListRun {
             0
         };
         if self.idle >= MAX_IDLE_NAMES {
-            Err("NAME replies that list nothing new, never EOF (a stalled listing)")
+            Err(Reply::StalledListing)
         } else if self.entries.len() > MAX_LISTING {
-            Err("more than a million entries")
+            Err(Reply::TooManyEntries)
         } else if self.bytes > MAX_LISTING_BYTES {
-            Err("more than 256 MiB of entries")
+            Err(Reply::TooLargeListing)
         } else {
             Ok(())
         }
@@ -165,12 +157,7 @@ impl ListRun {
         match (req, response) {
             (Req::Opendir, Response::Handle(h)) => {
                 self.handle = h;
-                session.send(
-                    Request::Readdir {
-                        handle: self.handle.clone(),
-                    },
-                    tag(op, Req::Readdir),
-                );
+                self.read_more(op, session);
             }
             (Req::Opendir, Response::Status { code, message, .. }) => {
                 let result = if code == StatusCode::NoSuchFile {
@@ -178,10 +165,7 @@ impl ListRun {
                 } else {
                     Err(status_cause(req, code, &message))
                 };
-                return Step::Finished {
-                    result,
-                    released_handle: true,
-                };
+                return finished(result, true);
             }
             (Req::Readdir, Response::Name(names)) => {
                 self.answered = true;
@@ -192,12 +176,7 @@ impl ListRun {
                     });
                     self.close(op, session);
                 } else {
-                    session.send(
-                        Request::Readdir {
-                            handle: self.handle.clone(),
-                        },
-                        tag(op, Req::Readdir),
-                    );
+                    self.read_more(op, session);
                 }
             }
             (Req::Readdir, Response::Status { code, message, .. }) => {
@@ -219,10 +198,7 @@ impl ListRun {
                         Outcome::Listing(entries)
                     }
                 });
-                return Step::Finished {
-                    result,
-                    released_handle: true,
-                };
+                return finished(result, true);
             }
             (request, other) => {
                 let cause = Cause::UnexpectedReply {
@@ -230,10 +206,7 @@ impl ListRun {
                     reply: reply_name(&other),
                 };
                 if request == Req::Opendir {
-                    return Step::Finished {
-                        result: Err(cause),
-                        released_handle: true,
-                    };
+                    return finished(Err(cause), true);
                 }
                 self.error.get_or_insert(cause);
                 if !self.closing {
@@ -245,12 +218,22 @@ impl ListRun {
             released_handle: false,
         }
     }
+
+    fn read_more(&mut self, op: usize, session: &mut Session<Tag>) {
+        session.send(
+            Request::Readdir {
+                handle: self.handle.clone(),
+            },
+            tag(op, Req::Readdir),
+        );
+    }
 }
 
 /// OPEN for reading, FSTAT, READs pipelined and compared with the local file, CLOSE.
 pub(crate) struct CompareRun {
     local: std::path::PathBuf,
-    file: File,
+    /// The local file, open in the connection's [`Sources`] while the comparison runs.
+    source: SourceId,
     size: u64,
     handle: Vec<u8>,
     /// Next offset to ask for.
@@ -270,13 +253,9 @@ impl CompareRun {
         local: &Path,
         remote: &[u8],
         session: &mut Session<Tag>,
+        sources: &mut Sources,
     ) -> Result<CompareRun, Cause> {
-        let local_error = |e: std::io::Error| Cause::Local {
-            path: local.to_owned(),
-            message: e.to_string(),
-        };
-        let file = File::open(local).map_err(local_error)?;
-        let size = file.metadata().map_err(local_error)?.len();
+        let (source, size) = sources.open_sized(local)?;
         session.send(
             Request::Open {
                 path: remote.to_vec(),
@@ -287,7 +266,7 @@ impl CompareRun {
         );
         Ok(CompareRun {
             local: local.to_owned(),
-            file,
+            source,
             size,
             handle: Vec::new(),
             next_offset: 0,
@@ -359,26 +338,28 @@ impl CompareRun {
         }
     }
 
-    fn compare(&mut self, offset: u64, data: &[u8]) -> Result<bool, Cause> {
-        let mut local = vec![0; data.len()];
-        match self.file.read_exact_at(&mut local, offset) {
-            Ok(()) => Ok(local == data),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(Cause::Local {
+    /// Its local file, to close once it is over.
+    pub(crate) fn source(&self) -> SourceId {
+        self.source
+    }
+
+    fn compare(&self, offset: u64, data: &[u8], sources: &Sources) -> Result<bool, Cause> {
+        sources
+            .holds(self.source, offset, data)
+            .map_err(|e| Cause::Local {
                 path: self.local.clone(),
                 message: e.to_string(),
-            }),
-        }
+            })
     }
 
     pub(crate) fn on_reply(
         &mut self,
         op: usize,
         req: Req,
-        bytes: u32,
-        offset: u64,
+        (bytes, offset): (u32, u64),
         response: Response,
         session: &mut Session<Tag>,
+        sources: &Sources,
     ) -> Step {
         self.outstanding -= 1;
         match (req, response) {
@@ -394,10 +375,7 @@ impl CompareRun {
                 self.outstanding += 1;
             }
             (Req::Open, Response::Status { code, message, .. }) => {
-                return Step::Finished {
-                    result: Err(status_cause(req, code, &message)),
-                    released_handle: true,
-                };
+                return finished(Err(status_cause(req, code, &message)), true);
             }
             (Req::Fstat, Response::Attrs(a)) => {
                 if a.size.is_some_and(|s| s != self.size) {
@@ -405,35 +383,8 @@ impl CompareRun {
                 }
             }
             (Req::Read, Response::Data(data)) => {
-                if data.is_empty() {
-                    // Nothing at an offset before the end: not the same file (and asking
-                    // again would loop for ever).
-                    self.differs = true;
-                } else if data.len() > bytes as usize {
-                    self.error.get_or_insert(Cause::UnexpectedReply {
-                        request: req,
-                        reply: "more data than asked for",
-                    });
-                } else {
-                    match self.compare(offset, &data) {
-                        Ok(true) => {
-                            // A short read: ask again for the rest of the range, unless
-                            // the handle is being closed.
-                            if data.len() < bytes as usize
-                                && !self.differs
-                                && !self.closing
-                                && self.error.is_none()
-                            {
-                                let got = data.len() as u32;
-                                self.read(op, offset + u64::from(got), bytes - got, session);
-                            }
-                        }
-                        Ok(false) => self.differs = true,
-                        Err(cause) => {
-                            self.error.get_or_insert(cause);
-                        }
-                    }
-                }
+                let read = (bytes, offset, data.as_slice());
+                self.on_data(op, read, session, sources)
             }
             (Req::Read, Response::Status { code, message, .. }) => {
                 if code == StatusCode::Eof {
@@ -443,64 +394,111 @@ impl CompareRun {
                     self.error.get_or_insert(status_cause(req, code, &message));
                 }
             }
-            (Req::Close, response) => {
-                let differs = self.differs;
-                let result = close_verdict(self.error.take(), response, || {
-                    if differs {
-                        Outcome::Differs
-                    } else {
-                        Outcome::Same
-                    }
-                });
-                if self.outstanding == 0 {
-                    return Step::Finished {
-                        result,
-                        released_handle: true,
-                    };
-                }
-                // Replies to READs sent before the CLOSE are still due (a server may answer
-                // out of order): keep the verdict until they are in.
-                self.error = result.err();
-                return Step::Continue {
-                    released_handle: true,
-                };
-            }
+            (Req::Close, response) => return self.on_close(response),
             (request, other) => {
                 self.error.get_or_insert(Cause::UnexpectedReply {
                     request,
                     reply: reply_name(&other),
                 });
                 if request == Req::Open {
-                    return Step::Finished {
-                        result: Err(self.error.take().expect("set")),
-                        released_handle: true,
-                    };
+                    return finished(Err(self.error.take().expect("set")), true);
                 }
             }
         }
         if self.closing && self.outstanding == 0 {
             // The CLOSE reply came before the last READ replies.
-            let result = match self.error.take() {
-                Some(cause) => Err(cause),
-                None if self.differs => Ok(Outcome::Differs),
-                None => Ok(Outcome::Same),
-            };
-            return Step::Finished {
-                result,
-                released_handle: false,
-            };
+            return finished(self.verdict(), false);
         }
         self.maybe_close(op, session);
         Step::Continue {
             released_handle: false,
         }
     }
+
+    /// A READ's data, asked as `bytes` at `offset`: compared with the local file; a short
+    /// read asks again for the rest.
+    fn on_data(
+        &mut self,
+        op: usize,
+        (bytes, offset, data): (u32, u64, &[u8]),
+        session: &mut Session<Tag>,
+        sources: &Sources,
+    ) {
+        if data.is_empty() {
+            // Nothing at an offset before the end: not the same file (and asking again would
+            // loop for ever).
+            self.differs = true;
+            return;
+        }
+        if data.len() > bytes as usize {
+            self.error.get_or_insert(Cause::UnexpectedReply {
+                request: Req::Read,
+                reply: Reply::MoreDataThanAsked,
+            });
+            return;
+        }
+        match self.compare(offset, data, sources) {
+            Ok(true) => {
+                // A short read: ask again for the rest of the range, unless the handle is
+                // being closed.
+                if data.len() < bytes as usize
+                    && !self.differs
+                    && !self.closing
+                    && self.error.is_none()
+                {
+                    let got = data.len() as u32;
+                    self.read(op, offset + u64::from(got), bytes - got, session);
+                }
+            }
+            Ok(false) => self.differs = true,
+            Err(cause) => {
+                self.error.get_or_insert(cause);
+            }
+        }
+    }
+
+    /// The CLOSE's reply: the verdict, unless replies to READs sent before it are still due
+    /// (a server may answer out of order); then it is kept until they are in.
+    fn on_close(&mut self, response: Response) -> Step {
+        let differs = self.differs;
+        let result = close_verdict(self.error.take(), response, || {
+            if differs {
+                Outcome::Differs
+            } else {
+                Outcome::Same
+            }
+        });
+        if self.outstanding == 0 {
+            return finished(result, true);
+        }
+        self.error = result.err();
+        Step::Continue {
+            released_handle: true,
+        }
+    }
+
+    /// What the comparison found, all replies in.
+    fn verdict(&mut self) -> Result<Outcome, Cause> {
+        match self.error.take() {
+            Some(cause) => Err(cause),
+            None if self.differs => Ok(Outcome::Differs),
+            None => Ok(Outcome::Same),
+        }
+    }
+}
+
+/// A reading operation is over with `result`; `released_handle` as in [`Step`].
+fn finished(result: Result<Outcome, Cause>, released_handle: bool) -> Step {
+    Step::Finished {
+        result,
+        released_handle,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sftp::wire::{Frame, Packet, frame};
+    use crate::sftp::wire::{Attrs, Frame, Packet, frame};
 
     /// The requests queued on the session since the last call.
     fn sent(session: &mut Session<Tag>) -> Vec<Request> {
@@ -525,34 +523,70 @@ mod tests {
 
     /// A comparison of a local file of `size` sevens, opened, its size confirmed, and its
     /// READs of 100 bytes sent.
-    fn comparing(size: usize) -> (tempfile::TempDir, CompareRun, Session<Tag>) {
+    fn comparing(size: usize) -> (tempfile::TempDir, CompareRun, Session<Tag>, Sources) {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("f");
         std::fs::write(&local, vec![7u8; size]).unwrap();
         let mut s: Session<Tag> = Session::new();
         sent(&mut s);
-        let mut run = CompareRun::start(0, &local, b"f", &mut s).unwrap();
-        run.on_reply(0, Req::Open, 0, 0, Response::Handle(b"h".to_vec()), &mut s);
+        let mut sources = Sources::default();
+        let mut run = CompareRun::start(0, &local, b"f", &mut s, &mut sources).unwrap();
+        run.on_reply(
+            0,
+            Req::Open,
+            (0, 0),
+            Response::Handle(b"h".to_vec()),
+            &mut s,
+            &sources,
+        );
         let attrs = Attrs {
             size: Some(size as u64),
             ..Attrs::default()
         };
-        run.on_reply(0, Req::Fstat, 0, 0, Response::Attrs(attrs), &mut s);
+        run.on_reply(
+            0,
+            Req::Fstat,
+            (0, 0),
+            Response::Attrs(attrs),
+            &mut s,
+            &sources,
+        );
         run.pump(0, 100, &mut s, |_, _| true);
         sent(&mut s);
-        (dir, run, s)
+        (dir, run, s, sources)
     }
 
     #[test]
     fn nothing_is_read_on_a_handle_being_closed() {
-        let (_dir, mut run, mut s) = comparing(200);
+        let (_dir, mut run, mut s, sources) = comparing(200);
         // The first READ fails: CLOSE goes out.
-        run.on_reply(0, Req::Read, 100, 0, status(StatusCode::Failure), &mut s);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 0),
+            status(StatusCode::Failure),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
         // The second comes back short but equal: no READ for the rest any more.
-        run.on_reply(0, Req::Read, 100, 100, Response::Data(vec![7; 50]), &mut s);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 100),
+            Response::Data(vec![7; 50]),
+            &mut s,
+            &sources,
+        );
         assert!(sent(&mut s).is_empty());
-        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             step,
             Step::Finished {
@@ -564,10 +598,24 @@ mod tests {
 
     #[test]
     fn an_empty_data_reply_is_a_difference_not_a_loop() {
-        let (_dir, mut run, mut s) = comparing(100);
-        run.on_reply(0, Req::Read, 100, 0, Response::Data(vec![]), &mut s);
+        let (_dir, mut run, mut s, sources) = comparing(100);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 0),
+            Response::Data(vec![]),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
-        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             step,
             Step::Finished {
@@ -579,8 +627,15 @@ mod tests {
 
     #[test]
     fn a_short_read_asks_for_the_rest() {
-        let (_dir, mut run, mut s) = comparing(100);
-        run.on_reply(0, Req::Read, 100, 0, Response::Data(vec![7; 60]), &mut s);
+        let (_dir, mut run, mut s, sources) = comparing(100);
+        run.on_reply(
+            0,
+            Req::Read,
+            (100, 0),
+            Response::Data(vec![7; 60]),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             sent(&mut s)[..],
             [Request::Read {
@@ -590,9 +645,23 @@ mod tests {
             }]
         ));
         assert_eq!(run.take_requested(), 100 + 40);
-        run.on_reply(0, Req::Read, 40, 60, Response::Data(vec![7; 40]), &mut s);
+        run.on_reply(
+            0,
+            Req::Read,
+            (40, 60),
+            Response::Data(vec![7; 40]),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(sent(&mut s)[..], [Request::Close { .. }]));
-        let step = run.on_reply(0, Req::Close, 0, 0, status(StatusCode::Ok), &mut s);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
         assert!(matches!(
             step,
             Step::Finished {
@@ -674,8 +743,10 @@ mod tests {
             panic!("no listing")
         };
         assert_eq!(entries.len(), 10);
-        assert!(entries.iter().all(|e| e.longname.capacity() == 0));
-        assert!(entries.iter().all(|e| e.attrs.extended.capacity() == 0));
+        // An entry holds no longname nor extended attributes (see [`Entry`]): only its name
+        // and the attributes used.
+        assert_eq!(entries[3].name, b"f3");
+        assert!(entries.iter().all(|e| e.name.capacity() < 16));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! Pure arithmetic, except [`local_open_files`], which reads and raises this process's
 //! descriptor limit (`getrlimit`/`setrlimit`); nothing here reads the clock or talks to a
-//! server: the round trip is measured by the engine and passed in.
+//! server: the round trip is measured ([`RoundTrip`]) with the times the engine passes in.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default for [`EngineConfig::max_open_files`](super::EngineConfig::max_open_files); see the README for the measurement.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 64;
@@ -92,6 +92,40 @@ pub(crate) fn local_open_files(connections: usize, per_connection: usize) -> usi
     usize::try_from(spare).unwrap_or(usize::MAX).max(1)
 }
 
+/// The round trip of a connection's set-up request (limits@openssh.com, or a REALPATH where
+/// the server lacks it), from the times the engine passes in: it is sent with the first
+/// work, and its reply comes one round trip later; work does not wait for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RoundTrip {
+    /// When the request went out, while its reply is awaited.
+    sent: Option<Instant>,
+    /// When its reply was read (it may be handled later).
+    arrived: Option<Instant>,
+}
+
+impl RoundTrip {
+    pub(crate) fn sent(&mut self, now: Instant) {
+        self.sent = Some(now);
+    }
+
+    /// Whether the reply is awaited and not read yet.
+    pub(crate) fn awaited(&self) -> bool {
+        self.sent.is_some() && self.arrived.is_none()
+    }
+
+    /// The reply was read at `now`.
+    pub(crate) fn arrived(&mut self, now: Instant) {
+        self.arrived = Some(now);
+    }
+
+    /// The reply is handled at `now`: the round trip, from sending to reading it (or to
+    /// `now` if when it was read is not known); `None` if nothing was sent.
+    pub(crate) fn end(&mut self, now: Instant) -> Option<Duration> {
+        let sent = self.sent.take()?;
+        Some(self.arrived.unwrap_or(now).saturating_duration_since(sent))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +158,26 @@ mod tests {
         assert_eq!(connections_for_bytes(32 * MIB, 4), 2);
         assert_eq!(connections_for_bytes(1 << 40, 4), 4);
         assert_eq!(connections_for_bytes(1 << 40, 0), 1);
+    }
+
+    #[test]
+    fn the_round_trip_ends_when_the_reply_is_read_not_when_it_is_handled() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut rt = RoundTrip::default();
+        assert!(!rt.awaited());
+        assert_eq!(rt.end(t0), None);
+        rt.sent(t0);
+        assert!(rt.awaited());
+        rt.arrived(t0 + ms(30));
+        assert!(!rt.awaited());
+        let rtt = rt.end(t0 + ms(80)).unwrap();
+        assert_eq!(rtt, ms(30));
+        assert_eq!(open_files_for(rtt), 664);
+        assert_eq!(window_for(rtt), 1024 * 1024 + 30 * 32 * 1024);
+        // Read and handled at once.
+        let mut rt = RoundTrip::default();
+        rt.sent(t0);
+        assert_eq!(rt.end(t0 + ms(3)), Some(ms(3)));
     }
 }

@@ -3,8 +3,8 @@
 //! `symlinks yes`. It must not make copies: the hook and [`super::sync`] do, each its way.
 
 use crate::config::Settings;
+use crate::engine::Status;
 use crate::engine::{Cause, OpError, Req};
-use crate::sftp::wire::StatusCode;
 
 /// Whether a failed operation is the server refusing to make a symlink: OP_UNSUPPORTED
 /// (rclone), or PERMISSION_DENIED for the SYMLINK itself (`sftp-server -P symlink`).
@@ -13,7 +13,7 @@ pub(crate) fn refuses_symlinks(e: &OpError) -> bool {
         e.cause,
         Cause::Status {
             request: Req::Symlink,
-            code: StatusCode::OpUnsupported | StatusCode::PermissionDenied,
+            code: Status::Unsupported | Status::PermissionDenied,
             ..
         }
     )

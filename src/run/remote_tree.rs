@@ -97,19 +97,19 @@ fn list_level(
         };
         tree.insert(dir.clone(), Node::Dir);
         for entry in entries {
-            let Some(name) = std::str::from_utf8(&entry.filename)
+            let Some(name) = std::str::from_utf8(&entry.name)
                 .ok()
                 .and_then(|n| RelPath::new(n).ok())
                 .filter(|n| !n.as_str().contains('/'))
             else {
                 log::warn!(
                     "skipping remote {dir}/{}: not a name outsftphook can mirror",
-                    entry.filename.escape_ascii()
+                    entry.name.escape_ascii()
                 );
                 continue;
             };
             let path = dir.join(&name);
-            let a = &entry.attrs;
+            let a = &entry;
             if a.is_dir() {
                 next.push(path);
             } else if a.is_symlink() {
@@ -117,7 +117,7 @@ fn list_level(
             } else {
                 let node = Node::File {
                     size: a.size.unwrap_or(0),
-                    mtime: a.times.map_or(0, |(_, m)| m),
+                    mtime: a.mtime.unwrap_or(0),
                 };
                 tree.insert(path, node);
             }

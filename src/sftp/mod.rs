@@ -1,4 +1,6 @@
-//! SFTP version 3: the wire format and the client's conversation state, both without I/O.
+//! SFTP version 3: the wire format and the client's conversation state, both without I/O:
+//! no file descriptor, no clock, no process. What to send is the engine's to decide; moving
+//! the bytes is the transport's.
 
 mod outbox;
 pub mod session;

@@ -1,12 +1,13 @@
-//! What is queued for the server: encoded requests, and ranges of local files that the
-//! transport moves into the pipe itself (`splice(2)`), so file data is never copied through
-//! our memory. A range whose file turns out shorter, or cannot be read, is made up with
-//! zeros, which keeps the stream whole, and its token is kept so the caller can fail that
-//! upload.
+//! What is queued for the server: encoded requests, and ranges of local files, named by a
+//! [`SourceId`], that the transport moves into the pipe itself (`splice(2)`), so file data is
+//! never copied through our memory. A range whose file turns out shorter, or cannot be read,
+//! is made up with zeros, which keeps the stream whole, and its token is kept so the caller
+//! can fail that upload.
+//!
+//! Bytes and names only: no file is held or read here; whoever opened the file (the engine's
+//! edge) keeps it, and the transport finds it by its name.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::rc::Rc;
 
 /// Requests (and small WRITEs' data) share buffers of up to about this size, sized by what
 /// they hold; written ones are reused.
@@ -16,12 +17,16 @@ const SPARE_BUFFERS: usize = 4;
 /// Zeros in place of the data a file no longer has.
 static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
 
+/// A local file whose data a WRITE carries, as the one who opened it names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u64);
+
 #[derive(Debug)]
 enum Piece {
     /// Encoded requests; never empty.
     Bytes(Vec<u8>),
-    File {
-        file: Rc<File>,
+    Source {
+        source: SourceId,
         offset: u64,
         len: u64,
         token: usize,
@@ -40,32 +45,15 @@ pub enum FileFault {
 }
 
 /// The next thing to write, from where the last write stopped.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Next<'a> {
     Bytes(&'a [u8]),
-    /// `len` bytes of `file` from `offset`.
-    File {
-        file: &'a File,
+    /// `len` bytes of local file `source` from `offset`.
+    Source {
+        source: SourceId,
         offset: u64,
         len: u64,
     },
-}
-
-impl PartialEq for Next<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Next::Bytes(a), Next::Bytes(b)) => a == b,
-            (
-                Next::File { file, offset, len },
-                Next::File {
-                    file: f,
-                    offset: o,
-                    len: l,
-                },
-            ) => std::ptr::eq(*file, *f) && offset == o && len == l,
-            _ => false,
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -114,12 +102,12 @@ impl Outbox {
         result
     }
 
-    /// Appends `len` bytes of `file` from `offset`; `token` names the range if the file
-    /// turns out to end before it.
-    pub fn push_file(&mut self, file: Rc<File>, offset: u64, len: u64, token: usize) {
+    /// Appends `len` bytes of local file `source` from `offset`; `token` names the range if
+    /// the file turns out to end before it.
+    pub fn push_source(&mut self, source: SourceId, offset: u64, len: u64, token: usize) {
         if len > 0 {
-            self.queue.push_back(Piece::File {
-                file,
+            self.queue.push_back(Piece::Source {
+                source,
                 offset,
                 len,
                 token,
@@ -132,10 +120,13 @@ impl Outbox {
         let at = self.written;
         Some(match self.queue.front()? {
             Piece::Bytes(b) => Next::Bytes(&b[at as usize..]),
-            Piece::File {
-                file, offset, len, ..
-            } => Next::File {
-                file,
+            Piece::Source {
+                source,
+                offset,
+                len,
+                ..
+            } => Next::Source {
+                source: *source,
                 offset: offset + at,
                 len: len - at,
             },
@@ -154,7 +145,7 @@ impl Outbox {
         };
         let size = match front {
             Piece::Bytes(b) => b.len() as u64,
-            Piece::File { len, .. } | Piece::Zeros(len) => *len,
+            Piece::Source { len, .. } | Piece::Zeros(len) => *len,
         };
         self.written = (self.written + n as u64).min(size);
         if self.written == size {
@@ -165,12 +156,12 @@ impl Outbox {
         }
     }
 
-    /// The file of [`Next::File`] cannot give the rest of its range: that is sent as zeros
+    /// The file of [`Next::Source`] cannot give the rest of its range: that is sent as zeros
     /// and the range's token noted with `fault`.
     pub fn file_failed(&mut self, fault: FileFault) {
         let at = self.written;
         if let Some(front) = self.queue.front_mut()
-            && let Piece::File { len, token, .. } = *front
+            && let Piece::Source { len, token, .. } = *front
         {
             self.failed.push((token, fault));
             *front = Piece::Zeros(len);
@@ -201,17 +192,16 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::os::unix::fs::FileExt;
 
     fn push(o: &mut Outbox, bytes: &[u8]) {
         o.push_bytes(|b| b.extend_from_slice(bytes));
     }
 
-    fn file(content: &[u8]) -> Rc<File> {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(content).unwrap();
-        Rc::new(f)
+    /// Local files for the tests, by their [`SourceId`]: the contents of `FILES`.
+    const FILES: [&[u8]; 3] = [b"0123456789", b"abc", b"abc"];
+
+    fn file(k: u64) -> SourceId {
+        SourceId(k)
     }
 
     /// Everything queued, written out as a transport would, `step` bytes at most a time,
@@ -225,14 +215,19 @@ mod tests {
                     all.extend_from_slice(&b[..n]);
                     o.consume(n);
                 }
-                Next::File { file, offset, len } => {
-                    let mut buf = vec![0; (len as usize).min(step)];
-                    let n = file.read_at(&mut buf, offset).unwrap();
+                Next::Source {
+                    source,
+                    offset,
+                    len,
+                } => {
+                    let data = FILES[source.0 as usize];
+                    let from = (offset as usize).min(data.len());
+                    let n = (len as usize).min(step).min(data.len() - from);
                     if n == 0 {
                         o.file_failed(FileFault::Ended);
                         continue;
                     }
-                    all.extend_from_slice(&buf[..n]);
+                    all.extend_from_slice(&data[from..from + n]);
                     o.consume(n);
                 }
             }
@@ -244,10 +239,10 @@ mod tests {
     fn requests_and_file_ranges_come_out_in_the_order_they_were_queued() {
         let mut o = Outbox::default();
         push(&mut o, b"<h1>");
-        o.push_file(file(b"0123456789"), 2, 5, 1);
+        o.push_source(file(0), 2, 5, 1);
         push(&mut o, b"<h2>");
         push(&mut o, b"<h3>");
-        o.push_file(file(b"abc"), 0, 3, 2);
+        o.push_source(file(1), 0, 3, 2);
         assert_eq!(drain(&mut o, 3), b"<h1>23456<h2><h3>abc");
         assert!(o.next().is_none());
         assert!(o.take_failed().is_empty());
@@ -294,14 +289,14 @@ mod tests {
         push(&mut o, b"abcdef");
         o.consume(2);
         assert_eq!(o.next(), Some(Next::Bytes(b"cdef")));
-        let f = file(b"0123456789");
+        let f = file(0);
         o.consume(4);
-        o.push_file(f.clone(), 1, 8, 0);
+        o.push_source(f, 1, 8, 0);
         o.consume(3);
         assert_eq!(
             o.next(),
-            Some(Next::File {
-                file: &f,
+            Some(Next::Source {
+                source: f,
                 offset: 4,
                 len: 5
             })
@@ -311,7 +306,7 @@ mod tests {
     #[test]
     fn a_file_that_ends_early_is_made_up_with_zeros_and_named() {
         let mut o = Outbox::default();
-        o.push_file(file(b"abc"), 1, 6, 7);
+        o.push_source(file(2), 1, 6, 7);
         push(&mut o, b"next");
         assert_eq!(drain(&mut o, 100), b"bc\0\0\0\0next");
         assert_eq!(o.take_failed(), vec![(7, FileFault::Ended)]);

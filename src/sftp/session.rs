@@ -4,15 +4,15 @@
 //! The caller moves bytes: it writes [`Session::output`] to the server and calls
 //! [`Session::consume_output`] with what was written, feeds what it read to
 //! [`Session::handle_input`], and takes replies from [`Session::poll_reply`], each with the tag
-//! it was sent with. No file descriptors, no clock.
+//! it was sent with. It holds bytes and names: no file descriptors (a WRITE's file data is
+//! queued as a range of a [`SourceId`], which the transport finds at whoever opened the
+//! file), no clock, no decisions about what to send.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::fs::File;
-use std::rc::Rc;
 
 use super::outbox::Outbox;
-pub use super::outbox::{FileFault, Next};
+pub use super::outbox::{FileFault, Next, SourceId};
 use super::wire::{
     self, ExtendedRequest, Frame, Packet, Request, Response, SFTP_VERSION, SymlinkOrder, WireError,
     ext,
@@ -194,17 +194,17 @@ impl<T> Session<T> {
         Ok(self.take_id(tag))
     }
 
-    /// Queues a WRITE of `len` bytes of `file` from `offset`: the transport moves them
-    /// from the file into the pipe (see [`Next::File`]). If the file ends before, the rest is
-    /// sent as zeros and `token` comes back from [`Session::take_failed_files`]; so it does
-    /// if it cannot be read.
-    pub fn send_write_file(
+    /// Queues a WRITE of `len` bytes of local file `source` from `offset`: the transport
+    /// moves them from the file into the pipe (see [`Next::Source`]). If the file ends
+    /// before, the rest is sent as zeros and `token` comes back from
+    /// [`Session::take_failed_files`]; so it does if it cannot be read.
+    pub fn send_write_source(
         &mut self,
         handle: &[u8],
         offset: u64,
         len: u32,
         tag: T,
-        file: Rc<File>,
+        source: SourceId,
         token: usize,
     ) -> u32 {
         let id = self.take_id(tag);
@@ -214,7 +214,7 @@ impl<T> Session<T> {
         );
         self.out
             .push_bytes(|b| wire::encode_write_header(b, id, handle, offset, len));
-        self.out.push_file(file, offset, u64::from(len), token);
+        self.out.push_source(source, offset, u64::from(len), token);
         id
     }
 
@@ -238,7 +238,7 @@ impl<T> Session<T> {
         self.out.consume(n);
     }
 
-    /// The file of [`Next::File`] cannot give the rest of its range: that goes as zeros,
+    /// The file of [`Next::Source`] cannot give the rest of its range: that goes as zeros,
     /// which keeps the WRITE whole; its token is kept for [`Session::take_failed_files`].
     pub fn file_failed(&mut self, fault: FileFault) {
         self.out.file_failed(fault);
@@ -250,11 +250,17 @@ impl<T> Session<T> {
         self.out.take_failed()
     }
 
-    /// Everything waiting to be written, taken as if written (files read in place): for
-    /// tests that read what a caller sent.
+    /// Everything waiting to be written, taken as if written, with no local file to read
+    /// (their ranges go as zeros): for tests that read what a caller sent.
     #[cfg(test)]
     pub fn take_output(&mut self) -> Vec<u8> {
-        use std::os::unix::fs::FileExt;
+        self.take_output_with(|_, _, _| Vec::new())
+    }
+
+    /// As [`Session::take_output`], the data of a range of a local file given by
+    /// `read(source, offset, len)` (shorter where the file ends).
+    #[cfg(test)]
+    pub fn take_output_with(&mut self, read: impl Fn(SourceId, u64, u64) -> Vec<u8>) -> Vec<u8> {
         let mut all = Vec::new();
         while let Some(next) = self.output() {
             match next {
@@ -263,14 +269,17 @@ impl<T> Session<T> {
                     all.extend_from_slice(b);
                     self.consume_output(n);
                 }
-                Next::File { file, offset, len } => {
-                    let mut buf = vec![0; len as usize];
-                    let n = file.read_at(&mut buf, offset).expect("readable");
-                    all.extend_from_slice(&buf[..n]);
-                    if n == 0 {
+                Next::Source {
+                    source,
+                    offset,
+                    len,
+                } => {
+                    let data = read(source, offset, len);
+                    all.extend_from_slice(&data);
+                    if data.is_empty() {
                         self.file_failed(FileFault::Ended);
                     } else {
-                        self.consume_output(n);
+                        self.consume_output(data.len());
                     }
                 }
             }
@@ -432,11 +441,14 @@ mod tests {
         assert_eq!(s.in_flight(), 0);
     }
 
-    fn file(content: &[u8]) -> Rc<File> {
-        use std::io::Write;
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(content).unwrap();
-        Rc::new(f)
+    /// A reader of local file 0 holding `content`.
+    fn file(content: &[u8]) -> impl Fn(SourceId, u64, u64) -> Vec<u8> + '_ {
+        move |source, offset, len| {
+            assert_eq!(source, SourceId(0));
+            let from = (offset as usize).min(content.len());
+            let to = (from + len as usize).min(content.len());
+            content[from..to].to_vec()
+        }
     }
 
     /// The one request in `bytes`.
@@ -464,8 +476,8 @@ mod tests {
     fn a_write_sends_its_range_of_the_file() {
         let mut s: Session<u8> = Session::new();
         s.take_output();
-        let id = s.send_write_file(b"h", 9, 4, 1, file(b"0123456789abc"), 0);
-        let bytes = s.take_output();
+        let id = s.send_write_source(b"h", 9, 4, 1, SourceId(0), 0);
+        let bytes = s.take_output_with(file(b"0123456789abc"));
         assert_eq!(decode_one(&bytes), write_of(id, 9, b"9abc"));
         assert_eq!(bytes[4], kind::WRITE);
         assert!(s.take_failed_files().is_empty());
@@ -495,8 +507,8 @@ mod tests {
     fn a_write_whose_file_shrank_stays_whole_and_is_named() {
         let mut s: Session<u8> = Session::new();
         s.take_output();
-        let id = s.send_write_file(b"h", 2, 4, 1, file(b"0123"), 7);
-        let bytes = s.take_output();
+        let id = s.send_write_source(b"h", 2, 4, 1, SourceId(0), 7);
+        let bytes = s.take_output_with(file(b"0123"));
         assert_eq!(decode_one(&bytes), write_of(id, 2, b"23\0\0"));
         assert_eq!(s.take_failed_files(), vec![(7, FileFault::Ended)]);
     }

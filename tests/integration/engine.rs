@@ -4,8 +4,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use outsftphook::StatusCode;
-use outsftphook::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req};
+use outsftphook::{Cause, Engine, EngineConfig, EngineErrorKind, Op, Outcome, Req, Status};
 use outsftphook::{ServerCommand, TransportError};
 
 use crate::support::{Sandbox, pattern, rpath};
@@ -343,10 +342,10 @@ fn server_errors_name_the_path_and_the_status() {
         ),
         "{msg}"
     );
-    assert_eq!(err.status(), Some(StatusCode::Failure));
+    assert_eq!(err.status(), Some(Status::Failure));
 
     let err = results[1].as_ref().unwrap_err();
-    assert_eq!(err.status(), Some(StatusCode::NoSuchFile));
+    assert_eq!(err.status(), Some(Status::NoSuchFile));
     assert!(matches!(
         err.cause,
         Cause::Status {
@@ -874,15 +873,15 @@ fn listing_reading_links_and_comparing_on_both_servers() {
         };
         let mut names: Vec<String> = entries
             .iter()
-            .map(|e| String::from_utf8_lossy(&e.filename).into_owned())
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
             .collect();
         names.sort();
         assert_eq!(names.len(), 302, "greenend={greenend}");
         assert!(names.contains(&"sub".to_string()) && names.contains(&"link".to_string()));
-        let link = entries.iter().find(|e| e.filename == b"link").unwrap();
-        assert!(link.attrs.is_symlink(), "listings see links as links");
-        let sub = entries.iter().find(|e| e.filename == b"sub").unwrap();
-        assert!(sub.attrs.is_dir());
+        let link = entries.iter().find(|e| e.name == b"link").unwrap();
+        assert!(link.is_symlink(), "listings see links as links");
+        let sub = entries.iter().find(|e| e.name == b"sub").unwrap();
+        assert!(sub.is_dir());
         assert_eq!(results[1], Ok(Outcome::AlreadyAbsent));
         assert_eq!(results[2], Ok(Outcome::Target(b"f001".to_vec())));
         assert_eq!(

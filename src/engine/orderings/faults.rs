@@ -54,7 +54,11 @@ fn a_failed_write_mid_batch_leaves_the_real_name_untouched_and_the_rest_finishes
             let Cause::Status { request, code, .. } = &err.cause else {
                 panic!("{flavour:?}: {err}")
             };
-            assert_eq!((*request, *code), (Req::Write, StatusCode::Failure), "{k}");
+            assert_eq!(
+                (*request, *code),
+                (Req::Write, crate::engine::Status::Failure),
+                "{k}"
+            );
         }
         assert!(
             results[2..].iter().all(Result::is_ok),

@@ -3,7 +3,6 @@
 
 use super::{both, pattern, rp};
 use crate::engine::op::{Cause, Op, Outcome, Req};
-use crate::sftp::wire::StatusCode;
 
 #[test]
 fn comparisons_answered_out_of_order_and_in_short_reads_tell_same_from_different() {
@@ -46,7 +45,7 @@ fn comparisons_answered_out_of_order_and_in_short_reads_tell_same_from_different
                     e.cause,
                     Cause::Status {
                         request: Req::Open,
-                        code: StatusCode::NoSuchFile,
+                        code: crate::engine::Status::NoSuchFile,
                         ..
                     }
                 ),
@@ -82,16 +81,13 @@ fn a_listing_has_every_entry_once_and_a_missing_directory_is_absent() {
         };
         let mut names: Vec<String> = entries
             .iter()
-            .map(|e| String::from_utf8_lossy(&e.filename).into_owned())
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
             .collect();
         names.sort();
         assert_eq!(names, pair.peer.fs.names("/m/pool"), "{flavour:?}");
         assert_eq!(names.len(), 32, "{flavour:?}: without . and ..");
-        let link = entries
-            .iter()
-            .find(|e| e.filename == b"link")
-            .expect("link");
-        assert!(link.attrs.is_symlink(), "{flavour:?}: as LSTAT sees it");
+        let link = entries.iter().find(|e| e.name == b"link").expect("link");
+        assert!(link.is_symlink(), "{flavour:?}: as LSTAT sees it");
         assert_eq!(results[1], Ok(Outcome::AlreadyAbsent), "{flavour:?}");
         assert_eq!(
             results[2],

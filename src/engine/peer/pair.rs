@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::Peer;
 use crate::engine::batch::{Batch, Conn, Limits};
+use crate::engine::local::Locals;
 use crate::engine::op::{Op, OpResult};
 use crate::engine::parts::{Event, Split};
 use crate::remote_path::RemotePath;
@@ -61,7 +62,7 @@ fn connect(peer: &mut Peer, k: usize) -> Conn {
         symlink_order: SymlinkOrder::TargetFirst,
     };
     let mut conn = Conn::new(Session::new(), limits);
-    let version = peer.turn(k, &conn.session.take_output());
+    let version = peer.turn(k, &conn.take_output());
     conn.session.handle_input(&version).expect("VERSION");
     let info = conn.session.server_info().expect("VERSION arrived").clone();
     let limits = &mut conn.limits;
@@ -117,7 +118,8 @@ impl Pair {
 
     /// Runs `ops` as one batch on the first connection.
     pub(crate) fn try_run(&mut self, ops: &[Op]) -> Result<Vec<OpResult>, Failure> {
-        let mut batches = vec![Batch::new(ops.iter().collect())];
+        let locals = Locals::default();
+        let mut batches = vec![Batch::new(ops.iter().collect(), &locals)];
         let mut finished = Vec::new();
         match self.drive(&mut batches, &mut finished) {
             Ok(()) => Ok(batches.pop().expect("one batch").into_results()),
@@ -132,9 +134,10 @@ impl Pair {
     /// Runs `shares[k]` on connection `k`, all at once, each as one batch, the turns of
     /// the connections taken in turn; panics if a conversation breaks.
     pub(crate) fn run_spread(&mut self, shares: &[Vec<Op>]) -> Vec<Vec<OpResult>> {
+        let locals = Locals::default();
         let mut batches: Vec<Batch<'_>> = shares
             .iter()
-            .map(|ops| Batch::new(ops.iter().collect()))
+            .map(|ops| Batch::new(ops.iter().collect(), &locals))
             .collect();
         if let Err(broken) = self.drive(&mut batches, &mut Vec::new()) {
             panic!("the run broke: {broken:?}\n{:#?}", self.peer.flights);
@@ -239,7 +242,7 @@ fn turn(
     if batch.is_done(conn) {
         return None;
     }
-    let answer = peer.turn(k, &conn.session.take_output());
+    let answer = peer.turn(k, &conn.take_output());
     if answer.is_empty() {
         return Some(Broken::Stalled);
     }

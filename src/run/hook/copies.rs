@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::config::Symlinks;
+use crate::engine::Status;
 use crate::engine::{Cause, Op};
 use crate::exit::ExitStatus;
 use crate::plan::tree::{Node, remote_path};
@@ -17,7 +18,6 @@ use crate::relpath::RelPath;
 use crate::repo::outlog::DoneMessage;
 use crate::run::runner::Judged;
 use crate::run::sync;
-use crate::sftp::wire::StatusCode;
 
 use super::rounds::{Executor, JournalStopped, journal_complete};
 use super::sources::link_source;
@@ -142,7 +142,7 @@ impl Executor<'_> {
             match result {
                 Ok(_) => {}
                 Err(e) if e.cause == Cause::Interrupted => return Ok(None),
-                Err(e) if e.status() == Some(StatusCode::NoSuchFile) => {}
+                Err(e) if e.status() == Some(Status::NoSuchFile) => {}
                 Err(_) => copies.push(alias),
             }
         }

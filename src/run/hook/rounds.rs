@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Settings, Symlinks};
+use crate::engine::Status;
 use crate::engine::{Cause, Op, OpError, OpResult, Outcome, Req};
 use crate::plan::order::Finalise;
 use crate::plan::tree::remote_path;
@@ -20,7 +21,6 @@ use crate::repo::outlog::DoneMessage;
 use crate::repo::scan::local_mtime;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
 use crate::run::runner::{Judged, Runner};
-use crate::sftp::wire::StatusCode;
 
 use super::Report;
 use super::sources::link_source;
@@ -156,7 +156,7 @@ impl Judge<'_> {
             Err(e)
                 if heal
                     && matches!(job.action, Action::RenameDotNew { .. })
-                    && e.status() == Some(StatusCode::NoSuchFile) =>
+                    && e.status() == Some(Status::NoSuchFile) =>
             {
                 self.held.missing.push(i);
                 Judged::Other

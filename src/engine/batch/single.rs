@@ -1,0 +1,286 @@
+//! Operations of one request, or a few in a row: SETSTAT of a size (then its STAT), REMOVE,
+//! RMDIR, RENAME (READLINK first where a rename may write through a link; REMOVE first
+//! without posix-rename), SYMLINK (REMOVE first; its directory made if missing), READLINK.
+//! Removals, renames and symlinks go only once their directory is known to be inside.
+//!
+//! Pure: requests are queued on the session, replies handed in.
+
+use super::{Batch, Conn, Refusal, State, in_dir, refused};
+use crate::engine::confine::Verdict;
+use crate::engine::dirs::{Ensure, Waiter, reply_name, status_cause};
+use crate::engine::op::{Cause, Op, Outcome, Req, Tag};
+use crate::remote_path::RemotePath;
+use crate::sftp::wire::{ExtendedRequest, Request, Response, StatusCode};
+
+pub(super) enum Stepwise {
+    /// A rename's LSTAT of its destination is in flight (see [`Batch::send_changing`]).
+    Inspecting,
+    /// A REMOVE of the destination is in flight; the real request follows its reply.
+    Clearing,
+    Final,
+    /// The final request found no parent directory and was sent again once it was made.
+    Retried,
+}
+
+impl<'a> Batch<'a> {
+    /// Starts a removal, rename or symlink: what removes or replaces a name goes only once
+    /// its directory is known to be inside the target (see [`confine`](crate::engine::confine)); and never
+    /// ahead of one started before it that waits so: an in-order server carries them out in
+    /// the order sent, and the caller may rely on that (Release last).
+    pub(super) fn start_changing(&mut self, i: usize, path: &RemotePath, conn: &mut Conn) {
+        let verdict = match path.parent() {
+            Some(dir) => conn
+                .dirs
+                .check_inside(&dir, Waiter::Op(i), &mut conn.session),
+            None => Verdict::Inside,
+        };
+        let verdict = match verdict {
+            Verdict::Inside => Some(Ok(())),
+            Verdict::Outside(cause) => Some(Err(cause)),
+            Verdict::Pending => None,
+        };
+        self.states[i] = State::Confining(verdict);
+        self.confining.push_back(i);
+        self.send_confined(conn);
+    }
+
+    /// Sends a request that removes or replaces a name (its directory is confined).
+    pub(super) fn send_changing(&mut self, i: usize, conn: &mut Conn) {
+        match &self.ops[i] {
+            Op::Remove { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                // What an interrupted upload of it may have left goes with it.
+                conn.session.send(
+                    Request::Remove {
+                        path: path.temp_sibling().as_bytes().to_vec(),
+                    },
+                    Tag::Sweep,
+                );
+                conn.session.send(
+                    Request::Remove {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Remove),
+                );
+            }
+            Op::Rmdir { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Rmdir {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Rmdir),
+                );
+            }
+            Op::Rename { to, .. } if !conn.limits.in_order => {
+                // Not every server renames onto a symlink itself (ProFTPD replaces the
+                // link's target): whether `to` is one is asked first. READLINK, as an
+                // LSTAT may follow the link (ProFTPD's does).
+                self.states[i] = State::Single(Stepwise::Inspecting);
+                conn.session.send(
+                    Request::Readlink {
+                        path: to.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Readlink),
+                );
+            }
+            Op::Rename { .. } => self.send_rename_op(i, conn),
+            Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
+            _ => unreachable!("only removals, renames and symlinks change a name"),
+        }
+    }
+
+    /// Sends a rename operation's request: posix-rename, or REMOVE then RENAME.
+    pub(super) fn send_rename_op(&mut self, i: usize, conn: &mut Conn) {
+        match &self.ops[i] {
+            Op::Rename { from, to } => {
+                if conn.limits.posix_rename {
+                    self.states[i] = State::Single(Stepwise::Final);
+                    conn.session.send_extended(
+                        ExtendedRequest::PosixRename {
+                            from: from.as_bytes().to_vec(),
+                            to: to.as_bytes().to_vec(),
+                        },
+                        Tag::op(i, Req::PosixRename),
+                    );
+                } else {
+                    // Plain RENAME refuses to replace an existing file: remove it first.
+                    self.clear_then(i, to.as_bytes(), conn);
+                }
+            }
+            _ => unreachable!("only renames"),
+        }
+    }
+
+    /// Sends, in the order they were started, the operations whose directory was judged:
+    /// they go on, or fail; the first one still waiting holds back those after it.
+    pub(super) fn send_confined(&mut self, conn: &mut Conn) {
+        while let Some(&i) = self.confining.front() {
+            let State::Confining(verdict) = &mut self.states[i] else {
+                unreachable!("only confining operations are queued")
+            };
+            let Some(verdict) = verdict.take() else {
+                break;
+            };
+            self.confining.pop_front();
+            match verdict {
+                Ok(()) if self.interrupted => self.fail(i, Cause::Interrupted, conn),
+                Ok(()) => self.send_changing(i, conn),
+                Err(cause) => self.fail(i, cause, conn),
+            }
+        }
+    }
+
+    pub(super) fn clear_then(&mut self, i: usize, path: &[u8], conn: &mut Conn) {
+        self.states[i] = State::Single(Stepwise::Clearing);
+        conn.session.send(
+            Request::Remove {
+                path: path.to_vec(),
+            },
+            Tag::op(i, Req::Remove),
+        );
+    }
+
+    /// The request that follows a successful clearing REMOVE.
+    pub(super) fn send_final(&mut self, i: usize, conn: &mut Conn) {
+        self.states[i] = State::Single(Stepwise::Final);
+        match &self.ops[i] {
+            Op::Rename { from, to } => {
+                conn.session.send(
+                    Request::Rename {
+                        from: from.as_bytes().to_vec(),
+                        to: to.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Rename),
+                );
+            }
+            Op::Symlink { link, target } => {
+                conn.session.send(
+                    Request::Symlink {
+                        link: link.as_bytes().to_vec(),
+                        target: target.clone(),
+                        order: conn.limits.symlink_order,
+                    },
+                    Tag::op(i, Req::Symlink),
+                );
+            }
+            _ => unreachable!("only renames and symlinks clear their destination"),
+        }
+    }
+
+    /// A reply to an operation of one or a few requests in a row (not an upload, not a
+    /// reading one).
+    pub(super) fn single_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let State::Single(step) = &self.states[i] else {
+            unreachable!()
+        };
+        let clearing = matches!(step, Stepwise::Clearing);
+        let retried = matches!(step, Stepwise::Retried);
+        if matches!(step, Stepwise::Inspecting) {
+            let Op::Rename { to, .. } = self.ops[i] else {
+                unreachable!("only renames inspect")
+            };
+            return match response {
+                // A symlink is removed (the link itself), then the file renamed there.
+                Response::Name(_) => self.clear_then(i, to.as_bytes(), conn),
+                _ => self.send_rename_op(i, conn),
+            };
+        }
+        if let (Req::Readlink, Response::Name(names)) = (req, &response)
+            && let [entry] = names.as_slice()
+        {
+            let target = entry.filename.clone();
+            return self.finish(i, Ok(Outcome::Target(target)), conn);
+        }
+        if let Op::SetSize { .. } = self.ops[i] {
+            return self.set_size_reply(i, req, response, conn);
+        }
+        let Response::Status { code, message, .. } = response else {
+            let reply = reply_name(&response);
+            let cause = Cause::UnexpectedReply {
+                request: req,
+                reply,
+            };
+            return self.fail(i, cause, conn);
+        };
+        // Offered, then refused (`sftp-server -P posix-rename`): remove, then rename.
+        if req == Req::PosixRename
+            && refused(code)
+            && let Op::Rename { to, .. } = self.ops[i]
+        {
+            conn.refused(Refusal::PosixRename);
+            return self.clear_then(i, to.as_bytes(), conn);
+        }
+        match (clearing, code) {
+            (true, StatusCode::Ok | StatusCode::NoSuchFile) => self.send_final(i, conn),
+            (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
+            (false, StatusCode::NoSuchFile) if matches!(req, Req::Remove | Req::Rmdir) => {
+                self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
+            }
+            (false, StatusCode::NoSuchFile) if req == Req::Symlink && !retried => {
+                self.symlink_dir_missing(i, status_cause(req, code, &message), conn)
+            }
+            (_, code) => self.fail(i, status_cause(req, code, &message), conn),
+        }
+    }
+
+    /// A reply to a SETSTAT of a file's size, or to the STAT that confirms it: the size a
+    /// SETSTAT gave is confirmed before the file counts as whole.
+    pub(super) fn set_size_reply(
+        &mut self,
+        i: usize,
+        req: Req,
+        response: Response,
+        conn: &mut Conn,
+    ) {
+        let Op::SetSize { path, size, .. } = self.ops[i] else {
+            unreachable!("only SetSize sets a size")
+        };
+        let cause = match (req, response) {
+            (Req::Stat, Response::Attrs(a)) if a.size == Some(*size) => {
+                return self.finish(i, Ok(Outcome::Done), conn);
+            }
+            (Req::Stat, Response::Attrs(a)) => match a.size {
+                Some(actual) => Cause::SizeMismatch {
+                    expected: *size,
+                    actual,
+                },
+                None => Cause::SizeUnconfirmed,
+            },
+            (
+                Req::Setstat,
+                Response::Status {
+                    code: StatusCode::Ok,
+                    ..
+                },
+            ) => {
+                let path = path.as_bytes().to_vec();
+                conn.session
+                    .send(Request::Stat { path }, Tag::op(i, Req::Stat));
+                return;
+            }
+            (req, Response::Status { code, message, .. }) => status_cause(req, code, &message),
+            (req, other) => Cause::UnexpectedReply {
+                request: req,
+                reply: reply_name(&other),
+            },
+        };
+        self.fail(i, cause, conn);
+    }
+
+    /// A symlink into a directory that does not exist yet: it is made, and the SYMLINK sent
+    /// once more; without a directory to make, it fails with `cause`.
+    pub(super) fn symlink_dir_missing(&mut self, i: usize, cause: Cause, conn: &mut Conn) {
+        let Some(dir) = self.ops[i].path().parent() else {
+            return self.fail(i, cause, conn);
+        };
+        match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+            Ensure::Queued => self.states[i] = State::LinkWaitingDir,
+            Ensure::Ready => {
+                self.send_final(i, conn);
+                self.states[i] = State::Single(Stepwise::Retried);
+            }
+            Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
+        }
+    }
+}
