@@ -109,12 +109,14 @@ impl<'a> Runner<'a> {
         ops: &[Op],
         mut judge: impl FnMut(usize, &OpResult) -> Judged,
     ) -> anyhow::Result<()> {
+        // What the engine sends, from its one stat of each source: progress and the
+        // summary count what went, not what the file holds by the time it is done.
+        let sizes = self.engine.source_sizes(ops);
         let (progress, failures, uploaded) =
             (&mut self.progress, &mut self.failures, &mut self.uploaded);
         let on_done = |i: usize, result: &OpResult| match judge(i, result) {
             Judged::Done(line) => {
-                if let Op::Upload { local, .. } = &ops[i] {
-                    let size = std::fs::metadata(local).map_or(0, |m| m.len());
+                if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
                     uploaded.0 += 1;
                     uploaded.1 += size;
                     progress.file_done(size);
