@@ -60,6 +60,8 @@ struct Dir {
     lstat: Answer,
     decided: Option<Decided>,
     waiters: Vec<Waiter>,
+    /// Asked again after a MKDIR found the name taken (see [`Confinement::recheck`]).
+    rechecked: bool,
 }
 
 /// The target directory as the server resolved it.
@@ -245,14 +247,20 @@ impl Confinement {
             lstat: Answer::Awaited,
             decided: below_missing.then_some(Decided::Missing),
             waiters: Vec::new(),
+            rechecked: false,
         });
         if let Some(p) = parent {
             self.dirs[p].children.push(k);
         }
-        if below_missing {
-            return Some(k);
+        if !below_missing {
+            self.ask(k, session);
         }
-        let path = dir.as_bytes().to_vec();
+        Some(k)
+    }
+
+    /// Asks the server where directory `k` is and whether it is a symlink.
+    fn ask(&mut self, k: usize, session: &mut Session<Tag>) {
+        let path = self.dirs[k].path.as_bytes().to_vec();
         session.send(
             Request::Realpath { path: path.clone() },
             Tag::Confine {
@@ -267,7 +275,32 @@ impl Confinement {
                 req: Req::Lstat,
             },
         );
-        Some(k)
+    }
+
+    /// Asks again about `dir`, whose MKDIR found the name taken: what stands there now is
+    /// not what the first check found missing (a symlink may have been planted since, and
+    /// a STAT would follow it). The directory above counts as there, however it was
+    /// decided: missing then, made since. `waiter` hears the new verdict.
+    pub(crate) fn recheck(
+        &mut self,
+        dir: &RemotePath,
+        waiter: Waiter,
+        session: &mut Session<Tag>,
+    ) -> Verdict {
+        let Some(k) = self.entry(dir, session) else {
+            return Verdict::Inside;
+        };
+        if let Some(Decided::Outside(cause)) = &self.dirs[k].decided {
+            return Verdict::Outside(cause.clone());
+        }
+        let d = &mut self.dirs[k];
+        d.rechecked = true;
+        if d.decided.take().is_some() {
+            (d.realpath, d.lstat) = (Answer::Awaited, Answer::Awaited);
+            self.ask(k, session);
+        }
+        self.dirs[k].waiters.push(waiter);
+        Verdict::Pending
     }
 
     /// Decides directory `k` if all it needs is in, then those below it that waited.
@@ -306,8 +339,8 @@ impl Confinement {
         match parent {
             // Below it, the same: the message names the directory that is the cause.
             Decided::Outside(cause) => return Some(Decided::Outside(cause)),
-            Decided::Missing => return Some(Decided::Missing),
-            Decided::Inside => {}
+            Decided::Missing if !d.rechecked => return Some(Decided::Missing),
+            Decided::Missing | Decided::Inside => {}
         }
         if matches!(d.realpath, Answer::Awaited) || matches!(d.lstat, Answer::Awaited) {
             return None;

@@ -36,6 +36,12 @@ enum State {
     /// Waiting to know whether the parent, which this run did not make, is inside the
     /// target (see [`super::confine`]) before MKDIR is sent.
     Confining,
+    /// The MKDIR failed (its failure kept): asking again what stands at the name, before
+    /// a STAT (which would follow a symlink planted there since) says whether it is a
+    /// directory.
+    Rechecking {
+        mkdir_failure: Box<Cause>,
+    },
     Ready,
     Failed(Box<Cause>),
 }
@@ -99,7 +105,10 @@ impl DirTable {
             return match &dir.state {
                 State::Ready => Ensure::Ready,
                 State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
-                State::Creating { .. } | State::WaitingParent | State::Confining => {
+                State::Creating { .. }
+                | State::WaitingParent
+                | State::Confining
+                | State::Rechecking { .. } => {
                     dir.waiters.push(waiter);
                     Ensure::Queued
                 }
@@ -205,7 +214,10 @@ impl DirTable {
         dir.made
             || matches!(
                 dir.state,
-                State::Creating { .. } | State::WaitingParent | State::Confining
+                State::Creating { .. }
+                    | State::WaitingParent
+                    | State::Confining
+                    | State::Rechecking { .. }
             )
     }
 
@@ -294,7 +306,10 @@ impl DirTable {
                     return Ok(());
                 }
                 // It may turn out to exist, and be a symlink: wait for its fate.
-                State::Creating { .. } | State::WaitingParent | State::Confining => {
+                State::Creating { .. }
+                | State::WaitingParent
+                | State::Confining
+                | State::Rechecking { .. } => {
                     self.dirs[p].waiters.push(Waiter::Dir(i));
                     self.dirs[i].state = State::WaitingParent;
                     return Ok(());
@@ -378,11 +393,35 @@ impl DirTable {
         for (waiter, verdict) in judged {
             match (waiter, verdict) {
                 (Waiter::Op(_), verdict) => released.push((waiter, verdict)),
+                (Waiter::Dir(d), Ok(()))
+                    if matches!(self.dirs[d].state, State::Rechecking { .. }) =>
+                {
+                    self.stat_after_failed_mkdir(d, session)
+                }
                 (Waiter::Dir(d), Ok(())) => self.mkdir_now(d, session),
                 (Waiter::Dir(d), Err(cause)) => self.settle(d, Err(cause), session, &mut released),
             }
         }
         released
+    }
+
+    /// Sends the STAT that tells whether directory `i`, whose MKDIR failed and whose name
+    /// resolved where it should, is a directory.
+    fn stat_after_failed_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
+        let mkdir_failure = match std::mem::replace(&mut self.dirs[i].state, State::WaitingParent) {
+            State::Rechecking { mkdir_failure } => Some(mkdir_failure),
+            _ => None,
+        };
+        self.dirs[i].state = State::Creating { mkdir_failure };
+        session.send(
+            Request::Stat {
+                path: self.dirs[i].path.as_bytes().to_vec(),
+            },
+            Tag::Dir {
+                dir: i,
+                req: Req::Stat,
+            },
+        );
     }
 
     fn mkdir_now(&mut self, i: usize, session: &mut Session<Tag>) {
@@ -450,19 +489,16 @@ impl DirTable {
                 self.parent_missing(i, failure, session, released);
             }
             (Req::Mkdir, Response::Status { code, message, .. }) => {
-                // Perhaps it exists already; one STAT tells.
-                self.dirs[i].state = State::Creating {
-                    mkdir_failure: Some(Box::new(status_cause(Req::Mkdir, code, &message))),
+                // Perhaps it exists already: where it resolves, then one STAT, tell.
+                self.dirs[i].state = State::Rechecking {
+                    mkdir_failure: Box::new(status_cause(Req::Mkdir, code, &message)),
                 };
-                session.send(
-                    Request::Stat {
-                        path: self.dirs[i].path.as_bytes().to_vec(),
-                    },
-                    Tag::Dir {
-                        dir: i,
-                        req: Req::Stat,
-                    },
-                );
+                let path = self.dirs[i].path.clone();
+                match self.confine.recheck(&path, Waiter::Dir(i), session) {
+                    Verdict::Inside => self.stat_after_failed_mkdir(i, session),
+                    Verdict::Outside(cause) => self.settle(i, Err(cause), session, released),
+                    Verdict::Pending => {}
+                }
             }
             (Req::Stat, response) => {
                 let mkdir_failure = match &mut self.dirs[i].state {

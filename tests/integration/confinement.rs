@@ -210,3 +210,62 @@ fn a_server_refusing_realpath_or_lstat_is_still_checked_by_the_other() {
         }
     }
 }
+
+/// Another client plants a symlink where this run found nothing and is about to make a
+/// directory (a relay in front of the real server plays it, on the MKDIR's way): the MKDIR
+/// fails, and the upload must not follow the link that now stands there. Green End's server
+/// is one the engine waits on for the MKDIR's answer before it opens a file in the new
+/// directory (it announces no `limits@openssh.com`).
+#[test]
+fn a_symlink_planted_in_the_way_of_a_mkdir_is_not_written_through() {
+    let sandbox = Sandbox::new();
+    let elsewhere = sandbox.dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::create_dir(sandbox.remote().join("pool")).unwrap();
+    let greenend = match sandbox.greenend() {
+        ServerCommand::Direct(argv) => argv,
+        other => panic!("{other:?}"),
+    };
+    let relay = format!(
+        "{}/tests/fixtures/planting_relay.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut argv = vec!["python3".into(), relay.into(), "pool/new".into()];
+    argv.push(elsewhere.clone().into_os_string());
+    argv.push("--".into());
+    argv.extend(greenend);
+    // The relay resolves the client's relative paths from where the server starts.
+    let server = sandbox.shell(&format!(
+        "cd '{}' && exec \"$@\"",
+        sandbox.remote().display()
+    ));
+    let ServerCommand::Direct(mut shell) = server else {
+        unreachable!()
+    };
+    shell.push("relay".into());
+    shell.extend(argv);
+    let ops = [Op::Upload {
+        local: sandbox.local_file("a.deb", 5000, 4),
+        remote: rpath("pool/new/a.deb"),
+        fsync: false,
+        mtime: None,
+    }];
+    let results = run(&ServerCommand::Direct(shell), EngineConfig::default(), &ops);
+    assert!(
+        fs::symlink_metadata(sandbox.remote().join("pool/new"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the relay planted its link"
+    );
+    let err = results[0].as_ref().unwrap_err();
+    let Cause::Directory { cause, .. } = &err.cause else {
+        panic!("{err}");
+    };
+    assert!(matches!(**cause, Cause::Outside { .. }), "{err}");
+    assert_eq!(
+        names_in(&elsewhere),
+        Vec::<String>::new(),
+        "written through"
+    );
+}

@@ -25,6 +25,44 @@ fn a_directory_made_by_someone_else_meanwhile_is_uploaded_into() {
 }
 
 #[test]
+fn a_directory_made_by_someone_else_below_one_this_run_made_is_uploaded_into() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs.dir("/m/pool");
+        // Our MKDIR of `new` succeeds; another client makes `new/sub` before ours.
+        peer.on("MKDIR /m/pool/new/sub").before(|fs| {
+            fs.dir("/m/pool/new/sub");
+        });
+    }) {
+        let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 2))];
+        let results = pair.run(&ops);
+        assert!(results[0].is_ok(), "{flavour:?}: {results:?}");
+        let fs = &pair.peer.fs;
+        assert_eq!(
+            fs.read("/m/pool/new/sub/a.deb"),
+            Some(&pattern(3000, 2)[..])
+        );
+    }
+}
+
+/// (Only where the engine waits for the MKDIR's answer: see the confinement tests.)
+#[test]
+fn a_symlink_planted_below_a_directory_this_run_made_is_not_written_through() {
+    let mut peer = Peer::new(Flavour::Other);
+    peer.fs.dir("/m/pool").dir("/elsewhere");
+    peer.on("MKDIR /m/pool/new/sub").before(|fs| {
+        fs.link("/m/pool/new/sub", "/elsewhere");
+    });
+    let mut pair = Pair::new(peer);
+    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 3))];
+    let results = pair.run(&ops);
+    assert!(results[0].is_err(), "{results:?}");
+    assert!(
+        pair.peer.fs.names("/elsewhere").is_empty(),
+        "written through"
+    );
+}
+
+#[test]
 fn waiters_on_a_missing_directory_are_released_together_and_each_is_made_once() {
     for (flavour, mut pair) in both(|peer| {
         peer.fs.dir("/m/pool");
