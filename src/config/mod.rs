@@ -103,8 +103,8 @@ impl Settings {
             window: self.window.unwrap_or(EngineConfig::default().window),
             auto_window: self.window.is_none(),
             in_order: self.in_order,
-            root: self.targetdir.clone(),
-            stall_timeout: self.timeout,
+            targetdir: self.targetdir.clone(),
+            timeout: self.timeout,
             interrupt: interrupt.clone(),
             posix_rename: self.posix_rename,
             ..EngineConfig::default()

@@ -125,10 +125,10 @@ impl Link {
             limits.window = WINDOW_MIN;
         }
         self.conn.dirs.in_order = limits.in_order;
-        self.conn.dirs.base = config.root.clone();
+        self.conn.dirs.base = config.targetdir.clone();
         // Where the target directory really is, asked before any work: its reply comes back
         // with the first work's, before any operation needs it (see [`confine`]).
-        self.conn.dirs.confine.base = config.root.clone();
+        self.conn.dirs.confine.base = config.targetdir.clone();
         self.conn.dirs.confine.realpath_resolves_links = self.info.has_limits();
         self.conn.dirs.confine.ask_root(&mut self.conn.session);
         self.limits_due = true;

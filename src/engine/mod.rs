@@ -71,8 +71,8 @@ pub struct EngineConfig {
     pub window: u64,
     /// Choose the window from the measured round trip instead (see [`tuning::window_for`]).
     pub auto_window: bool,
-    /// With no byte moving for this long, give up with an error.
-    pub stall_timeout: Duration,
+    /// `timeout`: with no byte moving for this long, give up with an error.
+    pub timeout: Duration,
     /// Use `posix-rename@openssh.com` when the server offers it.
     pub posix_rename: bool,
     /// Checked every turn: once it has fired, batches stop (see [`Interrupt`]).
@@ -85,9 +85,9 @@ pub struct EngineConfig {
     /// With several connections, uploads of at least two parts of this size go in parts
     /// (default 8 MiB; see [`Engine::run_spread`]).
     pub part_size: u64,
-    /// The directory everything goes below (the target directory): missing directories are
+    /// `targetdir`: the directory everything goes below: missing directories are
     /// made below it, never it or above it.
-    pub root: Option<RemotePath>,
+    pub targetdir: Option<RemotePath>,
     /// Rely on a server known to carry out requests in the order sent (OpenSSH's; conf key
     /// `inorder`, [`crate::config::Settings::in_order`]): send a request right behind one it
     /// depends on (an OPEN behind the MKDIR of its directory) instead of waiting. One name
@@ -103,13 +103,13 @@ impl Default for EngineConfig {
             max_requests: 4096,
             window: 8 * 1024 * 1024,
             auto_window: false,
-            stall_timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(120),
             posix_rename: true,
             interrupt: Interrupt::default(),
             connections: 1,
             multi_connection_min_rtt: MULTI_CONNECTION_MIN_RTT,
             part_size: parts::PART_SIZE,
-            root: None,
+            targetdir: None,
             in_order: true,
         }
     }
@@ -204,7 +204,7 @@ impl Engine {
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             links: Vec::new(),
-            deadline: Deadline::new(config.stall_timeout),
+            deadline: Deadline::new(config.timeout),
             interrupt: config.interrupt.clone(),
             local_files: local_open_files(
                 config.connections,

@@ -97,7 +97,7 @@ fn a_target_directory_that_is_a_symlink_is_the_administrators_and_works() {
     let root = RemotePath::new(target.to_str().unwrap()).unwrap();
     let at = |rel: &str| root.join(rel.as_bytes()).unwrap();
     let config = EngineConfig {
-        root: Some(root.clone()),
+        targetdir: Some(root.clone()),
         ..EngineConfig::default()
     };
     let ops = [

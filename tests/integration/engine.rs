@@ -451,7 +451,7 @@ fn a_killed_server_is_an_error_naming_what_was_in_flight() {
 fn a_silent_server_stalls_into_an_error_not_a_hang() {
     let sandbox = Sandbox::new();
     let config = EngineConfig {
-        stall_timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
         ..EngineConfig::default()
     };
     let started = Instant::now();
@@ -537,7 +537,7 @@ fn files_keep_their_permission_bits() {
 fn a_server_flooding_its_stderr_still_times_out() {
     let sandbox = Sandbox::new();
     let config = EngineConfig {
-        stall_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(2),
         ..EngineConfig::default()
     };
     let started = Instant::now();
@@ -905,7 +905,7 @@ fn directories_are_made_below_the_root_only() {
     let sandbox = Sandbox::new();
     fs::create_dir_all(sandbox.remote().join("srv/mirror")).unwrap();
     let config = EngineConfig {
-        root: Some(rpath("srv/mirror")),
+        targetdir: Some(rpath("srv/mirror")),
         ..EngineConfig::default()
     };
     let ops = [

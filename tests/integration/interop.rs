@@ -509,7 +509,7 @@ fn a_symlinked_directory_is_refused_on_servers_whose_realpath_hides_it() {
         let target = server.remote_name(&repo.remote());
         let command = server.engine_command();
         let config = EngineConfig {
-            root: Some(RemotePath::new(target.clone()).unwrap()),
+            targetdir: Some(RemotePath::new(target.clone()).unwrap()),
             ..EngineConfig::default()
         };
         let mut engine = Engine::connect(&command, config).unwrap();
