@@ -1,3 +1,6 @@
+//! Planning on parsed logs: which log wins a path, what is journalled obsoleted, where each
+//! job goes in the safe order, and what an interrupted run left to remove.
+
 use super::*;
 use std::path::Path;
 
