@@ -2,6 +2,7 @@
 //! timer) while a real reprepro is working on the same repository.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -207,23 +208,46 @@ fn sigterm_ends_a_wait_for_reprepros_lock_at_once() {
     let repo = Repo::new();
     repo.pending_include("foo", "1.0");
     fs::write(repo.base().join("db/lockfile"), "").unwrap();
-    // The systemd timer's run, stopped while it waits (for up to 600 s by default).
-    let started = Instant::now();
-    let child = Command::new(BIN)
+    // The systemd timer's run, stopped while it waits (for up to 600 s by default). `-v`
+    // makes it say when it starts waiting: a signal sent before it has set up its handlers
+    // (a fixed sleep on a loaded machine) would kill it instead.
+    let mut child = Command::new(BIN)
         .current_dir(repo.base())
-        .args(["--basedir", ".", "--pending"])
+        .args(["--basedir", ".", "--pending", "-v"])
         .env_remove("REPREPRO_OUT_DIR")
         .env_remove("REPREPRO_LOG_DIR")
+        .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = lines.send(line.clone());
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if line.contains("waiting for it to finish") => break,
+            Ok(_) => {}
+            Err(e) => panic!("the run never said it waits for reprepro ({e:?})"),
+        }
+    }
+    let signalled = Instant::now();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let status = child.wait().unwrap();
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("interrupted by SIGTERM while waiting for reprepro"),
         "{err}"

@@ -166,6 +166,8 @@ fn after_the_hook_is_killed_mid_upload_the_next_log_leaves_no_dot_new() {
         repo.use_faulty_server(after, "kill-hook");
         let ran = repo.hook(&["--basedir", ".", "--pending"]);
         assert_eq!(ran.code(), -1, "after {after}: not killed");
+        // What the killed hook had sent is still being carried out.
+        repo.wait_for_faulty_server();
         left_some += usize::from(!dot_new_files(&repo.remote()).is_empty());
         next_log(&repo);
         repo.use_server();

@@ -162,6 +162,8 @@ fn killing_the_hook_itself_loses_nothing() {
         None,
         "the hook should have died by SIGKILL"
     );
+    // What the killed hook had sent is still being carried out.
+    repo.wait_for_faulty_server();
     assert_journal_true(&repo);
     repo.use_server();
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);

@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_outsftphook");
 
@@ -105,6 +106,8 @@ impl Repo {
     /// Points the conf at a server with a fault after `after` bytes of input (see
     /// tests/fixtures/faulty_server.py); the bytes sent end up in `bytes_sent()`.
     pub fn use_faulty_server(&self, after: i64, action: &str) {
+        // The count says the next run's server has ended: an older one must not.
+        let _ = fs::remove_file(self.count_file());
         let script = self.dir.path().join("faulty.sh");
         fs::write(
             &script,
@@ -125,13 +128,31 @@ impl Repo {
         self.dir.path().join("bytes-sent")
     }
 
-    /// What the hook sent through the faulty server, in bytes.
+    /// What the hook sent through the faulty server, in bytes, once the server has ended.
     pub fn bytes_sent(&self) -> u64 {
-        fs::read_to_string(self.count_file())
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        self.wait_for_faulty_server()
+    }
+
+    /// Waits until the faulty server has exited, and returns what the hook sent through it.
+    /// The hook stops its server before it exits, but one killed by SIGKILL cannot: that
+    /// server carries out what it had been sent (into `remote/`) after the hook is gone, for
+    /// as long as a loaded machine makes it take, so a test waits for it before it looks at
+    /// the remote or starts the next run. The wrapper writes the count once its server has
+    /// exited, even when stopped by the hook's SIGTERM.
+    pub fn wait_for_faulty_server(&self) -> u64 {
+        let path = self.count_file();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(text) = fs::read_to_string(&path) {
+                return text.trim().parse().expect("a byte count");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the faulty server did not end within 120 s: {} is missing",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Copies the remote tree and the logs aside, to start several runs from one state.

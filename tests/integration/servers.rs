@@ -83,8 +83,10 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Waits for `child` to listen on `port`. The deadline is generous: a loaded machine starts
+/// servers slowly, and under CI one that did not start fails its test.
 fn wait_listening(port: u16, child: &mut Child, what: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("{what} exited before listening ({status})"));

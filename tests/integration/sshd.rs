@@ -77,14 +77,19 @@ impl TestSshd {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start sshd: {e}"))?;
-        let sshd = TestSshd {
+        let mut sshd = TestSshd {
             child,
             port,
             client_key,
             known_hosts,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: a loaded machine starts sshd slowly, and under CI one that did not start
+        // fails its test. One that exited is not waited for.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                return Err(format!("sshd exited before listening ({status})"));
+            }
             if Instant::now() > deadline {
                 return Err("sshd did not start listening".into());
             }
