@@ -741,13 +741,14 @@ mod tests {
     }
 
     #[test]
-    fn an_upload_sends_the_size_stated_once_from_a_file_open_only_while_it_runs() {
+    fn an_upload_sends_the_file_as_it_is_open_and_holds_it_only_while_it_runs() {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("f");
         std::fs::write(&local, b"0123456789").unwrap();
         let mut locals = Locals::default();
         assert_eq!(locals.size(&local), Some(10));
-        // It grows after the run looked at it: what was seen then is what goes.
+        // It is replaced after the run looked at it: what goes is the file as it is open,
+        // whole, never the new one cut to the old length.
         std::fs::write(&local, b"0123456789 and more").unwrap();
         let ops = [Op::Upload {
             local: local.clone(),
@@ -765,7 +766,7 @@ mod tests {
         batch.advance(&mut conn);
         let server = |request: &Request| match request {
             Request::Fstat { .. } => Response::Attrs(Attrs {
-                size: Some(10),
+                size: Some(19),
                 ..Attrs::default()
             }),
             _ => ok(),
@@ -777,7 +778,7 @@ mod tests {
         else {
             panic!("not a WRITE: {:?}", requests[0]);
         };
-        assert_eq!(data, b"0123456789");
+        assert_eq!(data, b"0123456789 and more");
         let rest: Vec<String> = requests[1..].iter().map(Request::summary).collect();
         assert_eq!(
             rest,
@@ -788,7 +789,7 @@ mod tests {
             batch.take_finished().map(|(i, r)| (i, r.clone())).collect();
         assert_eq!(finished, [(0, Ok(Outcome::Done))]);
         assert_eq!(conn.sources.held(), 0, "closed once it is done");
-        assert_eq!(conn.stats.bytes_uploaded, 10);
+        assert_eq!(conn.stats.bytes_uploaded, 19);
         assert!(batch.is_done(&conn));
     }
 

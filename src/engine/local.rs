@@ -1,10 +1,14 @@
 //! The engine's one edge to the local disk: every stat, open and read of a local file the
 //! engine does is here, and every descriptor of one is held here.
 //!
-//! A source is stat'ed once per run ([`Locals`]): the size and mode fixed then are what the
-//! upload sends, confirms and counts, and what spreading and cutting it into parts go by.
-//! It is opened only when its upload starts, so that a plan of many files holds few
-//! descriptors, into a connection's [`Sources`], which names it by a [`SourceId`]; the
+//! A source is stat'ed once per run before its batch ([`Locals`]): what spreading, cutting
+//! into parts and the progress line go by. It is opened only when its upload starts, so
+//! that a plan of many files holds few descriptors, and the open file's own stat is what a
+//! whole upload sends and confirms: a file replaced since the run looked at it (reprepro
+//! writes a new `Release` and renames it into place) is sent as it is when opened, never as
+//! the first bytes of the new one cut to the old length. A part checks that the file still
+//! has the size it was cut at. The open file goes into a connection's [`Sources`], which
+//! names it by a [`SourceId`]; the
 //! session queues its ranges by that name, the transport splices them from the file it finds
 //! here ([`LocalFiles`]), and small WRITEs' data is read from it straight into the output
 //! buffer ([`Sources::append`]). The file is closed when its operation finishes. This
@@ -14,18 +18,18 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::op::Cause;
 use crate::sftp::session::SourceId;
 use crate::transport::LocalFiles;
 
-/// A local regular file as it was when first looked at in the run.
+/// A local regular file as a stat found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LocalFile {
-    /// What is sent: a file that has grown since is sent to this size, one that has shrunk
-    /// fails its upload.
+    /// Its length; of an open file, what is sent (one that shrinks while it is sent fails
+    /// its upload).
     pub(crate) size: u64,
     /// Its permission bits, given to the remote file.
     pub(crate) mode: u32,
@@ -97,11 +101,27 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    /// Opens `path` for reading, when its upload starts; no stat (that was done once for
-    /// the run, see [`Locals`]).
-    pub(crate) fn open(&mut self, path: &Path) -> Result<SourceId, Cause> {
-        let file = File::open(path).map_err(|e| local_error(path, e))?;
-        Ok(self.hold(file))
+    /// Opens `path` for reading, when its upload starts, and gives the open file's own
+    /// stat: what is sent. Never blocks: a FIFO put in the file's place is refused, not
+    /// waited on.
+    pub(crate) fn open(&mut self, path: &Path) -> Result<(SourceId, LocalFile), Cause> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+            .map_err(|e| local_error(path, e))?;
+        let meta = file.metadata().map_err(|e| local_error(path, e))?;
+        if !meta.is_file() {
+            return Err(Cause::Local {
+                path: path.to_owned(),
+                message: "not a regular file".into(),
+            });
+        }
+        let found = LocalFile {
+            size: meta.len(),
+            mode: meta.permissions().mode() & 0o777,
+        };
+        Ok((self.hold(file), found))
     }
 
     /// Opens `path` and gives its size now: for a comparison, which reads the file at once.
@@ -228,14 +248,14 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
         let mut sources = Sources::default();
-        let a = sources.open(&path).unwrap();
+        let (a, _) = sources.open(&path).unwrap();
         let mut out = Vec::new();
         sources.append(a, 2, 3, &mut out).unwrap();
         assert_eq!(out, b"234");
         assert!(sources.holds(a, 8, b"89").unwrap());
         assert!(!sources.holds(a, 8, b"890").unwrap());
         sources.close(a);
-        let b = sources.open(&path).unwrap();
+        let (b, _) = sources.open(&path).unwrap();
         assert_ne!(a, b);
         assert!(sources.file(a).is_none() && sources.file(b).is_some());
         assert!(sources.append(a, 0, 1, &mut out).is_err());

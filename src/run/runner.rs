@@ -34,7 +34,7 @@ pub(crate) struct Runner<'a> {
     interrupt: &'a Interrupt,
     progress: Progress,
     failures: usize,
-    /// Files the uploads judged done uploaded, and their bytes.
+    /// Files the uploads judged done uploaded, and the bytes the engine sent for uploads.
     uploaded: (u64, u64),
 }
 
@@ -109,16 +109,16 @@ impl<'a> Runner<'a> {
         ops: &[Op],
         mut judge: impl FnMut(usize, &OpResult) -> Judged,
     ) -> anyhow::Result<()> {
-        // What the engine sends, from its one stat of each source: progress and the
-        // summary count what went, not what the file holds by the time it is done.
+        // The progress line goes by the sizes the run sees now; the summary counts what the
+        // engine sent (a file replaced meanwhile is sent as it is when opened).
         let sizes = self.engine.source_sizes(ops);
+        let sent_before = self.engine.stats().bytes_uploaded;
         let (progress, failures, uploaded) =
             (&mut self.progress, &mut self.failures, &mut self.uploaded);
         let on_done = |i: usize, result: &OpResult| match judge(i, result) {
             Judged::Done(line) => {
                 if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
                     uploaded.0 += 1;
-                    uploaded.1 += size;
                     progress.file_done(size);
                 }
                 if let Some(line) = line {
@@ -131,7 +131,9 @@ impl<'a> Runner<'a> {
             }
             Judged::Other => {}
         };
-        self.engine.run_batch(ops, on_done)?;
+        let ran = self.engine.run_batch(ops, on_done);
+        self.uploaded.1 += self.engine.stats().bytes_uploaded - sent_before;
+        ran?;
         Ok(())
     }
 

@@ -18,5 +18,6 @@ mod mirroring;
 mod reader;
 mod repo;
 mod servers;
+mod sources;
 mod sshd;
 mod support;

@@ -101,8 +101,8 @@ impl Upload {
 }
 
 impl<'a> Batch<'a> {
-    /// Starts an upload (or a part of one): its source, as stat'ed once for the run, is
-    /// opened now, and the range it is to send fixed.
+    /// Starts an upload (or a part of one): its source is opened now, and the range it is
+    /// to send fixed: a whole file as it is open, a part as the file was cut.
     pub(super) fn start_upload(&mut self, i: usize, local: &Path, conn: &mut Conn) {
         let part = match &self.ops[i] {
             Op::UploadPart { range, .. } => Some(range.clone()),
@@ -114,14 +114,21 @@ impl<'a> Batch<'a> {
             .locals
             .known(local)
             .unwrap_or_else(|| Locals::default().stat(local));
-        let opened = source.and_then(|found| {
-            if part.as_ref().is_some_and(|r| found.size < r.end) {
-                return Err(Cause::Local {
-                    path: local.to_owned(),
-                    message: SHRANK.into(),
-                });
+        let opened = source.and_then(|cut| {
+            let (source, now) = conn.sources.open(local)?;
+            match &part {
+                // A whole upload sends the file as it is open.
+                None => Ok((source, now)),
+                Some(range) if now.size == cut.size && range.end <= now.size => Ok((source, cut)),
+                // The parts were cut by the size the run saw: it must not have changed.
+                Some(_) => {
+                    conn.sources.close(source);
+                    Err(Cause::Local {
+                        path: local.to_owned(),
+                        message: CHANGED_SIZE.into(),
+                    })
+                }
             }
-            Ok((conn.sources.open(local)?, found))
         });
         let (source, found) = match opened {
             Ok(opened) => opened,
@@ -715,6 +722,7 @@ impl<'a> Batch<'a> {
 const INLINE_WRITE_MAX: u32 = 64 * 1024;
 
 const SHRANK: &str = "the file shrank while it was being sent";
+const CHANGED_SIZE: &str = "the file changed size while it was being sent";
 
 /// The request that renames onto an existing name on this connection.
 fn rename_request(conn: &Conn) -> Req {
