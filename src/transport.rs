@@ -481,7 +481,7 @@ impl Transport {
     fn flush_stderr_line(&mut self) {
         if !self.stderr_line.is_empty() {
             let line = String::from_utf8_lossy(&self.stderr_line);
-            eprintln!("{}: {}", self.label, line.trim_end_matches('\r'));
+            eprintln!("{}", relayed(&self.label, line.trim_end_matches('\r')));
             self.stderr_line.clear();
         }
     }
@@ -545,9 +545,37 @@ impl Drop for Transport {
     }
 }
 
+/// A line the server (or ssh) wrote on its stderr, as shown: named by the program, once
+/// (ssh names itself already: `ssh: Could not resolve hostname`).
+fn relayed(label: &str, line: &str) -> String {
+    match line
+        .strip_prefix(label)
+        .and_then(|rest| rest.strip_prefix(": "))
+    {
+        Some(_) => line.to_owned(),
+        None => format!("{label}: {line}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_line_is_named_once() {
+        assert_eq!(
+            relayed(
+                "ssh",
+                "ssh: Could not resolve hostname x: Name or service not known"
+            ),
+            "ssh: Could not resolve hostname x: Name or service not known"
+        );
+        assert_eq!(
+            relayed("ssh", "Permission denied (publickey)."),
+            "ssh: Permission denied (publickey)."
+        );
+        assert_eq!(relayed("ssh", "sshd: no"), "ssh: sshd: no");
+    }
 
     fn file(content: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();
