@@ -265,6 +265,39 @@ fn sshcommand_and_optional_username() {
 }
 
 #[test]
+fn commands_are_quoted_as_a_shell_would() {
+    let s = World::new()
+        .file(
+            "/r/conf/outsftphook.conf",
+            "servername h\nsshcommand ssh -o \"ConnectTimeout 5\" -F '/etc/my ssh' a\\ b\n",
+        )
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    let ServerCommand::Ssh { ssh, .. } = s.server else {
+        panic!("{:?}", s.server)
+    };
+    let want: Vec<OsString> = ["ssh", "-o", "ConnectTimeout 5", "-F", "/etc/my ssh", "a b"]
+        .map(OsString::from)
+        .into();
+    assert_eq!(ssh, want);
+    let s = World::new()
+        .file(
+            "/r/conf/outsftphook.conf",
+            "sftpcommand /usr/lib/openssh/sftp-server -d \"/srv/my mirror\"\n",
+        )
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    assert_eq!(
+        s.server,
+        ServerCommand::Direct(
+            ["/usr/lib/openssh/sftp-server", "-d", "/srv/my mirror"]
+                .map(OsString::from)
+                .into()
+        )
+    );
+}
+
+#[test]
 fn errors_name_file_line_and_key() {
     let cases = [
         (
@@ -290,6 +323,32 @@ fn errors_name_file_line_and_key() {
         (
             "timeout soon\n",
             "/r/conf/outsftphook.conf:1: 'timeout' takes a whole number",
+        ),
+        (
+            "servername h\nsshcommand ssh -o \"ConnectTimeout 5\n",
+            "/r/conf/outsftphook.conf:2: 'sshcommand' has a quote that is not closed: \
+             'ssh -o \"ConnectTimeout 5'",
+        ),
+        (
+            "# x\nsftpcommand sftp-server -d 'a\n",
+            "/r/conf/outsftphook.conf:2: 'sftpcommand' has a quote that is not closed",
+        ),
+        (
+            "servername h\nusername a b\n",
+            "/r/conf/outsftphook.conf:2: 'username' takes one word, without spaces, not 'a b'",
+        ),
+        (
+            "servername h i\n",
+            "/r/conf/outsftphook.conf:1: 'servername' takes one word",
+        ),
+        (
+            "servername h\ndebug 7\n",
+            "/r/conf/outsftphook.conf:2: 'debug' takes a level from 0 to 2, not '7'",
+        ),
+        (
+            "servername h\ntimeout 5\n\n# again\nservername k\n",
+            "/r/conf/outsftphook.conf:5: 'servername' is set again (first on line 1): keep one \
+             of the two lines",
         ),
         (
             "servername\n",

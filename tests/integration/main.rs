@@ -18,6 +18,7 @@ mod mirroring;
 mod reader;
 mod repo;
 mod servers;
+mod settings;
 mod sources;
 mod sshd;
 mod support;
