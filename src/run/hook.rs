@@ -19,7 +19,7 @@ use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::output::{show, summary, tell};
+use crate::run::output::{echo, show, summary, tell};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect_to, server_name, warn_unless_atomic_renames};
 
@@ -69,7 +69,7 @@ pub fn run(
         print_dry_run(&plan, settings);
         return Ok(Report::default());
     }
-    let echo = (settings.verbose > 0).then_some(show as fn(&str));
+    let echo = (settings.verbose > 0).then_some(echo as fn(&str));
     let mut journal = Journal::new(paths, &plan.remaining, echo);
     for (log, offset) in torn {
         journal.cut_torn_tail(log, offset)?;

@@ -15,6 +15,7 @@ mod landing;
 mod links;
 mod listings;
 mod mirroring;
+mod pipes;
 mod reader;
 mod repo;
 mod servers;
