@@ -25,6 +25,7 @@ pub const CONF_KEYS: &[&str] = &[
     "window",
     "inorder",
     "symlinks",
+    "keepdone",
 ];
 
 /// The highest `debug` level (as `--debug-sftp`): 2 already logs everything.
@@ -50,6 +51,8 @@ pub(super) struct ConfFile {
     pub keepdirectories: Option<bool>,
     pub posixrename: Option<bool>,
     pub symlinks: Option<Symlinks>,
+    /// Days.
+    pub keepdone: Option<u64>,
 }
 
 /// Parses the text of `file`; the first bad line is the error. A key set twice is an
@@ -151,6 +154,7 @@ impl ConfFile {
                 ))
             }
             "timeout" => self.timeout = Some(number(1)?),
+            "keepdone" => self.keepdone = Some(number(0)?),
             "symlinks" => {
                 self.symlinks = Some(parse_symlinks(value).ok_or_else(|| bad(Expected::Symlinks))?)
             }

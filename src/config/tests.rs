@@ -265,6 +265,30 @@ fn sshcommand_and_optional_username() {
 }
 
 #[test]
+fn keepdone_is_for_ever_by_default_or_days() {
+    let conf = |text: &str| {
+        World::new()
+            .file("/r/conf/outsftphook.conf", text)
+            .resolve(&["-b", "/r"])
+    };
+    assert_eq!(conf("servername h\n").unwrap().keep_done, None);
+    assert_eq!(
+        conf("servername h\nkeepdone 30\n").unwrap().keep_done,
+        Some(Duration::from_secs(30 * 86400))
+    );
+    assert_eq!(
+        conf("servername h\nkeepdone 0\n").unwrap().keep_done,
+        Some(Duration::ZERO)
+    );
+    let err = conf("servername h\nkeepdone a month\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(":2: 'keepdone' takes a whole number >= 0, not 'a month'"),
+        "{err}"
+    );
+}
+
+#[test]
 fn commands_are_quoted_as_a_shell_would() {
     let s = World::new()
         .file(
@@ -445,7 +469,8 @@ fn each_problem_has_its_one_line_message() {
                 .unwrap_err(),
             "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
              targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
-             timeout, keepdirectories, posixrename, connections, window, inorder, symlinks)",
+             timeout, keepdirectories, posixrename, connections, window, inorder, symlinks, \
+             keepdone)",
         ),
     ];
     for (err, want) in cases {
