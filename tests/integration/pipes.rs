@@ -1,5 +1,7 @@
 //! A stdout whose reader has gone (`status -v | head -c 100`): the run ends quietly, never
-//! with a panic (exit 101) or a SIGPIPE death (141).
+//! with a panic (exit 101) or a SIGPIPE death (141). Either the reader goes after 100 bytes of
+//! output larger than a pipe holds, or before the command starts: either way a write fails
+//! for certain.
 
 use std::fs;
 use std::io::Read;
@@ -67,6 +69,44 @@ fn a_closed_stdout_ends_status_verify_and_dry_runs_quietly() {
     }
     // Nothing was sent or marked done by any of them.
     assert!(fs::read_dir(repo.remote()).unwrap().next().is_none());
+    assert_eq!(repo.outlogs().len(), 1);
+}
+
+/// Runs the binary with `args` and a stdout pipe whose reader is closed before it starts.
+fn with_stdout_closed_before(repo: &Repo, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .current_dir(repo.base())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_stdout_closed_from_the_start_ends_each_showing_command_quietly() {
+    crate::support::require("/usr/lib/openssh/sftp-server");
+    let repo = big_repository();
+    for args in [
+        &["--basedir", ".", "status"][..],
+        &["--basedir", ".", "--pending", "--dry-run"],
+        &["--basedir", ".", "verify"],
+        &["completions", "bash"],
+        &["completions", "zsh"],
+    ] {
+        let (code, stderr) = with_stdout_closed_before(&repo, args);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(code, Some(0), "{args:?} exited {code:?}: {stderr}");
+    }
     assert_eq!(repo.outlogs().len(), 1);
 }
 
