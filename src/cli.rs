@@ -81,7 +81,7 @@ pub struct Args {
 
     /// Log SFTP traffic on stderr: 1 each request and reply (with the server's extensions and
     /// limits), 2 everything outsftphook can tell.
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u32).range(0..=2))]
     pub debug_sftp: Option<u32>,
 
     /// How long to wait for another outsftphook working on the same log dir.
@@ -192,6 +192,8 @@ mod tests {
         assert_eq!(a.outdir, Some(PathBuf::from("/srv/out")));
         assert_eq!(a.debug_sftp, Some(2));
         assert_eq!(a.verbose, 2);
+        let err = Args::try_parse_from(["outsftphook", "--debug-sftp", "7"]).unwrap_err();
+        assert!(err.to_string().contains("0..=2"), "{err}");
         assert_eq!(a.files, [PathBuf::from("logs/1-a.outlog")]);
     }
 

@@ -80,7 +80,10 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
     use cli::Command;
     if let Some(Command::Completions { shell }) = &args.command {
         let mut command = <cli::Args as clap::CommandFactory>::command();
-        clap_complete::generate(*shell, &mut command, "outsftphook", &mut std::io::stdout());
+        // Through `show`, which ends quietly on a closed stdout (clap_complete panics).
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut command, "outsftphook", &mut script);
+        run::show(String::from_utf8_lossy(&script).trim_end_matches('\n'));
         return Ok(ExitStatus::Success);
     }
     if args.command.is_some() && (!args.files.is_empty() || args.pending) {

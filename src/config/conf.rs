@@ -25,7 +25,11 @@ pub const CONF_KEYS: &[&str] = &[
     "window",
     "inorder",
     "symlinks",
+    "keepdone",
 ];
+
+/// The highest `debug` level (as `--debug-sftp`): 2 already logs everything.
+pub const MAX_DEBUG: u32 = 2;
 
 /// The values read from `outsftphook.conf`, each `None` when its key is absent. For
 /// `maxopenfiles` and `window`, `Some(None)` is `auto`.
@@ -47,20 +51,30 @@ pub(super) struct ConfFile {
     pub keepdirectories: Option<bool>,
     pub posixrename: Option<bool>,
     pub symlinks: Option<Symlinks>,
+    /// Days.
+    pub keepdone: Option<u64>,
 }
 
-/// Parses the text of `file`; the first bad line is the error.
+/// Parses the text of `file`; the first bad line is the error. A key set twice is an
+/// error naming both lines: which one was meant is the administrator's call, not ours.
 pub(super) fn parse(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
     let mut conf = ConfFile::default();
+    let mut seen: Vec<(&str, usize)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Some((key, value)) = split(line) else {
             continue;
         };
-        conf.set(key, value).map_err(|problem| ConfigError::Line {
+        let at = |problem| ConfigError::Line {
             file: file.to_owned(),
             line: i + 1,
             problem,
-        })?;
+        };
+        conf.set(key, value).map_err(at)?;
+        if let Some(&(key, first)) = seen.iter().find(|(k, _)| *k == key) {
+            let key = CONF_KEYS.iter().find(|&&k| k == key).copied().unwrap_or("");
+            return Err(at(LineProblem::Duplicate { key, first }));
+        }
+        seen.push((key, i + 1));
     }
     Ok(conf)
 }
@@ -99,18 +113,34 @@ impl ConfFile {
                 .filter(|n| *n >= min)
                 .ok_or_else(|| bad(Expected::WholeNumber { min }))
         };
-        let words = || value.split_whitespace().map(str::to_owned).collect();
+        // Quoted as a shell would, without running one: `ssh -o "ConnectTimeout 5"`.
+        let words = || {
+            shell_words::split(value).map_err(|_| LineProblem::Unbalanced {
+                key,
+                value: value.to_owned(),
+            })
+        };
+        let word = || {
+            if value.contains(char::is_whitespace) {
+                Err(bad(Expected::OneWord))
+            } else {
+                Ok(value.to_owned())
+            }
+        };
         match key {
-            "servername" => self.servername = Some(value.to_owned()),
-            "username" => self.username = Some(value.to_owned()),
+            "servername" => self.servername = Some(word()?),
+            "username" => self.username = Some(word()?),
             "targetdir" => self.targetdir = Some(value.to_owned()),
-            "debug" => self.debug = Some(number(0)? as u32),
+            "debug" => {
+                let n = value.parse::<u32>().ok().filter(|n| *n <= MAX_DEBUG);
+                self.debug = Some(n.ok_or_else(|| bad(Expected::Range { max: MAX_DEBUG }))?)
+            }
             "verbose" => self.verbose = Some(boolean()?),
             "autoretry" => self.autoretry = Some(boolean()?),
             "keepdirectories" => self.keepdirectories = Some(boolean()?),
             "posixrename" => self.posixrename = Some(boolean()?),
-            "sshcommand" => self.sshcommand = Some(words()),
-            "sftpcommand" => self.sftpcommand = Some(words()),
+            "sshcommand" => self.sshcommand = Some(words()?),
+            "sftpcommand" => self.sftpcommand = Some(words()?),
             "maxopenfiles" if value == "auto" => self.maxopenfiles = Some(None),
             "maxopenfiles" => self.maxopenfiles = Some(Some(number(1)? as usize)),
             "connections" => self.connections = Some(number(1)? as usize),
@@ -124,6 +154,7 @@ impl ConfFile {
                 ))
             }
             "timeout" => self.timeout = Some(number(1)?),
+            "keepdone" => self.keepdone = Some(number(0)?),
             "symlinks" => {
                 self.symlinks = Some(parse_symlinks(value).ok_or_else(|| bad(Expected::Symlinks))?)
             }

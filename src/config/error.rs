@@ -56,6 +56,16 @@ pub enum LineProblem {
         value: String,
         expected: Expected,
     },
+    /// `sshcommand` or `sftpcommand` with a quote that is not closed.
+    Unbalanced {
+        key: &'static str,
+        value: String,
+    },
+    /// A key set again; `first` is the line that set it first.
+    Duplicate {
+        key: &'static str,
+        first: usize,
+    },
 }
 
 /// The values a key takes, for [`LineProblem::BadValue`].
@@ -71,6 +81,12 @@ pub enum Expected {
     AutoOrSize,
     /// `symlinks`.
     Symlinks,
+    /// `servername`, `username`: no white space.
+    OneWord,
+    /// `debug`: 0 to `max`.
+    Range {
+        max: u32,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -145,6 +161,15 @@ impl fmt::Display for LineProblem {
                 value,
                 expected,
             } => write!(f, "'{key}' takes {expected}, not '{value}'"),
+            LineProblem::Unbalanced { key, value } => write!(
+                f,
+                "'{key}' has a quote that is not closed: '{value}' (quote words as a shell \
+                 would: \"...\" or '...', \\ before a lone quote)"
+            ),
+            LineProblem::Duplicate { key, first } => write!(
+                f,
+                "'{key}' is set again (first on line {first}): keep one of the two lines"
+            ),
         }
     }
 }
@@ -157,6 +182,8 @@ impl fmt::Display for Expected {
             Expected::AutoOrNo => f.write_str("auto or no"),
             Expected::AutoOrSize => f.write_str("'auto' or a size of at least 64K (like 512K, 4M)"),
             Expected::Symlinks => f.write_str("auto, yes or copy"),
+            Expected::OneWord => f.write_str("one word, without spaces"),
+            Expected::Range { max } => write!(f, "a level from 0 to {max}"),
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// How links are made on the remote (`symlinks auto|yes|copy`).
     pub symlinks: Symlinks,
+    /// `keepdone DAYS`: at the end of a hook run, remove `.done` logs older than this;
+    /// `None` (the default) keeps them for ever, as reprepro's own hook did.
+    pub keep_done: Option<Duration>,
 }
 
 /// How links are made on the remote: the `symlinks` key.
@@ -425,6 +428,9 @@ fn settings(
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),
         symlinks: conf.symlinks.unwrap_or_default(),
+        keep_done: conf
+            .keepdone
+            .map(|days| Duration::from_secs(days.saturating_mul(24 * 60 * 60))),
     }
 }
 

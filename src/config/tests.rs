@@ -265,6 +265,63 @@ fn sshcommand_and_optional_username() {
 }
 
 #[test]
+fn keepdone_is_for_ever_by_default_or_days() {
+    let conf = |text: &str| {
+        World::new()
+            .file("/r/conf/outsftphook.conf", text)
+            .resolve(&["-b", "/r"])
+    };
+    assert_eq!(conf("servername h\n").unwrap().keep_done, None);
+    assert_eq!(
+        conf("servername h\nkeepdone 30\n").unwrap().keep_done,
+        Some(Duration::from_secs(30 * 86400))
+    );
+    assert_eq!(
+        conf("servername h\nkeepdone 0\n").unwrap().keep_done,
+        Some(Duration::ZERO)
+    );
+    let err = conf("servername h\nkeepdone a month\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(":2: 'keepdone' takes a whole number >= 0, not 'a month'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn commands_are_quoted_as_a_shell_would() {
+    let s = World::new()
+        .file(
+            "/r/conf/outsftphook.conf",
+            "servername h\nsshcommand ssh -o \"ConnectTimeout 5\" -F '/etc/my ssh' a\\ b\n",
+        )
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    let ServerCommand::Ssh { ssh, .. } = s.server else {
+        panic!("{:?}", s.server)
+    };
+    let want: Vec<OsString> = ["ssh", "-o", "ConnectTimeout 5", "-F", "/etc/my ssh", "a b"]
+        .map(OsString::from)
+        .into();
+    assert_eq!(ssh, want);
+    let s = World::new()
+        .file(
+            "/r/conf/outsftphook.conf",
+            "sftpcommand /usr/lib/openssh/sftp-server -d \"/srv/my mirror\"\n",
+        )
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    assert_eq!(
+        s.server,
+        ServerCommand::Direct(
+            ["/usr/lib/openssh/sftp-server", "-d", "/srv/my mirror"]
+                .map(OsString::from)
+                .into()
+        )
+    );
+}
+
+#[test]
 fn errors_name_file_line_and_key() {
     let cases = [
         (
@@ -290,6 +347,32 @@ fn errors_name_file_line_and_key() {
         (
             "timeout soon\n",
             "/r/conf/outsftphook.conf:1: 'timeout' takes a whole number",
+        ),
+        (
+            "servername h\nsshcommand ssh -o \"ConnectTimeout 5\n",
+            "/r/conf/outsftphook.conf:2: 'sshcommand' has a quote that is not closed: \
+             'ssh -o \"ConnectTimeout 5'",
+        ),
+        (
+            "# x\nsftpcommand sftp-server -d 'a\n",
+            "/r/conf/outsftphook.conf:2: 'sftpcommand' has a quote that is not closed",
+        ),
+        (
+            "servername h\nusername a b\n",
+            "/r/conf/outsftphook.conf:2: 'username' takes one word, without spaces, not 'a b'",
+        ),
+        (
+            "servername h i\n",
+            "/r/conf/outsftphook.conf:1: 'servername' takes one word",
+        ),
+        (
+            "servername h\ndebug 7\n",
+            "/r/conf/outsftphook.conf:2: 'debug' takes a level from 0 to 2, not '7'",
+        ),
+        (
+            "servername h\ntimeout 5\n\n# again\nservername k\n",
+            "/r/conf/outsftphook.conf:5: 'servername' is set again (first on line 1): keep one \
+             of the two lines",
         ),
         (
             "servername\n",
@@ -386,7 +469,8 @@ fn each_problem_has_its_one_line_message() {
                 .unwrap_err(),
             "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
              targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
-             timeout, keepdirectories, posixrename, connections, window, inorder, symlinks)",
+             timeout, keepdirectories, posixrename, connections, window, inorder, symlinks, \
+             keepdone)",
         ),
     ];
     for (err, want) in cases {

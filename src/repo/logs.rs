@@ -6,12 +6,15 @@
 //! Where the file system keeps no creation time, the name decides: the modification time
 //! would put a log we journalled to after newer ones.
 //!
+//! It also removes old `.done` logs (`keepdone`): only files named as reprepro names its
+//! logs, by their modification time (the time the last journal line finished them).
+//!
 //! It looks at names and file metadata only: it must not read or parse a log's content.
 
 use std::cmp::Ordering;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 
@@ -99,6 +102,67 @@ fn pending_in(logdir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(found)
+}
+
+/// Whether `name` is a finished log as reprepro names its logs: `%010llu-XXXXXX.outlog`
+/// (the seconds, at least ten digits, and mkstemp's six letters or digits) renamed to
+/// `.done`. Anything else in the log dir is not ours to remove.
+fn is_done_log_name(name: &[u8]) -> bool {
+    let Some(stem) = name.strip_suffix(b".done") else {
+        return false;
+    };
+    let Some((seconds, random)) = stem.split_last_chunk::<7>() else {
+        return false;
+    };
+    seconds.len() >= 10
+        && seconds.iter().all(u8::is_ascii_digit)
+        && random[0] == b'-'
+        && random[1..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// What [`remove_old_done`] did: how many logs it removed, and what it could not do.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub count: usize,
+    pub problems: Vec<String>,
+}
+
+/// Removes the `.done` logs in `logdir` last modified more than `keep` before `now`:
+/// regular files named as reprepro's logs only (no symlink, no other name).
+pub fn remove_old_done(logdir: &Path, keep: Duration, now: SystemTime) -> Removed {
+    use std::os::unix::ffi::OsStrExt;
+    let mut removed = Removed::default();
+    let entries = match fs::read_dir(logdir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            removed
+                .problems
+                .push(format!("cannot list {}: {e}", logdir.display()));
+            return removed;
+        }
+    };
+    let cutoff = now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
+    for entry in entries.flatten() {
+        if !is_done_log_name(entry.file_name().as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        // symlink_metadata: a link named like a log is not one of reprepro's.
+        let old = fs::symlink_metadata(&path)
+            .and_then(|m| Ok(m.is_file() && m.modified()? < cutoff))
+            .unwrap_or(false);
+        if !old {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed.count += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => removed
+                .problems
+                .push(format!("cannot remove {}: {e}", path.display())),
+        }
+    }
+    removed
 }
 
 fn sort(logs: &mut [PathBuf]) {
@@ -206,6 +270,62 @@ mod tests {
         // Creation times must differ for the same-second ordering to be seen.
         std::thread::sleep(std::time::Duration::from_millis(15));
         p
+    }
+
+    #[test]
+    fn only_reprepros_done_log_names_are_removable() {
+        for name in [
+            "1796148733-WLJvvC.done",
+            "0000000100-abc123.done",
+            "17961487330-WLJvvC.done",
+        ] {
+            assert!(is_done_log_name(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "1796148733-WLJvvC.outlog",
+            "1796148733-WLJvvC.done.bak",
+            "notes.done",
+            "179614873-WLJvvC.done",
+            "1796148733-WLJvv.done",
+            "1796148733-WLJv-C.done",
+            "1796148733_WLJvvC.done",
+            "x796148733-WLJvvC.done",
+            ".done",
+        ] {
+            assert!(!is_done_log_name(name.as_bytes()), "{name}");
+        }
+        assert!(!is_done_log_name(b"1796148733-WLJ\xffvC.done"));
+    }
+
+    #[test]
+    fn old_done_logs_go_and_everything_else_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let old = touch(d, "1700000000-aaaaaa.done");
+        let new = touch(d, "1700000001-bbbbbb.done");
+        let pending = touch(d, "1700000002-cccccc.outlog");
+        let foreign = touch(d, "my-notes.done");
+        std::os::unix::fs::symlink(&old, d.join("1700000003-dddddd.done")).unwrap();
+        let now = SystemTime::now() + Duration::from_secs(10 * 86400);
+        let old_time = SystemTime::now() - Duration::from_secs(86400);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(old_time)
+            .unwrap();
+        let removed = remove_old_done(
+            d,
+            Duration::from_secs(10 * 86400) + Duration::from_secs(3600),
+            now,
+        );
+        assert_eq!(removed.count, 1);
+        assert!(removed.problems.is_empty(), "{:?}", removed.problems);
+        assert!(!old.exists());
+        for p in [&new, &pending, &foreign] {
+            assert!(p.exists(), "{}", p.display());
+        }
+        assert!(d.join("1700000003-dddddd.done").is_symlink());
     }
 
     #[test]

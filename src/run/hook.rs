@@ -19,7 +19,7 @@ use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::output::{show, summary, tell};
+use crate::run::output::{echo, show, summary, tell};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect_to, server_name, warn_unless_atomic_renames};
 
@@ -69,7 +69,7 @@ pub fn run(
         print_dry_run(&plan, settings);
         return Ok(Report::default());
     }
-    let echo = (settings.verbose > 0).then_some(show as fn(&str));
+    let echo = (settings.verbose > 0).then_some(echo as fn(&str));
     let mut journal = Journal::new(paths, &plan.remaining, echo);
     for (log, offset) in torn {
         journal.cut_torn_tail(log, offset)?;
@@ -80,13 +80,34 @@ pub fn run(
     if plan.is_empty() {
         journal.finish_empty()?;
         log::info!("nothing to do");
+        remove_old_done(settings);
         return Ok(Report::default());
     }
     let report = push(settings, &plan, &mut journal, interrupt)?;
+    remove_old_done(settings);
     if report.unfinished() {
         tell_unfinished(&report, settings);
     }
     Ok(report)
+}
+
+/// `keepdone`: removes the old `.done` logs, under the run lock; a file it cannot remove
+/// is a warning, not a failed push.
+fn remove_old_done(settings: &Settings) {
+    let Some(keep) = settings.keep_done else {
+        return;
+    };
+    let removed = logs::remove_old_done(&settings.logdir, keep, std::time::SystemTime::now());
+    if removed.count > 0 {
+        log::info!(
+            "removed {} .done log(s) older than {} day(s) (keepdone)",
+            removed.count,
+            keep.as_secs() / 86400
+        );
+    }
+    for problem in removed.problems {
+        tell(&format!("keepdone: {problem}"));
+    }
 }
 
 impl Report {

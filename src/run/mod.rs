@@ -17,3 +17,5 @@ mod runner;
 mod session;
 pub mod status;
 mod sync;
+
+pub(crate) use output::show;

@@ -6,16 +6,36 @@
 //! in cron) the progress line is not drawn; messages pass through either way.
 //!
 //! It must not decide what is said or when: the commands and the runner do; the journal's
-//! `-v` lines come here too (the journal is handed [`show`]). Outside it: the server's own
+//! `-v` lines come here too (the journal is handed [`echo`]). It does decide what a closed
+//! stdout means, and nothing here panics on one: [`show`] ends a command that only shows,
+//! [`echo`] lets a push go on. Outside it: the server's own
 //! stderr, relayed line by line where it is read (`transport`), and the error that ends a
 //! run, printed by `main`.
 
-use std::io::{IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// A line of what the command was asked to show, on stdout.
+use crate::exit::ExitStatus;
+
+/// A line of what the command was asked to show, on stdout (`--dry-run`, `status`,
+/// `verify`). When the reader has gone (`status -v | head`), there is no one left to show
+/// anything to: the run ends there, quietly, exit 0, as ripgrep does (not a panic, not
+/// 141). Nothing is half done by that: these commands change nothing.
 pub(crate) fn show(line: &str) {
-    println!("{line}");
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == ErrorKind::BrokenPipe {
+            std::process::exit(ExitStatus::Success as i32);
+        }
+        tell(&format!("cannot write the output to stdout: {error}"));
+        std::process::exit(ExitStatus::Failed as i32);
+    }
+}
+
+/// A `-v` line of a run that changes the remote (the journal's), on stdout. A stdout that
+/// is closed or failing loses the line but never stops the push: its outcome is the remote
+/// and the journal, not this text.
+pub(crate) fn echo(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// A message about the run, on stderr, as `outsftphook: MESSAGE`.
