@@ -15,6 +15,7 @@ mod landing;
 mod links;
 mod listings;
 mod mirroring;
+mod package;
 mod pipes;
 mod reader;
 mod repo;
