@@ -384,6 +384,15 @@ impl<'a> Batch<'a> {
                     Tag::op(i, Req::Readlink),
                 );
             }
+            Op::Stat { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Stat {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Stat),
+                );
+            }
             Op::Mkdir { path } => match conn.dirs.ensure(path, Waiter::Op(i), &mut conn.session) {
                 Ensure::Ready => self.finish(i, Ok(Outcome::Done), conn),
                 Ensure::Queued => self.states[i] = State::WaitingDir,

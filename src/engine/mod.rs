@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 pub use batch::Stats;
 pub use deadline::INTERRUPTED_GRACE;
-pub use op::{Cause, Op, OpError, OpResult, Outcome, Req, Status};
+pub use op::{Cause, EntryKind, Op, OpError, OpResult, Outcome, Req, Status};
 pub use tuning::{DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes};
 
 use batch::Batch;

@@ -55,6 +55,10 @@ pub enum Op {
     List { path: RemotePath },
     /// Read a symlink: [`Outcome::Target`].
     Readlink { path: RemotePath },
+    /// STAT a path (following symlinks): [`Outcome::Kind`], or [`Outcome::AlreadyAbsent`]
+    /// when nothing is there. The run checks its target directory with it before anything
+    /// is sent.
+    Stat { path: RemotePath },
     /// Compare a remote file's content with a local file's: [`Outcome::Same`] or
     /// [`Outcome::Differs`].
     Compare { local: PathBuf, remote: RemotePath },
@@ -71,6 +75,7 @@ pub enum OpKind {
     Rmdir,
     List,
     Readlink,
+    Stat,
     Compare,
 }
 
@@ -85,6 +90,7 @@ impl fmt::Display for OpKind {
             OpKind::Rmdir => "rmdir",
             OpKind::List => "list",
             OpKind::Readlink => "readlink",
+            OpKind::Stat => "stat",
             OpKind::Compare => "compare",
         })
     }
@@ -102,6 +108,7 @@ impl Op {
             Op::Rmdir { .. } => OpKind::Rmdir,
             Op::List { .. } => OpKind::List,
             Op::Readlink { .. } => OpKind::Readlink,
+            Op::Stat { .. } => OpKind::Stat,
             Op::Compare { .. } => OpKind::Compare,
         }
     }
@@ -115,7 +122,8 @@ impl Op {
             | Op::Mkdir { path }
             | Op::Rmdir { path }
             | Op::List { path }
-            | Op::Readlink { path } => path,
+            | Op::Readlink { path }
+            | Op::Stat { path } => path,
             Op::Compare { remote, .. } => remote,
             Op::Rename { to, .. } => to,
             Op::Symlink { link, .. } => link,
@@ -133,6 +141,8 @@ pub enum Outcome {
     Listing(Vec<Entry>),
     /// A symlink's target.
     Target(Vec<u8>),
+    /// What a STAT found (a symlink followed).
+    Kind(EntryKind),
     /// Compared contents are equal.
     Same,
     /// Compared contents differ.

@@ -79,6 +79,28 @@ fn check_tops(
     )))
 }
 
+/// Refuses directories named on the command line that are not directories in the out
+/// dir: a typo would otherwise mirror (or verify) nothing and say all is well.
+fn check_named_tops(local: &Tree, tops: &[RelPath], settings: &Settings) -> Result<(), Fatal> {
+    if sync::tops_are_default(tops) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = tops
+        .iter()
+        .filter(|top| !matches!(local.get(*top), Some(Node::Dir)))
+        .map(|t| t.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Fatal::setup(anyhow::anyhow!(
+        "{}: no such directory in {}; nothing was sent. Name directories of the repository \
+         (pool, dists, or one below them), or check --basedir and --outdir",
+        missing.join(", "),
+        settings.outdir.display()
+    )))
+}
+
 /// Makes the remote equal to the local tops.
 pub fn mirror(
     settings: &Settings,
@@ -88,6 +110,7 @@ pub fn mirror(
 ) -> Result<MirrorReport, Fatal> {
     let started = Instant::now();
     let scanned = scan::scan_local(&settings.outdir, tops)?;
+    check_named_tops(&scanned, tops, settings)?;
     check_tops(&scanned, tops, settings, options.delete)?;
     let local_bytes: u64 = scanned
         .values()
@@ -146,9 +169,17 @@ pub fn verify(
     interrupt: &Interrupt,
 ) -> Result<usize, Fatal> {
     let mut local = scan::scan_local(&settings.outdir, tops)?;
+    check_named_tops(&local, tops, settings)?;
     let mut engine = connect(settings, 1, interrupt)?;
+    // What stops the remote being read is not a difference: verify says so apart (3),
+    // unless a signal stopped it (1, as every run a signal stops).
+    let unread = |e: anyhow::Error| match interrupt.signal() {
+        Some(_) => Fatal::from(e),
+        None => Fatal::unreachable(e),
+    };
     let mut remote =
-        crate::run::remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+        crate::run::remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)
+            .map_err(unread)?;
     sync::follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
@@ -156,11 +187,13 @@ pub fn verify(
     if checksum {
         let same = sync::same_files(&local, &remote);
         compared = same.len();
-        for (path, error) in sync::compare_contents(&mut engine, settings, &same, interrupt)? {
+        let compared_contents =
+            sync::compare_contents(&mut engine, settings, &same, interrupt).map_err(unread)?;
+        for (path, error) in compared_contents {
             if let Some(e) = error {
-                return Err(anyhow::Error::new(e)
-                    .context("cannot compare contents")
-                    .into());
+                return Err(unread(
+                    anyhow::Error::new(e).context("cannot compare contents"),
+                ));
             }
             differences.push((path, Difference::Content));
         }

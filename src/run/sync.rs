@@ -97,7 +97,7 @@ pub(crate) fn command_line(checksum: bool, delete: bool, tops: &[RelPath]) -> St
     words.join(" ")
 }
 
-fn tops_are_default(tops: &[RelPath]) -> bool {
+pub(crate) fn tops_are_default(tops: &[RelPath]) -> bool {
     let names: Vec<&str> = tops.iter().map(RelPath::as_str).collect();
     names == ["pool", "dists"]
 }

@@ -21,3 +21,4 @@ mod servers;
 mod sources;
 mod sshd;
 mod support;
+mod trouble;

@@ -1,0 +1,138 @@
+//! When things go wrong, an administrator's view: a missing target directory, a missing
+//! local directory, and the exit statuses a monitoring check reads (0 fine, 1 failed or
+//! differs, 2 misconfigured, 3 unreachable, 4 pending, 75 busy).
+
+use std::fs;
+
+use crate::repo::Repo;
+
+/// The conf of `repo`'s normal server, with `targetdir` below its `remote/` set to `dir`.
+fn with_targetdir(repo: &Repo, dir: &str) {
+    repo.set_conf(&format!(
+        "sftpcommand {}\ntargetdir {}\n",
+        repo.dir.path().join("server.sh").display(),
+        repo.remote().join(dir).display()
+    ));
+}
+
+/// The lines of `text` that say something (not empty).
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Everything below `remote/`.
+fn remote_entries(repo: &Repo) -> Vec<String> {
+    crate::support::names_in(&repo.remote())
+}
+
+#[test]
+fn a_missing_targetdir_is_said_once_for_mirror_and_verify_and_nothing_is_sent() {
+    let repo = crate::interop::repository(true);
+    with_targetdir(&repo, "nowhere");
+    for command in ["mirror", "verify"] {
+        repo.clear_server_log();
+        let ran = repo.hook(&["--basedir", ".", command]);
+        ran.expect(2);
+        let stderr = ran.stderr();
+        assert_eq!(lines(&stderr).len(), 1, "{command}: {stderr}");
+        assert!(stderr.contains("nowhere does not exist"), "{stderr}");
+        assert!(stderr.contains("create it"), "{stderr}");
+        assert!(
+            !stderr.contains("mirror\n") || command == "mirror",
+            "{stderr}"
+        );
+        assert_eq!(remote_entries(&repo), Vec::<String>::new(), "{command}");
+        let ops = repo.server_ops();
+        assert!(
+            !ops.iter()
+                .any(|l| l.contains("mkdir") || l.contains("open")),
+            "{command}: {ops:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_targetdir_fails_the_hook_once_with_2_and_keeps_the_log_pending() {
+    let repo = Repo::new();
+    with_targetdir(&repo, "nowhere");
+    let deb = repo.deb("foo", "1.0", 3_000);
+    // reprepro goes on (the outhook's status is its own to report); the log stays.
+    let _ = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_eq!(repo.outlogs().len(), 1);
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(2);
+    let stderr = ran.stderr();
+    assert_eq!(lines(&stderr).len(), 1, "{stderr}");
+    assert!(stderr.contains("nowhere does not exist"), "{stderr}");
+    assert_eq!(remote_entries(&repo), Vec::<String>::new());
+    assert_eq!(repo.outlogs().len(), 1, "still pending");
+}
+
+#[test]
+fn a_targetdir_that_is_a_file_is_said_so() {
+    let repo = crate::interop::repository(false);
+    fs::write(repo.remote().join("afile"), "x").unwrap();
+    with_targetdir(&repo, "afile");
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(2);
+    assert!(
+        ran.stderr().contains("is not a directory"),
+        "{}",
+        ran.stderr()
+    );
+    assert_eq!(fs::read(repo.remote().join("afile")).unwrap(), b"x");
+}
+
+#[test]
+fn mirror_and_verify_of_a_directory_missing_locally_exit_2_naming_it() {
+    let repo = crate::interop::repository(false);
+    for command in ["mirror", "verify"] {
+        let ran = repo.hook(&["--basedir", ".", command, "nosuchdir"]);
+        ran.expect(2);
+        assert!(ran.stderr().contains("nosuchdir"), "{}", ran.stderr());
+        // One named that exists does not excuse one that does not.
+        let ran = repo.hook(&["--basedir", ".", command, "pool", "nosuchdir"]);
+        ran.expect(2);
+        assert!(ran.stderr().contains("nosuchdir"), "{}", ran.stderr());
+    }
+    assert_eq!(remote_entries(&repo), Vec::<String>::new());
+}
+
+#[test]
+fn verify_tells_same_differs_and_unreachable_apart() {
+    let repo = crate::interop::repository(false);
+    repo.hook(&["--basedir", ".", "verify"]).expect(1);
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    repo.hook(&["--basedir", ".", "verify"]).expect(0);
+    fs::remove_dir_all(repo.remote().join("dists")).unwrap();
+    repo.hook(&["--basedir", ".", "verify"]).expect(1);
+    repo.set_conf("sftpcommand /bin/false\n");
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(3);
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(3);
+}
+
+#[test]
+fn the_hook_says_1_for_an_unreachable_server_as_reprepro_expects() {
+    let repo = Repo::new();
+    repo.set_conf("sftpcommand /bin/false\n");
+    let deb = repo.deb("foo", "1.0", 3_000);
+    let _ = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_eq!(repo.outlogs().len(), 1);
+    repo.hook(&["--basedir", ".", "--pending"]).expect(1);
+}
+
+#[test]
+fn status_says_4_while_logs_are_pending_and_0_once_pushed() {
+    let repo = Repo::new();
+    repo.set_conf("sftpcommand /bin/false\n");
+    let deb = repo.deb("foo", "1.0", 3_000);
+    let _ = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    let ran = repo.hook(&["--basedir", ".", "status"]);
+    ran.expect(4);
+    assert!(ran.stdout().contains("1 pending"), "{}", ran.stdout());
+    repo.use_server();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.hook(&["--basedir", ".", "status"]).expect(0);
+}
