@@ -59,6 +59,9 @@ pub enum Op {
     /// when nothing is there. The run checks its target directory with it before anything
     /// is sent.
     Stat { path: RemotePath },
+    /// Ask how much room the file system holding `path` has left (`statvfs@openssh.com`,
+    /// where [`super::Engine::offers_statvfs`]): [`Outcome::Space`].
+    Statvfs { path: RemotePath },
     /// Compare a remote file's content with a local file's: [`Outcome::Same`] or
     /// [`Outcome::Differs`].
     Compare { local: PathBuf, remote: RemotePath },
@@ -76,6 +79,7 @@ pub enum OpKind {
     List,
     Readlink,
     Stat,
+    Statvfs,
     Compare,
 }
 
@@ -91,6 +95,7 @@ impl fmt::Display for OpKind {
             OpKind::List => "list",
             OpKind::Readlink => "readlink",
             OpKind::Stat => "stat",
+            OpKind::Statvfs => "statvfs",
             OpKind::Compare => "compare",
         })
     }
@@ -109,6 +114,7 @@ impl Op {
             Op::List { .. } => OpKind::List,
             Op::Readlink { .. } => OpKind::Readlink,
             Op::Stat { .. } => OpKind::Stat,
+            Op::Statvfs { .. } => OpKind::Statvfs,
             Op::Compare { .. } => OpKind::Compare,
         }
     }
@@ -123,7 +129,8 @@ impl Op {
             | Op::Rmdir { path }
             | Op::List { path }
             | Op::Readlink { path }
-            | Op::Stat { path } => path,
+            | Op::Stat { path }
+            | Op::Statvfs { path } => path,
             Op::Compare { remote, .. } => remote,
             Op::Rename { to, .. } => to,
             Op::Symlink { link, .. } => link,
@@ -143,6 +150,11 @@ pub enum Outcome {
     Target(Vec<u8>),
     /// What a STAT found (a symlink followed).
     Kind(EntryKind),
+    /// The room a file system has: bytes free for us, and its size.
+    Space {
+        available: u64,
+        size: u64,
+    },
     /// Compared contents are equal.
     Same,
     /// Compared contents differ.
@@ -264,6 +276,7 @@ pub enum Req {
     Rmdir,
     Stat,
     Limits,
+    Statvfs,
     Fsetstat,
     Setstat,
     Opendir,
@@ -290,6 +303,7 @@ impl fmt::Display for Req {
             Req::Rmdir => "RMDIR",
             Req::Stat => "STAT",
             Req::Limits => "limits@openssh.com",
+            Req::Statvfs => "statvfs@openssh.com",
             Req::Realpath => "REALPATH",
             Req::Fsetstat => "FSETSTAT",
             Req::Setstat => "SETSTAT",

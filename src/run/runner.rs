@@ -7,15 +7,15 @@
 //! operation is for: journals, plans and the commands' advice stay with the caller, which
 //! judges each result ([`Judged`]) and words the message a signal ends the run with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::{Engine, Op, OpResult};
+use crate::engine::{Cause, Engine, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
 use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::order::levels_deepest_first;
 use crate::plan::tree::remote_path;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
-use crate::run::output::Progress;
+use crate::run::output::{Progress, human_bytes};
 
 /// What a result means to the caller, and so what the runner does about it.
 pub(crate) enum Judged {
@@ -36,6 +36,151 @@ pub(crate) struct Runner<'a> {
     failures: usize,
     /// Files the uploads judged done uploaded, and the bytes the engine sent for uploads.
     uploaded: (u64, u64),
+    grouped: Grouped,
+}
+
+/// What failures share, so that one line says it: a directory that refused or could not
+/// be made (named once, not each file below it), or a full disk (WRITE failing with
+/// FAILURE, said once at the end with the room the server says is left).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Shared {
+    Dir(RemotePath),
+    DiskFull,
+}
+
+/// The failures grouped by what they share: the first of a directory's is said at once,
+/// the others counted and said in one line at the end; a full disk is said only then.
+#[derive(Debug, Default)]
+struct Grouped {
+    /// Per group, the failures not said one by one.
+    unsaid: BTreeMap<Shared, usize>,
+    /// The first upload a full disk failed, for where to ask how much room is left.
+    full_at: Option<RemotePath>,
+}
+
+/// Whether `a` is `b` or a directory above it.
+fn at_or_above(a: &RemotePath, b: &RemotePath) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    b == a || (b.starts_with(a) && b.get(a.len()) == Some(&b'/'))
+}
+
+/// Whether `cause` is the server refusing permission.
+fn denied(cause: &Cause) -> bool {
+    matches!(
+        cause,
+        Cause::Status {
+            code: Status::PermissionDenied,
+            ..
+        }
+    )
+}
+
+/// What failure `e` shares with others, if it is one said by its group: the directory
+/// that refused (for a MKDIR refused, the one it was to be made in), or a full disk.
+fn shared(e: &OpError) -> Option<Shared> {
+    match &e.cause {
+        Cause::Directory { dir, cause } if denied(cause) => {
+            Some(Shared::Dir(dir.parent().unwrap_or_else(|| dir.clone())))
+        }
+        Cause::Directory { dir, .. } => Some(Shared::Dir(dir.clone())),
+        Cause::Status {
+            request: Req::Write,
+            code: Status::Failure,
+            ..
+        } => Some(Shared::DiskFull),
+        // A directory that refuses changes in it refuses them all: named once. (A SYMLINK
+        // refused is the request refused, which its callers word.)
+        Cause::Status {
+            request,
+            code: Status::PermissionDenied,
+            ..
+        } if e.op == OpKind::Upload
+            || matches!(
+                request,
+                Req::Remove | Req::Rename | Req::PosixRename | Req::Rmdir
+            ) =>
+        {
+            e.path.parent().map(Shared::Dir)
+        }
+        _ => None,
+    }
+}
+
+impl Grouped {
+    /// The line to say now for failure `e` (said as `message` when alone), or `None` when
+    /// its group says it later.
+    fn on_failure(&mut self, e: &OpError, message: String) -> Option<String> {
+        let Some(group) = shared(e) else {
+            return Some(message);
+        };
+        let dir = match group {
+            Shared::DiskFull => {
+                self.full_at.get_or_insert_with(|| e.path.clone());
+                *self.unsaid.entry(group).or_default() += 1;
+                return None;
+            }
+            Shared::Dir(dir) => dir,
+        };
+        // A directory below one that failed fails for it: counted there.
+        let known = self.unsaid.iter_mut().find(|(g, _)| match g {
+            Shared::Dir(d) => at_or_above(d, &dir),
+            Shared::DiskFull => false,
+        });
+        if let Some((_, n)) = known {
+            *n += 1;
+            return None;
+        }
+        self.unsaid.insert(Shared::Dir(dir.clone()), 0);
+        let cause = match &e.cause {
+            Cause::Directory { cause, .. } => cause,
+            cause => cause,
+        };
+        Some(match cause {
+            cause if denied(cause) => {
+                format!(
+                    "{dir}: the server refuses changes in this directory ({cause}, for {}): \
+                     let the SFTP user write there",
+                    e.path
+                )
+            }
+            _ => message,
+        })
+    }
+
+    /// The lines that end the groups; `room` is what the server says of the full disk
+    /// (available, size), if it was asked.
+    fn take_lines(&mut self, room: Option<(u64, u64)>) -> Vec<String> {
+        let mut lines = Vec::new();
+        let first = self.full_at.take();
+        for (group, n) in std::mem::take(&mut self.unsaid) {
+            match group {
+                Shared::DiskFull => {
+                    let room = match room {
+                        Some((available, size)) => format!(
+                            "; the server says {} free of {} now",
+                            human_bytes(available),
+                            human_bytes(size)
+                        ),
+                        None => String::new(),
+                    };
+                    let first = first
+                        .as_ref()
+                        .map(|p| format!(", the first {p}"))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "the remote disk is full: {n} upload(s) failed writing (WRITE failed: \
+                         FAILURE){first}{room}; what was half written is removed. Make room \
+                         there and run again"
+                    ));
+                }
+                Shared::Dir(dir) if n > 0 => lines.push(format!(
+                    "{dir}: {n} more operation(s) below it failed the same way"
+                )),
+                Shared::Dir(_) => {}
+            }
+        }
+        lines
+    }
 }
 
 impl<'a> Runner<'a> {
@@ -52,6 +197,7 @@ impl<'a> Runner<'a> {
             progress: Progress::new(files, bytes),
             failures: 0,
             uploaded: (0, 0),
+            grouped: Grouped::default(),
         }
     }
 
@@ -80,9 +226,30 @@ impl<'a> Runner<'a> {
         self.progress = Progress::new(files, bytes);
     }
 
-    /// Removes the progress line.
+    /// Removes the progress line, and says what the failures of a group share: for a full
+    /// disk, with the room the server says is left (`statvfs@openssh.com`, where offered).
     pub(crate) fn finish(&mut self) {
         self.progress.finish();
+        let room = match &self.grouped.full_at {
+            Some(path) if self.engine.offers_statvfs() => {
+                let dir = path.parent().unwrap_or_else(|| path.clone());
+                match self.engine.run(&[Op::Statvfs { path: dir }], |_, _| {}) {
+                    Ok(results) => match results.first() {
+                        Some(Ok(Outcome::Space { available, size })) => Some((*available, *size)),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
+        self.tell_grouped(room);
+    }
+
+    fn tell_grouped(&mut self, room: Option<(u64, u64)>) {
+        for line in self.grouped.take_lines(room) {
+            self.progress.tell(&line);
+        }
     }
 
     /// Says `line` without garbling the progress line.
@@ -113,8 +280,12 @@ impl<'a> Runner<'a> {
         // engine sent (a file replaced meanwhile is sent as it is when opened).
         let sizes = self.engine.source_sizes(ops);
         let sent_before = self.engine.stats().bytes_uploaded;
-        let (progress, failures, uploaded) =
-            (&mut self.progress, &mut self.failures, &mut self.uploaded);
+        let (progress, failures, uploaded, grouped) = (
+            &mut self.progress,
+            &mut self.failures,
+            &mut self.uploaded,
+            &mut self.grouped,
+        );
         let on_done = |i: usize, result: &OpResult| match judge(i, result) {
             Judged::Done(line) => {
                 if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
@@ -127,7 +298,13 @@ impl<'a> Runner<'a> {
             }
             Judged::Failed(message) => {
                 *failures += 1;
-                progress.tell(&message);
+                let said = match result {
+                    Err(e) => grouped.on_failure(e, message),
+                    Ok(_) => Some(message),
+                };
+                if let Some(line) = said {
+                    progress.tell(&line);
+                }
             }
             Judged::Other => {}
         };

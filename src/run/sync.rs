@@ -346,8 +346,15 @@ impl Pass<'_> {
         Ok((local, differences))
     }
 
-    /// Runs the plan's groups in order.
+    /// Runs the plan's groups in order; however they end, the failures that share a cause
+    /// are said ([`Runner::finish`]).
     fn changes(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
+        let ran = self.run_groups(plan);
+        self.runner.finish();
+        ran
+    }
+
+    fn run_groups(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
         let settings = self.settings;
         let auto = settings.symlinks == Symlinks::Auto && !self.copying;
         let verbose = settings.verbose > 0;
@@ -383,7 +390,6 @@ impl Pass<'_> {
                 break;
             }
         }
-        self.runner.finish();
         Ok(())
     }
 }

@@ -136,3 +136,80 @@ fn status_says_4_while_logs_are_pending_and_0_once_pushed() {
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.hook(&["--basedir", ".", "status"]).expect(0);
 }
+
+/// Points `repo`'s conf at OpenSSH's sftp-server run as `nobody`, so that directory
+/// permissions hold (the tests may run as root); `remote/` is writable by everyone.
+/// False (after saying why) when that cannot be done here.
+fn serve_as_nobody(repo: &Repo, test: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        crate::support::skip(test, "running the server as nobody needs root and setpriv");
+        return false;
+    }
+    fs::set_permissions(repo.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(repo.remote(), fs::Permissions::from_mode(0o777)).unwrap();
+    let script = repo.dir.path().join("nobody.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec setpriv --reuid=nobody --regid=nogroup --clear-groups \
+             /usr/lib/openssh/sftp-server -e -d '{}'\n",
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+    true
+}
+
+#[test]
+fn a_directory_that_refuses_is_named_once_not_each_file_below_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = crate::interop::repository(false);
+    let test = "a_directory_that_refuses_is_named_once_not_each_file_below_it";
+    if !serve_as_nobody(&repo, test) {
+        return;
+    }
+    let pool = repo.remote().join("pool");
+    fs::create_dir(&pool).unwrap();
+    fs::set_permissions(&pool, fs::Permissions::from_mode(0o555)).unwrap();
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(1);
+    let stderr = ran.stderr();
+    let said: Vec<&str> = lines(&stderr);
+    // One line for the directory, one for the others below it, the summary.
+    assert!(said.len() <= 3, "{stderr}");
+    assert_eq!(stderr.matches("PERMISSION_DENIED").count(), 1, "{stderr}");
+    assert!(stderr.contains("mirror: "), "no summary: {stderr}");
+    assert!(said.iter().all(|l| !l.contains(".deb")), "{stderr}");
+}
+
+#[test]
+fn the_hook_names_the_refusing_directory_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::new();
+    if !serve_as_nobody(&repo, "the_hook_names_the_refusing_directory_once") {
+        return;
+    }
+    let pool = repo.remote().join("pool");
+    fs::create_dir(&pool).unwrap();
+    fs::set_permissions(&pool, fs::Permissions::from_mode(0o555)).unwrap();
+    let debs: Vec<String> = ["foo", "bar", "baz"]
+        .iter()
+        .map(|n| repo.deb(n, "1.0", 3_000).display().to_string())
+        .collect();
+    let mut args = vec!["includedeb", "bookworm"];
+    args.extend(debs.iter().map(String::as_str));
+    let _ = repo.reprepro(&args);
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    let stderr = ran.stderr();
+    assert_eq!(stderr.matches("PERMISSION_DENIED").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("pool: the server refuses changes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".deb:"), "{stderr}");
+    assert!(stderr.contains("error(s)"), "no summary: {stderr}");
+}
