@@ -120,13 +120,37 @@ pub fn mirror(
         })
         .sum();
     let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
-    let mut engine = connect(settings, connections, interrupt)?;
+    let say_summary = |report: &MirrorReport| {
+        tell(&summary(
+            "mirror: ",
+            report.files,
+            report.bytes,
+            report.changes,
+            report.failures,
+            started,
+        ))
+    };
+    // Every run that got this far ends with a summary: one that could not connect, or
+    // was cut off, too (the error follows it).
+    let mut engine = match connect(settings, connections, interrupt) {
+        Ok(engine) => engine,
+        Err(e) => {
+            // Unless the target is not there: its one line says all.
+            if !options.dry_run && e.status != ExitStatus::Setup {
+                say_summary(&MirrorReport {
+                    failures: 1,
+                    ..MirrorReport::default()
+                });
+            }
+            return Err(e);
+        }
+    };
     let start = Start {
         copying: settings.symlinks == Symlinks::Copy,
         renames_warned: false,
         changed: &Default::default(),
     };
-    let synced = sync::sync(
+    let (mut report, synced) = sync::sync(
         &mut engine,
         settings,
         tops,
@@ -135,13 +159,18 @@ pub fn mirror(
         scanned,
         start,
     );
-    let (mut report, conflicts) = match synced {
-        Ok(synced) => synced,
+    let conflicts = match synced {
+        Ok(conflicts) => conflicts,
         Err(e) if e.status == ExitStatus::Setup => {
             engine.close();
             return Err(e);
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            if !options.dry_run {
+                say_summary(&report);
+            }
+            return Err(e);
+        }
     };
     if options.dry_run {
         engine.close();
@@ -150,14 +179,7 @@ pub fn mirror(
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += conflicts;
-    tell(&summary(
-        "mirror: ",
-        report.files,
-        report.bytes,
-        report.changes,
-        report.failures,
-        started,
-    ));
+    say_summary(&report);
     Ok(report)
 }
 

@@ -213,3 +213,74 @@ fn the_hook_names_the_refusing_directory_once() {
     assert!(!stderr.contains(".deb:"), "{stderr}");
     assert!(stderr.contains("error(s)"), "no summary: {stderr}");
 }
+
+#[test]
+fn a_run_that_cannot_connect_ends_with_a_summary() {
+    let repo = crate::interop::repository(false);
+    repo.set_conf("sftpcommand /bin/false\n");
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(3);
+    assert!(
+        ran.stderr().contains("mirror: 0 file(s)"),
+        "{}",
+        ran.stderr()
+    );
+    assert!(
+        ran.stderr().contains("cannot start an SFTP session"),
+        "{}",
+        ran.stderr()
+    );
+
+    let repo = Repo::new();
+    repo.set_conf("sftpcommand /bin/false\n");
+    let deb = repo.deb("foo", "1.0", 3_000);
+    let _ = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    assert!(
+        ran.stderr().contains(" change(s), 1 error(s)"),
+        "{}",
+        ran.stderr()
+    );
+}
+
+#[test]
+fn sigterm_ends_a_stalled_mirror_with_a_summary() {
+    let repo = crate::interop::repository(false);
+    repo.use_faulty_server(100_000, "stall-term-hook");
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(1);
+    let stderr = ran.stderr();
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(
+        stderr.contains("mirror: ") && stderr.contains(" change(s), "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigint_ends_a_slow_mirror_with_a_summary() {
+    use std::process::{Command, Stdio};
+    let repo = crate::interop::repository(false);
+    // Every chunk the server sends waits: the mirror is still running when SIGINT comes.
+    repo.use_faulty_server(-1, "delay-300");
+    let child = Command::new(crate::repo::BIN)
+        .args(["--basedir", ".", "mirror"])
+        .current_dir(repo.base())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(
+        stderr.contains("mirror: ") && stderr.contains(" change(s), "),
+        "{stderr}"
+    );
+}
