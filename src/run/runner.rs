@@ -155,22 +155,28 @@ impl Grouped {
         for (group, n) in std::mem::take(&mut self.unsaid) {
             match group {
                 Shared::DiskFull => {
-                    let room = match room {
-                        Some((available, size)) => format!(
-                            "; the server says {} free of {} now",
-                            human_bytes(available),
-                            human_bytes(size)
+                    // OpenSSH's server says FAILURE for ENOSPC, and also for a quota or an
+                    // I/O error: the room it reports tells (asked after what was half
+                    // written was removed, so "now").
+                    let (what, room) = match room {
+                        Some((available, size)) => (
+                            "the remote disk is full",
+                            format!(
+                                "; the server says {} free of {} now",
+                                human_bytes(available),
+                                human_bytes(size)
+                            ),
                         ),
-                        None => String::new(),
+                        None => ("the remote disk is probably full", String::new()),
                     };
                     let first = first
                         .as_ref()
                         .map(|p| format!(", the first {p}"))
                         .unwrap_or_default();
                     lines.push(format!(
-                        "the remote disk is full: {n} upload(s) failed writing (WRITE failed: \
-                         FAILURE){first}{room}; what was half written is removed. Make room \
-                         there and run again"
+                        "{what}: {n} upload(s) failed writing (WRITE failed: FAILURE){first}\
+                         {room}; what was half written is removed. Make room there (or raise \
+                         the quota) and run again"
                     ));
                 }
                 Shared::Dir(dir) if n > 0 => lines.push(format!(
@@ -383,6 +389,71 @@ mod tests {
 
     fn r(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
+    }
+
+    fn rp(s: &str) -> RemotePath {
+        RemotePath::new(s).unwrap()
+    }
+
+    fn status(request: Req, code: Status) -> Cause {
+        Cause::Status {
+            request,
+            code,
+            message: String::new(),
+        }
+    }
+
+    fn failed(op: OpKind, path: &str, cause: Cause) -> OpError {
+        OpError {
+            op,
+            path: rp(path),
+            cause,
+        }
+    }
+
+    #[test]
+    fn failures_below_a_refusing_directory_name_it_once_and_are_counted() {
+        let mut g = Grouped::default();
+        let denied = status(Req::Mkdir, Status::PermissionDenied);
+        let in_pool = |dir: &str| Cause::Directory {
+            dir: rp(dir),
+            cause: Box::new(denied.clone()),
+        };
+        let first = failed(OpKind::Mkdir, "pool/main", in_pool("pool/main"));
+        let said = g.on_failure(&first, first.to_string()).unwrap();
+        assert!(
+            said.starts_with("pool: the server refuses changes"),
+            "{said}"
+        );
+        for p in ["pool/main/a/a.deb", "pool/main/b/b.deb"] {
+            let e = failed(OpKind::Upload, p, in_pool("pool/main"));
+            assert_eq!(g.on_failure(&e, e.to_string()), None);
+        }
+        // Another cause elsewhere is said as it is.
+        let other = failed(OpKind::Remove, "x", status(Req::Remove, Status::Failure));
+        assert_eq!(g.on_failure(&other, "alone".into()), Some("alone".into()));
+        assert_eq!(
+            g.take_lines(None),
+            ["pool: 2 more operation(s) below it failed the same way"]
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_one_line_at_the_end_with_the_room_left() {
+        let mut g = Grouped::default();
+        for p in ["pool/a.deb", "pool/b.deb", "dists/x/Release.new"] {
+            let e = failed(OpKind::Upload, p, status(Req::Write, Status::Failure));
+            assert_eq!(g.on_failure(&e, e.to_string()), None);
+        }
+        let lines = g.take_lines(Some((0, 1_000_000)));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("the remote disk is full: 3 upload(s) failed writing")
+                && lines[0].contains("the first pool/a.deb")
+                && lines[0].contains("free of 1.0 MB now"),
+            "{lines:?}"
+        );
+        assert!(g.take_lines(None).is_empty(), "said once");
     }
 
     #[test]
