@@ -18,8 +18,10 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit status: 0 when everything is on the remote, 1 when some operation failed or a signal
 /// stopped the run (a rerun finishes the rest; for verify: when the mirror differs), 2 for
-/// usage, configuration or outlog errors (nothing was sent), 75 when reprepro or another outsftphook held its lock
-/// past --lock-timeout (nothing was touched; try again later).
+/// usage, configuration or outlog errors or a missing targetdir (nothing was sent), 3 when
+/// mirror or verify cannot reach or read the server, 4 when status finds logs pending, 75
+/// when reprepro or another outsftphook held its lock past --lock-timeout (nothing was
+/// touched; try again later).
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "outsftphook",

@@ -14,9 +14,16 @@ pub enum ExitStatus {
     /// lock): what completed is journalled, a rerun finishes the rest. `verify`: the
     /// remote differs.
     Failed = 1,
-    /// Usage, configuration or outlog error (for `mirror`, also a missing or empty top
-    /// directory, or more deletions than `--max-delete`): nothing was sent.
+    /// Usage, configuration or outlog error, or a `targetdir` that is not a directory on
+    /// the server (for `mirror` and `verify`, also a missing or empty top directory; for
+    /// `mirror`, more deletions than `--max-delete`): nothing was sent.
     Setup = 2,
+    /// `mirror`, `verify`: the server could not be reached, or the connection to it was
+    /// lost. The hook says 1 instead (reprepro knows 0, 1 and 2).
+    Unreachable = 3,
+    /// `status`: outlogs are pending (not yet pushed, or failed): the next hook run or
+    /// `--pending` pushes them.
+    Pending = 4,
     /// reprepro or another outsftphook held its lock for longer than the lock timeout:
     /// nothing was touched, try again later (sysexits' EX_TEMPFAIL).
     Busy = 75,
@@ -37,6 +44,14 @@ pub struct Fatal {
 }
 
 impl Fatal {
+    /// The server could not be reached, or the connection was lost.
+    pub(crate) fn unreachable(error: impl Into<anyhow::Error>) -> Fatal {
+        Fatal {
+            status: ExitStatus::Unreachable,
+            error: error.into(),
+        }
+    }
+
     /// An error found before anything was sent: the input is wrong.
     pub(crate) fn setup(error: impl Into<anyhow::Error>) -> Fatal {
         Fatal {
@@ -73,10 +88,12 @@ mod tests {
             ExitStatus::Success,
             ExitStatus::Failed,
             ExitStatus::Setup,
+            ExitStatus::Unreachable,
+            ExitStatus::Pending,
             ExitStatus::Busy,
         ]
         .map(|s| s as u8);
-        assert_eq!(codes, [0, 1, 2, 75]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 75]);
     }
 
     #[test]

@@ -103,8 +103,13 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
     let interrupt = interrupt::Interrupt::install().map_err(anyhow::Error::new)?;
     let failed = match &args.command {
         Some(Command::Status) => {
-            run::status::run(&settings, settings.verbose > 0).map_err(Fatal::setup)?;
-            false
+            return Ok(
+                if run::status::run(&settings, settings.verbose > 0).map_err(Fatal::setup)? {
+                    ExitStatus::Pending
+                } else {
+                    ExitStatus::Success
+                },
+            );
         }
         Some(Command::Mirror {
             delete,
@@ -133,7 +138,14 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
                 force_order: args.force_order,
                 autoretry: settings.autoretry,
             };
-            let report = run::hook::run(&settings, &args.files, how, args.dry_run, &interrupt)?;
+            // reprepro knows 0, 1 and 2 (and 75, busy): an unreachable server fails the run.
+            let report = run::hook::run(&settings, &args.files, how, args.dry_run, &interrupt)
+                .map_err(|mut e| {
+                    if e.status == ExitStatus::Unreachable {
+                        e.status = ExitStatus::Failed;
+                    }
+                    e
+                })?;
             report.unfinished()
         }
     };

@@ -26,13 +26,17 @@ use super::local::{Locals, Sources};
 use super::op::{Cause, Op, OpError, OpResult, Outcome, Req, Tag};
 use super::reading::{CompareRun, ListRun, Step};
 use crate::sftp::session::Session;
-use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
+use crate::sftp::wire::{Attrs, ExtendedRequest, Request, Response, StatusCode};
 
 /// A directory's failure, as an operation that needed it reports it.
 fn in_dir(dir: &crate::remote_path::RemotePath, cause: Cause) -> Cause {
-    Cause::Directory {
-        dir: dir.clone(),
-        cause: Box::new(cause),
+    match cause {
+        // A directory above failed: that one is named, the cause.
+        Cause::Directory { .. } => cause,
+        cause => Cause::Directory {
+            dir: dir.clone(),
+            cause: Box::new(cause),
+        },
     }
 }
 
@@ -382,6 +386,24 @@ impl<'a> Batch<'a> {
                         path: path.as_bytes().to_vec(),
                     },
                     Tag::op(i, Req::Readlink),
+                );
+            }
+            Op::Stat { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send(
+                    Request::Stat {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Stat),
+                );
+            }
+            Op::Statvfs { path } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send_extended(
+                    ExtendedRequest::Statvfs {
+                        path: path.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Statvfs),
                 );
             }
             Op::Mkdir { path } => match conn.dirs.ensure(path, Waiter::Op(i), &mut conn.session) {

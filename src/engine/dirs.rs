@@ -580,19 +580,22 @@ impl DirTable {
             Ok(()) => State::Ready,
             Err(cause) => State::Failed(Box::new(cause.clone())),
         };
+        // What fails below a directory that could not be made names that directory (the
+        // one that is the cause), not each of its own.
+        let below = |cause: &Cause| match cause {
+            Cause::Directory { .. } => cause.clone(),
+            _ => Cause::Directory {
+                dir: path.clone(),
+                cause: Box::new(cause.clone()),
+            },
+        };
         for waiter in std::mem::take(&mut self.dirs[i].waiters) {
             match (waiter, &result) {
                 (Waiter::Op(_), Ok(())) => released.push((waiter, Ok(()))),
-                (Waiter::Op(_), Err(cause)) => released.push((
-                    waiter,
-                    Err(Cause::Directory {
-                        dir: path.clone(),
-                        cause: Box::new(cause.clone()),
-                    }),
-                )),
+                (Waiter::Op(_), Err(cause)) => released.push((waiter, Err(below(cause)))),
                 (Waiter::Dir(child), Ok(())) => self.mkdir_or_fail(child, session, released),
                 (Waiter::Dir(child), Err(cause)) => {
-                    self.settle(child, Err(cause.clone()), session, released)
+                    self.settle(child, Err(below(cause)), session, released)
                 }
             }
         }

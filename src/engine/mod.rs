@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 pub use batch::Stats;
 pub use deadline::INTERRUPTED_GRACE;
-pub use op::{Cause, Op, OpError, OpResult, Outcome, Req, Status};
+pub use op::{Cause, EntryKind, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
 pub use tuning::{DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes};
 
 use batch::Batch;
@@ -285,6 +285,14 @@ impl Engine {
     /// Whether renames replace atomically on this connection.
     pub fn atomic_rename(&self) -> bool {
         self.links[0].conn.limits.posix_rename
+    }
+
+    /// Whether the server offers `statvfs@openssh.com` ([`Op::Statvfs`]).
+    pub fn offers_statvfs(&self) -> bool {
+        self.links[0]
+            .info
+            .extension(crate::sftp::wire::ext::STATVFS)
+            .is_some()
     }
 
     /// Whether the server is known to answer (and so to carry out) requests in the order

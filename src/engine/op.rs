@@ -55,6 +55,13 @@ pub enum Op {
     List { path: RemotePath },
     /// Read a symlink: [`Outcome::Target`].
     Readlink { path: RemotePath },
+    /// STAT a path (following symlinks): [`Outcome::Kind`], or [`Outcome::AlreadyAbsent`]
+    /// when nothing is there. The run checks its target directory with it before anything
+    /// is sent.
+    Stat { path: RemotePath },
+    /// Ask how much room the file system holding `path` has left (`statvfs@openssh.com`,
+    /// where [`super::Engine::offers_statvfs`]): [`Outcome::Space`].
+    Statvfs { path: RemotePath },
     /// Compare a remote file's content with a local file's: [`Outcome::Same`] or
     /// [`Outcome::Differs`].
     Compare { local: PathBuf, remote: RemotePath },
@@ -71,6 +78,8 @@ pub enum OpKind {
     Rmdir,
     List,
     Readlink,
+    Stat,
+    Statvfs,
     Compare,
 }
 
@@ -85,6 +94,8 @@ impl fmt::Display for OpKind {
             OpKind::Rmdir => "rmdir",
             OpKind::List => "list",
             OpKind::Readlink => "readlink",
+            OpKind::Stat => "stat",
+            OpKind::Statvfs => "statvfs",
             OpKind::Compare => "compare",
         })
     }
@@ -102,6 +113,8 @@ impl Op {
             Op::Rmdir { .. } => OpKind::Rmdir,
             Op::List { .. } => OpKind::List,
             Op::Readlink { .. } => OpKind::Readlink,
+            Op::Stat { .. } => OpKind::Stat,
+            Op::Statvfs { .. } => OpKind::Statvfs,
             Op::Compare { .. } => OpKind::Compare,
         }
     }
@@ -115,7 +128,9 @@ impl Op {
             | Op::Mkdir { path }
             | Op::Rmdir { path }
             | Op::List { path }
-            | Op::Readlink { path } => path,
+            | Op::Readlink { path }
+            | Op::Stat { path }
+            | Op::Statvfs { path } => path,
             Op::Compare { remote, .. } => remote,
             Op::Rename { to, .. } => to,
             Op::Symlink { link, .. } => link,
@@ -133,6 +148,13 @@ pub enum Outcome {
     Listing(Vec<Entry>),
     /// A symlink's target.
     Target(Vec<u8>),
+    /// What a STAT found (a symlink followed).
+    Kind(EntryKind),
+    /// The room a file system has: bytes free for us, and its size.
+    Space {
+        available: u64,
+        size: u64,
+    },
     /// Compared contents are equal.
     Same,
     /// Compared contents differ.
@@ -254,6 +276,7 @@ pub enum Req {
     Rmdir,
     Stat,
     Limits,
+    Statvfs,
     Fsetstat,
     Setstat,
     Opendir,
@@ -280,6 +303,7 @@ impl fmt::Display for Req {
             Req::Rmdir => "RMDIR",
             Req::Stat => "STAT",
             Req::Limits => "limits@openssh.com",
+            Req::Statvfs => "statvfs@openssh.com",
             Req::Realpath => "REALPATH",
             Req::Fsetstat => "FSETSTAT",
             Req::Setstat => "SETSTAT",

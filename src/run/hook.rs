@@ -163,7 +163,17 @@ fn push(
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
     let started = Instant::now();
     let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
-    let mut engine = connect_to(settings, connections, interrupt)?;
+    let mut engine = match connect_to(settings, connections, interrupt) {
+        Ok(engine) => engine,
+        Err(e) => {
+            // A run that could not connect ends with a summary too, unless the target is
+            // not there (its one line says all).
+            if e.status != ExitStatus::Setup {
+                tell(&summary("", 0, 0, 0, 1, started));
+            }
+            return Err(e);
+        }
+    };
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
     if !plan.dist_dirs.is_empty() {
         warn_unless_atomic_renames(&engine, settings);

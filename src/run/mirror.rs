@@ -79,6 +79,28 @@ fn check_tops(
     )))
 }
 
+/// Refuses directories named on the command line that are not directories in the out
+/// dir: a typo would otherwise mirror (or verify) nothing and say all is well.
+fn check_named_tops(local: &Tree, tops: &[RelPath], settings: &Settings) -> Result<(), Fatal> {
+    if sync::tops_are_default(tops) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = tops
+        .iter()
+        .filter(|top| !matches!(local.get(*top), Some(Node::Dir)))
+        .map(|t| t.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Fatal::setup(anyhow::anyhow!(
+        "{}: no such directory in {}; nothing was sent. Name directories of the repository \
+         (pool, dists, or one below them), or check --basedir and --outdir",
+        missing.join(", "),
+        settings.outdir.display()
+    )))
+}
+
 /// Makes the remote equal to the local tops.
 pub fn mirror(
     settings: &Settings,
@@ -88,6 +110,7 @@ pub fn mirror(
 ) -> Result<MirrorReport, Fatal> {
     let started = Instant::now();
     let scanned = scan::scan_local(&settings.outdir, tops)?;
+    check_named_tops(&scanned, tops, settings)?;
     check_tops(&scanned, tops, settings, options.delete)?;
     let local_bytes: u64 = scanned
         .values()
@@ -97,13 +120,37 @@ pub fn mirror(
         })
         .sum();
     let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
-    let mut engine = connect(settings, connections, interrupt)?;
+    let say_summary = |report: &MirrorReport| {
+        tell(&summary(
+            "mirror: ",
+            report.files,
+            report.bytes,
+            report.changes,
+            report.failures,
+            started,
+        ))
+    };
+    // Every run that got this far ends with a summary: one that could not connect, or
+    // was cut off, too (the error follows it).
+    let mut engine = match connect(settings, connections, interrupt) {
+        Ok(engine) => engine,
+        Err(e) => {
+            // Unless the target is not there: its one line says all.
+            if !options.dry_run && e.status != ExitStatus::Setup {
+                say_summary(&MirrorReport {
+                    failures: 1,
+                    ..MirrorReport::default()
+                });
+            }
+            return Err(e);
+        }
+    };
     let start = Start {
         copying: settings.symlinks == Symlinks::Copy,
         renames_warned: false,
         changed: &Default::default(),
     };
-    let synced = sync::sync(
+    let (mut report, synced) = sync::sync(
         &mut engine,
         settings,
         tops,
@@ -112,13 +159,18 @@ pub fn mirror(
         scanned,
         start,
     );
-    let (mut report, conflicts) = match synced {
-        Ok(synced) => synced,
+    let conflicts = match synced {
+        Ok(conflicts) => conflicts,
         Err(e) if e.status == ExitStatus::Setup => {
             engine.close();
             return Err(e);
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            if !options.dry_run {
+                say_summary(&report);
+            }
+            return Err(e);
+        }
     };
     if options.dry_run {
         engine.close();
@@ -127,14 +179,7 @@ pub fn mirror(
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += conflicts;
-    tell(&summary(
-        "mirror: ",
-        report.files,
-        report.bytes,
-        report.changes,
-        report.failures,
-        started,
-    ));
+    say_summary(&report);
     Ok(report)
 }
 
@@ -146,9 +191,17 @@ pub fn verify(
     interrupt: &Interrupt,
 ) -> Result<usize, Fatal> {
     let mut local = scan::scan_local(&settings.outdir, tops)?;
+    check_named_tops(&local, tops, settings)?;
     let mut engine = connect(settings, 1, interrupt)?;
+    // What stops the remote being read is not a difference: verify says so apart (3),
+    // unless a signal stopped it (1, as every run a signal stops).
+    let unread = |e: anyhow::Error| match interrupt.signal() {
+        Some(_) => Fatal::from(e),
+        None => Fatal::unreachable(e),
+    };
     let mut remote =
-        crate::run::remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)?;
+        crate::run::remote_tree::scan_remote(&mut engine, settings.targetdir.as_ref(), tops)
+            .map_err(unread)?;
     sync::follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
@@ -156,11 +209,13 @@ pub fn verify(
     if checksum {
         let same = sync::same_files(&local, &remote);
         compared = same.len();
-        for (path, error) in sync::compare_contents(&mut engine, settings, &same, interrupt)? {
+        let compared_contents =
+            sync::compare_contents(&mut engine, settings, &same, interrupt).map_err(unread)?;
+        for (path, error) in compared_contents {
             if let Some(e) = error {
-                return Err(anyhow::Error::new(e)
-                    .context("cannot compare contents")
-                    .into());
+                return Err(unread(
+                    anyhow::Error::new(e).context("cannot compare contents"),
+                ));
             }
             differences.push((path, Difference::Content));
         }

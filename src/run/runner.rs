@@ -7,15 +7,15 @@
 //! operation is for: journals, plans and the commands' advice stay with the caller, which
 //! judges each result ([`Judged`]) and words the message a signal ends the run with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::{Engine, Op, OpResult};
+use crate::engine::{Cause, Engine, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
 use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::order::levels_deepest_first;
 use crate::plan::tree::remote_path;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
-use crate::run::output::Progress;
+use crate::run::output::{Progress, human_bytes};
 
 /// What a result means to the caller, and so what the runner does about it.
 pub(crate) enum Judged {
@@ -36,6 +36,157 @@ pub(crate) struct Runner<'a> {
     failures: usize,
     /// Files the uploads judged done uploaded, and the bytes the engine sent for uploads.
     uploaded: (u64, u64),
+    grouped: Grouped,
+}
+
+/// What failures share, so that one line says it: a directory that refused or could not
+/// be made (named once, not each file below it), or a full disk (WRITE failing with
+/// FAILURE, said once at the end with the room the server says is left).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Shared {
+    Dir(RemotePath),
+    DiskFull,
+}
+
+/// The failures grouped by what they share: the first of a directory's is said at once,
+/// the others counted and said in one line at the end; a full disk is said only then.
+#[derive(Debug, Default)]
+struct Grouped {
+    /// Per group, the failures not said one by one.
+    unsaid: BTreeMap<Shared, usize>,
+    /// The first upload a full disk failed, for where to ask how much room is left.
+    full_at: Option<RemotePath>,
+}
+
+/// Whether `a` is `b` or a directory above it.
+fn at_or_above(a: &RemotePath, b: &RemotePath) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    b == a || (b.starts_with(a) && b.get(a.len()) == Some(&b'/'))
+}
+
+/// Whether `cause` is the server refusing permission.
+fn denied(cause: &Cause) -> bool {
+    matches!(
+        cause,
+        Cause::Status {
+            code: Status::PermissionDenied,
+            ..
+        }
+    )
+}
+
+/// What failure `e` shares with others, if it is one said by its group: the directory
+/// that refused (for a MKDIR refused, the one it was to be made in), or a full disk.
+fn shared(e: &OpError) -> Option<Shared> {
+    match &e.cause {
+        Cause::Directory { dir, cause } if denied(cause) => {
+            Some(Shared::Dir(dir.parent().unwrap_or_else(|| dir.clone())))
+        }
+        Cause::Directory { dir, .. } => Some(Shared::Dir(dir.clone())),
+        Cause::Status {
+            request: Req::Write,
+            code: Status::Failure,
+            ..
+        } => Some(Shared::DiskFull),
+        // A directory that refuses changes in it refuses them all: named once. (A SYMLINK
+        // refused is the request refused, which its callers word.)
+        Cause::Status {
+            request,
+            code: Status::PermissionDenied,
+            ..
+        } if e.op == OpKind::Upload
+            || matches!(
+                request,
+                Req::Remove | Req::Rename | Req::PosixRename | Req::Rmdir
+            ) =>
+        {
+            e.path.parent().map(Shared::Dir)
+        }
+        _ => None,
+    }
+}
+
+impl Grouped {
+    /// The line to say now for failure `e` (said as `message` when alone), or `None` when
+    /// its group says it later.
+    fn on_failure(&mut self, e: &OpError, message: String) -> Option<String> {
+        let Some(group) = shared(e) else {
+            return Some(message);
+        };
+        let dir = match group {
+            Shared::DiskFull => {
+                self.full_at.get_or_insert_with(|| e.path.clone());
+                *self.unsaid.entry(group).or_default() += 1;
+                return None;
+            }
+            Shared::Dir(dir) => dir,
+        };
+        // A directory below one that failed fails for it: counted there.
+        let known = self.unsaid.iter_mut().find(|(g, _)| match g {
+            Shared::Dir(d) => at_or_above(d, &dir),
+            Shared::DiskFull => false,
+        });
+        if let Some((_, n)) = known {
+            *n += 1;
+            return None;
+        }
+        self.unsaid.insert(Shared::Dir(dir.clone()), 0);
+        let cause = match &e.cause {
+            Cause::Directory { cause, .. } => cause,
+            cause => cause,
+        };
+        Some(match cause {
+            cause if denied(cause) => {
+                format!(
+                    "{dir}: the server refuses changes in this directory ({cause}, for {}): \
+                     let the SFTP user write there",
+                    e.path
+                )
+            }
+            _ => message,
+        })
+    }
+
+    /// The lines that end the groups; `room` is what the server says of the full disk
+    /// (available, size), if it was asked.
+    fn take_lines(&mut self, room: Option<(u64, u64)>) -> Vec<String> {
+        let mut lines = Vec::new();
+        let first = self.full_at.take();
+        for (group, n) in std::mem::take(&mut self.unsaid) {
+            match group {
+                Shared::DiskFull => {
+                    // OpenSSH's server says FAILURE for ENOSPC, and also for a quota or an
+                    // I/O error: the room it reports tells (asked after what was half
+                    // written was removed, so "now").
+                    let (what, room) = match room {
+                        Some((available, size)) => (
+                            "the remote disk is full",
+                            format!(
+                                "; the server says {} free of {} now",
+                                human_bytes(available),
+                                human_bytes(size)
+                            ),
+                        ),
+                        None => ("the remote disk is probably full", String::new()),
+                    };
+                    let first = first
+                        .as_ref()
+                        .map(|p| format!(", the first {p}"))
+                        .unwrap_or_default();
+                    lines.push(format!(
+                        "{what}: {n} upload(s) failed writing (WRITE failed: FAILURE){first}\
+                         {room}; what was half written is removed. Make room there (or raise \
+                         the quota) and run again"
+                    ));
+                }
+                Shared::Dir(dir) if n > 0 => lines.push(format!(
+                    "{dir}: {n} more operation(s) below it failed the same way"
+                )),
+                Shared::Dir(_) => {}
+            }
+        }
+        lines
+    }
 }
 
 impl<'a> Runner<'a> {
@@ -52,6 +203,7 @@ impl<'a> Runner<'a> {
             progress: Progress::new(files, bytes),
             failures: 0,
             uploaded: (0, 0),
+            grouped: Grouped::default(),
         }
     }
 
@@ -80,9 +232,30 @@ impl<'a> Runner<'a> {
         self.progress = Progress::new(files, bytes);
     }
 
-    /// Removes the progress line.
+    /// Removes the progress line, and says what the failures of a group share: for a full
+    /// disk, with the room the server says is left (`statvfs@openssh.com`, where offered).
     pub(crate) fn finish(&mut self) {
         self.progress.finish();
+        let room = match &self.grouped.full_at {
+            Some(path) if self.engine.offers_statvfs() => {
+                let dir = path.parent().unwrap_or_else(|| path.clone());
+                match self.engine.run(&[Op::Statvfs { path: dir }], |_, _| {}) {
+                    Ok(results) => match results.first() {
+                        Some(Ok(Outcome::Space { available, size })) => Some((*available, *size)),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
+        self.tell_grouped(room);
+    }
+
+    fn tell_grouped(&mut self, room: Option<(u64, u64)>) {
+        for line in self.grouped.take_lines(room) {
+            self.progress.tell(&line);
+        }
     }
 
     /// Says `line` without garbling the progress line.
@@ -113,8 +286,12 @@ impl<'a> Runner<'a> {
         // engine sent (a file replaced meanwhile is sent as it is when opened).
         let sizes = self.engine.source_sizes(ops);
         let sent_before = self.engine.stats().bytes_uploaded;
-        let (progress, failures, uploaded) =
-            (&mut self.progress, &mut self.failures, &mut self.uploaded);
+        let (progress, failures, uploaded, grouped) = (
+            &mut self.progress,
+            &mut self.failures,
+            &mut self.uploaded,
+            &mut self.grouped,
+        );
         let on_done = |i: usize, result: &OpResult| match judge(i, result) {
             Judged::Done(line) => {
                 if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
@@ -127,7 +304,13 @@ impl<'a> Runner<'a> {
             }
             Judged::Failed(message) => {
                 *failures += 1;
-                progress.tell(&message);
+                let said = match result {
+                    Err(e) => grouped.on_failure(e, message),
+                    Ok(_) => Some(message),
+                };
+                if let Some(line) = said {
+                    progress.tell(&line);
+                }
             }
             Judged::Other => {}
         };
@@ -206,6 +389,71 @@ mod tests {
 
     fn r(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
+    }
+
+    fn rp(s: &str) -> RemotePath {
+        RemotePath::new(s).unwrap()
+    }
+
+    fn status(request: Req, code: Status) -> Cause {
+        Cause::Status {
+            request,
+            code,
+            message: String::new(),
+        }
+    }
+
+    fn failed(op: OpKind, path: &str, cause: Cause) -> OpError {
+        OpError {
+            op,
+            path: rp(path),
+            cause,
+        }
+    }
+
+    #[test]
+    fn failures_below_a_refusing_directory_name_it_once_and_are_counted() {
+        let mut g = Grouped::default();
+        let denied = status(Req::Mkdir, Status::PermissionDenied);
+        let in_pool = |dir: &str| Cause::Directory {
+            dir: rp(dir),
+            cause: Box::new(denied.clone()),
+        };
+        let first = failed(OpKind::Mkdir, "pool/main", in_pool("pool/main"));
+        let said = g.on_failure(&first, first.to_string()).unwrap();
+        assert!(
+            said.starts_with("pool: the server refuses changes"),
+            "{said}"
+        );
+        for p in ["pool/main/a/a.deb", "pool/main/b/b.deb"] {
+            let e = failed(OpKind::Upload, p, in_pool("pool/main"));
+            assert_eq!(g.on_failure(&e, e.to_string()), None);
+        }
+        // Another cause elsewhere is said as it is.
+        let other = failed(OpKind::Remove, "x", status(Req::Remove, Status::Failure));
+        assert_eq!(g.on_failure(&other, "alone".into()), Some("alone".into()));
+        assert_eq!(
+            g.take_lines(None),
+            ["pool: 2 more operation(s) below it failed the same way"]
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_one_line_at_the_end_with_the_room_left() {
+        let mut g = Grouped::default();
+        for p in ["pool/a.deb", "pool/b.deb", "dists/x/Release.new"] {
+            let e = failed(OpKind::Upload, p, status(Req::Write, Status::Failure));
+            assert_eq!(g.on_failure(&e, e.to_string()), None);
+        }
+        let lines = g.take_lines(Some((0, 1_000_000)));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("the remote disk is full: 3 upload(s) failed writing")
+                && lines[0].contains("the first pool/a.deb")
+                && lines[0].contains("free of 1.0 MB now"),
+            "{lines:?}"
+        );
+        assert!(g.take_lines(None).is_empty(), "said once");
     }
 
     #[test]

@@ -5,18 +5,62 @@
 use anyhow::Context;
 
 use crate::config::Settings;
-use crate::engine::Engine;
+use crate::engine::{Engine, EntryKind, Op, Outcome};
+use crate::exit::Fatal;
 use crate::interrupt::Interrupt;
 use crate::transport::ServerCommand;
 
-/// Connects with `connections` connections (the engine may open fewer).
+/// Connects with `connections` connections (the engine may open fewer), and checks the
+/// target directory ([`check_target`]). A failed connection is [`ExitStatus::Unreachable`](crate::exit::ExitStatus::Unreachable).
 pub(crate) fn connect(
     settings: &Settings,
     connections: usize,
     interrupt: &Interrupt,
-) -> anyhow::Result<Engine> {
+) -> Result<Engine, Fatal> {
     let config = settings.engine_config(connections, interrupt);
-    Engine::connect(&settings.server, config).context("cannot start an SFTP session")
+    let mut engine = Engine::connect(&settings.server, config)
+        .context("cannot start an SFTP session")
+        .map_err(Fatal::unreachable)?;
+    check_target(&mut engine, settings)?;
+    Ok(engine)
+}
+
+/// Makes sure the target directory is a directory on the server before anything is sent:
+/// a missing one would otherwise fail every MKDIR below it, one line each. One STAT; its
+/// failure ends the run with one line that names the directory ([`ExitStatus::Setup`](crate::exit::ExitStatus::Setup): the
+/// configuration, or the server, is not ready). Without `targetdir` the server's start
+/// directory is used, which exists.
+pub(crate) fn check_target(engine: &mut Engine, settings: &Settings) -> Result<(), Fatal> {
+    let Some(target) = &settings.targetdir else {
+        return Ok(());
+    };
+    let ops = [Op::Stat {
+        path: target.clone(),
+    }];
+    let mut results = engine
+        .run(&ops, |_, _| {})
+        .context("cannot check the target directory")
+        .map_err(Fatal::unreachable)?;
+    let shown = String::from_utf8_lossy(target.as_bytes()).into_owned();
+    let server = server_name(settings);
+    let problem = match results.pop() {
+        Some(Ok(Outcome::Kind(EntryKind::Dir))) => return Ok(()),
+        Some(Ok(Outcome::AlreadyAbsent)) => format!(
+            "targetdir {shown} does not exist on {server}: create it there (mkdir -p \
+             {shown}) and run again"
+        ),
+        Some(Ok(_)) => format!(
+            "targetdir {shown} on {server} is not a directory: set targetdir to the \
+             mirror's directory"
+        ),
+        Some(Err(e)) => format!(
+            "cannot check targetdir {shown} on {server} ({}): check that the SFTP user \
+             may reach it",
+            e.cause
+        ),
+        None => unreachable!("one operation, one result"),
+    };
+    Err(Fatal::setup(anyhow::anyhow!("{problem}; nothing was sent")))
 }
 
 /// [`connect`], for the hook, whose message names the server.
@@ -24,14 +68,18 @@ pub(crate) fn connect_to(
     settings: &Settings,
     connections: usize,
     interrupt: &Interrupt,
-) -> anyhow::Result<Engine> {
+) -> Result<Engine, Fatal> {
     let config = settings.engine_config(connections, interrupt);
-    Engine::connect(&settings.server, config).with_context(|| {
-        format!(
-            "cannot start an SFTP session with {}",
-            server_name(settings)
-        )
-    })
+    let mut engine = Engine::connect(&settings.server, config)
+        .with_context(|| {
+            format!(
+                "cannot start an SFTP session with {}",
+                server_name(settings)
+            )
+        })
+        .map_err(Fatal::unreachable)?;
+    check_target(&mut engine, settings)?;
+    Ok(engine)
 }
 
 /// The server, as messages name it: the ssh host, or the command line in quotes.

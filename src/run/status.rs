@@ -8,8 +8,9 @@ use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
 use crate::run::output::show;
 
-/// Prints the pending logs and what is left of each; all of it with `verbose`.
-pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
+/// Prints the pending logs and what is left of each; all of it with `verbose`. True when
+/// some (non-empty) outlog is pending.
+pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
     let how = Selection {
         pending: true,
         ignore_pending: false,
@@ -22,7 +23,7 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
             "no pending outlogs in {}",
             settings.logdir.display()
         ));
-        return Ok(());
+        return Ok(false);
     }
     if let Some(dbdir) = &settings.dbdir {
         let lockfile = crate::repo::lock::reprepro_lock_path(dbdir);
@@ -72,12 +73,12 @@ pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<()> {
         }
     }
     if outlogs.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     show(&format!(
         "{} pending; '{}' processes them",
         outlogs.len(),
         settings.pending_command()
     ));
-    Ok(())
+    Ok(true)
 }

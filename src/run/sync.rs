@@ -97,7 +97,7 @@ pub(crate) fn command_line(checksum: bool, delete: bool, tops: &[RelPath]) -> St
     words.join(" ")
 }
 
-fn tops_are_default(tops: &[RelPath]) -> bool {
+pub(crate) fn tops_are_default(tops: &[RelPath]) -> bool {
     let names: Vec<&str> = tops.iter().map(RelPath::as_str).collect();
     names == ["pool", "dists"]
 }
@@ -123,7 +123,8 @@ pub(crate) struct Start<'a> {
 
 /// Makes the remote equal to `local` below `tops`; with `symlinks auto`, once the server
 /// refused a link, what is left is done again with every link copied (the copies then go
-/// in the safe order like the rest). Returns what was done and how many conflicts
+/// in the safe order like the rest). Returns what was done, also when it ended early (a
+/// lost connection, a signal: the summary says it all the same), and how many conflicts
 /// (differences it cannot repair) it reported; the report's failures leave those out.
 pub(crate) fn sync(
     engine: &mut Engine,
@@ -133,7 +134,7 @@ pub(crate) fn sync(
     interrupt: &Interrupt,
     local: Tree,
     start: Start<'_>,
-) -> Result<(MirrorReport, usize), Fatal> {
+) -> (MirrorReport, Result<usize, Fatal>) {
     let mut pass = Pass {
         runner: Runner::new(engine, interrupt, 0, 0),
         settings,
@@ -145,12 +146,16 @@ pub(crate) fn sync(
         renames_warned: start.renames_warned,
         changed: start.changed,
     };
-    let mut conflicts = pass.run(local)?;
-    if let Some(refusal) = pass.refused.take() {
+    let mut conflicts = pass.run(local);
+    if conflicts.is_ok()
+        && let Some(refusal) = pass.refused.take()
+    {
         warn_copying(&refusal);
         pass.copying = true;
         pass.renames_warned = true;
-        conflicts = pass.run(scan::scan_local(&settings.outdir, tops)?)?;
+        conflicts = scan::scan_local(&settings.outdir, tops)
+            .map_err(Fatal::from)
+            .and_then(|local| pass.run(local));
     }
     let (files, bytes) = pass.runner.uploaded();
     let report = MirrorReport {
@@ -159,7 +164,7 @@ pub(crate) fn sync(
         files,
         bytes,
     };
-    Ok((report, conflicts))
+    (report, conflicts)
 }
 
 /// Brings the remote copies of local links at `tops` up to date, as `mirror --delete
@@ -183,8 +188,8 @@ pub(crate) fn refresh_copies(
         changed,
     };
     let local = scan::scan_local(&settings.outdir, tops)?;
-    let (mut report, conflicts) = sync(engine, settings, tops, &options, interrupt, local, start)?;
-    report.failures += conflicts;
+    let (mut report, conflicts) = sync(engine, settings, tops, &options, interrupt, local, start);
+    report.failures += conflicts?;
     Ok(report)
 }
 
@@ -346,8 +351,15 @@ impl Pass<'_> {
         Ok((local, differences))
     }
 
-    /// Runs the plan's groups in order.
+    /// Runs the plan's groups in order; however they end, the failures that share a cause
+    /// are said ([`Runner::finish`]).
     fn changes(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
+        let ran = self.run_groups(plan);
+        self.runner.finish();
+        ran
+    }
+
+    fn run_groups(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
         let settings = self.settings;
         let auto = settings.symlinks == Symlinks::Auto && !self.copying;
         let verbose = settings.verbose > 0;
@@ -383,7 +395,6 @@ impl Pass<'_> {
                 break;
             }
         }
-        self.runner.finish();
         Ok(())
     }
 }

@@ -57,6 +57,7 @@ pub mod ext {
     pub const POSIX_RENAME: &[u8] = b"posix-rename@openssh.com";
     pub const FSYNC: &[u8] = b"fsync@openssh.com";
     pub const LIMITS: &[u8] = b"limits@openssh.com";
+    pub const STATVFS: &[u8] = b"statvfs@openssh.com";
     /// Green End's server announces which order it reads SYMLINK's arguments in.
     pub const SYMLINK_ORDER: &[u8] = b"symlink-order@rjk.greenend.org.uk";
 }
@@ -339,6 +340,10 @@ pub enum ExtendedRequest {
         handle: Vec<u8>,
     },
     Limits,
+    /// The file system holding `path`: a [`Statvfs`] reply.
+    Statvfs {
+        path: Vec<u8>,
+    },
     /// Any other extension, by name: what the server side decodes from a name it does not
     /// know.
     #[cfg(test)]
@@ -390,6 +395,53 @@ pub enum Packet {
         id: u32,
         response: Response,
     },
+}
+
+/// The body of `statvfs@openssh.com`'s reply (OpenSSH's PROTOCOL, section 4.4): the
+/// fields of statvfs(3), of which the room left is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Statvfs {
+    pub fragment_size: u64,
+    pub blocks: u64,
+    /// Blocks free for an unprivileged user.
+    pub blocks_available: u64,
+}
+
+impl Statvfs {
+    pub fn decode(data: &[u8]) -> Result<Statvfs, WireError> {
+        let mut r = Reader::new(data);
+        let _block_size = r.u64("f_bsize")?;
+        let fragment_size = r.u64("f_frsize")?;
+        let blocks = r.u64("f_blocks")?;
+        let _free = r.u64("f_bfree")?;
+        let blocks_available = r.u64("f_bavail")?;
+        for what in [
+            "f_files",
+            "f_ffree",
+            "f_favail",
+            "f_fsid",
+            "f_flag",
+            "f_namemax",
+        ] {
+            r.u64(what)?;
+        }
+        r.finish(kind::EXTENDED_REPLY)?;
+        Ok(Statvfs {
+            fragment_size,
+            blocks,
+            blocks_available,
+        })
+    }
+
+    /// Bytes free for an unprivileged user.
+    pub fn available_bytes(&self) -> u64 {
+        self.blocks_available.saturating_mul(self.fragment_size)
+    }
+
+    /// The file system's size in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.blocks.saturating_mul(self.fragment_size)
+    }
 }
 
 /// The body of `limits@openssh.com`'s reply.
@@ -503,6 +555,7 @@ impl Request {
                 }
                 ExtendedRequest::Fsync { handle } => format!("fsync {}", h(handle)),
                 ExtendedRequest::Limits => "limits".to_string(),
+                ExtendedRequest::Statvfs { path } => format!("statvfs {}", p(path)),
                 #[cfg(test)]
                 ExtendedRequest::Other { name, .. } => format!("EXTENDED {}", p(name)),
             },
@@ -798,6 +851,10 @@ fn encode_request(out: &mut Vec<u8>, id: u32, request: &Request) {
                     put_str(out, handle);
                 }
                 ExtendedRequest::Limits => put_str(out, ext::LIMITS),
+                ExtendedRequest::Statvfs { path } => {
+                    put_str(out, ext::STATVFS);
+                    put_str(out, path);
+                }
                 #[cfg(test)]
                 ExtendedRequest::Other { name, data } => {
                     put_str(out, name);
@@ -1053,6 +1110,9 @@ fn decode_request(t: u8, r: &mut Reader<'_>) -> Result<Request, WireError> {
                     handle: r.string("handle")?,
                 },
                 ext::LIMITS => ExtendedRequest::Limits,
+                ext::STATVFS => ExtendedRequest::Statvfs {
+                    path: r.string("path")?,
+                },
                 other => ExtendedRequest::Other {
                     name: other.to_vec(),
                     data: r.rest().to_vec(),

@@ -185,7 +185,7 @@ fn dry_runs_change_nothing() {
     assert_eq!(fs::read(&log).unwrap(), journal_before);
 
     let ran = repo.hook(&["--basedir", ".", "status", "-v"]);
-    ran.expect(0);
+    ran.expect(4);
     assert!(
         ran.stdout().contains(".outlog: ") && ran.stdout().contains("upload pool/main/q/qux"),
         "{}",
@@ -193,6 +193,7 @@ fn dry_runs_change_nothing() {
     );
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     let ran = repo.hook(&["--basedir", ".", "status"]);
+    ran.expect(0);
     assert!(
         ran.stdout().starts_with("no pending outlogs"),
         "{}",

@@ -338,7 +338,8 @@ fn server_errors_name_the_path_and_the_status() {
     let msg = err.to_string();
     assert!(
         msg.starts_with(
-            "upload blocker/sub/f: cannot create directory blocker/sub: MKDIR failed: FAILURE"
+            // blocker, a file, is what stands in the way: named, not blocker/sub.
+            "upload blocker/sub/f: cannot create directory blocker: MKDIR failed: FAILURE"
         ),
         "{msg}"
     );

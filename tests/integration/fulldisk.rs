@@ -218,3 +218,30 @@ fn a_mirror_onto_a_full_remote_disk_is_never_taken_for_current() {
     repo.assert_mirrored(&["dists/stable"]);
     drop(tmpfs);
 }
+
+#[test]
+fn a_full_remote_disk_is_said_once_with_the_room_left() {
+    let repo = Repo::new();
+    fs::write(repo.base().join("conf/options"), "").unwrap();
+    let tmpfs = match Tmpfs::mount(&repo.remote(), "512k") {
+        Ok(t) => t,
+        Err(why) => return skip("a_full_remote_disk_is_said_once_with_the_room_left", &why),
+    };
+    for i in 0..12 {
+        let deb = repo.deb(&format!("p{i}"), "1.0", 100_000);
+        repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
+            .expect(0);
+    }
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(1);
+    let stderr = ran.stderr();
+    let full: Vec<&str> = stderr.lines().filter(|l| l.contains("disk")).collect();
+    assert_eq!(full.len(), 1, "{stderr}");
+    assert!(
+        full[0].contains("full") && full[0].contains(" free of "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("WRITE failed").count(), 1, "{stderr}");
+    assert_eq!(leftovers(&repo.remote()), Vec::<PathBuf>::new());
+    drop(tmpfs);
+}

@@ -730,7 +730,7 @@ fn after_a_failure_the_advice_names_this_repositorys_retry_command() {
     );
     assert!(ran.stderr().contains(&want), "{want}\n{}", ran.stderr());
     let status = repo.hook(&["--basedir", ".", "status"]);
-    status.expect(0);
+    status.expect(4);
     assert!(
         status.stdout().contains(&format!(
             "1 pending; 'outsftphook --basedir {} --pending' processes them",

@@ -58,7 +58,8 @@ fn verify_within(repo: &Repo, setup: &str, limit: Duration) -> (Option<i32>, Str
 fn readdir_answered_with_empty_names_for_ever_is_a_stall() {
     let repo = hostile("empty-names");
     let (code, out, err) = verify_within(&repo, "true", Duration::from_secs(30));
-    assert_eq!(code, Some(1), "verify did not end by itself\n{out}\n{err}");
+    // A server that stalls cannot be read: 3, not a difference.
+    assert_eq!(code, Some(3), "verify did not end by itself\n{out}\n{err}");
     assert!(err.contains("READDIR") && err.contains("stalled"), "{err}");
 }
 

@@ -24,4 +24,5 @@ mod settings;
 mod sources;
 mod sshd;
 mod support;
+mod trouble;
 mod words;

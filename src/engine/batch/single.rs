@@ -8,9 +8,9 @@
 use super::{Batch, Conn, Refusal, State, in_dir, refused};
 use crate::engine::confine::Verdict;
 use crate::engine::dirs::{Ensure, Waiter, reply_name, status_cause};
-use crate::engine::op::{Cause, Op, Outcome, Req, Tag};
+use crate::engine::op::{Cause, Entry, Op, Outcome, Req, Tag};
 use crate::remote_path::RemotePath;
-use crate::sftp::wire::{ExtendedRequest, Request, Response, StatusCode};
+use crate::sftp::wire::{ExtendedRequest, Request, Response, StatusCode, Statvfs};
 
 pub(super) enum Stepwise {
     /// A rename's LSTAT of its destination is in flight (see [`Batch::send_changing`]).
@@ -194,6 +194,47 @@ impl<'a> Batch<'a> {
         }
         if let Op::SetSize { .. } = self.ops[i] {
             return self.set_size_reply(i, req, response, conn);
+        }
+        if let Op::Statvfs { .. } = self.ops[i] {
+            let outcome = match response {
+                Response::ExtendedReply(data) => match Statvfs::decode(&data) {
+                    Ok(v) => Ok(Outcome::Space {
+                        available: v.available_bytes(),
+                        size: v.size_bytes(),
+                    }),
+                    Err(_) => Err(Cause::UnexpectedReply {
+                        request: req,
+                        reply: reply_name(&Response::ExtendedReply(data)),
+                    }),
+                },
+                Response::Status { code, message, .. } => Err(status_cause(req, code, &message)),
+                other => Err(Cause::UnexpectedReply {
+                    request: req,
+                    reply: reply_name(&other),
+                }),
+            };
+            return match outcome {
+                Ok(outcome) => self.finish(i, Ok(outcome), conn),
+                Err(cause) => self.fail(i, cause, conn),
+            };
+        }
+        if let Op::Stat { .. } = self.ops[i] {
+            let outcome = match response {
+                Response::Attrs(a) => Ok(Outcome::Kind(Entry::new(Vec::new(), &a).kind)),
+                Response::Status {
+                    code: StatusCode::NoSuchFile,
+                    ..
+                } => Ok(Outcome::AlreadyAbsent),
+                Response::Status { code, message, .. } => Err(status_cause(req, code, &message)),
+                other => Err(Cause::UnexpectedReply {
+                    request: req,
+                    reply: reply_name(&other),
+                }),
+            };
+            return match outcome {
+                Ok(outcome) => self.finish(i, Ok(outcome), conn),
+                Err(cause) => self.fail(i, cause, conn),
+            };
         }
         let Response::Status { code, message, .. } = response else {
             let reply = reply_name(&response);

@@ -86,6 +86,9 @@ fn requests() -> Vec<Request> {
         }),
         Request::Extended(ExtendedRequest::Fsync { handle: h.clone() }),
         Request::Extended(ExtendedRequest::Limits),
+        Request::Extended(ExtendedRequest::Statvfs {
+            path: b"/srv/m\xff".to_vec(),
+        }),
         Request::Extended(ExtendedRequest::Other {
             name: b"copy-data".to_vec(),
             data: b"\x00\x00\x00\x01x".to_vec(),
@@ -341,6 +344,27 @@ fn limits_reply_decodes() {
         Limits::decode(&bytes),
         Err(WireError::TrailingBytes { .. })
     ));
+}
+
+#[test]
+fn statvfs_reply_decodes_the_room_left() {
+    // f_bsize, f_frsize, f_blocks, f_bfree, f_bavail, then six more fields.
+    let fields: [u64; 11] = [4096, 1024, 1000, 300, 200, 10, 9, 8, 7, 6, 255];
+    let bytes: Vec<u8> = fields.iter().flat_map(|v| v.to_be_bytes()).collect();
+    let v = Statvfs::decode(&bytes).unwrap();
+    assert_eq!(
+        (v.available_bytes(), v.size_bytes()),
+        (200 * 1024, 1000 * 1024)
+    );
+    assert!(Statvfs::decode(&bytes[..87]).is_err());
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Statvfs::decode(&longer).is_err());
+    let huge: Vec<u8> = [u64::MAX; 11]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    assert_eq!(Statvfs::decode(&huge).unwrap().available_bytes(), u64::MAX);
 }
 
 #[test]
