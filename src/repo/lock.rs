@@ -120,10 +120,10 @@ fn holder(file: &mut File) -> String {
 pub fn acquire_until(
     logdir: &Path,
     deadline: Instant,
+    limit: Duration,
     interrupt: &Interrupt,
 ) -> anyhow::Result<RunLock> {
     let path = lock_path(logdir);
-    let timeout = deadline.saturating_duration_since(Instant::now());
     let mut said = false;
     loop {
         let file = OpenOptions::new()
@@ -148,7 +148,7 @@ pub fn acquire_until(
                         "another outsftphook ({holder}) is working on {} and did not finish \
                          within {} seconds; try again later (or raise --lock-timeout)",
                         logdir.display(),
-                        timeout.as_secs()
+                        limit.as_secs()
                     ))
                     .into());
                 }
@@ -175,7 +175,7 @@ mod tests {
 
     /// Takes the lock, waiting up to `timeout` for another run to finish.
     fn acquire(logdir: &Path, timeout: Duration, interrupt: &Interrupt) -> anyhow::Result<RunLock> {
-        acquire_until(logdir, Instant::now() + timeout, interrupt)
+        acquire_until(logdir, Instant::now() + timeout, timeout, interrupt)
     }
 
     #[test]
@@ -219,6 +219,20 @@ mod tests {
         };
         assert!(err.downcast_ref::<StoppedWaiting>().is_some(), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The time left after the wait for reprepro is what the run lock gets; the message names
+    /// the --lock-timeout the administrator set.
+    #[test]
+    fn a_timed_out_wait_names_the_lock_timeout_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = acquire(dir.path(), Duration::from_secs(1), &Interrupt::default()).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let limit = Duration::from_secs(1);
+        let Err(err) = acquire_until(dir.path(), deadline, limit, &Interrupt::default()) else {
+            panic!("a held lock was taken");
+        };
+        assert!(err.to_string().contains("within 1 seconds"), "{err}");
     }
 
     #[test]

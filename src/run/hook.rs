@@ -303,8 +303,9 @@ fn lock_and_select(
             lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout, interrupt)
                 .map_err(|e| waited(e, ExitStatus::Failed))?;
         }
-        let lock = lock::acquire_until(&settings.logdir, deadline, interrupt)
-            .map_err(|e| waited(e, ExitStatus::Setup))?;
+        let lock =
+            lock::acquire_until(&settings.logdir, deadline, settings.lock_timeout, interrupt)
+                .map_err(|e| waited(e, ExitStatus::Setup))?;
         let paths = logs::select(files, &settings.logdir, how).map_err(|e| match e
             .downcast_ref::<logs::OlderPending>()
         {

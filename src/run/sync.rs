@@ -294,8 +294,8 @@ impl Pass<'_> {
         {
             return Err(Fatal::setup(anyhow::anyhow!(
                 "--delete would remove {} remote files, links and directories, more than \
-                 --max-delete {max}: nothing was changed. See them with 'outsftphook --dry-run \
-                 {}'; if they must go, raise --max-delete",
+                 --max-delete {max}: nothing was changed. See them with '{} --dry-run'; if \
+                 they must go, raise --max-delete",
                 plan.deletions,
                 options.command(tops)
             )));

@@ -88,6 +88,13 @@ fn max_delete_refuses_more_deletions_than_allowed() {
         "{}",
         ran.stderr()
     );
+    // The advice is a command that runs as it is written.
+    assert!(
+        ran.stderr()
+            .contains("See them with 'outsftphook mirror --delete --dry-run'"),
+        "{}",
+        ran.stderr()
+    );
     assert!(stray.join("a.deb").exists());
     // A dry run lists them, and says the same.
     let ran = repo.hook(&[

@@ -61,7 +61,7 @@ impl Repo {
         )
         .unwrap();
         fs::write(base.join("conf/options"), format!("outhook {BIN}\n")).unwrap();
-        // The server, through a script: conf values are split on white space.
+        // The server, through a script: one word in the conf, whatever the temp path holds.
         let server = repo.dir.path().join("server.sh");
         fs::write(
             &server,
