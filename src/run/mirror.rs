@@ -109,6 +109,7 @@ pub fn mirror(
     interrupt: &Interrupt,
 ) -> Result<MirrorReport, Fatal> {
     let started = Instant::now();
+    settings.check_dirs(false).map_err(Fatal::setup)?;
     let scanned = scan::scan_local(&settings.outdir, tops)?;
     check_named_tops(&scanned, tops, settings)?;
     check_tops(&scanned, tops, settings, options.delete)?;
@@ -190,6 +191,7 @@ pub fn verify(
     checksum: bool,
     interrupt: &Interrupt,
 ) -> Result<usize, Fatal> {
+    settings.check_dirs(false).map_err(Fatal::setup)?;
     let mut local = scan::scan_local(&settings.outdir, tops)?;
     check_named_tops(&local, tops, settings)?;
     let mut engine = connect(settings, 1, interrupt)?;

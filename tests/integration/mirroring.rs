@@ -278,3 +278,15 @@ fn a_remote_directory_the_server_cannot_list_is_one_difference_not_the_end() {
     fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).unwrap();
     repo.hook(&["--basedir", ".", "verify"]).expect(0);
 }
+
+/// A mistyped out dir is a setting to fix, not a remote to report as all extra.
+#[test]
+fn verify_and_mirror_with_a_missing_out_dir_exit_2_naming_it() {
+    let repo = mirrored();
+    for command in ["verify", "mirror"] {
+        let ran = repo.hook(&["--basedir", ".", "--outdir", "no-such-dir", command]);
+        ran.expect(2);
+        assert!(ran.stderr().contains("no-such-dir"), "{}", ran.stderr());
+        assert_eq!(ran.stderr().lines().count(), 1, "{}", ran.stderr());
+    }
+}
