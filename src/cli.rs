@@ -39,6 +39,11 @@ pub struct Args {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Say nothing on success, for scripts: no progress line, no summary (errors are still
+    /// said on stderr).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     /// Print what would be done, in order, and change nothing.
     #[arg(short = 'n', long, global = true)]
     pub dry_run: bool,

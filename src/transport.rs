@@ -171,6 +171,8 @@ pub struct Transport {
     /// The server's output ended after the last bytes read were handed to the session; the
     /// next turn reports it, so that those replies are delivered first.
     eof: bool,
+    /// File data written into the server's input so far (WRITE payloads, not headers).
+    file_bytes: u64,
 }
 
 fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
@@ -286,6 +288,7 @@ impl Transport {
             stderr_line: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
             splice_works: true,
+            file_bytes: 0,
             copy_buf: Vec::new(),
             eof: false,
         };
@@ -326,6 +329,12 @@ impl Transport {
                 PollFlags::POLLOUT,
             ),
         }
+    }
+
+    /// File data written into the server's input so far: the bytes of uploads handed over,
+    /// as they go (progress is shown by them).
+    pub fn file_bytes_written(&self) -> u64 {
+        self.file_bytes
     }
 
     /// Whether the next [`Transport::handle`] reports the end without waiting.
@@ -372,11 +381,13 @@ impl Transport {
             stdin,
             splice_works,
             copy_buf,
+            file_bytes,
             ..
         } = self;
         let pipe = stdin.as_mut().expect("polled");
         let mut wrote = false;
         loop {
+            let mut from_file = false;
             let moved = match session.output() {
                 None => break,
                 Some(Next::Bytes(bytes)) => match pipe.write(bytes) {
@@ -390,6 +401,7 @@ impl Transport {
                     len,
                 }) => match files.file(source) {
                     Some(file) => {
+                        from_file = true;
                         move_file_range(pipe.as_fd(), file, offset, len, splice_works, copy_buf)
                     }
                     None => Ok(Moved::File(FileFault::Unreadable("no longer open".into()))),
@@ -399,6 +411,9 @@ impl Transport {
                 Ok(Moved::Bytes(0)) | Ok(Moved::PipeFull) => break,
                 Ok(Moved::Bytes(n)) => {
                     session.consume_output(n);
+                    if from_file {
+                        *file_bytes += n as u64;
+                    }
                     wrote = true;
                 }
                 Ok(Moved::File(fault)) => {

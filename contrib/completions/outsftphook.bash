@@ -53,7 +53,7 @@ _outsftphook() {
 
     case "${cmd}" in
         outsftphook)
-            opts="-v -n -b -h -V --verbose --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help --version mirror verify status completions help"
+            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help --version mirror verify status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,7 +95,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__completions)
-            opts="-v -n -b -h --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help bash elvish fish powershell zsh"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,7 +221,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__mirror)
-            opts="-v -n -b -h --delete --max-delete --checksum --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,7 +267,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__status)
-            opts="-v -n -b -h --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,7 +309,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__verify)
-            opts="-v -n -b -h --checksum --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

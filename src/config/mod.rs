@@ -53,6 +53,8 @@ pub struct Settings {
     pub targetdir: Option<RemotePath>,
     /// `-v` (counted), at least 1 with `verbose yes`.
     pub verbose: u8,
+    /// `-q`: no progress line, and no summary on success.
+    pub quiet: bool,
     /// `--debug-sftp N`, or the conf file's `debug N`.
     pub debug_sftp: u32,
     /// `--autoretry`/`--no-autoretry`, or `autoretry`: process older unprocessed outlogs first.
@@ -413,6 +415,7 @@ fn settings(
         server,
         targetdir,
         verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),
+        quiet: args.quiet,
         debug_sftp: args.debug_sftp.or(conf.debug).unwrap_or(0),
         autoretry: if args.no_autoretry {
             false

@@ -181,7 +181,19 @@ pub struct Engine {
     /// The local sources of the run under way (or, from [`Engine::source_sizes`], of the
     /// next), each stat'ed once.
     locals: Locals,
+    /// Told the file data written so far while uploads run (see [`Engine::watch_bytes`]).
+    watch: Option<Watch>,
 }
+
+/// A callback told [`Engine::bytes_written`] from the loop, at most every [`WATCH_EVERY`].
+struct Watch {
+    tell: Box<dyn FnMut(u64)>,
+    last: Option<Instant>,
+}
+
+/// How often the loop tells a watcher of the bytes written: a progress line moves with
+/// them without being redrawn more than a few times a second.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
 /// to: enough for a local one; ssh would wait a round trip for the remote side (see
@@ -216,6 +228,7 @@ impl Engine {
             ),
             more_considered: config.connections <= 1,
             locals: Locals::default(),
+            watch: None,
             config,
             server: server.clone(),
         };
@@ -330,6 +343,34 @@ impl Engine {
             total.max_open_files_seen = total.max_open_files_seen.max(s.max_open_files_seen);
         }
         total
+    }
+
+    /// File data handed to the servers so far, over all connections: what uploads have
+    /// written into the pipes, as they go (a file's bytes count before it is confirmed).
+    pub fn bytes_written(&self) -> u64 {
+        self.links
+            .iter()
+            .map(|l| l.transport.file_bytes_written())
+            .sum()
+    }
+
+    /// Has `tell` hear [`Engine::bytes_written`] while operations run, from the loop, at
+    /// most every 200 ms (so a long upload moves a progress line); `None` stops it.
+    pub fn watch_bytes(&mut self, tell: Option<Box<dyn FnMut(u64)>>) {
+        self.watch = tell.map(|tell| Watch { tell, last: None });
+    }
+
+    /// Tells the watcher, if any, of the bytes written, if it has not heard for a while.
+    fn tell_watcher(&mut self, now: Instant) {
+        let written = self.bytes_written();
+        if let Some(watch) = &mut self.watch
+            && watch
+                .last
+                .is_none_or(|t| now.duration_since(t) >= WATCH_EVERY)
+        {
+            watch.last = Some(now);
+            (watch.tell)(written);
+        }
     }
 
     /// The size each upload of `ops` will send (`None` for other operations, and for a
@@ -462,7 +503,10 @@ impl Engine {
                 break;
             }
             now = match self.turn(&mut last_progress) {
-                Ok(now) => now,
+                Ok(now) => {
+                    self.tell_watcher(now);
+                    now
+                }
                 Err(kind) => {
                     let in_flight = self.wind_up(&mut batches, &assignment, &mut on_done);
                     return Err(EngineError { kind, in_flight });

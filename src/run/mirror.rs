@@ -17,7 +17,7 @@ use crate::interrupt::Interrupt;
 use crate::plan::tree::{self, Difference, Node, Tree};
 use crate::relpath::RelPath;
 use crate::repo::scan;
-use crate::run::output::{show, summary, tell};
+use crate::run::output::{show, summary, tell, tell_summary};
 use crate::run::session::{close_quietly, connect};
 use crate::run::sync::{self, Start, command_line};
 pub use crate::run::sync::{MirrorOptions, MirrorReport};
@@ -127,14 +127,17 @@ pub fn mirror(
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += conflicts;
-    tell(&summary(
-        "mirror: ",
-        report.files,
-        report.bytes,
-        report.changes,
+    tell_summary(
+        &summary(
+            "mirror: ",
+            report.files,
+            report.bytes,
+            report.changes,
+            report.failures,
+            started,
+        ),
         report.failures,
-        started,
-    ));
+    );
     Ok(report)
 }
 

@@ -17,6 +17,7 @@ mod listings;
 mod mirroring;
 mod package;
 mod pipes;
+mod quiet;
 mod reader;
 mod repo;
 mod servers;
