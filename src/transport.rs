@@ -343,13 +343,15 @@ impl Transport {
     }
 
     /// Moves the bytes `poll` found ready (`revents` as returned for the fds registered by
-    /// [`Transport::register`]).
+    /// [`Transport::register`]), writing at most `budget` bytes into the server's input
+    /// (`bwlimit`; what is written is taken off it).
     pub fn handle<T>(
         &mut self,
         slots: &Slots,
         revents: &[Option<PollFlags>],
         session: &mut Session<T>,
         files: &impl LocalFiles,
+        budget: &mut u64,
     ) -> Result<Turn, TransportError> {
         if self.eof {
             return Err(self.closed());
@@ -367,7 +369,7 @@ impl Transport {
             progress |= self.read_in(session)?;
         }
         if ready(slots.stdin) && self.stdin.is_some() {
-            progress |= self.write_out(session, files)?;
+            progress |= self.write_out(session, files, budget)?;
         }
         Ok(if progress { Turn::Progress } else { Turn::Idle })
     }
@@ -376,6 +378,7 @@ impl Transport {
         &mut self,
         session: &mut Session<T>,
         files: &impl LocalFiles,
+        budget: &mut u64,
     ) -> Result<bool, TransportError> {
         let Transport {
             stdin,
@@ -387,10 +390,14 @@ impl Transport {
         let pipe = stdin.as_mut().expect("polled");
         let mut wrote = false;
         loop {
+            if *budget == 0 {
+                break;
+            }
             let mut from_file = false;
+            let allowed = usize::try_from(*budget).unwrap_or(usize::MAX);
             let moved = match session.output() {
                 None => break,
-                Some(Next::Bytes(bytes)) => match pipe.write(bytes) {
+                Some(Next::Bytes(bytes)) => match pipe.write(&bytes[..bytes.len().min(allowed)]) {
                     Ok(n) => Ok(Moved::Bytes(n)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Moved::PipeFull),
                     Err(e) => Err(e),
@@ -402,6 +409,7 @@ impl Transport {
                 }) => match files.file(source) {
                     Some(file) => {
                         from_file = true;
+                        let len = len.min(*budget);
                         move_file_range(pipe.as_fd(), file, offset, len, splice_works, copy_buf)
                     }
                     None => Ok(Moved::File(FileFault::Unreadable("no longer open".into()))),
@@ -411,6 +419,7 @@ impl Transport {
                 Ok(Moved::Bytes(0)) | Ok(Moved::PipeFull) => break,
                 Ok(Moved::Bytes(n)) => {
                     session.consume_output(n);
+                    *budget = budget.saturating_sub(n as u64);
                     if from_file {
                         *file_bytes += n as u64;
                     }

@@ -23,6 +23,7 @@ mod error;
 mod options;
 
 pub use conf::CONF_KEYS;
+pub(crate) use conf::parse_rate;
 pub use error::ConfigError;
 use options::Options;
 
@@ -55,6 +56,9 @@ pub struct Settings {
     pub verbose: u8,
     /// `-q`: no progress line, and no summary on success.
     pub quiet: bool,
+    /// `--bwlimit` or `bwlimit`: bytes per second written to the servers, over all
+    /// connections; `None` for no limit.
+    pub bwlimit: Option<u64>,
     /// `--debug-sftp N`, or the conf file's `debug N`.
     pub debug_sftp: u32,
     /// `--autoretry`/`--no-autoretry`, or `autoretry`: process older unprocessed outlogs first.
@@ -112,6 +116,7 @@ impl Settings {
             timeout: self.timeout,
             interrupt: interrupt.clone(),
             posix_rename: self.posix_rename,
+            bwlimit: self.bwlimit,
             ..EngineConfig::default()
         }
     }
@@ -416,6 +421,7 @@ fn settings(
         targetdir,
         verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),
         quiet: args.quiet,
+        bwlimit: args.bwlimit.or(conf.bwlimit).filter(|&rate| rate > 0),
         debug_sftp: args.debug_sftp.or(conf.debug).unwrap_or(0),
         autoretry: if args.no_autoretry {
             false

@@ -49,7 +49,7 @@ use deadline::Deadline;
 use link::{Link, Setup};
 use local::Locals;
 use op::Tag;
-use tuning::{AUTO_OPEN_FILES_MAX, local_open_files};
+use tuning::{AUTO_OPEN_FILES_MAX, Bucket, local_open_files};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
@@ -93,6 +93,9 @@ pub struct EngineConfig {
     /// depends on (an OPEN behind the MKDIR of its directory) instead of waiting. One name
     /// from the conf key down: this, then each connection's `in_order`.
     pub in_order: bool,
+    /// `bwlimit`: bytes per second written into the servers' pipes, all connections
+    /// together; `None` for no limit.
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +114,7 @@ impl Default for EngineConfig {
             part_size: parts::PART_SIZE,
             targetdir: None,
             in_order: true,
+            bwlimit: None,
         }
     }
 }
@@ -183,6 +187,8 @@ pub struct Engine {
     locals: Locals,
     /// Told the file data written so far while uploads run (see [`Engine::watch_bytes`]).
     watch: Option<Watch>,
+    /// What `bwlimit` lets the loop write.
+    bucket: Option<Bucket>,
 }
 
 /// A callback told [`Engine::bytes_written`] from the loop, at most every [`WATCH_EVERY`].
@@ -229,6 +235,7 @@ impl Engine {
             more_considered: config.connections <= 1,
             locals: Locals::default(),
             watch: None,
+            bucket: config.bwlimit.map(|rate| Bucket::new(rate, Instant::now())),
             config,
             server: server.clone(),
         };
@@ -608,6 +615,18 @@ impl Engine {
         let mut timeout = self
             .deadline
             .poll_wait(Instant::now(), *last_progress, signal)?;
+        // With `bwlimit`, write only what the bucket holds, and wake when it has more.
+        let mut budget = match &mut self.bucket {
+            Some(bucket) => {
+                let budget = bucket.budget(Instant::now());
+                if budget == 0 {
+                    timeout = timeout.min(bucket.wait());
+                }
+                budget
+            }
+            None => u64::MAX,
+        };
+        let allowed = budget;
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
         {
@@ -619,7 +638,7 @@ impl Engine {
                 }
                 slots.push(
                     link.transport
-                        .register(link.conn.session.wants_write(), &mut fds),
+                        .register(budget > 0 && link.conn.session.wants_write(), &mut fds),
                 );
                 if link.transport.ending() {
                     timeout = Duration::ZERO;
@@ -635,10 +654,13 @@ impl Engine {
             if link.setup == Setup::Failed {
                 continue;
             }
-            match link
-                .transport
-                .handle(slots, &revents, &mut link.conn.session, &link.conn.sources)
-            {
+            match link.transport.handle(
+                slots,
+                &revents,
+                &mut link.conn.session,
+                &link.conn.sources,
+                &mut budget,
+            ) {
                 Ok(Turn::Progress) => {
                     *last_progress = now;
                     // The round trip ends when the reply is read, not when it is handled.
@@ -664,6 +686,9 @@ impl Engine {
                 }
                 Err(e) => return Err(EngineErrorKind::Transport(e)),
             }
+        }
+        if let Some(bucket) = &mut self.bucket {
+            bucket.spend(allowed - budget);
         }
         Ok(now)
     }
