@@ -128,7 +128,7 @@ impl RoundTrip {
 
 /// `bwlimit`: a token bucket of the bytes the loop may write into the servers' pipes, all
 /// connections together. It fills at the rate, up to a tenth of a second's worth (at least
-/// [`BUCKET_CHUNK`]), so a pause is not made up for by a burst; the loop writes only once
+/// [`BUCKET_CHUNK`], or a second's worth if less), so a pause is not made up for by a burst; the loop writes only once
 /// a chunk is in it, and waits for that otherwise ([`Bucket::wait`]).
 #[derive(Debug)]
 pub(crate) struct Bucket {
@@ -145,7 +145,8 @@ impl Bucket {
     /// A bucket of `rate` bytes per second, full at `now`.
     pub(crate) fn new(rate: u64, now: Instant) -> Bucket {
         let rate = rate.max(1) as f64;
-        let burst = (rate / 10.0).max(BUCKET_CHUNK as f64);
+        // A slow rate waits for a second's worth at most, not for a whole chunk.
+        let burst = (rate / 10.0).max((BUCKET_CHUNK as f64).min(rate));
         Bucket {
             rate,
             burst,
@@ -269,5 +270,10 @@ mod tests {
         bucket.spend(100_000);
         assert_eq!(bucket.budget(start + Duration::from_millis(5)), 0);
         assert_eq!(bucket.budget(start + Duration::from_secs(60)), 100_000);
+        // A very slow rate still writes every second, well within any stall timeout.
+        let mut slow = Bucket::new(100, start);
+        assert_eq!(slow.budget(start), 100);
+        slow.spend(100);
+        assert_eq!(slow.wait(), Duration::from_secs(1));
     }
 }
