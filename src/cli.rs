@@ -41,6 +41,11 @@ pub struct Args {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Say nothing on success, for scripts: no progress line, no summary (errors are still
+    /// said on stderr).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     /// Print what would be done, in order, and change nothing.
     #[arg(short = 'n', long, global = true)]
     pub dry_run: bool,
@@ -86,9 +91,19 @@ pub struct Args {
     #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u32).range(0..=2))]
     pub debug_sftp: Option<u32>,
 
+    /// Write at most RATE to the servers, over all connections: KiB/s, or with a suffix
+    /// (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit].
+    #[arg(long, value_name = "RATE", global = true, value_parser = rate)]
+    pub bwlimit: Option<u64>,
+
     /// How long to wait for another outsftphook working on the same log dir.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, global = true)]
     pub lock_timeout: u64,
+}
+
+fn rate(s: &str) -> Result<u64, String> {
+    crate::config::parse_rate(s)
+        .ok_or_else(|| "a rate like 500 (KiB/s), 500K, 2M or 1MB; 0 for none".to_string())
 }
 
 /// What to do instead of processing outlogs.

@@ -97,6 +97,7 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
         Err(e) => Err(e),
     };
     let settings = config::resolve(&args, &env, &read).map_err(Fatal::setup)?;
+    run::output::set_quiet(settings.quiet);
     if settings.debug_sftp > 0 && log::max_level() < log::LevelFilter::Debug {
         log::set_max_level(log::LevelFilter::Debug);
     }

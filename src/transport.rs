@@ -171,6 +171,8 @@ pub struct Transport {
     /// The server's output ended after the last bytes read were handed to the session; the
     /// next turn reports it, so that those replies are delivered first.
     eof: bool,
+    /// File data written into the server's input so far (WRITE payloads, not headers).
+    file_bytes: u64,
 }
 
 fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
@@ -286,6 +288,7 @@ impl Transport {
             stderr_line: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
             splice_works: true,
+            file_bytes: 0,
             copy_buf: Vec::new(),
             eof: false,
         };
@@ -328,19 +331,27 @@ impl Transport {
         }
     }
 
+    /// File data written into the server's input so far: the bytes of uploads handed over,
+    /// as they go (progress is shown by them).
+    pub fn file_bytes_written(&self) -> u64 {
+        self.file_bytes
+    }
+
     /// Whether the next [`Transport::handle`] reports the end without waiting.
     pub fn ending(&self) -> bool {
         self.eof
     }
 
     /// Moves the bytes `poll` found ready (`revents` as returned for the fds registered by
-    /// [`Transport::register`]).
+    /// [`Transport::register`]), writing at most `budget` bytes into the server's input
+    /// (`bwlimit`; what is written is taken off it).
     pub fn handle<T>(
         &mut self,
         slots: &Slots,
         revents: &[Option<PollFlags>],
         session: &mut Session<T>,
         files: &impl LocalFiles,
+        budget: &mut u64,
     ) -> Result<Turn, TransportError> {
         if self.eof {
             return Err(self.closed());
@@ -358,7 +369,7 @@ impl Transport {
             progress |= self.read_in(session)?;
         }
         if ready(slots.stdin) && self.stdin.is_some() {
-            progress |= self.write_out(session, files)?;
+            progress |= self.write_out(session, files, budget)?;
         }
         Ok(if progress { Turn::Progress } else { Turn::Idle })
     }
@@ -367,19 +378,26 @@ impl Transport {
         &mut self,
         session: &mut Session<T>,
         files: &impl LocalFiles,
+        budget: &mut u64,
     ) -> Result<bool, TransportError> {
         let Transport {
             stdin,
             splice_works,
             copy_buf,
+            file_bytes,
             ..
         } = self;
         let pipe = stdin.as_mut().expect("polled");
         let mut wrote = false;
         loop {
+            if *budget == 0 {
+                break;
+            }
+            let mut from_file = false;
+            let allowed = usize::try_from(*budget).unwrap_or(usize::MAX);
             let moved = match session.output() {
                 None => break,
-                Some(Next::Bytes(bytes)) => match pipe.write(bytes) {
+                Some(Next::Bytes(bytes)) => match pipe.write(&bytes[..bytes.len().min(allowed)]) {
                     Ok(n) => Ok(Moved::Bytes(n)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Moved::PipeFull),
                     Err(e) => Err(e),
@@ -390,6 +408,8 @@ impl Transport {
                     len,
                 }) => match files.file(source) {
                     Some(file) => {
+                        from_file = true;
+                        let len = len.min(*budget);
                         move_file_range(pipe.as_fd(), file, offset, len, splice_works, copy_buf)
                     }
                     None => Ok(Moved::File(FileFault::Unreadable("no longer open".into()))),
@@ -399,6 +419,10 @@ impl Transport {
                 Ok(Moved::Bytes(0)) | Ok(Moved::PipeFull) => break,
                 Ok(Moved::Bytes(n)) => {
                     session.consume_output(n);
+                    *budget = budget.saturating_sub(n as u64);
+                    if from_file {
+                        *file_bytes += n as u64;
+                    }
                     wrote = true;
                 }
                 Ok(Moved::File(fault)) => {

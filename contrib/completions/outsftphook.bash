@@ -53,7 +53,7 @@ _outsftphook() {
 
     case "${cmd}" in
         outsftphook)
-            opts="-v -n -b -h -V --verbose --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help --version mirror verify status completions help"
+            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help --version mirror verify status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -83,6 +83,10 @@ _outsftphook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -95,7 +99,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__completions)
-            opts="-v -n -b -h --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help bash elvish fish powershell zsh"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -122,6 +126,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --debug-sftp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -221,7 +229,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__mirror)
-            opts="-v -n -b -h --delete --max-delete --checksum --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -255,6 +263,10 @@ _outsftphook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -267,7 +279,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__status)
-            opts="-v -n -b -h --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,6 +306,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --debug-sftp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -309,7 +325,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__verify)
-            opts="-v -n -b -h --checksum --verbose --dry-run --basedir --outdir --logdir --confdir --debug-sftp --lock-timeout --help"
+            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -336,6 +352,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --debug-sftp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_outsftphook_global_optspecs
-    string join \n v/verbose n/dry-run pending autoretry no-autoretry ignore-pending force-order b/basedir= outdir= logdir= confdir= debug-sftp= lock-timeout= h/help V/version
+    string join \n v/verbose q/quiet n/dry-run pending autoretry no-autoretry ignore-pending force-order b/basedir= outdir= logdir= confdir= debug-sftp= bwlimit= lock-timeout= h/help V/version
 end
 
 function __fish_outsftphook_needs_command
@@ -29,8 +29,10 @@ complete -c outsftphook -n "__fish_outsftphook_needs_command" -l outdir -d 'Wher
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
+complete -c outsftphook -n "__fish_outsftphook_needs_command" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s v -l verbose -d 'Tell what is done; twice for every request'
+complete -c outsftphook -n "__fish_outsftphook_needs_command" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l pending -d 'Process every unprocessed .outlog in the log dir instead of FILEs'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l autoretry -d 'Process unprocessed older .outlogs first (the default; see --no-autoretry)'
@@ -50,10 +52,12 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l outdi
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l delete -d 'Also remove remote files and directories that are not local (after the distributions are in place). Refused when a top directory is missing or empty locally'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l checksum -d 'Also compare the content of files whose size and time match (reads them remotely), and upload again those that differ'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s v -l verbose -d 'Tell what is done; twice for every request'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
@@ -61,9 +65,11 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l outdi
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l checksum -d 'Also compare the content of files whose size matches (reads them remotely)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s v -l verbose -d 'Tell what is done; twice for every request'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
@@ -71,8 +77,10 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l outdi
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s v -l verbose -d 'Tell what is done; twice for every request'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
@@ -80,8 +88,10 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l logdir -d 'Where the .outlog files are [default: BASEDIR/logs]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l confdir -d 'Where options and outsftphook.conf are [default: BASEDIR/conf]' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s v -l verbose -d 'Tell what is done; twice for every request'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time; with --checksum, by content too), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'

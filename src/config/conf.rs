@@ -26,6 +26,7 @@ pub const CONF_KEYS: &[&str] = &[
     "inorder",
     "symlinks",
     "keepdone",
+    "bwlimit",
 ];
 
 /// The highest `debug` level (as `--debug-sftp`): 2 already logs everything.
@@ -53,6 +54,8 @@ pub(super) struct ConfFile {
     pub symlinks: Option<Symlinks>,
     /// Days.
     pub keepdone: Option<u64>,
+    /// Bytes per second; 0 is no limit.
+    pub bwlimit: Option<u64>,
 }
 
 /// Parses the text of `file`; the first bad line is the error. A key set twice is an
@@ -154,6 +157,7 @@ impl ConfFile {
                 ))
             }
             "timeout" => self.timeout = Some(number(1)?),
+            "bwlimit" => self.bwlimit = Some(parse_rate(value).ok_or_else(|| bad(Expected::Rate))?),
             "keepdone" => self.keepdone = Some(number(0)?),
             "symlinks" => {
                 self.symlinks = Some(parse_symlinks(value).ok_or_else(|| bad(Expected::Symlinks))?)
@@ -204,4 +208,23 @@ fn parse_size(s: &str) -> Option<u64> {
         .ok()?
         .checked_mul(unit)
         .filter(|n| *n >= 64 * 1024)
+}
+
+/// A rate as rsync's `--bwlimit` takes it, in bytes per second: a bare number is KiB/s;
+/// `K`, `M`, `G` (or `KiB`, `MiB`, `GiB`) are powers of 1024, `KB`, `MB`, `GB` powers of
+/// 1000, `B` bytes; `0` is no limit.
+pub(crate) fn parse_rate(s: &str) -> Option<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let unit: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "b" => 1,
+        "kb" => 1000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }

@@ -81,6 +81,8 @@ pub enum Expected {
     AutoOrSize,
     /// `symlinks`.
     Symlinks,
+    /// `bwlimit`.
+    Rate,
     /// `servername`, `username`: no white space.
     OneWord,
     /// `debug`: 0 to `max`.
@@ -182,6 +184,7 @@ impl fmt::Display for Expected {
             Expected::AutoOrNo => f.write_str("auto or no"),
             Expected::AutoOrSize => f.write_str("'auto' or a size of at least 64K (like 512K, 4M)"),
             Expected::Symlinks => f.write_str("auto, yes or copy"),
+            Expected::Rate => f.write_str("a rate like 500 (KiB/s), 500K, 2M or 1MB; 0 for none"),
             Expected::OneWord => f.write_str("one word, without spaces"),
             Expected::Range { max } => write!(f, "a level from 0 to {max}"),
         }

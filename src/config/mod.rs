@@ -23,6 +23,7 @@ mod error;
 mod options;
 
 pub use conf::CONF_KEYS;
+pub(crate) use conf::parse_rate;
 pub use error::ConfigError;
 use options::Options;
 
@@ -53,6 +54,11 @@ pub struct Settings {
     pub targetdir: Option<RemotePath>,
     /// `-v` (counted), at least 1 with `verbose yes`.
     pub verbose: u8,
+    /// `-q`: no progress line, and no summary on success.
+    pub quiet: bool,
+    /// `--bwlimit` or `bwlimit`: bytes per second written to the servers, over all
+    /// connections; `None` for no limit.
+    pub bwlimit: Option<u64>,
     /// `--debug-sftp N`, or the conf file's `debug N`.
     pub debug_sftp: u32,
     /// `--autoretry`/`--no-autoretry`, or `autoretry`: process older unprocessed outlogs first.
@@ -110,6 +116,7 @@ impl Settings {
             timeout: self.timeout,
             interrupt: interrupt.clone(),
             posix_rename: self.posix_rename,
+            bwlimit: self.bwlimit,
             ..EngineConfig::default()
         }
     }
@@ -413,6 +420,8 @@ fn settings(
         server,
         targetdir,
         verbose: args.verbose.max(u8::from(conf.verbose == Some(true))),
+        quiet: args.quiet,
+        bwlimit: args.bwlimit.or(conf.bwlimit).filter(|&rate| rate > 0),
         debug_sftp: args.debug_sftp.or(conf.debug).unwrap_or(0),
         autoretry: if args.no_autoretry {
             false

@@ -265,6 +265,44 @@ fn sshcommand_and_optional_username() {
 }
 
 #[test]
+fn bwlimit_reads_as_rsync_s_from_the_conf_and_the_flag_wins() {
+    let resolve = |text: &str, args: &[&str]| {
+        let mut all = vec!["-b", "/r"];
+        all.extend(args);
+        World::new()
+            .file("/r/conf/outsftphook.conf", text)
+            .resolve(&all)
+    };
+    assert_eq!(resolve("servername h\n", &[]).unwrap().bwlimit, None);
+    for (value, rate) in [
+        ("500", 500 * 1024),
+        ("500K", 500 * 1024),
+        ("2M", 2 << 20),
+        ("2MiB", 2 << 20),
+        ("1MB", 1_000_000),
+        ("64kb", 64_000),
+        ("1000B", 1000),
+    ] {
+        let s = resolve(&format!("servername h\nbwlimit {value}\n"), &[]).unwrap();
+        assert_eq!(s.bwlimit, Some(rate), "{value}");
+    }
+    assert_eq!(
+        resolve("servername h\nbwlimit 0\n", &[]).unwrap().bwlimit,
+        None
+    );
+    let s = resolve("servername h\nbwlimit 1M\n", &["--bwlimit", "300K"]).unwrap();
+    assert_eq!(s.bwlimit, Some(300 * 1024));
+    let s = resolve("servername h\nbwlimit 1M\n", &["--bwlimit=0"]).unwrap();
+    assert_eq!(s.bwlimit, None, "--bwlimit 0 lifts the conf's limit");
+    let err = resolve("servername h\nbwlimit fast\n", &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(":2: 'bwlimit' takes a rate like 500 (KiB/s)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn keepdone_is_for_ever_by_default_or_days() {
     let conf = |text: &str| {
         World::new()
@@ -470,7 +508,7 @@ fn each_problem_has_its_one_line_message() {
             "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
              targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
              timeout, keepdirectories, posixrename, connections, window, inorder, symlinks, \
-             keepdone)",
+             keepdone, bwlimit)",
         ),
     ];
     for (err, want) in cases {

@@ -49,7 +49,7 @@ use deadline::Deadline;
 use link::{Link, Setup};
 use local::Locals;
 use op::Tag;
-use tuning::{AUTO_OPEN_FILES_MAX, local_open_files};
+use tuning::{AUTO_OPEN_FILES_MAX, Bucket, local_open_files};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
@@ -93,6 +93,9 @@ pub struct EngineConfig {
     /// depends on (an OPEN behind the MKDIR of its directory) instead of waiting. One name
     /// from the conf key down: this, then each connection's `in_order`.
     pub in_order: bool,
+    /// `bwlimit`: bytes per second written into the servers' pipes, all connections
+    /// together; `None` for no limit.
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +114,7 @@ impl Default for EngineConfig {
             part_size: parts::PART_SIZE,
             targetdir: None,
             in_order: true,
+            bwlimit: None,
         }
     }
 }
@@ -181,7 +185,21 @@ pub struct Engine {
     /// The local sources of the run under way (or, from [`Engine::source_sizes`], of the
     /// next), each stat'ed once.
     locals: Locals,
+    /// Told the file data written so far while uploads run (see [`Engine::watch_bytes`]).
+    watch: Option<Watch>,
+    /// What `bwlimit` lets the loop write.
+    bucket: Option<Bucket>,
 }
+
+/// A callback told [`Engine::bytes_written`] from the loop, at most every [`WATCH_EVERY`].
+struct Watch {
+    tell: Box<dyn FnMut(u64)>,
+    last: Option<Instant>,
+}
+
+/// How often the loop tells a watcher of the bytes written: a progress line moves with
+/// them without being redrawn more than a few times a second.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a server may take to exit by itself once its input is closed, before it is told
 /// to: enough for a local one; ssh would wait a round trip for the remote side (see
@@ -216,6 +234,8 @@ impl Engine {
             ),
             more_considered: config.connections <= 1,
             locals: Locals::default(),
+            watch: None,
+            bucket: config.bwlimit.map(|rate| Bucket::new(rate, Instant::now())),
             config,
             server: server.clone(),
         };
@@ -338,6 +358,34 @@ impl Engine {
             total.max_open_files_seen = total.max_open_files_seen.max(s.max_open_files_seen);
         }
         total
+    }
+
+    /// File data handed to the servers so far, over all connections: what uploads have
+    /// written into the pipes, as they go (a file's bytes count before it is confirmed).
+    pub fn bytes_written(&self) -> u64 {
+        self.links
+            .iter()
+            .map(|l| l.transport.file_bytes_written())
+            .sum()
+    }
+
+    /// Has `tell` hear [`Engine::bytes_written`] while operations run, from the loop, at
+    /// most every 200 ms (so a long upload moves a progress line); `None` stops it.
+    pub fn watch_bytes(&mut self, tell: Option<Box<dyn FnMut(u64)>>) {
+        self.watch = tell.map(|tell| Watch { tell, last: None });
+    }
+
+    /// Tells the watcher, if any, of the bytes written, if it has not heard for a while.
+    fn tell_watcher(&mut self, now: Instant) {
+        let written = self.bytes_written();
+        if let Some(watch) = &mut self.watch
+            && watch
+                .last
+                .is_none_or(|t| now.duration_since(t) >= WATCH_EVERY)
+        {
+            watch.last = Some(now);
+            (watch.tell)(written);
+        }
     }
 
     /// The size each upload of `ops` will send (`None` for other operations, and for a
@@ -470,7 +518,10 @@ impl Engine {
                 break;
             }
             now = match self.turn(&mut last_progress) {
-                Ok(now) => now,
+                Ok(now) => {
+                    self.tell_watcher(now);
+                    now
+                }
                 Err(kind) => {
                     let in_flight = self.wind_up(&mut batches, &assignment, &mut on_done);
                     return Err(EngineError { kind, in_flight });
@@ -572,6 +623,18 @@ impl Engine {
         let mut timeout = self
             .deadline
             .poll_wait(Instant::now(), *last_progress, signal)?;
+        // With `bwlimit`, write only what the bucket holds, and wake when it has more.
+        let mut budget = match &mut self.bucket {
+            Some(bucket) => {
+                let budget = bucket.budget(Instant::now());
+                if budget == 0 {
+                    timeout = timeout.min(bucket.wait());
+                }
+                budget
+            }
+            None => u64::MAX,
+        };
+        let allowed = budget;
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
         {
@@ -583,7 +646,7 @@ impl Engine {
                 }
                 slots.push(
                     link.transport
-                        .register(link.conn.session.wants_write(), &mut fds),
+                        .register(budget > 0 && link.conn.session.wants_write(), &mut fds),
                 );
                 if link.transport.ending() {
                     timeout = Duration::ZERO;
@@ -599,10 +662,13 @@ impl Engine {
             if link.setup == Setup::Failed {
                 continue;
             }
-            match link
-                .transport
-                .handle(slots, &revents, &mut link.conn.session, &link.conn.sources)
-            {
+            match link.transport.handle(
+                slots,
+                &revents,
+                &mut link.conn.session,
+                &link.conn.sources,
+                &mut budget,
+            ) {
                 Ok(Turn::Progress) => {
                     *last_progress = now;
                     // The round trip ends when the reply is read, not when it is handled.
@@ -628,6 +694,9 @@ impl Engine {
                 }
                 Err(e) => return Err(EngineErrorKind::Transport(e)),
             }
+        }
+        if let Some(bucket) = &mut self.bucket {
+            bucket.spend(allowed - budget);
         }
         Ok(now)
     }

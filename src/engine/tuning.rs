@@ -126,6 +126,59 @@ impl RoundTrip {
     }
 }
 
+/// `bwlimit`: a token bucket of the bytes the loop may write into the servers' pipes, all
+/// connections together. It fills at the rate, up to a tenth of a second's worth (at least
+/// [`BUCKET_CHUNK`], or a second's worth if less), so a pause is not made up for by a burst; the loop writes only once
+/// a chunk is in it, and waits for that otherwise ([`Bucket::wait`]).
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+/// The least the loop waits for before it writes: fewer, larger writes.
+pub(crate) const BUCKET_CHUNK: u64 = 16 * 1024;
+
+impl Bucket {
+    /// A bucket of `rate` bytes per second, full at `now`.
+    pub(crate) fn new(rate: u64, now: Instant) -> Bucket {
+        let rate = rate.max(1) as f64;
+        // A slow rate waits for a second's worth at most, not for a whole chunk.
+        let burst = (rate / 10.0).max((BUCKET_CHUNK as f64).min(rate));
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// What may be written at `now`: 0 until a chunk is in the bucket.
+    pub(crate) fn budget(&mut self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= (BUCKET_CHUNK as f64).min(self.burst) {
+            self.tokens as u64
+        } else {
+            0
+        }
+    }
+
+    /// `n` bytes were written.
+    pub(crate) fn spend(&mut self, n: u64) {
+        self.tokens -= n as f64;
+    }
+
+    /// How long until the next chunk may be written (as of the last [`Bucket::budget`]).
+    pub(crate) fn wait(&self) -> Duration {
+        let missing = (BUCKET_CHUNK as f64).min(self.burst) - self.tokens;
+        Duration::from_secs_f64((missing / self.rate).max(0.001))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +232,48 @@ mod tests {
         let mut rt = RoundTrip::default();
         rt.sent(t0);
         assert_eq!(rt.end(t0 + ms(3)), Some(ms(3)));
+    }
+
+    #[test]
+    fn the_bucket_lets_through_its_rate_and_no_more() {
+        let start = Instant::now();
+        let rate = 1 << 20;
+        let mut bucket = Bucket::new(rate, start);
+        let (mut written, mut now) = (0u64, start);
+        // Ten seconds of a writer that always wants more, woken when the bucket says.
+        while now < start + Duration::from_secs(10) {
+            let budget = bucket.budget(now);
+            if budget > 0 {
+                bucket.spend(budget);
+                written += budget;
+            } else {
+                assert!(
+                    bucket.wait() <= Duration::from_millis(16),
+                    "{:?}",
+                    bucket.wait()
+                );
+            }
+            now += bucket.wait().max(Duration::from_millis(1));
+        }
+        let expected = 10 * rate + rate / 10;
+        assert!(
+            written.abs_diff(expected) < expected / 100,
+            "{written} bytes in 10 s at 1 MiB/s"
+        );
+    }
+
+    #[test]
+    fn a_pause_is_not_made_up_by_a_burst() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(1_000_000, start);
+        assert_eq!(bucket.budget(start), 100_000);
+        bucket.spend(100_000);
+        assert_eq!(bucket.budget(start + Duration::from_millis(5)), 0);
+        assert_eq!(bucket.budget(start + Duration::from_secs(60)), 100_000);
+        // A very slow rate still writes every second, well within any stall timeout.
+        let mut slow = Bucket::new(100, start);
+        assert_eq!(slow.budget(start), 100);
+        slow.spend(100);
+        assert_eq!(slow.wait(), Duration::from_secs(1));
     }
 }

@@ -19,7 +19,7 @@ use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::output::{echo, show, summary, tell};
+use crate::run::output::{echo, show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect_to, server_name, warn_unless_atomic_renames};
 
@@ -218,7 +218,7 @@ fn push(
             return Err(cut_off(e, settings));
         }
     }
-    tell(&summary);
+    tell_summary(&summary, report.failures);
     Ok(report)
 }
 

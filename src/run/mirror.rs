@@ -17,7 +17,7 @@ use crate::interrupt::Interrupt;
 use crate::plan::tree::{self, Difference, Node, Tree};
 use crate::relpath::RelPath;
 use crate::repo::scan;
-use crate::run::output::{show, summary, tell};
+use crate::run::output::{show, summary, tell, tell_summary};
 use crate::run::session::{close_quietly, connect};
 use crate::run::sync::{self, Start, command_line};
 pub use crate::run::sync::{MirrorOptions, MirrorReport};
@@ -122,14 +122,15 @@ pub fn mirror(
         .sum();
     let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
     let say_summary = |report: &MirrorReport| {
-        tell(&summary(
+        let line = summary(
             "mirror: ",
             report.files,
             report.bytes,
             report.changes,
             report.failures,
             started,
-        ))
+        );
+        tell_summary(&line, report.failures)
     };
     // Every run that got this far ends with a summary: one that could not connect, or
     // was cut off, too (the error follows it).

@@ -11,7 +11,7 @@
 pub mod hook;
 mod links;
 pub mod mirror;
-mod output;
+pub(crate) mod output;
 pub mod remote_tree;
 mod runner;
 mod session;

@@ -12,7 +12,9 @@
 //! stderr, relayed line by line where it is read (`transport`), and the error that ends a
 //! run, printed by `main`.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::exit::ExitStatus;
@@ -61,21 +63,6 @@ pub(crate) fn summary(
     )
 }
 
-/// The live line of files and bytes done, rate and time left, redrawn at most ten times a
-/// second on stderr while a terminal shows it.
-pub(crate) struct Progress {
-    total_files: u64,
-    total_bytes: u64,
-    files: u64,
-    bytes: u64,
-    started: Instant,
-    last_draw: Option<Instant>,
-    live: bool,
-    drawn: bool,
-}
-
-const REDRAW: Duration = Duration::from_millis(100);
-
 /// `12.3 MB` and the like.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -92,18 +79,73 @@ pub(crate) fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The live line of files and bytes done, rate and time left, on stderr while a terminal
+/// shows it (and `--quiet` was not asked for). It moves with the bytes written, not only
+/// with finished files ([`Progress::sent`], fed by the engine while uploads run); rate and
+/// time left are those of the last [`WINDOW`], not of the whole run, and it is redrawn at
+/// most every [`REDRAW`].
+pub(crate) struct Progress {
+    total_files: u64,
+    total_bytes: u64,
+    files: u64,
+    /// The sizes of the files done.
+    done_bytes: u64,
+    /// File data written since the line started (see [`Progress::sent`]).
+    sent: u64,
+    /// What the engine had written when the line started.
+    base: u64,
+    /// `(time, bytes shown)` samples, oldest first, at least [`SAMPLE`] apart, reaching
+    /// back just beyond [`WINDOW`].
+    samples: VecDeque<(Instant, u64)>,
+    last_draw: Option<Instant>,
+    live: bool,
+    drawn: bool,
+}
+
+/// The shortest time between two redraws of the line.
+const REDRAW: Duration = Duration::from_millis(250);
+/// How far back the rate looks.
+const WINDOW: Duration = Duration::from_secs(5);
+/// The shortest time between two samples (so the window holds a few dozen).
+const SAMPLE: Duration = Duration::from_millis(100);
+/// The shortest span a rate is told from: less would be noise (the start of a run).
+const MIN_SPAN: Duration = Duration::from_millis(500);
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `--quiet`: no progress line, and no summary of a run that went well.
+pub(crate) fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Says the summary of a run (as [`tell`]), unless `--quiet` was asked for and the run
+/// had no `errors`.
+pub(crate) fn tell_summary(summary: &str, errors: usize) {
+    if errors > 0 || !QUIET.load(Ordering::Relaxed) {
+        tell(summary);
+    }
+}
+
 impl Progress {
-    /// A progress display for `total_files` uploads of `total_bytes`; live only when
-    /// stderr is a terminal.
-    pub(crate) fn new(total_files: u64, total_bytes: u64) -> Progress {
+    /// A progress display for `total_files` uploads of `total_bytes`, the engine having
+    /// written `written` bytes of files so far; live only when stderr is a terminal and
+    /// `--quiet` was not asked for.
+    pub(crate) fn new(total_files: u64, total_bytes: u64, written: u64) -> Progress {
+        let live = std::io::stderr().is_terminal() && !QUIET.load(Ordering::Relaxed);
+        Progress::at(total_files, total_bytes, written, Instant::now(), live)
+    }
+
+    fn at(total_files: u64, total_bytes: u64, written: u64, now: Instant, live: bool) -> Progress {
         Progress {
             total_files,
             total_bytes,
             files: 0,
-            bytes: 0,
-            started: Instant::now(),
+            done_bytes: 0,
+            sent: 0,
+            base: written,
+            samples: VecDeque::from([(now, 0)]),
             last_draw: None,
-            live: std::io::stderr().is_terminal(),
+            live,
             drawn: false,
         }
     }
@@ -111,36 +153,89 @@ impl Progress {
     /// An upload of `size` bytes finished.
     pub(crate) fn file_done(&mut self, size: u64) {
         self.files += 1;
-        self.bytes += size;
-        if self.live && self.last_draw.is_none_or(|t| t.elapsed() >= REDRAW) {
-            self.draw();
+        self.done_bytes += size;
+        self.tick(Instant::now());
+    }
+
+    fn sent_at(&mut self, written: u64, now: Instant) {
+        self.sent = written.saturating_sub(self.base);
+        self.tick(now);
+    }
+
+    /// The engine has written `written` bytes of files in all ([`Engine::bytes_written`](crate::engine::Engine::bytes_written)).
+    pub(crate) fn sent(&mut self, written: u64) {
+        self.sent_at(written, Instant::now());
+    }
+
+    /// The bytes shown: those written, as far as they can be told apart from files sent
+    /// again; never less than the files done.
+    fn bytes(&self) -> u64 {
+        self.done_bytes.max(self.sent.min(self.total_bytes))
+    }
+
+    /// Takes a sample at `now` and redraws if it is time to.
+    fn tick(&mut self, now: Instant) {
+        self.sample(now);
+        if self.live && self.due(now) {
+            self.draw(now);
         }
     }
 
-    fn draw(&mut self) {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = self.bytes as f64 / secs;
-        let eta = if rate > 0.0 && self.total_bytes > self.bytes {
-            format!(
-                ", {:.0} s left",
-                (self.total_bytes - self.bytes) as f64 / rate
-            )
-        } else {
-            String::new()
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[K{}/{} files, {} of {}, {}/s{eta}",
+    fn sample(&mut self, now: Instant) {
+        let bytes = self.bytes();
+        if self
+            .samples
+            .back()
+            .is_none_or(|&(t, _)| now.saturating_duration_since(t) >= SAMPLE)
+        {
+            self.samples.push_back((now, bytes));
+        }
+        // Keep one sample at or beyond the window's start, so that it spans all of it.
+        while self.samples.len() > 2 && now.saturating_duration_since(self.samples[1].0) >= WINDOW {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Whether the line may be redrawn at `now`.
+    fn due(&self, now: Instant) -> bool {
+        self.last_draw
+            .is_none_or(|t| now.saturating_duration_since(t) >= REDRAW)
+    }
+
+    /// Bytes per second over the last [`WINDOW`], once it spans at least [`MIN_SPAN`].
+    fn rate(&self, now: Instant) -> Option<f64> {
+        let &(t, b) = self.samples.front()?;
+        let span = now.saturating_duration_since(t);
+        (span >= MIN_SPAN).then(|| self.bytes().saturating_sub(b) as f64 / span.as_secs_f64())
+    }
+
+    /// The line as it reads at `now`.
+    fn line(&self, now: Instant) -> String {
+        let bytes = self.bytes();
+        let mut line = format!(
+            "{}/{} files, {} of {}",
             self.files,
             self.total_files,
-            human_bytes(self.bytes),
-            human_bytes(self.total_bytes),
-            human_bytes(rate as u64)
+            human_bytes(bytes),
+            human_bytes(self.total_bytes)
         );
+        if let Some(rate) = self.rate(now) {
+            line.push_str(&format!(", {}/s", human_bytes(rate as u64)));
+            if rate >= 1.0 && self.total_bytes > bytes {
+                let left = (self.total_bytes - bytes) as f64 / rate;
+                line.push_str(&format!(", {left:.0} s left"));
+            }
+        }
+        line
+    }
+
+    fn draw(&mut self, now: Instant) {
+        let line = self.line(now);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{line}");
         let _ = err.flush();
         self.drawn = true;
-        self.last_draw = Some(Instant::now());
+        self.last_draw = Some(now);
     }
 
     fn clear(&mut self) {
@@ -155,7 +250,7 @@ impl Progress {
         self.clear();
         eprintln!("{line}");
         if self.live && self.last_draw.is_some() {
-            self.draw();
+            self.draw(Instant::now());
         }
     }
 
@@ -189,5 +284,64 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with(" s"), "{line}");
+    }
+
+    fn after(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn the_line_moves_with_bytes_written_before_any_file_is_done() {
+        let start = Instant::now();
+        let mut p = Progress::at(1, 240_000_000, 1000, start, false);
+        p.sent_at(1000 + 120_000_000, after(start, 2000));
+        let line = p.line(after(start, 2000));
+        assert!(
+            line.starts_with("0/1 files, 120.0 MB of 240.0 MB, 60.0 MB/s, 2 s left"),
+            "{line}"
+        );
+        // Bytes sent again (a retry) never show more than the total.
+        p.sent_at(1000 + 500_000_000, after(start, 2100));
+        assert_eq!(p.bytes(), 240_000_000);
+    }
+
+    #[test]
+    fn rate_and_time_left_are_those_of_the_last_seconds() {
+        let start = Instant::now();
+        let mut p = Progress::at(2, 100_000_000, 0, start, false);
+        // A slow start (connecting, a stalled link): 1 MB in 10 s...
+        for s in 1..=10 {
+            p.sent_at(s * 100_000, after(start, s * 1000));
+        }
+        // ...then 10 MB/s for 6 s.
+        for s in 1..=60 {
+            p.sent_at(1_000_000 + s * 1_000_000, after(start, 10_000 + s * 100));
+        }
+        let now = after(start, 16_000);
+        let rate = p.rate(now).unwrap();
+        assert!((9.0e6..=10.5e6).contains(&rate), "{rate}");
+        let line = p.line(now);
+        assert!(line.ends_with(", 4 s left"), "{line}");
+        assert!(p.samples.len() <= 60, "{}", p.samples.len());
+    }
+
+    #[test]
+    fn no_rate_is_told_from_the_first_moments() {
+        let start = Instant::now();
+        let mut p = Progress::at(1, 1_000_000_000, 0, start, false);
+        p.sent_at(10, after(start, 100));
+        assert_eq!(p.rate(after(start, 100)), None);
+        assert_eq!(p.line(after(start, 100)), "0/1 files, 10 B of 1.0 GB");
+    }
+
+    #[test]
+    fn the_line_is_redrawn_at_most_every_quarter_second() {
+        let start = Instant::now();
+        let mut p = Progress::at(1, 100, 0, start, false);
+        assert!(p.due(start));
+        p.last_draw = Some(start);
+        assert!(!p.due(after(start, 100)));
+        assert!(!p.due(after(start, 249)));
+        assert!(p.due(after(start, 250)));
     }
 }

@@ -7,7 +7,9 @@
 //! operation is for: journals, plans and the commands' advice stay with the caller, which
 //! judges each result ([`Judged`]) and words the message a signal ends the run with.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use crate::engine::{Cause, Engine, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
 use crate::interrupt::{Interrupt, signal_name};
@@ -32,7 +34,8 @@ pub(crate) enum Judged {
 pub(crate) struct Runner<'a> {
     engine: &'a mut Engine,
     interrupt: &'a Interrupt,
-    progress: Progress,
+    /// Shared with the engine's byte watcher while a run goes on ([`Engine::watch_bytes`]).
+    progress: Rc<RefCell<Progress>>,
     failures: usize,
     /// Files the uploads judged done uploaded, and the bytes the engine sent for uploads.
     uploaded: (u64, u64),
@@ -197,10 +200,11 @@ impl<'a> Runner<'a> {
         files: u64,
         bytes: u64,
     ) -> Runner<'a> {
+        let written = engine.bytes_written();
         Runner {
             engine,
             interrupt,
-            progress: Progress::new(files, bytes),
+            progress: Rc::new(RefCell::new(Progress::new(files, bytes, written))),
             failures: 0,
             uploaded: (0, 0),
             grouped: Grouped::default(),
@@ -229,13 +233,14 @@ impl<'a> Runner<'a> {
 
     /// A new progress line, for `files` uploads of `bytes`.
     pub(crate) fn restart_progress(&mut self, files: u64, bytes: u64) {
-        self.progress = Progress::new(files, bytes);
+        let written = self.engine.bytes_written();
+        self.progress = Rc::new(RefCell::new(Progress::new(files, bytes, written)));
     }
 
     /// Removes the progress line, and says what the failures of a group share: for a full
     /// disk, with the room the server says is left (`statvfs@openssh.com`, where offered).
     pub(crate) fn finish(&mut self) {
-        self.progress.finish();
+        self.progress.borrow_mut().finish();
         let room = match &self.grouped.full_at {
             Some(path) if self.engine.offers_statvfs() => {
                 let dir = path.parent().unwrap_or_else(|| path.clone());
@@ -254,19 +259,19 @@ impl<'a> Runner<'a> {
 
     fn tell_grouped(&mut self, room: Option<(u64, u64)>) {
         for line in self.grouped.take_lines(room) {
-            self.progress.tell(&line);
+            self.progress.borrow_mut().tell(&line);
         }
     }
 
     /// Says `line` without garbling the progress line.
     pub(crate) fn say(&mut self, line: &str) {
-        self.progress.say(line);
+        self.progress.borrow_mut().say(line);
     }
 
     /// One failure, said at once as `outsftphook: MESSAGE`.
     pub(crate) fn fail(&mut self, message: &str) {
         self.failures += 1;
-        self.progress.tell(message);
+        self.progress.borrow_mut().tell(message);
     }
 
     /// `failures` more failures, said already.
@@ -286,14 +291,20 @@ impl<'a> Runner<'a> {
         // engine sent (a file replaced meanwhile is sent as it is when opened).
         let sizes = self.engine.source_sizes(ops);
         let sent_before = self.engine.stats().bytes_uploaded;
+        // The line moves with the bytes written too, while a long upload goes on.
+        let watcher = Rc::clone(&self.progress);
+        self.engine.watch_bytes(Some(Box::new(move |written| {
+            watcher.borrow_mut().sent(written)
+        })));
         let (progress, failures, uploaded, grouped) = (
-            &mut self.progress,
+            &self.progress,
             &mut self.failures,
             &mut self.uploaded,
             &mut self.grouped,
         );
         let on_done = |i: usize, result: &OpResult| match judge(i, result) {
             Judged::Done(line) => {
+                let mut progress = progress.borrow_mut();
                 if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
                     uploaded.0 += 1;
                     progress.file_done(size);
@@ -309,12 +320,13 @@ impl<'a> Runner<'a> {
                     Ok(_) => Some(message),
                 };
                 if let Some(line) = said {
-                    progress.tell(&line);
+                    progress.borrow_mut().tell(&line);
                 }
             }
             Judged::Other => {}
         };
         let ran = self.engine.run_batch(ops, on_done);
+        self.engine.watch_bytes(None);
         self.uploaded.1 += self.engine.stats().bytes_uploaded - sent_before;
         ran?;
         Ok(())
@@ -328,7 +340,7 @@ impl<'a> Runner<'a> {
     ) -> anyhow::Result<()> {
         match self.interrupt.signal() {
             Some(sig) => {
-                self.progress.finish();
+                self.progress.borrow_mut().finish();
                 Err(anyhow::anyhow!(stopped(&signal_name(sig))))
             }
             None => Ok(()),

@@ -3,6 +3,7 @@
 //! sftp` and asyncssh's server, each on 127.0.0.1).
 
 mod admin;
+mod bwlimit;
 mod concurrent;
 mod confinement;
 mod dotnew;
@@ -17,6 +18,7 @@ mod listings;
 mod mirroring;
 mod package;
 mod pipes;
+mod quiet;
 mod reader;
 mod repo;
 mod servers;
