@@ -46,6 +46,16 @@ pub enum Finalise {
 }
 
 impl Finalise {
+    /// What the step does, in an administrator's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Finalise::Indexes => "indexes renamed into place",
+            Finalise::Release => "Release files renamed into place",
+            Finalise::InRelease => "InRelease files renamed into place",
+            Finalise::Deletions => "what the distributions no longer have removed",
+        }
+    }
+
     pub const ALL: [Finalise; 4] = [
         Finalise::Indexes,
         Finalise::Release,

@@ -50,13 +50,17 @@ pub struct Journal {
     logs: Vec<LogJournal>,
     /// Told each line once it is written (`-v`): the run side shows it; the journal itself
     /// never prints.
-    echo: Option<fn(&str)>,
+    echo: Option<fn(DoneMessage, &RelPath)>,
 }
 
 impl Journal {
-    /// `remaining[i]` is how many items log `i` still has; `echo` is told, in words, each
-    /// line written.
-    pub fn new(outlogs: Vec<PathBuf>, remaining: &[usize], echo: Option<fn(&str)>) -> Journal {
+    /// `remaining[i]` is how many items log `i` still has; `echo` is told of each line
+    /// written (the run side words it).
+    pub fn new(
+        outlogs: Vec<PathBuf>,
+        remaining: &[usize],
+        echo: Option<fn(DoneMessage, &RelPath)>,
+    ) -> Journal {
         let logs = outlogs
             .into_iter()
             .zip(remaining)
@@ -113,7 +117,7 @@ impl Journal {
             .write_all(line.as_bytes())
             .with_context(|| format!("cannot journal to {}", entry.outlog.display()))?;
         if let Some(echo) = self.echo {
-            echo(&format!("{}: {path}", message.as_str()));
+            echo(message, path);
         }
         Ok(())
     }

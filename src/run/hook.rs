@@ -15,11 +15,12 @@ use crate::config::{Settings, Symlinks};
 use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::{Interrupt, StoppedWaiting};
 use crate::plan::{self, Action, Plan};
+use crate::relpath::RelPath;
 use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::output::{echo, show, summary, tell, tell_summary};
+use crate::run::output::{echo_done, show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect_to, server_name, warn_unless_atomic_renames};
 
@@ -69,7 +70,7 @@ pub fn run(
         print_dry_run(&plan, settings);
         return Ok(Report::default());
     }
-    let echo = (settings.verbose > 0).then_some(echo as fn(&str));
+    let echo = (settings.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
     let mut journal = Journal::new(paths, &plan.remaining, echo);
     for (log, offset) in torn {
         journal.cut_torn_tail(log, offset)?;

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::exit::ExitStatus;
+use crate::relpath::RelPath;
+use crate::repo::outlog::DoneMessage;
 
 /// A line of what the command was asked to show, on stdout (`--dry-run`, `status`,
 /// `verify`). When the reader has gone (`status -v | head`), there is no one left to show
@@ -38,6 +40,20 @@ pub(crate) fn show(line: &str) {
 /// and the journal, not this text.
 pub(crate) fn echo(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// What the journal just recorded, in an administrator's words (`-v`), with [`echo`].
+pub(crate) fn echo_done(message: DoneMessage, path: &RelPath) {
+    echo(&match message {
+        DoneMessage::Done => format!("{path}: on the remote"),
+        DoneMessage::AsDotNew => {
+            format!("{path}: uploaded as {path}.new, renamed into place with its distribution")
+        }
+        DoneMessage::SymlinkDone => format!("{path}: symlink made"),
+        DoneMessage::Deleted => format!("{path}: removed"),
+        DoneMessage::AlreadyDeleted => format!("{path}: removed (it was gone already)"),
+        DoneMessage::Obsoleted => format!("{path}: nothing to do (a newer log has it)"),
+    });
 }
 
 /// A message about the run, on stderr, as `outsftphook: MESSAGE`.

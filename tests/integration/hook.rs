@@ -618,7 +618,10 @@ fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
     ran.expect(0);
     // One batch for the index renames and Release (OpenSSH carries them out in order).
     assert!(
-        ran.stderr().contains("finalising step 0-2:"),
+        ran.stderr().contains(
+            "indexes renamed into place, then Release files renamed into place, then \
+             InRelease files renamed into place:"
+        ),
         "{}",
         ran.stderr()
     );
@@ -650,10 +653,11 @@ fn on_openssh_the_renames_go_in_one_batch_with_release_last() {
     ran.expect(0);
     let err = ran.stderr();
     assert!(
-        err.contains("finalising step 0:") && err.contains("finalising step 1:"),
+        err.contains("indexes renamed into place:")
+            && err.contains("Release files renamed into place:"),
         "{err}"
     );
-    assert!(!err.contains("finalising step 0-"), "{err}");
+    assert!(!err.contains("indexes renamed into place, then"), "{err}");
     repo.assert_mirrored(&[]);
 }
 

@@ -31,3 +31,26 @@ fn what_ssh_says_is_relayed_with_its_name_once() {
         "{stderr}"
     );
 }
+
+/// `-v` says what happened to each file in an administrator's words, not the journal's
+/// (`asdotnew: PATH`), and names the steps of a distribution's finalisation.
+#[test]
+fn verbose_says_what_happens_in_words() {
+    let repo = Repo::new();
+    repo.pending_include("foo", "1.0");
+    let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
+    ran.expect(0);
+    let out = ran.stdout();
+    assert!(!out.contains("asdotnew:"), "{out}");
+    assert!(
+        out.contains("dists/bookworm/Release: uploaded as dists/bookworm/Release.new"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dists/bookworm/Release: on the remote"),
+        "{out}"
+    );
+    let err = ran.stderr();
+    assert!(!err.contains("finalising step"), "{err}");
+    assert!(err.contains("Release files renamed into place"), "{err}");
+}

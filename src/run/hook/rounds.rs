@@ -248,7 +248,7 @@ impl Executor<'_> {
             .collect();
         let ok = self.run_jobs(&uploads)?;
         log::info!(
-            "{} upload(s) answered after {:.2} s",
+            "{} new file(s) uploaded (distribution files as NAME.new), after {:.2} s",
             uploads.len(),
             self.elapsed()
         );
@@ -283,13 +283,13 @@ impl Executor<'_> {
             }
             let ok = self.run_jobs(&jobs)?;
             if !jobs.is_empty() {
+                let done: Vec<&str> = Finalise::ALL[step..=last]
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect();
                 log::info!(
-                    "finalising step {step}{}: {} change(s) answered after {:.2} s",
-                    if last > step {
-                        format!("-{last}")
-                    } else {
-                        String::new()
-                    },
+                    "{}: {} change(s), after {:.2} s",
+                    done.join(", then "),
                     jobs.len(),
                     self.elapsed()
                 );
