@@ -152,6 +152,14 @@ impl fmt::Display for EngineError {
                 INTERRUPTED_GRACE.as_secs()
             )?,
         }
+        if self.in_flight == ["INIT"] {
+            // Nothing of SFTP happened yet: say what that means before the request's name.
+            return write!(
+                f,
+                "; it never answered as an SFTP server (check that ssh logs in without a \
+                 prompt and that the server offers the sftp subsystem; unanswered: INIT)"
+            );
+        }
         if !self.in_flight.is_empty() {
             const SHOWN: usize = 8;
             let shown: Vec<&str> = self
@@ -160,7 +168,7 @@ impl fmt::Display for EngineError {
                 .take(SHOWN)
                 .map(String::as_str)
                 .collect();
-            write!(f, "; unanswered: {}", shown.join(", "))?;
+            write!(f, "; requests left unanswered: {}", shown.join(", "))?;
             if self.in_flight.len() > SHOWN {
                 write!(f, " and {} more", self.in_flight.len() - SHOWN)?;
             }

@@ -25,6 +25,11 @@ fn what_ssh_says_is_relayed_with_its_name_once() {
     let stderr = ran.stderr();
     assert_ne!(ran.code(), 0, "{stderr}");
     assert!(!stderr.contains("ssh: ssh:"), "{stderr}");
+    // A plain sentence before the protocol's word for what went unanswered.
+    assert!(
+        stderr.contains("it never answered as an SFTP server"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("\nssh: Could not resolve hostname nohost")
             || stderr.starts_with("ssh: Could not"),
