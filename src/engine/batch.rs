@@ -210,8 +210,11 @@ impl<'a> Batch<'a> {
 
     /// A description of operation `i`, for messages about what was in flight.
     pub(crate) fn describe(&self, i: usize) -> String {
-        let op = &self.ops[i];
-        format!("{} {}", op.kind(), op.path())
+        match self.ops.get(i) {
+            Some(op) => format!("{} {}", op.kind(), op.path()),
+            // A request an earlier run left in flight when its connection broke.
+            None => "an operation of an earlier run".into(),
+        }
     }
 
     /// How many operations have not started.
@@ -760,6 +763,13 @@ mod tests {
             batch.on_reply(tag, response, conn);
         }
         requests
+    }
+
+    #[test]
+    fn a_request_left_by_an_earlier_run_is_described_not_a_panic() {
+        let locals = Locals::default();
+        let batch = Batch::new(Vec::new(), &locals);
+        assert_eq!(batch.describe(3), "an operation of an earlier run");
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Ord for Key {
 }
 
 /// The unprocessed logs in `logdir`.
-fn pending_in(logdir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn pending_in(logdir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let entries =
         fs::read_dir(logdir).with_context(|| format!("cannot list {}", logdir.display()))?;

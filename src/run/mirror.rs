@@ -232,9 +232,10 @@ pub fn verify(
         .values()
         .filter(|n| matches!(n, Node::File { .. }))
         .count();
+    let links = local.values().filter(|n| n.is_link()).count();
     if differences.is_empty() {
         tell(&format!(
-            "verify: the remote matches ({files} files{})",
+            "verify: the remote matches ({files} files, {links} symlinks{})",
             if checksum {
                 format!(", {compared} compared byte for byte")
             } else {
@@ -248,7 +249,24 @@ pub fn verify(
             advice(&differences, tops)
         ));
     }
+    tell_pending(settings);
     Ok(differences.len())
+}
+
+/// Says so when outlogs are pending: what they change is not on the remote yet, which a
+/// difference may be, and `--pending` is what brings it (not `mirror`).
+fn tell_pending(settings: &Settings) {
+    let Ok(pending) = crate::repo::logs::pending_in(&settings.logdir) else {
+        return;
+    };
+    if !pending.is_empty() {
+        tell(&format!(
+            "verify: {} outlog(s) are pending: what they change is not on the remote yet; \
+             run '{}' to push them",
+            pending.len(),
+            settings.pending_command()
+        ));
+    }
 }
 
 /// What repairs `differences`, in words that are true for each kind found.

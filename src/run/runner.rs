@@ -40,6 +40,8 @@ pub(crate) struct Runner<'a> {
     /// Files the uploads judged done uploaded, and the bytes the engine sent for uploads.
     uploaded: (u64, u64),
     grouped: Grouped,
+    /// A run ended with the connection lost: nothing more is asked on it.
+    broken: bool,
 }
 
 /// What failures share, so that one line says it: a directory that refused or could not
@@ -208,6 +210,7 @@ impl<'a> Runner<'a> {
             failures: 0,
             uploaded: (0, 0),
             grouped: Grouped::default(),
+            broken: false,
         }
     }
 
@@ -242,7 +245,8 @@ impl<'a> Runner<'a> {
     pub(crate) fn finish(&mut self) {
         self.progress.borrow_mut().finish();
         let room = match &self.grouped.full_at {
-            Some(path) if self.engine.offers_statvfs() => {
+            // Not on a connection a failed run left broken, with its requests in flight.
+            Some(path) if self.engine.offers_statvfs() && !self.broken => {
                 let dir = path.parent().unwrap_or_else(|| path.clone());
                 match self.engine.run(&[Op::Statvfs { path: dir }], |_, _| {}) {
                     Ok(results) => match results.first() {
@@ -326,6 +330,7 @@ impl<'a> Runner<'a> {
             Judged::Other => {}
         };
         let ran = self.engine.run_batch(ops, on_done);
+        self.broken |= ran.is_err();
         self.engine.watch_bytes(None);
         self.uploaded.1 += self.engine.stats().bytes_uploaded - sent_before;
         ran?;

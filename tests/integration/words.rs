@@ -59,3 +59,25 @@ fn verbose_says_what_happens_in_words() {
     assert!(!err.contains("finalising step"), "{err}");
     assert!(err.contains("Release files renamed into place"), "{err}");
 }
+
+/// `verify` counts symlinks too, and says when outlogs are pending: what they change is not
+/// on the remote yet, and `--pending`, not `mirror`, brings it.
+#[test]
+fn verify_counts_symlinks_and_names_pending_logs() {
+    let repo = Repo::new();
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    std::os::unix::fs::symlink("bookworm", repo.base().join("dists/stable")).unwrap();
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(0);
+    assert!(ran.stderr().contains(", 1 symlinks)"), "{}", ran.stderr());
+    assert!(!ran.stderr().contains("pending"), "{}", ran.stderr());
+    repo.pending_include("bar", "1.0");
+    let ran = repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(1);
+    let err = ran.stderr();
+    assert!(err.contains("1 outlog(s) are pending"), "{err}");
+    assert!(err.contains("--pending'"), "{err}");
+}
