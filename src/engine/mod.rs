@@ -134,6 +134,9 @@ pub enum EngineErrorKind {
     /// Asked to stop by this signal, and the server answered nothing more for
     /// [`INTERRUPTED_GRACE`]: what it had not answered is given up.
     Interrupted(i32),
+    /// An earlier run ended in an error with requests in flight: their replies could be
+    /// taken for another run's, so nothing more is sent on these connections.
+    Broken,
 }
 
 impl fmt::Display for EngineError {
@@ -144,6 +147,11 @@ impl fmt::Display for EngineError {
                 f,
                 "no progress for {} seconds: the server or the link is stalled",
                 d.as_secs()
+            )?,
+            EngineErrorKind::Broken => write!(
+                f,
+                "the connection was lost in an earlier step of this run: nothing more is sent \
+                 on it"
             )?,
             EngineErrorKind::Interrupted(sig) => write!(
                 f,
@@ -193,6 +201,8 @@ pub struct Engine {
     /// The local sources of the run under way (or, from [`Engine::source_sizes`], of the
     /// next), each stat'ed once.
     locals: Locals,
+    /// A run ended in an error with requests in flight (see [`EngineErrorKind::Broken`]).
+    broken: bool,
     /// Told the file data written so far while uploads run (see [`Engine::watch_bytes`]).
     watch: Option<Watch>,
     /// What `bwlimit` lets the loop write.
@@ -242,6 +252,7 @@ impl Engine {
             ),
             more_considered: config.connections <= 1,
             locals: Locals::default(),
+            broken: false,
             watch: None,
             bucket: config.bwlimit.map(|rate| Bucket::new(rate, Instant::now())),
             config,
@@ -483,6 +494,12 @@ impl Engine {
         share_out: bool,
         mut on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
+        if self.broken {
+            return Err(EngineError {
+                kind: EngineErrorKind::Broken,
+                in_flight: Vec::new(),
+            });
+        }
         for op in ops {
             if let Op::Upload { local, .. } | Op::UploadPart { local, .. } = op {
                 // What is found, an error too, is kept for the upload's start.
@@ -532,6 +549,7 @@ impl Engine {
                 }
                 Err(kind) => {
                     let in_flight = self.wind_up(&mut batches, &assignment, &mut on_done);
+                    self.broken = !in_flight.is_empty();
                     return Err(EngineError { kind, in_flight });
                 }
             };

@@ -446,6 +446,10 @@ fn a_killed_server_is_an_error_naming_what_was_in_flight() {
     assert!(msg.contains("signal: 9"), "{msg}");
     assert!(msg.contains("unanswered: "), "{msg}");
     assert!(msg.contains("for upload f"), "{msg}");
+    // Nothing more goes on a connection whose requests were left unanswered: their replies
+    // could be taken for the next run's.
+    let again = engine.run(&ops[..1], |_, _| {}).unwrap_err();
+    assert!(matches!(again.kind, EngineErrorKind::Broken), "{again}");
 }
 
 #[test]
