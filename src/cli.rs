@@ -158,6 +158,29 @@ pub enum Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the man page does for flags (above), for conf keys: the man page, the README's
+    /// table and the example conf name every key there is.
+    #[test]
+    fn every_conf_key_is_in_the_man_page_the_readme_and_the_example() {
+        let man = include_str!("../man/outsftphook.1");
+        let readme = include_str!("../README.md");
+        let example = include_str!("../contrib/outsftphook.conf.example");
+        for key in crate::config::CONF_KEYS {
+            assert!(
+                man.contains(key),
+                "the man page does not name conf key {key}"
+            );
+            assert!(
+                readme.contains(&format!("`{key}")),
+                "the README does not name {key}"
+            );
+            assert!(
+                example.contains(key),
+                "the example conf does not name {key}"
+            );
+        }
+    }
     use clap::CommandFactory;
 
     #[test]
