@@ -195,38 +195,31 @@ impl<'a> Batch<'a> {
         if let Op::SetSize { .. } = self.ops[i] {
             return self.set_size_reply(i, req, response, conn);
         }
-        if let Op::Statvfs { .. } = self.ops[i] {
-            let outcome = match response {
-                Response::ExtendedReply(data) => match Statvfs::decode(&data) {
-                    Ok(v) => Ok(Outcome::Space {
+        if let Op::Statvfs { .. } | Op::Stat { .. } = self.ops[i] {
+            let outcome = match (&self.ops[i], response) {
+                (Op::Statvfs { .. }, Response::ExtendedReply(data)) => Statvfs::decode(&data)
+                    .map(|v| Outcome::Space {
                         available: v.available_bytes(),
                         size: v.size_bytes(),
-                    }),
-                    Err(_) => Err(Cause::UnexpectedReply {
+                    })
+                    .map_err(|_| Cause::UnexpectedReply {
                         request: req,
                         reply: reply_name(&Response::ExtendedReply(data)),
                     }),
-                },
-                Response::Status { code, message, .. } => Err(status_cause(req, code, &message)),
-                other => Err(Cause::UnexpectedReply {
-                    request: req,
-                    reply: reply_name(&other),
-                }),
-            };
-            return match outcome {
-                Ok(outcome) => self.finish(i, Ok(outcome), conn),
-                Err(cause) => self.fail(i, cause, conn),
-            };
-        }
-        if let Op::Stat { .. } = self.ops[i] {
-            let outcome = match response {
-                Response::Attrs(a) => Ok(Outcome::Kind(Entry::new(Vec::new(), &a).kind)),
-                Response::Status {
-                    code: StatusCode::NoSuchFile,
-                    ..
-                } => Ok(Outcome::AlreadyAbsent),
-                Response::Status { code, message, .. } => Err(status_cause(req, code, &message)),
-                other => Err(Cause::UnexpectedReply {
+                (Op::Stat { .. }, Response::Attrs(a)) => {
+                    Ok(Outcome::Kind(Entry::new(Vec::new(), &a).kind))
+                }
+                (
+                    Op::Stat { .. },
+                    Response::Status {
+                        code: StatusCode::NoSuchFile,
+                        ..
+                    },
+                ) => Ok(Outcome::AlreadyAbsent),
+                (_, Response::Status { code, message, .. }) => {
+                    Err(status_cause(req, code, &message))
+                }
+                (_, other) => Err(Cause::UnexpectedReply {
                     request: req,
                     reply: reply_name(&other),
                 }),
