@@ -22,7 +22,7 @@ use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
 use crate::run::output::{echo_done, show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
-use crate::run::session::{close_quietly, connect_to, server_name, warn_unless_atomic_renames};
+use crate::run::session::{close_quietly, connect, server_name, warn_unless_atomic_renames};
 
 use rounds::{Executor, JournalStopped, upload_totals};
 use sources::{check_local_sources, dist_root, resolve_relative_sources};
@@ -164,7 +164,7 @@ fn push(
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
     let started = Instant::now();
     let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
-    let mut engine = match connect_to(settings, connections, interrupt) {
+    let mut engine = match connect(settings, connections, interrupt) {
         Ok(engine) => engine,
         Err(e) => {
             // A run that could not connect ends with a summary too, unless the target is

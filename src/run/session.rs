@@ -19,7 +19,12 @@ pub(crate) fn connect(
 ) -> Result<Engine, Fatal> {
     let config = settings.engine_config(connections, interrupt);
     let mut engine = Engine::connect(&settings.server, config)
-        .context("cannot start an SFTP session")
+        .with_context(|| {
+            format!(
+                "cannot start an SFTP session with {}",
+                server_name(settings)
+            )
+        })
         .map_err(Fatal::unreachable)?;
     check_target(&mut engine, settings)?;
     Ok(engine)
@@ -61,25 +66,6 @@ pub(crate) fn check_target(engine: &mut Engine, settings: &Settings) -> Result<(
         None => unreachable!("one operation, one result"),
     };
     Err(Fatal::setup(anyhow::anyhow!("{problem}; nothing was sent")))
-}
-
-/// [`connect`], for the hook, whose message names the server.
-pub(crate) fn connect_to(
-    settings: &Settings,
-    connections: usize,
-    interrupt: &Interrupt,
-) -> Result<Engine, Fatal> {
-    let config = settings.engine_config(connections, interrupt);
-    let mut engine = Engine::connect(&settings.server, config)
-        .with_context(|| {
-            format!(
-                "cannot start an SFTP session with {}",
-                server_name(settings)
-            )
-        })
-        .map_err(Fatal::unreachable)?;
-    check_target(&mut engine, settings)?;
-    Ok(engine)
 }
 
 /// The server, as messages name it: the ssh host, or the command line in quotes.
