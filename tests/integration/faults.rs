@@ -115,15 +115,25 @@ fn killing_the_server_at_any_point_loses_nothing_and_a_rerun_completes() {
         total - 10,
         total - 1,
     ]);
+    // A push's byte count varies by a few bytes from run to run (what the server's replies
+    // make the engine send); a point past the end of a shorter push kills nothing, and that
+    // push must then simply succeed. Nearly every point must really kill the server.
+    let mut missed = Vec::new();
     for after in points {
         repo.restore_state();
         repo.use_faulty_server(after, "kill-server");
         let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
-        assert_ne!(
-            ran.code(),
-            0,
-            "killed after {after} of {total} bytes, yet exit 0"
-        );
+        let sent = repo.bytes_sent() as i64;
+        if sent < after {
+            ran.expect(0);
+            missed.push((after, sent));
+        } else {
+            assert_ne!(
+                ran.code(),
+                0,
+                "killed after {after} of {total} bytes, yet exit 0"
+            );
+        }
         assert_journal_true(&repo);
         repo.use_server();
         let rerun = repo.hook(&["--basedir", ".", "--pending", "-v"]);
@@ -150,6 +160,10 @@ fn killing_the_server_at_any_point_loses_nothing_and_a_rerun_completes() {
             repo.outlogs()
         );
     }
+    assert!(
+        missed.len() <= 2,
+        "points past the end of their push: {missed:?}"
+    );
 }
 
 #[test]
