@@ -20,7 +20,7 @@ use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::output::{echo_done, show, summary, tell, tell_summary};
+use crate::run::output::{Tally, echo_done, show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect, server_name, warn_unless_atomic_renames};
 
@@ -38,6 +38,16 @@ fn waited(error: anyhow::Error, otherwise: ExitStatus) -> Fatal {
         otherwise
     };
     Fatal { status, error }
+}
+
+/// [`waited`], and a wait that a signal ended is a run interrupted: it ends with its
+/// summary too, before its error. (A lock held too long is one line that says it all.)
+fn wait_ended(error: anyhow::Error, otherwise: ExitStatus, started: Instant) -> Fatal {
+    let fatal = waited(error, otherwise);
+    if fatal.error.is::<StoppedWaiting>() {
+        tell(&summary("", &Tally::default(), 1, started));
+    }
+    fatal
 }
 
 /// What a run achieved.
@@ -170,7 +180,7 @@ fn push(
             // A run that could not connect ends with a summary too, unless the target is
             // not there (its one line says all).
             if e.status != ExitStatus::Setup {
-                tell(&summary("", 0, 0, 0, 1, started));
+                tell(&summary("", &Tally::default(), 1, started));
             }
             return Err(e);
         }
@@ -193,6 +203,7 @@ fn push(
     };
     let result = exec.rounds(plan, settings.keepdirectories);
     exec.runner.finish();
+    let tally = exec.runner.tally();
     let mut report = exec.report;
     report.failures = exec.runner.failures();
     if result.is_ok() && report.failures == 0 {
@@ -200,18 +211,10 @@ fn push(
     }
     journal.sync().context("cannot flush the journal")?;
     report.pending_logs = journal.pending().map(Path::to_path_buf).collect();
-    let stats = engine.stats();
-    report.files_uploaded = stats.files_uploaded;
-    report.bytes_uploaded = stats.bytes_uploaded;
+    report.files_uploaded = tally.files;
+    report.bytes_uploaded = tally.bytes;
     // What was done is said whichever way the run ended: a cut-off run too.
-    let summary = summary(
-        "",
-        report.files_uploaded,
-        report.bytes_uploaded,
-        report.completed,
-        report.failures,
-        started,
-    );
+    let summary = summary("", &tally, report.failures, started);
     match result {
         Ok(()) => close_quietly(engine),
         Err(e) => {
@@ -302,11 +305,11 @@ fn lock_and_select(
     loop {
         if let Some(lockfile) = &reprepro_lock {
             lock::wait_for_reprepro(lockfile, deadline, settings.lock_timeout, interrupt)
-                .map_err(|e| waited(e, ExitStatus::Failed))?;
+                .map_err(|e| wait_ended(e, ExitStatus::Failed, started))?;
         }
         let lock =
             lock::acquire_until(&settings.logdir, deadline, settings.lock_timeout, interrupt)
-                .map_err(|e| waited(e, ExitStatus::Setup))?;
+                .map_err(|e| wait_ended(e, ExitStatus::Setup, started))?;
         let paths = logs::select(files, &settings.logdir, how).map_err(|e| match e
             .downcast_ref::<logs::OlderPending>()
         {

@@ -122,14 +122,7 @@ pub fn mirror(
         .sum();
     let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
     let say_summary = |report: &MirrorReport| {
-        let line = summary(
-            "mirror: ",
-            report.files,
-            report.bytes,
-            report.changes,
-            report.failures,
-            started,
-        );
+        let line = summary("mirror: ", &report.tally, report.failures, started);
         tell_summary(&line, report.failures)
     };
     // Every run that got this far ends with a summary: one that could not connect, or

@@ -61,20 +61,70 @@ pub(crate) fn tell(message: &str) {
     eprintln!("outsftphook: {message}");
 }
 
-/// The summary a run ends with, whichever way it ended: `WHAT` followed by files, bytes,
-/// changes, errors and time; said with [`tell`].
-pub(crate) fn summary(
-    what: &str,
-    files: u64,
-    bytes: u64,
-    changes: usize,
-    errors: usize,
-    started: Instant,
-) -> String {
+/// What a run changed on the remote, by kind, for its summary: each count is of requests
+/// the server confirmed (a removal of what was gone already counts as removed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Files uploaded, and the bytes sent for them.
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
+    /// Files renamed into place (`NAME.new` to `NAME`).
+    pub(crate) renamed: usize,
+    pub(crate) symlinks: usize,
+    /// Files and symlinks removed.
+    pub(crate) removed: usize,
+    /// Directories made (empty ones: a file's directories are made with it, uncounted).
+    pub(crate) dirs_made: usize,
+    /// Directories removed once empty.
+    pub(crate) dirs_removed: usize,
+}
+
+impl Tally {
+    /// How many changes it counts, of every kind.
+    pub(crate) fn changes(&self) -> usize {
+        self.files as usize
+            + self.renamed
+            + self.symlinks
+            + self.removed
+            + self.dirs_made
+            + self.dirs_removed
+    }
+
+    /// Adds what `other` counted.
+    pub(crate) fn add(&mut self, other: &Tally) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.renamed += other.renamed;
+        self.symlinks += other.symlinks;
+        self.removed += other.removed;
+        self.dirs_made += other.dirs_made;
+        self.dirs_removed += other.dirs_removed;
+    }
+}
+
+/// The summary a run ends with, whichever way it ended: `WHAT` followed by what it
+/// changed on the remote ([`Tally`]: the files uploaded always, the other kinds where there
+/// were any), the errors and the time; said with [`tell`].
+pub(crate) fn summary(what: &str, tally: &Tally, errors: usize, started: Instant) -> String {
+    let mut parts = vec![format!(
+        "{} file(s) uploaded ({})",
+        tally.files,
+        human_bytes(tally.bytes)
+    )];
+    for (n, kind) in [
+        (tally.renamed, "renamed into place"),
+        (tally.symlinks, "symlink(s) made"),
+        (tally.removed, "removed"),
+        (tally.dirs_made, "director(ies) made"),
+        (tally.dirs_removed, "empty director(ies) removed"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {kind}"));
+        }
+    }
     format!(
-        "{what}{files} file(s), {} uploaded, {changes} change(s), {errors} error(s), in \
-         {:.1} s",
-        human_bytes(bytes),
+        "{what}{}, {errors} error(s), in {:.1} s",
+        parts.join(", "),
         started.elapsed().as_secs_f64()
     )
 }
@@ -293,13 +343,33 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_names_files_bytes_changes_errors_and_time() {
-        let line = summary("mirror: ", 2, 1500, 3, 1, Instant::now());
+    fn the_summary_says_what_changed_by_kind_then_errors_and_time() {
+        let tally = Tally {
+            files: 2,
+            bytes: 1500,
+            renamed: 3,
+            removed: 1,
+            dirs_removed: 2,
+            ..Tally::default()
+        };
+        let line = summary("mirror: ", &tally, 1, Instant::now());
         assert!(
-            line.starts_with("mirror: 2 file(s), 1.5 kB uploaded, 3 change(s), 1 error(s), in "),
+            line.starts_with(
+                "mirror: 2 file(s) uploaded (1.5 kB), 3 renamed into place, 1 removed, \
+                 2 empty director(ies) removed, 1 error(s), in "
+            ),
             "{line}"
         );
         assert!(line.ends_with(" s"), "{line}");
+    }
+
+    #[test]
+    fn a_summary_of_nothing_done_says_no_file_was_uploaded() {
+        let line = summary("", &Tally::default(), 0, Instant::now());
+        assert!(
+            line.starts_with("0 file(s) uploaded (0 B), 0 error(s), in "),
+            "{line}"
+        );
     }
 
     fn after(start: Instant, ms: u64) -> Instant {

@@ -17,7 +17,7 @@ use crate::plan::order::levels_deepest_first;
 use crate::plan::tree::remote_path;
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
-use crate::run::output::{Progress, human_bytes};
+use crate::run::output::{Progress, Tally, human_bytes};
 
 /// What a result means to the caller, and so what the runner does about it.
 pub(crate) enum Judged {
@@ -37,8 +37,8 @@ pub(crate) struct Runner<'a> {
     /// Shared with the engine's byte watcher while a run goes on ([`Engine::watch_bytes`]).
     progress: Rc<RefCell<Progress>>,
     failures: usize,
-    /// Files the uploads judged done uploaded, and the bytes the engine sent for uploads.
-    uploaded: (u64, u64),
+    /// What the server confirmed, by kind; its bytes are those the engine sent for uploads.
+    tally: Tally,
     grouped: Grouped,
     /// A run ended with the connection lost: nothing more is asked on it.
     broken: bool,
@@ -208,7 +208,7 @@ impl<'a> Runner<'a> {
             interrupt,
             progress: Rc::new(RefCell::new(Progress::new(files, bytes, written))),
             failures: 0,
-            uploaded: (0, 0),
+            tally: Tally::default(),
             grouped: Grouped::default(),
             broken: false,
         }
@@ -229,9 +229,14 @@ impl<'a> Runner<'a> {
         self.failures
     }
 
-    /// Files and bytes of the uploads judged done so far.
-    pub(crate) fn uploaded(&self) -> (u64, u64) {
-        self.uploaded
+    /// What the server confirmed so far, by kind.
+    pub(crate) fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Counts what another runner on the same engine confirmed (a pass of its own).
+    pub(crate) fn add_tally(&mut self, other: &Tally) {
+        self.tally.add(other);
     }
 
     /// A new progress line, for `files` uploads of `bytes`.
@@ -300,17 +305,17 @@ impl<'a> Runner<'a> {
         self.engine.watch_bytes(Some(Box::new(move |written| {
             watcher.borrow_mut().sent(written)
         })));
-        let (progress, failures, uploaded, grouped) = (
+        let (progress, failures, tally, grouped) = (
             &self.progress,
             &mut self.failures,
-            &mut self.uploaded,
+            &mut self.tally,
             &mut self.grouped,
         );
         let on_done = |i: usize, result: &OpResult| match judge(i, result) {
             Judged::Done(line) => {
+                count(tally, &ops[i]);
                 let mut progress = progress.borrow_mut();
                 if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
-                    uploaded.0 += 1;
                     progress.file_done(size);
                 }
                 if let Some(line) = line {
@@ -327,12 +332,14 @@ impl<'a> Runner<'a> {
                     progress.borrow_mut().tell(&line);
                 }
             }
+            // Confirmed, though not counted as done (a step of something larger).
+            Judged::Other if result.is_ok() => count(tally, &ops[i]),
             Judged::Other => {}
         };
         let ran = self.engine.run_batch(ops, on_done);
         self.broken |= ran.is_err();
         self.engine.watch_bytes(None);
-        self.uploaded.1 += self.engine.stats().bytes_uploaded - sent_before;
+        self.tally.bytes += self.engine.stats().bytes_uploaded - sent_before;
         ran?;
         Ok(())
     }
@@ -368,11 +375,25 @@ impl<'a> Runner<'a> {
                 })
                 .collect();
             let results = self.engine.run(&ops, |_, _| {})?;
+            self.tally.dirs_removed += results.iter().filter(|r| r.is_ok()).count();
             self.stop_if_interrupted(|signal| {
                 format!("interrupted by {signal} while removing emptied directories")
             })?;
             Ok(results.iter().map(Result::is_ok).collect())
         })
+    }
+}
+
+/// Counts `op`, which the server confirmed, in `tally` (the bytes are counted apart).
+fn count(tally: &mut Tally, op: &Op) {
+    match op {
+        Op::Upload { .. } => tally.files += 1,
+        Op::Rename { .. } => tally.renamed += 1,
+        Op::Symlink { .. } => tally.symlinks += 1,
+        Op::Remove { .. } => tally.removed += 1,
+        Op::Mkdir { .. } => tally.dirs_made += 1,
+        Op::Rmdir { .. } => tally.dirs_removed += 1,
+        _ => {}
     }
 }
 

@@ -14,7 +14,7 @@ use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
-use crate::run::output::{show, tell};
+use crate::run::output::{Tally, show, tell};
 use crate::run::remote_tree;
 use crate::run::runner::{Judged, Runner};
 use crate::run::session::warn_unless_atomic_renames;
@@ -106,9 +106,8 @@ pub(crate) fn tops_are_default(tops: &[RelPath]) -> bool {
 #[derive(Debug, Default)]
 pub struct MirrorReport {
     pub failures: usize,
-    pub changes: usize,
-    pub files: u64,
-    pub bytes: u64,
+    /// What the server confirmed, by kind.
+    pub(crate) tally: Tally,
 }
 
 /// Where a [`sync`] starts from.
@@ -140,7 +139,6 @@ pub(crate) fn sync(
         settings,
         tops,
         options,
-        changes: 0,
         refused: None,
         copying: start.copying,
         renames_warned: start.renames_warned,
@@ -157,12 +155,9 @@ pub(crate) fn sync(
             .map_err(Fatal::from)
             .and_then(|local| pass.run(local));
     }
-    let (files, bytes) = pass.runner.uploaded();
     let report = MirrorReport {
         failures: pass.runner.failures(),
-        changes: pass.changes,
-        files,
-        bytes,
+        tally: pass.runner.tally(),
     };
     (report, conflicts)
 }
@@ -262,8 +257,6 @@ struct Pass<'a> {
     settings: &'a Settings,
     tops: &'a [RelPath],
     options: &'a MirrorOptions,
-    /// Changes answered (failed ones too).
-    changes: usize,
     /// The first symlink the server refused (with `symlinks auto`): the pass stopped there.
     refused: Option<OpError>,
     /// Every local link is copied.
@@ -366,15 +359,13 @@ impl Pass<'_> {
         self.runner.restart_progress(plan.files, plan.bytes);
         for group in &plan.groups {
             let ops: Vec<Op> = group.iter().map(|c| op_of(c, settings)).collect();
-            let (changes, refused) = (&mut self.changes, &mut self.refused);
+            let refused = &mut self.refused;
             self.runner.run(&ops, |i, result| {
-                *changes += 1;
                 match result {
                     Ok(_) => Judged::Done(verbose.then(|| group[i].describe())),
                     Err(e) if e.cause == Cause::Interrupted => Judged::Other,
                     // Not a change: the link is copied in the next pass.
                     Err(e) if auto && refuses_symlinks(e) => {
-                        *changes -= 1;
                         refused.get_or_insert_with(|| e.clone());
                         Judged::Other
                     }

@@ -63,7 +63,7 @@ fn mirror_seeds_an_empty_target_and_a_second_run_transfers_nothing() {
     ran.expect(0);
     assert!(
         ran.stderr()
-            .contains("mirror: 0 file(s), 0 B uploaded, 0 change(s)"),
+            .contains("mirror: 0 file(s) uploaded (0 B), 0 error(s)"),
         "{}",
         ran.stderr()
     );

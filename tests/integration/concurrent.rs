@@ -252,5 +252,10 @@ fn sigterm_ends_a_wait_for_reprepros_lock_at_once() {
         err.contains("interrupted by SIGTERM while waiting for reprepro"),
         "{err}"
     );
+    // An interrupted run ends with its summary, as every run does.
+    assert!(
+        err.contains("outsftphook: 0 file(s) uploaded (0 B), 1 error(s), in "),
+        "{err}"
+    );
     assert!(!repo.server_log().exists(), "the server was started");
 }

@@ -252,7 +252,11 @@ fn sigterm_ends_a_stalled_push_within_seconds() {
         ran.stderr()
     );
     // What it did is said all the same.
-    assert!(ran.stderr().contains(" change(s), "), "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains(" file(s) uploaded ("),
+        "{}",
+        ran.stderr()
+    );
     assert_journal_true(&repo);
     repo.use_server();
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);

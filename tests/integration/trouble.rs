@@ -238,7 +238,7 @@ fn a_run_that_cannot_connect_ends_with_a_summary() {
     let ran = repo.hook(&["--basedir", ".", "--pending"]);
     ran.expect(1);
     assert!(
-        ran.stderr().contains(" change(s), 1 error(s)"),
+        ran.stderr().contains(", 1 error(s), in "),
         "{}",
         ran.stderr()
     );
@@ -253,7 +253,7 @@ fn sigterm_ends_a_stalled_mirror_with_a_summary() {
     let stderr = ran.stderr();
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
     assert!(
-        stderr.contains("mirror: ") && stderr.contains(" change(s), "),
+        stderr.contains("mirror: ") && stderr.contains(" file(s) uploaded ("),
         "{stderr}"
     );
 }
@@ -280,7 +280,7 @@ fn sigint_ends_a_slow_mirror_with_a_summary() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     assert!(
-        stderr.contains("mirror: ") && stderr.contains(" change(s), "),
+        stderr.contains("mirror: ") && stderr.contains(" file(s) uploaded ("),
         "{stderr}"
     );
 }

@@ -60,6 +60,36 @@ fn verbose_says_what_happens_in_words() {
     assert!(err.contains("Release files renamed into place"), "{err}");
 }
 
+/// The summary says what it counts, by kind: files uploaded (and their bytes), indexes
+/// renamed into place, files removed, emptied directories removed.
+#[test]
+fn the_summary_says_what_changed_by_kind() {
+    let repo = Repo::new();
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let conf = std::fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf("servername nowhere.invalid\n");
+    assert_ne!(repo.reprepro(&["remove", "bookworm", "foo"]).code(), 0);
+    repo.set_conf(&conf);
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(0);
+    let err = ran.stderr();
+    let summary = err
+        .lines()
+        .find(|l| l.contains(" error(s), in "))
+        .unwrap_or_else(|| panic!("no summary: {err}"));
+    // The indexes go up as NAME.new and are renamed; foo's file and its directories go.
+    assert!(summary.contains(" file(s) uploaded ("), "{summary}");
+    assert!(summary.contains(" renamed into place"), "{summary}");
+    assert!(summary.contains(", 1 removed, "), "{summary}");
+    assert!(
+        summary.contains(" empty director(ies) removed, 0 error(s)"),
+        "{summary}"
+    );
+    assert!(!summary.contains("change"), "{summary}");
+}
+
 /// `verify` counts symlinks too, and says when outlogs are pending: what they change is not
 /// on the remote yet, and `--pending`, not `mirror`, brings it.
 #[test]

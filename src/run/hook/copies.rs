@@ -68,7 +68,8 @@ impl Executor<'_> {
         match refreshed {
             Ok(report) => {
                 self.runner.add_failures(report.failures);
-                self.report.completed += report.changes.saturating_sub(report.failures);
+                self.runner.add_tally(&report.tally);
+                self.report.completed += report.tally.changes();
             }
             // A copy that must not be made (its link leads out of the repository) is one
             // failure, said; a lost connection or a signal ends the run.
