@@ -46,6 +46,12 @@ pub enum Op {
     Rename { from: RemotePath, to: RemotePath },
     /// Make `link` a symlink to `target`, replacing whatever file `link` was.
     Symlink { link: RemotePath, target: Vec<u8> },
+    /// Give the existing file `from` a second name `to` (a hard link, where
+    /// [`super::Engine::offers_hardlink`]): what `from` holds now stays reachable as `to`
+    /// when `from` is replaced. `to` must not exist (else [`Status::Failure`], as link(2)
+    /// says EEXIST); a missing `from` is [`Status::NoSuchFile`]. Like a rename, it goes only
+    /// once `to`'s directory is known to be inside the target.
+    Hardlink { from: RemotePath, to: RemotePath },
     /// Create a directory and its missing parents.
     Mkdir { path: RemotePath },
     /// Remove an empty directory; a missing one is [`Outcome::AlreadyAbsent`].
@@ -74,6 +80,7 @@ pub enum OpKind {
     Remove,
     Rename,
     Symlink,
+    Hardlink,
     Mkdir,
     Rmdir,
     List,
@@ -90,6 +97,7 @@ impl fmt::Display for OpKind {
             OpKind::Remove => "remove",
             OpKind::Rename => "rename",
             OpKind::Symlink => "symlink",
+            OpKind::Hardlink => "hard link",
             OpKind::Mkdir => "mkdir",
             OpKind::Rmdir => "rmdir",
             OpKind::List => "list",
@@ -109,6 +117,7 @@ impl Op {
             Op::Remove { .. } => OpKind::Remove,
             Op::Rename { .. } => OpKind::Rename,
             Op::Symlink { .. } => OpKind::Symlink,
+            Op::Hardlink { .. } => OpKind::Hardlink,
             Op::Mkdir { .. } => OpKind::Mkdir,
             Op::Rmdir { .. } => OpKind::Rmdir,
             Op::List { .. } => OpKind::List,
@@ -119,7 +128,8 @@ impl Op {
         }
     }
 
-    /// The remote path the operation is about (for a rename, its destination).
+    /// The remote path the operation is about (for a rename or a hard link, the name it
+    /// makes).
     pub fn path(&self) -> &RemotePath {
         match self {
             Op::Upload { remote, .. } | Op::UploadPart { remote, .. } => remote,
@@ -132,7 +142,7 @@ impl Op {
             | Op::Stat { path }
             | Op::Statvfs { path } => path,
             Op::Compare { remote, .. } => remote,
-            Op::Rename { to, .. } => to,
+            Op::Rename { to, .. } | Op::Hardlink { to, .. } => to,
             Op::Symlink { link, .. } => link,
         }
     }
@@ -271,6 +281,7 @@ pub enum Req {
     Remove,
     Rename,
     PosixRename,
+    Hardlink,
     Symlink,
     Mkdir,
     Rmdir,
@@ -298,6 +309,7 @@ impl fmt::Display for Req {
             Req::Remove => "REMOVE",
             Req::Rename => "RENAME",
             Req::PosixRename => "posix-rename@openssh.com",
+            Req::Hardlink => "hardlink@openssh.com",
             Req::Symlink => "SYMLINK",
             Req::Mkdir => "MKDIR",
             Req::Rmdir => "RMDIR",

@@ -1,7 +1,8 @@
 //! Operations of one request, or a few in a row: SETSTAT of a size (then its STAT), REMOVE,
 //! RMDIR, RENAME (READLINK first where a rename may write through a link; REMOVE first
-//! without posix-rename), SYMLINK (REMOVE first; its directory made if missing), READLINK.
-//! Removals, renames and symlinks go only once their directory is known to be inside.
+//! without posix-rename), SYMLINK (REMOVE first; its directory made if missing), hard link,
+//! READLINK. Removals, renames, hard links and symlinks go only once their directory is
+//! known to be inside.
 //!
 //! Pure: requests are queued on the session, replies handed in.
 
@@ -23,7 +24,7 @@ pub(super) enum Stepwise {
 }
 
 impl<'a> Batch<'a> {
-    /// Starts a removal, rename or symlink: what removes or replaces a name goes only once
+    /// Starts a removal, rename, hard link or symlink: what removes or replaces a name goes only once
     /// its directory is known to be inside the target (see [`confine`](crate::engine::confine)); and never
     /// ahead of one started before it that waits so: an in-order server carries them out in
     /// the order sent, and the caller may rely on that (Release last).
@@ -86,7 +87,19 @@ impl<'a> Batch<'a> {
             }
             Op::Rename { .. } => self.send_rename_op(i, conn),
             Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
-            _ => unreachable!("only removals, renames and symlinks change a name"),
+            // link(2) makes `to` and never follows a symlink there (it fails on any name
+            // taken), so it needs no look first.
+            Op::Hardlink { from, to } => {
+                self.states[i] = State::Single(Stepwise::Final);
+                conn.session.send_extended(
+                    ExtendedRequest::Hardlink {
+                        from: from.as_bytes().to_vec(),
+                        to: to.as_bytes().to_vec(),
+                    },
+                    Tag::op(i, Req::Hardlink),
+                );
+            }
+            _ => unreachable!("only removals, renames, links and symlinks change a name"),
         }
     }
 

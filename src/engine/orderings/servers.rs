@@ -119,3 +119,44 @@ fn the_open_file_and_request_limits_hold_on_every_server() {
         assert!(most <= Some(64), "{flavour:?}: {most:?} requests at once");
     }
 }
+
+#[test]
+fn a_hard_link_keeps_what_the_rename_behind_it_replaces() {
+    let mut pair = pair_with_release(Flavour::OpenSsh);
+    let kept = rp("/m/dists/.Release.prev");
+    let ops = [
+        Op::Hardlink {
+            from: rp("/m/dists/Release"),
+            to: kept.clone(),
+        },
+        release(),
+    ];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // An in-order server carries them out as sent: the link is made before the rename.
+    let (linked, at) = sent_at(&pair, "hardlink /m/dists/Release /m/dists/.Release.prev");
+    let renamed = sent_at(&pair, "posix-rename /m/dists/Release.new /m/dists/Release");
+    assert!((linked, at) < renamed);
+    let fs = &pair.peer.fs;
+    assert_eq!(fs.read("/m/dists/.Release.prev"), Some(&b"old"[..]));
+    assert_eq!(fs.read("/m/dists/Release"), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_hard_link_fails_on_a_taken_name_and_on_a_missing_file() {
+    use crate::engine::op::Status;
+    let mut pair = pair_with_release(Flavour::OpenSsh);
+    let link = |from: &str, to: &str| Op::Hardlink {
+        from: rp(from),
+        to: rp(to),
+    };
+    let results = pair.run(&[
+        // What an earlier run left at the name is not replaced: link(2) says EEXIST.
+        link("/m/dists/Release", "/m/dists/Release.new"),
+        link("/m/dists/InRelease", "/m/dists/.InRelease.prev"),
+    ]);
+    let status = |r: &crate::engine::op::OpResult| r.as_ref().err().and_then(|e| e.status());
+    assert_eq!(status(&results[0]), Some(Status::Failure));
+    assert_eq!(status(&results[1]), Some(Status::NoSuchFile));
+    assert_eq!(pair.peer.fs.read("/m/dists/Release.new"), Some(&b"new"[..]));
+}
