@@ -4,7 +4,7 @@
 //! healed; with `symlinks auto` a refused link becomes a copy ([`super::copies`]).
 //! It must not plan (the order is [`crate::plan`]'s) nor print but through the runner.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -137,6 +137,8 @@ struct Judge<'j> {
     settings: &'j Settings,
     journal: &'j mut Journal,
     supersedes: &'j HashMap<RelPath, Vec<usize>>,
+    /// Renames confirmed but not journalled here (see [`super::rollback`]).
+    deferred: Option<&'j HashSet<RelPath>>,
     ok: Vec<bool>,
     held: Held,
     /// The first journal line that could not be written.
@@ -192,6 +194,11 @@ impl Judge<'_> {
 
     /// Journals a job the server confirmed.
     fn journal(&mut self, job: &Job, outcome: &Outcome) {
+        if matches!(job.action, Action::RenameDotNew { .. })
+            && self.deferred.is_some_and(|d| d.contains(&job.path))
+        {
+            return;
+        }
         let (message, completes) = match (&job.action, outcome) {
             (Action::UploadDotNew { .. }, _) => (DoneMessage::AsDotNew, false),
             (Action::Symlink { .. }, _) => (DoneMessage::SymlinkDone, true),
@@ -266,8 +273,10 @@ impl Executor<'_> {
     }
 
     /// Round 2: each dist dir whose files are all up (`ready`) is finalised, step by
-    /// step; returns which dirs were finalised throughout.
+    /// step; returns which dirs were finalised throughout. What the renames replace is
+    /// kept first, and a dir whose renames fail half-way is put back ([`super::rollback`]).
     fn finalise(&mut self, plan: &Plan, mut ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
+        let mut guard = Some(self.keep_previous(plan, &ready)?);
         let mut step = 0;
         while step < Finalise::ALL.len() {
             let last = self.last_step_together(plan, step);
@@ -281,7 +290,11 @@ impl Executor<'_> {
                     }
                 }
             }
-            let ok = self.run_jobs(&jobs)?;
+            let deferred = guard.as_ref().map(|g| &g.deferred);
+            let ok = self.run_jobs_deferring(&jobs, deferred)?;
+            if let Some(g) = &mut guard {
+                g.confirm(&jobs, &ok);
+            }
             if !jobs.is_empty() {
                 let done: Vec<&str> = Finalise::ALL[step..=last]
                     .iter()
@@ -299,6 +312,12 @@ impl Executor<'_> {
                 if !good {
                     ready[owner[j]] = false;
                 }
+            }
+            // Once InRelease is in, or what failed before it is known: kept or put back.
+            if step > Finalise::InRelease as usize
+                && let Some(g) = guard.take()
+            {
+                self.conclude(g, &ready)?;
             }
         }
         Ok(ready)
@@ -350,12 +369,22 @@ impl Executor<'_> {
     /// which succeeded. Links known to be copied are copied, and so are those the server
     /// refused (`symlinks auto`); renames that found no `.new` are healed.
     fn run_jobs(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
+        self.run_jobs_deferring(jobs, None)
+    }
+
+    /// [`Executor::run_jobs`], the renames of the paths in `deferred` not journalled: their
+    /// distribution's outcome decides ([`super::rollback`]).
+    fn run_jobs_deferring(
+        &mut self,
+        jobs: &[&Job],
+        deferred: Option<&HashSet<RelPath>>,
+    ) -> anyhow::Result<Vec<bool>> {
         let mut ok = vec![false; jobs.len()];
         // Links already known to be copied are not sent as SYMLINKs.
         let (mut copies, sent): (Vec<usize>, Vec<usize>) = (0..jobs.len())
             .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
         let sent_jobs: Vec<&Job> = sent.iter().map(|&i| jobs[i]).collect();
-        let (sent_ok, held) = self.send(&sent_jobs, true)?;
+        let (sent_ok, held) = self.send(&sent_jobs, true, deferred)?;
         for (k, good) in sent_ok.into_iter().enumerate() {
             ok[sent[k]] = good;
         }
@@ -380,7 +409,7 @@ impl Executor<'_> {
             }
         }
         let missing: Vec<usize> = held.missing.iter().map(|&k| sent[k]).collect();
-        for (i, good) in self.heal(jobs, &missing)? {
+        for (i, good) in self.heal(jobs, &missing, deferred)? {
             ok[i] = good;
         }
         Ok(ok)
@@ -390,7 +419,12 @@ impl Executor<'_> {
     /// not there: the rename happened and its journal line was lost, or someone cleaned
     /// up) is healed by uploading the file again and renaming it. Returns how each of the
     /// renames retried went.
-    fn heal(&mut self, jobs: &[&Job], missing: &[usize]) -> anyhow::Result<Vec<(usize, bool)>> {
+    fn heal(
+        &mut self,
+        jobs: &[&Job],
+        missing: &[usize],
+        deferred: Option<&HashSet<RelPath>>,
+    ) -> anyhow::Result<Vec<(usize, bool)>> {
         if missing.is_empty() {
             return Ok(Vec::new());
         }
@@ -412,7 +446,7 @@ impl Executor<'_> {
                 }
             })
             .collect();
-        let (uploaded, _) = self.send(&uploads.iter().collect::<Vec<_>>(), false)?;
+        let (uploaded, _) = self.send(&uploads.iter().collect::<Vec<_>>(), false, None)?;
         let renames: Vec<usize> = missing
             .iter()
             .zip(uploaded)
@@ -420,7 +454,7 @@ impl Executor<'_> {
             .map(|(&i, _)| i)
             .collect();
         let again: Vec<&Job> = renames.iter().map(|&i| jobs[i]).collect();
-        let (renamed, _) = self.send(&again, false)?;
+        let (renamed, _) = self.send(&again, false, deferred)?;
         Ok(renames.into_iter().zip(renamed).collect())
     }
 
@@ -429,10 +463,15 @@ impl Executor<'_> {
     /// `symlinks auto`, the links the server refuses, to be copied instead. Huge plans go
     /// in slices, so that memory stays bounded whatever the plan's size; a slice costs one
     /// round trip of tail, nothing at this size.
-    fn send(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
+    fn send(
+        &mut self,
+        jobs: &[&Job],
+        heal: bool,
+        deferred: Option<&HashSet<RelPath>>,
+    ) -> anyhow::Result<(Vec<bool>, Held)> {
         let (mut ok, mut held) = (Vec::with_capacity(jobs.len()), Held::default());
         for (n, slice) in jobs.chunks(SLICE).enumerate() {
-            let (o, h) = self.send_slice(slice, heal)?;
+            let (o, h) = self.send_slice(slice, heal, deferred)?;
             ok.extend(o);
             held.extend(h, n * SLICE);
         }
@@ -440,7 +479,12 @@ impl Executor<'_> {
     }
 
     /// One engine run of at most [`SLICE`] jobs.
-    fn send_slice(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
+    fn send_slice(
+        &mut self,
+        jobs: &[&Job],
+        heal: bool,
+        deferred: Option<&HashSet<RelPath>>,
+    ) -> anyhow::Result<(Vec<bool>, Held)> {
         let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
         self.report.operations += jobs.len();
         let mut judge = Judge {
@@ -450,6 +494,7 @@ impl Executor<'_> {
             settings: self.settings,
             journal: &mut *self.journal,
             supersedes: self.supersedes,
+            deferred,
             ok: vec![false; jobs.len()],
             held: Held::default(),
             journal_error: None,
