@@ -388,6 +388,9 @@ pub enum Cause {
     SizeUnconfirmed,
     /// The server answered with a reply that does not fit the request.
     UnexpectedReply { request: Req, reply: Reply },
+    /// The server answered a hard link with OK, and there is no link (`rclone serve sftp`
+    /// does nothing).
+    LinkNotMade,
     /// A directory the operation needed could not be created.
     Directory { dir: RemotePath, cause: Box<Cause> },
     /// The run was asked to stop before the operation completed.
@@ -427,6 +430,11 @@ impl fmt::Display for Cause {
             Cause::UnexpectedReply { request, reply } => {
                 write!(f, "the server answered {request} with {reply}")
             }
+            Cause::LinkNotMade => write!(
+                f,
+                "the server answered hardlink@openssh.com with OK but made no link (it does \
+                 not make hard links)"
+            ),
             Cause::Directory { dir, cause } => {
                 write!(f, "cannot create directory {dir}: {cause}")
             }

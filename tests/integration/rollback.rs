@@ -14,8 +14,8 @@ use std::process::Command;
 use crate::repo::Repo;
 
 /// A repository whose bookworm is signed (by a script: `InRelease` is a copy of
-/// `Release`), pushed once with package `old`.
-fn signed_and_pushed() -> Repo {
+/// `Release`).
+fn signed() -> Repo {
     let repo = Repo::new();
     let sign = repo.dir.path().join("sign.sh");
     fs::write(
@@ -34,31 +34,53 @@ fn signed_and_pushed() -> Repo {
         1,
     );
     fs::write(&conf, text).unwrap();
+    repo
+}
+
+/// Pushes package `old` to bookworm.
+fn push_old(repo: &Repo) {
     let deb = repo.deb("old", "1.0", 2_000);
     repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
         .expect(0);
     repo.assert_mirrored(&[]);
     assert!(repo.remote().join("dists/bookworm/InRelease").exists());
-    repo
 }
 
-/// Points the conf at `sftp-server ARGS` behind the relay that fails the first rename
-/// onto a path ending in `name`.
-fn fail_rename_of(repo: &Repo, name: &str, args: &str) {
-    let script = repo.dir.path().join("relay.sh");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexec python3 '{}/tests/fixtures/failing_rename_relay.py' '{name}' -- \
-             /usr/lib/openssh/sftp-server -e -l INFO {args} -d '{}' 2>>'{}'\n",
-            env!("CARGO_MANIFEST_DIR"),
-            repo.remote().display(),
-            repo.server_log().display()
-        ),
+/// The relay that fails every rename of `NAME.new`, as a command's first words.
+fn relay(name: &str) -> String {
+    format!(
+        "python3 {}/tests/fixtures/failing_rename_relay.py {name}.new --",
+        env!("CARGO_MANIFEST_DIR")
     )
-    .unwrap();
+}
+
+/// A script running `command` (a shell command line) as the conf's `sftpcommand`: its
+/// conf line.
+fn sftpcommand(repo: &Repo, name: &str, command: &str) -> String {
+    let script = repo.dir.path().join(name);
+    fs::write(&script, format!("#!/bin/sh\n{command}\n")).unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    repo.set_conf(&format!("sftpcommand {}\n", script.display()));
+    format!("sftpcommand {}\n", script.display())
+}
+
+/// The conf that reaches OpenSSH's `sftp-server ARGS` serving `remote/` (logging each
+/// request), through the relay that fails `failing` if given.
+fn openssh(repo: &Repo, args: &str, failing: Option<&str>) -> String {
+    let relay = failing.map(relay).unwrap_or_default();
+    let command = format!(
+        "exec {relay} /usr/lib/openssh/sftp-server -e -l INFO {args} -d '{}' 2>>'{}'",
+        repo.remote().display(),
+        repo.server_log().display()
+    );
+    sftpcommand(
+        repo,
+        if failing.is_some() {
+            "relay.sh"
+        } else {
+            "plain.sh"
+        },
+        &command,
+    )
 }
 
 /// Every file of `dir` but the `.new` ones (nothing names them), with its bytes.
@@ -112,41 +134,149 @@ fn sha256(path: &Path) -> Option<String> {
     text.split_whitespace().next().map(str::to_owned)
 }
 
+/// With `conf` (which reaches a server), then `failing` (which reaches it through the
+/// relay that fails the renames of `name`): a push that fails there leaves bookworm as it
+/// was before it; with `conf` again, a rerun finishes the push.
+fn check_put_back(repo: &Repo, conf: &str, failing: &str, name: &str) {
+    let (dist, before, err) = push_failing(repo, conf, failing, name);
+    assert!(
+        err.contains("dists/bookworm: its finalisation failed half-way, so it was put back"),
+        "{name}: {err}"
+    );
+    // Right after: what apt can read of the distribution is the old one, whole.
+    assert_eq!(files_in(&dist), before, "{name}: {err}");
+    assert_eq!(mismatching(&dist), Vec::<String>::new(), "{name}");
+    assert!(!repo.remote_index_names("new"), "{name}");
+    // The new indexes wait as NAME.new: the rerun renames them, uploading nothing again,
+    // and its journal claims no rename that was put back.
+    let local = repo.base().join("dists/bookworm");
+    for index in ["Release", "main/binary-amd64/Packages.gz"] {
+        let waiting = fs::read(dist.join(format!("{index}.new"))).ok();
+        assert_eq!(
+            waiting,
+            Some(fs::read(local.join(index)).unwrap()),
+            "{name}"
+        );
+    }
+    let pending: String = repo
+        .outlogs()
+        .iter()
+        .map(|l| fs::read_to_string(repo.logs().join(l)).unwrap())
+        .collect();
+    assert!(!pending.contains("DONE\tdone\tdists/"), "{name}: {pending}");
+    rerun_finishes(repo, conf, name);
+}
+
+/// Pushes package `new` with `failing` (after `old` with `conf`), which fails: returns
+/// the remote bookworm, what it held before, and what the push said.
+fn push_failing(
+    repo: &Repo,
+    conf: &str,
+    failing: &str,
+    name: &str,
+) -> (PathBuf, BTreeMap<PathBuf, Vec<u8>>, String) {
+    repo.set_conf(conf);
+    push_old(repo);
+    let dist = repo.remote().join("dists/bookworm");
+    let before = files_in(&dist);
+    repo.set_conf(failing);
+    let deb = repo.deb("new", "1.0", 3_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0, "{name}: the push failed");
+    (dist, before, ran.stderr())
+}
+
+/// With `conf`, a rerun finishes the push: the remote is the out dir, consistent.
+fn rerun_finishes(repo: &Repo, conf: &str, name: &str) {
+    repo.set_conf(conf);
+    repo.clear_server_log();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+    assert!(repo.remote_index_names("new"), "{name}");
+    let dist = repo.remote().join("dists/bookworm");
+    assert_eq!(mismatching(&dist), Vec::<String>::new(), "{name}");
+}
+
 #[test]
 fn a_failed_rename_puts_the_distribution_back_as_it_was_and_a_rerun_finishes() {
     // The last rename (InRelease, after its Release: as bad as an index) and one in the
     // middle of the batch, with Release and InRelease renamed after it.
-    for failing in ["dists/bookworm/InRelease", "main/binary-amd64/Packages.gz"] {
-        let repo = signed_and_pushed();
-        let dist = repo.remote().join("dists/bookworm");
-        let before = files_in(&dist);
-        fail_rename_of(&repo, failing, "");
-        let deb = repo.deb("new", "1.0", 3_000);
-        let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
-        assert_ne!(ran.code(), 0, "{failing}: the push failed");
-        let err = ran.stderr();
-        assert!(
-            err.contains("dists/bookworm: its finalisation failed half-way, so it was put back"),
-            "{failing}: {err}"
+    for name in ["dists/bookworm/InRelease", "main/binary-amd64/Packages.gz"] {
+        let repo = signed();
+        let (conf, failing) = (openssh(&repo, "", None), openssh(&repo, "", Some(name)));
+        check_put_back(&repo, &conf, &failing, name);
+        // The rerun only renamed: every dist file was uploaded once, by the failed push.
+        let uploads = repo
+            .server_ops()
+            .iter()
+            .filter(|l| l.contains("open \"dists/"))
+            .count();
+        assert_eq!(uploads, 0, "{name}: {:#?}", repo.server_ops());
+    }
+}
+
+#[test]
+fn a_failed_rename_is_put_back_on_green_ends_server_too() {
+    let ge = crate::support::GESFTPSERVER;
+    if !Path::new(ge).exists() {
+        crate::support::skip("gesftpserver rollback", "gesftpserver is not installed");
+        return;
+    }
+    let repo = signed();
+    let remote = repo.remote();
+    let at = |relay: &str| format!("cd '{}' && exec {relay} {ge}", remote.display());
+    let conf = sftpcommand(&repo, "ge.sh", &at(""));
+    let failing = sftpcommand(
+        &repo,
+        "ge-relay.sh",
+        &at(&relay("dists/bookworm/InRelease")),
+    );
+    check_put_back(&repo, &conf, &failing, "InRelease on gesftpserver");
+}
+
+#[test]
+fn a_failed_rename_is_put_back_on_the_other_servers() {
+    use crate::servers::{Kind, Server};
+    for kind in [Kind::Proftpd, Kind::AsyncsshChroot, Kind::Rclone] {
+        let repo = signed();
+        let server = match Server::start(kind, repo.dir.path(), repo.dir.path()) {
+            Ok(server) => server,
+            Err(why) => {
+                crate::support::skip(&format!("{} rollback", kind.name()), &why);
+                continue;
+            }
+        };
+        let conf = server.conf(&repo.remote());
+        // The relay goes between the program and ssh.
+        let failing = conf.replace(
+            "sshcommand ",
+            &format!("sshcommand {} ", relay("dists/bookworm/InRelease")),
         );
-        // Right after: what apt can read of the distribution is the old one, whole.
-        assert_eq!(files_in(&dist), before, "{failing}: {err}");
-        assert_eq!(mismatching(&dist), Vec::<String>::new(), "{failing}");
-        assert!(!repo.remote_index_names("new"), "{failing}");
-        repo.use_server();
-        repo.hook(&["--basedir", ".", "--pending"]).expect(0);
-        repo.assert_mirrored(&[]);
-        assert!(repo.remote_index_names("new"), "{failing}");
-        assert_eq!(mismatching(&dist), Vec::<String>::new(), "{failing}");
+        if kind != Kind::Rclone {
+            check_put_back(&repo, &conf, &failing, kind.name());
+            continue;
+        }
+        // rclone answers hardlink@openssh.com with OK and makes no link: seen, and said.
+        let (_, _, err) = push_failing(&repo, &conf, &failing, kind.name());
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("could not be put back"))
+            .collect();
+        assert_eq!(said.len(), 1, "{err}");
+        assert!(said[0].contains("made no link"), "{err}");
+        rerun_finishes(&repo, &conf, kind.name());
     }
 }
 
 #[test]
 fn without_hard_links_a_failed_rename_says_what_is_new_under_the_old_release() {
-    let repo = signed_and_pushed();
+    let repo = signed();
+    repo.set_conf(&openssh(&repo, "", None));
+    push_old(&repo);
     let dist = repo.remote().join("dists/bookworm");
-    // OpenSSH's server announces no request it is told to deny.
-    fail_rename_of(&repo, "dists/bookworm/Release", "-P hardlink");
+    // OpenSSH's server does not announce a request it is told to deny.
+    let failing = openssh(&repo, "-P hardlink", Some("dists/bookworm/Release"));
+    repo.set_conf(&failing);
     let deb = repo.deb("new", "1.0", 3_000);
     let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
     assert_ne!(ran.code(), 0);
@@ -171,7 +301,7 @@ fn without_hard_links_a_failed_rename_says_what_is_new_under_the_old_release() {
         mismatching(&dist).contains(&"main/binary-amd64/Packages".to_string()),
         "{err}"
     );
-    repo.use_server();
+    repo.set_conf(&openssh(&repo, "", None));
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     repo.assert_mirrored(&[]);
     assert_eq!(mismatching(&dist), Vec::<String>::new());

@@ -21,6 +21,16 @@ pub(super) enum Stepwise {
     Final,
     /// The final request found no parent directory and was sent again once it was made.
     Retried,
+    /// A hard link's HARDLINK is in flight; with `confirming`, so is the LSTAT behind it
+    /// (sent at once to an in-order server).
+    Linking {
+        confirming: bool,
+    },
+    /// The LSTAT that confirms a hard link is in flight; `failed` is the HARDLINK's
+    /// failure, if it failed (an in-order server still answers the LSTAT sent behind it).
+    Confirming {
+        failed: Option<Cause>,
+    },
 }
 
 impl<'a> Batch<'a> {
@@ -88,9 +98,12 @@ impl<'a> Batch<'a> {
             Op::Rename { .. } => self.send_rename_op(i, conn),
             Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
             // link(2) makes `to` and never follows a symlink there (it fails on any name
-            // taken), so it needs no look first.
+            // taken), so it needs no look first. Not every server that answers OK made the
+            // link (rclone's does nothing): an LSTAT of it confirms it, right behind it on
+            // an in-order server.
             Op::Hardlink { from, to } => {
-                self.states[i] = State::Single(Stepwise::Final);
+                let confirming = conn.limits.in_order;
+                self.states[i] = State::Single(Stepwise::Linking { confirming });
                 conn.session.send_extended(
                     ExtendedRequest::Hardlink {
                         from: from.as_bytes().to_vec(),
@@ -98,6 +111,9 @@ impl<'a> Batch<'a> {
                     },
                     Tag::op(i, Req::Hardlink),
                 );
+                if confirming {
+                    self.confirm_link(i, conn);
+                }
             }
             _ => unreachable!("only removals, renames, links and symlinks change a name"),
         }
@@ -144,6 +160,72 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Sends the LSTAT that confirms hard link `i` was made.
+    fn confirm_link(&mut self, i: usize, conn: &mut Conn) {
+        let Op::Hardlink { to, .. } = self.ops[i] else {
+            unreachable!("only hard links are confirmed")
+        };
+        conn.session.send(
+            Request::Lstat {
+                path: to.as_bytes().to_vec(),
+            },
+            Tag::op(i, Req::Lstat),
+        );
+    }
+
+    /// A reply to a hard link's HARDLINK or to the LSTAT that confirms it.
+    fn hardlink_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let State::Single(step) = &mut self.states[i] else {
+            unreachable!("a hard link is a single operation")
+        };
+        let unexpected = |reply: &Response| Cause::UnexpectedReply {
+            request: req,
+            reply: reply_name(reply),
+        };
+        match (req, step) {
+            (Req::Hardlink, Stepwise::Linking { confirming }) => {
+                let failed = match &response {
+                    Response::Status {
+                        code: StatusCode::Ok,
+                        ..
+                    } => None,
+                    Response::Status { code, message, .. } => {
+                        Some(status_cause(req, *code, message))
+                    }
+                    other => Some(unexpected(other)),
+                };
+                let confirming = *confirming;
+                self.states[i] = State::Single(Stepwise::Confirming {
+                    failed: failed.clone(),
+                });
+                match failed {
+                    // The LSTAT sent behind it is still to be answered.
+                    _ if confirming => {}
+                    Some(cause) => self.fail(i, cause, conn),
+                    None => self.confirm_link(i, conn),
+                }
+            }
+            (Req::Lstat, Stepwise::Confirming { failed }) => {
+                if let Some(cause) = failed.take() {
+                    return self.fail(i, cause, conn);
+                }
+                match response {
+                    Response::Attrs(_) => self.finish(i, Ok(Outcome::Done), conn),
+                    Response::Status {
+                        code: StatusCode::NoSuchFile,
+                        ..
+                    } => self.fail(i, Cause::LinkNotMade, conn),
+                    Response::Status { code, message, .. } => {
+                        self.fail(i, status_cause(req, code, &message), conn)
+                    }
+                    other => self.fail(i, unexpected(&other), conn),
+                }
+            }
+            // Out of order from a server that was to answer in order.
+            _ => self.fail(i, unexpected(&response), conn),
+        }
+    }
+
     pub(super) fn clear_then(&mut self, i: usize, path: &[u8], conn: &mut Conn) {
         self.states[i] = State::Single(Stepwise::Clearing);
         conn.session.send(
@@ -187,6 +269,9 @@ impl<'a> Batch<'a> {
         let State::Single(step) = &self.states[i] else {
             unreachable!()
         };
+        if let Op::Hardlink { .. } = self.ops[i] {
+            return self.hardlink_reply(i, req, response, conn);
+        }
         let clearing = matches!(step, Stepwise::Clearing);
         let retried = matches!(step, Stepwise::Retried);
         if matches!(step, Stepwise::Inspecting) {

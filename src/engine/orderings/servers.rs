@@ -133,10 +133,12 @@ fn a_hard_link_keeps_what_the_rename_behind_it_replaces() {
     ];
     let results = pair.run(&ops);
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    // An in-order server carries them out as sent: the link is made before the rename.
+    // An in-order server carries them out as sent: the link is made before the rename,
+    // and the LSTAT that confirms it goes right behind it.
     let (linked, at) = sent_at(&pair, "hardlink /m/dists/Release /m/dists/.Release.prev");
     let renamed = sent_at(&pair, "posix-rename /m/dists/Release.new /m/dists/Release");
     assert!((linked, at) < renamed);
+    assert_eq!(sent_at(&pair, "LSTAT /m/dists/.Release.prev").0, linked);
     let fs = &pair.peer.fs;
     assert_eq!(fs.read("/m/dists/.Release.prev"), Some(&b"old"[..]));
     assert_eq!(fs.read("/m/dists/Release"), Some(&b"new"[..]));
@@ -159,4 +161,27 @@ fn a_hard_link_fails_on_a_taken_name_and_on_a_missing_file() {
     assert_eq!(status(&results[0]), Some(Status::Failure));
     assert_eq!(status(&results[1]), Some(Status::NoSuchFile));
     assert_eq!(pair.peer.fs.read("/m/dists/Release.new"), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_hard_link_the_server_only_says_it_made_fails() {
+    use crate::engine::op::Cause;
+    use crate::engine::peer::status;
+    use crate::sftp::wire::StatusCode;
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut pair = pair_with_release(flavour);
+        // As rclone's server does: OK, and nothing made.
+        let hardlink = "hardlink /m/dists/Release /m/dists/.Release.prev";
+        pair.peer.on(hardlink).answer(status(StatusCode::Ok));
+        let results = pair.run(&[Op::Hardlink {
+            from: rp("/m/dists/Release"),
+            to: rp("/m/dists/.Release.prev"),
+        }]);
+        let cause = results[0].as_ref().err().map(|e| &e.cause);
+        assert_eq!(cause, Some(&Cause::LinkNotMade), "{flavour:?}");
+        if flavour == Flavour::Other {
+            // Asked only once the server has answered.
+            assert!(sent_at(&pair, hardlink).0 < sent_at(&pair, "LSTAT /m/dists/.Release.prev").0);
+        }
+    }
 }
