@@ -306,3 +306,70 @@ fn without_hard_links_a_failed_rename_says_what_is_new_under_the_old_release() {
     repo.assert_mirrored(&[]);
     assert_eq!(mismatching(&dist), Vec::<String>::new());
 }
+
+#[test]
+fn links_a_killed_run_left_are_replaced_never_put_back() {
+    let repo = signed();
+    let conf = openssh(&repo, "", None);
+    repo.set_conf(&conf);
+    push_old(&repo);
+    let dist = repo.remote().join("dists/bookworm");
+    let before = files_in(&dist);
+    // What a run killed after keeping them, long ago, left (stale: not what is there now).
+    let plant = || {
+        for stale in ["main/binary-amd64/.Packages.gz.prev", ".InRelease.prev"] {
+            fs::write(dist.join(stale), "a version of long ago").unwrap();
+        }
+    };
+    plant();
+    repo.set_conf(&openssh(&repo, "", Some("dists/bookworm/InRelease")));
+    let deb = repo.deb("new", "1.0", 3_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    let err = ran.stderr();
+    assert!(err.contains("so it was put back"), "{err}");
+    // What is put back is what was there before this push, and the stale links are gone.
+    assert_eq!(files_in(&dist), before, "{err}");
+    // A push that goes well removes them too.
+    plant();
+    rerun_finishes(&repo, &conf, "stale links");
+}
+
+#[test]
+fn only_the_distribution_that_failed_is_put_back() {
+    let repo = signed();
+    let conf = openssh(&repo, "", None);
+    repo.set_conf(&conf);
+    for dist in ["bookworm", "trixie"] {
+        let deb = repo.deb("old", "1.0", 2_000);
+        repo.reprepro(&["includedeb", dist, deb.to_str().unwrap()])
+            .expect(0);
+    }
+    let trixie = repo.remote().join("dists/trixie");
+    let before = files_in(&trixie);
+    // Both changes wait for one run, which finalises both distributions together.
+    repo.set_conf("servername nowhere.invalid\n");
+    let deb = repo.deb("new", "1.0", 3_000);
+    for dist in ["bookworm", "trixie"] {
+        let ran = repo.reprepro(&["includedeb", dist, deb.to_str().unwrap()]);
+        assert_ne!(ran.code(), 0);
+    }
+    repo.set_conf(&openssh(&repo, "", Some("dists/trixie/Release")));
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    let err = ran.stderr();
+    assert!(err.contains("dists/trixie: its finalisation failed half-way, so it was put back"));
+    assert!(!err.contains("dists/bookworm: its finalisation"), "{err}");
+    assert_eq!(files_in(&trixie), before, "{err}");
+    assert!(repo.remote_index_names("new"), "bookworm is pushed: {err}");
+    let bookworm = repo.remote().join("dists/bookworm");
+    for dist in [&bookworm, &trixie] {
+        assert_eq!(
+            mismatching(dist),
+            Vec::<String>::new(),
+            "{}",
+            dist.display()
+        );
+    }
+    rerun_finishes(&repo, &conf, "trixie");
+}
