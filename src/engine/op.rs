@@ -47,10 +47,11 @@ pub enum Op {
     /// Make `link` a symlink to `target`, replacing whatever file `link` was.
     Symlink { link: RemotePath, target: Vec<u8> },
     /// Give the existing file `from` a second name `to` (a hard link, where
-    /// [`super::Engine::offers_hardlink`]): what `from` holds now stays reachable as `to`
-    /// when `from` is replaced. `to` must not exist (else [`Status::Failure`], as link(2)
-    /// says EEXIST); a missing `from` is [`Status::NoSuchFile`]. Like a rename, it goes only
-    /// once `to`'s directory is known to be inside the target.
+    /// [`super::Engine::offers_hardlink`]), replacing a file or symlink that stands at `to`:
+    /// what `from` holds now stays reachable as `to` when `from` is replaced. A missing
+    /// `from` is [`Status::NoSuchFile`]; a link the server says it made and did not,
+    /// [`Cause::LinkNotMade`]. Like a rename, it goes only once `to`'s directory is known to
+    /// be inside the target.
     Hardlink { from: RemotePath, to: RemotePath },
     /// Create a directory and its missing parents.
     Mkdir { path: RemotePath },

@@ -21,23 +21,36 @@ pub(super) enum Stepwise {
     Final,
     /// The final request found no parent directory and was sent again once it was made.
     Retried,
-    /// A hard link's HARDLINK is in flight; with `confirming`, so is the LSTAT behind it
-    /// (sent at once to an in-order server).
-    Linking {
-        confirming: bool,
+    /// A hard link under way; with `pipelined` (an in-order server), all its requests went
+    /// at once.
+    Hardlink {
+        step: LinkStep,
+        pipelined: bool,
     },
-    /// The LSTAT that confirms a hard link is in flight; `failed` is the HARDLINK's
-    /// failure, if it failed (an in-order server still answers the LSTAT sent behind it).
+}
+
+/// The requests of a hard link: REMOVE of what stands at its name, HARDLINK, then the
+/// LSTAT that confirms it. An in-order server gets all three at once; any other first the
+/// HARDLINK alone, and the REMOVE (then the HARDLINK again) only if the name is taken.
+pub(super) enum LinkStep {
+    Clearing,
+    /// The HARDLINK; `retry`: a FAILURE (the name taken) clears the name and links once
+    /// more.
+    Making {
+        retry: bool,
+    },
+    /// `failed`: the HARDLINK's failure, answered before the LSTAT sent behind it.
     Confirming {
         failed: Option<Cause>,
     },
 }
 
 impl<'a> Batch<'a> {
-    /// Starts a removal, rename, hard link or symlink: what removes or replaces a name goes only once
-    /// its directory is known to be inside the target (see [`confine`](crate::engine::confine)); and never
-    /// ahead of one started before it that waits so: an in-order server carries them out in
-    /// the order sent, and the caller may rely on that (Release last).
+    /// Starts a removal, rename, hard link or symlink: what removes or replaces a name goes
+    /// only once its directory is known to be inside the target (see
+    /// [`confine`](crate::engine::confine)); and never ahead of one started before it that
+    /// waits so: an in-order server carries them out in the order sent, and the caller may
+    /// rely on that (Release last).
     pub(super) fn start_changing(&mut self, i: usize, path: &RemotePath, conn: &mut Conn) {
         let verdict = match path.parent() {
             Some(dir) => conn
@@ -98,20 +111,25 @@ impl<'a> Batch<'a> {
             Op::Rename { .. } => self.send_rename_op(i, conn),
             Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
             // link(2) makes `to` and never follows a symlink there (it fails on any name
-            // taken), so it needs no look first. Not every server that answers OK made the
-            // link (rclone's does nothing): an LSTAT of it confirms it, right behind it on
-            // an in-order server.
-            Op::Hardlink { from, to } => {
-                let confirming = conn.limits.in_order;
-                self.states[i] = State::Single(Stepwise::Linking { confirming });
-                conn.session.send_extended(
-                    ExtendedRequest::Hardlink {
-                        from: from.as_bytes().to_vec(),
-                        to: to.as_bytes().to_vec(),
-                    },
-                    Tag::op(i, Req::Hardlink),
-                );
-                if confirming {
+            // taken, which is cleared: a REMOVE removes a symlink, not what it leads to).
+            // Not every server that answers OK made the link (rclone's does nothing): an
+            // LSTAT confirms it.
+            Op::Hardlink { to, .. } => {
+                let pipelined = conn.limits.in_order;
+                let step = if pipelined {
+                    conn.session.send(
+                        Request::Remove {
+                            path: to.as_bytes().to_vec(),
+                        },
+                        Tag::op(i, Req::Remove),
+                    );
+                    LinkStep::Clearing
+                } else {
+                    LinkStep::Making { retry: true }
+                };
+                self.states[i] = State::Single(Stepwise::Hardlink { step, pipelined });
+                self.send_link(i, conn);
+                if pipelined {
                     self.confirm_link(i, conn);
                 }
             }
@@ -160,6 +178,20 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Sends hard link `i`'s HARDLINK.
+    fn send_link(&mut self, i: usize, conn: &mut Conn) {
+        let Op::Hardlink { from, to } = self.ops[i] else {
+            unreachable!("only hard links link")
+        };
+        conn.session.send_extended(
+            ExtendedRequest::Hardlink {
+                from: from.as_bytes().to_vec(),
+                to: to.as_bytes().to_vec(),
+            },
+            Tag::op(i, Req::Hardlink),
+        );
+    }
+
     /// Sends the LSTAT that confirms hard link `i` was made.
     fn confirm_link(&mut self, i: usize, conn: &mut Conn) {
         let Op::Hardlink { to, .. } = self.ops[i] else {
@@ -173,56 +205,64 @@ impl<'a> Batch<'a> {
         );
     }
 
-    /// A reply to a hard link's HARDLINK or to the LSTAT that confirms it.
+    /// A reply to one of a hard link's requests (see [`LinkStep`]).
     fn hardlink_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
-        let State::Single(step) = &mut self.states[i] else {
-            unreachable!("a hard link is a single operation")
+        let State::Single(Stepwise::Hardlink { step, pipelined }) = &mut self.states[i] else {
+            unreachable!("a hard link's state")
         };
-        let unexpected = |reply: &Response| Cause::UnexpectedReply {
+        let pipelined = *pipelined;
+        let status = match &response {
+            Response::Status { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        };
+        let unexpected = Cause::UnexpectedReply {
             request: req,
-            reply: reply_name(reply),
+            reply: reply_name(&response),
         };
-        match (req, step) {
-            (Req::Hardlink, Stepwise::Linking { confirming }) => {
-                let failed = match &response {
-                    Response::Status {
-                        code: StatusCode::Ok,
-                        ..
-                    } => None,
-                    Response::Status { code, message, .. } => {
-                        Some(status_cause(req, *code, message))
+        match (req, &mut *step) {
+            // Whatever the REMOVE found, the HARDLINK's answer tells.
+            (Req::Remove, LinkStep::Clearing) => {
+                *step = LinkStep::Making { retry: false };
+                if !pipelined {
+                    self.send_link(i, conn);
+                }
+            }
+            (Req::Hardlink, LinkStep::Making { retry }) => {
+                let failed = match status {
+                    Some((StatusCode::Ok, _)) => None,
+                    Some((StatusCode::Failure, _)) if *retry && !pipelined => {
+                        *step = LinkStep::Clearing;
+                        let path = self.ops[i].path().as_bytes().to_vec();
+                        conn.session
+                            .send(Request::Remove { path }, Tag::op(i, Req::Remove));
+                        return;
                     }
-                    other => Some(unexpected(other)),
+                    Some((code, message)) => Some(status_cause(req, code, &message)),
+                    None => Some(unexpected),
                 };
-                let confirming = *confirming;
-                self.states[i] = State::Single(Stepwise::Confirming {
-                    failed: failed.clone(),
-                });
                 match failed {
-                    // The LSTAT sent behind it is still to be answered.
-                    _ if confirming => {}
-                    Some(cause) => self.fail(i, cause, conn),
-                    None => self.confirm_link(i, conn),
-                }
-            }
-            (Req::Lstat, Stepwise::Confirming { failed }) => {
-                if let Some(cause) = failed.take() {
-                    return self.fail(i, cause, conn);
-                }
-                match response {
-                    Response::Attrs(_) => self.finish(i, Ok(Outcome::Done), conn),
-                    Response::Status {
-                        code: StatusCode::NoSuchFile,
-                        ..
-                    } => self.fail(i, Cause::LinkNotMade, conn),
-                    Response::Status { code, message, .. } => {
-                        self.fail(i, status_cause(req, code, &message), conn)
+                    Some(cause) if !pipelined => self.fail(i, cause, conn),
+                    failed => {
+                        *step = LinkStep::Confirming { failed };
+                        if !pipelined {
+                            self.confirm_link(i, conn);
+                        }
                     }
-                    other => self.fail(i, unexpected(&other), conn),
                 }
             }
-            // Out of order from a server that was to answer in order.
-            _ => self.fail(i, unexpected(&response), conn),
+            (Req::Lstat, LinkStep::Confirming { failed }) => match (failed.take(), status) {
+                (Some(cause), _) => self.fail(i, cause, conn),
+                (None, None) if matches!(response, Response::Attrs(_)) => {
+                    self.finish(i, Ok(Outcome::Done), conn)
+                }
+                (None, Some((StatusCode::NoSuchFile, _))) => self.fail(i, Cause::LinkNotMade, conn),
+                (None, Some((code, message))) => {
+                    self.fail(i, status_cause(req, code, &message), conn)
+                }
+                (None, None) => self.fail(i, unexpected, conn),
+            },
+            // Out of order, from a server that was to answer in order.
+            _ => self.fail(i, unexpected, conn),
         }
     }
 

@@ -145,22 +145,39 @@ fn a_hard_link_keeps_what_the_rename_behind_it_replaces() {
 }
 
 #[test]
-fn a_hard_link_fails_on_a_taken_name_and_on_a_missing_file() {
+fn a_hard_link_replaces_what_stands_at_its_name_and_fails_on_a_missing_file() {
     use crate::engine::op::Status;
-    let mut pair = pair_with_release(Flavour::OpenSsh);
-    let link = |from: &str, to: &str| Op::Hardlink {
-        from: rp(from),
-        to: rp(to),
-    };
-    let results = pair.run(&[
-        // What an earlier run left at the name is not replaced: link(2) says EEXIST.
-        link("/m/dists/Release", "/m/dists/Release.new"),
-        link("/m/dists/InRelease", "/m/dists/.InRelease.prev"),
-    ]);
-    let status = |r: &crate::engine::op::OpResult| r.as_ref().err().and_then(|e| e.status());
-    assert_eq!(status(&results[0]), Some(Status::Failure));
-    assert_eq!(status(&results[1]), Some(Status::NoSuchFile));
-    assert_eq!(pair.peer.fs.read("/m/dists/Release.new"), Some(&b"new"[..]));
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut pair = pair_with_release(flavour);
+        // What an earlier, killed run left there.
+        pair.peer.fs.file("/m/dists/.Release.prev", b"of long ago");
+        let link = |from: &str, to: &str| Op::Hardlink {
+            from: rp(from),
+            to: rp(to),
+        };
+        let results = pair.run(&[
+            link("/m/dists/Release", "/m/dists/.Release.prev"),
+            link("/m/dists/InRelease", "/m/dists/.InRelease.prev"),
+        ]);
+        assert!(results[0].is_ok(), "{flavour:?}: {results:?}");
+        let fs = &pair.peer.fs;
+        assert_eq!(fs.read("/m/dists/.Release.prev"), Some(&b"old"[..]));
+        let status = results[1].as_ref().err().and_then(|e| e.status());
+        assert_eq!(status, Some(Status::NoSuchFile), "{flavour:?}");
+        assert_eq!(fs.get("/m/dists/.InRelease.prev"), None);
+        let cleared = sent_at(&pair, "REMOVE /m/dists/.Release.prev");
+        let linked = sent_at(&pair, "hardlink /m/dists/Release /m/dists/.Release.prev");
+        match flavour {
+            // All at once: the server carries them out in order.
+            Flavour::OpenSsh => assert_eq!(cleared.0, linked.0),
+            // The name is cleared only once the link found it taken, and linked again.
+            Flavour::Other => {
+                assert!(linked < cleared);
+                let line = "hardlink /m/dists/Release /m/dists/.Release.prev";
+                assert_eq!(pair.peer.count(line), 2);
+            }
+        }
+    }
 }
 
 #[test]

@@ -67,8 +67,12 @@ struct File<'p> {
 pub(super) struct Guard<'p> {
     dists: &'p [DistDir],
     files: Vec<File<'p>>,
-    /// The renames whose journal line waits for their distribution's outcome: those that
-    /// can be put back.
+    /// The links still to be made, one per file: on a server that acts in order they go
+    /// ahead of the first renames, in their flight (taken by [`super::rounds`], whose
+    /// results come back through [`Guard::linked`]).
+    pub(super) ahead: Vec<Op>,
+    /// The renames whose journal line waits for their distribution's outcome: all, where
+    /// links are made.
     pub(super) deferred: HashSet<RelPath>,
     /// Why some file could not be kept (the first reason), for the line a failure says.
     unkept: Option<String>,
@@ -87,17 +91,34 @@ impl Guard<'_> {
             f.renamed |= done.contains(&f.job.path);
         }
     }
-}
 
-/// Whether `result` is a failure with status `code`.
-fn failed_with(result: &OpResult, code: Status) -> bool {
-    matches!(result, Err(e) if e.status() == Some(code))
+    /// What became of the links, by file: kept, or nothing there to keep, or not kept.
+    pub(super) fn linked(&mut self, results: Vec<(usize, OpResult)>) {
+        for (k, result) in results {
+            let f = &mut self.files[k];
+            f.prior = match result {
+                Ok(_) => Prior::Kept(kept_name(&f.remote)),
+                Err(e) if e.status() == Some(Status::NoSuchFile) => Prior::Fresh,
+                Err(e) => {
+                    log::info!("{} cannot be kept to put back: {e}", f.remote);
+                    self.unkept.get_or_insert_with(|| match e.status() {
+                        Some(s) if s.is_refusal() => {
+                            format!("the server refuses hardlink@openssh.com: {e}")
+                        }
+                        _ => format!("a hard link failed: {e}"),
+                    });
+                    Prior::Unknown
+                }
+            };
+        }
+    }
 }
 
 impl<'a> Executor<'a> {
     /// Keeps the previous version of each file the finalisation of the `ready` dist dirs
-    /// replaces, as a hard link, where the server offers them: one flight (and, for links
-    /// a killed run left, one more to remove them and one to link again).
+    /// replaces, as a hard link, where the server offers them (each made over a link a
+    /// killed run left): on a server that acts in order, in the flight of the first
+    /// renames, ahead of them ([`Guard::ahead`]); on any other in a flight of their own.
     pub(super) fn keep_previous<'p>(
         &mut self,
         plan: &'p Plan,
@@ -122,60 +143,33 @@ impl<'a> Executor<'a> {
         let mut guard = Guard {
             dists: &plan.dist_dirs,
             files,
+            ahead: Vec::new(),
             deferred: HashSet::new(),
             unkept: None,
         };
         if guard.files.is_empty() {
             return Ok(guard);
         }
-        if !self.runner.engine().offers_hardlink() {
+        let engine = self.runner.engine();
+        if !engine.offers_hardlink() {
             guard.unkept = Some("the server does not offer hardlink@openssh.com".into());
             return Ok(guard);
         }
-        let link = |f: &File<'_>| Op::Hardlink {
-            from: f.remote.clone(),
-            to: kept_name(&f.remote),
-        };
-        let ops: Vec<Op> = guard.files.iter().map(link).collect();
-        let mut results = self.runner.engine().run(&ops, |_, _| {})?;
-        // FAILURE is link(2)'s EEXIST: a link a killed run left. It goes, and the link is
-        // made again.
-        let stale: Vec<usize> = (0..results.len())
-            .filter(|&k| failed_with(&results[k], Status::Failure))
+        let links: Vec<Op> = guard
+            .files
+            .iter()
+            .map(|f| Op::Hardlink {
+                from: f.remote.clone(),
+                to: kept_name(&f.remote),
+            })
             .collect();
-        if !stale.is_empty() {
-            let removals: Vec<Op> = stale
-                .iter()
-                .map(|&k| Op::Remove {
-                    path: kept_name(&guard.files[k].remote),
-                })
-                .collect();
-            self.runner.engine().run(&removals, |_, _| {})?;
-            let again: Vec<Op> = stale.iter().map(|&k| link(&guard.files[k])).collect();
-            let linked = self.runner.engine().run(&again, |_, _| {})?;
-            for (&k, result) in stale.iter().zip(linked) {
-                results[k] = result;
-            }
+        guard.deferred = guard.files.iter().map(|f| f.job.path.clone()).collect();
+        if engine.in_order() {
+            guard.ahead = links;
+            return Ok(guard);
         }
-        for (f, result) in guard.files.iter_mut().zip(results) {
-            f.prior = match result {
-                Ok(_) => Prior::Kept(kept_name(&f.remote)),
-                Err(e) if e.status() == Some(Status::NoSuchFile) => Prior::Fresh,
-                Err(e) => {
-                    log::info!("{} cannot be kept to put back: {e}", f.remote);
-                    guard.unkept.get_or_insert_with(|| match e.status() {
-                        Some(s) if s.is_refusal() => {
-                            format!("the server refuses hardlink@openssh.com: {e}")
-                        }
-                        _ => format!("a hard link failed: {e}"),
-                    });
-                    Prior::Unknown
-                }
-            };
-            if f.prior != Prior::Unknown {
-                guard.deferred.insert(f.job.path.clone());
-            }
-        }
+        let results = engine.run(&links, |_, _| {})?;
+        guard.linked(results.into_iter().enumerate().collect());
         log::info!(
             "{} file(s) the finalisation replaces kept as hard links, after {:.2} s",
             guard
@@ -195,15 +189,19 @@ impl<'a> Executor<'a> {
         let mut removals = Vec::new();
         let mut failed: Vec<usize> = Vec::new();
         for f in &guard.files {
-            if !ready[f.dist] {
-                if !failed.contains(&f.dist) {
-                    failed.push(f.dist);
-                }
-                continue;
+            let went_well = ready[f.dist];
+            if !went_well && !failed.contains(&f.dist) {
+                failed.push(f.dist);
             }
-            if f.renamed && guard.deferred.contains(&f.job.path) {
+            // What stands is journalled: every rename of a dir that went well, and of one
+            // that failed, those that cannot be put back.
+            let stands = went_well || f.prior == Prior::Unknown;
+            if f.renamed && stands && guard.deferred.contains(&f.job.path) {
                 journal_complete(self.journal, self.supersedes, f.job, DoneMessage::Done)
                     .map_err(|e| e.context(JournalStopped))?;
+            }
+            if !went_well {
+                continue;
             }
             if let Prior::Kept(kept) = &f.prior {
                 removals.push(Op::Remove { path: kept.clone() });

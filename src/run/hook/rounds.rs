@@ -23,6 +23,7 @@ use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
 use crate::run::runner::{Judged, Runner};
 
 use super::Report;
+use super::rollback::Guard;
 use super::sources::link_source;
 
 /// A journal line could not be written: the run stops, since what it does next could not
@@ -131,6 +132,9 @@ fn renames_only(plan: &Plan, step: usize) -> bool {
 /// How one [`Executor::send`] judges each result: a success is journalled at once; with
 /// `heal`, what the caller can still repair is held back rather than failed.
 struct Judge<'j> {
+    /// The operations sent ahead of the jobs ([`Guard::ahead`]): their results are kept.
+    ahead: usize,
+    linked: Vec<(usize, OpResult)>,
     jobs: &'j [&'j Job],
     heal: bool,
     auto: bool,
@@ -147,6 +151,10 @@ struct Judge<'j> {
 
 impl Judge<'_> {
     fn judge(&mut self, i: usize, result: &OpResult) -> Judged {
+        let Some(i) = i.checked_sub(self.ahead) else {
+            self.linked.push((i, result.clone()));
+            return Judged::Other;
+        };
         let job = self.jobs[i];
         let (heal, auto) = (self.heal, self.auto);
         match result {
@@ -290,8 +298,7 @@ impl Executor<'_> {
                     }
                 }
             }
-            let deferred = guard.as_ref().map(|g| &g.deferred);
-            let ok = self.run_jobs_deferring(&jobs, deferred)?;
+            let ok = self.run_jobs_deferring(&jobs, guard.as_mut())?;
             if let Some(g) = &mut guard {
                 g.confirm(&jobs, &ok);
             }
@@ -372,19 +379,20 @@ impl Executor<'_> {
         self.run_jobs_deferring(jobs, None)
     }
 
-    /// [`Executor::run_jobs`], the renames of the paths in `deferred` not journalled: their
-    /// distribution's outcome decides ([`super::rollback`]).
+    /// [`Executor::run_jobs`] with `guard`: the links it keeps go ahead of the first of
+    /// `jobs`, and the renames it defers are not journalled (their distribution's outcome
+    /// decides, [`super::rollback`]).
     fn run_jobs_deferring(
         &mut self,
         jobs: &[&Job],
-        deferred: Option<&HashSet<RelPath>>,
+        mut guard: Option<&mut Guard<'_>>,
     ) -> anyhow::Result<Vec<bool>> {
         let mut ok = vec![false; jobs.len()];
         // Links already known to be copied are not sent as SYMLINKs.
         let (mut copies, sent): (Vec<usize>, Vec<usize>) = (0..jobs.len())
             .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
         let sent_jobs: Vec<&Job> = sent.iter().map(|&i| jobs[i]).collect();
-        let (sent_ok, held) = self.send(&sent_jobs, true, deferred)?;
+        let (sent_ok, held) = self.send(&sent_jobs, true, guard.as_deref_mut())?;
         for (k, good) in sent_ok.into_iter().enumerate() {
             ok[sent[k]] = good;
         }
@@ -409,7 +417,7 @@ impl Executor<'_> {
             }
         }
         let missing: Vec<usize> = held.missing.iter().map(|&k| sent[k]).collect();
-        for (i, good) in self.heal(jobs, &missing, deferred)? {
+        for (i, good) in self.heal(jobs, &missing, guard)? {
             ok[i] = good;
         }
         Ok(ok)
@@ -423,7 +431,7 @@ impl Executor<'_> {
         &mut self,
         jobs: &[&Job],
         missing: &[usize],
-        deferred: Option<&HashSet<RelPath>>,
+        guard: Option<&mut Guard<'_>>,
     ) -> anyhow::Result<Vec<(usize, bool)>> {
         if missing.is_empty() {
             return Ok(Vec::new());
@@ -454,7 +462,7 @@ impl Executor<'_> {
             .map(|(&i, _)| i)
             .collect();
         let again: Vec<&Job> = renames.iter().map(|&i| jobs[i]).collect();
-        let (renamed, _) = self.send(&again, false, deferred)?;
+        let (renamed, _) = self.send(&again, false, guard)?;
         Ok(renames.into_iter().zip(renamed).collect())
     }
 
@@ -467,11 +475,15 @@ impl Executor<'_> {
         &mut self,
         jobs: &[&Job],
         heal: bool,
-        deferred: Option<&HashSet<RelPath>>,
+        mut guard: Option<&mut Guard<'_>>,
     ) -> anyhow::Result<(Vec<bool>, Held)> {
         let (mut ok, mut held) = (Vec::with_capacity(jobs.len()), Held::default());
-        for (n, slice) in jobs.chunks(SLICE).enumerate() {
-            let (o, h) = self.send_slice(slice, heal, deferred)?;
+        let mut slices: Vec<&[&Job]> = jobs.chunks(SLICE).collect();
+        if slices.is_empty() && guard.as_ref().is_some_and(|g| !g.ahead.is_empty()) {
+            slices.push(&[]);
+        }
+        for (n, slice) in slices.into_iter().enumerate() {
+            let (o, h) = self.send_slice(slice, heal, guard.as_deref_mut())?;
             ok.extend(o);
             held.extend(h, n * SLICE);
         }
@@ -483,18 +495,28 @@ impl Executor<'_> {
         &mut self,
         jobs: &[&Job],
         heal: bool,
-        deferred: Option<&HashSet<RelPath>>,
+        mut guard: Option<&mut Guard<'_>>,
     ) -> anyhow::Result<(Vec<bool>, Held)> {
-        let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
+        let ahead = guard
+            .as_deref_mut()
+            .map(|g| std::mem::take(&mut g.ahead))
+            .unwrap_or_default();
+        let ahead_len = ahead.len();
+        let ops: Vec<Op> = ahead
+            .into_iter()
+            .chain(jobs.iter().map(|j| self.op(j)))
+            .collect();
         self.report.operations += jobs.len();
         let mut judge = Judge {
+            ahead: ahead_len,
+            linked: Vec::new(),
             jobs,
             heal,
             auto: self.settings.symlinks == Symlinks::Auto,
             settings: self.settings,
             journal: &mut *self.journal,
             supersedes: self.supersedes,
-            deferred,
+            deferred: guard.as_deref().map(|g| &g.deferred),
             ok: vec![false; jobs.len()],
             held: Held::default(),
             journal_error: None,
@@ -504,8 +526,12 @@ impl Executor<'_> {
             ok,
             held,
             journal_error,
+            linked,
             ..
         } = judge;
+        if let Some(g) = guard {
+            g.linked(linked);
+        }
         if let Some(e) = journal_error {
             return Err(e.context(JournalStopped));
         }
