@@ -10,6 +10,7 @@ mod dotnew;
 mod engine;
 mod faults;
 mod fulldisk;
+mod held;
 mod hook;
 mod interop;
 mod landing;
