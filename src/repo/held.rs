@@ -162,7 +162,6 @@ impl Record {
             .map(|(path, _)| path.clone())
             .collect()
     }
-
 }
 
 /// Now, in seconds since the epoch.

@@ -167,3 +167,114 @@ fn status_verify_and_mirror_treat_held_files_as_belonging_until_due() {
     assert_eq!(record(&repo), None);
     repo.hook(&["--basedir", ".", "verify"]).expect(0);
 }
+
+/// A `DISTDELETE` (an index reprepro no longer writes) is held as a pool file is: an apt
+/// client that read the old Release may still fetch it.
+#[test]
+fn an_index_the_repository_no_longer_writes_is_held_too_and_the_dry_run_says_so() {
+    let repo = removed_with("1h");
+    let old = "dists/bookworm/main/binary-amd64/Packages.bz2";
+    fs::write(repo.remote().join(old), "old index").unwrap();
+    fs::write(
+        repo.logs().join("1999999999-AbCdEf.outlog"),
+        format!(
+            "BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n\
+             DISTDELETE\tdists/bookworm\tmain/binary-amd64/Packages.bz2\n\
+             END-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n"
+        ),
+    )
+    .unwrap();
+    let ran = repo.hook(&["--basedir", ".", "--pending", "--dry-run"]);
+    ran.expect(0);
+    assert!(
+        ran.stdout().contains(&format!(
+            "hold back the deletion of {old}: removed by the first run after "
+        )),
+        "{}",
+        ran.stdout()
+    );
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    assert!(repo.remote().join(old).exists());
+    assert!(record(&repo).unwrap().contains(&format!("\t{old}\n")));
+    assert!(repo.outlogs().is_empty());
+    repo.hook(&["--basedir", ".", "--pending", "--keepdeleted", "0"])
+        .expect(0);
+    assert!(!repo.remote().join(old).exists());
+}
+
+/// Sets `keepdeleted` to `keep` in whatever conf the repository has now.
+fn keep_deleted(repo: &Repo, keep: &str) {
+    let path = repo.base().join("conf/outsftphook.conf");
+    let conf = fs::read_to_string(&path).unwrap();
+    repo.set_conf(&conf.replace("keepdeleted 0\n", &format!("keepdeleted {keep}\n")));
+}
+
+/// Wherever a push that removes a package is cut off (the hook or the server killed), its
+/// deletion is never carried out early: after the rerun the file is on the mirror and
+/// held, and every `held back` line of a journal is in the record.
+#[test]
+fn a_push_killed_anywhere_never_loses_or_hastens_a_held_deletion() {
+    let repo = removed_with("1h");
+    // A change that uploads, renames and removes, pending while the server is away.
+    repo.set_conf("servername nowhere.invalid\n");
+    let baz = repo.deb("baz", "1.0", 200_000);
+    assert_ne!(
+        repo.reprepro(&["includedeb", "bookworm", baz.to_str().unwrap()])
+            .code(),
+        0
+    );
+    assert_ne!(repo.reprepro(&["remove", "bookworm", "bar"]).code(), 0);
+    const BAR: &str = "pool/main/b/bar/bar_1.0_amd64.deb";
+    // The record is in the log dir: saved and restored with it.
+    repo.save_state();
+    repo.use_faulty_server(-1, "kill-server");
+    keep_deleted(&repo, "1h");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    let total = repo.bytes_sent() as i64;
+    for (after, action) in [
+        (100, "kill-server"),
+        (total / 2, "kill-hook"),
+        (total - 300, "kill-server"),
+        (total - 40, "kill-hook"),
+        (total - 1, "kill-server"),
+    ] {
+        repo.restore_state();
+        repo.use_faulty_server(after, action);
+        keep_deleted(&repo, "1h");
+        let _ = repo.hook(&["--basedir", ".", "--pending"]);
+        repo.wait_for_faulty_server();
+        assert_held_lines_recorded(&repo);
+        repo.use_server();
+        keep_deleted(&repo, "1h");
+        repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+        assert_held_lines_recorded(&repo);
+        for path in [FOO, BAR] {
+            assert!(
+                repo.remote().join(path).exists(),
+                "{action} after {after}: {path}"
+            );
+            assert!(
+                record(&repo).unwrap().contains(&format!("\t{path}\n")),
+                "{action} after {after}: {path} not held"
+            );
+        }
+        assert!(repo.outlogs().is_empty(), "{action} after {after}");
+    }
+}
+
+/// Every `DONE held back` line of every log names a file in the record.
+fn assert_held_lines_recorded(repo: &Repo) {
+    let held = record(repo).unwrap_or_default();
+    for name in repo.outlogs().iter().chain(repo.done_logs().iter()) {
+        let text = fs::read_to_string(repo.logs().join(name)).unwrap();
+        for path in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("DONE\theld back\t"))
+        {
+            assert!(
+                held.contains(&format!("\t{path}\n")),
+                "{name}: {path}: {held}"
+            );
+        }
+    }
+}
