@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Settings;
 use crate::engine::{Cause, Op};
@@ -117,8 +117,12 @@ impl Deletions {
 
     /// Leaves out of `differences` the held files the remote has (and the directories
     /// that hold them): they belong there until due, and then [`Deletions::carry_out`]
-    /// removes them, not a comparison. Returns how many files it left out.
-    pub(crate) fn leave_out(&self, differences: &mut Vec<(RelPath, Difference)>) -> usize {
+    /// removes them, not a comparison. Returns the files it left out, each with when its
+    /// deletion is due.
+    pub(crate) fn leave_out(
+        &self,
+        differences: &mut Vec<(RelPath, Difference)>,
+    ) -> Vec<(RelPath, u64)> {
         let mut above: BTreeSet<RelPath> = BTreeSet::new();
         for (path, _) in self.record.iter(self.keep) {
             let mut dir = path.parent();
@@ -127,16 +131,25 @@ impl Deletions {
                 above.insert(d);
             }
         }
-        let mut files = 0;
+        let due: BTreeMap<&RelPath, u64> = self.record.iter(self.keep).collect();
+        let mut files = Vec::new();
         differences.retain(|(path, difference)| match difference {
             Difference::Extra(Node::Dir) => !above.contains(path),
-            Difference::Extra(_) if self.record.contains(path) => {
-                files += 1;
-                false
-            }
+            Difference::Extra(_) => match due.get(path) {
+                Some(at) => {
+                    files.push((path.clone(), *at));
+                    false
+                }
+                None => true,
+            },
             _ => true,
         });
         files
+    }
+
+    /// Whether a deletion due at `at` is due now.
+    pub(crate) fn is_due(&self, at: u64) -> bool {
+        at <= self.now
     }
 
     /// Forgets `paths`, removed by the run (`mirror --delete`).

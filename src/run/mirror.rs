@@ -248,7 +248,7 @@ pub fn verify(
     sync::follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
-    let held = deletions.leave_out(&mut differences);
+    let held = deletions.leave_out(&mut differences).len();
     let mut compared = 0;
     if checksum {
         let same = sync::same_files(&local, &remote);

@@ -15,7 +15,7 @@ use crate::relpath::RelPath;
 use crate::repo::scan;
 use crate::run::deletions::Deletions;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
-use crate::run::output::{Tally, show, tell};
+use crate::run::output::{Tally, human_time, show, tell};
 use crate::run::remote_tree;
 use crate::run::runner::{Judged, Runner};
 use crate::run::session::warn_unless_atomic_renames;
@@ -330,7 +330,8 @@ impl Pass<'_> {
         tree::reconcile_links(&local, &mut remote, targetdir);
         let mut differences = tree::diff(&local, &remote);
         if let Some(held) = self.held {
-            held.leave_out(&mut differences);
+            let left_out = held.leave_out(&mut differences);
+            self.say_kept(held, &left_out);
         }
         for path in same_files(&local, &remote) {
             if self.changed.contains(path) {
@@ -352,6 +353,33 @@ impl Pass<'_> {
             differences.sort_by(|a, b| a.0.cmp(&b.0));
         }
         Ok((local, differences))
+    }
+
+    /// With `--delete`, says what it leaves of what is held back (`left_out`, each with
+    /// when it goes): each line on a dry run, a count otherwise. What is due goes at the
+    /// end of the run, as with every run, and is said there.
+    fn say_kept(&self, held: &Deletions, left_out: &[(RelPath, u64)]) {
+        if !self.options.delete {
+            return;
+        }
+        let kept: Vec<&(RelPath, u64)> = left_out
+            .iter()
+            .filter(|(_, at)| !held.is_due(*at))
+            .collect();
+        if self.options.dry_run {
+            for (path, at) in kept {
+                show(&format!(
+                    "keep {path}: its deletion is held back until {} (keepdeleted)",
+                    human_time(*at)
+                ));
+            }
+        } else if !kept.is_empty() {
+            tell(&format!(
+                "mirror: {} file(s) the repository no longer has are kept for apt clients \
+                 until keepdeleted has passed ('status -v' says when each goes)",
+                kept.len()
+            ));
+        }
     }
 
     /// Runs the plan's groups in order; however they end, the failures that share a cause

@@ -127,12 +127,28 @@ fn status_verify_and_mirror_treat_held_files_as_belonging_until_due() {
         ran.stderr()
     );
 
-    // --delete leaves what is held and not yet due, and its dry run says nothing of it.
+    // --delete leaves what is held and not yet due, and says so, dry run or not.
     let ran = repo.hook(&["--basedir", ".", "mirror", "--delete", "--dry-run"]);
     ran.expect(0);
-    assert!(!ran.stdout().contains(FOO), "{}", ran.stdout());
-    repo.hook(&["--basedir", ".", "mirror", "--delete"])
-        .expect(0);
+    assert!(
+        ran.stdout()
+            .contains(&format!("keep {FOO}: its deletion is held back until ")),
+        "{}",
+        ran.stdout()
+    );
+    assert!(
+        !ran.stdout().contains(&format!("remove {FOO}")),
+        "{}",
+        ran.stdout()
+    );
+    let ran = repo.hook(&["--basedir", ".", "mirror", "--delete"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr()
+            .contains("1 file(s) the repository no longer has are kept"),
+        "{}",
+        ran.stderr()
+    );
     assert!(repo.remote().join(FOO).exists());
 
     // Once due, the dry run says it goes, and mirror (even without --delete) removes it.
