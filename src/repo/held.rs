@@ -144,10 +144,6 @@ impl Record {
         self.since.remove(path).is_some()
     }
 
-    pub(crate) fn contains(&self, path: &RelPath) -> bool {
-        self.since.contains_key(path)
-    }
-
     /// Each path with the time its deletion is due, `keep` after it was held.
     pub(crate) fn iter(&self, keep: Duration) -> impl Iterator<Item = (&RelPath, u64)> {
         self.since
@@ -225,7 +221,7 @@ mod tests {
         assert_eq!(held.due(100, Duration::ZERO), vec![p("pool/a")]);
         assert!(held.release(&p("pool/a")));
         assert!(!held.release(&p("pool/a")));
-        assert!(!held.contains(&p("pool/a")));
+        assert_eq!(held.due(400, keep), vec![p("pool/b")]);
     }
 
     #[test]
