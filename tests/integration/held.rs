@@ -193,11 +193,9 @@ fn an_index_the_repository_no_longer_writes_is_held_too_and_the_dry_run_says_so(
     fs::write(repo.remote().join(old), "old index").unwrap();
     fs::write(
         repo.logs().join("1999999999-AbCdEf.outlog"),
-        format!(
-            "BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n\
-             DISTDELETE\tdists/bookworm\tmain/binary-amd64/Packages.bz2\n\
-             END-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n"
-        ),
+        "BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n\
+         DISTDELETE\tdists/bookworm\tmain/binary-amd64/Packages.bz2\n\
+         END-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n",
     )
     .unwrap();
     let ran = repo.hook(&["--basedir", ".", "--pending", "--dry-run"]);
