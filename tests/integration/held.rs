@@ -292,3 +292,80 @@ fn assert_held_lines_recorded(repo: &Repo) {
         }
     }
 }
+
+/// The reference hook (reprepro's examples/outsftphook.py) reads a journal with `held
+/// back` lines as it reads its own: the deletion counts as done, and it does not remove
+/// the held file. Here it finishes a log of ours that still had an upload left.
+#[test]
+fn the_reference_hook_takes_a_held_deletion_as_done() {
+    let reference = std::path::Path::new("/usr/share/doc/reprepro/examples/outsftphook.py");
+    if !reference.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing (package reprepro)",
+            reference.display()
+        );
+        eprintln!("skipped: {} is missing", reference.display());
+        return;
+    }
+    let repo = removed_with("1h");
+    let log = repo
+        .done_logs()
+        .into_iter()
+        .map(|name| repo.logs().join(name))
+        .find(|path| {
+            fs::read_to_string(path)
+                .unwrap()
+                .contains(&format!("DONE\theld back\t{FOO}\n"))
+        })
+        .expect("the log that held foo's deletion");
+    // As if its index uploads had not been journalled yet: the reference has work left.
+    let text = fs::read_to_string(&log).unwrap();
+    let unfinished: String = text
+        .lines()
+        .filter(|l| !l.starts_with("DONE\tdone\tdists/") && !l.starts_with("DONE\tasdotnew\t"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let pending = log.with_extension("outlog");
+    fs::write(&pending, unfinished).unwrap();
+    fs::remove_file(&log).unwrap();
+    // Its ssh, on PATH, is the local server.
+    let bin = repo.dir.path().join("refbin");
+    fs::create_dir_all(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -d '{}'\n",
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // The reference knows only its own keys.
+    fs::write(
+        repo.base().join("conf/outsftphook.conf"),
+        "servername mirror\nusername nobody\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(reference)
+        .arg(&pending)
+        .current_dir(repo.base())
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("REPREPRO_OUT_DIR", repo.base())
+        .env("REPREPRO_LOG_DIR", repo.logs())
+        .env("REPREPRO_CONFIG_DIR", repo.base().join("conf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!pending.exists(), "the reference finished the log: {err}");
+    assert!(
+        repo.remote().join(FOO).exists(),
+        "the reference removed a held file"
+    );
+}
