@@ -78,6 +78,8 @@ pub(crate) struct Tally {
     pub(crate) dirs_made: usize,
     /// Directories removed once empty.
     pub(crate) dirs_removed: usize,
+    /// Deletions held back (`keepdeleted`): recorded, nothing sent.
+    pub(crate) held: usize,
 }
 
 impl Tally {
@@ -100,6 +102,7 @@ impl Tally {
         self.removed += other.removed;
         self.dirs_made += other.dirs_made;
         self.dirs_removed += other.dirs_removed;
+        self.held += other.held;
     }
 }
 
@@ -118,6 +121,7 @@ pub(crate) fn summary(what: &str, tally: &Tally, errors: usize, started: Instant
         (tally.removed, "removed"),
         (tally.dirs_made, "director(ies) made"),
         (tally.dirs_removed, "empty director(ies) removed"),
+        (tally.held, "deletion(s) held back"),
     ] {
         if n > 0 {
             parts.push(format!("{n} {kind}"));

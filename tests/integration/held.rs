@@ -30,6 +30,28 @@ fn record(repo: &Repo) -> Option<String> {
 }
 
 #[test]
+fn the_push_that_brings_a_deletion_says_it_held_it() {
+    let repo = Repo::new();
+    repo.set_conf(&format!(
+        "{}keepdeleted 1h\n",
+        fs::read_to_string(repo.base().join("conf/outsftphook.conf"))
+            .unwrap()
+            .replace("keepdeleted 0\n", "")
+    ));
+    let foo = repo.deb("foo", "1.0", 100);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let ran = repo.reprepro(&["remove", "bookworm", "foo"]);
+    ran.expect(0);
+    assert!(
+        ran.stderr()
+            .contains(", 1 deletion(s) held back, 0 error(s)"),
+        "{}",
+        ran.stderr()
+    );
+}
+
+#[test]
 fn a_removed_package_stays_on_the_mirror_until_its_deletion_is_due() {
     let repo = removed_with("1h");
     // The indexes no longer name foo, but its file is still there for older clients.

@@ -23,6 +23,7 @@ use crate::repo::outlog::DoneMessage;
 use crate::repo::scan::local_mtime;
 use crate::run::deletions::Deletions;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
+use crate::run::output::Tally;
 use crate::run::runner::{Judged, Runner};
 
 use super::Report;
@@ -273,7 +274,10 @@ impl Executor<'_> {
                 .context(JournalStopped)?;
             self.report.completed += 1;
         }
-        log::info!("{} deletion(s) held back (keepdeleted)", jobs.len());
+        self.runner.add_tally(&Tally {
+            held: jobs.len(),
+            ..Tally::default()
+        });
         Ok(())
     }
 
