@@ -383,11 +383,12 @@ impl Executor<'_> {
     /// last, and the moment in which a reader can see new indices with the old Release
     /// lasts one round trip, not three. Only plain renames are sent so: a symlink may need
     /// a REMOVE or MKDIR first, which is answered before it goes. The price: an index
-    /// rename that fails no longer holds back its Release. Either way the mirror then has
-    /// indices its Release does not match until a rerun (new indices under the old
-    /// Release, or one old index under the new one); the pool is complete in both, which
-    /// is what the waits before this guard. The deletions (the last step) always wait for
-    /// the renames.
+    /// rename that fails no longer holds back its Release. Either way a failed rename is
+    /// put back where the server makes hard links ([`super::rollback`]); elsewhere the
+    /// mirror has indices its Release does not match until a rerun (new indices under the
+    /// old Release, or one old index under the new one); the pool is complete in both,
+    /// which is what the waits before this guard. The deletions (the last step) always
+    /// wait for the renames.
     fn last_step_together(&mut self, plan: &Plan, step: usize) -> usize {
         let engine = self.runner.engine();
         let in_order = engine.in_order() && engine.atomic_rename();
