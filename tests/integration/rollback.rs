@@ -373,3 +373,33 @@ fn only_the_distribution_that_failed_is_put_back() {
     }
     rerun_finishes(&repo, &conf, "trixie");
 }
+
+#[test]
+fn a_server_killed_anywhere_in_the_finalisation_leaves_no_link_after_a_rerun() {
+    let repo = signed();
+    repo.set_conf(&openssh(&repo, "", None));
+    push_old(&repo);
+    repo.set_conf("servername nowhere.invalid\n");
+    let deb = repo.deb("new", "1.0", 3_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    repo.save_state();
+    repo.use_faulty_server(-1, "kill-server");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    let total = repo.bytes_sent() as i64;
+    // The finalisation is the end of this push: the links with the renames, then their
+    // removal. Points every 25 bytes through its last 1500.
+    let mut killed = 0;
+    for after in (1..=60).map(|k| total - 25 * k) {
+        repo.restore_state();
+        repo.use_faulty_server(after, "kill-server");
+        let ran = repo.hook(&["--basedir", ".", "--pending"]);
+        killed += usize::from(ran.code() != 0);
+        repo.use_server();
+        repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+        repo.assert_mirrored(&[]);
+        let dist = repo.remote().join("dists/bookworm");
+        assert_eq!(mismatching(&dist), Vec::<String>::new(), "after {after}");
+    }
+    assert!(killed > 50, "{killed} of 60 points killed the push");
+}

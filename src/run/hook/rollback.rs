@@ -182,11 +182,31 @@ impl<'a> Executor<'a> {
         Ok(guard)
     }
 
-    /// After the renames: a dist dir that went well has its renames journalled and its
-    /// links removed (one flight for all); one that failed (not `ready` any more) is put
-    /// back, or, what could not be, said.
+    /// After the renames: a dist dir that went well has its links removed (one flight
+    /// for all), then its renames journalled: a run cut off in between leaves no link
+    /// behind a journalled rename (the rerun redoes the rename, and removes the link). One
+    /// that failed (not `ready` any more) is put back, or, what could not be, said.
     pub(super) fn conclude(&mut self, guard: Guard<'_>, ready: &[bool]) -> anyhow::Result<()> {
-        let mut removals = Vec::new();
+        let removals: Vec<Op> = guard
+            .files
+            .iter()
+            .filter(|f| ready[f.dist])
+            .filter_map(|f| match &f.prior {
+                Prior::Kept(kept) => Some(Op::Remove { path: kept.clone() }),
+                _ => None,
+            })
+            .collect();
+        if !removals.is_empty() {
+            let results = self.runner.engine().run(&removals, |_, _| {})?;
+            for (op, result) in removals.iter().zip(results) {
+                if let Err(e) = result {
+                    log::warn!(
+                        "{}: {e}; the previous version stays there until the next push of it",
+                        op.path()
+                    );
+                }
+            }
+        }
         let mut failed: Vec<usize> = Vec::new();
         for f in &guard.files {
             let went_well = ready[f.dist];
@@ -200,28 +220,10 @@ impl<'a> Executor<'a> {
                 journal_complete(self.journal, self.supersedes, f.job, DoneMessage::Done)
                     .map_err(|e| e.context(JournalStopped))?;
             }
-            if !went_well {
-                continue;
-            }
-            if let Prior::Kept(kept) = &f.prior {
-                removals.push(Op::Remove { path: kept.clone() });
-            }
         }
         for dist in failed {
             let files: Vec<&File<'_>> = guard.files.iter().filter(|f| f.dist == dist).collect();
             self.roll_back(&guard.dists[dist].dir, &files, guard.unkept.as_deref())?;
-        }
-        if removals.is_empty() {
-            return Ok(());
-        }
-        let results = self.runner.engine().run(&removals, |_, _| {})?;
-        for (op, result) in removals.iter().zip(results) {
-            if let Err(e) = result {
-                log::warn!(
-                    "{}: {e}; the previous version stays there until the next push of it",
-                    op.path()
-                );
-            }
         }
         Ok(())
     }
