@@ -403,3 +403,67 @@ fn a_server_killed_anywhere_in_the_finalisation_leaves_no_link_after_a_rerun() {
     }
     assert!(killed > 50, "{killed} of 60 points killed the push");
 }
+
+/// Points the conf at sftp-server behind the relay failing the renames of `name`, behind
+/// the wrapper that kills it after `after` bytes (tests/fixtures/faulty_server.py); returns
+/// the file the wrapper writes the bytes it passed to once it has ended.
+fn kill_after(repo: &Repo, after: i64, name: &str) -> PathBuf {
+    let count = repo.dir.path().join("killed-after");
+    let _ = fs::remove_file(&count);
+    let command = format!(
+        "exec python3 '{}/tests/fixtures/faulty_server.py' '{}' {after} kill-server -- {} \
+         /usr/lib/openssh/sftp-server -d '{}'",
+        env!("CARGO_MANIFEST_DIR"),
+        count.display(),
+        relay(name),
+        repo.remote().display()
+    );
+    repo.set_conf(&sftpcommand(repo, "killing.sh", &command));
+    count
+}
+
+/// What the wrapper passed, once it has ended (it outlives the hook it served).
+fn passed(count: &Path) -> i64 {
+    for _ in 0..6000 {
+        if let Ok(text) = fs::read_to_string(count) {
+            return text.trim().parse().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{} never came", count.display());
+}
+
+#[test]
+fn a_server_killed_anywhere_while_putting_back_leaves_a_rerun_to_finish() {
+    let repo = signed();
+    let conf = openssh(&repo, "", None);
+    repo.set_conf(&conf);
+    push_old(&repo);
+    repo.set_conf("servername nowhere.invalid\n");
+    let deb = repo.deb("new", "1.0", 3_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    repo.save_state();
+    let count = kill_after(&repo, -1, "dists/bookworm/InRelease");
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(1);
+    assert!(
+        ran.stderr().contains("so it was put back"),
+        "{}",
+        ran.stderr()
+    );
+    let total = passed(&count);
+    // Putting back is the end of this push. Points every 20 bytes through its last 1000.
+    for after in (1..=50).map(|k| total - 20 * k) {
+        repo.restore_state();
+        let count = kill_after(&repo, after, "dists/bookworm/InRelease");
+        let _ = repo.hook(&["--basedir", ".", "--pending"]);
+        passed(&count);
+        repo.set_conf(&conf);
+        let rerun = repo.hook(&["--basedir", ".", "--pending"]);
+        rerun.expect(0);
+        let dist = repo.remote().join("dists/bookworm");
+        assert_eq!(mismatching(&dist), Vec::<String>::new(), "after {after}");
+        repo.assert_mirrored(&[]);
+    }
+}

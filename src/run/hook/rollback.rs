@@ -229,9 +229,14 @@ impl<'a> Executor<'a> {
     }
 
     /// Puts dist dir `dir` back as it was before its finalisation: each replaced file
-    /// from its link (its new content linked back as `NAME.new` first, for the rerun), the
-    /// indexes last, then the new files taken away (renamed back to `NAME.new`). What
-    /// cannot be put back is said in one line.
+    /// from its link, the indexes last, then the new files taken away (renamed back to
+    /// `NAME.new`). What cannot be put back is said in one line.
+    ///
+    /// The new content of a replaced file is kept for the rerun too: linked first as the
+    /// temporary name of its `.new` (`.NAME.new.tmp`, which an upload clears), and renamed
+    /// to `NAME.new` only once the old file is back. Were `NAME.new` made while `NAME`
+    /// still holds the same file, a rerun's rename of one onto the other would do nothing
+    /// (rename(2) on two links of one file) and leave the `.new` behind.
     fn roll_back(
         &mut self,
         dir: &RelPath,
@@ -239,19 +244,28 @@ impl<'a> Executor<'a> {
         unkept: Option<&str>,
     ) -> anyhow::Result<()> {
         let dotnew = |f: &File<'_>| f.remote.with_suffix(b".new");
-        let relinks: Vec<Op> = files
+        let new_kept = |f: &File<'_>| dotnew(f).temp_sibling();
+        let replaced: Vec<&File<'_>> = files
             .iter()
+            .copied()
             .filter(|f| f.renamed && matches!(f.prior, Prior::Kept(_)))
+            .collect();
+        let relinks: Vec<Op> = replaced
+            .iter()
             .map(|f| Op::Hardlink {
                 from: f.remote.clone(),
-                to: dotnew(f),
+                to: new_kept(f),
             })
             .collect();
+        let mut relinked: HashSet<&RelPath> = HashSet::new();
         if !relinks.is_empty() {
             let results = self.runner.engine().run(&relinks, |_, _| {})?;
-            for (op, result) in relinks.iter().zip(results) {
-                if let Err(e) = result {
-                    log::info!("{e}: the rerun uploads {} again", op.path());
+            for (f, result) in replaced.iter().zip(results) {
+                match result {
+                    Ok(_) => {
+                        relinked.insert(&f.job.path);
+                    }
+                    Err(e) => log::info!("{e}: the rerun uploads {}.new again", f.job.path),
                 }
             }
         }
@@ -293,18 +307,35 @@ impl<'a> Executor<'a> {
             .filter(|f| f.renamed && f.prior == Prior::Unknown)
             .collect();
         let (mut restored, mut taken_away) = (0, 0);
+        let mut waiting = Vec::new();
         for ((f, op), result) in undo.iter().zip(results) {
             let putting_back = f.renamed;
             match result {
                 Ok(_) if !putting_back => {}
                 Ok(_) if f.prior == Prior::Fresh => taken_away += 1,
-                Ok(_) => restored += 1,
+                Ok(_) => {
+                    restored += 1;
+                    if relinked.contains(&f.job.path) {
+                        waiting.push(Op::Rename {
+                            from: new_kept(f),
+                            to: dotnew(f),
+                        });
+                    }
+                }
                 Err(e) if putting_back => {
                     self.runner
                         .fail(&format!("{dir}: cannot put {} back: {e}", f.job.path));
                     still_new.push(f);
                 }
                 Err(e) => log::warn!("{}: {e}", op.path()),
+            }
+        }
+        if !waiting.is_empty() {
+            let results = self.runner.engine().run(&waiting, |_, _| {})?;
+            for (op, result) in waiting.iter().zip(results) {
+                if let Err(e) = result {
+                    log::info!("{e}: the rerun uploads {} again", op.path());
+                }
             }
         }
         let name = |f: &File<'_>| {
