@@ -1,9 +1,10 @@
 //! A push whose finalisation fails half-way (one rename of the batch fails, as a full disk
 //! or a permission error would fail it) leaves the distribution as it was before the push,
 //! byte for byte, where the server makes hard links; without them it says what state the
-//! distribution is in. Either way a rerun finishes the push. Real reprepro, real
-//! `sftp-server`, and a relay in front of it that makes it fail one rename
-//! (tests/fixtures/failing_rename_relay.py).
+//! distribution is in. Either way a rerun finishes the push, also after a server killed
+//! anywhere in the finalisation or while putting back. Real reprepro, real `sftp-server`
+//! (and gesftpserver, ProFTPD, asyncssh, rclone), and a relay in front of the server that
+//! makes it fail the renames of one file (tests/fixtures/failing_rename_relay.py).
 
 use std::collections::BTreeMap;
 use std::fs;

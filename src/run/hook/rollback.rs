@@ -7,9 +7,11 @@
 //! `Release` ("Hash Sum mismatch"); the new content stays as `NAME.new`, which the rerun
 //! renames as usual. Once all went well the links go.
 //!
-//! A guarded rename is journalled only once its distribution's finalisation went well: a
-//! rename put back must not be claimed done. A run cut off before then leaves it
-//! unjournalled, and the rerun finds no `.new` and heals it (uploads it again, renames).
+//! A guarded rename is journalled only once its distribution's finalisation went well and
+//! the links are gone: a rename put back must not be claimed done, and no link may outlive
+//! a run behind a journalled rename (nothing would remove it). A run cut off before then
+//! leaves the rename unjournalled, and the rerun finds no `.new` and heals it (uploads it
+//! again, renames), making and removing the links anew.
 //! Without a link (not offered, or refused) a failure is said in one line: which files are
 //! new beside which old ones, and that a rerun finishes the push.
 //!
