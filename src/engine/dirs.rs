@@ -136,78 +136,6 @@ impl DirTable {
         Ensure::Queued
     }
 
-    /// For a server that answers requests strictly in order: makes sure a MKDIR for `path`
-    /// is on its way (unless the table knows better), so that a request sent right after
-    /// finds the directory made, with no round trip spent waiting. `Ready` means the caller
-    /// may send its request now; `Failed`, that the directory cannot be made. Missing
-    /// ancestors are not guessed at: that request then fails, and its sender waits on the
-    /// directory as usual ([`DirTable::ensure`]), which builds them top-down.
-    pub(crate) fn ensure_pipelined(
-        &mut self,
-        path: &RemotePath,
-        session: &mut Session<Tag>,
-    ) -> Ensure {
-        self.pipeline_chain(path, false, session)
-    }
-
-    /// MKDIRs for `path` and the ancestors the table does not know, top-down, without
-    /// waiting: all of them when `whole` or when they lie below a directory this run makes,
-    /// else `path` alone. `Ready` means what follows can be sent now.
-    fn pipeline_chain(
-        &mut self,
-        path: &RemotePath,
-        whole: bool,
-        session: &mut Session<Tag>,
-    ) -> Ensure {
-        if !self.index.contains_key(path) && !self.may_make(path) {
-            return Ensure::Failed(self.outside_base(path));
-        }
-        // The directories from `path` up to the nearest one the table knows.
-        let mut chain = Vec::new();
-        let mut at = Some(path.clone());
-        let mut known = None;
-        while let Some(p) = at {
-            if let Some(&i) = self.index.get(&p) {
-                known = Some(i);
-                break;
-            }
-            at = self.parent_of(&p);
-            chain.push(p);
-        }
-        if let Some(i) = known
-            && let State::Failed(cause) = &self.dirs[i].state
-        {
-            return Ensure::Failed(Cause::clone(cause));
-        }
-        // Below a directory we are making (or made) nothing exists yet: make the whole chain,
-        // top-down. Otherwise only `path`: its parent probably exists.
-        // When the table knows no ancestor yet (the first directory missing in this run),
-        // the whole chain too: on an empty target that saves a round trip per level, and
-        // an ancestor that exists costs one failed MKDIR and a STAT, once, in the background.
-        let below_new = known.is_some_and(|i| self.is_new(i));
-        if !whole && !below_new && known.is_some() {
-            chain.truncate(1);
-        }
-        for p in chain.into_iter().rev() {
-            let i = self.dirs.len();
-            self.index.insert(p.clone(), i);
-            self.dirs.push(Dir {
-                path: p,
-                state: State::Creating {
-                    mkdir_failure: None,
-                },
-                waiters: Vec::new(),
-                retried: false,
-                made: false,
-            });
-            if let Err(cause) = self.send_mkdir(i, session) {
-                self.dirs[i].state = State::Failed(Box::new(cause.clone()));
-                return Ensure::Failed(cause);
-            }
-        }
-        Ensure::Ready
-    }
-
     /// Whether directory `i` is being made, or was made, by this run.
     fn is_new(&self, i: usize) -> bool {
         let dir = &self.dirs[i];
@@ -296,16 +224,15 @@ impl DirTable {
                     return Ok(());
                 }
                 // Right behind the parent's MKDIR (an in-order server then makes this one
-                // inside it, no round trip spent), where whatever the parent turns out to
-                // be, it is no symlink: it surely did not exist, or resolves where it
-                // should.
-                State::Creating { .. }
-                    if self.surely_new(p) || self.confine.known(&parent) == Some(Known::Inside) =>
-                {
+                // inside it, no round trip spent) only where the parent is known to be a
+                // real directory inside already. One that did not exist when looked at may
+                // be a symlink by the time its MKDIR comes (another client planted it; the
+                // MKDIR then fails), and a MKDIR sent behind it would be made through it.
+                State::Creating { .. } if self.confine.known(&parent) == Some(Known::Inside) => {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
-                // It may turn out to exist, and be a symlink: wait for its fate.
+                // Wait for its fate: made by this MKDIR, or found to be what it is.
                 State::Creating { .. }
                 | State::WaitingParent
                 | State::Confining
@@ -318,6 +245,16 @@ impl DirTable {
                 State::Ready => {}
             }
         }
+        // A parent found missing is made first, top-down: a MKDIR per level, none failing
+        // for want of its parent.
+        if self.confine.known(&parent) == Some(Known::Missing) {
+            match self.ensure(&parent, Waiter::Dir(i), session) {
+                Ensure::Queued => self.dirs[i].state = State::WaitingParent,
+                Ensure::Ready => self.mkdir_now(i, session),
+                Ensure::Failed(cause) => return Err(cause),
+            }
+            return Ok(());
+        }
         // A parent that exists and that this run did not make: is it really below the base?
         match self.confine.check(&parent, Waiter::Dir(i), session) {
             Verdict::Inside => self.mkdir_now(i, session),
@@ -325,25 +262,6 @@ impl DirTable {
             Verdict::Pending => self.dirs[i].state = State::Confining,
         }
         Ok(())
-    }
-
-    /// Whether directory `p`, being created, surely did not exist: the server said so, or
-    /// its parent is one this run made, is surely new itself, or does not exist either.
-    fn surely_new(&self, p: usize) -> bool {
-        let path = &self.dirs[p].path;
-        if self.confine.known(path) == Some(Known::Missing) {
-            return true;
-        }
-        let Some(parent) = self.parent_of(path) else {
-            return false;
-        };
-        if self.confine.known(&parent) == Some(Known::Missing) {
-            return true;
-        }
-        self.index.get(&parent).is_some_and(|&q| {
-            self.dirs[q].made
-                || matches!(self.dirs[q].state, State::Creating { .. }) && self.surely_new(q)
-        })
     }
 
     /// Whether `dir` is where it should be below the base, for `waiter` to remove, rename
@@ -537,20 +455,10 @@ impl DirTable {
         session: &mut Session<Tag>,
         released: &mut Released,
     ) {
+        // The parent first, and this one again once it is made: not both at once, even on
+        // an in-order server (a MKDIR behind one that fails could be made through a
+        // symlink planted there; see `send_mkdir`).
         let parent = self.parent_of(&self.dirs[i].path);
-        if self.in_order
-            && !self.dirs[i].retried
-            && let Some(parent) = &parent
-        {
-            // An in-order server: the missing ancestors' MKDIRs, top-down, then this one
-            // again, all at once, instead of a round trip per level.
-            self.dirs[i].retried = true;
-            match self.pipeline_chain(parent, true, session) {
-                Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
-                _ => self.mkdir_or_fail(i, session, released),
-            }
-            return;
-        }
         match parent {
             None => self.settle(i, Err(failure), session, released),
             Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {

@@ -507,18 +507,15 @@ fn hostile_cases_on_paramiko() {
     every_hostile_case(Kind::Paramiko, "hostile_cases_on_paramiko");
 }
 
-/// Bug: on a server the engine trusts to act in order (it announces `limits@openssh.com`:
-/// OpenSSH's, and asyncssh's, which copies its extensions), the OPEN of the temporary file
-/// goes right behind the MKDIR of its directory. When another client has just put a
-/// symlink at that name, the MKDIR fails (name taken), the OPEN follows the link, and
-/// though the checks that follow (REALPATH, LSTAT of the new directory) see the link, the
-/// WRITE, CLOSE and RENAME go on: the upload reports `Ok(Done)` and
-/// `CASE/elsewhere/a.deb` is written, outside the target. (confinement.rs runs this case
-/// on Green End's server only, which the engine does not trust to act in order.)
+/// On a server the engine trusts to act in order (it announces `limits@openssh.com`:
+/// OpenSSH's, and asyncssh's, which copies its extensions), another client puts a symlink
+/// where a directory is about to be made: the MKDIR fails (the name is taken), and nothing
+/// may follow it through the link. The OPEN of the temporary file once went right behind
+/// the MKDIR, followed the link, and the upload reported `Ok(Done)` with
+/// `CASE/elsewhere/a.deb` written outside the target; now it waits for the MKDIR's answer.
 #[test]
-#[ignore = "bug: an in-order server's pipelined OPEN follows a symlink planted at a failed MKDIR"]
-fn bug_a_link_planted_at_a_mkdir_is_written_through_on_servers_that_act_in_order() {
-    let test = "bug_a_link_planted_at_a_mkdir_is_written_through_on_servers_that_act_in_order";
+fn a_link_planted_at_a_mkdir_is_not_written_through_on_servers_that_act_in_order() {
+    let test = "a_link_planted_at_a_mkdir_is_not_written_through_on_servers_that_act_in_order";
     let openssh = catch_unwind(planted_at_mkdir_on_openssh).is_ok();
     let asyncssh = [Kind::Asyncssh, Kind::AsyncsshChroot]
         .map(|kind| catch_unwind(|| on_one_server(kind, test, &[&PLANTED_AT_MKDIR])).is_ok());

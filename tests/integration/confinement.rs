@@ -213,9 +213,9 @@ fn a_server_refusing_realpath_or_lstat_is_still_checked_by_the_other() {
 
 /// Another client plants a symlink where this run found nothing and is about to make a
 /// directory (a relay in front of the real server plays it, on the MKDIR's way): the MKDIR
-/// fails, and the upload must not follow the link that now stands there. Green End's server
-/// is one the engine waits on for the MKDIR's answer before it opens a file in the new
-/// directory (it announces no `limits@openssh.com`).
+/// fails, and the upload must not follow the link that now stands there: the OPEN into the
+/// new directory waits for the MKDIR's answer (here on Green End's server;
+/// across_servers.rs runs it on OpenSSH's and asyncssh's, which act in order).
 #[test]
 fn a_symlink_planted_in_the_way_of_a_mkdir_is_not_written_through() {
     let sandbox = Sandbox::new();

@@ -167,7 +167,7 @@ impl<'a> Batch<'a> {
     /// An upload goes only into a directory known to be inside the target (see
     /// [`confine`](crate::engine::confine)): one this run made, or one whose REALPATH and LSTAT said so. The
     /// first upload into a directory asks, and waits (as the others there do) for the
-    /// verdict; in a missing one, its MKDIR then goes at once with the OPEN.
+    /// verdict; in a missing one, the OPEN waits for its MKDIR.
     pub(super) fn confine_upload(&mut self, i: usize, conn: &mut Conn) {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("uploads are confined")
@@ -218,15 +218,22 @@ impl<'a> Batch<'a> {
             unreachable!("open is sent for uploads")
         };
         // Into a directory that surely does not exist yet (below one this run is making):
-        // with an in-order server its MKDIR goes right ahead, instead of a failed OPEN first.
+        // its MKDIR first, instead of a failed OPEN. The OPEN waits for the MKDIR's answer,
+        // even on a server that acts in order: if another client planted a symlink there
+        // meanwhile, the MKDIR fails and an OPEN sent behind it would follow the link.
         if u.dir_attempts == 0
             && conn.limits.in_order
             && let Some(dir) = self.ops[i].path().parent()
             && conn.dirs.known_missing(&dir)
         {
-            u.dir_attempts = 1;
-            if let Ensure::Failed(cause) = conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
-                return self.fail(i, in_dir(&dir, cause), conn);
+            u.dir_attempts = 2;
+            match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+                Ensure::Queued => {
+                    u.stage = Stage::WaitingDir;
+                    return;
+                }
+                Ensure::Ready => {}
+                Ensure::Failed(cause) => return self.fail(i, in_dir(&dir, cause), conn),
             }
         }
         u.stage = Stage::Opening;
@@ -501,20 +508,6 @@ impl<'a> Batch<'a> {
         }
         let parent = self.ops[i].path().parent();
         match parent {
-            // A server that answers in order makes the directory and then opens the file
-            // sent right behind its MKDIR: no round trip spent waiting.
-            Some(dir)
-                if code == StatusCode::NoSuchFile
-                    && u.dir_attempts == 0
-                    && conn.limits.in_order
-                    && !self.interrupted =>
-            {
-                u.dir_attempts = 1;
-                match conn.dirs.ensure_pipelined(&dir, &mut conn.session) {
-                    Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
-                    _ => self.send_open(i, conn),
-                }
-            }
             Some(_) if code == StatusCode::NoSuchFile && self.interrupted => {
                 self.fail(i, Cause::Interrupted, conn)
             }

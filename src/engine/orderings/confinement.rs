@@ -134,22 +134,24 @@ fn a_target_directory_that_is_a_symlink_is_the_administrators_and_works() {
 /// The confinement check found `/m/pool/new` missing; before our MKDIR, someone with
 /// write access to the mirror plants a symlink there. The MKDIR fails (EEXIST); a STAT
 /// would follow the link and take it for the directory, so the name is checked again
-/// (REALPATH and LSTAT) first: it is outside, and nothing goes through it. (On an
-/// in-order server the OPEN goes right behind the MKDIR, with no round trip to check in
-/// between: there the race cannot be closed by the client.)
+/// (REALPATH and LSTAT) first: it is outside, and nothing goes through it. On every
+/// server, one acting in order too: the OPEN into the new directory waits for its MKDIR's
+/// answer (sent right behind it, it would follow the link).
 #[test]
 fn a_symlink_planted_where_a_missing_directory_is_to_be_made_is_not_written_through() {
-    let mut peer = Peer::new(Flavour::Other);
-    peer.fs.dir("/m/pool").dir("/elsewhere");
-    peer.on("MKDIR /m/pool/new").before(|fs| {
-        fs.link("/m/pool/new", "/elsewhere");
-    });
-    let mut pair = Pair::new(peer);
-    let ops = [upload(&pair, "/m/pool/new/a.deb", &pattern(3000, 1))];
-    let results = pair.run(&ops);
-    assert!(results[0].is_err(), "{results:?}");
-    assert!(
-        pair.peer.fs.names("/elsewhere").is_empty(),
-        "written through"
-    );
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut peer = Peer::new(flavour);
+        peer.fs.dir("/m/pool").dir("/elsewhere");
+        peer.on("MKDIR /m/pool/new").before(|fs| {
+            fs.link("/m/pool/new", "/elsewhere");
+        });
+        let mut pair = Pair::new(peer);
+        let ops = [upload(&pair, "/m/pool/new/a.deb", &pattern(3000, 1))];
+        let results = pair.run(&ops);
+        assert!(results[0].is_err(), "{flavour:?}: {results:?}");
+        assert!(
+            pair.peer.fs.names("/elsewhere").is_empty(),
+            "{flavour:?}: written through"
+        );
+    }
 }

@@ -44,22 +44,31 @@ fn a_directory_made_by_someone_else_below_one_this_run_made_is_uploaded_into() {
     }
 }
 
-/// (Only where the engine waits for the MKDIR's answer: see the confinement tests.)
+/// A MKDIR below a directory this run is making waits for that one's answer, on every
+/// server: sent right behind it, it would be made through a symlink planted there.
 #[test]
 fn a_symlink_planted_below_a_directory_this_run_made_is_not_written_through() {
-    let mut peer = Peer::new(Flavour::Other);
-    peer.fs.dir("/m/pool").dir("/elsewhere");
-    peer.on("MKDIR /m/pool/new/sub").before(|fs| {
-        fs.link("/m/pool/new/sub", "/elsewhere");
-    });
-    let mut pair = Pair::new(peer);
-    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 3))];
-    let results = pair.run(&ops);
-    assert!(results[0].is_err(), "{results:?}");
-    assert!(
-        pair.peer.fs.names("/elsewhere").is_empty(),
-        "written through"
-    );
+    for (at, planted) in [
+        ("/m/pool/new/sub", "/m/pool/new/sub"),
+        ("/m/pool/new", "/m/pool/new"),
+    ] {
+        for flavour in [Flavour::OpenSsh, Flavour::Other] {
+            let mut peer = Peer::new(flavour);
+            peer.fs.dir("/m/pool").dir("/elsewhere");
+            peer.on(&format!("MKDIR {at}")).before(move |fs| {
+                fs.link(planted, "/elsewhere");
+            });
+            let mut pair = Pair::new(peer);
+            let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 3))];
+            let results = pair.run(&ops);
+            assert!(results[0].is_err(), "{flavour:?} {at}: {results:?}");
+            assert!(
+                pair.peer.fs.names("/elsewhere").is_empty(),
+                "{flavour:?} {at}: written through: {:?}",
+                pair.peer.log
+            );
+        }
+    }
 }
 
 #[test]
@@ -87,33 +96,20 @@ fn waiters_on_a_missing_directory_are_released_together_and_each_is_made_once() 
         for dir in ["/m/pool/main", "/m/pool/main/a", "/m/pool/main/b"] {
             let mkdir = format!("MKDIR {dir}");
             assert_eq!(pair.peer.count_succeeded(&mkdir), 1, "{flavour:?}: {mkdir}");
-            // However many uploads wait on it. Another server first gets the deeper ones
-            // before their parent (see the ignored test below): one more each.
-            let most = if dir == "/m/pool/main" || flavour == Flavour::OpenSsh {
-                1
-            } else {
-                2
-            };
-            assert!(pair.peer.count(&mkdir) <= most, "{flavour:?}: {mkdir}");
+            // However many uploads wait on it, and never one failing for want of a parent.
+            assert_eq!(pair.peer.count(&mkdir), 1, "{flavour:?}: {mkdir}");
         }
-        // An in-order server gets the whole chain at once when the table knows no
-        // ancestor yet: the existing pool costs one failed MKDIR (and a STAT), once.
-        let existing = usize::from(flavour == Flavour::OpenSsh);
-        assert_eq!(pair.peer.count("MKDIR /m/pool"), existing, "{flavour:?}");
-        if flavour == Flavour::OpenSsh {
-            assert_eq!(pair.conn().dirs.mkdirs_sent, 4, "{:?}", pair.peer.log);
-        }
+        // The pool exists: no MKDIR for it.
+        assert_eq!(pair.peer.count("MKDIR /m/pool"), 0, "{flavour:?}");
+        assert_eq!(pair.conn().dirs.mkdirs_sent, 3, "{:?}", pair.peer.log);
     }
 }
 
-/// `dirs.rs` promises a deep new tree is built top-down with one MKDIR per level. On a
-/// server not known to act in order the engine sends the OPENs into directories the
-/// confinement check has just found missing, then the deepest MKDIRs (which fail for want
-/// of a parent), then the parent's, then the deepest again: two MKDIRs for `a` and `b`, and
-/// two round trips more than top-down.
+/// `dirs.rs` promises a deep new tree is built top-down with one MKDIR per level: a
+/// directory the confinement check found missing is made once its parent is, never sent
+/// first to fail for want of it (which cost a MKDIR per level, and two round trips, on a
+/// server not known to act in order).
 #[test]
-#[ignore = "inefficiency, not a correctness bug: on a server not known to act in order, a new tree costs a \
-            failed MKDIR per level below the first, though the confinement check knew them missing"]
 fn on_any_server_a_new_tree_costs_one_mkdir_per_level() {
     for (flavour, mut pair) in both(|peer| {
         peer.fs.dir("/m/pool");
