@@ -3,6 +3,7 @@
 //! sftp` and asyncssh's server, each on 127.0.0.1).
 
 mod admin;
+mod apt;
 mod bwlimit;
 mod concurrent;
 mod confinement;
