@@ -27,7 +27,7 @@
 # Counted per apt command: runs, failed (exit status not 0), E: and W: lines, and among
 # the E: lines those of an index that disagrees with its Release ("Hash Sum mismatch",
 # "File has unexpected size") and those of a missing file ("File not found" from the file:
-# method, "404" from http).
+# method, "404  Not Found" from http).
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -99,7 +99,7 @@ count() {
     e=$(grep -c '^E:' "$out" || true)
     w=$(grep -c '^W:' "$out" || true)
     mm=$(grep '^E:' "$out" | grep -c -e 'Hash Sum mismatch' -e 'unexpected size' || true)
-    nf=$(grep '^E:' "$out" | grep -c -e 'File not found' -e '404' || true)
+    nf=$(grep '^E:' "$out" | grep -c -e 'File not found' -e '404  *Not Found' || true)
     COUNT[$key,runs]=$((${COUNT[$key,runs]:-0} + 1))
     COUNT[$key,failed]=$((${COUNT[$key,failed]:-0} + (rc != 0)))
     COUNT[$key,E]=$((${COUNT[$key,E]:-0} + e))

@@ -58,14 +58,18 @@ impl AptRun {
 }
 
 /// Whether one line of apt's output reports a failure. `Ign:` lines are not: apt tries
-/// `InRelease` and `Release.gpg` on an unsigned repository and ignores their absence.
+/// `InRelease` and `Release.gpg` on an unsigned repository and ignores their absence. A
+/// missing file is "File not found" from the `file:` method, "404  Not Found" from http; an
+/// index that disagrees with its Release file is "File has unexpected size" when the sizes
+/// differ, "Hash Sum mismatch" when only the content does.
 pub fn is_problem(line: &str) -> bool {
     line.starts_with("W:")
         || line.starts_with("E:")
         || line.starts_with("Err:")
         || [
             "Hash Sum mismatch",
-            "404",
+            "File has unexpected size",
+            "404  Not Found",
             "Failed to fetch",
             "File not found",
         ]
@@ -307,6 +311,11 @@ fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed
                 .is_some_and(|(t, p)| t.parse::<u64>().is_ok() && p == held.as_str())),
             "{held} is not recorded as held:\n{record}"
         );
+    }
+    // A run before the grace period has passed deletes nothing either.
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    for held in [&foo1, &bar1] {
+        assert!(repo.remote().join(held).is_file(), "{held} was deleted");
     }
     // The client, without updating again, gets both old packages, byte for byte.
     client.download(&["foo=1.0", "bar=1.0"]).expect_clean();
