@@ -96,6 +96,12 @@ pub struct Args {
     #[arg(long, value_name = "RATE", global = true, value_parser = rate)]
     pub bwlimit: Option<u64>,
 
+    /// How long a file the repository no longer references stays on the mirror before it
+    /// is deleted, for apt clients that read the old indexes: 90s, 30m, 36h, 2d; 0 deletes
+    /// at once [default: 36h; conf: keepdeleted].
+    #[arg(long, value_name = "DURATION", global = true, value_parser = duration)]
+    pub keepdeleted: Option<std::time::Duration>,
+
     /// How long to wait for another outsftphook working on the same log dir.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, global = true)]
     pub lock_timeout: u64,
@@ -104,6 +110,10 @@ pub struct Args {
 fn rate(s: &str) -> Result<u64, String> {
     crate::config::parse_rate(s)
         .ok_or_else(|| "a rate like 500 (KiB/s), 500K, 2M or 1MB; 0 for none".to_string())
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s).ok_or_else(|| crate::config::DURATION_WORDS.to_string())
 }
 
 /// What to do instead of processing outlogs.

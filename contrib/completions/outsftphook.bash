@@ -53,7 +53,7 @@ _outsftphook() {
 
     case "${cmd}" in
         outsftphook)
-            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help --version mirror verify status completions help"
+            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help --version mirror verify status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -87,6 +87,10 @@ _outsftphook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keepdeleted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -99,7 +103,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__completions)
-            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help bash elvish fish powershell zsh"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -130,6 +134,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keepdeleted)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -229,7 +237,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__mirror)
-            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help"
+            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,6 +275,10 @@ _outsftphook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keepdeleted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -279,7 +291,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__status)
-            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +322,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keepdeleted)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -325,7 +341,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__verify)
-            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --lock-timeout --help"
+            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -356,6 +372,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keepdeleted)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

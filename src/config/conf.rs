@@ -27,6 +27,7 @@ pub const CONF_KEYS: &[&str] = &[
     "symlinks",
     "keepdone",
     "bwlimit",
+    "keepdeleted",
 ];
 
 /// The highest `debug` level (as `--debug-sftp`): 2 already logs everything.
@@ -56,6 +57,7 @@ pub(super) struct ConfFile {
     pub keepdone: Option<u64>,
     /// Bytes per second; 0 is no limit.
     pub bwlimit: Option<u64>,
+    pub keepdeleted: Option<std::time::Duration>,
 }
 
 /// Parses the text of `file`; the first bad line is the error. A key set twice is an
@@ -159,6 +161,10 @@ impl ConfFile {
             "timeout" => self.timeout = Some(number(1)?),
             "bwlimit" => self.bwlimit = Some(parse_rate(value).ok_or_else(|| bad(Expected::Rate))?),
             "keepdone" => self.keepdone = Some(number(0)?),
+            "keepdeleted" => {
+                self.keepdeleted =
+                    Some(parse_duration(value).ok_or_else(|| bad(Expected::Duration))?)
+            }
             "symlinks" => {
                 self.symlinks = Some(parse_symlinks(value).ok_or_else(|| bad(Expected::Symlinks))?)
             }
@@ -213,6 +219,24 @@ fn parse_size(s: &str) -> Option<u64> {
 /// A rate as rsync's `--bwlimit` takes it, in bytes per second: a bare number is KiB/s;
 /// `K`, `M`, `G` (or `KiB`, `MiB`, `GiB`) are powers of 1024, `KB`, `MB`, `GB` powers of
 /// 1000, `B` bytes; `0` is no limit.
+/// `0`, or a whole number with a unit: `90s`, `30m`, `36h`, `2d`. A bare number is
+/// refused: seconds or days would both be a guess.
+pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let seconds: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    Some(std::time::Duration::from_secs(n.checked_mul(seconds)?))
+}
+
 pub(crate) fn parse_rate(s: &str) -> Option<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);

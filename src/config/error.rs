@@ -83,6 +83,8 @@ pub enum Expected {
     Symlinks,
     /// `bwlimit`.
     Rate,
+    /// `keepdeleted`.
+    Duration,
     /// `servername`, `username`: no white space.
     OneWord,
     /// `debug`: 0 to `max`.
@@ -176,6 +178,9 @@ impl fmt::Display for LineProblem {
     }
 }
 
+/// What a duration looks like, for messages.
+pub(crate) const DURATION_WORDS: &str = "0, or a whole number with a unit: 90s, 30m, 36h, 2d";
+
 impl fmt::Display for Expected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -185,6 +190,7 @@ impl fmt::Display for Expected {
             Expected::AutoOrSize => f.write_str("'auto' or a size of at least 64K (like 512K, 4M)"),
             Expected::Symlinks => f.write_str("auto, yes or copy"),
             Expected::Rate => f.write_str("a rate like 500 (KiB/s), 500K, 2M or 1MB; 0 for none"),
+            Expected::Duration => f.write_str(DURATION_WORDS),
             Expected::OneWord => f.write_str("one word, without spaces"),
             Expected::Range { max } => write!(f, "a level from 0 to {max}"),
         }

@@ -23,8 +23,9 @@ mod error;
 mod options;
 
 pub use conf::CONF_KEYS;
-pub(crate) use conf::parse_rate;
+pub(crate) use conf::{parse_duration, parse_rate};
 pub use error::ConfigError;
+pub(crate) use error::DURATION_WORDS;
 use options::Options;
 
 /// Everything a run needs to know, resolved.
@@ -87,7 +88,16 @@ pub struct Settings {
     /// `keepdone DAYS`: at the end of a hook run, remove `.done` logs older than this;
     /// `None` (the default) keeps them for ever, as reprepro's own hook did.
     pub keep_done: Option<Duration>,
+    /// `--keepdeleted` or `keepdeleted`: how long a file the repository no longer
+    /// references stays on the mirror ([`DEFAULT_KEEP_DELETED`]); zero deletes at once.
+    pub keep_deleted: Duration,
 }
+
+/// How long deletions are held back by default: as long as Debian's archive keeps files
+/// nothing references any more (dak's stay of execution), more than the longest gap
+/// between two runs of apt's daily update timer (about 24 h), so a client that updated on
+/// its last timer run still finds every file its indexes name.
+pub const DEFAULT_KEEP_DELETED: Duration = Duration::from_secs(36 * 60 * 60);
 
 /// How links are made on the remote: the `symlinks` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -437,6 +447,10 @@ fn settings(
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),
         symlinks: conf.symlinks.unwrap_or_default(),
+        keep_deleted: args
+            .keepdeleted
+            .or(conf.keepdeleted)
+            .unwrap_or(DEFAULT_KEEP_DELETED),
         keep_done: conf
             .keepdone
             .map(|days| Duration::from_secs(days.saturating_mul(24 * 60 * 60))),

@@ -327,6 +327,45 @@ fn keepdone_is_for_ever_by_default_or_days() {
 }
 
 #[test]
+fn keepdeleted_is_36_hours_by_default_or_a_duration_with_its_unit() {
+    let resolve = |text: &str, args: &[&str]| {
+        let mut argv = vec!["-b", "/r"];
+        argv.extend(args);
+        World::new()
+            .file("/r/conf/outsftphook.conf", text)
+            .resolve(&argv)
+    };
+    let keep = |text: &str, args: &[&str]| resolve(text, args).unwrap().keep_deleted;
+    assert_eq!(keep("servername h\n", &[]), Duration::from_secs(36 * 3600));
+    for (value, seconds) in [
+        ("0", 0),
+        ("90s", 90),
+        ("30m", 1800),
+        ("36h", 129_600),
+        ("2d", 172_800),
+    ] {
+        let text = format!("servername h\nkeepdeleted {value}\n");
+        assert_eq!(keep(&text, &[]), Duration::from_secs(seconds), "{value}");
+    }
+    // The command line wins.
+    assert_eq!(
+        keep("servername h\nkeepdeleted 2d\n", &["--keepdeleted", "0"]),
+        Duration::ZERO
+    );
+    for bad in ["36", "1w", "h", "-1h", "1.5h", "36 h"] {
+        let text = format!("servername h\nkeepdeleted {bad}\n");
+        let err = resolve(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                ":2: 'keepdeleted' takes 0, or a whole number with a unit: 90s, 30m, 36h, 2d, \
+                 not '{bad}'"
+            )),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn commands_are_quoted_as_a_shell_would() {
     let s = World::new()
         .file(
@@ -508,7 +547,7 @@ fn each_problem_has_its_one_line_message() {
             "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
              targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
              timeout, keepdirectories, posixrename, connections, window, inorder, symlinks, \
-             keepdone, bwlimit)",
+             keepdone, bwlimit, keepdeleted)",
         ),
     ];
     for (err, want) in cases {

@@ -42,8 +42,11 @@ pub enum Action {
     RenameDotNew { local: PathBuf },
     /// Make the path a symlink to `target`.
     Symlink { target: String },
-    /// Remove the path.
+    /// Remove the path: a file the repository no longer has (`POOLDELETE`, `DISTDELETE`),
+    /// which `keepdeleted` holds back.
     Delete,
+    /// Remove the path: a `.new` of ours left by a cut-off run, never renamed; not held.
+    RemoveStale,
 }
 
 /// An action with the log it came from (whose journal records it).
@@ -107,6 +110,36 @@ impl Plan {
     }
 }
 
+/// The repository's deletions, taken out of a plan to be held back (`keepdeleted`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeldBack {
+    /// `POOLDELETE`s.
+    pub pool: Vec<Job>,
+    /// For each of the plan's distribution directories (as indexed there), its
+    /// `DISTDELETE`s: held once it is finalised.
+    pub dists: Vec<Vec<Job>>,
+}
+
+impl Plan {
+    /// Takes the repository's deletions (not the removals of stale `.new` files of ours)
+    /// out of the plan, to be held back instead of carried out.
+    pub fn take_deletions(&mut self) -> HeldBack {
+        let pool = std::mem::take(&mut self.pool_deletes);
+        let dists = self
+            .dist_dirs
+            .iter_mut()
+            .map(|d| {
+                let (held, stale) = std::mem::take(&mut d.steps[Finalise::Deletions])
+                    .into_iter()
+                    .partition(|j| j.action == Action::Delete);
+                d.steps[Finalise::Deletions] = stale;
+                held
+            })
+            .collect();
+        HeldBack { pool, dists }
+    }
+}
+
 impl Job {
     /// One line, as `--dry-run` and `status -v` print it.
     pub fn describe(&self) -> String {
@@ -116,14 +149,17 @@ impl Job {
             Action::UploadDotNew { .. } => format!("upload {p}.new"),
             Action::RenameDotNew { .. } => format!("rename {p}.new {p}"),
             Action::Symlink { target } => format!("symlink {p} -> {target}"),
-            Action::Delete => format!("remove {p}"),
+            Action::Delete | Action::RemoveStale => format!("remove {p}"),
         }
     }
 
     /// Where in the finalisation of its distribution directory `dir` the job goes.
     fn finalise_step(&self, dir: &RelPath) -> Finalise {
         let name = &self.path.as_str()[dir.as_str().len() + 1..];
-        Finalise::of(name, self.action == Action::Delete)
+        Finalise::of(
+            name,
+            matches!(self.action, Action::Delete | Action::RemoveStale),
+        )
     }
 }
 
@@ -294,7 +330,7 @@ impl Planner {
             dist_dir_entry(&mut self.dists, dir).steps[Finalise::Deletions].push(Job {
                 log,
                 path: new,
-                action: Action::Delete,
+                action: Action::RemoveStale,
             });
         } else {
             self.plan.supersedes.entry(new).or_default().push(log);

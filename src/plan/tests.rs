@@ -243,7 +243,8 @@ fn dot_new_removals(plan: &Plan) -> Vec<(usize, &str)> {
         .flat_map(|d| &d.steps[Finalise::Deletions])
         .filter(|j| j.path.as_str().ends_with(".new"))
         .map(|j| {
-            assert_eq!(j.action, Action::Delete);
+            // Ours, not the repository's: removed at once, never held back.
+            assert_eq!(j.action, Action::RemoveStale);
             (j.log, j.path.as_str())
         })
         .collect()
@@ -310,4 +311,22 @@ fn a_dot_new_left_by_two_older_logs_is_removed_once() {
     assert_eq!(dot_new_removals(&plan), [(1, "dists/b/P.new")]);
     assert_eq!(plan.supersedes[&r("dists/b/P.new")], vec![0]);
     assert_eq!(plan.remaining, vec![0, 1, 1]);
+}
+
+#[test]
+fn held_back_deletions_are_the_repositorys_not_our_stale_dot_new_files() {
+    // The newer log deletes P, whose .new an older, cut-off run left: P is the
+    // repository's deletion (held), P.new ours (removed at once).
+    let older = dist_b(&[FILE_P], &["DONE\tasdotnew\tdists/b/P"]);
+    let newer = format!(
+        "POOLDELETE\tpool/main/f/foo/foo_1.0_all.deb\n{}",
+        dist_b(&["DISTDELETE\tdists/b\tP"], &[])
+    );
+    let mut plan = plan(&[log("1", &older), log("2", &newer)]);
+    let held = plan.take_deletions();
+    assert_eq!(paths(&held.pool), ["pool/main/f/foo/foo_1.0_all.deb"]);
+    assert_eq!(held.dists.len(), plan.dist_dirs.len());
+    assert_eq!(paths(&held.dists[0]), ["dists/b/P"]);
+    assert!(plan.pool_deletes.is_empty());
+    assert_eq!(dot_new_removals(&plan), [(0, "dists/b/P.new")]);
 }

@@ -2,8 +2,10 @@
 //!
 //! Owns the outlog parser ([`outlog`]), the journal of confirmed work ([`journal`], the only
 //! writer of `DONE` lines), which logs a run takes and in what order ([`logs`]), and the locks
-//! ([`lock`]: outsftphook's own and waiting for reprepro's). Nothing here talks to a server.
+//! ([`lock`]: outsftphook's own and waiting for reprepro's), and the deletions held back
+//! ([`held`]). Nothing here talks to a server.
 
+pub(crate) mod held;
 pub mod journal;
 pub mod lock;
 pub mod logs;

@@ -47,6 +47,9 @@ pub enum DoneMessage {
     Obsoleted,
     /// Uploaded as `PATH.new`, not yet renamed into place.
     AsDotNew,
+    /// A deletion held back (`keepdeleted`): recorded in the log dir's record of held
+    /// deletions, carried out from there once due. (The reference hook takes it as done.)
+    HeldBack,
 }
 
 impl DoneMessage {
@@ -58,6 +61,7 @@ impl DoneMessage {
             DoneMessage::SymlinkDone => "symlink done",
             DoneMessage::Obsoleted => "obsoleted",
             DoneMessage::AsDotNew => "asdotnew",
+            DoneMessage::HeldBack => "held back",
         }
     }
 
@@ -69,6 +73,7 @@ impl DoneMessage {
             "symlink done" => DoneMessage::SymlinkDone,
             "obsoleted" => DoneMessage::Obsoleted,
             "asdotnew" => DoneMessage::AsDotNew,
+            "held back" => DoneMessage::HeldBack,
             _ => return None,
         })
     }

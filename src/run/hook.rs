@@ -14,13 +14,14 @@ use anyhow::Context;
 use crate::config::{Settings, Symlinks};
 use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::{Interrupt, StoppedWaiting};
-use crate::plan::{self, Action, Plan};
+use crate::plan::{self, Action, HeldBack, Plan};
 use crate::relpath::RelPath;
 use crate::repo::journal::Journal;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
-use crate::run::output::{Tally, echo_done, show, summary, tell, tell_summary};
+use crate::run::deletions::Deletions;
+use crate::run::output::{Tally, echo_done, human_time, show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect, server_name, warn_unless_atomic_renames};
 
@@ -75,9 +76,19 @@ pub fn run(
 ) -> Result<Report, Fatal> {
     settings.check_dirs(true).map_err(Fatal::setup)?;
     let (_lock, paths) = lock_and_select(settings, files, how, interrupt)?;
-    let Planned { plan, paths, torn } = read_and_plan(settings, &paths)?;
+    let Planned {
+        mut plan,
+        paths,
+        torn,
+    } = read_and_plan(settings, &paths)?;
+    let deletions = if dry_run {
+        Deletions::read(settings)
+    } else {
+        Deletions::load(settings)
+    };
+    let mut deletions = deletions.map_err(Fatal::setup)?;
     if dry_run {
-        print_dry_run(&plan, settings);
+        print_dry_run(&plan, settings, &deletions);
         return Ok(Report::default());
     }
     let echo = (settings.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
@@ -88,13 +99,22 @@ pub fn run(
     for (log, path) in &plan.obsoleted {
         journal.record(*log, DoneMessage::Obsoleted, path)?;
     }
-    if plan.is_empty() {
+    if plan.is_empty() && deletions.due().is_empty() {
         journal.finish_empty()?;
         log::info!("nothing to do");
         remove_old_done(settings);
         return Ok(Report::default());
     }
-    let report = push(settings, &plan, &mut journal, interrupt)?;
+    let held_back = if deletions.holding() {
+        plan.take_deletions()
+    } else {
+        HeldBack::default()
+    };
+    let held = Held {
+        deletions: &mut deletions,
+        back: held_back,
+    };
+    let report = push(settings, &plan, &mut journal, interrupt, held)?;
     remove_old_done(settings);
     if report.unfinished() {
         tell_unfinished(&report, settings);
@@ -149,9 +169,14 @@ fn tell_unfinished(report: &Report, settings: &Settings) {
 }
 
 /// What a run would do, in its order; nothing is sent and nothing journalled.
-fn print_dry_run(plan: &Plan, settings: &Settings) {
+fn print_dry_run(plan: &Plan, settings: &Settings, deletions: &Deletions) {
     for job in plan.jobs() {
         match &job.action {
+            Action::Delete if deletions.holding() => show(&format!(
+                "hold back the deletion of {}: removed by the first run after {}",
+                job.path,
+                human_time(deletions.due_if_held_now())
+            )),
             Action::Symlink { target } if settings.symlinks == Symlinks::Copy => show(&format!(
                 "copy {} (what the symlink to {target} leads to)",
                 job.path
@@ -159,9 +184,20 @@ fn print_dry_run(plan: &Plan, settings: &Settings) {
             _ => show(&job.describe()),
         }
     }
-    if !settings.keepdirectories && (!plan.pool_deletes.is_empty() || !plan.prune.is_empty()) {
+    let due = deletions.due();
+    for path in &due {
+        show(&format!("remove {path} (its held deletion is due)"));
+    }
+    let pool_deletes = !plan.pool_deletes.is_empty() && !deletions.holding();
+    if !settings.keepdirectories && (pool_deletes || !plan.prune.is_empty() || !due.is_empty()) {
         show("rmdir the pool directories left empty");
     }
+}
+
+/// The deletions held back, and those the plan brings to hold back.
+struct Held<'a> {
+    deletions: &'a mut Deletions,
+    back: HeldBack,
 }
 
 /// Connects and runs the plan's rounds; the summary is said whichever way they ended.
@@ -170,6 +206,7 @@ fn push(
     plan: &Plan,
     journal: &mut Journal,
     interrupt: &Interrupt,
+    held: Held<'_>,
 ) -> Result<Report, Fatal> {
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
     let started = Instant::now();
@@ -200,6 +237,8 @@ fn push(
         settings,
         dist_root: dist_root(settings).map_err(Fatal::setup)?,
         copying: settings.symlinks == Symlinks::Copy,
+        deletions: held.deletions,
+        held_back: held.back,
     };
     let result = exec.rounds(plan, settings.keepdirectories);
     exec.runner.finish();

@@ -16,8 +16,11 @@ use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::Interrupt;
 use crate::plan::tree::{self, Difference, Node, Tree};
 use crate::relpath::RelPath;
+use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::scan;
+use crate::run::deletions::Deletions;
 use crate::run::output::{show, summary, tell, tell_summary};
+use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect};
 use crate::run::sync::{self, Start, command_line};
 pub use crate::run::sync::{MirrorOptions, MirrorReport};
@@ -110,6 +113,7 @@ pub fn mirror(
 ) -> Result<MirrorReport, Fatal> {
     let started = Instant::now();
     settings.check_dirs(false).map_err(Fatal::setup)?;
+    let (_lock, mut deletions) = held_deletions(settings, options.dry_run, interrupt)?;
     let scanned = scan::scan_local(&settings.outdir, tops)?;
     check_named_tops(&scanned, tops, settings)?;
     check_tops(&scanned, tops, settings, options.delete)?;
@@ -144,6 +148,7 @@ pub fn mirror(
         copying: settings.symlinks == Symlinks::Copy,
         renames_warned: false,
         changed: &Default::default(),
+        held: Some(&deletions),
     };
     let (mut report, synced) = sync::sync(
         &mut engine,
@@ -169,13 +174,54 @@ pub fn mirror(
     };
     if options.dry_run {
         engine.close();
+        for path in deletions.due() {
+            show(&format!("remove {path} (its held deletion is due)"));
+        }
         return Ok(report);
+    }
+    // The held deletions now due go with this run, as with every run.
+    let mut runner = Runner::new(&mut engine, interrupt, 0, 0);
+    let carried = deletions.carry_out(
+        &mut runner,
+        settings.targetdir.as_ref(),
+        settings.keepdirectories,
+        settings.verbose > 0,
+    );
+    runner.finish();
+    report.failures += runner.failures();
+    report.tally.add(&runner.tally());
+    if let Err(e) = carried {
+        say_summary(&report);
+        return Err(Fatal::from(e));
     }
     close_quietly(engine);
     // Conflicts were reported up front; they do not stop the rest, but the run failed.
     report.failures += conflicts;
     say_summary(&report);
     Ok(report)
+}
+
+/// The deletions held back, for `mirror`: under the run lock (a hook run may be changing
+/// them) when the log dir exists and something may be written; read only on a dry run.
+fn held_deletions(
+    settings: &Settings,
+    dry_run: bool,
+    interrupt: &Interrupt,
+) -> Result<(Option<RunLock>, Deletions), Fatal> {
+    if dry_run || !settings.logdir.is_dir() {
+        return Ok((None, Deletions::read(settings).map_err(Fatal::setup)?));
+    }
+    let deadline = Instant::now() + settings.lock_timeout;
+    let lock = lock::acquire_until(&settings.logdir, deadline, settings.lock_timeout, interrupt)
+        .map_err(|error| {
+            let status = if error.is::<BusyError>() {
+                ExitStatus::Busy
+            } else {
+                ExitStatus::Setup
+            };
+            Fatal { status, error }
+        })?;
+    Ok((Some(lock), Deletions::load(settings).map_err(Fatal::setup)?))
 }
 
 /// Compares the remote with the local tops; returns how many differences it printed.
@@ -188,6 +234,7 @@ pub fn verify(
     settings.check_dirs(false).map_err(Fatal::setup)?;
     let mut local = scan::scan_local(&settings.outdir, tops)?;
     check_named_tops(&local, tops, settings)?;
+    let deletions = Deletions::read(settings).map_err(Fatal::setup)?;
     let mut engine = connect(settings, 1, interrupt)?;
     // What stops the remote being read is not a difference: verify says so apart (3),
     // unless a signal stopped it (1, as every run a signal stops).
@@ -201,6 +248,7 @@ pub fn verify(
     sync::follow_copied_links(&mut local, &remote, settings, false)?;
     tree::reconcile_links(&local, &mut remote, settings.targetdir.as_ref());
     let mut differences = tree::diff(&local, &remote);
+    let held = deletions.leave_out(&mut differences).len();
     let mut compared = 0;
     if checksum {
         let same = sync::same_files(&local, &remote);
@@ -226,9 +274,17 @@ pub fn verify(
         .filter(|n| matches!(n, Node::File { .. }))
         .count();
     let links = local.values().filter(|n| n.is_link()).count();
+    // Held files are on the remote by design: said, not counted as differences.
+    let held = match held {
+        0 => String::new(),
+        n => format!(
+            ", and {n} file(s) the repository no longer has, held back for apt clients \
+             (keepdeleted; 'status' says when they go)"
+        ),
+    };
     if differences.is_empty() {
         tell(&format!(
-            "verify: the remote matches ({files} files, {links} symlinks{})",
+            "verify: the remote matches ({files} files, {links} symlinks{}{held})",
             if checksum {
                 format!(", {compared} compared byte for byte")
             } else {

@@ -53,6 +53,7 @@ pub(crate) fn echo_done(message: DoneMessage, path: &RelPath) {
         DoneMessage::Deleted => format!("{path}: removed"),
         DoneMessage::AlreadyDeleted => format!("{path}: removed (it was gone already)"),
         DoneMessage::Obsoleted => format!("{path}: nothing to do (a newer log has it)"),
+        DoneMessage::HeldBack => format!("{path}: deletion held back (keepdeleted)"),
     });
 }
 
@@ -77,6 +78,8 @@ pub(crate) struct Tally {
     pub(crate) dirs_made: usize,
     /// Directories removed once empty.
     pub(crate) dirs_removed: usize,
+    /// Deletions held back (`keepdeleted`): recorded, nothing sent.
+    pub(crate) held: usize,
 }
 
 impl Tally {
@@ -99,6 +102,7 @@ impl Tally {
         self.removed += other.removed;
         self.dirs_made += other.dirs_made;
         self.dirs_removed += other.dirs_removed;
+        self.held += other.held;
     }
 }
 
@@ -117,6 +121,7 @@ pub(crate) fn summary(what: &str, tally: &Tally, errors: usize, started: Instant
         (tally.removed, "removed"),
         (tally.dirs_made, "director(ies) made"),
         (tally.dirs_removed, "empty director(ies) removed"),
+        (tally.held, "deletion(s) held back"),
     ] {
         if n > 0 {
             parts.push(format!("{n} {kind}"));
@@ -126,6 +131,26 @@ pub(crate) fn summary(what: &str, tally: &Tally, errors: usize, started: Instant
         "{what}{}, {errors} error(s), in {:.1} s",
         parts.join(", "),
         started.elapsed().as_secs_f64()
+    )
+}
+
+/// A time (seconds since the epoch) as `2026-12-03 07:00 UTC`.
+pub(crate) fn human_time(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
     )
 }
 
@@ -334,6 +359,16 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_dates_in_utc() {
+        assert_eq!(human_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(human_time(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(
+            human_time(1_796_083_200 + 7 * 3600 + 5 * 60),
+            "2026-12-01 07:05 UTC"
+        );
+    }
 
     #[test]
     fn bytes_read_as_people_write_them() {

@@ -6,11 +6,66 @@ use crate::config::Settings;
 use crate::plan::{self, Action, Job};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
-use crate::run::output::show;
+use crate::run::deletions::Deletions;
+use crate::run::output::{human_time, show};
 
-/// Prints the pending logs and what is left of each; all of it with `verbose`. True when
-/// some (non-empty) outlog is pending.
+/// Prints the pending logs and what is left of each, then the deletions held back; all of
+/// it with `verbose`. True when some (non-empty) outlog is pending.
 pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
+    let deletions = Deletions::read(settings)?;
+    let pending = logs(settings, verbose)?;
+    held(&deletions, settings, verbose);
+    Ok(pending)
+}
+
+/// What is held back, and when it goes.
+fn held(deletions: &Deletions, settings: &Settings, verbose: bool) {
+    let due = deletions.due();
+    let kept = deletions.kept();
+    let keep = settings.keep_deleted.as_secs();
+    if !kept.is_empty() {
+        let next = kept.iter().map(|(_, at)| *at).min().unwrap_or_default();
+        show(&format!(
+            "{} deletion(s) held back: the files stay on the mirror for apt clients with \
+             older indexes until keepdeleted ({}) has passed; the next goes after {}",
+            kept.len(),
+            human_duration(keep),
+            human_time(next)
+        ));
+        if verbose {
+            for (path, at) in &kept {
+                show(&format!("  {path}: removed after {}", human_time(*at)));
+            }
+        }
+    }
+    if !due.is_empty() {
+        show(&format!(
+            "{} held deletion(s) due: the next run removes them ('{}')",
+            due.len(),
+            settings.pending_command()
+        ));
+        if verbose {
+            for path in &due {
+                show(&format!("  {path}: due"));
+            }
+        }
+    }
+}
+
+/// `36h`, `2d`, `90s`: as `keepdeleted` takes it.
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0 => "0".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Prints the pending logs and what is left of each; true when some (non-empty) outlog
+/// is pending.
+fn logs(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
     let how = Selection {
         pending: true,
         ignore_pending: false,

@@ -13,8 +13,9 @@ use crate::plan::mirror::{Change, MirrorPlan, plan_mirror};
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
+use crate::run::deletions::Deletions;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
-use crate::run::output::{Tally, show, tell};
+use crate::run::output::{Tally, human_time, show, tell};
 use crate::run::remote_tree;
 use crate::run::runner::{Judged, Runner};
 use crate::run::session::warn_unless_atomic_renames;
@@ -118,6 +119,9 @@ pub(crate) struct Start<'a> {
     pub(crate) renames_warned: bool,
     /// Files known to have changed: uploaded even where size and time match.
     pub(crate) changed: &'a BTreeSet<RelPath>,
+    /// The deletions held back: their files belong on the remote (`mirror`; `None` for
+    /// the hook's copies of links, which hold none).
+    pub(crate) held: Option<&'a Deletions>,
 }
 
 /// Makes the remote equal to `local` below `tops`; with `symlinks auto`, once the server
@@ -143,6 +147,7 @@ pub(crate) fn sync(
         copying: start.copying,
         renames_warned: start.renames_warned,
         changed: start.changed,
+        held: start.held,
     };
     let mut conflicts = pass.run(local);
     if conflicts.is_ok()
@@ -181,6 +186,7 @@ pub(crate) fn refresh_copies(
         copying: true,
         renames_warned: true,
         changed,
+        held: None,
     };
     let local = scan::scan_local(&settings.outdir, tops)?;
     let (mut report, conflicts) = sync(engine, settings, tops, &options, interrupt, local, start);
@@ -265,6 +271,7 @@ struct Pass<'a> {
     renames_warned: bool,
     /// Files known to have changed: uploaded even where size and time match.
     changed: &'a BTreeSet<RelPath>,
+    held: Option<&'a Deletions>,
 }
 
 impl Pass<'_> {
@@ -322,6 +329,10 @@ impl Pass<'_> {
         follow_copied_links(&mut local, &remote, settings, self.copying)?;
         tree::reconcile_links(&local, &mut remote, targetdir);
         let mut differences = tree::diff(&local, &remote);
+        if let Some(held) = self.held {
+            let left_out = held.leave_out(&mut differences);
+            self.say_kept(held, &left_out);
+        }
         for path in same_files(&local, &remote) {
             if self.changed.contains(path) {
                 differences.push((path.clone(), Difference::Content));
@@ -342,6 +353,33 @@ impl Pass<'_> {
             differences.sort_by(|a, b| a.0.cmp(&b.0));
         }
         Ok((local, differences))
+    }
+
+    /// With `--delete`, says what it leaves of what is held back (`left_out`, each with
+    /// when it goes): each line on a dry run, a count otherwise. What is due goes at the
+    /// end of the run, as with every run, and is said there.
+    fn say_kept(&self, held: &Deletions, left_out: &[(RelPath, u64)]) {
+        if !self.options.delete {
+            return;
+        }
+        let kept: Vec<&(RelPath, u64)> = left_out
+            .iter()
+            .filter(|(_, at)| !held.is_due(*at))
+            .collect();
+        if self.options.dry_run {
+            for (path, at) in kept {
+                show(&format!(
+                    "keep {path}: its deletion is held back until {} (keepdeleted)",
+                    human_time(*at)
+                ));
+            }
+        } else if !kept.is_empty() {
+            tell(&format!(
+                "mirror: {} file(s) the repository no longer has are kept for apt clients \
+                 until keepdeleted has passed ('status -v' says when each goes)",
+                kept.len()
+            ));
+        }
     }
 
     /// Runs the plan's groups in order; however they end, the failures that share a cause

@@ -67,7 +67,7 @@ fn assert_mirrored_soon(repo: &Repo, kind: Option<Kind>) {
 fn complaints(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
-        .filter(|l| !l.contains(" file(s), ") && !l.contains("verify: the remote matches"))
+        .filter(|l| !l.contains(" file(s) uploaded (") && !l.contains("verify: the remote matches"))
         .collect()
 }
 

@@ -11,6 +11,7 @@ mod dotnew;
 mod engine;
 mod faults;
 mod fulldisk;
+mod held;
 mod hook;
 mod interop;
 mod landing;

@@ -27,7 +27,11 @@ fn a_quiet_push_that_went_well_prints_nothing() {
     repo.pending_include("bar", "1.0");
     let ran = repo.hook(&["--basedir", ".", "--pending"]);
     ran.expect(0);
-    assert!(ran.stderr().contains(" uploaded, "), "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains(" file(s) uploaded ("),
+        "{}",
+        ran.stderr()
+    );
 }
 
 #[test]

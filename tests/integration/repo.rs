@@ -201,7 +201,18 @@ impl Repo {
             .contains(&format!("Package: {name}\n"))
     }
 
+    /// Writes `text` as the conf. Unless it says otherwise, deletions are carried out at
+    /// once (`keepdeleted 0`): the tests of the hook's order, faults and servers compare
+    /// the remote with the out dir right after a push; those of held deletions set
+    /// `keepdeleted` themselves.
     pub fn set_conf(&self, text: &str) {
+        let text = if text.contains("keepdeleted") {
+            text.to_string()
+        } else if text.is_empty() || text.ends_with('\n') {
+            format!("{text}keepdeleted 0\n")
+        } else {
+            format!("{text}\nkeepdeleted 0\n")
+        };
         fs::write(self.base().join("conf/outsftphook.conf"), text).unwrap();
     }
 

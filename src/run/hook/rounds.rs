@@ -8,18 +8,22 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use crate::config::{Settings, Symlinks};
 use crate::engine::Status;
 use crate::engine::{Cause, Op, OpError, OpResult, Outcome, Req};
 use crate::plan::order::Finalise;
 use crate::plan::tree::remote_path;
-use crate::plan::{self, Action, Job, Plan};
+use crate::plan::{self, Action, HeldBack, Job, Plan};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::repo::journal::Journal;
 use crate::repo::outlog::DoneMessage;
 use crate::repo::scan::local_mtime;
+use crate::run::deletions::Deletions;
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
+use crate::run::output::Tally;
 use crate::run::runner::{Judged, Runner};
 
 use super::Report;
@@ -59,6 +63,10 @@ pub(super) struct Executor<'a> {
     /// Links are uploaded as copies of what they lead to: `symlinks copy`, or `auto` once
     /// the server refused one.
     pub(super) copying: bool,
+    /// The deletions held back, and those this plan brings (`keepdeleted`; none taken
+    /// out when it is 0).
+    pub(super) deletions: &'a mut Deletions,
+    pub(super) held_back: HeldBack,
 }
 
 /// What [`Executor::send`] leaves to its caller, by index.
@@ -195,8 +203,10 @@ impl Judge<'_> {
         let (message, completes) = match (&job.action, outcome) {
             (Action::UploadDotNew { .. }, _) => (DoneMessage::AsDotNew, false),
             (Action::Symlink { .. }, _) => (DoneMessage::SymlinkDone, true),
-            (Action::Delete, Outcome::AlreadyAbsent) => (DoneMessage::AlreadyDeleted, true),
-            (Action::Delete, Outcome::Done) => (DoneMessage::Deleted, true),
+            (Action::Delete | Action::RemoveStale, Outcome::AlreadyAbsent) => {
+                (DoneMessage::AlreadyDeleted, true)
+            }
+            (Action::Delete | Action::RemoveStale, Outcome::Done) => (DoneMessage::Deleted, true),
             _ => (DoneMessage::Done, true),
         };
         let journalled = if completes {
@@ -232,7 +242,43 @@ impl Executor<'_> {
         if self.runner.failures() > 0 {
             return Ok(());
         }
-        self.delete_round(plan, keepdirectories)
+        self.hold_back(&ready)?;
+        self.delete_round(plan, keepdirectories)?;
+        let verbose = self.settings.verbose > 0;
+        self.deletions.carry_out(
+            &mut self.runner,
+            self.targetdir.as_ref(),
+            keepdirectories,
+            verbose,
+        )
+    }
+
+    /// Holds back the pool's deletions and those of each finalised distribution (`ready`):
+    /// recorded, durably, then journalled `held back`.
+    fn hold_back(&mut self, ready: &[bool]) -> anyhow::Result<()> {
+        let held = std::mem::take(&mut self.held_back);
+        let jobs: Vec<&Job> = held
+            .dists
+            .iter()
+            .zip(ready)
+            .filter(|(_, ready)| **ready)
+            .flat_map(|(jobs, _)| jobs)
+            .chain(&held.pool)
+            .collect();
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.deletions.hold(jobs.iter().map(|j| &j.path))?;
+        for job in &jobs {
+            journal_complete(self.journal, self.supersedes, job, DoneMessage::HeldBack)
+                .context(JournalStopped)?;
+            self.report.completed += 1;
+        }
+        self.runner.add_tally(&Tally {
+            held: jobs.len(),
+            ..Tally::default()
+        });
+        Ok(())
     }
 
     /// Round 1, new pool files, together with round 2's uploads of dist files as .new:
@@ -502,7 +548,7 @@ impl Executor<'_> {
                 link: path,
                 target: target.as_bytes().to_vec(),
             },
-            Action::Delete => Op::Remove { path },
+            Action::Delete | Action::RemoveStale => Op::Remove { path },
         }
     }
 }
