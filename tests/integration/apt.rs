@@ -207,7 +207,13 @@ fn pool_file(name: &str, version: &str) -> String {
 fn mirror_with_foo_and_bar(test: &str, conf: &str) -> Option<(Repo, AptClient)> {
     let repo = Repo::new();
     let conf_path = repo.base().join("conf/outsftphook.conf");
-    let mut text = fs::read_to_string(&conf_path).unwrap();
+    // Repo's conf, with the test's keepdeleted instead of Repo's.
+    let mut text: String = fs::read_to_string(&conf_path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("keepdeleted"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     text.push_str(conf);
     repo.set_conf(&text);
     let client = AptClient::new(test, &repo.remote(), "bookworm")?;
@@ -244,7 +250,7 @@ fn replace_foo_and_remove_bar(repo: &Repo) {
 fn without_held_deletions_a_client_that_updated_before_a_push_cannot_fetch_what_it_removed() {
     let test =
         "without_held_deletions_a_client_that_updated_before_a_push_cannot_fetch_what_it_removed";
-    let Some((repo, client)) = mirror_with_foo_and_bar(test, "") else {
+    let Some((repo, client)) = mirror_with_foo_and_bar(test, "keepdeleted 0\n") else {
         return;
     };
     replace_foo_and_remove_bar(&repo);
@@ -279,6 +285,18 @@ fn run_after_grace_period(repo: &Repo) {
         .expect(0);
 }
 
+/// Asserts that the record of held deletions (`logs/outsftphook.held`: per line the unix
+/// time the file became unreferenced, a TAB, its path) names `path`.
+fn assert_recorded_as_held(repo: &Repo, path: &str) {
+    let record = fs::read_to_string(repo.logs().join("outsftphook.held")).unwrap_or_default();
+    assert!(
+        record.lines().any(|l| l
+            .split_once('\t')
+            .is_some_and(|(t, p)| t.parse::<u64>().is_ok() && p == path)),
+        "{path} is not recorded as held:\n{record}"
+    );
+}
+
 fn verify_is_clean(repo: &Repo) {
     let ran = repo.hook(&["--basedir", ".", "verify"]);
     ran.expect(0);
@@ -290,7 +308,6 @@ fn verify_is_clean(repo: &Repo) {
 }
 
 #[test]
-#[ignore = "needs keepdeleted"]
 fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed() {
     let test = "a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed";
     let Some((repo, client)) = mirror_with_foo_and_bar(test, LONG_GRACE) else {
@@ -303,14 +320,8 @@ fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed
     for held in [&foo1, &bar1] {
         assert!(repo.remote().join(held).is_file(), "{held} was deleted");
     }
-    let record = fs::read_to_string(repo.logs().join("outsftphook.held")).unwrap();
     for held in [&foo1, &bar1] {
-        assert!(
-            record.lines().any(|l| l
-                .split_once('\t')
-                .is_some_and(|(t, p)| t.parse::<u64>().is_ok() && p == held.as_str())),
-            "{held} is not recorded as held:\n{record}"
-        );
+        assert_recorded_as_held(&repo, held);
     }
     // A run before the grace period has passed deletes nothing either.
     repo.hook(&["--basedir", ".", "--pending"]).expect(0);
@@ -326,15 +337,19 @@ fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed
             fs::read(repo.remote().join(held)).unwrap()
         );
     }
-    // Held files are no differences, and status says what is held.
+    // Held files are no differences, and status says what is held (each with -v).
     verify_is_clean(&repo);
     let ran = repo.hook(&["--basedir", ".", "status"]);
     ran.expect(0);
     let said = format!("{}{}", ran.stdout(), ran.stderr());
+    assert!(said.contains("2 deletion(s) held back"), "{said}");
+    let ran = repo.hook(&["--basedir", ".", "status", "-v"]);
+    ran.expect(0);
+    let said = format!("{}{}", ran.stdout(), ran.stderr());
     for held in [&foo1, &bar1] {
         assert!(
-            said.contains(held.as_str()),
-            "status does not name {held}:\n{said}"
+            said.contains(&format!("{held}: removed after ")),
+            "status -v does not name {held}:\n{said}"
         );
     }
 
@@ -354,7 +369,6 @@ fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed
 }
 
 #[test]
-#[ignore = "needs keepdeleted"]
 fn a_package_removed_and_added_again_within_the_grace_period_is_not_deleted() {
     let test = "a_package_removed_and_added_again_within_the_grace_period_is_not_deleted";
     let Some((repo, client)) = mirror_with_foo_and_bar(test, LONG_GRACE) else {
@@ -363,6 +377,7 @@ fn a_package_removed_and_added_again_within_the_grace_period_is_not_deleted() {
     let foo1 = pool_file("foo", "1.0");
     repo.reprepro(&["remove", "bookworm", "foo"]).expect(0);
     assert!(!repo.remote_index_names("foo"));
+    assert_recorded_as_held(&repo, &foo1);
     let deb = repo.deb("foo", "1.0", 3000);
     repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
         .expect(0);
