@@ -148,8 +148,11 @@ for s in $SETTINGS; do
 done
 if hook_accepts "$REPO" "keepdeleted 0"; then
     DEFAULT_NOTE=""
+    DEFAULT_KEEP=$("$HOOK" --help 2>&1 | tr -s ' \n' ' ' | grep -o 'default: [0-9]*[smhd]; conf: keepdeleted' |
+        awk '{ print $2 }' | tr -d ';')
 else
     DEFAULT_NOTE="(this binary has no keepdeleted: its default deletes at once)"
+    DEFAULT_KEEP=none
 fi
 
 SEED=$REMOTE_ROOT/seed
@@ -286,18 +289,23 @@ echo "stale = the same $((2 * SAMPLE)) at the versions listed before the push, b
 echo "medians of $REPEAT runs, at most $MAX_ROUNDS rounds during a push, then one round after it"
 [ -z "$DEFAULT_NOTE" ] || echo "$DEFAULT_NOTE"
 echo
-fmt='%-17s %-8s %-7s %6s %7s %5s %5s %9s %10s\n'
-printf "$fmt" keepdeleted phase client "runs" "failed" "E:" "W:" "mismatch" "not found"
-printf '%s\n' "$(printf '%.0s-' $(seq 86))"
+echo "per row: medians over the runs of the counts in one run; then the sums over all runs (a rare event has median 0)"
+echo
+fmt='%-17s %-7s %-6s %5s %7s %4s %4s %9s %10s  |%7s %9s %10s\n'
+printf "$fmt" keepdeleted phase client "runs" "failed" "E:" "W:" "mismatch" "not found" "failed" "mismatch" "not found"
+printf '%s\n' "$(printf '%.0s-' $(seq 106))"
 for s in $SETTINGS; do
     label="keepdeleted $s"
-    [ "$s" = default ] && label="default (no line)"
+    [ "$s" = default ] && label="default (${DEFAULT_KEEP:-?})"
     push=$(printf '%s' "${RESULT[$s]}" | awk '{ print $1 }' | median)
     rounds=$(printf '%s' "${RESULT[$s]}" | awk '{ print $2 }' | median)
     held=$(printf '%s' "${RESULT[$s]}" | awk '{ print $3 }' | median)
     for k in during,update during,fresh during,stale after,update after,fresh after,stale; do
         row=()
         for m in $METRICS; do row+=("$(echo "${PERRUN[$s,$k,$m]}" | median)"); done
+        for m in failed mismatch notfound; do
+            row+=("$(echo "${PERRUN[$s,$k,$m]}" | tr ' ' '\n' | awk '{ t += $1 } END { print t + 0 }')")
+        done
         printf "$fmt" "$label" "${k%,*}" "${k#*,}" "${row[@]}"
         label=""
     done
