@@ -2,6 +2,7 @@
 //! `sftp-server`, Green End's `gesftpserver`, `sshd`, ProFTPD's mod_sftp, `rclone serve
 //! sftp` and asyncssh's server, each on 127.0.0.1).
 
+mod across_servers;
 mod admin;
 mod apt;
 mod bwlimit;

@@ -193,6 +193,16 @@ impl Server {
         }
     }
 
+    /// The directory on the machine that the server shows as `/`: the served one, or the
+    /// machine's root for a server that shows the machine's paths.
+    pub fn shown_as_root(&self) -> &Path {
+        if self.kind.rooted() {
+            &self.served
+        } else {
+            Path::new("/")
+        }
+    }
+
     /// The server's own log (its stderr and, for ProFTPD, its SFTP log).
     pub fn log(&self) -> String {
         let dir = self.client_key.parent().unwrap();
