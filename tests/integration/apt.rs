@@ -337,6 +337,12 @@ fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed
             fs::read(repo.remote().join(held)).unwrap()
         );
     }
+    // A client that updates now sees the new indexes and gets what they name, as usual.
+    let newcomer = AptClient::new(test, &repo.remote(), "bookworm").unwrap();
+    newcomer.update().expect_clean();
+    assert_eq!(newcomer.versions("foo"), ["2.0"]);
+    assert!(newcomer.versions("bar").is_empty());
+    newcomer.download(&["foo=2.0"]).expect_clean();
     // Held files are no differences, and status says what is held (each with -v).
     verify_is_clean(&repo);
     let ran = repo.hook(&["--basedir", ".", "status"]);
@@ -361,7 +367,7 @@ fn a_client_that_updated_before_a_push_still_fetches_what_it_replaced_or_removed
     assert!(!repo.remote().join("pool/main/b").exists());
     repo.assert_mirrored(&[]);
     verify_is_clean(&repo);
-    // A client that updates now sees the new state, and gets it.
+    // The first client, updating at last, gets the new state.
     client.update().expect_clean();
     assert_eq!(client.versions("foo"), ["2.0"]);
     assert!(client.versions("bar").is_empty());
