@@ -20,14 +20,15 @@
 #            before the push), downloads the sample at the versions it listed before.
 # One more round runs once the push has ended ("after"). Every push is checked with
 # `outsftphook verify`. BENCH_REPEAT (5) runs per setting, interleaved; the table shows
-# medians, the per-run figures go to stderr. BENCH_KEEPDELETED ("0 default") lists the
-# settings; BENCH_KEEP=1 keeps the temp dir; HOOK=/path/to/outsftphook measures another
-# binary.
+# medians and sums over the runs, the per-run figures go to stderr (BENCH_SHOW=1: apt's
+# output of each failed command too). BENCH_KEEPDELETED ("0 default") lists the settings;
+# BENCH_KEEP=1 keeps the temp dir; HOOK=/path/to/outsftphook measures another binary.
 #
 # Counted per apt command: runs, failed (exit status not 0), E: and W: lines, and among
 # the E: lines those of an index that disagrees with its Release ("Hash Sum mismatch",
 # "File has unexpected size") and those of a missing file ("File not found" from the file:
-# method, "404  Not Found" from http).
+# method, "404  Not Found" from http). A mismatch of a .deb (seen once in ~40 runs with
+# keepdeleted 0) is a file deleted while the file: method fetched it: apt had its size.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
