@@ -27,8 +27,8 @@
 # Counted per apt command: runs, failed (exit status not 0), E: and W: lines, and among
 # the E: lines those of an index that disagrees with its Release ("Hash Sum mismatch",
 # "File has unexpected size") and those of a missing file ("File not found" from the file:
-# method, "404  Not Found" from http). A mismatch of a .deb (seen once in ~40 runs with
-# keepdeleted 0) is a file deleted while the file: method fetched it: apt had its size.
+# method, "404  Not Found" from http). A mismatch in a download (seen once in ~40 runs with
+# keepdeleted 0, its output not kept) is most likely a .deb deleted while apt fetched it.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
