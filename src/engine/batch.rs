@@ -363,6 +363,7 @@ impl<'a> Batch<'a> {
             Op::Remove { path }
             | Op::Rmdir { path }
             | Op::Rename { to: path, .. }
+            | Op::Hardlink { to: path, .. }
             | Op::Symlink { link: path, .. } => self.start_changing(i, path, conn),
             Op::List { path } => {
                 conn.take_handle();

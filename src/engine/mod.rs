@@ -334,6 +334,12 @@ impl Engine {
             .is_some()
     }
 
+    /// Whether the server offers `hardlink@openssh.com` ([`Op::Hardlink`]). It may still
+    /// refuse it: `sftp-server -P hardlink` announces it and denies every one.
+    pub fn offers_hardlink(&self) -> bool {
+        self.links[0].info.has_hardlink()
+    }
+
     /// Whether the server is known to answer (and so to carry out) requests in the order
     /// they were sent, as OpenSSH's does.
     pub fn in_order(&self) -> bool {

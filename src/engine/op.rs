@@ -46,6 +46,13 @@ pub enum Op {
     Rename { from: RemotePath, to: RemotePath },
     /// Make `link` a symlink to `target`, replacing whatever file `link` was.
     Symlink { link: RemotePath, target: Vec<u8> },
+    /// Give the existing file `from` a second name `to` (a hard link, where
+    /// [`super::Engine::offers_hardlink`]), replacing a file or symlink that stands at `to`:
+    /// what `from` holds now stays reachable as `to` when `from` is replaced. A missing
+    /// `from` is [`Status::NoSuchFile`]; a link the server says it made and did not,
+    /// [`Cause::LinkNotMade`]. Like a rename, it goes only once `to`'s directory is known to
+    /// be inside the target.
+    Hardlink { from: RemotePath, to: RemotePath },
     /// Create a directory and its missing parents.
     Mkdir { path: RemotePath },
     /// Remove an empty directory; a missing one is [`Outcome::AlreadyAbsent`].
@@ -74,6 +81,7 @@ pub enum OpKind {
     Remove,
     Rename,
     Symlink,
+    Hardlink,
     Mkdir,
     Rmdir,
     List,
@@ -90,6 +98,7 @@ impl fmt::Display for OpKind {
             OpKind::Remove => "remove",
             OpKind::Rename => "rename",
             OpKind::Symlink => "symlink",
+            OpKind::Hardlink => "hard link",
             OpKind::Mkdir => "mkdir",
             OpKind::Rmdir => "rmdir",
             OpKind::List => "list",
@@ -109,6 +118,7 @@ impl Op {
             Op::Remove { .. } => OpKind::Remove,
             Op::Rename { .. } => OpKind::Rename,
             Op::Symlink { .. } => OpKind::Symlink,
+            Op::Hardlink { .. } => OpKind::Hardlink,
             Op::Mkdir { .. } => OpKind::Mkdir,
             Op::Rmdir { .. } => OpKind::Rmdir,
             Op::List { .. } => OpKind::List,
@@ -119,7 +129,8 @@ impl Op {
         }
     }
 
-    /// The remote path the operation is about (for a rename, its destination).
+    /// The remote path the operation is about (for a rename or a hard link, the name it
+    /// makes).
     pub fn path(&self) -> &RemotePath {
         match self {
             Op::Upload { remote, .. } | Op::UploadPart { remote, .. } => remote,
@@ -132,7 +143,7 @@ impl Op {
             | Op::Stat { path }
             | Op::Statvfs { path } => path,
             Op::Compare { remote, .. } => remote,
-            Op::Rename { to, .. } => to,
+            Op::Rename { to, .. } | Op::Hardlink { to, .. } => to,
             Op::Symlink { link, .. } => link,
         }
     }
@@ -271,6 +282,7 @@ pub enum Req {
     Remove,
     Rename,
     PosixRename,
+    Hardlink,
     Symlink,
     Mkdir,
     Rmdir,
@@ -298,6 +310,7 @@ impl fmt::Display for Req {
             Req::Remove => "REMOVE",
             Req::Rename => "RENAME",
             Req::PosixRename => "posix-rename@openssh.com",
+            Req::Hardlink => "hardlink@openssh.com",
             Req::Symlink => "SYMLINK",
             Req::Mkdir => "MKDIR",
             Req::Rmdir => "RMDIR",
@@ -376,6 +389,9 @@ pub enum Cause {
     SizeUnconfirmed,
     /// The server answered with a reply that does not fit the request.
     UnexpectedReply { request: Req, reply: Reply },
+    /// The server answered a hard link with OK, and there is no link (`rclone serve sftp`
+    /// does nothing).
+    LinkNotMade,
     /// A directory the operation needed could not be created.
     Directory { dir: RemotePath, cause: Box<Cause> },
     /// The run was asked to stop before the operation completed.
@@ -415,6 +431,11 @@ impl fmt::Display for Cause {
             Cause::UnexpectedReply { request, reply } => {
                 write!(f, "the server answered {request} with {reply}")
             }
+            Cause::LinkNotMade => write!(
+                f,
+                "the server answered hardlink@openssh.com with OK but made no link (it does \
+                 not make hard links)"
+            ),
             Cause::Directory { dir, cause } => {
                 write!(f, "cannot create directory {dir}: {cause}")
             }

@@ -181,7 +181,12 @@ impl Peer {
     pub(crate) fn new(flavour: Flavour) -> Peer {
         let one = |name: &[u8]| (name.to_vec(), b"1".to_vec());
         let extensions = match flavour {
-            Flavour::OpenSsh => vec![one(ext::POSIX_RENAME), one(ext::FSYNC), one(ext::LIMITS)],
+            Flavour::OpenSsh => vec![
+                one(ext::POSIX_RENAME),
+                one(ext::FSYNC),
+                one(ext::HARDLINK),
+                one(ext::LIMITS),
+            ],
             Flavour::Other => vec![one(ext::POSIX_RENAME)],
         };
         let mut fs = Fs::default();
@@ -265,6 +270,9 @@ impl Peer {
             Request::Symlink { link, target, .. } => format!("SYMLINK {} {}", p(link), p(target)),
             Request::Extended(ExtendedRequest::PosixRename { from, to }) => {
                 format!("posix-rename {} {}", p(from), p(to))
+            }
+            Request::Extended(ExtendedRequest::Hardlink { from, to }) => {
+                format!("hardlink {} {}", p(from), p(to))
             }
             Request::Extended(ExtendedRequest::Fsync { handle }) => format!("fsync {}", h(handle)),
             Request::Extended(ExtendedRequest::Limits) => "limits".into(),

@@ -3,6 +3,7 @@
 //! it. It must not talk to the server but through the runner and the engine.
 
 mod copies;
+mod rollback;
 mod rounds;
 mod sources;
 

@@ -42,6 +42,12 @@ impl ServerInfo {
         self.extension(ext::FSYNC) == Some(b"1")
     }
 
+    /// Whether the server makes hard links (`hardlink@openssh.com`, version "1"): OpenSSH's
+    /// does, and asyncssh's; a server may still refuse it (`sftp-server -P hardlink`).
+    pub fn has_hardlink(&self) -> bool {
+        self.extension(ext::HARDLINK) == Some(b"1")
+    }
+
     pub fn has_limits(&self) -> bool {
         self.extension(ext::LIMITS) == Some(b"1")
     }
@@ -412,7 +418,19 @@ mod tests {
         assert!(info.has_posix_rename());
         assert!(info.has_limits());
         assert!(!info.has_fsync());
+        assert!(!info.has_hardlink());
         assert_eq!(info.symlink_order(), SymlinkOrder::TargetFirst);
+    }
+
+    #[test]
+    fn hardlink_counts_as_offered_only_in_the_version_it_is_specified_in() {
+        let info = |data: &[u8]| ServerInfo {
+            version: 3,
+            extensions: vec![(ext::HARDLINK.to_vec(), data.to_vec())],
+        };
+        assert!(info(b"1").has_hardlink());
+        assert!(!info(b"2").has_hardlink());
+        assert!(!info(b"").has_hardlink());
     }
 
     #[test]

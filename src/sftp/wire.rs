@@ -58,6 +58,8 @@ pub mod ext {
     pub const FSYNC: &[u8] = b"fsync@openssh.com";
     pub const LIMITS: &[u8] = b"limits@openssh.com";
     pub const STATVFS: &[u8] = b"statvfs@openssh.com";
+    /// A second name for an existing file (link(2)); OpenSSH's PROTOCOL, section 4.8.
+    pub const HARDLINK: &[u8] = b"hardlink@openssh.com";
     /// Green End's server announces which order it reads SYMLINK's arguments in.
     pub const SYMLINK_ORDER: &[u8] = b"symlink-order@rjk.greenend.org.uk";
 }
@@ -344,6 +346,12 @@ pub enum ExtendedRequest {
     Statvfs {
         path: Vec<u8>,
     },
+    /// Make `to` a hard link to the existing file `from` (link(2): `to` must not exist),
+    /// answered by STATUS.
+    Hardlink {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// Any other extension, by name: what the server side decodes from a name it does not
     /// know.
     #[cfg(test)]
@@ -556,6 +564,9 @@ impl Request {
                 ExtendedRequest::Fsync { handle } => format!("fsync {}", h(handle)),
                 ExtendedRequest::Limits => "limits".to_string(),
                 ExtendedRequest::Statvfs { path } => format!("statvfs {}", p(path)),
+                ExtendedRequest::Hardlink { from, to } => {
+                    format!("hardlink {} {}", p(from), p(to))
+                }
                 #[cfg(test)]
                 ExtendedRequest::Other { name, .. } => format!("EXTENDED {}", p(name)),
             },
@@ -855,6 +866,11 @@ fn encode_request(out: &mut Vec<u8>, id: u32, request: &Request) {
                     put_str(out, ext::STATVFS);
                     put_str(out, path);
                 }
+                ExtendedRequest::Hardlink { from, to } => {
+                    put_str(out, ext::HARDLINK);
+                    put_str(out, from);
+                    put_str(out, to);
+                }
                 #[cfg(test)]
                 ExtendedRequest::Other { name, data } => {
                     put_str(out, name);
@@ -1112,6 +1128,10 @@ fn decode_request(t: u8, r: &mut Reader<'_>) -> Result<Request, WireError> {
                 ext::LIMITS => ExtendedRequest::Limits,
                 ext::STATVFS => ExtendedRequest::Statvfs {
                     path: r.string("path")?,
+                },
+                ext::HARDLINK => ExtendedRequest::Hardlink {
+                    from: r.string("old path")?,
+                    to: r.string("new path")?,
                 },
                 other => ExtendedRequest::Other {
                     name: other.to_vec(),

@@ -112,18 +112,25 @@ fn a_newer_deletion_removes_the_dot_new_a_failed_run_left() {
     let repo = repository();
     first_log(&repo);
     // The uploads arrive as .new; a directory stands where Packages.xz goes, so that its
-    // rename fails: the run fails, and leaves Packages.xz.new.
+    // rename fails: the run fails, puts back what it had renamed (as .new again), and
+    // leaves the three .new files.
     let in_the_way = repo
         .remote()
         .join("dists/b/main/binary-amd64/Packages.xz/x");
     fs::create_dir_all(&in_the_way).unwrap();
     repo.hook(&["--basedir", ".", "--pending"]).expect(1);
-    assert_eq!(
-        dot_new_files(&repo.remote()),
-        [repo
-            .remote()
-            .join("dists/b/main/binary-amd64/Packages.xz.new")]
-    );
+    let mut left = dot_new_files(&repo.remote());
+    left.sort();
+    let dir = repo.remote().join("dists/b");
+    let expected: Vec<PathBuf> = [
+        "Release.new",
+        "main/binary-amd64/Packages.new",
+        "main/binary-amd64/Packages.xz.new",
+    ]
+    .iter()
+    .map(|n| dir.join(n))
+    .collect();
+    assert_eq!(left, expected);
     fs::remove_dir_all(in_the_way.parent().unwrap()).unwrap();
     let text = fs::read_to_string(repo.logs().join("1795639216-first.outlog")).unwrap();
     assert!(

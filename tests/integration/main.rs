@@ -24,6 +24,7 @@ mod pipes;
 mod quiet;
 mod reader;
 mod repo;
+mod rollback;
 mod servers;
 mod settings;
 mod sources;

@@ -1,7 +1,8 @@
 //! Operations of one request, or a few in a row: SETSTAT of a size (then its STAT), REMOVE,
 //! RMDIR, RENAME (READLINK first where a rename may write through a link; REMOVE first
-//! without posix-rename), SYMLINK (REMOVE first; its directory made if missing), READLINK.
-//! Removals, renames and symlinks go only once their directory is known to be inside.
+//! without posix-rename), SYMLINK (REMOVE first; its directory made if missing), hard link,
+//! READLINK. Removals, renames, hard links and symlinks go only once their directory is
+//! known to be inside.
 //!
 //! Pure: requests are queued on the session, replies handed in.
 
@@ -20,13 +21,36 @@ pub(super) enum Stepwise {
     Final,
     /// The final request found no parent directory and was sent again once it was made.
     Retried,
+    /// A hard link under way; with `pipelined` (an in-order server), all its requests went
+    /// at once.
+    Hardlink {
+        step: LinkStep,
+        pipelined: bool,
+    },
+}
+
+/// The requests of a hard link: REMOVE of what stands at its name, HARDLINK, then the
+/// LSTAT that confirms it. An in-order server gets all three at once; any other first the
+/// HARDLINK alone, and the REMOVE (then the HARDLINK again) only if the name is taken.
+pub(super) enum LinkStep {
+    Clearing,
+    /// The HARDLINK; `retry`: a FAILURE (the name taken) clears the name and links once
+    /// more.
+    Making {
+        retry: bool,
+    },
+    /// `failed`: the HARDLINK's failure, answered before the LSTAT sent behind it.
+    Confirming {
+        failed: Option<Cause>,
+    },
 }
 
 impl<'a> Batch<'a> {
-    /// Starts a removal, rename or symlink: what removes or replaces a name goes only once
-    /// its directory is known to be inside the target (see [`confine`](crate::engine::confine)); and never
-    /// ahead of one started before it that waits so: an in-order server carries them out in
-    /// the order sent, and the caller may rely on that (Release last).
+    /// Starts a removal, rename, hard link or symlink: what removes or replaces a name goes
+    /// only once its directory is known to be inside the target (see
+    /// [`confine`](crate::engine::confine)); and never ahead of one started before it that
+    /// waits so: an in-order server carries them out in the order sent, and the caller may
+    /// rely on that (Release last).
     pub(super) fn start_changing(&mut self, i: usize, path: &RemotePath, conn: &mut Conn) {
         let verdict = match path.parent() {
             Some(dir) => conn
@@ -86,7 +110,30 @@ impl<'a> Batch<'a> {
             }
             Op::Rename { .. } => self.send_rename_op(i, conn),
             Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
-            _ => unreachable!("only removals, renames and symlinks change a name"),
+            // link(2) makes `to` and never follows a symlink there (it fails on any name
+            // taken, which is cleared: a REMOVE removes a symlink, not what it leads to).
+            // Not every server that answers OK made the link (rclone's does nothing): an
+            // LSTAT confirms it.
+            Op::Hardlink { to, .. } => {
+                let pipelined = conn.limits.in_order;
+                let step = if pipelined {
+                    conn.session.send(
+                        Request::Remove {
+                            path: to.as_bytes().to_vec(),
+                        },
+                        Tag::op(i, Req::Remove),
+                    );
+                    LinkStep::Clearing
+                } else {
+                    LinkStep::Making { retry: true }
+                };
+                self.states[i] = State::Single(Stepwise::Hardlink { step, pipelined });
+                self.send_link(i, conn);
+                if pipelined {
+                    self.confirm_link(i, conn);
+                }
+            }
+            _ => unreachable!("only removals, renames, links and symlinks change a name"),
         }
     }
 
@@ -128,6 +175,94 @@ impl<'a> Batch<'a> {
                 Ok(()) => self.send_changing(i, conn),
                 Err(cause) => self.fail(i, cause, conn),
             }
+        }
+    }
+
+    /// Sends hard link `i`'s HARDLINK.
+    fn send_link(&mut self, i: usize, conn: &mut Conn) {
+        let Op::Hardlink { from, to } = self.ops[i] else {
+            unreachable!("only hard links link")
+        };
+        conn.session.send_extended(
+            ExtendedRequest::Hardlink {
+                from: from.as_bytes().to_vec(),
+                to: to.as_bytes().to_vec(),
+            },
+            Tag::op(i, Req::Hardlink),
+        );
+    }
+
+    /// Sends the LSTAT that confirms hard link `i` was made.
+    fn confirm_link(&mut self, i: usize, conn: &mut Conn) {
+        let Op::Hardlink { to, .. } = self.ops[i] else {
+            unreachable!("only hard links are confirmed")
+        };
+        conn.session.send(
+            Request::Lstat {
+                path: to.as_bytes().to_vec(),
+            },
+            Tag::op(i, Req::Lstat),
+        );
+    }
+
+    /// A reply to one of a hard link's requests (see [`LinkStep`]).
+    fn hardlink_reply(&mut self, i: usize, req: Req, response: Response, conn: &mut Conn) {
+        let State::Single(Stepwise::Hardlink { step, pipelined }) = &mut self.states[i] else {
+            unreachable!("a hard link's state")
+        };
+        let pipelined = *pipelined;
+        let status = match &response {
+            Response::Status { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        };
+        let unexpected = Cause::UnexpectedReply {
+            request: req,
+            reply: reply_name(&response),
+        };
+        match (req, &mut *step) {
+            // Whatever the REMOVE found, the HARDLINK's answer tells.
+            (Req::Remove, LinkStep::Clearing) => {
+                *step = LinkStep::Making { retry: false };
+                if !pipelined {
+                    self.send_link(i, conn);
+                }
+            }
+            (Req::Hardlink, LinkStep::Making { retry }) => {
+                let failed = match status {
+                    Some((StatusCode::Ok, _)) => None,
+                    Some((StatusCode::Failure, _)) if *retry && !pipelined => {
+                        *step = LinkStep::Clearing;
+                        let path = self.ops[i].path().as_bytes().to_vec();
+                        conn.session
+                            .send(Request::Remove { path }, Tag::op(i, Req::Remove));
+                        return;
+                    }
+                    Some((code, message)) => Some(status_cause(req, code, &message)),
+                    None => Some(unexpected),
+                };
+                match failed {
+                    Some(cause) if !pipelined => self.fail(i, cause, conn),
+                    failed => {
+                        *step = LinkStep::Confirming { failed };
+                        if !pipelined {
+                            self.confirm_link(i, conn);
+                        }
+                    }
+                }
+            }
+            (Req::Lstat, LinkStep::Confirming { failed }) => match (failed.take(), status) {
+                (Some(cause), _) => self.fail(i, cause, conn),
+                (None, None) if matches!(response, Response::Attrs(_)) => {
+                    self.finish(i, Ok(Outcome::Done), conn)
+                }
+                (None, Some((StatusCode::NoSuchFile, _))) => self.fail(i, Cause::LinkNotMade, conn),
+                (None, Some((code, message))) => {
+                    self.fail(i, status_cause(req, code, &message), conn)
+                }
+                (None, None) => self.fail(i, unexpected, conn),
+            },
+            // Out of order, from a server that was to answer in order.
+            _ => self.fail(i, unexpected, conn),
         }
     }
 
@@ -174,6 +309,9 @@ impl<'a> Batch<'a> {
         let State::Single(step) = &self.states[i] else {
             unreachable!()
         };
+        if let Op::Hardlink { .. } = self.ops[i] {
+            return self.hardlink_reply(i, req, response, conn);
+        }
         let clearing = matches!(step, Stepwise::Clearing);
         let retried = matches!(step, Stepwise::Retried);
         if matches!(step, Stepwise::Inspecting) {

@@ -43,6 +43,10 @@ fn ops_through_it(pair: &Pair) -> Vec<Op> {
             link: rp("/m/pool/main/old.deb"),
             target: b"x".to_vec(),
         },
+        Op::Hardlink {
+            from: rp("/m/pool/main/old.deb"),
+            to: rp("/m/pool/main/.old.deb.prev"),
+        },
         Op::Rmdir {
             path: rp("/m/pool/main/sub"),
         },

@@ -119,3 +119,86 @@ fn the_open_file_and_request_limits_hold_on_every_server() {
         assert!(most <= Some(64), "{flavour:?}: {most:?} requests at once");
     }
 }
+
+#[test]
+fn a_hard_link_keeps_what_the_rename_behind_it_replaces() {
+    let mut pair = pair_with_release(Flavour::OpenSsh);
+    let kept = rp("/m/dists/.Release.prev");
+    let ops = [
+        Op::Hardlink {
+            from: rp("/m/dists/Release"),
+            to: kept.clone(),
+        },
+        release(),
+    ];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // An in-order server carries them out as sent: the link is made before the rename,
+    // and the LSTAT that confirms it goes right behind it.
+    let (linked, at) = sent_at(&pair, "hardlink /m/dists/Release /m/dists/.Release.prev");
+    let renamed = sent_at(&pair, "posix-rename /m/dists/Release.new /m/dists/Release");
+    assert!((linked, at) < renamed);
+    assert_eq!(sent_at(&pair, "LSTAT /m/dists/.Release.prev").0, linked);
+    let fs = &pair.peer.fs;
+    assert_eq!(fs.read("/m/dists/.Release.prev"), Some(&b"old"[..]));
+    assert_eq!(fs.read("/m/dists/Release"), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_hard_link_replaces_what_stands_at_its_name_and_fails_on_a_missing_file() {
+    use crate::engine::op::Status;
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut pair = pair_with_release(flavour);
+        // What an earlier, killed run left there.
+        pair.peer.fs.file("/m/dists/.Release.prev", b"of long ago");
+        let link = |from: &str, to: &str| Op::Hardlink {
+            from: rp(from),
+            to: rp(to),
+        };
+        let results = pair.run(&[
+            link("/m/dists/Release", "/m/dists/.Release.prev"),
+            link("/m/dists/InRelease", "/m/dists/.InRelease.prev"),
+        ]);
+        assert!(results[0].is_ok(), "{flavour:?}: {results:?}");
+        let fs = &pair.peer.fs;
+        assert_eq!(fs.read("/m/dists/.Release.prev"), Some(&b"old"[..]));
+        let status = results[1].as_ref().err().and_then(|e| e.status());
+        assert_eq!(status, Some(Status::NoSuchFile), "{flavour:?}");
+        assert_eq!(fs.get("/m/dists/.InRelease.prev"), None);
+        let cleared = sent_at(&pair, "REMOVE /m/dists/.Release.prev");
+        let linked = sent_at(&pair, "hardlink /m/dists/Release /m/dists/.Release.prev");
+        match flavour {
+            // All at once: the server carries them out in order.
+            Flavour::OpenSsh => assert_eq!(cleared.0, linked.0),
+            // The name is cleared only once the link found it taken, and linked again.
+            Flavour::Other => {
+                assert!(linked < cleared);
+                let line = "hardlink /m/dists/Release /m/dists/.Release.prev";
+                assert_eq!(pair.peer.count(line), 2);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_hard_link_the_server_only_says_it_made_fails() {
+    use crate::engine::op::Cause;
+    use crate::engine::peer::status;
+    use crate::sftp::wire::StatusCode;
+    for flavour in [Flavour::OpenSsh, Flavour::Other] {
+        let mut pair = pair_with_release(flavour);
+        // As rclone's server does: OK, and nothing made.
+        let hardlink = "hardlink /m/dists/Release /m/dists/.Release.prev";
+        pair.peer.on(hardlink).answer(status(StatusCode::Ok));
+        let results = pair.run(&[Op::Hardlink {
+            from: rp("/m/dists/Release"),
+            to: rp("/m/dists/.Release.prev"),
+        }]);
+        let cause = results[0].as_ref().err().map(|e| &e.cause);
+        assert_eq!(cause, Some(&Cause::LinkNotMade), "{flavour:?}");
+        if flavour == Flavour::Other {
+            // Asked only once the server has answered.
+            assert!(sent_at(&pair, hardlink).0 < sent_at(&pair, "LSTAT /m/dists/.Release.prev").0);
+        }
+    }
+}

@@ -279,6 +279,22 @@ impl Fs {
             Request::Extended(ExtendedRequest::PosixRename { from, to }) => {
                 fs.rename(from, to, true)
             }
+            // link(2): a second name for a file; neither name is followed if a symlink.
+            Request::Extended(ExtendedRequest::Hardlink { from, to }) => {
+                let (from, to) = (fs.locate(from)?, fs.locate(to)?);
+                match fs.nodes.get(&from) {
+                    None => Err(StatusCode::NoSuchFile),
+                    Some(Node::Dir) => Err(StatusCode::PermissionDenied),
+                    Some(_) if fs.nodes.contains_key(&to) => Err(StatusCode::Failure),
+                    // The tree has no inodes: the link is a copy, which is what it holds
+                    // for as long as nothing writes into the file in place (we never do).
+                    Some(node) => {
+                        let node = node.clone();
+                        fs.nodes.insert(to, node);
+                        ok
+                    }
+                }
+            }
             Request::Extended(ExtendedRequest::Limits) => {
                 let mut data = Vec::new();
                 let limits = wire::Limits {

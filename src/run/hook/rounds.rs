@@ -4,7 +4,7 @@
 //! healed; with `symlinks auto` a refused link becomes a copy ([`super::copies`]).
 //! It must not plan (the order is [`crate::plan`]'s) nor print but through the runner.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,7 @@ use crate::run::output::Tally;
 use crate::run::runner::{Judged, Runner};
 
 use super::Report;
+use super::rollback::Guard;
 use super::sources::link_source;
 
 /// A journal line could not be written: the run stops, since what it does next could not
@@ -139,12 +140,17 @@ fn renames_only(plan: &Plan, step: usize) -> bool {
 /// How one [`Executor::send`] judges each result: a success is journalled at once; with
 /// `heal`, what the caller can still repair is held back rather than failed.
 struct Judge<'j> {
+    /// The operations sent ahead of the jobs ([`Guard::ahead`]): their results are kept.
+    ahead: usize,
+    linked: Vec<(usize, OpResult)>,
     jobs: &'j [&'j Job],
     heal: bool,
     auto: bool,
     settings: &'j Settings,
     journal: &'j mut Journal,
     supersedes: &'j HashMap<RelPath, Vec<usize>>,
+    /// Renames confirmed but not journalled here (see [`super::rollback`]).
+    deferred: Option<&'j HashSet<RelPath>>,
     ok: Vec<bool>,
     held: Held,
     /// The first journal line that could not be written.
@@ -153,6 +159,10 @@ struct Judge<'j> {
 
 impl Judge<'_> {
     fn judge(&mut self, i: usize, result: &OpResult) -> Judged {
+        let Some(i) = i.checked_sub(self.ahead) else {
+            self.linked.push((i, result.clone()));
+            return Judged::Other;
+        };
         let job = self.jobs[i];
         let (heal, auto) = (self.heal, self.auto);
         match result {
@@ -200,6 +210,11 @@ impl Judge<'_> {
 
     /// Journals a job the server confirmed.
     fn journal(&mut self, job: &Job, outcome: &Outcome) {
+        if matches!(job.action, Action::RenameDotNew { .. })
+            && self.deferred.is_some_and(|d| d.contains(&job.path))
+        {
+            return;
+        }
         let (message, completes) = match (&job.action, outcome) {
             (Action::UploadDotNew { .. }, _) => (DoneMessage::AsDotNew, false),
             (Action::Symlink { .. }, _) => (DoneMessage::SymlinkDone, true),
@@ -312,8 +327,10 @@ impl Executor<'_> {
     }
 
     /// Round 2: each dist dir whose files are all up (`ready`) is finalised, step by
-    /// step; returns which dirs were finalised throughout.
+    /// step; returns which dirs were finalised throughout. What the renames replace is
+    /// kept first, and a dir whose renames fail half-way is put back ([`super::rollback`]).
     fn finalise(&mut self, plan: &Plan, mut ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
+        let mut guard = Some(self.keep_previous(plan, &ready)?);
         let mut step = 0;
         while step < Finalise::ALL.len() {
             let last = self.last_step_together(plan, step);
@@ -327,7 +344,10 @@ impl Executor<'_> {
                     }
                 }
             }
-            let ok = self.run_jobs(&jobs)?;
+            let ok = self.run_jobs_deferring(&jobs, guard.as_mut())?;
+            if let Some(g) = &mut guard {
+                g.confirm(&jobs, &ok);
+            }
             if !jobs.is_empty() {
                 let done: Vec<&str> = Finalise::ALL[step..=last]
                     .iter()
@@ -346,6 +366,12 @@ impl Executor<'_> {
                     ready[owner[j]] = false;
                 }
             }
+            // Once InRelease is in, or what failed before it is known: kept or put back.
+            if step > Finalise::InRelease as usize
+                && let Some(g) = guard.take()
+            {
+                self.conclude(g, &ready)?;
+            }
         }
         Ok(ready)
     }
@@ -357,11 +383,12 @@ impl Executor<'_> {
     /// last, and the moment in which a reader can see new indices with the old Release
     /// lasts one round trip, not three. Only plain renames are sent so: a symlink may need
     /// a REMOVE or MKDIR first, which is answered before it goes. The price: an index
-    /// rename that fails no longer holds back its Release. Either way the mirror then has
-    /// indices its Release does not match until a rerun (new indices under the old
-    /// Release, or one old index under the new one); the pool is complete in both, which
-    /// is what the waits before this guard. The deletions (the last step) always wait for
-    /// the renames.
+    /// rename that fails no longer holds back its Release. Either way a failed rename is
+    /// put back where the server makes hard links ([`super::rollback`]); elsewhere the
+    /// mirror has indices its Release does not match until a rerun (new indices under the
+    /// old Release, or one old index under the new one); the pool is complete in both,
+    /// which is what the waits before this guard. The deletions (the last step) always
+    /// wait for the renames.
     fn last_step_together(&mut self, plan: &Plan, step: usize) -> usize {
         let engine = self.runner.engine();
         let in_order = engine.in_order() && engine.atomic_rename();
@@ -396,12 +423,23 @@ impl Executor<'_> {
     /// which succeeded. Links known to be copied are copied, and so are those the server
     /// refused (`symlinks auto`); renames that found no `.new` are healed.
     fn run_jobs(&mut self, jobs: &[&Job]) -> anyhow::Result<Vec<bool>> {
+        self.run_jobs_deferring(jobs, None)
+    }
+
+    /// [`Executor::run_jobs`] with `guard`: the links it keeps go ahead of the first of
+    /// `jobs`, and the renames it defers are not journalled (their distribution's outcome
+    /// decides, [`super::rollback`]).
+    fn run_jobs_deferring(
+        &mut self,
+        jobs: &[&Job],
+        mut guard: Option<&mut Guard<'_>>,
+    ) -> anyhow::Result<Vec<bool>> {
         let mut ok = vec![false; jobs.len()];
         // Links already known to be copied are not sent as SYMLINKs.
         let (mut copies, sent): (Vec<usize>, Vec<usize>) = (0..jobs.len())
             .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
         let sent_jobs: Vec<&Job> = sent.iter().map(|&i| jobs[i]).collect();
-        let (sent_ok, held) = self.send(&sent_jobs, true)?;
+        let (sent_ok, held) = self.send(&sent_jobs, true, guard.as_deref_mut())?;
         for (k, good) in sent_ok.into_iter().enumerate() {
             ok[sent[k]] = good;
         }
@@ -426,7 +464,7 @@ impl Executor<'_> {
             }
         }
         let missing: Vec<usize> = held.missing.iter().map(|&k| sent[k]).collect();
-        for (i, good) in self.heal(jobs, &missing)? {
+        for (i, good) in self.heal(jobs, &missing, guard)? {
             ok[i] = good;
         }
         Ok(ok)
@@ -436,7 +474,12 @@ impl Executor<'_> {
     /// not there: the rename happened and its journal line was lost, or someone cleaned
     /// up) is healed by uploading the file again and renaming it. Returns how each of the
     /// renames retried went.
-    fn heal(&mut self, jobs: &[&Job], missing: &[usize]) -> anyhow::Result<Vec<(usize, bool)>> {
+    fn heal(
+        &mut self,
+        jobs: &[&Job],
+        missing: &[usize],
+        guard: Option<&mut Guard<'_>>,
+    ) -> anyhow::Result<Vec<(usize, bool)>> {
         if missing.is_empty() {
             return Ok(Vec::new());
         }
@@ -458,7 +501,7 @@ impl Executor<'_> {
                 }
             })
             .collect();
-        let (uploaded, _) = self.send(&uploads.iter().collect::<Vec<_>>(), false)?;
+        let (uploaded, _) = self.send(&uploads.iter().collect::<Vec<_>>(), false, None)?;
         let renames: Vec<usize> = missing
             .iter()
             .zip(uploaded)
@@ -466,7 +509,7 @@ impl Executor<'_> {
             .map(|(&i, _)| i)
             .collect();
         let again: Vec<&Job> = renames.iter().map(|&i| jobs[i]).collect();
-        let (renamed, _) = self.send(&again, false)?;
+        let (renamed, _) = self.send(&again, false, guard)?;
         Ok(renames.into_iter().zip(renamed).collect())
     }
 
@@ -475,10 +518,19 @@ impl Executor<'_> {
     /// `symlinks auto`, the links the server refuses, to be copied instead. Huge plans go
     /// in slices, so that memory stays bounded whatever the plan's size; a slice costs one
     /// round trip of tail, nothing at this size.
-    fn send(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
+    fn send(
+        &mut self,
+        jobs: &[&Job],
+        heal: bool,
+        mut guard: Option<&mut Guard<'_>>,
+    ) -> anyhow::Result<(Vec<bool>, Held)> {
         let (mut ok, mut held) = (Vec::with_capacity(jobs.len()), Held::default());
-        for (n, slice) in jobs.chunks(SLICE).enumerate() {
-            let (o, h) = self.send_slice(slice, heal)?;
+        let mut slices: Vec<&[&Job]> = jobs.chunks(SLICE).collect();
+        if slices.is_empty() && guard.as_ref().is_some_and(|g| !g.ahead.is_empty()) {
+            slices.push(&[]);
+        }
+        for (n, slice) in slices.into_iter().enumerate() {
+            let (o, h) = self.send_slice(slice, heal, guard.as_deref_mut())?;
             ok.extend(o);
             held.extend(h, n * SLICE);
         }
@@ -486,16 +538,32 @@ impl Executor<'_> {
     }
 
     /// One engine run of at most [`SLICE`] jobs.
-    fn send_slice(&mut self, jobs: &[&Job], heal: bool) -> anyhow::Result<(Vec<bool>, Held)> {
-        let ops: Vec<Op> = jobs.iter().map(|j| self.op(j)).collect();
+    fn send_slice(
+        &mut self,
+        jobs: &[&Job],
+        heal: bool,
+        mut guard: Option<&mut Guard<'_>>,
+    ) -> anyhow::Result<(Vec<bool>, Held)> {
+        let ahead = guard
+            .as_deref_mut()
+            .map(|g| std::mem::take(&mut g.ahead))
+            .unwrap_or_default();
+        let ahead_len = ahead.len();
+        let ops: Vec<Op> = ahead
+            .into_iter()
+            .chain(jobs.iter().map(|j| self.op(j)))
+            .collect();
         self.report.operations += jobs.len();
         let mut judge = Judge {
+            ahead: ahead_len,
+            linked: Vec::new(),
             jobs,
             heal,
             auto: self.settings.symlinks == Symlinks::Auto,
             settings: self.settings,
             journal: &mut *self.journal,
             supersedes: self.supersedes,
+            deferred: guard.as_deref().map(|g| &g.deferred),
             ok: vec![false; jobs.len()],
             held: Held::default(),
             journal_error: None,
@@ -505,8 +573,12 @@ impl Executor<'_> {
             ok,
             held,
             journal_error,
+            linked,
             ..
         } = judge;
+        if let Some(g) = guard {
+            g.linked(linked);
+        }
         if let Some(e) = journal_error {
             return Err(e.context(JournalStopped));
         }

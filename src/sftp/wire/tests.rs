@@ -89,6 +89,10 @@ fn requests() -> Vec<Request> {
         Request::Extended(ExtendedRequest::Statvfs {
             path: b"/srv/m\xff".to_vec(),
         }),
+        Request::Extended(ExtendedRequest::Hardlink {
+            from: b"dists/b/Release".to_vec(),
+            to: b"dists/b/.Release\xff.prev".to_vec(),
+        }),
         Request::Extended(ExtendedRequest::Other {
             name: b"copy-data".to_vec(),
             data: b"\x00\x00\x00\x01x".to_vec(),
@@ -315,6 +319,25 @@ fn known_bytes_decode_as_expected() {
             }
         }
     ));
+}
+
+#[test]
+fn hardlink_goes_as_openssh_reads_it_old_path_then_new() {
+    let packet = Packet::Request {
+        id: 3,
+        request: Request::Extended(ExtendedRequest::Hardlink {
+            from: b"a/R".to_vec(),
+            to: b"a/.R.prev".to_vec(),
+        }),
+    };
+    let mut bytes = Vec::new();
+    packet.encode(&mut bytes);
+    let mut expected = b"\x00\x00\x00\x31\xc8\x00\x00\x00\x03".to_vec();
+    expected.extend_from_slice(b"\x00\x00\x00\x14hardlink@openssh.com");
+    expected.extend_from_slice(b"\x00\x00\x00\x03a/R");
+    expected.extend_from_slice(b"\x00\x00\x00\x09a/.R.prev");
+    assert_eq!(bytes, expected);
+    assert_eq!(decode_one(&bytes, true).unwrap(), (packet, bytes.len()));
 }
 
 #[test]
