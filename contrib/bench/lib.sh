@@ -48,7 +48,7 @@ bench_cleanup() {
         kill "$pid" 2>/dev/null
     done
     for pid in "${BENCH_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null || true   # killed: 143; under set -e that would end the cleanup here
     done
     BENCH_PIDS=()
     if [ -n "${BENCH_KEEP:-}" ]; then

@@ -4,6 +4,7 @@
 
 mod across_servers;
 mod admin;
+mod apt;
 mod bwlimit;
 mod concurrent;
 mod confinement;
