@@ -397,3 +397,72 @@ fn a_package_removed_and_added_again_within_the_grace_period_is_not_deleted() {
     client.update().expect_clean();
     client.download(&["foo=1.0", "bar=1.0"]).expect_clean();
 }
+
+/// The mirror of [`mirror_with_foo_and_bar`] with a client that read it; then reprepro
+/// adds foo 2.0 and the push fails half-way: the server (`sftp-server ARGS`) fails the
+/// rename of the amd64 Packages.gz, as a full disk or a permission error would. Returns
+/// what the push said, and the conf without the fault.
+fn failed_publish(test: &str, args: &str) -> Option<(Repo, AptClient, String, String)> {
+    let (repo, client) = mirror_with_foo_and_bar(test, LONG_GRACE)?;
+    let plain = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    let relay = repo.dir.path().join("failing.sh");
+    fs::write(
+        &relay,
+        format!(
+            "#!/bin/sh\nexec python3 {}/tests/fixtures/failing_rename_relay.py \
+             main/binary-amd64/Packages.gz.new -- /usr/lib/openssh/sftp-server {args} -d '{}'\n",
+            env!("CARGO_MANIFEST_DIR"),
+            repo.remote().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&relay, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    repo.set_conf(&format!("sftpcommand {}\n{LONG_GRACE}", relay.display()));
+    let foo2 = repo.deb("foo", "2.0", 4000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", foo2.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0, "the push failed");
+    Some((repo, client, ran.stderr(), plain))
+}
+
+/// Where the server makes hard links the failed publish is put back: a client updating
+/// right after sees the old distribution, whole and consistent (no "Hash Sum mismatch"),
+/// and still gets what it names; once a rerun finished the push, it sees the new one.
+#[test]
+fn a_client_updating_right_after_a_failed_publish_sees_the_old_distribution_whole() {
+    let test = "a_client_updating_right_after_a_failed_publish_sees_the_old_distribution_whole";
+    let Some((repo, client, said, plain)) = failed_publish(test, "") else {
+        return;
+    };
+    assert!(said.contains("so it was put back"), "{said}");
+    let newcomer = AptClient::new(test, &repo.remote(), "bookworm").unwrap();
+    for c in [&client, &newcomer] {
+        c.update().expect_clean();
+        assert_eq!(c.versions("foo"), ["1.0"]);
+        c.download(&["foo=1.0", "bar=1.0"]).expect_clean();
+    }
+    repo.set_conf(&plain);
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    client.update().expect_clean();
+    assert_eq!(client.versions("foo"), ["2.0"]);
+    client.download(&["foo=2.0"]).expect_clean();
+}
+
+/// Without hard links (`sftp-server -P hardlink`) nothing can be put back: the client
+/// sees the "Hash Sum mismatch" the run warned of. (What the test above must not see.)
+#[test]
+fn without_hard_links_a_client_updating_after_a_failed_publish_sees_a_mismatch() {
+    let test = "without_hard_links_a_client_updating_after_a_failed_publish_sees_a_mismatch";
+    let Some((_repo, client, said, _)) = failed_publish(test, "-P hardlink") else {
+        return;
+    };
+    assert!(said.contains("could not be put back"), "{said}");
+    let update = client.update();
+    assert!(
+        update
+            .problems()
+            .iter()
+            .any(|p| p.contains("Hash Sum mismatch")),
+        "{}",
+        update.text()
+    );
+}
