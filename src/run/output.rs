@@ -80,6 +80,9 @@ pub(crate) struct Tally {
     pub(crate) dirs_removed: usize,
     /// Deletions held back (`keepdeleted`): recorded, nothing sent.
     pub(crate) held: usize,
+    /// Files of a failed finalisation put back as they were (restored, or new ones taken
+    /// away again): their renames into place are counted too.
+    pub(crate) put_back: usize,
 }
 
 impl Tally {
@@ -103,6 +106,7 @@ impl Tally {
         self.dirs_made += other.dirs_made;
         self.dirs_removed += other.dirs_removed;
         self.held += other.held;
+        self.put_back += other.put_back;
     }
 }
 
@@ -122,6 +126,7 @@ pub(crate) fn summary(what: &str, tally: &Tally, errors: usize, started: Instant
         (tally.dirs_made, "director(ies) made"),
         (tally.dirs_removed, "empty director(ies) removed"),
         (tally.held, "deletion(s) held back"),
+        (tally.put_back, "put back after a failed finalisation"),
     ] {
         if n > 0 {
             parts.push(format!("{n} {kind}"));

@@ -434,6 +434,10 @@ fn a_client_updating_right_after_a_failed_publish_sees_the_old_distribution_whol
         return;
     };
     assert!(said.contains("so it was put back"), "{said}");
+    assert!(
+        said.contains(" put back after a failed finalisation, 1 error(s)"),
+        "{said}"
+    );
     let newcomer = AptClient::new(test, &repo.remote(), "bookworm").unwrap();
     for c in [&client, &newcomer] {
         c.update().expect_clean();

@@ -27,6 +27,7 @@ use crate::plan::{Action, DistDir, Job, Plan};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::repo::outlog::DoneMessage;
+use crate::run::output::Tally;
 
 use super::rounds::{Executor, JournalStopped, journal_complete};
 
@@ -345,6 +346,10 @@ impl<'a> Executor<'a> {
                 .map_or(f.job.path.as_str(), |(_, n)| n)
                 .to_string()
         };
+        self.runner.add_tally(&Tally {
+            put_back: restored + taken_away,
+            ..Tally::default()
+        });
         if still_new.is_empty() {
             if restored + taken_away > 0 {
                 self.runner.say(&format!(
