@@ -209,7 +209,7 @@ fn status_verify_and_mirror_treat_held_files_as_belonging_until_due() {
 /// A `DISTDELETE` (an index reprepro no longer writes) is held as a pool file is: an apt
 /// client that read the old Release may still fetch it.
 #[test]
-fn an_index_the_repository_no_longer_writes_is_held_too_and_the_dry_run_says_so() {
+fn an_index_the_repository_no_longer_writes_is_held_too_unless_written_again() {
     let repo = removed_with("1h");
     let old = "dists/bookworm/main/binary-amd64/Packages.bz2";
     fs::write(repo.remote().join(old), "old index").unwrap();
@@ -233,6 +233,20 @@ fn an_index_the_repository_no_longer_writes_is_held_too_and_the_dry_run_says_so(
     assert!(repo.remote().join(old).exists());
     assert!(record(&repo).unwrap().contains(&format!("\t{old}\n")));
     assert!(repo.outlogs().is_empty());
+    // Written again by the repository before it was due: the index is kept, and forgotten.
+    fs::write(repo.base().join(old), "new index").unwrap();
+    repo.hook(&["--basedir", ".", "--pending", "--keepdeleted", "0"])
+        .expect(0);
+    assert!(repo.remote().join(old).exists());
+    assert!(!record(&repo).unwrap_or_default().contains(old));
+    fs::remove_file(repo.base().join(old)).unwrap();
+    fs::write(
+        repo.logs().join("1999999999-AbCdEg.outlog"),
+        "BEGIN-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n\
+         DISTDELETE\tdists/bookworm\tmain/binary-amd64/Packages.bz2\n\
+         END-DISTRIBUTION\tbookworm\tdists/bookworm\tstable\n",
+    )
+    .unwrap();
     repo.hook(&["--basedir", ".", "--pending", "--keepdeleted", "0"])
         .expect(0);
     assert!(!repo.remote().join(old).exists());
