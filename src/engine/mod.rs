@@ -491,6 +491,16 @@ impl Engine {
         }
     }
 
+    /// Looks at the local files `ops` upload, before any is opened: what is found, an error
+    /// too, is kept for the upload's start.
+    fn stat_sources(&mut self, ops: &[Op]) {
+        for op in ops {
+            if let Op::Upload { local, .. } | Op::UploadPart { local, .. } = op {
+                let _ = self.locals.stat(local);
+            }
+        }
+    }
+
     /// Runs `ops` with `assignment[k]` the ones connection `k` starts with; with
     /// `share_out`, connections take work from each other (and more may be started).
     fn run_assigned(
@@ -506,12 +516,7 @@ impl Engine {
                 in_flight: Vec::new(),
             });
         }
-        for op in ops {
-            if let Op::Upload { local, .. } | Op::UploadPart { local, .. } = op {
-                // What is found, an error too, is kept for the upload's start.
-                let _ = self.locals.stat(local);
-            }
-        }
+        self.stat_sources(ops);
         // Lent to the batches for the loop, and given back at the end.
         let locals = std::mem::take(&mut self.locals);
         let mut batches: Vec<Batch<'_>> = assignment
@@ -648,6 +653,19 @@ impl Engine {
         in_flight
     }
 
+    /// What may be written in this turn: with `bwlimit`, what the bucket holds (and the
+    /// turn wakes when it has more, `timeout` shortened); else no limit.
+    fn write_budget(&mut self, timeout: &mut Duration) -> u64 {
+        let Some(bucket) = &mut self.bucket else {
+            return u64::MAX;
+        };
+        let budget = bucket.budget(Instant::now());
+        if budget == 0 {
+            *timeout = (*timeout).min(bucket.wait());
+        }
+        budget
+    }
+
     /// One `poll` over every connection's pipes; an error when a server is gone or nothing
     /// moved for too long. Returns the time after the poll.
     fn turn(&mut self, last_progress: &mut Instant) -> Result<Instant, EngineErrorKind> {
@@ -655,17 +673,7 @@ impl Engine {
         let mut timeout = self
             .deadline
             .poll_wait(Instant::now(), *last_progress, signal)?;
-        // With `bwlimit`, write only what the bucket holds, and wake when it has more.
-        let mut budget = match &mut self.bucket {
-            Some(bucket) => {
-                let budget = bucket.budget(Instant::now());
-                if budget == 0 {
-                    timeout = timeout.min(bucket.wait());
-                }
-                budget
-            }
-            None => u64::MAX,
-        };
+        let mut budget = self.write_budget(&mut timeout);
         let allowed = budget;
         let mut revents = Vec::new();
         let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());

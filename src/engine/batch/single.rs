@@ -334,35 +334,7 @@ impl<'a> Batch<'a> {
             return self.set_size_reply(i, req, response, conn);
         }
         if let Op::Statvfs { .. } | Op::Stat { .. } = self.ops[i] {
-            let outcome = match (&self.ops[i], response) {
-                (Op::Statvfs { .. }, Response::ExtendedReply(data)) => Statvfs::decode(&data)
-                    .map(|v| Outcome::Space {
-                        available: v.available_bytes(),
-                        size: v.size_bytes(),
-                    })
-                    .map_err(|_| Cause::UnexpectedReply {
-                        request: req,
-                        reply: reply_name(&Response::ExtendedReply(data)),
-                    }),
-                (Op::Stat { .. }, Response::Attrs(a)) => {
-                    Ok(Outcome::Kind(Entry::new(Vec::new(), &a).kind))
-                }
-                (
-                    Op::Stat { .. },
-                    Response::Status {
-                        code: StatusCode::NoSuchFile,
-                        ..
-                    },
-                ) => Ok(Outcome::AlreadyAbsent),
-                (_, Response::Status { code, message, .. }) => {
-                    Err(status_cause(req, code, &message))
-                }
-                (_, other) => Err(Cause::UnexpectedReply {
-                    request: req,
-                    reply: reply_name(&other),
-                }),
-            };
-            return match outcome {
+            return match looked_at(&self.ops[i], req, response) {
                 Ok(outcome) => self.finish(i, Ok(outcome), conn),
                 Err(cause) => self.fail(i, cause, conn),
             };
@@ -454,5 +426,34 @@ impl<'a> Batch<'a> {
             }
             Ensure::Failed(cause) => self.fail(i, in_dir(&dir, cause), conn),
         }
+    }
+}
+
+/// What a STAT (the kind of entry, a symlink followed) or a `statvfs@openssh.com` (the room
+/// left) found, from its reply.
+fn looked_at(op: &Op, req: Req, response: Response) -> Result<Outcome, Cause> {
+    match (op, response) {
+        (Op::Statvfs { .. }, Response::ExtendedReply(data)) => Statvfs::decode(&data)
+            .map(|v| Outcome::Space {
+                available: v.available_bytes(),
+                size: v.size_bytes(),
+            })
+            .map_err(|_| Cause::UnexpectedReply {
+                request: req,
+                reply: reply_name(&Response::ExtendedReply(data)),
+            }),
+        (Op::Stat { .. }, Response::Attrs(a)) => Ok(Outcome::Kind(Entry::new(Vec::new(), &a).kind)),
+        (
+            Op::Stat { .. },
+            Response::Status {
+                code: StatusCode::NoSuchFile,
+                ..
+            },
+        ) => Ok(Outcome::AlreadyAbsent),
+        (_, Response::Status { code, message, .. }) => Err(status_cause(req, code, &message)),
+        (_, other) => Err(Cause::UnexpectedReply {
+            request: req,
+            reply: reply_name(&other),
+        }),
     }
 }
