@@ -334,7 +334,7 @@ impl<'a> Batch<'a> {
             return self.set_size_reply(i, req, response, conn);
         }
         if let Op::Statvfs { .. } | Op::Stat { .. } = self.ops[i] {
-            return match looked_at(&self.ops[i], req, response) {
+            return match looked_at(self.ops[i], req, response) {
                 Ok(outcome) => self.finish(i, Ok(outcome), conn),
                 Err(cause) => self.fail(i, cause, conn),
             };
