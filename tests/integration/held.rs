@@ -405,3 +405,33 @@ fn the_reference_hook_takes_a_held_deletion_as_done() {
         "the reference removed a held file"
     );
 }
+
+/// `mirror` may change the record of held deletions, so it takes the run lock as the hook
+/// does: while another run holds it, it waits, and gives up busy (75) after
+/// `--lock-timeout`, having changed nothing.
+#[test]
+fn mirror_waits_for_the_run_lock_as_the_hook_does() {
+    let repo = removed_with("1h");
+    // Held by this test, as another run would hold it.
+    let file = fs::File::create(repo.logs().join("outsftphook.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    repo.clear_server_log();
+    let ran = repo.hook(&[
+        "--basedir",
+        ".",
+        "mirror",
+        "--keepdeleted",
+        "0",
+        "--lock-timeout",
+        "1",
+    ]);
+    drop(held);
+    ran.expect(75);
+    assert!(repo.server_ops().is_empty(), "{:?}", repo.server_ops());
+    assert!(repo.remote().join(FOO).exists());
+    repo.hook(&["--basedir", ".", "mirror", "--keepdeleted", "0"])
+        .expect(0);
+    assert!(!repo.remote().join(FOO).exists());
+}
