@@ -491,12 +491,17 @@ impl<'a> Batch<'a> {
                     }
                 }
             }
-            Tag::Root | Tag::Confine { .. } => {
-                let dir = match tag {
-                    Tag::Confine { dir, req } => Some((dir, req)),
-                    _ => None,
+            Tag::Root | Tag::TargetStat | Tag::Confine { .. } => {
+                let released = match tag {
+                    Tag::TargetStat => conn.dirs.on_target_stat(response, &mut conn.session),
+                    Tag::Confine { dir, req } => {
+                        conn.dirs
+                            .on_confine_reply(Some((dir, req)), response, &mut conn.session)
+                    }
+                    _ => conn
+                        .dirs
+                        .on_confine_reply(None, response, &mut conn.session),
                 };
-                let released = conn.dirs.on_confine_reply(dir, response, &mut conn.session);
                 for (waiter, result) in released {
                     let Waiter::Op(i) = waiter else { continue };
                     if let State::Confining(verdict) = &mut self.states[i] {
@@ -569,6 +574,7 @@ impl<'a> Batch<'a> {
                 Tag::Dir { dir, req } => format!("{req} {}", conn.dirs.path(dir)),
                 Tag::Setup(req) => req.to_string(),
                 Tag::Root => "REALPATH of the target directory".to_string(),
+                Tag::TargetStat => "STAT of the target directory".to_string(),
                 Tag::Sweep => "REMOVE of a leftover temporary file".to_string(),
                 Tag::Confine { req, .. } => format!("{req} of a directory"),
             };

@@ -14,7 +14,9 @@
 //! this run. Anything else is outside, and nothing is done there.
 //!
 //! The target directory itself is resolved once, at set-up: it is the administrator's, and
-//! may well be a symlink.
+//! may well be a symlink. A STAT of it goes in the same flight: where it is missing or no
+//! directory, nothing below it is judged inside, and every operation fails with one cause
+//! ([`Cause::Target`]) that its caller says once.
 //!
 //! Pure, like `dirs`: requests are queued on the session, replies handed in; no I/O, no
 //! clock. It must not let anything through on a guess: what it cannot tell is outside.
@@ -77,6 +79,38 @@ enum Root {
     Failed(String),
 }
 
+/// What the STAT of the target directory said.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Target {
+    /// Not asked: there is no target directory (the server's start directory is used).
+    #[default]
+    Unasked,
+    Awaited,
+    Dir,
+    Problem(TargetProblem),
+}
+
+/// Why the target directory cannot be worked in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetProblem {
+    Missing,
+    NotADirectory,
+    /// The STAT failed otherwise (permission, ...): what the server said.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for TargetProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetProblem::Missing => f.write_str("the target directory does not exist"),
+            TargetProblem::NotADirectory => f.write_str("the target directory is not a directory"),
+            TargetProblem::Unreadable(why) => {
+                write!(f, "the target directory cannot be looked at ({why})")
+            }
+        }
+    }
+}
+
 /// What [`Confinement::known`] says of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Known {
@@ -109,6 +143,7 @@ pub(crate) struct Confinement {
     /// that resolves where it should suffices.
     pub(crate) realpath_resolves_links: bool,
     root: Root,
+    target: Target,
     index: HashMap<RemotePath, usize>,
     dirs: Vec<Dir>,
     /// For tests of what builds on it: every directory counts as inside, unasked.
@@ -124,6 +159,47 @@ impl Confinement {
             .as_ref()
             .map_or(b".".to_vec(), |b| b.as_bytes().to_vec());
         session.send(Request::Realpath { path }, Tag::Root);
+        if let Some(base) = &self.base {
+            let path = base.as_bytes().to_vec();
+            session.send(Request::Stat { path }, Tag::TargetStat);
+            self.target = Target::Awaited;
+        }
+    }
+
+    /// What the STAT of the target directory found; releases what waited for it. A reply
+    /// without the entry's type says nothing against it: its REALPATH and the directories'
+    /// checks judge.
+    pub(crate) fn on_target_stat(&mut self, response: Response) -> Judged {
+        self.target = match response {
+            Response::Attrs(a) if a.is_dir() || a.permissions.is_none() => Target::Dir,
+            Response::Attrs(_) => Target::Problem(TargetProblem::NotADirectory),
+            Response::Status {
+                code: StatusCode::NoSuchFile,
+                ..
+            } => Target::Problem(TargetProblem::Missing),
+            other => Target::Problem(TargetProblem::Unreadable(describe(&other))),
+        };
+        self.decide_top()
+    }
+
+    /// Why the target directory cannot be worked in, once its STAT said so.
+    pub(crate) fn target_problem(&self) -> Option<&TargetProblem> {
+        match &self.target {
+            Target::Problem(problem) => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// Decides the directories right below the target directory (and so those below them)
+    /// that can be decided now.
+    fn decide_top(&mut self) -> Judged {
+        let mut judged = Vec::new();
+        for k in 0..self.dirs.len() {
+            if self.dirs[k].parent.is_none() {
+                self.decide(k, &mut judged);
+            }
+        }
+        judged
     }
 
     /// The target directory's resolution; releases what waited for it.
@@ -148,13 +224,7 @@ impl Confinement {
                 Root::Failed(why)
             }
         };
-        let mut judged = Vec::new();
-        for k in 0..self.dirs.len() {
-            if self.dirs[k].parent.is_none() {
-                self.decide(k, &mut judged);
-            }
-        }
-        judged
+        self.decide_top()
     }
 
     /// Makes sure `dir` is inside before `waiter` creates, removes, renames or links in it.
@@ -351,6 +421,13 @@ impl Confinement {
                 said,
             }))
         };
+        match &self.target {
+            Target::Awaited => return None,
+            Target::Problem(problem) => {
+                return Some(Decided::Outside(Cause::Target(problem.clone())));
+            }
+            Target::Unasked | Target::Dir => {}
+        }
         let root = match &self.root {
             Root::Unknown => return None,
             Root::Failed(why) => {

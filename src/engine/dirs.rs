@@ -307,6 +307,22 @@ impl DirTable {
             None => self.confine.on_root(response),
             Some((k, req)) => self.confine.on_reply(k, req, response),
         };
+        self.release(judged, session)
+    }
+
+    /// The answer of the target directory's STAT (see [`Confinement::on_target_stat`]).
+    pub(crate) fn on_target_stat(
+        &mut self,
+        response: Response,
+        session: &mut Session<Tag>,
+    ) -> Released {
+        let judged = self.confine.on_target_stat(response);
+        self.release(judged, session)
+    }
+
+    /// Passes the confinement's verdicts on: directories waiting get their MKDIR or fail;
+    /// operations waiting are returned.
+    fn release(&mut self, judged: super::confine::Judged, session: &mut Session<Tag>) -> Released {
         let mut released = Vec::new();
         for (waiter, verdict) in judged {
             match (waiter, verdict) {

@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 
 pub use batch::Stats;
 pub use deadline::INTERRUPTED_GRACE;
-pub use op::{Cause, EntryKind, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
+pub use op::{
+    Cause, EntryKind, Op, OpError, OpKind, OpResult, Outcome, Req, Status, TargetProblem,
+};
 pub use tuning::{DEFAULT_MAX_OPEN_FILES, MULTI_CONNECTION_MIN_RTT, connections_for_bytes};
 
 use batch::Batch;
@@ -324,6 +326,15 @@ impl Engine {
     /// Whether renames replace atomically on this connection.
     pub fn atomic_rename(&self) -> bool {
         self.links[0].conn.limits.posix_rename
+    }
+
+    /// Why the target directory cannot be worked in, once a connection's STAT of it (sent
+    /// at set-up, beside its REALPATH) said so: every operation below it then failed with
+    /// [`Cause::Target`], and this says it once.
+    pub fn target_problem(&self) -> Option<TargetProblem> {
+        self.links
+            .iter()
+            .find_map(|link| link.conn.dirs.confine.target_problem().cloned())
     }
 
     /// Whether the server offers `statvfs@openssh.com` ([`Op::Statvfs`]).

@@ -8,6 +8,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
 
+pub use super::confine::TargetProblem;
 use crate::remote_path::RemotePath;
 use crate::sftp::wire::{Attrs, StatusCode};
 
@@ -402,6 +403,8 @@ pub enum Cause {
     /// The server's answers (`said`) do not tell whether `path` is a symlink or where it
     /// leads: nothing is done there.
     Unconfirmed { path: RemotePath, said: String },
+    /// The target directory is missing, or no directory: nothing is done below it.
+    Target(TargetProblem),
 }
 
 impl fmt::Display for Cause {
@@ -431,6 +434,7 @@ impl fmt::Display for Cause {
             Cause::UnexpectedReply { request, reply } => {
                 write!(f, "the server answered {request} with {reply}")
             }
+            Cause::Target(problem) => write!(f, "{problem}"),
             Cause::LinkNotMade => write!(
                 f,
                 "the server answered hardlink@openssh.com with OK but made no link (it does \
@@ -502,6 +506,8 @@ pub(crate) enum Tag {
     Setup(Req),
     /// The REALPATH of the target directory (see [`super::confine`]).
     Root,
+    /// The STAT of the target directory, beside its REALPATH.
+    TargetStat,
     /// A REMOVE of a temporary file an interrupted upload may have left: its answer
     /// matters to nobody (there is usually nothing to remove).
     Sweep,

@@ -24,7 +24,9 @@ use crate::repo::outlog::{self, DoneMessage};
 use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, echo_done, human_time, show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
-use crate::run::session::{close_quietly, connect, server_name, warn_unless_atomic_renames};
+use crate::run::session::{
+    close_quietly, open, server_name, target_error, warn_unless_atomic_renames,
+};
 
 use rounds::{Executor, JournalStopped, upload_totals};
 use sources::{check_local_sources, dist_root, resolve_relative_sources};
@@ -212,14 +214,14 @@ fn push(
     let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
     let started = Instant::now();
     let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
-    let mut engine = match connect(settings, connections, interrupt) {
+    // The target directory is checked by the engine's first flight, not before it (a
+    // round trip saved): below a missing one every operation fails, nothing is changed,
+    // and that is said once, after the rounds.
+    let mut engine = match open(settings, connections, interrupt) {
         Ok(engine) => engine,
         Err(e) => {
-            // A run that could not connect ends with a summary too, unless the target is
-            // not there (its one line says all).
-            if e.status != ExitStatus::Setup {
-                tell(&summary("", &Tally::default(), 1, started));
-            }
+            // A run that could not connect ends with a summary too.
+            tell(&summary("", &Tally::default(), 1, started));
             return Err(e);
         }
     };
@@ -243,6 +245,11 @@ fn push(
     };
     let result = exec.rounds(plan, settings.keepdirectories);
     exec.runner.finish();
+    if let Some(problem) = exec.runner.engine().target_problem() {
+        // Its one line says all: every failure of the rounds was that one cause.
+        close_quietly(engine);
+        return Err(target_error(settings, &problem));
+    }
     let tally = exec.runner.tally();
     let mut report = exec.report;
     report.failures = exec.runner.failures();

@@ -51,6 +51,8 @@ pub(crate) struct Runner<'a> {
 enum Shared {
     Dir(RemotePath),
     DiskFull,
+    /// The target directory is missing or no directory: the caller says it, once.
+    Target,
 }
 
 /// The failures grouped by what they share: the first of a directory's is said at once,
@@ -84,6 +86,10 @@ fn denied(cause: &Cause) -> bool {
 /// that refused (for a MKDIR refused, the one it was to be made in), or a full disk.
 fn shared(e: &OpError) -> Option<Shared> {
     match &e.cause {
+        Cause::Target(_) => Some(Shared::Target),
+        Cause::Directory { cause, .. } if matches!(**cause, Cause::Target(_)) => {
+            Some(Shared::Target)
+        }
         Cause::Directory { dir, cause } if denied(cause) => {
             Some(Shared::Dir(dir.parent().unwrap_or_else(|| dir.clone())))
         }
@@ -119,6 +125,7 @@ impl Grouped {
             return Some(message);
         };
         let dir = match group {
+            Shared::Target => return None,
             Shared::DiskFull => {
                 self.full_at.get_or_insert_with(|| e.path.clone());
                 *self.unsaid.entry(group).or_default() += 1;
@@ -129,7 +136,7 @@ impl Grouped {
         // A directory below one that failed fails for it: counted there.
         let known = self.unsaid.iter_mut().find(|(g, _)| match g {
             Shared::Dir(d) => at_or_above(d, &dir),
-            Shared::DiskFull => false,
+            Shared::DiskFull | Shared::Target => false,
         });
         if let Some((_, n)) = known {
             *n += 1;
@@ -187,7 +194,7 @@ impl Grouped {
                 Shared::Dir(dir) if n > 0 => lines.push(format!(
                     "{dir}: {n} more operation(s) below it failed the same way"
                 )),
-                Shared::Dir(_) => {}
+                Shared::Dir(_) | Shared::Target => {}
             }
         }
         lines

@@ -5,7 +5,7 @@
 use anyhow::Context;
 
 use crate::config::Settings;
-use crate::engine::{Engine, EntryKind, Op, Outcome};
+use crate::engine::{Engine, EntryKind, Op, Outcome, TargetProblem};
 use crate::exit::Fatal;
 use crate::interrupt::Interrupt;
 use crate::transport::ServerCommand;
@@ -17,17 +17,56 @@ pub(crate) fn connect(
     connections: usize,
     interrupt: &Interrupt,
 ) -> Result<Engine, Fatal> {
+    let mut engine = open(settings, connections, interrupt)?;
+    check_target(&mut engine, settings)?;
+    Ok(engine)
+}
+
+/// Connects as [`connect`] does, without waiting for the target directory's check: the
+/// engine asks for it at set-up, and every operation below a target that is missing or no
+/// directory fails with [`Cause::Target`](crate::engine::Cause::Target), before anything
+/// is changed; [`target_error`] then says it once. The hook's push saves the round trip so.
+pub(crate) fn open(
+    settings: &Settings,
+    connections: usize,
+    interrupt: &Interrupt,
+) -> Result<Engine, Fatal> {
     let config = settings.engine_config(connections, interrupt);
-    let mut engine = Engine::connect(&settings.server, config)
+    Engine::connect(&settings.server, config)
         .with_context(|| {
             format!(
                 "cannot start an SFTP session with {}",
                 server_name(settings)
             )
         })
-        .map_err(Fatal::unreachable)?;
-    check_target(&mut engine, settings)?;
-    Ok(engine)
+        .map_err(Fatal::unreachable)
+}
+
+/// The one line that ends a run whose target directory cannot be worked in
+/// ([`ExitStatus::Setup`](crate::exit::ExitStatus::Setup): the configuration, or the server,
+/// is not ready).
+pub(crate) fn target_error(settings: &Settings, problem: &TargetProblem) -> Fatal {
+    let target = settings
+        .targetdir
+        .as_ref()
+        .map_or(b".".as_slice(), |t| t.as_bytes());
+    let shown = String::from_utf8_lossy(target).into_owned();
+    let server = server_name(settings);
+    let problem = match problem {
+        TargetProblem::Missing => format!(
+            "targetdir {shown} does not exist on {server}: create it there (mkdir -p \
+             {shown}) and run again"
+        ),
+        TargetProblem::NotADirectory => format!(
+            "targetdir {shown} on {server} is not a directory: set targetdir to the \
+             mirror's directory"
+        ),
+        TargetProblem::Unreadable(why) => format!(
+            "cannot check targetdir {shown} on {server} ({why}): check that the SFTP user \
+             may reach it"
+        ),
+    };
+    Fatal::setup(anyhow::anyhow!("{problem}; nothing was changed"))
 }
 
 /// Makes sure the target directory is a directory on the server before anything is sent:
@@ -46,26 +85,14 @@ pub(crate) fn check_target(engine: &mut Engine, settings: &Settings) -> Result<(
         .run(&ops, |_, _| {})
         .context("cannot check the target directory")
         .map_err(Fatal::unreachable)?;
-    let shown = String::from_utf8_lossy(target.as_bytes()).into_owned();
-    let server = server_name(settings);
     let problem = match results.pop() {
         Some(Ok(Outcome::Kind(EntryKind::Dir))) => return Ok(()),
-        Some(Ok(Outcome::AlreadyAbsent)) => format!(
-            "targetdir {shown} does not exist on {server}: create it there (mkdir -p \
-             {shown}) and run again"
-        ),
-        Some(Ok(_)) => format!(
-            "targetdir {shown} on {server} is not a directory: set targetdir to the \
-             mirror's directory"
-        ),
-        Some(Err(e)) => format!(
-            "cannot check targetdir {shown} on {server} ({}): check that the SFTP user \
-             may reach it",
-            e.cause
-        ),
+        Some(Ok(Outcome::AlreadyAbsent)) => TargetProblem::Missing,
+        Some(Ok(_)) => TargetProblem::NotADirectory,
+        Some(Err(e)) => TargetProblem::Unreadable(e.cause.to_string()),
         None => unreachable!("one operation, one result"),
     };
-    Err(Fatal::setup(anyhow::anyhow!("{problem}; nothing was sent")))
+    Err(target_error(settings, &problem))
 }
 
 /// The server, as messages name it: the ssh host, or the command line in quotes.

@@ -59,12 +59,34 @@ fn a_missing_targetdir_fails_the_hook_once_with_2_and_keeps_the_log_pending() {
     // reprepro goes on (the outhook's status is its own to report); the log stays.
     let _ = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
     assert_eq!(repo.outlogs().len(), 1);
+    repo.clear_server_log();
     let ran = repo.hook(&["--basedir", ".", "--pending"]);
     ran.expect(2);
     let stderr = ran.stderr();
     assert_eq!(lines(&stderr).len(), 1, "{stderr}");
     assert!(stderr.contains("nowhere does not exist"), "{stderr}");
     assert_eq!(remote_entries(&repo), Vec::<String>::new());
+    assert_eq!(repo.outlogs().len(), 1, "still pending");
+    // The engine's first flight asked (no round trip before it), and nothing was made.
+    let ops = repo.server_ops();
+    assert!(
+        !ops.iter()
+            .any(|l| l.contains("mkdir") || l.contains("open") || l.contains("remove")),
+        "{ops:#?}"
+    );
+    // A target that is a file is said so, once, as well.
+    fs::write(repo.remote().join("afile"), "x").unwrap();
+    with_targetdir(&repo, "afile");
+    let ran = repo.hook(&["--basedir", ".", "--pending"]);
+    ran.expect(2);
+    assert_eq!(lines(&ran.stderr()).len(), 1, "{}", ran.stderr());
+    assert!(ran.stderr().contains("afile on "), "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains("is not a directory"),
+        "{}",
+        ran.stderr()
+    );
+    assert_eq!(fs::read(repo.remote().join("afile")).unwrap(), b"x");
     assert_eq!(repo.outlogs().len(), 1, "still pending");
 }
 

@@ -155,3 +155,53 @@ fn a_symlink_planted_where_a_missing_directory_is_to_be_made_is_not_written_thro
         );
     }
 }
+
+/// The target directory's STAT goes with its REALPATH at set-up: where it is missing, or
+/// no directory, every operation below it fails with that one cause, and nothing is made.
+#[test]
+fn below_a_missing_or_file_target_everything_fails_with_one_cause_and_nothing_is_made() {
+    for (flavour, file) in [
+        (Flavour::OpenSsh, false),
+        (Flavour::Other, false),
+        (Flavour::OpenSsh, true),
+    ] {
+        let mut peer = Peer::new(flavour);
+        peer.fs.remove("/m");
+        if file {
+            peer.fs.file("/m", b"not a directory");
+        }
+        let mut pair = Pair::new(peer);
+        let ops = [
+            upload(&pair, "/m/pool/main/f/a.deb", b"a"),
+            Op::Remove {
+                path: rp("/m/pool/main/g/old.deb"),
+            },
+            Op::Mkdir {
+                path: rp("/m/dists/new"),
+            },
+        ];
+        let results = pair.run(&ops);
+        for result in &results {
+            let cause = match result {
+                Err(e) => match &e.cause {
+                    Cause::Directory { cause, .. } => (**cause).clone(),
+                    other => other.clone(),
+                },
+                Ok(_) => panic!("{flavour:?}: {results:?}"),
+            };
+            assert!(
+                matches!(cause, Cause::Target(_)),
+                "{flavour:?}: {results:?}"
+            );
+        }
+        assert!(pair.conn().dirs.confine.target_problem().is_some());
+        for request in ["MKDIR", "OPEN", "REMOVE"] {
+            assert_eq!(
+                pair.peer.count(request),
+                0,
+                "{flavour:?}: {:?}",
+                pair.peer.log
+            );
+        }
+    }
+}

@@ -62,6 +62,12 @@ impl Fs {
         self
     }
 
+    /// Takes away what is at `path` (nothing below it is looked at).
+    pub(crate) fn remove(&mut self, path: &str) -> &mut Fs {
+        self.nodes.remove(path.as_bytes());
+        self
+    }
+
     /// Puts a file with `data` at `path` (its directory must exist).
     pub(crate) fn file(&mut self, path: &str, data: &[u8]) -> &mut Fs {
         let node = Node::File {
