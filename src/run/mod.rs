@@ -10,6 +10,7 @@
 //! command module imports another.
 
 mod deletions;
+mod guard;
 pub mod hook;
 mod links;
 pub mod mirror;
