@@ -41,6 +41,18 @@ pub enum Change {
 }
 
 impl Change {
+    /// The repository path it changes.
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Change::Upload { path, .. }
+            | Change::Rename { path }
+            | Change::Symlink { path, .. }
+            | Change::Mkdir { path }
+            | Change::Remove { path }
+            | Change::Rmdir { path } => path,
+        }
+    }
+
     /// One line, as `--dry-run` and `-v` print it.
     pub fn describe(&self) -> String {
         match self {
@@ -123,15 +135,10 @@ impl Stages {
             );
         }
         groups.retain(|(_, g)| !g.is_empty());
-        let finalising = groups
-            .iter()
-            .enumerate()
-            .filter(|(_, (stage, _))| matches!(stage, Stage::Finalise(_)))
-            .map(|(i, _)| i);
-        let finalising = match (finalising.clone().next(), finalising.last()) {
-            (Some(first), Some(last)) => first..last + 1,
-            _ => 0..0,
-        };
+        // The finalisation's groups follow each other (the stages are in order).
+        let finalises = |(stage, _): &(Stage, Vec<Change>)| matches!(stage, Stage::Finalise(_));
+        let first = groups.iter().position(finalises).unwrap_or(0);
+        let finalising = first..first + groups.iter().filter(|g| finalises(g)).count();
         (groups.into_iter().map(|(_, g)| g).collect(), finalising)
     }
 }

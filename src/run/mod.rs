@@ -5,7 +5,8 @@
 //! What they share: one run loop (`runner`: results judged as they come, failures said,
 //! progress, interrupts, emptied directories), one comparison pass of local and remote
 //! trees (`sync`, for `mirror` and the hook's copies of suite links), the session's
-//! edges (`session`), the answer to a server that refuses symlinks (`links`), the
+//! edges (`session`), putting back a distribution's finalisation that failed half-way
+//! (`guard`), the answer to a server that refuses symlinks (`links`), the
 //! deletions held back (`deletions`), and the one place that prints (`output`). No
 //! command module imports another.
 
