@@ -3,6 +3,7 @@
 //! the run side turns each [`Change`] into an engine operation.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use super::order::{Finalise, Stage, Steps, dist_dir_of, levels_deepest_first};
 use super::tree::{Difference, Node, Tree};
@@ -40,6 +41,18 @@ pub enum Change {
 }
 
 impl Change {
+    /// The repository path it changes.
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Change::Upload { path, .. }
+            | Change::Rename { path }
+            | Change::Symlink { path, .. }
+            | Change::Mkdir { path }
+            | Change::Remove { path }
+            | Change::Rmdir { path } => path,
+        }
+    }
+
     /// One line, as `--dry-run` and `-v` print it.
     pub fn describe(&self) -> String {
         match self {
@@ -71,6 +84,9 @@ pub struct MirrorPlan {
     pub conflicts: Vec<String>,
     /// Remote files, links and directories `--delete` removes (what `--max-delete` counts).
     pub deletions: u64,
+    /// The groups that finalise distributions (indexes, then `Release`, then `InRelease`):
+    /// what the run guards, to put a distribution back should one of them fail.
+    pub finalising: Range<usize>,
 }
 
 /// The changes of one plan, by stage, before they are put in order.
@@ -89,8 +105,9 @@ struct Stages {
 impl Stages {
     /// The groups in the order of [`Stage`]: what is in the way, directories, uploads, pool
     /// links, each finalisation step (deletions of a distribution's files go with every
-    /// other deletion, after it), deletions, then directories deepest first.
-    fn into_groups(mut self) -> Vec<Vec<Change>> {
+    /// other deletion, after it), deletions, then directories deepest first; and which of
+    /// them finalise distributions.
+    fn into_groups(mut self) -> (Vec<Vec<Change>>, Range<usize>) {
         let mut groups = Vec::new();
         let mut add = |stage: Stage, group: Vec<Change>| {
             debug_assert!(groups.last().is_none_or(|(s, _)| *s <= stage));
@@ -117,14 +134,28 @@ impl Stages {
                     .collect(),
             );
         }
-        let mut groups: Vec<Vec<Change>> = groups.into_iter().map(|(_, g)| g).collect();
-        groups.retain(|g| !g.is_empty());
-        groups
+        groups.retain(|(_, g)| !g.is_empty());
+        // The finalisation's groups follow each other (the stages are in order).
+        let finalises = |(stage, _): &(Stage, Vec<Change>)| matches!(stage, Stage::Finalise(_));
+        let first = groups.iter().position(finalises).unwrap_or(0);
+        let finalising = first..first + groups.iter().filter(|g| finalises(g)).count();
+        (groups.into_iter().map(|(_, g)| g).collect(), finalising)
     }
 }
 
 fn is_dists(path: &RelPath) -> bool {
     path.first_component() == "dists"
+}
+
+/// Whether `path` is a distribution file's previous version kept while it is replaced,
+/// `.NAME.prev` beside it (the run's guard names them so: `run::guard::kept_name`), which
+/// a run cut off before removing it leaves: no file of reprepro's, and never one to keep.
+pub fn is_kept(path: &RelPath) -> bool {
+    let name = path.as_str().rsplit('/').next().unwrap_or_default();
+    is_dists(path)
+        && name.len() > ".prev".len() + 1
+        && name.starts_with('.')
+        && name.ends_with(".prev")
 }
 
 /// `path.new`, if that is a valid path.
@@ -159,7 +190,7 @@ pub fn plan_mirror(
         planner.add(path, difference);
     }
     let mut plan = planner.plan;
-    plan.groups = planner.stages.into_groups();
+    (plan.groups, plan.finalising) = planner.stages.into_groups();
     plan
 }
 
@@ -219,6 +250,11 @@ impl Planner<'_> {
                 self.stages.mkdirs.push(Change::Mkdir { path });
             }
             (None, Difference::Extra(_)) if self.cleared.contains(&path) => {}
+            // Ours, not the repository's: it goes with the deletions, `--delete` or not,
+            // and is not one (a run that replaces the file again replaces it first).
+            (None, Difference::Extra(Node::File { .. })) if is_kept(&path) => {
+                self.stages.removes.push(Change::Remove { path });
+            }
             (None, Difference::Extra(Node::Dir)) if self.delete => {
                 self.plan.deletions += 1;
                 self.stages.rmdirs.push(path);
@@ -361,6 +397,7 @@ mod tests {
         );
         // The leftover .new removed first is not a deletion.
         assert_eq!((plan.files, plan.bytes, plan.deletions), (4, 12, 2));
+        assert_eq!(plan.finalising, 2..5);
     }
 
     #[test]
@@ -376,6 +413,32 @@ mod tests {
         let plan = plan_mirror(&local, differences, true);
         assert!(plan.groups.is_empty());
         assert_eq!(plan.conflicts.len(), 1, "{:?}", plan.conflicts);
+    }
+
+    #[test]
+    fn a_previous_version_a_cut_off_run_kept_goes_with_or_without_delete() {
+        for delete in [false, true] {
+            let differences = vec![
+                (r("dists/b/.Release.prev"), Difference::Extra(file())),
+                (
+                    r("dists/b/main/.Packages.gz.prev"),
+                    Difference::Extra(file()),
+                ),
+                (r("dists/b/main/Release.prev"), Difference::Extra(file())),
+                (r("pool/.a.deb.prev"), Difference::Extra(file())),
+            ];
+            let plan = plan_mirror(&Tree::new(), differences, delete);
+            let mut removed = vec![
+                "remove dists/b/.Release.prev",
+                "remove dists/b/main/.Packages.gz.prev",
+            ];
+            if delete {
+                removed.push("remove dists/b/main/Release.prev");
+                removed.push("remove pool/.a.deb.prev");
+            }
+            assert_eq!(described(&plan), [removed], "--delete {delete}");
+            assert_eq!(plan.deletions, if delete { 2 } else { 0 });
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `mirror` and `verify`: the whole local repository against the whole remote one, without
 //! outlogs. `mirror` changes the remote in the hook's safe order (pool, then each
-//! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, then
-//! deletions); `verify` only reports.
+//! distribution's files as `.new` renamed into place with `Release`/`InRelease` last, a
+//! distribution whose renames fail half-way put back as it was, then deletions); `verify`
+//! only reports.
 //!
 //! It owns the commands' edges: the tops, the refusal of an empty local side, the
 //! connection, the summary and `verify`'s advice. The passes themselves are
@@ -149,6 +150,7 @@ pub fn mirror(
         renames_warned: false,
         changed: &Default::default(),
         held: Some(&deletions),
+        guarded: true,
     };
     let (mut report, synced) = sync::sync(
         &mut engine,

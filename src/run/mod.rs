@@ -5,11 +5,13 @@
 //! What they share: one run loop (`runner`: results judged as they come, failures said,
 //! progress, interrupts, emptied directories), one comparison pass of local and remote
 //! trees (`sync`, for `mirror` and the hook's copies of suite links), the session's
-//! edges (`session`), the answer to a server that refuses symlinks (`links`), the
+//! edges (`session`), putting back a distribution's finalisation that failed half-way
+//! (`guard`), the answer to a server that refuses symlinks (`links`), the
 //! deletions held back (`deletions`), and the one place that prints (`output`). No
 //! command module imports another.
 
 mod deletions;
+mod guard;
 pub mod hook;
 mod links;
 pub mod mirror;

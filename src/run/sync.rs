@@ -1,19 +1,23 @@
 //! One comparison of the local tree with the remote one, and the changes it calls for, in
 //! the safe order [`MirrorPlan`] gives: `mirror`'s passes, and the hook's refresh of the
-//! copies a server without symlinks holds of reprepro's suite links. It must not print
-//! the command's summary or decide the exit status: its callers do.
+//! copies a server without symlinks holds of reprepro's suite links. For `mirror` it guards
+//! each distribution's finalisation ([`crate::run::guard`]). It must not print the
+//! command's summary or decide the exit status: its callers do.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use crate::config::{Settings, Symlinks};
 use crate::engine::{Cause, Engine, Op, OpError, Outcome};
 use crate::exit::Fatal;
 use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::mirror::{Change, MirrorPlan, plan_mirror};
+use crate::plan::order::dist_dir_of;
 use crate::plan::tree::{self, Difference, Node, Tree, remote_path};
 use crate::relpath::RelPath;
 use crate::repo::scan;
 use crate::run::deletions::Deletions;
+use crate::run::guard::{Guard, Words};
 use crate::run::links::{refused_error, refuses_symlinks, warn_copying};
 use crate::run::output::{Tally, human_time, show, tell};
 use crate::run::remote_tree;
@@ -122,6 +126,9 @@ pub(crate) struct Start<'a> {
     /// The deletions held back: their files belong on the remote (`mirror`; `None` for
     /// the hook's copies of links, which hold none).
     pub(crate) held: Option<&'a Deletions>,
+    /// A distribution whose finalisation fails half-way is put back ([`Guard`]; `mirror`,
+    /// not the hook's copies of links).
+    pub(crate) guarded: bool,
 }
 
 /// Makes the remote equal to `local` below `tops`; with `symlinks auto`, once the server
@@ -148,6 +155,8 @@ pub(crate) fn sync(
         renames_warned: start.renames_warned,
         changed: start.changed,
         held: start.held,
+        guarded: start.guarded,
+        started: Instant::now(),
     };
     let mut conflicts = pass.run(local);
     if conflicts.is_ok()
@@ -187,6 +196,7 @@ pub(crate) fn refresh_copies(
         renames_warned: true,
         changed,
         held: None,
+        guarded: false,
     };
     let local = scan::scan_local(&settings.outdir, tops)?;
     let (mut report, conflicts) = sync(engine, settings, tops, &options, interrupt, local, start);
@@ -272,6 +282,9 @@ struct Pass<'a> {
     /// Files known to have changed: uploaded even where size and time match.
     changed: &'a BTreeSet<RelPath>,
     held: Option<&'a Deletions>,
+    /// The finalisation is guarded.
+    guarded: bool,
+    started: Instant,
 }
 
 impl Pass<'_> {
@@ -390,17 +403,48 @@ impl Pass<'_> {
         ran
     }
 
+    /// Runs the groups in order, each once the one before went well. The finalisation of
+    /// the distributions is guarded ([`crate::run::guard`]): the files it replaces are kept
+    /// first (on a server that acts in order, in the flight of the first renames), a
+    /// distribution one of whose changes failed is left out of the later steps and put
+    /// back, the others finalised; the links go once all is known.
     fn run_groups(&mut self, plan: &MirrorPlan) -> anyhow::Result<()> {
         let settings = self.settings;
         let auto = settings.symlinks == Symlinks::Auto && !self.copying;
         let verbose = settings.verbose > 0;
         self.runner.restart_progress(plan.files, plan.bytes);
-        for group in &plan.groups {
-            let ops: Vec<Op> = group.iter().map(|c| op_of(c, settings)).collect();
+        let mut guarded: Option<Guarded> = None;
+        for (g, group) in plan.groups.iter().enumerate() {
+            let finalising = plan.finalising.contains(&g);
+            let mut ahead = Vec::new();
+            if finalising && guarded.is_none() && self.guarded {
+                let mut guard = self.guard(plan);
+                ahead = guard.guard.keep_previous(&mut self.runner, self.started)?;
+                guarded = Some(guard);
+            }
+            // A distribution that failed a step takes no later one.
+            let changes: Vec<&Change> = group
+                .iter()
+                .filter(|c| guarded.as_ref().is_none_or(|g| g.goes_on(c)))
+                .collect();
+            let skip = ahead.len();
+            let ops: Vec<Op> = ahead
+                .into_iter()
+                .chain(changes.iter().map(|c| op_of(c, settings)))
+                .collect();
+            let mut linked = Vec::new();
+            let mut ok = vec![false; changes.len()];
             let refused = &mut self.refused;
             self.runner.run(&ops, |i, result| {
+                let Some(i) = i.checked_sub(skip) else {
+                    linked.push((i, result.clone()));
+                    return Judged::Other;
+                };
                 match result {
-                    Ok(_) => Judged::Done(verbose.then(|| group[i].describe())),
+                    Ok(_) => {
+                        ok[i] = true;
+                        Judged::Done(verbose.then(|| changes[i].describe()))
+                    }
                     Err(e) if e.cause == Cause::Interrupted => Judged::Other,
                     // Not a change: the link is copied in the next pass.
                     Err(e) if auto && refuses_symlinks(e) => {
@@ -411,6 +455,10 @@ impl Pass<'_> {
                     Err(e) => Judged::Failed(e.to_string()),
                 }
             })?;
+            if let Some(guard) = &mut guarded {
+                guard.guard.linked(linked);
+                guard.heard(&changes, &ok);
+            }
             let command = self.options.command(self.tops);
             self.runner.stop_if_interrupted(|signal| {
                 format!(
@@ -418,12 +466,95 @@ impl Pass<'_> {
                      answered; run '{command}' again to finish"
                 )
             })?;
+            if g + 1 == plan.finalising.end
+                && let Some(Guarded {
+                    guard, went_well, ..
+                }) = guarded.take()
+            {
+                guard.remove_links(&mut self.runner, &went_well)?;
+                guard.put_back(&mut self.runner, &went_well)?;
+            }
             // Later groups rely on earlier ones (renames on uploads, deletions on renames,
-            // a Release on the links its distribution has).
-            if self.runner.failures() > 0 || self.refused.is_some() {
+            // a Release on the links its distribution has); within the finalisation only
+            // on those of their own distribution.
+            let finalising_on = finalising && g + 1 < plan.finalising.end;
+            if (self.runner.failures() > 0 || self.refused.is_some()) && !finalising_on {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// The guard of the plan's finalisation: its renames, by distribution.
+    fn guard(&self, plan: &MirrorPlan) -> Guarded {
+        let mut dirs: Vec<RelPath> = Vec::new();
+        let mut renames = Vec::new();
+        for change in plan.groups[plan.finalising.clone()].iter().flatten() {
+            let Change::Rename { path } = change else {
+                continue;
+            };
+            let Some((dir, _)) = dist_dir_of(path) else {
+                continue;
+            };
+            let dist = match dirs.iter().position(|d| d.as_str() == dir) {
+                Some(dist) => dist,
+                None => {
+                    dirs.push(RelPath::new(dir).expect("a part of a path is one"));
+                    dirs.len() - 1
+                }
+            };
+            renames.push((dist, path.clone()));
+        }
+        let words = Words {
+            run: "mirror run",
+            rerun: self.options.command(self.tops),
+        };
+        let went_well = vec![true; dirs.len()];
+        Guarded {
+            guard: Guard::new(
+                dirs.clone(),
+                renames,
+                self.settings.targetdir.as_ref(),
+                words,
+            ),
+            dirs,
+            went_well,
+        }
+    }
+}
+
+/// The guard of a pass's finalisation, and how each distribution's went so far.
+struct Guarded {
+    guard: Guard,
+    /// The distributions, by index, as the guard has them.
+    dirs: Vec<RelPath>,
+    /// Whether each distribution's changes all went well so far.
+    went_well: Vec<bool>,
+}
+
+impl Guarded {
+    /// The distribution `change` is of, by index, if it is of one.
+    fn dist_of(&self, change: &Change) -> Option<usize> {
+        let (dir, _) = dist_dir_of(change.path())?;
+        self.dirs.iter().position(|d| d.as_str() == dir)
+    }
+
+    /// Whether `change` is still to be sent: its distribution, if any, went well so far.
+    fn goes_on(&self, change: &Change) -> bool {
+        self.dist_of(change).is_none_or(|d| self.went_well[d])
+    }
+
+    /// Notes how `changes`, just sent, went (`ok`, by change).
+    fn heard(&mut self, changes: &[&Change], ok: &[bool]) {
+        let done = changes.iter().zip(ok).filter(|(_, ok)| **ok);
+        self.guard.confirm(done.filter_map(|(c, _)| match c {
+            Change::Rename { path } => Some(path),
+            _ => None,
+        }));
+        for (change, ok) in changes.iter().zip(ok) {
+            if let (Some(d), false) = (self.dist_of(change), ok) {
+                self.went_well[d] = false;
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
-//! A push whose finalisation fails half-way (one rename of the batch fails, as a full disk
-//! or a permission error would fail it) leaves the distribution as it was before the push,
-//! byte for byte, where the server makes hard links; without them it says what state the
-//! distribution is in. Either way a rerun finishes the push, also after a server killed
+//! A push (or a `mirror`) whose finalisation fails half-way (one rename of the batch fails,
+//! as a full disk or a permission error would fail it) leaves the distribution as it was
+//! before it, byte for byte, where the server makes hard links; without them it says what
+//! state the distribution is in. Either way a rerun finishes the push, also after a server killed
 //! anywhere in the finalisation or while putting back. Real reprepro, real `sftp-server`
 //! (and gesftpserver, ProFTPD, asyncssh, rclone), and a relay in front of the server that
 //! makes it fail the renames of one file (tests/fixtures/failing_rename_relay.py).
@@ -467,4 +467,122 @@ fn a_server_killed_anywhere_while_putting_back_leaves_a_rerun_to_finish() {
         assert_eq!(mismatching(&dist), Vec::<String>::new(), "after {after}");
         repo.assert_mirrored(&[]);
     }
+}
+
+/// bookworm pushed with package `old` (with `conf`), then `new` added while the server
+/// was out of reach: a distribution for `mirror` to publish over the old one. Returns the
+/// remote bookworm and what it holds.
+fn new_to_mirror(repo: &Repo, conf: &str) -> (PathBuf, BTreeMap<PathBuf, Vec<u8>>) {
+    repo.set_conf(conf);
+    push_old(repo);
+    let dist = repo.remote().join("dists/bookworm");
+    // Older than what comes: a Release written again within the same second, of the same
+    // size, would look the same to mirror (which compares size and time).
+    let aged = Command::new("find")
+        .arg(&dist)
+        .args([
+            "-type",
+            "f",
+            "-exec",
+            "touch",
+            "-d",
+            "@1000000000",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let before = files_in(&dist);
+    repo.set_conf("servername nowhere.invalid\n");
+    let deb = repo.deb("new", "1.0", 3_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+    assert_ne!(ran.code(), 0);
+    (dist, before)
+}
+
+/// `mirror` (with `conf`) finishes what a failed one left, and `verify` finds the remote
+/// as the out dir, consistent.
+fn mirror_again_finishes(repo: &Repo, conf: &str) {
+    repo.set_conf(conf);
+    repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+    repo.hook(&["--basedir", ".", "verify"]).expect(0);
+    repo.assert_mirrored(&[]);
+    assert!(repo.remote_index_names("new"));
+    let dist = repo.remote().join("dists/bookworm");
+    assert_eq!(mismatching(&dist), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_rename_during_mirror_puts_the_distribution_back_and_mirror_again_finishes() {
+    let repo = signed();
+    let conf = openssh(&repo, "", None);
+    let (dist, before) = new_to_mirror(&repo, &conf);
+    // An index in the middle of the batch: others are renamed before it.
+    repo.set_conf(&openssh(
+        &repo,
+        "",
+        Some("dists/bookworm/main/binary-amd64/Packages.gz"),
+    ));
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(1);
+    let err = ran.stderr();
+    for needle in [
+        "dists/bookworm/main/binary-amd64/Packages.gz",
+        "dists/bookworm: its finalisation failed half-way, so it was put back as it was \
+         before this mirror run",
+        "apt clients see the old distribution, whole; a rerun ('outsftphook mirror') \
+         finishes the mirror run",
+        "put back after a failed finalisation",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // Right after: what apt can read of the distribution is the old one, whole, and no
+    // link is left beside it.
+    assert_eq!(files_in(&dist), before, "{err}");
+    assert_eq!(mismatching(&dist), Vec::<String>::new());
+    assert!(!repo.remote_index_names("new"));
+    mirror_again_finishes(&repo, &conf);
+    // A previous version a mirror cut off left is no file of the repository's: verify
+    // says so, and a plain mirror (no --delete) removes it.
+    fs::write(dist.join(".Release.prev"), "a version of long ago").unwrap();
+    repo.hook(&["--basedir", ".", "verify"]).expect(1);
+    mirror_again_finishes(&repo, &conf);
+}
+
+#[test]
+fn without_hard_links_a_failed_rename_during_mirror_says_what_is_new_under_the_old_release() {
+    let repo = signed();
+    let conf = openssh(&repo, "", None);
+    let (dist, _) = new_to_mirror(&repo, &conf);
+    // OpenSSH's server does not announce a request it is told to deny.
+    repo.set_conf(&openssh(
+        &repo,
+        "-P hardlink",
+        Some("dists/bookworm/Release"),
+    ));
+    let ran = repo.hook(&["--basedir", ".", "mirror"]);
+    ran.expect(1);
+    let err = ran.stderr();
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("could not be put back"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    for needle in [
+        "dists/bookworm: its finalisation failed half-way",
+        "the server does not offer hardlink@openssh.com",
+        "main/binary-amd64/Packages",
+        "beside the old Release",
+        "Hash Sum mismatch",
+        "until a rerun ('outsftphook mirror') finishes the mirror run",
+    ] {
+        assert!(said[0].contains(needle), "{needle}: {err}");
+    }
+    // It is as the line says: the renamed indexes disagree with the old Release.
+    assert!(
+        mismatching(&dist).contains(&"main/binary-amd64/Packages".to_string()),
+        "{err}"
+    );
+    mirror_again_finishes(&repo, &conf);
 }
