@@ -269,58 +269,8 @@ impl Guard {
         dir: &RelPath,
         files: &[&File],
     ) -> anyhow::Result<()> {
-        let dotnew = |f: &File| f.remote.with_suffix(b".new");
-        let new_kept = |f: &File| dotnew(f).temp_sibling();
-        let replaced: Vec<&File> = files
-            .iter()
-            .copied()
-            .filter(|f| f.renamed && matches!(f.prior, Prior::Kept(_)))
-            .collect();
-        let relinks: Vec<Op> = replaced
-            .iter()
-            .map(|f| Op::Hardlink {
-                from: f.remote.clone(),
-                to: new_kept(f),
-            })
-            .collect();
-        let mut relinked: HashSet<&RelPath> = HashSet::new();
-        if !relinks.is_empty() {
-            let results = runner.engine().run(&relinks, |_, _| {})?;
-            for (f, result) in replaced.iter().zip(results) {
-                match result {
-                    Ok(_) => {
-                        relinked.insert(&f.path);
-                    }
-                    Err(e) => log::info!("{e}: the rerun uploads {}.new again", f.path),
-                }
-            }
-        }
-        // In the reverse of the finalisation's order, InRelease first: at each moment
-        // what a reader sees named is there.
-        let mut undo: Vec<(&File, Op)> = Vec::new();
-        for f in files.iter().rev() {
-            match (&f.prior, f.renamed) {
-                (Prior::Kept(kept), true) => undo.push((
-                    f,
-                    Op::Rename {
-                        from: kept.clone(),
-                        to: f.remote.clone(),
-                    },
-                )),
-                (Prior::Kept(kept), false) => undo.push((f, Op::Remove { path: kept.clone() })),
-                _ => {}
-            }
-        }
-        for f in files
-            .iter()
-            .filter(|f| f.renamed && f.prior == Prior::Fresh)
-        {
-            let op = Op::Rename {
-                from: f.remote.clone(),
-                to: dotnew(f),
-            };
-            undo.push((f, op));
-        }
+        let relinked = keep_new_content(runner, files)?;
+        let undo = undoing(files);
         let ops: Vec<Op> = undo.iter().map(|(_, op)| op.clone()).collect();
         let results = if ops.is_empty() {
             Vec::new()
@@ -363,15 +313,24 @@ impl Guard {
                 }
             }
         }
-        let name = |f: &File| {
-            dist_dir_of(&f.path)
-                .map_or(f.path.as_str(), |(_, n)| n)
-                .to_string()
-        };
         runner.add_tally(&Tally {
             put_back: restored + taken_away,
             ..Tally::default()
         });
+        self.say_rolled_back(runner, dir, files, &still_new, (restored, taken_away));
+        Ok(())
+    }
+
+    /// Says how dist dir `dir` was left: put back (`restored` and `taken_away` counted), or
+    /// not, with the files `still_new` beside the old ones.
+    fn say_rolled_back(
+        &self,
+        runner: &mut Runner<'_>,
+        dir: &RelPath,
+        files: &[&File],
+        still_new: &[&File],
+        (restored, taken_away): (usize, usize),
+    ) {
         let Words { run, rerun } = &self.words;
         if still_new.is_empty() {
             if restored + taken_away > 0 {
@@ -382,8 +341,13 @@ impl Guard {
                      rerun ('{rerun}') finishes the {run}"
                 ));
             }
-            return Ok(());
+            return;
         }
+        let name = |f: &File| {
+            dist_dir_of(&f.path)
+                .map_or(f.path.as_str(), |(_, n)| n)
+                .to_string()
+        };
         let new: HashSet<&RelPath> = still_new.iter().map(|f| &f.path).collect();
         let old: Vec<String> = files
             .iter()
@@ -399,8 +363,84 @@ impl Guard {
             few(&new),
             few(&old),
         ));
-        Ok(())
     }
+}
+
+/// A file's `NAME.new`.
+fn dotnew(f: &File) -> RemotePath {
+    f.remote.with_suffix(b".new")
+}
+
+/// Where the new content of a replaced file waits while the old one is put back: the
+/// temporary name of its `.new`.
+fn new_kept(f: &File) -> RemotePath {
+    dotnew(f).temp_sibling()
+}
+
+/// Links the new content of each replaced file to [`new_kept`], for the rerun; returns the
+/// files whose content is so kept (the others the rerun uploads again).
+fn keep_new_content<'f>(
+    runner: &mut Runner<'_>,
+    files: &[&'f File],
+) -> anyhow::Result<HashSet<&'f RelPath>> {
+    let replaced: Vec<&File> = files
+        .iter()
+        .copied()
+        .filter(|f| f.renamed && matches!(f.prior, Prior::Kept(_)))
+        .collect();
+    let mut relinked = HashSet::new();
+    if replaced.is_empty() {
+        return Ok(relinked);
+    }
+    let relinks: Vec<Op> = replaced
+        .iter()
+        .map(|f| Op::Hardlink {
+            from: f.remote.clone(),
+            to: new_kept(f),
+        })
+        .collect();
+    let results = runner.engine().run(&relinks, |_, _| {})?;
+    for (f, result) in replaced.iter().zip(results) {
+        match result {
+            Ok(_) => {
+                relinked.insert(&f.path);
+            }
+            Err(e) => log::info!("{e}: the rerun uploads {}.new again", f.path),
+        }
+    }
+    Ok(relinked)
+}
+
+/// What puts `files` back, each with its file: in the reverse of the finalisation's order,
+/// InRelease first (at each moment what a reader sees named is there), each replaced file
+/// from its link (a link made for one not renamed is just removed); then the new files
+/// taken away, back to `NAME.new`.
+fn undoing<'f>(files: &[&'f File]) -> Vec<(&'f File, Op)> {
+    let mut undo: Vec<(&File, Op)> = Vec::new();
+    for f in files.iter().rev() {
+        match (&f.prior, f.renamed) {
+            (Prior::Kept(kept), true) => undo.push((
+                f,
+                Op::Rename {
+                    from: kept.clone(),
+                    to: f.remote.clone(),
+                },
+            )),
+            (Prior::Kept(kept), false) => undo.push((f, Op::Remove { path: kept.clone() })),
+            _ => {}
+        }
+    }
+    for f in files
+        .iter()
+        .filter(|f| f.renamed && f.prior == Prior::Fresh)
+    {
+        let op = Op::Rename {
+            from: f.remote.clone(),
+            to: dotnew(f),
+        };
+        undo.push((f, op));
+    }
+    undo
 }
 
 /// At most a few names, and how many more.

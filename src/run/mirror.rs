@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
+use crate::engine::Engine;
 use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::Interrupt;
 use crate::plan::tree::{self, Difference, Node, Tree};
@@ -105,6 +106,25 @@ fn check_named_tops(local: &Tree, tops: &[RelPath], settings: &Settings) -> Resu
     )))
 }
 
+/// The local tops, refused where one named is missing, or where `--delete` would empty
+/// one on the remote.
+fn scan_tops(settings: &Settings, tops: &[RelPath], delete: bool) -> Result<Tree, Fatal> {
+    let scanned = scan::scan_local(&settings.outdir, tops)?;
+    check_named_tops(&scanned, tops, settings)?;
+    check_tops(&scanned, tops, settings, delete)?;
+    Ok(scanned)
+}
+
+/// The bytes of the files of `tree`.
+fn bytes_of(tree: &Tree) -> u64 {
+    tree.values()
+        .map(|n| match n {
+            Node::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Makes the remote equal to the local tops.
 pub fn mirror(
     settings: &Settings,
@@ -115,36 +135,24 @@ pub fn mirror(
     let started = Instant::now();
     settings.check_dirs(false).map_err(Fatal::setup)?;
     let (_lock, mut deletions) = held_deletions(settings, options.dry_run, interrupt)?;
-    let scanned = scan::scan_local(&settings.outdir, tops)?;
-    check_named_tops(&scanned, tops, settings)?;
-    check_tops(&scanned, tops, settings, options.delete)?;
-    let local_bytes: u64 = scanned
-        .values()
-        .map(|n| match n {
-            Node::File { size, .. } => *size,
-            _ => 0,
-        })
-        .sum();
-    let connections = crate::engine::connections_for_bytes(local_bytes, settings.connections);
+    let scanned = scan_tops(settings, tops, options.delete)?;
+    let connections =
+        crate::engine::connections_for_bytes(bytes_of(&scanned), settings.connections);
     let say_summary = |report: &MirrorReport| {
         let line = summary("mirror: ", &report.tally, report.failures, started);
         tell_summary(&line, report.failures)
     };
     // Every run that got this far ends with a summary: one that could not connect, or
     // was cut off, too (the error follows it).
-    let mut engine = match connect(settings, connections, interrupt) {
-        Ok(engine) => engine,
-        Err(e) => {
-            // Unless the target is not there: its one line says all.
-            if !options.dry_run && e.status != ExitStatus::Setup {
-                say_summary(&MirrorReport {
-                    failures: 1,
-                    ..MirrorReport::default()
-                });
-            }
-            return Err(e);
+    let mut engine = connect(settings, connections, interrupt).inspect_err(|e| {
+        // Unless the target is not there: its one line says all.
+        if !options.dry_run && e.status != ExitStatus::Setup {
+            say_summary(&MirrorReport {
+                failures: 1,
+                ..MirrorReport::default()
+            });
         }
-    };
+    })?;
     let start = Start {
         copying: settings.symlinks == Symlinks::Copy,
         renames_warned: false,
@@ -182,7 +190,33 @@ pub fn mirror(
         return Ok(report);
     }
     // The held deletions now due go with this run, as with every run.
-    let mut runner = Runner::new(&mut engine, interrupt, 0, 0);
+    if let Err(e) = carry_out_due(
+        &mut engine,
+        &mut deletions,
+        settings,
+        interrupt,
+        &mut report,
+    ) {
+        say_summary(&report);
+        return Err(Fatal::from(e));
+    }
+    close_quietly(engine);
+    // Conflicts were reported up front; they do not stop the rest, but the run failed.
+    report.failures += conflicts;
+    say_summary(&report);
+    Ok(report)
+}
+
+/// Removes the held files whose deletion is due (see [`Deletions::carry_out`]), counted in
+/// `report`.
+fn carry_out_due(
+    engine: &mut Engine,
+    deletions: &mut Deletions,
+    settings: &Settings,
+    interrupt: &Interrupt,
+    report: &mut MirrorReport,
+) -> anyhow::Result<()> {
+    let mut runner = Runner::new(engine, interrupt, 0, 0);
     let carried = deletions.carry_out(
         &mut runner,
         settings.targetdir.as_ref(),
@@ -192,15 +226,7 @@ pub fn mirror(
     runner.finish();
     report.failures += runner.failures();
     report.tally.add(&runner.tally());
-    if let Err(e) = carried {
-        say_summary(&report);
-        return Err(Fatal::from(e));
-    }
-    close_quietly(engine);
-    // Conflicts were reported up front; they do not stop the rest, but the run failed.
-    report.failures += conflicts;
-    say_summary(&report);
-    Ok(report)
+    carried
 }
 
 /// The deletions held back, for `mirror`: under the run lock (a hook run may be changing
