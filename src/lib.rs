@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  reprepro's outlogs, journal,       repo/       parse logs, journal DONE lines, choose
-//!  locks, the local repository   -->              and order logs, locks, scan local files
+//!  locks, held deletions,        -->              and order logs, locks, the record of
+//!  the local repository                           held deletions, scan local files
 //!                                      |
 //!                                      v
 //!  what to do, in the safe order      plan/       pure: logs -> Plan, trees -> MirrorPlan;
@@ -12,7 +13,9 @@
 //!                                      |
 //!                                      v
 //!  hook, mirror, verify, status       run/        drive a plan through the engine: journal,
-//!                                                 progress, interrupts, summary, output
+//!                                                 held deletions, the guard of a
+//!                                                 finalisation, progress, interrupts,
+//!                                                 summary, output
 //!                                      |
 //!                                      v
 //!  operations on the remote           engine/     connections, scheduling, limits, the
