@@ -306,13 +306,13 @@ pub fn verify(
     let held = match held {
         0 => String::new(),
         n => format!(
-            ", and {n} file(s) the repository no longer has, held back for apt clients \
-             (keepdeleted; 'status' says when they go)"
+            "; it also keeps {n} file(s) the repository no longer has, held back for apt \
+             clients until keepdeleted has passed ('status -v' says when each goes)"
         ),
     };
     if differences.is_empty() {
         tell(&format!(
-            "verify: the remote matches ({files} files, {links} symlinks{}{held})",
+            "verify: the remote matches ({files} files, {links} symlinks{}){held}",
             if checksum {
                 format!(", {compared} compared byte for byte")
             } else {
