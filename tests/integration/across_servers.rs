@@ -369,7 +369,57 @@ const MIRROR_DELETE: Hostile = Hostile {
     },
 };
 
-static EVERY_CASE: [Hostile; 7] = [
+/// A target directory that is missing, or a file: the engine's first flight STATs it, and
+/// every operation below it fails with that one cause, nothing made (the hook says it once;
+/// see trouble.rs).
+const MISSING_TARGET: Hostile = Hostile {
+    name: "below_a_missing_or_file_target_nothing_is_made",
+    plant: |_, dir| fs::write(dir.join("remote/afile"), "x").unwrap(),
+    run: |case| {
+        for target in ["nowhere", "afile"] {
+            let what = format!("{}: {target}", case.what);
+            let config = EngineConfig {
+                targetdir: Some(case.at(target)),
+                ..EngineConfig::default()
+            };
+            let remote = |rel: &str| case.at(&format!("{target}/{rel}"));
+            let local = case.dir.join("local/a.deb");
+            fs::write(&local, pattern(3000, 1)).unwrap();
+            let ops = [
+                Op::Upload {
+                    local,
+                    remote: remote("pool/main/a/a.deb"),
+                    fsync: false,
+                    mtime: None,
+                },
+                Op::Remove {
+                    path: remote("pool/main/b/old.deb"),
+                },
+            ];
+            let mut engine = Engine::connect(&case.server.engine_command(), config).unwrap();
+            let results = engine.run(&ops, |_, _| {}).unwrap();
+            engine.close();
+            for result in &results {
+                let cause = match result {
+                    Err(e) => match &e.cause {
+                        Cause::Directory { cause, .. } => (**cause).clone(),
+                        other => other.clone(),
+                    },
+                    Ok(_) => panic!("{what}: {results:?}"),
+                };
+                assert!(matches!(cause, Cause::Target(_)), "{what}: {results:?}");
+            }
+            assert_eq!(case.names(""), ["afile"], "{what}");
+            assert_eq!(
+                fs::read(case.remote().join("afile")).unwrap(),
+                b"x",
+                "{what}"
+            );
+        }
+    },
+};
+
+static EVERY_CASE: [Hostile; 8] = [
     PLANTED_AT_MKDIR,
     SYMLINKED_DIRECTORY,
     LINK_AT_REAL_NAME,
@@ -377,6 +427,7 @@ static EVERY_CASE: [Hostile; 7] = [
     SOURCE_NOW_LARGER,
     SOURCE_NOW_SMALLER,
     MIRROR_DELETE,
+    MISSING_TARGET,
 ];
 
 /// The cases in which a promise is broken on `kind`: the ignored tests below show them.
