@@ -28,9 +28,9 @@ fn pending_run(repo: &Repo, extra: &[&str]) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Runs `reprepro includedeb bookworm DEBS` while starting a `--pending` run every 20 ms,
-/// then checks that reprepro and every one of those runs succeeded.
-fn includedeb_under_fire(repo: &Repo, debs: &[PathBuf]) {
+/// Runs `reprepro includedeb bookworm DEBS` while starting a `--pending EXTRA` run every
+/// 20 ms, then checks that reprepro and every one of those runs succeeded.
+fn includedeb_under_fire(repo: &Repo, debs: &[PathBuf], extra: &[&str]) {
     let mut reprepro = Command::new("reprepro")
         .current_dir(repo.dir.path())
         .arg("-b")
@@ -45,7 +45,7 @@ fn includedeb_under_fire(repo: &Repo, debs: &[PathBuf]) {
     let started = Instant::now();
     let mut runs = Vec::new();
     while reprepro.try_wait().unwrap().is_none() && runs.len() < 60 {
-        runs.push(pending_run(repo, &[]));
+        runs.push(pending_run(repo, extra));
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = reprepro.wait_with_output().unwrap();
@@ -92,11 +92,11 @@ fn pending_runs_during_a_reprepro_run_lose_nothing() {
     repo.reprepro(&["export"]).expect(0);
     // Big enough that reprepro spends a while between creating its log and writing to it
     // (copying and checksumming the package): the log is empty then.
-    includedeb_under_fire(&repo, &[repo.deb("big", "1.0", 40_000_000)]);
+    includedeb_under_fire(&repo, &[repo.deb("big", "1.0", 40_000_000)], &[]);
     let many: Vec<PathBuf> = (0..40)
         .map(|i| repo.deb(&format!("p{i:02}-{}", "x".repeat(60)), "1.0", 100))
         .collect();
-    includedeb_under_fire(&repo, &many);
+    includedeb_under_fire(&repo, &many, &[]);
     // Every change is on the remote, and no log was marked done without being pushed.
     assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
     repo.assert_mirrored(&[]);
@@ -110,6 +110,27 @@ fn pending_runs_during_a_reprepro_run_lose_nothing() {
             "{name} is done but was never pushed:\n{text}"
         );
     }
+}
+
+/// A package reprepro removed (its deletion held) and now adds again, while `--pending`
+/// runs fire with that deletion due: whichever run finds what first, the file ends on the
+/// remote, and the mirror equals the repository.
+#[test]
+fn a_held_deletion_due_while_reprepro_adds_the_file_again_never_loses_it() {
+    let repo = Repo::new();
+    let conf = fs::read_to_string(repo.base().join("conf/outsftphook.conf")).unwrap();
+    repo.set_conf(&conf.replace("keepdeleted 0", "keepdeleted 1h"));
+    // Big: reprepro copies and checksums it for a while before the pool has it again.
+    let big = repo.deb("big", "1.0", 40_000_000);
+    repo.reprepro(&["includedeb", "bookworm", big.to_str().unwrap()])
+        .expect(0);
+    repo.reprepro(&["remove", "bookworm", "big"]).expect(0);
+    let pool = "pool/main/b/big/big_1.0_amd64.deb";
+    assert!(repo.remote().join(pool).exists(), "held");
+    includedeb_under_fire(&repo, &[big], &["--keepdeleted", "0"]);
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+    assert!(repo.remote().join(pool).exists());
+    repo.assert_mirrored(&[]);
 }
 
 #[test]
