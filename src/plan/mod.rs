@@ -185,8 +185,16 @@ fn dist_dir_entry<'a>(dists: &'a mut BTreeMap<RelPath, DistDir>, dir: &RelPath) 
     })
 }
 
-/// Builds the plan from logs given oldest first.
+/// Builds the plan from logs given oldest first, for the first mirror (its journal lines
+/// are `DONE`).
 pub fn plan(logs: &[Outlog]) -> Plan {
+    plan_for(logs, None)
+}
+
+/// Builds the plan of one mirror from logs given oldest first: `journal_tag` is the name
+/// its journal lines carry (`DONE@NAME`), `None` for the first mirror's plain `DONE`. The
+/// other mirrors' lines are not its business.
+pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
     let mut planner = Planner {
         plan: Plan {
             remaining: vec![0; logs.len()],
@@ -201,7 +209,11 @@ pub fn plan(logs: &[Outlog]) -> Plan {
             .lines
             .iter()
             .filter_map(|(_, line)| match line {
-                Line::Done { message, path } => Some((path, *message)),
+                Line::Done {
+                    mirror,
+                    message,
+                    path,
+                } if mirror.as_deref() == journal_tag => Some((path, *message)),
                 _ => None,
             })
             .collect();

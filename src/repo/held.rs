@@ -54,15 +54,23 @@ impl fmt::Display for HeldError {
 
 impl std::error::Error for HeldError {}
 
-/// Where the record of `logdir` is.
-pub(crate) fn path_in(logdir: &Path) -> PathBuf {
-    logdir.join(FILE_NAME)
+/// Where the record of `logdir` is: the first mirror's is [`FILE_NAME`], the mirror NAME's
+/// (`journal_tag`) `outsftphook.NAME.held`: each mirror's deletions come due on its own.
+pub(crate) fn path_in(logdir: &Path, journal_tag: Option<&str>) -> PathBuf {
+    logdir.join(file_name(journal_tag))
+}
+
+fn file_name(journal_tag: Option<&str>) -> String {
+    match journal_tag {
+        None => FILE_NAME.to_owned(),
+        Some(name) => format!("outsftphook.{name}.held"),
+    }
 }
 
 impl Record {
     /// The record in `logdir`; none there is nothing held.
-    pub(crate) fn load(logdir: &Path) -> anyhow::Result<Record> {
-        let file = path_in(logdir);
+    pub(crate) fn load(logdir: &Path, journal_tag: Option<&str>) -> anyhow::Result<Record> {
+        let file = path_in(logdir, journal_tag);
         let text = match fs::read(&file) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Record::default()),
@@ -112,15 +120,15 @@ impl Record {
     }
 
     /// Writes the record to `logdir` whole, durably; an empty one removes the file.
-    pub(crate) fn save(&self, logdir: &Path) -> anyhow::Result<()> {
-        let file = path_in(logdir);
+    pub(crate) fn save(&self, logdir: &Path, journal_tag: Option<&str>) -> anyhow::Result<()> {
+        let file = path_in(logdir, journal_tag);
         let written = if self.since.is_empty() {
             match fs::remove_file(&file) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             }
         } else {
-            let temporary = logdir.join(format!("{FILE_NAME}.new"));
+            let temporary = logdir.join(format!("{}.new", file_name(journal_tag)));
             File::create(&temporary)
                 .and_then(|mut f| {
                     f.write_all(self.render().as_bytes())?;
@@ -178,12 +186,12 @@ mod tests {
     #[test]
     fn a_record_survives_a_save_and_a_load_and_an_empty_one_is_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut held = Record::load(dir.path()).unwrap();
+        let mut held = Record::load(dir.path(), None).unwrap();
         assert_eq!(held, Record::default());
         held.hold(p("pool/main/f/foo/foo_1.0_amd64.deb"), 100);
         held.hold(p("dists/bookworm/main/Contents-amd64.gz"), 200);
-        held.save(dir.path()).unwrap();
-        let text = fs::read_to_string(path_in(dir.path())).unwrap();
+        held.save(dir.path(), None).unwrap();
+        let text = fs::read_to_string(path_in(dir.path(), None)).unwrap();
         assert!(
             text.starts_with("# outsftphook: deletions held back"),
             "{text}"
@@ -195,12 +203,12 @@ mod tests {
             ),
             "{text}"
         );
-        assert_eq!(Record::load(dir.path()).unwrap(), held);
+        assert_eq!(Record::load(dir.path(), None).unwrap(), held);
         for path in held.clone().since.keys() {
             held.release(path);
         }
-        held.save(dir.path()).unwrap();
-        assert!(!path_in(dir.path()).exists());
+        held.save(dir.path(), None).unwrap();
+        assert!(!path_in(dir.path(), None).exists());
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),
             0,
@@ -244,8 +252,8 @@ mod tests {
     #[test]
     fn an_unreadable_record_names_the_file_and_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(path_in(dir.path()), "1\t../x\n").unwrap();
-        let err = Record::load(dir.path()).unwrap_err().to_string();
+        fs::write(path_in(dir.path(), None), "1\t../x\n").unwrap();
+        let err = Record::load(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("outsftphook.held:1: '../x'"), "{err}");
         assert!(err.contains("remove the file to forget them"), "{err}");
     }

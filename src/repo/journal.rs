@@ -45,9 +45,15 @@ impl LogJournal {
     }
 }
 
-/// The journals of the logs a run processes, indexed as in the plan.
+/// The journals of the logs a run processes, indexed as in the plan: one mirror's.
 pub struct Journal {
     logs: Vec<LogJournal>,
+    /// The keyword of its lines: `DONE` for the first mirror, `DONE@NAME` for the mirror
+    /// NAME.
+    keyword: String,
+    /// Whether a log with nothing left is renamed `.done` by this journal: not where other
+    /// mirrors share the logs ([`finish_together`] renames them then).
+    renames: bool,
     /// Told each line once it is written (`-v`): the run side shows it; the journal itself
     /// never prints.
     echo: Option<fn(DoneMessage, &RelPath)>,
@@ -71,7 +77,27 @@ impl Journal {
                 finished: false,
             })
             .collect();
-        Journal { logs, echo }
+        Journal {
+            logs,
+            keyword: "DONE".into(),
+            renames: true,
+            echo,
+        }
+    }
+
+    /// The journal of the mirror NAME (`journal_tag`; `None` for the first mirror), one of
+    /// several sharing the logs: it never renames them ([`finish_together`] does).
+    pub fn for_mirror(mut self, journal_tag: Option<&str>, shared: bool) -> Journal {
+        if let Some(name) = journal_tag {
+            self.keyword = format!("DONE@{name}");
+        }
+        self.renames = !shared;
+        self
+    }
+
+    /// Whether log `log` has nothing left for this mirror.
+    fn has_nothing_left(&self, log: usize) -> bool {
+        self.logs[log].remaining == 0
     }
 
     /// Cuts a torn last journal line off log `log`, back to `offset` (the end of its last
@@ -109,7 +135,7 @@ impl Journal {
     ) -> anyhow::Result<()> {
         let entry = &mut self.logs[log];
         entry.open()?;
-        let line = format!("DONE\t{}\t{path}\n", message.as_str());
+        let line = format!("{}\t{}\t{path}\n", self.keyword, message.as_str());
         entry
             .file
             .as_mut()
@@ -145,9 +171,15 @@ impl Journal {
 
     fn finish_if_empty(&mut self, log: usize) -> anyhow::Result<()> {
         let entry = &mut self.logs[log];
-        if entry.remaining > 0 || entry.finished {
+        if entry.remaining > 0 || entry.finished || !self.renames {
             return Ok(());
         }
+        self.rename(log)
+    }
+
+    /// Renames log `log` `.done`, its lines flushed first.
+    fn rename(&mut self, log: usize) -> anyhow::Result<()> {
+        let entry = &mut self.logs[log];
         if let Some(file) = entry.file.take() {
             // What the journal says must survive a crash before the rename does.
             file.sync_data()
@@ -176,6 +208,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Flushes log `log`'s lines and forgets it: another journal renamed it.
+    fn renamed_elsewhere(&mut self, log: usize) -> anyhow::Result<()> {
+        let entry = &mut self.logs[log];
+        if let Some(file) = entry.file.take() {
+            file.sync_data()
+                .with_context(|| format!("cannot flush {}", entry.outlog.display()))?;
+        }
+        entry.finished = true;
+        Ok(())
+    }
+
     /// The logs that still have work.
     pub fn pending(&self) -> impl Iterator<Item = &Path> {
         self.logs
@@ -183,6 +226,25 @@ impl Journal {
             .filter(|l| !l.finished)
             .map(|l| l.outlog.as_path())
     }
+}
+
+/// Renames the logs that no mirror has anything left of, each mirror's lines flushed
+/// first: a log is `.done` only when every mirror has all of it. The journals are those of
+/// every mirror configured, indexed alike.
+pub fn finish_together(journals: &mut [Journal]) -> anyhow::Result<()> {
+    let Some(logs) = journals.first().map(|j| j.logs.len()) else {
+        return Ok(());
+    };
+    for log in 0..logs {
+        if journals[0].logs[log].finished || !journals.iter().all(|j| j.has_nothing_left(log)) {
+            continue;
+        }
+        for journal in &mut journals[1..] {
+            journal.renamed_elsewhere(log)?;
+        }
+        journals[0].rename(log)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -238,6 +300,30 @@ mod tests {
         j.finish_empty().unwrap();
         let done = fs::read_to_string(dir.path().join("1-a.done")).unwrap();
         assert_eq!(done, format!("{whole}DONE\tdone\tpool/c/d\n"));
+    }
+
+    #[test]
+    fn with_several_mirrors_each_writes_its_own_lines_and_the_log_is_done_when_all_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("1-a.outlog");
+        fs::write(&log, "POOLNEW\tpool/a/b\n").unwrap();
+        let p = RelPath::new("pool/a/b").unwrap();
+        let mut journals = vec![
+            Journal::new(vec![log.clone()], &[1], None).for_mirror(None, true),
+            Journal::new(vec![log.clone()], &[1], None).for_mirror(Some("offsite"), true),
+        ];
+        journals[0].complete(0, DoneMessage::Done, &p).unwrap();
+        journals[0].finish_empty().unwrap();
+        finish_together(&mut journals).unwrap();
+        assert!(log.exists(), "offsite has not got it yet");
+        journals[1].complete(0, DoneMessage::Done, &p).unwrap();
+        finish_together(&mut journals).unwrap();
+        let done = fs::read_to_string(dir.path().join("1-a.done")).unwrap();
+        assert_eq!(
+            done,
+            "POOLNEW\tpool/a/b\nDONE\tdone\tpool/a/b\nDONE@offsite\tdone\tpool/a/b\n"
+        );
+        assert!(journals.iter().all(|j| j.pending().count() == 0));
     }
 
     #[test]

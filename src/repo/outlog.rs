@@ -106,8 +106,10 @@ pub enum Line {
         dir: RelPath,
         name: RelPath,
     },
-    /// A journal line written by a hook.
+    /// A journal line written by a hook: `DONE` for the first mirror, `DONE@NAME` for the
+    /// mirror NAME (`mirror` is then `Some`).
     Done {
+        mirror: Option<Box<str>>,
         message: DoneMessage,
         path: RelPath,
     },

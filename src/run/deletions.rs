@@ -20,6 +20,7 @@ use crate::engine::{Cause, Op};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::repo::held::{self, Record};
+use crate::run::journal_tag;
 use crate::run::runner::{Judged, Runner};
 
 use crate::plan::tree::{Difference, Node, remote_path};
@@ -28,6 +29,8 @@ use crate::plan::tree::{Difference, Node, remote_path};
 pub(crate) struct Deletions {
     record: Record,
     logdir: PathBuf,
+    /// Whose record it is: the mirror's journal tag (`None` for the first mirror).
+    tag: Option<String>,
     keep: Duration,
     /// The run's clock, read once: what is due is decided once per run.
     now: u64,
@@ -49,8 +52,9 @@ impl Deletions {
     /// As [`Deletions::load`], but writing nothing (`status`, `--dry-run`, `verify`).
     pub(crate) fn read(settings: &Settings) -> anyhow::Result<Deletions> {
         let mut deletions = Deletions {
-            record: Record::load(&settings.logdir)?,
+            record: Record::load(&settings.logdir, journal_tag(settings))?,
             logdir: settings.logdir.clone(),
+            tag: journal_tag(settings).map(str::to_owned),
             keep: settings.keep_deleted,
             now: held::now(),
             changed: false,
@@ -75,7 +79,7 @@ impl Deletions {
     }
 
     fn save(&self) -> anyhow::Result<()> {
-        self.record.save(&self.logdir)
+        self.record.save(&self.logdir, self.tag.as_deref())
     }
 
     /// Whether deletions are held back at all (`keepdeleted` is not 0).

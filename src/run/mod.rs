@@ -23,3 +23,10 @@ pub mod status;
 mod sync;
 
 pub(crate) use output::show;
+
+/// The name the journal lines and the record of held deletions of `settings`' mirror
+/// carry: `None` for the first mirror (the reference hook's `DONE` lines).
+pub(crate) fn journal_tag(settings: &crate::config::Settings) -> Option<&str> {
+    let _ = settings;
+    None
+}

@@ -17,6 +17,8 @@ pub(super) struct Parser {
 /// A line's keyword and its fields after it.
 struct Fields<'a> {
     keyword: &'static str,
+    /// For `DONE@NAME`: the mirror NAME (the keyword is then `DONE`).
+    mirror: Option<&'a str>,
     args: Vec<&'a str>,
 }
 
@@ -48,11 +50,17 @@ impl<'a> Fields<'a> {
                 }
             });
         }
-        let Some(&keyword) = KEYWORDS.iter().find(|&&k| k == fields[0]) else {
+        // `DONE@NAME`: a journal line of the mirror NAME (another than the first).
+        let (word, mirror) = match fields[0].split_once('@') {
+            Some(("DONE", name)) if is_mirror_name(name) => ("DONE", Some(name)),
+            _ => (fields[0], None),
+        };
+        let Some(&keyword) = KEYWORDS.iter().find(|&&k| k == word) else {
             return Err(Problem::UnknownKeyword(fields[0].to_owned()));
         };
         Ok(Fields {
             keyword,
+            mirror,
             args: fields[1..].to_vec(),
         })
     }
@@ -203,7 +211,17 @@ fn done(f: &Fields<'_>) -> Result<Line, Problem> {
     let message = DoneMessage::parse(f.args[0])
         .ok_or_else(|| Problem::UnknownDoneMessage(f.args[0].to_owned()))?;
     Ok(Line::Done {
+        mirror: f.mirror.map(Into::into),
         message,
         path: rel("path", f.args[1])?,
     })
+}
+
+/// A mirror's name as `DONE@NAME` carries it (and the configuration allows it): a letter
+/// or digit, then letters, digits, `.`, `_` or `-`, at most 64 in all.
+pub fn is_mirror_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name.len() <= 64
 }

@@ -83,6 +83,7 @@ fn every_keyword_parses_into_its_variant() {
     assert_eq!(
         lines[13],
         &Line::Done {
+            mirror: None,
             message: DoneMessage::AsDotNew,
             path: r("dists/bookworm/Release")
         }
@@ -90,6 +91,7 @@ fn every_keyword_parses_into_its_variant() {
     assert_eq!(
         lines[14],
         &Line::Done {
+            mirror: None,
             message: DoneMessage::AlreadyDeleted,
             path: r("pool/main/f/foo/foo_0.9_amd64.deb")
         }
