@@ -143,13 +143,20 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
                 autoretry: settings.autoretry,
             };
             // reprepro knows 0, 1 and 2 (and 75, busy): an unreachable server fails the run.
-            let report = run::hook::run(&settings, &args.files, how, args.dry_run, &interrupt)
-                .map_err(|mut e| {
-                    if e.status == ExitStatus::Unreachable {
-                        e.status = ExitStatus::Failed;
-                    }
-                    e
-                })?;
+            let report = run::hook::run(
+                std::slice::from_ref(&settings),
+                &[],
+                &args.files,
+                how,
+                args.dry_run,
+                &interrupt,
+            )
+            .map_err(|mut e| {
+                if e.status == ExitStatus::Unreachable {
+                    e.status = ExitStatus::Failed;
+                }
+                e
+            })?;
             report.unfinished()
         }
     };

@@ -6,30 +6,29 @@ mod copies;
 mod rollback;
 mod rounds;
 mod sources;
+mod staged;
+
+use staged::Push;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::config::{Settings, Symlinks};
 use crate::exit::{ExitStatus, Fatal};
 use crate::interrupt::{Interrupt, StoppedWaiting};
-use crate::plan::{self, Action, HeldBack, Plan};
+use crate::plan::{self, Action, Plan};
 use crate::relpath::RelPath;
-use crate::repo::journal::Journal;
+use crate::repo::journal::{Journal, finish_together};
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
 use crate::run::deletions::Deletions;
-use crate::run::output::{Tally, echo_done, human_time, show, summary, tell, tell_summary};
-use crate::run::runner::Runner;
-use crate::run::session::{
-    close_quietly, open, server_name, target_error, warn_unless_atomic_renames,
-};
+use crate::run::output::{Tally, echo_done, human_time, show, summary, tell};
+use crate::run::session::server_name;
+use crate::run::{journal_tag, mirror_name};
 
-use rounds::{Executor, JournalStopped, upload_totals};
-use sources::{check_local_sources, dist_root, resolve_relative_sources};
+use rounds::JournalStopped;
+use sources::{check_local_sources, resolve_relative_sources};
 
 /// A wait for a lock that ended in `error`: busy (75) when the lock was held for too
 /// long, failed (1) when a signal ended the wait, else `otherwise`.
@@ -68,61 +67,107 @@ pub struct Report {
     pub pending_logs: Vec<PathBuf>,
 }
 
-/// Processes outlogs: the hook's whole job. Once `interrupt` fires, the run finishes what
-/// is in flight, starts nothing new and returns an error.
+/// Processes outlogs: the hook's whole job, for every mirror of `mirrors` (the selected
+/// ones, the first mirror's settings telling the local side); `unselected` are the mirrors
+/// configured but not picked (`--only`), whose journals keep a log from being renamed
+/// `.done` before they have it. Once `interrupt` fires, the run finishes what is in
+/// flight, starts nothing new and returns an error.
 pub fn run(
-    settings: &Settings,
+    mirrors: &[Settings],
+    unselected: &[Settings],
     files: &[PathBuf],
     how: Selection,
     dry_run: bool,
     interrupt: &Interrupt,
 ) -> Result<Report, Fatal> {
+    let settings = &mirrors[0];
+    let several = mirrors.len() + unselected.len() > 1;
     settings.check_dirs(true).map_err(Fatal::setup)?;
     let (_lock, paths) = lock_and_select(settings, files, how, interrupt)?;
-    let Planned {
-        mut plan,
-        paths,
-        torn,
-    } = read_and_plan(settings, &paths)?;
-    let deletions = if dry_run {
-        Deletions::read(settings)
-    } else {
-        Deletions::load(settings)
-    };
-    let mut deletions = deletions.map_err(Fatal::setup)?;
+    let Read { outlogs, torn } = read_logs(settings, &paths)?;
+    let paths: Vec<PathBuf> = outlogs.iter().map(|l| l.path.clone()).collect();
+    let echo = (settings.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
+    let mut pushes = Vec::new();
+    for mirror in mirrors {
+        let deletions = if dry_run {
+            Deletions::read(mirror)
+        } else {
+            Deletions::load(mirror)
+        };
+        let tag = journal_tag(mirror);
+        let plan = plan::plan_for(&outlogs, tag);
+        let journal = Journal::new(paths.clone(), &plan.remaining, echo).for_mirror(tag, several);
+        pushes.push(Push {
+            settings: mirror,
+            plan,
+            journal,
+            deletions: deletions.map_err(Fatal::setup)?,
+        });
+    }
+    let mut idle: Vec<Journal> = unselected
+        .iter()
+        .map(|m| {
+            let plan = plan::plan_for(&outlogs, journal_tag(m));
+            Journal::new(paths.clone(), &plan.remaining, None).for_mirror(journal_tag(m), true)
+        })
+        .collect();
+    drop(outlogs);
     if dry_run {
-        print_dry_run(&plan, settings, &deletions);
+        for push in &pushes {
+            if several {
+                show(&format!("mirror {}:", mirror_name(push.settings)));
+            }
+            print_dry_run(&push.plan, push.settings, &push.deletions);
+        }
         return Ok(Report::default());
     }
-    let echo = (settings.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
-    let mut journal = Journal::new(paths, &plan.remaining, echo);
     for (log, offset) in torn {
-        journal.cut_torn_tail(log, offset)?;
+        pushes[0].journal.cut_torn_tail(log, offset)?;
     }
-    for (log, path) in &plan.obsoleted {
-        journal.record(*log, DoneMessage::Obsoleted, path)?;
+    for push in &mut pushes {
+        for (log, path) in &push.plan.obsoleted {
+            push.journal.record(*log, DoneMessage::Obsoleted, path)?;
+        }
     }
-    if plan.is_empty() && deletions.due().is_empty() {
-        journal.finish_empty()?;
+    if pushes.iter().all(Push::is_idle) {
+        for push in &mut pushes {
+            push.journal.finish_empty()?;
+        }
+        finish_logs(&mut pushes, &mut idle, several)?;
         log::info!("nothing to do");
         remove_old_done(settings);
         return Ok(Report::default());
     }
-    let held_back = if deletions.holding() {
-        plan.take_deletions()
-    } else {
-        HeldBack::default()
-    };
-    let held = Held {
-        deletions: &mut deletions,
-        back: held_back,
-    };
-    let report = push(settings, &plan, &mut journal, interrupt, held)?;
+    let mut report = staged::push_all(&mut pushes, several, interrupt)?;
+    finish_logs(&mut pushes, &mut idle, several)?;
+    report.pending_logs = pushes[0].journal.pending().map(Path::to_path_buf).collect();
     remove_old_done(settings);
     if report.unfinished() {
         tell_unfinished(&report, settings);
     }
     Ok(report)
+}
+
+/// With several mirrors, renames the logs every mirror has all of (each mirror's journal
+/// renames none itself).
+fn finish_logs(
+    pushes: &mut [Push<'_>],
+    idle: &mut Vec<Journal>,
+    several: bool,
+) -> Result<(), Fatal> {
+    if !several {
+        return Ok(());
+    }
+    let mut journals: Vec<Journal> = pushes
+        .iter_mut()
+        .map(|p| std::mem::replace(&mut p.journal, Journal::new(Vec::new(), &[], None)))
+        .chain(idle.drain(..))
+        .collect();
+    let finished = finish_together(&mut journals);
+    for (push, journal) in pushes.iter_mut().zip(journals) {
+        push.journal = journal;
+    }
+    finished.map_err(Fatal::setup)
 }
 
 /// `keepdone`: removes the old `.done` logs, under the run lock; a file it cannot remove
@@ -197,85 +242,9 @@ fn print_dry_run(plan: &Plan, settings: &Settings, deletions: &Deletions) {
     }
 }
 
-/// The deletions held back, and those the plan brings to hold back.
-struct Held<'a> {
-    deletions: &'a mut Deletions,
-    back: HeldBack,
-}
-
-/// Connects and runs the plan's rounds; the summary is said whichever way they ended.
-fn push(
-    settings: &Settings,
-    plan: &Plan,
-    journal: &mut Journal,
-    interrupt: &Interrupt,
-    held: Held<'_>,
-) -> Result<Report, Fatal> {
-    let (upload_files, upload_bytes) = upload_totals(plan, &settings.outdir);
-    let started = Instant::now();
-    let connections = crate::engine::connections_for_bytes(upload_bytes, settings.connections);
-    // The target directory is checked by the engine's first flight, not before it (a
-    // round trip saved): below a missing one every operation fails, nothing is changed,
-    // and that is said once, after the rounds.
-    let mut engine = match open(settings, connections, interrupt) {
-        Ok(engine) => engine,
-        Err(e) => {
-            // A run that could not connect ends with a summary too.
-            tell(&summary("", &Tally::default(), 1, started));
-            return Err(e);
-        }
-    };
-    log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
-    if !plan.dist_dirs.is_empty() {
-        warn_unless_atomic_renames(&engine, settings);
-    }
-    let mut exec = Executor {
-        runner: Runner::new(&mut engine, interrupt, upload_files, upload_bytes),
-        journal: &mut *journal,
-        targetdir: settings.targetdir.clone(),
-        report: Report::default(),
-        supersedes: &plan.supersedes,
-        outdir: &settings.outdir,
-        started,
-        settings,
-        dist_root: dist_root(settings).map_err(Fatal::setup)?,
-        copying: settings.symlinks == Symlinks::Copy,
-        deletions: held.deletions,
-        held_back: held.back,
-    };
-    let result = exec.rounds(plan, settings.keepdirectories);
-    exec.runner.finish();
-    if let Some(problem) = exec.runner.engine().target_problem() {
-        // Its one line says all: every failure of the rounds was that one cause.
-        close_quietly(engine);
-        return Err(target_error(settings, &problem));
-    }
-    let tally = exec.runner.tally();
-    let mut report = exec.report;
-    report.failures = exec.runner.failures();
-    if result.is_ok() && report.failures == 0 {
-        journal.finish_empty()?;
-    }
-    journal.sync().context("cannot flush the journal")?;
-    report.pending_logs = journal.pending().map(Path::to_path_buf).collect();
-    report.files_uploaded = tally.files;
-    report.bytes_uploaded = tally.bytes;
-    // What was done is said whichever way the run ended: a cut-off run too.
-    let summary = summary("", &tally, report.failures, started);
-    match result {
-        Ok(()) => close_quietly(engine),
-        Err(e) => {
-            tell(&summary);
-            return Err(cut_off(e, settings));
-        }
-    }
-    tell_summary(&summary, report.failures);
-    Ok(report)
-}
-
 /// The error a push that `e` ended ends the run with, saying what to do next: a rerun
 /// finishes it, unless the journal could not be written (its own advice says so).
-fn cut_off(e: anyhow::Error, settings: &Settings) -> Fatal {
+pub(super) fn cut_off(e: anyhow::Error, settings: &Settings) -> Fatal {
     let server = server_name(settings);
     let context = if e.is::<JournalStopped>() {
         format!("the push to {server} stopped")
@@ -287,18 +256,17 @@ fn cut_off(e: anyhow::Error, settings: &Settings) -> Fatal {
     e.context(context).into()
 }
 
-/// The plan of a run and what it needs besides to journal it.
-struct Planned {
-    plan: Plan,
-    /// The logs planned (the empty ones are left out), indexed as in the plan.
-    paths: Vec<PathBuf>,
+/// The logs of a run, parsed, and what their journals need.
+struct Read {
+    /// The logs to plan (the empty ones are left out).
+    outlogs: Vec<outlog::Outlog>,
     /// (log, offset): logs whose torn last journal line is to be cut off at offset.
     torn: Vec<(usize, u64)>,
 }
 
-/// Parses the logs, checks their local sources and plans. The parsed logs are dropped once
-/// planned: only the plan is kept in memory.
-fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> Result<Planned, Fatal> {
+/// Parses the logs and checks their local sources. Each mirror's plan is made from them;
+/// they are dropped then: only the plans are kept in memory.
+fn read_logs(settings: &Settings, paths: &[PathBuf]) -> Result<Read, Fatal> {
     let mut outlogs = Vec::with_capacity(paths.len());
     for path in paths {
         log::info!("reading {}", path.display());
@@ -316,11 +284,7 @@ fn read_and_plan(settings: &Settings, paths: &[PathBuf]) -> Result<Planned, Fata
         .collect();
     resolve_relative_sources(&mut outlogs, settings.basedir.as_deref());
     check_local_sources(&outlogs, settings).map_err(Fatal::setup)?;
-    Ok(Planned {
-        plan: plan::plan(&outlogs),
-        paths: outlogs.into_iter().map(|l| l.path).collect(),
-        torn,
-    })
+    Ok(Read { outlogs, torn })
 }
 
 /// Takes the run lock and lists the logs to process, none of which reprepro may still be

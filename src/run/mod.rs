@@ -30,3 +30,14 @@ pub(crate) fn journal_tag(settings: &crate::config::Settings) -> Option<&str> {
     let _ = settings;
     None
 }
+
+/// The name of `settings`' mirror, as `--only` and the messages name it.
+pub(crate) fn mirror_name(settings: &crate::config::Settings) -> String {
+    session::server_name(settings)
+}
+
+/// Whether the mirrors switch together (`switch together`, the default).
+pub(crate) fn switch_together(settings: &crate::config::Settings) -> bool {
+    let _ = settings;
+    true
+}

@@ -240,11 +240,10 @@ impl Executor<'_> {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Runs the plan: uploads, finalisation, the copies of suite links, deletions.
-    pub(super) fn rounds(&mut self, plan: &Plan, keepdirectories: bool) -> anyhow::Result<()> {
-        let Some(ready) = self.upload_round(plan)? else {
-            return Ok(());
-        };
+    /// What follows the uploads: each distribution whose files are all up (`ready`)
+    /// finalised, the copies of suite links, then (when nothing failed) the deletions.
+    pub(super) fn switch(&mut self, plan: &Plan, ready: Vec<bool>) -> anyhow::Result<()> {
+        let keepdirectories = self.settings.keepdirectories;
         let ready = self.finalise(plan, ready)?;
         let finalised: Vec<&plan::DistDir> = plan
             .dist_dirs
@@ -300,7 +299,7 @@ impl Executor<'_> {
     /// nothing names a .new, so sending them early is safe and saves the round trips of a
     /// separate round. Returns, for each dist dir, whether all its files are up; `None`
     /// when a pool file is not: then nothing is renamed.
-    fn upload_round(&mut self, plan: &Plan) -> anyhow::Result<Option<Vec<bool>>> {
+    pub(super) fn upload_round(&mut self, plan: &Plan) -> anyhow::Result<Option<Vec<bool>>> {
         let pool = plan.pool_uploads.len();
         let uploads: Vec<&Job> = plan
             .pool_uploads

@@ -1,0 +1,277 @@
+//! The push of one run to every mirror selected, staged as Debian's mirrors are
+//! (ftpsync's "stages"): the new pool files and the `.new` indexes go to every mirror
+//! first; only once each has answered do the renames, `Release` last, go to any of them
+//! (`switch together`), so that clients behind a round-robin name never see one mirror
+//! new and another old for longer than the switch. With `switch each` every mirror
+//! switches as soon as its own uploads are in.
+//!
+//! A mirror that cannot be reached, or fails, is left behind and said; the others go
+//! on. With one mirror configured the push is what it always was, messages included.
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{Settings, Symlinks};
+use crate::engine::{Engine, connections_for_bytes};
+use crate::exit::Fatal;
+use crate::interrupt::Interrupt;
+use crate::plan::{HeldBack, Plan};
+use crate::repo::journal::Journal;
+use crate::run::deletions::Deletions;
+use crate::run::output::{Tally, summary, tell, tell_summary};
+use crate::run::runner::Runner;
+use crate::run::session::{close_quietly, open, target_error, warn_unless_atomic_renames};
+
+use super::Report;
+use super::cut_off;
+use super::rounds::{Executor, upload_totals};
+use super::sources::dist_root;
+use crate::run::{mirror_name, switch_together};
+
+/// One mirror's part of a run: its plan (from its own journal lines), its journal and its
+/// held deletions.
+pub(super) struct Push<'s> {
+    pub(super) settings: &'s Settings,
+    pub(super) plan: Plan,
+    pub(super) journal: Journal,
+    pub(super) deletions: Deletions,
+}
+
+impl Push<'_> {
+    /// Whether this mirror has nothing to do.
+    pub(super) fn is_idle(&self) -> bool {
+        self.plan.is_empty() && self.deletions.due().is_empty()
+    }
+}
+
+/// How a mirror's part ended, before its summary.
+enum Ended {
+    /// Connected, ran: how its rounds went.
+    Ran(anyhow::Result<()>),
+    /// Could not be reached, or its target is not there.
+    Behind(Fatal),
+}
+
+/// Pushes to every mirror of `pushes` (those with nothing to do included: they are told
+/// so); `several` when more than one mirror is configured. Returns what the run
+/// achieved; with one mirror, what stopped it is the error, as it always was.
+pub(super) fn push_all(
+    pushes: &mut [Push<'_>],
+    several: bool,
+    interrupt: &Interrupt,
+) -> Result<Report, Fatal> {
+    let started = Instant::now();
+    let mut engines: Vec<Option<Engine>> = Vec::new();
+    let mut ended: Vec<Option<Ended>> = Vec::new();
+    for push in pushes.iter() {
+        if push.is_idle() {
+            engines.push(None);
+            ended.push(Some(Ended::Ran(Ok(()))));
+            continue;
+        }
+        let (_, bytes) = upload_totals(&push.plan, &push.settings.outdir);
+        let connections = connections_for_bytes(bytes, push.settings.connections);
+        match open(push.settings, connections, interrupt) {
+            Ok(engine) => {
+                engines.push(Some(engine));
+                ended.push(None);
+            }
+            Err(e) if several => {
+                engines.push(None);
+                ended.push(Some(Ended::Behind(e)));
+            }
+            Err(e) => {
+                // A run that could not connect ends with a summary too.
+                tell(&summary("", &Tally::default(), 1, started));
+                return Err(e);
+            }
+        }
+    }
+    log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
+    let together = switch_together(pushes[0].settings);
+    let outcomes = run_staged(pushes, &mut engines, together, interrupt, started)?;
+    let mut achieved: Vec<Option<Achieved>> = (0..pushes.len()).map(|_| None).collect();
+    for (i, outcome, got) in outcomes {
+        ended[i] = Some(outcome);
+        achieved[i] = Some(got);
+    }
+    let mut report = Report::default();
+    for (i, push) in pushes.iter_mut().enumerate() {
+        let outcome = ended[i].take().expect("every mirror ended");
+        let got = conclude(
+            push,
+            engines[i].take(),
+            outcome,
+            achieved[i].take(),
+            several,
+            started,
+        )?;
+        add(&mut report, &got);
+    }
+    Ok(report)
+}
+
+/// What a mirror's rounds confirmed: the runner's count and failures, and the rounds'
+/// report.
+type Achieved = (Tally, usize, Report);
+
+fn add(total: &mut Report, (tally, failures, report): &Achieved) {
+    total.failures += failures;
+    total.completed += report.completed;
+    total.operations += report.operations;
+    total.files_uploaded += tally.files;
+    total.bytes_uploaded += tally.bytes;
+}
+
+/// Runs the rounds of every connected mirror, staged: each one's uploads, then (with
+/// `together`, once all have answered) each one's switch. Returns, by mirror, how its
+/// rounds went and what they achieved; a mirror whose target turned out missing is
+/// behind.
+fn run_staged(
+    pushes: &mut [Push<'_>],
+    engines: &mut [Option<Engine>],
+    together: bool,
+    interrupt: &Interrupt,
+    started: Instant,
+) -> Result<Vec<(usize, Ended, Achieved)>, Fatal> {
+    let mut execs = Vec::new();
+    for (i, (push, engine)) in pushes.iter_mut().zip(engines.iter_mut()).enumerate() {
+        if let Some(engine) = engine {
+            let (exec, plan) = executor(push, engine, interrupt, started)?;
+            execs.push((i, exec, plan));
+        }
+    }
+    // Stage one: every mirror's new pool files and `.new` indexes (with `switch each`,
+    // each mirror's switch right behind its own).
+    let mut staged = Vec::new();
+    for (_, exec, plan) in &mut execs {
+        staged.push(match exec.upload_round(plan) {
+            Ok(Some(ready)) if !together => exec.switch(plan, ready).map(|()| None),
+            uploaded => uploaded,
+        });
+    }
+    // Stage two: the switch, on every mirror whose uploads are all in.
+    let mut outcomes = Vec::new();
+    for ((i, mut exec, plan), uploaded) in execs.into_iter().zip(staged) {
+        let result = match uploaded {
+            Ok(Some(ready)) => exec.switch(plan, ready),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        exec.runner.finish();
+        let outcome = match exec.runner.engine().target_problem() {
+            Some(problem) => Ended::Behind(target_error(exec.settings, &problem)),
+            None => Ended::Ran(result),
+        };
+        let achieved = (exec.runner.tally(), exec.runner.failures(), exec.report);
+        outcomes.push((i, outcome, achieved));
+    }
+    Ok(outcomes)
+}
+
+/// The executor of `push`'s rounds on `engine`, and the plan it runs.
+fn executor<'a>(
+    push: &'a mut Push<'_>,
+    engine: &'a mut Engine,
+    interrupt: &'a Interrupt,
+    started: Instant,
+) -> Result<(Executor<'a>, &'a Plan), Fatal> {
+    let settings = push.settings;
+    let held_back = if push.deletions.holding() {
+        push.plan.take_deletions()
+    } else {
+        HeldBack::default()
+    };
+    let plan = &push.plan;
+    if !plan.dist_dirs.is_empty() {
+        warn_unless_atomic_renames(engine, settings);
+    }
+    let (files, bytes) = upload_totals(plan, &settings.outdir);
+    let exec = Executor {
+        runner: Runner::new(engine, interrupt, files, bytes),
+        journal: &mut push.journal,
+        targetdir: settings.targetdir.clone(),
+        report: Report::default(),
+        supersedes: &plan.supersedes,
+        outdir: &settings.outdir,
+        started,
+        settings,
+        dist_root: dist_root(settings).map_err(Fatal::setup)?,
+        copying: settings.symlinks == Symlinks::Copy,
+        deletions: &mut push.deletions,
+        held_back,
+    };
+    Ok((exec, plan))
+}
+
+/// Ends one mirror's part: its journal flushed (its logs left for the caller to rename),
+/// its session closed, its summary said. With one mirror, what stopped it is returned as
+/// the error, as it always was; with several, it is said and the mirror is behind.
+fn conclude(
+    push: &mut Push<'_>,
+    engine: Option<Engine>,
+    ended: Ended,
+    achieved: Option<Achieved>,
+    several: bool,
+    started: Instant,
+) -> Result<Achieved, Fatal> {
+    let settings = push.settings;
+    let (tally, failures, report) = achieved.unwrap_or_default();
+    let label = if several {
+        format!("{}: ", mirror_name(settings))
+    } else {
+        String::new()
+    };
+    let result = match ended {
+        Ended::Behind(fatal) => {
+            if let Some(engine) = engine {
+                close_quietly(engine);
+            }
+            if !several {
+                return Err(fatal);
+            }
+            tell(&summary(&label, &tally, failures.max(1), started));
+            say_behind(settings, &format!("{:#}", fatal.error));
+            return Ok((tally, failures.max(1), report));
+        }
+        Ended::Ran(result) => result,
+    };
+    if result.is_ok() && failures == 0 {
+        push.journal.finish_empty()?;
+    }
+    push.journal.sync().context("cannot flush the journal")?;
+    let line = summary(&label, &tally, failures, started);
+    match result {
+        Ok(()) => {
+            if let Some(engine) = engine {
+                close_quietly(engine);
+            }
+            tell_summary(&line, failures);
+            if several && failures > 0 {
+                say_behind(settings, &format!("{failures} operation(s) failed"));
+            }
+            Ok((tally, failures, report))
+        }
+        Err(e) => {
+            tell(&line);
+            let fatal = cut_off(e, settings);
+            if !several {
+                return Err(fatal);
+            }
+            say_behind(settings, &format!("{:#}", fatal.error));
+            Ok((tally, failures.max(1), report))
+        }
+    }
+}
+
+/// Says that the mirror of `settings` is behind, why, and what brings it up to date.
+fn say_behind(settings: &Settings, why: &str) {
+    tell(&format!(
+        "mirror {} is behind: {why}; the other mirrors are up to date. The next run brings \
+         it up to date ('{} --only {}', or the next reprepro run)",
+        mirror_name(settings),
+        settings.pending_command(),
+        mirror_name(settings),
+    ));
+}
