@@ -108,7 +108,9 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
     let failed = match &args.command {
         Some(Command::Status) => {
             return Ok(
-                if run::status::run(&settings, settings.verbose > 0).map_err(Fatal::setup)? {
+                if run::status::run(std::slice::from_ref(&settings), settings.verbose > 0)
+                    .map_err(Fatal::setup)?
+                {
                     ExitStatus::Pending
                 } else {
                     ExitStatus::Success

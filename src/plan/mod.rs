@@ -187,6 +187,7 @@ fn dist_dir_entry<'a>(dists: &'a mut BTreeMap<RelPath, DistDir>, dir: &RelPath) 
 
 /// Builds the plan from logs given oldest first, for the first mirror (its journal lines
 /// are `DONE`).
+#[cfg(test)]
 pub fn plan(logs: &[Outlog]) -> Plan {
     plan_for(logs, None)
 }

@@ -10,4 +10,5 @@ pub mod journal;
 pub mod lock;
 pub mod logs;
 pub mod outlog;
+pub(crate) mod owner;
 pub mod scan;

@@ -22,6 +22,7 @@ use crate::repo::journal::{Journal, finish_together};
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::logs::{self, Selection};
 use crate::repo::outlog::{self, DoneMessage};
+use crate::repo::owner;
 use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, echo_done, human_time, show, summary, tell};
 use crate::run::session::server_name;
@@ -84,6 +85,8 @@ pub fn run(
     let several = mirrors.len() + unselected.len() > 1;
     settings.check_dirs(true).map_err(Fatal::setup)?;
     let (_lock, paths) = lock_and_select(settings, files, how, interrupt)?;
+    let conf = settings.confdir.join("outsftphook.conf");
+    owner::check(&settings.logdir, &conf, !dry_run).map_err(Fatal::setup)?;
     let Read { outlogs, torn } = read_logs(settings, &paths)?;
     let paths: Vec<PathBuf> = outlogs.iter().map(|l| l.path.clone()).collect();
     let echo = (settings.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));

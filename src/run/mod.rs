@@ -41,3 +41,9 @@ pub(crate) fn switch_together(settings: &crate::config::Settings) -> bool {
     let _ = settings;
     true
 }
+
+/// How many mirrors the configuration of `settings` has, selected or not.
+pub(crate) fn configured_mirrors(settings: &crate::config::Settings) -> usize {
+    let _ = settings;
+    1
+}

@@ -8,25 +8,43 @@ use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
 use crate::run::deletions::Deletions;
 use crate::run::output::{human_time, show};
+use crate::run::{configured_mirrors, journal_tag, mirror_name};
 
 /// Prints the pending logs and what is left of each, then the deletions held back; all of
 /// it with `verbose`. True when some (non-empty) outlog is pending.
-pub fn run(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
-    let deletions = Deletions::read(settings)?;
-    let pending = logs(settings, verbose)?;
-    held(&deletions, settings, verbose);
+/// With several mirrors (`mirrors`, the selected ones), each one's part is said apart,
+/// its lines led by its name.
+pub fn run(mirrors: &[Settings], verbose: bool) -> anyhow::Result<bool> {
+    let settings = &mirrors[0];
+    let conf = settings.confdir.join("outsftphook.conf");
+    crate::repo::owner::check(&settings.logdir, &conf, false)?;
+    let several = mirrors.len() > 1 || configured_mirrors(&mirrors[0]) > 1;
+    let pending = logs(mirrors, several, verbose)?;
+    for settings in mirrors {
+        let label = label(settings, several);
+        held(&Deletions::read(settings)?, settings, &label, verbose);
+    }
     Ok(pending)
 }
 
+/// What leads the lines of `settings`' mirror: its name, when there are several.
+fn label(settings: &Settings, several: bool) -> String {
+    if several {
+        format!("{}: ", mirror_name(settings))
+    } else {
+        String::new()
+    }
+}
+
 /// What is held back, and when it goes.
-fn held(deletions: &Deletions, settings: &Settings, verbose: bool) {
+fn held(deletions: &Deletions, settings: &Settings, label: &str, verbose: bool) {
     let due = deletions.due();
     let kept = deletions.kept();
     let keep = settings.keep_deleted.as_secs();
     if !kept.is_empty() {
         let next = kept.iter().map(|(_, at)| *at).min().unwrap_or_default();
         show(&format!(
-            "{} deletion(s) held back: the files stay on the mirror for apt clients with \
+            "{label}{} deletion(s) held back: the files stay on the mirror for apt clients with \
              older indexes until keepdeleted ({}) has passed; the next goes after {}",
             kept.len(),
             human_duration(keep),
@@ -40,7 +58,7 @@ fn held(deletions: &Deletions, settings: &Settings, verbose: bool) {
     }
     if !due.is_empty() {
         show(&format!(
-            "{} held deletion(s) due: the next run removes them ('{}')",
+            "{label}{} held deletion(s) due: the next run removes them ('{}')",
             due.len(),
             settings.pending_command()
         ));
@@ -65,7 +83,8 @@ fn human_duration(secs: u64) -> String {
 
 /// Prints the pending logs and what is left of each; true when some (non-empty) outlog
 /// is pending.
-fn logs(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
+fn logs(mirrors: &[Settings], several: bool, verbose: bool) -> anyhow::Result<bool> {
+    let settings = &mirrors[0];
     let how = Selection {
         pending: true,
         ignore_pending: false,
@@ -101,31 +120,8 @@ fn logs(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
             outlogs.push(log);
         }
     }
-    let plan = plan::plan(&outlogs);
-    let jobs: Vec<&Job> = plan.jobs().collect();
-    for (log, outlog) in outlogs.iter().enumerate() {
-        let path = &outlog.path;
-        let mine: Vec<&&Job> = jobs.iter().filter(|j| j.log == log).collect();
-        let count = |f: fn(&Action) -> bool| mine.iter().filter(|j| f(&j.action)).count();
-        let uploads = count(|a| matches!(a, Action::Upload | Action::UploadDotNew { .. }));
-        let renames = count(|a| matches!(a, Action::RenameDotNew { .. }));
-        let others = mine.len() - uploads - renames;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if mine.is_empty() {
-            show(&format!(
-                "{name}: nothing left (the next run marks it done)"
-            ));
-            continue;
-        }
-        show(&format!(
-            "{name}: {} left: {uploads} upload(s), {renames} rename(s), {others} other(s)",
-            mine.len()
-        ));
-        if verbose {
-            for job in mine {
-                show(&format!("  {}", job.describe()));
-            }
-        }
+    for mirror in mirrors {
+        left(&outlogs, mirror, &label(mirror, several), verbose);
     }
     if outlogs.is_empty() {
         return Ok(false);
@@ -136,4 +132,38 @@ fn logs(settings: &Settings, verbose: bool) -> anyhow::Result<bool> {
         settings.pending_command()
     ));
     Ok(true)
+}
+
+/// Says what is left of each log for one mirror (whose journal lines are its own).
+fn left(outlogs: &[outlog::Outlog], settings: &Settings, label: &str, verbose: bool) {
+    let plan = plan::plan_for(outlogs, journal_tag(settings));
+    let jobs: Vec<&Job> = plan.jobs().collect();
+    if !label.is_empty() && jobs.is_empty() {
+        show(&format!("{label}up to date"));
+        return;
+    }
+    for (log, outlog) in outlogs.iter().enumerate() {
+        let path = &outlog.path;
+        let mine: Vec<&&Job> = jobs.iter().filter(|j| j.log == log).collect();
+        let count = |f: fn(&Action) -> bool| mine.iter().filter(|j| f(&j.action)).count();
+        let uploads = count(|a| matches!(a, Action::Upload | Action::UploadDotNew { .. }));
+        let renames = count(|a| matches!(a, Action::RenameDotNew { .. }));
+        let others = mine.len() - uploads - renames;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if mine.is_empty() {
+            show(&format!(
+                "{label}{name}: nothing left (the next run marks it done)"
+            ));
+            continue;
+        }
+        show(&format!(
+            "{label}{name}: {} left: {uploads} upload(s), {renames} rename(s), {others} other(s)",
+            mine.len()
+        ));
+        if verbose {
+            for job in mine {
+                show(&format!("  {}", job.describe()));
+            }
+        }
+    }
 }
