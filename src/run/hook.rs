@@ -7,6 +7,7 @@ mod rollback;
 mod rounds;
 mod sources;
 mod staged;
+mod trace;
 
 use staged::Push;
 

@@ -47,3 +47,9 @@ pub(crate) fn configured_mirrors(settings: &crate::config::Settings) -> usize {
     let _ = settings;
     1
 }
+
+/// `tracefile NAME` of `settings`' mirror.
+pub(crate) fn tracefile(settings: &crate::config::Settings) -> Option<&str> {
+    let _ = settings;
+    None
+}

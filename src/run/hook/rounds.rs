@@ -592,6 +592,50 @@ impl Executor<'_> {
         Ok((ok, held))
     }
 
+    /// Writes ftpsync's trace file `project/trace/NAME` on the mirror (`tracefile`), once
+    /// its push is complete: uploaded as `.new`, then renamed into place. `started` is when
+    /// the push began (seconds since the epoch).
+    pub(super) fn trace(&mut self, name: &str, started: u64) -> anyhow::Result<()> {
+        let local = self
+            .settings
+            .logdir
+            .join(format!(".outsftphook.trace.{name}"));
+        let text = super::trace::text(started, crate::repo::held::now(), &super::trace::host());
+        std::fs::write(&local, text)
+            .with_context(|| format!("cannot write {}", local.display()))?;
+        let rel = RelPath::new(&super::trace::remote_name(name))
+            .map_err(|e| anyhow::anyhow!("tracefile {name}: {e}"))?;
+        let path = remote_path(self.targetdir.as_ref(), &rel);
+        let upload = Op::Upload {
+            mtime: local_mtime(&local),
+            local: local.clone(),
+            remote: path.with_suffix(b".new"),
+            fsync: true,
+        };
+        let failed =
+            |e: &OpError| Judged::Failed(format!("{e}: the trace file {rel} is not updated"));
+        let mut uploaded = false;
+        self.runner.run(&[upload], |_, r| match r {
+            Ok(_) => {
+                uploaded = true;
+                Judged::Other
+            }
+            Err(e) => failed(e),
+        })?;
+        if uploaded {
+            let rename = Op::Rename {
+                from: path.with_suffix(b".new"),
+                to: path,
+            };
+            self.runner.run(&[rename], |_, r| match r {
+                Ok(_) => Judged::Other,
+                Err(e) => failed(e),
+            })?;
+        }
+        let _ = std::fs::remove_file(&local);
+        Ok(())
+    }
+
     fn op(&self, job: &Job) -> Op {
         let path = remote_path(self.targetdir.as_ref(), &job.path);
         match &job.action {

@@ -27,7 +27,7 @@ use super::Report;
 use super::cut_off;
 use super::rounds::{Executor, upload_totals};
 use super::sources::dist_root;
-use crate::run::{mirror_name, switch_together};
+use crate::run::{mirror_name, switch_together, tracefile};
 
 /// One mirror's part of a run: its plan (from its own journal lines), its journal and its
 /// held deletions.
@@ -135,6 +135,7 @@ fn run_staged(
     interrupt: &Interrupt,
     started: Instant,
 ) -> Result<Vec<(usize, Ended, Achieved)>, Fatal> {
+    let wall_started = crate::repo::held::now();
     let mut execs = Vec::new();
     for (i, (push, engine)) in pushes.iter_mut().zip(engines.iter_mut()).enumerate() {
         if let Some(engine) = engine {
@@ -154,11 +155,15 @@ fn run_staged(
     // Stage two: the switch, on every mirror whose uploads are all in.
     let mut outcomes = Vec::new();
     for ((i, mut exec, plan), uploaded) in execs.into_iter().zip(staged) {
-        let result = match uploaded {
+        let mut result = match uploaded {
             Ok(Some(ready)) => exec.switch(plan, ready),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
+        if let (Ok(()), 0, Some(name)) = (&result, exec.runner.failures(), tracefile(exec.settings))
+        {
+            result = exec.trace(name, wall_started);
+        }
         exec.runner.finish();
         let outcome = match exec.runner.engine().target_problem() {
             Some(problem) => Ended::Behind(target_error(exec.settings, &problem)),
