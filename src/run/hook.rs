@@ -7,6 +7,7 @@ mod rollback;
 mod rounds;
 mod sources;
 mod staged;
+mod together;
 mod trace;
 
 use staged::Push;

@@ -53,3 +53,29 @@ pub(crate) fn tracefile(settings: &crate::config::Settings) -> Option<&str> {
     let _ = settings;
     None
 }
+
+/// Runs `one` (`mirror`, `verify`) on every mirror of `mirrors` in turn; true when one
+/// found something failed or different. With several, each mirror's part is headed by
+/// its name, and one that cannot be reached is said and counted, while the others go on.
+pub fn each_mirror(
+    mirrors: &[crate::config::Settings],
+    mut one: impl FnMut(&crate::config::Settings) -> Result<bool, crate::exit::Fatal>,
+) -> Result<bool, crate::exit::Fatal> {
+    if let [only] = mirrors
+        && configured_mirrors(only) == 1
+    {
+        return one(only);
+    }
+    let mut failed = false;
+    for settings in mirrors {
+        show(&format!("mirror {}:", mirror_name(settings)));
+        match one(settings) {
+            Ok(f) => failed |= f,
+            Err(e) => {
+                output::tell(&format!("mirror {}: {:#}", mirror_name(settings), e.error));
+                failed = true;
+            }
+        }
+    }
+    Ok(failed)
+}

@@ -11,7 +11,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use crate::engine::{Cause, Engine, Op, OpError, OpKind, OpResult, Outcome, Req, Status};
+use crate::engine::{
+    Cause, Engine, EngineError, Op, OpError, OpKind, OpResult, Outcome, Req, Status,
+};
 use crate::interrupt::{Interrupt, signal_name};
 use crate::plan::order::levels_deepest_first;
 use crate::plan::tree::remote_path;
@@ -303,50 +305,43 @@ impl<'a> Runner<'a> {
         ops: &[Op],
         mut judge: impl FnMut(usize, &OpResult) -> Judged,
     ) -> anyhow::Result<()> {
-        // The progress line goes by the sizes the run sees now; the summary counts what the
-        // engine sent (a file replaced meanwhile is sent as it is when opened).
+        let begun = self.begin(ops);
+        let (engine, mut heard) = self.split();
+        let ran = engine.run_batch(ops, |i, result| {
+            heard.absorb(&ops[i], begun.sizes[i], judge(i, result), result)
+        });
+        self.end(&begun, ran.map(drop))
+    }
+
+    /// Before a run of `ops`: the sizes the progress line goes by (the summary counts what
+    /// the engine sent: a file replaced meanwhile is sent as it is when opened), and the
+    /// line set to move with the bytes written while a long upload goes on.
+    fn begin(&mut self, ops: &[Op]) -> Begun {
         let sizes = self.engine.source_sizes(ops);
         let sent_before = self.engine.stats().bytes_uploaded;
-        // The line moves with the bytes written too, while a long upload goes on.
         let watcher = Rc::clone(&self.progress);
         self.engine.watch_bytes(Some(Box::new(move |written| {
             watcher.borrow_mut().sent(written)
         })));
-        let (progress, failures, tally, grouped) = (
-            &self.progress,
-            &mut self.failures,
-            &mut self.tally,
-            &mut self.grouped,
-        );
-        let on_done = |i: usize, result: &OpResult| match judge(i, result) {
-            Judged::Done(line) => {
-                count(tally, &ops[i]);
-                let mut progress = progress.borrow_mut();
-                if let (Op::Upload { .. }, Some(size)) = (&ops[i], sizes[i]) {
-                    progress.file_done(size);
-                }
-                if let Some(line) = line {
-                    progress.say(&line);
-                }
-            }
-            Judged::Failed(message) => {
-                *failures += 1;
-                let said = match result {
-                    Err(e) => grouped.on_failure(e, message),
-                    Ok(_) => Some(message),
-                };
-                if let Some(line) = said {
-                    progress.borrow_mut().tell(&line);
-                }
-            }
-            // Confirmed, though not counted as done (a step of something larger).
-            Judged::Other if result.is_ok() => count(tally, &ops[i]),
-            Judged::Other => {}
+        Begun { sizes, sent_before }
+    }
+
+    /// The engine, and what hears its results.
+    fn split(&mut self) -> (&mut Engine, Hearing<'_>) {
+        let hearing = Hearing {
+            progress: &self.progress,
+            failures: &mut self.failures,
+            tally: &mut self.tally,
+            grouped: &mut self.grouped,
         };
-        let ran = self.engine.run_batch(ops, on_done);
+        (self.engine, hearing)
+    }
+
+    /// After a run: the bytes sent counted, the watcher gone.
+    fn end(&mut self, begun: &Begun, ran: Result<(), EngineError>) -> anyhow::Result<()> {
         self.broken |= ran.is_err();
         self.engine.watch_bytes(None);
-        self.tally.bytes += self.engine.stats().bytes_uploaded - sent_before;
+        self.tally.bytes += self.engine.stats().bytes_uploaded - begun.sent_before;
         ran?;
         Ok(())
     }
@@ -389,6 +384,98 @@ impl<'a> Runner<'a> {
             Ok(results.iter().map(Result::is_ok).collect())
         })
     }
+}
+
+/// What a run of the runner notes before it starts.
+struct Begun {
+    sizes: Vec<Option<u64>>,
+    sent_before: u64,
+}
+
+/// The parts of a runner that hear each result of a run, beside its engine.
+struct Hearing<'r> {
+    progress: &'r Rc<RefCell<Progress>>,
+    failures: &'r mut usize,
+    tally: &'r mut Tally,
+    grouped: &'r mut Grouped,
+}
+
+impl Hearing<'_> {
+    /// One result of `op` (of `size`, if an upload), as the caller judged it: counted,
+    /// and said where it is to be.
+    fn absorb(&mut self, op: &Op, size: Option<u64>, judged: Judged, result: &OpResult) {
+        match judged {
+            Judged::Done(line) => {
+                count(self.tally, op);
+                let mut progress = self.progress.borrow_mut();
+                if let (Op::Upload { .. }, Some(size)) = (op, size) {
+                    progress.file_done(size);
+                }
+                if let Some(line) = line {
+                    progress.say(&line);
+                }
+            }
+            Judged::Failed(message) => {
+                *self.failures += 1;
+                let said = match result {
+                    Err(e) => self.grouped.on_failure(e, message),
+                    Ok(_) => Some(message),
+                };
+                if let Some(line) = said {
+                    self.progress.borrow_mut().tell(&line);
+                }
+            }
+            // Confirmed, though not counted as done (a step of something larger).
+            Judged::Other if result.is_ok() => count(self.tally, op),
+            Judged::Other => {}
+        }
+    }
+}
+
+/// A judge of the results of one runner's operations.
+pub(crate) type JudgeFn<'j> = &'j mut dyn FnMut(usize, &OpResult) -> Judged;
+
+/// Runs, for each runner `m`, `ops[m]` as [`Runner::run`] would, all of them in one loop
+/// of the engines ([`crate::engine::run_together`]): several mirrors at once. One whose
+/// connection is lost ends with its `Err`; the others go on.
+pub(crate) fn run_together(
+    runners: &mut [&mut Runner<'_>],
+    ops: &[Vec<Op>],
+    judges: &mut [JudgeFn<'_>],
+) -> Vec<anyhow::Result<()>> {
+    let begun: Vec<Begun> = runners
+        .iter_mut()
+        .zip(ops)
+        .map(|(r, ops)| r.begin(ops))
+        .collect();
+    let slices: Vec<&[Op]> = ops.iter().map(Vec::as_slice).collect();
+    let results = {
+        let (mut engines, mut hearings): (Vec<&mut Engine>, Vec<Hearing<'_>>) =
+            runners.iter_mut().map(|r| r.split()).unzip();
+        engines_together(&mut engines, &slices, |m, i, result| {
+            let judged = judges[m](i, result);
+            hearings[m].absorb(&ops[m][i], begun[m].sizes[i], judged, result)
+        })
+    };
+    runners
+        .iter_mut()
+        .zip(&begun)
+        .zip(results)
+        .map(|((r, begun), ran)| r.end(begun, ran.map(drop)))
+        .collect()
+}
+
+/// Until the engine drives several at once: one after the other.
+fn engines_together(
+    engines: &mut [&mut Engine],
+    ops: &[&[Op]],
+    mut on_done: impl FnMut(usize, usize, &OpResult),
+) -> Vec<Result<Vec<OpResult>, EngineError>> {
+    engines
+        .iter_mut()
+        .enumerate()
+        .map(|(m, e)| e.run_batch(ops[m], |i, r| on_done(m, i, r)))
+        .collect()
 }
 
 /// Counts `op`, which the server confirmed, in `tally` (the bytes are counted apart).

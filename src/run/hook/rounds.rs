@@ -46,7 +46,7 @@ impl fmt::Display for JournalStopped {
 }
 
 /// The most jobs given to the engine at once.
-const SLICE: usize = 4096;
+pub(super) const SLICE: usize = 4096;
 
 /// A run of the plan: the runner and what journalling needs.
 pub(super) struct Executor<'a> {
@@ -72,7 +72,7 @@ pub(super) struct Executor<'a> {
 
 /// What [`Executor::send`] leaves to its caller, by index.
 #[derive(Default)]
-struct Held {
+pub(super) struct Held {
     /// Renames that found no `.new`.
     missing: Vec<usize>,
     /// Symlinks the server refused (`symlinks auto`): to be copied instead.
@@ -128,6 +128,16 @@ fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
     }
 }
 
+/// Round 1's jobs: new pool files, together with round 2's uploads of dist files as .new:
+/// nothing names a .new, so sending them early is safe and saves the round trips of a
+/// separate round. None of them is a link, a rename or a copy: sent as they are.
+pub(super) fn upload_jobs(plan: &Plan) -> Vec<&Job> {
+    plan.pool_uploads
+        .iter()
+        .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
+        .collect()
+}
+
 /// Whether every dist dir's finalisation step `step` only renames.
 fn renames_only(plan: &Plan, step: usize) -> bool {
     plan.dist_dirs.iter().all(|d| {
@@ -139,7 +149,7 @@ fn renames_only(plan: &Plan, step: usize) -> bool {
 
 /// How one [`Executor::send`] judges each result: a success is journalled at once; with
 /// `heal`, what the caller can still repair is held back rather than failed.
-struct Judge<'j> {
+pub(super) struct Judge<'j> {
     /// The operations sent ahead of the jobs ([`Guard::ahead`]): their results are kept.
     ahead: usize,
     linked: Vec<(usize, OpResult)>,
@@ -157,8 +167,41 @@ struct Judge<'j> {
     journal_error: Option<anyhow::Error>,
 }
 
+impl<'j> Judge<'j> {
+    /// The judge of `jobs`, all uploads (round 1): each success journalled at once.
+    pub(super) fn of_uploads(
+        jobs: &'j [&'j Job],
+        settings: &'j Settings,
+        journal: &'j mut Journal,
+        supersedes: &'j HashMap<RelPath, Vec<usize>>,
+    ) -> Judge<'j> {
+        Judge {
+            ahead: 0,
+            linked: Vec::new(),
+            jobs,
+            heal: true,
+            auto: settings.symlinks == Symlinks::Auto,
+            settings,
+            journal,
+            supersedes,
+            deferred: None,
+            ok: vec![false; jobs.len()],
+            held: Held::default(),
+            journal_error: None,
+        }
+    }
+
+    /// Which jobs succeeded, or the first journal line that could not be written.
+    pub(super) fn verdict(self) -> anyhow::Result<Vec<bool>> {
+        match self.journal_error {
+            Some(e) => Err(e.context(JournalStopped)),
+            None => Ok(self.ok),
+        }
+    }
+}
+
 impl Judge<'_> {
-    fn judge(&mut self, i: usize, result: &OpResult) -> Judged {
+    pub(super) fn judge(&mut self, i: usize, result: &OpResult) -> Judged {
         let Some(i) = i.checked_sub(self.ahead) else {
             self.linked.push((i, result.clone()));
             return Judged::Other;
@@ -300,20 +343,22 @@ impl Executor<'_> {
     /// separate round. Returns, for each dist dir, whether all its files are up; `None`
     /// when a pool file is not: then nothing is renamed.
     pub(super) fn upload_round(&mut self, plan: &Plan) -> anyhow::Result<Option<Vec<bool>>> {
-        let pool = plan.pool_uploads.len();
-        let uploads: Vec<&Job> = plan
-            .pool_uploads
-            .iter()
-            .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
-            .collect();
+        let uploads = upload_jobs(plan);
         let ok = self.run_jobs(&uploads)?;
+        Ok(self.uploaded(plan, &ok))
+    }
+
+    /// What the uploads of [`upload_jobs`] achieved (`ok`, by job): for each dist dir,
+    /// whether all its files are up; `None` when a pool file is not.
+    pub(super) fn uploaded(&self, plan: &Plan, ok: &[bool]) -> Option<Vec<bool>> {
         log::info!(
             "{} new file(s) uploaded (distribution files as NAME.new), after {:.2} s",
-            uploads.len(),
+            ok.len(),
             self.elapsed()
         );
+        let pool = plan.pool_uploads.len();
         if !ok[..pool].iter().all(|b| *b) {
-            return Ok(None);
+            return None;
         }
         let ok = &ok[pool..];
         let mut ready: Vec<bool> = Vec::new();
@@ -322,7 +367,7 @@ impl Executor<'_> {
             ready.push(ok[at..at + d.uploads.len()].iter().all(|b| *b));
             at += d.uploads.len();
         }
-        Ok(Some(ready))
+        Some(ready)
     }
 
     /// Round 2: each dist dir whose files are all up (`ready`) is finalised, step by
@@ -636,7 +681,7 @@ impl Executor<'_> {
         Ok(())
     }
 
-    fn op(&self, job: &Job) -> Op {
+    pub(super) fn op(&self, job: &Job) -> Op {
         let path = remote_path(self.targetdir.as_ref(), &job.path);
         match &job.action {
             // The local time goes along, so that `verify` and `mirror` see equal files.

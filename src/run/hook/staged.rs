@@ -27,6 +27,7 @@ use super::Report;
 use super::cut_off;
 use super::rounds::{Executor, upload_totals};
 use super::sources::dist_root;
+use super::together::upload_rounds;
 use crate::run::{mirror_name, switch_together, tracefile};
 
 /// One mirror's part of a run: its plan (from its own journal lines), its journal and its
@@ -145,13 +146,20 @@ fn run_staged(
     }
     // Stage one: every mirror's new pool files and `.new` indexes (with `switch each`,
     // each mirror's switch right behind its own).
-    let mut staged = Vec::new();
-    for (_, exec, plan) in &mut execs {
-        staged.push(match exec.upload_round(plan) {
-            Ok(Some(ready)) if !together => exec.switch(plan, ready).map(|()| None),
-            uploaded => uploaded,
-        });
-    }
+    let staged = if together {
+        let (mut all, plans): (Vec<&mut Executor<'_>>, Vec<&Plan>) =
+            execs.iter_mut().map(|(_, e, p)| (e, *p)).unzip();
+        upload_rounds(&mut all, &plans)
+    } else {
+        let mut staged = Vec::new();
+        for (_, exec, plan) in &mut execs {
+            staged.push(match exec.upload_round(plan) {
+                Ok(Some(ready)) => exec.switch(plan, ready).map(|()| None),
+                uploaded => uploaded,
+            });
+        }
+        staged
+    };
     // Stage two: the switch, on every mirror whose uploads are all in.
     let mut outcomes = Vec::new();
     for ((i, mut exec, plan), uploaded) in execs.into_iter().zip(staged) {
