@@ -102,6 +102,17 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", global = true, value_parser = duration)]
     pub keepdeleted: Option<std::time::Duration>,
 
+    /// Work on these mirrors only, by the names outsftphook.conf gives them: NAME of a
+    /// `mirror NAME` line, and for the first mirror (the keys before any `mirror` line) its
+    /// servername, or `default` without one [default: every mirror].
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub only: Option<Vec<String>>,
+
     /// How long to wait for another outsftphook working on the same log dir.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, global = true)]
     pub lock_timeout: u64,

@@ -53,7 +53,7 @@ _outsftphook() {
 
     case "${cmd}" in
         outsftphook)
-            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help --version mirror verify status completions help"
+            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help --version mirror verify status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -91,6 +91,10 @@ _outsftphook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -103,7 +107,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__completions)
-            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help bash elvish fish powershell zsh"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,6 +142,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --keepdeleted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -237,7 +245,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__mirror)
-            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help"
+            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -279,6 +287,10 @@ _outsftphook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -291,7 +303,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__status)
-            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,6 +338,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --keepdeleted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -341,7 +357,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__verify)
-            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --lock-timeout --help"
+            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -376,6 +392,10 @@ _outsftphook() {
                     return 0
                     ;;
                 --keepdeleted)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_outsftphook_global_optspecs
-    string join \n v/verbose q/quiet n/dry-run pending autoretry no-autoretry ignore-pending force-order b/basedir= outdir= logdir= confdir= debug-sftp= bwlimit= keepdeleted= lock-timeout= h/help V/version
+    string join \n v/verbose q/quiet n/dry-run pending autoretry no-autoretry ignore-pending force-order b/basedir= outdir= logdir= confdir= debug-sftp= bwlimit= keepdeleted= only= lock-timeout= h/help V/version
 end
 
 function __fish_outsftphook_needs_command
@@ -31,6 +31,7 @@ complete -c outsftphook -n "__fish_outsftphook_needs_command" -l confdir -d 'Whe
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l keepdeleted -d 'How long a file the repository no longer references stays on the mirror before it is deleted, for apt clients that read the old indexes: 90s, 30m, 36h, 2d; 0 deletes at once [default: 36h; conf: keepdeleted]' -r
+complete -c outsftphook -n "__fish_outsftphook_needs_command" -l only -d 'Work on these mirrors only, by the names outsftphook.conf gives them: NAME of a `mirror NAME` line, and for the first mirror (the keys before any `mirror` line) its servername, or `default` without one [default: every mirror]' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
@@ -55,6 +56,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l confd
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l keepdeleted -d 'How long a file the repository no longer references stays on the mirror before it is deleted, for apt clients that read the old indexes: 90s, 30m, 36h, 2d; 0 deletes at once [default: 36h; conf: keepdeleted]' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l only -d 'Work on these mirrors only, by the names outsftphook.conf gives them: NAME of a `mirror NAME` line, and for the first mirror (the keys before any `mirror` line) its servername, or `default` without one [default: every mirror]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l delete -d 'Also remove remote files and directories that are not local (after the distributions are in place). Refused when a top directory is missing or empty locally'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l checksum -d 'Also compare the content of files whose size and time match (reads them remotely), and upload again those that differ'
@@ -69,6 +71,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l confd
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l keepdeleted -d 'How long a file the repository no longer references stays on the mirror before it is deleted, for apt clients that read the old indexes: 90s, 30m, 36h, 2d; 0 deletes at once [default: 36h; conf: keepdeleted]' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l only -d 'Work on these mirrors only, by the names outsftphook.conf gives them: NAME of a `mirror NAME` line, and for the first mirror (the keys before any `mirror` line) its servername, or `default` without one [default: every mirror]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l checksum -d 'Also compare the content of files whose size matches (reads them remotely)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s v -l verbose -d 'Tell what is done; twice for every request'
@@ -82,6 +85,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l confd
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l keepdeleted -d 'How long a file the repository no longer references stays on the mirror before it is deleted, for apt clients that read the old indexes: 90s, 30m, 36h, 2d; 0 deletes at once [default: 36h; conf: keepdeleted]' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l only -d 'Work on these mirrors only, by the names outsftphook.conf gives them: NAME of a `mirror NAME` line, and for the first mirror (the keys before any `mirror` line) its servername, or `default` without one [default: every mirror]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
@@ -94,6 +98,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l debug-sftp -d 'Log SFTP traffic on stderr: 1 each request and reply (with the server\'s extensions and limits), 2 everything outsftphook can tell' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l bwlimit -d 'Write at most RATE to the servers, over all connections: KiB/s, or with a suffix (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l keepdeleted -d 'How long a file the repository no longer references stays on the mirror before it is deleted, for apt clients that read the old indexes: 90s, 30m, 36h, 2d; 0 deletes at once [default: 36h; conf: keepdeleted]' -r
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l only -d 'Work on these mirrors only, by the names outsftphook.conf gives them: NAME of a `mirror NAME` line, and for the first mirror (the keys before any `mirror` line) its servername, or `default` without one [default: every mirror]' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l lock-timeout -d 'How long to wait for another outsftphook working on the same log dir' -r
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'

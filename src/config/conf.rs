@@ -1,11 +1,13 @@
-//! `outsftphook.conf`: one `key value` per line, `#` comments. Parses the text it is given
-//! into a [`ConfFile`] of raw values, each field named as its key; defaults and precedence
-//! are the caller's. Must not read files or look at the environment.
+//! `outsftphook.conf`: one `key value` per line, `#` comments; a `mirror NAME` line starts
+//! the section of one more mirror. Parses the text it is given into a [`Parsed`]: the keys
+//! before the first `mirror` line and each section, as [`ConfFile`]s of raw values, each
+//! field named as its key; inheritance, defaults and precedence are the caller's. Must not
+//! read files or look at the environment.
 
 use std::path::Path;
 
-use super::Symlinks;
 use super::error::{ConfigError, Expected, LineProblem};
+use super::{Switch, Symlinks};
 
 /// The names of the settings `outsftphook.conf` knows.
 pub const CONF_KEYS: &[&str] = &[
@@ -28,14 +30,29 @@ pub const CONF_KEYS: &[&str] = &[
     "keepdone",
     "bwlimit",
     "keepdeleted",
+    "tracefile",
+    "switch",
 ];
+
+/// The keys that are the run's, not one mirror's: only before the first `mirror` line.
+pub const GLOBAL_KEYS: &[&str] = &["debug", "verbose", "autoretry", "keepdone", "switch"];
+
+/// The name the first mirror has when the keys before the first `mirror` line name no
+/// `servername`.
+pub const DEFAULT_MIRROR: &str = "default";
+
+/// The longest `mirror` NAME.
+pub const MAX_MIRROR_NAME: usize = 64;
+
+/// The longest `tracefile` NAME: a host name's limit.
+const MAX_TRACE_NAME: usize = 253;
 
 /// The highest `debug` level (as `--debug-sftp`): 2 already logs everything.
 pub const MAX_DEBUG: u32 = 2;
 
 /// The values read from `outsftphook.conf`, each `None` when its key is absent. For
 /// `maxopenfiles` and `window`, `Some(None)` is `auto`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct ConfFile {
     pub servername: Option<String>,
     pub username: Option<String>,
@@ -58,13 +75,84 @@ pub(super) struct ConfFile {
     /// Bytes per second; 0 is no limit.
     pub bwlimit: Option<u64>,
     pub keepdeleted: Option<std::time::Duration>,
+    /// The NAME of `project/trace/NAME`.
+    pub tracefile: Option<String>,
+    pub switch: Option<Switch>,
+    /// Each key set here and its line (from 1), for messages.
+    pub lines: Vec<(&'static str, usize)>,
 }
 
-/// Parses the text of `file`; the first bad line is the error. A key set twice is an
-/// error naming both lines: which one was meant is the administrator's call, not ours.
-pub(super) fn parse(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
-    let mut conf = ConfFile::default();
-    let mut seen: Vec<(&str, usize)> = Vec::new();
+/// A whole `outsftphook.conf`: the first mirror's keys (the others' defaults) and the
+/// sections, in the file's order.
+#[derive(Debug)]
+pub(super) struct Parsed {
+    pub base: ConfFile,
+    pub sections: Vec<Section>,
+}
+
+/// The keys of one `mirror NAME` section, as written (nothing inherited yet).
+#[derive(Debug)]
+pub(super) struct Section {
+    pub name: String,
+    /// The line of `mirror NAME`.
+    pub line: usize,
+    pub conf: ConfFile,
+}
+
+impl ConfFile {
+    /// The line that set `key` here, if one did.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.lines.iter().find(|(k, _)| *k == key).map(|&(_, l)| l)
+    }
+
+    /// A section's keys over the base's: each key the section does not set is the base's.
+    /// `lines` stay the section's own, for its messages.
+    pub fn over(self, base: &ConfFile) -> ConfFile {
+        macro_rules! over {
+            ($($field:ident),*) => {
+                ConfFile {
+                    $($field: self.$field.or_else(|| base.$field.clone()),)*
+                    lines: self.lines,
+                }
+            };
+        }
+        over!(
+            servername,
+            username,
+            targetdir,
+            debug,
+            verbose,
+            autoretry,
+            sshcommand,
+            sftpcommand,
+            maxopenfiles,
+            connections,
+            window,
+            inorder,
+            timeout,
+            keepdirectories,
+            posixrename,
+            symlinks,
+            keepdone,
+            bwlimit,
+            keepdeleted,
+            tracefile,
+            switch
+        )
+    }
+
+    /// The first mirror's name: its `servername`, or [`DEFAULT_MIRROR`].
+    pub fn first_mirror_name(&self) -> &str {
+        self.servername.as_deref().unwrap_or(DEFAULT_MIRROR)
+    }
+}
+
+/// Parses the text of `file`; the first bad line is the error. A key set twice in one
+/// section is an error naming both lines: which one was meant is the administrator's call,
+/// not ours. The same key in the base and a section is not: the section's is that mirror's.
+pub(super) fn parse(file: &Path, text: &str) -> Result<Parsed, ConfigError> {
+    let mut base = ConfFile::default();
+    let mut sections: Vec<Section> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Some((key, value)) = split(line) else {
             continue;
@@ -74,14 +162,60 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<ConfFile, ConfigError> {
             line: i + 1,
             problem,
         };
-        conf.set(key, value).map_err(at)?;
-        if let Some(&(key, first)) = seen.iter().find(|(k, _)| *k == key) {
-            let key = CONF_KEYS.iter().find(|&&k| k == key).copied().unwrap_or("");
-            return Err(at(LineProblem::Duplicate { key, first }));
+        if key == "mirror" {
+            let name = mirror_name(&base, &sections, value).map_err(at)?;
+            sections.push(Section {
+                name,
+                line: i + 1,
+                conf: ConfFile::default(),
+            });
+            continue;
         }
-        seen.push((key, i + 1));
+        let conf = match sections.last_mut() {
+            None => &mut base,
+            Some(section) => {
+                if let Some(&key) = GLOBAL_KEYS.iter().find(|&&k| k == key) {
+                    let mirror = section.name.clone();
+                    return Err(at(LineProblem::GlobalInSection { key, mirror }));
+                }
+                &mut section.conf
+            }
+        };
+        conf.record(key, value, i + 1).map_err(at)?;
     }
-    Ok(conf)
+    Ok(Parsed { base, sections })
+}
+
+/// The NAME of a `mirror NAME` line, checked against the names before it.
+fn mirror_name(base: &ConfFile, sections: &[Section], value: &str) -> Result<String, LineProblem> {
+    if value.is_empty() {
+        return Err(LineProblem::NoMirrorName);
+    }
+    if !is_name(value, MAX_MIRROR_NAME) {
+        return Err(LineProblem::BadMirrorName(value.to_owned()));
+    }
+    if value == base.first_mirror_name() {
+        return Err(LineProblem::FirstMirrorName {
+            name: value.to_owned(),
+            servername: base.servername.is_some(),
+        });
+    }
+    if let Some(first) = sections.iter().find(|s| s.name == value) {
+        return Err(LineProblem::DuplicateMirror {
+            name: value.to_owned(),
+            first: first.line,
+        });
+    }
+    Ok(value.to_owned())
+}
+
+/// `[A-Za-z0-9][A-Za-z0-9._-]*`, at most `max` bytes: safe as a file name and in a journal
+/// line, and never `.` or `..`.
+fn is_name(s: &str, max: usize) -> bool {
+    let mut bytes = s.bytes();
+    s.len() <= max
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// The key and value of a line; `None` for a blank line or a comment.
@@ -97,6 +231,17 @@ fn split(line: &str) -> Option<(&str, &str)> {
 }
 
 impl ConfFile {
+    /// Records the value of line `line`, refusing a key this section set before.
+    fn record(&mut self, key: &str, value: &str, line: usize) -> Result<(), LineProblem> {
+        self.set(key, value)?;
+        if let Some(&(key, first)) = self.lines.iter().find(|(k, _)| *k == key) {
+            return Err(LineProblem::Duplicate { key, first });
+        }
+        let key = CONF_KEYS.iter().find(|&&k| k == key).copied().unwrap_or("");
+        self.lines.push((key, line));
+        Ok(())
+    }
+
     /// Records one line's value.
     fn set(&mut self, key: &str, value: &str) -> Result<(), LineProblem> {
         let Some(&key) = CONF_KEYS.iter().find(|&&k| k == key) else {
@@ -168,6 +313,13 @@ impl ConfFile {
             "symlinks" => {
                 self.symlinks = Some(parse_symlinks(value).ok_or_else(|| bad(Expected::Symlinks))?)
             }
+            "tracefile" if is_name(value, MAX_TRACE_NAME) => {
+                self.tracefile = Some(value.to_owned())
+            }
+            "tracefile" => return Err(bad(Expected::TraceName)),
+            "switch" => {
+                self.switch = Some(parse_switch(value).ok_or_else(|| bad(Expected::Switch))?)
+            }
             _ => unreachable!("{key} is in CONF_KEYS but has no field"),
         }
         Ok(())
@@ -187,6 +339,14 @@ fn parse_inorder(s: &str) -> Option<bool> {
     match (s, parse_bool(s)) {
         ("auto", _) => Some(true),
         (_, Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_switch(s: &str) -> Option<Switch> {
+    match s {
+        "together" => Some(Switch::Together),
+        "each" => Some(Switch::Each),
         _ => None,
     }
 }

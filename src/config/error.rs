@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::CONF_KEYS;
+use super::conf::MAX_MIRROR_NAME;
 use crate::remote_path::RemotePathError;
 
 /// A configuration problem, found before anything is sent.
@@ -34,6 +35,13 @@ pub enum ConfigError {
         file: PathBuf,
         value: String,
         error: RemotePathError,
+    },
+    /// `--only` names a mirror `outsftphook.conf` does not have; `known` are the names it
+    /// has, in its order.
+    UnknownMirror {
+        file: PathBuf,
+        name: String,
+        known: Vec<String>,
     },
     /// The out or log dir (`what`) is not there; `from` names the setting it came from.
     MissingDir {
@@ -66,6 +74,31 @@ pub enum LineProblem {
         key: &'static str,
         first: usize,
     },
+    /// A global key (debug, verbose, ...) in the section of `mirror`.
+    GlobalInSection {
+        key: &'static str,
+        mirror: String,
+    },
+    /// `mirror` without a NAME.
+    NoMirrorName,
+    /// A `mirror` NAME that is not `[A-Za-z0-9][A-Za-z0-9._-]*` of at most 64 characters.
+    BadMirrorName(String),
+    /// A `mirror` NAME that is the first mirror's (its `servername`, or `default` when
+    /// `servername` is false).
+    FirstMirrorName {
+        name: String,
+        servername: bool,
+    },
+    /// A `mirror` NAME given before, on line `first`.
+    DuplicateMirror {
+        name: String,
+        first: usize,
+    },
+    /// A section's `targetdir` that is not a remote path.
+    Targetdir {
+        value: String,
+        error: RemotePathError,
+    },
 }
 
 /// The values a key takes, for [`LineProblem::BadValue`].
@@ -87,6 +120,10 @@ pub enum Expected {
     Duration,
     /// `servername`, `username`: no white space.
     OneWord,
+    /// `switch`.
+    Switch,
+    /// `tracefile`: a name, no slash.
+    TraceName,
     /// `debug`: 0 to `max`.
     Range {
         max: u32,
@@ -128,6 +165,14 @@ impl fmt::Display for ConfigError {
             ConfigError::BadTargetdir { file, value, error } => {
                 write!(f, "{}: targetdir '{value}': {error}", file.display())
             }
+            ConfigError::UnknownMirror { file, name, known } => write!(
+                f,
+                "--only {name}: {} has no mirror of that name (it has: {}; the first is named \
+                 by its servername, or {}): give one of those",
+                file.display(),
+                known.join(", "),
+                super::conf::DEFAULT_MIRROR,
+            ),
             ConfigError::MissingDir {
                 what,
                 dir,
@@ -174,6 +219,37 @@ impl fmt::Display for LineProblem {
                 f,
                 "'{key}' is set again (first on line {first}): keep one of the two lines"
             ),
+            LineProblem::GlobalInSection { key, mirror } => write!(
+                f,
+                "'{key}' is global, not one mirror's (this line is in the section of mirror \
+                 '{mirror}'): move it above the first 'mirror' line"
+            ),
+            LineProblem::NoMirrorName => f.write_str(
+                "'mirror' needs a name: 'mirror NAME' starts the settings of one more mirror",
+            ),
+            LineProblem::BadMirrorName(name) => write!(
+                f,
+                "'mirror' takes a name of letters, digits, '.', '_' and '-' (a letter or digit \
+                 first, at most {MAX_MIRROR_NAME}), not '{name}'"
+            ),
+            LineProblem::FirstMirrorName { name, servername } => {
+                let why = if *servername {
+                    "its servername"
+                } else {
+                    "no servername is set before the first 'mirror' line"
+                };
+                write!(
+                    f,
+                    "mirror '{name}' has the first mirror's name ({why}): give this one another \
+                     name"
+                )
+            }
+            LineProblem::DuplicateMirror { name, first } => write!(
+                f,
+                "mirror '{name}' is named again (first on line {first}): give each mirror its \
+                 own name"
+            ),
+            LineProblem::Targetdir { value, error } => write!(f, "targetdir '{value}': {error}"),
         }
     }
 }
@@ -192,6 +268,11 @@ impl fmt::Display for Expected {
             Expected::Rate => f.write_str("a rate like 500 (KiB/s), 500K, 2M or 1MB; 0 for none"),
             Expected::Duration => f.write_str(DURATION_WORDS),
             Expected::OneWord => f.write_str("one word, without spaces"),
+            Expected::Switch => f.write_str("together or each"),
+            Expected::TraceName => write!(
+                f,
+                "a file name of letters, digits, '.', '_' and '-' (the NAME of project/trace/NAME)"
+            ),
             Expected::Range { max } => write!(f, "a level from 0 to {max}"),
         }
     }

@@ -1,8 +1,9 @@
 //! Flags + environment + `outsftphook.conf` + reprepro's `conf/options` -> one resolved
-//! [`Settings`]. Precedence: flags, then the environment, then `outsftphook.conf`, then
-//! `options`.
+//! [`Settings`] per mirror. Precedence: flags, then the environment, then
+//! `outsftphook.conf` (a `mirror NAME` section's keys over the keys before the first
+//! `mirror` line), then `options`.
 //!
-//! Pure: the environment and the file reader are passed in ([`resolve`]); nothing here
+//! Pure: the environment and the file reader are passed in ([`resolve_mirrors`]); nothing here
 //! opens a file, reads the process's environment or prints. Each setting keeps its conf
 //! key's name down to the engine (`inorder` -> [`Settings::in_order`] ->
 //! [`EngineConfig::in_order`](crate::engine::EngineConfig)). [`conf`](self) parses
@@ -15,7 +16,7 @@ use std::time::Duration;
 use crate::cli::Args;
 use crate::engine::{DEFAULT_MAX_OPEN_FILES, EngineConfig};
 use crate::interrupt::Interrupt;
-use crate::remote_path::RemotePath;
+use crate::remote_path::{RemotePath, RemotePathError};
 use crate::transport::ServerCommand;
 
 mod conf;
@@ -91,6 +92,39 @@ pub struct Settings {
     /// `--keepdeleted` or `keepdeleted`: how long a file the repository no longer
     /// references stays on the mirror ([`DEFAULT_KEEP_DELETED`]); zero deletes at once.
     pub keep_deleted: Duration,
+    /// Which mirror of `outsftphook.conf` these settings are for.
+    pub mirror: MirrorName,
+    /// `tracefile NAME`: after a complete push, write ftpsync's trace file
+    /// `project/trace/NAME` on this mirror; `None` (the default) writes none.
+    pub tracefile: Option<String>,
+    /// `switch`: when the mirrors of one run finalise a distribution (global).
+    pub switch: Switch,
+    /// How many mirrors `outsftphook.conf` has, before `--only` picks some: 1 without
+    /// `mirror` lines.
+    pub mirrors_configured: usize,
+}
+
+/// The name of one mirror of `outsftphook.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorName {
+    /// As `--only` takes it: the first mirror's `servername` (or `default`), else the NAME
+    /// of its `mirror NAME` line.
+    pub name: String,
+    /// What tells this mirror's lines apart in the journal: `None` for the first mirror,
+    /// whose journal stays the reference hook's format; `Some(NAME)` for `mirror NAME`.
+    pub journal_tag: Option<String>,
+}
+
+/// When each mirror of a run finalises a distribution: the `switch` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    /// Renames and `Release`/`InRelease` go to every mirror still reachable once all of
+    /// them have the new files, so that none is new while another is old for longer than
+    /// the switch.
+    #[default]
+    Together,
+    /// Each mirror finalises as soon as it has the new files.
+    Each,
 }
 
 /// How long deletions are held back by default: as long as Debian's archive keeps files
@@ -200,17 +234,119 @@ impl<F: Fn(&str) -> Option<OsString>> Env for F {
 /// Reads a file: its content, or `None` if it does not exist.
 pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Option<String>>;
 
-/// Resolves the settings; `read` returns a file's content, or `None` if it does not exist.
+/// Resolves the settings of the first mirror `--only` picks (of the first mirror without
+/// it); `read` returns a file's content, or `None` if it does not exist.
 pub fn resolve(args: &Args, env: &dyn Env, read: ReadFile<'_>) -> Result<Settings, ConfigError> {
+    let mirrors = resolve_mirrors(args, env, read)?;
+    // resolve_mirrors returns at least one: the first mirror always exists, and --only
+    // takes at least one name, each of which must be known.
+    Ok(mirrors.into_iter().next().expect("at least one mirror"))
+}
+
+/// Resolves the settings of every mirror of `outsftphook.conf`, in its order, those that
+/// `--only` names when it is given; each is complete (the global keys copied into each).
+/// Every mirror is checked, also those `--only` leaves out.
+pub fn resolve_mirrors(
+    args: &Args,
+    env: &dyn Env,
+    read: ReadFile<'_>,
+) -> Result<Vec<Settings>, ConfigError> {
     let dirs = Dirs::resolve(args, env, read)?;
     let conf_path = dirs.confdir.join("outsftphook.conf");
     let Some(text) = read_at(read, &conf_path)? else {
         return Err(ConfigError::NoConfFile(conf_path));
     };
-    let mut conf = conf::parse(&conf_path, &text)?;
-    let server = server(&conf_path, &mut conf)?;
-    let targetdir = targetdir(&conf_path, conf.targetdir.as_deref())?;
-    Ok(settings(args, dirs, conf, server, targetdir))
+    let parsed = conf::parse(&conf_path, &text)?;
+    let configured = 1 + parsed.sections.len();
+    let mut mirrors = vec![Mirror::first(&conf_path, parsed.base.clone())?];
+    for section in parsed.sections {
+        mirrors.push(Mirror::section(&conf_path, &parsed.base, section)?);
+    }
+    if let Some(only) = &args.only {
+        if let Some(name) = only
+            .iter()
+            .find(|n| !mirrors.iter().any(|m| m.name.name == **n))
+        {
+            return Err(ConfigError::UnknownMirror {
+                file: conf_path,
+                name: name.clone(),
+                known: mirrors.into_iter().map(|m| m.name.name).collect(),
+            });
+        }
+        mirrors.retain(|m| only.contains(&m.name.name));
+    }
+    Ok(mirrors
+        .into_iter()
+        .map(|m| settings(args, dirs.clone(), m, configured))
+        .collect())
+}
+
+/// One mirror's keys, inheritance done, with its server and target dir checked.
+struct Mirror {
+    name: MirrorName,
+    conf: conf::ConfFile,
+    server: ServerCommand,
+    targetdir: Option<RemotePath>,
+}
+
+impl Mirror {
+    /// The keys before the first `mirror` line.
+    fn first(conf_path: &Path, conf: conf::ConfFile) -> Result<Mirror, ConfigError> {
+        let server = server(conf_path, &conf)?;
+        let targetdir = targetdir(conf_path, conf.targetdir.as_deref())?;
+        let name = MirrorName {
+            name: conf.first_mirror_name().to_owned(),
+            journal_tag: None,
+        };
+        Ok(Mirror {
+            name,
+            conf,
+            server,
+            targetdir,
+        })
+    }
+
+    /// A `mirror NAME` section over the base. A section that sets `sftpcommand` or
+    /// `servername` picks that transport for itself: an inherited one of the other kind
+    /// would otherwise win or be mixed in, and that mirror would be another host.
+    fn section(
+        conf_path: &Path,
+        base: &conf::ConfFile,
+        section: conf::Section,
+    ) -> Result<Mirror, ConfigError> {
+        let own = &section.conf;
+        let mut conf = own.clone().over(base);
+        if own.sftpcommand.is_some() {
+            conf.servername.clone_from(&own.servername);
+        } else if own.servername.is_some() {
+            conf.sftpcommand = None;
+        }
+        let server = server(conf_path, &conf)?;
+        let targetdir = match own.line_of("targetdir") {
+            None => targetdir(conf_path, conf.targetdir.as_deref())?,
+            Some(line) => {
+                let value = own.targetdir.as_deref();
+                remote_dir(value).map_err(|error| ConfigError::Line {
+                    file: conf_path.to_owned(),
+                    line,
+                    problem: error::LineProblem::Targetdir {
+                        value: value.unwrap_or_default().to_owned(),
+                        error,
+                    },
+                })?
+            }
+        };
+        let name = MirrorName {
+            name: section.name.clone(),
+            journal_tag: Some(section.name),
+        };
+        Ok(Mirror {
+            name,
+            conf,
+            server,
+            targetdir,
+        })
+    }
 }
 
 fn read_at(read: ReadFile<'_>, path: &Path) -> Result<Option<String>, ConfigError> {
@@ -226,6 +362,7 @@ fn env_path(env: &dyn Env, name: &str) -> Option<PathBuf> {
 }
 
 /// The local directories of a run, and where the out and log dirs came from.
+#[derive(Clone)]
 struct Dirs {
     basedir: Option<PathBuf>,
     confdir: PathBuf,
@@ -377,46 +514,52 @@ fn reprepro_env(env: &dyn Env) -> bool {
 }
 
 /// `sftpcommand`, or else ssh (`sshcommand`) to `servername` as `username`.
-fn server(conf_path: &Path, conf: &mut conf::ConfFile) -> Result<ServerCommand, ConfigError> {
-    let words = |w: Vec<String>| w.into_iter().map(OsString::from).collect();
-    if let Some(command) = conf.sftpcommand.take() {
+fn server(conf_path: &Path, conf: &conf::ConfFile) -> Result<ServerCommand, ConfigError> {
+    let words = |w: &[String]| w.iter().map(OsString::from).collect();
+    if let Some(command) = &conf.sftpcommand {
         return Ok(ServerCommand::Direct(words(command)));
     }
-    let Some(host) = conf.servername.take() else {
+    let Some(host) = &conf.servername else {
         return Err(ConfigError::NoServer(conf_path.to_owned()));
     };
     Ok(ServerCommand::Ssh {
-        ssh: words(conf.sshcommand.take().unwrap_or_else(|| vec!["ssh".into()])),
+        ssh: conf
+            .sshcommand
+            .as_deref()
+            .map_or_else(|| vec!["ssh".into()], words),
         options: Vec::new(),
-        user: conf.username.take().map(OsString::from),
+        user: conf.username.as_ref().map(OsString::from),
         host: host.into(),
     })
 }
 
 /// `targetdir`, without a trailing slash (but `/` stays `/`).
 fn targetdir(conf_path: &Path, value: Option<&str>) -> Result<Option<RemotePath>, ConfigError> {
+    remote_dir(value).map_err(|error| ConfigError::BadTargetdir {
+        file: conf_path.to_owned(),
+        value: value.unwrap_or_default().to_owned(),
+        error,
+    })
+}
+
+/// A `targetdir` value as a remote path, without a trailing slash (but `/` stays `/`).
+fn remote_dir(value: Option<&str>) -> Result<Option<RemotePath>, RemotePathError> {
     let path = match value {
         None => return Ok(None),
         Some("/") => "/",
         Some(t) => t.trim_end_matches('/'),
     };
-    RemotePath::new(path)
-        .map(Some)
-        .map_err(|error| ConfigError::BadTargetdir {
-            file: conf_path.to_owned(),
-            value: value.unwrap_or_default().to_owned(),
-            error,
-        })
+    RemotePath::new(path).map(Some)
 }
 
 /// Flags over `outsftphook.conf` over the defaults.
-fn settings(
-    args: &Args,
-    dirs: Dirs,
-    conf: conf::ConfFile,
-    server: ServerCommand,
-    targetdir: Option<RemotePath>,
-) -> Settings {
+fn settings(args: &Args, dirs: Dirs, mirror: Mirror, configured: usize) -> Settings {
+    let Mirror {
+        name,
+        conf,
+        server,
+        targetdir,
+    } = mirror;
     Settings {
         basedir: dirs.basedir,
         outdir: dirs.outdir,
@@ -454,6 +597,10 @@ fn settings(
         keep_done: conf
             .keepdone
             .map(|days| Duration::from_secs(days.saturating_mul(24 * 60 * 60))),
+        mirror: name,
+        tracefile: conf.tracefile,
+        switch: conf.switch.unwrap_or_default(),
+        mirrors_configured: configured,
     }
 }
 

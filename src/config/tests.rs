@@ -37,6 +37,38 @@ impl World {
         let read = |p: &Path| Ok(self.files.get(p).cloned());
         resolve(&args, &env, &read)
     }
+
+    fn mirrors(&self, argv: &[&str]) -> Result<Vec<Settings>, ConfigError> {
+        let mut full = vec!["outsftphook"];
+        full.extend_from_slice(argv);
+        let args = Args::try_parse_from(full).unwrap();
+        let env = |name: &str| self.env.get(name).map(OsString::from);
+        let read = |p: &Path| Ok(self.files.get(p).cloned());
+        resolve_mirrors(&args, &env, &read)
+    }
+}
+
+/// The settings of every mirror of `conf`, or the message of its error.
+fn mirrors(conf: &str, argv: &[&str]) -> Result<Vec<Settings>, String> {
+    let mut all = vec!["-b", "/r"];
+    all.extend_from_slice(argv);
+    World::new()
+        .file("/r/conf/outsftphook.conf", conf)
+        .mirrors(&all)
+        .map_err(|e| e.to_string())
+}
+
+fn names(settings: &[Settings]) -> Vec<&str> {
+    settings.iter().map(|s| s.mirror.name.as_str()).collect()
+}
+
+fn ssh(user: Option<&str>, host: &str) -> ServerCommand {
+    ServerCommand::Ssh {
+        ssh: vec!["ssh".into()],
+        options: vec![],
+        user: user.map(OsString::from),
+        host: host.into(),
+    }
 }
 
 const CONF: &str =
@@ -547,10 +579,274 @@ fn each_problem_has_its_one_line_message() {
             "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
              targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
              timeout, keepdirectories, posixrename, connections, window, inorder, symlinks, \
-             keepdone, bwlimit, keepdeleted)",
+             keepdone, bwlimit, keepdeleted, tracefile, switch)",
         ),
     ];
     for (err, want) in cases {
         assert_eq!(err.to_string(), want);
     }
+}
+
+#[test]
+fn a_conf_without_mirror_lines_is_one_mirror_as_before() {
+    let all = mirrors(CONF, &[]).unwrap();
+    assert_eq!(all.len(), 1);
+    let s = &all[0];
+    assert_eq!(
+        s.mirror,
+        MirrorName {
+            name: "mirror.example.org".into(),
+            journal_tag: None,
+        }
+    );
+    assert_eq!(s.mirrors_configured, 1);
+    assert_eq!((s.switch, s.tracefile.as_deref()), (Switch::Together, None));
+    let one = World::new()
+        .file("/r/conf/outsftphook.conf", CONF)
+        .resolve(&["-b", "/r"])
+        .unwrap();
+    assert_eq!(&one, s, "resolve is the first of resolve_mirrors");
+    let s = &mirrors("sftpcommand sftp-server\n", &[]).unwrap()[0];
+    assert_eq!(s.mirror.name, "default", "no servername");
+}
+
+#[test]
+fn sections_inherit_the_base_and_override_it() {
+    let conf = "servername a.example.org\nusername repo\ntargetdir /srv/m\nconnections 2\n\
+verbose yes\ndebug 1\nautoretry no\nkeepdone 3\nswitch each\ntracefile a.example.org\n\
+\n# the offsite copy\nmirror b\nservername b.example.org\nconnections 6\ntargetdir /m/\n\
+tracefile b.example.org\nmirror c\nwindow 4M\nusername other\n";
+    let all = mirrors(conf, &[]).unwrap();
+    assert_eq!(names(&all), ["a.example.org", "b", "c"]);
+    let tags: Vec<_> = all
+        .iter()
+        .map(|s| s.mirror.journal_tag.as_deref())
+        .collect();
+    assert_eq!(tags, [None, Some("b"), Some("c")]);
+    let [a, b, c] = &all[..] else { panic!() };
+    assert_eq!(a.server, ssh(Some("repo"), "a.example.org"));
+    assert_eq!(
+        b.server,
+        ssh(Some("repo"), "b.example.org"),
+        "username inherited"
+    );
+    assert_eq!(
+        c.server,
+        ssh(Some("other"), "a.example.org"),
+        "servername inherited"
+    );
+    assert_eq!(
+        [a.connections, b.connections, c.connections],
+        [2, 6, 2],
+        "the section's wins for its mirror only"
+    );
+    assert_eq!([a.window, b.window, c.window], [None, None, Some(4 << 20)]);
+    let dir = |d: &str| Some(RemotePath::new(d).unwrap());
+    assert_eq!(
+        [&a.targetdir, &b.targetdir, &c.targetdir],
+        [&dir("/srv/m"), &dir("/m"), &dir("/srv/m")]
+    );
+    let traces: Vec<_> = all.iter().map(|s| s.tracefile.as_deref()).collect();
+    assert_eq!(
+        traces,
+        [
+            Some("a.example.org"),
+            Some("b.example.org"),
+            Some("a.example.org")
+        ]
+    );
+    for s in &all {
+        assert_eq!(s.mirrors_configured, 3);
+        assert_eq!(s.switch, Switch::Each, "global, in each");
+        assert_eq!((s.verbose, s.debug_sftp, s.autoretry), (1, 1, false));
+        assert_eq!(s.keep_done, Some(Duration::from_secs(3 * 86400)));
+        assert_eq!(s.outdir, Path::new("/r"));
+    }
+}
+
+#[test]
+fn a_section_that_names_its_transport_does_not_inherit_the_other() {
+    let sftp =
+        |dir: &str| ServerCommand::Direct(["sftp-server", "-d", dir].map(OsString::from).into());
+    let conf = "servername a\nsshcommand ssh -F cfg\nmirror local\nsftpcommand sftp-server -d /l\n\
+mirror b\nservername b\n";
+    let all = mirrors(conf, &[]).unwrap();
+    assert_eq!(all[1].server, sftp("/l"), "base servername ignored");
+    let ServerCommand::Ssh {
+        ssh: command, host, ..
+    } = &all[2].server
+    else {
+        panic!("{:?}", all[2].server)
+    };
+    assert_eq!(host, "b");
+    assert_eq!(command.len(), 3, "sshcommand inherited: {command:?}");
+    // The other way round: a base with sftpcommand, a section with servername.
+    let conf = "sftpcommand sftp-server -d /l\nmirror far\nservername far.example.org\n\
+mirror near\ntargetdir /n\n";
+    let all = mirrors(conf, &[]).unwrap();
+    assert_eq!(names(&all), ["default", "far", "near"]);
+    assert_eq!(all[0].server, sftp("/l"));
+    assert_eq!(
+        all[1].server,
+        ssh(None, "far.example.org"),
+        "base sftpcommand not inherited"
+    );
+    assert_eq!(all[2].server, sftp("/l"), "nothing named: the base's");
+}
+
+#[test]
+fn only_picks_mirrors_by_name_in_the_conf_files_order() {
+    let conf = "servername a\nmirror b\nservername hb\nmirror c\nservername hc\n";
+    assert_eq!(
+        names(&mirrors(conf, &["--only", "c,a"]).unwrap()),
+        ["a", "c"]
+    );
+    let only_b = mirrors(conf, &["--only=b", "--pending"]).unwrap();
+    assert_eq!(names(&only_b), ["b"]);
+    assert_eq!(only_b[0].mirrors_configured, 3, "counted before --only");
+    let first = World::new()
+        .file("/r/conf/outsftphook.conf", conf)
+        .resolve(&["-b", "/r", "--only", "c,b"])
+        .unwrap();
+    assert_eq!(first.mirror.name, "b", "resolve: the first selected");
+    let err = mirrors(conf, &["--only", "b,x"]).unwrap_err();
+    assert_eq!(
+        err,
+        "--only x: /r/conf/outsftphook.conf has no mirror of that name (it has: a, b, c; the \
+         first is named by its servername, or default): give one of those"
+    );
+    let err = mirrors("sftpcommand s\n", &["--only", "s"]).unwrap_err();
+    assert!(err.contains("(it has: default;"), "{err}");
+}
+
+#[test]
+fn switch_and_tracefile_take_their_values() {
+    let one = |line: &str| mirrors(&format!("servername h\n{line}\n"), &[]).map(|m| m[0].clone());
+    assert_eq!(one("switch together").unwrap().switch, Switch::Together);
+    assert_eq!(one("switch each").unwrap().switch, Switch::Each);
+    assert_eq!(
+        one("tracefile mirror.example.org")
+            .unwrap()
+            .tracefile
+            .as_deref(),
+        Some("mirror.example.org")
+    );
+    for (line, want) in [
+        (
+            "switch both",
+            ":2: 'switch' takes together or each, not 'both'",
+        ),
+        (
+            "tracefile ../x",
+            ":2: 'tracefile' takes a file name of letters, digits",
+        ),
+        ("tracefile a/b", "not 'a/b'"),
+        ("tracefile a b", "not 'a b'"),
+        ("tracefile .hidden", "not '.hidden'"),
+    ] {
+        let err = one(line).unwrap_err();
+        assert!(err.contains(want), "{line}: {err}");
+    }
+}
+
+#[test]
+fn mirror_lines_and_sections_refuse_what_is_wrong() {
+    let f = "/r/conf/outsftphook.conf";
+    let cases = [
+        (
+            "servername h\nmirror b\nservername x\ndebug 1\n",
+            format!(
+                "{f}:4: 'debug' is global, not one mirror's (this line is in the section of \
+                 mirror 'b'): move it above the first 'mirror' line"
+            ),
+        ),
+        (
+            "servername h\nmirror b\nswitch each\n",
+            format!("{f}:3: 'switch' is global"),
+        ),
+        (
+            "servername h\nmirror b\nkeepdone 2\n",
+            format!("{f}:3: 'keepdone' is global"),
+        ),
+        (
+            "servername h\nmirror b\nverbose yes\n",
+            format!("{f}:3: 'verbose' is global"),
+        ),
+        (
+            "servername h\nmirror b\nautoretry no\n",
+            format!("{f}:3: 'autoretry' is global"),
+        ),
+        (
+            "servername h\nmirror\n",
+            format!(
+                "{f}:2: 'mirror' needs a name: 'mirror NAME' starts the settings of one more \
+                 mirror"
+            ),
+        ),
+        (
+            "servername h\nmirror b\n\nmirror c\nmirror b\n",
+            format!(
+                "{f}:5: mirror 'b' is named again (first on line 2): give each mirror its own \
+                 name"
+            ),
+        ),
+        (
+            "servername h\nmirror h\n",
+            format!(
+                "{f}:2: mirror 'h' has the first mirror's name (its servername): give this one \
+                 another name"
+            ),
+        ),
+        (
+            "sftpcommand s\nmirror default\n",
+            format!(
+                "{f}:2: mirror 'default' has the first mirror's name (no servername is set \
+                 before the first 'mirror' line): give this one another name"
+            ),
+        ),
+        (
+            "servername h\nmirror b\nconnections 2\nconnections 3\n",
+            format!("{f}:4: 'connections' is set again (first on line 3)"),
+        ),
+        (
+            "servername h\nmirror b\ntargetdir a//b\n",
+            format!("{f}:3: targetdir 'a//b': "),
+        ),
+        (
+            "servername h\nmirror b\nfrobnicate 1\n",
+            format!("{f}:3: unknown key 'frobnicate'"),
+        ),
+        (
+            "mirror b\nservername h\n",
+            format!("{f}: no server configured"),
+        ),
+    ];
+    for (conf, want) in cases {
+        let err = mirrors(conf, &[]).unwrap_err();
+        assert!(err.starts_with(&want), "{conf:?}: {err}");
+    }
+    let long = "x".repeat(65);
+    for bad in ["-b", ".b", "a b", "a/b", "é", long.as_str()] {
+        let err = mirrors(&format!("servername h\nmirror {bad}\n"), &[]).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{f}:2: 'mirror' takes a name of letters, digits, '.', '_' and '-' (a letter \
+                 or digit first, at most 64), not '{bad}'"
+            )
+        );
+    }
+    let ok = mirrors(
+        &format!("servername h\nmirror {}\nmirror B_2.x-y\n", &long[1..]),
+        &[],
+    );
+    assert_eq!(ok.unwrap().len(), 3);
+    // The same key in the base and in a section is not set twice.
+    assert!(
+        mirrors(
+            "servername h\nconnections 2\nmirror b\nconnections 3\n",
+            &[]
+        )
+        .is_ok()
+    );
 }
