@@ -327,6 +327,8 @@ fn today_each_mirror_alone_works_and_logs_its_requests() {
         assert!(lines.iter().any(|l| journals(l, None)), "{log}: {lines:?}");
         assert!(!lines.iter().any(|l| l.starts_with("DONE@")), "{lines:?}");
     }
+    // Far through the wrapper without a fault but slow, as the staged test has it.
+    m.set_far(Some((-1, "delay-20")));
     for name in [NEAR, FAR] {
         m.repo.set_conf(&m.keys(name));
         m.repo.hook(&["--basedir", ".", "mirror"]).expect(0);
@@ -343,6 +345,12 @@ fn today_each_mirror_alone_works_and_logs_its_requests() {
     assert_ne!(ran.code(), 0, "{}", ran.stderr());
     assert_eq!(m.repo.outlogs().len(), 1);
     m.set_far(None);
+    m.repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    m.repo.assert_mirrored_at(&m.dir(FAR));
+    // A log kept pending without touching the conf.
+    let log = m.pending_include(&[("baz", 1_000)]);
+    assert_eq!(m.repo.outlogs(), vec![log.clone()]);
+    assert!(m.journal(&log).is_empty());
     m.repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     m.repo.assert_mirrored_at(&m.dir(FAR));
     // The checker of `switch together` sees these pushes one mirror after the other.
@@ -425,6 +433,54 @@ fn a_mirror_killed_mid_push_is_left_behind_and_catches_up_alone() {
     );
     assert!(!m.changes(FAR).is_empty(), "far was sent nothing");
     assert_no_changes(&m, &[SSHD, NEAR]);
+}
+
+#[test]
+fn an_unreachable_mirror_is_left_behind_and_the_next_reprepro_run_catches_it_up() {
+    let test = "an_unreachable_mirror_is_left_behind_and_the_next_reprepro_run_catches_it_up";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    // Far's server cannot even be started: the first mirror completes without it.
+    let broken = m.conf(NEAR, &[FAR], "").replace(
+        &format!("sftpcommand {}", m.path("far.sh").display()),
+        "sftpcommand /bin/false",
+    );
+    m.repo.set_conf(&broken);
+    let ran = m.include("bookworm", &[("b", 30_000)]);
+    assert_ne!(ran.code(), 0, "{}", ran.stderr());
+    let stderr = ran.stderr();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("behind") && l.contains(FAR)),
+        "no line says that {FAR} is behind:\n{stderr}"
+    );
+    m.repo.assert_mirrored_at(&m.dir(NEAR));
+    let pending = m.repo.outlogs();
+    assert_eq!(pending.len(), 1);
+    let lines = m.journal(&pending[0]);
+    assert!(lines.iter().any(|l| journals(l, None)), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.starts_with("DONE@")), "{lines:?}");
+
+    // Reachable again: reprepro's next run brings far up to date with both logs, and near
+    // is sent only the new one.
+    m.repo.set_conf(&m.conf(NEAR, &[FAR], ""));
+    m.clear_shared_log();
+    m.include("bookworm", &[("c", 2_000)]).expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    assert!(m.repo.outlogs().is_empty(), "{:?}", m.repo.outlogs());
+    let resent: Vec<String> = m
+        .changes(NEAR)
+        .into_iter()
+        .filter(|l| l.contains("/pool/main/b/"))
+        .collect();
+    assert!(
+        resent.is_empty(),
+        "near was sent b again:\n{}",
+        resent.join("\n")
+    );
+    assert!(m.changes(FAR).iter().any(|l| l.contains("/pool/main/b/")));
 }
 
 /// Asserts from the shared log that no mirror's indexes or Release were switched before
