@@ -19,6 +19,7 @@ mod landing;
 mod links;
 mod listings;
 mod mirroring;
+mod mirrors;
 mod package;
 mod pipes;
 mod quiet;

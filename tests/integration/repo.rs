@@ -418,3 +418,38 @@ fn copy_tree(from: &Path, to: &Path) {
         .unwrap();
     assert!(status.success());
 }
+
+/// For tests with several mirrors, each a tree of its own (tests/integration/mirrors.rs).
+impl Repo {
+    /// Asserts that `pool/` and `dists/` under `remote` equal the local ones, as
+    /// [`Repo::assert_mirrored`] does for `remote/`.
+    pub fn assert_mirrored_at(&self, remote: &Path) {
+        let local = tree(&self.base());
+        let there = tree(remote);
+        assert!(
+            local == there,
+            "{} differs from local\n--- local\n{}\n--- remote\n{}",
+            remote.display(),
+            describe_tree(&local),
+            describe_tree(&there)
+        );
+    }
+}
+
+/// Every entry of `pool/` and `dists/` below `root`, sorted, with a content hash for files:
+/// to compare a tree with itself before and after a run.
+pub fn tree(root: &Path) -> Vec<(PathBuf, Entry)> {
+    let mut out = Vec::new();
+    for top in ["pool", "dists"] {
+        walk(root, Path::new(top), &mut out);
+    }
+    out
+}
+
+/// One line per entry of a [`tree`], for a failure message.
+pub fn describe_tree(v: &[(PathBuf, Entry)]) -> String {
+    v.iter()
+        .map(|(p, e)| format!("{} {e:?}", p.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
