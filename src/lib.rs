@@ -77,6 +77,28 @@ pub fn init_logging(verbose: u8, debug_sftp: u32) {
         .init();
 }
 
+/// The mirrors selected (`--only`), and those configured but not selected.
+fn resolve_mirrors(
+    args: &cli::Args,
+    env: &dyn config::Env,
+    read: config::ReadFile<'_>,
+) -> Result<(Vec<config::Settings>, Vec<config::Settings>), Fatal> {
+    let selected = config::resolve_mirrors(args, env, read).map_err(Fatal::setup)?;
+    if args.only.is_none() {
+        return Ok((selected, Vec::new()));
+    }
+    let all = cli::Args {
+        only: None,
+        ..args.clone()
+    };
+    let unselected = config::resolve_mirrors(&all, env, read)
+        .map_err(Fatal::setup)?
+        .into_iter()
+        .filter(|m| !selected.iter().any(|s| s.mirror == m.mirror))
+        .collect();
+    Ok((selected, unselected))
+}
+
 /// The program: resolve the settings, run the hook (or a command), tell how it went. An
 /// error carries the exit status it ends the run with.
 pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
@@ -99,7 +121,8 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     };
-    let settings = config::resolve(&args, &env, &read).map_err(Fatal::setup)?;
+    let (mirrors, unselected) = resolve_mirrors(&args, &env, &read)?;
+    let settings = mirrors[0].clone();
     run::output::set_quiet(settings.quiet);
     if settings.debug_sftp > 0 && log::max_level() < log::LevelFilter::Debug {
         log::set_max_level(log::LevelFilter::Debug);
@@ -108,9 +131,7 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
     let failed = match &args.command {
         Some(Command::Status) => {
             return Ok(
-                if run::status::run(std::slice::from_ref(&settings), settings.verbose > 0)
-                    .map_err(Fatal::setup)?
-                {
+                if run::status::run(&mirrors, settings.verbose > 0).map_err(Fatal::setup)? {
                     ExitStatus::Pending
                 } else {
                     ExitStatus::Success
@@ -130,11 +151,15 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
                 checksum: *checksum,
                 dry_run: args.dry_run,
             };
-            run::mirror::mirror(&settings, &tops, &options, &interrupt)?.failures > 0
+            run::each_mirror(&mirrors, |settings| {
+                Ok(run::mirror::mirror(settings, &tops, &options, &interrupt)?.failures > 0)
+            })?
         }
         Some(Command::Verify { checksum, dirs }) => {
             let tops = run::mirror::tops(dirs).map_err(Fatal::setup)?;
-            run::mirror::verify(&settings, &tops, *checksum, &interrupt)? > 0
+            run::each_mirror(&mirrors, |settings| {
+                Ok(run::mirror::verify(settings, &tops, *checksum, &interrupt)? > 0)
+            })?
         }
         Some(Command::Completions { .. }) => unreachable!("handled above"),
         None => {
@@ -146,8 +171,8 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
             };
             // reprepro knows 0, 1 and 2 (and 75, busy): an unreachable server fails the run.
             let report = run::hook::run(
-                std::slice::from_ref(&settings),
-                &[],
+                &mirrors,
+                &unselected,
                 &args.files,
                 how,
                 args.dry_run,

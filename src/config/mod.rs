@@ -236,6 +236,7 @@ pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Option<String>>;
 
 /// Resolves the settings of the first mirror `--only` picks (of the first mirror without
 /// it); `read` returns a file's content, or `None` if it does not exist.
+#[cfg(test)]
 pub fn resolve(args: &Args, env: &dyn Env, read: ReadFile<'_>) -> Result<Settings, ConfigError> {
     let mirrors = resolve_mirrors(args, env, read)?;
     // resolve_mirrors returns at least one: the first mirror always exists, and --only

@@ -219,11 +219,12 @@ impl Journal {
         Ok(())
     }
 
-    /// The logs that still have work.
+    /// The logs that still have work for this mirror. (Shared with other mirrors, a log
+    /// it has all of may wait for them: not its work.)
     pub fn pending(&self) -> impl Iterator<Item = &Path> {
         self.logs
             .iter()
-            .filter(|l| !l.finished)
+            .filter(|l| !l.finished && (l.remaining > 0 || self.renames))
             .map(|l| l.outlog.as_path())
     }
 }

@@ -145,7 +145,13 @@ pub fn run(
     }
     let mut report = staged::push_all(&mut pushes, several, interrupt)?;
     finish_logs(&mut pushes, &mut idle, several)?;
-    report.pending_logs = pushes[0].journal.pending().map(Path::to_path_buf).collect();
+    let mut pending: Vec<PathBuf> = pushes
+        .iter()
+        .flat_map(|p| p.journal.pending().map(Path::to_path_buf))
+        .collect();
+    pending.sort();
+    pending.dedup();
+    report.pending_logs = pending;
     remove_old_done(settings);
     if report.unfinished() {
         tell_unfinished(&report, settings);

@@ -27,31 +27,27 @@ pub(crate) use output::show;
 /// The name the journal lines and the record of held deletions of `settings`' mirror
 /// carry: `None` for the first mirror (the reference hook's `DONE` lines).
 pub(crate) fn journal_tag(settings: &crate::config::Settings) -> Option<&str> {
-    let _ = settings;
-    None
+    settings.mirror.journal_tag.as_deref()
 }
 
 /// The name of `settings`' mirror, as `--only` and the messages name it.
 pub(crate) fn mirror_name(settings: &crate::config::Settings) -> String {
-    session::server_name(settings)
+    settings.mirror.name.clone()
 }
 
 /// Whether the mirrors switch together (`switch together`, the default).
 pub(crate) fn switch_together(settings: &crate::config::Settings) -> bool {
-    let _ = settings;
-    true
+    settings.switch == crate::config::Switch::Together
 }
 
 /// How many mirrors the configuration of `settings` has, selected or not.
 pub(crate) fn configured_mirrors(settings: &crate::config::Settings) -> usize {
-    let _ = settings;
-    1
+    settings.mirrors_configured
 }
 
 /// `tracefile NAME` of `settings`' mirror.
 pub(crate) fn tracefile(settings: &crate::config::Settings) -> Option<&str> {
-    let _ = settings;
-    None
+    settings.tracefile.as_deref()
 }
 
 /// Runs `one` (`mirror`, `verify`) on every mirror of `mirrors` in turn; true when one

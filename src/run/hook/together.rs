@@ -6,7 +6,7 @@
 
 use crate::engine::{Op, OpResult};
 use crate::plan::{Job, Plan};
-use crate::run::runner::{JudgeFn, Judged, Runner, run_together};
+use crate::run::runner::{JudgeFn, Runner, run_together};
 
 use super::Report;
 use super::rounds::{Executor, Judge, SLICE, upload_jobs};
@@ -87,11 +87,11 @@ fn send_together(
         reports.push(report);
     }
     let ran = {
-        let mut hear: Vec<Box<dyn FnMut(usize, &OpResult) -> Judged + '_>> = judges
+        let mut hear: Vec<_> = judges
             .iter_mut()
-            .map(|j| Box::new(move |i: usize, r: &OpResult| j.judge(i, r)) as Box<_>)
+            .map(|j| move |i: usize, r: &OpResult| j.judge(i, r))
             .collect();
-        let mut fns: Vec<JudgeFn<'_>> = hear.iter_mut().map(|f| &mut **f as JudgeFn<'_>).collect();
+        let mut fns: Vec<JudgeFn<'_>> = hear.iter_mut().map(|f| f as JudgeFn<'_>).collect();
         run_together(&mut runners, &ops, &mut fns)
     };
     let mut sent = Vec::new();
