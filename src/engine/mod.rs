@@ -11,13 +11,15 @@
 //! - `local`: the edge to the local disk; every stat, open and read of a local file.
 //! - `link`: one connection, its server process and its set-up (VERSION, limits, round
 //!   trip); `spread`: work shared out over several connections, large uploads in parts.
+//! - `together`: the loop, for one engine or several (one per server): each run kept as a
+//!   job of passes, one `poll` over every engine's pipes a turn.
 //! - `tuning`: open files, window and connections from the round trip; `deadline`: the
 //!   stall timeout and the grace after a signal, decided by a clock passed in.
 //!
-//! This module owns the connections, the loop that drives batches through them with one
-//! `poll` over all their pipes a turn, and the clock: it reads it around each poll and
-//! hands it to what decides by time. It must not know what an operation's requests are: that is the
-//! state machines'.
+//! This module owns the connections and each turn's halves around the `poll` (what to wait
+//! for, then what moved); `together` runs the poll between them. The clock is read around
+//! each poll and handed to what decides by time. Neither knows what an operation's requests
+//! are: that is the state machines'.
 
 mod batch;
 mod confine;

@@ -298,3 +298,119 @@ fn spread(ops: &[Op], n: usize, locals: &Locals) -> Vec<Vec<usize>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::engine::op::{Outcome, Req, Status};
+    use crate::remote_path::RemotePath;
+
+    fn upload(name: &str) -> Op {
+        Op::Upload {
+            local: PathBuf::from(name),
+            remote: RemotePath::new(format!("/r/{name}")).unwrap(),
+            fsync: false,
+            mtime: None,
+        }
+    }
+
+    /// "big" is cut in three parts of 10, "small" goes as given.
+    fn books(ops: &[Op]) -> Books {
+        let size = |p: &std::path::Path| Some(if p.ends_with("big") { 25 } else { 5 });
+        Books {
+            split: parts::Split::new(ops, 10, size),
+            results: vec![None; ops.len()],
+            ..Books::default()
+        }
+    }
+
+    fn refused(op: &Op) -> OpResult {
+        Err(OpError {
+            op: op.kind(),
+            path: op.path().clone(),
+            cause: Cause::Status {
+                request: Req::Write,
+                code: Status::PermissionDenied,
+                message: String::new(),
+            },
+        })
+    }
+
+    #[test]
+    fn parts_report_uploads_as_given_at_once_and_cut_ones_once_all_parts_are_in() {
+        let ops = [upload("small"), upload("big")];
+        let mut books = books(&ops);
+        let work = books.split.as_ref().unwrap().ops.clone();
+        assert_eq!(work.len(), 4, "small, then big's three parts");
+        let heard = std::cell::RefCell::new(Vec::new());
+        let mut on_done = |i: usize, r: &OpResult| heard.borrow_mut().push((i, r.clone()));
+        books.on_op(Phase::Parts, &ops, 2, &Ok(Outcome::Done), &mut on_done);
+        books.on_op(Phase::Parts, &ops, 0, &Ok(Outcome::Done), &mut on_done);
+        books.on_op(Phase::Parts, &ops, 1, &Ok(Outcome::Done), &mut on_done);
+        assert!(books.complete.is_empty(), "a part of big is still out");
+        books.on_op(Phase::Parts, &ops, 3, &Ok(Outcome::Done), &mut on_done);
+        assert_eq!(*heard.borrow(), [(0, Ok(Outcome::Done))]);
+        assert_eq!(books.results[0], Some(Ok(Outcome::Done)));
+        assert_eq!(books.complete, [1], "big needs its size, then its rename");
+        assert_eq!(books.results[1], None, "not reported before it is in place");
+    }
+
+    #[test]
+    fn a_refused_part_sends_the_upload_again_whole_and_reports_it_by_its_own_index() {
+        let ops = [upload("small"), upload("big")];
+        let mut books = books(&ops);
+        let heard = std::cell::RefCell::new(Vec::new());
+        let mut on_done = |i: usize, r: &OpResult| heard.borrow_mut().push((i, r.clone()));
+        for j in 1..4 {
+            let result = if j == 2 {
+                refused(&ops[1])
+            } else {
+                Ok(Outcome::Done)
+            };
+            books.on_op(Phase::Parts, &ops, j, &result, &mut on_done);
+        }
+        assert!(
+            heard.borrow().is_empty(),
+            "a refused part is no failure of the upload yet"
+        );
+        assert_eq!(books.again, [1]);
+        assert!(books.complete.is_empty());
+        // Sent whole, it is the first (and only) operation of its pass.
+        books.on_op(Phase::Whole, &ops, 0, &Ok(Outcome::Done), &mut on_done);
+        assert_eq!(*heard.borrow(), [(1, Ok(Outcome::Done))]);
+        assert_eq!(books.results[1], Some(Ok(Outcome::Done)));
+        // Clearing, sizes, renames and clean-up report nothing by themselves.
+        for phase in [Phase::Clear, Phase::Sizing, Phase::Renames, Phase::Discard] {
+            books.on_op(phase, &ops, 0, &refused(&ops[0]), &mut on_done);
+        }
+        assert_eq!(heard.borrow().len(), 1);
+    }
+
+    #[test]
+    fn spread_balances_the_bytes_by_the_sizes_the_run_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut locals = Locals::default();
+        let mut ops = Vec::new();
+        for (i, size) in [900_000usize, 100_000, 400_000, 500_000]
+            .into_iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, vec![0; size]).unwrap();
+            let _ = locals.stat(&path);
+            ops.push(Op::Upload {
+                local: path,
+                remote: RemotePath::new(format!("/r/f{i}")).unwrap(),
+                fsync: false,
+                mtime: None,
+            });
+        }
+        // Largest first to the least loaded: 900k, then 500k and 400k beside it, then 100k.
+        assert_eq!(spread(&ops, 2, &locals), [vec![0, 1], vec![2, 3]]);
+        // Sizes not stat'ed count as nothing: all alike, they alternate.
+        let unknown = Locals::default();
+        assert_eq!(spread(&ops, 2, &unknown), [vec![0, 2], vec![1, 3]]);
+    }
+}

@@ -464,8 +464,7 @@ fn turn_all(
             Ok(false) => return (Instant::now(), errors),
             Err(e) => {
                 // The poll itself failed: no engine can go on.
-                for (k, error) in errors.iter_mut().enumerate().filter(|(k, _)| live[*k]) {
-                    let _ = k;
+                for (error, _) in errors.iter_mut().zip(&live).filter(|(_, live)| **live) {
                     *error = Some(EngineErrorKind::Transport(copy_error(&e)));
                 }
                 return (Instant::now(), errors);

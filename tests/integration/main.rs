@@ -30,5 +30,6 @@ mod settings;
 mod sources;
 mod sshd;
 mod support;
+mod together;
 mod trouble;
 mod words;
