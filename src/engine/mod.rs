@@ -499,7 +499,8 @@ impl Engine {
     /// engine with its own limits, bucket and stall deadline. `on_done` hears of each
     /// operation as it finishes, by engine and operation index. Each engine has its own
     /// result, as [`Engine::run_batch`] gives it: one whose connection fails ends with its
-    /// error while the others go on; one with nothing to do is done at once.
+    /// error while the others go on; one with nothing to do is done at once. Panics unless
+    /// there is one list of operations per engine.
     pub fn run_together(
         engines: &mut [&mut Engine],
         ops: &[&[Op]],
