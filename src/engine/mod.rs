@@ -11,13 +11,15 @@
 //! - `local`: the edge to the local disk; every stat, open and read of a local file.
 //! - `link`: one connection, its server process and its set-up (VERSION, limits, round
 //!   trip); `spread`: work shared out over several connections, large uploads in parts.
+//! - `together`: the loop, for one engine or several (one per server): each run kept as a
+//!   job of passes, one `poll` over every engine's pipes a turn.
 //! - `tuning`: open files, window and connections from the round trip; `deadline`: the
 //!   stall timeout and the grace after a signal, decided by a clock passed in.
 //!
-//! This module owns the connections, the loop that drives batches through them with one
-//! `poll` over all their pipes a turn, and the clock: it reads it around each poll and
-//! hands it to what decides by time. It must not know what an operation's requests are: that is the
-//! state machines'.
+//! This module owns the connections and each turn's halves around the `poll` (what to wait
+//! for, then what moved); `together` runs the poll between them. The clock is read around
+//! each poll and handed to what decides by time. Neither knows what an operation's requests
+//! are: that is the state machines'.
 
 mod batch;
 mod confine;
@@ -33,6 +35,7 @@ mod parts;
 mod peer;
 mod reading;
 mod spread;
+mod together;
 mod tuning;
 
 use std::fmt;
@@ -50,13 +53,14 @@ use batch::Batch;
 use deadline::Deadline;
 use link::{Link, Setup};
 use local::Locals;
+use nix::poll::{PollFd, PollFlags};
 use op::Tag;
 use tuning::{AUTO_OPEN_FILES_MAX, Bucket, local_open_files};
 
 use crate::interrupt::Interrupt;
 use crate::remote_path::RemotePath;
 use crate::sftp::session::ServerInfo;
-use crate::transport::{ServerCommand, Slots, TransportError, Turn, wait};
+use crate::transport::{ServerCommand, Slots, TransportError, Turn};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -240,6 +244,47 @@ impl Engine {
     /// [`MULTI_CONNECTION_MIN_RTT`]), [`Engine::run_spread`] starts the others then, and they
     /// join while work goes on, taking uploads the others have not started.
     pub fn connect(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
+        let mut engines = Engine::connect_all(&[(server.clone(), config)]);
+        engines.pop().expect("one engine")
+    }
+
+    /// [`Engine::connect`] to each server, all set up in one loop (one `poll` over every
+    /// server's pipes a turn): they connect in the time of the slowest. Each has its own
+    /// result, in the order given; one that fails does not disturb the others.
+    pub fn connect_all(
+        servers: &[(ServerCommand, EngineConfig)],
+    ) -> Vec<Result<Engine, EngineError>> {
+        let mut spawned: Vec<Result<Engine, EngineError>> = servers
+            .iter()
+            .map(|(server, config)| Engine::spawn(server, config.clone()))
+            .collect();
+        let failed = {
+            let mut engines: Vec<&mut Engine> =
+                spawned.iter_mut().filter_map(|r| r.as_mut().ok()).collect();
+            together::set_up(&mut engines)
+        };
+        let mut failed = failed.into_iter();
+        for result in &mut spawned {
+            let Ok(engine) = result else { continue };
+            if let Some(e) = failed.next().expect("one per engine") {
+                *result = Err(e);
+                continue;
+            }
+            log::debug!(
+                "server extensions: {:?}",
+                engine.links[0]
+                    .info
+                    .extensions
+                    .iter()
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .collect::<Vec<_>>()
+            );
+        }
+        spawned
+    }
+
+    /// An engine with its first server started; INIT is queued.
+    fn spawn(server: &ServerCommand, config: EngineConfig) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             links: Vec::new(),
             deadline: Deadline::new(config.timeout),
@@ -261,21 +306,6 @@ impl Engine {
             server: server.clone(),
         };
         engine.spawn_link().map_err(transport_error)?;
-        let (config, local_files) = (engine.config.clone(), engine.local_files);
-        engine.drive(
-            |links| links[0].setup_step(&config, local_files),
-            |_| vec!["INIT".to_string()],
-        )?;
-        let first = &engine.links[0];
-        log::debug!(
-            "server extensions: {:?}",
-            first
-                .info
-                .extensions
-                .iter()
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .collect::<Vec<_>>()
-        );
         Ok(engine)
     }
 
@@ -449,41 +479,7 @@ impl Engine {
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        let results = self.run_first(ops, on_done);
-        self.locals.clear();
-        results
-    }
-
-    /// [`Engine::run`] within a run: what is known of the local sources is kept.
-    fn run_first(
-        &mut self,
-        ops: &[Op],
-        on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        let mut assignment = vec![Vec::new(); self.links.len()];
-        assignment[0] = (0..ops.len()).collect();
-        self.run_assigned(ops, assignment, false, on_done)
-    }
-
-    /// Waits for the first connection's set-up reply, which measures the round trip, and
-    /// starts the other connections if it makes them worth it.
-    fn settle_round_trip(&mut self) -> Result<(), EngineError> {
-        if self.more_considered {
-            return Ok(());
-        }
-        self.links[0].ask_limits(Instant::now());
-        let (config, local_files) = (self.config.clone(), self.local_files);
-        let none = Locals::default();
-        let mut nothing = Batch::new(Vec::new(), &none);
-        self.drive(
-            |links| {
-                links[0].take_replies(&mut nothing, &config, local_files, Instant::now());
-                links[0].rtt.is_some()
-            },
-            |_| vec!["the set-up request".to_string()],
-        )?;
-        self.consider_more_connections();
-        Ok(())
+        self.run_one(ops, together::Mode::First, on_done)
     }
 
     /// Runs `ops` the way they allow: spread over the connections ([`Engine::run_spread`])
@@ -495,11 +491,35 @@ impl Engine {
         ops: &[Op],
         on_done: impl FnMut(usize, &OpResult),
     ) -> Result<Vec<OpResult>, EngineError> {
-        if !ops.is_empty() && ops.iter().all(|op| matches!(op, Op::Upload { .. })) {
-            self.run_spread(ops, on_done)
-        } else {
-            self.run(ops, on_done)
-        }
+        self.run_one(ops, together::Mode::Batch, on_done)
+    }
+
+    /// [`Engine::run_batch`] on several engines (several servers) at once: `ops[i]` on
+    /// `engines[i]`, all in one loop with one `poll` over every engine's pipes a turn, each
+    /// engine with its own limits, bucket and stall deadline. `on_done` hears of each
+    /// operation as it finishes, by engine and operation index. Each engine has its own
+    /// result, as [`Engine::run_batch`] gives it: one whose connection fails ends with its
+    /// error while the others go on; one with nothing to do is done at once. Panics unless
+    /// there is one list of operations per engine.
+    pub fn run_together(
+        engines: &mut [&mut Engine],
+        ops: &[&[Op]],
+        on_done: impl FnMut(usize, usize, &OpResult),
+    ) -> Vec<Result<Vec<OpResult>, EngineError>> {
+        together::run_jobs(engines, ops, together::Mode::Batch, on_done)
+    }
+
+    /// One engine's run, the way `mode` says: the loop of [`Engine::run_together`] with
+    /// this engine alone.
+    fn run_one(
+        &mut self,
+        ops: &[Op],
+        mode: together::Mode,
+        mut on_done: impl FnMut(usize, &OpResult),
+    ) -> Result<Vec<OpResult>, EngineError> {
+        together::run_jobs(&mut [self], &[ops], mode, |_, i, r| on_done(i, r))
+            .pop()
+            .expect("one engine")
     }
 
     /// Looks at the local files `ops` upload, before any is opened: what is found, an error
@@ -510,86 +530,6 @@ impl Engine {
                 let _ = self.locals.stat(local);
             }
         }
-    }
-
-    /// Runs `ops` with `assignment[k]` the ones connection `k` starts with; with
-    /// `share_out`, connections take work from each other (and more may be started).
-    fn run_assigned(
-        &mut self,
-        ops: &[Op],
-        mut assignment: Vec<Vec<usize>>,
-        share_out: bool,
-        mut on_done: impl FnMut(usize, &OpResult),
-    ) -> Result<Vec<OpResult>, EngineError> {
-        if self.broken {
-            return Err(EngineError {
-                kind: EngineErrorKind::Broken,
-                in_flight: Vec::new(),
-            });
-        }
-        self.stat_sources(ops);
-        // Lent to the batches for the loop, and given back at the end.
-        let locals = std::mem::take(&mut self.locals);
-        let mut batches: Vec<Batch<'_>> = assignment
-            .iter()
-            .map(|idx| Batch::new(idx.iter().map(|&i| &ops[i]).collect(), &locals))
-            .collect();
-        let mut last_progress = Instant::now();
-        let mut now = last_progress;
-        loop {
-            let several = self.holding_back(share_out);
-            let mut all_done = true;
-            for k in 0..self.links.len() {
-                if !self.step_link(k, &mut batches[k], share_out, several, now) {
-                    continue;
-                }
-                while several && batches[k].hungry(&self.links[k].conn) {
-                    if !take_work(k, ops, &mut batches, &mut assignment) {
-                        break;
-                    }
-                    batches[k].advance(&mut self.links[k].conn);
-                }
-                let (link, batch) = (&mut self.links[k], &mut batches[k]);
-                for (i, result) in batch.take_finished() {
-                    on_done(assignment[k][i], result);
-                }
-                all_done &= batch.is_done(&link.conn);
-            }
-            // Only work that can be spread is worth another handshake.
-            if share_out && !self.more_considered {
-                self.consider_more_connections();
-                batches.resize_with(self.links.len(), || Batch::new(Vec::new(), &locals));
-                assignment.resize(self.links.len(), Vec::new());
-            }
-            if all_done {
-                break;
-            }
-            now = match self.turn(&mut last_progress) {
-                Ok(now) => {
-                    self.tell_watcher(now);
-                    now
-                }
-                Err(kind) => {
-                    let in_flight = self.wind_up(&mut batches, &assignment, &mut on_done);
-                    self.broken = !in_flight.is_empty();
-                    return Err(EngineError { kind, in_flight });
-                }
-            };
-        }
-        for link in &mut self.links {
-            link.conn.hold_back = false;
-        }
-        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
-        for (k, batch) in batches.into_iter().enumerate() {
-            for (i, result) in batch.into_results().into_iter().enumerate() {
-                results[assignment[k][i]] = Some(result);
-            }
-        }
-        self.locals = locals;
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every operation ran on a connection"))
-            .collect())
     }
 
     /// Whether connections hold back work: with several connections, each starts uploads
@@ -647,7 +587,7 @@ impl Engine {
         &mut self,
         batches: &mut [Batch<'_>],
         assignment: &[Vec<usize>],
-        on_done: &mut impl FnMut(usize, &OpResult),
+        on_done: &mut dyn FnMut(usize, &OpResult),
     ) -> Vec<String> {
         let now = Instant::now();
         let mut in_flight = Vec::new();
@@ -677,45 +617,60 @@ impl Engine {
         budget
     }
 
-    /// One `poll` over every connection's pipes; an error when a server is gone or nothing
-    /// moved for too long. Returns the time after the poll.
-    fn turn(&mut self, last_progress: &mut Instant) -> Result<Instant, EngineErrorKind> {
+    /// A turn before its `poll`: how long it may sleep and what it may write; an error
+    /// when nothing moved for too long.
+    fn before_poll(&mut self, last_progress: Instant) -> Result<(Duration, u64), EngineErrorKind> {
         let signal = self.interrupt.signal();
         let mut timeout = self
             .deadline
-            .poll_wait(Instant::now(), *last_progress, signal)?;
-        let mut budget = self.write_budget(&mut timeout);
-        let allowed = budget;
-        let mut revents = Vec::new();
-        let mut slots: Vec<Slots> = Vec::with_capacity(self.links.len());
-        {
-            let mut fds = Vec::with_capacity(3 * self.links.len());
-            for link in &self.links {
-                if link.setup == Setup::Failed {
-                    slots.push(Slots::default());
-                    continue;
-                }
-                slots.push(
-                    link.transport
-                        .register(budget > 0 && link.conn.session.wants_write(), &mut fds),
-                );
-                if link.transport.ending() {
-                    timeout = Duration::ZERO;
-                }
+            .poll_wait(Instant::now(), last_progress, signal)?;
+        let budget = self.write_budget(&mut timeout);
+        Ok((timeout, budget))
+    }
+
+    /// Adds every connection's pipes to `fds` for the turn's `poll`, writing only with
+    /// `budget` left; a transport that is ending makes the poll not wait.
+    fn register<'a>(
+        &'a self,
+        budget: u64,
+        fds: &mut Vec<PollFd<'a>>,
+        timeout: &mut Duration,
+    ) -> Vec<Slots> {
+        let mut slots = Vec::with_capacity(self.links.len());
+        for link in &self.links {
+            if link.setup == Setup::Failed {
+                slots.push(Slots::default());
+                continue;
             }
-            if !wait(&mut fds, timeout).map_err(EngineErrorKind::Transport)? {
-                return Ok(Instant::now());
+            slots.push(
+                link.transport
+                    .register(budget > 0 && link.conn.session.wants_write(), fds),
+            );
+            if link.transport.ending() {
+                *timeout = Duration::ZERO;
             }
-            revents.extend(fds.iter().map(|fd| fd.revents()));
         }
-        let now = Instant::now();
-        for (k, (link, slots)) in self.links.iter_mut().zip(&slots).enumerate() {
+        slots
+    }
+
+    /// A turn after its `poll` (at `now`): moves the bytes found ready, at most `allowed`
+    /// into the servers; an error when a server is gone.
+    fn after_poll(
+        &mut self,
+        slots: &[Slots],
+        revents: &[Option<PollFlags>],
+        allowed: u64,
+        last_progress: &mut Instant,
+        now: Instant,
+    ) -> Result<(), EngineErrorKind> {
+        let mut budget = allowed;
+        for (k, (link, slots)) in self.links.iter_mut().zip(slots).enumerate() {
             if link.setup == Setup::Failed {
                 continue;
             }
             match link.transport.handle(
                 slots,
-                &revents,
+                revents,
                 &mut link.conn.session,
                 &link.conn.sources,
                 &mut budget,
@@ -748,22 +703,6 @@ impl Engine {
         }
         if let Some(bucket) = &mut self.bucket {
             bucket.spend(allowed - budget);
-        }
-        Ok(now)
-    }
-
-    /// Turns the loop until `done` says so (used for set-up exchanges).
-    fn drive(
-        &mut self,
-        mut done: impl FnMut(&mut [Link]) -> bool,
-        describe: impl Fn(&[Link]) -> Vec<String>,
-    ) -> Result<(), EngineError> {
-        let mut last_progress = Instant::now();
-        while !done(&mut self.links) {
-            self.turn(&mut last_progress).map_err(|kind| EngineError {
-                kind,
-                in_flight: describe(&self.links),
-            })?;
         }
         Ok(())
     }

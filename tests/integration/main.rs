@@ -31,5 +31,6 @@ mod settings;
 mod sources;
 mod sshd;
 mod support;
+mod together;
 mod trouble;
 mod words;
