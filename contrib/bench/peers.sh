@@ -27,7 +27,7 @@
 # A tool that is not installed is skipped (`apt-get install rsync lftp rclone` for them).
 # Environment: BENCH_PACKAGES (1000), BENCH_LARGE_FILES (10), BENCH_LARGE_MB (40),
 # BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (all: "true raw
-# hook1 hook ref sftp rsync lftp rclone"), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
+# hook1 hook hook3 ref sftp rsync lftp rclone"; hook3 pushes to three mirrors), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
 # BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT), REFERENCE_HOOK (path of
 # outsftphook.py, sftp.py beside it; default reprepro's examples), BENCH_KEEP=1 keeps the
 # temp dir, HOOK=/path/to/outsftphook measures another binary.
@@ -39,7 +39,7 @@ LARGE_FILES=${BENCH_LARGE_FILES:-10}
 LARGE_MB=${BENCH_LARGE_MB:-40}
 LINKS=${BENCH_LINKS:-0 25}
 WORKLOADS=${BENCH_WORKLOADS:-S L}
-TOOLS=${BENCH_TOOLS:-true raw hook1 hook ref sftp rsync lftp rclone}
+TOOLS=${BENCH_TOOLS:-true raw hook1 hook hook3 ref sftp rsync lftp rclone}
 REPEAT=${BENCH_REPEAT:-2}
 ONCE_ABOVE=${BENCH_ONCE_ABOVE:-30}
 TIMEOUT=${BENCH_TIMEOUT:-300}
@@ -54,6 +54,7 @@ declare -A NAME=(
     [raw]="ssh bench 'cat >/dev/null'"
     [hook1]="outsftphook connections 1"
     [hook]="outsftphook (defaults)"
+    [hook3]="outsftphook, 3 mirrors"
     [ref]="reprepro outsftphook.py"
     [sftp]="sftp -b (mkdir+put)"
     [rsync]="rsync -a"
@@ -169,6 +170,23 @@ run_one() {
         log=$(write_outlog "$repo" "$CODENAME")
         cmd=("$HOOK" --basedir "$repo" --ignore-pending "$log")
         ;;
+    hook3)
+        # Three mirrors on the same link and server, each its own ssh connection(s) and
+        # target; the switch together (the default).
+        mkdir -p "$remote.b" "$remote.c"
+        {
+            echo "servername bench"
+            echo "sshcommand ssh -F $cfg"
+            echo "targetdir $remote"
+            for m in b c; do
+                echo "mirror $m"
+                echo "targetdir $remote.$m"
+            done
+        } > "$repo/conf/outsftphook.conf"
+        rm -f "$repo/logs/outsftphook.owner"
+        log=$(write_outlog "$repo" "$CODENAME")
+        cmd=("$HOOK" --basedir "$repo" --ignore-pending "$log")
+        ;;
     ref)
         # As reprepro runs an outhook: its environment and the log as the only argument.
         printf 'servername bench\nusername root\ntargetdir %s/\n' "$remote" > "$repo/conf/outsftphook.conf"
@@ -215,7 +233,16 @@ run_one() {
         fi
         ;;
     esac
-    case $t in hook1 | hook | ref)
+    if [ "$t" = hook3 ]; then
+        for m in b c; do
+            got=$(sum_tree "$remote.$m")
+            if [ "$got" != "$want" ]; then
+                echo "mirror $m has $got (files bytes), not $want"; rm -rf "$remote" "$remote".?; return 1
+            fi
+        done
+        rm -rf "$remote.b" "$remote.c"
+    fi
+    case $t in hook1 | hook | hook3 | ref)
         [ -e "${log%.outlog}.done" ] || { echo "$log was not marked done"; rm -rf "$remote"; return 1; }
     esac
     rm -rf "$remote"

@@ -452,7 +452,7 @@ pub(crate) fn run_together(
     let results = {
         let (mut engines, mut hearings): (Vec<&mut Engine>, Vec<Hearing<'_>>) =
             runners.iter_mut().map(|r| r.split()).unzip();
-        engines_together(&mut engines, &slices, |m, i, result| {
+        Engine::run_together(&mut engines, &slices, |m, i, result| {
             let judged = judges[m](i, result);
             hearings[m].absorb(&ops[m][i], begun[m].sizes[i], judged, result)
         })
@@ -462,19 +462,6 @@ pub(crate) fn run_together(
         .zip(&begun)
         .zip(results)
         .map(|((r, begun), ran)| r.end(begun, ran.map(drop)))
-        .collect()
-}
-
-/// Until the engine drives several at once: one after the other.
-fn engines_together(
-    engines: &mut [&mut Engine],
-    ops: &[&[Op]],
-    mut on_done: impl FnMut(usize, usize, &OpResult),
-) -> Vec<Result<Vec<OpResult>, EngineError>> {
-    engines
-        .iter_mut()
-        .enumerate()
-        .map(|(m, e)| e.run_batch(ops[m], |i, r| on_done(m, i, r)))
         .collect()
 }
 

@@ -31,15 +31,35 @@ pub(crate) fn open(
     connections: usize,
     interrupt: &Interrupt,
 ) -> Result<Engine, Fatal> {
-    let config = settings.engine_config(connections, interrupt);
-    Engine::connect(&settings.server, config)
-        .with_context(|| {
-            format!(
-                "cannot start an SFTP session with {}",
-                server_name(settings)
-            )
+    let mut opened = open_all(&[(settings, connections)], interrupt);
+    opened.pop().expect("one engine per mirror")
+}
+
+/// Connects to every mirror of `mirrors` (each with its most connections) at once, in one
+/// loop ([`Engine::connect_all`]): the slowest handshake is paid, not their sum. Each as
+/// [`open`] would.
+pub(crate) fn open_all(
+    mirrors: &[(&Settings, usize)],
+    interrupt: &Interrupt,
+) -> Vec<Result<Engine, Fatal>> {
+    let servers: Vec<_> = mirrors
+        .iter()
+        .map(|(s, n)| (s.server.clone(), s.engine_config(*n, interrupt)))
+        .collect();
+    Engine::connect_all(&servers)
+        .into_iter()
+        .zip(mirrors)
+        .map(|(engine, (settings, _))| {
+            engine
+                .with_context(|| {
+                    format!(
+                        "cannot start an SFTP session with {}",
+                        server_name(settings)
+                    )
+                })
+                .map_err(Fatal::unreachable)
         })
-        .map_err(Fatal::unreachable)
+        .collect()
 }
 
 /// The one line that ends a run whose target directory cannot be worked in

@@ -21,7 +21,7 @@ use crate::repo::journal::Journal;
 use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, summary, tell, tell_summary};
 use crate::run::runner::Runner;
-use crate::run::session::{close_quietly, open, target_error, warn_unless_atomic_renames};
+use crate::run::session::{close_quietly, open_all, target_error, warn_unless_atomic_renames};
 
 use super::Report;
 use super::cut_off;
@@ -63,6 +63,18 @@ pub(super) fn push_all(
     interrupt: &Interrupt,
 ) -> Result<Report, Fatal> {
     let started = Instant::now();
+    let busy: Vec<(&Settings, usize)> = pushes
+        .iter()
+        .filter(|p| !p.is_idle())
+        .map(|p| {
+            let (_, bytes) = upload_totals(&p.plan, &p.settings.outdir);
+            (
+                p.settings,
+                connections_for_bytes(bytes, p.settings.connections),
+            )
+        })
+        .collect();
+    let mut opened = open_all(&busy, interrupt).into_iter();
     let mut engines: Vec<Option<Engine>> = Vec::new();
     let mut ended: Vec<Option<Ended>> = Vec::new();
     for push in pushes.iter() {
@@ -71,9 +83,7 @@ pub(super) fn push_all(
             ended.push(Some(Ended::Ran(Ok(()))));
             continue;
         }
-        let (_, bytes) = upload_totals(&push.plan, &push.settings.outdir);
-        let connections = connections_for_bytes(bytes, push.settings.connections);
-        match open(push.settings, connections, interrupt) {
+        match opened.next().expect("one per mirror with work") {
             Ok(engine) => {
                 engines.push(Some(engine));
                 ended.push(None);
