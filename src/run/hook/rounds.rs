@@ -29,6 +29,7 @@ use crate::run::runner::{Judged, Runner};
 use super::Report;
 use super::rollback::Guard;
 use super::sources::link_source;
+use super::together::send_together;
 
 /// A journal line could not be written: the run stops, since what it does next could not
 /// be recorded. Told apart because "run again" is not enough advice then.
@@ -44,6 +45,13 @@ impl fmt::Display for JournalStopped {
         )
     }
 }
+
+/// What a [`Judge`] found: which jobs succeeded and what it held, or the journal error;
+/// and the results of the operations sent ahead (a guard's links).
+pub(super) type Verdict = (anyhow::Result<(Vec<bool>, Held)>, Vec<(usize, OpResult)>);
+
+/// For each path, the older logs whose entries for it a job's completion obsoletes.
+pub(super) type Supersedes = HashMap<RelPath, Vec<usize>>;
 
 /// The most jobs given to the engine at once.
 pub(super) const SLICE: usize = 4096;
@@ -158,7 +166,7 @@ pub(super) struct Judge<'j> {
     auto: bool,
     settings: &'j Settings,
     journal: &'j mut Journal,
-    supersedes: &'j HashMap<RelPath, Vec<usize>>,
+    supersedes: &'j Supersedes,
     /// Renames confirmed but not journalled here (see [`super::rollback`]).
     deferred: Option<&'j HashSet<RelPath>>,
     ok: Vec<bool>,
@@ -168,35 +176,40 @@ pub(super) struct Judge<'j> {
 }
 
 impl<'j> Judge<'j> {
-    /// The judge of `jobs`, all uploads (round 1): each success journalled at once.
-    pub(super) fn of_uploads(
+    /// The judge of `jobs`, sent behind `ahead` operations of a guard (whose renames
+    /// `deferred` are not journalled here); with `heal`, what the caller can still repair
+    /// is held back rather than failed.
+    pub(super) fn new(
+        ahead: usize,
         jobs: &'j [&'j Job],
-        settings: &'j Settings,
-        journal: &'j mut Journal,
-        supersedes: &'j HashMap<RelPath, Vec<usize>>,
+        heal: bool,
+        (settings, journal, supersedes): (&'j Settings, &'j mut Journal, &'j Supersedes),
+        deferred: Option<&'j HashSet<RelPath>>,
     ) -> Judge<'j> {
         Judge {
-            ahead: 0,
+            ahead,
             linked: Vec::new(),
             jobs,
-            heal: true,
+            heal,
             auto: settings.symlinks == Symlinks::Auto,
             settings,
             journal,
             supersedes,
-            deferred: None,
+            deferred,
             ok: vec![false; jobs.len()],
             held: Held::default(),
             journal_error: None,
         }
     }
 
-    /// Which jobs succeeded, or the first journal line that could not be written.
-    pub(super) fn verdict(self) -> anyhow::Result<Vec<bool>> {
-        match self.journal_error {
+    /// Which jobs succeeded and what was held for the caller, what became of the links
+    /// sent ahead, or the first journal line that could not be written.
+    pub(super) fn verdict(self) -> Verdict {
+        let verdict = match self.journal_error {
             Some(e) => Err(e.context(JournalStopped)),
-            None => Ok(self.ok),
-        }
+            None => Ok((self.ok, self.held)),
+        };
+        (verdict, self.linked)
     }
 }
 
@@ -586,55 +599,11 @@ impl Executor<'_> {
         &mut self,
         jobs: &[&Job],
         heal: bool,
-        mut guard: Option<&mut Guard<'_>>,
+        guard: Option<&mut Guard<'_>>,
     ) -> anyhow::Result<(Vec<bool>, Held)> {
-        let ahead = guard
-            .as_deref_mut()
-            .map(|g| std::mem::take(&mut g.ahead))
-            .unwrap_or_default();
-        let ahead_len = ahead.len();
-        let ops: Vec<Op> = ahead
-            .into_iter()
-            .chain(jobs.iter().map(|j| self.op(j)))
-            .collect();
-        self.report.operations += jobs.len();
-        let mut judge = Judge {
-            ahead: ahead_len,
-            linked: Vec::new(),
-            jobs,
-            heal,
-            auto: self.settings.symlinks == Symlinks::Auto,
-            settings: self.settings,
-            journal: &mut *self.journal,
-            supersedes: self.supersedes,
-            deferred: guard.as_deref().map(|g| &g.deferred),
-            ok: vec![false; jobs.len()],
-            held: Held::default(),
-            journal_error: None,
-        };
-        self.runner.run(&ops, |i, result| judge.judge(i, result))?;
-        let Judge {
-            ok,
-            held,
-            journal_error,
-            linked,
-            ..
-        } = judge;
-        if let Some(g) = guard {
-            g.linked(linked);
-        }
-        if let Some(e) = journal_error {
-            return Err(e.context(JournalStopped));
-        }
-        let completed = ok.iter().filter(|b| **b).count() + self.report.completed;
-        self.runner.stop_if_interrupted(|signal| {
-            format!(
-                "interrupted by {signal}: stopped once the requests in flight were answered; \
-                 {completed} operation(s) completed and are journalled"
-            )
-        })?;
-        self.report.completed += ok.iter().filter(|b| **b).count();
-        Ok((ok, held))
+        let mut me = [self];
+        let mut sent = send_together(&mut me, &[jobs], heal, &mut [guard]);
+        sent.pop().expect("one executor, one result")
     }
 
     /// Writes ftpsync's trace file `project/trace/NAME` on the mirror (`tracefile`), once

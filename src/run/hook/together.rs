@@ -9,7 +9,8 @@ use crate::plan::{Job, Plan};
 use crate::run::runner::{JudgeFn, Runner, run_together};
 
 use super::Report;
-use super::rounds::{Executor, Judge, SLICE, upload_jobs};
+use super::rollback::Guard;
+use super::rounds::{Executor, Held, Judge, SLICE, upload_jobs};
 
 /// Runs round 1 of each executor (`plans[m]` its plan) together; returns, by mirror, what
 /// [`Executor::upload_round`] returns.
@@ -40,9 +41,11 @@ pub(super) fn upload_rounds(
             .filter(|(m, _)| lost[*m].is_none())
             .map(|(_, e)| &mut **e)
             .collect();
-        for (k, sent) in send_together(&mut chosen, &parts).into_iter().enumerate() {
+        let mut no_guards: Vec<Option<&mut Guard<'_>>> = live.iter().map(|_| None).collect();
+        let sent = send_together(&mut chosen, &parts, true, &mut no_guards);
+        for (k, sent) in sent.into_iter().enumerate() {
             match sent {
-                Ok(good) => ok[live[k]].extend(good),
+                Ok((good, _)) => ok[live[k]].extend(good),
                 Err(e) => lost[live[k]] = Some(e),
             }
         }
@@ -58,21 +61,35 @@ pub(super) fn upload_rounds(
         .collect()
 }
 
-/// One slice of uploads per executor, all sent in one loop: which succeeded, by mirror;
-/// an `Err` is that mirror's connection lost, its journal failing, or the run stopped.
-fn send_together(
+/// One slice of jobs per executor (`slices[m]`), all sent in one loop, each behind what
+/// its guard (`guards[m]`) sends ahead: by mirror, which succeeded and what was held for
+/// the caller (as [`Executor::send`] holds it, with `heal`); an `Err` is that mirror's
+/// connection lost, its journal failing, or the run stopped.
+pub(super) fn send_together(
     execs: &mut [&mut Executor<'_>],
     slices: &[&[&Job]],
-) -> Vec<anyhow::Result<Vec<bool>>> {
-    let ops: Vec<Vec<Op>> = execs
-        .iter()
-        .zip(slices)
-        .map(|(e, jobs)| jobs.iter().map(|j| e.op(j)).collect())
-        .collect();
+    heal: bool,
+    guards: &mut [Option<&mut Guard<'_>>],
+) -> Vec<anyhow::Result<(Vec<bool>, Held)>> {
+    let mut ops: Vec<Vec<Op>> = Vec::new();
+    let mut aheads = Vec::new();
+    for ((exec, jobs), guard) in execs.iter().zip(slices).zip(guards.iter_mut()) {
+        let ahead = guard
+            .as_deref_mut()
+            .map(|g| std::mem::take(&mut g.ahead))
+            .unwrap_or_default();
+        aheads.push(ahead.len());
+        ops.push(
+            ahead
+                .into_iter()
+                .chain(jobs.iter().map(|j| exec.op(j)))
+                .collect(),
+        );
+    }
     let mut runners: Vec<&mut Runner<'_>> = Vec::new();
     let mut judges: Vec<Judge<'_>> = Vec::new();
     let mut reports: Vec<&mut Report> = Vec::new();
-    for (exec, jobs) in execs.iter_mut().zip(slices) {
+    for (m, (exec, jobs)) in execs.iter_mut().zip(slices).enumerate() {
         let Executor {
             runner,
             journal,
@@ -83,7 +100,9 @@ fn send_together(
         } = &mut **exec;
         report.operations += jobs.len();
         runners.push(runner);
-        judges.push(Judge::of_uploads(jobs, settings, journal, supersedes));
+        let deferred = guards[m].as_deref().map(|g| &g.deferred);
+        let own = (*settings, &mut **journal, *supersedes);
+        judges.push(Judge::new(aheads[m], jobs, heal, own, deferred));
         reports.push(report);
     }
     let ran = {
@@ -94,18 +113,25 @@ fn send_together(
         let mut fns: Vec<JudgeFn<'_>> = hear.iter_mut().map(|f| f as JudgeFn<'_>).collect();
         run_together(&mut runners, &ops, &mut fns)
     };
+    let verdicts: Vec<_> = judges.into_iter().map(Judge::verdict).collect();
     let mut sent = Vec::new();
-    for (((runner, judge), report), ran) in runners.into_iter().zip(judges).zip(reports).zip(ran) {
-        sent.push(ran.and_then(|()| judge.verdict()).and_then(|ok| {
-            let completed = ok.iter().filter(|b| **b).count() + report.completed;
+    let each = runners.into_iter().zip(reports).zip(ran).zip(verdicts);
+    for ((((runner, report), ran), (verdict, linked)), guard) in each.zip(guards.iter_mut()) {
+        sent.push(ran.and_then(|()| {
+            if let Some(g) = guard {
+                g.linked(linked);
+            }
+            let (ok, held) = verdict?;
+            let done = ok.iter().filter(|b| **b).count();
+            let completed = done + report.completed;
             runner.stop_if_interrupted(|signal| {
                 format!(
                     "interrupted by {signal}: stopped once the requests in flight were \
                      answered; {completed} operation(s) completed and are journalled"
                 )
             })?;
-            report.completed += ok.iter().filter(|b| **b).count();
-            Ok(ok)
+            report.completed += done;
+            Ok((ok, held))
         }));
     }
     sent
