@@ -78,6 +78,28 @@ pub(super) struct Executor<'a> {
     pub(super) held_back: HeldBack,
 }
 
+/// A finalisation under way on one mirror ([`Executor::begin_finalise`]).
+pub(super) struct Finalising<'p> {
+    pub(super) guard: Option<Guard<'p>>,
+    /// The first step not sent yet.
+    step: usize,
+    /// By dist dir: still going through (every job so far succeeded).
+    pub(super) ready: Vec<bool>,
+}
+
+/// One batch of a finalisation: its jobs, each one's dist dir, and the last step in it.
+pub(super) struct Step<'p> {
+    pub(super) jobs: Vec<&'p Job>,
+    owner: Vec<usize>,
+    last: usize,
+}
+
+/// A batch's jobs by index: those sent, and the links known to be copied.
+pub(super) struct Split {
+    copies: Vec<usize>,
+    pub(super) sent: Vec<usize>,
+}
+
 /// What [`Executor::send`] leaves to its caller, by index.
 #[derive(Default)]
 pub(super) struct Held {
@@ -299,8 +321,14 @@ impl Executor<'_> {
     /// What follows the uploads: each distribution whose files are all up (`ready`)
     /// finalised, the copies of suite links, then (when nothing failed) the deletions.
     pub(super) fn switch(&mut self, plan: &Plan, ready: Vec<bool>) -> anyhow::Result<()> {
-        let keepdirectories = self.settings.keepdirectories;
         let ready = self.finalise(plan, ready)?;
+        self.after_finalise(plan, ready)
+    }
+
+    /// What follows the finalisation of the dist dirs that went through it (`ready`): the
+    /// copies of suite links, then (when nothing failed) the deletions.
+    pub(super) fn after_finalise(&mut self, plan: &Plan, ready: Vec<bool>) -> anyhow::Result<()> {
+        let keepdirectories = self.settings.keepdirectories;
         let finalised: Vec<&plan::DistDir> = plan
             .dist_dirs
             .iter()
@@ -386,51 +414,83 @@ impl Executor<'_> {
     /// Round 2: each dist dir whose files are all up (`ready`) is finalised, step by
     /// step; returns which dirs were finalised throughout. What the renames replace is
     /// kept first, and a dir whose renames fail half-way is put back ([`super::rollback`]).
-    fn finalise(&mut self, plan: &Plan, mut ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
-        let mut guard = Some(self.keep_previous(plan, &ready)?);
-        let mut step = 0;
-        while step < Finalise::ALL.len() {
-            let last = self.last_step_together(plan, step);
-            let mut jobs = Vec::new();
-            let mut owner = Vec::new();
-            for (i, d) in plan.dist_dirs.iter().enumerate() {
-                if ready[i] {
-                    for s in &Finalise::ALL[step..=last] {
-                        jobs.extend(&d.steps[*s]);
-                        owner.extend(std::iter::repeat_n(i, d.steps[*s].len()));
-                    }
+    fn finalise(&mut self, plan: &Plan, ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
+        let mut f = self.begin_finalise(plan, ready)?;
+        while let Some(step) = self.next_step(plan, &f) {
+            let ok = self.run_jobs_deferring(&step.jobs, f.guard.as_mut())?;
+            self.end_step(&mut f, step, &ok)?;
+        }
+        Ok(f.ready)
+    }
+
+    /// The finalisation of the `ready` dist dirs, begun: what the renames replace is kept.
+    pub(super) fn begin_finalise<'p>(
+        &mut self,
+        plan: &'p Plan,
+        ready: Vec<bool>,
+    ) -> anyhow::Result<Finalising<'p>> {
+        Ok(Finalising {
+            guard: Some(self.keep_previous(plan, &ready)?),
+            step: 0,
+            ready,
+        })
+    }
+
+    /// The jobs of the next batch of the finalisation `f`, or `None` when it is over.
+    pub(super) fn next_step<'p>(&mut self, plan: &'p Plan, f: &Finalising<'p>) -> Option<Step<'p>> {
+        if f.step >= Finalise::ALL.len() {
+            return None;
+        }
+        let last = self.last_step_together(plan, f.step);
+        let mut jobs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, d) in plan.dist_dirs.iter().enumerate() {
+            if f.ready[i] {
+                for s in &Finalise::ALL[f.step..=last] {
+                    jobs.extend(&d.steps[*s]);
+                    owner.extend(std::iter::repeat_n(i, d.steps[*s].len()));
                 }
-            }
-            let ok = self.run_jobs_deferring(&jobs, guard.as_mut())?;
-            if let Some(g) = &mut guard {
-                g.confirm(&jobs, &ok);
-            }
-            if !jobs.is_empty() {
-                let done: Vec<&str> = Finalise::ALL[step..=last]
-                    .iter()
-                    .map(|s| s.describe())
-                    .collect();
-                log::info!(
-                    "{}: {} change(s), after {:.2} s",
-                    done.join(", then "),
-                    jobs.len(),
-                    self.elapsed()
-                );
-            }
-            step = last + 1;
-            for (j, good) in ok.iter().enumerate() {
-                if !good {
-                    ready[owner[j]] = false;
-                }
-            }
-            // Once InRelease is in, or what failed before it is known: kept or put back.
-            if step > Finalise::InRelease as usize
-                && let Some(g) = guard.take()
-            {
-                self.conclude(g, &ready)?;
             }
         }
-        Ok(ready)
+        Some(Step { jobs, owner, last })
+    }
+
+    /// Notes how the batch `step` of the finalisation `f` went (`ok`, by job): a dist dir
+    /// with a job failed is not finalised; once InRelease is in, or what failed before it
+    /// is known, what the guard kept is removed or put back.
+    pub(super) fn end_step(
+        &mut self,
+        f: &mut Finalising<'_>,
+        step: Step<'_>,
+        ok: &[bool],
+    ) -> anyhow::Result<()> {
+        if let Some(g) = &mut f.guard {
+            g.confirm(&step.jobs, ok);
+        }
+        if !step.jobs.is_empty() {
+            let done: Vec<&str> = Finalise::ALL[f.step..=step.last]
+                .iter()
+                .map(|s| s.describe())
+                .collect();
+            log::info!(
+                "{}: {} change(s), after {:.2} s",
+                done.join(", then "),
+                step.jobs.len(),
+                self.elapsed()
+            );
+        }
+        f.step = step.last + 1;
+        for (j, good) in ok.iter().enumerate() {
+            if !good {
+                f.ready[step.owner[j]] = false;
+            }
+        }
+        if f.step > Finalise::InRelease as usize
+            && let Some(g) = f.guard.take()
+        {
+            self.conclude(g, &f.ready)?;
+        }
+        Ok(())
     }
 
     /// The last finalisation step to send in one batch with `step`.
@@ -491,12 +551,33 @@ impl Executor<'_> {
         jobs: &[&Job],
         mut guard: Option<&mut Guard<'_>>,
     ) -> anyhow::Result<Vec<bool>> {
-        let mut ok = vec![false; jobs.len()];
-        // Links already known to be copied are not sent as SYMLINKs.
-        let (mut copies, sent): (Vec<usize>, Vec<usize>) = (0..jobs.len())
-            .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
-        let sent_jobs: Vec<&Job> = sent.iter().map(|&i| jobs[i]).collect();
+        let split = self.split_copies(jobs);
+        let sent_jobs: Vec<&Job> = split.sent.iter().map(|&i| jobs[i]).collect();
         let (sent_ok, held) = self.send(&sent_jobs, true, guard.as_deref_mut())?;
+        self.after_send(jobs, split, sent_ok, held, guard)
+    }
+
+    /// Which of `jobs` are sent, and which are links already known to be copied: those
+    /// are not sent as SYMLINKs.
+    pub(super) fn split_copies(&self, jobs: &[&Job]) -> Split {
+        let (copies, sent) = (0..jobs.len())
+            .partition(|&i| self.copying && matches!(jobs[i].action, Action::Symlink { .. }));
+        Split { copies, sent }
+    }
+
+    /// What follows the send of `split.sent` (which went as `sent_ok` says, holding
+    /// `held`): the copies, those the server refused among them, and the renames healed.
+    /// Returns which of `jobs` succeeded.
+    pub(super) fn after_send(
+        &mut self,
+        jobs: &[&Job],
+        split: Split,
+        sent_ok: Vec<bool>,
+        held: Held,
+        guard: Option<&mut Guard<'_>>,
+    ) -> anyhow::Result<Vec<bool>> {
+        let Split { mut copies, sent } = split;
+        let mut ok = vec![false; jobs.len()];
         for (k, good) in sent_ok.into_iter().enumerate() {
             ok[sent[k]] = good;
         }
@@ -575,7 +656,7 @@ impl Executor<'_> {
     /// `symlinks auto`, the links the server refuses, to be copied instead. Huge plans go
     /// in slices, so that memory stays bounded whatever the plan's size; a slice costs one
     /// round trip of tail, nothing at this size.
-    fn send(
+    pub(super) fn send(
         &mut self,
         jobs: &[&Job],
         heal: bool,

@@ -27,7 +27,7 @@ use super::Report;
 use super::cut_off;
 use super::rounds::{Executor, upload_totals};
 use super::sources::dist_root;
-use super::together::upload_rounds;
+use super::together::{finalise_together, upload_rounds};
 use crate::run::{mirror_name, switch_together, tracefile};
 
 /// One mirror's part of a run: its plan (from its own journal lines), its journal and its
@@ -170,11 +170,28 @@ fn run_staged(
         }
         staged
     };
-    // Stage two: the switch, on every mirror whose uploads are all in.
+    // Stage two: the switch, on every mirror whose uploads are all in, in the same moment
+    // (with `switch each`, done already); then each one's copies and deletions.
+    let finalised = if together {
+        let readies = staged
+            .iter()
+            .map(|u| u.as_ref().ok().and_then(Clone::clone))
+            .collect();
+        let (mut all, plans): (Vec<&mut Executor<'_>>, Vec<&Plan>) =
+            execs.iter_mut().map(|(_, e, p)| (e, *p)).unzip();
+        let switched = finalise_together(&mut all, &plans, readies);
+        staged
+            .into_iter()
+            .zip(switched)
+            .map(|(uploaded, switched)| uploaded.and(switched))
+            .collect()
+    } else {
+        staged
+    };
     let mut outcomes = Vec::new();
-    for ((i, mut exec, plan), uploaded) in execs.into_iter().zip(staged) {
-        let mut result = match uploaded {
-            Ok(Some(ready)) => exec.switch(plan, ready),
+    for ((i, mut exec, plan), finalised) in execs.into_iter().zip(finalised) {
+        let mut result = match finalised {
+            Ok(Some(ready)) => exec.after_finalise(plan, ready),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };

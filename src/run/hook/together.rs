@@ -10,7 +10,7 @@ use crate::run::runner::{JudgeFn, Runner, run_together};
 
 use super::Report;
 use super::rollback::Guard;
-use super::rounds::{Executor, Held, Judge, SLICE, upload_jobs};
+use super::rounds::{Executor, Finalising, Held, Judge, SLICE, Split, Step, upload_jobs};
 
 /// Runs round 1 of each executor (`plans[m]` its plan) together; returns, by mirror, what
 /// [`Executor::upload_round`] returns.
@@ -135,4 +135,96 @@ pub(super) fn send_together(
         }));
     }
     sent
+}
+
+/// The finalisation of several mirrors at once (`switch together`): batch by batch, each
+/// mirror's next renames sent in one loop with the others', so that every mirror's
+/// indexes, then `Release` and `InRelease`, change in the same moment, not one mirror
+/// after another. `readies[m]` is mirror `m`'s dist dirs ready for it (`None`: not to be
+/// finalised). Returns by mirror which dist dirs went through, as
+/// [`Executor::switch`]'s finalisation does.
+pub(super) fn finalise_together<'p>(
+    execs: &mut [&mut Executor<'_>],
+    plans: &[&'p Plan],
+    readies: Vec<Option<Vec<bool>>>,
+) -> Vec<anyhow::Result<Option<Vec<bool>>>> {
+    let mut states: Vec<Option<anyhow::Result<Finalising<'p>>>> = execs
+        .iter_mut()
+        .zip(plans)
+        .zip(readies)
+        .map(|((exec, plan), ready)| ready.map(|r| exec.begin_finalise(plan, r)))
+        .collect();
+    loop {
+        let mut steps = Vec::new();
+        for (m, state) in states.iter().enumerate() {
+            if let Some(Ok(f)) = state
+                && let Some(step) = execs[m].next_step(plans[m], f)
+            {
+                let split = execs[m].split_copies(&step.jobs);
+                steps.push((m, step, split));
+            }
+        }
+        if steps.is_empty() {
+            break;
+        }
+        let sent = send_steps(execs, &mut states, &steps);
+        for ((m, step, split), sent) in steps.into_iter().zip(sent) {
+            let Some(Ok(f)) = &mut states[m] else {
+                unreachable!("only mirrors finalising have a step")
+            };
+            let exec = &mut *execs[m];
+            let ended = sent
+                .and_then(|(ok, held)| {
+                    exec.after_send(&step.jobs, split, ok, held, f.guard.as_mut())
+                })
+                .and_then(|ok| exec.end_step(f, step, &ok));
+            if let Err(e) = ended {
+                states[m] = Some(Err(e));
+            }
+        }
+    }
+    states
+        .into_iter()
+        .map(|state| match state {
+            None => Ok(None),
+            Some(Ok(f)) => Ok(Some(f.ready)),
+            Some(Err(e)) => Err(e),
+        })
+        .collect()
+}
+
+/// Sends the jobs of each mirror's step (`steps`: mirror, step, what of it is sent) in one
+/// loop, each behind its guard's links: by step, which were sent well and what was held.
+/// A step too large for one engine run goes mirror by mirror, in slices.
+fn send_steps(
+    execs: &mut [&mut Executor<'_>],
+    states: &mut [Option<anyhow::Result<Finalising<'_>>>],
+    steps: &[(usize, Step<'_>, Split)],
+) -> Vec<anyhow::Result<(Vec<bool>, Held)>> {
+    let sent_jobs: Vec<Vec<&Job>> = steps
+        .iter()
+        .map(|(_, step, split)| split.sent.iter().map(|&i| step.jobs[i]).collect())
+        .collect();
+    let mut guards: Vec<Option<&mut Guard<'_>>> = Vec::new();
+    let mut chosen: Vec<&mut Executor<'_>> = Vec::new();
+    let mine: Vec<usize> = steps.iter().map(|(m, _, _)| *m).collect();
+    for (m, (exec, state)) in execs.iter_mut().zip(states.iter_mut()).enumerate() {
+        if mine.contains(&m) {
+            let Some(Ok(f)) = state else {
+                unreachable!("only mirrors finalising have a step")
+            };
+            guards.push(f.guard.as_mut());
+            chosen.push(&mut **exec);
+        }
+    }
+    if sent_jobs.iter().any(|j| j.len() > SLICE) {
+        return chosen
+            .into_iter()
+            .zip(guards)
+            .zip(&sent_jobs)
+            .map(|((exec, guard), jobs)| exec.send(jobs, true, guard))
+            .collect();
+    }
+    let slices: Vec<&[&Job]> = sent_jobs.iter().map(Vec::as_slice).collect();
+    send_together(&mut chosen, &slices, true, &mut guards)
 }
