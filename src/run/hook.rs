@@ -107,6 +107,7 @@ pub fn run(
             plan,
             journal,
             deletions: deletions.map_err(Fatal::setup)?,
+            totals: None,
         });
     }
     let mut idle: Vec<Journal> = unselected

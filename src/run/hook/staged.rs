@@ -37,6 +37,8 @@ pub(super) struct Push<'s> {
     pub(super) plan: Plan,
     pub(super) journal: Journal,
     pub(super) deletions: Deletions,
+    /// The files and bytes its plan uploads, once looked at.
+    pub(super) totals: Option<(u64, u64)>,
 }
 
 impl Push<'_> {
@@ -227,7 +229,9 @@ fn executor<'a>(
     if !plan.dist_dirs.is_empty() {
         warn_unless_atomic_renames(engine, settings);
     }
-    let (files, bytes) = upload_totals(plan, &settings.outdir);
+    let (files, bytes) = push
+        .totals
+        .unwrap_or_else(|| upload_totals(plan, &settings.outdir));
     let exec = Executor {
         runner: Runner::new(engine, interrupt, files, bytes),
         journal: &mut push.journal,
