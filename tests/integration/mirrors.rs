@@ -540,6 +540,35 @@ fn switched_together(m: &Mirrors) -> Result<(), String> {
             show()
         ));
     }
+    // In the same moment: every mirror's renames go before any mirror clears away the
+    // previous versions it kept (`.NAME.prev`), which it does once its own renames are
+    // answered. (Stale ones are cleared before its switch too, ahead of its renames.)
+    // Mirrors switched one after another would clear the first's before the last's go.
+    let last_switch = tagged.iter().rposition(|(l, _)| is_switch(l)).unwrap();
+    let is_clear = |l: &str| l.starts_with("remove ") && quoted(l, 0).ends_with(".prev");
+    let clearing = [SSHD, NEAR, FAR]
+        .iter()
+        .filter_map(|name| {
+            let own = tagged
+                .iter()
+                .rposition(|(l, n)| n == name && is_switch(l))?;
+            tagged
+                .iter()
+                .enumerate()
+                .skip(own)
+                .find(|(_, (l, n))| n == name && is_clear(l))
+                .map(|(i, _)| i)
+        })
+        .min();
+    if let Some(first_clear) = clearing
+        && first_clear < last_switch
+    {
+        return Err(format!(
+            "a mirror cleared its kept versions (line {first_clear}) before the last \
+             switch (line {last_switch}): the mirrors did not switch together:\n{}",
+            show()
+        ));
+    }
     Ok(())
 }
 
@@ -566,6 +595,20 @@ fn together_no_mirror_switches_before_every_mirror_has_its_new_indexes() {
         .expect(0);
     m.assert_all_mirrored(&[SSHD, NEAR, FAR]);
     assert_switched_together(&m);
+    // Indexes replaced: each mirror keeps the previous versions while it switches and
+    // clears them after; no mirror clears before the last mirror's renames went.
+    m.clear_shared_log();
+    m.include("bookworm", &[("c", 2_000)]).expect(0);
+    m.assert_all_mirrored(&[SSHD, NEAR, FAR]);
+    assert_switched_together(&m);
+    for name in [SSHD, NEAR, FAR] {
+        assert!(
+            m.tagged()
+                .iter()
+                .any(|(l, n)| n == name && l.starts_with("remove ") && l.contains(".prev\"")),
+            "{name} kept no previous versions to clear: the check above proved nothing"
+        );
+    }
 }
 
 #[test]
