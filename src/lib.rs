@@ -77,6 +77,37 @@ pub fn init_logging(verbose: u8, debug_sftp: u32) {
         .init();
 }
 
+/// The hook's run (no command): true when something is left to do.
+fn hook(
+    args: &cli::Args,
+    mirrors: &[config::Settings],
+    unselected: &[config::Settings],
+    interrupt: &interrupt::Interrupt,
+) -> Result<bool, Fatal> {
+    let how = repo::logs::Selection {
+        pending: args.pending,
+        ignore_pending: args.ignore_pending,
+        force_order: args.force_order,
+        autoretry: mirrors[0].autoretry,
+    };
+    // reprepro knows 0, 1 and 2 (and 75, busy): an unreachable server fails the run.
+    let report = run::hook::run(
+        mirrors,
+        unselected,
+        &args.files,
+        how,
+        args.dry_run,
+        interrupt,
+    )
+    .map_err(|mut e| {
+        if e.status == ExitStatus::Unreachable {
+            e.status = ExitStatus::Failed;
+        }
+        e
+    })?;
+    Ok(report.unfinished())
+}
+
 /// The mirrors selected (`--only`), and those configured but not selected.
 fn resolve_mirrors(
     args: &cli::Args,
@@ -162,30 +193,7 @@ pub fn run(args: cli::Args) -> Result<ExitStatus, Fatal> {
             })?
         }
         Some(Command::Completions { .. }) => unreachable!("handled above"),
-        None => {
-            let how = repo::logs::Selection {
-                pending: args.pending,
-                ignore_pending: args.ignore_pending,
-                force_order: args.force_order,
-                autoretry: settings.autoretry,
-            };
-            // reprepro knows 0, 1 and 2 (and 75, busy): an unreachable server fails the run.
-            let report = run::hook::run(
-                &mirrors,
-                &unselected,
-                &args.files,
-                how,
-                args.dry_run,
-                &interrupt,
-            )
-            .map_err(|mut e| {
-                if e.status == ExitStatus::Unreachable {
-                    e.status = ExitStatus::Failed;
-                }
-                e
-            })?;
-            report.unfinished()
-        }
+        None => hook(&args, &mirrors, &unselected, &interrupt)?,
     };
     Ok(if failed {
         ExitStatus::Failed

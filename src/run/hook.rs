@@ -91,24 +91,9 @@ pub fn run(
     owner::check(&settings.logdir, &conf, !dry_run).map_err(Fatal::setup)?;
     let Read { outlogs, torn } = read_logs(settings, &paths)?;
     let paths: Vec<PathBuf> = outlogs.iter().map(|l| l.path.clone()).collect();
-    let echo = (settings.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
     let mut pushes = Vec::new();
     for mirror in mirrors {
-        let deletions = if dry_run {
-            Deletions::read(mirror)
-        } else {
-            Deletions::load(mirror)
-        };
-        let tag = journal_tag(mirror);
-        let plan = plan::plan_for(&outlogs, tag);
-        let journal = Journal::new(paths.clone(), &plan.remaining, echo).for_mirror(tag, several);
-        pushes.push(Push {
-            settings: mirror,
-            plan,
-            journal,
-            deletions: deletions.map_err(Fatal::setup)?,
-            totals: None,
-        });
+        pushes.push(push_of(mirror, &outlogs, &paths, several, dry_run)?);
     }
     let mut idle: Vec<Journal> = unselected
         .iter()
@@ -158,6 +143,33 @@ pub fn run(
         tell_unfinished(&report, settings);
     }
     Ok(report)
+}
+
+/// One mirror's part of a run: its plan from its own journal lines, its journal, its held
+/// deletions (`dry_run`: only read).
+fn push_of<'s>(
+    mirror: &'s Settings,
+    outlogs: &[outlog::Outlog],
+    paths: &[PathBuf],
+    several: bool,
+    dry_run: bool,
+) -> Result<Push<'s>, Fatal> {
+    let deletions = if dry_run {
+        Deletions::read(mirror)
+    } else {
+        Deletions::load(mirror)
+    };
+    let echo = (mirror.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
+    let tag = journal_tag(mirror);
+    let plan = plan::plan_for(outlogs, tag);
+    let journal = Journal::new(paths.to_vec(), &plan.remaining, echo).for_mirror(tag, several);
+    Ok(Push {
+        settings: mirror,
+        plan,
+        journal,
+        deletions: deletions.map_err(Fatal::setup)?,
+        totals: None,
+    })
 }
 
 /// With several mirrors, renames the logs every mirror has all of (each mirror's journal
