@@ -54,6 +54,10 @@ pub struct Journal {
     /// Whether a log with nothing left is renamed `.done` by this journal: not where other
     /// mirrors share the logs ([`finish_together`] renames them then).
     renames: bool,
+    /// The run said its push is over and clean ([`Journal::finish_empty`]): shared logs
+    /// this mirror has all of may be renamed. A push cut off, or with a failure, leaves
+    /// its logs pending: the clean-up after the last item (pruning) is the next run's.
+    clean: bool,
     /// Told each line once it is written (`-v`): the run side shows it; the journal itself
     /// never prints.
     echo: Option<fn(DoneMessage, &RelPath)>,
@@ -81,12 +85,14 @@ impl Journal {
             logs,
             keyword: "DONE".into(),
             renames: true,
+            clean: false,
             echo,
         }
     }
 
     /// The journal of the mirror NAME (`journal_tag`; `None` for the first mirror), one of
-    /// several sharing the logs: it never renames them ([`finish_together`] does).
+    /// several sharing the logs when `shared`: it never renames them ([`finish_together`]
+    /// does).
     pub fn for_mirror(mut self, journal_tag: Option<&str>, shared: bool) -> Journal {
         if let Some(name) = journal_tag {
             self.keyword = format!("DONE@{name}");
@@ -136,12 +142,16 @@ impl Journal {
         let entry = &mut self.logs[log];
         entry.open()?;
         let line = format!("{}\t{}\t{path}\n", self.keyword, message.as_str());
-        entry
-            .file
-            .as_mut()
-            .expect("opened")
-            .write_all(line.as_bytes())
-            .with_context(|| format!("cannot journal to {}", entry.outlog.display()))?;
+        let file = entry.file.as_mut().expect("opened");
+        // A line cut short by a full disk is cut off again: another mirror's journal may
+        // append to this log after it, and a fragment in the middle is no torn tail.
+        let before = file.metadata().map(|m| m.len());
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            if let Ok(len) = before {
+                let _ = file.set_len(len);
+            }
+            return Err(e).with_context(|| format!("cannot journal to {}", entry.outlog.display()));
+        }
         if let Some(echo) = self.echo {
             echo(message, path);
         }
@@ -161,8 +171,17 @@ impl Journal {
         Ok(())
     }
 
-    /// Renames every log that has nothing left (some have nothing from the start).
+    /// The journal of a mirror not pushed to in this run (`--only` left it out): what it
+    /// has is as clean as its last run left it.
+    pub fn untouched(mut self) -> Journal {
+        self.clean = true;
+        self
+    }
+
+    /// Renames every log that has nothing left (some have nothing from the start); where
+    /// the logs are shared, marks this mirror's push clean for [`finish_together`].
     pub fn finish_empty(&mut self) -> anyhow::Result<()> {
+        self.clean = true;
         for log in 0..self.logs.len() {
             self.finish_if_empty(log)?;
         }
@@ -237,7 +256,8 @@ pub fn finish_together(journals: &mut [Journal]) -> anyhow::Result<()> {
         return Ok(());
     };
     for log in 0..logs {
-        if journals[0].logs[log].finished || !journals.iter().all(|j| j.has_nothing_left(log)) {
+        let all_have_it = journals.iter().all(|j| j.clean && j.has_nothing_left(log));
+        if journals[0].logs[log].finished || !all_have_it {
             continue;
         }
         for journal in &mut journals[1..] {
@@ -318,6 +338,12 @@ mod tests {
         finish_together(&mut journals).unwrap();
         assert!(log.exists(), "offsite has not got it yet");
         journals[1].complete(0, DoneMessage::Done, &p).unwrap();
+        finish_together(&mut journals).unwrap();
+        assert!(
+            log.exists(),
+            "offsite's push has not ended clean (its pruning may be left)"
+        );
+        journals[1].finish_empty().unwrap();
         finish_together(&mut journals).unwrap();
         let done = fs::read_to_string(dir.path().join("1-a.done")).unwrap();
         assert_eq!(

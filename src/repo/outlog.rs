@@ -141,11 +141,25 @@ pub struct TornTail {
 fn is_torn_journal_line(raw: &[u8], after_journal: bool) -> bool {
     const DONE: &[u8] = b"DONE\t";
     let fits = if raw.len() < DONE.len() {
-        DONE.starts_with(raw)
+        DONE.starts_with(raw) || raw == b"DONE@"
     } else {
-        raw.starts_with(DONE)
+        raw.starts_with(DONE) || is_torn_mirror_line(raw)
     };
     fits && (raw.len() >= 2 || after_journal)
+}
+
+/// Whether `raw` is a prefix of a journal line of another mirror, `DONE@NAME<TAB>...`:
+/// its name whole or cut short (then nothing follows it).
+fn is_torn_mirror_line(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"DONE@") else {
+        return false;
+    };
+    let (name, tail) = match rest.iter().position(|&b| b == b'\t') {
+        Some(tab) => (&rest[..tab], Some(&rest[tab..])),
+        None => (rest, None),
+    };
+    let named = std::str::from_utf8(name).is_ok_and(line::is_mirror_name);
+    named || (name.is_empty() && tail.is_none())
 }
 
 /// Reads and parses the outlog at `path`, a line at a time.

@@ -99,7 +99,8 @@ pub fn run(
         .iter()
         .map(|m| {
             let plan = plan::plan_for(&outlogs, journal_tag(m));
-            Journal::new(paths.clone(), &plan.remaining, None).for_mirror(journal_tag(m), true)
+            let journal = Journal::new(paths.clone(), &plan.remaining, None);
+            journal.for_mirror(journal_tag(m), true).untouched()
         })
         .collect();
     drop(outlogs);

@@ -436,7 +436,7 @@ impl Hearing<'_> {
 pub(crate) type JudgeFn<'j> = &'j mut dyn FnMut(usize, &OpResult) -> Judged;
 
 /// Runs, for each runner `m`, `ops[m]` as [`Runner::run`] would, all of them in one loop
-/// of the engines ([`crate::engine::run_together`]): several mirrors at once. One whose
+/// of the engines ([`Engine::run_together`]): several mirrors at once. One whose
 /// connection is lost ends with its `Err`; the others go on.
 pub(crate) fn run_together(
     runners: &mut [&mut Runner<'_>],

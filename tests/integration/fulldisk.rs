@@ -101,18 +101,19 @@ fn a_journal_line_torn_by_a_full_log_disk_is_repaired_and_the_push_finishes() {
     for needle in ["make room for the log", "No space left on device"] {
         assert!(ran.stderr().contains(needle), "{needle}: {}", ran.stderr());
     }
-    let torn = fs::read(&pending).unwrap();
-    assert_ne!(torn.last(), Some(&b'\n'), "the journal did not tear");
+    // The line the full disk cut short is cut off again at once: another mirror's journal
+    // could append behind it, and a fragment mid-log would be no torn tail. (A run
+    // killed mid-line leaves a torn tail, which the next run cuts off: unit-tested.)
+    let cut = fs::read(&pending).unwrap();
+    assert_eq!(
+        cut.last(),
+        Some(&b'\n'),
+        "the torn line was left in the log"
+    );
 
     // Space again: reprepro's next run retries the log first (autoretry) and finishes it.
     fs::remove_file(filler).unwrap();
-    let ran = repo.reprepro(&["export"]);
-    ran.expect(0);
-    assert!(
-        ran.stderr().contains("the last journal line is torn"),
-        "{}",
-        ran.stderr()
-    );
+    repo.reprepro(&["export"]).expect(0);
     assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
     repo.assert_mirrored(&[]);
     for name in repo.done_logs() {

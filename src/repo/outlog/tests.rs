@@ -258,6 +258,28 @@ fn a_torn_last_journal_line_is_taken_as_unwritten() {
 }
 
 #[test]
+fn a_torn_journal_line_of_another_mirror_is_taken_as_unwritten_too() {
+    let whole = b"POOLNEW\tpool/a/b\nDONE\tdone\tpool/a/b\n";
+    let line = b"DONE@offsite\tdone\tpool/a/b\n";
+    for cut in 1..line.len() {
+        let bytes = [&whole[..], &line[..cut]].concat();
+        let log = p(&bytes).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(log.torn_tail.map(|t| t.offset), Some(whole.len() as u64));
+    }
+    let done = p(&[&whole[..], &line[..]].concat()).unwrap();
+    assert_eq!(
+        done.lines.last().map(|(_, l)| l),
+        Some(&Line::Done {
+            mirror: Some("offsite".into()),
+            message: DoneMessage::Done,
+            path: r("pool/a/b")
+        })
+    );
+    // Not a mirror's name: an error as any unterminated line.
+    assert!(p(&[&whole[..], b"DONE@../x\tdone"].concat()).is_err());
+}
+
+#[test]
 fn a_torn_line_that_may_be_reprepros_or_in_the_middle_is_still_an_error() {
     let reprepros = b"POOLNEW\tpool/a/b\n";
     for tail in [

@@ -416,7 +416,8 @@ impl Executor<'_> {
     /// kept first, and a dir whose renames fail half-way is put back ([`super::rollback`]).
     fn finalise(&mut self, plan: &Plan, ready: Vec<bool>) -> anyhow::Result<Vec<bool>> {
         let mut f = self.begin_finalise(plan, ready)?;
-        while let Some(step) = self.next_step(plan, &f) {
+        while let Some(last) = self.next_last(plan, &f) {
+            let step = self.next_step(plan, &f, last);
             let ok = self.run_jobs_deferring(&step.jobs, f.guard.as_mut())?;
             self.end_step(&mut f, step, &ok)?;
         }
@@ -436,12 +437,20 @@ impl Executor<'_> {
         })
     }
 
-    /// The jobs of the next batch of the finalisation `f`, or `None` when it is over.
-    pub(super) fn next_step<'p>(&mut self, plan: &'p Plan, f: &Finalising<'p>) -> Option<Step<'p>> {
-        if f.step >= Finalise::ALL.len() {
-            return None;
-        }
-        let last = self.last_step_together(plan, f.step);
+    /// The last step the next batch of the finalisation `f` may hold, or `None` when it is
+    /// over.
+    pub(super) fn next_last(&mut self, plan: &Plan, f: &Finalising<'_>) -> Option<usize> {
+        (f.step < Finalise::ALL.len()).then(|| self.last_step_together(plan, f.step))
+    }
+
+    /// The jobs of the next batch of the finalisation `f`, its steps up to `last` (see
+    /// [`Executor::next_last`]: mirrors switching together take the fewest any may).
+    pub(super) fn next_step<'p>(
+        &mut self,
+        plan: &'p Plan,
+        f: &Finalising<'p>,
+        last: usize,
+    ) -> Step<'p> {
         let mut jobs = Vec::new();
         let mut owner = Vec::new();
         for (i, d) in plan.dist_dirs.iter().enumerate() {
@@ -452,7 +461,7 @@ impl Executor<'_> {
                 }
             }
         }
-        Some(Step { jobs, owner, last })
+        Step { jobs, owner, last }
     }
 
     /// Notes how the batch `step` of the finalisation `f` went (`ok`, by job): a dist dir

@@ -66,14 +66,13 @@ pub(super) fn push_all(
 ) -> Result<Report, Fatal> {
     let started = Instant::now();
     let busy: Vec<(&Settings, usize)> = pushes
-        .iter()
+        .iter_mut()
         .filter(|p| !p.is_idle())
         .map(|p| {
-            let (_, bytes) = upload_totals(&p.plan, &p.settings.outdir);
-            (
-                p.settings,
-                connections_for_bytes(bytes, p.settings.connections),
-            )
+            let (files, bytes) = upload_totals(&p.plan, &p.settings.outdir);
+            p.totals = Some((files, bytes));
+            let connections = connections_for_bytes(bytes, p.settings.connections);
+            (p.settings, connections)
         })
         .collect();
     let mut opened = open_all(&busy, interrupt).into_iter();
@@ -311,11 +310,15 @@ fn conclude(
 
 /// Says that the mirror of `settings` is behind, why, and what brings it up to date.
 fn say_behind(settings: &Settings, why: &str) {
+    let name = mirror_name(settings);
+    let next = if settings.autoretry {
+        " (or the next reprepro run)"
+    } else {
+        ""
+    };
     tell(&format!(
-        "mirror {} is behind: {why}; the other mirrors are up to date. The next run brings \
-         it up to date ('{} --only {}', or the next reprepro run)",
-        mirror_name(settings),
+        "mirror {name} is behind: {why}; the mirrors that finished have switched. The next \
+         run brings it up to date ('{} --only {name}'{next})",
         settings.pending_command(),
-        mirror_name(settings),
     ));
 }

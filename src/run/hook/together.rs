@@ -155,14 +155,27 @@ pub(super) fn finalise_together<'p>(
         .map(|((exec, plan), ready)| ready.map(|r| exec.begin_finalise(plan, r)))
         .collect();
     loop {
-        let mut steps = Vec::new();
+        // Every mirror's batch holds the same steps: the fewest any server allows in one
+        // (an in-order one takes the indexes and Release in one batch, another not).
+        let mut lasts = Vec::new();
         for (m, state) in states.iter().enumerate() {
             if let Some(Ok(f)) = state
-                && let Some(step) = execs[m].next_step(plans[m], f)
+                && let Some(last) = execs[m].next_last(plans[m], f)
             {
-                let split = execs[m].split_copies(&step.jobs);
-                steps.push((m, step, split));
+                lasts.push((m, last));
             }
+        }
+        let Some(last) = lasts.iter().map(|(_, l)| *l).min() else {
+            break;
+        };
+        let mut steps = Vec::new();
+        for (m, _) in lasts {
+            let Some(Ok(f)) = &states[m] else {
+                unreachable!("only mirrors finalising have a step")
+            };
+            let step = execs[m].next_step(plans[m], f, last);
+            let split = execs[m].split_copies(&step.jobs);
+            steps.push((m, step, split));
         }
         if steps.is_empty() {
             break;
