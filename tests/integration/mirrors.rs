@@ -910,6 +910,8 @@ fn an_unreachable_mirror_is_said_by_name_while_the_other_is_mirrored_and_verifie
                 ran.what
             );
         };
+        // Something new for each round, so that the reachable mirror has work to do.
+        m.pending_include(&[(if broken == NEAR { "n" } else { "f" }, 4_000)]);
         m.repo.set_conf(&m.two_with_broken(broken));
         let broken_before = tree(&m.dir(broken));
         let ran = m.repo.hook(&["--basedir", ".", "mirror"]);
