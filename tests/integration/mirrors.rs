@@ -787,3 +787,324 @@ fn a_second_configuration_on_the_same_log_dir_is_refused_naming_the_first() {
     repo.assert_mirrored(&[]);
     assert!(repo.outlogs().is_empty());
 }
+
+/// The two local mirrors, near first (named `default`: it has no servername) then far,
+/// with `global` before the first mirror line.
+fn two(m: &Mirrors, global: &str) -> String {
+    m.conf(NEAR, &[FAR], global)
+}
+
+/// `out` cut at its `mirror NAME:` headings: each heading's name with the lines up to the
+/// next one, in order (lines before the first heading are left out).
+fn sections(out: &str) -> Vec<(String, Vec<String>)> {
+    let mut parts: Vec<(String, Vec<String>)> = Vec::new();
+    for line in out.lines() {
+        let heading = line
+            .strip_prefix("mirror ")
+            .and_then(|l| l.strip_suffix(':'))
+            .filter(|n| !n.is_empty() && !n.contains(' '));
+        match (heading, parts.last_mut()) {
+            (Some(name), _) => parts.push((name.to_string(), Vec::new())),
+            (None, Some((_, lines))) => lines.push(line.to_string()),
+            (None, None) => {}
+        }
+    }
+    parts
+}
+
+fn names(parts: &[(String, Vec<String>)]) -> Vec<&str> {
+    parts.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+/// Mirror `name`'s tree is `was`, entry for entry.
+fn assert_unchanged(m: &Mirrors, name: &str, was: &[(PathBuf, crate::repo::Entry)]) {
+    let now = tree(&m.dir(name));
+    assert!(
+        now == was,
+        "{name} changed\n--- before\n{}\n--- after\n{}",
+        describe_tree(was),
+        describe_tree(&now)
+    );
+}
+
+impl Mirrors {
+    /// The conf of [`two`] with `name`'s server one that cannot start (`/bin/false`).
+    fn two_with_broken(&self, name: &str) -> String {
+        let script = if name == FAR { "far.sh" } else { "near.sh" };
+        two(self, "").replace(
+            &format!("sftpcommand {}", self.path(script).display()),
+            "sftpcommand /bin/false",
+        )
+    }
+
+    /// Runs the hook with its stderr merged into its stdout, in the order written.
+    fn hook_merged(&self, args: &[&str]) -> Ran {
+        self.repo.hook_after("exec 2>&1", args)
+    }
+}
+
+#[test]
+fn mirror_fills_two_empty_mirrors_each_under_its_heading_and_only_picks_one() {
+    let test = "mirror_fills_two_empty_mirrors_each_under_its_heading_and_only_picks_one";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.pending_include(&[("a", 20_000), ("b", 3_000)]);
+    assert!(tree(&m.dir(NEAR)).is_empty() && tree(&m.dir(FAR)).is_empty());
+
+    let ran = m.hook_merged(&["--basedir", ".", "mirror"]);
+    ran.expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    let out = ran.stdout();
+    let parts = sections(&out);
+    assert_eq!(names(&parts), [DEFAULT, FAR], "{out}");
+    // Each mirror's own part (its summary) comes after its heading.
+    for (name, lines) in &parts {
+        assert!(
+            lines.iter().any(|l| l.starts_with("outsftphook: ")),
+            "nothing said under mirror {name}:\n{out}"
+        );
+    }
+    assert!(
+        out.lines().next().is_some_and(|l| l == "mirror default:"),
+        "something before the first heading:\n{out}"
+    );
+    assert!(!m.changes(NEAR).is_empty() && !m.changes(FAR).is_empty());
+
+    // --only: one mirror, under its heading, the other untouched.
+    m.pending_include(&[("c", 5_000)]);
+    let near_before = tree(&m.dir(NEAR));
+    m.clear_shared_log();
+    let ran = m.repo.hook(&["--basedir", ".", "mirror", "--only", FAR]);
+    ran.expect(0);
+    m.repo.assert_mirrored_at(&m.dir(FAR));
+    assert_unchanged(&m, NEAR, &near_before);
+    assert_no_changes(&m, &[NEAR]);
+    assert_eq!(names(&sections(&ran.stdout())), [FAR], "{}", ran.stdout());
+
+    // --delete: a stray file goes from both.
+    m.repo
+        .hook(&["--basedir", ".", "mirror", "--only", DEFAULT])
+        .expect(0);
+    for name in [NEAR, FAR] {
+        fs::write(m.dir(name).join("pool/main/stray.deb"), "x").unwrap();
+    }
+    let ran = m.repo.hook(&["--basedir", ".", "mirror", "--delete"]);
+    ran.expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    assert_eq!(names(&sections(&ran.stdout())), [DEFAULT, FAR]);
+}
+
+#[test]
+fn verify_checks_each_mirror_and_names_a_missing_file_under_its_mirror() {
+    let test = "verify_checks_each_mirror_and_names_a_missing_file_under_its_mirror";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.include("bookworm", &[("a", 10_000), ("b", 2_000)])
+        .expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    let ran = m.repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(0);
+    let parts = sections(&ran.stdout());
+    assert_eq!(names(&parts), [DEFAULT, FAR], "{}", ran.stdout());
+    assert!(
+        parts.iter().all(|(_, lines)| lines.is_empty()),
+        "{}",
+        ran.stdout()
+    );
+
+    let gone = "pool/main/b/b/b_1.0_amd64.deb";
+    fs::remove_file(m.dir(FAR).join(gone)).unwrap();
+    let ran = m.repo.hook(&["--basedir", ".", "verify"]);
+    ran.expect(1);
+    let out = ran.stdout();
+    let parts = sections(&out);
+    assert_eq!(names(&parts), [DEFAULT, FAR], "{out}");
+    assert!(parts[0].1.is_empty(), "near differs?\n{out}");
+    // As one mirror's verify says it: `PATH: missing: local file of N bytes, ...`.
+    assert_eq!(parts[1].1.len(), 1, "{out}");
+    assert!(
+        parts[1].1[0].starts_with(&format!("{gone}: missing")),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unreachable_mirror_is_said_by_name_while_the_other_is_mirrored_and_verified() {
+    let test = "an_unreachable_mirror_is_said_by_name_while_the_other_is_mirrored_and_verified";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.pending_include(&[("a", 10_000)]);
+    // The first mirror broken: the one after it still goes; then the other way round.
+    for (broken, fine) in [(NEAR, FAR), (FAR, NEAR)] {
+        let label = if broken == NEAR { DEFAULT } else { FAR };
+        let said = |ran: &Ran| {
+            let stderr = ran.stderr();
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.starts_with(&format!("outsftphook: mirror {label}:"))),
+                "{}: no line names {label}:\n{stderr}",
+                ran.what
+            );
+        };
+        // Something new for each round, so that the reachable mirror has work to do.
+        m.pending_include(&[(if broken == NEAR { "n" } else { "f" }, 4_000)]);
+        m.repo.set_conf(&m.two_with_broken(broken));
+        let broken_before = tree(&m.dir(broken));
+        let ran = m.repo.hook(&["--basedir", ".", "mirror"]);
+        ran.expect(1);
+        said(&ran);
+        m.repo.assert_mirrored_at(&m.dir(fine));
+        assert_unchanged(&m, broken, &broken_before);
+
+        // verify: the reachable one is compared, and its difference said under its name.
+        let one = fs::read_dir(m.dir(fine).join("pool/main/a/a"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let gone = format!("pool/main/a/a/{}", one.to_string_lossy());
+        fs::remove_file(m.dir(fine).join(&gone)).unwrap();
+        let ran = m.repo.hook(&["--basedir", ".", "verify"]);
+        ran.expect(1);
+        said(&ran);
+        let out = ran.stdout();
+        let fine_label = if fine == NEAR { DEFAULT } else { FAR };
+        let parts = sections(&out);
+        let part = parts.iter().find(|(n, _)| n == fine_label);
+        assert!(
+            part.is_some_and(|(_, lines)| lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{gone}: missing")))),
+            "{gone} not said missing under {fine_label}:\n{out}"
+        );
+        m.repo.set_conf(&two(&m, ""));
+        m.repo.hook(&["--basedir", ".", "mirror"]).expect(0);
+        m.assert_all_mirrored(&[NEAR, FAR]);
+    }
+}
+
+#[test]
+fn status_leads_each_mirrors_lines_with_its_name_and_a_finished_one_is_up_to_date() {
+    let test = "status_leads_each_mirrors_lines_with_its_name_and_a_finished_one_is_up_to_date";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.include("bookworm", &[("a", 5_000)]).expect(0);
+    m.repo.hook(&["--basedir", ".", "status"]).expect(0);
+    let log = m.pending_include(&[("b", 5_000)]);
+    m.repo
+        .hook(&["--basedir", ".", "--pending", "--only", FAR])
+        .expect(0);
+    m.repo.assert_mirrored_at(&m.dir(FAR));
+
+    let ran = m.repo.hook(&["--basedir", ".", "status"]);
+    ran.expect(4);
+    let out = ran.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&"far: up to date"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{DEFAULT}: {log}: ")) && l.contains(" left: ")),
+        "no line says what is left of {log} for {DEFAULT}:\n{out}"
+    );
+    // Every line is a mirror's, but the closing count of pending logs.
+    let (last, rest) = lines.split_last().expect("status said nothing");
+    assert!(last.starts_with("1 pending"), "{out}");
+    for line in rest {
+        assert!(
+            line.starts_with(&format!("{DEFAULT}: ")) || line.starts_with(&format!("{FAR}: ")),
+            "a line led by no mirror's name: {line:?}\n{out}"
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("far: ") && l != &"far: up to date")
+    );
+}
+
+#[test]
+fn switch_each_pushes_to_both_mirrors_and_marks_the_logs_done() {
+    let test = "switch_each_pushes_to_both_mirrors_and_marks_the_logs_done";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, "switch each\n"));
+    m.include("bookworm", &[("a", 30_000), ("b", 2_000)])
+        .expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    m.repo
+        .reprepro(&["copy", "trixie", "bookworm", "a"])
+        .expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    assert!(m.repo.outlogs().is_empty(), "{:?}", m.repo.outlogs());
+    let done = m.repo.done_logs();
+    assert!(done.len() >= 2, "{done:?}");
+    for log in done {
+        let lines = m.journal(&log);
+        for name in [None, Some(FAR)] {
+            assert!(
+                lines.iter().any(|l| journals(l, name)),
+                "{log} has no journal lines of {name:?}: {lines:?}"
+            );
+        }
+    }
+    m.repo.hook(&["--basedir", ".", "verify"]).expect(0);
+}
+
+#[test]
+fn dry_run_with_two_mirrors_heads_each_mirror_and_sends_nothing() {
+    let test = "dry_run_with_two_mirrors_heads_each_mirror_and_sends_nothing";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.include("bookworm", &[("a", 5_000)]).expect(0);
+    let log = m.pending_include(&[("b", 5_000)]);
+    let before: Vec<_> = [NEAR, FAR].iter().map(|n| tree(&m.dir(n))).collect();
+    m.clear_shared_log();
+    let b = "pool/main/b/b/b_1.0_amd64.deb";
+
+    let ran = m.repo.hook(&["--basedir", ".", "--dry-run", "--pending"]);
+    ran.expect(0);
+    let out = ran.stdout();
+    let parts = sections(&out);
+    assert_eq!(names(&parts), [DEFAULT, FAR], "{out}");
+    for (name, lines) in &parts {
+        assert!(
+            lines.iter().any(|l| l.contains(b)),
+            "mirror {name}'s part does not name {b}:\n{out}"
+        );
+    }
+    assert_eq!(m.repo.outlogs(), vec![log.clone()]);
+    assert!(m.journal(&log).is_empty(), "{:?}", m.journal(&log));
+
+    let ran = m
+        .repo
+        .hook(&["--basedir", ".", "--dry-run", "mirror", "--delete"]);
+    ran.expect(0);
+    let out = ran.stdout();
+    let parts = sections(&out);
+    assert_eq!(names(&parts), [DEFAULT, FAR], "{out}");
+    for (name, lines) in &parts {
+        assert!(
+            lines.iter().any(|l| l.contains(b)),
+            "mirror {name}'s part does not name {b}:\n{out}"
+        );
+    }
+    for (name, was) in [NEAR, FAR].iter().zip(&before) {
+        assert_unchanged(&m, name, was);
+    }
+    assert_no_changes(&m, &[NEAR, FAR]);
+    assert_eq!(m.repo.outlogs(), vec![log]);
+}
