@@ -27,7 +27,8 @@
 # A tool that is not installed is skipped (`apt-get install rsync lftp rclone` for them).
 # Environment: BENCH_PACKAGES (1000), BENCH_LARGE_FILES (10), BENCH_LARGE_MB (40),
 # BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (all: "true raw
-# hook1 hook hook3 ref sftp rsync lftp rclone"; hook3 pushes to three mirrors), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
+# hook1 hook hook3 ref sftp rsync lftp rclone"; hook3 pushes to three mirrors, true3
+# is its handshakes alone), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
 # BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT), REFERENCE_HOOK (path of
 # outsftphook.py, sftp.py beside it; default reprepro's examples), BENCH_KEEP=1 keeps the
 # temp dir, HOOK=/path/to/outsftphook measures another binary.
@@ -51,6 +52,7 @@ started=$(date +%s)
 
 declare -A NAME=(
     [true]="ssh bench true"
+    [true3]="3 x ssh bench true, at once"
     [raw]="ssh bench 'cat >/dev/null'"
     [hook1]="outsftphook connections 1"
     [hook]="outsftphook (defaults)"
@@ -159,6 +161,7 @@ run_one() {
     remote=$(remote_dir)
     case $t in
     true) cmd=(ssh -F "$cfg" bench true) ;;
+    true3) cmd=(sh -c 'ssh -F "$1" bench true & ssh -F "$1" bench true & ssh -F "$1" bench true; wait' sh "$cfg") ;;
     raw) cmd=(sh -c 'exec ssh -F "$1" bench "cat >/dev/null" < "$2"' sh "$cfg" "${ONE[$w]}") ;;
     hook1 | hook)
         {
@@ -224,7 +227,7 @@ run_one() {
         rm -rf "$remote"; return 1
     fi
     case $t in
-    true | raw) ;;
+    true | true3 | raw) ;;
     *)
         got=$(sum_tree "$remote")
         want="${FILES[$w]} ${BYTES[$w]}"

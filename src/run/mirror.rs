@@ -138,8 +138,13 @@ pub fn mirror(
     let scanned = scan_tops(settings, tops, options.delete)?;
     let connections =
         crate::engine::connections_for_bytes(bytes_of(&scanned), settings.connections);
+    // With several mirrors, each summary names its mirror.
+    let what = match settings.mirrors_configured {
+        1 => "mirror: ".to_owned(),
+        _ => format!("mirror {}: ", crate::run::mirror_name(settings)),
+    };
     let say_summary = |report: &MirrorReport| {
-        let line = summary("mirror: ", &report.tally, report.failures, started);
+        let line = summary(&what, &report.tally, report.failures, started);
         tell_summary(&line, report.failures)
     };
     // Every run that got this far ends with a summary: one that could not connect, or

@@ -3,9 +3,8 @@
 //! that its lines are in the real order across mirrors. Each mirror's tree is a directory
 //! `mirror-TAG` and every `targetdir` is absolute: each path a server logs names its mirror.
 //!
-//! Written before the feature (`mirror NAME` sections, `DONE@NAME` journal lines, the staged
-//! switch, `--only`, `tracefile`, the refusal of a second configuration): only the `today_*`
-//! test passes without it; it checks the harness (servers, shared log, fault wrapper) alone.
+//! The `today_*` test checks the harness alone (servers, shared log, fault wrapper), with
+//! one mirror at a time.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
