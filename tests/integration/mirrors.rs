@@ -1107,3 +1107,45 @@ fn dry_run_with_two_mirrors_heads_each_mirror_and_sends_nothing() {
     assert_no_changes(&m, &[NEAR, FAR]);
     assert_eq!(m.repo.outlogs(), vec![log]);
 }
+
+/// Mirrors on different servers switch together too: near on OpenSSH's (in order, atomic
+/// renames, hard links to guard a switch), far on gesftpserver (none of those relied on):
+/// every mirror's finalisation batches hold the steps the strictest allows, and a
+/// sequence of adds, replaced indexes and removals leaves both equal to the out dir.
+#[test]
+fn mirrors_on_different_servers_follow_a_reprepro_sequence() {
+    let test = "mirrors_on_different_servers_follow_a_reprepro_sequence";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    require(crate::support::GESFTPSERVER);
+    m.script(
+        "far.sh",
+        &format!(
+            "sh -c \"cd '{}' && exec {}\"",
+            m.dir(FAR).display(),
+            crate::support::GESFTPSERVER
+        ),
+    );
+    m.repo.set_conf(&two(&m, ""));
+    let steps: [&dyn Fn() -> Ran; 4] = [
+        &|| m.include("bookworm", &[("foo", 40_000), ("bar", 5_000)]),
+        &|| m.include("bookworm", &[("baz", 3_000)]),
+        &|| m.repo.reprepro(&["remove", "bookworm", "bar"]),
+        &|| m.repo.reprepro(&["copy", "trixie", "bookworm", "foo"]),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        step().expect(0);
+        m.assert_all_mirrored(&[NEAR, FAR]);
+        assert!(
+            m.repo.outlogs().is_empty(),
+            "after step {i}: {:?}",
+            m.repo.outlogs()
+        );
+    }
+    let far_requests = fs::read_to_string(m.shared_log()).unwrap_or_default();
+    assert!(
+        !far_requests.contains(&format!("{}/", m.dir(FAR).display())),
+        "far was to be served by gesftpserver, not the logging OpenSSH server"
+    );
+}
