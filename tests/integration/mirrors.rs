@@ -1149,3 +1149,52 @@ fn mirrors_on_different_servers_follow_a_reprepro_sequence() {
         "far was to be served by gesftpserver, not the logging OpenSSH server"
     );
 }
+
+/// A mirror whose target is gone (or is a file) is behind, said once with what to do, and
+/// nothing is made there; the other mirror switches. Once the target is back, the next
+/// run brings that mirror up to date and leaves the other alone.
+#[test]
+fn a_mirror_without_its_target_is_behind_and_the_others_switch() {
+    let test = "a_mirror_without_its_target_is_behind_and_the_others_switch";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.include("bookworm", &[("old", 4_000)]).expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    for gone in ["missing", "a file"] {
+        fs::remove_dir_all(m.dir(FAR)).unwrap();
+        if gone == "a file" {
+            fs::write(m.dir(FAR), "not a directory").unwrap();
+        }
+        m.clear_shared_log();
+        let ran = m.include("bookworm", &[(&format!("new{}", gone.len()), 3_000)]);
+        assert_ne!(ran.code(), 0, "{gone}: {}", ran.stderr());
+        let stderr = ran.stderr();
+        let said: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("targetdir") && l.contains(&*m.dir(FAR).to_string_lossy()))
+            .collect();
+        assert_eq!(said.len(), 1, "{gone}: {}", ran.stderr());
+        assert!(
+            said[0].contains("mirror far is behind"),
+            "{gone}: {}",
+            ran.stderr()
+        );
+        m.repo.assert_mirrored_at(&m.dir(NEAR));
+        assert!(m.changes(FAR).is_empty(), "{gone}: {:?}", m.changes(FAR));
+        assert_eq!(m.repo.outlogs().len(), 1, "{gone}: the log stays pending");
+        // The target back, empty: the next run catches far up from its own lines. (An
+        // emptied target lacks what the earlier logs brought: `mirror` fills it.)
+        let _ = fs::remove_file(m.dir(FAR));
+        fs::create_dir(m.dir(FAR)).unwrap();
+        m.clear_shared_log();
+        m.repo
+            .hook(&["--basedir", ".", "mirror", "--only", FAR])
+            .expect(0);
+        m.repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+        m.assert_all_mirrored(&[NEAR, FAR]);
+        assert!(m.repo.outlogs().is_empty(), "{:?}", m.repo.outlogs());
+        assert!(m.changes(NEAR).is_empty(), "{gone}: {:?}", m.changes(NEAR));
+    }
+}

@@ -312,13 +312,13 @@ fn conclude(
 fn say_behind(settings: &Settings, why: &str) {
     let name = mirror_name(settings);
     let next = if settings.autoretry {
-        " (or the next reprepro run)"
+        ", or the next reprepro run"
     } else {
         ""
     };
     tell(&format!(
         "mirror {name} is behind: {why}; the mirrors that finished have switched. The next \
-         run brings it up to date ('{} --only {name}'{next})",
+         run brings it up to date: '{} --only {name}'{next}",
         settings.pending_command(),
     ));
 }
