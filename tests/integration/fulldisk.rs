@@ -10,13 +10,13 @@ use crate::repo::Repo;
 use crate::support::skip;
 
 /// A small tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts it at `dir`, or says why it cannot: not root, or mounting is not allowed.
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("mounting a tmpfs needs root".into());
         }
@@ -38,7 +38,7 @@ impl Tmpfs {
     }
 
     /// Gives the file system more room, keeping what is on it.
-    fn grow(&self, size: &str) {
+    pub(crate) fn grow(&self, size: &str) {
         let status = Command::new("mount")
             .args(["-o", &format!("remount,size={size}")])
             .arg(&self.dir)
@@ -48,7 +48,7 @@ impl Tmpfs {
     }
 
     /// Writes a file until the file system is full.
-    fn fill(&self) -> PathBuf {
+    pub(crate) fn fill(&self) -> PathBuf {
         let path = self.dir.join("filler");
         let mut f = fs::File::create(&path).unwrap();
         let block = vec![0u8; 4096];

@@ -1198,3 +1198,37 @@ fn a_mirror_without_its_target_is_behind_and_the_others_switch() {
         assert!(m.changes(NEAR).is_empty(), "{gone}: {:?}", m.changes(NEAR));
     }
 }
+
+/// A mirror whose disk fills up mid-push is behind, with what was half written removed;
+/// the other switches. With room again, the next run brings it up to date.
+#[test]
+fn a_mirror_whose_disk_fills_up_is_behind_and_catches_up_with_room() {
+    let test = "a_mirror_whose_disk_fills_up_is_behind_and_catches_up_with_room";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    let disk = match crate::fulldisk::Tmpfs::mount(&m.dir(FAR), "160k") {
+        Ok(disk) => disk,
+        Err(why) => return skip(test, &why),
+    };
+    m.repo.set_conf(&two(&m, ""));
+    let ran = m.include("bookworm", &[("big", 400_000), ("small", 2_000)]);
+    assert_ne!(ran.code(), 0, "{}", ran.stderr());
+    assert!(
+        ran.stderr().contains("remote disk is") && ran.stderr().contains("mirror far is behind"),
+        "{}",
+        ran.stderr()
+    );
+    m.repo.assert_mirrored_at(&m.dir(NEAR));
+    assert!(
+        !m.dir(FAR).join("dists/bookworm/Release").exists(),
+        "far switched without its pool"
+    );
+    assert_eq!(m.repo.outlogs().len(), 1);
+    disk.grow("8m");
+    m.clear_shared_log();
+    m.repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    assert!(m.repo.outlogs().is_empty(), "{:?}", m.repo.outlogs());
+    assert!(m.changes(NEAR).is_empty(), "{:?}", m.changes(NEAR));
+}
