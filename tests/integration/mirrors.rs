@@ -357,6 +357,20 @@ fn today_each_mirror_alone_works_and_logs_its_requests() {
     assert!(why.contains("a switch (line"), "{why}");
 }
 
+/// Runs each reprepro step: after each, the mirrors `names` equal the out dir and no log is
+/// pending.
+fn follow(m: &Mirrors, steps: &[&dyn Fn() -> Ran], names: &[&str]) {
+    for (i, step) in steps.iter().enumerate() {
+        step().expect(0);
+        m.assert_all_mirrored(names);
+        assert!(
+            m.repo.outlogs().is_empty(),
+            "after step {i}: {:?}",
+            m.repo.outlogs()
+        );
+    }
+}
+
 #[test]
 fn three_mirrors_follow_a_reprepro_sequence() {
     let Some(m) = Mirrors::start("three_mirrors_follow_a_reprepro_sequence", true) else {
@@ -369,15 +383,7 @@ fn three_mirrors_follow_a_reprepro_sequence() {
         &|| m.repo.reprepro(&["remove", "bookworm", "bar"]),
         &|| m.include("trixie", &[("baz", 30_000)]),
     ];
-    for (i, step) in steps.iter().enumerate() {
-        step().expect(0);
-        m.assert_all_mirrored(&[SSHD, NEAR, FAR]);
-        assert!(
-            m.repo.outlogs().is_empty(),
-            "after step {i}: {:?}",
-            m.repo.outlogs()
-        );
-    }
+    follow(&m, &steps, &[SSHD, NEAR, FAR]);
     assert!(m.repo.done_logs().len() >= 4, "{:?}", m.repo.done_logs());
     for log in m.repo.done_logs() {
         let lines = m.journal(&log);
@@ -1134,15 +1140,7 @@ fn mirrors_on_different_servers_follow_a_reprepro_sequence() {
         &|| m.repo.reprepro(&["remove", "bookworm", "bar"]),
         &|| m.repo.reprepro(&["copy", "trixie", "bookworm", "foo"]),
     ];
-    for (i, step) in steps.iter().enumerate() {
-        step().expect(0);
-        m.assert_all_mirrored(&[NEAR, FAR]);
-        assert!(
-            m.repo.outlogs().is_empty(),
-            "after step {i}: {:?}",
-            m.repo.outlogs()
-        );
-    }
+    follow(&m, &steps, &[NEAR, FAR]);
     let far_requests = fs::read_to_string(m.shared_log()).unwrap_or_default();
     assert!(
         !far_requests.contains(&format!("{}/", m.dir(FAR).display())),
