@@ -147,6 +147,12 @@ pub enum Symlinks {
 }
 
 impl Settings {
+    /// What this mirror's journal lines and record of held deletions carry: `None` for the
+    /// first mirror (the reference hook's `DONE` lines), NAME for `mirror NAME`.
+    pub fn journal_tag(&self) -> Option<&str> {
+        self.mirror.journal_tag.as_deref()
+    }
+
     /// The engine's settings for a run over `connections` connections.
     pub fn engine_config(&self, connections: usize, interrupt: &Interrupt) -> EngineConfig {
         EngineConfig {

@@ -251,7 +251,7 @@ impl Journal {
 /// Renames the logs that no mirror has anything left of, each mirror's lines flushed
 /// first: a log is `.done` only when every mirror has all of it. The journals are those of
 /// every mirror configured, indexed alike.
-pub fn finish_together(journals: &mut [Journal]) -> anyhow::Result<()> {
+pub fn finish_together(journals: &mut [&mut Journal]) -> anyhow::Result<()> {
     let Some(logs) = journals.first().map(|j| j.logs.len()) else {
         return Ok(());
     };
@@ -329,10 +329,10 @@ mod tests {
         let log = dir.path().join("1-a.outlog");
         fs::write(&log, "POOLNEW\tpool/a/b\n").unwrap();
         let p = RelPath::new("pool/a/b").unwrap();
-        let mut journals = vec![
-            Journal::new(vec![log.clone()], &[1], None).for_mirror(None, true),
-            Journal::new(vec![log.clone()], &[1], None).for_mirror(Some("offsite"), true),
-        ];
+        let mut first = Journal::new(vec![log.clone()], &[1], None).for_mirror(None, true);
+        let mut offsite =
+            Journal::new(vec![log.clone()], &[1], None).for_mirror(Some("offsite"), true);
+        let mut journals = [&mut first, &mut offsite];
         journals[0].complete(0, DoneMessage::Done, &p).unwrap();
         journals[0].finish_empty().unwrap();
         finish_together(&mut journals).unwrap();

@@ -20,7 +20,6 @@ use crate::engine::{Cause, Op};
 use crate::relpath::RelPath;
 use crate::remote_path::RemotePath;
 use crate::repo::held::{self, Record};
-use crate::run::journal_tag;
 use crate::run::runner::{Judged, Runner};
 
 use crate::plan::tree::{Difference, Node, remote_path};
@@ -52,9 +51,9 @@ impl Deletions {
     /// As [`Deletions::load`], but writing nothing (`status`, `--dry-run`, `verify`).
     pub(crate) fn read(settings: &Settings) -> anyhow::Result<Deletions> {
         let mut deletions = Deletions {
-            record: Record::load(&settings.logdir, journal_tag(settings))?,
+            record: Record::load(&settings.logdir, settings.journal_tag())?,
             logdir: settings.logdir.clone(),
-            tag: journal_tag(settings).map(str::to_owned),
+            tag: settings.journal_tag().map(str::to_owned),
             keep: settings.keep_deleted,
             now: held::now(),
             changed: false,

@@ -28,7 +28,6 @@ use crate::repo::owner;
 use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, echo_done, human_time, show, summary, tell};
 use crate::run::session::server_name;
-use crate::run::{journal_tag, mirror_name};
 
 use rounds::JournalStopped;
 use sources::{check_local_sources, resolve_relative_sources};
@@ -98,16 +97,16 @@ pub fn run(
     let mut idle: Vec<Journal> = unselected
         .iter()
         .map(|m| {
-            let plan = plan::plan_for(&outlogs, journal_tag(m));
+            let plan = plan::plan_for(&outlogs, m.journal_tag());
             let journal = Journal::new(paths.clone(), &plan.remaining, None);
-            journal.for_mirror(journal_tag(m), true).untouched()
+            journal.for_mirror(m.journal_tag(), true).untouched()
         })
         .collect();
     drop(outlogs);
     if dry_run {
         for push in &pushes {
             if several {
-                show(&format!("mirror {}:", mirror_name(push.settings)));
+                show(&format!("mirror {}:", push.settings.mirror.name));
             }
             print_dry_run(&push.plan, push.settings, &push.deletions);
         }
@@ -161,7 +160,7 @@ fn push_of<'s>(
         Deletions::load(mirror)
     };
     let echo = (mirror.verbose > 0).then_some(echo_done as fn(DoneMessage, &RelPath));
-    let tag = journal_tag(mirror);
+    let tag = mirror.journal_tag();
     let plan = plan::plan_for(outlogs, tag);
     let journal = Journal::new(paths.to_vec(), &plan.remaining, echo).for_mirror(tag, several);
     Ok(Push {
@@ -175,24 +174,16 @@ fn push_of<'s>(
 
 /// With several mirrors, renames the logs every mirror has all of (each mirror's journal
 /// renames none itself).
-fn finish_logs(
-    pushes: &mut [Push<'_>],
-    idle: &mut Vec<Journal>,
-    several: bool,
-) -> Result<(), Fatal> {
+fn finish_logs(pushes: &mut [Push<'_>], idle: &mut [Journal], several: bool) -> Result<(), Fatal> {
     if !several {
         return Ok(());
     }
-    let mut journals: Vec<Journal> = pushes
+    let mut journals: Vec<&mut Journal> = pushes
         .iter_mut()
-        .map(|p| std::mem::replace(&mut p.journal, Journal::new(Vec::new(), &[], None)))
-        .chain(idle.drain(..))
+        .map(|p| &mut p.journal)
+        .chain(idle.iter_mut())
         .collect();
-    let finished = finish_together(&mut journals);
-    for (push, journal) in pushes.iter_mut().zip(journals) {
-        push.journal = journal;
-    }
-    finished.map_err(Fatal::setup)
+    finish_together(&mut journals).map_err(Fatal::setup)
 }
 
 /// `keepdone`: removes the old `.done` logs, under the run lock; a file it cannot remove

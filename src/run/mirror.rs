@@ -141,7 +141,7 @@ pub fn mirror(
     // With several mirrors, each summary names its mirror.
     let what = match settings.mirrors_configured {
         1 => "mirror: ".to_owned(),
-        _ => format!("mirror {}: ", crate::run::mirror_name(settings)),
+        _ => format!("mirror {}: ", settings.mirror.name),
     };
     let say_summary = |report: &MirrorReport| {
         let line = summary(&what, &report.tally, report.failures, started);

@@ -24,32 +24,6 @@ mod sync;
 
 pub(crate) use output::show;
 
-/// The name the journal lines and the record of held deletions of `settings`' mirror
-/// carry: `None` for the first mirror (the reference hook's `DONE` lines).
-pub(crate) fn journal_tag(settings: &crate::config::Settings) -> Option<&str> {
-    settings.mirror.journal_tag.as_deref()
-}
-
-/// The name of `settings`' mirror, as `--only` and the messages name it.
-pub(crate) fn mirror_name(settings: &crate::config::Settings) -> String {
-    settings.mirror.name.clone()
-}
-
-/// Whether the mirrors switch together (`switch together`, the default).
-pub(crate) fn switch_together(settings: &crate::config::Settings) -> bool {
-    settings.switch == crate::config::Switch::Together
-}
-
-/// How many mirrors the configuration of `settings` has, selected or not.
-pub(crate) fn configured_mirrors(settings: &crate::config::Settings) -> usize {
-    settings.mirrors_configured
-}
-
-/// `tracefile NAME` of `settings`' mirror.
-pub(crate) fn tracefile(settings: &crate::config::Settings) -> Option<&str> {
-    settings.tracefile.as_deref()
-}
-
 /// Runs `one` (`mirror`, `verify`) on every mirror of `mirrors` in turn; true when one
 /// found something failed or different. With several, each mirror's part is headed by
 /// its name, and one that cannot be reached is said and counted, while the others go on.
@@ -58,17 +32,17 @@ pub fn each_mirror(
     mut one: impl FnMut(&crate::config::Settings) -> Result<bool, crate::exit::Fatal>,
 ) -> Result<bool, crate::exit::Fatal> {
     if let [only] = mirrors
-        && configured_mirrors(only) == 1
+        && only.mirrors_configured == 1
     {
         return one(only);
     }
     let mut failed = false;
     for settings in mirrors {
-        show(&format!("mirror {}:", mirror_name(settings)));
+        show(&format!("mirror {}:", settings.mirror.name));
         match one(settings) {
             Ok(f) => failed |= f,
             Err(e) => {
-                output::tell(&format!("mirror {}: {:#}", mirror_name(settings), e.error));
+                output::tell(&format!("mirror {}: {:#}", settings.mirror.name, e.error));
                 failed = true;
             }
         }

@@ -8,7 +8,6 @@ use crate::repo::logs::{self, Selection};
 use crate::repo::outlog;
 use crate::run::deletions::Deletions;
 use crate::run::output::{human_time, show};
-use crate::run::{configured_mirrors, journal_tag, mirror_name};
 
 /// Prints the pending logs and what is left of each, then the deletions held back; all of
 /// it with `verbose`. True when some (non-empty) outlog is pending.
@@ -18,7 +17,7 @@ pub fn run(mirrors: &[Settings], verbose: bool) -> anyhow::Result<bool> {
     let settings = &mirrors[0];
     let conf = settings.confdir.join("outsftphook.conf");
     crate::repo::owner::check(&settings.logdir, &conf, false)?;
-    let several = mirrors.len() > 1 || configured_mirrors(&mirrors[0]) > 1;
+    let several = mirrors.len() > 1 || mirrors[0].mirrors_configured > 1;
     let pending = logs(mirrors, several, verbose)?;
     for settings in mirrors {
         let label = label(settings, several);
@@ -30,7 +29,7 @@ pub fn run(mirrors: &[Settings], verbose: bool) -> anyhow::Result<bool> {
 /// What leads the lines of `settings`' mirror: its name, when there are several.
 fn label(settings: &Settings, several: bool) -> String {
     if several {
-        format!("{}: ", mirror_name(settings))
+        format!("{}: ", settings.mirror.name)
     } else {
         String::new()
     }
@@ -136,7 +135,7 @@ fn logs(mirrors: &[Settings], several: bool, verbose: bool) -> anyhow::Result<bo
 
 /// Says what is left of each log for one mirror (whose journal lines are its own).
 fn left(outlogs: &[outlog::Outlog], settings: &Settings, label: &str, verbose: bool) {
-    let plan = plan::plan_for(outlogs, journal_tag(settings));
+    let plan = plan::plan_for(outlogs, settings.journal_tag());
     let jobs: Vec<&Job> = plan.jobs().collect();
     if !label.is_empty() && jobs.is_empty() {
         show(&format!("{label}up to date"));

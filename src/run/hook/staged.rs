@@ -28,7 +28,6 @@ use super::cut_off;
 use super::rounds::{Executor, upload_totals};
 use super::sources::dist_root;
 use super::together::{finalise_together, upload_rounds};
-use crate::run::{mirror_name, switch_together, tracefile};
 
 /// One mirror's part of a run: its plan (from its own journal lines), its journal and its
 /// held deletions.
@@ -101,7 +100,7 @@ pub(super) fn push_all(
         }
     }
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
-    let together = switch_together(pushes[0].settings);
+    let together = pushes[0].settings.switch == crate::config::Switch::Together;
     let outcomes = run_staged(pushes, &mut engines, together, interrupt, started)?;
     let mut achieved: Vec<Option<Achieved>> = (0..pushes.len()).map(|_| None).collect();
     for (i, outcome, got) in outcomes {
@@ -196,8 +195,11 @@ fn run_staged(
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
-        if let (Ok(()), 0, Some(name)) = (&result, exec.runner.failures(), tracefile(exec.settings))
-        {
+        if let (Ok(()), 0, Some(name)) = (
+            &result,
+            exec.runner.failures(),
+            exec.settings.tracefile.as_deref(),
+        ) {
             result = exec.trace(name, wall_started);
         }
         exec.runner.finish();
@@ -262,7 +264,7 @@ fn conclude(
     let settings = push.settings;
     let (tally, failures, report) = achieved.unwrap_or_default();
     let label = if several {
-        format!("{}: ", mirror_name(settings))
+        format!("{}: ", settings.mirror.name)
     } else {
         String::new()
     };
@@ -310,7 +312,7 @@ fn conclude(
 
 /// Says that the mirror of `settings` is behind, why, and what brings it up to date.
 fn say_behind(settings: &Settings, why: &str) {
-    let name = mirror_name(settings);
+    let name = &settings.mirror.name;
     let next = if settings.autoretry {
         ", or the next reprepro run"
     } else {
