@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1229,4 +1230,43 @@ fn a_mirror_whose_disk_fills_up_is_behind_and_catches_up_with_room() {
     m.assert_all_mirrored(&[NEAR, FAR]);
     assert!(m.repo.outlogs().is_empty(), "{:?}", m.repo.outlogs());
     assert!(m.changes(NEAR).is_empty(), "{:?}", m.changes(NEAR));
+}
+
+/// A mirror on each other server the project meets (ProFTPD's mod_sftp, asyncssh chrooted,
+/// rclone) beside one on OpenSSH's: the staged push follows a reprepro sequence of adds,
+/// replaced indexes, removals and a copy on both, whatever each server offers (no
+/// posix-rename, no hard links, its own answers).
+#[test]
+fn mirrors_on_proftpd_asyncssh_and_rclone_follow_a_reprepro_sequence() {
+    use crate::servers::{Kind, Server};
+    let test = "mirrors_on_proftpd_asyncssh_and_rclone_follow_a_reprepro_sequence";
+    for kind in [Kind::Proftpd, Kind::AsyncsshChroot, Kind::Rclone] {
+        let Some(m) = Mirrors::start(test, false) else {
+            return;
+        };
+        let served = m.repo.dir.path();
+        let server = match Server::start(kind, served, served) {
+            Ok(server) => server,
+            Err(why) => return skip(test, &why),
+        };
+        let text = format!(
+            "keepdeleted 0\n{}mirror {FAR}\n{}",
+            m.keys(NEAR),
+            server.conf(&m.dir(FAR))
+        );
+        m.repo.set_conf(&text);
+        let steps: [&dyn Fn() -> Ran; 4] = [
+            &|| m.include("bookworm", &[("foo", 40_000), ("bar", 5_000)]),
+            &|| m.include("bookworm", &[("baz", 3_000)]),
+            &|| m.repo.reprepro(&["remove", "bookworm", "bar"]),
+            &|| m.repo.reprepro(&["copy", "trixie", "bookworm", "foo"]),
+        ];
+        let followed = catch_unwind(AssertUnwindSafe(|| follow(&m, &steps, &[NEAR, FAR])));
+        assert!(
+            followed.is_ok(),
+            "{}: server log:\n{}",
+            kind.name(),
+            server.log()
+        );
+    }
 }
