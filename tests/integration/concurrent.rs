@@ -280,3 +280,37 @@ fn sigterm_ends_a_wait_for_reprepros_lock_at_once() {
     );
     assert!(!repo.server_log().exists(), "the server was started");
 }
+
+/// The same with two mirrors: `--pending` runs firing while reprepro works never mark a
+/// log done that one mirror lacks, and both end equal to the repository.
+#[test]
+fn pending_runs_during_a_reprepro_run_lose_nothing_on_either_mirror() {
+    let repo = Repo::new();
+    let second = repo.dir.path().join("second");
+    fs::create_dir_all(&second).unwrap();
+    let server = repo.dir.path().join("server.sh");
+    repo.set_conf(&format!(
+        "keepdeleted 0\nsftpcommand {}\nmirror second\nsftpcommand {} -d {}\n",
+        server.display(),
+        crate::support::OPENSSH_SFTP_SERVER,
+        second.display()
+    ));
+    repo.reprepro(&["export"]).expect(0);
+    let many: Vec<PathBuf> = (0..40)
+        .map(|i| repo.deb(&format!("p{i:02}-{}", "x".repeat(60)), "1.0", 100))
+        .collect();
+    includedeb_under_fire(&repo, &many, &[]);
+    includedeb_under_fire(&repo, &[repo.deb("big", "1.0", 20_000_000)], &[]);
+    assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
+    repo.assert_mirrored(&[]);
+    repo.assert_mirrored_at(&second);
+    for name in repo.done_logs() {
+        let text = fs::read_to_string(repo.logs().join(&name)).unwrap();
+        for keyword in ["DONE\t", "DONE@second\t"] {
+            assert!(
+                text.lines().any(|l| l.starts_with(keyword)),
+                "{name} is done without {keyword:?} lines:\n{text}"
+            );
+        }
+    }
+}
