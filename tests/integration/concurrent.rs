@@ -71,11 +71,10 @@ fn includedeb_under_fire(repo: &Repo, debs: &[PathBuf], extra: &[&str]) {
     }
 }
 
-#[test]
-fn pending_runs_during_a_reprepro_run_lose_nothing() {
-    let repo = Repo::new();
-    // A signing hook that takes its time: reprepro has flushed the first 4 KiB of its log
-    // (the POOLNEW lines of many packages) and signs before it writes the rest.
+/// A signing hook that takes its time: reprepro has flushed the first 4 KiB of its log
+/// (the POOLNEW lines of many packages) and signs before it writes the rest, so the runs
+/// fired meanwhile find it at work.
+fn slow_signing(repo: &Repo) {
     let sign = repo.dir.path().join("sign.sh");
     fs::write(&sign, "#!/bin/sh\nsleep 1\ncp \"$1\" \"$2\"\n").unwrap();
     fs::set_permissions(&sign, fs::Permissions::from_mode(0o755)).unwrap();
@@ -89,6 +88,12 @@ fn pending_runs_during_a_reprepro_run_lose_nothing() {
         1,
     );
     fs::write(&conf, text).unwrap();
+}
+
+#[test]
+fn pending_runs_during_a_reprepro_run_lose_nothing() {
+    let repo = Repo::new();
+    slow_signing(&repo);
     repo.reprepro(&["export"]).expect(0);
     // Big enough that reprepro spends a while between creating its log and writing to it
     // (copying and checksumming the package): the log is empty then.
@@ -295,6 +300,7 @@ fn pending_runs_during_a_reprepro_run_lose_nothing_on_either_mirror() {
         crate::support::OPENSSH_SFTP_SERVER,
         second.display()
     ));
+    slow_signing(&repo);
     repo.reprepro(&["export"]).expect(0);
     let many: Vec<PathBuf> = (0..40)
         .map(|i| repo.deb(&format!("p{i:02}-{}", "x".repeat(60)), "1.0", 100))
