@@ -216,7 +216,7 @@ impl Repo {
         fs::write(self.base().join("conf/outsftphook.conf"), text).unwrap();
     }
 
-    /// Builds `NAME_VERSION_ARCH.deb` with a payload of `size` bytes.
+    /// Builds `NAME_VERSION_ARCH.deb` with a payload of `size` bytes, the same bytes each time.
     pub fn deb(&self, name: &str, version: &str, size: usize) -> PathBuf {
         let root = self.dir.path().join(format!("build-{name}-{version}"));
         fs::create_dir_all(root.join("DEBIAN")).unwrap();
@@ -241,7 +241,10 @@ impl Repo {
             .collect();
         fs::write(root.join(format!("usr/share/{name}/data")), payload).unwrap();
         let deb = self.debs().join(format!("{name}_{version}_amd64.deb"));
+        // A fixed date clamps every timestamp in the package: the same name, version and
+        // size build the same bytes in any second, as reprepro requires of a file it has.
         let out = Command::new("dpkg-deb")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
             .args(["-Zgzip", "-z1", "--root-owner-group", "-b"])
             .arg(&root)
             .arg(&deb)
