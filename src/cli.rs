@@ -91,6 +91,12 @@ pub struct Args {
     #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u32).range(0..=2))]
     pub debug_sftp: Option<u32>,
 
+    /// Print on stderr, for each phase of a hook push (connect, uploads, switch, after,
+    /// close), when it started and ended, the round trips it waited for and the bytes it
+    /// moved.
+    #[arg(long, global = true)]
+    pub timeline: bool,
+
     /// Write at most RATE to the servers, over all connections: KiB/s, or with a suffix
     /// (500K, 2M: powers of 1024; 1MB: of 1000); 0 for no limit [conf: bwlimit].
     #[arg(long, value_name = "RATE", global = true, value_parser = rate)]

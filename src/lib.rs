@@ -61,7 +61,7 @@ pub use engine::{
 pub use exit::{ExitStatus, Fatal};
 pub use remote_path::RemotePath;
 pub use repo::outlog::parse as parse_outlog;
-pub use transport::{ServerCommand, TransportError};
+pub use transport::{KeptConnection, ServerCommand, TransportError};
 
 /// Sets up logging: warnings by default, more with `-v`/`--debug-sftp`, or as `RUST_LOG` says.
 pub fn init_logging(verbose: u8, debug_sftp: u32) {

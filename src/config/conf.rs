@@ -32,6 +32,7 @@ pub const CONF_KEYS: &[&str] = &[
     "keepdeleted",
     "tracefile",
     "switch",
+    "sshpersist",
 ];
 
 /// The keys that are the run's, not one mirror's: only before the first `mirror` line.
@@ -78,6 +79,8 @@ pub(super) struct ConfFile {
     /// The NAME of `project/trace/NAME`.
     pub tracefile: Option<String>,
     pub switch: Option<Switch>,
+    /// `Some(None)` is `no`.
+    pub sshpersist: Option<Option<std::time::Duration>>,
     /// Each key set here and its line (from 1), for messages.
     pub lines: Vec<(&'static str, usize)>,
 }
@@ -137,7 +140,8 @@ impl ConfFile {
             bwlimit,
             keepdeleted,
             tracefile,
-            switch
+            switch,
+            sshpersist
         )
     }
 
@@ -320,6 +324,9 @@ impl ConfFile {
             "switch" => {
                 self.switch = Some(parse_switch(value).ok_or_else(|| bad(Expected::Switch))?)
             }
+            "sshpersist" => {
+                self.sshpersist = Some(parse_persist(value).ok_or_else(|| bad(Expected::Persist))?)
+            }
             _ => unreachable!("{key} is in CONF_KEYS but has no field"),
         }
         Ok(())
@@ -395,6 +402,19 @@ pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
     };
     let n: u64 = digits.parse().ok()?;
     Some(std::time::Duration::from_secs(n.checked_mul(seconds)?))
+}
+
+/// `sshpersist`: `no` (or 0) keeps nothing; `yes` the default; else seconds, bare or with a
+/// unit. At most a day: a connection kept longer is one nobody remembers.
+fn parse_persist(s: &str) -> Option<Option<std::time::Duration>> {
+    use std::time::Duration;
+    let kept = match s.to_ascii_lowercase().as_str() {
+        "no" | "0" => return Some(None),
+        "yes" => super::DEFAULT_SSH_PERSIST,
+        secs if secs.bytes().all(|b| b.is_ascii_digit()) => Duration::from_secs(secs.parse().ok()?),
+        _ => parse_duration(s)?,
+    };
+    (kept <= Duration::from_secs(24 * 60 * 60)).then_some(Some(kept))
 }
 
 pub(crate) fn parse_rate(s: &str) -> Option<u64> {

@@ -122,6 +122,8 @@ pub enum Expected {
     OneWord,
     /// `switch`.
     Switch,
+    /// `sshpersist`.
+    Persist,
     /// `tracefile`: a name, no slash.
     TraceName,
     /// `debug`: 0 to `max`.
@@ -269,6 +271,10 @@ impl fmt::Display for Expected {
             Expected::Duration => f.write_str(DURATION_WORDS),
             Expected::OneWord => f.write_str("one word, without spaces"),
             Expected::Switch => f.write_str("together or each"),
+            Expected::Persist => f.write_str(
+                "no, or how long the connection stays after a run: a whole number of seconds \
+                 or one with a unit (90s, 10m, 1h)",
+            ),
             Expected::TraceName => write!(
                 f,
                 "a file name of letters, digits, '.', '_' and '-' (the NAME of project/trace/NAME)"

@@ -61,6 +61,8 @@ pub struct Settings {
     /// `--bwlimit` or `bwlimit`: bytes per second written to the servers, over all
     /// connections; `None` for no limit.
     pub bwlimit: Option<u64>,
+    /// `--timeline`: a line per phase of a push on stderr.
+    pub timeline: bool,
     /// `--debug-sftp N`, or the conf file's `debug N`.
     pub debug_sftp: u32,
     /// `--autoretry`/`--no-autoretry`, or `autoretry`: process older unprocessed outlogs first.
@@ -78,6 +80,9 @@ pub struct Settings {
     /// `inorder`: rely on OpenSSH's server carrying out requests in the order sent
     /// (`inorder auto`).
     pub in_order: bool,
+    /// `sshpersist`: how long the ssh connection stays for the next run once this one is
+    /// done; `None` (`no`) keeps none. Only for `servername` (ssh), not `sftpcommand`.
+    pub ssh_persist: Option<Duration>,
     /// `connections`: the most ssh connections to use for uploads.
     pub connections: usize,
     /// `timeout`: give up when nothing moves for this long (the engine's stall timeout).
@@ -221,6 +226,12 @@ impl Settings {
 
 /// Default for the most connections; see the README for the measurement.
 pub const DEFAULT_CONNECTIONS: usize = 4;
+
+/// Default of `sshpersist`: how long the ssh connection stays for the next run. reprepro
+/// runs the hook once per change, and changes come in bursts (a script's includes, an
+/// upload queue's processincoming): a minute covers a burst, and a master idle that long
+/// costs the server one sshd process and the client about 5 MB. See the README.
+pub const DEFAULT_SSH_PERSIST: Duration = Duration::from_secs(60);
 
 /// Default stall timeout: long enough for a slow link, short enough that reprepro is not held
 /// for ever by a dead one.
@@ -537,6 +548,8 @@ fn server(conf_path: &Path, conf: &conf::ConfFile) -> Result<ServerCommand, Conf
         options: Vec::new(),
         user: conf.username.as_ref().map(OsString::from),
         host: host.into(),
+        // Where its socket may live is found out when connecting: see `Settings::ssh_persist`.
+        kept: None,
     })
 }
 
@@ -583,6 +596,7 @@ fn settings(args: &Args, dirs: Dirs, mirror: Mirror, configured: usize) -> Setti
         quiet: args.quiet,
         bwlimit: args.bwlimit.or(conf.bwlimit).filter(|&rate| rate > 0),
         debug_sftp: args.debug_sftp.or(conf.debug).unwrap_or(0),
+        timeline: args.timeline,
         autoretry: if args.no_autoretry {
             false
         } else {
@@ -594,6 +608,7 @@ fn settings(args: &Args, dirs: Dirs, mirror: Mirror, configured: usize) -> Setti
         window: conf.window.flatten(),
         in_order: conf.inorder.unwrap_or(true),
         connections: conf.connections.unwrap_or(DEFAULT_CONNECTIONS),
+        ssh_persist: conf.sshpersist.unwrap_or(Some(DEFAULT_SSH_PERSIST)),
         timeout: conf.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
         lock_timeout: Duration::from_secs(args.lock_timeout),
         symlinks: conf.symlinks.unwrap_or_default(),

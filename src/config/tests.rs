@@ -68,6 +68,7 @@ fn ssh(user: Option<&str>, host: &str) -> ServerCommand {
         options: vec![],
         user: user.map(OsString::from),
         host: host.into(),
+        kept: None,
     }
 }
 
@@ -91,6 +92,7 @@ fn basedir_gives_the_other_directories() {
             options: vec![],
             user: Some("repo".into()),
             host: "mirror.example.org".into(),
+            kept: None,
         }
     );
     assert!(s.autoretry, "autoretry is on by default");
@@ -292,6 +294,7 @@ fn sshcommand_and_optional_username() {
             options: vec![],
             user: None,
             host: "h".into(),
+            kept: None,
         }
     );
 }
@@ -579,7 +582,7 @@ fn each_problem_has_its_one_line_message() {
             "/r/conf/outsftphook.conf:2: unknown key 'bogus' (known: servername, username, \
              targetdir, debug, verbose, autoretry, sshcommand, sftpcommand, maxopenfiles, \
              timeout, keepdirectories, posixrename, connections, window, inorder, symlinks, \
-             keepdone, bwlimit, keepdeleted, tracefile, switch)",
+             keepdone, bwlimit, keepdeleted, tracefile, switch, sshpersist)",
         ),
     ];
     for (err, want) in cases {
@@ -849,4 +852,35 @@ fn mirror_lines_and_sections_refuse_what_is_wrong() {
         )
         .is_ok()
     );
+}
+
+#[test]
+fn sshpersist_keeps_the_connection_a_minute_unless_told() {
+    let persist =
+        |lines: &str| mirrors(&format!("servername h\n{lines}"), &[]).map(|m| m[0].ssh_persist);
+    assert_eq!(persist(""), Ok(Some(DEFAULT_SSH_PERSIST)));
+    assert_eq!(persist("sshpersist yes\n"), Ok(Some(DEFAULT_SSH_PERSIST)));
+    assert_eq!(persist("sshpersist no\n"), Ok(None));
+    assert_eq!(persist("sshpersist 0\n"), Ok(None));
+    assert_eq!(
+        persist("sshpersist 90\n"),
+        Ok(Some(Duration::from_secs(90)))
+    );
+    assert_eq!(
+        persist("sshpersist 10m\n"),
+        Ok(Some(Duration::from_secs(600)))
+    );
+    let per_mirror = mirrors(
+        "servername a\nmirror b\nservername hb\nsshpersist no\n",
+        &[],
+    );
+    let kept: Vec<_> = per_mirror.unwrap().iter().map(|m| m.ssh_persist).collect();
+    assert_eq!(kept, [Some(DEFAULT_SSH_PERSIST), None]);
+    for bad in ["sshpersist soon", "sshpersist 2d", "sshpersist -5"] {
+        let err = persist(&format!("{bad}\n")).unwrap_err();
+        assert!(
+            err.contains(":2: 'sshpersist' takes no, or how long the connection stays"),
+            "{bad}: {err}"
+        );
+    }
 }

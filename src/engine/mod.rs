@@ -213,6 +213,23 @@ pub struct Engine {
     watch: Option<Watch>,
     /// What `bwlimit` lets the loop write.
     bucket: Option<Bucket>,
+    /// Times every connection had sent all it could and waited for a reply (see
+    /// [`Wire::waits`]), and whether they all are waiting now.
+    waits: u64,
+    waiting: bool,
+}
+
+/// What went over the wire so far, all connections together: what a timeline of the run
+/// is made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wire {
+    /// Bytes written into the servers' input, and read from their output.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Times the engine had nothing left to send and waited for replies: the round trips
+    /// the work depended on (one per round of requests that needs the answers to the one
+    /// before; a window refilled counts too).
+    pub waits: u64,
 }
 
 /// A callback told [`Engine::bytes_written`] from the loop, at most every [`WATCH_EVERY`].
@@ -302,6 +319,8 @@ impl Engine {
             broken: false,
             watch: None,
             bucket: config.bwlimit.map(|rate| Bucket::new(rate, Instant::now())),
+            waits: 0,
+            waiting: false,
             config,
             server: server.clone(),
         };
@@ -424,6 +443,20 @@ impl Engine {
             total.max_open_files_seen = total.max_open_files_seen.max(s.max_open_files_seen);
         }
         total
+    }
+
+    /// What went over the wire so far ([`Wire`]).
+    pub fn wire(&self) -> Wire {
+        let mut wire = Wire {
+            waits: self.waits,
+            ..Wire::default()
+        };
+        for link in &self.links {
+            let (out, into) = link.transport.wire_bytes();
+            wire.bytes_out += out;
+            wire.bytes_in += into;
+        }
+        wire
     }
 
     /// File data handed to the servers so far, over all connections: what uploads have
@@ -704,7 +737,20 @@ impl Engine {
         if let Some(bucket) = &mut self.bucket {
             bucket.spend(allowed - budget);
         }
+        self.count_wait();
         Ok(())
+    }
+
+    /// Counts a wait ([`Wire::waits`]) when, after a turn, no connection has anything left
+    /// to send and one awaits a reply, once per such stretch.
+    fn count_wait(&mut self) {
+        let live = || self.links.iter().filter(|l| l.setup != Setup::Failed);
+        let waiting = live().all(|l| !l.conn.session.wants_write())
+            && live().any(|l| l.conn.session.pending_replies().next().is_some());
+        if waiting && !self.waiting {
+            self.waits += 1;
+        }
+        self.waiting = waiting;
     }
 
     /// Ends the conversations once nothing is in flight (a server would drop queued replies

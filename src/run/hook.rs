@@ -28,6 +28,7 @@ use crate::repo::owner;
 use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, echo_done, human_time, show, summary, tell};
 use crate::run::session::server_name;
+use crate::run::timeline::Timeline;
 
 use rounds::JournalStopped;
 use sources::{check_local_sources, resolve_relative_sources};
@@ -83,6 +84,7 @@ pub fn run(
     interrupt: &Interrupt,
 ) -> Result<Report, Fatal> {
     let settings = &mirrors[0];
+    let mut timeline = Timeline::new(settings.timeline, Instant::now());
     let several = mirrors.len() + unselected.len() > 1;
     settings.check_dirs(true).map_err(Fatal::setup)?;
     let (_lock, paths) = lock_and_select(settings, files, how, interrupt)?;
@@ -129,8 +131,10 @@ pub fn run(
         remove_old_done(settings);
         return Ok(Report::default());
     }
-    let mut report = staged::push_all(&mut pushes, several, interrupt)?;
+    timeline.end("prepare", []);
+    let mut report = staged::push_all(&mut pushes, several, interrupt, &mut timeline)?;
     finish_logs(&mut pushes, &mut idle, several)?;
+    timeline.end("journal", []);
     let mut pending: Vec<PathBuf> = pushes
         .iter()
         .flat_map(|p| p.journal.pending().map(Path::to_path_buf))

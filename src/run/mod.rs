@@ -13,6 +13,7 @@
 mod deletions;
 mod guard;
 pub mod hook;
+mod kept;
 mod links;
 pub mod mirror;
 pub(crate) mod output;
@@ -21,6 +22,7 @@ mod runner;
 mod session;
 pub mod status;
 mod sync;
+mod timeline;
 
 pub(crate) use output::show;
 

@@ -44,7 +44,10 @@ pub(crate) fn open_all(
 ) -> Vec<Result<Engine, Fatal>> {
     let servers: Vec<_> = mirrors
         .iter()
-        .map(|(s, n)| (s.server.clone(), s.engine_config(*n, interrupt)))
+        .map(|(s, n)| {
+            let server = super::kept::keep(&s.server, s.ssh_persist);
+            (server, s.engine_config(*n, interrupt))
+        })
         .collect();
     Engine::connect_all(&servers)
         .into_iter()

@@ -2,7 +2,7 @@
 //! pushing to a local `remote/` through OpenSSH's sftp-server.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -54,6 +54,10 @@ impl Repo {
         fs::create_dir_all(base.join("conf")).unwrap();
         fs::create_dir_all(repo.remote()).unwrap();
         fs::create_dir_all(repo.debs()).unwrap();
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(repo.runtime_dir())
+            .unwrap();
         fs::write(
             base.join("conf/distributions"),
             "Codename: bookworm\nSuite: stable\nComponents: main\nArchitectures: amd64 source\n\n\
@@ -91,6 +95,34 @@ impl Repo {
 
     fn debs(&self) -> PathBuf {
         self.dir.path().join("debs")
+    }
+
+    /// The `XDG_RUNTIME_DIR` of every run here: the sockets of the ssh connections kept
+    /// between runs (`sshpersist`) are this repository's own.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// The pids of the ssh masters kept for this repository's runs, as ssh tells them.
+    pub fn ssh_masters(&self) -> Vec<i32> {
+        let Ok(sockets) = fs::read_dir(self.runtime_dir().join("outsftphook")) else {
+            return vec![];
+        };
+        sockets
+            .flatten()
+            .filter_map(|socket| {
+                let out = Command::new("ssh")
+                    .args(["-F", "/dev/null", "-O", "check", "-S"])
+                    .arg(socket.path())
+                    .arg("any")
+                    .output()
+                    .ok()?;
+                // "Master running (pid=1234)"
+                let said = String::from_utf8_lossy(&out.stderr).into_owned();
+                let pid = said.split("(pid=").nth(1)?.split(')').next()?;
+                pid.parse().ok()
+            })
+            .collect()
     }
 
     pub fn server_log(&self) -> PathBuf {
@@ -277,6 +309,7 @@ impl Repo {
             .arg(base)
             .args(args)
             .env_remove("RUST_LOG")
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
             .output()
             .expect("reprepro (package reprepro) must be installed");
         Ran {
@@ -310,7 +343,11 @@ impl Repo {
                 cmd.env_remove(k);
             }
         }
-        let output = cmd.env_remove("RUST_LOG").output().unwrap();
+        let output = cmd
+            .env_remove("RUST_LOG")
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .output()
+            .unwrap();
         Ran {
             what: format!("outsftphook {}", args.join(" ")),
             output,
@@ -455,4 +492,16 @@ pub fn describe_tree(v: &[(PathBuf, Entry)]) -> String {
         .map(|(p, e)| format!("{} {e:?}", p.display()))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+impl Drop for Repo {
+    /// The ssh masters its runs kept (`sshpersist`) go with it.
+    fn drop(&mut self) {
+        for pid in self.ssh_masters() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
 }

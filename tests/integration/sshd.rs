@@ -6,16 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outsftphook::ServerCommand;
 use outsftphook::{Engine, EngineConfig, Op, Outcome};
+use outsftphook::{KeptConnection, ServerCommand};
 
 use crate::support::{Sandbox, pattern, rpath};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
-/// An sshd serving only us, on a free loopback port, killed when dropped.
+/// An sshd serving only us, on a free loopback port, killed when dropped with every
+/// connection it serves (so that no ssh kept connected to it outlives the test).
 pub struct TestSshd {
     child: Child,
+    log: PathBuf,
     pub port: u16,
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
@@ -33,6 +35,11 @@ fn keygen(path: &Path) {
 impl TestSshd {
     /// Starts sshd, or returns why it cannot run here (so the caller can skip, saying so).
     pub fn start(dir: &Path) -> Result<TestSshd, String> {
+        TestSshd::start_with(dir, "")
+    }
+
+    /// Starts sshd with `extra` lines in its configuration.
+    pub fn start_with(dir: &Path, extra: &str) -> Result<TestSshd, String> {
         if !Path::new(SSHD).exists() {
             return Err(format!("{SSHD} is not installed (package openssh-server)"));
         }
@@ -59,7 +66,7 @@ impl TestSshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 PidFile {}\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
+                 PidFile {}\nSubsystem sftp /usr/lib/openssh/sftp-server\n{extra}",
                 host_key.display(),
                 authorized.display(),
                 dir.join("sshd.pid").display()
@@ -69,16 +76,18 @@ impl TestSshd {
         let known_hosts = dir.join("known_hosts");
         let host_pub = fs::read_to_string(host_key.with_extension("pub")).unwrap();
         fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
+        let log = dir.join("log");
         let child = Command::new(SSHD)
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .map_err(|e| format!("cannot start sshd: {e}"))?;
         let mut sshd = TestSshd {
             child,
+            log,
             port,
             client_key,
             known_hosts,
@@ -110,12 +119,49 @@ impl TestSshd {
             ],
             user: Some("root".into()),
             host: "127.0.0.1".into(),
+            kept: None,
         }
+    }
+}
+
+impl TestSshd {
+    /// How many times a client logged in (each ssh connection, not each channel on one).
+    pub fn logins(&self) -> usize {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    }
+
+    /// The pids of the processes sshd started for its connections.
+    fn connections(&self) -> Vec<i32> {
+        let listener = self.child.id().to_string();
+        let Ok(procs) = fs::read_dir("/proc") else {
+            return vec![];
+        };
+        procs
+            .flatten()
+            .filter_map(|p| p.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status
+                    .lines()
+                    .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&listener))
+            })
+            .collect()
     }
 }
 
 impl Drop for TestSshd {
     fn drop(&mut self) {
+        // Its connections first: an ssh master kept connected to one (sshpersist) leaves
+        // when its connection ends, and a new sshd on this port must not meet it.
+        for pid in self.connections() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -184,6 +230,7 @@ fn a_refused_login_fails_fast_instead_of_prompting() {
         options,
         user: Some("nobody".into()),
         host: "127.0.0.1".into(),
+        kept: None,
     };
     let started = Instant::now();
     let err = Engine::connect(&server, EngineConfig::default())
@@ -220,4 +267,211 @@ fn reprepro_pushes_through_a_real_sshd() {
     repo.reprepro(&["export"]).expect(0);
     repo.assert_mirrored(&[]);
     assert!(repo.outlogs().is_empty());
+}
+
+/// The conf that reaches `sshd` as root with its keys, pushing to the repository's
+/// `remote/`, with `extra` lines.
+fn sshd_conf(repo: &crate::repo::Repo, sshd: &TestSshd, extra: &str) -> String {
+    format!(
+        "servername 127.0.0.1\nusername root\n\
+         sshcommand ssh -F /dev/null -oIdentityFile={} -oUserKnownHostsFile={} -oPort={}\n\
+         targetdir {}/\n{extra}",
+        sshd.client_key.display(),
+        sshd.known_hosts.display(),
+        sshd.port,
+        repo.remote().display()
+    )
+}
+
+fn gone(pid: i32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn consecutive_runs_share_one_login_and_the_kept_connection_leaves_when_idle() {
+    let repo = crate::repo::Repo::new();
+    let sshd = match TestSshd::start(repo.dir.path()) {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            crate::support::skip("consecutive_runs_share_one_login", &why);
+            return;
+        }
+    };
+    repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 2\n"));
+    for (i, name) in ["foo", "bar", "baz"].iter().enumerate() {
+        let deb = repo.deb(name, "1.0", 20_000 * (i + 1));
+        let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+        ran.expect(0);
+        assert!(
+            !ran.stderr().contains("ssh"),
+            "nothing said of it: {}",
+            ran.stderr()
+        );
+    }
+    repo.assert_mirrored(&[]);
+    assert_eq!(sshd.logins(), 1, "three runs, one login");
+    let masters = repo.ssh_masters();
+    assert_eq!(masters.len(), 1, "{masters:?}");
+    // Idle for its two seconds, it leaves by itself; a generous wait for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(masters[0]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gone(masters[0]), "the kept connection is still there");
+    let deb = repo.deb("qux", "1.0", 1_000);
+    repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()])
+        .expect(0);
+    repo.assert_mirrored(&[]);
+    assert_eq!(sshd.logins(), 2, "a new connection after the kept one left");
+}
+
+#[test]
+fn a_kept_connection_killed_leaves_a_socket_the_next_run_replaces() {
+    let repo = crate::repo::Repo::new();
+    let sshd = match TestSshd::start(repo.dir.path()) {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            crate::support::skip("a_kept_connection_killed_leaves_a_socket", &why);
+            return;
+        }
+    };
+    repo.set_conf(&sshd_conf(&repo, &sshd, ""));
+    let foo = repo.deb("foo", "1.0", 20_000);
+    repo.reprepro(&["includedeb", "bookworm", foo.to_str().unwrap()])
+        .expect(0);
+    let [master] = repo.ssh_masters()[..] else {
+        panic!("one kept connection: {:?}", repo.ssh_masters());
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(master),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    while !gone(master) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bar = repo.deb("bar", "1.0", 30_000);
+    let ran = repo.reprepro(&["includedeb", "bookworm", bar.to_str().unwrap()]);
+    ran.expect(0);
+    repo.assert_mirrored(&[]);
+    assert_eq!(sshd.logins(), 2);
+    assert_eq!(repo.ssh_masters().len(), 1, "a new one is kept");
+}
+
+#[test]
+fn a_socket_directory_others_may_enter_is_not_used_and_the_run_goes_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = crate::repo::Repo::new();
+    let sshd = match TestSshd::start(repo.dir.path()) {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            crate::support::skip("a_socket_directory_others_may_enter", &why);
+            return;
+        }
+    };
+    repo.set_conf(&sshd_conf(&repo, &sshd, ""));
+    let dir = repo.runtime_dir().join("outsftphook");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    for name in ["foo", "bar"] {
+        let deb = repo.deb(name, "1.0", 20_000);
+        let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
+        ran.expect(0);
+        let err = ran.stderr();
+        assert!(
+            err.contains(&format!(
+                "not keeping the ssh connection for the next run: {}: others may enter it \
+                 (mode 0777): make it 0700 (chmod 700) or remove it (or set sshpersist no)",
+                dir.display()
+            )),
+            "{err}"
+        );
+    }
+    repo.assert_mirrored(&[]);
+    assert_eq!(sshd.logins(), 2, "each run its own connection");
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no socket in it");
+}
+
+/// 60 uploads over three connections kept on one ssh connection whose socket is in `dir`.
+fn spread_on_a_kept_connection(sandbox: &Sandbox, sshd: &TestSshd, dir: &Path) -> Engine {
+    let ServerCommand::Ssh {
+        ssh,
+        options,
+        user,
+        host,
+        ..
+    } = sshd.server_command()
+    else {
+        unreachable!()
+    };
+    let server = ServerCommand::Ssh {
+        ssh,
+        options,
+        user,
+        host,
+        kept: Some(KeptConnection {
+            socket_dir: dir.to_owned(),
+            persist: Duration::from_secs(1),
+        }),
+    };
+    let config = EngineConfig {
+        connections: 3,
+        multi_connection_min_rtt: Duration::ZERO,
+        ..EngineConfig::default()
+    };
+    let remote = sandbox.remote();
+    let ops: Vec<_> = (0..60)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), 300_000, i as u8),
+            remote: rpath(&format!("{}/p/f{i}", remote.display())),
+            fsync: false,
+            mtime: None,
+        })
+        .collect();
+    let mut engine = Engine::connect(&server, config).expect("connect through sshd");
+    let results = engine.run_spread(&ops, |_, _| {}).unwrap();
+    assert!(
+        results.iter().all(|r| r == &Ok(Outcome::Done)),
+        "{results:?}"
+    );
+    for i in 0..60 {
+        let got = fs::read(remote.join(format!("p/f{i}"))).unwrap();
+        assert!(got == pattern(300_000, i as u8), "f{i} differs");
+    }
+    engine
+}
+
+#[test]
+fn further_connections_are_channels_on_the_kept_one() {
+    let sandbox = Sandbox::new();
+    let sshd = match TestSshd::start(sandbox.dir.path()) {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            crate::support::skip("further_connections_are_channels_on_the_kept_one", &why);
+            return;
+        }
+    };
+    let dir = sandbox.dir.path().join("sockets");
+    fs::create_dir(&dir).unwrap();
+    let engine = spread_on_a_kept_connection(&sandbox, &sshd, &dir);
+    assert_eq!(engine.connection_stats().len(), 3);
+    assert_eq!(sshd.logins(), 1, "three sessions, one login");
+}
+
+#[test]
+fn a_server_allowing_one_session_per_connection_still_gets_every_upload() {
+    let sandbox = Sandbox::new();
+    let sshd = match TestSshd::start_with(sandbox.dir.path(), "MaxSessions 1\n") {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            crate::support::skip("a_server_allowing_one_session_per_connection", &why);
+            return;
+        }
+    };
+    let dir = sandbox.dir.path().join("sockets");
+    fs::create_dir(&dir).unwrap();
+    // A further channel is refused: that ssh logs in on its own (and says so only in -v).
+    let engine = spread_on_a_kept_connection(&sandbox, &sshd, &dir);
+    assert_eq!(engine.connection_stats().len(), 3);
+    assert_eq!(sshd.logins(), 3);
 }

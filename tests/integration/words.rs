@@ -111,3 +111,54 @@ fn verify_counts_symlinks_and_names_pending_logs() {
     assert!(err.contains("1 outlog(s) are pending"), "{err}");
     assert!(err.contains("--pending'"), "{err}");
 }
+
+/// `--timeline` says, phase by phase, when it ran, the round trips it waited for and the
+/// bytes it moved; nothing of it without the flag.
+#[test]
+fn the_timeline_names_each_phase_of_a_push_in_order() {
+    let repo = Repo::new();
+    repo.pending_include("foo", "1.0");
+    let ran = repo.hook(&["--basedir", ".", "--pending", "--timeline"]);
+    ran.expect(0);
+    let err = ran.stderr();
+    let phases: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("timeline: "))
+        .collect();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "prepare", "connect", "uploads", "switch", "after", "close", "journal"
+        ],
+        "{err}"
+    );
+    let field = |phase: &str, key: &str| -> f64 {
+        let value = phase
+            .split(' ')
+            .find_map(|f| f.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {phase}"));
+        value
+            .trim_start_matches('+')
+            .trim_end_matches('s')
+            .parse()
+            .unwrap()
+    };
+    let mut last_end = 0.0;
+    for phase in &phases {
+        assert_eq!(field(phase, "start="), last_end, "{err}");
+        last_end = field(phase, "end=");
+        assert!(last_end >= field(phase, "start="), "{err}");
+    }
+    // The package and the indexes go up in the uploads, over at least their OPEN's round trip.
+    assert!(field(phases[2], "bytes=") > 1000.0, "{err}");
+    assert!(field(phases[2], "rtts=") >= 1.0, "{err}");
+    assert!(field(phases[3], "rtts=") >= 1.0, "renames wait: {err}");
+    repo.pending_include("bar", "1.0");
+    let quiet = repo.hook(&["--basedir", ".", "--pending"]);
+    quiet.expect(0);
+    assert!(!quiet.stderr().contains("timeline"), "{}", quiet.stderr());
+}

@@ -22,6 +22,7 @@ use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, open_all, target_error, warn_unless_atomic_renames};
+use crate::run::timeline::Timeline;
 
 use super::Report;
 use super::cut_off;
@@ -62,6 +63,7 @@ pub(super) fn push_all(
     pushes: &mut [Push<'_>],
     several: bool,
     interrupt: &Interrupt,
+    timeline: &mut Timeline,
 ) -> Result<Report, Fatal> {
     let started = Instant::now();
     let busy: Vec<(&Settings, usize)> = pushes
@@ -100,8 +102,14 @@ pub(super) fn push_all(
         }
     }
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
+    timeline.end("connect", engines.iter().flatten());
     let together = pushes[0].settings.switch == crate::config::Switch::Together;
-    let outcomes = run_staged(pushes, &mut engines, together, interrupt, started)?;
+    let stage = Stage {
+        together,
+        interrupt,
+        started,
+    };
+    let outcomes = run_staged(pushes, &mut engines, &stage, timeline)?;
     let mut achieved: Vec<Option<Achieved>> = (0..pushes.len()).map(|_| None).collect();
     for (i, outcome, got) in outcomes {
         ended[i] = Some(outcome);
@@ -120,6 +128,7 @@ pub(super) fn push_all(
         )?;
         add(&mut report, &got);
     }
+    timeline.end("close", []);
     Ok(report)
 }
 
@@ -135,6 +144,14 @@ fn add(total: &mut Report, (tally, failures, report): &Achieved) {
     total.bytes_uploaded += tally.bytes;
 }
 
+/// How the stages of [`run_staged`] go: finalised `together` or each mirror on its own,
+/// stopping on `interrupt`, the run having `started` then.
+struct Stage<'a> {
+    together: bool,
+    interrupt: &'a Interrupt,
+    started: Instant,
+}
+
 /// Runs the rounds of every connected mirror, staged: each one's uploads, then (with
 /// `together`, once all have answered) each one's switch. Returns, by mirror, how its
 /// rounds went and what they achieved; a mirror whose target turned out missing is
@@ -142,10 +159,14 @@ fn add(total: &mut Report, (tally, failures, report): &Achieved) {
 fn run_staged(
     pushes: &mut [Push<'_>],
     engines: &mut [Option<Engine>],
-    together: bool,
-    interrupt: &Interrupt,
-    started: Instant,
+    stage: &Stage<'_>,
+    timeline: &mut Timeline,
 ) -> Result<Vec<(usize, Ended, Achieved)>, Fatal> {
+    let &Stage {
+        together,
+        interrupt,
+        started,
+    } = stage;
     let wall_started = crate::repo::held::now();
     let mut execs = Vec::new();
     for (i, (push, engine)) in pushes.iter_mut().zip(engines.iter_mut()).enumerate() {
@@ -170,6 +191,10 @@ fn run_staged(
         }
         staged
     };
+    timeline.end(
+        "uploads",
+        execs.iter_mut().map(|(_, e, _)| &*e.runner.engine()),
+    );
     // Stage two: the switch, on every mirror whose uploads are all in, in the same moment
     // (with `switch each`, done already); then each one's copies and deletions.
     let finalised = if together {
@@ -188,6 +213,10 @@ fn run_staged(
     } else {
         staged
     };
+    timeline.end(
+        "switch",
+        execs.iter_mut().map(|(_, e, _)| &*e.runner.engine()),
+    );
     let mut outcomes = Vec::new();
     for ((i, mut exec, plan), finalised) in execs.into_iter().zip(finalised) {
         let mut result = match finalised {
@@ -210,6 +239,7 @@ fn run_staged(
         let achieved = (exec.runner.tally(), exec.runner.failures(), exec.report);
         outcomes.push((i, outcome, achieved));
     }
+    timeline.end("after", engines.iter().flatten());
     Ok(outcomes)
 }
 
