@@ -213,10 +213,11 @@ pub struct Engine {
     watch: Option<Watch>,
     /// What `bwlimit` lets the loop write.
     bucket: Option<Bucket>,
-    /// Times every connection had sent all it could and waited for a reply (see
-    /// [`Wire::waits`]), and whether they all are waiting now.
+    /// Times every connection had sent all it could and waited for a reply, and for how
+    /// long (see [`Wire`]); since when they all are waiting now, if they are.
     waits: u64,
-    waiting: bool,
+    waited: Duration,
+    waiting: Option<Instant>,
 }
 
 /// What went over the wire so far, all connections together: what a timeline of the run
@@ -226,10 +227,23 @@ pub struct Wire {
     /// Bytes written into the servers' input, and read from their output.
     pub bytes_out: u64,
     pub bytes_in: u64,
-    /// Times the engine had nothing left to send and waited for replies: the round trips
-    /// the work depended on (one per round of requests that needs the answers to the one
-    /// before; a window refilled counts too).
+    /// Times the engine had nothing left to send and waited for replies, and how long
+    /// that was in all: the round trips the work depended on (a round of requests that
+    /// needs the answers to the one before, a window to refill) and the server's time.
     pub waits: u64,
+    pub waited: Duration,
+    /// The first connection's round trip, once measured.
+    pub rtt: Option<Duration>,
+}
+
+impl Wire {
+    /// How many round trips the time [`Wire::waited`] is worth: with many requests
+    /// answered one after another, waits come in more pieces than the round trips they
+    /// add up to.
+    pub fn round_trips(&self) -> Option<f64> {
+        let rtt = self.rtt.filter(|r| !r.is_zero())?;
+        Some(self.waited.as_secs_f64() / rtt.as_secs_f64())
+    }
 }
 
 /// A callback told [`Engine::bytes_written`] from the loop, at most every [`WATCH_EVERY`].
@@ -320,7 +334,8 @@ impl Engine {
             watch: None,
             bucket: config.bwlimit.map(|rate| Bucket::new(rate, Instant::now())),
             waits: 0,
-            waiting: false,
+            waited: Duration::ZERO,
+            waiting: None,
             config,
             server: server.clone(),
         };
@@ -449,6 +464,8 @@ impl Engine {
     pub fn wire(&self) -> Wire {
         let mut wire = Wire {
             waits: self.waits,
+            waited: self.waited,
+            rtt: self.links.first().and_then(|l| l.rtt),
             ..Wire::default()
         };
         for link in &self.links {
@@ -737,20 +754,28 @@ impl Engine {
         if let Some(bucket) = &mut self.bucket {
             bucket.spend(allowed - budget);
         }
-        self.count_wait();
+        self.count_wait(now);
         Ok(())
     }
 
-    /// Counts a wait ([`Wire::waits`]) when, after a turn, no connection has anything left
-    /// to send and one awaits a reply, once per such stretch.
-    fn count_wait(&mut self) {
+    /// Counts a wait ([`Wire`]) when, after the turn at `now`, no connection has anything
+    /// left to send and one awaits a reply: once per such stretch, timed to the turn that
+    /// ends it.
+    fn count_wait(&mut self, now: Instant) {
         let live = || self.links.iter().filter(|l| l.setup != Setup::Failed);
         let waiting = live().all(|l| !l.conn.session.wants_write())
             && live().any(|l| l.conn.session.pending_replies().next().is_some());
-        if waiting && !self.waiting {
-            self.waits += 1;
+        match (waiting, self.waiting) {
+            (true, None) => {
+                self.waits += 1;
+                self.waiting = Some(now);
+            }
+            (false, Some(since)) => {
+                self.waited += now.saturating_duration_since(since);
+                self.waiting = None;
+            }
+            _ => {}
         }
-        self.waiting = waiting;
     }
 
     /// Ends the conversations once nothing is in flight (a server would drop queued replies

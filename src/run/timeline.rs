@@ -35,6 +35,8 @@ impl Timeline {
             wire.bytes_out += w.bytes_out;
             wire.bytes_in += w.bytes_in;
             wire.waits += w.waits;
+            wire.waited += w.waited;
+            wire.rtt = wire.rtt.or(w.rtt);
         }
         self.end_with(phase, wire);
     }
@@ -51,11 +53,20 @@ impl Timeline {
 
     fn line(&self, phase: &str, now: Instant, wire: Wire) -> String {
         let secs = |t: Instant| t.duration_since(self.started).as_secs_f64();
+        let waited = Wire {
+            waited: wire.waited.saturating_sub(self.at.waited),
+            ..wire
+        };
+        let rtts = waited
+            .round_trips()
+            .map_or_else(|| "?".to_owned(), |n| format!("{n:.1}"));
         format!(
-            "timeline: {phase} start=+{:.3}s end=+{:.3}s rtts={} bytes={} in={}",
+            "timeline: {phase} start=+{:.3}s end=+{:.3}s rtts={rtts} waits={} waited={:.3}s \
+             bytes={} in={}",
             secs(self.since),
             secs(now),
             wire.waits.saturating_sub(self.at.waits),
+            waited.waited.as_secs_f64(),
             wire.bytes_out.saturating_sub(self.at.bytes_out),
             wire.bytes_in.saturating_sub(self.at.bytes_in),
         )
@@ -65,24 +76,33 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn each_phase_counts_what_moved_since_the_last_ended() {
         let started = Instant::now();
         let mut timeline = Timeline::new(false, started);
+        let ms = Duration::from_millis;
         let first = Wire {
             bytes_out: 100,
             bytes_in: 40,
             waits: 1,
+            waited: ms(50),
+            rtt: Some(ms(50)),
         };
         timeline.end_with("connect", first);
         let later = Wire {
             bytes_out: 1100,
             bytes_in: 90,
-            waits: 3,
+            waits: 7,
+            waited: ms(175),
+            rtt: Some(ms(50)),
         };
         let line = timeline.line("uploads", timeline.since, later);
         assert!(line.starts_with("timeline: uploads start=+"), "{line}");
-        assert!(line.ends_with(" rtts=2 bytes=1000 in=50"), "{line}");
+        assert!(
+            line.ends_with(" rtts=2.5 waits=6 waited=0.125s bytes=1000 in=50"),
+            "{line}"
+        );
     }
 }
