@@ -56,14 +56,18 @@ fn socket_dir() -> Option<&'static Path> {
 }
 
 /// `$XDG_RUNTIME_DIR/outsftphook`, else `outsftphook-ssh-UID` in the temporary directory.
+/// An `XDG_RUNTIME_DIR` that is not ours is another user's session's, kept by `su` without
+/// `-`: not an error of this run's, so the temporary directory is used instead.
 fn default_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid().as_raw();
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(run) if run.is_absolute() => run.join("outsftphook"),
-        _ => std::env::temp_dir().join(format!(
-            "outsftphook-ssh-{}",
-            nix::unistd::geteuid().as_raw()
-        )),
+        Some(run) if run.is_absolute() && owned_by(&run, uid) => run.join("outsftphook"),
+        _ => std::env::temp_dir().join(format!("outsftphook-ssh-{uid}")),
     }
+}
+
+fn owned_by(dir: &Path, uid: u32) -> bool {
+    fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid)
 }
 
 /// Why `dir` may not hold the socket.

@@ -475,3 +475,43 @@ fn a_server_allowing_one_session_per_connection_still_gets_every_upload() {
     assert_eq!(engine.connection_stats().len(), 3);
     assert_eq!(sshd.logins(), 3);
 }
+
+#[test]
+fn an_xdg_runtime_dir_of_another_user_is_passed_over_for_the_temporary_directory() {
+    let repo = crate::repo::Repo::new();
+    let sshd = match TestSshd::start(repo.dir.path()) {
+        Ok(sshd) => sshd,
+        Err(why) => {
+            crate::support::skip("an_xdg_runtime_dir_of_another_user", &why);
+            return;
+        }
+    };
+    repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 1\n"));
+    // As `su` without `-` leaves it: the session's of the user we came from.
+    let theirs = repo.dir.path().join("their-run");
+    fs::create_dir(&theirs).unwrap();
+    nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let tmp = repo.dir.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    repo.pending_include("foo", "1.0");
+    let ran = Command::new(crate::repo::BIN)
+        .current_dir(repo.base())
+        .args(["--basedir", ".", "--pending"])
+        .env("XDG_RUNTIME_DIR", &theirs)
+        .env("TMPDIR", &tmp)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(0), "{err}");
+    assert!(!err.contains("not keeping"), "{err}");
+    repo.assert_mirrored(&[]);
+    let uid = nix::unistd::geteuid();
+    let sockets = fs::read_dir(tmp.join(format!("outsftphook-ssh-{uid}"))).unwrap();
+    assert_eq!(sockets.count(), 1, "the kept connection's socket is there");
+    assert_eq!(
+        fs::read_dir(&theirs).unwrap().count(),
+        0,
+        "nothing in theirs"
+    );
+}
