@@ -13,7 +13,8 @@ note() { echo "bench: $*" >&2; }
 bench_init() {
     [ "$(id -u)" = 0 ] || die "must run as root (sshd must switch to the user, root here)"
     [ -x "$HOOK" ] || die "$HOOK is missing: run 'cargo build --release' first"
-    for t in /usr/sbin/sshd /usr/lib/openssh/sftp-server ssh ssh-keygen reprepro dpkg-deb python3; do
+    # ss finds the ssh masters left behind (kill_ssh_clients).
+    for t in /usr/sbin/sshd /usr/lib/openssh/sftp-server ssh ssh-keygen ss reprepro dpkg-deb python3; do
         command -v "$t" >/dev/null || die "$t is not installed"
     done
     BENCH_TMP=$(mktemp -d /tmp/outsftphook-bench.XXXXXX)
