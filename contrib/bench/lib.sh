@@ -5,6 +5,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$BENCH_DIR/../.." && pwd)
 HOOK=${HOOK:-$TOP/target/release/outsftphook}
 BENCH_PIDS=()   # daemons we started, killed by bench_cleanup
+BENCH_PORTS=()  # ports of our sshd and proxies: an ssh client connected to one is ours
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -12,7 +13,8 @@ note() { echo "bench: $*" >&2; }
 bench_init() {
     [ "$(id -u)" = 0 ] || die "must run as root (sshd must switch to the user, root here)"
     [ -x "$HOOK" ] || die "$HOOK is missing: run 'cargo build --release' first"
-    for t in /usr/sbin/sshd /usr/lib/openssh/sftp-server ssh ssh-keygen reprepro dpkg-deb python3; do
+    # ss finds the ssh masters left behind (kill_ssh_clients).
+    for t in /usr/sbin/sshd /usr/lib/openssh/sftp-server ssh ssh-keygen ss reprepro dpkg-deb python3; do
         command -v "$t" >/dev/null || die "$t is not installed"
     done
     BENCH_TMP=$(mktemp -d /tmp/outsftphook-bench.XXXXXX)
@@ -20,13 +22,17 @@ bench_init() {
     # the server's disk. (On this kind of VM, ext4 makes each mkdir or create cost about
     # 0.5 ms of CPU for as long as 30 s after many deletions, and every run deletes the last
     # one's tree: with the remote on disk, runs got slower one after the other.)
-    # BENCH_REMOTE_DISK=1 puts them under $BENCH_TMP instead.
-    if [ -z "${BENCH_REMOTE_DISK:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+    # BENCH_REMOTE_DISK=1 puts them under $BENCH_TMP instead; without it, no tmpfs is an
+    # error, not a quiet fall-back to the disk.
+    if [ -n "${BENCH_REMOTE_DISK:-}" ]; then
+        REMOTE_ROOT=$BENCH_TMP
+        REMOTE_KIND="disk ($(df --output=fstype "$BENCH_TMP" | tail -1))"
+    elif [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
         REMOTE_ROOT=$(mktemp -d /dev/shm/outsftphook-bench.XXXXXX)
         REMOTE_KIND="tmpfs (/dev/shm)"
     else
-        REMOTE_ROOT=$BENCH_TMP
-        REMOTE_KIND="disk ($(df --output=fstype "$BENCH_TMP" | tail -1))"
+        rm -rf "$BENCH_TMP"
+        die "/dev/shm is not a tmpfs: mount one there, or set BENCH_REMOTE_DISK=1 to measure on disk"
     fi
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM   # runs the EXIT trap
@@ -44,6 +50,7 @@ bench_init() {
 
 bench_cleanup() {
     local pid
+    kill_ssh_clients
     for pid in "${BENCH_PIDS[@]}"; do
         kill "$pid" 2>/dev/null
     done
@@ -57,6 +64,57 @@ bench_cleanup() {
         rm -rf "$BENCH_TMP"
     fi
     [ "${REMOTE_ROOT:-$BENCH_TMP}" = "$BENCH_TMP" ] || rm -rf "$REMOTE_ROOT"
+}
+
+# Pids of the ssh clients connected to our sshd or proxies: between runs, only connection
+# masters an ssh left in the background (ControlPersist) are. They are found by their
+# connection, not by name or control path: a master renames itself ("ssh: PATH [mux]") and
+# the path is the hook's choice.
+ssh_clients() {
+    local port
+    for port in "${BENCH_PORTS[@]}"; do
+        ss -Htnp state established "( dst 127.0.0.1:$port )" 2>/dev/null
+    done | grep -o '("ssh",pid=[0-9]*' | sed 's/.*pid=//' | sort -u
+}
+
+# Ends the ssh clients still connected to us (see ssh_clients), by pid, and waits until
+# they are gone (SIGTERM lets a master remove its control socket; SIGKILL after 2 s).
+kill_ssh_clients() {
+    local pids pid i
+    pids=$(ssh_clients)
+    [ -n "$pids" ] || return 0
+    for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+    for i in $(seq 40); do
+        for pid in $pids; do [ -e "/proc/$pid" ] && break; pid=; done
+        [ -n "$pid" ] || return 0
+        sleep 0.05
+    done
+    for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+# Median, min and max of the numbers on stdin, one a line: "MEDIAN MIN MAX COUNT" (the
+# median of an even count is the mean of the middle two); nothing when there are none.
+stats() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) exit
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.3f %.3f %.3f %d\n", m, v[1], v[NR], NR
+    }'
+}
+
+# Whether outsftphook has the command-line flag FLAG (its --help names it).
+hook_has_flag() {
+    "$HOOK" --help 2>/dev/null | grep -q -e "$1\b"
+}
+
+# The words of the list ($@) rotated left by N: round N of an interleaved series runs the
+# tools in this order, so no tool always follows the same one.
+rotate() {
+    local n=$1
+    shift
+    [ $# -gt 0 ] || return 0
+    n=$((n % $#))
+    echo "${@:n+1}" "${@:1:n}"
 }
 
 # A fresh empty remote directory (see REMOTE_ROOT); prints its path.
@@ -103,6 +161,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
     /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>"$d/sshd.log" </dev/null &
     BENCH_PIDS+=($!)
+    BENCH_PORTS+=("$SSHD_PORT")
     wait_port "$SSHD_PORT"
 }
 
@@ -124,6 +183,7 @@ start_proxy() {
             >/dev/null 2>>"$BENCH_TMP/proxy.log" </dev/null &
     fi
     BENCH_PIDS+=($!)
+    BENCH_PORTS+=("$PROXY_PORT")
     wait_port "$PROXY_PORT"
 }
 

@@ -1,23 +1,35 @@
 #!/bin/bash
-# outsftphook next to its peers: the same pushes done by outsftphook, reprepro's reference
-# hook (examples/outsftphook.py), OpenSSH sftp -b, rsync, lftp mirror -R and rclone sync,
-# and next to the raw ssh channel (`ssh true`, `ssh 'cat >/dev/null'`), on one table.
+# outsftphook next to its peers and its floor: the same pushes into an empty mirror done by
+# outsftphook, reprepro's reference hook (examples/outsftphook.py) and rsync (and, on
+# request, OpenSSH sftp -b, lftp mirror -R, rclone sync), next to the raw ssh channel, on
+# one table of medians.
 #
-#   sudo contrib/bench/peers.sh          (after: cargo build --release; ~10-15 minutes)
+#   sudo contrib/bench/peers.sh          (after: cargo build --release --bins --examples)
 #
-# Everything runs on 127.0.0.1: a private sshd, delay proxies in front of it (delayproxy.py,
-# this kernel has no netem), each target a fresh empty directory. Workloads:
+# By hand, never in CI. Everything runs on 127.0.0.1: a private sshd, delay proxies in front
+# of it (examples/delayproxy.rs, or delayproxy.py; this kernel has no netem), each target a
+# fresh empty directory on a tmpfs (lib.sh). Workloads:
 #   S  a reprepro repository of 1000 packages of 2-20 KB (random payload) + its dists
 #   L  10 files of 40 MB of random data in the pool of an empty repository + its dists
 # Links: 0ms (through the proxy without delay) and 50ms round trip (25 ms each way).
 #
-# Per row: wall seconds; MB/s (10^6 bytes) and files/s over that wall time; CPU seconds
-# (user+sys of the tool and everything it started, leftovers included; on this machine, not
-# the sshd's); peak RSS (largest single process of the tool: for the ssh-based ones that may
-# be the ssh client); and the wall time over the floor, where floor = `ssh true` on that link
-# + workload bytes / raw channel rate on that link (the rate from `ssh 'cat >/dev/null'` of
-# the L bytes, minus its connection setup). Every push is checked (files and bytes on the
-# remote); a wrong one is FAILED. Best of BENCH_REPEAT runs, 1 for runs over ONCE_ABOVE s.
+# Runs are interleaved: round r runs every tool once on every link and workload, the tools
+# in an order rotated by r, so a slow moment of this machine does not hit one cell twice.
+# BENCH_REPEAT rounds (5); each cell shows the median and min-max of its runs.
+#
+# The floor, per workload and link: an empty SFTP session (sftpinit.py: `ssh -s bench sftp`,
+# INIT, VERSION, quit) + the workload's bytes at the raw channel's rate, where that rate is
+# the largest workload's bytes through `ssh bench 'cat >/dev/null'` over that run's time
+# less the same command's with no data (its own connect). No push over SFTP can do better.
+#
+# Per row: wall seconds, median (min-max); MB/s (10^6 bytes) and files/s over the median;
+# CPU seconds (median of user+sys of the tool and everything it started, leftovers included;
+# not the sshd's); peak RSS (median of the largest single process of the tool: for the
+# ssh-based ones that may be the ssh client); and median wall over the floor. Every push is
+# checked (files and bytes on the remote); a wrong one is FAILED and not run again.
+# outsftphook runs with `sshpersist no` where it knows that key: every push here is cold,
+# as every other tool's is. When the binary has --timeline, one more push of S on the 50ms
+# link (else the last link) runs with it and its timeline is printed after the table.
 #
 # Not equal work: outsftphook also fsyncs the index files and sets mtimes and renames
 # them into place (NAME.new); the reference hook renames but sets no times; rsync, lftp and
@@ -26,12 +38,13 @@
 #
 # A tool that is not installed is skipped (`apt-get install rsync lftp rclone` for them).
 # Environment: BENCH_PACKAGES (1000), BENCH_LARGE_FILES (10), BENCH_LARGE_MB (40),
-# BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (all: "true raw
-# hook1 hook hook3 ref sftp rsync lftp rclone"; hook3 pushes to three mirrors, true3
-# is its handshakes alone), BENCH_REPEAT (2), BENCH_ONCE_ABOVE (30),
-# BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT), REFERENCE_HOOK (path of
-# outsftphook.py, sftp.py beside it; default reprepro's examples), BENCH_KEEP=1 keeps the
-# temp dir, HOOK=/path/to/outsftphook measures another binary.
+# BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (default "empty
+# raw0 raw hook1 hook ref rsync"; also hook3 (three mirrors), sftp, lftp, rclone, and the
+# old floor's `ssh true` as true, true3 for three at once), BENCH_REPEAT (5),
+# BENCH_ONCE_ABOVE (unset: a cell whose first run took longer is not run again: for the
+# slow peers at 50ms), BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT),
+# REFERENCE_HOOK (path of outsftphook.py, sftp.py beside it; default reprepro's examples),
+# BENCH_KEEP=1 keeps the temp dir, HOOK=/path/to/outsftphook measures another binary.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -40,9 +53,9 @@ LARGE_FILES=${BENCH_LARGE_FILES:-10}
 LARGE_MB=${BENCH_LARGE_MB:-40}
 LINKS=${BENCH_LINKS:-0 25}
 WORKLOADS=${BENCH_WORKLOADS:-S L}
-TOOLS=${BENCH_TOOLS:-true raw hook1 hook hook3 ref sftp rsync lftp rclone}
-REPEAT=${BENCH_REPEAT:-2}
-ONCE_ABOVE=${BENCH_ONCE_ABOVE:-30}
+TOOLS=${BENCH_TOOLS:-empty raw0 raw hook1 hook ref rsync}
+REPEAT=${BENCH_REPEAT:-5}
+ONCE_ABOVE=${BENCH_ONCE_ABOVE:-}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 CODENAME=bench
 MEASURE=$BENCH_DIR/measure.py
@@ -51,6 +64,8 @@ bench_init
 started=$(date +%s)
 
 declare -A NAME=(
+    [empty]="empty sftp session"
+    [raw0]="ssh bench cat </dev/null"
     [true]="ssh bench true"
     [true3]="3 x ssh bench true, at once"
     [raw]="ssh bench 'cat >/dev/null'"
@@ -65,7 +80,7 @@ declare -A NAME=(
 )
 declare -A SKIP    # tool -> why it is not run at all
 declare -A FAIL    # tool,workload,link -> why that cell failed (not run again)
-declare -A BEST    # tool,workload,link -> "wall user sys maxrss_kb" of the fastest run
+declare -A RUNS    # tool,workload,link -> lines of "wall user sys maxrss_kb", one a run
 
 for t in $TOOLS; do
     [ -n "${NAME[$t]:-}" ] || die "unknown tool '$t' in BENCH_TOOLS"
@@ -148,9 +163,18 @@ for l in $LINKS; do
 done
 
 CONN1_INFO=""
-if [ -n "${REPO[S]:-${REPO[L]:-}}" ] && ! hook_accepts "${REPO[S]:-${REPO[L]}}" "connections 1"; then
+any_repo=${REPO[S]:-${REPO[L]:-}}
+if [ -n "$any_repo" ] && ! hook_accepts "$any_repo" "connections 1"; then
     CONN1_INFO=" (this binary has no 'connections': same as the defaults)"
 fi
+# Every push cold: no ssh connection kept from one to the next (the peers keep none).
+PERSIST_LINE=""
+PERSIST_INFO="this binary keeps no ssh connection between runs"
+if [ -n "$any_repo" ] && hook_accepts "$any_repo" "sshpersist no"; then
+    PERSIST_LINE="sshpersist no"
+    PERSIST_INFO="outsftphook with 'sshpersist no': no ssh connection kept between runs"
+fi
+HOOK_FLAGS=()   # extra flags for outsftphook (the timeline run's --timeline)
 
 # --- one run ----------------------------------------------------------------------------
 # Runs TOOL on workload W over link L into a fresh remote dir; prints "wall user sys rss"
@@ -160,6 +184,8 @@ run_one() {
     local cfg=${CFG[$l]} src=${SRC[$w]} repo=${REPO[$w]}
     remote=$(remote_dir)
     case $t in
+    empty) cmd=(python3 "$BENCH_DIR/sftpinit.py" "$BENCH_TMP/session.out" ssh -F "$cfg" -s -- bench sftp) ;;
+    raw0) cmd=(ssh -F "$cfg" bench "cat >/dev/null") ;;   # stdin is /dev/null (below)
     true) cmd=(ssh -F "$cfg" bench true) ;;
     true3) cmd=(sh -c 'ssh -F "$1" bench true & ssh -F "$1" bench true & ssh -F "$1" bench true; wait' sh "$cfg") ;;
     raw) cmd=(sh -c 'exec ssh -F "$1" bench "cat >/dev/null" < "$2"' sh "$cfg" "${ONE[$w]}") ;;
@@ -169,9 +195,10 @@ run_one() {
             echo "sshcommand ssh -F $cfg"
             echo "targetdir $remote"
             [ "$t" = hook ] || [ -n "$CONN1_INFO" ] || echo "connections 1"
+            echo "$PERSIST_LINE"
         } > "$repo/conf/outsftphook.conf"
         log=$(write_outlog "$repo" "$CODENAME")
-        cmd=("$HOOK" --basedir "$repo" --ignore-pending "$log")
+        cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
     hook3)
         # Three mirrors on the same link and server, each its own ssh connection(s) and
@@ -181,6 +208,7 @@ run_one() {
             echo "servername bench"
             echo "sshcommand ssh -F $cfg"
             echo "targetdir $remote"
+            echo "$PERSIST_LINE"
             for m in b c; do
                 echo "mirror $m"
                 echo "targetdir $remote.$m"
@@ -188,7 +216,7 @@ run_one() {
         } > "$repo/conf/outsftphook.conf"
         rm -f "$repo/logs/outsftphook.owner"
         log=$(write_outlog "$repo" "$CODENAME")
-        cmd=("$HOOK" --basedir "$repo" --ignore-pending "$log")
+        cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
     ref)
         # As reprepro runs an outhook: its environment and the log as the only argument.
@@ -220,6 +248,8 @@ run_one() {
         python3 "$MEASURE" "$BENCH_TMP/measure.out" "$TIMEOUT" "${cmd[@]}" \
         > "$out" 2>&1 </dev/null || { echo "measure.py failed"; return 1; }
     read -r wall user sys rss rc < "$BENCH_TMP/measure.out"
+    # The session's own clock, without Python's start-up (sftpinit.py).
+    [ "$t" != empty ] || [ "$rc" != 0 ] || read -r wall < "$BENCH_TMP/session.out"
     if [ "$rc" = 124 ]; then
         echo "TIMEOUT after $TIMEOUT s"; rm -rf "$remote"; return 1
     elif [ "$rc" != 0 ]; then
@@ -227,7 +257,7 @@ run_one() {
         rm -rf "$remote"; return 1
     fi
     case $t in
-    true | true3 | raw) ;;
+    empty | true | true3 | raw0 | raw) ;;
     *)
         got=$(sum_tree "$remote")
         want="${FILES[$w]} ${BYTES[$w]}"
@@ -252,23 +282,22 @@ run_one() {
     echo "$wall $user $sys $rss"
 }
 
-# Repeats go round the whole grid, not back to back, so a slow moment does not hit one
-# cell twice.
+# Round r goes round the whole grid, each cell once, with the tools in an order rotated by
+# r: a slow moment of this machine lands on different cells, and no tool always runs right
+# after the same other one.
 for rep in $(seq "$REPEAT"); do
     for l in $LINKS; do
         for w in $WORKLOADS; do
-            for t in $TOOLS; do
+            for t in $(rotate $((rep - 1)) $TOOLS); do
                 k=$t,$w,$l
                 [ -z "${SKIP[$t]:-}" ] && [ -z "${FAIL[$k]:-}" ] || continue
-                prev=${BEST[$k]:-}
-                if [ -n "$prev" ] && awk -v p="${prev%% *}" -v l="$ONCE_ABOVE" 'BEGIN { exit !(p > l) }'; then
+                if [ -n "$ONCE_ABOVE" ] && [ -n "${RUNS[$k]:-}" ] &&
+                    awk -v p="${RUNS[$k]%% *}" -v l="$ONCE_ABOVE" 'BEGIN { exit !(p > l) }'; then
                     continue
                 fi
                 if r=$(run_one "$t" "$w" "$l"); then
                     note "round $rep  $w  $((2 * l))ms  ${NAME[$t]}: ${r%% *} s"
-                    if [ -z "$prev" ] || awk -v s="${r%% *}" -v p="${prev%% *}" 'BEGIN { exit !(s < p) }'; then
-                        BEST[$k]=$r
-                    fi
+                    RUNS[$k]+="$r"$'\n'
                 else
                     FAIL[$k]=$r
                     note "round $rep  $w  $((2 * l))ms  ${NAME[$t]}: FAILED: $r"
@@ -277,6 +306,12 @@ for rep in $(seq "$REPEAT"); do
         done
     done
 done
+
+# "MEDIAN MIN MAX COUNT" of one column of a cell's runs: wall, cpu (user+sys) or rss (KB).
+cell() {
+    printf '%s' "${RUNS[$1]:-}" | awk -v c="$2" 'NF {
+        print c == "wall" ? $1 : c == "cpu" ? $2 + $3 : $4 }' | stats
+}
 
 # --- the table --------------------------------------------------------------------------
 first_line() { "$@" 2>&1 | head -n 1 || true; }
@@ -291,65 +326,79 @@ echo "peers: $peers"
 for w in $WORKLOADS; do
     echo "workload $w: ${FILES[$w]} files, $(awk -v b="${BYTES[$w]}" 'BEGIN { printf "%.1f", b / 1e6 }') MB, to an empty dir"
 done
-echo "client, sshd (sftp-server) and proxy share the CPUs; best of $REPEAT runs (1 for runs over $ONCE_ABOVE s);" \
-    "0ms and 50ms go through ${PROXY_KIND:-delayproxy.py} (50ms = 25 ms each way)"
+echo "client, sshd (sftp-server) and proxy share the CPUs; median (min-max) of $REPEAT interleaved rounds${ONCE_ABOVE:+ (1 run where the first took over $ONCE_ABOVE s)};" \
+    "0ms and 50ms go through ${PROXY_KIND:-delayproxy.py} (50ms = 25 ms each way); $PERSIST_INFO"
 echo "CPU s = user+sys of the tool and all it started; RSS = peak of its largest process;" \
-    "x floor = wall / (ssh true + bytes / raw channel rate)"
-# Raw channel rate per link: the biggest workload's bytes through `cat`, less the connect.
+    "x floor = wall / (empty sftp session + bytes / raw channel rate net of its connect)"
+# The raw channel's rate per link: the biggest workload's bytes over the time `cat` took
+# beyond the same connection with no data.
 RATE_W=S
 [[ " $WORKLOADS " == *" L "* ]] && RATE_W=L
-declare -A FLOOR_TRUE RATE
+declare -A RATE
 for l in $LINKS; do
-    tr=${BEST[true,$RATE_W,$l]:-}; rw=${BEST[raw,$RATE_W,$l]:-}
-    for w in $WORKLOADS; do   # the fastest `ssh true` of any workload on this link
-        x=${BEST[true,$w,$l]:-}
-        if [ -n "$x" ] && { [ -z "$tr" ] || awk -v a="${x%% *}" -v b="${tr%% *}" 'BEGIN { exit !(a < b) }'; }; then tr=$x; fi
-    done
-    if [ -n "$tr" ] && [ -n "$rw" ]; then
-        FLOOR_TRUE[$l]=${tr%% *}
-        RATE[$l]=$(awk -v b="${BYTES[$RATE_W]}" -v r="${rw%% *}" -v t="${tr%% *}" \
-            'BEGIN { d = r - t; if (d < 0.001) d = 0.001; printf "%.1f", b / 1e6 / d }')
-        echo "link $((2 * l))ms: ssh true ${FLOOR_TRUE[$l]} s, raw channel ${RATE[$l]} MB/s"
-    fi
+    raw=$(cell "raw,$RATE_W,$l" wall)
+    raw0=$(cell "raw0,$RATE_W,$l" wall)
+    empty=$(cell "empty,$RATE_W,$l" wall)
+    [ -n "$raw" ] && [ -n "$raw0" ] || continue
+    RATE[$l]=$(awk -v b="${BYTES[$RATE_W]}" -v r="${raw%% *}" -v z="${raw0%% *}" \
+        'BEGIN { d = r - z; if (d < 0.001) d = 0.001; printf "%.1f", b / 1e6 / d }')
+    echo "link $((2 * l))ms: empty sftp session ${empty%% *} s, raw channel ${RATE[$l]} MB/s" \
+        "(workload $RATE_W: ${raw%% *} s with its data, ${raw0%% *} s without)"
 done
 echo
-fmt='%-2s %-5s %-28s %8s %8s %8s %7s %7s %8s  %s\n'
-printf "$fmt" wl link tool "wall s" "MB/s" "files/s" "CPU s" "RSS MB" "x floor" ""
-printf '%s\n' "$(printf '%.0s-' $(seq 100))"
+fmt='%-2s %-5s %-28s %20s %7s %8s %6s %7s %7s %3s  %s\n'
+printf "$fmt" wl link tool "wall s (min-max)" "MB/s" "files/s" "CPU s" "RSS MB" "x floor" "n" ""
+printf '%s\n' "$(printf '%.0s-' $(seq 108))"
 for w in $WORKLOADS; do
     for l in $LINKS; do
         floor=""
-        if [ -n "${RATE[$l]:-}" ]; then
-            floor=$(awk -v t="${FLOOR_TRUE[$l]}" -v b="${BYTES[$w]}" -v r="${RATE[$l]}" 'BEGIN { printf "%.3f", t + b / 1e6 / r }')
+        empty=$(cell "empty,$w,$l" wall)
+        if [ -n "${RATE[$l]:-}" ] && [ -n "$empty" ]; then
+            floor=$(awk -v e="${empty%% *}" -v b="${BYTES[$w]}" -v r="${RATE[$l]}" 'BEGIN { printf "%.3f", e + b / 1e6 / r }')
         fi
         for t in $TOOLS; do
             k=$t,$w,$l
             label=${NAME[$t]}
             [ "$t" = hook1 ] && label+=$CONN1_INFO
             if [ -n "${SKIP[$t]:-}" ]; then
-                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - "skipped: ${SKIP[$t]}"
-            elif [ -n "${FAIL[$k]:-}" ]; then
-                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - "FAILED: ${FAIL[$k]}"
-            elif [ -n "${BEST[$k]:-}" ]; then
-                read -r wall user sys rss <<< "${BEST[$k]}"
-                if [ "$t" = true ]; then
-                    printf "$fmt" "$w" "$((2 * l))ms" "$label" "$wall" - - \
-                        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" \
-                        "$(awk -v m="$rss" 'BEGIN { printf "%.1f", m / 1024 }')" - ""
-                    continue
-                fi
-                awk -v w="$wall" -v u="$user" -v s="$sys" -v m="$rss" -v b="${BYTES[$w]}" \
-                    -v f="${FILES[$w]}" -v fl="$floor" -v fmt="$fmt" -v a="$w" \
-                    -v c="$((2 * l))ms" -v t="$label" -v raw="$t" 'BEGIN {
-                        x = fl == "" ? "-" : sprintf("%.2f", w / fl)
-                        printf fmt, a, c, t, sprintf("%.2f", w), sprintf("%.1f", b / 1e6 / w),
-                            raw == "raw" ? "-" : sprintf("%.0f", f / w), sprintf("%.2f", u + s),
-                            sprintf("%.1f", m / 1024), x, ""
+                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - - "skipped: ${SKIP[$t]}"
+                continue
+            fi
+            if [ -n "${RUNS[$k]:-}" ]; then
+                awk -v ws="$(cell "$k" wall)" -v cs="$(cell "$k" cpu)" -v ms="$(cell "$k" rss)" \
+                    -v b="${BYTES[$w]}" -v f="${FILES[$w]}" -v fl="$floor" -v fmt="$fmt" \
+                    -v a="$w" -v c="$((2 * l))ms" -v t="$label" -v tool="$t" 'BEGIN {
+                        split(ws, W, " "); split(cs, C, " "); split(ms, M, " ")
+                        nodata = tool ~ /^(empty|raw0|true|true3)$/
+                        x = nodata || fl == "" ? "-" : sprintf("%.2f", W[1] / fl)
+                        printf fmt, a, c, t, sprintf("%.2f (%.2f-%.2f)", W[1], W[2], W[3]),
+                            nodata ? "-" : sprintf("%.1f", b / 1e6 / W[1]),
+                            nodata || tool == "raw" ? "-" : sprintf("%.0f", f / W[1]),
+                            sprintf("%.2f", C[1]), sprintf("%.1f", M[1] / 1024), x, W[4], ""
                     }'
             fi
+            if [ -n "${FAIL[$k]:-}" ]; then
+                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - - "FAILED: ${FAIL[$k]}"
+            fi
         done
-        [ -z "$floor" ] || printf "$fmt" "$w" "$((2 * l))ms" "floor" "$floor" "" "" "" "" "1.00" ""
+        [ -z "$floor" ] || printf "$fmt" "$w" "$((2 * l))ms" "floor" "$(printf '%.2f' "$floor")" "" "" "" "" "1.00" "" ""
         echo
     done
 done
+
+# --- the timeline -----------------------------------------------------------------------
+# One more push of S with --timeline, on the 50ms link (else the last one), when the binary
+# has the flag: where the time of a push goes, phase by phase.
+if [ -n "${REPO[S]:-}" ] && [ -z "${SKIP[hook]:-}" ] && hook_has_flag --timeline; then
+    tl_link=${LINKS##* }
+    [[ " $LINKS " == *" 25 "* ]] && tl_link=25
+    HOOK_FLAGS=(--timeline)
+    if r=$(run_one hook S "$tl_link"); then
+        echo "timeline of one more push of S at $((2 * tl_link))ms, ${NAME[hook]}: ${r%% *} s"
+        grep 'timeline:' "$BENCH_TMP/run.out" || echo "(no timeline lines on its stderr)"
+    else
+        note "the --timeline push failed: $r"
+    fi
+    HOOK_FLAGS=()
+fi
 note "done in $(( $(date +%s) - started )) s"
