@@ -714,6 +714,7 @@ impl Engine {
         now: Instant,
     ) -> Result<(), EngineErrorKind> {
         let mut budget = allowed;
+        let before = self.wire();
         for (k, (link, slots)) in self.links.iter_mut().zip(slots).enumerate() {
             if link.setup == Setup::Failed {
                 continue;
@@ -754,27 +755,35 @@ impl Engine {
         if let Some(bucket) = &mut self.bucket {
             bucket.spend(allowed - budget);
         }
-        self.count_wait(now);
+        let after = self.wire();
+        self.count_wait(
+            now,
+            after.bytes_out > before.bytes_out,
+            after.bytes_in > before.bytes_in,
+        );
         Ok(())
     }
 
-    /// Counts a wait ([`Wire`]) when, after the turn at `now`, no connection has anything
-    /// left to send and one awaits a reply: once per such stretch, timed to the turn that
-    /// ends it.
-    fn count_wait(&mut self, now: Instant) {
+    /// Keeps [`Wire::waits`] and [`Wire::waited`] after the turn at `now`, which `wrote`
+    /// to the servers or `read` from them: the engine waits from a turn that leaves
+    /// nothing to send with a reply awaited until one that reads (or sends) again. A wait
+    /// after requests were sent is a new round trip; one that goes on after a part of the
+    /// replies came is the same one.
+    fn count_wait(&mut self, now: Instant, wrote: bool, read: bool) {
+        if let Some(since) = self.waiting
+            && (wrote || read)
+        {
+            self.waited += now.saturating_duration_since(since);
+            self.waiting = None;
+        }
         let live = || self.links.iter().filter(|l| l.setup != Setup::Failed);
-        let waiting = live().all(|l| !l.conn.session.wants_write())
-            && live().any(|l| l.conn.session.pending_replies().next().is_some());
-        match (waiting, self.waiting) {
-            (true, None) => {
+        let idle = live().all(|l| !l.conn.session.wants_write())
+            && live().any(|l| l.conn.session.in_flight() > 0);
+        if idle && self.waiting.is_none() {
+            if wrote {
                 self.waits += 1;
-                self.waiting = Some(now);
             }
-            (false, Some(since)) => {
-                self.waited += now.saturating_duration_since(since);
-                self.waiting = None;
-            }
-            _ => {}
+            self.waiting = Some(now);
         }
     }
 
