@@ -19,7 +19,7 @@
 #   empty sftp session   sftpinit.py: `ssh -s bench sftp`, INIT, VERSION, quit
 #   raw channel          `ssh bench 'cat >/dev/null'` of BENCH_RAW_MB (40) MB and of nothing:
 #                        the difference gives the channel's rate net of its connect
-#   outsftphook cold     no ssh connection kept: `sshpersist no`, and no master alive
+#   outsftphook cold     no ssh master alive when it starts (its defaults, which keep one)
 #   outsftphook warm     right after another push of the change, its master kept (the
 #                        default `sshpersist`); that first push is not timed
 #   rsync, reference     each its own connection, as always
@@ -65,7 +65,7 @@ cp "${ref_src%.gz}" "$(dirname "$ref_src")/sftp.py" "$REF_DIR/" 2>/dev/null || H
 # Cold and warm need a binary that can keep its connection (hook_accepts also clears logs/).
 if hook_accepts "$REPO" "sshpersist no"; then
     COLD_LINE="sshpersist no"
-    PERSIST_INFO="cold: 'sshpersist no' and no master alive; warm: right after another push, its master kept (default sshpersist)"
+    PERSIST_INFO="cold: defaults, no ssh master alive before it; warm: right after another push, its master kept (default sshpersist)"
 else
     COLD_LINE=""
     PERSIST_INFO="this binary does not know 'sshpersist' (it keeps no ssh connection): every run is cold, no warm row"
@@ -163,7 +163,7 @@ run_row() {
     cold)
         remote=$(seeded)
         kill_ssh_clients
-        wall=$(hook_push "$remote" "$COLD_LINE")
+        wall=$(hook_push "$remote")
         check outsftphook "$remote"
         kill_ssh_clients
         ;;
@@ -254,7 +254,7 @@ if hook_has_flag --timeline; then
     HOOK_FLAGS=(--timeline)
     remote=$(seeded)
     kill_ssh_clients
-    wall=$(hook_push "$remote" "$COLD_LINE")
+    wall=$(hook_push "$remote")
     echo "timeline of one more cold push: $wall s"
     grep 'timeline:' "$BENCH_TMP/run.out" || echo "(no timeline lines on its stderr)"
     check outsftphook "$remote"

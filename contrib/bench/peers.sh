@@ -27,8 +27,10 @@
 # not the sshd's); peak RSS (median of the largest single process of the tool: for the
 # ssh-based ones that may be the ssh client); and median wall over the floor. Every push is
 # checked (files and bytes on the remote); a wrong one is FAILED and not run again.
-# outsftphook runs with `sshpersist no` where it knows that key: every push here is cold,
-# as every other tool's is. When the binary has --timeline, one more push of S on the 50ms
+# outsftphook runs with its defaults and no ssh master alive before each push: cold, as
+# every other tool's is (its extra connections are channels on the connection its first
+# ssh keeps, as in a user's first run); `hookwarm` is the same push right after another
+# one (untimed) whose master it uses, as reprepro's next run would. When the binary has --timeline, one more push of S on the 50ms
 # link (else the last link) runs with it and its timeline is printed after the table.
 #
 # Not equal work: outsftphook also fsyncs the index files and sets mtimes and renames
@@ -53,7 +55,7 @@ LARGE_FILES=${BENCH_LARGE_FILES:-10}
 LARGE_MB=${BENCH_LARGE_MB:-40}
 LINKS=${BENCH_LINKS:-0 25}
 WORKLOADS=${BENCH_WORKLOADS:-S L}
-TOOLS=${BENCH_TOOLS:-empty raw0 raw hook1 hook ref rsync}
+TOOLS=${BENCH_TOOLS:-empty raw0 raw hook1 hook hookwarm ref rsync}
 REPEAT=${BENCH_REPEAT:-5}
 ONCE_ABOVE=${BENCH_ONCE_ABOVE:-}
 TIMEOUT=${BENCH_TIMEOUT:-300}
@@ -71,6 +73,7 @@ declare -A NAME=(
     [raw]="ssh bench 'cat >/dev/null'"
     [hook1]="outsftphook connections 1"
     [hook]="outsftphook (defaults)"
+    [hookwarm]="outsftphook, warm"
     [hook3]="outsftphook, 3 mirrors"
     [ref]="reprepro outsftphook.py"
     [sftp]="sftp -b (mkdir+put)"
@@ -167,12 +170,12 @@ any_repo=${REPO[S]:-${REPO[L]:-}}
 if [ -n "$any_repo" ] && ! hook_accepts "$any_repo" "connections 1"; then
     CONN1_INFO=" (this binary has no 'connections': same as the defaults)"
 fi
-# Every push cold: no ssh connection kept from one to the next (the peers keep none).
-PERSIST_LINE=""
+# Every push but the warm one cold: no ssh master alive when it starts.
 PERSIST_INFO="this binary keeps no ssh connection between runs"
 if [ -n "$any_repo" ] && hook_accepts "$any_repo" "sshpersist no"; then
-    PERSIST_LINE="sshpersist no"
-    PERSIST_INFO="outsftphook with 'sshpersist no': no ssh connection kept between runs"
+    PERSIST_INFO="outsftphook cold: no ssh master alive before it (its defaults: its extra connections are channels on its first); warm: right after another push"
+else
+    SKIP[hookwarm]="this binary keeps no ssh connection"
 fi
 HOOK_FLAGS=()   # extra flags for outsftphook (the timeline run's --timeline)
 
@@ -189,14 +192,24 @@ run_one() {
     true) cmd=(ssh -F "$cfg" bench true) ;;
     true3) cmd=(sh -c 'ssh -F "$1" bench true & ssh -F "$1" bench true & ssh -F "$1" bench true; wait' sh "$cfg") ;;
     raw) cmd=(sh -c 'exec ssh -F "$1" bench "cat >/dev/null" < "$2"' sh "$cfg" "${ONE[$w]}") ;;
-    hook1 | hook)
+    hook1 | hook | hookwarm)
         {
             echo "servername bench"
             echo "sshcommand ssh -F $cfg"
             echo "targetdir $remote"
-            [ "$t" = hook ] || [ -n "$CONN1_INFO" ] || echo "connections 1"
-            echo "$PERSIST_LINE"
+            [ "$t" != hook1 ] || [ -n "$CONN1_INFO" ] || echo "connections 1"
         } > "$repo/conf/outsftphook.conf"
+        kill_ssh_clients
+        if [ "$t" = hookwarm ]; then
+            # The push before (untimed, to a scratch tree) leaves its connection kept.
+            mkdir -p "$remote.prime"
+            sed -i "s|^targetdir .*|targetdir $remote.prime|" "$repo/conf/outsftphook.conf"
+            log=$(write_outlog "$repo" "$CODENAME")
+            "$HOOK" --basedir "$repo" --ignore-pending "$log" >/dev/null 2>&1 ||
+                { echo "the priming push failed"; return 1; }
+            rm -rf "$remote.prime"
+            sed -i "s|^targetdir .*|targetdir $remote|" "$repo/conf/outsftphook.conf"
+        fi
         log=$(write_outlog "$repo" "$CODENAME")
         cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
@@ -208,13 +221,13 @@ run_one() {
             echo "servername bench"
             echo "sshcommand ssh -F $cfg"
             echo "targetdir $remote"
-            echo "$PERSIST_LINE"
             for m in b c; do
                 echo "mirror $m"
                 echo "targetdir $remote.$m"
             done
         } > "$repo/conf/outsftphook.conf"
         rm -f "$repo/logs/outsftphook.owner"
+        kill_ssh_clients
         log=$(write_outlog "$repo" "$CODENAME")
         cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
@@ -248,6 +261,7 @@ run_one() {
         python3 "$MEASURE" "$BENCH_TMP/measure.out" "$TIMEOUT" "${cmd[@]}" \
         > "$out" 2>&1 </dev/null || { echo "measure.py failed"; return 1; }
     read -r wall user sys rss rc < "$BENCH_TMP/measure.out"
+    kill_ssh_clients
     # The session's own clock, without Python's start-up (sftpinit.py).
     [ "$t" != empty ] || [ "$rc" != 0 ] || read -r wall < "$BENCH_TMP/session.out"
     if [ "$rc" = 124 ]; then
@@ -275,7 +289,7 @@ run_one() {
         done
         rm -rf "$remote.b" "$remote.c"
     fi
-    case $t in hook1 | hook | hook3 | ref)
+    case $t in hook1 | hook | hookwarm | hook3 | ref)
         [ -e "${log%.outlog}.done" ] || { echo "$log was not marked done"; rm -rf "$remote"; return 1; }
     esac
     rm -rf "$remote"
