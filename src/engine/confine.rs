@@ -47,7 +47,8 @@ enum Answer {
 enum Decided {
     Inside,
     Missing,
-    Outside(Cause),
+    /// Boxed: a directory costs a few bytes once decided.
+    Outside(Box<Cause>),
 }
 
 /// What is asked of a directory not decided yet, and who waits for it.
@@ -279,7 +280,7 @@ impl Confinement {
         };
         match &mut self.dirs[k].status {
             Status::Decided(Decided::Inside | Decided::Missing) => Verdict::Inside,
-            Status::Decided(Decided::Outside(cause)) => Verdict::Outside(cause.clone()),
+            Status::Decided(Decided::Outside(cause)) => Verdict::Outside(Cause::clone(cause)),
             Status::Asking(a) => {
                 a.waiters.push(waiter);
                 Verdict::Pending
@@ -417,7 +418,7 @@ impl Confinement {
             return Verdict::Inside;
         };
         if let Some(Decided::Outside(cause)) = self.dirs[k].decided() {
-            return Verdict::Outside(cause.clone());
+            return Verdict::Outside(Cause::clone(cause));
         }
         let d = &mut self.dirs[k];
         d.rechecked = true;
@@ -455,7 +456,7 @@ impl Confinement {
         };
         let verdict = match &decided {
             Decided::Inside | Decided::Missing => Ok(()),
-            Decided::Outside(cause) => Err(cause.clone()),
+            Decided::Outside(cause) => Err(Cause::clone(cause)),
         };
         let Status::Asking(asking) =
             std::mem::replace(&mut self.dirs[k].status, Status::Decided(decided))
@@ -475,10 +476,10 @@ impl Confinement {
     fn judge(&self, k: usize, d: &Asking, parent: Decided) -> Option<Decided> {
         let path = self.names.path(self.dirs[k].name);
         let outside = |why: String| {
-            Some(Decided::Outside(Cause::Outside {
+            Some(Decided::Outside(Box::new(Cause::Outside {
                 path: path.clone(),
                 resolved: why,
-            }))
+            })))
         };
         match parent {
             // Below it, the same: the message names the directory that is the cause.
@@ -490,15 +491,15 @@ impl Confinement {
             return None;
         }
         let unconfirmed = |said: String| {
-            Some(Decided::Outside(Cause::Unconfirmed {
+            Some(Decided::Outside(Box::new(Cause::Unconfirmed {
                 path: path.clone(),
                 said,
-            }))
+            })))
         };
         match &self.target {
             Target::Awaited => return None,
             Target::Problem(problem) => {
-                return Some(Decided::Outside(Cause::Target(problem.clone())));
+                return Some(Decided::Outside(Box::new(Cause::Target(problem.clone()))));
             }
             Target::Unasked | Target::Dir => {}
         }

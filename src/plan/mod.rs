@@ -165,7 +165,8 @@ impl Job {
 
 /// Who claimed a path for the plan.
 struct Claim {
-    log: usize,
+    /// The log, as a u32: a claim per path, and 100 000 paths in a plan.
+    log: u32,
     finished: bool,
     /// The claim deletes the path or makes it a symlink: no `.new` of it is ever renamed.
     ends_file: bool,
@@ -196,12 +197,18 @@ pub fn plan(logs: &[Outlog]) -> Plan {
 /// its journal lines carry (`DONE@NAME`), `None` for the first mirror's plain `DONE`. The
 /// other mirrors' lines are not its business.
 pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
+    // Sized once: a plan of 100 000 files grown by doubling holds half as much again, and
+    // a map that grows holds its old table beside the new one for a moment.
+    let lines = logs.iter().flat_map(|l| &l.lines);
+    let pool_new = lines.filter(|(_, l)| matches!(l, Line::PoolNew(_))).count();
+    let changes = logs.iter().map(|l| l.lines.len()).sum();
     let mut planner = Planner {
         plan: Plan {
             remaining: vec![0; logs.len()],
+            pool_uploads: Vec::with_capacity(pool_new),
             ..Plan::default()
         },
-        claimed: HashMap::new(),
+        claimed: HashMap::with_capacity(changes),
         dists: BTreeMap::new(),
         dot_new_removals: BTreeSet::new(),
     };
@@ -293,7 +300,7 @@ impl Planner {
             .get(path)
             .is_some_and(|m| *m != DoneMessage::AsDotNew);
         if let (Some(claim), Some(dir)) = (self.claimed.get(path), entry.dist_dir)
-            && claim.log != log
+            && claim.log as usize != log
             && claim.ends_file
             && entry.is_dist_file
             && journal.get(path) != Some(&DoneMessage::Done)
@@ -304,7 +311,7 @@ impl Planner {
         if let Some(claim) = self.claimed.get(path) {
             // An earlier line of the same log is superseded by its later one silently: the
             // later line's entry stands for the path in that log's journal.
-            if claim.log != log && !finished {
+            if claim.log as usize != log && !finished {
                 if claim.finished {
                     self.plan.obsoleted.push((log, entry.path));
                 } else {
@@ -318,7 +325,7 @@ impl Planner {
             return;
         }
         let claim = Claim {
-            log,
+            log: u32::try_from(log).expect("fewer than 4 billion logs"),
             finished,
             ends_file: entry.dist_dir.is_some() && !entry.is_dist_file,
         };
