@@ -30,18 +30,21 @@ pub mod tree;
 
 use order::{Finalise, Steps};
 
-/// What to do for one path.
+/// What to do for one path. What the few dist jobs carry is boxed: a plan holds a job per
+/// file, most of them plain uploads, and an action of 16 bytes keeps 100 000 jobs in 4 MB.
+// A thin box (not `Box<str>`, 16 bytes): the action is 16 bytes, tag and pointer.
+#[allow(clippy::box_collection)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Upload the out dir's file of the same path (pool files).
     Upload,
     /// Upload `local` to `PATH.new` (dist files; renamed at finalisation).
-    UploadDotNew { local: PathBuf },
+    UploadDotNew { local: Box<PathBuf> },
     /// Rename `PATH.new` to the path; `local` is its source, should `PATH.new` have gone
     /// missing since it was uploaded.
-    RenameDotNew { local: PathBuf },
+    RenameDotNew { local: Box<PathBuf> },
     /// Make the path a symlink to `target`.
-    Symlink { target: String },
+    Symlink { target: Box<String> },
     /// Remove the path: a file the repository no longer has (`POOLDELETE`, `DISTDELETE`),
     /// which `keepdeleted` holds back.
     Delete,
@@ -252,7 +255,7 @@ impl<'a> Entry<'a> {
             Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
             Line::DistFile { dir, name, local } => {
                 let path = dir.join(name);
-                let local = local.clone();
+                let local = Box::new(local.clone());
                 let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
                     Action::RenameDotNew { local }
                 } else {
@@ -263,7 +266,7 @@ impl<'a> Entry<'a> {
             Line::DistSymlink { dir, name, target } => (
                 dir.join(name),
                 Action::Symlink {
-                    target: target.clone(),
+                    target: Box::new(target.clone()),
                 },
                 Some(dir),
             ),

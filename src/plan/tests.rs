@@ -97,7 +97,7 @@ END-DISTRIBUTION\tb\tdists/b\n";
     assert_eq!(
         d.steps[Finalise::Indexes][0].action,
         Action::Symlink {
-            target: "binary-amd64".into()
+            target: Box::new("binary-amd64".into())
         }
     );
     assert_eq!(paths(&d.steps[Finalise::Release]), ["dists/b/Release"]);
@@ -162,7 +162,7 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
     assert_eq!(
         d.steps[Finalise::Indexes][0].action,
         Action::RenameDotNew {
-            local: PathBuf::from("/srv/dists/bookworm/Packages")
+            local: Box::new(PathBuf::from("/srv/dists/bookworm/Packages"))
         }
     );
     assert_eq!(plan.remaining, vec![3]);
@@ -329,4 +329,10 @@ fn held_back_deletions_are_the_repositorys_not_our_stale_dot_new_files() {
     assert_eq!(paths(&held.dists[0]), ["dists/b/P"]);
     assert!(plan.pool_deletes.is_empty());
     assert_eq!(dot_new_removals(&plan), [(0, "dists/b/P.new")]);
+}
+
+#[test]
+fn a_job_is_small_a_plan_holds_one_per_file() {
+    assert!(std::mem::size_of::<Action>() <= 16);
+    assert!(std::mem::size_of::<Job>() <= 40);
 }

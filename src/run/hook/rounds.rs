@@ -153,7 +153,7 @@ pub(super) fn upload_totals(plan: &Plan, outdir: &Path) -> (u64, u64) {
 fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
     match &job.action {
         Action::Upload => Some(outdir.join(job.path.as_str())),
-        Action::UploadDotNew { local } => Some(local.clone()),
+        Action::UploadDotNew { local } => Some(local.to_path_buf()),
         _ => None,
     }
 }
@@ -754,7 +754,7 @@ impl Executor<'_> {
                 }
             }
             Action::UploadDotNew { local } => Op::Upload {
-                local: local.clone(),
+                local: local.to_path_buf(),
                 remote: path.with_suffix(b".new"),
                 fsync: true,
                 mtime: local_mtime(local),
