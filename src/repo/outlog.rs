@@ -84,8 +84,10 @@ impl DoneMessage {
 pub enum Line {
     PoolNew(RelPath),
     PoolDelete(RelPath),
-    Begin(Section),
-    End(Section),
+    // Boxed: a line is as big as its biggest kind, and an outlog may have 100 000 lines
+    // and two sections.
+    Begin(Box<Section>),
+    End(Box<Section>),
     /// `dir/name` is new or changed; `local` is where reprepro wrote it.
     DistFile {
         dir: RelPath,

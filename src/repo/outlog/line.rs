@@ -114,12 +114,12 @@ impl Parser {
                     });
                 }
                 self.open = Some((section.clone(), number));
-                Ok(Line::Begin(section))
+                Ok(Line::Begin(Box::new(section)))
             }
             "END-DISTRIBUTION" | "END-SNAPSHOT" => {
                 let section = section(&f)?;
                 match self.open.take() {
-                    Some((open, _)) if open == section => Ok(Line::End(section)),
+                    Some((open, _)) if open == section => Ok(Line::End(Box::new(section))),
                     Some((open, _)) => Err(Problem::EndMismatch {
                         keyword: f.keyword,
                         dir: section.dir,

@@ -43,12 +43,12 @@ fn every_keyword_parses_into_its_variant() {
     );
     assert_eq!(
         lines[1],
-        &Line::Begin(Section {
+        &Line::Begin(Box::new(Section {
             kind: SectionKind::Distribution,
             codename: "bookworm".into(),
             dir: r("dists/bookworm"),
             extra: Some("stable".into()),
-        })
+        }))
     );
     assert_eq!(
         lines[2],
@@ -71,10 +71,7 @@ fn every_keyword_parses_into_its_variant() {
     assert!(matches!(lines[7], Line::End(_)));
     assert!(matches!(
         lines[8],
-        Line::Begin(Section {
-            kind: SectionKind::Snapshot,
-            ..
-        })
+        Line::Begin(section) if section.kind == SectionKind::Snapshot
     ));
     assert_eq!(
         lines[11],
@@ -111,7 +108,7 @@ fn a_distribution_without_suite_parses() {
             .unwrap();
     assert!(matches!(
         &log.lines[0].1,
-        Line::Begin(Section { extra: None, .. })
+        Line::Begin(section) if section.extra.is_none()
     ));
 }
 
@@ -334,4 +331,9 @@ fn errors_are_typed_and_carry_their_line() {
             Problem::BadSymlinkTarget(crate::relpath::SymlinkTargetError::Absolute("/etc".into()))
         )
     );
+}
+
+#[test]
+fn a_line_is_small_an_outlog_may_have_100_000() {
+    assert!(std::mem::size_of::<Line>() <= 64);
 }
