@@ -158,7 +158,8 @@ impl Job {
 
     /// Where in the finalisation of its distribution directory `dir` the job goes.
     fn finalise_step(&self, dir: &RelPath) -> Finalise {
-        let name = &self.path.as_str()[dir.as_str().len() + 1..];
+        let path = self.path.text();
+        let name = &path[dir.text().len() + 1..];
         Finalise::of(
             name,
             matches!(self.action, Action::Delete | Action::RemoveStale),
