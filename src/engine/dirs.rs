@@ -48,26 +48,27 @@ enum Stage {
 struct Pending {
     stage: Stage,
     waiters: Vec<Waiter>,
-}
-
-// What is undecided is boxed: a run may make a directory per file, and once decided a
-// directory costs a few bytes.
-#[derive(Debug)]
-enum State {
-    Pending(Box<Pending>),
-    Ready,
-    Failed(Box<Cause>),
-}
-
-#[derive(Debug)]
-struct Dir {
-    name: Name,
-    state: State,
     /// A MKDIR that found no parent although the parent exists may have overtaken the
     /// parent's MKDIR on a server that answers out of order: it is retried once.
     retried: bool,
     /// Our MKDIR made it (it did not exist): what is below it cannot exist yet either.
     made: bool,
+}
+
+// What is undecided is boxed: a run may make a directory per file, and once decided a
+// directory costs a few bytes.
+// 16 bytes a name, whether the table has a directory of that name or not.
+#[derive(Debug)]
+enum State {
+    /// The name is the confinement's only (or a directory above the base).
+    Absent,
+    Pending(Box<Pending>),
+    /// `made`: our MKDIR made it (it did not exist): what is below it cannot exist yet
+    /// either.
+    Ready {
+        made: bool,
+    },
+    Failed(Box<Cause>),
 }
 
 /// What [`DirTable::ensure`] found.
@@ -83,9 +84,9 @@ pub(crate) enum Ensure {
 /// Directories created (or found) during this run, and those being created.
 #[derive(Debug, Default)]
 pub(crate) struct DirTable {
-    /// By name (in `confine.names`): the directory's number here, [`ABSENT`] if none.
-    slots: Vec<u32>,
-    dirs: Vec<Dir>,
+    /// By name (in `confine.names`, which numbers the directories here too): what is
+    /// known of it.
+    states: Vec<State>,
     /// MKDIR requests sent, for statistics and tests.
     pub(crate) mkdirs_sent: u64,
     /// The server answers in order: a MKDIR may follow its parent's without waiting.
@@ -97,40 +98,45 @@ pub(crate) struct DirTable {
     pub(crate) confine: Confinement,
 }
 
-/// A name with no directory in a table.
+/// A name with no entry in the confinement.
 pub(crate) const ABSENT: u32 = u32::MAX;
 
 /// Directories whose fate was decided, with their waiters.
 pub(crate) type Released = Vec<(Waiter, Result<(), Cause>)>;
 
 impl State {
-    fn creating() -> State {
+    fn pending(stage: Stage) -> State {
         State::Pending(Box::new(Pending {
-            stage: Stage::Creating {
-                mkdir_failure: None,
-            },
+            stage,
             waiters: Vec::new(),
+            retried: false,
+            made: false,
         }))
     }
 }
 
 impl DirTable {
     pub(crate) fn path(&self, dir: usize) -> RemotePath {
-        self.confine.names.path(self.dirs[dir].name)
+        self.confine.names.path(dir as Name)
     }
 
     /// The number of `path` here, if it has one.
     fn find(&self, path: &RemotePath) -> Option<usize> {
-        let name = self.confine.names.find(path)?;
-        match self.slots.get(name as usize) {
-            Some(&i) if i != ABSENT => Some(i as usize),
-            _ => None,
+        let i = self.confine.names.find(path)? as usize;
+        match self.states.get(i) {
+            None | Some(State::Absent) => None,
+            Some(_) => Some(i),
         }
+    }
+
+    /// Whether this run's MKDIR made directory `i`.
+    fn made(&self, i: usize) -> bool {
+        matches!(self.states[i], State::Ready { made: true })
     }
 
     /// Directory `i`'s stage, while it is on its way.
     fn stage(&self, i: usize) -> Option<&Stage> {
-        match &self.dirs[i].state {
+        match &self.states[i] {
             State::Pending(p) => Some(&p.stage),
             _ => None,
         }
@@ -138,20 +144,15 @@ impl DirTable {
 
     /// Moves directory `i`, on its way, to `stage`, its waiters kept.
     fn set_stage(&mut self, i: usize, stage: Stage) {
-        match &mut self.dirs[i].state {
+        match &mut self.states[i] {
             State::Pending(p) => p.stage = stage,
-            state => {
-                *state = State::Pending(Box::new(Pending {
-                    stage,
-                    waiters: Vec::new(),
-                }))
-            }
+            state => *state = State::pending(stage),
         }
     }
 
     /// Adds `waiter` to directory `i`, which is on its way.
     fn wait_for(&mut self, i: usize, waiter: Waiter) {
-        if let State::Pending(p) = &mut self.dirs[i].state {
+        if let State::Pending(p) = &mut self.states[i] {
             p.waiters.push(waiter);
         }
     }
@@ -165,8 +166,9 @@ impl DirTable {
         session: &mut Session<Tag>,
     ) -> Ensure {
         if let Some(i) = self.find(path) {
-            return match &mut self.dirs[i].state {
-                State::Ready => Ensure::Ready,
+            return match &mut self.states[i] {
+                State::Absent => unreachable!("found"),
+                State::Ready { .. } => Ensure::Ready,
                 State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
                 State::Pending(p) => {
                     p.waiters.push(waiter);
@@ -177,21 +179,16 @@ impl DirTable {
         if !self.may_make(path) {
             return Ensure::Failed(self.outside_base(path));
         }
-        let i = self.dirs.len();
-        let name = self.confine.names.intern(path);
-        if self.slots.len() <= name as usize {
-            self.slots.resize(name as usize + 1, ABSENT);
+        let i = self.confine.names.intern(path) as usize;
+        if self.states.len() <= i {
+            self.states.resize_with(i + 1, || State::Absent);
         }
-        self.slots[name as usize] = u32::try_from(i).expect("fewer than 4 billion directories");
-        self.dirs.push(Dir {
-            name,
-            state: State::creating(),
-            retried: false,
-            made: false,
+        self.states[i] = State::pending(Stage::Creating {
+            mkdir_failure: None,
         });
         self.wait_for(i, waiter);
         if let Err(cause) = self.send_mkdir(i, session) {
-            self.dirs[i].state = State::Failed(Box::new(cause.clone()));
+            self.states[i] = State::Failed(Box::new(cause.clone()));
             return Ensure::Failed(cause);
         }
         Ensure::Queued
@@ -199,8 +196,7 @@ impl DirTable {
 
     /// Whether directory `i` is being made, or was made, by this run.
     fn is_new(&self, i: usize) -> bool {
-        let dir = &self.dirs[i];
-        dir.made || matches!(dir.state, State::Pending(_))
+        self.made(i) || matches!(self.states[i], State::Pending(_))
     }
 
     /// Whether `path` surely does not exist: the table does not know it, and the nearest
@@ -255,7 +251,7 @@ impl DirTable {
     /// Why `path` could not be made, if it could not.
     pub(crate) fn failure(&self, path: &RemotePath) -> Option<Cause> {
         let i = self.find(path)?;
-        match &self.dirs[i].state {
+        match &self.states[i] {
             State::Failed(cause) => Some(Cause::clone(cause)),
             _ => None,
         }
@@ -271,8 +267,8 @@ impl DirTable {
             return Ok(());
         };
         if let Some(p) = self.find(&parent) {
-            match &self.dirs[p].state {
-                State::Ready if self.dirs[p].made => {
+            match &self.states[p] {
+                State::Ready { made: true } => {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
@@ -295,7 +291,7 @@ impl DirTable {
                     return Ok(());
                 }
                 State::Failed(cause) => return Err(Cause::clone(cause)),
-                State::Ready => {}
+                State::Ready { made: false } | State::Absent => {}
             }
         }
         // A parent found missing is made first, top-down: a MKDIR per level, none failing
@@ -326,7 +322,7 @@ impl DirTable {
         session: &mut Session<Tag>,
     ) -> Verdict {
         let known = self.find(dir);
-        if known.is_some_and(|i| self.dirs[i].made) {
+        if known.is_some_and(|i| self.made(i)) {
             return Verdict::Inside;
         }
         // Below a directory this run made, nothing was there before: no symlink either,
@@ -334,7 +330,7 @@ impl DirTable {
         let parent_made = self
             .parent_of(dir)
             .and_then(|p| self.find(&p))
-            .is_some_and(|i| self.dirs[i].made);
+            .is_some_and(|i| self.made(i));
         if known.is_none() && parent_made {
             return Verdict::Inside;
         }
@@ -396,7 +392,7 @@ impl DirTable {
     /// Sends the STAT that tells whether directory `i`, whose MKDIR failed and whose name
     /// resolved where it should, is a directory.
     fn stat_after_failed_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
-        let mkdir_failure = match &mut self.dirs[i].state {
+        let mkdir_failure = match &mut self.states[i] {
             State::Pending(p) => match std::mem::replace(&mut p.stage, Stage::WaitingParent) {
                 Stage::Rechecking { mkdir_failure } => Some(mkdir_failure),
                 _ => None,
@@ -468,7 +464,9 @@ impl DirTable {
                     ..
                 },
             ) => {
-                self.dirs[i].made = true;
+                if let State::Pending(p) = &mut self.states[i] {
+                    p.made = true;
+                }
                 self.settle(i, Ok(()), session, released)
             }
             (
@@ -494,7 +492,7 @@ impl DirTable {
                 }
             }
             (Req::Stat, response) => {
-                let mkdir_failure = match &mut self.dirs[i].state {
+                let mkdir_failure = match &mut self.states[i] {
                     State::Pending(p) => match &mut p.stage {
                         Stage::Creating { mkdir_failure } => mkdir_failure.take(),
                         _ => None,
@@ -538,14 +536,22 @@ impl DirTable {
             None => self.settle(i, Err(failure), session, released),
             Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
                 Ensure::Queued => self.set_stage(i, Stage::WaitingParent),
-                Ensure::Ready if !self.dirs[i].retried => {
-                    self.dirs[i].retried = true;
-                    self.mkdir_or_fail(i, session, released);
-                }
+                Ensure::Ready if self.first_retry(i) => self.mkdir_or_fail(i, session, released),
                 // Still no parent although it exists: give up rather than loop.
                 Ensure::Ready => self.settle(i, Err(failure), session, released),
                 Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
             },
+        }
+    }
+
+    /// Whether directory `i`'s MKDIR, which found no parent, was not retried yet: it is now.
+    fn first_retry(&mut self, i: usize) -> bool {
+        match &mut self.states[i] {
+            State::Pending(p) if !p.retried => {
+                p.retried = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -559,11 +565,12 @@ impl DirTable {
         released: &mut Released,
     ) {
         let path = self.path(i);
+        let made = matches!(&self.states[i], State::Pending(p) if p.made);
         let decided = match &result {
-            Ok(()) => State::Ready,
+            Ok(()) => State::Ready { made },
             Err(cause) => State::Failed(Box::new(cause.clone())),
         };
-        let waiters = match std::mem::replace(&mut self.dirs[i].state, decided) {
+        let waiters = match std::mem::replace(&mut self.states[i], decided) {
             State::Pending(p) => p.waiters,
             _ => Vec::new(),
         };
@@ -642,6 +649,8 @@ mod tests {
     }
 
     /// A table whose directories all count as inside: no REALPATH or LSTAT before a MKDIR.
+    /// Its directories are numbered as their names are, parents first (`a/b/c` gives `a`
+    /// 0, `a/b` 1 and itself 2).
     fn unconfined() -> DirTable {
         let mut t = DirTable::default();
         t.confine.trusting = true;
@@ -726,7 +735,7 @@ mod tests {
                 }
             }]
         );
-        let released = t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        let released = t.on_reply(1, Req::Mkdir, status(StatusCode::Ok), &mut session);
         assert_eq!(released.len(), 50);
         assert!(released.iter().all(|(_, r)| r.is_ok()));
         assert_eq!(t.mkdirs_sent, 1);
@@ -753,20 +762,20 @@ mod tests {
         };
         assert_eq!(sent(&mut session), vec![mk("a/b/c")]);
         assert!(
-            t.on_reply(0, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session)
+            t.on_reply(2, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session)
                 .is_empty()
         );
         assert_eq!(sent(&mut session), vec![mk("a/b")]);
         t.on_reply(1, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
         assert_eq!(sent(&mut session), vec![mk("a")]);
         assert!(
-            t.on_reply(2, Req::Mkdir, status(StatusCode::Ok), &mut session)
+            t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session)
                 .is_empty()
         );
         assert_eq!(sent(&mut session), vec![mk("a/b")]);
         t.on_reply(1, Req::Mkdir, status(StatusCode::Ok), &mut session);
         assert_eq!(sent(&mut session), vec![mk("a/b/c")]);
-        let released = t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        let released = t.on_reply(2, Req::Mkdir, status(StatusCode::Ok), &mut session);
         assert_eq!(released, vec![(Waiter::Op(7), Ok(()))]);
         assert_eq!(t.mkdirs_sent, 5);
     }
@@ -801,14 +810,14 @@ mod tests {
         t.ensure(&path("f/x"), Waiter::Op(1), &mut session);
         t.ensure(&path("f/y"), Waiter::Op(2), &mut session);
         // f/x and f/y: no parent; f is a file.
-        t.on_reply(0, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
         t.on_reply(1, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
-        t.on_reply(2, Req::Mkdir, status(StatusCode::Failure), &mut session);
+        t.on_reply(2, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
+        t.on_reply(0, Req::Mkdir, status(StatusCode::Failure), &mut session);
         let file = Attrs {
             permissions: Some(0o100644),
             ..Attrs::default()
         };
-        let released = t.on_reply(2, Req::Stat, Response::Attrs(file), &mut session);
+        let released = t.on_reply(0, Req::Stat, Response::Attrs(file), &mut session);
         assert_eq!(released.len(), 2);
         for (_, r) in released {
             let Err(Cause::Directory { dir, cause }) = r else {
