@@ -212,7 +212,8 @@ pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
             pool_uploads: Vec::with_capacity(pool_new),
             ..Plan::default()
         },
-        claimed: HashMap::with_capacity(changes),
+        pool_claims: HashMap::with_capacity(changes),
+        dist_claims: HashMap::new(),
         dists: BTreeMap::new(),
         dot_new_removals: BTreeSet::new(),
     };
@@ -243,6 +244,8 @@ pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
 /// directory it belongs to (none for the pool).
 struct Entry<'a> {
     path: RelPath,
+    /// The path as the line holds it, for a pool line.
+    pool_path: Option<&'a RelPath>,
     action: Action,
     dist_dir: Option<&'a RelPath>,
     /// A `DISTFILE`: the file is uploaded as `.new`.
@@ -256,7 +259,7 @@ impl<'a> Entry<'a> {
             Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
             Line::DistFile { dir, name, local } => {
                 let path = dir.join(name);
-                let local = Box::new(local.clone());
+                let local = local.clone();
                 let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
                     Action::RenameDotNew { local }
                 } else {
@@ -267,7 +270,7 @@ impl<'a> Entry<'a> {
             Line::DistSymlink { dir, name, target } => (
                 dir.join(name),
                 Action::Symlink {
-                    target: Box::new(target.clone()),
+                    target: target.clone(),
                 },
                 Some(dir),
             ),
@@ -276,8 +279,13 @@ impl<'a> Entry<'a> {
                 return None;
             }
         };
+        let pool_path = match line {
+            Line::PoolNew(key) | Line::PoolDelete(key) => Some(key),
+            _ => None,
+        };
         Some(Entry {
             path,
+            pool_path,
             action,
             dist_dir,
             is_dist_file: matches!(line, Line::DistFile { .. }),
@@ -286,24 +294,35 @@ impl<'a> Entry<'a> {
 }
 
 /// The plan while the logs are read, newest first.
-struct Planner {
+struct Planner<'a> {
     plan: Plan,
     /// Paths claimed by a log (a newer one, or a later line of the same one), whether that
     /// entry is finished, and by which log: older entries are obsoleted.
-    claimed: HashMap<RelPath, Claim>,
+    /// Pool paths borrow the log's (a big plan is mostly pool paths: a key of 8 bytes, not
+    /// 24); dist paths are made of a directory and a name. The two never meet.
+    pool_claims: HashMap<&'a RelPath, Claim>,
+    dist_claims: HashMap<RelPath, Claim>,
     dists: BTreeMap<RelPath, DistDir>,
     /// The `.new` files planned for removal (one job each, by the newest log that left one).
     dot_new_removals: BTreeSet<RelPath>,
 }
 
-impl Planner {
+impl<'a> Planner<'a> {
+    /// Who claimed the path of `entry`, if anyone.
+    fn claim(&self, entry: &Entry<'a>) -> Option<&Claim> {
+        match entry.pool_path {
+            Some(path) => self.pool_claims.get(path),
+            None => self.dist_claims.get(&entry.path),
+        }
+    }
+
     /// Plans one entry of log `log`, whose journal is `journal`.
-    fn add(&mut self, log: usize, entry: Entry<'_>, journal: &HashMap<&RelPath, DoneMessage>) {
+    fn add(&mut self, log: usize, entry: Entry<'a>, journal: &HashMap<&RelPath, DoneMessage>) {
         let path = &entry.path;
         let finished = journal
             .get(path)
             .is_some_and(|m| *m != DoneMessage::AsDotNew);
-        if let (Some(claim), Some(dir)) = (self.claimed.get(path), entry.dist_dir)
+        if let (Some(claim), Some(dir)) = (self.claim(&entry), entry.dist_dir)
             && claim.log as usize != log
             && claim.ends_file
             && entry.is_dist_file
@@ -312,7 +331,7 @@ impl Planner {
         {
             self.remove_unrenamed_dot_new(log, path, dir);
         }
-        if let Some(claim) = self.claimed.get(path) {
+        if let Some(claim) = self.claim(&entry) {
             // An earlier line of the same log is superseded by its later one silently: the
             // later line's entry stands for the path in that log's journal.
             if claim.log as usize != log && !finished {
@@ -333,7 +352,10 @@ impl Planner {
             finished,
             ends_file: entry.dist_dir.is_some() && !entry.is_dist_file,
         };
-        self.claimed.insert(path.clone(), claim);
+        match entry.pool_path {
+            Some(pool_path) => self.pool_claims.insert(pool_path, claim),
+            None => self.dist_claims.insert(path.clone(), claim),
+        };
         if finished {
             if let (Action::Delete, None) = (&entry.action, entry.dist_dir) {
                 self.plan.prune.extend(path.parent());

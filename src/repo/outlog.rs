@@ -80,24 +80,25 @@ impl DoneMessage {
 }
 
 /// One line of an outlog.
+#[allow(clippy::box_collection)] // thin boxes: 8 bytes, not a `Box<str>`'s 16
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
     PoolNew(RelPath),
     PoolDelete(RelPath),
-    // Boxed: a line is as big as its biggest kind, and an outlog may have 100 000 lines
-    // and two sections.
+    // Boxed (a section, a local source, a link target): a line is as big as its biggest
+    // kind, and an outlog may have 100 000 lines, most of them pool paths.
     Begin(Box<Section>),
     End(Box<Section>),
     /// `dir/name` is new or changed; `local` is where reprepro wrote it.
     DistFile {
         dir: RelPath,
         name: RelPath,
-        local: PathBuf,
+        local: Box<PathBuf>,
     },
     DistSymlink {
         dir: RelPath,
         name: RelPath,
-        target: String,
+        target: Box<String>,
     },
     DistDelete {
         dir: RelPath,

@@ -160,7 +160,7 @@ impl Parser {
                 Line::DistFile {
                     dir,
                     name,
-                    local: PathBuf::from(f.args[2]),
+                    local: Box::new(PathBuf::from(f.args[2])),
                 }
             }
             "DISTSYMLINK" => {
@@ -170,7 +170,7 @@ impl Parser {
                 Line::DistSymlink {
                     dir,
                     name,
-                    target: f.args[2].to_owned(),
+                    target: Box::new(f.args[2].to_owned()),
                 }
             }
             "DISTDELETE" => Line::DistDelete { dir, name },

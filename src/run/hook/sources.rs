@@ -21,9 +21,9 @@ pub(super) fn resolve_relative_sources(outlogs: &mut [Outlog], basedir: Option<&
                 && local.is_relative()
                 && !local.exists()
             {
-                let from_base = basedir.join(&*local);
+                let from_base = basedir.join(&**local);
                 if from_base.exists() {
-                    *local = from_base;
+                    **local = from_base;
                 }
             }
         }
@@ -46,7 +46,7 @@ pub(super) fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> an
             let at = || format!("{}:{number}", log.path.display());
             let (local, root, what) = match line {
                 Line::PoolNew(key) => (key.under(&settings.outdir), &pool_root, "pool"),
-                Line::DistFile { local, .. } => (local.clone(), &dist_root, "dist dir"),
+                Line::DistFile { local, .. } => (local.to_path_buf(), &dist_root, "dist dir"),
                 // With `symlinks copy` a link's copy is a local source too.
                 Line::DistSymlink { dir, name, target } if settings.symlinks == Symlinks::Copy => {
                     let path = dir.join(name);
