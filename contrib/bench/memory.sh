@@ -15,7 +15,8 @@
 # interleaved; the line shows the median wall and the largest RSS, min-max of each with
 # more than one run), BENCH_MIRROR=1 also times `outsftphook mirror` of each tree into a
 # fresh empty directory, BENCH_KEEP=1 keeps the temp dirs, HOOK=/path/to/outsftphook
-# measures another binary.
+# measures another binary, BENCH_HOOKS="OLD NEW" several (interleaved: each round runs
+# every layout with each binary in turn).
 set -eu
 
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,7 +27,10 @@ REPEAT=${BENCH_REPEAT:-1}
 SERVER=/usr/lib/openssh/sftp-server
 
 die() { echo "memory.sh: $*" >&2; exit 1; }
-[ -x "$HOOK" ] || die "$HOOK is missing: run 'cargo build --release' first"
+HOOKS=${BENCH_HOOKS:-$HOOK}
+for h in $HOOKS; do
+    [ -x "$h" ] || die "$h is missing: run 'cargo build --release' first"
+done
 [ -x "$SERVER" ] || die "$SERVER is not installed"
 [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] || die "/dev/shm is not a tmpfs"
 
@@ -36,10 +40,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# Our own copy: a rebuild while we measure must not swap the binary half-way.
-cp "$HOOK" "$TMP/outsftphook"
-HOOK_INFO="$("$HOOK" --version | awk '{ print $2 }'), binary of $(date -r "$HOOK" '+%F %T')"
-HOOK=$TMP/outsftphook
+# Our own copies: a rebuild while we measure must not swap a binary half-way.
+COPIES=()
+n=0
+for h in $HOOKS; do
+    n=$((n + 1))
+    cp "$h" "$TMP/outsftphook-$n"
+    COPIES+=("$TMP/outsftphook-$n")
+    echo "binary $n: $h ($("$h" --version | awk '{ print $2 }'), of $(date -r "$h" '+%F %T'))"
+done
 
 # Makes repository $1 in layout $2: N tiny pool files, a dists/bench with two files, and
 # the outlog naming them all (logs/). Prints "FILES DIRS" (DIRS: directories the push
@@ -174,14 +183,17 @@ done
 declare -A WALLS PEAKS MWALLS MPEAKS
 for rep in $(seq "$REPEAT"); do
     for l in $LAYOUTS; do
-        read -r w p < <(push "$TMP/repo-$l")
-        echo "memory.sh: round $rep layout $l push: $w s, $((p / 1024)) MiB" >&2
-        WALLS[$l]+="$w "; PEAKS[$l]+="$p "
-        if [ -n "${BENCH_MIRROR:-}" ]; then
-            read -r w p < <(mirror "$TMP/repo-$l")
-            echo "memory.sh: round $rep layout $l mirror: $w s, $((p / 1024)) MiB" >&2
-            MWALLS[$l]+="$w "; MPEAKS[$l]+="$p "
-        fi
+        for n in $(seq ${#COPIES[@]}); do
+            HOOK=${COPIES[$((n - 1))]}
+            read -r w p < <(push "$TMP/repo-$l")
+            echo "memory.sh: round $rep layout $l binary $n push: $w s, $((p / 1024)) MiB" >&2
+            WALLS[$l,$n]+="$w "; PEAKS[$l,$n]+="$p "
+            if [ -n "${BENCH_MIRROR:-}" ]; then
+                read -r w p < <(mirror "$TMP/repo-$l")
+                echo "memory.sh: round $rep layout $l binary $n mirror: $w s, $((p / 1024)) MiB" >&2
+                MWALLS[$l,$n]+="$w "; MPEAKS[$l,$n]+="$p "
+            fi
+        done
     done
 done
 
@@ -195,23 +207,25 @@ if kind == "kb":
     v = max(xs)
 else:
     v = statistics.median(xs)
-r = f" ({min(xs):.1f}-{max(xs):.1f})" if len(xs) > 1 else ""
+d = 1 if kind == "kb" else 2
+r = f" ({min(xs):.{d}f}-{max(xs):.{d}f})" if len(xs) > 1 else ""
 print(f"{v:.1f}{r}" if kind == "kb" else f"{v:.2f}{r}")
 EOF
 }
 
 echo
-echo "outsftphook $HOOK_INFO"
 echo "$(nproc) CPUs, kernel $(uname -r); local $SERVER -e -d on tmpfs; $REPEAT run(s) per layout, interleaved"
 echo "wall: median (min-max); RSS: outsftphook's peak VmHWM in MiB, largest (min-max)"
-printf '%-28s %8s %8s %18s %18s\n' layout files dirs "wall s" "RSS MiB"
+printf '%-28s %6s %8s %8s %18s %18s\n' layout binary files dirs "wall s" "RSS MiB"
 declare -A NAME=([a]="a 4 files per dir" [b]="b a new dir per file" [c]="c one dir" [d]="d deep ~200-char paths")
 for l in $LAYOUTS; do
     read -r files dirs <<<"${INFO[$l]}"
-    printf '%-28s %8s %8s %18s %18s\n' "${NAME[$l]} push" "$files" "$dirs" \
-        "$(stats s "${WALLS[$l]}")" "$(stats kb "${PEAKS[$l]}")"
-    if [ -n "${BENCH_MIRROR:-}" ]; then
-        printf '%-28s %8s %8s %18s %18s\n' "${NAME[$l]} mirror" "$files" "$dirs" \
-            "$(stats s "${MWALLS[$l]}")" "$(stats kb "${MPEAKS[$l]}")"
-    fi
+    for n in $(seq ${#COPIES[@]}); do
+        printf '%-28s %6s %8s %8s %18s %18s\n' "${NAME[$l]} push" "$n" "$files" "$dirs" \
+            "$(stats s "${WALLS[$l,$n]}")" "$(stats kb "${PEAKS[$l,$n]}")"
+        if [ -n "${BENCH_MIRROR:-}" ]; then
+            printf '%-28s %6s %8s %8s %18s %18s\n' "${NAME[$l]} mirror" "$n" "$files" "$dirs" \
+                "$(stats s "${MWALLS[$l,$n]}")" "$(stats kb "${MPEAKS[$l,$n]}")"
+        fi
+    done
 done
