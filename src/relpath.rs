@@ -133,11 +133,12 @@ impl RelPath {
         dir.join(&*self.text())
     }
 
-    /// `self/other`: still inside, since both are.
+    /// `self/other`: still inside, since both are. Held whole: paths held alike compare
+    /// fastest (a tree of 100 000 joined paths is sorted by them).
     pub fn join(&self, other: &RelPath) -> RelPath {
         RelPath {
-            parent: Some(Arc::new(self.clone())),
-            tail: Arc::from(&*other.text()),
+            parent: None,
+            tail: Arc::from(format!("{self}/{other}")),
         }
     }
 
@@ -259,9 +260,20 @@ impl Ord for RelPath {
     /// By components from the top; a directory before what is below it.
     fn cmp(&self, other: &RelPath) -> Ordering {
         if self.same_parent(other) {
-            return self.tail.split('/').cmp(other.tail.split('/'));
+            return by_components(&self.tail, &other.tail);
         }
         self.components().cmp(&other.components())
+    }
+}
+
+/// `a` and `b` ordered by their components: as bytes, a `/` below any other byte (a
+/// component that ends is a prefix of the other's), without splitting them.
+fn by_components(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let key = |byte: u8| if byte == b'/' { 0 } else { byte };
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => key(a[i]).cmp(&key(b[i])),
+        None => a.len().cmp(&b.len()),
     }
 }
 
@@ -417,6 +429,19 @@ mod tests {
         paths.sort();
         let sorted: Vec<String> = paths.iter().map(RelPath::to_string).collect();
         assert_eq!(sorted, ["a", "a/a", "a/b", "a/b/c", "a-b", "a-b/c", "b"]);
+        for (x, y) in [
+            ("a/b", "a-b"),
+            ("a", "a/b"),
+            ("ab/c", "a/b"),
+            ("x/yz", "x/y/z"),
+        ] {
+            let want = x.split('/').cmp(y.split('/'));
+            assert_eq!(by_components(x, y), want, "{x} {y}");
+            assert_eq!(
+                RelPath::new(x).unwrap().cmp(&RelPath::new(y).unwrap()),
+                want
+            );
+        }
     }
 
     #[test]
