@@ -5,15 +5,31 @@
 //! Pure string checks: it must not touch the file system (what a path is on disk is the
 //! caller's to find out).
 
+use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A relative path of normal components: not empty, no leading `/`, no empty, `.` or `..`
 /// component, no NUL. Anything an outlog names on the remote side is one of these, so no
-/// line can make us write outside the target directory. Cloning shares the string: a plan
-/// refers to the same path from several places.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RelPath(Arc<str>);
+/// line can make us write outside the target directory.
+///
+/// It is held as a directory shared with other paths (or none) and the rest of the path
+/// as text. A path on its own is all text, one allocation; paths in one directory
+/// ([`RelPath::share_dir`]) share it, and that directory its own parents: a plan of
+/// 100 000 files in deep directories holds each directory once, not in every path.
+/// Cloning shares everything: a plan refers to the same path from several places. Paths
+/// compare, hash and order by their components however they are held (`a/b` sorts before
+/// `a-b`: below a directory come its own entries first).
+#[derive(Clone)]
+pub struct RelPath {
+    /// The directory the rest is in, shared; `None`: the rest is the whole path.
+    parent: Option<Arc<RelPath>>,
+    /// The rest: one component or more.
+    tail: Arc<str>,
+}
 
 /// Why a string is not a [`RelPath`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,64 +57,244 @@ impl fmt::Display for RelPathError {
 
 impl std::error::Error for RelPathError {}
 
+fn check(s: &str) -> Result<(), RelPathError> {
+    if s.is_empty() {
+        return Err(RelPathError::Empty);
+    }
+    if s.starts_with('/') {
+        return Err(RelPathError::Absolute);
+    }
+    if s.contains('\0') {
+        return Err(RelPathError::Nul);
+    }
+    for component in s.split('/') {
+        match component {
+            "" => return Err(RelPathError::EmptyComponent),
+            "." => return Err(RelPathError::Dot),
+            ".." => return Err(RelPathError::DotDot),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl RelPath {
     pub fn new(s: &str) -> Result<RelPath, RelPathError> {
-        if s.is_empty() {
-            return Err(RelPathError::Empty);
-        }
-        if s.starts_with('/') {
-            return Err(RelPathError::Absolute);
-        }
-        if s.contains('\0') {
-            return Err(RelPathError::Nul);
-        }
-        for component in s.split('/') {
-            match component {
-                "" => return Err(RelPathError::EmptyComponent),
-                "." => return Err(RelPathError::Dot),
-                ".." => return Err(RelPathError::DotDot),
-                _ => {}
-            }
-        }
-        Ok(RelPath(Arc::from(s)))
+        check(s)?;
+        Ok(RelPath {
+            parent: None,
+            tail: Arc::from(s),
+        })
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// `a` and `b` (made after it) again, sharing their directory when they are in the
+    /// same one: an outlog names the files of a directory one after the other. `dirs` is
+    /// the last directory shared so, whose parents the next one shares where it can. `None`
+    /// when they are not in one directory, or already share it (then `a` is as it was).
+    pub fn share_dir(
+        a: &RelPath,
+        b: &RelPath,
+        dirs: &mut Option<Arc<RelPath>>,
+    ) -> Option<(Option<RelPath>, RelPath)> {
+        let (b_dir, b_name) = match (&b.parent, b.tail.rsplit_once('/')) {
+            (None, Some(split)) => split,
+            _ => return None,
+        };
+        if let (Some(parent), false) = (&a.parent, a.tail.contains('/')) {
+            let shared = RelPath {
+                parent: Some(Arc::clone(parent)),
+                tail: Arc::from(b_name),
+            };
+            return parent.is(b_dir).then_some((None, shared));
+        }
+        let (a_dir, a_name) = a.tail.rsplit_once('/').filter(|_| a.parent.is_none())?;
+        if a_dir != b_dir {
+            return None;
+        }
+        let dir = dir_near(b_dir, dirs.as_ref());
+        *dirs = Some(Arc::clone(&dir));
+        let in_dir = |name: &str| RelPath {
+            parent: Some(Arc::clone(&dir)),
+            tail: Arc::from(name),
+        };
+        Some((Some(in_dir(a_name)), in_dir(b_name)))
     }
 
-    /// `self/other`: still inside, since both are.
+    /// The whole path as text: borrowed where it is held whole, else put together.
+    pub fn text(&self) -> Cow<'_, str> {
+        match &self.parent {
+            None => Cow::Borrowed(&self.tail),
+            Some(_) => Cow::Owned(self.to_string()),
+        }
+    }
+
+    /// The path below the local directory `dir`.
+    pub fn under(&self, dir: &Path) -> PathBuf {
+        dir.join(&*self.text())
+    }
+
+    /// `self/other`: still inside, since both are. Held whole: paths held alike compare
+    /// fastest (a tree of 100 000 joined paths is sorted by them).
     pub fn join(&self, other: &RelPath) -> RelPath {
-        RelPath(Arc::from(format!("{}/{}", self.0, other.0)))
+        RelPath {
+            parent: None,
+            tail: Arc::from(format!("{self}/{other}")),
+        }
+    }
+
+    /// The components, from the top.
+    fn components(&self) -> Vec<&str> {
+        let mut held: Vec<&str> = std::iter::successors(Some(self), |p| p.parent.as_deref())
+            .map(|p| &*p.tail)
+            .collect();
+        held.reverse();
+        held.into_iter().flat_map(|t| t.split('/')).collect()
+    }
+
+    fn depth(&self) -> usize {
+        let here = self.tail.split('/').count();
+        here + self.parent.as_ref().map_or(0, |p| p.depth())
     }
 
     /// The first component (`pool`, `dists`).
     pub fn first_component(&self) -> &str {
-        self.0.split('/').next().expect("non-empty")
+        match &self.parent {
+            Some(parent) => parent.first_component(),
+            None => self.tail.split('/').next().expect("non-empty"),
+        }
     }
 
     /// The last component.
     pub fn file_name(&self) -> &str {
-        self.0.rsplit('/').next().expect("non-empty")
+        self.tail.rsplit('/').next().expect("non-empty")
     }
 
     /// The containing directory, `None` for a single component.
     pub fn parent(&self) -> Option<RelPath> {
-        self.0.rfind('/').map(|i| RelPath(Arc::from(&self.0[..i])))
+        match self.tail.rsplit_once('/') {
+            Some((dir, _)) => Some(RelPath {
+                parent: self.parent.clone(),
+                tail: Arc::from(dir),
+            }),
+            None => self.parent.as_deref().cloned(),
+        }
     }
 
     /// Whether `self` is `dir` or lies below it.
     pub fn starts_with(&self, dir: &RelPath) -> bool {
-        self.0 == dir.0
-            || (self.0.len() > dir.0.len()
-                && self.0.starts_with(&*dir.0)
-                && self.0.as_bytes()[dir.0.len()] == b'/')
+        self.components().starts_with(&dir.components())
+    }
+
+    /// Whether the path is the text `s`.
+    fn is(&self, s: &str) -> bool {
+        match &self.parent {
+            None => *self.tail == *s,
+            Some(parent) => s
+                .strip_suffix(&*self.tail)
+                .and_then(|rest| rest.strip_suffix('/'))
+                .is_some_and(|rest| parent.is(rest)),
+        }
+    }
+
+    /// Whether the rest of both is below the same directory (or both are held whole).
+    fn same_parent(&self, other: &RelPath) -> bool {
+        match (&self.parent, &other.parent) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    fn hash_into<H: Hasher>(&self, state: &mut H) {
+        if let Some(parent) = &self.parent {
+            parent.hash_into(state);
+        }
+        for component in self.tail.split('/') {
+            state.write(component.as_bytes());
+            state.write_u8(0xff);
+        }
+    }
+}
+
+/// The directory `dir`, a component a level, shared with `near` or the nearest of its
+/// directories that it is (else made).
+fn dir_near(dir: &str, near: Option<&Arc<RelPath>>) -> Arc<RelPath> {
+    let depth = dir.split('/').count();
+    let mut near = near;
+    while let Some(n) = near.filter(|n| n.depth() > depth) {
+        near = n.parent.as_ref();
+    }
+    if let Some(n) = near.filter(|n| n.depth() == depth && n.is(dir)) {
+        return Arc::clone(n);
+    }
+    Arc::new(match dir.rsplit_once('/') {
+        Some((above, name)) => RelPath {
+            parent: Some(dir_near(above, near)),
+            tail: Arc::from(name),
+        },
+        None => RelPath {
+            parent: None,
+            tail: Arc::from(dir),
+        },
+    })
+}
+
+impl PartialEq for RelPath {
+    fn eq(&self, other: &RelPath) -> bool {
+        if self.same_parent(other) {
+            return self.tail == other.tail;
+        }
+        self.components() == other.components()
+    }
+}
+
+impl Eq for RelPath {}
+
+impl Hash for RelPath {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash_into(state);
+    }
+}
+
+impl Ord for RelPath {
+    /// By components from the top; a directory before what is below it.
+    fn cmp(&self, other: &RelPath) -> Ordering {
+        if self.same_parent(other) {
+            return by_components(&self.tail, &other.tail);
+        }
+        self.components().cmp(&other.components())
+    }
+}
+
+/// `a` and `b` ordered by their components: as bytes, a `/` below any other byte (a
+/// component that ends is a prefix of the other's), without splitting them.
+fn by_components(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let key = |byte: u8| if byte == b'/' { 0 } else { byte };
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => key(a[i]).cmp(&key(b[i])),
+        None => a.len().cmp(&b.len()),
+    }
+}
+
+impl PartialOrd for RelPath {
+    fn partial_cmp(&self, other: &RelPath) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RelPath").field(&self.to_string()).finish()
     }
 }
 
 impl fmt::Display for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        if let Some(parent) = &self.parent {
+            write!(f, "{parent}/")?;
+        }
+        f.write_str(&self.tail)
     }
 }
 
@@ -144,7 +340,7 @@ pub fn check_symlink_target(
     if target.contains('\0') {
         return Err(SymlinkTargetError::Nul);
     }
-    let mut depth = link_dir.map_or(0, |d| d.as_str().split('/').count());
+    let mut depth = link_dir.map_or(0, RelPath::depth);
     for component in target.split('/') {
         match component {
             "" | "." => {}
@@ -168,11 +364,84 @@ mod tests {
         let p = RelPath::new("pool/main/f/foo/foo_1.0_amd64.deb").unwrap();
         assert_eq!(p.first_component(), "pool");
         assert_eq!(p.file_name(), "foo_1.0_amd64.deb");
-        assert_eq!(p.parent().unwrap().as_str(), "pool/main/f/foo");
+        assert_eq!(p.parent().unwrap().text(), "pool/main/f/foo");
         assert!(p.starts_with(&RelPath::new("pool/main").unwrap()));
         assert!(!p.starts_with(&RelPath::new("pool/mai").unwrap()));
         assert_eq!(RelPath::new("a").unwrap().parent(), None);
-        assert_eq!(RelPath::new("a...b").unwrap().as_str(), "a...b");
+        assert_eq!(RelPath::new("a...b").unwrap().text(), "a...b");
+    }
+
+    #[test]
+    fn paths_in_one_directory_share_it_and_equal_any_other() {
+        let path = |s: &str| RelPath::new(s).unwrap();
+        let mut dirs = None;
+        let a = path("pool/main/f/foo/foo_1.deb");
+        let (a2, b) =
+            RelPath::share_dir(&a, &path("pool/main/f/foo/foo_2.deb"), &mut dirs).unwrap();
+        let a2 = a2.unwrap();
+        let (none, c) =
+            RelPath::share_dir(&b, &path("pool/main/f/foo/foo_3.deb"), &mut dirs).unwrap();
+        assert!(none.is_none(), "b already is in the shared directory");
+        assert!(Arc::ptr_eq(
+            a2.parent.as_ref().unwrap(),
+            c.parent.as_ref().unwrap()
+        ));
+        assert!(RelPath::share_dir(&c, &path("pool/main/g/gee/gee_1.deb"), &mut dirs).is_none());
+        let g = path("pool/main/g/gee/gee_1.deb");
+        let (_, g2) =
+            RelPath::share_dir(&g, &path("pool/main/g/gee/gee_2.deb"), &mut dirs).unwrap();
+        let main = |p: &RelPath| {
+            let dir = p.parent.as_ref().unwrap();
+            Arc::as_ptr(dir.parent.as_ref().unwrap().parent.as_ref().unwrap())
+        };
+        assert_eq!(main(&c), main(&g2), "pool/main/ is held once");
+        for (shared, whole) in [(&a2, &a), (&b, &path("pool/main/f/foo/foo_2.deb"))] {
+            assert_eq!(shared, whole);
+            assert_eq!(shared.to_string(), whole.to_string());
+            assert_eq!(shared.cmp(whole), Ordering::Equal);
+            let state = std::hash::RandomState::new();
+            let h = |p: &RelPath| std::hash::BuildHasher::hash_one(&state, p);
+            assert_eq!(h(shared), h(whole));
+            assert_eq!(shared.parent(), whole.parent());
+            assert_eq!(shared.depth(), 5);
+        }
+        assert_ne!(a2, b);
+        assert!(b < c && a < b && b > a2);
+        assert_eq!(c.file_name(), "foo_3.deb");
+        assert_eq!(c.first_component(), "pool");
+        assert_eq!(c.text(), "pool/main/f/foo/foo_3.deb");
+        assert!(b.starts_with(&path("pool/main")));
+        assert!(!b.starts_with(&path("pool/mai")));
+        assert!(!path("pool").starts_with(&b));
+        let joined = path("dists/x").join(&path("main/Packages"));
+        assert_eq!(joined, path("dists/x/main/Packages"));
+        assert_eq!(joined.first_component(), "dists");
+        assert_eq!(joined.file_name(), "Packages");
+        assert_eq!(joined.parent().unwrap(), path("dists/x/main"));
+    }
+
+    #[test]
+    fn paths_sort_by_components_a_directory_first_then_what_is_below_it() {
+        let mut paths: Vec<RelPath> = ["a-b", "a/b/c", "a", "b", "a/b", "a/a", "a-b/c"]
+            .iter()
+            .map(|p| RelPath::new(p).unwrap())
+            .collect();
+        paths.sort();
+        let sorted: Vec<String> = paths.iter().map(RelPath::to_string).collect();
+        assert_eq!(sorted, ["a", "a/a", "a/b", "a/b/c", "a-b", "a-b/c", "b"]);
+        for (x, y) in [
+            ("a/b", "a-b"),
+            ("a", "a/b"),
+            ("ab/c", "a/b"),
+            ("x/yz", "x/y/z"),
+        ] {
+            let want = x.split('/').cmp(y.split('/'));
+            assert_eq!(by_components(x, y), want, "{x} {y}");
+            assert_eq!(
+                RelPath::new(x).unwrap().cmp(&RelPath::new(y).unwrap()),
+                want
+            );
+        }
     }
 
     #[test]

@@ -21,9 +21,7 @@
 //! Pure, like `dirs`: requests are queued on the session, replies handed in; no I/O, no
 //! clock. It must not let anything through on a guess: what it cannot tell is outside.
 
-use std::collections::HashMap;
-
-use super::dirs::Waiter;
+use super::dirs::{ABSENT, Name, Names, Waiter};
 use super::op::{Cause, Req, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
@@ -49,21 +47,61 @@ enum Answer {
 enum Decided {
     Inside,
     Missing,
-    Outside(Cause),
+    /// Boxed: a directory costs a few bytes once decided.
+    Outside(Box<Cause>),
+}
+
+/// What is asked of a directory not decided yet, and who waits for it.
+#[derive(Debug)]
+struct Asking {
+    realpath: Answer,
+    lstat: Answer,
+    /// The entries below it that wait for its verdict.
+    children: Vec<usize>,
+    waiters: Vec<Waiter>,
+}
+
+/// A directory: being asked about, or decided. What is asked is boxed: a run may check a
+/// directory per file, and once decided a directory costs a few bytes.
+#[derive(Debug)]
+enum Status {
+    Asking(Box<Asking>),
+    Decided(Decided),
 }
 
 #[derive(Debug)]
 struct Dir {
-    path: RemotePath,
+    name: Name,
     /// The entry of the directory above, unless that is the target directory.
     parent: Option<usize>,
-    children: Vec<usize>,
-    realpath: Answer,
-    lstat: Answer,
-    decided: Option<Decided>,
-    waiters: Vec<Waiter>,
+    status: Status,
     /// Asked again after a MKDIR found the name taken (see [`Confinement::recheck`]).
     rechecked: bool,
+}
+
+impl Dir {
+    fn decided(&self) -> Option<&Decided> {
+        match &self.status {
+            Status::Decided(d) => Some(d),
+            Status::Asking(_) => None,
+        }
+    }
+
+    fn asking(&mut self) -> Option<&mut Asking> {
+        match &mut self.status {
+            Status::Asking(a) => Some(a),
+            Status::Decided(_) => None,
+        }
+    }
+}
+
+fn asking() -> Status {
+    Status::Asking(Box::new(Asking {
+        realpath: Answer::Awaited,
+        lstat: Answer::Awaited,
+        children: Vec::new(),
+        waiters: Vec::new(),
+    }))
 }
 
 /// The target directory as the server resolved it.
@@ -144,7 +182,10 @@ pub(crate) struct Confinement {
     pub(crate) realpath_resolves_links: bool,
     root: Root,
     target: Target,
-    index: HashMap<RemotePath, usize>,
+    /// The names of the directories known here and in the directory table.
+    pub(crate) names: Names,
+    /// By name: the directory's entry here, [`ABSENT`] if none.
+    slots: Vec<u32>,
     dirs: Vec<Dir>,
     /// For tests of what builds on it: every directory counts as inside, unasked.
     #[cfg(test)]
@@ -237,11 +278,11 @@ impl Confinement {
         let Some(k) = self.entry(dir, session) else {
             return Verdict::Inside;
         };
-        match &self.dirs[k].decided {
-            Some(Decided::Inside | Decided::Missing) => Verdict::Inside,
-            Some(Decided::Outside(cause)) => Verdict::Outside(cause.clone()),
-            None => {
-                self.dirs[k].waiters.push(waiter);
+        match &mut self.dirs[k].status {
+            Status::Decided(Decided::Inside | Decided::Missing) => Verdict::Inside,
+            Status::Decided(Decided::Outside(cause)) => Verdict::Outside(Cause::clone(cause)),
+            Status::Asking(a) => {
+                a.waiters.push(waiter);
                 Verdict::Pending
             }
         }
@@ -252,9 +293,18 @@ impl Confinement {
         if self.base.as_ref() == Some(dir) {
             return Some(Known::Inside);
         }
-        match self.dirs[*self.index.get(dir)?].decided {
+        match self.dirs[self.find(dir)?].decided() {
             Some(Decided::Inside) => Some(Known::Inside),
             Some(Decided::Missing) => Some(Known::Missing),
+            _ => None,
+        }
+    }
+
+    /// The entry of `dir`, if it has one.
+    fn find(&self, dir: &RemotePath) -> Option<usize> {
+        let name = self.names.find(dir)?;
+        match self.slots.get(name as usize) {
+            Some(&k) if k != ABSENT => Some(k as usize),
             _ => None,
         }
     }
@@ -282,9 +332,14 @@ impl Confinement {
             ) => Answer::Unsupported,
             (_, other) => Answer::Odd(describe(&other)),
         };
+        // A late reply for a directory decided since (a recheck's first answers) says
+        // nothing more.
+        let Some(asking) = self.dirs[k].asking() else {
+            return Vec::new();
+        };
         match req {
-            Req::Realpath => self.dirs[k].realpath = answer,
-            _ => self.dirs[k].lstat = answer,
+            Req::Realpath => asking.realpath = answer,
+            _ => asking.lstat = answer,
         }
         let mut judged = Vec::new();
         self.decide(k, &mut judged);
@@ -298,7 +353,7 @@ impl Confinement {
         if self.trusting {
             return None;
         }
-        if let Some(&k) = self.index.get(dir) {
+        if let Some(k) = self.find(dir) {
             return Some(k);
         }
         if !self.below_base(dir) {
@@ -306,22 +361,24 @@ impl Confinement {
         }
         let parent = dir.parent().and_then(|p| self.entry(&p, session));
         // Below a directory known missing, nothing is there either: nothing to ask.
-        let below_missing = parent.is_some_and(|p| self.dirs[p].decided == Some(Decided::Missing));
+        let below_missing =
+            parent.is_some_and(|p| self.dirs[p].decided() == Some(&Decided::Missing));
         let k = self.dirs.len();
-        self.index.insert(dir.clone(), k);
+        let name = self.names.intern(dir);
+        if self.slots.len() <= name as usize {
+            self.slots.resize(name as usize + 1, ABSENT);
+        }
+        self.slots[name as usize] = u32::try_from(k).expect("fewer than 4 billion directories");
         self.dirs.push(Dir {
-            path: dir.clone(),
+            name,
             parent,
-            children: Vec::new(),
-            realpath: Answer::Awaited,
-            lstat: Answer::Awaited,
-            decided: below_missing.then_some(Decided::Missing),
-            waiters: Vec::new(),
+            status: if below_missing {
+                Status::Decided(Decided::Missing)
+            } else {
+                asking()
+            },
             rechecked: false,
         });
-        if let Some(p) = parent {
-            self.dirs[p].children.push(k);
-        }
         if !below_missing {
             self.ask(k, session);
         }
@@ -330,7 +387,7 @@ impl Confinement {
 
     /// Asks the server where directory `k` is and whether it is a symlink.
     fn ask(&mut self, k: usize, session: &mut Session<Tag>) {
-        let path = self.dirs[k].path.as_bytes().to_vec();
+        let path = self.names.path(self.dirs[k].name).as_bytes().to_vec();
         session.send(
             Request::Realpath { path: path.clone() },
             Tag::Confine {
@@ -360,71 +417,89 @@ impl Confinement {
         let Some(k) = self.entry(dir, session) else {
             return Verdict::Inside;
         };
-        if let Some(Decided::Outside(cause)) = &self.dirs[k].decided {
-            return Verdict::Outside(cause.clone());
+        if let Some(Decided::Outside(cause)) = self.dirs[k].decided() {
+            return Verdict::Outside(Cause::clone(cause));
         }
         let d = &mut self.dirs[k];
         d.rechecked = true;
-        if d.decided.take().is_some() {
-            (d.realpath, d.lstat) = (Answer::Awaited, Answer::Awaited);
+        if d.decided().is_some() {
+            d.status = asking();
             self.ask(k, session);
         }
-        self.dirs[k].waiters.push(waiter);
+        if let Some(asking) = self.dirs[k].asking() {
+            asking.waiters.push(waiter);
+        }
         Verdict::Pending
     }
 
     /// Decides directory `k` if all it needs is in, then those below it that waited.
     fn decide(&mut self, k: usize, judged: &mut Judged) {
-        if self.dirs[k].decided.is_some() {
+        let Status::Asking(asking) = &self.dirs[k].status else {
             return;
-        }
+        };
         let parent = match self.dirs[k].parent {
             None => Some(Decided::Inside),
-            Some(p) => self.dirs[p].decided.clone(),
+            Some(p) => self.dirs[p].decided().cloned(),
         };
-        let Some(decided) = parent.and_then(|parent| self.judge(k, parent)) else {
+        let Some(parent) = parent else {
+            // It hears from its parent once that is decided.
+            let p = self.dirs[k].parent.expect("decided without a parent");
+            if let Some(above) = self.dirs[p].asking()
+                && !above.children.contains(&k)
+            {
+                above.children.push(k);
+            }
+            return;
+        };
+        let Some(decided) = self.judge(k, asking, parent) else {
             return;
         };
         let verdict = match &decided {
             Decided::Inside | Decided::Missing => Ok(()),
-            Decided::Outside(cause) => Err(cause.clone()),
+            Decided::Outside(cause) => Err(Cause::clone(cause)),
         };
-        self.dirs[k].decided = Some(decided);
-        let waiters = std::mem::take(&mut self.dirs[k].waiters);
+        let Status::Asking(asking) =
+            std::mem::replace(&mut self.dirs[k].status, Status::Decided(decided))
+        else {
+            unreachable!("asking above")
+        };
+        let Asking {
+            children, waiters, ..
+        } = *asking;
         judged.extend(waiters.into_iter().map(|w| (w, verdict.clone())));
-        for child in self.dirs[k].children.clone() {
+        for child in children {
             self.decide(child, judged);
         }
     }
 
     /// What directory `k` is, its parent being `parent`; `None` while answers are awaited.
-    fn judge(&self, k: usize, parent: Decided) -> Option<Decided> {
-        let d = &self.dirs[k];
+    fn judge(&self, k: usize, d: &Asking, parent: Decided) -> Option<Decided> {
+        let path = self.names.path(self.dirs[k].name);
         let outside = |why: String| {
-            Some(Decided::Outside(Cause::Outside {
-                path: d.path.clone(),
+            Some(Decided::Outside(Box::new(Cause::Outside {
+                path: path.clone(),
                 resolved: why,
-            }))
+            })))
         };
         match parent {
             // Below it, the same: the message names the directory that is the cause.
             Decided::Outside(cause) => return Some(Decided::Outside(cause)),
-            Decided::Missing if !d.rechecked => return Some(Decided::Missing),
+            Decided::Missing if !self.dirs[k].rechecked => return Some(Decided::Missing),
             Decided::Missing | Decided::Inside => {}
         }
         if matches!(d.realpath, Answer::Awaited) || matches!(d.lstat, Answer::Awaited) {
             return None;
         }
         let unconfirmed = |said: String| {
-            Some(Decided::Outside(Cause::Unconfirmed {
-                path: d.path.clone(),
+            Some(Decided::Outside(Box::new(Cause::Unconfirmed {
+                path: path.clone(),
                 said,
-            }))
+            })))
         };
         match &self.target {
             Target::Awaited => return None,
             Target::Problem(problem) => {
-                return Some(Decided::Outside(Cause::Target(problem.clone())));
+                return Some(Decided::Outside(Box::new(Cause::Target(problem.clone()))));
             }
             Target::Unasked | Target::Dir => {}
         }
@@ -440,7 +515,7 @@ impl Confinement {
             (_, Answer::Link(true)) => outside("a symlink".into()),
             (Answer::NoSuchFile, Answer::NoSuchFile) => Some(Decided::Missing),
             (Answer::Resolved(resolved), Answer::NoSuchFile | Answer::Link(false)) => {
-                match root.map(|r| self.expected(r, &d.path)) {
+                match root.map(|r| self.expected(r, &path)) {
                     Some(Some(expected)) if expected != *resolved => {
                         outside(String::from_utf8_lossy(resolved).into_owned())
                     }
@@ -453,7 +528,7 @@ impl Confinement {
             (Answer::Unsupported, Answer::NoSuchFile) => Some(Decided::Missing),
             // No LSTAT: a REALPATH that resolves symlinks, and says where it should, does.
             (Answer::Resolved(resolved), Answer::Unsupported) if self.realpath_resolves_links => {
-                match root.and_then(|r| self.expected(r, &d.path)) {
+                match root.and_then(|r| self.expected(r, &path)) {
                     Some(expected) if expected == *resolved => Some(Decided::Inside),
                     _ => outside(String::from_utf8_lossy(resolved).into_owned()),
                 }
@@ -589,7 +664,7 @@ mod tests {
         );
         let mut judged = Vec::new();
         for (path, realpath, lstat) in answers {
-            let k = c.index[&rp(path)];
+            let k = c.find(&rp(path)).unwrap();
             judged.extend(c.on_reply(k, Req::Realpath, realpath.clone()));
             judged.extend(c.on_reply(k, Req::Lstat, lstat.clone()));
         }

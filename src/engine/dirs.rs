@@ -10,13 +10,15 @@
 //! Pure: requests are queued on the session, replies handed in; no I/O, no clock. It never
 //! makes the target directory or anything above it (see [`DirTable::base`]).
 
-use std::collections::HashMap;
-
 use super::confine::{Confinement, Known, Verdict};
 use super::op::{Cause, Reply, Req, Status, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
+
+mod names;
+
+pub(crate) use names::{Name, Names};
 
 /// Who waits for a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +27,11 @@ pub(crate) enum Waiter {
     Dir(usize),
 }
 
+/// Where an undecided directory is.
 #[derive(Debug)]
-enum State {
+enum Stage {
     /// MKDIR (or the STAT after a failed MKDIR, keeping the MKDIR's failure) in flight.
-    Creating {
-        mkdir_failure: Option<Box<Cause>>,
-    },
+    Creating { mkdir_failure: Option<Cause> },
     /// Waiting for the parent directory before MKDIR is retried.
     WaitingParent,
     /// Waiting to know whether the parent, which this run did not make, is inside the
@@ -39,24 +40,35 @@ enum State {
     /// The MKDIR failed (its failure kept): asking again what stands at the name, before
     /// a STAT (which would follow a symlink planted there since) says whether it is a
     /// directory.
-    Rechecking {
-        mkdir_failure: Box<Cause>,
-    },
-    Ready,
-    Failed(Box<Cause>),
+    Rechecking { mkdir_failure: Cause },
 }
 
-// Boxed causes keep the table small: a run may make a directory per file.
+/// A directory on its way, and who waits for it.
 #[derive(Debug)]
-struct Dir {
-    path: RemotePath,
-    state: State,
+struct Pending {
+    stage: Stage,
     waiters: Vec<Waiter>,
     /// A MKDIR that found no parent although the parent exists may have overtaken the
     /// parent's MKDIR on a server that answers out of order: it is retried once.
     retried: bool,
     /// Our MKDIR made it (it did not exist): what is below it cannot exist yet either.
     made: bool,
+}
+
+// What is undecided is boxed: a run may make a directory per file, and once decided a
+// directory costs a few bytes.
+// 16 bytes a name, whether the table has a directory of that name or not.
+#[derive(Debug)]
+enum State {
+    /// The name is the confinement's only (or a directory above the base).
+    Absent,
+    Pending(Box<Pending>),
+    /// `made`: our MKDIR made it (it did not exist): what is below it cannot exist yet
+    /// either.
+    Ready {
+        made: bool,
+    },
+    Failed(Box<Cause>),
 }
 
 /// What [`DirTable::ensure`] found.
@@ -72,24 +84,77 @@ pub(crate) enum Ensure {
 /// Directories created (or found) during this run, and those being created.
 #[derive(Debug, Default)]
 pub(crate) struct DirTable {
-    index: HashMap<RemotePath, usize>,
-    dirs: Vec<Dir>,
+    /// By name (in `confine.names`, which numbers the directories here too): what is
+    /// known of it.
+    states: Vec<State>,
     /// MKDIR requests sent, for statistics and tests.
     pub(crate) mkdirs_sent: u64,
     /// The server answers in order: a MKDIR may follow its parent's without waiting.
     pub(crate) in_order: bool,
     /// The directory everything goes below: neither it nor anything above it is ever made.
     pub(crate) base: Option<RemotePath>,
-    /// Which existing directories are really below the base (no symlink on the way).
+    /// Which existing directories are really below the base (no symlink on the way); it
+    /// holds the names of both tables.
     pub(crate) confine: Confinement,
 }
+
+/// A name with no entry in the confinement.
+pub(crate) const ABSENT: u32 = u32::MAX;
 
 /// Directories whose fate was decided, with their waiters.
 pub(crate) type Released = Vec<(Waiter, Result<(), Cause>)>;
 
+impl State {
+    fn pending(stage: Stage) -> State {
+        State::Pending(Box::new(Pending {
+            stage,
+            waiters: Vec::new(),
+            retried: false,
+            made: false,
+        }))
+    }
+}
+
 impl DirTable {
-    pub(crate) fn path(&self, dir: usize) -> &RemotePath {
-        &self.dirs[dir].path
+    pub(crate) fn path(&self, dir: usize) -> RemotePath {
+        self.confine.names.path(dir as Name)
+    }
+
+    /// The number of `path` here, if it has one.
+    fn find(&self, path: &RemotePath) -> Option<usize> {
+        let i = self.confine.names.find(path)? as usize;
+        match self.states.get(i) {
+            None | Some(State::Absent) => None,
+            Some(_) => Some(i),
+        }
+    }
+
+    /// Whether this run's MKDIR made directory `i`.
+    fn made(&self, i: usize) -> bool {
+        matches!(self.states[i], State::Ready { made: true })
+    }
+
+    /// Directory `i`'s stage, while it is on its way.
+    fn stage(&self, i: usize) -> Option<&Stage> {
+        match &self.states[i] {
+            State::Pending(p) => Some(&p.stage),
+            _ => None,
+        }
+    }
+
+    /// Moves directory `i`, on its way, to `stage`, its waiters kept.
+    fn set_stage(&mut self, i: usize, stage: Stage) {
+        match &mut self.states[i] {
+            State::Pending(p) => p.stage = stage,
+            state => *state = State::pending(stage),
+        }
+    }
+
+    /// Adds `waiter` to directory `i`, which is on its way.
+    fn wait_for(&mut self, i: usize, waiter: Waiter) {
+        if let State::Pending(p) = &mut self.states[i] {
+            p.waiters.push(waiter);
+        }
     }
 
     /// Makes sure `path` exists, creating it if this run has not yet; `waiter` is released
@@ -100,16 +165,13 @@ impl DirTable {
         waiter: Waiter,
         session: &mut Session<Tag>,
     ) -> Ensure {
-        if let Some(&i) = self.index.get(path) {
-            let dir = &mut self.dirs[i];
-            return match &dir.state {
-                State::Ready => Ensure::Ready,
+        if let Some(i) = self.find(path) {
+            return match &mut self.states[i] {
+                State::Absent => unreachable!("found"),
+                State::Ready { .. } => Ensure::Ready,
                 State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
-                State::Creating { .. }
-                | State::WaitingParent
-                | State::Confining
-                | State::Rechecking { .. } => {
-                    dir.waiters.push(waiter);
+                State::Pending(p) => {
+                    p.waiters.push(waiter);
                     Ensure::Queued
                 }
             };
@@ -117,20 +179,16 @@ impl DirTable {
         if !self.may_make(path) {
             return Ensure::Failed(self.outside_base(path));
         }
-        let i = self.dirs.len();
-        self.index.insert(path.clone(), i);
-        self.dirs.push(Dir {
-            path: path.clone(),
-            state: State::Creating {
-                mkdir_failure: None,
-            },
-            waiters: vec![waiter],
-            retried: false,
-            made: false,
+        let i = self.confine.names.intern(path) as usize;
+        if self.states.len() <= i {
+            self.states.resize_with(i + 1, || State::Absent);
+        }
+        self.states[i] = State::pending(Stage::Creating {
+            mkdir_failure: None,
         });
+        self.wait_for(i, waiter);
         if let Err(cause) = self.send_mkdir(i, session) {
-            self.dirs[i].waiters.clear();
-            self.dirs[i].state = State::Failed(Box::new(cause.clone()));
+            self.states[i] = State::Failed(Box::new(cause.clone()));
             return Ensure::Failed(cause);
         }
         Ensure::Queued
@@ -138,21 +196,13 @@ impl DirTable {
 
     /// Whether directory `i` is being made, or was made, by this run.
     fn is_new(&self, i: usize) -> bool {
-        let dir = &self.dirs[i];
-        dir.made
-            || matches!(
-                dir.state,
-                State::Creating { .. }
-                    | State::WaitingParent
-                    | State::Confining
-                    | State::Rechecking { .. }
-            )
+        self.made(i) || matches!(self.states[i], State::Pending(_))
     }
 
     /// Whether `path` surely does not exist: the table does not know it, and the nearest
     /// directory above it that the table knows is one this run is making or made.
     pub(crate) fn known_missing(&self, path: &RemotePath) -> bool {
-        if self.index.contains_key(path) {
+        if self.find(path).is_some() {
             return false;
         }
         if self.confine.known(path) == Some(Known::Missing) {
@@ -160,14 +210,13 @@ impl DirTable {
         }
         let mut at = self.parent_of(path);
         while let Some(p) = at {
-            if let Some(&i) = self.index.get(&p) {
+            if let Some(i) = self.find(&p) {
                 return self.is_new(i);
             }
             at = self.parent_of(&p);
         }
         false
     }
-
     /// Whether `path` may be made: strictly below the base (anywhere without one).
     fn may_make(&self, path: &RemotePath) -> bool {
         match &self.base {
@@ -201,8 +250,8 @@ impl DirTable {
 
     /// Why `path` could not be made, if it could not.
     pub(crate) fn failure(&self, path: &RemotePath) -> Option<Cause> {
-        let i = *self.index.get(path)?;
-        match &self.dirs[i].state {
+        let i = self.find(path)?;
+        match &self.states[i] {
             State::Failed(cause) => Some(Cause::clone(cause)),
             _ => None,
         }
@@ -212,14 +261,14 @@ impl DirTable {
     /// this run makes, or one that resolves inside the target. A parent that resolves
     /// elsewhere (a symlink) is the error returned: nothing is made there.
     fn send_mkdir(&mut self, i: usize, session: &mut Session<Tag>) -> Result<(), Cause> {
-        let Some(parent) = self.parent_of(&self.dirs[i].path) else {
+        let Some(parent) = self.parent_of(&self.path(i)) else {
             // Its parent is the base: the administrator's, wherever it is.
             self.mkdir_now(i, session);
             return Ok(());
         };
-        if let Some(&p) = self.index.get(&parent) {
-            match &self.dirs[p].state {
-                State::Ready if self.dirs[p].made => {
+        if let Some(p) = self.find(&parent) {
+            match &self.states[p] {
+                State::Ready { made: true } => {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
@@ -228,28 +277,28 @@ impl DirTable {
                 // real directory inside already. One that did not exist when looked at may
                 // be a symlink by the time its MKDIR comes (another client planted it; the
                 // MKDIR then fails), and a MKDIR sent behind it would be made through it.
-                State::Creating { .. } if self.confine.known(&parent) == Some(Known::Inside) => {
+                State::Pending(pending)
+                    if matches!(pending.stage, Stage::Creating { .. })
+                        && self.confine.known(&parent) == Some(Known::Inside) =>
+                {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
                 // Wait for its fate: made by this MKDIR, or found to be what it is.
-                State::Creating { .. }
-                | State::WaitingParent
-                | State::Confining
-                | State::Rechecking { .. } => {
-                    self.dirs[p].waiters.push(Waiter::Dir(i));
-                    self.dirs[i].state = State::WaitingParent;
+                State::Pending(_) => {
+                    self.wait_for(p, Waiter::Dir(i));
+                    self.set_stage(i, Stage::WaitingParent);
                     return Ok(());
                 }
                 State::Failed(cause) => return Err(Cause::clone(cause)),
-                State::Ready => {}
+                State::Ready { made: false } | State::Absent => {}
             }
         }
         // A parent found missing is made first, top-down: a MKDIR per level, none failing
         // for want of its parent.
         if self.confine.known(&parent) == Some(Known::Missing) {
             match self.ensure(&parent, Waiter::Dir(i), session) {
-                Ensure::Queued => self.dirs[i].state = State::WaitingParent,
+                Ensure::Queued => self.set_stage(i, Stage::WaitingParent),
                 Ensure::Ready => self.mkdir_now(i, session),
                 Ensure::Failed(cause) => return Err(cause),
             }
@@ -259,7 +308,7 @@ impl DirTable {
         match self.confine.check(&parent, Waiter::Dir(i), session) {
             Verdict::Inside => self.mkdir_now(i, session),
             Verdict::Outside(cause) => return Err(cause),
-            Verdict::Pending => self.dirs[i].state = State::Confining,
+            Verdict::Pending => self.set_stage(i, Stage::Confining),
         }
         Ok(())
     }
@@ -272,16 +321,17 @@ impl DirTable {
         waiter: Waiter,
         session: &mut Session<Tag>,
     ) -> Verdict {
-        if self.index.get(dir).is_some_and(|&i| self.dirs[i].made) {
+        let known = self.find(dir);
+        if known.is_some_and(|i| self.made(i)) {
             return Verdict::Inside;
         }
         // Below a directory this run made, nothing was there before: no symlink either,
         // and nothing to ask.
         let parent_made = self
             .parent_of(dir)
-            .and_then(|p| self.index.get(&p).copied())
-            .is_some_and(|i| self.dirs[i].made);
-        if !self.index.contains_key(dir) && parent_made {
+            .and_then(|p| self.find(&p))
+            .is_some_and(|i| self.made(i));
+        if known.is_none() && parent_made {
             return Verdict::Inside;
         }
         self.confine.check(dir, waiter, session)
@@ -328,7 +378,7 @@ impl DirTable {
             match (waiter, verdict) {
                 (Waiter::Op(_), verdict) => released.push((waiter, verdict)),
                 (Waiter::Dir(d), Ok(()))
-                    if matches!(self.dirs[d].state, State::Rechecking { .. }) =>
+                    if matches!(self.stage(d), Some(Stage::Rechecking { .. })) =>
                 {
                     self.stat_after_failed_mkdir(d, session)
                 }
@@ -342,14 +392,17 @@ impl DirTable {
     /// Sends the STAT that tells whether directory `i`, whose MKDIR failed and whose name
     /// resolved where it should, is a directory.
     fn stat_after_failed_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
-        let mkdir_failure = match std::mem::replace(&mut self.dirs[i].state, State::WaitingParent) {
-            State::Rechecking { mkdir_failure } => Some(mkdir_failure),
+        let mkdir_failure = match &mut self.states[i] {
+            State::Pending(p) => match std::mem::replace(&mut p.stage, Stage::WaitingParent) {
+                Stage::Rechecking { mkdir_failure } => Some(mkdir_failure),
+                _ => None,
+            },
             _ => None,
         };
-        self.dirs[i].state = State::Creating { mkdir_failure };
+        self.set_stage(i, Stage::Creating { mkdir_failure });
         session.send(
             Request::Stat {
-                path: self.dirs[i].path.as_bytes().to_vec(),
+                path: self.path(i).as_bytes().to_vec(),
             },
             Tag::Dir {
                 dir: i,
@@ -362,7 +415,7 @@ impl DirTable {
         self.mkdirs_sent += 1;
         session.send(
             Request::Mkdir {
-                path: self.dirs[i].path.as_bytes().to_vec(),
+                path: self.path(i).as_bytes().to_vec(),
                 attrs: Attrs {
                     permissions: Some(0o755),
                     ..Attrs::default()
@@ -373,9 +426,12 @@ impl DirTable {
                 req: Req::Mkdir,
             },
         );
-        self.dirs[i].state = State::Creating {
-            mkdir_failure: None,
-        };
+        self.set_stage(
+            i,
+            Stage::Creating {
+                mkdir_failure: None,
+            },
+        );
     }
 
     /// Handles the reply to a request this table sent; returns the waiters it releases.
@@ -408,7 +464,9 @@ impl DirTable {
                     ..
                 },
             ) => {
-                self.dirs[i].made = true;
+                if let State::Pending(p) = &mut self.states[i] {
+                    p.made = true;
+                }
                 self.settle(i, Ok(()), session, released)
             }
             (
@@ -424,10 +482,9 @@ impl DirTable {
             }
             (Req::Mkdir, Response::Status { code, message, .. }) => {
                 // Perhaps it exists already: where it resolves, then one STAT, tell.
-                self.dirs[i].state = State::Rechecking {
-                    mkdir_failure: Box::new(status_cause(Req::Mkdir, code, &message)),
-                };
-                let path = self.dirs[i].path.clone();
+                let mkdir_failure = status_cause(Req::Mkdir, code, &message);
+                self.set_stage(i, Stage::Rechecking { mkdir_failure });
+                let path = self.path(i);
                 match self.confine.recheck(&path, Waiter::Dir(i), session) {
                     Verdict::Inside => self.stat_after_failed_mkdir(i, session),
                     Verdict::Outside(cause) => self.settle(i, Err(cause), session, released),
@@ -435,17 +492,17 @@ impl DirTable {
                 }
             }
             (Req::Stat, response) => {
-                let mkdir_failure = match &mut self.dirs[i].state {
-                    State::Creating { mkdir_failure } => mkdir_failure.take(),
+                let mkdir_failure = match &mut self.states[i] {
+                    State::Pending(p) => match &mut p.stage {
+                        Stage::Creating { mkdir_failure } => mkdir_failure.take(),
+                        _ => None,
+                    },
                     _ => None,
                 };
-                let failure = mkdir_failure.map_or(
-                    Cause::UnexpectedReply {
-                        request: Req::Mkdir,
-                        reply: Reply::Failure,
-                    },
-                    |cause| *cause,
-                );
+                let failure = mkdir_failure.unwrap_or(Cause::UnexpectedReply {
+                    request: Req::Mkdir,
+                    reply: Reply::Failure,
+                });
                 let result = match response {
                     Response::Attrs(a) if a.is_dir() => Ok(()),
                     _ => Err(failure),
@@ -474,19 +531,27 @@ impl DirTable {
         // The parent first, and this one again once it is made: not both at once, even on
         // an in-order server (a MKDIR behind one that fails could be made through a
         // symlink planted there; see `send_mkdir`).
-        let parent = self.parent_of(&self.dirs[i].path);
+        let parent = self.parent_of(&self.path(i));
         match parent {
             None => self.settle(i, Err(failure), session, released),
             Some(parent) => match self.ensure(&parent, Waiter::Dir(i), session) {
-                Ensure::Queued => self.dirs[i].state = State::WaitingParent,
-                Ensure::Ready if !self.dirs[i].retried => {
-                    self.dirs[i].retried = true;
-                    self.mkdir_or_fail(i, session, released);
-                }
+                Ensure::Queued => self.set_stage(i, Stage::WaitingParent),
+                Ensure::Ready if self.first_retry(i) => self.mkdir_or_fail(i, session, released),
                 // Still no parent although it exists: give up rather than loop.
                 Ensure::Ready => self.settle(i, Err(failure), session, released),
                 Ensure::Failed(cause) => self.settle(i, Err(cause), session, released),
             },
+        }
+    }
+
+    /// Whether directory `i`'s MKDIR, which found no parent, was not retried yet: it is now.
+    fn first_retry(&mut self, i: usize) -> bool {
+        match &mut self.states[i] {
+            State::Pending(p) if !p.retried => {
+                p.retried = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -499,10 +564,15 @@ impl DirTable {
         session: &mut Session<Tag>,
         released: &mut Released,
     ) {
-        let path = self.dirs[i].path.clone();
-        self.dirs[i].state = match &result {
-            Ok(()) => State::Ready,
+        let path = self.path(i);
+        let made = matches!(&self.states[i], State::Pending(p) if p.made);
+        let decided = match &result {
+            Ok(()) => State::Ready { made },
             Err(cause) => State::Failed(Box::new(cause.clone())),
+        };
+        let waiters = match std::mem::replace(&mut self.states[i], decided) {
+            State::Pending(p) => p.waiters,
+            _ => Vec::new(),
         };
         // What fails below a directory that could not be made names that directory (the
         // one that is the cause), not each of its own.
@@ -513,7 +583,7 @@ impl DirTable {
                 cause: Box::new(cause.clone()),
             },
         };
-        for waiter in std::mem::take(&mut self.dirs[i].waiters) {
+        for waiter in waiters {
             match (waiter, &result) {
                 (Waiter::Op(_), Ok(())) => released.push((waiter, Ok(()))),
                 (Waiter::Op(_), Err(cause)) => released.push((waiter, Err(below(cause)))),
@@ -579,6 +649,8 @@ mod tests {
     }
 
     /// A table whose directories all count as inside: no REALPATH or LSTAT before a MKDIR.
+    /// Its directories are numbered as their names are, parents first (`a/b/c` gives `a`
+    /// 0, `a/b` 1 and itself 2).
     fn unconfined() -> DirTable {
         let mut t = DirTable::default();
         t.confine.trusting = true;
@@ -663,7 +735,7 @@ mod tests {
                 }
             }]
         );
-        let released = t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        let released = t.on_reply(1, Req::Mkdir, status(StatusCode::Ok), &mut session);
         assert_eq!(released.len(), 50);
         assert!(released.iter().all(|(_, r)| r.is_ok()));
         assert_eq!(t.mkdirs_sent, 1);
@@ -690,20 +762,20 @@ mod tests {
         };
         assert_eq!(sent(&mut session), vec![mk("a/b/c")]);
         assert!(
-            t.on_reply(0, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session)
+            t.on_reply(2, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session)
                 .is_empty()
         );
         assert_eq!(sent(&mut session), vec![mk("a/b")]);
         t.on_reply(1, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
         assert_eq!(sent(&mut session), vec![mk("a")]);
         assert!(
-            t.on_reply(2, Req::Mkdir, status(StatusCode::Ok), &mut session)
+            t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session)
                 .is_empty()
         );
         assert_eq!(sent(&mut session), vec![mk("a/b")]);
         t.on_reply(1, Req::Mkdir, status(StatusCode::Ok), &mut session);
         assert_eq!(sent(&mut session), vec![mk("a/b/c")]);
-        let released = t.on_reply(0, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        let released = t.on_reply(2, Req::Mkdir, status(StatusCode::Ok), &mut session);
         assert_eq!(released, vec![(Waiter::Op(7), Ok(()))]);
         assert_eq!(t.mkdirs_sent, 5);
     }
@@ -738,14 +810,14 @@ mod tests {
         t.ensure(&path("f/x"), Waiter::Op(1), &mut session);
         t.ensure(&path("f/y"), Waiter::Op(2), &mut session);
         // f/x and f/y: no parent; f is a file.
-        t.on_reply(0, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
         t.on_reply(1, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
-        t.on_reply(2, Req::Mkdir, status(StatusCode::Failure), &mut session);
+        t.on_reply(2, Req::Mkdir, status(StatusCode::NoSuchFile), &mut session);
+        t.on_reply(0, Req::Mkdir, status(StatusCode::Failure), &mut session);
         let file = Attrs {
             permissions: Some(0o100644),
             ..Attrs::default()
         };
-        let released = t.on_reply(2, Req::Stat, Response::Attrs(file), &mut session);
+        let released = t.on_reply(0, Req::Stat, Response::Attrs(file), &mut session);
         assert_eq!(released.len(), 2);
         for (_, r) in released {
             let Err(Cause::Directory { dir, cause }) = r else {

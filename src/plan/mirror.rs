@@ -151,7 +151,7 @@ fn is_dists(path: &RelPath) -> bool {
 /// `.NAME.prev` beside it (the run's guard names them so: `run::guard::kept_name`), which
 /// a run cut off before removing it leaves: no file of reprepro's, and never one to keep.
 pub fn is_kept(path: &RelPath) -> bool {
-    let name = path.as_str().rsplit('/').next().unwrap_or_default();
+    let name = path.file_name();
     is_dists(path)
         && name.len() > ".prev".len() + 1
         && name.starts_with('.')
@@ -333,7 +333,7 @@ impl Planner<'_> {
 /// The finalisation step of a file of `dists/` (one directly in `dists/`, outside any
 /// distribution, goes with the indexes).
 fn finalise_step(path: &RelPath) -> Finalise {
-    dist_dir_of(path).map_or(Finalise::Indexes, |(_, name)| Finalise::of(name, false))
+    dist_dir_of(path).map_or(Finalise::Indexes, |(_, name)| Finalise::of(&name, false))
 }
 
 #[cfg(test)]

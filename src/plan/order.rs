@@ -111,8 +111,8 @@ impl<T> IndexMut<Finalise> for Steps<T> {
 
 /// The distribution directory a path of `dists/` belongs to, and the path's name inside it:
 /// `dists/CODENAME`, or `dists/CODENAME/snapshots/NAME` for what is in a snapshot.
-pub fn dist_dir_of(path: &RelPath) -> Option<(&str, &str)> {
-    let p = path.as_str();
+pub fn dist_dir_of(path: &RelPath) -> Option<(String, String)> {
+    let p = path.text();
     let parts: Vec<&str> = p.splitn(5, '/').collect();
     let dir_len = match parts.as_slice() {
         ["dists", _, "snapshots", _, _] => 4,
@@ -120,13 +120,13 @@ pub fn dist_dir_of(path: &RelPath) -> Option<(&str, &str)> {
         _ => return None,
     };
     let len: usize = parts[..dir_len].iter().map(|s| s.len() + 1).sum::<usize>() - 1;
-    Some((&p[..len], &p[len + 1..]))
+    Some((p[..len].to_owned(), p[len + 1..].to_owned()))
 }
 
 /// Directories grouped by depth, deepest first: each level can go at once once the one
 /// below it is gone.
 pub fn levels_deepest_first(mut dirs: Vec<RelPath>) -> Vec<Vec<RelPath>> {
-    let depth = |p: &RelPath| p.as_str().matches('/').count();
+    let depth = |p: &RelPath| p.text().matches('/').count();
     dirs.sort_by_key(|p| std::cmp::Reverse(depth(p)));
     let mut levels: Vec<Vec<RelPath>> = Vec::new();
     for dir in dirs {
@@ -145,7 +145,7 @@ mod tests {
     fn step(path: &str, deletes: bool) -> Finalise {
         let path = RelPath::new(path).unwrap();
         let (_, name) = dist_dir_of(&path).unwrap();
-        Finalise::of(name, deletes)
+        Finalise::of(&name, deletes)
     }
 
     #[test]
@@ -189,9 +189,9 @@ mod tests {
         let dirs =
             ["pool/a", "pool/a/b/c", "pool/d/e", "pool/a/b"].map(|p| RelPath::new(p).unwrap());
         let levels = levels_deepest_first(dirs.to_vec());
-        let levels: Vec<Vec<&str>> = levels
+        let levels: Vec<Vec<String>> = levels
             .iter()
-            .map(|l| l.iter().map(RelPath::as_str).collect())
+            .map(|l| l.iter().map(RelPath::to_string).collect())
             .collect();
         assert_eq!(
             levels,

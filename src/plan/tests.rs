@@ -14,8 +14,8 @@ fn r(s: &str) -> RelPath {
     RelPath::new(s).unwrap()
 }
 
-fn paths(jobs: &[Job]) -> Vec<&str> {
-    jobs.iter().map(|j| j.path.as_str()).collect()
+fn paths(jobs: &[Job]) -> Vec<String> {
+    jobs.iter().map(|j| j.path.to_string()).collect()
 }
 
 fn bookworm(files: &[&str]) -> String {
@@ -97,7 +97,7 @@ END-DISTRIBUTION\tb\tdists/b\n";
     assert_eq!(
         d.steps[Finalise::Indexes][0].action,
         Action::Symlink {
-            target: "binary-amd64".into()
+            target: Box::new("binary-amd64".into())
         }
     );
     assert_eq!(paths(&d.steps[Finalise::Release]), ["dists/b/Release"]);
@@ -126,18 +126,18 @@ fn the_newest_log_wins_and_older_entries_are_obsoleted() {
     assert!(d.uploads.iter().all(|j| j.log == 1));
     // The older entries are obsoleted once the newer ones are done, not before.
     assert!(plan.obsoleted.is_empty());
-    let mut superseded: Vec<(&str, &Vec<usize>)> = plan
+    let mut superseded: Vec<(String, Vec<usize>)> = plan
         .supersedes
         .iter()
-        .map(|(p, logs)| (p.as_str(), logs))
+        .map(|(p, logs)| (p.to_string(), logs.clone()))
         .collect();
     superseded.sort();
     assert_eq!(
         superseded,
         [
-            ("dists/bookworm/Packages", &vec![0]),
-            ("dists/bookworm/Release", &vec![0]),
-            ("pool/main/f/foo_1.deb", &vec![0]),
+            ("dists/bookworm/Packages".to_string(), vec![0]),
+            ("dists/bookworm/Release".to_string(), vec![0]),
+            ("pool/main/f/foo_1.deb".to_string(), vec![0]),
         ]
     );
     assert_eq!(plan.remaining, vec![0, 3]);
@@ -162,7 +162,7 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
     assert_eq!(
         d.steps[Finalise::Indexes][0].action,
         Action::RenameDotNew {
-            local: PathBuf::from("/srv/dists/bookworm/Packages")
+            local: Box::new(PathBuf::from("/srv/dists/bookworm/Packages"))
         }
     );
     assert_eq!(plan.remaining, vec![3]);
@@ -214,7 +214,7 @@ fn several_dist_dirs_and_snapshots_are_planned_separately() {
 BEGIN-SNAPSHOT\ta\tdists/a/snapshots/s\ts\nDISTFILE\tdists/a/snapshots/s\tRelease\t/y\nEND-SNAPSHOT\ta\tdists/a/snapshots/s\ts\n\
 BEGIN-DISTRIBUTION\tb\tdists/b\nDISTFILE\tdists/b\tRelease\t/z\nEND-DISTRIBUTION\tb\tdists/b\n";
     let plan = plan(&[log("1", text)]);
-    let dirs: Vec<&str> = plan.dist_dirs.iter().map(|d| d.dir.as_str()).collect();
+    let dirs: Vec<String> = plan.dist_dirs.iter().map(|d| d.dir.to_string()).collect();
     assert_eq!(dirs, ["dists/a", "dists/a/snapshots/s", "dists/b"]);
     assert_eq!(plan.jobs().count(), 6);
 }
@@ -237,15 +237,19 @@ fn dist_b(lines: &[&str], journal: &[&str]) -> String {
 const FILE_P: &str = "DISTFILE\tdists/b\tP\t/d/b/P";
 const FILE_Q: &str = "DISTFILE\tdists/b\tQ\t/d/b/Q";
 
-fn dot_new_removals(plan: &Plan) -> Vec<(usize, &str)> {
+fn owned(pairs: &[(usize, &str)]) -> Vec<(usize, String)> {
+    pairs.iter().map(|(n, s)| (*n, s.to_string())).collect()
+}
+
+fn dot_new_removals(plan: &Plan) -> Vec<(usize, String)> {
     plan.dist_dirs
         .iter()
         .flat_map(|d| &d.steps[Finalise::Deletions])
-        .filter(|j| j.path.as_str().ends_with(".new"))
+        .filter(|j| j.path.file_name().ends_with(".new"))
         .map(|j| {
             // Ours, not the repository's: removed at once, never held back.
             assert_eq!(j.action, Action::RemoveStale);
-            (j.log, j.path.as_str())
+            (j.log, j.path.to_string())
         })
         .collect()
 }
@@ -265,7 +269,7 @@ fn an_older_dot_new_that_a_newer_deletion_or_symlink_strands_is_removed() {
         let plan = plan(&[log("1", &older), log("2", &newer)]);
         assert_eq!(
             dot_new_removals(&plan),
-            [(0, "dists/b/P.new"), (0, "dists/b/Q.new")]
+            owned(&[(0, "dists/b/P.new"), (0, "dists/b/Q.new")])
         );
         assert_eq!(plan.remaining, vec![2, 2], "the older log waits for them");
         assert!(plan.dist_dirs[0].uploads.is_empty());
@@ -308,7 +312,7 @@ fn a_dot_new_left_by_two_older_logs_is_removed_once() {
     let older = dist_b(&[FILE_P], &["DONE\tasdotnew\tdists/b/P"]);
     let newer = dist_b(&["DISTDELETE\tdists/b\tP"], &[]);
     let plan = plan(&[log("1", &older), log("2", &older), log("3", &newer)]);
-    assert_eq!(dot_new_removals(&plan), [(1, "dists/b/P.new")]);
+    assert_eq!(dot_new_removals(&plan), owned(&[(1, "dists/b/P.new")]));
     assert_eq!(plan.supersedes[&r("dists/b/P.new")], vec![0]);
     assert_eq!(plan.remaining, vec![0, 1, 1]);
 }
@@ -328,5 +332,11 @@ fn held_back_deletions_are_the_repositorys_not_our_stale_dot_new_files() {
     assert_eq!(held.dists.len(), plan.dist_dirs.len());
     assert_eq!(paths(&held.dists[0]), ["dists/b/P"]);
     assert!(plan.pool_deletes.is_empty());
-    assert_eq!(dot_new_removals(&plan), [(0, "dists/b/P.new")]);
+    assert_eq!(dot_new_removals(&plan), owned(&[(0, "dists/b/P.new")]));
+}
+
+#[test]
+fn a_job_is_small_a_plan_holds_one_per_file() {
+    assert!(std::mem::size_of::<Action>() <= 16);
+    assert!(std::mem::size_of::<Job>() <= 48);
 }

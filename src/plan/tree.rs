@@ -40,7 +40,8 @@ pub type Tree = BTreeMap<RelPath, Node>;
 
 /// Where a repository path is on the remote.
 pub fn remote_path(targetdir: Option<&RemotePath>, path: &RelPath) -> RemotePath {
-    let rel = path.as_str().as_bytes();
+    let rel = path.text();
+    let rel = rel.as_bytes();
     match targetdir {
         Some(t) => t.join(rel).expect("a RelPath joins to a valid remote path"),
         None => RemotePath::new(rel).expect("a RelPath is a valid remote path"),
@@ -125,7 +126,8 @@ fn link_means(path: &RelPath, wanted: &[u8], got: &[u8], targetdir: Option<&Remo
         return false;
     }
     // The link's directory as the server names it (a top directory's is the target dir).
-    let from = match path.as_str().rsplit_once('/') {
+    let text = path.text();
+    let from = match text.rsplit_once('/') {
         Some((dir, _)) => match RelPath::new(dir) {
             Ok(dir) => remote_path(targetdir, &dir).as_bytes().to_vec(),
             Err(_) => return false,
@@ -205,7 +207,7 @@ mod tests {
             (r("dists/stable"), Node::Link(b"trixie".to_vec())),
         ]);
         let d = diff(&local, &remote);
-        let paths: Vec<&str> = d.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<String> = d.iter().map(|(p, _)| p.to_string()).collect();
         assert_eq!(paths, ["dists/stable", "pool/b", "pool/c", "pool/x"]);
         assert!(matches!(d[0].1, Difference::Changed { .. }));
         assert!(matches!(d[2].1, Difference::Missing(_)));

@@ -80,22 +80,25 @@ impl DoneMessage {
 }
 
 /// One line of an outlog.
+#[allow(clippy::box_collection)] // thin boxes: 8 bytes, not a `Box<str>`'s 16
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
     PoolNew(RelPath),
     PoolDelete(RelPath),
-    Begin(Section),
-    End(Section),
+    // Boxed (a section, a local source, a link target): a line is as big as its biggest
+    // kind, and an outlog may have 100 000 lines, most of them pool paths.
+    Begin(Box<Section>),
+    End(Box<Section>),
     /// `dir/name` is new or changed; `local` is where reprepro wrote it.
     DistFile {
         dir: RelPath,
         name: RelPath,
-        local: PathBuf,
+        local: Box<PathBuf>,
     },
     DistSymlink {
         dir: RelPath,
         name: RelPath,
-        target: String,
+        target: Box<String>,
     },
     DistDelete {
         dir: RelPath,
@@ -195,6 +198,7 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> Result<Outlog, Out
     let mut offset = 0u64;
     let mut raw = Vec::new();
     let mut torn_tail = None;
+    let mut dirs = None;
     let err = |line: usize, problem| ParseError {
         file: path.to_owned(),
         line,
@@ -221,7 +225,9 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> Result<Outlog, Out
         offset += n as u64;
         raw.pop();
         let line = text(&raw).and_then(|text| parser.line(text, number));
-        lines.push((number, line.map_err(|problem| err(number, problem))?));
+        let mut line = line.map_err(|problem| err(number, problem))?;
+        share_dir(lines.last_mut(), &mut line, &mut dirs);
+        lines.push((number, line));
     }
     // Every section must be closed; the error names the line of its BEGIN.
     if let Some((section, at)) = parser.open {
@@ -233,6 +239,28 @@ pub fn parse_reader(path: &Path, mut reader: impl BufRead) -> Result<Outlog, Out
         lines,
         torn_tail,
     })
+}
+
+/// Pool files of one directory come one after the other: a line's path and the one before
+/// share their directory (see [`RelPath::share_dir`]), held once.
+fn share_dir(
+    last: Option<&mut (usize, Line)>,
+    line: &mut Line,
+    dirs: &mut Option<std::sync::Arc<RelPath>>,
+) {
+    let (
+        Some((_, Line::PoolNew(before) | Line::PoolDelete(before))),
+        Line::PoolNew(path) | Line::PoolDelete(path),
+    ) = (last, line)
+    else {
+        return;
+    };
+    if let Some((again, shared)) = RelPath::share_dir(before, path, dirs) {
+        if let Some(again) = again {
+            *before = again;
+        }
+        *path = shared;
+    }
 }
 
 /// At most one byte past the limit, so that a huge line is never read whole.

@@ -24,7 +24,7 @@ pub fn scan_local(outdir: &Path, tops: &[RelPath]) -> anyhow::Result<Tree> {
     let mut tree = Tree::new();
     let mut todo: Vec<RelPath> = tops.to_vec();
     while let Some(path) = todo.pop() {
-        let full = outdir.join(path.as_str());
+        let full = path.under(outdir);
         let meta = match std::fs::symlink_metadata(&full) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && tops.contains(&path) => {
@@ -160,7 +160,7 @@ fn follow_into(
     ancestors.push(resolved.clone());
     for name in names {
         follow_into(
-            &resolved.join(name.as_str()),
+            &name.under(&resolved),
             &at.join(&name),
             root,
             ancestors,
@@ -213,7 +213,7 @@ pub fn follow_links(
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", top.display()))?;
         tree.remove(path);
-        match follow(&outdir.join(path.as_str()), path, &root) {
+        match follow(&path.under(outdir), path, &root) {
             Ok(followed) => {
                 for (p, node, _) in followed.entries {
                     tree.insert(p, node);
@@ -266,7 +266,7 @@ mod tests {
         );
         std::fs::remove_file(dists.join("bookworm/self")).unwrap();
         let tree = follow(&dists.join("stable"), &r("dists/stable"), &root).unwrap();
-        let paths: Vec<&str> = tree.entries.iter().map(|(p, _, _)| p.as_str()).collect();
+        let paths: Vec<String> = tree.entries.iter().map(|(p, _, _)| p.to_string()).collect();
         assert_eq!(
             paths,
             [
@@ -290,7 +290,7 @@ mod tests {
         let mut tree = scan_local(&out, &[r("dists")]).unwrap();
         std::fs::remove_file(dists.join("out")).unwrap();
         tree.remove(&r("dists/out"));
-        let n = follow_links(&mut tree, &out, &|p| p.as_str() != "dists/rel").unwrap();
+        let n = follow_links(&mut tree, &out, &|p| p.text() != "dists/rel").unwrap();
         assert_eq!(n, 2);
         assert_eq!(tree[&r("dists/stable")], Node::Dir);
         assert!(matches!(

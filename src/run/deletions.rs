@@ -68,7 +68,7 @@ impl Deletions {
             .record
             .iter(self.keep)
             .map(|(path, _)| path.clone())
-            .filter(|path| outdir.join(path.as_str()).symlink_metadata().is_ok())
+            .filter(|path| path.under(outdir).symlink_metadata().is_ok())
             .collect();
         for path in &back {
             log::info!("{path} is in the repository again: its held deletion is forgotten");

@@ -343,11 +343,8 @@ impl Guard {
             }
             return;
         }
-        let name = |f: &File| {
-            dist_dir_of(&f.path)
-                .map_or(f.path.as_str(), |(_, n)| n)
-                .to_string()
-        };
+        let name =
+            |f: &File| dist_dir_of(&f.path).map_or(f.path.to_string(), |(_, n)| n.to_string());
         let new: HashSet<&RelPath> = still_new.iter().map(|f| &f.path).collect();
         let old: Vec<String> = files
             .iter()

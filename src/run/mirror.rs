@@ -50,7 +50,7 @@ fn empty_tops<'a>(local: &Tree, tops: &'a [RelPath]) -> Vec<&'a RelPath> {
             None => true,
             Some(Node::Dir) => {
                 let below = format!("{top}/");
-                !local.keys().any(|k| k.as_str().starts_with(&below))
+                !local.keys().any(|k| k.text().starts_with(&below))
             }
             Some(_) => false,
         })
@@ -70,7 +70,7 @@ fn check_tops(
     if empty.is_empty() || (!delete && empty.len() < tops.len()) {
         return Ok(());
     }
-    let names: Vec<&str> = empty.iter().map(|t| t.as_str()).collect();
+    let names: Vec<String> = empty.iter().map(|t| t.to_string()).collect();
     let consequence = if delete {
         "mirror --delete would remove everything below it on the remote"
     } else {
@@ -90,10 +90,10 @@ fn check_named_tops(local: &Tree, tops: &[RelPath], settings: &Settings) -> Resu
     if sync::tops_are_default(tops) {
         return Ok(());
     }
-    let missing: Vec<&str> = tops
+    let missing: Vec<String> = tops
         .iter()
         .filter(|top| !matches!(local.get(*top), Some(Node::Dir)))
-        .map(|t| t.as_str())
+        .map(|t| t.to_string())
         .collect();
     if missing.is_empty() {
         return Ok(());

@@ -100,7 +100,7 @@ fn list_level(
             let Some(name) = std::str::from_utf8(&entry.name)
                 .ok()
                 .and_then(|n| RelPath::new(n).ok())
-                .filter(|n| !n.as_str().contains('/'))
+                .filter(|n| n.parent().is_none())
             else {
                 log::warn!(
                     "skipping remote {dir}/{}: not a name outsftphook can mirror",

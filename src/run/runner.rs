@@ -580,14 +580,9 @@ mod tests {
         let dirs = [r("pool/main/a/b"), r("pool/main/c"), r("pool/other/d")];
         let mut levels = Vec::new();
         remove_emptied(dirs.into_iter().collect(), |level| {
-            levels.push(
-                level
-                    .iter()
-                    .map(|p| p.as_str().to_string())
-                    .collect::<Vec<_>>(),
-            );
+            levels.push(level.iter().map(|p| p.to_string()).collect::<Vec<_>>());
             // pool/main/c is not empty: neither it nor (for it) its parent goes.
-            Ok(level.iter().map(|p| p.as_str() != "pool/main/c").collect())
+            Ok(level.iter().map(|p| p.text() != "pool/main/c").collect())
         })
         .unwrap();
         assert_eq!(

@@ -36,7 +36,7 @@ fn op_of(change: &Change, settings: &Settings) -> Op {
         } => {
             let remote = remote_path(target, path);
             Op::Upload {
-                local: settings.outdir.join(path.as_str()),
+                local: path.under(&settings.outdir),
                 remote: if *dot_new {
                     remote.with_suffix(b".new")
                 } else {
@@ -98,12 +98,14 @@ pub(crate) fn command_line(checksum: bool, delete: bool, tops: &[RelPath]) -> St
         words.push("--delete");
     }
     let default = tops_are_default(tops);
-    words.extend(tops.iter().filter(|_| !default).map(RelPath::as_str));
+    let tops = tops.iter().filter(|_| !default).map(RelPath::text);
+    let mut words: Vec<std::borrow::Cow<'_, str>> = words.into_iter().map(Into::into).collect();
+    words.extend(tops);
     words.join(" ")
 }
 
 pub(crate) fn tops_are_default(tops: &[RelPath]) -> bool {
-    let names: Vec<&str> = tops.iter().map(RelPath::as_str).collect();
+    let names: Vec<_> = tops.iter().map(RelPath::text).collect();
     names == ["pool", "dists"]
 }
 
@@ -245,7 +247,7 @@ pub(crate) fn compare_contents(
     let ops: Vec<Op> = paths
         .iter()
         .map(|p| Op::Compare {
-            local: settings.outdir.join(p.as_str()),
+            local: p.under(&settings.outdir),
             remote: remote_path(settings.targetdir.as_ref(), p),
         })
         .collect();
@@ -496,10 +498,10 @@ impl Pass<'_> {
             let Some((dir, _)) = dist_dir_of(path) else {
                 continue;
             };
-            let dist = match dirs.iter().position(|d| d.as_str() == dir) {
+            let dist = match dirs.iter().position(|d| d.text() == dir) {
                 Some(dist) => dist,
                 None => {
-                    dirs.push(RelPath::new(dir).expect("a part of a path is one"));
+                    dirs.push(RelPath::new(&dir).expect("a part of a path is one"));
                     dirs.len() - 1
                 }
             };
@@ -536,7 +538,7 @@ impl Guarded {
     /// The distribution `change` is of, by index, if it is of one.
     fn dist_of(&self, change: &Change) -> Option<usize> {
         let (dir, _) = dist_dir_of(change.path())?;
-        self.dirs.iter().position(|d| d.as_str() == dir)
+        self.dirs.iter().position(|d| d.text() == dir)
     }
 
     /// Whether `change` is still to be sent: its distribution, if any, went well so far.

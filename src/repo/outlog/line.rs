@@ -114,12 +114,12 @@ impl Parser {
                     });
                 }
                 self.open = Some((section.clone(), number));
-                Ok(Line::Begin(section))
+                Ok(Line::Begin(Box::new(section)))
             }
             "END-DISTRIBUTION" | "END-SNAPSHOT" => {
                 let section = section(&f)?;
                 match self.open.take() {
-                    Some((open, _)) if open == section => Ok(Line::End(section)),
+                    Some((open, _)) if open == section => Ok(Line::End(Box::new(section))),
                     Some((open, _)) => Err(Problem::EndMismatch {
                         keyword: f.keyword,
                         dir: section.dir,
@@ -160,7 +160,7 @@ impl Parser {
                 Line::DistFile {
                     dir,
                     name,
-                    local: PathBuf::from(f.args[2]),
+                    local: Box::new(PathBuf::from(f.args[2])),
                 }
             }
             "DISTSYMLINK" => {
@@ -170,7 +170,7 @@ impl Parser {
                 Line::DistSymlink {
                     dir,
                     name,
-                    target: f.args[2].to_owned(),
+                    target: Box::new(f.args[2].to_owned()),
                 }
             }
             "DISTDELETE" => Line::DistDelete { dir, name },

@@ -43,19 +43,19 @@ fn every_keyword_parses_into_its_variant() {
     );
     assert_eq!(
         lines[1],
-        &Line::Begin(Section {
+        &Line::Begin(Box::new(Section {
             kind: SectionKind::Distribution,
             codename: "bookworm".into(),
             dir: r("dists/bookworm"),
             extra: Some("stable".into()),
-        })
+        }))
     );
     assert_eq!(
         lines[2],
         &Line::DistFile {
             dir: r("dists/bookworm"),
             name: r("main/binary-amd64/Packages.gz"),
-            local: "./dists/bookworm/main/binary-amd64/Packages.gz".into(),
+            local: Box::new("./dists/bookworm/main/binary-amd64/Packages.gz".into()),
         }
     );
     assert_eq!(
@@ -63,7 +63,7 @@ fn every_keyword_parses_into_its_variant() {
         &Line::DistSymlink {
             dir: r("dists/bookworm"),
             name: r("main/Contents"),
-            target: "../bookworm/x".into(),
+            target: Box::new("../bookworm/x".into()),
         }
     );
     assert!(matches!(lines[4], Line::DistDelete { .. }));
@@ -71,10 +71,7 @@ fn every_keyword_parses_into_its_variant() {
     assert!(matches!(lines[7], Line::End(_)));
     assert!(matches!(
         lines[8],
-        Line::Begin(Section {
-            kind: SectionKind::Snapshot,
-            ..
-        })
+        Line::Begin(section) if section.kind == SectionKind::Snapshot
     ));
     assert_eq!(
         lines[11],
@@ -111,7 +108,7 @@ fn a_distribution_without_suite_parses() {
             .unwrap();
     assert!(matches!(
         &log.lines[0].1,
-        Line::Begin(Section { extra: None, .. })
+        Line::Begin(section) if section.extra.is_none()
     ));
 }
 
@@ -334,4 +331,9 @@ fn errors_are_typed_and_carry_their_line() {
             Problem::BadSymlinkTarget(crate::relpath::SymlinkTargetError::Absolute("/etc".into()))
         )
     );
+}
+
+#[test]
+fn a_line_is_small_an_outlog_may_have_100_000() {
+    assert!(std::mem::size_of::<Line>() <= 64);
 }

@@ -57,7 +57,7 @@ impl Executor<'_> {
             "updating the remote copies of {}",
             copies
                 .iter()
-                .map(RelPath::as_str)
+                .map(RelPath::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -91,7 +91,7 @@ impl Executor<'_> {
             .iter()
             .filter(|d| d.dir.parent().as_ref() == Some(&dists))
             .filter_map(|d| {
-                let resolved = self.outdir.join(d.dir.as_str()).canonicalize().ok()?;
+                let resolved = d.dir.under(self.outdir).canonicalize().ok()?;
                 Some((resolved, *d))
             })
             .collect();
@@ -115,7 +115,7 @@ impl Executor<'_> {
                 // What the hook changed in the distribution changes in the copy too, even
                 // where size and time (to the second) could not tell.
                 for job in d.steps.iter().flatten() {
-                    if let Some(rest) = job.path.as_str().strip_prefix(d.dir.as_str())
+                    if let Some(rest) = job.path.text().strip_prefix(&*d.dir.text())
                         && let Ok(path) = RelPath::new(&format!("{}{rest}", dists.join(&name)))
                     {
                         changed.insert(path);

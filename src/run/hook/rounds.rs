@@ -152,8 +152,8 @@ pub(super) fn upload_totals(plan: &Plan, outdir: &Path) -> (u64, u64) {
 /// The local file a job uploads, if it uploads one.
 fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
     match &job.action {
-        Action::Upload => Some(outdir.join(job.path.as_str())),
-        Action::UploadDotNew { local } => Some(local.clone()),
+        Action::Upload => Some(job.path.under(outdir)),
+        Action::UploadDotNew { local } => Some(local.to_path_buf()),
         _ => None,
     }
 }
@@ -745,7 +745,7 @@ impl Executor<'_> {
         match &job.action {
             // The local time goes along, so that `verify` and `mirror` see equal files.
             Action::Upload => {
-                let local = self.outdir.join(job.path.as_str());
+                let local = job.path.under(self.outdir);
                 Op::Upload {
                     mtime: local_mtime(&local),
                     local,
@@ -754,7 +754,7 @@ impl Executor<'_> {
                 }
             }
             Action::UploadDotNew { local } => Op::Upload {
-                local: local.clone(),
+                local: local.to_path_buf(),
                 remote: path.with_suffix(b".new"),
                 fsync: true,
                 mtime: local_mtime(local),

@@ -21,9 +21,9 @@ pub(super) fn resolve_relative_sources(outlogs: &mut [Outlog], basedir: Option<&
                 && local.is_relative()
                 && !local.exists()
             {
-                let from_base = basedir.join(&*local);
+                let from_base = basedir.join(&**local);
                 if from_base.exists() {
-                    *local = from_base;
+                    **local = from_base;
                 }
             }
         }
@@ -45,8 +45,8 @@ pub(super) fn check_local_sources(outlogs: &[Outlog], settings: &Settings) -> an
         for (number, line) in &log.lines {
             let at = || format!("{}:{number}", log.path.display());
             let (local, root, what) = match line {
-                Line::PoolNew(key) => (settings.outdir.join(key.as_str()), &pool_root, "pool"),
-                Line::DistFile { local, .. } => (local.clone(), &dist_root, "dist dir"),
+                Line::PoolNew(key) => (key.under(&settings.outdir), &pool_root, "pool"),
+                Line::DistFile { local, .. } => (local.to_path_buf(), &dist_root, "dist dir"),
                 // With `symlinks copy` a link's copy is a local source too.
                 Line::DistSymlink { dir, name, target } if settings.symlinks == Symlinks::Copy => {
                     let path = dir.join(name);
@@ -102,10 +102,8 @@ pub(super) fn dist_root(settings: &Settings) -> anyhow::Result<PathBuf> {
 /// Where the local link of the dist path `path` (`dists/CODENAME/...`) leads, unresolved:
 /// its directory in the dist dir, joined with `target`.
 pub(super) fn link_source(distdir: &Path, path: &RelPath, target: &str) -> PathBuf {
-    let below = path
-        .as_str()
-        .strip_prefix("dists/")
-        .unwrap_or(path.as_str());
+    let path = path.text();
+    let below = path.strip_prefix("dists/").unwrap_or(&path);
     let link = distdir.join(below);
     link.parent().unwrap_or(distdir).join(target)
 }
