@@ -53,7 +53,7 @@ _outsftphook() {
 
     case "${cmd}" in
         outsftphook)
-            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help --version mirror verify status completions help"
+            opts="-v -q -n -b -h -V --verbose --quiet --dry-run --pending --autoretry --no-autoretry --ignore-pending --force-order --basedir --outdir --logdir --confdir --debug-sftp --timeline --bwlimit --keepdeleted --only --lock-timeout --help --version mirror verify status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,7 +107,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__completions)
-            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help bash elvish fish powershell zsh"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --timeline --bwlimit --keepdeleted --only --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,7 +245,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__mirror)
-            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help"
+            opts="-v -q -n -b -h --delete --max-delete --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --timeline --bwlimit --keepdeleted --only --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -303,7 +303,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__status)
-            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help"
+            opts="-v -q -n -b -h --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --timeline --bwlimit --keepdeleted --only --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -357,7 +357,7 @@ _outsftphook() {
             return 0
             ;;
         outsftphook__subcmd__verify)
-            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --bwlimit --keepdeleted --only --lock-timeout --help"
+            opts="-v -q -n -b -h --checksum --verbose --quiet --dry-run --basedir --outdir --logdir --confdir --debug-sftp --timeline --bwlimit --keepdeleted --only --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

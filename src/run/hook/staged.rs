@@ -175,44 +175,12 @@ fn run_staged(
             execs.push((i, exec, plan));
         }
     }
-    // Stage one: every mirror's new pool files and `.new` indexes (with `switch each`,
-    // each mirror's switch right behind its own).
-    let staged = if together {
-        let (mut all, plans): (Vec<&mut Executor<'_>>, Vec<&Plan>) =
-            execs.iter_mut().map(|(_, e, p)| (e, *p)).unzip();
-        upload_rounds(&mut all, &plans)
-    } else {
-        let mut staged = Vec::new();
-        for (_, exec, plan) in &mut execs {
-            staged.push(match exec.upload_round(plan) {
-                Ok(Some(ready)) => exec.switch(plan, ready).map(|()| None),
-                uploaded => uploaded,
-            });
-        }
-        staged
-    };
+    let staged = stage_one(&mut execs, together);
     timeline.end(
         "uploads",
         execs.iter_mut().map(|(_, e, _)| &*e.runner.engine()),
     );
-    // Stage two: the switch, on every mirror whose uploads are all in, in the same moment
-    // (with `switch each`, done already); then each one's copies and deletions.
-    let finalised = if together {
-        let readies = staged
-            .iter()
-            .map(|u| u.as_ref().ok().and_then(Clone::clone))
-            .collect();
-        let (mut all, plans): (Vec<&mut Executor<'_>>, Vec<&Plan>) =
-            execs.iter_mut().map(|(_, e, p)| (e, *p)).unzip();
-        let switched = finalise_together(&mut all, &plans, readies);
-        staged
-            .into_iter()
-            .zip(switched)
-            .map(|(uploaded, switched)| uploaded.and(switched))
-            .collect()
-    } else {
-        staged
-    };
+    let finalised = stage_two(&mut execs, staged, together);
     timeline.end(
         "switch",
         execs.iter_mut().map(|(_, e, _)| &*e.runner.engine()),
@@ -241,6 +209,51 @@ fn run_staged(
     }
     timeline.end("after", engines.iter().flatten());
     Ok(outcomes)
+}
+
+/// A mirror's executor and its plan, by the mirror's place in the run.
+type Exec<'a> = (usize, Executor<'a>, &'a Plan);
+
+/// What a stage left a mirror: the files whose switch is due (`None`: nothing is), or why
+/// it stopped.
+type Staged = anyhow::Result<Option<Vec<bool>>>;
+
+/// Stage one: every mirror's new pool files and `.new` indexes (with `switch each`, each
+/// mirror's switch right behind its own).
+fn stage_one(execs: &mut [Exec<'_>], together: bool) -> Vec<Staged> {
+    if together {
+        let (mut all, plans): (Vec<&mut Executor<'_>>, Vec<&Plan>) =
+            execs.iter_mut().map(|(_, e, p)| (e, *p)).unzip();
+        return upload_rounds(&mut all, &plans);
+    }
+    let mut staged = Vec::new();
+    for (_, exec, plan) in execs {
+        staged.push(match exec.upload_round(plan) {
+            Ok(Some(ready)) => exec.switch(plan, ready).map(|()| None),
+            uploaded => uploaded,
+        });
+    }
+    staged
+}
+
+/// Stage two: the switch, on every mirror whose uploads are all in, in the same moment
+/// (with `switch each`, done already in stage one).
+fn stage_two(execs: &mut [Exec<'_>], staged: Vec<Staged>, together: bool) -> Vec<Staged> {
+    if !together {
+        return staged;
+    }
+    let readies = staged
+        .iter()
+        .map(|u| u.as_ref().ok().and_then(Clone::clone))
+        .collect();
+    let (mut all, plans): (Vec<&mut Executor<'_>>, Vec<&Plan>) =
+        execs.iter_mut().map(|(_, e, p)| (e, *p)).unzip();
+    let switched = finalise_together(&mut all, &plans, readies);
+    staged
+        .into_iter()
+        .zip(switched)
+        .map(|(uploaded, switched)| uploaded.and(switched))
+        .collect()
 }
 
 /// The executor of `push`'s rounds on `engine`, and the plan it runs.
