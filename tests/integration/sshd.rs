@@ -124,6 +124,17 @@ impl TestSshd {
     }
 }
 
+/// Starts sshd for `test`, or says why it cannot run here (which fails the test under CI).
+pub fn sshd_for(test: &str, dir: &Path) -> Option<TestSshd> {
+    match TestSshd::start(dir) {
+        Ok(sshd) => Some(sshd),
+        Err(why) => {
+            crate::support::skip(test, &why);
+            None
+        }
+    }
+}
+
 impl TestSshd {
     /// How many times a client logged in (each ssh connection, not each channel on one).
     pub fn logins(&self) -> usize {
@@ -170,12 +181,8 @@ impl Drop for TestSshd {
 #[test]
 fn uploads_through_a_real_sshd() {
     let sandbox = Sandbox::new();
-    let sshd = match TestSshd::start(sandbox.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("uploads_through_a_real_sshd", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for("uploads_through_a_real_sshd", sandbox.dir.path()) else {
+        return;
     };
     let remote = sandbox.remote();
     let mut ops = Vec::new();
@@ -209,12 +216,11 @@ fn uploads_through_a_real_sshd() {
 #[test]
 fn a_refused_login_fails_fast_instead_of_prompting() {
     let sandbox = Sandbox::new();
-    let sshd = match TestSshd::start(sandbox.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("a_refused_login_fails_fast_instead_of_prompting", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for(
+        "a_refused_login_fails_fast_instead_of_prompting",
+        sandbox.dir.path(),
+    ) else {
+        return;
     };
     // A user with no key authorized: BatchMode must make ssh give up, not ask.
     let ServerCommand::Ssh {
@@ -243,12 +249,8 @@ fn a_refused_login_fails_fast_instead_of_prompting() {
 #[test]
 fn reprepro_pushes_through_a_real_sshd() {
     let repo = crate::repo::Repo::new();
-    let sshd = match TestSshd::start(repo.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("reprepro_pushes_through_a_real_sshd", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for("reprepro_pushes_through_a_real_sshd", repo.dir.path()) else {
+        return;
     };
     repo.set_conf(&format!(
         "servername 127.0.0.1\nusername root\n\
@@ -290,12 +292,8 @@ fn gone(pid: i32) -> bool {
 #[test]
 fn consecutive_runs_share_one_login_and_the_kept_connection_leaves_when_idle() {
     let repo = crate::repo::Repo::new();
-    let sshd = match TestSshd::start(repo.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("consecutive_runs_share_one_login", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for("consecutive_runs_share_one_login", repo.dir.path()) else {
+        return;
     };
     repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 2\n"));
     for (i, name) in ["foo", "bar", "baz"].iter().enumerate() {
@@ -328,12 +326,8 @@ fn consecutive_runs_share_one_login_and_the_kept_connection_leaves_when_idle() {
 #[test]
 fn a_kept_connection_killed_leaves_a_socket_the_next_run_replaces() {
     let repo = crate::repo::Repo::new();
-    let sshd = match TestSshd::start(repo.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("a_kept_connection_killed_leaves_a_socket", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for("a_kept_connection_killed_leaves_a_socket", repo.dir.path()) else {
+        return;
     };
     repo.set_conf(&sshd_conf(&repo, &sshd, ""));
     let foo = repo.deb("foo", "1.0", 20_000);
@@ -362,12 +356,8 @@ fn a_kept_connection_killed_leaves_a_socket_the_next_run_replaces() {
 fn a_socket_directory_others_may_enter_is_not_used_and_the_run_goes_on() {
     use std::os::unix::fs::PermissionsExt;
     let repo = crate::repo::Repo::new();
-    let sshd = match TestSshd::start(repo.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("a_socket_directory_others_may_enter", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for("a_socket_directory_others_may_enter", repo.dir.path()) else {
+        return;
     };
     repo.set_conf(&sshd_conf(&repo, &sshd, ""));
     let dir = repo.runtime_dir().join("outsftphook");
@@ -444,12 +434,11 @@ fn spread_on_a_kept_connection(sandbox: &Sandbox, sshd: &TestSshd, dir: &Path) -
 #[test]
 fn further_connections_are_channels_on_the_kept_one() {
     let sandbox = Sandbox::new();
-    let sshd = match TestSshd::start(sandbox.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("further_connections_are_channels_on_the_kept_one", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for(
+        "further_connections_are_channels_on_the_kept_one",
+        sandbox.dir.path(),
+    ) else {
+        return;
     };
     let dir = sandbox.dir.path().join("sockets");
     fs::create_dir(&dir).unwrap();
@@ -479,12 +468,8 @@ fn a_server_allowing_one_session_per_connection_still_gets_every_upload() {
 #[test]
 fn an_xdg_runtime_dir_of_another_user_is_passed_over_for_the_temporary_directory() {
     let repo = crate::repo::Repo::new();
-    let sshd = match TestSshd::start(repo.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => {
-            crate::support::skip("an_xdg_runtime_dir_of_another_user", &why);
-            return;
-        }
+    let Some(sshd) = sshd_for("an_xdg_runtime_dir_of_another_user", repo.dir.path()) else {
+        return;
     };
     repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 1\n"));
     // As `su` without `-` leaves it: the session's of the user we came from.
