@@ -41,7 +41,8 @@
 # A tool that is not installed is skipped (`apt-get install rsync lftp rclone` for them).
 # Environment: BENCH_PACKAGES (1000), BENCH_LARGE_FILES (10), BENCH_LARGE_MB (40),
 # BENCH_LINKS (one-way ms, "0 25"), BENCH_WORKLOADS ("S L"), BENCH_TOOLS (default "empty
-# raw0 raw hook1 hook ref rsync"; also hook3 (three mirrors), sftp, lftp, rclone, and the
+# raw0 raw hook1 hook hookwarm ref rsync"; also hook3 and hook3warm (three mirrors), sftp,
+# lftp, rclone, and the
 # old floor's `ssh true` as true, true3 for three at once), BENCH_REPEAT (5),
 # BENCH_ONCE_ABOVE (unset: a cell whose first run took longer is not run again: for the
 # slow peers at 50ms), BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT),
@@ -75,6 +76,7 @@ declare -A NAME=(
     [hook]="outsftphook (defaults)"
     [hookwarm]="outsftphook, warm"
     [hook3]="outsftphook, 3 mirrors"
+    [hook3warm]="outsftphook, 3 mirrors, warm"
     [ref]="reprepro outsftphook.py"
     [sftp]="sftp -b (mkdir+put)"
     [rsync]="rsync -a"
@@ -176,8 +178,24 @@ if [ -n "$any_repo" ] && hook_accepts "$any_repo" "sshpersist no"; then
     PERSIST_INFO="outsftphook cold: no ssh master alive before it (its defaults: its extra connections are channels on its first); warm: right after another push"
 else
     SKIP[hookwarm]="this binary keeps no ssh connection"
+    SKIP[hook3warm]=${SKIP[hookwarm]}
 fi
 HOOK_FLAGS=()   # extra flags for outsftphook (the timeline run's --timeline)
+
+# REPO's conf for three mirrors through ssh config CFG: targets TARGET, TARGET.b, TARGET.c.
+three_mirrors() {
+    local repo=$1 cfg=$2 target=$3 m
+    mkdir -p "$target" "$target.b" "$target.c"
+    {
+        echo "servername bench"
+        echo "sshcommand ssh -F $cfg"
+        echo "targetdir $target"
+        for m in b c; do
+            echo "mirror $m"
+            echo "targetdir $target.$m"
+        done
+    } > "$repo/conf/outsftphook.conf"
+}
 
 # --- one run ----------------------------------------------------------------------------
 # Runs TOOL on workload W over link L into a fresh remote dir; prints "wall user sys rss"
@@ -213,21 +231,19 @@ run_one() {
         log=$(write_outlog "$repo" "$CODENAME")
         cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
-    hook3)
-        # Three mirrors on the same link and server, each its own ssh connection(s) and
-        # target; the switch together (the default).
-        mkdir -p "$remote.b" "$remote.c"
-        {
-            echo "servername bench"
-            echo "sshcommand ssh -F $cfg"
-            echo "targetdir $remote"
-            for m in b c; do
-                echo "mirror $m"
-                echo "targetdir $remote.$m"
-            done
-        } > "$repo/conf/outsftphook.conf"
-        rm -f "$repo/logs/outsftphook.owner"
+    hook3 | hook3warm)
+        # Three mirrors on the same link and server, each its own target; the switch
+        # together (the default). Cold, one ssh becomes the master and the others log in
+        # on their own; warm, all three are channels on the master the push before kept.
         kill_ssh_clients
+        if [ "$t" = hook3warm ]; then
+            three_mirrors "$repo" "$cfg" "$remote.prime"
+            log=$(write_outlog "$repo" "$CODENAME")
+            "$HOOK" --basedir "$repo" --ignore-pending "$log" >/dev/null 2>&1 ||
+                { echo "the priming push failed"; return 1; }
+            rm -rf "$remote.prime" "$remote.prime".?
+        fi
+        three_mirrors "$repo" "$cfg" "$remote"
         log=$(write_outlog "$repo" "$CODENAME")
         cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
@@ -280,7 +296,7 @@ run_one() {
         fi
         ;;
     esac
-    if [ "$t" = hook3 ]; then
+    if [ "$t" = hook3 ] || [ "$t" = hook3warm ]; then
         for m in b c; do
             got=$(sum_tree "$remote.$m")
             if [ "$got" != "$want" ]; then
@@ -289,7 +305,7 @@ run_one() {
         done
         rm -rf "$remote.b" "$remote.c"
     fi
-    case $t in hook1 | hook | hookwarm | hook3 | ref)
+    case $t in hook1 | hook | hookwarm | hook3 | hook3warm | ref)
         [ -e "${log%.outlog}.done" ] || { echo "$log was not marked done"; rm -rf "$remote"; return 1; }
     esac
     rm -rf "$remote"
