@@ -714,7 +714,7 @@ impl Engine {
         now: Instant,
     ) -> Result<(), EngineErrorKind> {
         let mut budget = allowed;
-        let before = self.wire();
+        let mut moved = false;
         for (k, (link, slots)) in self.links.iter_mut().zip(slots).enumerate() {
             if link.setup == Setup::Failed {
                 continue;
@@ -728,6 +728,7 @@ impl Engine {
             ) {
                 Ok(Turn::Progress) => {
                     *last_progress = now;
+                    moved = true;
                     // The round trip ends when the reply is read, not when it is handled.
                     if link.round_trip.awaited()
                         && link
@@ -755,23 +756,19 @@ impl Engine {
         if let Some(bucket) = &mut self.bucket {
             bucket.spend(allowed - budget);
         }
-        let after = self.wire();
-        self.count_wait(
-            now,
-            after.bytes_out > before.bytes_out,
-            after.bytes_in > before.bytes_in,
-        );
+        // What was written is what the budget lost.
+        self.count_wait(now, budget < allowed, moved);
         Ok(())
     }
 
     /// Keeps [`Wire::waits`] and [`Wire::waited`] after the turn at `now`, which `wrote`
-    /// to the servers or `read` from them: the engine waits from a turn that leaves
-    /// nothing to send with a reply awaited until one that reads (or sends) again. A wait
-    /// after requests were sent is a new round trip; one that goes on after a part of the
-    /// replies came is the same one.
-    fn count_wait(&mut self, now: Instant, wrote: bool, read: bool) {
+    /// to the servers, or `moved` bytes either way: the engine waits from a turn that
+    /// leaves nothing to send with a reply awaited until one that reads (or sends) again. A
+    /// wait after requests were sent is a new round trip; one that goes on after a part of
+    /// the replies came is the same one.
+    fn count_wait(&mut self, now: Instant, wrote: bool, moved: bool) {
         if let Some(since) = self.waiting
-            && (wrote || read)
+            && moved
         {
             self.waited += now.saturating_duration_since(since);
             self.waiting = None;
