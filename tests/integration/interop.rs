@@ -94,14 +94,27 @@ fn round_trip(kind: Kind, links: bool, test: &str) {
     let Some(server) = serve(kind, &repo, test) else {
         return;
     };
-    check_round_trip(&repo, Some(kind), links, &|| server.log());
+    let kept = check_round_trip(&repo, Some(kind), links, &|| server.log());
+    assert_eq!(
+        kept.len(),
+        1,
+        "{kind:?}: the first run keeps its ssh connection"
+    );
 }
 
 /// The round trip on a repository whose conf names the server (`kind` when it is one of
-/// [`Kind`]'s); `log` is shown when a second mirror changes something.
-fn check_round_trip(repo: &Repo, kind: Option<Kind>, links: bool, log: &dyn Fn() -> String) {
+/// [`Kind`]'s); `log` is shown when a second mirror changes something. Returns the ssh
+/// master the first run kept (`sshpersist`), which every later run used: the same one,
+/// alive, at the end.
+fn check_round_trip(
+    repo: &Repo,
+    kind: Option<Kind>,
+    links: bool,
+    log: &dyn Fn() -> String,
+) -> Vec<i32> {
     let ran = repo.hook(&["--basedir", ".", "mirror"]);
     ran.expect(0);
+    let kept = repo.ssh_masters();
     assert_mirrored_soon(repo, kind);
     if links {
         assert_eq!(
@@ -141,14 +154,22 @@ fn check_round_trip(repo: &Repo, kind: Option<Kind>, links: bool, log: &dyn Fn()
     assert_mirrored_soon(repo, kind);
     assert!(repo.outlogs().is_empty(), "{:?}", repo.outlogs());
     repo.hook(&["--basedir", ".", "verify"]).expect(0);
+    assert_eq!(
+        repo.ssh_masters(),
+        kept,
+        "{kind:?}: one kept connection for every run"
+    );
+    kept
 }
 
 #[test]
 fn openssh_through_sshd_mirror_verify_and_hook() {
     let repo = repository(true);
-    let sshd = match crate::sshd::TestSshd::start(repo.dir.path()) {
-        Ok(sshd) => sshd,
-        Err(why) => return skip("openssh_through_sshd_mirror_verify_and_hook", &why),
+    let Some(sshd) = crate::sshd::sshd_for(
+        "openssh_through_sshd_mirror_verify_and_hook",
+        repo.dir.path(),
+    ) else {
+        return;
     };
     repo.set_conf(&format!(
         "servername 127.0.0.1\nusername root\n\
@@ -159,7 +180,9 @@ fn openssh_through_sshd_mirror_verify_and_hook() {
         sshd.port,
         repo.remote().display()
     ));
-    check_round_trip(&repo, None, true, &String::new);
+    let kept = check_round_trip(&repo, None, true, &String::new);
+    assert_eq!(kept.len(), 1, "the first run keeps its ssh connection");
+    assert_eq!(sshd.logins(), 1, "every run after the first used it");
 }
 
 #[test]
@@ -178,7 +201,8 @@ fn gesftpserver_mirror_verify_and_hook() {
     .unwrap();
     fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     repo.set_conf(&format!("sftpcommand {}\n", script.display()));
-    check_round_trip(&repo, None, true, &String::new);
+    let kept = check_round_trip(&repo, None, true, &String::new);
+    assert!(kept.is_empty(), "no ssh, nothing kept: {kept:?}");
 }
 
 #[test]

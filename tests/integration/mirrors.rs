@@ -38,13 +38,7 @@ impl Mirrors {
         require(OPENSSH_SFTP_SERVER);
         let repo = Repo::new();
         let sshd = if with_sshd {
-            match TestSshd::start(repo.dir.path()) {
-                Ok(sshd) => Some(sshd),
-                Err(why) => {
-                    skip(test, &why);
-                    return None;
-                }
-            }
+            Some(crate::sshd::sshd_for(test, repo.dir.path())?)
         } else {
             None
         };
