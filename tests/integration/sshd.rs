@@ -295,9 +295,14 @@ fn consecutive_runs_share_one_login_and_the_kept_connection_leaves_when_idle() {
     let Some(sshd) = sshd_for("consecutive_runs_share_one_login", repo.dir.path()) else {
         return;
     };
-    repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 2\n"));
-    for (i, name) in ["foo", "bar", "baz"].iter().enumerate() {
-        let deb = repo.deb(name, "1.0", 20_000 * (i + 1));
+    // Long enough for a loaded machine between runs; the packages are built first.
+    repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 5\n"));
+    let debs: Vec<_> = ["foo", "bar", "baz"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| repo.deb(name, "1.0", 20_000 * (i + 1)))
+        .collect();
+    for deb in &debs {
         let ran = repo.reprepro(&["includedeb", "bookworm", deb.to_str().unwrap()]);
         ran.expect(0);
         assert!(
@@ -306,11 +311,11 @@ fn consecutive_runs_share_one_login_and_the_kept_connection_leaves_when_idle() {
             ran.stderr()
         );
     }
-    repo.assert_mirrored(&[]);
-    assert_eq!(sshd.logins(), 1, "three runs, one login");
     let masters = repo.ssh_masters();
     assert_eq!(masters.len(), 1, "{masters:?}");
-    // Idle for its two seconds, it leaves by itself; a generous wait for a loaded machine.
+    assert_eq!(sshd.logins(), 1, "three runs, one login");
+    repo.assert_mirrored(&[]);
+    // Idle for its five seconds, it leaves by itself; a generous wait for a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !gone(masters[0]) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -471,7 +476,7 @@ fn an_xdg_runtime_dir_of_another_user_is_passed_over_for_the_temporary_directory
     let Some(sshd) = sshd_for("an_xdg_runtime_dir_of_another_user", repo.dir.path()) else {
         return;
     };
-    repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 1\n"));
+    repo.set_conf(&sshd_conf(&repo, &sshd, "sshpersist 30\n"));
     // As `su` without `-` leaves it: the session's of the user we came from.
     let theirs = repo.dir.path().join("their-run");
     fs::create_dir(&theirs).unwrap();
