@@ -91,9 +91,9 @@ pub struct Args {
     #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u32).range(0..=2))]
     pub debug_sftp: Option<u32>,
 
-    /// Print on stderr, for each phase of a hook push (connect, uploads, switch, after,
-    /// close), when it started and ended, the round trips it waited for and the bytes it
-    /// moved.
+    /// Print on stderr, for each phase of a hook push (prepare, connect, uploads, switch,
+    /// after, close, journal), when it started and ended, the round trips it waited for and
+    /// the bytes it moved.
     #[arg(long, global = true)]
     pub timeline: bool,
 

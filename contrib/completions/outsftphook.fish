@@ -41,7 +41,7 @@ complete -c outsftphook -n "__fish_outsftphook_needs_command" -l autoretry -d 'P
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l no-autoretry -d 'Refuse to run while older .outlogs are unprocessed, as the reference hook does'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l ignore-pending -d 'Do not look for unprocessed older .outlogs at all'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -l force-order -d 'Process FILEs in the order given even if their names are not in order'
-complete -c outsftphook -n "__fish_outsftphook_needs_command" -l timeline -d 'Print on stderr, for each phase of a hook push (connect, uploads, switch, after, close), when it started and ended, the round trips it waited for and the bytes it moved'
+complete -c outsftphook -n "__fish_outsftphook_needs_command" -l timeline -d 'Print on stderr, for each phase of a hook push (prepare, connect, uploads, switch, after, close, journal), when it started and ended, the round trips it waited for and the bytes it moved'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -s V -l version -d 'Print version'
 complete -c outsftphook -n "__fish_outsftphook_needs_command" -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time; with --checksum, by content too), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'
@@ -64,7 +64,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l check
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l timeline -d 'Print on stderr, for each phase of a hook push (connect, uploads, switch, after, close), when it started and ended, the round trips it waited for and the bytes it moved'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -l timeline -d 'Print on stderr, for each phase of a hook push (prepare, connect, uploads, switch, after, close, journal), when it started and ended, the round trips it waited for and the bytes it moved'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand mirror" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
@@ -79,7 +79,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l check
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l timeline -d 'Print on stderr, for each phase of a hook push (connect, uploads, switch, after, close), when it started and ended, the round trips it waited for and the bytes it moved'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -l timeline -d 'Print on stderr, for each phase of a hook push (prepare, connect, uploads, switch, after, close, journal), when it started and ended, the round trips it waited for and the bytes it moved'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
@@ -93,7 +93,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l lock-
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l timeline -d 'Print on stderr, for each phase of a hook push (connect, uploads, switch, after, close), when it started and ended, the round trips it waited for and the bytes it moved'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -l timeline -d 'Print on stderr, for each phase of a hook push (prepare, connect, uploads, switch, after, close, journal), when it started and ended, the round trips it waited for and the bytes it moved'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand status" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s b -l basedir -d 'The repository\'s base directory; the defaults of the others derive from it' -r -F
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l outdir -d 'Where pool/ is (reprepro\'s outdir) [default: BASEDIR]' -r -F
@@ -107,7 +107,7 @@ complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l 
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s v -l verbose -d 'Tell what is done; twice for every request'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s q -l quiet -d 'Say nothing on success, for scripts: no progress line, no summary (errors are still said on stderr)'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s n -l dry-run -d 'Print what would be done, in order, and change nothing'
-complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l timeline -d 'Print on stderr, for each phase of a hook push (connect, uploads, switch, after, close), when it started and ended, the round trips it waited for and the bytes it moved'
+complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -l timeline -d 'Print on stderr, for each phase of a hook push (prepare, connect, uploads, switch, after, close, journal), when it started and ended, the round trips it waited for and the bytes it moved'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "mirror" -d 'Make the remote equal to the local repository, without any outlog: upload what is missing or different (by type, size and modification time; with --checksum, by content too), fix symlinks, in the hook\'s safe order. Run it to seed a new mirror or to repair one; run it again after an interruption'
 complete -c outsftphook -n "__fish_outsftphook_using_subcommand help; and not __fish_seen_subcommand_from mirror verify status completions help" -f -a "verify" -d 'Compare the remote with the local repository and change nothing; prints each difference, exits 1 if there is any'
