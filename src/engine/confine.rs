@@ -288,6 +288,12 @@ impl Confinement {
         }
     }
 
+    /// Asks about `dir` (and the directories above it) now, before anything waits for it:
+    /// a later [`Confinement::check`] finds the answer there, or on its way.
+    pub(crate) fn prefetch(&mut self, dir: &RemotePath, session: &mut Session<Tag>) {
+        self.entry(dir, session);
+    }
+
     /// What is decided of `dir`, if anything.
     pub(crate) fn known(&self, dir: &RemotePath) -> Option<Known> {
         if self.base.as_ref() == Some(dir) {

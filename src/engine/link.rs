@@ -1,5 +1,5 @@
 //! One connection: its server process ([`Transport`]), its conversation ([`Conn`]) and its
-//! set-up: VERSION, then the limits (or a REALPATH where the server has none), whose round
+//! set-up: INIT with the target directory's checks right behind it, VERSION, then the limits (or a REALPATH where the server has none), whose round
 //! trip sets the automatic settings (see [`super::tuning`]).
 //!
 //! It owns nothing of the work: replies other than its set-up's go to the batch it is given.
@@ -64,9 +64,16 @@ impl Link {
             set_times: true,
             symlink_order: wire::SymlinkOrder::TargetFirst,
         };
+        let mut conn = Conn::new(Session::new(), limits);
+        conn.dirs.base = config.targetdir.clone();
+        // Where the target directory really is, asked right behind INIT, before any work:
+        // its reply comes back with VERSION, before any operation needs it (see
+        // [`confine`](super::confine)). No request depends on what VERSION says.
+        conn.dirs.confine.base = config.targetdir.clone();
+        conn.dirs.confine.ask_root(&mut conn.session);
         Ok(Link {
             transport: Transport::spawn(server)?,
-            conn: Conn::new(Session::new(), limits),
+            conn,
             info: ServerInfo {
                 version: 0,
                 extensions: Vec::new(),
@@ -125,12 +132,9 @@ impl Link {
             limits.window = WINDOW_MIN;
         }
         self.conn.dirs.in_order = limits.in_order;
-        self.conn.dirs.base = config.targetdir.clone();
-        // Where the target directory really is, asked before any work: its reply comes back
-        // with the first work's, before any operation needs it (see [`confine`]).
-        self.conn.dirs.confine.base = config.targetdir.clone();
+        // Before any reply to the confinement's requests is read: they are taken only once
+        // the link is ready.
         self.conn.dirs.confine.realpath_resolves_links = self.info.has_limits();
-        self.conn.dirs.confine.ask_root(&mut self.conn.session);
         self.limits_due = true;
         self.setup = Setup::Ready;
         true

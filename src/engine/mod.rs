@@ -102,6 +102,11 @@ pub struct EngineConfig {
     /// `bwlimit`: bytes per second written into the servers' pipes, all connections
     /// together; `None` for no limit.
     pub bwlimit: Option<u64>,
+    /// Directories the first run will work in (a hint, never a promise): the first
+    /// connection asks where they are right behind INIT, so that the answers come with
+    /// VERSION instead of one round trip after it. Anything not named here is asked when an
+    /// operation needs it, as always.
+    pub first_dirs: Vec<RemotePath>,
 }
 
 impl Default for EngineConfig {
@@ -121,6 +126,7 @@ impl Default for EngineConfig {
             targetdir: None,
             in_order: true,
             bwlimit: None,
+            first_dirs: Vec::new(),
         }
     }
 }
@@ -340,6 +346,14 @@ impl Engine {
             server: server.clone(),
         };
         engine.spawn_link().map_err(transport_error)?;
+        let first = &mut engine.links[0];
+        for dir in &engine.config.first_dirs {
+            first
+                .conn
+                .dirs
+                .confine
+                .prefetch(dir, &mut first.conn.session);
+        }
         Ok(engine)
     }
 

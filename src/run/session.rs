@@ -5,7 +5,7 @@
 use anyhow::Context;
 
 use crate::config::Settings;
-use crate::engine::{Engine, EntryKind, Op, Outcome, TargetProblem};
+use crate::engine::{Engine, EngineConfig, EntryKind, Op, Outcome, TargetProblem};
 use crate::exit::Fatal;
 use crate::interrupt::Interrupt;
 use crate::transport::ServerCommand;
@@ -31,22 +31,20 @@ pub(crate) fn open(
     connections: usize,
     interrupt: &Interrupt,
 ) -> Result<Engine, Fatal> {
-    let mut opened = open_all(&[(settings, connections)], interrupt);
+    let config = settings.engine_config(connections, interrupt);
+    let mut opened = open_all(&[(settings, config)]);
     opened.pop().expect("one engine per mirror")
 }
 
-/// Connects to every mirror of `mirrors` (each with its most connections) at once, in one
-/// loop ([`Engine::connect_all`]): the slowest handshake is paid, not their sum. Each as
-/// [`open`] would.
-pub(crate) fn open_all(
-    mirrors: &[(&Settings, usize)],
-    interrupt: &Interrupt,
-) -> Vec<Result<Engine, Fatal>> {
+/// Connects to every mirror of `mirrors` (each with its engine's configuration) at once, in
+/// one loop ([`Engine::connect_all`]): the slowest handshake is paid, not their sum. Each
+/// as [`open`] would.
+pub(crate) fn open_all(mirrors: &[(&Settings, EngineConfig)]) -> Vec<Result<Engine, Fatal>> {
     let servers: Vec<_> = mirrors
         .iter()
-        .map(|(s, n)| {
+        .map(|(s, config)| {
             let server = super::kept::keep(&s.server, s.ssh_persist);
-            (server, s.engine_config(*n, interrupt))
+            (server, config.clone())
         })
         .collect();
     Engine::connect_all(&servers)

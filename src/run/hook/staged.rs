@@ -13,10 +13,12 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::config::{Settings, Symlinks};
-use crate::engine::{Engine, connections_for_bytes};
+use crate::engine::{Engine, EngineConfig, connections_for_bytes};
 use crate::exit::Fatal;
 use crate::interrupt::Interrupt;
+use crate::plan::tree::remote_path;
 use crate::plan::{HeldBack, Plan};
+use crate::remote_path::RemotePath;
 use crate::repo::journal::Journal;
 use crate::run::deletions::Deletions;
 use crate::run::output::{Tally, summary, tell, tell_summary};
@@ -66,17 +68,19 @@ pub(super) fn push_all(
     timeline: &mut Timeline,
 ) -> Result<Report, Fatal> {
     let started = Instant::now();
-    let busy: Vec<(&Settings, usize)> = pushes
+    let busy: Vec<(&Settings, EngineConfig)> = pushes
         .iter_mut()
         .filter(|p| !p.is_idle())
         .map(|p| {
             let (files, bytes) = upload_totals(&p.plan, &p.settings.outdir);
             p.totals = Some((files, bytes));
             let connections = connections_for_bytes(bytes, p.settings.connections);
-            (p.settings, connections)
+            let mut config = p.settings.engine_config(connections, interrupt);
+            config.first_dirs = first_dirs(&p.plan, p.settings.targetdir.as_ref());
+            (p.settings, config)
         })
         .collect();
-    let mut opened = open_all(&busy, interrupt).into_iter();
+    let mut opened = open_all(&busy).into_iter();
     let mut engines: Vec<Option<Engine>> = Vec::new();
     let mut ended: Vec<Option<Ended>> = Vec::new();
     for push in pushes.iter() {
@@ -130,6 +134,28 @@ pub(super) fn push_all(
     }
     timeline.end("close", []);
     Ok(report)
+}
+
+/// The first uploads looked at for [`first_dirs`]: about what the first flight opens.
+const FIRST_UPLOADS: usize = 256;
+
+/// The remote directories of the plan's first uploads, each once: the engine asks where
+/// they are right behind INIT (see [`EngineConfig::first_dirs`]), which saves the round
+/// trip after VERSION that those checks would otherwise cost before the first OPEN.
+fn first_dirs(plan: &Plan, targetdir: Option<&RemotePath>) -> Vec<RemotePath> {
+    let mut dirs: Vec<RemotePath> = Vec::new();
+    let uploads = plan.pool_uploads.iter();
+    let uploads = uploads.chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads));
+    // Round 1's jobs, as [`upload_jobs`](super::rounds::upload_jobs) lists them.
+    for job in uploads.take(FIRST_UPLOADS) {
+        let Some(dir) = remote_path(targetdir, &job.path).parent() else {
+            continue;
+        };
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
 }
 
 /// What a mirror's rounds confirmed: the runner's count and failures, and the rounds'
