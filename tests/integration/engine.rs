@@ -976,3 +976,65 @@ fn without_limits_the_round_trip_comes_from_a_realpath_and_decides_on_more_conne
     engine.close();
     assert_uploaded(&sandbox, 60, size, remote);
 }
+
+/// The packets a client wrote, as (type, path) where the packet names a path first after
+/// its id (REALPATH 16, LSTAT 7, STAT 17), (type, "") for the others.
+fn requests_in(bytes: &[u8]) -> Vec<(u8, String)> {
+    let be32 = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 5 {
+        let len = be32(rest);
+        let (body, tail) = rest[4..].split_at(len);
+        let path = match body[0] {
+            7 | 16 | 17 => {
+                let n = be32(&body[5..]);
+                String::from_utf8_lossy(&body[9..9 + n]).into_owned()
+            }
+            _ => String::new(),
+        };
+        out.push((body[0], path));
+        rest = tail;
+    }
+    out
+}
+
+/// The checks of the directories the first run works in ride behind INIT: a server that
+/// never answers has them all before it could have sent VERSION.
+#[test]
+fn the_first_directories_are_asked_about_before_version_comes() {
+    let sandbox = Sandbox::new();
+    let written = sandbox.remote().with_extension("written");
+    let config = EngineConfig {
+        timeout: Duration::from_secs(1),
+        targetdir: Some(rpath("/srv/m")),
+        first_dirs: vec![rpath("/srv/m/pool/main/a"), rpath("/srv/m/pool/main/b")],
+        ..EngineConfig::default()
+    };
+    // Reads what comes and never answers (through fd 3: a job put in the background gets
+    // /dev/null as its input before its own redirections).
+    let server = sandbox.shell(&format!(
+        "exec 3<&0; cat <&3 > '{}' & exec sleep 60 3<&-",
+        written.display()
+    ));
+    let err = Engine::connect(&server, config).err().expect("no VERSION");
+    assert!(matches!(err.kind, EngineErrorKind::Stalled(_)), "{err}");
+    let (init, realpath, lstat, stat) = (1, 16, 7, 17);
+    let asked = |t: u8, p: &str| (t, p.to_string());
+    assert_eq!(
+        requests_in(&fs::read(&written).unwrap()),
+        [
+            asked(init, ""),
+            asked(realpath, "/srv/m"),
+            asked(stat, "/srv/m"),
+            asked(realpath, "/srv/m/pool"),
+            asked(lstat, "/srv/m/pool"),
+            asked(realpath, "/srv/m/pool/main"),
+            asked(lstat, "/srv/m/pool/main"),
+            asked(realpath, "/srv/m/pool/main/a"),
+            asked(lstat, "/srv/m/pool/main/a"),
+            asked(realpath, "/srv/m/pool/main/b"),
+            asked(lstat, "/srv/m/pool/main/b"),
+        ]
+    );
+}
