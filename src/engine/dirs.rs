@@ -217,6 +217,27 @@ impl DirTable {
         }
         false
     }
+    /// The nearest directory above `path` that is known to be inside: one this run made
+    /// (its MKDIR confirmed), or one the confinement found inside (the base, at the
+    /// latest). An upload into `path`, which is on its way, may write there meanwhile
+    /// (see the batch's `upload`). `None` where none is known (no base, and nothing above
+    /// `path` known yet).
+    pub(crate) fn inside_above(&self, path: &RemotePath) -> Option<RemotePath> {
+        let mut at = path.parent();
+        while let Some(p) = at {
+            let made = self.find(&p).is_some_and(|i| self.made(i));
+            if made || self.confine.known(&p) == Some(Known::Inside) {
+                return Some(p);
+            }
+            // Neither the base nor above it: never reached without the base answering.
+            if !self.may_make(&p) {
+                return None;
+            }
+            at = p.parent();
+        }
+        None
+    }
+
     /// Whether `path` may be made: strictly below the base (anywhere without one).
     fn may_make(&self, path: &RemotePath) -> bool {
         match &self.base {
