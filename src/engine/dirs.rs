@@ -217,25 +217,27 @@ impl DirTable {
         }
         false
     }
-    /// The nearest directory above `path` that is known to be inside: one this run made
-    /// (its MKDIR confirmed), or one the confinement found inside (the base, at the
-    /// latest). An upload into `path`, which is on its way, may write there meanwhile
-    /// (see the batch's `upload`). `None` where none is known (no base, and nothing above
-    /// `path` known yet).
-    pub(crate) fn inside_above(&self, path: &RemotePath) -> Option<RemotePath> {
-        let mut at = path.parent();
-        while let Some(p) = at {
-            let made = self.find(&p).is_some_and(|i| self.made(i));
-            if made || self.confine.known(&p) == Some(Known::Inside) {
-                return Some(p);
-            }
-            // Neither the base nor above it: never reached without the base answering.
-            if !self.may_make(&p) {
-                return None;
-            }
-            at = p.parent();
-        }
-        None
+    /// Where an upload into directory `dir` that is not there yet writes aside (see the
+    /// batch's `upload`): the directory above it, where that is known to be inside (made
+    /// by this run, or found inside by the confinement; the base counts). Only there, never
+    /// higher: a rerun then knows where a killed run may have left such a file (see
+    /// [`DirTable::aside_dir`]).
+    pub(crate) fn aside_for(&self, dir: &RemotePath) -> Option<RemotePath> {
+        let above = self.aside_dir(dir)?;
+        let made = self.find(&above).is_some_and(|i| self.made(i));
+        (made || self.confine.known(&above) == Some(Known::Inside)).then_some(above)
+    }
+
+    /// The directory above `dir` if it is the base or below it: where a temporary file of
+    /// an upload into `dir` may be aside ([`RemotePath::temp_aside`]).
+    pub(crate) fn aside_dir(&self, dir: &RemotePath) -> Option<RemotePath> {
+        let above = dir.parent()?;
+        (self.base.as_ref() == Some(&above) || self.may_make(&above)).then_some(above)
+    }
+
+    /// Whether this run's MKDIR made `dir`.
+    pub(crate) fn made_here(&self, dir: &RemotePath) -> bool {
+        self.find(dir).is_some_and(|i| self.made(i))
     }
 
     /// Whether `path` may be made: strictly below the base (anywhere without one).

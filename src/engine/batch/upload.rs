@@ -10,12 +10,15 @@
 //! Into a directory that is not there yet, an in-order server gets the OPEN in the flight of
 //! the directory's MKDIR, but not into that directory: a symlink planted at its name since
 //! it was looked at makes the MKDIR fail, and an OPEN behind it would create a file through
-//! the link. The temporary file is made aside instead, in the nearest directory above that
-//! is known to be inside ([`RemotePath::temp_aside`]); the directory's fate is known before
-//! the file is written (the MKDIR is answered before the OPEN), and the rename from aside
-//! into it goes only once it is made (or found to be a directory, inside). Where it fails,
-//! the file aside is removed and the upload fails with the directory's cause: nothing is
-//! ever created in the directory before its MKDIR is confirmed.
+//! the link. The temporary file is made aside instead, in the directory right above, where
+//! that is known to be inside ([`RemotePath::temp_aside`]); the directory's fate is known
+//! before the file is written (the MKDIR is answered before the OPEN), and the rename from
+//! aside into it goes only once it is made (or found to be a directory, inside). Where it
+//! fails, the file aside is removed and the upload fails with the directory's cause: nothing
+//! is ever created in the directory before its MKDIR is confirmed. Where the OPEN aside
+//! fails, the upload goes as it did before (into its directory once that is made). Only the
+//! directory right above, never higher, so that what a killed run left aside is where a
+//! rerun's upload (into the directory that run made) clears it, in the flight of its OPEN.
 //!
 //! No I/O of its own: its source is opened, read and closed through the connection's
 //! [`Sources`](crate::engine::local::Sources).
@@ -70,9 +73,10 @@ pub(super) struct Upload {
     /// Its local file, open in [`Conn::sources`] while the upload runs; the WRITEs queued
     /// for the transport name it.
     pub(super) source: SourceId,
-    /// Where the bytes are written: for a whole file its temporary name, created
-    /// exclusively and renamed onto the real name once every byte is confirmed; for a part,
-    /// the name the parts share (see [`parts`](crate::engine::parts)).
+    /// Where the bytes are written: for a whole file its temporary name (beside the real
+    /// name, or aside: see [`Aside`]), created exclusively and renamed onto the real name
+    /// once every byte is confirmed; for a part, the name the parts share (see
+    /// [`parts`](crate::engine::parts)).
     target: RemotePath,
     /// The stale file found at `target` was removed once already.
     cleared: bool,
@@ -106,6 +110,8 @@ pub(super) struct Upload {
     /// The temporary file is aside, in a directory above its own, which is being made
     /// (`target` is there); `None` for one beside its real name.
     aside: Option<Aside>,
+    /// What a killed run may have left aside was removed (or never could be there).
+    swept: bool,
 }
 
 impl Upload {
@@ -189,6 +195,7 @@ impl<'a> Batch<'a> {
             error: None,
             dir_attempts: 0,
             aside: None,
+            swept: false,
         }));
         self.confine_upload(i, conn);
     }
@@ -255,8 +262,9 @@ impl<'a> Batch<'a> {
         // its MKDIR first, instead of a failed OPEN. No OPEN goes into it before the MKDIR
         // is answered, even on a server that acts in order: if another client planted a
         // symlink there meanwhile, the MKDIR fails and an OPEN sent behind it would follow
-        // the link. A whole file is opened aside in the same flight instead, in a directory
-        // above known to be inside, and renamed into its own once that is made.
+        // the link. A whole file is opened aside in the same flight instead, in the
+        // directory above where it is known to be inside, and renamed into its own once
+        // that is made.
         if u.dir_attempts == 0
             && conn.limits.in_order
             && let Some(dir) = self.ops[i].path().parent()
@@ -264,7 +272,7 @@ impl<'a> Batch<'a> {
         {
             u.dir_attempts = 2;
             match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
-                Ensure::Queued => match conn.dirs.inside_above(&dir).filter(|_| u.whole) {
+                Ensure::Queued => match conn.dirs.aside_for(&dir).filter(|_| u.whole) {
                     Some(above) => {
                         u.target = self.ops[i].path().temp_aside(&above);
                         u.aside = Some(Aside::Deciding);
@@ -277,6 +285,23 @@ impl<'a> Batch<'a> {
                 Ensure::Ready => {}
                 Ensure::Failed(cause) => return self.fail(i, in_dir(&dir, cause), conn),
             }
+        }
+        // What a killed run may have left aside, where the directory was missing then and
+        // is there now (made by that run): cleared in the same flight, as the EXCL OPEN
+        // clears what it left beside. Not where this run made the directory: it was not
+        // there, so the earlier run's OPEN aside would be the one this run sends again.
+        if u.whole
+            && conn.limits.in_order
+            && u.aside.is_none()
+            && !u.swept
+            && let Some(dir) = self.ops[i].path().parent()
+            && !conn.dirs.made_here(&dir)
+            && let Some(above) = conn.dirs.aside_dir(&dir)
+        {
+            u.swept = true;
+            let path = self.ops[i].path().temp_aside(&above);
+            let path = path.as_bytes().to_vec();
+            conn.session.send(Request::Remove { path }, Tag::Sweep);
         }
         u.stage = Stage::Opening;
         conn.take_handle();
@@ -485,6 +510,7 @@ impl<'a> Batch<'a> {
                     self.reopen.push_back(i);
                 }
                 StatusCode::Ok | StatusCode::NoSuchFile => self.fail(i, Cause::Interrupted, conn),
+                _ if u.aside.is_some() => self.unaside(i),
                 code => self.fail(i, status_cause(req, code, &message), conn),
             },
             (Stage::Confirming, Req::Stat, response) => {
@@ -558,6 +584,9 @@ impl<'a> Batch<'a> {
             u.stage = Stage::Clearing;
             u.remove_target(i, conn);
             return;
+        }
+        if u.aside.is_some() && !self.interrupted {
+            return self.unaside(i);
         }
         let parent = self.ops[i].path().parent();
         match parent {
@@ -783,10 +812,30 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Whether upload `i` writes aside, its directory undecided: it hears of it by
+    /// An upload whose file aside could not be made (the directory above is no directory,
+    /// or will not take it): it goes as it would have without, into its own directory once
+    /// that is made, and fails, if it does, with that directory's cause.
+    fn unaside(&mut self, i: usize) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!("only uploads write aside")
+        };
+        let decided = u.aside.take() == Some(Aside::Decided);
+        u.target = self.ops[i].path().temp_sibling();
+        u.cleared = false;
+        if decided {
+            // Made already (a failure would be its error, and it would have failed).
+            u.stage = Stage::Reopen;
+            self.reopen.push_back(i);
+        } else {
+            // Released by `dir_settled`, as any upload waiting for its directory.
+            u.stage = Stage::WaitingDir;
+        }
+    }
+
+    /// Whether upload `i` writes aside: it hears of its directory by
     /// [`Batch::aside_settled`], whatever it is doing.
     pub(super) fn is_aside(&self, i: usize) -> bool {
-        matches!(&self.states[i], State::Upload(u) if u.aside == Some(Aside::Deciding))
+        matches!(&self.states[i], State::Upload(u) if u.aside.is_some())
     }
 
     /// Removes a failed upload's temporary file; the failure is reported with the reply.

@@ -1,8 +1,9 @@
 //! Uploads into a directory that is not there yet, on a server that acts in order: the
-//! OPEN goes in the flight of the directory's MKDIR, aside (in the nearest directory above
-//! known to be inside), and the file is renamed into its directory once that is made.
-//! Nothing is ever created in the directory before its MKDIR is confirmed; what is aside
-//! goes again where the directory fails.
+//! OPEN goes in the flight of the directory's MKDIR, aside (in the directory right above,
+//! where that is known to be inside), and the file is renamed into its directory once that
+//! is made. Nothing is ever created in the directory before its MKDIR is confirmed; what is
+//! aside goes again where the directory fails, and what a killed run left aside is cleared
+//! by the next upload (or removal) of the file.
 
 use super::{both, pattern, rp, upload};
 use crate::engine::op::{Cause, Op, Req, Status};
@@ -144,6 +145,7 @@ fn a_mkdir_refused_fails_the_upload_naming_its_directory_and_removes_what_was_as
         peer.on("MKDIR /m/pool/new")
             .fail(StatusCode::PermissionDenied);
     }) {
+        // The second waits (its directory's parent is being made too): it fails the same.
         let ops = [
             upload(&pair, "/m/pool/new/a.deb", &pattern(3000, 1)),
             upload(&pair, "/m/pool/new/sub/b.deb", &pattern(3000, 2)),
@@ -170,11 +172,9 @@ fn a_mkdir_refused_fails_the_upload_naming_its_directory_and_removes_what_was_as
         assert!(pair.peer.fs.names("/m/pool").is_empty(), "{flavour:?}");
         if flavour == Flavour::OpenSsh {
             only_asked_below(&pair, "/m/pool/new");
-            for remote in ["/m/pool/new/a.deb", "/m/pool/new/sub/b.deb"] {
-                let tmp = aside(remote, "/m/pool");
-                assert_eq!(pair.peer.count_succeeded(&format!("OPEN {tmp} excl")), 1);
-                assert_eq!(pair.peer.count_succeeded(&format!("REMOVE {tmp}")), 1);
-            }
+            let tmp = aside("/m/pool/new/a.deb", "/m/pool");
+            assert_eq!(pair.peer.count_succeeded(&format!("OPEN {tmp} excl")), 1);
+            assert_eq!(pair.peer.count_succeeded(&format!("REMOVE {tmp}")), 1);
         }
     }
 }
@@ -296,26 +296,124 @@ fn one_name_in_two_new_directories_lands_in_both() {
     }
 }
 
-/// A deep new tree is made a level at a time, as before; only the OPEN goes aside, in the
-/// nearest directory known to be inside, and the rename waits for the last level.
+/// Only the directory right above goes: where it is being made too (a deep new tree, made
+/// a level at a time, as before), the OPEN waits for the MKDIR as before. A rerun then
+/// knows where a killed run may have left a file aside.
 #[test]
-fn into_a_deep_new_tree_the_file_waits_aside_for_the_last_level() {
+fn into_a_deep_new_tree_the_open_waits_as_before() {
     let mut peer = Peer::new(Flavour::OpenSsh);
     peer.fs.dir("/m/pool");
     let mut pair = Pair::new(peer);
     let remote = "/m/pool/a/b/c/f.deb";
     let results = pair.run(&[upload(&pair, remote, &pattern(3000, 4))]);
     assert!(results[0].is_ok(), "{results:?}");
-    let tmp = aside(remote, "/m/pool");
-    let mkdir = |d: &str| flight_of(&pair, &format!("MKDIR /m/pool/{d}"));
-    let (a, b, c) = (mkdir("a"), mkdir("a/b"), mkdir("a/b/c"));
-    assert!(a < b && b < c, "{:#?}", pair.peer.flights);
-    assert_eq!(flight_of(&pair, &format!("OPEN {tmp} excl")), a);
-    // Confirmed before the last level is: renamed once it is.
-    let renamed = format!("posix-rename {tmp} {remote}");
-    assert!(flight_of(&pair, &renamed) > c, "{:#?}", pair.peer.flights);
+    let made = flight_of(&pair, "MKDIR /m/pool/a/b/c");
+    assert!(flight_of(&pair, "OPEN /m/pool/a/b/c/.f.deb.tmp excl") > made);
+    let log = &pair.peer.log;
+    assert!(
+        !log.iter().any(|l| l.starts_with("OPEN /m/pool/.")),
+        "{log:#?}"
+    );
     assert_eq!(pair.peer.fs.read(remote), Some(&pattern(3000, 4)[..]));
     assert!(temporaries(&pair).is_empty());
+}
+
+/// Below a directory this run made, a new one is as good as below one that was there.
+#[test]
+fn below_a_directory_this_run_made_a_new_one_gets_the_open_aside() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    let mut pair = Pair::new(peer);
+    let first = pair.run(&[upload(&pair, "/m/pool/a/x.deb", b"x")]);
+    assert!(first[0].is_ok(), "{first:?}");
+    let remote = "/m/pool/a/b/f.deb";
+    let results = pair.run(&[upload(&pair, remote, &pattern(3000, 7))]);
+    assert!(results[0].is_ok(), "{results:?}");
+    let tmp = aside(remote, "/m/pool/a");
+    assert_eq!(
+        flight_of(&pair, &format!("OPEN {tmp} excl")),
+        flight_of(&pair, "MKDIR /m/pool/a/b")
+    );
+    assert_eq!(pair.peer.fs.read(remote), Some(&pattern(3000, 7)[..]));
+    assert!(temporaries(&pair).is_empty());
+}
+
+/// A run killed while its file was aside left it there, and made the directory: the rerun
+/// writes into the directory, which is there now, and clears what was left aside in the
+/// same flight; so does the removal of the file.
+#[test]
+fn what_a_killed_run_left_aside_is_cleared_by_the_next_upload_or_removal() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    let (a, b) = ("/m/pool/new/a.deb", "/m/pool/new/b.deb");
+    peer.fs
+        .dir("/m/pool/new")
+        .file(&aside(a, "/m/pool"), b"half of a")
+        .file(&aside(b, "/m/pool"), b"half of b")
+        .file(b, b"the old b");
+    let mut pair = Pair::new(peer);
+    let ops = [
+        upload(&pair, a, &pattern(3000, 8)),
+        Op::Remove { path: rp(b) },
+    ];
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let fs = &pair.peer.fs;
+    assert_eq!(fs.read(a), Some(&pattern(3000, 8)[..]));
+    assert_eq!(fs.names("/m/pool"), ["new"]);
+    assert_eq!(fs.names("/m/pool/new"), ["a.deb"]);
+    let swept = format!("REMOVE {}", aside(a, "/m/pool"));
+    assert_eq!(
+        flight_of(&pair, &swept),
+        flight_of(&pair, "OPEN /m/pool/new/.a.deb.tmp excl")
+    );
+}
+
+/// Where the directory above will not take the file (no right to write there), the
+/// upload goes as it did before: into its directory once that is made.
+#[test]
+fn an_open_aside_refused_goes_into_the_directory_once_it_is_made() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    let remote = "/m/pool/new/a.deb";
+    let tmp = aside(remote, "/m/pool");
+    peer.on(&format!("OPEN {tmp}"))
+        .fail(StatusCode::PermissionDenied);
+    let mut pair = Pair::new(peer);
+    let results = pair.run(&[upload(&pair, remote, &pattern(3000, 9))]);
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(pair.peer.fs.read(remote), Some(&pattern(3000, 9)[..]));
+    assert!(temporaries(&pair).is_empty());
+}
+
+/// A file where a directory must be: confinement finds it inside (it is no symlink), so
+/// the OPEN goes aside into it, and fails; the upload fails as it did before, naming the
+/// file that stands in the way (its MKDIR's failure), not the failed OPEN.
+#[test]
+fn a_file_in_the_way_fails_the_upload_with_the_directorys_cause() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs
+            .file("/m/blocker", b"a file where a directory must be");
+    }) {
+        let results = pair.run(&[upload(&pair, "/m/blocker/sub/f", b"f")]);
+        let Err(e) = &results[0] else {
+            panic!("{flavour:?}: {results:?}")
+        };
+        let Cause::Directory { dir, cause } = &e.cause else {
+            panic!("{flavour:?}: {e:?}")
+        };
+        assert_eq!(*dir, rp("/m/blocker"), "{flavour:?}: {e}");
+        assert!(
+            matches!(
+                **cause,
+                Cause::Status {
+                    request: Req::Mkdir,
+                    ..
+                }
+            ),
+            "{flavour:?}: {e}"
+        );
+        assert_eq!(pair.peer.fs.names("/m"), ["blocker"]);
+    }
 }
 
 /// What a killed run left at the name aside is cleared, as at a temporary name beside.
