@@ -82,7 +82,7 @@ impl<'a> Batch<'a> {
                     Tag::Sweep,
                 );
                 if conn.limits.in_order
-                    && let Some(above) = path.parent().and_then(|d| conn.dirs.aside_dir(&d))
+                    && let Some(above) = path.parent().and_then(|d| conn.dirs.aside_for(&d))
                 {
                     let aside = path.temp_aside(&above).as_bytes().to_vec();
                     conn.session

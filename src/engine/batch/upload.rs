@@ -246,6 +246,25 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("uploads clear their temporary name")
         };
+        // Into a directory on its way (another upload's MKDIR, on a server not known to
+        // act in order): nothing goes into it, a REMOVE neither, before it is decided. A
+        // symlink planted there meanwhile would take them. (An in-order server's upload
+        // waits, or goes aside, in `send_open`.)
+        if !conn.limits.in_order
+            && u.dir_attempts == 0
+            && let Some(dir) = self.ops[i].path().parent()
+            && conn.dirs.on_its_way(&dir)
+        {
+            u.dir_attempts = 2;
+            match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+                Ensure::Queued => {
+                    u.stage = Stage::WaitingDir;
+                    return;
+                }
+                Ensure::Ready => {}
+                Ensure::Failed(cause) => return self.fail(i, in_dir(&dir, cause), conn),
+            }
+        }
         if !u.whole || conn.limits.in_order {
             return self.send_open(i, conn);
         }
@@ -258,8 +277,9 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("open is sent for uploads")
         };
-        // Into a directory that surely does not exist yet (below one this run is making):
-        // its MKDIR first, instead of a failed OPEN. No OPEN goes into it before the MKDIR
+        // Into a directory that surely does not exist yet (below one this run is making),
+        // or is on its way already (another upload's MKDIR): its MKDIR first (or its
+        // answer awaited), instead of a failed OPEN. No OPEN goes into it before the MKDIR
         // is answered, even on a server that acts in order: if another client planted a
         // symlink there meanwhile, the MKDIR fails and an OPEN sent behind it would follow
         // the link. A whole file is opened aside in the same flight instead, in the
@@ -268,7 +288,7 @@ impl<'a> Batch<'a> {
         if u.dir_attempts == 0
             && conn.limits.in_order
             && let Some(dir) = self.ops[i].path().parent()
-            && conn.dirs.known_missing(&dir)
+            && (conn.dirs.known_missing(&dir) || conn.dirs.on_its_way(&dir))
         {
             u.dir_attempts = 2;
             match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
@@ -296,7 +316,7 @@ impl<'a> Batch<'a> {
             && !u.swept
             && let Some(dir) = self.ops[i].path().parent()
             && !conn.dirs.made_here(&dir)
-            && let Some(above) = conn.dirs.aside_dir(&dir)
+            && let Some(above) = conn.dirs.aside_for(&dir)
         {
             u.swept = true;
             let path = self.ops[i].path().temp_aside(&above);
@@ -585,8 +605,10 @@ impl<'a> Batch<'a> {
             u.remove_target(i, conn);
             return;
         }
-        if u.aside.is_some() && !self.interrupted {
-            return self.unaside(i);
+        match u.aside {
+            Some(_) if self.interrupted => return self.fail(i, Cause::Interrupted, conn),
+            Some(_) => return self.unaside(i),
+            None => {}
         }
         let parent = self.ops[i].path().parent();
         match parent {

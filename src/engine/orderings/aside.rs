@@ -449,3 +449,59 @@ fn a_server_not_known_to_act_in_order_gets_no_open_aside() {
         pair.peer.log
     );
 }
+
+/// Asked to stop while the file is aside: it is closed and removed, nothing is left, and
+/// nothing was written into the new directory.
+#[test]
+fn an_interrupt_while_a_file_is_aside_leaves_nothing() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    peer.on("MKDIR /m/pool/new").signal();
+    let mut pair = Pair::new(peer);
+    let ops = [
+        upload(&pair, "/m/pool/new/a.deb", &pattern(60_000, 1)),
+        upload(&pair, "/m/pool/new/b.deb", &pattern(500, 2)),
+    ];
+    let results = pair.run(&ops);
+    for result in &results {
+        assert!(
+            matches!(result, Err(e) if e.cause == Cause::Interrupted),
+            "{results:?}"
+        );
+    }
+    assert!(temporaries(&pair).is_empty(), "{:#?}", pair.peer.log);
+    assert!(pair.peer.fs.names("/m/pool/new").is_empty());
+    only_asked_below(&pair, "/m/pool/new");
+}
+
+/// Several uploads into one new directory: the first asks for its MKDIR, the others find
+/// it on its way; none of them writes into it before it is made, a symlink planted there
+/// gets nothing.
+#[test]
+fn uploads_into_a_directory_on_its_way_wait_for_it_or_go_aside_too() {
+    for (flavour, mut pair) in both(|peer| {
+        peer.fs.dir("/m/pool").dir("/elsewhere");
+        peer.on("MKDIR /m/pool/new").before(|fs| {
+            fs.link("/m/pool/new", "/elsewhere");
+        });
+    }) {
+        let ops: Vec<Op> = (0..4)
+            .map(|k| upload(&pair, &format!("/m/pool/new/f{k}.deb"), &pattern(3000, k)))
+            .collect();
+        let results = pair.run(&ops);
+        assert!(
+            results.iter().all(Result::is_err),
+            "{flavour:?}: {results:?}"
+        );
+        let fs = &pair.peer.fs;
+        assert!(
+            fs.names("/elsewhere").is_empty(),
+            "{flavour:?}: {:#?}",
+            pair.peer.log
+        );
+        assert!(temporaries(&pair).is_empty(), "{flavour:?}");
+        if flavour == Flavour::OpenSsh {
+            only_asked_below(&pair, "/m/pool/new");
+        }
+    }
+}
