@@ -83,12 +83,41 @@ impl RemotePath {
         RemotePath(bytes)
     }
 
+    /// The hidden name in `dir`, a directory above this path's own, that an upload into a
+    /// directory not made yet is written under (`dir/.NAME.TAG.tmp`), so that its OPEN
+    /// need not wait for that directory's MKDIR (see the engine's `upload`). `TAG` is a
+    /// hash of the whole path: uploads of one name into two new directories below `dir`
+    /// (`binary-amd64/Packages`, `binary-i386/Packages`) get two names. Like
+    /// [`RemotePath::temp_sibling`], the same on every run; a long `NAME` is cut so that
+    /// the name stays within the 255 bytes a file name may have.
+    pub fn temp_aside(&self, dir: &RemotePath) -> RemotePath {
+        let slash = self.0.iter().rposition(|&b| b == b'/').map_or(0, |s| s + 1);
+        let tag = format!(".{:016x}.tmp", fnv1a(&self.0));
+        let room = NAME_MAX - 1 - tag.len();
+        let name = &self.0[slash..];
+        let mut hidden = vec![b'.'];
+        hidden.extend_from_slice(&name[..name.len().min(room)]);
+        hidden.extend_from_slice(tag.as_bytes());
+        dir.join(&hidden).expect("a name of one component")
+    }
+
     /// The same path with `suffix` appended to its last component (e.g. `.new`).
     pub fn with_suffix(&self, suffix: &[u8]) -> RemotePath {
         let mut bytes = self.0.clone();
         bytes.extend_from_slice(suffix);
         RemotePath(bytes)
     }
+}
+
+/// The longest file name most file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// FNV-1a, 64 bits: a name's tag, the same on every run and every machine (no table of
+/// names is kept between runs; the std hasher is seeded per process).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl fmt::Display for RemotePath {
@@ -113,6 +142,31 @@ mod tests {
         assert_eq!(t("/srv/pool/m/foo.deb"), b"/srv/pool/m/.foo.deb.tmp");
         assert_eq!(t("Release.new"), b".Release.new.tmp");
         assert_eq!(t("/Release"), b"/.Release.tmp");
+    }
+
+    #[test]
+    fn a_temporary_name_aside_is_hidden_above_tagged_by_the_whole_path_and_short_enough() {
+        let aside = |p: &str, dir: &str| {
+            let dir = RemotePath::new(dir).unwrap();
+            RemotePath::new(p).unwrap().temp_aside(&dir)
+        };
+        let a = aside("/m/dists/x/binary-amd64/Packages", "/m/dists/x");
+        let i = aside("/m/dists/x/binary-i386/Packages", "/m/dists/x");
+        assert_ne!(a, i, "one name in two new directories");
+        for t in [&a, &i] {
+            let name = t.as_bytes().strip_prefix(b"/m/dists/x/").unwrap();
+            assert!(
+                name.starts_with(b".Packages.") && name.ends_with(b".tmp"),
+                "{t}"
+            );
+            assert_eq!(name.len(), ".Packages.".len() + 16 + ".tmp".len(), "{t}");
+        }
+        assert_eq!(a, aside("/m/dists/x/binary-amd64/Packages", "/m/dists/x"));
+        let long = format!("/m/new/{}", "n".repeat(255));
+        let t = aside(&long, "/m");
+        let name = t.as_bytes().strip_prefix(b"/m/").unwrap();
+        assert_eq!(name.len(), 255, "{t}");
+        assert_eq!(aside("top/f", "top").as_bytes().len(), "top/.f.".len() + 20);
     }
 
     #[test]

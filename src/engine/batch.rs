@@ -540,6 +540,10 @@ impl<'a> Batch<'a> {
     }
 
     fn dir_settled(&mut self, i: usize, result: Result<(), Cause>, conn: &mut Conn) {
+        // An upload written aside holds a handle, or soon will: it finishes its own way.
+        if self.is_aside(i) {
+            return self.aside_settled(i, result, conn);
+        }
         match (&mut self.states[i], result) {
             (State::WaitingDir, Ok(())) => self.finish(i, Ok(Outcome::Done), conn),
             (State::WaitingDir | State::LinkWaitingDir, Err(cause)) => self.fail(i, cause, conn),

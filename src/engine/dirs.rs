@@ -217,6 +217,36 @@ impl DirTable {
         }
         false
     }
+    /// Where an upload into directory `dir` that is not there yet writes aside (see the
+    /// batch's `upload`): the directory above it, where that is known to be inside (made
+    /// by this run, or found inside by the confinement; the base counts). Only there, never
+    /// higher: a rerun then knows where a killed run may have left such a file, and clears
+    /// it there (only there too, where that is known to be inside).
+    pub(crate) fn aside_for(&self, dir: &RemotePath) -> Option<RemotePath> {
+        let above = self.aside_dir(dir)?;
+        let made = self.find(&above).is_some_and(|i| self.made(i));
+        (made || self.confine.known(&above) == Some(Known::Inside)).then_some(above)
+    }
+
+    /// The directory above `dir` if it is the base or below it: where a temporary file of
+    /// an upload into `dir` may be aside ([`RemotePath::temp_aside`]).
+    fn aside_dir(&self, dir: &RemotePath) -> Option<RemotePath> {
+        let above = dir.parent()?;
+        (self.base.as_ref() == Some(&above) || self.may_make(&above)).then_some(above)
+    }
+
+    /// Whether `dir` is on its way: its MKDIR (or what follows a failed one) is in flight,
+    /// or waits for its parent. Nothing goes into it until it is decided.
+    pub(crate) fn on_its_way(&self, dir: &RemotePath) -> bool {
+        self.find(dir)
+            .is_some_and(|i| matches!(self.states[i], State::Pending(_)))
+    }
+
+    /// Whether this run's MKDIR made `dir`.
+    pub(crate) fn made_here(&self, dir: &RemotePath) -> bool {
+        self.find(dir).is_some_and(|i| self.made(i))
+    }
+
     /// Whether `path` may be made: strictly below the base (anywhere without one).
     fn may_make(&self, path: &RemotePath) -> bool {
         match &self.base {

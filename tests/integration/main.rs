@@ -5,6 +5,7 @@
 mod across_servers;
 mod admin;
 mod apt;
+mod aside;
 mod bwlimit;
 mod concurrent;
 mod confinement;

@@ -73,13 +73,21 @@ impl<'a> Batch<'a> {
         match &self.ops[i] {
             Op::Remove { path } => {
                 self.states[i] = State::Single(Stepwise::Final);
-                // What an interrupted upload of it may have left goes with it.
+                // What an interrupted upload of it may have left goes with it: beside it,
+                // or aside, where its directory was being made (see `upload`).
                 conn.session.send(
                     Request::Remove {
                         path: path.temp_sibling().as_bytes().to_vec(),
                     },
                     Tag::Sweep,
                 );
+                if conn.limits.in_order
+                    && let Some(above) = path.parent().and_then(|d| conn.dirs.aside_for(&d))
+                {
+                    let aside = path.temp_aside(&above).as_bytes().to_vec();
+                    conn.session
+                        .send(Request::Remove { path: aside }, Tag::Sweep);
+                }
                 conn.session.send(
                     Request::Remove {
                         path: path.as_bytes().to_vec(),

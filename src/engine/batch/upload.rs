@@ -7,6 +7,19 @@
 //! or, where nothing can be lost by it (an in-order server, a free name in a directory known
 //! to be inside), in the same flight, undone if anything then turns out wrong.
 //!
+//! Into a directory that is not there yet, an in-order server gets the OPEN in the flight of
+//! the directory's MKDIR, but not into that directory: a symlink planted at its name since
+//! it was looked at makes the MKDIR fail, and an OPEN behind it would create a file through
+//! the link. The temporary file is made aside instead, in the directory right above, where
+//! that is known to be inside ([`RemotePath::temp_aside`]); the directory's fate is known
+//! before the file is written (the MKDIR is answered before the OPEN), and the rename from
+//! aside into it goes only once it is made (or found to be a directory, inside). Where it
+//! fails, the file aside is removed and the upload fails with the directory's cause: nothing
+//! is ever created in the directory before its MKDIR is confirmed. Where the OPEN aside
+//! fails, the upload goes as it did before (into its directory once that is made). Only the
+//! directory right above, never higher, so that what a killed run left aside is where a
+//! rerun's upload (into the directory that run made) clears it, in the flight of its OPEN.
+//!
 //! No I/O of its own: its source is opened, read and closed through the connection's
 //! [`Sources`](crate::engine::local::Sources).
 
@@ -40,15 +53,30 @@ pub(super) enum Stage {
     ClearingDestination,
     /// The upload failed: its temporary file is being removed before that is reported.
     Discarding,
+    /// Written aside and confirmed (see [`Aside`]): waiting to know whether its directory
+    /// was made before it is renamed into it.
+    AwaitingDir,
+}
+
+/// Where a temporary file written aside stands with its directory (see the module's
+/// comment): the upload waits for the directory's fate as a [`Waiter::Op`], and hears
+/// it whatever its stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aside {
+    /// Its MKDIR (or what follows a failed one) is under way.
+    Deciding,
+    /// Decided: made, or found inside (a failure is the upload's error).
+    Decided,
 }
 
 pub(super) struct Upload {
     /// Its local file, open in [`Conn::sources`] while the upload runs; the WRITEs queued
     /// for the transport name it.
     pub(super) source: SourceId,
-    /// Where the bytes are written: for a whole file its temporary name, created
-    /// exclusively and renamed onto the real name once every byte is confirmed; for a part,
-    /// the name the parts share (see [`parts`](crate::engine::parts)).
+    /// Where the bytes are written: for a whole file its temporary name (beside the real
+    /// name, or aside: see [`Aside`]), created exclusively and renamed onto the real name
+    /// once every byte is confirmed; for a part, the name the parts share (see
+    /// [`parts`](crate::engine::parts)).
     target: RemotePath,
     /// The stale file found at `target` was removed once already.
     cleared: bool,
@@ -76,8 +104,14 @@ pub(super) struct Upload {
     outstanding: u32,
     error: Option<Cause>,
     /// How the missing directory was dealt with so far: 0 not yet, 1 its MKDIR was sent
-    /// right ahead of a new OPEN (in-order servers), 2 the OPEN waited for it.
+    /// right ahead of a new OPEN (in-order servers), 2 the OPEN waited for it (or went
+    /// aside).
     dir_attempts: u8,
+    /// The temporary file is aside, in a directory above its own, which is being made
+    /// (`target` is there); `None` for one beside its real name.
+    aside: Option<Aside>,
+    /// What a killed run may have left aside was removed (or never could be there).
+    swept: bool,
 }
 
 impl Upload {
@@ -160,6 +194,8 @@ impl<'a> Batch<'a> {
             outstanding: 0,
             error: None,
             dir_attempts: 0,
+            aside: None,
+            swept: false,
         }));
         self.confine_upload(i, conn);
     }
@@ -189,7 +225,12 @@ impl<'a> Batch<'a> {
     /// Opens an upload taken from the queue: its temporary name cleared first where that
     /// was not done yet.
     pub(super) fn resume_upload(&mut self, i: usize, conn: &mut Conn) {
-        match &self.states[i] {
+        match &mut self.states[i] {
+            // Its directory failed while the name aside was cleared.
+            State::Upload(u) if u.error.is_some() => {
+                let cause = u.error.take().expect("checked");
+                self.fail(i, cause, conn)
+            }
             State::Upload(u) if !u.cleared => self.clear_temporary(i, conn),
             _ => self.send_open(i, conn),
         }
@@ -205,6 +246,25 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("uploads clear their temporary name")
         };
+        // Into a directory on its way (another upload's MKDIR, on a server not known to
+        // act in order): nothing goes into it, a REMOVE neither, before it is decided. A
+        // symlink planted there meanwhile would take them. (An in-order server's upload
+        // waits, or goes aside, in `send_open`.)
+        if !conn.limits.in_order
+            && u.dir_attempts == 0
+            && let Some(dir) = self.ops[i].path().parent()
+            && conn.dirs.on_its_way(&dir)
+        {
+            u.dir_attempts = 2;
+            match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
+                Ensure::Queued => {
+                    u.stage = Stage::WaitingDir;
+                    return;
+                }
+                Ensure::Ready => {}
+                Ensure::Failed(cause) => return self.fail(i, in_dir(&dir, cause), conn),
+            }
+        }
         if !u.whole || conn.limits.in_order {
             return self.send_open(i, conn);
         }
@@ -217,24 +277,51 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!("open is sent for uploads")
         };
-        // Into a directory that surely does not exist yet (below one this run is making):
-        // its MKDIR first, instead of a failed OPEN. The OPEN waits for the MKDIR's answer,
-        // even on a server that acts in order: if another client planted a symlink there
-        // meanwhile, the MKDIR fails and an OPEN sent behind it would follow the link.
+        // Into a directory that surely does not exist yet (below one this run is making),
+        // or is on its way already (another upload's MKDIR): its MKDIR first (or its
+        // answer awaited), instead of a failed OPEN. No OPEN goes into it before the MKDIR
+        // is answered, even on a server that acts in order: if another client planted a
+        // symlink there meanwhile, the MKDIR fails and an OPEN sent behind it would follow
+        // the link. A whole file is opened aside in the same flight instead, in the
+        // directory above where it is known to be inside, and renamed into its own once
+        // that is made.
         if u.dir_attempts == 0
             && conn.limits.in_order
             && let Some(dir) = self.ops[i].path().parent()
-            && conn.dirs.known_missing(&dir)
+            && (conn.dirs.known_missing(&dir) || conn.dirs.on_its_way(&dir))
         {
             u.dir_attempts = 2;
             match conn.dirs.ensure(&dir, Waiter::Op(i), &mut conn.session) {
-                Ensure::Queued => {
-                    u.stage = Stage::WaitingDir;
-                    return;
-                }
+                Ensure::Queued => match conn.dirs.aside_for(&dir).filter(|_| u.whole) {
+                    Some(above) => {
+                        u.target = self.ops[i].path().temp_aside(&above);
+                        u.aside = Some(Aside::Deciding);
+                    }
+                    None => {
+                        u.stage = Stage::WaitingDir;
+                        return;
+                    }
+                },
                 Ensure::Ready => {}
                 Ensure::Failed(cause) => return self.fail(i, in_dir(&dir, cause), conn),
             }
+        }
+        // What a killed run may have left aside, where the directory was missing then and
+        // is there now (made by that run): cleared in the same flight, as the EXCL OPEN
+        // clears what it left beside. Not where this run made the directory: it was not
+        // there, so the earlier run's OPEN aside would be the one this run sends again.
+        if u.whole
+            && conn.limits.in_order
+            && u.aside.is_none()
+            && !u.swept
+            && let Some(dir) = self.ops[i].path().parent()
+            && !conn.dirs.made_here(&dir)
+            && let Some(above) = conn.dirs.aside_for(&dir)
+        {
+            u.swept = true;
+            let path = self.ops[i].path().temp_aside(&above);
+            let path = path.as_bytes().to_vec();
+            conn.session.send(Request::Remove { path }, Tag::Sweep);
         }
         u.stage = Stage::Opening;
         conn.take_handle();
@@ -396,7 +483,9 @@ impl<'a> Batch<'a> {
         // (OpenSSH links, which fails on one). If a WRITE or the size then turns out wrong,
         // the file it put at the free name is removed again; if the name was taken, the
         // replacing rename waits for every confirmation as usual.
-        if u.whole && u.error.is_none() && conn.limits.in_order {
+        // Written aside, only into a directory known to be made.
+        let dir_ready = u.aside != Some(Aside::Deciding);
+        if u.whole && u.error.is_none() && conn.limits.in_order && dir_ready {
             let (from, to) = (
                 u.target.as_bytes().to_vec(),
                 destination.as_bytes().to_vec(),
@@ -430,12 +519,18 @@ impl<'a> Batch<'a> {
                 conn.open_files -= 1;
                 self.open_failed(i, code, &message, conn);
             }
+            (Stage::Clearing, Req::Remove, Response::Status { .. }) if u.error.is_some() => {
+                // Its directory failed meanwhile (the name cleared was aside).
+                let cause = u.error.take().expect("checked");
+                self.fail(i, cause, conn)
+            }
             (Stage::Clearing, Req::Remove, Response::Status { code, message, .. }) => match code {
                 StatusCode::Ok | StatusCode::NoSuchFile if !self.interrupted => {
                     u.stage = Stage::Reopen;
                     self.reopen.push_back(i);
                 }
                 StatusCode::Ok | StatusCode::NoSuchFile => self.fail(i, Cause::Interrupted, conn),
+                _ if u.aside.is_some() => self.unaside(i),
                 code => self.fail(i, status_cause(req, code, &message), conn),
             },
             (Stage::Confirming, Req::Stat, response) => {
@@ -496,6 +591,10 @@ impl<'a> Batch<'a> {
         let State::Upload(u) = &mut self.states[i] else {
             unreachable!()
         };
+        // Aside, and its directory failed meanwhile: that is why it fails.
+        if let Some(cause) = u.error.take() {
+            return self.fail(i, cause, conn);
+        }
         // A stale temporary file, or anything planted at its name: OpenSSH says FAILURE
         // (EEXIST), later protocol versions FILE_ALREADY_EXISTS. REMOVE takes a symlink
         // itself, never what it points to.
@@ -505,6 +604,11 @@ impl<'a> Batch<'a> {
             u.stage = Stage::Clearing;
             u.remove_target(i, conn);
             return;
+        }
+        match u.aside {
+            Some(_) if self.interrupted => return self.fail(i, Cause::Interrupted, conn),
+            Some(_) => return self.unaside(i),
+            None => {}
         }
         let parent = self.ops[i].path().parent();
         match parent {
@@ -635,6 +739,11 @@ impl<'a> Batch<'a> {
         if !u.whole || u.landed == Some(true) {
             return self.finish(i, Ok(Outcome::Done), conn);
         }
+        // Written aside: renamed into its directory only once that is made.
+        if u.aside == Some(Aside::Deciding) {
+            u.stage = Stage::AwaitingDir;
+            return;
+        }
         let to = self.ops[i].path();
         // The pipelined plain RENAME found the name taken: without posix-rename, the same
         // RENAME again would fail too; what is there goes first.
@@ -697,6 +806,58 @@ impl<'a> Batch<'a> {
                 self.discard(i, conn);
             }
         }
+    }
+
+    /// The fate of the directory of an upload written aside: kept for its landing, or, a
+    /// failure, its error. One that is writing stops and closes; one that is confirmed
+    /// and waited for it lands or is discarded now; the others see it at their next step.
+    pub(super) fn aside_settled(&mut self, i: usize, result: Result<(), Cause>, conn: &mut Conn) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!("only uploads write aside")
+        };
+        u.aside = Some(Aside::Decided);
+        let Err(cause) = result else {
+            if matches!(u.stage, Stage::AwaitingDir) {
+                self.closed(i, conn);
+            }
+            return;
+        };
+        // The directory's failure is why the upload fails, whatever else went wrong.
+        u.error = Some(cause);
+        match u.stage {
+            Stage::AwaitingDir => self.closed(i, conn),
+            Stage::Writing => {
+                self.writers.remove(&i);
+                Self::send_close(u, i, self.ops[i].path(), false, None, conn);
+            }
+            _ => {}
+        }
+    }
+
+    /// An upload whose file aside could not be made (the directory above is no directory,
+    /// or will not take it): it goes as it would have without, into its own directory once
+    /// that is made, and fails, if it does, with that directory's cause.
+    fn unaside(&mut self, i: usize) {
+        let State::Upload(u) = &mut self.states[i] else {
+            unreachable!("only uploads write aside")
+        };
+        let decided = u.aside.take() == Some(Aside::Decided);
+        u.target = self.ops[i].path().temp_sibling();
+        u.cleared = false;
+        if decided {
+            // Made already (a failure would be its error, and it would have failed).
+            u.stage = Stage::Reopen;
+            self.reopen.push_back(i);
+        } else {
+            // Released by `dir_settled`, as any upload waiting for its directory.
+            u.stage = Stage::WaitingDir;
+        }
+    }
+
+    /// Whether upload `i` writes aside: it hears of its directory by
+    /// [`Batch::aside_settled`], whatever it is doing.
+    pub(super) fn is_aside(&self, i: usize) -> bool {
+        matches!(&self.states[i], State::Upload(u) if u.aside.is_some())
     }
 
     /// Removes a failed upload's temporary file; the failure is reported with the reply.

@@ -3,6 +3,7 @@
 //! They pin what the state machines promise on any server; the integration tests against
 //! real servers (tests/integration) pin that the servers behave as the peer plays them.
 
+mod aside;
 mod confinement;
 mod directories;
 mod faults;

@@ -84,12 +84,21 @@ fn an_in_order_server_gets_dependent_requests_in_one_flight() {
         sent_at(&pair, "RENAME /m/pool/.a.deb.tmp /m/pool/a.deb"),
         (closed, k + 1)
     );
-    // A directory known missing: its MKDIR first, and the OPEN into it only once the MKDIR
-    // is answered. Were a symlink planted there meanwhile, the MKDIR would fail, and an
-    // OPEN right behind it would follow the link, even on a server that acts in order.
-    let (made, _) = sent_at(&pair, "MKDIR /m/pool/new");
-    let (opened, _) = sent_at(&pair, "OPEN /m/pool/new/.b.deb.tmp excl");
-    assert!(opened > made, "{:?}", pair.peer.log);
+    // A directory known missing: its MKDIR, and in the same flight the OPEN, but aside, in
+    // the directory above: were a symlink planted at its name meanwhile, the MKDIR would
+    // fail, and an OPEN into it right behind would follow the link, even on a server that
+    // acts in order. The rename into it goes once it is made, behind the CLOSE.
+    let aside = rp("/m/pool/new/b.deb").temp_aside(&rp("/m/pool"));
+    let (made, k) = sent_at(&pair, "MKDIR /m/pool/new");
+    assert_eq!(sent_at(&pair, &format!("OPEN {aside} excl")), (made, k + 1));
+    let (closed, k) = sent_at(&pair, &format!("CLOSE {aside}"));
+    let landed = format!("RENAME {aside} /m/pool/new/b.deb");
+    assert_eq!(sent_at(&pair, &landed), (closed, k + 1));
+    assert!(
+        never_sent(&pair, "OPEN /m/pool/new/"),
+        "{:?}",
+        pair.peer.log
+    );
     // Nothing asks for symlinks: OpenSSH's rename replaces a link itself.
     assert!(never_sent(&pair, "READLINK"));
     assert!(never_sent(&pair, "posix-rename /m/pool/"));
