@@ -54,7 +54,7 @@ pub(super) type Verdict = (anyhow::Result<(Vec<bool>, Held)>, Vec<(usize, OpResu
 pub(super) type Supersedes = HashMap<RelPath, Vec<usize>>;
 
 /// The most jobs given to the engine at once.
-pub(super) const SLICE: usize = 4096;
+pub(super) const SLICE: usize = 1024;
 
 /// A run of the plan: the runner and what journalling needs.
 pub(super) struct Executor<'a> {
