@@ -33,9 +33,6 @@ struct Node {
     /// chunk has a chunk of its own, at 0.
     at: u32,
     len: u32,
-    /// The low bits of the hash of the full path: where it goes in [`Names::index`], and
-    /// a quick test before the names are compared.
-    hash: u32,
 }
 
 /// The directories known, numbered in the order they were first named.
@@ -81,7 +78,7 @@ impl Names {
         loop {
             match self.index[slot] {
                 TOP => return Err(slot),
-                n if self.node(n).hash == hash && self.is(n, path) => return Ok(n),
+                n if self.is(n, path) => return Ok(n),
                 _ => slot = (slot + 1) & mask,
             }
         }
@@ -109,7 +106,6 @@ impl Names {
             parent,
             at: self.store(leaf),
             len: u32::try_from(leaf.len()).expect("a name shorter than 4 GiB"),
-            hash,
         };
         if (self.len + 1) * 4 > self.index.len() * 3 {
             self.grow_index();
@@ -144,13 +140,15 @@ impl Names {
             | offset as u32
     }
 
-    /// Twice as many slots in the index, every name put in again.
+    /// Twice as many slots in the index, every name put in again (hashed again: a hash
+    /// kept with each name would cost more than the rare growth).
     fn grow_index(&mut self) {
         let slots = (self.index.len() * 2).max(64);
         let mut index = vec![TOP; slots];
         let mask = slots - 1;
         for n in 0..self.len as Name {
-            let mut slot = self.node(n).hash as usize & mask;
+            let hash = self.hash(self.path(n).as_bytes());
+            let mut slot = hash as usize & mask;
             while index[slot] != TOP {
                 slot = (slot + 1) & mask;
             }
