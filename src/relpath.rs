@@ -18,8 +18,9 @@ use std::sync::Arc;
 ///
 /// It is held as a directory shared with other paths (or none) and the rest of the path
 /// as text. A path on its own is all text, one allocation; paths in one directory
-/// ([`RelPath::share_dir`]) share it, and that directory its own parents: a plan of
-/// 100 000 files in deep directories holds each directory once, not in every path.
+/// ([`RelPath::share_dir`]) share it, and that directory what it has in common with the
+/// directory before it (held as one piece below that): a plan of 100 000 files in deep
+/// directories holds each directory once, not in every path.
 /// Cloning shares everything: a plan refers to the same path from several places. Paths
 /// compare, hash and order by their components however they are held (`a/b` sorts before
 /// `a-b`: below a directory come its own entries first).
@@ -81,10 +82,15 @@ fn check(s: &str) -> Result<(), RelPathError> {
 impl RelPath {
     pub fn new(s: &str) -> Result<RelPath, RelPathError> {
         check(s)?;
-        Ok(RelPath {
+        Ok(RelPath::whole(s))
+    }
+
+    /// `s`, known to be a path, held whole.
+    fn whole(s: &str) -> RelPath {
+        RelPath {
             parent: None,
             tail: Arc::from(s),
-        })
+        }
     }
 
     /// `a` and `b` (made after it) again, sharing their directory when they are in the
@@ -216,27 +222,64 @@ impl RelPath {
     }
 }
 
-/// The directory `dir`, a component a level, shared with `near` or the nearest of its
-/// directories that it is (else made).
+/// The directory `dir`, shared with `near` (the directory shared last) where it can be:
+/// `dir` itself, if `near` or a directory above it is; else a new one below the part the
+/// two have in common. What is below that part is held as one piece of text, however many
+/// components it has: a layout of two new levels a directory holds one, not two (each of
+/// them an allocation for the directory and one for its text). The part in common is
+/// shared whole if `near` has it as a directory of its own, else made once, here, for the
+/// directories that come next: those of one directory come one after the other.
 fn dir_near(dir: &str, near: Option<&Arc<RelPath>>) -> Arc<RelPath> {
-    let depth = dir.split('/').count();
-    let mut near = near;
-    while let Some(n) = near.filter(|n| n.depth() > depth) {
-        near = n.parent.as_ref();
+    let Some(near) = near else {
+        return Arc::new(RelPath::whole(dir));
+    };
+    // The directories from `near` up, and the length of each one's text.
+    let mut chain: Vec<&Arc<RelPath>> =
+        std::iter::successors(Some(near), |n| n.parent.as_ref()).collect();
+    chain.reverse();
+    let mut lens = Vec::with_capacity(chain.len());
+    for n in &chain {
+        let above = lens.last().map_or(0, |len| len + 1);
+        lens.push(above + n.tail.len());
     }
-    if let Some(n) = near.filter(|n| n.depth() == depth && n.is(dir)) {
-        return Arc::clone(n);
+    let near_text = near.to_string();
+    let common = common_dirs(dir, &near_text);
+    // The lowest directory of the chain that `dir` is, or is below: its text is a
+    // prefix of `near`'s, and so of `dir`'s, up to `common`.
+    let held = lens.iter().rposition(|&len| len <= common);
+    let held_len = held.map(|i| lens[i]);
+    if held_len == Some(dir.len()) {
+        return Arc::clone(chain[held.expect("has a length")]);
     }
-    Arc::new(match dir.rsplit_once('/') {
-        Some((above, name)) => RelPath {
-            parent: Some(dir_near(above, near)),
-            tail: Arc::from(name),
+    let below = |parent: Option<&Arc<RelPath>>, from: Option<usize>, to: usize| match from {
+        Some(from) => RelPath {
+            parent: parent.map(Arc::clone),
+            tail: Arc::from(&dir[from + 1..to]),
         },
-        None => RelPath {
-            parent: None,
-            tail: Arc::from(dir),
-        },
-    })
+        None => RelPath::whole(&dir[..to]),
+    };
+    let held = held.map(|i| chain[i]);
+    if common == dir.len() || common == held_len.unwrap_or(0) {
+        // `dir` is above `near`, or nothing more is in common: below what is held.
+        return Arc::new(below(held, held_len, dir.len()));
+    }
+    let shared = Arc::new(below(held, held_len, common));
+    Arc::new(below(Some(&shared), Some(common), dir.len()))
+}
+
+/// How much of `a` and `b` (directories) is the same directories: the length of the
+/// longest text both start with that ends at the end of a component of each (0: none).
+fn common_dirs(a: &str, b: &str) -> usize {
+    let ends = |s: &str, i: usize| s.len() == i || s.as_bytes()[i] == b'/';
+    let same = a
+        .bytes()
+        .zip(b.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    (0..=same)
+        .rev()
+        .find(|&i| i > 0 && ends(a, i) && ends(b, i))
+        .unwrap_or(0)
 }
 
 impl PartialEq for RelPath {
@@ -390,11 +433,24 @@ mod tests {
         let g = path("pool/main/g/gee/gee_1.deb");
         let (_, g2) =
             RelPath::share_dir(&g, &path("pool/main/g/gee/gee_2.deb"), &mut dirs).unwrap();
-        let main = |p: &RelPath| {
-            let dir = p.parent.as_ref().unwrap();
-            Arc::as_ptr(dir.parent.as_ref().unwrap().parent.as_ref().unwrap())
-        };
-        assert_eq!(main(&c), main(&g2), "pool/main/ is held once");
+        let h = path("pool/main/h/hee/hee_1.deb");
+        let (_, h2) =
+            RelPath::share_dir(&h, &path("pool/main/h/hee/hee_2.deb"), &mut dirs).unwrap();
+        let above = |p: &RelPath| Arc::clone(p.parent.as_ref().unwrap().parent.as_ref().unwrap());
+        assert!(
+            Arc::ptr_eq(&above(&g2), &above(&h2)),
+            "pool/main/ is held once"
+        );
+        assert_eq!(above(&h2).to_string(), "pool/main");
+        assert_eq!(
+            h2.parent.as_ref().unwrap().tail.as_ref(),
+            "h/hee",
+            "one piece"
+        );
+        assert_eq!(h2.parent().unwrap(), path("pool/main/h/hee"));
+        assert_eq!(h2.parent().unwrap().parent().unwrap(), path("pool/main/h"));
+        assert_eq!(h2.depth(), 5);
+        assert!(h2.starts_with(&path("pool/main/h")) && !h2.starts_with(&path("pool/main/g")));
         for (shared, whole) in [(&a2, &a), (&b, &path("pool/main/f/foo/foo_2.deb"))] {
             assert_eq!(shared, whole);
             assert_eq!(shared.to_string(), whole.to_string());
@@ -418,6 +474,47 @@ mod tests {
         assert_eq!(joined.first_component(), "dists");
         assert_eq!(joined.file_name(), "Packages");
         assert_eq!(joined.parent().unwrap(), path("dists/x/main"));
+    }
+
+    #[test]
+    fn directories_share_what_they_have_in_common_in_any_order() {
+        assert_eq!(common_dirs("a/bc/d", "a/bc/e"), 4);
+        assert_eq!(common_dirs("a/bc/d", "a/bcd"), 1);
+        assert_eq!(common_dirs("a/b", "a/b/c"), 3);
+        assert_eq!(common_dirs("ab", "a"), 0);
+        assert_eq!(common_dirs("x", "y"), 0);
+        let dirs = [
+            "pool/main/p0/s0/n0",
+            "pool/main/p0/s1/n1",
+            "pool/main/p0/s2/n2",
+            "pool/main/p1/s3/n3",
+            "pool/main/p1/s3",
+            "pool/main/p1/s3/n3/deeper/still",
+            "pool/main/p1",
+            "pool/main/p1",
+            "pool/other",
+            "dists/x",
+            "pool/main/p1/s4/n4",
+        ];
+        let mut near: Option<Arc<RelPath>> = None;
+        let mut made = Vec::new();
+        for dir in dirs {
+            let d = dir_near(dir, near.as_ref());
+            assert_eq!(d.to_string(), dir);
+            assert_eq!(*d, RelPath::new(dir).unwrap());
+            assert_eq!(d.depth(), dir.split('/').count());
+            made.push(Arc::clone(&d));
+            near = Some(d);
+        }
+        let parent = |i: usize| Arc::clone(made[i].parent.as_ref().unwrap());
+        assert!(
+            Arc::ptr_eq(&parent(1), &parent(2)),
+            "pool/main/p0 held once"
+        );
+        assert_eq!(parent(2).to_string(), "pool/main/p0");
+        assert_eq!(made[2].tail.as_ref(), "s2/n2");
+        assert!(Arc::ptr_eq(&made[6], &made[7]), "the same directory again");
+        assert!(made[9].parent.is_none(), "nothing in common");
     }
 
     #[test]

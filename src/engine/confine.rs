@@ -72,8 +72,9 @@ enum Status {
 #[derive(Debug)]
 struct Dir {
     name: Name,
-    /// The entry of the directory above, unless that is the target directory.
-    parent: Option<usize>,
+    /// The entry of the directory above, unless that is the target directory (a `u32`:
+    /// a run may check a directory per file).
+    parent: Option<u32>,
     status: Status,
     /// Asked again after a MKDIR found the name taken (see [`Confinement::recheck`]).
     rechecked: bool,
@@ -377,7 +378,8 @@ impl Confinement {
         self.slots[name as usize] = u32::try_from(k).expect("fewer than 4 billion directories");
         self.dirs.push(Dir {
             name,
-            parent,
+            // Entries are numbered below 4 billion, as the slots just said.
+            parent: parent.map(|p| p as u32),
             status: if below_missing {
                 Status::Decided(Decided::Missing)
             } else {
@@ -445,11 +447,11 @@ impl Confinement {
         };
         let parent = match self.dirs[k].parent {
             None => Some(Decided::Inside),
-            Some(p) => self.dirs[p].decided().cloned(),
+            Some(p) => self.dirs[p as usize].decided().cloned(),
         };
         let Some(parent) = parent else {
             // It hears from its parent once that is decided.
-            let p = self.dirs[k].parent.expect("decided without a parent");
+            let p = self.dirs[k].parent.expect("decided without a parent") as usize;
             if let Some(above) = self.dirs[p].asking()
                 && !above.children.contains(&k)
             {

@@ -226,7 +226,7 @@ pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
                     mirror,
                     message,
                     path,
-                } if mirror.as_deref() == journal_tag => Some((path, *message)),
+                } if mirror.as_deref().map(String::as_str) == journal_tag => Some((path, *message)),
                 _ => None,
             })
             .collect();
@@ -265,16 +265,16 @@ impl<'a> Entry<'a> {
                 } else {
                     Action::UploadDotNew { local }
                 };
-                (path, action, Some(dir))
+                (path, action, Some(&**dir))
             }
             Line::DistSymlink { dir, name, target } => (
                 dir.join(name),
                 Action::Symlink {
                     target: target.clone(),
                 },
-                Some(dir),
+                Some(&**dir),
             ),
-            Line::DistDelete { dir, name } => (dir.join(name), Action::Delete, Some(dir)),
+            Line::DistDelete { dir, name } => (dir.join(name), Action::Delete, Some(&**dir)),
             Line::Begin(_) | Line::End(_) | Line::DistKeep { .. } | Line::Done { .. } => {
                 return None;
             }

@@ -85,34 +85,35 @@ impl DoneMessage {
 pub enum Line {
     PoolNew(RelPath),
     PoolDelete(RelPath),
-    // Boxed (a section, a local source, a link target): a line is as big as its biggest
-    // kind, and an outlog may have 100 000 lines, most of them pool paths.
+    // Boxed (a section, the paths of a dist line, a local source, a link target, a mirror's
+    // name): a line is as big as its biggest kind, and an outlog may have 100 000 lines,
+    // most of them pool paths (or journal lines: 40 bytes a line, not 64).
     Begin(Box<Section>),
     End(Box<Section>),
     /// `dir/name` is new or changed; `local` is where reprepro wrote it.
     DistFile {
-        dir: RelPath,
-        name: RelPath,
+        dir: Box<RelPath>,
+        name: Box<RelPath>,
         local: Box<PathBuf>,
     },
     DistSymlink {
-        dir: RelPath,
-        name: RelPath,
+        dir: Box<RelPath>,
+        name: Box<RelPath>,
         target: Box<String>,
     },
     DistDelete {
-        dir: RelPath,
-        name: RelPath,
+        dir: Box<RelPath>,
+        name: Box<RelPath>,
     },
     /// Reserved by reprepro; ignored.
     DistKeep {
-        dir: RelPath,
-        name: RelPath,
+        dir: Box<RelPath>,
+        name: Box<RelPath>,
     },
     /// A journal line written by a hook: `DONE` for the first mirror, `DONE@NAME` for the
     /// mirror NAME (`mirror` is then `Some`).
     Done {
-        mirror: Option<Box<str>>,
+        mirror: Option<Box<String>>,
         message: DoneMessage,
         path: RelPath,
     },

@@ -7,73 +7,80 @@
 //! Pure: bytes in, numbers out. The parent of a path is [`RemotePath::parent`]'s, so a
 //! path has one decomposition and one number.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::remote_path::RemotePath;
 
 /// A directory's number in its [`Names`].
 pub(crate) type Name = u32;
 
-/// The parent of a name that has none (a single component, or `/x`).
+/// The parent of a name that has none (a single component, or `/x`); in
+/// [`Names::index`], a free slot.
 const TOP: Name = Name::MAX;
 
-#[derive(Debug)]
+/// The bytes of a chunk of [`Names::bytes`], and the nodes of one of [`Names::nodes`]:
+/// held in chunks that never move, the tables grow by a chunk at a time, not by doubling
+/// (which held up to twice what they need, and the old copy beside the new one while
+/// they grew).
+const CHUNK_BYTES: usize = 64 * 1024;
+const CHUNK_NODES: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
 struct Node {
     parent: Name,
-    /// The last component, in [`Names::bytes`] (the whole path for a top name).
-    start: u32,
+    /// The last component (the whole path for a top name): the chunk of [`Names::bytes`]
+    /// it is in (high 16 bits) and where in it (low 16 bits). A component longer than a
+    /// chunk has a chunk of its own, at 0.
+    at: u32,
     len: u32,
-}
-
-/// The keys of [`Names::index`] are already hashes: they are used as they are.
-#[derive(Default)]
-struct Unhashed(u64);
-
-impl Hasher for Unhashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// The directories known, numbered in the order they were first named.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    nodes: Vec<Node>,
-    /// Every last component, one after the other.
-    bytes: Vec<u8>,
-    /// By the hash of its full path: the first name with that hash.
-    index: HashMap<u64, Name, BuildHasherDefault<Unhashed>>,
-    /// The names whose hash an earlier name has (hardly ever any).
-    overflow: HashMap<Vec<u8>, Name>,
+    nodes: Vec<Vec<Node>>,
+    /// Every last component, one after the other, in chunks.
+    bytes: Vec<Vec<u8>>,
+    /// An open-addressed table of names by the hash of their full path ([`TOP`]: free),
+    /// its length a power of two, at most three quarters full: 4 bytes a slot, where a map
+    /// of hashes to names took 16 and more.
+    index: Vec<Name>,
+    len: usize,
     hasher: RandomState,
-}
-
-impl std::fmt::Debug for Unhashed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Unhashed")
-    }
+    /// For tests: every path hashes alike, as if all collided.
+    #[cfg(test)]
+    colliding: bool,
 }
 
 impl Names {
     /// The number of `path`, if it has one.
     pub(crate) fn find(&self, path: &RemotePath) -> Option<Name> {
-        self.find_bytes(path.as_bytes())
+        self.find_bytes(path.as_bytes(), self.hash(path.as_bytes()))
+            .ok()
     }
 
-    fn find_bytes(&self, path: &[u8]) -> Option<Name> {
-        match self.index.get(&self.hasher.hash_one(path)) {
-            Some(&n) if self.is(n, path) => Some(n),
-            Some(_) => self.overflow.get(path).copied(),
-            None => None,
+    fn hash(&self, path: &[u8]) -> u32 {
+        #[cfg(test)]
+        if self.colliding {
+            return 7;
+        }
+        // The low bits: a slot's position comes from them.
+        self.hasher.hash_one(path) as u32
+    }
+
+    /// The name of `path` (hashed `hash`), or the free slot of the index where it goes.
+    fn find_bytes(&self, path: &[u8], hash: u32) -> Result<Name, usize> {
+        if self.index.is_empty() {
+            return Err(0);
+        }
+        let mask = self.index.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.index[slot] {
+                TOP => return Err(slot),
+                n if self.is(n, path) => return Ok(n),
+                _ => slot = (slot + 1) & mask,
+            }
         }
     }
 
@@ -83,35 +90,80 @@ impl Names {
     }
 
     fn intern_bytes(&mut self, path: &[u8]) -> Name {
-        if let Some(n) = self.find_bytes(path) {
+        let hash = self.hash(path);
+        if let Ok(n) = self.find_bytes(path, hash) {
             return n;
         }
         let (parent, leaf) = match parent_end(path) {
             Some(slash) => (self.intern_bytes(&path[..slash]), &path[slash + 1..]),
             None => (TOP, path),
         };
-        let n = Name::try_from(self.nodes.len()).expect("fewer than 4 billion directories");
-        let start = u32::try_from(self.bytes.len()).expect("less than 4 GiB of names");
-        self.bytes.extend_from_slice(leaf);
-        self.nodes.push(Node {
+        let n = Name::try_from(self.len)
+            .ok()
+            .filter(|&n| n != TOP)
+            .expect("fewer than 4 billion directories");
+        let node = Node {
             parent,
-            start,
-            len: leaf.len() as u32,
-        });
-        match self.index.entry(self.hasher.hash_one(path)) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(n);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.overflow.insert(path.to_vec(), n);
-            }
+            at: self.store(leaf),
+            len: u32::try_from(leaf.len()).expect("a name shorter than 4 GiB"),
+        };
+        if (self.len + 1) * 4 > self.index.len() * 3 {
+            self.grow_index();
         }
+        if self.nodes.last().is_none_or(|c| c.len() == CHUNK_NODES) {
+            self.nodes.push(Vec::with_capacity(CHUNK_NODES));
+        }
+        self.nodes.last_mut().expect("just made").push(node);
+        self.len += 1;
+        // Looked up again: the parent's interning, or the growth, may have moved its slot.
+        let slot = self.find_bytes(path, hash).expect_err("not there yet");
+        self.index[slot] = n;
         n
+    }
+
+    /// Puts `leaf` in the chunks of bytes; where it is ([`Node::at`]).
+    fn store(&mut self, leaf: &[u8]) -> u32 {
+        let fits = |c: &Vec<u8>| c.capacity() - c.len() >= leaf.len();
+        if !self.bytes.last().is_some_and(fits) {
+            self.bytes
+                .push(Vec::with_capacity(CHUNK_BYTES.max(leaf.len())));
+        }
+        let chunk = self.bytes.len() - 1;
+        let bytes = self.bytes.last_mut().expect("just made");
+        let offset = bytes.len();
+        bytes.extend_from_slice(leaf);
+        u32::try_from(chunk)
+            .ok()
+            .filter(|&c| c <= 0xffff)
+            .expect("less than 4 GiB of names")
+            << 16
+            | offset as u32
+    }
+
+    /// Twice as many slots in the index, every name put in again (hashed again: a hash
+    /// kept with each name would cost more than the rare growth).
+    fn grow_index(&mut self) {
+        let slots = (self.index.len() * 2).max(64);
+        let mut index = vec![TOP; slots];
+        let mask = slots - 1;
+        for n in 0..self.len as Name {
+            let hash = self.hash(self.path(n).as_bytes());
+            let mut slot = hash as usize & mask;
+            while index[slot] != TOP {
+                slot = (slot + 1) & mask;
+            }
+            index[slot] = n;
+        }
+        self.index = index;
+    }
+
+    fn node(&self, n: Name) -> &Node {
+        &self.nodes[n as usize / CHUNK_NODES][n as usize % CHUNK_NODES]
     }
 
     /// The parent of `n`, if it has one.
     pub(crate) fn parent(&self, n: Name) -> Option<Name> {
-        let parent = self.nodes[n as usize].parent;
+        let parent = self.node(n).parent;
         (parent != TOP).then_some(parent)
     }
 
@@ -132,8 +184,9 @@ impl Names {
     }
 
     fn leaf(&self, n: Name) -> &[u8] {
-        let node = &self.nodes[n as usize];
-        &self.bytes[node.start as usize..(node.start + node.len) as usize]
+        let node = self.node(n);
+        let offset = (node.at & 0xffff) as usize;
+        &self.bytes[(node.at >> 16) as usize][offset..offset + node.len as usize]
     }
 
     /// Whether `n` is `path`: its last component ends it, after a `/`, and its parent is
@@ -190,18 +243,39 @@ mod tests {
 
     #[test]
     fn names_whose_hashes_collide_are_still_told_apart() {
+        let mut names = Names {
+            colliding: true,
+            ..Names::default()
+        };
+        let paths: Vec<String> = (0..200).map(|k| format!("/x/{k}/y")).collect();
+        let numbers: Vec<Name> = paths.iter().map(|p| names.intern(&rp(p))).collect();
+        for (p, &n) in paths.iter().zip(&numbers) {
+            assert_eq!(names.find(&rp(p)), Some(n));
+            assert_eq!(names.intern(&rp(p)), n);
+            assert_eq!(names.path(n), rp(p));
+        }
+        assert_eq!(names.find(&rp("/x/200/y")), None);
+        assert_eq!(
+            names.find(&rp("/x")),
+            names.parent(names.find(&rp("/x/3")).unwrap())
+        );
+    }
+
+    #[test]
+    fn many_names_and_long_ones_span_chunks() {
         let mut names = Names::default();
-        let a = names.intern(&rp("x/a"));
-        // Another name filed under the same hash, as a collision would.
-        let b = names.intern_bytes(b"x/b");
-        let hash_a = names.hasher.hash_one(b"x/a".as_slice());
-        let hash_b = names.hasher.hash_one(b"x/b".as_slice());
-        names.index.remove(&hash_b);
-        names.index.insert(hash_b, a);
-        names.overflow.insert(b"x/b".to_vec(), b);
-        assert_eq!(names.find(&rp("x/b")), Some(b));
-        assert_eq!(names.index[&hash_a], a);
-        assert_eq!(names.find(&rp("x/a")), Some(a));
-        assert_eq!(names.intern(&rp("x/b")), b);
+        let long = "n".repeat(CHUNK_BYTES + 10);
+        let paths: Vec<String> = (0..3 * CHUNK_NODES)
+            .map(|k| match k % 1000 {
+                500 => format!("/srv/{long}{k}"),
+                _ => format!("/srv/{}/{k}", "d".repeat(k % 300 + 1)),
+            })
+            .collect();
+        let numbers: Vec<Name> = paths.iter().map(|p| names.intern(&rp(p))).collect();
+        for (p, &n) in paths.iter().zip(&numbers) {
+            assert_eq!(names.find(&rp(p)), Some(n));
+            assert_eq!(names.path(n), rp(p));
+        }
+        assert!(names.bytes.len() > 2 && names.nodes.len() > 2);
     }
 }

@@ -151,7 +151,7 @@ impl Parser {
             }
             Some(_) => {}
         }
-        let name = rel("file name", f.args[1])?;
+        let (dir, name) = (Box::new(dir), Box::new(rel("file name", f.args[1])?));
         Ok(match f.keyword {
             "DISTFILE" => {
                 if f.args[2].contains('\0') {
@@ -211,7 +211,7 @@ fn done(f: &Fields<'_>) -> Result<Line, Problem> {
     let message = DoneMessage::parse(f.args[0])
         .ok_or_else(|| Problem::UnknownDoneMessage(f.args[0].to_owned()))?;
     Ok(Line::Done {
-        mirror: f.mirror.map(Into::into),
+        mirror: f.mirror.map(|name| Box::new(name.to_owned())),
         message,
         path: rel("path", f.args[1])?,
     })

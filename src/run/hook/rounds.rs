@@ -54,7 +54,7 @@ pub(super) type Verdict = (anyhow::Result<(Vec<bool>, Held)>, Vec<(usize, OpResu
 pub(super) type Supersedes = HashMap<RelPath, Vec<usize>>;
 
 /// The most jobs given to the engine at once.
-pub(super) const SLICE: usize = 4096;
+pub(super) const SLICE: usize = 1024;
 
 /// A run of the plan: the runner and what journalling needs.
 pub(super) struct Executor<'a> {
@@ -161,11 +161,26 @@ fn upload_source(job: &Job, outdir: &Path) -> Option<PathBuf> {
 /// Round 1's jobs: new pool files, together with round 2's uploads of dist files as .new:
 /// nothing names a .new, so sending them early is safe and saves the round trips of a
 /// separate round. None of them is a link, a rename or a copy: sent as they are.
-pub(super) fn upload_jobs(plan: &Plan) -> Vec<&Job> {
+fn upload_jobs(plan: &Plan) -> impl Iterator<Item = &Job> {
     plan.pool_uploads
         .iter()
         .chain(plan.dist_dirs.iter().flat_map(|d| &d.uploads))
-        .collect()
+}
+
+/// How many jobs [`upload_jobs`] has.
+pub(super) fn upload_count(plan: &Plan) -> usize {
+    plan.pool_uploads.len()
+        + plan
+            .dist_dirs
+            .iter()
+            .map(|d| d.uploads.len())
+            .sum::<usize>()
+}
+
+/// Slice `n` ([`SLICE`] jobs) of [`upload_jobs`]: taken a slice at a time, not all at
+/// once (a list of 100 000 of them was a megabyte and more of a big push's peak).
+pub(super) fn upload_slice(plan: &Plan, n: usize) -> Vec<&Job> {
+    upload_jobs(plan).skip(n * SLICE).take(SLICE).collect()
 }
 
 /// Whether every dist dir's finalisation step `step` only renames.
@@ -384,8 +399,10 @@ impl Executor<'_> {
     /// separate round. Returns, for each dist dir, whether all its files are up; `None`
     /// when a pool file is not: then nothing is renamed.
     pub(super) fn upload_round(&mut self, plan: &Plan) -> anyhow::Result<Option<Vec<bool>>> {
-        let uploads = upload_jobs(plan);
-        let ok = self.run_jobs(&uploads)?;
+        let mut ok = Vec::with_capacity(upload_count(plan));
+        for n in 0..upload_count(plan).div_ceil(SLICE) {
+            ok.extend(self.run_jobs(&upload_slice(plan, n))?);
+        }
         Ok(self.uploaded(plan, &ok))
     }
 

@@ -10,7 +10,9 @@ use crate::run::runner::{JudgeFn, Runner, run_together};
 
 use super::Report;
 use super::rollback::Guard;
-use super::rounds::{Executor, Finalising, Held, Judge, SLICE, Split, Step, upload_jobs};
+use super::rounds::{
+    Executor, Finalising, Held, Judge, SLICE, Split, Step, upload_count, upload_slice,
+};
 
 /// Runs round 1 of each executor (`plans[m]` its plan) together; returns, by mirror, what
 /// [`Executor::upload_round`] returns.
@@ -18,23 +20,20 @@ pub(super) fn upload_rounds(
     execs: &mut [&mut Executor<'_>],
     plans: &[&Plan],
 ) -> Vec<anyhow::Result<Option<Vec<bool>>>> {
-    let jobs: Vec<Vec<&Job>> = plans.iter().map(|p| upload_jobs(p)).collect();
-    let mut ok: Vec<Vec<bool>> = jobs.iter().map(|j| Vec::with_capacity(j.len())).collect();
-    let mut lost: Vec<Option<anyhow::Error>> = jobs.iter().map(|_| None).collect();
-    let slices = jobs
+    let mut ok: Vec<Vec<bool>> = plans
         .iter()
-        .map(|j| j.len().div_ceil(SLICE))
+        .map(|p| Vec::with_capacity(upload_count(p)))
+        .collect();
+    let mut lost: Vec<Option<anyhow::Error>> = plans.iter().map(|_| None).collect();
+    let slices = plans
+        .iter()
+        .map(|p| upload_count(p).div_ceil(SLICE))
         .max()
         .unwrap_or(0);
     for n in 0..slices {
         let live: Vec<usize> = (0..execs.len()).filter(|&m| lost[m].is_none()).collect();
-        let parts: Vec<&[&Job]> = live
-            .iter()
-            .map(|&m| {
-                let j = &jobs[m];
-                &j[(n * SLICE).min(j.len())..((n + 1) * SLICE).min(j.len())]
-            })
-            .collect();
+        let jobs: Vec<Vec<&Job>> = live.iter().map(|&m| upload_slice(plans[m], n)).collect();
+        let parts: Vec<&[&Job]> = jobs.iter().map(Vec::as_slice).collect();
         let mut chosen: Vec<&mut Executor<'_>> = execs
             .iter_mut()
             .enumerate()
