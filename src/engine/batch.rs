@@ -337,6 +337,8 @@ impl<'a> Batch<'a> {
             self.next_to_start += 1;
             self.start(i, conn);
         }
+        // The new trees the turn's operations need, each in one flight.
+        conn.dirs.flush(&mut conn.session);
         self.pump_writes(conn);
     }
 

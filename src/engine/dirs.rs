@@ -3,9 +3,11 @@
 //!
 //! Nothing is probed in advance: an operation first tries its request, and only a
 //! NO_SUCH_FILE brings it here. A MKDIR that fails for want of a parent makes the parent wait
-//! in turn, so a deep new tree is built top-down with one MKDIR per level. A MKDIR that fails
-//! otherwise is checked with one STAT: the directory may already exist (OpenSSH answers
-//! FAILURE for EEXIST).
+//! in turn, so a deep new tree is built top-down with one MKDIR per level; on a server that
+//! acts in order, a new tree found missing by the checks is made whole in one flight under
+//! a stand-in name and renamed into place ([`staging`]). A MKDIR that fails otherwise is
+//! checked with one STAT: the directory may already exist (OpenSSH answers FAILURE for
+//! EEXIST).
 //!
 //! Pure: requests are queued on the session, replies handed in; no I/O, no clock. It never
 //! makes the target directory or anything above it (see [`DirTable::base`]).
@@ -17,8 +19,10 @@ use crate::sftp::session::Session;
 use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
 
 mod names;
+mod staging;
 
 pub(crate) use names::{Name, Names};
+use staging::{Staging, under_stand_in};
 
 /// Who waits for a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,9 @@ enum Stage {
     /// a STAT (which would follow a symlink planted there since) says whether it is a
     /// directory.
     Rechecking { mkdir_failure: Cause },
+    /// Made in a tree under a stand-in name (see [`staging`]): `built` once its MKDIR
+    /// there is answered; it is there once the tree's RENAME is.
+    Staged { tree: usize, built: Option<bool> },
 }
 
 /// A directory on its way, and who waits for it.
@@ -96,6 +103,8 @@ pub(crate) struct DirTable {
     /// Which existing directories are really below the base (no symlink on the way); it
     /// holds the names of both tables.
     pub(crate) confine: Confinement,
+    /// New trees made under a stand-in name (in-order servers).
+    staging: Staging,
 }
 
 /// A name with no entry in the confinement.
@@ -165,13 +174,24 @@ impl DirTable {
         waiter: Waiter,
         session: &mut Session<Tag>,
     ) -> Ensure {
+        self.ensure_for(path, Some(waiter), session)
+    }
+
+    /// [`DirTable::ensure`], with `waiter` added by the caller where it wants one (a
+    /// directory may rather join its parent's tree, see [`DirTable::join_tree`]).
+    fn ensure_for(
+        &mut self,
+        path: &RemotePath,
+        waiter: Option<Waiter>,
+        session: &mut Session<Tag>,
+    ) -> Ensure {
         if let Some(i) = self.find(path) {
             return match &mut self.states[i] {
                 State::Absent => unreachable!("found"),
                 State::Ready { .. } => Ensure::Ready,
                 State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
                 State::Pending(p) => {
-                    p.waiters.push(waiter);
+                    p.waiters.extend(waiter);
                     Ensure::Queued
                 }
             };
@@ -186,8 +206,13 @@ impl DirTable {
         self.states[i] = State::pending(Stage::Creating {
             mkdir_failure: None,
         });
-        self.wait_for(i, waiter);
-        if let Err(cause) = self.send_mkdir(i, session) {
+        if let Some(waiter) = waiter {
+            self.wait_for(i, waiter);
+        }
+        // Asked for by a directory below (that joins it, see `join_tree`): the top of a
+        // new tree, if it is one.
+        let for_child = waiter.is_none();
+        if let Err(cause) = self.send_mkdir(i, session, for_child) {
             self.states[i] = State::Failed(Box::new(cause.clone()));
             return Ensure::Failed(cause);
         }
@@ -290,10 +315,17 @@ impl DirTable {
     /// Sends directory `i`'s MKDIR, once its parent is known to be ours to make it in: one
     /// this run makes, or one that resolves inside the target. A parent that resolves
     /// elsewhere (a symlink) is the error returned: nothing is made there.
-    fn send_mkdir(&mut self, i: usize, session: &mut Session<Tag>) -> Result<(), Cause> {
+    /// `for_child`: a directory below waits to join it in a new tree (see
+    /// [`DirTable::mkdir_or_stage`]).
+    fn send_mkdir(
+        &mut self,
+        i: usize,
+        session: &mut Session<Tag>,
+        for_child: bool,
+    ) -> Result<(), Cause> {
         let Some(parent) = self.parent_of(&self.path(i)) else {
             // Its parent is the base: the administrator's, wherever it is.
-            self.mkdir_now(i, session);
+            self.mkdir_or_stage(i, session, for_child);
             return Ok(());
         };
         if let Some(p) = self.find(&parent) {
@@ -314,10 +346,13 @@ impl DirTable {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
-                // Wait for its fate: made by this MKDIR, or found to be what it is.
+                // Wait for its fate: made by this MKDIR, or found to be what it is; or made
+                // in its tree, if that is still to be sent.
                 State::Pending(_) => {
-                    self.wait_for(p, Waiter::Dir(i));
-                    self.set_stage(i, Stage::WaitingParent);
+                    if !self.join_tree(i, p) {
+                        self.wait_for(p, Waiter::Dir(i));
+                        self.set_stage(i, Stage::WaitingParent);
+                    }
                     return Ok(());
                 }
                 State::Failed(cause) => return Err(Cause::clone(cause)),
@@ -327,8 +362,14 @@ impl DirTable {
         // A parent found missing is made first, top-down: a MKDIR per level, none failing
         // for want of its parent.
         if self.confine.known(&parent) == Some(Known::Missing) {
-            match self.ensure(&parent, Waiter::Dir(i), session) {
-                Ensure::Queued => self.set_stage(i, Stage::WaitingParent),
+            match self.ensure_for(&parent, None, session) {
+                Ensure::Queued => {
+                    let p = self.find(&parent).expect("queued");
+                    if !self.join_tree(i, p) {
+                        self.wait_for(p, Waiter::Dir(i));
+                        self.set_stage(i, Stage::WaitingParent);
+                    }
+                }
                 Ensure::Ready => self.mkdir_now(i, session),
                 Ensure::Failed(cause) => return Err(cause),
             }
@@ -336,7 +377,7 @@ impl DirTable {
         }
         // A parent that exists and that this run did not make: is it really below the base?
         match self.confine.check(&parent, Waiter::Dir(i), session) {
-            Verdict::Inside => self.mkdir_now(i, session),
+            Verdict::Inside => self.mkdir_or_stage(i, session, for_child),
             Verdict::Outside(cause) => return Err(cause),
             Verdict::Pending => self.set_stage(i, Stage::Confining),
         }
@@ -369,7 +410,7 @@ impl DirTable {
 
     /// Sends the MKDIR of directory `i`, or decides it failed when that cannot be.
     fn mkdir_or_fail(&mut self, i: usize, session: &mut Session<Tag>, released: &mut Released) {
-        if let Err(cause) = self.send_mkdir(i, session) {
+        if let Err(cause) = self.send_mkdir(i, session, false) {
             self.settle(i, Err(cause), session, released);
         }
     }
@@ -441,6 +482,202 @@ impl DirTable {
         );
     }
 
+    /// Directory `i`, whose parent is inside, is to be made: on an in-order server, where
+    /// the check found it missing and a directory below is to be made too (`for_child`),
+    /// as the top of a tree under a stand-in name (sent by [`DirTable::flush`], with
+    /// whatever joins it meanwhile); else by its MKDIR now. A directory with nothing to be
+    /// made below it gains nothing by a tree, and its MKDIR goes ahead of the uploads into
+    /// it: their OPENs aside are answered after it, so their renames into it go at once.
+    fn mkdir_or_stage(&mut self, i: usize, session: &mut Session<Tag>, for_child: bool) {
+        let path = self.path(i);
+        let fits = self.staging.stand_in(&path, 0).is_some();
+        let missing = self.confine.known(&path) == Some(Known::Missing);
+        if !(for_child && self.in_order && !self.staging.refused && fits && missing) {
+            return self.mkdir_now(i, session);
+        }
+        let tree = self.staging.begin(i);
+        self.set_stage(i, Stage::Staged { tree, built: None });
+    }
+
+    /// Puts directory `i` into the tree of its parent `p`, if that is still to be sent;
+    /// false otherwise.
+    fn join_tree(&mut self, i: usize, p: usize) -> bool {
+        let Some(&Stage::Staged { tree, built: None }) = self.stage(p) else {
+            return false;
+        };
+        if self.staging.trees[tree].stand_in.is_some() {
+            return false;
+        }
+        self.staging.trees[tree].members.push(i);
+        self.set_stage(i, Stage::Staged { tree, built: None });
+        true
+    }
+
+    /// Sends the trees staged since the last call: each tree's MKDIRs under its stand-in
+    /// name, parents first, then the RENAME that puts it in place. A tree of one directory
+    /// is made by its MKDIR, as any other. Called once a turn's requests are queued, before
+    /// they are written.
+    pub(crate) fn flush(&mut self, session: &mut Session<Tag>) {
+        for tree in std::mem::take(&mut self.staging.unsent) {
+            let (top, members) = {
+                let t = &self.staging.trees[tree];
+                (t.top, t.members.clone())
+            };
+            let top_path = self.path(top);
+            let stand_in = match self.staging.stand_in(&top_path, tree) {
+                Some(stand_in) if members.len() > 1 => stand_in,
+                _ => {
+                    self.mkdir_now(top, session);
+                    continue;
+                }
+            };
+            for &m in &members {
+                self.mkdirs_sent += 1;
+                let at = under_stand_in(&stand_in, &top_path, &self.path(m));
+                session.send(
+                    Request::Mkdir {
+                        path: at.as_bytes().to_vec(),
+                        attrs: Attrs {
+                            permissions: Some(0o755),
+                            ..Attrs::default()
+                        },
+                    },
+                    Tag::Dir {
+                        dir: m,
+                        req: Req::Mkdir,
+                    },
+                );
+            }
+            session.send(
+                Request::Rename {
+                    from: stand_in.as_bytes().to_vec(),
+                    to: top_path.as_bytes().to_vec(),
+                },
+                Tag::Dir {
+                    dir: top,
+                    req: Req::Rename,
+                },
+            );
+            self.staging.trees[tree].stand_in = Some(stand_in);
+        }
+    }
+
+    /// A reply about a directory of a staged tree: its MKDIR under the stand-in, or the
+    /// tree's RENAME into place.
+    fn staged_reply(
+        &mut self,
+        i: usize,
+        tree: usize,
+        req: Req,
+        response: Response,
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
+        let ok = matches!(
+            response,
+            Response::Status {
+                code: StatusCode::Ok,
+                ..
+            }
+        );
+        if req == Req::Mkdir {
+            self.set_stage(
+                i,
+                Stage::Staged {
+                    tree,
+                    built: Some(ok),
+                },
+            );
+            if !ok && i == self.staging.trees[tree].top {
+                self.staging.trees[tree].top_failure = Some(response);
+            }
+            return;
+        }
+        let members = std::mem::take(&mut self.staging.trees[tree].members);
+        if ok {
+            return self.tree_in_place(&members, session, released);
+        }
+        // The name was taken meanwhile (or the tree could not be moved): the stand-in is
+        // cleared, best effort, and the top is dealt with as a MKDIR that failed; the rest
+        // wait for it and are made as usual.
+        let stand_in = self.staging.trees[tree].stand_in.clone().expect("sent");
+        let top_path = self.path(members[0]);
+        for &m in members.iter().rev() {
+            let at = under_stand_in(&stand_in, &top_path, &self.path(m));
+            session.send(
+                Request::Rmdir {
+                    path: at.as_bytes().to_vec(),
+                },
+                Tag::Sweep,
+            );
+        }
+        for &m in &members[1..] {
+            let p = self.parent_of(&self.path(m)).and_then(|p| self.find(&p));
+            self.set_stage(m, Stage::WaitingParent);
+            self.wait_for(
+                p.expect("a member's parent is in the table"),
+                Waiter::Dir(m),
+            );
+        }
+        self.set_stage(
+            members[0],
+            Stage::Creating {
+                mkdir_failure: None,
+            },
+        );
+        // As a MKDIR of the top that failed as its MKDIR under the stand-in did; or, where
+        // the name is taken (OpenSSH says FAILURE), as one that found it taken: what is
+        // there is looked at.
+        let taken = matches!(
+            response,
+            Response::Status {
+                code: StatusCode::Failure,
+                ..
+            }
+        );
+        match self.staging.trees[tree].top_failure.take() {
+            Some(failed) => self.step(members[0], Req::Mkdir, failed, session, released),
+            None if taken => self.step(members[0], Req::Mkdir, response, session, released),
+            // A server that will not rename (`sftp-server -P rename`) gets plain MKDIRs,
+            // from now on.
+            None => {
+                log::debug!(
+                    "a new tree could not be renamed into place ({:?}): directories are made \
+                     one level at a time",
+                    reply_name(&response)
+                );
+                self.staging.refused = true;
+                self.mkdir_now(members[0], session);
+            }
+        }
+    }
+
+    /// A staged tree is in place: each directory whose MKDIR under the stand-in worked is
+    /// made; one whose MKDIR did not is made now, where it is (its parent is ours).
+    fn tree_in_place(
+        &mut self,
+        members: &[usize],
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
+        for &m in members {
+            match self.stage(m) {
+                Some(Stage::Staged {
+                    built: Some(true), ..
+                }) => {
+                    if let State::Pending(p) = &mut self.states[m] {
+                        p.made = true;
+                    }
+                    self.settle(m, Ok(()), session, released);
+                }
+                _ => {
+                    self.set_stage(m, Stage::WaitingParent);
+                    self.mkdir_or_fail(m, session, released);
+                }
+            }
+        }
+    }
+
     fn mkdir_now(&mut self, i: usize, session: &mut Session<Tag>) {
         self.mkdirs_sent += 1;
         session.send(
@@ -486,6 +723,9 @@ impl DirTable {
         session: &mut Session<Tag>,
         released: &mut Released,
     ) {
+        if let Some(&Stage::Staged { tree, .. }) = self.stage(i) {
+            return self.staged_reply(i, tree, req, response, session, released);
+        }
         match (req, response) {
             (
                 Req::Mkdir,

@@ -163,6 +163,55 @@ fn a_deep_new_tree_is_built_top_down_each_level_created_once() {
     }
 }
 
+/// On OpenSSH's in-order server a new tree is made under a name no one can guess and
+/// renamed into place, all in one flight: it arrives whole under its real name, and nothing
+/// of the stand-in is left.
+#[test]
+fn a_new_tree_is_made_aside_and_renamed_into_place_whole() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.remote().join("m")).unwrap();
+    let config = EngineConfig {
+        targetdir: Some(rpath("m")),
+        ..EngineConfig::default()
+    };
+    let rel = |i: usize| format!("pool/main/p/pkg{}/f{i}.deb", i % 3);
+    let ops: Vec<Op> = (0..12)
+        .map(|i| Op::Upload {
+            local: sandbox.local_file(&format!("f{i}"), 1000 + i, i as u8),
+            remote: rpath(&format!("m/{}", rel(i))),
+            fsync: false,
+            mtime: None,
+        })
+        .collect();
+    let mut engine = Engine::connect(&sandbox.openssh(), config).unwrap();
+    let results = engine.run(&ops, |_, _| {}).unwrap();
+    assert!(
+        results.iter().all(|r| r == &Ok(Outcome::Done)),
+        "{results:?}"
+    );
+    engine.close();
+    for i in 0..12 {
+        let got = fs::read(sandbox.remote().join("m").join(rel(i))).unwrap();
+        assert!(got == pattern(1000 + i, i as u8), "{} differs", rel(i));
+    }
+    // Each level made once, and the tree renamed once, from its stand-in beside it.
+    for dir in ["pool", "pool/main", "pool/main/p", "pool/main/p/pkg0"] {
+        let dir = format!("m/{dir}");
+        assert_eq!(sandbox.mkdirs_logged(&dir), 1, "{dir}");
+    }
+    let renames: Vec<String> = sandbox
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("rename old") && l.ends_with("new \"m/pool\""))
+        .collect();
+    assert_eq!(renames.len(), 1, "{renames:?}");
+    let names: Vec<_> = fs::read_dir(sandbox.remote().join("m"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["pool"], "nothing of the stand-in is left");
+}
+
 #[test]
 fn an_existing_directory_costs_no_mkdir() {
     let sandbox = Sandbox::new();

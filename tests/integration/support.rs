@@ -104,10 +104,11 @@ impl Sandbox {
         // Every MKDIR sent, not just those that succeeded: a "sent status" line may belong
         // to a request the server does not log (REALPATH, LSTAT), and a MKDIR that failed
         // is one too many all the same.
-        let needle = format!("mkdir name \"{dir}\" ");
+        // A new tree is made under a stand-in name: its MKDIRs count as the real ones'.
         self.log_lines()
             .iter()
-            .filter(|l| l.starts_with(&needle))
+            .filter_map(|l| l.strip_prefix("mkdir name \""))
+            .filter(|l| l.split('"').next().map(unstaged) == Some(dir.to_string()))
             .count()
     }
 
@@ -178,4 +179,16 @@ pub fn sessions_opened(log: &Path) -> usize {
         .lines()
         .filter(|l| l.starts_with("session opened"))
         .count()
+}
+
+/// `path` with a new tree's stand-in name (`.NAME.` and 16 hex digits, renamed to NAME once
+/// the tree is made) read as the real name.
+pub fn unstaged(path: &str) -> String {
+    let real = |c: &str| match c.strip_prefix('.').and_then(|c| c.rsplit_once('.')) {
+        Some((name, tag)) if tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            name.to_string()
+        }
+        _ => c.to_string(),
+    };
+    path.split('/').map(real).collect::<Vec<_>>().join("/")
 }

@@ -1,9 +1,28 @@
 //! Missing directories: each made once, however many operations find it missing, its
 //! waiters released together; one that appears meanwhile is used.
 
-use super::{both, pattern, rp, upload};
+use super::{both, pattern, rp, unstaged, upload};
 use crate::engine::op::Op;
 use crate::engine::peer::{Flavour, Node, Pair, Peer};
+use crate::sftp::wire::StatusCode;
+
+/// How many requests were `line`, a stand-in name counting as the real one.
+fn count_made(pair: &Pair, line: &str) -> usize {
+    pair.peer.log.iter().filter(|l| unstaged(l) == line).count()
+}
+
+#[test]
+fn stand_in_names_read_as_the_real_ones() {
+    assert_eq!(
+        unstaged("MKDIR /m/pool/.main.0123456789abcdef/a"),
+        "MKDIR /m/pool/main/a"
+    );
+    assert_eq!(
+        unstaged("RENAME /m/pool/.main.0123456789abcdef /m/pool/main"),
+        "RENAME /m/pool/main /m/pool/main"
+    );
+    assert_eq!(unstaged("OPEN /m/.a.deb.tmp"), "OPEN /m/.a.deb.tmp");
+}
 
 #[test]
 fn a_directory_made_by_someone_else_meanwhile_is_uploaded_into() {
@@ -44,31 +63,85 @@ fn a_directory_made_by_someone_else_below_one_this_run_made_is_uploaded_into() {
     }
 }
 
-/// A MKDIR below a directory this run is making waits for that one's answer, on every
-/// server: sent right behind it, it would be made through a symlink planted there.
+/// A MKDIR below a directory this run is making waits for that one's answer, where the
+/// server is not known to act in order: sent right behind it, it would be made through a
+/// symlink planted there. (An in-order server gets the new tree under a stand-in name:
+/// see the next test.)
 #[test]
 fn a_symlink_planted_below_a_directory_this_run_made_is_not_written_through() {
     for (at, planted) in [
         ("/m/pool/new/sub", "/m/pool/new/sub"),
         ("/m/pool/new", "/m/pool/new"),
     ] {
-        for flavour in [Flavour::OpenSsh, Flavour::Other] {
-            let mut peer = Peer::new(flavour);
-            peer.fs.dir("/m/pool").dir("/elsewhere");
-            peer.on(&format!("MKDIR {at}")).before(move |fs| {
-                fs.link(planted, "/elsewhere");
-            });
-            let mut pair = Pair::new(peer);
-            let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 3))];
-            let results = pair.run(&ops);
-            assert!(results[0].is_err(), "{flavour:?} {at}: {results:?}");
-            assert!(
-                pair.peer.fs.names("/elsewhere").is_empty(),
-                "{flavour:?} {at}: written through: {:?}",
-                pair.peer.log
-            );
-        }
+        let flavour = Flavour::Other;
+        let mut peer = Peer::new(flavour);
+        peer.fs.dir("/m/pool").dir("/elsewhere");
+        peer.on(&format!("MKDIR {at}")).before(move |fs| {
+            fs.link(planted, "/elsewhere");
+        });
+        let mut pair = Pair::new(peer);
+        let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 3))];
+        let results = pair.run(&ops);
+        assert!(results[0].is_err(), "{flavour:?} {at}: {results:?}");
+        assert!(
+            pair.peer.fs.names("/elsewhere").is_empty(),
+            "{flavour:?} {at}: written through: {:?}",
+            pair.peer.log
+        );
     }
+}
+
+/// On an in-order server a new tree is made under a name no one can guess and renamed into
+/// place in the same flight; a symlink planted at its real name meanwhile makes the RENAME
+/// fail (the name is taken), and nothing is made or written through it.
+#[test]
+fn a_symlink_planted_where_a_new_tree_goes_is_not_written_through() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool").dir("/elsewhere");
+    peer.on("RENAME").before(|fs| {
+        fs.link("/m/pool/new", "/elsewhere");
+    });
+    let mut pair = Pair::new(peer);
+    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 3))];
+    let results = pair.run(&ops);
+    assert!(results[0].is_err(), "{results:?}");
+    let fs = &pair.peer.fs;
+    assert!(fs.names("/elsewhere").is_empty(), "{:?}", pair.peer.log);
+    // The stand-in is cleared: only the planted link is left.
+    assert_eq!(fs.names("/m/pool"), ["new"], "{:?}", pair.peer.log);
+}
+
+/// The tree's MKDIRs and its RENAME go in one flight, the upload's OPEN once it is in
+/// place: two round trips for any depth, where a MKDIR a level cost one each.
+#[test]
+fn on_an_in_order_server_a_new_tree_is_made_in_one_flight() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m");
+    let mut pair = Pair::new(peer);
+    let ops = [upload(&pair, "/m/pool/main/a/apt/f.deb", b"f")];
+    let results = pair.run(&ops);
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(
+        pair.peer.fs.read("/m/pool/main/a/apt/f.deb"),
+        Some(&b"f"[..])
+    );
+    let log: Vec<String> = pair.peer.log.iter().map(|l| unstaged(l)).collect();
+    let made: Vec<&str> = log
+        .iter()
+        .filter(|l| l.starts_with("MKDIR") || l.starts_with("RENAME /m/pool "))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        made,
+        [
+            "MKDIR /m/pool",
+            "MKDIR /m/pool/main",
+            "MKDIR /m/pool/main/a",
+            "MKDIR /m/pool/main/a/apt",
+            "RENAME /m/pool /m/pool",
+        ]
+    );
+    assert_eq!(pair.peer.fs.names("/m"), ["pool"], "no stand-in is left");
 }
 
 #[test]
@@ -95,9 +168,9 @@ fn waiters_on_a_missing_directory_are_released_together_and_each_is_made_once() 
         assert_eq!(fs.names("/m/pool/main/b").len(), 5);
         for dir in ["/m/pool/main", "/m/pool/main/a", "/m/pool/main/b"] {
             let mkdir = format!("MKDIR {dir}");
-            assert_eq!(pair.peer.count_succeeded(&mkdir), 1, "{flavour:?}: {mkdir}");
-            // However many uploads wait on it, and never one failing for want of a parent.
-            assert_eq!(pair.peer.count(&mkdir), 1, "{flavour:?}: {mkdir}");
+            // However many uploads wait on it, and never one failing for want of a parent
+            // (on an in-order server, under the tree's stand-in name).
+            assert_eq!(count_made(&pair, &mkdir), 1, "{flavour:?}: {mkdir}");
         }
         // The pool exists: no MKDIR for it.
         assert_eq!(pair.peer.count("MKDIR /m/pool"), 0, "{flavour:?}");
@@ -126,7 +199,7 @@ fn on_any_server_a_new_tree_costs_one_mkdir_per_level() {
         for dir in ["/m/pool/main/a", "/m/pool/main/b"] {
             let mkdir = format!("MKDIR {dir}");
             assert_eq!(
-                pair.peer.count(&mkdir),
+                count_made(&pair, &mkdir),
                 1,
                 "{flavour:?}: {:?}",
                 pair.peer.log
@@ -191,4 +264,44 @@ fn symlinks_into_a_missing_directory_make_it_once_and_are_sent_again() {
         }
         assert_eq!(pair.peer.count("MKDIR /m/dists/stable"), 1, "{flavour:?}");
     }
+}
+
+/// A new tree whose first MKDIR is refused: the upload fails naming the directory that
+/// could not be made, as a plain MKDIR's would, and no stand-in is left.
+#[test]
+fn a_refused_new_tree_fails_naming_its_directory_and_leaves_nothing() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    peer.on("MKDIR").nth(1).fail(StatusCode::PermissionDenied);
+    let mut pair = Pair::new(peer);
+    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", b"a")];
+    let results = pair.run(&ops);
+    let err = results[0].as_ref().expect_err("refused");
+    assert!(err.to_string().contains("/m/pool/new"), "{err}");
+    assert!(
+        pair.peer.fs.names("/m/pool").is_empty(),
+        "{:?}",
+        pair.peer.log
+    );
+}
+
+/// Another client makes the tree's top just before the RENAME: the RENAME is refused, the
+/// directory found to be a real one inside, and what goes below it is made there.
+#[test]
+fn a_new_tree_whose_name_is_taken_by_a_real_directory_goes_into_it() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    peer.on("RENAME").nth(1).before(|fs| {
+        fs.dir("/m/pool/new");
+    });
+    let mut pair = Pair::new(peer);
+    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(5000, 4))];
+    let results = pair.run(&ops);
+    assert!(results[0].is_ok(), "{results:?}: {:?}", pair.peer.log);
+    let fs = &pair.peer.fs;
+    assert_eq!(
+        fs.read("/m/pool/new/sub/a.deb"),
+        Some(&pattern(5000, 4)[..])
+    );
+    assert_eq!(fs.names("/m/pool"), ["new"], "{:?}", pair.peer.log);
 }

@@ -46,3 +46,29 @@ pub(super) fn both(setup: impl Fn(&mut Peer)) -> [(Flavour, Pair); 2] {
         (flavour, Pair::new(peer))
     })
 }
+
+/// A request line with a stand-in name (`/.NAME.` and 16 hex digits, see
+/// `dirs::staging`) written as the real name: what the request makes, once the tree is
+/// renamed into place.
+pub(super) fn unstaged(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(k) = rest.find("/.") {
+        out.push_str(&rest[..k + 1]);
+        let after = &rest[k + 2..];
+        let end = after.find([' ', '/']).unwrap_or(after.len());
+        let word = &after[..end];
+        match word.rsplit_once('.') {
+            Some((name, tag)) if tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                out.push_str(name)
+            }
+            _ => {
+                out.push('.');
+                out.push_str(word);
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
