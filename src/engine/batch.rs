@@ -142,6 +142,9 @@ fn needs_handle(op: &Op) -> bool {
     )
 }
 
+/// How many operations beyond those started have their new directories made ahead.
+const DIRS_AHEAD: usize = 2048;
+
 /// A set of operations run together, in any order the server answers them.
 pub(crate) struct Batch<'a> {
     ops: Vec<&'a Op>,
@@ -337,9 +340,31 @@ impl<'a> Batch<'a> {
             self.next_to_start += 1;
             self.start(i, conn);
         }
+        if conn.dirs.tree_open() {
+            self.make_dirs_ahead(conn);
+        }
         // The new trees the turn's operations need, each in one flight.
         conn.dirs.flush(&mut conn.session);
         self.pump_writes(conn);
+    }
+
+    /// While a new tree is still to be sent (see `dirs::staging`, in-order servers only),
+    /// makes the new directories the next uploads will need below it, before those uploads
+    /// start (they wait for open-file slots): they join the tree's flight instead of costing
+    /// a MKDIR each when their uploads come. Only below directories this run makes: nothing
+    /// is asked about a directory no upload has started into.
+    fn make_dirs_ahead(&mut self, conn: &mut Conn) {
+        let end = self.ops.len().min(self.next_to_start + DIRS_AHEAD);
+        for &op in &self.ops[self.next_to_start..end] {
+            if !matches!(op, Op::Upload { .. }) {
+                continue;
+            }
+            if let Some(dir) = op.path().parent()
+                && conn.dirs.known_missing(&dir)
+            {
+                conn.dirs.ensure_ahead(&dir, &mut conn.session);
+            }
+        }
     }
 
     /// Starts operation `i`: its first requests go out, or it waits for what it needs.

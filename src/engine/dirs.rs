@@ -177,6 +177,17 @@ impl DirTable {
         self.ensure_for(path, Some(waiter), session)
     }
 
+    /// Whether a new tree is still to be sent: directories made now below it join it.
+    pub(crate) fn tree_open(&self) -> bool {
+        !self.staging.unsent.is_empty()
+    }
+
+    /// Makes sure `path` exists, as [`DirTable::ensure`] does, for no one yet: an upload
+    /// that will need it, made ahead (it joins a new tree where it can).
+    pub(crate) fn ensure_ahead(&mut self, path: &RemotePath, session: &mut Session<Tag>) {
+        let _ = self.ensure_for(path, None, session);
+    }
+
     /// [`DirTable::ensure`], with `waiter` added by the caller where it wants one (a
     /// directory may rather join its parent's tree, see [`DirTable::join_tree`]).
     fn ensure_for(
@@ -328,6 +339,9 @@ impl DirTable {
             self.mkdir_or_stage(i, session, for_child);
             return Ok(());
         };
+        // What is known of the parent: below one found missing, it is missing too (and
+        // nothing is asked); otherwise it is asked about, as it must be before a MKDIR.
+        self.confine.prefetch(&parent, session);
         if let Some(p) = self.find(&parent) {
             match &self.states[p] {
                 State::Ready { made: true } => {

@@ -140,6 +140,15 @@ impl Link {
         true
     }
 
+    /// Whether the set-up is done: VERSION is in ([`Link::setup_step`]), and so are the
+    /// answers to what was asked behind INIT (the target directory's and the first
+    /// directories' checks, which come in VERSION's flight): the first run then starts
+    /// knowing which directories are missing, and makes their new trees in its first
+    /// flight.
+    pub(crate) fn set_up(&mut self, config: &EngineConfig, local_files: usize) -> bool {
+        self.setup_step(config, local_files) && self.conn.session.in_flight() == 0
+    }
+
     /// Sends the set-up request if it is still due: the limits, or where the server does
     /// not offer them a REALPATH of ".", which every server answers. That is left to the
     /// start of the first run, where its reply is read as soon as it comes: it measures the

@@ -411,7 +411,7 @@ pub(super) fn set_up(engines: &mut [&mut Engine]) -> Vec<Option<EngineError>> {
         let active: Vec<bool> = engines
             .iter_mut()
             .zip(&failed)
-            .map(|(e, f)| f.is_none() && !e.links[0].setup_step(&e.config, e.local_files))
+            .map(|(e, f)| f.is_none() && !e.links[0].set_up(&e.config, e.local_files))
             .collect();
         if !active.contains(&true) {
             return failed;

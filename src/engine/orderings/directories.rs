@@ -305,3 +305,31 @@ fn a_new_tree_whose_name_is_taken_by_a_real_directory_goes_into_it() {
     );
     assert_eq!(fs.names("/m/pool"), ["new"], "{:?}", pair.peer.log);
 }
+
+/// Uploads waiting for an open-file slot have their new directories made ahead: on an
+/// in-order server the whole new tree goes in one flight, however many files wait.
+#[test]
+fn the_new_directories_of_uploads_still_waiting_join_the_first_tree() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m");
+    let mut pair = Pair::new(peer);
+    let path = |k: usize| format!("/m/pool/main/p{}/pkg{k}/f.deb", k % 3);
+    // Thirty files, eight open at once at most (`Pair`'s limits).
+    let ops: Vec<Op> = (0..30).map(|k| upload(&pair, &path(k), b"x")).collect();
+    let results = pair.run(&ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let flights = &pair.peer.flights;
+    let with_mkdir: Vec<&Vec<String>> = flights
+        .iter()
+        .filter(|f| f.iter().any(|l| l.starts_with("MKDIR")))
+        .collect();
+    assert_eq!(with_mkdir.len(), 1, "{flights:#?}");
+    let mkdirs = with_mkdir[0]
+        .iter()
+        .filter(|l| l.starts_with("MKDIR"))
+        .count();
+    assert_eq!(mkdirs, 1 + 1 + 3 + 30, "pool, main, three p*, thirty pkg*");
+    for k in 0..30 {
+        assert_eq!(pair.peer.fs.read(&path(k)), Some(&b"x"[..]), "{}", path(k));
+    }
+}
