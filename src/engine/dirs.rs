@@ -519,10 +519,10 @@ impl DirTable {
         let Some(&Stage::Staged { tree, built: None }) = self.stage(p) else {
             return false;
         };
-        if self.staging.trees[tree].stand_in.is_some() {
-            return false;
+        match self.staging.unsent_tree(tree) {
+            Some(t) => t.members.push(i),
+            None => return false,
         }
-        self.staging.trees[tree].members.push(i);
         self.set_stage(i, Stage::Staged { tree, built: None });
         true
     }
@@ -534,13 +534,14 @@ impl DirTable {
     pub(crate) fn flush(&mut self, session: &mut Session<Tag>) {
         for tree in std::mem::take(&mut self.staging.unsent) {
             let (top, members) = {
-                let t = &self.staging.trees[tree];
+                let t = self.staging.tree(tree);
                 (t.top, t.members.clone())
             };
             let top_path = self.path(top);
             let stand_in = match self.staging.stand_in(&top_path, tree) {
                 Some(stand_in) if members.len() > 1 => stand_in,
                 _ => {
+                    self.staging.end(tree);
                     self.mkdir_now(top, session);
                     continue;
                 }
@@ -572,7 +573,7 @@ impl DirTable {
                     req: Req::Rename,
                 },
             );
-            self.staging.trees[tree].stand_in = Some(stand_in);
+            self.staging.tree(tree).stand_in = Some(stand_in);
         }
     }
 
@@ -602,19 +603,20 @@ impl DirTable {
                     built: Some(ok),
                 },
             );
-            if !ok && i == self.staging.trees[tree].top {
-                self.staging.trees[tree].top_failure = Some(response);
+            if !ok && i == self.staging.tree(tree).top {
+                self.staging.tree(tree).top_failure = Some(response);
             }
             return;
         }
-        let members = std::mem::take(&mut self.staging.trees[tree].members);
+        let members = std::mem::take(&mut self.staging.tree(tree).members);
         if ok {
+            self.staging.end(tree);
             return self.tree_in_place(&members, session, released);
         }
         // The name was taken meanwhile (or the tree could not be moved): the stand-in is
         // cleared, best effort, and the top is dealt with as a MKDIR that failed; the rest
         // wait for it and are made as usual.
-        let stand_in = self.staging.trees[tree].stand_in.clone().expect("sent");
+        let stand_in = self.staging.tree(tree).stand_in.clone().expect("sent");
         let top_path = self.path(members[0]);
         for &m in members.iter().rev() {
             let at = under_stand_in(&stand_in, &top_path, &self.path(m));
@@ -649,7 +651,9 @@ impl DirTable {
                 ..
             }
         );
-        match self.staging.trees[tree].top_failure.take() {
+        let top_failure = self.staging.tree(tree).top_failure.take();
+        self.staging.end(tree);
+        match top_failure {
             Some(failed) => self.step(members[0], Req::Mkdir, failed, session, released),
             None if taken => self.step(members[0], Req::Mkdir, response, session, released),
             // A server that will not rename (`sftp-server -P rename`) gets plain MKDIRs,

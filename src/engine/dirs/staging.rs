@@ -35,7 +35,9 @@ pub(super) struct Tree {
 /// The trees of a run, and the keys their names are drawn from.
 #[derive(Debug, Default)]
 pub(super) struct Staging {
-    pub(super) trees: Vec<Tree>,
+    /// By number; a tree whose fate is decided is dropped (a run may make one per
+    /// directory it adds).
+    trees: Vec<Option<Box<Tree>>>,
     /// Trees whose requests are still to be sent ([`super::DirTable::flush`]).
     pub(super) unsent: Vec<usize>,
     /// The server would not rename a tree into place: no more are staged.
@@ -62,15 +64,32 @@ impl Staging {
         RemotePath::new(out).ok()
     }
 
+    /// Tree `k`, on its way.
+    pub(super) fn tree(&mut self, k: usize) -> &mut Tree {
+        self.trees[k].as_deref_mut().expect("a tree on its way")
+    }
+
+    /// Tree `k`, if its requests are still to be sent: directories may join it.
+    pub(super) fn unsent_tree(&mut self, k: usize) -> Option<&mut Tree> {
+        self.trees[k]
+            .as_deref_mut()
+            .filter(|t| t.stand_in.is_none())
+    }
+
+    /// Tree `k` is decided: what it held goes.
+    pub(super) fn end(&mut self, k: usize) {
+        self.trees[k] = None;
+    }
+
     /// The tree `top` heads: a new one.
     pub(super) fn begin(&mut self, top: usize) -> usize {
         let k = self.trees.len();
-        self.trees.push(Tree {
+        self.trees.push(Some(Box::new(Tree {
             top,
             members: vec![top],
             stand_in: None,
             top_failure: None,
-        });
+        })));
         self.unsent.push(k);
         k
     }
