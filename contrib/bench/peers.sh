@@ -157,8 +157,14 @@ done
 # the passwd home, not $HOME, so the tools get `-F` and a PATH with an `ssh` that adds it
 # (for the reference hook, which runs plain `ssh`). $HOME keeps lftp's and rclone's state.
 start_sshd
-declare -A PORT HOMEDIR CFG
+declare -A PORT HOMEDIR CFG PORT_B PORT_C
 for l in $LINKS; do
+    # Two more links of the same delay for the second and third mirror (hook3, hook3warm):
+    # mirrors are hosts of their own, each with its own path and connection.
+    start_proxy "$l"
+    PORT_B[$l]=$PROXY_PORT
+    start_proxy "$l"
+    PORT_C[$l]=$PROXY_PORT
     start_proxy "$l"
     PORT[$l]=$PROXY_PORT
     h=$BENCH_TMP/home.$l
@@ -184,16 +190,20 @@ HOOK_FLAGS=()   # extra flags for outsftphook (the timeline run's --timeline)
 
 # REPO's conf for three mirrors through ssh config CFG: targets TARGET, TARGET.b, TARGET.c.
 three_mirrors() {
-    local repo=$1 cfg=$2 target=$3 m
+    local repo=$1 cfg=$2 target=$3 l=$4
     mkdir -p "$target" "$target.b" "$target.c"
     {
         echo "servername bench"
         echo "sshcommand ssh -F $cfg"
         echo "targetdir $target"
-        for m in b c; do
-            echo "mirror $m"
-            echo "targetdir $target.$m"
-        done
+        # Each on a link of its own (its own proxy port: its own ssh connection, as a
+        # host of its own would have), to the same sshd.
+        echo "mirror b"
+        echo "sshcommand ssh -F $cfg -p ${PORT_B[$l]}"
+        echo "targetdir $target.b"
+        echo "mirror c"
+        echo "sshcommand ssh -F $cfg -p ${PORT_C[$l]}"
+        echo "targetdir $target.c"
     } > "$repo/conf/outsftphook.conf"
 }
 
@@ -232,18 +242,18 @@ run_one() {
         cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
     hook3 | hook3warm)
-        # Three mirrors on the same link and server, each its own target; the switch
-        # together (the default). Cold, one ssh becomes the master and the others log in
-        # on their own; warm, all three are channels on the master the push before kept.
+        # Three mirrors, each on a link of its own to the same server (three proxies of
+        # the same delay), each its own target; the switch together (the default). Cold,
+        # three handshakes at once; warm, each uses the master its mirror kept.
         kill_ssh_clients
         if [ "$t" = hook3warm ]; then
-            three_mirrors "$repo" "$cfg" "$remote.prime"
+            three_mirrors "$repo" "$cfg" "$remote.prime" "$l"
             log=$(write_outlog "$repo" "$CODENAME")
             "$HOOK" --basedir "$repo" --ignore-pending "$log" >/dev/null 2>&1 ||
                 { echo "the priming push failed"; return 1; }
             rm -rf "$remote.prime" "$remote.prime".?
         fi
-        three_mirrors "$repo" "$cfg" "$remote"
+        three_mirrors "$repo" "$cfg" "$remote" "$l"
         log=$(write_outlog "$repo" "$CODENAME")
         cmd=("$HOOK" "${HOOK_FLAGS[@]}" --basedir "$repo" --ignore-pending "$log")
         ;;
