@@ -613,9 +613,20 @@ impl DirTable {
             self.staging.end(tree);
             return self.tree_in_place(&members, session, released);
         }
-        // The name was taken meanwhile (or the tree could not be moved): the stand-in is
-        // cleared, best effort, and the top is dealt with as a MKDIR that failed; the rest
-        // wait for it and are made as usual.
+        self.tree_not_in_place(tree, &members, response, session, released);
+    }
+
+    /// A staged tree's RENAME failed: the name was taken meanwhile, or the tree could not
+    /// be moved. The stand-in is cleared, best effort, and the top is dealt with as a MKDIR
+    /// that failed; the rest wait for it and are made as usual.
+    fn tree_not_in_place(
+        &mut self,
+        tree: usize,
+        members: &[usize],
+        response: Response,
+        session: &mut Session<Tag>,
+        released: &mut Released,
+    ) {
         let stand_in = self.staging.tree(tree).stand_in.clone().expect("sent");
         let top_path = self.path(members[0]);
         for &m in members.iter().rev() {
