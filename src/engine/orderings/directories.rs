@@ -333,3 +333,37 @@ fn the_new_directories_of_uploads_still_waiting_join_the_first_tree() {
         assert_eq!(pair.peer.fs.read(&path(k)), Some(&b"x"[..]), "{}", path(k));
     }
 }
+
+/// A run that ends between a new tree's MKDIRs and its RENAME (the server gone silent)
+/// leaves the tree under its stand-in name, which nothing names: the next run makes the
+/// tree again, under a name of its own, and lands its files.
+#[test]
+fn a_tree_left_under_its_stand_in_by_a_run_that_ended_is_made_again() {
+    let mut peer = Peer::new(Flavour::OpenSsh);
+    peer.fs.dir("/m/pool");
+    peer.on("RENAME").nth(1).drop_it();
+    let mut pair = Pair::new(peer);
+    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 5))];
+    let failure = pair.try_run(&ops).expect_err("the server went silent");
+    assert!(failure.finished.is_empty(), "{failure:?}");
+    let left = pair.peer.fs.names("/m/pool");
+    assert!(
+        left.len() == 1 && left[0].starts_with(".new."),
+        "only the stand-in: {left:?}"
+    );
+    // The next run, against what the first one left.
+    let mut again = Peer::new(Flavour::OpenSsh);
+    again.fs = pair.peer.fs.clone();
+    let mut pair = Pair::new(again);
+    let ops = [upload(&pair, "/m/pool/new/sub/a.deb", &pattern(3000, 5))];
+    let results = pair.run(&ops);
+    assert!(results[0].is_ok(), "{results:?}");
+    let fs = &pair.peer.fs;
+    assert_eq!(
+        fs.read("/m/pool/new/sub/a.deb"),
+        Some(&pattern(3000, 5)[..])
+    );
+    let mut names = fs.names("/m/pool");
+    names.sort();
+    assert_eq!(names, [left[0].clone(), "new".to_string()]);
+}
