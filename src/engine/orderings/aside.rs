@@ -241,29 +241,6 @@ fn a_symlink_planted_at_the_new_directory_gets_nothing_and_what_was_aside_goes()
 }
 
 #[test]
-fn a_directory_made_by_someone_else_just_before_our_mkdir_is_landed_in() {
-    for (flavour, mut pair) in both(|peer| {
-        peer.fs.dir("/m/pool");
-        peer.on("MKDIR /m/pool/new").before(|fs| {
-            fs.dir("/m/pool/new");
-        });
-    }) {
-        let ops = [upload(&pair, "/m/pool/new/a.deb", &pattern(3000, 1))];
-        let results = pair.run(&ops);
-        assert!(results[0].is_ok(), "{flavour:?}: {results:?}");
-        let fs = &pair.peer.fs;
-        assert_eq!(fs.read("/m/pool/new/a.deb"), Some(&pattern(3000, 1)[..]));
-        assert_eq!(fs.names("/m/pool/new"), ["a.deb"], "{flavour:?}");
-        assert_eq!(fs.names("/m/pool"), ["new"], "{flavour:?}");
-        if flavour == Flavour::OpenSsh {
-            // Aside, then renamed into it once it was found a directory, inside.
-            let tmp = aside("/m/pool/new/a.deb", "/m/pool");
-            assert_eq!(pair.peer.count(&format!("OPEN {tmp} excl")), 1);
-        }
-    }
-}
-
-#[test]
 fn one_name_in_two_new_directories_lands_in_both() {
     for (flavour, mut pair) in both(|peer| {
         peer.fs.dir("/m/dists/x/main");

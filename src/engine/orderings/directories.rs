@@ -39,7 +39,13 @@ fn a_directory_made_by_someone_else_meanwhile_is_uploaded_into() {
         let fs = &pair.peer.fs;
         assert_eq!(fs.read("/m/pool/new/a.deb"), Some(&pattern(3000, 1)[..]));
         assert_eq!(fs.names("/m/pool/new"), ["a.deb"], "{flavour:?}");
+        assert_eq!(fs.names("/m/pool"), ["new"], "{flavour:?}");
         assert_eq!(pair.peer.count("MKDIR /m/pool/new"), 1, "{flavour:?}");
+        if flavour == Flavour::OpenSsh {
+            // Aside, then renamed into it once it was found a directory, inside.
+            let tmp = rp("/m/pool/new/a.deb").temp_aside(&rp("/m/pool"));
+            assert_eq!(pair.peer.count(&format!("OPEN {tmp} excl")), 1);
+        }
     }
 }
 
