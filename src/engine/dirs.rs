@@ -220,8 +220,9 @@ impl DirTable {
         if let Some(waiter) = waiter {
             self.wait_for(i, waiter);
         }
-        // Asked for by a directory below (that joins it, see `join_tree`): the top of a
-        // new tree, if it is one.
+        // No one waits for it yet (a directory below that joins it, see `join_tree`, or an
+        // upload made ahead of): its MKDIR need not go ahead of this turn's requests, and
+        // it may head a new tree.
         let for_child = waiter.is_none();
         if let Err(cause) = self.send_mkdir(i, session, for_child) {
             self.states[i] = State::Failed(Box::new(cause.clone()));
@@ -339,9 +340,6 @@ impl DirTable {
             self.mkdir_or_stage(i, session, for_child);
             return Ok(());
         };
-        // What is known of the parent: below one found missing, it is missing too (and
-        // nothing is asked); otherwise it is asked about, as it must be before a MKDIR.
-        self.confine.prefetch(&parent, session);
         if let Some(p) = self.find(&parent) {
             match &self.states[p] {
                 State::Ready { made: true } => {
@@ -363,26 +361,23 @@ impl DirTable {
                 // Wait for its fate: made by this MKDIR, or found to be what it is; or made
                 // in its tree, if that is still to be sent.
                 State::Pending(_) => {
-                    if !self.join_tree(i, p) {
-                        self.wait_for(p, Waiter::Dir(i));
-                        self.set_stage(i, Stage::WaitingParent);
-                    }
+                    self.join_or_wait(i, p);
                     return Ok(());
                 }
                 State::Failed(cause) => return Err(Cause::clone(cause)),
                 State::Ready { made: false } | State::Absent => {}
             }
         }
+        // What is known of a parent this run has not met: below one found missing, it is
+        // missing too (and nothing is asked); otherwise it is asked about below.
+        self.confine.prefetch(&parent, session);
         // A parent found missing is made first, top-down: a MKDIR per level, none failing
         // for want of its parent.
         if self.confine.known(&parent) == Some(Known::Missing) {
             match self.ensure_for(&parent, None, session) {
                 Ensure::Queued => {
                     let p = self.find(&parent).expect("queued");
-                    if !self.join_tree(i, p) {
-                        self.wait_for(p, Waiter::Dir(i));
-                        self.set_stage(i, Stage::WaitingParent);
-                    }
+                    self.join_or_wait(i, p);
                 }
                 Ensure::Ready => self.mkdir_now(i, session),
                 Ensure::Failed(cause) => return Err(cause),
@@ -504,13 +499,22 @@ impl DirTable {
     /// it: their OPENs aside are answered after it, so their renames into it go at once.
     fn mkdir_or_stage(&mut self, i: usize, session: &mut Session<Tag>, for_child: bool) {
         let path = self.path(i);
-        let fits = self.staging.stand_in(&path, 0).is_some();
+        let fits = staging::fits(&path);
         let missing = self.confine.known(&path) == Some(Known::Missing);
         if !(for_child && self.in_order && !self.staging.refused && fits && missing) {
             return self.mkdir_now(i, session);
         }
         let tree = self.staging.begin(i);
         self.set_stage(i, Stage::Staged { tree, built: None });
+    }
+
+    /// Directory `i` is made with its parent `p`, on its way: in `p`'s tree if that is still
+    /// to be sent, else once `p` is decided.
+    fn join_or_wait(&mut self, i: usize, p: usize) {
+        if !self.join_tree(i, p) {
+            self.wait_for(p, Waiter::Dir(i));
+            self.set_stage(i, Stage::WaitingParent);
+        }
     }
 
     /// Puts directory `i` into the tree of its parent `p`, if that is still to be sent;

@@ -49,12 +49,12 @@ impl Staging {
     /// A name for the tree `top` will head, beside it: `.NAME.` and 16 hex digits no one
     /// outside this process can tell; `None` where the name would be too long.
     pub(super) fn stand_in(&self, top: &RemotePath, tree: usize) -> Option<RemotePath> {
+        if !fits(top) {
+            return None;
+        }
         let bytes = top.as_bytes();
         let slash = bytes.iter().rposition(|&b| b == b'/')?;
         let name = &bytes[slash + 1..];
-        if name.len() > NAME_MAX_STAGED {
-            return None;
-        }
         let mut hasher = self.keys.build_hasher();
         hasher.write_usize(tree);
         let mut out = bytes[..=slash].to_vec();
@@ -93,6 +93,16 @@ impl Staging {
         self.unsent.push(k);
         k
     }
+}
+
+/// Whether `top` can have a stand-in: its name is short enough for one, and it has a
+/// directory above it.
+pub(super) fn fits(top: &RemotePath) -> bool {
+    let bytes = top.as_bytes();
+    bytes
+        .iter()
+        .rposition(|&b| b == b'/')
+        .is_some_and(|slash| bytes.len() - slash - 1 <= NAME_MAX_STAGED)
 }
 
 /// Where `member`, below `top`, is built under `stand_in`.
