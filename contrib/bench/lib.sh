@@ -36,6 +36,7 @@ bench_init() {
     fi
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM   # runs the EXIT trap
+    join_cpu_group
     # Our own copy: others rebuild target/release while we measure, and a binary swapped
     # half-way makes the rows incomparable (it happened). Say what we copied.
     local rev
@@ -48,6 +49,20 @@ bench_init() {
     HOOK=$BENCH_TMP/outsftphook
 }
 
+# The bench and all it starts (sshd and its sessions, sftp-servers, proxies, ssh clients)
+# go into a cpuacct cgroup of their own (v1; where the hierarchy can be written): the CPU a
+# run costs the whole machine, servers included, is then read off it (measure.py,
+# BENCH_CPUACCT), whatever else the machine runs meanwhile.
+join_cpu_group() {
+    local root=/sys/fs/cgroup/cpuacct
+    BENCH_CGROUP=""
+    [ -w "$root" ] && [ -e "$root/cpuacct.usage" ] || return 0
+    BENCH_CGROUP=$root/outsftphook-bench.$$
+    mkdir "$BENCH_CGROUP" 2>/dev/null && echo $$ > "$BENCH_CGROUP/tasks" 2>/dev/null ||
+        { BENCH_CGROUP=""; return 0; }
+    export BENCH_CPUACCT=$BENCH_CGROUP/cpuacct.usage
+}
+
 bench_cleanup() {
     local pid
     kill_ssh_clients
@@ -58,6 +73,10 @@ bench_cleanup() {
         wait "$pid" 2>/dev/null || true   # killed: 143; under set -e that would end the cleanup here
     done
     BENCH_PIDS=()
+    if [ -n "${BENCH_CGROUP:-}" ]; then
+        echo $$ > "${BENCH_CGROUP%/*}/tasks" 2>/dev/null || true
+        rmdir "$BENCH_CGROUP" 2>/dev/null || note "$BENCH_CGROUP is not empty: left"
+    fi
     if [ -n "${BENCH_KEEP:-}" ]; then
         note "kept $BENCH_TMP"
     else
@@ -206,6 +225,12 @@ Host bench
     BatchMode yes
     LogLevel ERROR
 END
+    # BENCH_SSH_CONFIG: more options for every tool's ssh, ';' between them (say
+    # "KexAlgorithms curve25519-sha256;Ciphers aes128-gcm@openssh.com", to see what is left
+    # when key exchange and cipher cost little CPU).
+    if [ -n "${BENCH_SSH_CONFIG:-}" ]; then
+        tr ';' '\n' <<<"$BENCH_SSH_CONFIG" | sed 's/^ */    /' >> "$dir/.ssh/config"
+    fi
     printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$dir/.ssh/config" > "$dir/bin/ssh"
     chmod +x "$dir/bin/ssh"
     echo "$dir/.ssh/config"

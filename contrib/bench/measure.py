@@ -4,11 +4,14 @@ started, like /usr/bin/time but also counting grandchildren that outlive their p
 
     measure.py OUTFILE TIMEOUT_SECONDS COMMAND [ARGS...]
 
-Writes one line to OUTFILE: "WALL USER SYS MAXRSS_KB STATUS". WALL is from the start of
+Writes one line to OUTFILE: "WALL USER SYS MAXRSS_KB STATUS ALLCPU". WALL is from the start of
 COMMAND to its exit (leftover descendants do not count: the tool is done when it returns).
 USER and SYS are summed over COMMAND and all its descendants; MAXRSS_KB is the peak resident
 size of the largest single one of them (what the kernel keeps; not a sum). STATUS is the exit
 status, 128+N for a signal, 124 when COMMAND ran over TIMEOUT_SECONDS and was killed.
+ALLCPU is the CPU seconds of the cpuacct cgroup file BENCH_CPUACCT names (the bench's own
+group: its servers and proxies too) from the start to 0.1 s after COMMAND's exit (the
+servers wind down), or "-" without it.
 
 We make ourselves a child subreaper, so that a process the tool leaves behind (say an ssh
 it never waited for) is reparented to us, reaped by us and its CPU time counted.
@@ -36,11 +39,21 @@ def children():
     return pids
 
 
+def group_cpu():
+    """Nanoseconds of CPU the bench's cgroup has used, or None without one."""
+    path = os.environ.get("BENCH_CPUACCT")
+    if not path:
+        return None
+    with open(path) as f:
+        return int(f.read())
+
+
 def main():
     out, timeout, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("measure.py: prctl(PR_SET_CHILD_SUBREAPER) failed")
+    cpu0 = group_cpu()
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -81,8 +94,12 @@ def main():
                 end = time.monotonic() + 5
             time.sleep(0.01)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    allcpu = "-"
+    if cpu0 is not None:
+        time.sleep(0.1)
+        allcpu = f"{(group_cpu() - cpu0) / 1e9:.2f}"
     with open(out, "w") as f:
-        f.write(f"{wall:.3f} {ru.ru_utime:.2f} {ru.ru_stime:.2f} {ru.ru_maxrss} {status}\n")
+        f.write(f"{wall:.3f} {ru.ru_utime:.2f} {ru.ru_stime:.2f} {ru.ru_maxrss} {status} {allcpu}\n")
 
 
 main()

@@ -47,6 +47,7 @@
 # BENCH_ONCE_ABOVE (unset: a cell whose first run took longer is not run again: for the
 # slow peers at 50ms), BENCH_TIMEOUT (300 s per run, then killed and marked TIMEOUT),
 # REFERENCE_HOOK (path of outsftphook.py, sftp.py beside it; default reprepro's examples),
+# BENCH_SSH_CONFIG (ssh options for every tool, ';' between them, see lib.sh),
 # BENCH_KEEP=1 keeps the temp dir, HOOK=/path/to/outsftphook measures another binary.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -286,7 +287,7 @@ run_one() {
     env HOME="${HOMEDIR[$l]}" PATH="${HOMEDIR[$l]}/bin:$PATH" \
         python3 "$MEASURE" "$BENCH_TMP/measure.out" "$TIMEOUT" "${cmd[@]}" \
         > "$out" 2>&1 </dev/null || { echo "measure.py failed"; return 1; }
-    read -r wall user sys rss rc < "$BENCH_TMP/measure.out"
+    read -r wall user sys rss rc allcpu < "$BENCH_TMP/measure.out"
     kill_ssh_clients
     # The session's own clock, without Python's start-up (sftpinit.py).
     [ "$t" != empty ] || [ "$rc" != 0 ] || read -r wall < "$BENCH_TMP/session.out"
@@ -319,7 +320,7 @@ run_one() {
         [ -e "${log%.outlog}.done" ] || { echo "$log was not marked done"; rm -rf "$remote"; return 1; }
     esac
     rm -rf "$remote"
-    echo "$wall $user $sys $rss"
+    echo "$wall $user $sys $rss ${allcpu:--}"
 }
 
 # Round r goes round the whole grid, each cell once, with the tools in an order rotated by
@@ -347,10 +348,11 @@ for rep in $(seq "$REPEAT"); do
     done
 done
 
-# "MEDIAN MIN MAX COUNT" of one column of a cell's runs: wall, cpu (user+sys) or rss (KB).
+# "MEDIAN MIN MAX COUNT" of one column of a cell's runs: wall, cpu (user+sys), rss (KB) or
+# all (the machine's CPU for the run: the bench's cgroup; none where it has none).
 cell() {
-    printf '%s' "${RUNS[$1]:-}" | awk -v c="$2" 'NF {
-        print c == "wall" ? $1 : c == "cpu" ? $2 + $3 : $4 }' | stats
+    printf '%s' "${RUNS[$1]:-}" | awk -v c="$2" 'NF && !(c == "all" && $5 !~ /^[0-9.]+$/) {
+        print c == "wall" ? $1 : c == "cpu" ? $2 + $3 : c == "all" ? $5 : $4 }' | stats
 }
 
 # --- the table --------------------------------------------------------------------------
@@ -363,12 +365,14 @@ command -v rsync >/dev/null && peers+="; $(first_line rsync --version | awk '{ p
 command -v lftp >/dev/null && peers+="; $(first_line lftp --version | sed 's/.*Version \([^ ]*\).*/lftp \1/')"
 command -v rclone >/dev/null && peers+="; $(first_line rclone version)"
 echo "peers: $peers"
+[ -z "${BENCH_SSH_CONFIG:-}" ] || echo "every tool's ssh config adds: $BENCH_SSH_CONFIG"
 for w in $WORKLOADS; do
     echo "workload $w: ${FILES[$w]} files, $(awk -v b="${BYTES[$w]}" 'BEGIN { printf "%.1f", b / 1e6 }') MB, to an empty dir"
 done
 echo "client, sshd (sftp-server) and proxy share the CPUs; median (min-max) of $REPEAT interleaved rounds${ONCE_ABOVE:+ (1 run where the first took over $ONCE_ABOVE s)};" \
     "0ms and 50ms go through ${PROXY_KIND:-delayproxy.py} (50ms = 25 ms each way); $PERSIST_INFO"
-echo "CPU s = user+sys of the tool and all it started; RSS = peak of its largest process;" \
+echo "CPU s = user+sys of the tool and all it started; all CPU = what the run cost the machine" \
+    "(the bench's cgroup: sshd, sftp-servers, proxies too; - without one); RSS = peak of its largest process;" \
     "x floor = wall / (empty sftp session + bytes / raw channel rate net of its connect)"
 # The raw channel's rate per link: the biggest workload's bytes over the time `cat` took
 # beyond the same connection with no data.
@@ -386,9 +390,9 @@ for l in $LINKS; do
         "(workload $RATE_W: ${raw%% *} s with its data, ${raw0%% *} s without)"
 done
 echo
-fmt='%-2s %-5s %-28s %20s %7s %8s %6s %7s %7s %3s  %s\n'
-printf "$fmt" wl link tool "wall s (min-max)" "MB/s" "files/s" "CPU s" "RSS MB" "x floor" "n" ""
-printf '%s\n' "$(printf '%.0s-' $(seq 108))"
+fmt='%-2s %-5s %-28s %20s %7s %8s %6s %7s %7s %7s %3s  %s\n'
+printf "$fmt" wl link tool "wall s (min-max)" "MB/s" "files/s" "CPU s" "all CPU" "RSS MB" "x floor" "n" ""
+printf '%s\n' "$(printf '%.0s-' $(seq 116))"
 for w in $WORKLOADS; do
     for l in $LINKS; do
         floor=""
@@ -401,27 +405,29 @@ for w in $WORKLOADS; do
             label=${NAME[$t]}
             [ "$t" = hook1 ] && label+=$CONN1_INFO
             if [ -n "${SKIP[$t]:-}" ]; then
-                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - - "skipped: ${SKIP[$t]}"
+                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - - - "skipped: ${SKIP[$t]}"
                 continue
             fi
             if [ -n "${RUNS[$k]:-}" ]; then
                 awk -v ws="$(cell "$k" wall)" -v cs="$(cell "$k" cpu)" -v ms="$(cell "$k" rss)" \
+                    -v as="$(cell "$k" all)" \
                     -v b="${BYTES[$w]}" -v f="${FILES[$w]}" -v fl="$floor" -v fmt="$fmt" \
                     -v a="$w" -v c="$((2 * l))ms" -v t="$label" -v tool="$t" 'BEGIN {
-                        split(ws, W, " "); split(cs, C, " "); split(ms, M, " ")
+                        split(ws, W, " "); split(cs, C, " "); split(ms, M, " "); split(as, A, " ")
                         nodata = tool ~ /^(empty|raw0|true|true3)$/
                         x = nodata || fl == "" ? "-" : sprintf("%.2f", W[1] / fl)
                         printf fmt, a, c, t, sprintf("%.2f (%.2f-%.2f)", W[1], W[2], W[3]),
                             nodata ? "-" : sprintf("%.1f", b / 1e6 / W[1]),
                             nodata || tool == "raw" ? "-" : sprintf("%.0f", f / W[1]),
-                            sprintf("%.2f", C[1]), sprintf("%.1f", M[1] / 1024), x, W[4], ""
+                            sprintf("%.2f", C[1]), as == "" ? "-" : sprintf("%.2f", A[1]),
+                            sprintf("%.1f", M[1] / 1024), x, W[4], ""
                     }'
             fi
             if [ -n "${FAIL[$k]:-}" ]; then
-                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - - "FAILED: ${FAIL[$k]}"
+                printf "$fmt" "$w" "$((2 * l))ms" "$label" - - - - - - - - "FAILED: ${FAIL[$k]}"
             fi
         done
-        [ -z "$floor" ] || printf "$fmt" "$w" "$((2 * l))ms" "floor" "$(printf '%.2f' "$floor")" "" "" "" "" "1.00" "" ""
+        [ -z "$floor" ] || printf "$fmt" "$w" "$((2 * l))ms" "floor" "$(printf '%.2f' "$floor")" "" "" "" "" "" "1.00" "" ""
         echo
     done
 done
