@@ -125,6 +125,22 @@ impl State {
 }
 
 impl DirTable {
+    /// The directories of the stand-ins this run sent and never heard the fate of (its
+    /// connection ended before their RENAME was answered): each tree deepest first, its
+    /// stand-in last, as they are to be removed. Nothing else names them: the caller
+    /// keeps them for a later run to remove (`run::leftovers`).
+    pub(crate) fn stand_ins_left(&self) -> Vec<RemotePath> {
+        let mut left = Vec::new();
+        for tree in self.staging.undecided() {
+            let stand_in = tree.stand_in.as_ref().expect("sent");
+            let top = self.path(tree.top);
+            for &m in tree.members.iter().rev() {
+                left.push(under_stand_in(stand_in, &top, &self.path(m)));
+            }
+        }
+        left
+    }
+
     pub(crate) fn path(&self, dir: usize) -> RemotePath {
         self.confine.names.path(dir as Name)
     }

@@ -474,6 +474,15 @@ impl Engine {
         total
     }
 
+    /// The hidden directories a new tree was being made under when the connections ended,
+    /// on every connection ([`dirs::DirTable::stand_ins_left`]): for a later run to remove.
+    pub fn stand_ins_left(&self) -> Vec<RemotePath> {
+        self.links
+            .iter()
+            .flat_map(|l| l.conn.dirs.stand_ins_left())
+            .collect()
+    }
+
     /// What went over the wire so far ([`Wire`]).
     pub fn wire(&self) -> Wire {
         let mut wire = Wire {

@@ -21,6 +21,7 @@ use crate::relpath::RelPath;
 use crate::repo::lock::{self, BusyError, RunLock};
 use crate::repo::scan;
 use crate::run::deletions::Deletions;
+use crate::run::leftovers;
 use crate::run::output::{show, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, connect};
@@ -158,6 +159,9 @@ pub fn mirror(
             });
         }
     })?;
+    if !options.dry_run {
+        leftovers::remove(settings, &mut engine);
+    }
     let start = Start {
         copying: settings.symlinks == Symlinks::Copy,
         renames_warned: false,
@@ -174,6 +178,9 @@ pub fn mirror(
         scanned,
         start,
     );
+    if !options.dry_run {
+        leftovers::record(settings, &engine);
+    }
     let conflicts = match synced {
         Ok(conflicts) => conflicts,
         Err(e) if e.status == ExitStatus::Setup => {

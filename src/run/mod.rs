@@ -14,6 +14,7 @@ mod deletions;
 mod guard;
 pub mod hook;
 mod kept;
+mod leftovers;
 mod links;
 pub mod mirror;
 pub(crate) mod output;

@@ -166,6 +166,71 @@ fn killing_the_server_at_any_point_loses_nothing_and_a_rerun_completes() {
     );
 }
 
+/// A killed run, then a rerun: the killed one fails, its journal holds only the truth, the
+/// rerun completes the mirror with nothing left over. `debug` names the point. Returns
+/// whether the killed run recorded hidden directories it may have left.
+fn killed_then_rerun(repo: &Repo, after: i64, debug: &str) -> bool {
+    repo.restore_state();
+    repo.use_faulty_server(after, "kill-server");
+    let ran = repo.hook(&["--basedir", ".", "--pending", "-v"]);
+    repo.wait_for_faulty_server();
+    assert_ne!(ran.code(), 0, "killed {debug}, yet exit 0");
+    assert_journal_true(repo);
+    let leftovers = repo.logs().join("outsftphook.leftovers");
+    let recorded = leftovers.exists();
+    repo.use_server();
+    let rerun = repo.hook(&["--basedir", ".", "--pending", "-v"]);
+    if std::env::var_os("DEBUG_FAULTS").is_some() {
+        eprintln!(
+            "=== {debug}\n--- killed run\n{}{}\n--- rerun\n{}{}",
+            ran.stdout(),
+            ran.stderr(),
+            rerun.stdout(),
+            rerun.stderr()
+        );
+    }
+    rerun.expect(0);
+    repo.assert_mirrored(&[]);
+    assert!(repo.outlogs().is_empty(), "{debug}: {:?}", repo.outlogs());
+    assert!(!leftovers.exists(), "{debug}: the rerun left {leftovers:?}");
+    recorded
+}
+
+/// Byte offsets are blind to what they cut: here the server dies right before each kind
+/// of request the push sends, at the first and the last of every run of one kind (the
+/// MKDIRs of a new tree and its RENAME, the OPENs aside, the renames into place, the
+/// guard's links, the switch's renames, their links' removal, the deletions, ...). Killed
+/// between a new tree's MKDIRs and its RENAME, a run leaves the tree's hidden stand-in:
+/// it says so in the log dir, and the rerun removes it.
+#[test]
+fn killing_the_server_before_every_kind_of_request_loses_nothing() {
+    let repo = pending_push();
+    repo.save_state();
+    repo.use_faulty_server(-1, "kill-server");
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    repo.assert_mirrored(&[]);
+    let packets = repo.packets_sent();
+    let mut points = Vec::new();
+    for (k, &(at, kind)) in packets.iter().enumerate() {
+        let first = k == 0 || packets[k - 1].1 != kind;
+        let last = packets.get(k + 1).is_none_or(|p| p.1 != kind);
+        // INIT is the first; killed before it, nothing was sent at all.
+        if (first || last) && k > 0 {
+            points.push((at, kind, k));
+        }
+    }
+    assert!(points.len() >= 12, "{points:?}");
+    let mut stand_ins_left = 0;
+    for (at, kind, k) in points {
+        let debug = format!("before request {k} (type {kind}, byte {at})");
+        stand_ins_left += usize::from(killed_then_rerun(&repo, at, &debug));
+    }
+    assert!(
+        stand_ins_left > 0,
+        "no point fell between a tree's MKDIRs and its RENAME"
+    );
+}
+
 #[test]
 fn killing_the_hook_itself_loses_nothing() {
     let repo = pending_push();

@@ -187,6 +187,21 @@ impl Repo {
         }
     }
 
+    /// Where each request the hook sent through the faulty server starts in its stream,
+    /// and its SFTP type, once the server has ended.
+    pub fn packets_sent(&self) -> Vec<(i64, u8)> {
+        self.wait_for_faulty_server();
+        let path = self.dir.path().join("bytes-sent.packets");
+        fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (at, kind) = l.split_once(' ').expect("OFFSET TYPE");
+                (at.parse().unwrap(), kind.parse().unwrap())
+            })
+            .collect()
+    }
+
     /// Copies the remote tree and the logs aside, to start several runs from one state.
     pub fn save_state(&self) {
         for (from, to) in [(self.remote(), "saved-remote"), (self.logs(), "saved-logs")] {

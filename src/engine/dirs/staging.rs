@@ -76,6 +76,16 @@ impl Staging {
             .filter(|t| t.stand_in.is_none())
     }
 
+    /// The trees whose requests went and whose fate is not known: their stand-ins may be
+    /// on the server.
+    pub(super) fn undecided(&self) -> impl Iterator<Item = &Tree> {
+        self.trees
+            .iter()
+            .flatten()
+            .map(|t| &**t)
+            .filter(|t| t.stand_in.is_some())
+    }
+
     /// Tree `k` is decided: what it held goes.
     pub(super) fn end(&mut self, k: usize) {
         self.trees[k] = None;

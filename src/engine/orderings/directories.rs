@@ -341,8 +341,9 @@ fn the_new_directories_of_uploads_still_waiting_join_the_first_tree() {
 }
 
 /// A run that ends between a new tree's MKDIRs and its RENAME (the server gone silent)
-/// leaves the tree under its stand-in name, which nothing names: the next run makes the
-/// tree again, under a name of its own, and lands its files.
+/// leaves the tree under its stand-in name, and says so (for the caller to record and a
+/// later run to remove, run::leftovers); the next run makes the tree again, under a name
+/// of its own, and lands its files.
 #[test]
 fn a_tree_left_under_its_stand_in_by_a_run_that_ended_is_made_again() {
     let mut peer = Peer::new(Flavour::OpenSsh);
@@ -356,6 +357,12 @@ fn a_tree_left_under_its_stand_in_by_a_run_that_ended_is_made_again() {
     assert!(
         left.len() == 1 && left[0].starts_with(".new."),
         "only the stand-in: {left:?}"
+    );
+    // What the caller is told may be left, to be removed: deepest first.
+    let stand_in = format!("/m/pool/{}", left[0]);
+    assert_eq!(
+        pair.stand_ins_left(),
+        [format!("{stand_in}/sub"), stand_in.clone()]
     );
     // The next run, against what the first one left.
     let mut again = Peer::new(Flavour::OpenSsh);

@@ -117,6 +117,12 @@ impl Pair {
     }
 
     /// Runs `ops` as one batch on the first connection.
+    /// What [`crate::engine::Engine::stand_ins_left`] says of these connections.
+    pub(crate) fn stand_ins_left(&self) -> Vec<String> {
+        let left = self.conns.iter().flat_map(|c| c.dirs.stand_ins_left());
+        left.map(|p| p.to_string()).collect()
+    }
+
     pub(crate) fn try_run(&mut self, ops: &[Op]) -> Result<Vec<OpResult>, Failure> {
         let locals = Locals::default();
         let mut batches = vec![Batch::new(ops.iter().collect(), &locals)];

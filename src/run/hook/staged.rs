@@ -21,6 +21,7 @@ use crate::plan::{HeldBack, Plan};
 use crate::remote_path::RemotePath;
 use crate::repo::journal::Journal;
 use crate::run::deletions::Deletions;
+use crate::run::leftovers;
 use crate::run::output::{Tally, summary, tell, tell_summary};
 use crate::run::runner::Runner;
 use crate::run::session::{close_quietly, open_all, target_error, warn_unless_atomic_renames};
@@ -107,6 +108,11 @@ pub(super) fn push_all(
     }
     log::info!("connected after {:.2} s", started.elapsed().as_secs_f64());
     timeline.end("connect", engines.iter().flatten());
+    for (push, engine) in pushes.iter().zip(engines.iter_mut()) {
+        if let Some(engine) = engine {
+            leftovers::remove(push.settings, engine);
+        }
+    }
     let together = pushes[0].settings.switch == crate::config::Switch::Together;
     let stage = Stage {
         together,
@@ -331,6 +337,9 @@ fn conclude(
     started: Instant,
 ) -> Result<Achieved, Fatal> {
     let settings = push.settings;
+    if let Some(engine) = &engine {
+        leftovers::record(settings, engine);
+    }
     let (tally, failures, report) = achieved.unwrap_or_default();
     let label = if several {
         format!("{}: ", settings.mirror.name)
