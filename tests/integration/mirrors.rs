@@ -1264,3 +1264,92 @@ fn mirrors_on_proftpd_asyncssh_and_rclone_follow_a_reprepro_sequence() {
         );
     }
 }
+
+/// Copies `from` to `to` whole (`to` replaced).
+fn copy_over(from: &Path, to: &Path) {
+    let _ = fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Far's server killed right before each kind of request far is sent (the first and the
+/// last of every run of one kind: a new tree's MKDIRs and RENAME, the OPENs, the renames
+/// into place, the guard's links, the switch, ...): near goes through and switches, the run
+/// says far is behind (exit 1), and the next run brings far up to date with nothing left
+/// over on either mirror.
+#[test]
+fn a_mirror_killed_before_any_kind_of_request_is_behind_and_catches_up_whole() {
+    let test = "a_mirror_killed_before_any_kind_of_request_is_behind_and_catches_up_whole";
+    let Some(m) = Mirrors::start(test, false) else {
+        return;
+    };
+    m.repo.set_conf(&two(&m, ""));
+    m.include("bookworm", &[("old", 10_000)]).expect(0);
+    m.assert_all_mirrored(&[NEAR, FAR]);
+    m.pending_include(&[("big", 30_000), ("small", 2_000)]);
+    let saved = |name: &str| m.path(&format!("saved-{name}"));
+    for (dir, name) in [
+        (m.dir(NEAR), NEAR),
+        (m.dir(FAR), FAR),
+        (m.repo.logs(), "logs"),
+    ] {
+        copy_over(&dir, &saved(name));
+    }
+    let restore = || {
+        for (dir, name) in [
+            (m.dir(NEAR), NEAR),
+            (m.dir(FAR), FAR),
+            (m.repo.logs(), "logs"),
+        ] {
+            copy_over(&saved(name), &dir);
+        }
+    };
+    m.set_far(Some((-1, "kill-server")));
+    m.repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    m.wait_for_far();
+    let packets: Vec<(i64, u8)> = fs::read_to_string(m.far_count().with_extension("packets"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (at, kind) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), kind.parse().unwrap())
+        })
+        .collect();
+    let points: Vec<(usize, i64, u8)> = (1..packets.len())
+        .filter(|&k| {
+            packets[k - 1].1 != packets[k].1
+                || packets.get(k + 1).is_none_or(|p| p.1 != packets[k].1)
+        })
+        .map(|k| (k, packets[k].0, packets[k].1))
+        .collect();
+    assert!(points.len() >= 10, "{points:?}");
+    for (k, at, kind) in points {
+        let debug = format!("far killed before request {k} (type {kind}, byte {at})");
+        restore();
+        m.set_far(Some((at, "kill-server")));
+        let ran = m.repo.hook(&["--basedir", ".", "--pending"]);
+        m.wait_for_far();
+        assert_eq!(ran.code(), 1, "{debug}: {}", ran.stderr());
+        m.assert_all_mirrored(&[NEAR]);
+        m.set_far(None);
+        let rerun = m.repo.hook(&["--basedir", ".", "--pending"]);
+        assert_eq!(rerun.code(), 0, "{debug}, the rerun: {}", rerun.stderr());
+        m.assert_all_mirrored(&[NEAR, FAR]);
+        assert!(
+            m.repo.outlogs().is_empty(),
+            "{debug}: {:?}",
+            m.repo.outlogs()
+        );
+        for name in ["outsftphook.leftovers", "outsftphook.far.leftovers"] {
+            assert!(
+                !m.repo.logs().join(name).exists(),
+                "{debug}: {name} is left"
+            );
+        }
+    }
+}
