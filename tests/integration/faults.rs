@@ -5,7 +5,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::repo::Repo;
+use crate::repo::{FaultyServer, Repo};
 
 /// A repository with pending logs that need all three rounds: new pool files, two
 /// distributions' indexes, and pool deletions of files the remote already has.
@@ -170,13 +170,21 @@ fn killing_the_server_at_any_point_loses_nothing_and_a_rerun_completes() {
 /// rerun completes the mirror with nothing left over. `debug` names the point. Returns
 /// whether the killed run recorded hidden directories it may have left.
 fn killed_then_rerun(repo: &Repo, after: i64, debug: &str) -> bool {
-    killed_then_rerun_with(repo, after, debug, &["--basedir", ".", "--pending", "-v"])
+    let push = ["--basedir", ".", "--pending", "-v"];
+    killed_then_rerun_with(repo, after, debug, &push, &FaultyServer::OpenSsh)
 }
 
-/// [`killed_then_rerun`] of the command `args` (a push: its logs must end done).
-fn killed_then_rerun_with(repo: &Repo, after: i64, debug: &str, args: &[&str]) -> bool {
+/// [`killed_then_rerun`] of the command `args` (a push: its logs must end done) on
+/// `server`, killed and then again for the rerun.
+fn killed_then_rerun_with(
+    repo: &Repo,
+    after: i64,
+    debug: &str,
+    args: &[&str],
+    server: &FaultyServer,
+) -> bool {
     repo.restore_state();
-    repo.use_faulty_server(after, "kill-server");
+    repo.use_faulty(after, "kill-server", server);
     let pushing = args.contains(&"--pending");
     let ran = repo.hook(args);
     repo.wait_for_faulty_server();
@@ -184,7 +192,7 @@ fn killed_then_rerun_with(repo: &Repo, after: i64, debug: &str, args: &[&str]) -
     assert_journal_true(repo);
     let leftovers = repo.logs().join("outsftphook.leftovers");
     let recorded = leftovers.exists();
-    repo.use_server();
+    repo.use_faulty(-1, "kill-server", server);
     let rerun = repo.hook(args);
     if std::env::var_os("DEBUG_FAULTS").is_some() {
         eprintln!(
@@ -259,7 +267,29 @@ fn killing_the_server_during_mirror_before_every_kind_of_request_loses_nothing()
     assert!(points.len() >= 8, "{points:?}");
     for (at, kind, k) in points {
         let debug = format!("mirror, before request {k} (type {kind}, byte {at})");
-        killed_then_rerun_with(&repo, at, &debug, &args);
+        killed_then_rerun_with(&repo, at, &debug, &args, &FaultyServer::OpenSsh);
+    }
+}
+
+/// The same push on Green End's server, which is not trusted to act in order (it offers no
+/// `limits@openssh.com`): every step the plain way (a MKDIR a level at a time, no file
+/// aside, each switch step answered before the next), killed right before every kind of
+/// request.
+#[test]
+fn killing_gesftpserver_before_every_kind_of_request_loses_nothing() {
+    crate::support::require(crate::support::GESFTPSERVER);
+    let repo = pending_push();
+    repo.save_state();
+    let server = FaultyServer::GreenEnd;
+    repo.use_faulty(-1, "kill-server", &server);
+    let push = ["--basedir", ".", "--pending", "-v"];
+    repo.hook(&push).expect(0);
+    repo.assert_mirrored(&[]);
+    let points = kinds_first_and_last(&repo.packets_sent());
+    assert!(points.len() >= 8, "{points:?}");
+    for (at, kind, k) in points {
+        let debug = format!("gesftpserver, before request {k} (type {kind}, byte {at})");
+        killed_then_rerun_with(&repo, at, &debug, &push, &server);
     }
 }
 

@@ -138,17 +138,33 @@ impl Repo {
     /// Points the conf at a server with a fault after `after` bytes of input (see
     /// tests/fixtures/faulty_server.py); the bytes sent end up in `bytes_sent()`.
     pub fn use_faulty_server(&self, after: i64, action: &str) {
+        self.use_faulty(after, action, &FaultyServer::OpenSsh);
+    }
+
+    /// [`Repo::use_faulty_server`] with `server` behind the fault.
+    pub fn use_faulty(&self, after: i64, action: &str, server: &FaultyServer) {
         // The count says the next run's server has ended: an older one must not.
         let _ = fs::remove_file(self.count_file());
         let script = self.dir.path().join("faulty.sh");
+        let remote = self.remote();
+        let (cd, command) = match server {
+            FaultyServer::OpenSsh => (
+                String::new(),
+                format!("/usr/lib/openssh/sftp-server -d '{}'", remote.display()),
+            ),
+            // It has no start directory of its own: it starts where it is started.
+            FaultyServer::GreenEnd => (
+                format!("cd '{}' && ", remote.display()),
+                crate::support::GESFTPSERVER.to_owned(),
+            ),
+        };
         fs::write(
             &script,
             format!(
-                "#!/bin/sh\nexec python3 '{}/tests/fixtures/faulty_server.py' '{}' {after} {action} \
-                 -- /usr/lib/openssh/sftp-server -d '{}'\n",
+                "#!/bin/sh\n{cd}exec python3 '{}/tests/fixtures/faulty_server.py' '{}' {after} \
+                 {action} -- {command}\n",
                 env!("CARGO_MANIFEST_DIR"),
                 self.count_file().display(),
-                self.remote().display()
             ),
         )
         .unwrap();
@@ -428,6 +444,14 @@ impl Repo {
             describe(&remote)
         );
     }
+}
+
+/// The real server [`Repo::use_faulty`] puts behind its fault.
+pub enum FaultyServer {
+    /// OpenSSH's `sftp-server`: in order, with its extensions (trees, files aside, links).
+    OpenSsh,
+    /// Green End's `gesftpserver`: none of those, so the plain way of every step.
+    GreenEnd,
 }
 
 #[derive(Debug, PartialEq, Eq)]
