@@ -1091,6 +1091,10 @@ const ERLANG_BUGS: [&str; 3] = [
     MIRROR_DELETE.name,
 ];
 
+/// Twisted reads SYMLINK's paths in the draft's order and resolves both from its home: the
+/// program, sending OpenSSH's order, makes `SERVED/bookworm -> .../remote/dists/stable`
+/// (outside the target) and counts "1 symlink(s) made"; `dists/stable` is missing. Then
+/// every file differs in time (see [`TWISTED_BUGS`]), and each mirror uploads all again.
 #[test]
 #[ignore = "bug: SYMLINK in OpenSSH's order to a server reading the draft's makes the link outside the target; and FSETSTAT refused, no SETSTAT: verify fails after mirror"]
 fn twisted_mirror_verify_and_hook() {
@@ -1124,12 +1128,15 @@ fn bug_twisted_symlink_lands_in_the_target_or_nowhere() {
     a_symlink_lands_in_the_target_or_nowhere(Kind::Twisted, test);
 }
 
+/// "upload .../bar_1.0_amd64.deb: the server has 163840 bytes after 200878 were written":
+/// see [`PKG_SFTP_BUGS`].
 #[test]
 #[ignore = "bug: FSTAT sent behind unanswered WRITEs; pkg/sftp runs them in parallel: short size, upload fails"]
 fn pkg_sftp_mirror_verify_and_hook() {
     round_trip(Kind::PkgSftp, "pkg_sftp_mirror_verify_and_hook");
 }
 
+/// The first mirror already fails: see [`PKG_SFTP_BUGS`].
 #[test]
 #[ignore = "bug: FSTAT sent behind unanswered WRITEs; pkg/sftp runs them in parallel: short size, upload fails"]
 fn pkg_sftp_planted_links_are_replaced() {
@@ -1154,12 +1161,15 @@ fn pkg_sftp_symlink_lands_in_the_target_or_nowhere() {
     a_symlink_lands_in_the_target_or_nowhere(Kind::PkgSftp, test);
 }
 
+/// "upload /remote/pool/main/b/bar/bar_1.0_amd64.deb: FSTAT failed: NO_SUCH_FILE (No such
+/// file)", for every file: see [`PERL_BUGS`].
 #[test]
 #[ignore = "bug: every FSTAT fails on this server (NO_SUCH_FILE) and the program fails the upload, no fallback"]
 fn perl_mirror_verify_and_hook() {
     round_trip(Kind::Perl, "perl_mirror_verify_and_hook");
 }
 
+/// The first mirror already fails: see [`PERL_BUGS`].
 #[test]
 #[ignore = "bug: every FSTAT fails on this server (NO_SUCH_FILE) and the program fails the upload, no fallback"]
 fn perl_planted_links_are_replaced() {
@@ -1177,6 +1187,9 @@ fn bug_perl_uploads_fail_on_its_fstat() {
     hostile_cases(Kind::Perl, "bug_perl_uploads_fail_on_its_fstat", &PERL_BUGS);
 }
 
+/// As on Twisted: the suite link is made as `SERVED/bookworm`, outside the target, reported
+/// made; the next mirror's SYMLINK then fails (FAILURE), and `verify` says `dists/stable`
+/// is missing.
 #[test]
 #[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
 fn mysecureshell_mirror_verify_and_hook() {
@@ -1209,12 +1222,17 @@ fn bug_mysecureshell_symlink_lands_in_the_target_or_nowhere() {
     a_symlink_lands_in_the_target_or_nowhere(Kind::MySecureShell, test);
 }
 
+/// "cannot list the remote tree: list /remote/pool: OPENDIR failed: FAILURE (Not a
+/// directory)" on an empty target, after a summary line saying "0 error(s)"; with `pool/`
+/// and `dists/` made by hand, every upload with a time fails ("FSETSTAT failed:
+/// NO_SUCH_FILE"): see [`ERLANG_BUGS`].
 #[test]
 #[ignore = "bug: OPENDIR's FAILURE for a missing pool/ stops mirror; FSETSTAT's NO_SUCH_FILE fails uploads"]
 fn erlang_mirror_verify_and_hook() {
     round_trip(Kind::Erlang, "erlang_mirror_verify_and_hook");
 }
 
+/// The first mirror already fails: see [`ERLANG_BUGS`].
 #[test]
 #[ignore = "bug: OPENDIR's FAILURE for a missing pool/ stops mirror; FSETSTAT's NO_SUCH_FILE fails uploads"]
 fn erlang_planted_links_are_replaced() {
