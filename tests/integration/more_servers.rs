@@ -125,7 +125,9 @@ fn pkg_sftp_server() -> Result<PathBuf, String> {
 }
 
 /// MySecureShell reads /etc/ssh/sftp_config only: its own conf is bound over that in a
-/// mount namespace of its own (root only). No speed limits, no idle time-out, links shown.
+/// mount namespace of its own (root only), and its session table (a SysV shared memory
+/// segment it leaves behind) lives in an IPC namespace of its own, gone with the session.
+/// No speed limits, no idle time-out, links shown.
 fn mysecureshell_launch(dir: &Path, served: &Path, extra: &str) -> Result<String, String> {
     installed(MYSECURESHELL, "mysecureshell")?;
     if !nix::unistd::geteuid().is_root() {
@@ -146,7 +148,7 @@ fn mysecureshell_launch(dir: &Path, served: &Path, extra: &str) -> Result<String
     // It takes the client's address from sshd's variables.
     Ok(format!(
         "export SSH_CLIENT='127.0.0.1 50000 22' SSH_CONNECTION='127.0.0.1 50000 127.0.0.1 22'\n\
-         exec unshare -m sh -c 'mount --bind \"$0\" /etc/ssh/sftp_config && exec {MYSECURESHELL} \
+         exec unshare -m -i sh -c 'mount --bind \"$0\" /etc/ssh/sftp_config && exec {MYSECURESHELL} \
          -c sftp-server' '{}'",
         conf.display()
     ))
