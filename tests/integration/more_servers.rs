@@ -515,9 +515,9 @@ fn planted_links_are_replaced(kind: Kind, test: &str) {
     repo.assert_mirrored(&[]);
 }
 
-/// A hostile case: what it plants in its own directory `CASE` (with `remote/`, its target,
-/// and `local/`) before the server starts (rclone reads a directory once and keeps what it
-/// saw), then what it runs there and checks.
+/// A hostile case (across_servers.rs's, whose items are private there): what it plants in
+/// its own directory `CASE` (with `remote/`, its target, and `local/`) before the server
+/// starts, as there, then what it runs there and checks.
 struct Hostile {
     name: &'static str,
     plant: fn(&Repo, &Path),
