@@ -21,6 +21,7 @@ mod links;
 mod listings;
 mod mirroring;
 mod mirrors;
+mod more_servers;
 mod package;
 mod pipes;
 mod quiet;
