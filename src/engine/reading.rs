@@ -12,6 +12,7 @@ use std::path::Path;
 use super::dirs::{reply_name, status_cause};
 use super::local::Sources;
 use super::op::{Cause, Entry, Outcome, Reply, Req, Tag};
+use crate::sftp::printable::{has_controls, printable};
 use crate::sftp::session::{Session, SourceId};
 use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
 
@@ -24,6 +25,26 @@ const ENTRY_COST: usize = std::mem::size_of::<Entry>() + 16;
 /// NAME replies in a row that add nothing (empty, or only `.` and `..`) before the listing
 /// counts as stalled: a server that answers READDIR that way for ever never says EOF.
 const MAX_IDLE_NAMES: u32 = 3;
+/// Names refused in one listing that are each said; the rest are counted.
+const MAX_REFUSED_SHOWN: usize = 4;
+
+/// Why `name`, listed by a server, is no name of an entry of the directory listed: a
+/// server that lists `a/b` or `../x` must not lead anyone who joins it to the directory's
+/// path elsewhere. `.` and `..` are the directory's own and are left out without a word.
+/// Names that are not UTF-8 pass: the caller decides what it can use.
+fn not_a_name(name: &[u8]) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty name")
+    } else if name.contains(&b'/') {
+        Some("it holds a '/'")
+    } else if name.contains(&0) {
+        Some("it holds a NUL byte")
+    } else if has_controls(name) {
+        Some("it holds control characters")
+    } else {
+        None
+    }
+}
 
 /// What a reply did to a reading operation.
 pub(crate) enum Step {
@@ -80,6 +101,10 @@ fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
 /// the name and what [`Entry`] holds of its attributes are kept (a server may send long
 /// `longname`s or extended attributes with every entry).
 pub(crate) struct ListRun {
+    /// The directory listed, as asked (for what is said about its names).
+    path: Vec<u8>,
+    /// Names left out as no names ([`not_a_name`]).
+    refused: usize,
     handle: Vec<u8>,
     entries: Vec<Entry>,
     /// What `entries` holds, by [`ENTRY_COST`] and name length.
@@ -104,6 +129,8 @@ impl ListRun {
             tag(op, Req::Opendir),
         );
         ListRun {
+            path: path.to_vec(),
+            refused: 0,
             handle: Vec::new(),
             entries: Vec::new(),
             bytes: 0,
@@ -115,12 +142,16 @@ impl ListRun {
         }
     }
 
-    /// Keeps the entries of one NAME reply (without `.`, `..` and what is not used);
-    /// `Err` says why the listing must stop.
+    /// Keeps the entries of one NAME reply (without `.`, `..`, what is no name, and what is
+    /// not used); `Err` says why the listing must stop.
     fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), Reply> {
         let before = self.entries.len();
         for entry in names {
             if entry.filename == b"." || entry.filename == b".." {
+                continue;
+            }
+            if let Some(why) = not_a_name(&entry.filename) {
+                self.refuse(&entry.filename, why);
                 continue;
             }
             self.bytes = self.bytes.saturating_add(ENTRY_COST + entry.filename.len());
@@ -140,6 +171,42 @@ impl ListRun {
         } else {
             Ok(())
         }
+    }
+
+    fn refuse(&mut self, name: &[u8], why: &str) {
+        self.refused += 1;
+        if self.refused <= MAX_REFUSED_SHOWN {
+            log::warn!(
+                "the server listed \"{}\" in {}, which is no file name ({why}): left out",
+                printable(name, 256),
+                printable(&self.path, 4096)
+            );
+        }
+    }
+
+    /// The entries, once the listing is over: each name once (a server that lists a name
+    /// twice must not have it, or a whole tree below it, handled twice), by name.
+    fn take_entries(&mut self) -> Vec<Entry> {
+        if self.refused > MAX_REFUSED_SHOWN {
+            log::warn!(
+                "the server listed {} more names in {} that are no file names: left out",
+                self.refused - MAX_REFUSED_SHOWN,
+                printable(&self.path, 4096)
+            );
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        // Stable: of the copies of a name, the first listed stays.
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let listed = entries.len();
+        entries.dedup_by(|later, first| later.name == first.name);
+        if entries.len() < listed {
+            log::warn!(
+                "the server listed {} names in {} more than once: each is taken once",
+                listed - entries.len(),
+                printable(&self.path, 4096)
+            );
+        }
+        entries
     }
 
     fn close(&mut self, op: usize, session: &mut Session<Tag>) {
@@ -189,7 +256,7 @@ impl ListRun {
                 self.close(op, session);
             }
             (Req::Close, response) => {
-                let entries = std::mem::take(&mut self.entries);
+                let entries = self.take_entries();
                 let absent = self.absent;
                 let result = close_verdict(self.error.take(), response, || {
                     if absent {
@@ -792,5 +859,78 @@ mod tests {
         run.on_reply(0, Req::Readdir, status(StatusCode::NoSuchFile), &mut s);
         let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
         assert!(finished(step).is_err());
+    }
+
+    #[test]
+    fn names_that_are_no_file_names_are_left_out_and_each_name_is_kept_once() {
+        let (mut run, mut s) = listing();
+        let mut names: Vec<NameEntry> = [
+            &b"b.deb"[..],
+            b"..",
+            b".",
+            b"",
+            b"../../escape",
+            b"/etc/passwd",
+            b"a/b",
+            b"nul\0x",
+            b"\x1b[2Jclear",
+            "rtl\u{202e}bed.exe".as_bytes(),
+            b"latin1-\xe4",
+            b"a.deb",
+            b"b.deb",
+        ]
+        .iter()
+        .map(|n| entry(n, 0))
+        .collect();
+        // The second b.deb is a directory: the first one listed stays.
+        names[12].attrs.permissions = Some(0o040755);
+        run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        run.on_reply(0, Req::Readdir, status(StatusCode::Eof), &mut s);
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let Ok(Outcome::Listing(entries)) = finished(step) else {
+            panic!("no listing")
+        };
+        let names: Vec<&[u8]> = entries.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, [&b"a.deb"[..], b"b.deb", b"latin1-\xe4"]);
+        assert!(!entries[1].is_dir());
+    }
+
+    #[test]
+    fn a_server_listing_only_names_that_are_no_names_is_a_stall_not_a_loop() {
+        let (mut run, mut s) = listing();
+        for _ in 0..MAX_IDLE_NAMES {
+            let names = vec![entry(b"../x", 0), entry(b"a/b", 0)];
+            run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        }
+        assert!(matches!(sent(&mut s).last(), Some(Request::Close { .. })));
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let err = finished(step).unwrap_err();
+        assert!(err.to_string().contains("stalled"), "{err}");
+    }
+
+    #[test]
+    fn hostile_names_from_a_server_never_reach_the_listing() {
+        use crate::engine::op::Op;
+        use crate::engine::peer::{Flavour, Pair, Peer};
+        use crate::remote_path::RemotePath;
+        let mut peer = Peer::new(Flavour::OpenSsh);
+        peer.fs.dir("/m/pool").file("/m/pool/a.deb", b"a");
+        let hostile: Vec<NameEntry> = [&b"../../etc"[..], b"/etc", b"x/../../y", b"", b"a.deb"]
+            .iter()
+            .map(|n| entry(n, 0))
+            .collect();
+        peer.on("READDIR /m/pool")
+            .nth(1)
+            .answer(Response::Name(hostile));
+        let mut pair = Pair::new(peer);
+        let ops = [Op::List {
+            path: RemotePath::new("/m/pool").unwrap(),
+        }];
+        let results = pair.run(&ops);
+        let Ok(Outcome::Listing(entries)) = &results[0] else {
+            panic!("{:?}", results[0])
+        };
+        let names: Vec<&[u8]> = entries.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, [b"a.deb"]);
     }
 }
