@@ -27,6 +27,10 @@ const ENTRY_COST: usize = std::mem::size_of::<Entry>() + 16;
 const MAX_IDLE_NAMES: u32 = 3;
 /// Names refused in one listing that are each said; the rest are counted.
 const MAX_REFUSED_SHOWN: usize = 4;
+/// The longest path an entry listed may have (Linux's `PATH_MAX`, which no mirror comes
+/// near): a server that lists a directory in every directory it lists would otherwise
+/// have a walk of the tree go down for ever.
+pub(crate) const MAX_LISTED_PATH: usize = 4096;
 
 /// Why `name`, listed by a server, is no name of an entry of the directory listed: a
 /// server that lists `a/b` or `../x` must not lead anyone who joins it to the directory's
@@ -154,6 +158,10 @@ impl ListRun {
                 self.refuse(&entry.filename, why);
                 continue;
             }
+            if self.path.len() + 1 + entry.filename.len() > MAX_LISTED_PATH {
+                self.refuse(&entry.filename, "its path would be longer than 4096 bytes");
+                continue;
+            }
             self.bytes = self.bytes.saturating_add(ENTRY_COST + entry.filename.len());
             self.entries.push(Entry::new(entry.filename, &entry.attrs));
         }
@@ -179,7 +187,7 @@ impl ListRun {
             log::warn!(
                 "the server listed \"{}\" in {}, which is no file name ({why}): left out",
                 printable(name, 256),
-                printable(&self.path, 4096)
+                printable(&self.path, 512)
             );
         }
     }
@@ -191,7 +199,7 @@ impl ListRun {
             log::warn!(
                 "the server listed {} more names in {} that are no file names: left out",
                 self.refused - MAX_REFUSED_SHOWN,
-                printable(&self.path, 4096)
+                printable(&self.path, 512)
             );
         }
         let mut entries = std::mem::take(&mut self.entries);
@@ -203,7 +211,7 @@ impl ListRun {
             log::warn!(
                 "the server listed {} names in {} more than once: each is taken once",
                 listed - entries.len(),
-                printable(&self.path, 4096)
+                printable(&self.path, 512)
             );
         }
         entries
@@ -819,23 +827,24 @@ mod tests {
     #[test]
     fn a_listing_is_bounded_by_bytes() {
         let (mut run, mut s) = listing();
-        // Names of 200 KiB: the byte bound stops it long before a million entries.
+        // Names of 4000 bytes, 60 a reply (as a packet holds them): the byte bound stops
+        // it long before a million entries.
         let mut replies = 0;
         loop {
             replies += 1;
-            let mut name = vec![b'n'; 204_800];
-            name.extend(replies.to_string().bytes());
-            run.on_reply(
-                0,
-                Req::Readdir,
-                Response::Name(vec![entry(&name, 0)]),
-                &mut s,
-            );
+            let names = (0..60)
+                .map(|k| {
+                    let mut name = vec![b'n'; 4000];
+                    name.extend(format!("{replies}.{k}").bytes());
+                    entry(&name, 0)
+                })
+                .collect();
+            run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
             if !matches!(sent(&mut s)[..], [Request::Readdir { .. }]) {
                 break;
             }
         }
-        assert!(replies <= MAX_LISTING_BYTES / 204_800 + 1, "{replies}");
+        assert!(replies <= MAX_LISTING_BYTES / (60 * 4000) + 1, "{replies}");
         let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
         let err = finished(step).unwrap_err();
         assert!(err.to_string().contains("256 MiB"), "{err}");
@@ -893,6 +902,23 @@ mod tests {
         let names: Vec<&[u8]> = entries.iter().map(|e| &e.name[..]).collect();
         assert_eq!(names, [&b"a.deb"[..], b"b.deb", b"latin1-\xe4"]);
         assert!(!entries[1].is_dir());
+    }
+
+    #[test]
+    fn no_entry_is_listed_whose_path_would_be_longer_than_a_file_system_holds() {
+        let mut s: Session<Tag> = Session::new();
+        let deep = vec![b'd'; MAX_LISTED_PATH - 4];
+        let mut run = ListRun::start(0, &deep, &mut s);
+        run.on_reply(0, Req::Opendir, Response::Handle(b"h".to_vec()), &mut s);
+        let names = vec![entry(b"abc", 0), entry(b"abcd", 0)];
+        run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        run.on_reply(0, Req::Readdir, status(StatusCode::Eof), &mut s);
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let Ok(Outcome::Listing(entries)) = finished(step) else {
+            panic!("no listing")
+        };
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].name, b"abc");
     }
 
     #[test]

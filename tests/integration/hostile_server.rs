@@ -435,3 +435,27 @@ fn a_resolved_path_full_of_escapes_is_shown_printable() {
     assert_refused(&ended, "realpath", "outside the target directory");
     assert_nothing_journalled(&repo, "realpath");
 }
+
+#[test]
+fn a_tree_without_end_is_walked_only_as_deep_as_a_path_can_be() {
+    let repo = pending();
+    repo.use_server();
+    repo.hook(&["--basedir", ".", "--pending"]).expect(0);
+    tampered(&repo, "deep", 30);
+    let limit = Duration::from_secs(120);
+    let verify = run_within(&repo, &["--basedir", ".", "verify"], limit);
+    let context = format!(
+        "exit {:?} in {:?}\n{}",
+        verify.code,
+        verify.took,
+        verify.stderr()
+    );
+    // The made-up directories are differences; the walk ends.
+    assert_eq!(verify.code, Some(1), "{context}");
+    assert_printable(&verify.stderr, &context);
+    assert_printable(&verify.stdout, &context);
+    assert!(
+        context.contains("its path would be longer than 4096 bytes"),
+        "{context}"
+    );
+}
