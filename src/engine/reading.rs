@@ -672,6 +672,72 @@ mod tests {
     }
 
     #[test]
+    fn a_comparison_answered_with_the_wrong_kind_or_too_much_fails_and_closes_its_handle() {
+        let oversized = Response::Data(vec![7; 101]);
+        let wrong = [
+            (
+                Req::Read,
+                Response::Handle(b"h2".to_vec()),
+                "READ with HANDLE",
+            ),
+            (Req::Read, Response::Name(vec![]), "READ with NAME"),
+            (Req::Read, oversized, "more data than asked for"),
+        ];
+        for (req, response, said) in wrong {
+            let (_dir, mut run, mut s, sources) = comparing(200);
+            run.on_reply(0, req, (100, 0), response, &mut s, &sources);
+            // The other READ's answer still comes; then the handle is closed.
+            run.on_reply(
+                0,
+                Req::Read,
+                (100, 100),
+                Response::Data(vec![7; 100]),
+                &mut s,
+                &sources,
+            );
+            assert!(
+                matches!(sent(&mut s)[..], [Request::Close { .. }]),
+                "{said}"
+            );
+            let step = run.on_reply(
+                0,
+                Req::Close,
+                (0, 0),
+                status(StatusCode::Ok),
+                &mut s,
+                &sources,
+            );
+            let Step::Finished { result: Err(e), .. } = step else {
+                panic!("{said}: not a failure")
+            };
+            assert!(e.to_string().contains(said), "{e}");
+        }
+        // An FSTAT answered with DATA: the size is unknown, the comparison an error.
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, [7u8; 10]).unwrap();
+        let mut s: Session<Tag> = Session::new();
+        let mut sources = Sources::default();
+        let mut run = CompareRun::start(0, &local, b"f", &mut s, &mut sources).unwrap();
+        let handle = Response::Handle(b"h".to_vec());
+        run.on_reply(0, Req::Open, (0, 0), handle, &mut s, &sources);
+        let data = Response::Data(b"x".to_vec());
+        run.on_reply(0, Req::Fstat, (0, 0), data, &mut s, &sources);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
+        let Step::Finished { result: Err(e), .. } = step else {
+            panic!("not a failure")
+        };
+        assert!(e.to_string().contains("FSTAT with DATA"), "{e}");
+    }
+
+    #[test]
     fn an_empty_data_reply_is_a_difference_not_a_loop() {
         let (_dir, mut run, mut s, sources) = comparing(100);
         run.on_reply(

@@ -96,7 +96,7 @@ pub enum SessionError {
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::Wire(e) => write!(f, "malformed packet from the server: {e}"),
+            SessionError::Wire(e) => write!(f, "malformed packet from server: {e}"),
             SessionError::UnknownId(id) => {
                 write!(
                     f,
@@ -115,9 +115,12 @@ impl fmt::Display for SessionError {
             }
             SessionError::NotSftp(start) => write!(
                 f,
-                "the server's output starts with \"{}\", not with SFTP's VERSION: something \
+                "malformed packet from server: packet length {} exceeds the limit of {}: \
+                 the server's output starts with \"{}\", not with SFTP's VERSION, so something \
                  on the server prints text (a login script such as .bashrc must print nothing \
                  for a session without a terminal)",
+                u32::from_be_bytes(*start),
+                wire::MAX_PACKET_LEN,
                 printable(start, 16)
             ),
         }

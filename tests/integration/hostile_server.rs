@@ -418,7 +418,7 @@ fn text_before_version_is_named_as_what_a_login_script_prints() {
     let line = assert_refused(
         &ended,
         "chatty",
-        "starts with \"Welc\", not with SFTP's VERSION",
+        "output starts with \"Welc\", not with SFTP's VERSION",
     );
     assert!(line.contains("login script"), "{line}");
     assert_nothing_journalled(&repo, "chatty");
