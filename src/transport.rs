@@ -4,7 +4,8 @@
 //! the local file into the pipe where the kernel allows it).
 //!
 //! The child's stderr is read too (a piped stderr nobody reads would deadlock a chatty
-//! server) and shown line by line on our own stderr, prefixed with the program's name.
+//! server) and shown line by line on our own stderr, prefixed with the program's name,
+//! its control characters escaped ([`printable`]).
 //!
 //! It must not look inside the bytes it moves or decide what to send: packets are the
 //! session's, scheduling is the engine's. It never closes the server's input with requests

@@ -6,7 +6,8 @@
 //! [`Session::handle_input`], and takes replies from [`Session::poll_reply`], each with the tag
 //! it was sent with. It holds bytes and names: no file descriptors (a WRITE's file data is
 //! queued as a range of a [`SourceId`], which the transport finds at whoever opened the
-//! file), no clock, no decisions about what to send.
+//! file), no clock, no decisions about what to send. A STATUS message, text that the engine
+//! only ever shows, is handed on made printable ([`printable`](super::printable)).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
