@@ -4,7 +4,8 @@
 //! the local file into the pipe where the kernel allows it).
 //!
 //! The child's stderr is read too (a piped stderr nobody reads would deadlock a chatty
-//! server) and shown line by line on our own stderr, prefixed with the program's name.
+//! server) and shown line by line on our own stderr, prefixed with the program's name,
+//! its control characters escaped ([`printable`]).
 //!
 //! It must not look inside the bytes it moves or decide what to send: packets are the
 //! session's, scheduling is the engine's. It never closes the server's input with requests
@@ -26,6 +27,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::sftp::printable::printable;
 use crate::sftp::session::{FileFault, Next, Session, SessionError, SourceId};
 
 /// Where the transport finds the local files whose ranges a session queued
@@ -166,7 +168,19 @@ impl fmt::Display for TransportError {
             TransportError::Closed { status: None } => {
                 write!(f, "the server closed the connection")
             }
-            TransportError::Protocol(e) => write!(f, "{e}"),
+            TransportError::Protocol(e @ SessionError::UnsupportedVersion(_)) => write!(
+                f,
+                "{e} (OpenSSH's server and every common one speak it: check sftpcommand or \
+                 the server's configuration)"
+            ),
+            // Says what to do itself.
+            TransportError::Protocol(e @ SessionError::NotSftp(_)) => write!(f, "{e}"),
+            TransportError::Protocol(e) => write!(
+                f,
+                "{e} (the server, or what runs between it and outsftphook, breaks the SFTP \
+                 protocol: --debug-sftp 1 shows the exchange; report it to the server's \
+                 maintainers)"
+            ),
         }
     }
 }
@@ -176,7 +190,9 @@ impl std::error::Error for TransportError {}
 /// What one turn of the loop achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {
-    /// Bytes moved to or from the server.
+    /// Bytes moved into the server, or a whole packet came from it. Bytes of a packet that
+    /// is not complete yet are no progress: a server sending a byte now and then of a packet
+    /// that never ends must meet the stall timeout like one that sends nothing.
     Progress,
     /// Nothing moved before the timeout (or a signal interrupted the wait).
     Idle,
@@ -231,6 +247,8 @@ fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
 }
 
 const READ_CHUNK: usize = 256 * 1024;
+/// The most of one line of the server's stderr that is shown (what is kept of it is 64 KiB).
+const MAX_STDERR_SHOWN: usize = 4096;
 /// Bound one turn's reading so a fast server cannot starve our writing.
 const MAX_READ_PER_TURN: usize = 4 * READ_CHUNK;
 
@@ -499,7 +517,9 @@ impl Transport {
         Ok(wrote)
     }
 
+    /// Reads what the server sent; true if that completed a packet.
     fn read_in<T>(&mut self, session: &mut Session<T>) -> Result<bool, TransportError> {
+        let packets = session.packets_received();
         let mut total = 0;
         while total < MAX_READ_PER_TURN {
             let stdout = self.stdout.as_mut().expect("polled");
@@ -524,7 +544,7 @@ impl Transport {
                 Err(e) => return Err(TransportError::Io(e)),
             }
         }
-        Ok(total > 0)
+        Ok(session.packets_received() > packets)
     }
 
     /// Shows what the server wrote on stderr; at most 64 KiB a call, so that a server
@@ -562,8 +582,7 @@ impl Transport {
 
     fn flush_stderr_line(&mut self) {
         if !self.stderr_line.is_empty() {
-            let line = String::from_utf8_lossy(&self.stderr_line);
-            let line = relayed(&self.label, line.trim_end_matches('\r'));
+            let line = shown_line(&self.label, &self.stderr_line);
             match mux_fallback(&line) {
                 Some(what) => log::info!("{what}"),
                 None => eprintln!("{line}"),
@@ -631,6 +650,13 @@ impl Drop for Transport {
     }
 }
 
+/// A line the server (or ssh) wrote on its stderr (without its newline), as shown: its
+/// bytes go to the operator's terminal, so never its control characters as they are.
+fn shown_line(label: &str, line: &[u8]) -> String {
+    let text = line.strip_suffix(b"\r").unwrap_or(line);
+    relayed(label, &printable(text, MAX_STDERR_SHOWN))
+}
+
 /// A line the server (or ssh) wrote on its stderr, as shown: named by the program, once
 /// (ssh names itself already: `ssh: Could not resolve hostname`).
 fn relayed(label: &str, line: &str) -> String {
@@ -672,6 +698,59 @@ mod tests {
                      multiplexing";
         assert!(mux_fallback(taken).is_some());
         assert_eq!(mux_fallback("ssh: Permission denied (publickey)."), None);
+    }
+
+    #[test]
+    fn a_server_line_reaches_the_terminal_without_its_control_characters() {
+        assert_eq!(
+            shown_line("ssh", b"Permission denied (publickey).\r"),
+            "ssh: Permission denied (publickey)."
+        );
+        let shown = shown_line("sftp-server", b"\x1b[2J\x1b]0;owned\x07evil\rline\x00 \xff");
+        assert_eq!(
+            shown,
+            "sftp-server: \\x1b[2J\\x1b]0;owned\\x07evil\\x0dline\\x00 \\xff"
+        );
+        let flood = shown_line("x", &[b'a'; 64 * 1024]);
+        assert!(flood.len() < MAX_STDERR_SHOWN + 64, "{}", flood.len());
+    }
+
+    /// Polls `t` once for up to `ms` and moves what is ready.
+    fn turn(t: &mut Transport, s: &mut Session<u8>, ms: u64) -> Result<Turn, TransportError> {
+        struct NoFiles;
+        impl LocalFiles for NoFiles {
+            fn file(&self, _: SourceId) -> Option<&File> {
+                None
+            }
+        }
+        let mut fds = Vec::new();
+        let slots = t.register(s.wants_write(), &mut fds);
+        wait(&mut fds, Duration::from_millis(ms)).unwrap();
+        let revents: Vec<Option<PollFlags>> = fds.iter().map(PollFd::revents).collect();
+        drop(fds);
+        t.handle(&slots, &revents, s, &NoFiles, &mut u64::MAX.clone())
+    }
+
+    #[test]
+    fn bytes_of_a_packet_that_never_ends_are_no_progress() {
+        // A VERSION, then the start of a DATA packet of 192 KiB whose bytes trickle in.
+        let script = concat!(
+            "cat >/dev/null & printf '\\000\\000\\000\\005\\002\\000\\000\\000\\003'; sleep 0.2; ",
+            "printf '\\000\\003\\000\\000\\147'; ",
+            "for i in 1 2 3 4 5 6; do printf '\\000'; sleep 0.05; done; exec sleep 5"
+        );
+        let mut t = Transport::spawn(&ServerCommand::Direct(os(&["sh", "-c", script]))).unwrap();
+        let mut s: Session<u8> = Session::new();
+        let mut turns = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(900) {
+            turns.push(turn(&mut t, &mut s, 50).unwrap());
+        }
+        assert!(s.server_info().is_some(), "VERSION came");
+        assert_eq!(s.packets_received(), 1);
+        // INIT written and VERSION read are progress; the trickle after them is not.
+        let progress = turns.iter().filter(|t| **t == Turn::Progress).count();
+        assert!((1..=2).contains(&progress), "{turns:?}");
     }
 
     #[test]

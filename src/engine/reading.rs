@@ -12,6 +12,7 @@ use std::path::Path;
 use super::dirs::{reply_name, status_cause};
 use super::local::Sources;
 use super::op::{Cause, Entry, Outcome, Reply, Req, Tag};
+use crate::sftp::printable::{has_controls, printable};
 use crate::sftp::session::{Session, SourceId};
 use crate::sftp::wire::{NameEntry, OpenFlags, Request, Response, StatusCode};
 
@@ -24,6 +25,30 @@ const ENTRY_COST: usize = std::mem::size_of::<Entry>() + 16;
 /// NAME replies in a row that add nothing (empty, or only `.` and `..`) before the listing
 /// counts as stalled: a server that answers READDIR that way for ever never says EOF.
 const MAX_IDLE_NAMES: u32 = 3;
+/// Names refused in one listing that are each said; the rest are counted.
+const MAX_REFUSED_SHOWN: usize = 4;
+/// The longest path an entry listed may have (Linux's `PATH_MAX`, which no mirror comes
+/// near): a server that lists a directory in every directory it lists would otherwise
+/// have a walk of the tree go down for ever.
+pub(crate) const MAX_LISTED_PATH: usize = 4096;
+
+/// Why `name`, listed by a server, is no name of an entry of the directory listed: a
+/// server that lists `a/b` or `../x` must not lead anyone who joins it to the directory's
+/// path elsewhere. `.` and `..` are the directory's own and are left out without a word.
+/// Names that are not UTF-8 pass: the caller decides what it can use.
+fn not_a_name(name: &[u8]) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty name")
+    } else if name.contains(&b'/') {
+        Some("it holds a '/'")
+    } else if name.contains(&0) {
+        Some("it holds a NUL byte")
+    } else if has_controls(name) {
+        Some("it holds control characters")
+    } else {
+        None
+    }
+}
 
 /// What a reply did to a reading operation.
 pub(crate) enum Step {
@@ -80,6 +105,10 @@ fn send_close(op: usize, handle: &[u8], session: &mut Session<Tag>) {
 /// the name and what [`Entry`] holds of its attributes are kept (a server may send long
 /// `longname`s or extended attributes with every entry).
 pub(crate) struct ListRun {
+    /// The directory listed, as asked (for what is said about its names).
+    path: Vec<u8>,
+    /// Names left out as no names ([`not_a_name`]).
+    refused: usize,
     handle: Vec<u8>,
     entries: Vec<Entry>,
     /// What `entries` holds, by [`ENTRY_COST`] and name length.
@@ -104,6 +133,8 @@ impl ListRun {
             tag(op, Req::Opendir),
         );
         ListRun {
+            path: path.to_vec(),
+            refused: 0,
             handle: Vec::new(),
             entries: Vec::new(),
             bytes: 0,
@@ -115,12 +146,20 @@ impl ListRun {
         }
     }
 
-    /// Keeps the entries of one NAME reply (without `.`, `..` and what is not used);
-    /// `Err` says why the listing must stop.
+    /// Keeps the entries of one NAME reply (without `.`, `..`, what is no name, and what is
+    /// not used); `Err` says why the listing must stop.
     fn take_names(&mut self, names: Vec<NameEntry>) -> Result<(), Reply> {
         let before = self.entries.len();
         for entry in names {
             if entry.filename == b"." || entry.filename == b".." {
+                continue;
+            }
+            if let Some(why) = not_a_name(&entry.filename) {
+                self.refuse(&entry.filename, why);
+                continue;
+            }
+            if self.path.len() + 1 + entry.filename.len() > MAX_LISTED_PATH {
+                self.refuse(&entry.filename, "its path would be longer than 4096 bytes");
                 continue;
             }
             self.bytes = self.bytes.saturating_add(ENTRY_COST + entry.filename.len());
@@ -140,6 +179,42 @@ impl ListRun {
         } else {
             Ok(())
         }
+    }
+
+    fn refuse(&mut self, name: &[u8], why: &str) {
+        self.refused += 1;
+        if self.refused <= MAX_REFUSED_SHOWN {
+            log::warn!(
+                "the server listed \"{}\" in {}, which is no file name ({why}): left out",
+                printable(name, 256),
+                printable(&self.path, 512)
+            );
+        }
+    }
+
+    /// The entries, once the listing is over: each name once (a server that lists a name
+    /// twice must not have it, or a whole tree below it, handled twice), by name.
+    fn take_entries(&mut self) -> Vec<Entry> {
+        if self.refused > MAX_REFUSED_SHOWN {
+            log::warn!(
+                "the server listed {} more names in {} that are no file names: left out",
+                self.refused - MAX_REFUSED_SHOWN,
+                printable(&self.path, 512)
+            );
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        // Stable: of the copies of a name, the first listed stays.
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let listed = entries.len();
+        entries.dedup_by(|later, first| later.name == first.name);
+        if entries.len() < listed {
+            log::warn!(
+                "the server listed {} names in {} more than once: each is taken once",
+                listed - entries.len(),
+                printable(&self.path, 512)
+            );
+        }
+        entries
     }
 
     fn close(&mut self, op: usize, session: &mut Session<Tag>) {
@@ -189,7 +264,7 @@ impl ListRun {
                 self.close(op, session);
             }
             (Req::Close, response) => {
-                let entries = std::mem::take(&mut self.entries);
+                let entries = self.take_entries();
                 let absent = self.absent;
                 let result = close_verdict(self.error.take(), response, || {
                     if absent {
@@ -597,6 +672,72 @@ mod tests {
     }
 
     #[test]
+    fn a_comparison_answered_with_the_wrong_kind_or_too_much_fails_and_closes_its_handle() {
+        let oversized = Response::Data(vec![7; 101]);
+        let wrong = [
+            (
+                Req::Read,
+                Response::Handle(b"h2".to_vec()),
+                "READ with HANDLE",
+            ),
+            (Req::Read, Response::Name(vec![]), "READ with NAME"),
+            (Req::Read, oversized, "more data than asked for"),
+        ];
+        for (req, response, said) in wrong {
+            let (_dir, mut run, mut s, sources) = comparing(200);
+            run.on_reply(0, req, (100, 0), response, &mut s, &sources);
+            // The other READ's answer still comes; then the handle is closed.
+            run.on_reply(
+                0,
+                Req::Read,
+                (100, 100),
+                Response::Data(vec![7; 100]),
+                &mut s,
+                &sources,
+            );
+            assert!(
+                matches!(sent(&mut s)[..], [Request::Close { .. }]),
+                "{said}"
+            );
+            let step = run.on_reply(
+                0,
+                Req::Close,
+                (0, 0),
+                status(StatusCode::Ok),
+                &mut s,
+                &sources,
+            );
+            let Step::Finished { result: Err(e), .. } = step else {
+                panic!("{said}: not a failure")
+            };
+            assert!(e.to_string().contains(said), "{e}");
+        }
+        // An FSTAT answered with DATA: the size is unknown, the comparison an error.
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("f");
+        std::fs::write(&local, [7u8; 10]).unwrap();
+        let mut s: Session<Tag> = Session::new();
+        let mut sources = Sources::default();
+        let mut run = CompareRun::start(0, &local, b"f", &mut s, &mut sources).unwrap();
+        let handle = Response::Handle(b"h".to_vec());
+        run.on_reply(0, Req::Open, (0, 0), handle, &mut s, &sources);
+        let data = Response::Data(b"x".to_vec());
+        run.on_reply(0, Req::Fstat, (0, 0), data, &mut s, &sources);
+        let step = run.on_reply(
+            0,
+            Req::Close,
+            (0, 0),
+            status(StatusCode::Ok),
+            &mut s,
+            &sources,
+        );
+        let Step::Finished { result: Err(e), .. } = step else {
+            panic!("not a failure")
+        };
+        assert!(e.to_string().contains("FSTAT with DATA"), "{e}");
+    }
+
+    #[test]
     fn an_empty_data_reply_is_a_difference_not_a_loop() {
         let (_dir, mut run, mut s, sources) = comparing(100);
         run.on_reply(
@@ -752,23 +893,24 @@ mod tests {
     #[test]
     fn a_listing_is_bounded_by_bytes() {
         let (mut run, mut s) = listing();
-        // Names of 200 KiB: the byte bound stops it long before a million entries.
+        // Names of 4000 bytes, 60 a reply (as a packet holds them): the byte bound stops
+        // it long before a million entries.
         let mut replies = 0;
         loop {
             replies += 1;
-            let mut name = vec![b'n'; 204_800];
-            name.extend(replies.to_string().bytes());
-            run.on_reply(
-                0,
-                Req::Readdir,
-                Response::Name(vec![entry(&name, 0)]),
-                &mut s,
-            );
+            let names = (0..60)
+                .map(|k| {
+                    let mut name = vec![b'n'; 4000];
+                    name.extend(format!("{replies}.{k}").bytes());
+                    entry(&name, 0)
+                })
+                .collect();
+            run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
             if !matches!(sent(&mut s)[..], [Request::Readdir { .. }]) {
                 break;
             }
         }
-        assert!(replies <= MAX_LISTING_BYTES / 204_800 + 1, "{replies}");
+        assert!(replies <= MAX_LISTING_BYTES / (60 * 4000) + 1, "{replies}");
         let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
         let err = finished(step).unwrap_err();
         assert!(err.to_string().contains("256 MiB"), "{err}");
@@ -792,5 +934,95 @@ mod tests {
         run.on_reply(0, Req::Readdir, status(StatusCode::NoSuchFile), &mut s);
         let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
         assert!(finished(step).is_err());
+    }
+
+    #[test]
+    fn names_that_are_no_file_names_are_left_out_and_each_name_is_kept_once() {
+        let (mut run, mut s) = listing();
+        let mut names: Vec<NameEntry> = [
+            &b"b.deb"[..],
+            b"..",
+            b".",
+            b"",
+            b"../../escape",
+            b"/etc/passwd",
+            b"a/b",
+            b"nul\0x",
+            b"\x1b[2Jclear",
+            "rtl\u{202e}bed.exe".as_bytes(),
+            b"latin1-\xe4",
+            b"a.deb",
+            b"b.deb",
+        ]
+        .iter()
+        .map(|n| entry(n, 0))
+        .collect();
+        // The second b.deb is a directory: the first one listed stays.
+        names[12].attrs.permissions = Some(0o040755);
+        run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        run.on_reply(0, Req::Readdir, status(StatusCode::Eof), &mut s);
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let Ok(Outcome::Listing(entries)) = finished(step) else {
+            panic!("no listing")
+        };
+        let names: Vec<&[u8]> = entries.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, [&b"a.deb"[..], b"b.deb", b"latin1-\xe4"]);
+        assert!(!entries[1].is_dir());
+    }
+
+    #[test]
+    fn no_entry_is_listed_whose_path_would_be_longer_than_a_file_system_holds() {
+        let mut s: Session<Tag> = Session::new();
+        let deep = vec![b'd'; MAX_LISTED_PATH - 4];
+        let mut run = ListRun::start(0, &deep, &mut s);
+        run.on_reply(0, Req::Opendir, Response::Handle(b"h".to_vec()), &mut s);
+        let names = vec![entry(b"abc", 0), entry(b"abcd", 0)];
+        run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        run.on_reply(0, Req::Readdir, status(StatusCode::Eof), &mut s);
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let Ok(Outcome::Listing(entries)) = finished(step) else {
+            panic!("no listing")
+        };
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].name, b"abc");
+    }
+
+    #[test]
+    fn a_server_listing_only_names_that_are_no_names_is_a_stall_not_a_loop() {
+        let (mut run, mut s) = listing();
+        for _ in 0..MAX_IDLE_NAMES {
+            let names = vec![entry(b"../x", 0), entry(b"a/b", 0)];
+            run.on_reply(0, Req::Readdir, Response::Name(names), &mut s);
+        }
+        assert!(matches!(sent(&mut s).last(), Some(Request::Close { .. })));
+        let step = run.on_reply(0, Req::Close, status(StatusCode::Ok), &mut s);
+        let err = finished(step).unwrap_err();
+        assert!(err.to_string().contains("stalled"), "{err}");
+    }
+
+    #[test]
+    fn hostile_names_from_a_server_never_reach_the_listing() {
+        use crate::engine::op::Op;
+        use crate::engine::peer::{Flavour, Pair, Peer};
+        use crate::remote_path::RemotePath;
+        let mut peer = Peer::new(Flavour::OpenSsh);
+        peer.fs.dir("/m/pool").file("/m/pool/a.deb", b"a");
+        let hostile: Vec<NameEntry> = [&b"../../etc"[..], b"/etc", b"x/../../y", b"", b"a.deb"]
+            .iter()
+            .map(|n| entry(n, 0))
+            .collect();
+        peer.on("READDIR /m/pool")
+            .nth(1)
+            .answer(Response::Name(hostile));
+        let mut pair = Pair::new(peer);
+        let ops = [Op::List {
+            path: RemotePath::new("/m/pool").unwrap(),
+        }];
+        let results = pair.run(&ops);
+        let Ok(Outcome::Listing(entries)) = &results[0] else {
+            panic!("{:?}", results[0])
+        };
+        let names: Vec<&[u8]> = entries.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, [b"a.deb"]);
     }
 }

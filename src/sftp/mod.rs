@@ -3,5 +3,6 @@
 //! the bytes is the transport's.
 
 mod outbox;
+pub mod printable;
 pub mod session;
 pub mod wire;

@@ -6,13 +6,15 @@
 //! [`Session::handle_input`], and takes replies from [`Session::poll_reply`], each with the tag
 //! it was sent with. It holds bytes and names: no file descriptors (a WRITE's file data is
 //! queued as a range of a [`SourceId`], which the transport finds at whoever opened the
-//! file), no clock, no decisions about what to send.
+//! file), no clock, no decisions about what to send. A STATUS message, text that the engine
+//! only ever shows, is handed on made printable ([`printable`](super::printable)).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use super::outbox::Outbox;
 pub use super::outbox::{FileFault, Next, SourceId};
+use super::printable::printable;
 use super::wire::{
     self, ExtendedRequest, Frame, Packet, Request, Response, SFTP_VERSION, SymlinkOrder, WireError,
     ext,
@@ -82,9 +84,14 @@ pub enum SessionError {
     Wire(WireError),
     /// A reply to an id we have no request for.
     UnknownId(u32),
+    /// A second reply to a request answered already.
+    DuplicateReply(u32),
     /// The first packet was not VERSION, or VERSION came again.
     UnexpectedPacket(&'static str),
     UnsupportedVersion(u32),
+    /// What came before VERSION is no SFTP packet but starts like text (these bytes): what
+    /// a login script that prints something does to the subsystem's output.
+    NotSftp([u8; 4]),
 }
 
 impl fmt::Display for SessionError {
@@ -92,12 +99,31 @@ impl fmt::Display for SessionError {
         match self {
             SessionError::Wire(e) => write!(f, "malformed packet from server: {e}"),
             SessionError::UnknownId(id) => {
-                write!(f, "server replied to request id {id}, which was never sent")
+                write!(
+                    f,
+                    "the server replied to request id {id}, which was never sent"
+                )
             }
-            SessionError::UnexpectedPacket(what) => write!(f, "server sent {what}"),
+            SessionError::DuplicateReply(id) => {
+                write!(f, "the server replied a second time to request id {id}")
+            }
+            SessionError::UnexpectedPacket(what) => write!(f, "the server sent {what}"),
             SessionError::UnsupportedVersion(v) => {
-                write!(f, "server speaks SFTP version {v}; version 3 is required")
+                write!(
+                    f,
+                    "the server speaks SFTP version {v}; version 3 is required"
+                )
             }
+            SessionError::NotSftp(start) => write!(
+                f,
+                "malformed packet from server: packet length {} exceeds the limit of {}: \
+                 the server's output starts with \"{}\", not with SFTP's VERSION, so something \
+                 on the server prints text (a login script such as .bashrc must print nothing \
+                 for a session without a terminal)",
+                u32::from_be_bytes(*start),
+                wire::MAX_PACKET_LEN,
+                printable(start, 16)
+            ),
         }
     }
 }
@@ -118,7 +144,13 @@ pub struct Session<T> {
     out: Outbox,
     input: Vec<u8>,
     replies: VecDeque<(T, Response)>,
+    /// Whole packets received so far.
+    received: u64,
 }
+
+/// The most of a STATUS message kept (OpenSSH's are a few words): a server's message is
+/// shown to the operator, and one of 256 KiB would bury the line it is part of.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
 
 impl<T> Default for Session<T> {
     fn default() -> Self {
@@ -144,6 +176,7 @@ impl<T> Session<T> {
             out,
             input: Vec::new(),
             replies: VecDeque::new(),
+            received: 0,
         }
     }
 
@@ -303,7 +336,15 @@ impl<T> Session<T> {
         self.in_flight.values()
     }
 
-    /// Feeds bytes read from the server; complete packets become replies.
+    /// Whole packets received so far: what tells a reply coming from bytes trickling in
+    /// that never make one.
+    pub fn packets_received(&self) -> u64 {
+        self.received
+    }
+
+    /// Feeds bytes read from the server; complete packets become replies. What is kept of
+    /// an incomplete packet is at most [`wire::MAX_PACKET_LEN`] and a length field: a
+    /// longer length is refused as soon as its four bytes are in.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         self.input.extend_from_slice(bytes);
         let mut used = 0;
@@ -313,6 +354,7 @@ impl<T> Session<T> {
                 Ok(Frame::Complete { body, consumed }) => {
                     let packet = Packet::decode_from_server(body);
                     used += consumed;
+                    self.received += 1;
                     if let Err(e) = packet
                         .map_err(SessionError::from)
                         .and_then(|p| self.accept(p))
@@ -320,11 +362,29 @@ impl<T> Session<T> {
                         break Err(e);
                     }
                 }
-                Err(e) => break Err(e.into()),
+                Err(e) => break Err(self.framing_error(e, used)),
             }
         };
         self.input.drain(..used);
         result
+    }
+
+    /// A length field refused at `at` in the input: before VERSION, four bytes of text
+    /// are most likely not SFTP at all.
+    fn framing_error(&self, e: WireError, at: usize) -> SessionError {
+        let start: Option<[u8; 4]> = self.input.get(at..at + 4).and_then(|b| b.try_into().ok());
+        match start {
+            Some(start)
+                if self.info.is_none()
+                    && matches!(e, WireError::TooLong { .. })
+                    && start
+                        .iter()
+                        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+            {
+                SessionError::NotSftp(start)
+            }
+            _ => e.into(),
+        }
     }
 
     fn accept(&mut self, packet: Packet) -> Result<(), SessionError> {
@@ -349,12 +409,17 @@ impl<T> Session<T> {
                 if self.info.is_none() {
                     return Err(SessionError::UnexpectedPacket("a reply before VERSION"));
                 }
-                let tag = self
-                    .in_flight
-                    .remove(&id)
-                    .ok_or(SessionError::UnknownId(id))?;
+                let Some(tag) = self.in_flight.remove(&id) else {
+                    // Ids go up from 0 (after 2^32 requests an unknown id would be called a
+                    // duplicate: the message is all that differs).
+                    return Err(if id < self.next_id {
+                        SessionError::DuplicateReply(id)
+                    } else {
+                        SessionError::UnknownId(id)
+                    });
+                };
                 log::debug!("<- {id} {}", response.summary());
-                self.replies.push_back((tag, response));
+                self.replies.push_back((tag, shown_status(response)));
                 Ok(())
             }
             Packet::Init { .. } | Packet::Request { .. } => {
@@ -371,6 +436,23 @@ impl<T> Session<T> {
     /// The next reply that has arrived, with the tag its request was sent with.
     pub fn poll_reply(&mut self) -> Option<(T, Response)> {
         self.replies.pop_front()
+    }
+}
+
+/// A STATUS with its message made fit to show (see [`printable`]): the engine puts it in
+/// what the operator reads, and compares it with nothing.
+fn shown_status(response: Response) -> Response {
+    match response {
+        Response::Status {
+            code,
+            message,
+            language,
+        } => Response::Status {
+            code,
+            message: printable(&message, MAX_STATUS_MESSAGE).into_bytes(),
+            language,
+        },
+        other => other,
     }
 }
 
@@ -581,6 +663,177 @@ mod tests {
             s.handle_input(b"\x10\x00\x00\x00"),
             Err(SessionError::Wire(WireError::TooLong { .. }))
         ));
+    }
+
+    fn status_with(id: u32, message: &[u8]) -> Packet {
+        Packet::Response {
+            id,
+            response: Response::Status {
+                code: StatusCode::Failure,
+                message: message.to_vec(),
+                language: b"en".to_vec(),
+            },
+        }
+    }
+
+    fn remove(s: &mut Session<u8>, tag: u8) -> u32 {
+        s.send(
+            Request::Remove {
+                path: vec![b'a' + tag],
+            },
+            tag,
+        )
+    }
+
+    #[test]
+    fn versions_out_of_turn_are_errors() {
+        for (packets, expected) in [
+            (
+                vec![version(), version()],
+                SessionError::UnexpectedPacket("a second VERSION"),
+            ),
+            (
+                vec![Packet::Version {
+                    version: 2,
+                    extensions: vec![],
+                }],
+                SessionError::UnsupportedVersion(2),
+            ),
+            (
+                vec![Packet::Version {
+                    version: u32::MAX,
+                    extensions: vec![],
+                }],
+                SessionError::UnsupportedVersion(u32::MAX),
+            ),
+        ] {
+            let mut s: Session<u8> = Session::new();
+            assert_eq!(s.handle_input(&server_bytes(&packets)), Err(expected));
+        }
+        // A client's packet from the server.
+        let mut s: Session<u8> = Session::new();
+        let init = Packet::Init {
+            version: 3,
+            extensions: vec![],
+        };
+        assert!(matches!(
+            s.handle_input(&server_bytes(&[init])),
+            Err(SessionError::Wire(WireError::UnexpectedType(1)))
+        ));
+    }
+
+    #[test]
+    fn a_second_reply_is_told_from_one_to_a_request_never_sent() {
+        let mut s: Session<u8> = Session::new();
+        let a = remove(&mut s, 0);
+        let b = remove(&mut s, 1);
+        s.handle_input(&server_bytes(&[version(), ok(a)])).unwrap();
+        assert_eq!(
+            s.handle_input(&server_bytes(&[ok(a)])),
+            Err(SessionError::DuplicateReply(a))
+        );
+        let mut s: Session<u8> = Session::new();
+        remove(&mut s, 0);
+        assert_eq!(
+            s.handle_input(&server_bytes(&[version(), ok(b + 1)])),
+            Err(SessionError::UnknownId(b + 1))
+        );
+        assert!(
+            SessionError::DuplicateReply(7)
+                .to_string()
+                .contains("a second time to request id 7")
+        );
+    }
+
+    #[test]
+    fn text_where_version_should_be_is_named_as_such() {
+        let mut s: Session<u8> = Session::new();
+        let e = s
+            .handle_input(b"Welcome to the mirror!\r\n\x00\x00\x00\x05\x02\x00\x00\x00\x03")
+            .unwrap_err();
+        assert_eq!(e, SessionError::NotSftp(*b"Welc"));
+        assert!(e.to_string().contains("\"Welc\""), "{e}");
+        assert!(e.to_string().contains(".bashrc"), "{e}");
+        // Control characters in it are not shown as they are.
+        let mut s: Session<u8> = Session::new();
+        let e = s.handle_input(b"\x1b[2J").unwrap_err();
+        assert!(
+            matches!(e, SessionError::Wire(WireError::TooLong { .. })),
+            "{e}"
+        );
+        let mut s: Session<u8> = Session::new();
+        let e = s.handle_input(b"\t\x1b[2J").unwrap_err();
+        assert!(
+            matches!(e, SessionError::Wire(WireError::TooLong { .. })),
+            "{e}"
+        );
+        let mut s: Session<u8> = Session::new();
+        let e = s.handle_input(b"\n\n\nx").unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        // After VERSION, a length too long is a malformed packet, whatever its bytes.
+        let mut s: Session<u8> = Session::new();
+        s.handle_input(&server_bytes(&[version()])).unwrap();
+        assert!(matches!(
+            s.handle_input(b"Welc"),
+            Err(SessionError::Wire(WireError::TooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_status_message_reaches_the_engine_printable_and_bounded() {
+        let mut s: Session<u8> = Session::new();
+        let a = remove(&mut s, 0);
+        let b = remove(&mut s, 1);
+        let mut evil = b"\x1b[2J\x1b]0;owned\x07red\rfake\nline \xff\xfe".to_vec();
+        evil.extend(vec![b'x'; 200_000]);
+        let packets = [
+            version(),
+            status_with(a, &evil),
+            status_with(b, b"No such file"),
+        ];
+        s.handle_input(&server_bytes(&packets)).unwrap();
+        let Some((0, Response::Status { message, .. })) = s.poll_reply() else {
+            panic!("the first STATUS")
+        };
+        let message = String::from_utf8(message).expect("valid UTF-8");
+        assert!(message.starts_with("\\x1b[2J\\x1b]0;owned\\x07red\\x0dfake\\x0aline \\xff\\xfe"));
+        assert!(message.len() < MAX_STATUS_MESSAGE + 64, "{}", message.len());
+        assert!(!message.chars().any(char::is_control), "{message}");
+        let Some((1, Response::Status { message, .. })) = s.poll_reply() else {
+            panic!("the second STATUS")
+        };
+        assert_eq!(message, b"No such file");
+    }
+
+    #[test]
+    fn only_whole_packets_count_as_received_and_a_partial_one_is_held_bounded() {
+        let mut s: Session<u8> = Session::new();
+        let a = remove(&mut s, 0);
+        let bytes = server_bytes(&[version(), ok(a)]);
+        let first = server_bytes(&[version()]).len();
+        for (k, b) in bytes.iter().enumerate() {
+            s.handle_input(std::slice::from_ref(b)).unwrap();
+            let expected = match k + 1 {
+                n if n == bytes.len() => 2,
+                n if n >= first => 1,
+                _ => 0,
+            };
+            assert_eq!(s.packets_received(), expected, "after byte {k}");
+        }
+        // The biggest packet allowed, all but its last byte in: held, nothing more.
+        let mut s: Session<u8> = Session::new();
+        s.handle_input(&server_bytes(&[version()])).unwrap();
+        let mut huge = wire::MAX_PACKET_LEN.to_be_bytes().to_vec();
+        huge.extend(vec![0x67; wire::MAX_PACKET_LEN as usize - 1]);
+        for chunk in huge.chunks(65536) {
+            s.handle_input(chunk).unwrap();
+        }
+        assert_eq!(s.packets_received(), 1);
+        assert!(s.input.len() <= wire::MAX_PACKET_LEN as usize + 4);
+        // A length over the limit is refused at once: nothing of what follows is kept.
+        let mut s: Session<u8> = Session::new();
+        s.handle_input(&server_bytes(&[version()])).unwrap();
+        assert!(s.handle_input(&[0xff, 0xff, 0xff, 0xf0, 0, 0, 0]).is_err());
     }
 
     #[test]

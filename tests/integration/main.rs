@@ -15,6 +15,7 @@ mod faults;
 mod fulldisk;
 mod held;
 mod hook;
+mod hostile_server;
 mod interop;
 mod landing;
 mod links;

@@ -527,3 +527,164 @@ fn attrs_know_file_types() {
     assert!(link.is_symlink());
     assert!(!Attrs::default().is_dir());
 }
+
+/// Decodes a server packet body given as bytes.
+fn from_server(body: &[u8]) -> Result<Packet, WireError> {
+    Packet::decode_from_server(body)
+}
+
+/// The response of a server packet body that must decode.
+fn response_of(body: &[u8]) -> Response {
+    match from_server(body) {
+        Ok(Packet::Response { response, .. }) => response,
+        other => panic!("{body:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn lengths_at_the_limit_wait_for_their_bytes_and_over_it_are_refused() {
+    let at = MAX_PACKET_LEN.to_be_bytes();
+    assert_eq!(frame(&at), Ok(Frame::Partial));
+    let over = (MAX_PACKET_LEN + 1).to_be_bytes();
+    assert!(matches!(frame(&over), Err(WireError::TooLong { .. })));
+    // Refused on the length alone: the rest of a "4 GiB" packet is never looked for.
+    let mut huge = b"\xff\xff\xff\xff".to_vec();
+    huge.extend(vec![0; 1 << 20]);
+    assert!(matches!(frame(&huge), Err(WireError::TooLong { .. })));
+}
+
+#[test]
+fn a_version_whose_extensions_lie_about_their_lengths_is_refused() {
+    // An extension name that claims 4 GiB.
+    assert_eq!(
+        from_server(b"\x02\x00\x00\x00\x03\xff\xff\xff\xff"),
+        Err(WireError::Truncated("extension name"))
+    );
+    // A name without its data.
+    assert_eq!(
+        from_server(b"\x02\x00\x00\x00\x03\x00\x00\x00\x01a"),
+        Err(WireError::Truncated("extension data"))
+    );
+    // Data that claims more than is there.
+    assert_eq!(
+        from_server(b"\x02\x00\x00\x00\x03\x00\x00\x00\x01a\x00\x01\x00\x00xyz"),
+        Err(WireError::Truncated("extension data"))
+    );
+    // Three bytes left: not even a length.
+    assert_eq!(
+        from_server(b"\x02\x00\x00\x00\x03\x00\x00\x00"),
+        Err(WireError::Truncated("extension name"))
+    );
+    // Many empty pairs (8 bytes each) are as many as fit in one packet, no more.
+    let mut many = b"\x02\x00\x00\x00\x03".to_vec();
+    many.extend(vec![0; (MAX_PACKET_LEN as usize - many.len()) / 8 * 8]);
+    let Ok(Packet::Version { extensions, .. }) = from_server(&many) else {
+        panic!("empty pairs are pairs")
+    };
+    assert_eq!(extensions.len(), (MAX_PACKET_LEN as usize - 5) / 8);
+    // Names seen twice are kept as sent; the session reads the first.
+    let twice =
+        b"\x02\x00\x00\x00\x03\x00\x00\x00\x01a\x00\x00\x00\x011\x00\x00\x00\x01a\x00\x00\x00\x012";
+    let Ok(Packet::Version { extensions, .. }) = from_server(twice) else {
+        panic!("two pairs")
+    };
+    assert_eq!(extensions.len(), 2);
+}
+
+#[test]
+fn names_with_no_entry_or_fewer_than_counted() {
+    assert_eq!(
+        response_of(b"\x68\x00\x00\x00\x01\x00\x00\x00\x00"),
+        Response::Name(vec![])
+    );
+    // Two counted, one there (12 bytes for the second would fit the count check only).
+    let mut one = b"\x68\x00\x00\x00\x01\x00\x00\x00\x02".to_vec();
+    one.extend(b"\x00\x00\x00\x01a\x00\x00\x00\x01a\x00\x00\x00\x00");
+    one.extend(b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    assert!(matches!(from_server(&one), Err(WireError::Truncated(_))));
+    // Names that are no file names decode as sent: the listing judges them.
+    let mut odd = b"\x68\x00\x00\x00\x01\x00\x00\x00\x02".to_vec();
+    for name in [&b"../x"[..], b"a\0b"] {
+        odd.extend((name.len() as u32).to_be_bytes());
+        odd.extend(name);
+        odd.extend(b"\x00\x00\x00\x00\x00\x00\x00\x00");
+    }
+    let Response::Name(entries) = response_of(&odd) else {
+        panic!("a NAME")
+    };
+    assert_eq!(entries[0].filename, b"../x");
+    assert_eq!(entries[1].filename, b"a\0b");
+}
+
+#[test]
+fn attributes_with_odd_flags_and_extended_pairs() {
+    // EXTENDED set with no pair.
+    let none = response_of(b"\x69\x00\x00\x00\x01\x80\x00\x00\x00\x00\x00\x00\x00");
+    assert_eq!(none, Response::Attrs(Attrs::default()));
+    // One pair whose data claims 4 GiB.
+    assert_eq!(
+        from_server(b"\x69\x00\x00\x00\x01\x80\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01n\xff\xff\xff\xff"),
+        Err(WireError::Truncated("extended attribute data"))
+    );
+    // Flags of later versions carry no field in version 3: ignored where nothing follows,
+    // a typed error where a field of theirs does.
+    let later = response_of(b"\x69\x00\x00\x00\x01\x7f\xff\xff\xf0");
+    assert_eq!(later, Response::Attrs(Attrs::default()));
+    assert!(matches!(
+        from_server(b"\x69\x00\x00\x00\x01\x00\x00\x00\x10\x00\x00\x00\x07"),
+        Err(WireError::TrailingBytes { .. })
+    ));
+    // Every field at its extreme.
+    let mut max = b"\x69\x00\x00\x00\x01\x00\x00\x00\x0f".to_vec();
+    max.extend([0xff; 8 + 4 + 4 + 4 + 4 + 4]);
+    let Response::Attrs(a) = response_of(&max) else {
+        panic!("ATTRS")
+    };
+    assert_eq!(a.size, Some(u64::MAX));
+    assert_eq!(a.times, Some((u32::MAX, u32::MAX)));
+}
+
+#[test]
+fn data_handles_and_statuses_as_the_server_sends_them() {
+    assert_eq!(
+        from_server(b"\x67\x00\x00\x00\x01\x00\x00\x10\x00abc"),
+        Err(WireError::Truncated("data"))
+    );
+    assert_eq!(
+        response_of(b"\x66\x00\x00\x00\x01\x00\x00\x00\x00"),
+        Response::Handle(vec![])
+    );
+    // A message that is not UTF-8 and holds escapes decodes as sent: the session makes it
+    // printable before anyone shows it.
+    let Response::Status { message, .. } = response_of(
+        b"\x65\x00\x00\x00\x01\x00\x00\x00\x04\x00\x00\x00\x03\x1b\xff\n\x00\x00\x00\x00",
+    ) else {
+        panic!("STATUS")
+    };
+    assert_eq!(message, b"\x1b\xff\n");
+    // A message that claims more than there is.
+    assert_eq!(
+        from_server(b"\x65\x00\x00\x00\x01\x00\x00\x00\x04\x7f\xff\xff\xffab"),
+        Err(WireError::Truncated("status message"))
+    );
+}
+
+#[test]
+fn limits_of_zero_or_the_largest_values_decode_and_an_empty_reply_does_not() {
+    for v in [0, u64::MAX] {
+        let bytes: Vec<u8> = [v; 4].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let l = Limits::decode(&bytes).unwrap();
+        assert_eq!(
+            (l.max_packet_len, l.max_write_len, l.max_open_handles),
+            (v, v, v)
+        );
+    }
+    assert_eq!(
+        Limits::decode(b""),
+        Err(WireError::Truncated("max-packet-length"))
+    );
+    assert_eq!(
+        Statvfs::decode(&[0; 88]).map(|s| s.available_bytes()),
+        Ok(0)
+    );
+}
