@@ -53,9 +53,14 @@ pub(crate) struct Limits {
     pub in_order: bool,
     pub posix_rename: bool,
     pub fsync: bool,
-    /// FSETSTAT of the modification time is sent (until the server refuses it).
+    /// The modification time is set (until the server refuses it).
     pub set_times: bool,
+    /// By path (SETSTAT of the temporary name) rather than by handle (FSETSTAT): the
+    /// server would not take an FSETSTAT.
+    pub times_by_path: bool,
     pub symlink_order: crate::sftp::wire::SymlinkOrder,
+    /// Whether `symlink_order` is known to be how the server reads SYMLINK.
+    pub symlinks: super::symlinks::SymlinkTrust,
 }
 
 /// Counters over a run, for tests and the summary.
@@ -678,7 +683,9 @@ mod tests {
             posix_rename: true,
             fsync: true,
             set_times: true,
+            times_by_path: false,
             symlink_order: crate::sftp::wire::SymlinkOrder::TargetFirst,
+            symlinks: crate::engine::symlinks::SymlinkTrust::Known,
         };
         let mut conn = Conn::new(Session::new(), limits);
         let base = RemotePath::new("/m").unwrap();

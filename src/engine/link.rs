@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::EngineConfig;
 use super::batch::{Batch, Conn, Limits};
 use super::op::{Req, Tag};
+use super::symlinks::SymlinkTrust;
 use super::tuning::{PROVISIONAL_OPEN_FILES, RoundTrip, WINDOW_MIN, open_files_for, window_for};
 use crate::sftp::session::{ServerInfo, Session};
 use crate::sftp::wire::{self, ExtendedRequest, Request, Response};
@@ -62,7 +63,9 @@ impl Link {
             posix_rename: false,
             fsync: false,
             set_times: true,
+            times_by_path: false,
             symlink_order: wire::SymlinkOrder::TargetFirst,
+            symlinks: SymlinkTrust::Unknown,
         };
         let mut conn = Conn::new(Session::new(), limits);
         conn.dirs.base = config.targetdir.clone();
@@ -123,6 +126,7 @@ impl Link {
         limits.posix_rename = config.posix_rename && info.has_posix_rename();
         limits.fsync = info.has_fsync();
         limits.symlink_order = info.symlink_order();
+        limits.symlinks = symlinks_known(info);
         limits.in_order = config.in_order && info.is_openssh();
         limits.max_open_files = limits
             .max_open_files
@@ -238,5 +242,15 @@ impl Link {
             }
             Err(e) => log::warn!("ignoring an unreadable limits@openssh.com reply: {e}"),
         }
+    }
+}
+
+/// What a server's kind says of how it reads SYMLINK: OpenSSH's own order, or Green End's
+/// (which says it follows the draft); any other is probed ([`super::symlinks`]).
+pub(super) fn symlinks_known(info: &ServerInfo) -> SymlinkTrust {
+    if info.is_openssh() || info.symlink_order() == wire::SymlinkOrder::LinkFirst {
+        SymlinkTrust::Known
+    } else {
+        SymlinkTrust::Unknown
     }
 }

@@ -35,6 +35,7 @@ mod parts;
 mod peer;
 mod reading;
 mod spread;
+mod symlinks;
 mod together;
 mod tuning;
 

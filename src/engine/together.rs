@@ -344,6 +344,13 @@ pub(super) fn run_jobs(
         ops.len(),
         "one list of operations per engine"
     );
+    // Before a symlink goes to a server that has not said how it reads SYMLINK: sent the
+    // wrong way round, it would land outside the target.
+    for (engine, ops) in engines.iter_mut().zip(ops) {
+        if engine.symlinks_unknown() && ops.iter().any(|op| matches!(op, Op::Symlink { .. })) {
+            engine.learn_symlinks();
+        }
+    }
     let mut modes = Vec::with_capacity(engines.len());
     let mut splits = Vec::with_capacity(engines.len());
     for (engine, ops) in engines.iter_mut().zip(ops) {

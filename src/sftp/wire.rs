@@ -1173,13 +1173,22 @@ fn decode_response(t: u8, r: &mut Reader<'_>) -> Result<Response, WireError> {
         }
         kind::DATA => Response::Data(r.string("data")?),
         kind::NAME => {
-            let n = r.count(4 + 4 + 4, "name count")?;
+            let n = r.count(4 + 4, "name count")?;
             let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
+                let filename = r.string("filename")?;
+                let longname = r.string("longname")?;
+                // pysftpserver ends its READLINK reply after the long name: attributes
+                // that are not there at the packet's end are read as none.
+                let attrs = if r.remaining() == 0 {
+                    Attrs::default()
+                } else {
+                    r.attrs()?
+                };
                 entries.push(NameEntry {
-                    filename: r.string("filename")?,
-                    longname: r.string("longname")?,
-                    attrs: r.attrs()?,
+                    filename,
+                    longname,
+                    attrs,
                 });
             }
             Response::Name(entries)

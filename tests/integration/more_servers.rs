@@ -1138,9 +1138,8 @@ fn bug_twisted_times_are_never_set() {
 }
 
 #[test]
-#[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
-fn bug_twisted_symlink_lands_in_the_target_or_nowhere() {
-    let test = "bug_twisted_symlink_lands_in_the_target_or_nowhere";
+fn twisted_symlink_lands_in_the_target_or_nowhere() {
+    let test = "twisted_symlink_lands_in_the_target_or_nowhere";
     a_symlink_lands_in_the_target_or_nowhere(Kind::Twisted, test);
 }
 
@@ -1240,9 +1239,8 @@ fn hostile_cases_on_mysecureshell() {
 }
 
 #[test]
-#[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
-fn bug_mysecureshell_symlink_lands_in_the_target_or_nowhere() {
-    let test = "bug_mysecureshell_symlink_lands_in_the_target_or_nowhere";
+fn mysecureshell_symlink_lands_in_the_target_or_nowhere() {
+    let test = "mysecureshell_symlink_lands_in_the_target_or_nowhere";
     a_symlink_lands_in_the_target_or_nowhere(Kind::MySecureShell, test);
 }
 
@@ -1276,15 +1274,13 @@ fn bug_erlang_fsetstat_and_opendir_failures() {
 }
 
 #[test]
-#[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
-fn bug_erlang_symlink_lands_in_the_target_or_nowhere() {
-    let test = "bug_erlang_symlink_lands_in_the_target_or_nowhere";
+fn erlang_symlink_lands_in_the_target_or_nowhere() {
+    let test = "erlang_symlink_lands_in_the_target_or_nowhere";
     a_symlink_lands_in_the_target_or_nowhere(Kind::Erlang, test);
 }
 
 /// As on Twisted: the suite link is made as `SERVED/bookworm`, outside the target.
 #[test]
-#[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
 fn pysftpserver_mirror_verify_and_hook() {
     round_trip(Kind::Pysftpserver, "pysftpserver_mirror_verify_and_hook");
 }
@@ -1297,7 +1293,6 @@ fn pysftpserver_mirror_verify_and_hook_with_copies() {
 
 /// The hook run's READLINKs of the planted links end the session: see [`PYSFTPSERVER_BUGS`].
 #[test]
-#[ignore = "bug: a READLINK reply without attributes ends the session as malformed (run again cannot finish)"]
 fn pysftpserver_planted_links_are_replaced() {
     let test = "pysftpserver_planted_links_are_replaced";
     planted_links_are_replaced(Kind::Pysftpserver, test);
@@ -1310,16 +1305,14 @@ fn hostile_cases_on_pysftpserver() {
 }
 
 #[test]
-#[ignore = "bug: a READLINK reply without attributes ends the session as malformed (run again cannot finish)"]
-fn bug_pysftpserver_readlink_reply_ends_the_session() {
-    let test = "bug_pysftpserver_readlink_reply_ends_the_session";
+fn pysftpserver_readlink_reply_ends_the_session() {
+    let test = "pysftpserver_readlink_reply_ends_the_session";
     hostile_cases(Kind::Pysftpserver, test, &PYSFTPSERVER_BUGS);
 }
 
 #[test]
-#[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
-fn bug_pysftpserver_symlink_lands_in_the_target_or_nowhere() {
-    let test = "bug_pysftpserver_symlink_lands_in_the_target_or_nowhere";
+fn pysftpserver_symlink_lands_in_the_target_or_nowhere() {
+    let test = "pysftpserver_symlink_lands_in_the_target_or_nowhere";
     a_symlink_lands_in_the_target_or_nowhere(Kind::Pysftpserver, test);
 }
 

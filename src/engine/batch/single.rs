@@ -10,6 +10,7 @@ use super::{Batch, Conn, Refusal, State, in_dir, refused};
 use crate::engine::confine::Verdict;
 use crate::engine::dirs::{Ensure, Waiter, reply_name, status_cause};
 use crate::engine::op::{Cause, Entry, Op, Outcome, Req, Tag};
+use crate::engine::symlinks::SymlinkTrust;
 use crate::remote_path::RemotePath;
 use crate::sftp::wire::{ExtendedRequest, Request, Response, StatusCode, Statvfs};
 
@@ -117,7 +118,21 @@ impl<'a> Batch<'a> {
                 );
             }
             Op::Rename { .. } => self.send_rename_op(i, conn),
-            Op::Symlink { link, .. } => self.clear_then(i, link.as_bytes(), conn),
+            Op::Symlink { link, .. } => match &conn.limits.symlinks {
+                SymlinkTrust::Known | SymlinkTrust::Probing => {
+                    self.clear_then(i, link.as_bytes(), conn)
+                }
+                // Never sent the other way round: the link would land outside.
+                SymlinkTrust::Unknown => self.fail(
+                    i,
+                    links_unusable("it was not asked how it reads SYMLINK"),
+                    conn,
+                ),
+                SymlinkTrust::Unusable(why) => {
+                    let cause = links_unusable(why);
+                    self.fail(i, cause, conn)
+                }
+            },
             // link(2) makes `to` and never follows a symlink there (it fails on any name
             // taken, which is cleared: a REMOVE removes a symlink, not what it leads to).
             // Not every server that answers OK made the link (rclone's does nothing): an
@@ -463,5 +478,15 @@ fn looked_at(op: &Op, req: Req, response: Response) -> Result<Outcome, Cause> {
             request: req,
             reply: reply_name(&other),
         }),
+    }
+}
+
+/// Why a symlink is not made on a server that does not make them as asked: as if it had
+/// refused it (`symlinks auto` copies instead).
+fn links_unusable(why: &str) -> Cause {
+    Cause::Status {
+        request: Req::Symlink,
+        code: crate::engine::Status::Unsupported,
+        message: format!("not sent: the server does not make links as asked ({why})"),
     }
 }

@@ -42,6 +42,10 @@ pub(super) enum Stage {
     /// REMOVE is in flight, the OPEN follows.
     Clearing,
     Writing,
+    /// Every WRITE is sent, on a server not trusted to act in order: the FSTAT, FSETSTAT,
+    /// fsync and CLOSE wait for their replies (Go's pkg/sftp carries WRITEs out on several
+    /// workers and answers an FSTAT sent behind them with the size before they land).
+    Draining,
     /// FSTAT, fsync and CLOSE are sent; collecting their replies.
     Closing,
     /// The FSTAT had no size: a STAT of the closed file is in flight.
@@ -80,6 +84,8 @@ pub(super) struct Upload {
     target: RemotePath,
     /// The stale file found at `target` was removed once already.
     cleared: bool,
+    /// The exclusive OPEN found `target` taken (the REMOVE that clears it must succeed).
+    taken: bool,
     /// The destination was removed once already (a rename without posix-rename).
     destination_cleared: bool,
     /// A FSTAT or STAT reply was checked against the size sent.
@@ -180,6 +186,7 @@ impl<'a> Batch<'a> {
                 remote.clone()
             },
             cleared: false,
+            taken: false,
             destination_cleared: false,
             size_checked: false,
             destination_is_link: false,
@@ -401,15 +408,23 @@ impl<'a> Batch<'a> {
             }
             if u.next_offset >= u.size || u.error.is_some() {
                 self.writers.remove(&i);
-                let (fsync, mtime) = match self.ops[i] {
-                    Op::Upload { fsync, mtime, .. } => (*fsync, *mtime),
-                    _ => (false, None),
-                };
-                let destination = self.ops[i].path();
-                Self::send_close(u, i, destination, fsync && conn.limits.fsync, mtime, conn);
+                if conn.limits.in_order || u.outstanding == 0 {
+                    Self::close_flight(u, i, self.ops[i], conn);
+                } else {
+                    u.stage = Stage::Draining;
+                }
             }
         }
         self.pump_reads(conn);
+    }
+
+    /// [`Batch::send_close`] of upload `i` (`op`), with what it asks for after its data.
+    fn close_flight(u: &mut Upload, i: usize, op: &Op, conn: &mut Conn) {
+        let (fsync, mtime) = match op {
+            Op::Upload { fsync, mtime, .. } => (*fsync, *mtime),
+            _ => (false, None),
+        };
+        Self::send_close(u, i, op.path(), fsync && conn.limits.fsync, mtime, conn);
     }
 
     /// After the last WRITE (or an error): FSTAT to confirm the size, FSETSTAT for the
@@ -434,17 +449,18 @@ impl<'a> Batch<'a> {
             );
             u.outstanding += 1;
             if let Some(t) = mtime.filter(|_| conn.limits.set_times) {
-                conn.session.send(
-                    Request::Fsetstat {
-                        handle: u.handle.clone(),
-                        attrs: Attrs {
-                            times: Some((t, t)),
-                            ..Attrs::default()
+                if conn.limits.times_by_path {
+                    send_setstat(u, i, t, conn);
+                } else {
+                    conn.session.send(
+                        Request::Fsetstat {
+                            handle: u.handle.clone(),
+                            attrs: times(t),
                         },
-                    },
-                    Tag::op(i, Req::Fsetstat),
-                );
-                u.outstanding += 1;
+                        Tag::op(i, Req::Fsetstat),
+                    );
+                    u.outstanding += 1;
+                }
             }
             if fsync {
                 conn.session.send_extended(
@@ -531,6 +547,13 @@ impl<'a> Batch<'a> {
                 }
                 StatusCode::Ok | StatusCode::NoSuchFile => self.fail(i, Cause::Interrupted, conn),
                 _ if u.aside.is_some() => self.unaside(i),
+                // The REMOVE sent ahead of an OPEN, in case a stale file is there, refused
+                // (MySecureShell's `DisableRemoveFile`, an upload-only account): the
+                // exclusive OPEN tells whether anything is.
+                code if refused(code) && !u.taken && !self.interrupted => {
+                    u.stage = Stage::Reopen;
+                    self.reopen.push_back(i);
+                }
                 code => self.fail(i, status_cause(req, code, &message), conn),
             },
             (Stage::Confirming, Req::Stat, response) => {
@@ -601,6 +624,7 @@ impl<'a> Batch<'a> {
         let exists = matches!(code, StatusCode::Failure | StatusCode::Other(11));
         if exists && u.whole && !u.cleared && !self.interrupted {
             u.cleared = true;
+            u.taken = true;
             u.stage = Stage::Clearing;
             u.remove_target(i, conn);
             return;
@@ -653,10 +677,26 @@ impl<'a> Batch<'a> {
             (Req::Fsync, Response::Status { code, .. }) if refused(code) => {
                 conn.refused(Refusal::Fsync);
             }
-            // Nor set times (`-P fsetstat`): the file is whole; `mirror` and `verify` will
-            // see it as changed (its time is not the local one). Said once.
-            (Req::Fsetstat, Response::Status { code, .. }) if refused(code) => {
-                conn.refused(Refusal::Times);
+            // Nor set times by handle (`-P fsetstat`, Twisted's, or Erlang's NO_SUCH_FILE): the
+            // file is whole. Times are set by path from now on (SETSTAT of the temporary
+            // name, this file's too); where that fails as well, not at all: `mirror` and
+            // `verify` will see the files as changed (said once).
+            (Req::Fsetstat, Response::Status { code, .. }) if code != StatusCode::Ok => {
+                conn.limits.times_by_path = true;
+                let mtime = match self.ops[i] {
+                    Op::Upload { mtime, .. } => *mtime,
+                    _ => None,
+                };
+                // On an in-order server the plain RENAME went behind the CLOSE: this one
+                // file keeps the server's time (a later `mirror` sends it again).
+                if let Some(t) = mtime.filter(|_| !conn.limits.in_order) {
+                    send_setstat(u, i, t, conn);
+                }
+            }
+            (Req::Setstat, Response::Status { code, .. }) => {
+                if code != StatusCode::Ok {
+                    conn.refused(Refusal::Times);
+                }
             }
             (Req::Write | Req::Fsync | Req::Fsetstat, Response::Status { code, message, .. }) => {
                 if code != StatusCode::Ok {
@@ -669,8 +709,15 @@ impl<'a> Batch<'a> {
                 }
             }
             (Req::Fstat, response) => {
-                // A server that leaves the size out is asked again once the file is closed.
-                if !matches!(&response, Response::Attrs(a) if a.size.is_none()) {
+                // A server that leaves the size out, or cannot FSTAT (Perl's
+                // Net::SFTP::SftpServer answers NO_SUCH_FILE to every one), is asked again
+                // by path once the file is closed.
+                let sizeless = match &response {
+                    Response::Attrs(a) => a.size.is_none(),
+                    Response::Status { code, .. } => *code != StatusCode::Ok,
+                    _ => false,
+                };
+                if !sizeless {
                     check_size(u, req, response);
                     u.size_checked = true;
                 }
@@ -704,6 +751,10 @@ impl<'a> Batch<'a> {
                     return false;
                 }
             }
+        }
+        if u.outstanding == 0 && matches!(u.stage, Stage::Draining) {
+            Self::close_flight(u, i, self.ops[i], conn);
+            return false;
         }
         u.outstanding == 0 && matches!(u.stage, Stage::Closing)
     }
@@ -942,4 +993,26 @@ fn fault_cause(op: &Op, fault: FileFault) -> Cause {
             FileFault::Unreadable(e) => e,
         },
     }
+}
+
+/// The access and modification times `t`, as attributes to set.
+fn times(t: u32) -> Attrs {
+    Attrs {
+        times: Some((t, t)),
+        ..Attrs::default()
+    }
+}
+
+/// SETSTAT of upload `i`'s temporary file with the times `t`: where the server will not
+/// set them by handle. Before the file is renamed into place, so its real name never
+/// shows the server's time.
+fn send_setstat(u: &mut Upload, i: usize, t: u32, conn: &mut Conn) {
+    conn.session.send(
+        Request::Setstat {
+            path: u.target.as_bytes().to_vec(),
+            attrs: times(t),
+        },
+        Tag::op(i, Req::Setstat),
+    );
+    u.outstanding += 1;
 }

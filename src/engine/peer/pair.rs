@@ -59,7 +59,10 @@ fn connect(peer: &mut Peer, k: usize) -> Conn {
         posix_rename: false,
         fsync: false,
         set_times: true,
+        times_by_path: false,
         symlink_order: SymlinkOrder::TargetFirst,
+        // The peer reads SYMLINK as OpenSSH does, whatever its flavour.
+        symlinks: crate::engine::symlinks::SymlinkTrust::Known,
     };
     let mut conn = Conn::new(Session::new(), limits);
     let version = peer.turn(k, &conn.take_output());

@@ -422,13 +422,18 @@ fn every_truncation_of_every_packet_is_an_error_not_a_panic() {
                 // EXTENDED_REPLY or STATUS cut at a field boundary); none may panic, and a
                 // decoded prefix must not claim to be the whole packet.
                 // (A STATUS may lack its trailing language tag, so an empty tag may go.)
-                let lenient = matches!(
-                    &p,
+                // Nor a NAME its last entry's empty attributes.
+                let lenient = match &p {
                     Packet::Response {
                         response: Response::Status { language, .. },
                         ..
-                    } if language.is_empty()
-                );
+                    } => language.is_empty(),
+                    Packet::Response {
+                        response: Response::Name(entries),
+                        ..
+                    } => entries.last().is_some_and(|e| e.attrs == Attrs::default()),
+                    _ => false,
+                };
                 if let Ok(q) = decoded
                     && !lenient
                 {
@@ -614,6 +619,18 @@ fn names_with_no_entry_or_fewer_than_counted() {
     };
     assert_eq!(entries[0].filename, b"../x");
     assert_eq!(entries[1].filename, b"a\0b");
+}
+
+/// pysftpserver's READLINK reply ends after the long name: no attributes at all.
+#[test]
+fn a_name_that_ends_after_its_long_name_has_no_attributes() {
+    let mut reply = b"\x68\x00\x00\x00\x07\x00\x00\x00\x01".to_vec();
+    reply.extend(b"\x00\x00\x00\x08bookworm\x00\x00\x00\x00");
+    let Response::Name(entries) = response_of(&reply) else {
+        panic!("a NAME")
+    };
+    assert_eq!(entries[0].filename, b"bookworm");
+    assert_eq!(entries[0].attrs, Attrs::default());
 }
 
 #[test]
