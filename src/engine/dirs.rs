@@ -12,6 +12,8 @@
 //! Pure: requests are queued on the session, replies handed in; no I/O, no clock. It never
 //! makes the target directory or anything above it (see [`DirTable::base`]).
 
+use std::collections::HashMap;
+
 use super::confine::{Confinement, Known, Verdict};
 use super::op::{Cause, Reply, Req, Status, Tag};
 use crate::remote_path::RemotePath;
@@ -21,7 +23,7 @@ use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
 mod names;
 mod staging;
 
-pub(crate) use names::{Name, Names};
+pub(crate) use names::{Chunked, Name, Names};
 use staging::{Staging, under_stand_in};
 
 /// Who waits for a directory.
@@ -62,9 +64,7 @@ struct Pending {
     made: bool,
 }
 
-// What is undecided is boxed: a run may make a directory per file, and once decided a
-// directory costs a few bytes.
-// 16 bytes a name, whether the table has a directory of that name or not.
+/// What is known of a directory, as it is put into and taken out of [`States`].
 #[derive(Debug)]
 enum State {
     /// The name is the confinement's only (or a directory above the base).
@@ -76,6 +76,89 @@ enum State {
         made: bool,
     },
     Failed(Box<Cause>),
+}
+
+/// [`State`], borrowed from [`States`].
+#[derive(Debug)]
+enum StateRef<'a> {
+    Absent,
+    Pending(&'a Pending),
+    Ready { made: bool },
+    Failed(&'a Cause),
+}
+
+/// What [`States`] holds of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Absent,
+    Pending,
+    Ready,
+    /// Ready, made by our MKDIR.
+    Made,
+    Failed,
+}
+
+/// The [`State`] of each name: a byte a name, and what the few directories on their way
+/// (and the rare ones that failed) carry beside it, by name. A run may make a directory per
+/// file: 16 bytes a name, grown by doubling, were megabytes of a large push's peak.
+#[derive(Debug, Default)]
+struct States {
+    marks: Chunked<Mark>,
+    pending: HashMap<Name, Box<Pending>>,
+    failed: HashMap<Name, Box<Cause>>,
+}
+
+impl States {
+    fn mark(&self, i: usize) -> Mark {
+        self.marks.get(i).copied().unwrap_or(Mark::Absent)
+    }
+
+    fn get(&self, i: usize) -> StateRef<'_> {
+        let name = i as Name;
+        match self.mark(i) {
+            Mark::Absent => StateRef::Absent,
+            Mark::Pending => StateRef::Pending(&self.pending[&name]),
+            Mark::Ready => StateRef::Ready { made: false },
+            Mark::Made => StateRef::Ready { made: true },
+            Mark::Failed => StateRef::Failed(&self.failed[&name]),
+        }
+    }
+
+    /// Directory `i`'s progress, while it is on its way.
+    fn pending_mut(&mut self, i: usize) -> Option<&mut Pending> {
+        self.pending.get_mut(&(i as Name)).map(|p| &mut **p)
+    }
+
+    /// Puts `state` for directory `i`; what it was is returned.
+    fn replace(&mut self, i: usize, state: State) -> State {
+        let name = i as Name;
+        self.marks.fill_to(i + 1, Mark::Absent);
+        let old = match self.marks[i] {
+            Mark::Absent => State::Absent,
+            Mark::Pending => State::Pending(self.pending.remove(&name).expect("marked")),
+            Mark::Ready => State::Ready { made: false },
+            Mark::Made => State::Ready { made: true },
+            Mark::Failed => State::Failed(self.failed.remove(&name).expect("marked")),
+        };
+        self.marks[i] = match state {
+            State::Absent => Mark::Absent,
+            State::Pending(p) => {
+                self.pending.insert(name, p);
+                Mark::Pending
+            }
+            State::Ready { made: false } => Mark::Ready,
+            State::Ready { made: true } => Mark::Made,
+            State::Failed(cause) => {
+                self.failed.insert(name, cause);
+                Mark::Failed
+            }
+        };
+        old
+    }
+
+    fn set(&mut self, i: usize, state: State) {
+        self.replace(i, state);
+    }
 }
 
 /// What [`DirTable::ensure`] found.
@@ -93,7 +176,7 @@ pub(crate) enum Ensure {
 pub(crate) struct DirTable {
     /// By name (in `confine.names`, which numbers the directories here too): what is
     /// known of it.
-    states: Vec<State>,
+    states: States,
     /// MKDIR requests sent, for statistics and tests.
     pub(crate) mkdirs_sent: u64,
     /// The server answers in order: a MKDIR may follow its parent's without waiting.
@@ -132,36 +215,36 @@ impl DirTable {
     /// The number of `path` here, if it has one.
     fn find(&self, path: &RemotePath) -> Option<usize> {
         let i = self.confine.names.find(path)? as usize;
-        match self.states.get(i) {
-            None | Some(State::Absent) => None,
-            Some(_) => Some(i),
+        match self.states.mark(i) {
+            Mark::Absent => None,
+            _ => Some(i),
         }
     }
 
     /// Whether this run's MKDIR made directory `i`.
     fn made(&self, i: usize) -> bool {
-        matches!(self.states[i], State::Ready { made: true })
+        self.states.mark(i) == Mark::Made
     }
 
     /// Directory `i`'s stage, while it is on its way.
     fn stage(&self, i: usize) -> Option<&Stage> {
-        match &self.states[i] {
-            State::Pending(p) => Some(&p.stage),
+        match self.states.get(i) {
+            StateRef::Pending(p) => Some(&p.stage),
             _ => None,
         }
     }
 
     /// Moves directory `i`, on its way, to `stage`, its waiters kept.
     fn set_stage(&mut self, i: usize, stage: Stage) {
-        match &mut self.states[i] {
-            State::Pending(p) => p.stage = stage,
-            state => *state = State::pending(stage),
+        match self.states.pending_mut(i) {
+            Some(p) => p.stage = stage,
+            None => self.states.set(i, State::pending(stage)),
         }
     }
 
     /// Adds `waiter` to directory `i`, which is on its way.
     fn wait_for(&mut self, i: usize, waiter: Waiter) {
-        if let State::Pending(p) = &mut self.states[i] {
+        if let Some(p) = self.states.pending_mut(i) {
             p.waiters.push(waiter);
         }
     }
@@ -197,11 +280,12 @@ impl DirTable {
         session: &mut Session<Tag>,
     ) -> Ensure {
         if let Some(i) = self.find(path) {
-            return match &mut self.states[i] {
-                State::Absent => unreachable!("found"),
-                State::Ready { .. } => Ensure::Ready,
-                State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
-                State::Pending(p) => {
+            return match self.states.get(i) {
+                StateRef::Absent => unreachable!("found"),
+                StateRef::Ready { .. } => Ensure::Ready,
+                StateRef::Failed(cause) => Ensure::Failed(cause.clone()),
+                StateRef::Pending(_) => {
+                    let p = self.states.pending_mut(i).expect("pending");
                     p.waiters.extend(waiter);
                     Ensure::Queued
                 }
@@ -211,12 +295,12 @@ impl DirTable {
             return Ensure::Failed(self.outside_base(path));
         }
         let i = self.confine.names.intern(path) as usize;
-        if self.states.len() <= i {
-            self.states.resize_with(i + 1, || State::Absent);
-        }
-        self.states[i] = State::pending(Stage::Creating {
-            mkdir_failure: None,
-        });
+        self.states.set(
+            i,
+            State::pending(Stage::Creating {
+                mkdir_failure: None,
+            }),
+        );
         if let Some(waiter) = waiter {
             self.wait_for(i, waiter);
         }
@@ -225,7 +309,7 @@ impl DirTable {
         // it may head a new tree.
         let for_child = waiter.is_none();
         if let Err(cause) = self.send_mkdir(i, session, for_child) {
-            self.states[i] = State::Failed(Box::new(cause.clone()));
+            self.states.set(i, State::Failed(Box::new(cause.clone())));
             return Ensure::Failed(cause);
         }
         Ensure::Queued
@@ -233,7 +317,7 @@ impl DirTable {
 
     /// Whether directory `i` is being made, or was made, by this run.
     fn is_new(&self, i: usize) -> bool {
-        self.made(i) || matches!(self.states[i], State::Pending(_))
+        matches!(self.states.mark(i), Mark::Made | Mark::Pending)
     }
 
     /// Whether `path` surely does not exist: the table does not know it, and the nearest
@@ -276,7 +360,7 @@ impl DirTable {
     /// or waits for its parent. Nothing goes into it until it is decided.
     pub(crate) fn on_its_way(&self, dir: &RemotePath) -> bool {
         self.find(dir)
-            .is_some_and(|i| matches!(self.states[i], State::Pending(_)))
+            .is_some_and(|i| self.states.mark(i) == Mark::Pending)
     }
 
     /// Whether this run's MKDIR made `dir`.
@@ -318,8 +402,8 @@ impl DirTable {
     /// Why `path` could not be made, if it could not.
     pub(crate) fn failure(&self, path: &RemotePath) -> Option<Cause> {
         let i = self.find(path)?;
-        match &self.states[i] {
-            State::Failed(cause) => Some(Cause::clone(cause)),
+        match self.states.get(i) {
+            StateRef::Failed(cause) => Some(cause.clone()),
             _ => None,
         }
     }
@@ -341,8 +425,8 @@ impl DirTable {
             return Ok(());
         };
         if let Some(p) = self.find(&parent) {
-            match &self.states[p] {
-                State::Ready { made: true } => {
+            match self.states.get(p) {
+                StateRef::Ready { made: true } => {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
@@ -351,7 +435,7 @@ impl DirTable {
                 // real directory inside already. One that did not exist when looked at may
                 // be a symlink by the time its MKDIR comes (another client planted it; the
                 // MKDIR then fails), and a MKDIR sent behind it would be made through it.
-                State::Pending(pending)
+                StateRef::Pending(pending)
                     if matches!(pending.stage, Stage::Creating { .. })
                         && self.confine.known(&parent) == Some(Known::Inside) =>
                 {
@@ -360,12 +444,12 @@ impl DirTable {
                 }
                 // Wait for its fate: made by this MKDIR, or found to be what it is; or made
                 // in its tree, if that is still to be sent.
-                State::Pending(_) => {
+                StateRef::Pending(_) => {
                     self.join_or_wait(i, p);
                     return Ok(());
                 }
-                State::Failed(cause) => return Err(Cause::clone(cause)),
-                State::Ready { made: false } | State::Absent => {}
+                StateRef::Failed(cause) => return Err(cause.clone()),
+                StateRef::Ready { made: false } | StateRef::Absent => {}
             }
         }
         // What is known of a parent this run has not met: below one found missing, it is
@@ -472,12 +556,12 @@ impl DirTable {
     /// Sends the STAT that tells whether directory `i`, whose MKDIR failed and whose name
     /// resolved where it should, is a directory.
     fn stat_after_failed_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
-        let mkdir_failure = match &mut self.states[i] {
-            State::Pending(p) => match std::mem::replace(&mut p.stage, Stage::WaitingParent) {
+        let mkdir_failure = match self.states.pending_mut(i) {
+            Some(p) => match std::mem::replace(&mut p.stage, Stage::WaitingParent) {
                 Stage::Rechecking { mkdir_failure } => Some(mkdir_failure),
                 _ => None,
             },
-            _ => None,
+            None => None,
         };
         self.set_stage(i, Stage::Creating { mkdir_failure });
         session.send(
@@ -698,7 +782,7 @@ impl DirTable {
                 Some(Stage::Staged {
                     built: Some(true), ..
                 }) => {
-                    if let State::Pending(p) = &mut self.states[m] {
+                    if let Some(p) = self.states.pending_mut(m) {
                         p.made = true;
                     }
                     self.settle(m, Ok(()), session, released);
@@ -767,7 +851,7 @@ impl DirTable {
                     ..
                 },
             ) => {
-                if let State::Pending(p) = &mut self.states[i] {
+                if let Some(p) = self.states.pending_mut(i) {
                     p.made = true;
                 }
                 self.settle(i, Ok(()), session, released)
@@ -795,12 +879,12 @@ impl DirTable {
                 }
             }
             (Req::Stat, response) => {
-                let mkdir_failure = match &mut self.states[i] {
-                    State::Pending(p) => match &mut p.stage {
+                let mkdir_failure = match self.states.pending_mut(i) {
+                    Some(p) => match &mut p.stage {
                         Stage::Creating { mkdir_failure } => mkdir_failure.take(),
                         _ => None,
                     },
-                    _ => None,
+                    None => None,
                 };
                 let failure = mkdir_failure.unwrap_or(Cause::UnexpectedReply {
                     request: Req::Mkdir,
@@ -849,8 +933,8 @@ impl DirTable {
 
     /// Whether directory `i`'s MKDIR, which found no parent, was not retried yet: it is now.
     fn first_retry(&mut self, i: usize) -> bool {
-        match &mut self.states[i] {
-            State::Pending(p) if !p.retried => {
+        match self.states.pending_mut(i) {
+            Some(p) if !p.retried => {
                 p.retried = true;
                 true
             }
@@ -868,12 +952,12 @@ impl DirTable {
         released: &mut Released,
     ) {
         let path = self.path(i);
-        let made = matches!(&self.states[i], State::Pending(p) if p.made);
+        let made = matches!(self.states.get(i), StateRef::Pending(p) if p.made);
         let decided = match &result {
             Ok(()) => State::Ready { made },
             Err(cause) => State::Failed(Box::new(cause.clone())),
         };
-        let waiters = match std::mem::replace(&mut self.states[i], decided) {
+        let waiters = match self.states.replace(i, decided) {
             State::Pending(p) => p.waiters,
             _ => Vec::new(),
         };

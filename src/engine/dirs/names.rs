@@ -25,6 +25,71 @@ const TOP: Name = Name::MAX;
 const CHUNK_BYTES: usize = 64 * 1024;
 const CHUNK_NODES: usize = 4096;
 
+/// A vector in chunks of [`CHUNK_NODES`] that never move: it grows by a chunk at a time,
+/// never to twice what it holds, nor with the old copy beside the new one while it grows.
+/// The per-directory tables of the directory table and the confinement are held so: a
+/// run may know a directory per file.
+#[derive(Debug)]
+pub(crate) struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn push(&mut self, value: T) {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK_NODES) {
+            self.chunks.push(Vec::with_capacity(CHUNK_NODES));
+        }
+        self.chunks.last_mut().expect("just made").push(value);
+        self.len += 1;
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / CHUNK_NODES)?.get(i % CHUNK_NODES)
+    }
+
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks
+            .get_mut(i / CHUNK_NODES)?
+            .get_mut(i % CHUNK_NODES)
+    }
+}
+
+impl<T: Clone> Chunked<T> {
+    /// Grows to `len` entries (if shorter), the new ones `value`.
+    pub(crate) fn fill_to(&mut self, len: usize, value: T) {
+        while self.len < len {
+            self.push(value.clone());
+        }
+    }
+}
+
+impl<T> std::ops::Index<usize> for Chunked<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        self.get(i).expect("an index within the table")
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Chunked<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        self.get_mut(i).expect("an index within the table")
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Node {
     parent: Name,
@@ -38,7 +103,7 @@ struct Node {
 /// The directories known, numbered in the order they were first named.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    nodes: Vec<Vec<Node>>,
+    nodes: Chunked<Node>,
     /// Every last component, one after the other, in chunks.
     bytes: Vec<Vec<u8>>,
     /// An open-addressed table of names by the hash of their full path ([`TOP`]: free),
@@ -110,10 +175,7 @@ impl Names {
         if (self.len + 1) * 4 > self.index.len() * 3 {
             self.grow_index();
         }
-        if self.nodes.last().is_none_or(|c| c.len() == CHUNK_NODES) {
-            self.nodes.push(Vec::with_capacity(CHUNK_NODES));
-        }
-        self.nodes.last_mut().expect("just made").push(node);
+        self.nodes.push(node);
         self.len += 1;
         // Looked up again: the parent's interning, or the growth, may have moved its slot.
         let slot = self.find_bytes(path, hash).expect_err("not there yet");
@@ -158,7 +220,7 @@ impl Names {
     }
 
     fn node(&self, n: Name) -> &Node {
-        &self.nodes[n as usize / CHUNK_NODES][n as usize % CHUNK_NODES]
+        &self.nodes[n as usize]
     }
 
     /// The parent of `n`, if it has one.
@@ -276,6 +338,6 @@ mod tests {
             assert_eq!(names.find(&rp(p)), Some(n));
             assert_eq!(names.path(n), rp(p));
         }
-        assert!(names.bytes.len() > 2 && names.nodes.len() > 2);
+        assert!(names.bytes.len() > 2 && names.nodes.chunks.len() > 2);
     }
 }
