@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::relpath::RelPath;
 use crate::repo::outlog::{DoneMessage, Line, Outlog};
@@ -30,19 +31,22 @@ pub mod tree;
 
 use order::{Finalise, Steps};
 
-/// What to do for one path. What the few dist jobs carry is boxed: a plan holds a job per
-/// file, most of them plain uploads, and an action of 16 bytes keeps 100 000 jobs in 4 MB.
-// A thin box (not `Box<str>`, 16 bytes): the action is 16 bytes, tag and pointer.
+/// What to do for one path. What the dist jobs carry is behind a pointer: a plan holds a
+/// job per file, most of them plain uploads, and an action of 16 bytes keeps 100 000 jobs
+/// in 4 MB. A dist file's source is shared (an [`Arc`]) by its upload and its rename: a
+/// log of many distributions may have 100 000 of them, each a long local path.
+// Thin pointers (not `Box<str>` or `Arc<Path>`, 16 bytes): the action is 16 bytes, tag and
+// pointer.
 #[allow(clippy::box_collection)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Upload the out dir's file of the same path (pool files).
     Upload,
     /// Upload `local` to `PATH.new` (dist files; renamed at finalisation).
-    UploadDotNew { local: Box<PathBuf> },
+    UploadDotNew { local: Arc<PathBuf> },
     /// Rename `PATH.new` to the path; `local` is its source, should `PATH.new` have gone
     /// missing since it was uploaded.
-    RenameDotNew { local: Box<PathBuf> },
+    RenameDotNew { local: Arc<PathBuf> },
     /// Make the path a symlink to `target`.
     Symlink { target: Box<String> },
     /// Remove the path: a file the repository no longer has (`POOLDELETE`, `DISTDELETE`),
@@ -259,7 +263,8 @@ impl<'a> Entry<'a> {
             Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
             Line::DistFile { dir, name, local } => {
                 let path = dir.join(name);
-                let local = local.clone();
+                // One copy, shared by the upload and the rename.
+                let local = Arc::new(PathBuf::clone(local));
                 let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
                     Action::RenameDotNew { local }
                 } else {

@@ -162,7 +162,7 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
     assert_eq!(
         d.steps[Finalise::Indexes][0].action,
         Action::RenameDotNew {
-            local: Box::new(PathBuf::from("/srv/dists/bookworm/Packages"))
+            local: std::sync::Arc::new(PathBuf::from("/srv/dists/bookworm/Packages"))
         }
     );
     assert_eq!(plan.remaining, vec![3]);
