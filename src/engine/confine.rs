@@ -300,6 +300,34 @@ impl Confinement {
         }
     }
 
+    /// Whether the entry of name `n` (if it has one) is to be kept: it is being asked
+    /// about, or was found outside (that is not asked again).
+    pub(crate) fn must_keep(&self, n: Name) -> bool {
+        match self.slots.get(n as usize) {
+            Some(&k) if k != ABSENT => {
+                matches!(
+                    self.dirs[k as usize].status,
+                    Status::Asking | Status::Outside
+                )
+            }
+            _ => false,
+        }
+    }
+
+    /// The name of entry `k`.
+    pub(crate) fn name_of(&self, k: usize) -> Name {
+        self.dirs[k].name
+    }
+
+    /// Lets go of what is known of name `n`, forgotten (see [`Names::forget`]): it is
+    /// asked about again should it be needed. Its entry stays, found no more, its number
+    /// never given again (a late reply for it is then taken for what it is).
+    pub(crate) fn forget(&mut self, n: Name) {
+        if let Some(slot) = self.slots.get_mut(n as usize) {
+            *slot = ABSENT;
+        }
+    }
+
     /// What is decided of entry `k`, if it is.
     fn decided(&self, k: usize) -> Option<Decided> {
         Some(match self.dirs[k].status {

@@ -159,7 +159,23 @@ impl States {
     fn set(&mut self, i: usize, state: State) {
         self.replace(i, state);
     }
+
+    /// Lets go of a decided directory: it is as if never met.
+    fn forget(&mut self, i: usize) {
+        if let Some(mark @ (Mark::Ready | Mark::Made)) = self.marks.get_mut(i) {
+            *mark = Mark::Absent;
+        }
+    }
 }
+
+/// The directories known (to the table and the confinement) beyond which the oldest are
+/// forgotten: a push may make a directory per file, 200 000 new ones, and each held to the
+/// end cost some 100 bytes (its name, its entries), megabytes of a large push's peak.
+const FORGET_AT: usize = 1 << 13;
+
+/// The most recently named directories, never forgotten: the next uploads' directories,
+/// and their neighbours, are among them (an outlog names a directory's files together).
+const KEEP_RECENT: usize = 1 << 11;
 
 /// What [`DirTable::ensure`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -618,8 +634,58 @@ impl DirTable {
     /// Sends the trees staged since the last call: each tree's MKDIRs under its stand-in
     /// name, parents first, then the RENAME that puts it in place. A tree of one directory
     /// is made by its MKDIR, as any other. Called once a turn's requests are queued, before
-    /// they are written.
+    /// they are written; then, when many directories are known, the oldest decided ones are
+    /// forgotten ([`DirTable::forget_old`]).
     pub(crate) fn flush(&mut self, session: &mut Session<Tag>) {
+        self.send_trees(session);
+        self.forget_old(session);
+    }
+
+    /// Forgets the oldest directories decided, once [`FORGET_AT`] are known: a directory
+    /// met again is then asked about again (its REALPATH and LSTAT), as one this run never
+    /// met, and found where it is. Forgetting only ever leaves less known: nothing is taken
+    /// for inside, or missing, that was not found so. Kept: the [`KEEP_RECENT`] named last,
+    /// what is on its way (its MKDIR, its confinement's questions, a tree) or failed, what
+    /// was found outside, anything a request in flight is about, and every directory above
+    /// one kept.
+    fn forget_old(&mut self, session: &Session<Tag>) {
+        let names = &self.confine.names;
+        if names.live() < FORGET_AT {
+            return;
+        }
+        let len = names.len();
+        let mut keep = vec![false; len];
+        let mut hold = |n: usize| {
+            let mut at = Some(n as Name);
+            while let Some(m) = at.filter(|&m| !keep[m as usize]) {
+                keep[m as usize] = true;
+                at = names.parent(m);
+            }
+        };
+        for n in 0..len {
+            let held = n + KEEP_RECENT >= len
+                || matches!(self.states.mark(n), Mark::Pending | Mark::Failed)
+                || self.confine.must_keep(n as Name);
+            if held && names.is_live(n as Name) {
+                hold(n);
+            }
+        }
+        for tag in session.in_flight_tags() {
+            match *tag {
+                Tag::Dir { dir, .. } => hold(dir),
+                Tag::Confine { dir, .. } => hold(self.confine.name_of(dir) as usize),
+                _ => {}
+            }
+        }
+        self.confine.names.forget(|n| keep[n as usize]);
+        for (n, _) in keep.iter().enumerate().filter(|(_, kept)| !**kept) {
+            self.states.forget(n);
+            self.confine.forget(n as Name);
+        }
+    }
+
+    /// Sends the trees staged since the last call (see [`DirTable::flush`]).
+    fn send_trees(&mut self, session: &mut Session<Tag>) {
         for tree in std::mem::take(&mut self.staging.unsent) {
             let (top, members) = {
                 let t = self.staging.tree(tree);
@@ -1099,6 +1165,52 @@ mod tests {
         assert!(cause.to_string().contains("outside the target"), "{cause}");
         assert!(sent(&mut session).is_empty(), "a MKDIR went out");
         assert_eq!(t.mkdirs_sent, 0);
+    }
+
+    #[test]
+    fn the_oldest_decided_directories_are_forgotten_and_made_again_if_met_again() {
+        let mut session = Session::new();
+        let mut t = unconfined();
+        let dir = |k: usize| path(&format!("d/{k}"));
+        // `d` is 0, `d/k` is k + 1.
+        let count = FORGET_AT + 10;
+        for k in 0..count {
+            assert_eq!(
+                t.ensure(&dir(k), Waiter::Op(k), &mut session),
+                Ensure::Queued
+            );
+            if k != 5 {
+                let released = t.on_reply(k + 1, Req::Mkdir, status(StatusCode::Ok), &mut session);
+                assert_eq!(released.len(), 1);
+            }
+        }
+        // (The replies above were handed in without the session: its requests all count
+        // as in flight, and what they are about is kept.)
+        let mut session = Session::new();
+        t.flush(&mut session);
+        let names = &t.confine.names;
+        assert!(names.live() <= KEEP_RECENT + 2, "{} left", names.live());
+        // What is on its way stays, and the directories above it; so do the recent ones.
+        assert!(t.on_its_way(&dir(5)));
+        assert!(t.made_here(&dir(count - 1)));
+        assert!(!t.made_here(&dir(6)));
+        let released = t.on_reply(6, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(released, vec![(Waiter::Op(5), Ok(()))]);
+        assert!(t.made_here(&dir(5)));
+        // One forgotten is made (here: found made) again, under a new number.
+        assert_eq!(
+            t.ensure(&dir(6), Waiter::Op(1), &mut session),
+            Ensure::Queued
+        );
+        assert_eq!(sent(&mut session).len(), 1);
+        let again = count + 1;
+        assert_eq!(t.path(again), dir(6));
+        let released = t.on_reply(again, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(released, vec![(Waiter::Op(1), Ok(()))]);
+        assert_eq!(
+            t.ensure(&dir(6), Waiter::Op(2), &mut session),
+            Ensure::Ready
+        );
     }
 
     #[test]
