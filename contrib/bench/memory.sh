@@ -6,7 +6,7 @@
 #
 #   contrib/bench/memory.sh            (after: cargo build --release)
 #
-# Layouts (BENCH_LAYOUTS, default "a b c d e"):
+# Layouts (BENCH_LAYOUTS, default "a b c d e f g"):
 #   a  4 files per package directory (N/4 new directories), as a pool of small packages;
 #   b  every file in a new directory of its own (N new directories);
 #   c  all N files in one directory;
@@ -14,7 +14,8 @@
 #   e  the worst of b and d: deep paths of about 200 characters, every file in a new
 #      directory of its own, two new levels each (2N new directories);
 #   f  no pool files: N index files (DISTFILE lines) of N/100 distributions, 100 each (by
-#      component and architecture), as a repository of many suites and snapshots.
+#      component and architecture), as a repository of many suites and snapshots;
+#   g  all N files in one directory, with long names (paths of about 200 characters).
 # Environment: BENCH_FILES (default 100000), BENCH_REPEAT (default 1: runs per layout,
 # interleaved; the line shows the median wall and the largest RSS, min-max of each with
 # more than one run), BENCH_MIRROR=1 also times `outsftphook mirror` of each tree into a
@@ -26,7 +27,7 @@ set -eu
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 HOOK=${HOOK:-$TOP/target/release/outsftphook}
 N=${BENCH_FILES:-100000}
-LAYOUTS=${BENCH_LAYOUTS:-a b c d e}
+LAYOUTS=${BENCH_LAYOUTS:-a b c d e f g}
 REPEAT=${BENCH_REPEAT:-1}
 SERVER=/usr/lib/openssh/sftp-server
 
@@ -74,6 +75,8 @@ def path(k):
         return (f"pool/main/p{k // 400:03d}/{'long-source-package-name-' * 2}{d:06d}/"
                 f"{'nested-directory-level-' * 2}{d:06d}/"
                 f"{'long-binary-package-name-' * 2}{k:06d}_1.0_amd64.deb")
+    if layout == "g":
+        return f"pool/main/f/flat/{'long-binary-package-name-' * 6}{k:06d}_1.0_amd64.deb"
     if layout == "e":
         return (f"pool/main/p{k // 1000:03d}/{'long-source-package-name-' * 2}{k:06d}/"
                 f"{'nested-directory-level-' * 2}{k:06d}/"
@@ -243,7 +246,7 @@ echo
 echo "$(nproc) CPUs, kernel $(uname -r); local $SERVER -e -d on tmpfs; $REPEAT run(s) per layout, interleaved"
 echo "wall: median (min-max); RSS: outsftphook's peak VmHWM in MiB, largest (min-max)"
 printf '%-28s %6s %8s %8s %18s %18s\n' layout binary files dirs "wall s" "RSS MiB"
-declare -A NAME=([a]="a 4 files per dir" [b]="b a new dir per file" [c]="c one dir" [d]="d deep ~200-char paths" [e]="e deep, a new dir per file" [f]="f 1000 dists of 100 files")
+declare -A NAME=([a]="a 4 files per dir" [b]="b a new dir per file" [c]="c one dir" [d]="d deep ~200-char paths" [e]="e deep, a new dir per file" [f]="f 1000 dists of 100 files" [g]="g one dir, long names")
 for l in $LAYOUTS; do
     read -r files dirs <<<"${INFO[$l]}"
     for n in $(seq ${#COPIES[@]}); do
