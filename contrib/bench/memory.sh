@@ -6,11 +6,16 @@
 #
 #   contrib/bench/memory.sh            (after: cargo build --release)
 #
-# Layouts (BENCH_LAYOUTS, default "a b c d"):
+# Layouts (BENCH_LAYOUTS, default "a b c d e f g"):
 #   a  4 files per package directory (N/4 new directories), as a pool of small packages;
 #   b  every file in a new directory of its own (N new directories);
 #   c  all N files in one directory;
-#   d  deep paths of about 200 characters, 4 files per directory, two new levels each.
+#   d  deep paths of about 200 characters, 4 files per directory, two new levels each;
+#   e  the worst of b and d: deep paths of about 200 characters, every file in a new
+#      directory of its own, two new levels each (2N new directories);
+#   f  no pool files: N index files (DISTFILE lines) of N/100 distributions, 100 each (by
+#      component and architecture), as a repository of many suites and snapshots;
+#   g  all N files in one directory, with long names (paths of about 200 characters).
 # Environment: BENCH_FILES (default 100000), BENCH_REPEAT (default 1: runs per layout,
 # interleaved; the line shows the median wall and the largest RSS, min-max of each with
 # more than one run), BENCH_MIRROR=1 also times `outsftphook mirror` of each tree into a
@@ -22,7 +27,7 @@ set -eu
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 HOOK=${HOOK:-$TOP/target/release/outsftphook}
 N=${BENCH_FILES:-100000}
-LAYOUTS=${BENCH_LAYOUTS:-a b c d}
+LAYOUTS=${BENCH_LAYOUTS:-a b c d e f g}
 REPEAT=${BENCH_REPEAT:-1}
 SERVER=/usr/lib/openssh/sftp-server
 
@@ -70,9 +75,27 @@ def path(k):
         return (f"pool/main/p{k // 400:03d}/{'long-source-package-name-' * 2}{d:06d}/"
                 f"{'nested-directory-level-' * 2}{d:06d}/"
                 f"{'long-binary-package-name-' * 2}{k:06d}_1.0_amd64.deb")
+    if layout == "g":
+        return f"pool/main/f/flat/{'long-binary-package-name-' * 6}{k:06d}_1.0_amd64.deb"
+    if layout == "e":
+        return (f"pool/main/p{k // 1000:03d}/{'long-source-package-name-' * 2}{k:06d}/"
+                f"{'nested-directory-level-' * 2}{k:06d}/"
+                f"{'long-binary-package-name-' * 2}{k:06d}_1.0_amd64.deb")
     sys.exit(f"unknown layout {layout}")
 
-paths = [path(k) for k in range(n)]
+# Layout f: the dists' files, (dist dir, name); the pool has none.
+ndists = max(1, n // 100) if layout == "f" else 1
+def dist_files(d):
+    if layout != "f":
+        return [("dists/bench", name) for name in ("main/binary-amd64/Packages", "Release")]
+    dist = f"dists/suite{d:04d}"
+    names = [f"{c}/binary-{a}/Packages{x}" for c in ("main", "contrib", "non-free")
+             for a in ("amd64", "arm64", "armhf", "i386", "ppc64el", "s390x", "riscv64", "mips64el")
+             for x in ("", ".gz", ".xz", ".diff/Index")]
+    names += [f"main/i18n/Translation-l{i:02d}.xz" for i in range(100 - len(names) - 1)]
+    return [(dist, name) for name in names + ["Release"]]
+
+paths = [] if layout == "f" else [path(k) for k in range(n)]
 dirs = set()
 for p in paths:
     parts = p.split("/")
@@ -83,23 +106,28 @@ for d in sorted(dirs):
 for p in paths:
     with open(os.path.join(repo, p), "wb") as f:
         f.write(b"x")
-dist = os.path.join(repo, "dists/bench")
-os.makedirs(os.path.join(dist, "main/binary-amd64"), exist_ok=True)
-for name in ("main/binary-amd64/Packages", "Release"):
-    with open(os.path.join(dist, name), "w") as f:
-        f.write(name + "\n")
+files = len(paths)
 os.makedirs(os.path.join(repo, "logs"), exist_ok=True)
 os.makedirs(os.path.join(repo, "conf"), exist_ok=True)
-with open(os.path.join(repo, "logs/0000000001-bench.outlog"), "w") as f:
+with open(os.path.join(repo, "logs/0000000001-bench.outlog"), "w") as log:
     for p in paths:
-        f.write(f"POOLNEW\t{p}\n")
-    f.write("BEGIN-DISTRIBUTION\tbench\tdists/bench\n")
-    for name in ("main/binary-amd64/Packages", "Release"):
-        f.write(f"DISTFILE\tdists/bench\t{name}\t{dist}/{name}\n")
-    f.write("END-DISTRIBUTION\tbench\tdists/bench\n")
-dirs.add("dists"); dirs.add("dists/bench"); dirs.add("dists/bench/main")
-dirs.add("dists/bench/main/binary-amd64")
-print(n + 2, len(dirs))
+        log.write(f"POOLNEW\t{p}\n")
+    for d in range(ndists):
+        ds = dist_files(d)
+        dist = ds[0][0]
+        log.write(f"BEGIN-DISTRIBUTION\t{dist[6:]}\t{dist}\n")
+        for dist, name in ds:
+            local = os.path.join(repo, dist, name)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "w") as f:
+                f.write(name + "\n")
+            log.write(f"DISTFILE\t{dist}\t{name}\t{local}\n")
+            parts = f"{dist}/{name}".split("/")
+            for i in range(1, len(parts)):
+                dirs.add("/".join(parts[:i]))
+        files += len(ds)
+        log.write(f"END-DISTRIBUTION\t{dist[6:]}\t{dist}\n")
+print(files, len(dirs))
 EOF
 }
 
@@ -144,7 +172,7 @@ EOF
 
 # One push of repository $1 to a fresh remote dir; prints "WALL_S PEAK_KB".
 push() {
-    local repo=$1 remote
+    local repo=$1 files=$2 remote
     remote=$(mktemp -d "$TMP/remote.XXXXXX")
     printf 'sftpcommand %s -e -d %s\ntargetdir %s\n' "$SERVER" "$remote" "$remote" \
         > "$repo/conf/outsftphook.conf"
@@ -155,21 +183,21 @@ push() {
     cp "$repo/outlog.orig" "$repo/logs/0000000001-bench.outlog"
     measured "$HOOK" --basedir "$repo" --ignore-pending "$repo/logs/0000000001-bench.outlog"
     local got
-    got=$(find "$remote/pool" -type f | wc -l)
-    [ "$got" = "$N" ] || die "$repo: the remote pool has $got files, not $N"
+    got=$(find "$remote" -type f | wc -l)
+    [ "$got" = "$files" ] || die "$repo: the remote has $got files, not $files"
     rm -rf "$remote"
 }
 
 # `outsftphook mirror` of repository $1's pool and dists into a fresh remote dir.
 mirror() {
-    local repo=$1 remote
+    local repo=$1 files=$2 remote
     remote=$(mktemp -d "$TMP/remote.XXXXXX")
     printf 'sftpcommand %s -e -d %s\ntargetdir %s\n' "$SERVER" "$remote" "$remote" \
         > "$repo/conf/outsftphook.conf"
     measured "$HOOK" --basedir "$repo" mirror
     local got
-    got=$(find "$remote/pool" -type f | wc -l)
-    [ "$got" = "$N" ] || die "$repo mirror: the remote pool has $got files, not $N"
+    got=$(find "$remote" -type f | wc -l)
+    [ "$got" = "$files" ] || die "$repo mirror: the remote has $got files, not $files"
     rm -rf "$remote"
 }
 
@@ -185,11 +213,12 @@ for rep in $(seq "$REPEAT"); do
     for l in $LAYOUTS; do
         for n in $(seq ${#COPIES[@]}); do
             HOOK=${COPIES[$((n - 1))]}
-            read -r w p < <(push "$TMP/repo-$l")
+            read -r files _ <<<"${INFO[$l]}"
+            read -r w p < <(push "$TMP/repo-$l" "$files")
             echo "memory.sh: round $rep layout $l binary $n push: $w s, $((p / 1024)) MiB" >&2
             WALLS[$l,$n]+="$w "; PEAKS[$l,$n]+="$p "
             if [ -n "${BENCH_MIRROR:-}" ]; then
-                read -r w p < <(mirror "$TMP/repo-$l")
+                read -r w p < <(mirror "$TMP/repo-$l" "$files")
                 echo "memory.sh: round $rep layout $l binary $n mirror: $w s, $((p / 1024)) MiB" >&2
                 MWALLS[$l,$n]+="$w "; MPEAKS[$l,$n]+="$p "
             fi
@@ -217,7 +246,7 @@ echo
 echo "$(nproc) CPUs, kernel $(uname -r); local $SERVER -e -d on tmpfs; $REPEAT run(s) per layout, interleaved"
 echo "wall: median (min-max); RSS: outsftphook's peak VmHWM in MiB, largest (min-max)"
 printf '%-28s %6s %8s %8s %18s %18s\n' layout binary files dirs "wall s" "RSS MiB"
-declare -A NAME=([a]="a 4 files per dir" [b]="b a new dir per file" [c]="c one dir" [d]="d deep ~200-char paths")
+declare -A NAME=([a]="a 4 files per dir" [b]="b a new dir per file" [c]="c one dir" [d]="d deep ~200-char paths" [e]="e deep, a new dir per file" [f]="f 1000 dists of 100 files" [g]="g one dir, long names")
 for l in $LAYOUTS; do
     read -r files dirs <<<"${INFO[$l]}"
     for n in $(seq ${#COPIES[@]}); do

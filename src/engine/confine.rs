@@ -21,15 +21,18 @@
 //! Pure, like `dirs`: requests are queued on the session, replies handed in; no I/O, no
 //! clock. It must not let anything through on a guess: what it cannot tell is outside.
 
-use super::dirs::{ABSENT, Name, Names, Waiter};
+use std::collections::HashMap;
+
+use super::dirs::{ABSENT, Chunked, Name, Names, Waiter};
 use super::op::{Cause, Req, Tag};
 use crate::remote_path::RemotePath;
 use crate::sftp::session::Session;
 use crate::sftp::wire::{Request, Response, StatusCode};
 
 /// What one of the two requests said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 enum Answer {
+    #[default]
     Awaited,
     /// REALPATH: the resolved path; LSTAT: whether it is a symlink.
     Resolved(Vec<u8>),
@@ -52,7 +55,7 @@ enum Decided {
 }
 
 /// What is asked of a directory not decided yet, and who waits for it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Asking {
     realpath: Answer,
     lstat: Answer,
@@ -61,48 +64,34 @@ struct Asking {
     waiters: Vec<Waiter>,
 }
 
-/// A directory: being asked about, or decided. What is asked is boxed: a run may check a
-/// directory per file, and once decided a directory costs a few bytes.
-#[derive(Debug)]
+/// A directory: being asked about, or decided. What is asked (of the few directories on
+/// their way) and why one is outside (rare) are held beside the table, by entry: a run may
+/// check a directory per file, and each costs 12 bytes here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
-    Asking(Box<Asking>),
-    Decided(Decided),
+    Asking,
+    Inside,
+    Missing,
+    Outside,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Dir {
     name: Name,
-    /// The entry of the directory above, unless that is the target directory (a `u32`:
-    /// a run may check a directory per file).
-    parent: Option<u32>,
+    /// The entry of the directory above, [`TOP`] where that is the target directory.
+    parent: u32,
     status: Status,
     /// Asked again after a MKDIR found the name taken (see [`Confinement::recheck`]).
     rechecked: bool,
 }
 
+/// The parent of an entry right below the target directory.
+const TOP: u32 = u32::MAX;
+
 impl Dir {
-    fn decided(&self) -> Option<&Decided> {
-        match &self.status {
-            Status::Decided(d) => Some(d),
-            Status::Asking(_) => None,
-        }
+    fn parent(&self) -> Option<usize> {
+        (self.parent != TOP).then_some(self.parent as usize)
     }
-
-    fn asking(&mut self) -> Option<&mut Asking> {
-        match &mut self.status {
-            Status::Asking(a) => Some(a),
-            Status::Decided(_) => None,
-        }
-    }
-}
-
-fn asking() -> Status {
-    Status::Asking(Box::new(Asking {
-        realpath: Answer::Awaited,
-        lstat: Answer::Awaited,
-        children: Vec::new(),
-        waiters: Vec::new(),
-    }))
 }
 
 /// The target directory as the server resolved it.
@@ -186,8 +175,12 @@ pub(crate) struct Confinement {
     /// The names of the directories known here and in the directory table.
     pub(crate) names: Names,
     /// By name: the directory's entry here, [`ABSENT`] if none.
-    slots: Vec<u32>,
-    dirs: Vec<Dir>,
+    slots: Chunked<u32>,
+    dirs: Chunked<Dir>,
+    /// By entry: what is asked of the directories not decided yet.
+    asking: HashMap<u32, Asking>,
+    /// By entry: why a directory decided outside is.
+    outside: HashMap<u32, Box<Cause>>,
     /// For tests of what builds on it: every directory counts as inside, unasked.
     #[cfg(test)]
     pub(crate) trusting: bool,
@@ -237,7 +230,7 @@ impl Confinement {
     fn decide_top(&mut self) -> Judged {
         let mut judged = Vec::new();
         for k in 0..self.dirs.len() {
-            if self.dirs[k].parent.is_none() {
+            if self.dirs[k].parent().is_none() {
                 self.decide(k, &mut judged);
             }
         }
@@ -279,11 +272,11 @@ impl Confinement {
         let Some(k) = self.entry(dir, session) else {
             return Verdict::Inside;
         };
-        match &mut self.dirs[k].status {
-            Status::Decided(Decided::Inside | Decided::Missing) => Verdict::Inside,
-            Status::Decided(Decided::Outside(cause)) => Verdict::Outside(Cause::clone(cause)),
-            Status::Asking(a) => {
-                a.waiters.push(waiter);
+        match self.decided(k) {
+            Some(Decided::Inside | Decided::Missing) => Verdict::Inside,
+            Some(Decided::Outside(cause)) => Verdict::Outside(*cause),
+            None => {
+                self.asking_mut(k).expect("undecided").waiters.push(waiter);
                 Verdict::Pending
             }
         }
@@ -300,11 +293,54 @@ impl Confinement {
         if self.base.as_ref() == Some(dir) {
             return Some(Known::Inside);
         }
-        match self.dirs[self.find(dir)?].decided() {
+        match self.decided(self.find(dir)?) {
             Some(Decided::Inside) => Some(Known::Inside),
             Some(Decided::Missing) => Some(Known::Missing),
             _ => None,
         }
+    }
+
+    /// Whether the entry of name `n` (if it has one) is to be kept: it is being asked
+    /// about, or was found outside (that is not asked again).
+    pub(crate) fn must_keep(&self, n: Name) -> bool {
+        match self.slots.get(n as usize) {
+            Some(&k) if k != ABSENT => {
+                matches!(
+                    self.dirs[k as usize].status,
+                    Status::Asking | Status::Outside
+                )
+            }
+            _ => false,
+        }
+    }
+
+    /// The name of entry `k`.
+    pub(crate) fn name_of(&self, k: usize) -> Name {
+        self.dirs[k].name
+    }
+
+    /// Lets go of what is known of name `n`, forgotten (see [`Names::forget`]): it is
+    /// asked about again should it be needed. Its entry stays, found no more, its number
+    /// never given again (a late reply for it is then taken for what it is).
+    pub(crate) fn forget(&mut self, n: Name) {
+        if let Some(slot) = self.slots.get_mut(n as usize) {
+            *slot = ABSENT;
+        }
+    }
+
+    /// What is decided of entry `k`, if it is.
+    fn decided(&self, k: usize) -> Option<Decided> {
+        Some(match self.dirs[k].status {
+            Status::Asking => return None,
+            Status::Inside => Decided::Inside,
+            Status::Missing => Decided::Missing,
+            Status::Outside => Decided::Outside(self.outside[&(k as u32)].clone()),
+        })
+    }
+
+    /// What is asked of entry `k`, while it is not decided.
+    fn asking_mut(&mut self, k: usize) -> Option<&mut Asking> {
+        self.asking.get_mut(&(k as u32))
     }
 
     /// The entry of `dir`, if it has one.
@@ -341,7 +377,7 @@ impl Confinement {
         };
         // A late reply for a directory decided since (a recheck's first answers) says
         // nothing more.
-        let Some(asking) = self.dirs[k].asking() else {
+        let Some(asking) = self.asking_mut(k) else {
             return Vec::new();
         };
         match req {
@@ -368,22 +404,24 @@ impl Confinement {
         }
         let parent = dir.parent().and_then(|p| self.entry(&p, session));
         // Below a directory known missing, nothing is there either: nothing to ask.
-        let below_missing =
-            parent.is_some_and(|p| self.dirs[p].decided() == Some(&Decided::Missing));
+        let below_missing = parent.is_some_and(|p| self.dirs[p].status == Status::Missing);
         let k = self.dirs.len();
         let name = self.names.intern(dir);
-        if self.slots.len() <= name as usize {
-            self.slots.resize(name as usize + 1, ABSENT);
-        }
-        self.slots[name as usize] = u32::try_from(k).expect("fewer than 4 billion directories");
+        self.slots.fill_to(name as usize + 1, ABSENT);
+        let entry = u32::try_from(k)
+            .ok()
+            .filter(|&k| k != TOP)
+            .expect("fewer than 4 billion directories");
+        self.slots[name as usize] = entry;
         self.dirs.push(Dir {
             name,
             // Entries are numbered below 4 billion, as the slots just said.
-            parent: parent.map(|p| p as u32),
+            parent: parent.map_or(TOP, |p| p as u32),
             status: if below_missing {
-                Status::Decided(Decided::Missing)
+                Status::Missing
             } else {
-                asking()
+                self.asking.insert(entry, Asking::default());
+                Status::Asking
             },
             rechecked: false,
         });
@@ -425,16 +463,17 @@ impl Confinement {
         let Some(k) = self.entry(dir, session) else {
             return Verdict::Inside;
         };
-        if let Some(Decided::Outside(cause)) = self.dirs[k].decided() {
-            return Verdict::Outside(Cause::clone(cause));
+        if let Some(Decided::Outside(cause)) = self.decided(k) {
+            return Verdict::Outside(*cause);
         }
         let d = &mut self.dirs[k];
         d.rechecked = true;
-        if d.decided().is_some() {
-            d.status = asking();
+        if d.status != Status::Asking {
+            d.status = Status::Asking;
+            self.asking.insert(k as u32, Asking::default());
             self.ask(k, session);
         }
-        if let Some(asking) = self.dirs[k].asking() {
+        if let Some(asking) = self.asking_mut(k) {
             asking.waiters.push(waiter);
         }
         Verdict::Pending
@@ -442,17 +481,17 @@ impl Confinement {
 
     /// Decides directory `k` if all it needs is in, then those below it that waited.
     fn decide(&mut self, k: usize, judged: &mut Judged) {
-        let Status::Asking(asking) = &self.dirs[k].status else {
+        let Some(asking) = self.asking.get(&(k as u32)) else {
             return;
         };
-        let parent = match self.dirs[k].parent {
+        let parent = match self.dirs[k].parent() {
             None => Some(Decided::Inside),
-            Some(p) => self.dirs[p as usize].decided().cloned(),
+            Some(p) => self.decided(p),
         };
         let Some(parent) = parent else {
             // It hears from its parent once that is decided.
-            let p = self.dirs[k].parent.expect("decided without a parent") as usize;
-            if let Some(above) = self.dirs[p].asking()
+            let p = self.dirs[k].parent().expect("decided without a parent");
+            if let Some(above) = self.asking_mut(p)
                 && !above.children.contains(&k)
             {
                 above.children.push(k);
@@ -466,14 +505,17 @@ impl Confinement {
             Decided::Inside | Decided::Missing => Ok(()),
             Decided::Outside(cause) => Err(Cause::clone(cause)),
         };
-        let Status::Asking(asking) =
-            std::mem::replace(&mut self.dirs[k].status, Status::Decided(decided))
-        else {
-            unreachable!("asking above")
-        };
         let Asking {
             children, waiters, ..
-        } = *asking;
+        } = self.asking.remove(&(k as u32)).expect("asking above");
+        self.dirs[k].status = match decided {
+            Decided::Inside => Status::Inside,
+            Decided::Missing => Status::Missing,
+            Decided::Outside(cause) => {
+                self.outside.insert(k as u32, cause);
+                Status::Outside
+            }
+        };
         judged.extend(waiters.into_iter().map(|w| (w, verdict.clone())));
         for child in children {
             self.decide(child, judged);

@@ -12,6 +12,8 @@
 //! Pure: requests are queued on the session, replies handed in; no I/O, no clock. It never
 //! makes the target directory or anything above it (see [`DirTable::base`]).
 
+use std::collections::HashMap;
+
 use super::confine::{Confinement, Known, Verdict};
 use super::op::{Cause, Reply, Req, Status, Tag};
 use crate::remote_path::RemotePath;
@@ -21,7 +23,7 @@ use crate::sftp::wire::{Attrs, Request, Response, StatusCode};
 mod names;
 mod staging;
 
-pub(crate) use names::{Name, Names};
+pub(crate) use names::{Chunked, Name, Names};
 use staging::{Staging, under_stand_in};
 
 /// Who waits for a directory.
@@ -62,9 +64,7 @@ struct Pending {
     made: bool,
 }
 
-// What is undecided is boxed: a run may make a directory per file, and once decided a
-// directory costs a few bytes.
-// 16 bytes a name, whether the table has a directory of that name or not.
+/// What is known of a directory, as it is put into and taken out of [`States`].
 #[derive(Debug)]
 enum State {
     /// The name is the confinement's only (or a directory above the base).
@@ -77,6 +77,105 @@ enum State {
     },
     Failed(Box<Cause>),
 }
+
+/// [`State`], borrowed from [`States`].
+#[derive(Debug)]
+enum StateRef<'a> {
+    Absent,
+    Pending(&'a Pending),
+    Ready { made: bool },
+    Failed(&'a Cause),
+}
+
+/// What [`States`] holds of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Absent,
+    Pending,
+    Ready,
+    /// Ready, made by our MKDIR.
+    Made,
+    Failed,
+}
+
+/// The [`State`] of each name: a byte a name, and what the few directories on their way
+/// (and the rare ones that failed) carry beside it, by name. A run may make a directory per
+/// file: 16 bytes a name, grown by doubling, were megabytes of a large push's peak.
+#[derive(Debug, Default)]
+struct States {
+    marks: Chunked<Mark>,
+    pending: HashMap<Name, Box<Pending>>,
+    failed: HashMap<Name, Box<Cause>>,
+}
+
+impl States {
+    fn mark(&self, i: usize) -> Mark {
+        self.marks.get(i).copied().unwrap_or(Mark::Absent)
+    }
+
+    fn get(&self, i: usize) -> StateRef<'_> {
+        let name = i as Name;
+        match self.mark(i) {
+            Mark::Absent => StateRef::Absent,
+            Mark::Pending => StateRef::Pending(&self.pending[&name]),
+            Mark::Ready => StateRef::Ready { made: false },
+            Mark::Made => StateRef::Ready { made: true },
+            Mark::Failed => StateRef::Failed(&self.failed[&name]),
+        }
+    }
+
+    /// Directory `i`'s progress, while it is on its way.
+    fn pending_mut(&mut self, i: usize) -> Option<&mut Pending> {
+        self.pending.get_mut(&(i as Name)).map(|p| &mut **p)
+    }
+
+    /// Puts `state` for directory `i`; what it was is returned.
+    fn replace(&mut self, i: usize, state: State) -> State {
+        let name = i as Name;
+        self.marks.fill_to(i + 1, Mark::Absent);
+        let old = match self.marks[i] {
+            Mark::Absent => State::Absent,
+            Mark::Pending => State::Pending(self.pending.remove(&name).expect("marked")),
+            Mark::Ready => State::Ready { made: false },
+            Mark::Made => State::Ready { made: true },
+            Mark::Failed => State::Failed(self.failed.remove(&name).expect("marked")),
+        };
+        self.marks[i] = match state {
+            State::Absent => Mark::Absent,
+            State::Pending(p) => {
+                self.pending.insert(name, p);
+                Mark::Pending
+            }
+            State::Ready { made: false } => Mark::Ready,
+            State::Ready { made: true } => Mark::Made,
+            State::Failed(cause) => {
+                self.failed.insert(name, cause);
+                Mark::Failed
+            }
+        };
+        old
+    }
+
+    fn set(&mut self, i: usize, state: State) {
+        self.replace(i, state);
+    }
+
+    /// Lets go of a decided directory: it is as if never met.
+    fn forget(&mut self, i: usize) {
+        if let Some(mark @ (Mark::Ready | Mark::Made)) = self.marks.get_mut(i) {
+            *mark = Mark::Absent;
+        }
+    }
+}
+
+/// The directories known (to the table and the confinement) beyond which the oldest are
+/// forgotten: a push may make a directory per file, 200 000 new ones, and each held to the
+/// end cost some 100 bytes (its name, its entries), megabytes of a large push's peak.
+const FORGET_AT: usize = 1 << 13;
+
+/// The most recently named directories, never forgotten: the next uploads' directories,
+/// and their neighbours, are among them (an outlog names a directory's files together).
+const KEEP_RECENT: usize = 1 << 11;
 
 /// What [`DirTable::ensure`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,7 +192,7 @@ pub(crate) enum Ensure {
 pub(crate) struct DirTable {
     /// By name (in `confine.names`, which numbers the directories here too): what is
     /// known of it.
-    states: Vec<State>,
+    states: States,
     /// MKDIR requests sent, for statistics and tests.
     pub(crate) mkdirs_sent: u64,
     /// The server answers in order: a MKDIR may follow its parent's without waiting.
@@ -148,36 +247,36 @@ impl DirTable {
     /// The number of `path` here, if it has one.
     fn find(&self, path: &RemotePath) -> Option<usize> {
         let i = self.confine.names.find(path)? as usize;
-        match self.states.get(i) {
-            None | Some(State::Absent) => None,
-            Some(_) => Some(i),
+        match self.states.mark(i) {
+            Mark::Absent => None,
+            _ => Some(i),
         }
     }
 
     /// Whether this run's MKDIR made directory `i`.
     fn made(&self, i: usize) -> bool {
-        matches!(self.states[i], State::Ready { made: true })
+        self.states.mark(i) == Mark::Made
     }
 
     /// Directory `i`'s stage, while it is on its way.
     fn stage(&self, i: usize) -> Option<&Stage> {
-        match &self.states[i] {
-            State::Pending(p) => Some(&p.stage),
+        match self.states.get(i) {
+            StateRef::Pending(p) => Some(&p.stage),
             _ => None,
         }
     }
 
     /// Moves directory `i`, on its way, to `stage`, its waiters kept.
     fn set_stage(&mut self, i: usize, stage: Stage) {
-        match &mut self.states[i] {
-            State::Pending(p) => p.stage = stage,
-            state => *state = State::pending(stage),
+        match self.states.pending_mut(i) {
+            Some(p) => p.stage = stage,
+            None => self.states.set(i, State::pending(stage)),
         }
     }
 
     /// Adds `waiter` to directory `i`, which is on its way.
     fn wait_for(&mut self, i: usize, waiter: Waiter) {
-        if let State::Pending(p) = &mut self.states[i] {
+        if let Some(p) = self.states.pending_mut(i) {
             p.waiters.push(waiter);
         }
     }
@@ -213,11 +312,12 @@ impl DirTable {
         session: &mut Session<Tag>,
     ) -> Ensure {
         if let Some(i) = self.find(path) {
-            return match &mut self.states[i] {
-                State::Absent => unreachable!("found"),
-                State::Ready { .. } => Ensure::Ready,
-                State::Failed(cause) => Ensure::Failed(Cause::clone(cause)),
-                State::Pending(p) => {
+            return match self.states.get(i) {
+                StateRef::Absent => unreachable!("found"),
+                StateRef::Ready { .. } => Ensure::Ready,
+                StateRef::Failed(cause) => Ensure::Failed(cause.clone()),
+                StateRef::Pending(_) => {
+                    let p = self.states.pending_mut(i).expect("pending");
                     p.waiters.extend(waiter);
                     Ensure::Queued
                 }
@@ -227,12 +327,12 @@ impl DirTable {
             return Ensure::Failed(self.outside_base(path));
         }
         let i = self.confine.names.intern(path) as usize;
-        if self.states.len() <= i {
-            self.states.resize_with(i + 1, || State::Absent);
-        }
-        self.states[i] = State::pending(Stage::Creating {
-            mkdir_failure: None,
-        });
+        self.states.set(
+            i,
+            State::pending(Stage::Creating {
+                mkdir_failure: None,
+            }),
+        );
         if let Some(waiter) = waiter {
             self.wait_for(i, waiter);
         }
@@ -241,7 +341,7 @@ impl DirTable {
         // it may head a new tree.
         let for_child = waiter.is_none();
         if let Err(cause) = self.send_mkdir(i, session, for_child) {
-            self.states[i] = State::Failed(Box::new(cause.clone()));
+            self.states.set(i, State::Failed(Box::new(cause.clone())));
             return Ensure::Failed(cause);
         }
         Ensure::Queued
@@ -249,7 +349,7 @@ impl DirTable {
 
     /// Whether directory `i` is being made, or was made, by this run.
     fn is_new(&self, i: usize) -> bool {
-        self.made(i) || matches!(self.states[i], State::Pending(_))
+        matches!(self.states.mark(i), Mark::Made | Mark::Pending)
     }
 
     /// Whether `path` surely does not exist: the table does not know it, and the nearest
@@ -292,7 +392,7 @@ impl DirTable {
     /// or waits for its parent. Nothing goes into it until it is decided.
     pub(crate) fn on_its_way(&self, dir: &RemotePath) -> bool {
         self.find(dir)
-            .is_some_and(|i| matches!(self.states[i], State::Pending(_)))
+            .is_some_and(|i| self.states.mark(i) == Mark::Pending)
     }
 
     /// Whether this run's MKDIR made `dir`.
@@ -334,8 +434,8 @@ impl DirTable {
     /// Why `path` could not be made, if it could not.
     pub(crate) fn failure(&self, path: &RemotePath) -> Option<Cause> {
         let i = self.find(path)?;
-        match &self.states[i] {
-            State::Failed(cause) => Some(Cause::clone(cause)),
+        match self.states.get(i) {
+            StateRef::Failed(cause) => Some(cause.clone()),
             _ => None,
         }
     }
@@ -357,8 +457,8 @@ impl DirTable {
             return Ok(());
         };
         if let Some(p) = self.find(&parent) {
-            match &self.states[p] {
-                State::Ready { made: true } => {
+            match self.states.get(p) {
+                StateRef::Ready { made: true } => {
                     self.mkdir_now(i, session);
                     return Ok(());
                 }
@@ -367,7 +467,7 @@ impl DirTable {
                 // real directory inside already. One that did not exist when looked at may
                 // be a symlink by the time its MKDIR comes (another client planted it; the
                 // MKDIR then fails), and a MKDIR sent behind it would be made through it.
-                State::Pending(pending)
+                StateRef::Pending(pending)
                     if matches!(pending.stage, Stage::Creating { .. })
                         && self.confine.known(&parent) == Some(Known::Inside) =>
                 {
@@ -376,12 +476,12 @@ impl DirTable {
                 }
                 // Wait for its fate: made by this MKDIR, or found to be what it is; or made
                 // in its tree, if that is still to be sent.
-                State::Pending(_) => {
+                StateRef::Pending(_) => {
                     self.join_or_wait(i, p);
                     return Ok(());
                 }
-                State::Failed(cause) => return Err(Cause::clone(cause)),
-                State::Ready { made: false } | State::Absent => {}
+                StateRef::Failed(cause) => return Err(cause.clone()),
+                StateRef::Ready { made: false } | StateRef::Absent => {}
             }
         }
         // What is known of a parent this run has not met: below one found missing, it is
@@ -488,12 +588,12 @@ impl DirTable {
     /// Sends the STAT that tells whether directory `i`, whose MKDIR failed and whose name
     /// resolved where it should, is a directory.
     fn stat_after_failed_mkdir(&mut self, i: usize, session: &mut Session<Tag>) {
-        let mkdir_failure = match &mut self.states[i] {
-            State::Pending(p) => match std::mem::replace(&mut p.stage, Stage::WaitingParent) {
+        let mkdir_failure = match self.states.pending_mut(i) {
+            Some(p) => match std::mem::replace(&mut p.stage, Stage::WaitingParent) {
                 Stage::Rechecking { mkdir_failure } => Some(mkdir_failure),
                 _ => None,
             },
-            _ => None,
+            None => None,
         };
         self.set_stage(i, Stage::Creating { mkdir_failure });
         session.send(
@@ -550,8 +650,58 @@ impl DirTable {
     /// Sends the trees staged since the last call: each tree's MKDIRs under its stand-in
     /// name, parents first, then the RENAME that puts it in place. A tree of one directory
     /// is made by its MKDIR, as any other. Called once a turn's requests are queued, before
-    /// they are written.
+    /// they are written; then, when many directories are known, the oldest decided ones are
+    /// forgotten ([`DirTable::forget_old`]).
     pub(crate) fn flush(&mut self, session: &mut Session<Tag>) {
+        self.send_trees(session);
+        self.forget_old(session);
+    }
+
+    /// Forgets the oldest directories decided, once [`FORGET_AT`] are known: a directory
+    /// met again is then asked about again (its REALPATH and LSTAT), as one this run never
+    /// met, and found where it is. Forgetting only ever leaves less known: nothing is taken
+    /// for inside, or missing, that was not found so. Kept: the [`KEEP_RECENT`] named last,
+    /// what is on its way (its MKDIR, its confinement's questions, a tree) or failed, what
+    /// was found outside, anything a request in flight is about, and every directory above
+    /// one kept.
+    fn forget_old(&mut self, session: &Session<Tag>) {
+        let names = &self.confine.names;
+        if names.live() < FORGET_AT {
+            return;
+        }
+        let len = names.len();
+        let mut keep = vec![false; len];
+        let mut hold = |n: usize| {
+            let mut at = Some(n as Name);
+            while let Some(m) = at.filter(|&m| !keep[m as usize]) {
+                keep[m as usize] = true;
+                at = names.parent(m);
+            }
+        };
+        for n in 0..len {
+            let held = n + KEEP_RECENT >= len
+                || matches!(self.states.mark(n), Mark::Pending | Mark::Failed)
+                || self.confine.must_keep(n as Name);
+            if held && names.is_live(n as Name) {
+                hold(n);
+            }
+        }
+        for tag in session.in_flight_tags() {
+            match *tag {
+                Tag::Dir { dir, .. } => hold(dir),
+                Tag::Confine { dir, .. } => hold(self.confine.name_of(dir) as usize),
+                _ => {}
+            }
+        }
+        self.confine.names.forget(|n| keep[n as usize]);
+        for (n, _) in keep.iter().enumerate().filter(|(_, kept)| !**kept) {
+            self.states.forget(n);
+            self.confine.forget(n as Name);
+        }
+    }
+
+    /// Sends the trees staged since the last call (see [`DirTable::flush`]).
+    fn send_trees(&mut self, session: &mut Session<Tag>) {
         for tree in std::mem::take(&mut self.staging.unsent) {
             let (top, members) = {
                 let t = self.staging.tree(tree);
@@ -714,7 +864,7 @@ impl DirTable {
                 Some(Stage::Staged {
                     built: Some(true), ..
                 }) => {
-                    if let State::Pending(p) = &mut self.states[m] {
+                    if let Some(p) = self.states.pending_mut(m) {
                         p.made = true;
                     }
                     self.settle(m, Ok(()), session, released);
@@ -783,7 +933,7 @@ impl DirTable {
                     ..
                 },
             ) => {
-                if let State::Pending(p) = &mut self.states[i] {
+                if let Some(p) = self.states.pending_mut(i) {
                     p.made = true;
                 }
                 self.settle(i, Ok(()), session, released)
@@ -811,12 +961,12 @@ impl DirTable {
                 }
             }
             (Req::Stat, response) => {
-                let mkdir_failure = match &mut self.states[i] {
-                    State::Pending(p) => match &mut p.stage {
+                let mkdir_failure = match self.states.pending_mut(i) {
+                    Some(p) => match &mut p.stage {
                         Stage::Creating { mkdir_failure } => mkdir_failure.take(),
                         _ => None,
                     },
-                    _ => None,
+                    None => None,
                 };
                 let failure = mkdir_failure.unwrap_or(Cause::UnexpectedReply {
                     request: Req::Mkdir,
@@ -865,8 +1015,8 @@ impl DirTable {
 
     /// Whether directory `i`'s MKDIR, which found no parent, was not retried yet: it is now.
     fn first_retry(&mut self, i: usize) -> bool {
-        match &mut self.states[i] {
-            State::Pending(p) if !p.retried => {
+        match self.states.pending_mut(i) {
+            Some(p) if !p.retried => {
                 p.retried = true;
                 true
             }
@@ -884,12 +1034,12 @@ impl DirTable {
         released: &mut Released,
     ) {
         let path = self.path(i);
-        let made = matches!(&self.states[i], State::Pending(p) if p.made);
+        let made = matches!(self.states.get(i), StateRef::Pending(p) if p.made);
         let decided = match &result {
             Ok(()) => State::Ready { made },
             Err(cause) => State::Failed(Box::new(cause.clone())),
         };
-        let waiters = match std::mem::replace(&mut self.states[i], decided) {
+        let waiters = match self.states.replace(i, decided) {
             State::Pending(p) => p.waiters,
             _ => Vec::new(),
         };
@@ -1031,6 +1181,52 @@ mod tests {
         assert!(cause.to_string().contains("outside the target"), "{cause}");
         assert!(sent(&mut session).is_empty(), "a MKDIR went out");
         assert_eq!(t.mkdirs_sent, 0);
+    }
+
+    #[test]
+    fn the_oldest_decided_directories_are_forgotten_and_made_again_if_met_again() {
+        let mut session = Session::new();
+        let mut t = unconfined();
+        let dir = |k: usize| path(&format!("d/{k}"));
+        // `d` is 0, `d/k` is k + 1.
+        let count = FORGET_AT + 10;
+        for k in 0..count {
+            assert_eq!(
+                t.ensure(&dir(k), Waiter::Op(k), &mut session),
+                Ensure::Queued
+            );
+            if k != 5 {
+                let released = t.on_reply(k + 1, Req::Mkdir, status(StatusCode::Ok), &mut session);
+                assert_eq!(released.len(), 1);
+            }
+        }
+        // (The replies above were handed in without the session: its requests all count
+        // as in flight, and what they are about is kept.)
+        let mut session = Session::new();
+        t.flush(&mut session);
+        let names = &t.confine.names;
+        assert!(names.live() <= KEEP_RECENT + 2, "{} left", names.live());
+        // What is on its way stays, and the directories above it; so do the recent ones.
+        assert!(t.on_its_way(&dir(5)));
+        assert!(t.made_here(&dir(count - 1)));
+        assert!(!t.made_here(&dir(6)));
+        let released = t.on_reply(6, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(released, vec![(Waiter::Op(5), Ok(()))]);
+        assert!(t.made_here(&dir(5)));
+        // One forgotten is made (here: found made) again, under a new number.
+        assert_eq!(
+            t.ensure(&dir(6), Waiter::Op(1), &mut session),
+            Ensure::Queued
+        );
+        assert_eq!(sent(&mut session).len(), 1);
+        let again = count + 1;
+        assert_eq!(t.path(again), dir(6));
+        let released = t.on_reply(again, Req::Mkdir, status(StatusCode::Ok), &mut session);
+        assert_eq!(released, vec![(Waiter::Op(1), Ok(()))]);
+        assert_eq!(
+            t.ensure(&dir(6), Waiter::Op(2), &mut session),
+            Ensure::Ready
+        );
     }
 
     #[test]

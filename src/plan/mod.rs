@@ -19,7 +19,9 @@
 //! of the older log, so that a run that succeeds leaves no `.new` of ours behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::relpath::RelPath;
 use crate::repo::outlog::{DoneMessage, Line, Outlog};
@@ -30,19 +32,22 @@ pub mod tree;
 
 use order::{Finalise, Steps};
 
-/// What to do for one path. What the few dist jobs carry is boxed: a plan holds a job per
-/// file, most of them plain uploads, and an action of 16 bytes keeps 100 000 jobs in 4 MB.
-// A thin box (not `Box<str>`, 16 bytes): the action is 16 bytes, tag and pointer.
+/// What to do for one path. What the dist jobs carry is behind a pointer: a plan holds a
+/// job per file, most of them plain uploads, and an action of 16 bytes keeps 100 000 jobs
+/// in 4 MB. A dist file's source is shared (an [`Arc`]) by its upload and its rename: a
+/// log of many distributions may have 100 000 of them, each a long local path.
+// Thin pointers (not `Box<str>` or `Arc<Path>`, 16 bytes): the action is 16 bytes, tag and
+// pointer.
 #[allow(clippy::box_collection)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Upload the out dir's file of the same path (pool files).
     Upload,
     /// Upload `local` to `PATH.new` (dist files; renamed at finalisation).
-    UploadDotNew { local: Box<PathBuf> },
+    UploadDotNew { local: Arc<PathBuf> },
     /// Rename `PATH.new` to the path; `local` is its source, should `PATH.new` have gone
     /// missing since it was uploaded.
-    RenameDotNew { local: Box<PathBuf> },
+    RenameDotNew { local: Arc<PathBuf> },
     /// Make the path a symlink to `target`.
     Symlink { target: Box<String> },
     /// Remove the path: a file the repository no longer has (`POOLDELETE`, `DISTDELETE`),
@@ -168,12 +173,113 @@ impl Job {
 }
 
 /// Who claimed a path for the plan.
+#[derive(Debug, Clone, Copy)]
 struct Claim {
     /// The log, as a u32: a claim per path, and 100 000 paths in a plan.
     log: u32,
     finished: bool,
     /// The claim deletes the path or makes it a symlink: no `.new` of it is ever renamed.
     ends_file: bool,
+}
+
+/// Who claimed each pool path: an open-addressed table of the lines that claimed one (the
+/// path is found there) and their claims, 8 bytes a slot, at most seven eighths full. A map
+/// of paths to claims took 17 bytes a slot, 2 MB of a plan of 100 000 files, at its peak
+/// (the logs, the plan and the claims all held).
+struct PoolClaims {
+    /// (the line's index in its log, the claim packed by [`PoolClaims::pack`]); a free
+    /// slot's line is [`FREE`]. Its length is a power of two.
+    slots: Vec<(u32, u32)>,
+    len: usize,
+    hasher: RandomState,
+}
+
+/// The line of a free slot of [`PoolClaims`].
+const FREE: u32 = u32::MAX;
+
+impl PoolClaims {
+    fn with_capacity(n: usize) -> PoolClaims {
+        PoolClaims {
+            slots: vec![(FREE, 0); Self::slots_for(n)],
+            len: 0,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Slots enough for `n` claims.
+    fn slots_for(n: usize) -> usize {
+        (n + n / 7 + 1).next_power_of_two().max(16)
+    }
+
+    /// A pool claim: its log and whether it is finished (a pool claim never ends a file).
+    fn pack(claim: Claim) -> u32 {
+        debug_assert!(!claim.ends_file);
+        assert!(claim.log < 1 << 31, "fewer than 2 billion logs");
+        claim.log << 1 | u32::from(claim.finished)
+    }
+
+    fn unpack(packed: u32) -> Claim {
+        Claim {
+            log: packed >> 1,
+            finished: packed & 1 == 1,
+            ends_file: false,
+        }
+    }
+
+    /// The pool path of line `line` of log `log`.
+    fn path(logs: &[Outlog], log: u32, line: u32) -> &RelPath {
+        match &logs[log as usize].lines[line as usize].1 {
+            Line::PoolNew(path) | Line::PoolDelete(path) => path,
+            _ => unreachable!("a pool claim is a pool line's"),
+        }
+    }
+
+    /// The slot of `path`'s claim, or the free one where it goes.
+    fn slot(&self, logs: &[Outlog], path: &RelPath) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut slot = self.hasher.hash_one(path) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                (FREE, _) => return Err(slot),
+                (line, packed) if Self::path(logs, packed >> 1, line) == path => return Ok(slot),
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    fn get(&self, logs: &[Outlog], path: &RelPath) -> Option<Claim> {
+        let slot = self.slot(logs, path).ok()?;
+        Some(Self::unpack(self.slots[slot].1))
+    }
+
+    /// Records the claim of `path`, named by line `line` of the claim's log.
+    fn insert(&mut self, logs: &[Outlog], path: &RelPath, line: u32, claim: Claim) {
+        if (self.len + 1) * 8 > self.slots.len() * 7 {
+            self.grow(logs);
+        }
+        let slot = match self.slot(logs, path) {
+            Ok(slot) | Err(slot) => slot,
+        };
+        if self.slots[slot].0 == FREE {
+            self.len += 1;
+        }
+        self.slots[slot] = (line, Self::pack(claim));
+    }
+
+    /// Twice as many slots, every claim put in again.
+    fn grow(&mut self, logs: &[Outlog]) {
+        let slots = vec![(FREE, 0); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, slots);
+        let mask = self.slots.len() - 1;
+        for (line, packed) in old.into_iter().filter(|&(line, _)| line != FREE) {
+            let path = Self::path(logs, packed >> 1, line);
+            let mut slot = self.hasher.hash_one(path) as usize & mask;
+            while self.slots[slot].0 != FREE {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = (line, packed);
+        }
+    }
 }
 
 /// `path.new`, where dist files wait to be renamed into place.
@@ -212,7 +318,8 @@ pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
             pool_uploads: Vec::with_capacity(pool_new),
             ..Plan::default()
         },
-        pool_claims: HashMap::with_capacity(changes),
+        pool_claims: PoolClaims::with_capacity(changes),
+        logs,
         dist_claims: HashMap::new(),
         dists: BTreeMap::new(),
         dot_new_removals: BTreeSet::new(),
@@ -231,8 +338,9 @@ pub fn plan_for(logs: &[Outlog], journal_tag: Option<&str>) -> Plan {
             })
             .collect();
         // Within one log a later line is newer: walk it backwards so the last one wins.
-        for (_, line) in outlog.lines.iter().rev() {
-            if let Some(entry) = Entry::of(line, &journal) {
+        for (at, (_, line)) in outlog.lines.iter().enumerate().rev() {
+            if let Some(mut entry) = Entry::of(line, &journal) {
+                entry.line = u32::try_from(at).expect("fewer than 4 billion lines in a log");
                 planner.add(log, entry, &journal);
             }
         }
@@ -246,6 +354,8 @@ struct Entry<'a> {
     path: RelPath,
     /// The path as the line holds it, for a pool line.
     pool_path: Option<&'a RelPath>,
+    /// Where the line is in its log.
+    line: u32,
     action: Action,
     dist_dir: Option<&'a RelPath>,
     /// A `DISTFILE`: the file is uploaded as `.new`.
@@ -259,7 +369,8 @@ impl<'a> Entry<'a> {
             Line::PoolDelete(key) => (key.clone(), Action::Delete, None),
             Line::DistFile { dir, name, local } => {
                 let path = dir.join(name);
-                let local = local.clone();
+                // One copy, shared by the upload and the rename.
+                let local = Arc::new(PathBuf::clone(local));
                 let action = if journal.get(&path) == Some(&DoneMessage::AsDotNew) {
                     Action::RenameDotNew { local }
                 } else {
@@ -286,6 +397,7 @@ impl<'a> Entry<'a> {
         Some(Entry {
             path,
             pool_path,
+            line: 0,
             action,
             dist_dir,
             is_dist_file: matches!(line, Line::DistFile { .. }),
@@ -298,9 +410,10 @@ struct Planner<'a> {
     plan: Plan,
     /// Paths claimed by a log (a newer one, or a later line of the same one), whether that
     /// entry is finished, and by which log: older entries are obsoleted.
-    /// Pool paths borrow the log's (a big plan is mostly pool paths: a key of 8 bytes, not
-    /// 24); dist paths are made of a directory and a name. The two never meet.
-    pool_claims: HashMap<&'a RelPath, Claim>,
+    /// Pool paths are found in the logs' lines (a big plan is mostly pool paths); dist
+    /// paths are made of a directory and a name. The two never meet.
+    pool_claims: PoolClaims,
+    logs: &'a [Outlog],
     dist_claims: HashMap<RelPath, Claim>,
     dists: BTreeMap<RelPath, DistDir>,
     /// The `.new` files planned for removal (one job each, by the newest log that left one).
@@ -309,10 +422,10 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     /// Who claimed the path of `entry`, if anyone.
-    fn claim(&self, entry: &Entry<'a>) -> Option<&Claim> {
+    fn claim(&self, entry: &Entry<'a>) -> Option<Claim> {
         match entry.pool_path {
-            Some(path) => self.pool_claims.get(path),
-            None => self.dist_claims.get(&entry.path),
+            Some(path) => self.pool_claims.get(self.logs, path),
+            None => self.dist_claims.get(&entry.path).copied(),
         }
     }
 
@@ -353,8 +466,12 @@ impl<'a> Planner<'a> {
             ends_file: entry.dist_dir.is_some() && !entry.is_dist_file,
         };
         match entry.pool_path {
-            Some(pool_path) => self.pool_claims.insert(pool_path, claim),
-            None => self.dist_claims.insert(path.clone(), claim),
+            Some(pool_path) => self
+                .pool_claims
+                .insert(self.logs, pool_path, entry.line, claim),
+            None => {
+                self.dist_claims.insert(path.clone(), claim);
+            }
         };
         if finished {
             if let (Action::Delete, None) = (&entry.action, entry.dist_dir) {

@@ -162,7 +162,7 @@ DONE\tasdotnew\tdists/bookworm/Packages\n",
     assert_eq!(
         d.steps[Finalise::Indexes][0].action,
         Action::RenameDotNew {
-            local: Box::new(PathBuf::from("/srv/dists/bookworm/Packages"))
+            local: std::sync::Arc::new(PathBuf::from("/srv/dists/bookworm/Packages"))
         }
     );
     assert_eq!(plan.remaining, vec![3]);
@@ -339,4 +339,31 @@ fn held_back_deletions_are_the_repositorys_not_our_stale_dot_new_files() {
 fn a_job_is_small_a_plan_holds_one_per_file() {
     assert!(std::mem::size_of::<Action>() <= 16);
     assert!(std::mem::size_of::<Job>() <= 48);
+}
+
+#[test]
+fn pool_claims_grow_and_find_every_path_by_the_line_that_claimed_it() {
+    let text: String = (0..500)
+        .map(|k| format!("POOLNEW\tpool/main/p/d{}/f{k}\n", k % 13))
+        .collect();
+    let logs = [log("a", &text), log("b", &text)];
+    let mut claims = PoolClaims::with_capacity(0);
+    for (at, (_, line)) in logs[1].lines.iter().enumerate() {
+        let Line::PoolNew(path) = line else { panic!() };
+        let claim = Claim {
+            log: 1,
+            finished: at % 2 == 0,
+            ends_file: false,
+        };
+        assert!(claims.get(&logs, path).is_none());
+        claims.insert(&logs, path, at as u32, claim);
+    }
+    assert!(claims.slots.len() >= 512, "grown to {}", claims.slots.len());
+    // Found from the other log's equal paths (held otherwise: shared directories).
+    for (at, (_, line)) in logs[0].lines.iter().enumerate() {
+        let Line::PoolNew(path) = line else { panic!() };
+        let claim = claims.get(&logs, path).unwrap();
+        assert_eq!((claim.log, claim.finished), (1, at % 2 == 0));
+    }
+    assert!(claims.get(&logs, &r("pool/main/p/d0/f13x")).is_none());
 }
