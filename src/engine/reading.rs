@@ -237,8 +237,32 @@ impl ListRun {
             (Req::Opendir, Response::Status { code, message, .. }) => {
                 let result = if code == StatusCode::NoSuchFile {
                     Ok(Outcome::AlreadyAbsent)
+                } else if code == StatusCode::Failure {
+                    // Erlang's ssh_sftpd answers OPENDIR of a missing directory with a
+                    // FAILURE ("Not a directory"): whether anything is there is asked.
+                    self.error = Some(status_cause(req, code, &message));
+                    session.send(
+                        Request::Lstat {
+                            path: self.path.clone(),
+                        },
+                        tag(op, Req::Lstat),
+                    );
+                    return Step::Continue {
+                        released_handle: false,
+                    };
                 } else {
                     Err(status_cause(req, code, &message))
+                };
+                return finished(result, true);
+            }
+            (Req::Lstat, response) => {
+                let failure = self.error.take().expect("an OPENDIR failed");
+                let result = match response {
+                    Response::Status {
+                        code: StatusCode::NoSuchFile,
+                        ..
+                    } => Ok(Outcome::AlreadyAbsent),
+                    _ => Err(failure),
                 };
                 return finished(result, true);
             }

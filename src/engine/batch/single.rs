@@ -19,6 +19,9 @@ pub(super) enum Stepwise {
     Inspecting,
     /// A REMOVE of the destination is in flight; the real request follows its reply.
     Clearing,
+    /// The same, of a symlink found at a rename's destination: one the server will not
+    /// remove stops the rename (a server may rename through a link onto its target).
+    ClearingLink,
     Final,
     /// The final request found no parent directory and was sent again once it was made.
     Retried,
@@ -335,7 +338,8 @@ impl<'a> Batch<'a> {
         if let Op::Hardlink { .. } = self.ops[i] {
             return self.hardlink_reply(i, req, response, conn);
         }
-        let clearing = matches!(step, Stepwise::Clearing);
+        let clearing = matches!(step, Stepwise::Clearing | Stepwise::ClearingLink);
+        let clearing_link = matches!(step, Stepwise::ClearingLink);
         let retried = matches!(step, Stepwise::Retried);
         if matches!(step, Stepwise::Inspecting) {
             let Op::Rename { to, .. } = self.ops[i] else {
@@ -343,7 +347,10 @@ impl<'a> Batch<'a> {
             };
             return match response {
                 // A symlink is removed (the link itself), then the file renamed there.
-                Response::Name(_) => self.clear_then(i, to.as_bytes(), conn),
+                Response::Name(_) => {
+                    self.clear_then(i, to.as_bytes(), conn);
+                    self.states[i] = State::Single(Stepwise::ClearingLink);
+                }
                 _ => self.send_rename_op(i, conn),
             };
         }
@@ -380,6 +387,11 @@ impl<'a> Batch<'a> {
         }
         match (clearing, code) {
             (true, StatusCode::Ok | StatusCode::NoSuchFile) => self.send_final(i, conn),
+            // Refused (an upload-only account): what it clears may not be there at all; the
+            // RENAME or SYMLINK itself fails if it is.
+            (true, code) if refused(code) && !clearing_link && !self.interrupted => {
+                self.send_final(i, conn)
+            }
             (false, StatusCode::Ok) => self.finish(i, Ok(Outcome::Done), conn),
             (false, StatusCode::NoSuchFile) if matches!(req, Req::Remove | Req::Rmdir) => {
                 self.finish(i, Ok(Outcome::AlreadyAbsent), conn)
