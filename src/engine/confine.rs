@@ -567,9 +567,9 @@ impl Confinement {
             (Answer::Resolved(resolved), Answer::NoSuchFile | Answer::Link(false)) => {
                 match root.map(|r| self.expected(r, &path)) {
                     Some(Some(expected)) if expected != *resolved => {
-                        outside(String::from_utf8_lossy(resolved).into_owned())
+                        outside(crate::sftp::printable::printable(resolved, 1024))
                     }
-                    Some(None) => outside(String::from_utf8_lossy(resolved).into_owned()),
+                    Some(None) => outside(crate::sftp::printable::printable(resolved, 1024)),
                     _ if d.lstat == Answer::NoSuchFile => Some(Decided::Missing),
                     _ => Some(Decided::Inside),
                 }
@@ -580,7 +580,7 @@ impl Confinement {
             (Answer::Resolved(resolved), Answer::Unsupported) if self.realpath_resolves_links => {
                 match root.and_then(|r| self.expected(r, &path)) {
                     Some(expected) if expected == *resolved => Some(Decided::Inside),
-                    _ => outside(String::from_utf8_lossy(resolved).into_owned()),
+                    _ => outside(crate::sftp::printable::printable(resolved, 1024)),
                 }
             }
             (Answer::NoSuchFile, Answer::Unsupported) if self.realpath_resolves_links => {
@@ -647,7 +647,7 @@ fn normalized(path: &[u8]) -> Vec<u8> {
 fn said(answer: &Answer) -> String {
     match answer {
         Answer::Awaited => "nothing yet".into(),
-        Answer::Resolved(r) => String::from_utf8_lossy(r).into_owned(),
+        Answer::Resolved(r) => crate::sftp::printable::printable(r, 1024),
         Answer::Link(true) => "a symlink".into(),
         Answer::Link(false) => "no symlink".into(),
         Answer::NoSuchFile => "NO_SUCH_FILE".into(),

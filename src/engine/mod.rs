@@ -158,7 +158,8 @@ impl fmt::Display for EngineError {
             EngineErrorKind::Transport(e) => write!(f, "{e}")?,
             EngineErrorKind::Stalled(d) => write!(
                 f,
-                "no progress for {} seconds: the server or the link is stalled",
+                "no progress for {} seconds: the server or the link is stalled (raise \
+                 'timeout' for a link this slow)",
                 d.as_secs()
             )?,
             EngineErrorKind::Broken => write!(
@@ -173,8 +174,13 @@ impl fmt::Display for EngineError {
                 INTERRUPTED_GRACE.as_secs()
             )?,
         }
-        if self.in_flight == ["INIT"] {
+        let protocol = matches!(
+            self.kind,
+            EngineErrorKind::Transport(TransportError::Protocol(_))
+        );
+        if self.in_flight == ["INIT"] && !protocol {
             // Nothing of SFTP happened yet: say what that means before the request's name.
+            // (Not after a protocol error: the server did answer, wrongly, and that is said.)
             return write!(
                 f,
                 "; it never answered as an SFTP server (check that ssh logs in without a \

@@ -518,8 +518,8 @@ fn a_silent_server_stalls_into_an_error_not_a_hang() {
     assert!(matches!(err.kind, EngineErrorKind::Stalled(_)));
     assert_eq!(
         err.to_string(),
-        "no progress for 1 seconds: the server or the link is stalled; it never answered as an \
-         SFTP server (check that ssh logs in without a prompt and that the server offers the \
+        "no progress for 1 seconds: the server or the link is stalled (raise 'timeout' for a \
+         link this slow); it never answered as an SFTP server (check that ssh logs in without a prompt and that the server offers the \
          sftp subsystem; unanswered: INIT)"
     );
 }

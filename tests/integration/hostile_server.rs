@@ -428,7 +428,6 @@ fn text_before_version_is_named_as_what_a_login_script_prints() {
 /// escape sequence in a resolved path reaches the terminal raw. Needs confine.rs to show
 /// `resolved` and `said` through `crate::sftp::printable::printable` (not owned here).
 #[test]
-#[ignore = "confine.rs shows a REALPATH answer raw (see the hostile branch's report)"]
 fn a_resolved_path_full_of_escapes_is_shown_printable() {
     let repo = pending();
     let ended = push(&repo, "realpath=/tmp/%1b[2Jevil%07", 30);
