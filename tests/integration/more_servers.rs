@@ -1183,7 +1183,7 @@ fn pkg_sftp_symlink_lands_in_the_target_or_nowhere() {
 /// "upload /remote/pool/main/b/bar/bar_1.0_amd64.deb: FSTAT failed: NO_SUCH_FILE (No such
 /// file)", for every file: see [`PERL_BUGS`].
 #[test]
-#[ignore = "bug: every FSTAT fails on this server (NO_SUCH_FILE) and the program fails the upload, no fallback"]
+#[ignore = "the remote differs from local after mirror (links; not looked into yet): FSTAT itself is handled now"]
 fn perl_mirror_verify_and_hook() {
     round_trip(Kind::Perl, "perl_mirror_verify_and_hook");
 }
@@ -1208,7 +1208,7 @@ fn perl_uploads_fail_on_its_fstat() {
 /// made; the next mirror's SYMLINK then fails (FAILURE), and `verify` says `dists/stable`
 /// is missing.
 #[test]
-#[ignore = "bug: SYMLINK sent in OpenSSH's order to a server that reads the draft's: a link outside the target"]
+#[ignore = "the remote differs from local after mirror (links; not looked into yet): the SYMLINK order is probed now"]
 fn mysecureshell_mirror_verify_and_hook() {
     round_trip(Kind::MySecureShell, "mysecureshell_mirror_verify_and_hook");
 }
@@ -1243,14 +1243,14 @@ fn mysecureshell_symlink_lands_in_the_target_or_nowhere() {
 /// and `dists/` made by hand, every upload with a time fails ("FSETSTAT failed:
 /// NO_SUCH_FILE"): see [`ERLANG_BUGS`].
 #[test]
-#[ignore = "bug: OPENDIR's FAILURE for a missing pool/ stops mirror; FSETSTAT's NO_SUCH_FILE fails uploads"]
+#[ignore = "bug: ssh_sftpd hands out a handle still open: sizes of other files are read (OPENDIR and FSETSTAT are handled now)"]
 fn erlang_mirror_verify_and_hook() {
     round_trip(Kind::Erlang, "erlang_mirror_verify_and_hook");
 }
 
 /// The first mirror already fails: see [`ERLANG_BUGS`].
 #[test]
-#[ignore = "bug: OPENDIR's FAILURE for a missing pool/ stops mirror; FSETSTAT's NO_SUCH_FILE fails uploads"]
+#[ignore = "bug: ssh_sftpd hands out a handle still open: sizes of other files are read (OPENDIR and FSETSTAT are handled now)"]
 fn erlang_planted_links_are_replaced() {
     planted_links_are_replaced(Kind::Erlang, "erlang_planted_links_are_replaced");
 }
@@ -1261,7 +1261,7 @@ fn hostile_cases_on_erlang() {
 }
 
 #[test]
-#[ignore = "bug: FSETSTAT's NO_SUCH_FILE fails uploads; OPENDIR's FAILURE for a missing dir stops mirror"]
+#[ignore = "bug: ssh_sftpd hands out a handle still open, which breaks the many-files cases (OPENDIR and FSETSTAT are handled now)"]
 fn bug_erlang_fsetstat_and_opendir_failures() {
     let test = "bug_erlang_fsetstat_and_opendir_failures";
     hostile_cases(Kind::Erlang, test, &ERLANG_BUGS);
