@@ -9,7 +9,7 @@
 //! file), no clock, no decisions about what to send. A STATUS message, text that the engine
 //! only ever shows, is handed on made printable ([`printable`](super::printable)).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use super::outbox::Outbox;
@@ -88,6 +88,8 @@ pub enum SessionError {
     DuplicateReply(u32),
     /// The first packet was not VERSION, or VERSION came again.
     UnexpectedPacket(&'static str),
+    /// A HANDLE reply gave a handle still open for another request (shown printable).
+    HandleInUse(String),
     UnsupportedVersion(u32),
     /// What came before VERSION is no SFTP packet but starts like text (these bytes): what
     /// a login script that prints something does to the subsystem's output.
@@ -108,6 +110,12 @@ impl fmt::Display for SessionError {
                 write!(f, "the server replied a second time to request id {id}")
             }
             SessionError::UnexpectedPacket(what) => write!(f, "the server sent {what}"),
+            SessionError::HandleInUse(handle) => write!(
+                f,
+                "the server gave handle '{handle}' for a second file while it was still open \
+                 for another, so their writes and replies cannot be told apart; nothing more \
+                 is sent (with this server set 'maxopenfiles 1')"
+            ),
             SessionError::UnsupportedVersion(v) => {
                 write!(
                     f,
@@ -146,6 +154,9 @@ pub struct Session<T> {
     replies: VecDeque<(T, Response)>,
     /// Whole packets received so far.
     received: u64,
+    /// The handles the server gave that have not been closed (a CLOSE sent): one given
+    /// again is a server's fault that would mix two files (Erlang's ssh_sftpd does it).
+    open_handles: HashSet<Vec<u8>>,
 }
 
 /// The most of a STATUS message kept (OpenSSH's are a few words): a server's message is
@@ -177,6 +188,7 @@ impl<T> Session<T> {
             input: Vec::new(),
             replies: VecDeque::new(),
             received: 0,
+            open_handles: HashSet::new(),
         }
     }
 
@@ -194,6 +206,9 @@ impl<T> Session<T> {
 
     /// Queues a request; its reply will come back from [`Session::poll_reply`] with `tag`.
     pub fn send(&mut self, request: Request, tag: T) -> u32 {
+        if let Request::Close { handle } = &request {
+            self.open_handles.remove(handle);
+        }
         let id = self.take_id(tag);
         log::debug!("-> {id} {}", request.summary());
         self.out
@@ -419,6 +434,11 @@ impl<T> Session<T> {
                     });
                 };
                 log::debug!("<- {id} {}", response.summary());
+                if let Response::Handle(handle) = &response
+                    && !self.open_handles.insert(handle.clone())
+                {
+                    return Err(SessionError::HandleInUse(printable(handle, 64)));
+                }
                 self.replies.push_back((tag, shown_status(response)));
                 Ok(())
             }
@@ -777,6 +797,36 @@ mod tests {
             s.handle_input(b"Welc"),
             Err(SessionError::Wire(WireError::TooLong { .. }))
         ));
+    }
+
+    /// Erlang's ssh_sftpd gave one handle to two OPENs: caught, not mixed; a handle closed
+    /// may be given again.
+    #[test]
+    fn a_handle_given_while_still_open_is_the_servers_fault() {
+        let handle = |id, h: &[u8]| Packet::Response {
+            id,
+            response: Response::Handle(h.to_vec()),
+        };
+        let mut s: Session<u8> = Session::new();
+        let (a, b) = (remove(&mut s, 0), remove(&mut s, 1));
+        s.handle_input(&server_bytes(&[version(), handle(a, b"1")]))
+            .unwrap();
+        s.send(
+            Request::Close {
+                handle: b"1".to_vec(),
+            },
+            2,
+        );
+        s.handle_input(&server_bytes(&[handle(b, b"1")])).unwrap();
+        let c = remove(&mut s, 3);
+        let err = s
+            .handle_input(&server_bytes(&[handle(c, b"1")]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SessionError::HandleInUse(h) if h == "1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("maxopenfiles 1"), "{err}");
     }
 
     #[test]
