@@ -5,7 +5,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::repo::{FaultyServer, Repo};
+use crate::repo::{FaultyServer, Repo, kinds_first_and_last};
 
 /// A repository with pending logs that need all three rounds: new pool files, two
 /// distributions' indexes, and pool deletions of files the remote already has.
@@ -212,18 +212,6 @@ fn killed_then_rerun_with(
     );
     assert!(!leftovers.exists(), "{debug}: the rerun left {leftovers:?}");
     recorded
-}
-
-/// The points of [`killing_the_server_before_every_kind_of_request_loses_nothing`]: the
-/// first and the last request of every run of one kind in `packets`, INIT left out.
-fn kinds_first_and_last(packets: &[(i64, u8)]) -> Vec<(i64, u8, usize)> {
-    (1..packets.len())
-        .filter(|&k| {
-            packets[k - 1].1 != packets[k].1
-                || packets.get(k + 1).is_none_or(|p| p.1 != packets[k].1)
-        })
-        .map(|k| (packets[k].0, packets[k].1, k))
-        .collect()
 }
 
 /// Byte offsets are blind to what they cut: here the server dies right before each kind

@@ -1268,13 +1268,7 @@ fn mirrors_on_proftpd_asyncssh_and_rclone_follow_a_reprepro_sequence() {
 /// Copies `from` to `to` whole (`to` replaced).
 fn copy_over(from: &Path, to: &Path) {
     let _ = fs::remove_dir_all(to);
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::repo::copy_tree(from, to);
 }
 
 /// Far's server killed right before each kind of request far is sent (the first and the
@@ -1312,23 +1306,10 @@ fn a_mirror_killed_before_any_kind_of_request_is_behind_and_catches_up_whole() {
     m.set_far(Some((-1, "kill-server")));
     m.repo.hook(&["--basedir", ".", "--pending"]).expect(0);
     m.wait_for_far();
-    let packets: Vec<(i64, u8)> = fs::read_to_string(m.far_count().with_extension("packets"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (at, kind) = l.split_once(' ').unwrap();
-            (at.parse().unwrap(), kind.parse().unwrap())
-        })
-        .collect();
-    let points: Vec<(usize, i64, u8)> = (1..packets.len())
-        .filter(|&k| {
-            packets[k - 1].1 != packets[k].1
-                || packets.get(k + 1).is_none_or(|p| p.1 != packets[k].1)
-        })
-        .map(|k| (k, packets[k].0, packets[k].1))
-        .collect();
+    let packets = crate::repo::packets_in(&m.far_count().with_extension("packets"));
+    let points = crate::repo::kinds_first_and_last(&packets);
     assert!(points.len() >= 10, "{points:?}");
-    for (k, at, kind) in points {
+    for (at, kind, k) in points {
         let debug = format!("far killed before request {k} (type {kind}, byte {at})");
         restore();
         m.set_far(Some((at, "kill-server")));

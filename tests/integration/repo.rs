@@ -207,15 +207,7 @@ impl Repo {
     /// and its SFTP type, once the server has ended.
     pub fn packets_sent(&self) -> Vec<(i64, u8)> {
         self.wait_for_faulty_server();
-        let path = self.dir.path().join("bytes-sent.packets");
-        fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (at, kind) = l.split_once(' ').expect("OFFSET TYPE");
-                (at.parse().unwrap(), kind.parse().unwrap())
-            })
-            .collect()
+        packets_in(&self.count_file().with_extension("packets"))
     }
 
     /// Copies the remote tree and the logs aside, to start several runs from one state.
@@ -488,7 +480,33 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Entry)>) {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// The requests a faulty_server.py wrapper logged to `path` (its COUNTFILE.packets): where
+/// each starts in the hook's stream, and its SFTP type.
+pub fn packets_in(path: &Path) -> Vec<(i64, u8)> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (at, kind) = l.split_once(' ').expect("OFFSET TYPE");
+            (at.parse().unwrap(), kind.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Kill points for a server before each kind of request in `packets`: the first and the
+/// last request of every run of one kind, INIT left out; each as (offset, type, index).
+pub fn kinds_first_and_last(packets: &[(i64, u8)]) -> Vec<(i64, u8, usize)> {
+    (1..packets.len())
+        .filter(|&k| {
+            packets[k - 1].1 != packets[k].1
+                || packets.get(k + 1).is_none_or(|p| p.1 != packets[k].1)
+        })
+        .map(|k| (packets[k].0, packets[k].1, k))
+        .collect()
+}
+
+/// Copies `from` to `to` (which must not exist) with `cp -a`.
+pub fn copy_tree(from: &Path, to: &Path) {
     let status = Command::new("cp")
         .arg("-a")
         .arg(from)
