@@ -172,26 +172,37 @@ impl Grouped {
                     // OpenSSH's server says FAILURE for ENOSPC, and also for a quota or an
                     // I/O error: the room it reports tells (asked after what was half
                     // written was removed, so "now").
-                    let (what, room) = match room {
-                        Some((available, size)) => (
-                            "the remote disk is full",
-                            format!(
-                                "; the server says {} free of {} now",
-                                human_bytes(available),
-                                human_bytes(size)
-                            ),
-                        ),
-                        None => ("the remote disk is probably full", String::new()),
-                    };
                     let first = first
                         .as_ref()
                         .map(|p| format!(", the first {p}"))
                         .unwrap_or_default();
-                    lines.push(format!(
-                        "{what}: {n} upload(s) failed writing (WRITE failed: FAILURE){first}\
-                         {room}; what was half written is removed. Make room there (or raise \
-                         the quota) and run again"
-                    ));
+                    lines.push(match room {
+                        // Room to spare now (gesftpserver says FAILURE when too much is asked
+                        // of it at once): the disk is one cause among others.
+                        Some((available, size)) if !nearly_full(available, size) => format!(
+                            "{n} upload(s) failed writing (WRITE failed: FAILURE){first}; the \
+                             server says {} free of {} now: a disk that filled while they were \
+                             written, a quota, an I/O error or a limit of the server's (its log \
+                             says which); what was half written is removed. Make room or fix \
+                             that, and run again (a server that takes little at once may need \
+                             a lower 'maxopenfiles')",
+                            human_bytes(available),
+                            human_bytes(size)
+                        ),
+                        Some((available, size)) => format!(
+                            "the remote disk is full: {n} upload(s) failed writing (WRITE \
+                             failed: FAILURE){first}; the server says {} free of {} now; what \
+                             was half written is removed. Make room there (or raise the quota) \
+                             and run again",
+                            human_bytes(available),
+                            human_bytes(size)
+                        ),
+                        None => format!(
+                            "the remote disk is probably full: {n} upload(s) failed writing \
+                             (WRITE failed: FAILURE){first}; what was half written is removed. \
+                             Make room there (or raise the quota) and run again"
+                        ),
+                    });
                 }
                 Shared::Dir(dir) if n > 0 => lines.push(format!(
                     "{dir}: {n} more operation(s) below it failed the same way"
@@ -201,6 +212,11 @@ impl Grouped {
         }
         lines
     }
+}
+
+/// Whether `available` of `size` bytes is as good as no room: under 64 MiB or 1 %.
+fn nearly_full(available: u64, size: u64) -> bool {
+    available < 64 << 20 || available < size / 100
 }
 
 impl<'a> Runner<'a> {
@@ -573,6 +589,18 @@ mod tests {
             "{lines:?}"
         );
         assert!(g.take_lines(None).is_empty(), "said once");
+        // With room to spare, it is not the disk that is said.
+        for p in ["pool/a.deb", "pool/b.deb"] {
+            let e = failed(OpKind::Upload, p, status(Req::Write, Status::Failure));
+            assert_eq!(g.on_failure(&e, e.to_string()), None);
+        }
+        let lines = g.take_lines(Some((25 << 30, 26 << 30)));
+        assert!(
+            lines[0].starts_with("2 upload(s) failed writing")
+                && lines[0].contains("a quota")
+                && !lines[0].contains("disk is full"),
+            "{lines:?}"
+        );
     }
 
     #[test]
